@@ -1,0 +1,3 @@
+from mrharmony.cli import main
+
+raise SystemExit(main())

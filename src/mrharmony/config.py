@@ -1,0 +1,79 @@
+"""Validated configuration: YAML in, typed objects out.
+
+Every config in mrharmony is a :class:`StrictModel` (a pydantic model that refuses unknown
+keys), read with :func:`load_yaml_model`, which turns any problem into one sentence naming the
+file, the key and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from mrharmony.errors import InputError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base of every config object: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("does not exist." if not path.exists() else "is not a file.", path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InputError(f"is not valid YAML{where}.", path) from None
+    except UnicodeDecodeError:
+        raise InputError("is not a text file.", path) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One sentence for the first problem pydantic found (the one the user must fix first)."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "the top level"
+    if err["type"] == "extra_forbidden":
+        text = f"unknown key '{loc}'"
+    elif err["type"] == "missing":
+        text = f"missing required key '{loc}'"
+    else:
+        msg = err["msg"]
+        msg = msg[0].lower() + msg[1:] if msg else msg
+        text = f"invalid value for '{loc}': {msg}"
+    extra = len(exc.errors()) - 1
+    if extra:
+        text += f" (and {extra} more problem{'s' if extra > 1 else ''})"
+    return text + "."
+
+
+def model_from_dict(model: type[M], data: Any, *, source: str | os.PathLike | None = None) -> M:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError("must hold a mapping of keys to values at the top level.", source)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(describe_validation_error(exc), source) from None
+
+
+def load_yaml_model(model: type[M], path: str | os.PathLike) -> M:
+    """Read ``path`` as YAML and validate it as ``model``; errors name the file and the key."""
+    return model_from_dict(model, read_yaml(path), source=path)
+
+
+def dump_yaml(obj: BaseModel | dict) -> str:
+    data = obj.model_dump(mode="json") if isinstance(obj, BaseModel) else obj
+    return yaml.safe_dump(data, sort_keys=False)

@@ -1,0 +1,257 @@
+"""The traveling-heads data model and its on-disk layout.
+
+A traveling-heads dataset is a set of subjects, each scanned on every platform (a scanner +
+protocol). One platform is the *input* (the old scanner), the others are *targets*. On disk it
+follows the layout of the MUSHAC / CDMRI harmonization challenge::
+
+    ROOT/dataset.yaml                         platforms (name, role, voxel size, b-values, TE, ...)
+    ROOT/<subject>/<platform>/dwi.nii.gz      4D diffusion-weighted series
+    ROOT/<subject>/<platform>/dwi.bval        FSL b-values (one row)
+    ROOT/<subject>/<platform>/dwi.bvec        FSL gradient directions (three rows)
+    ROOT/<subject>/<platform>/mask.nii.gz     brain mask on the same grid
+
+:func:`load_dataset` validates the whole dataset before any work is done (see
+:mod:`mrharmony.data.validate`); a problem is one :class:`~mrharmony.errors.InputError`
+naming the file.
+
+Examples:
+    >>> ds = load_dataset("th-demo")                                     # doctest: +SKIP
+    >>> ds.input_platform.name, [p.name for p in ds.target_platforms]    # doctest: +SKIP
+    ('ge_st', ['prisma_st', 'connectom_st', 'connectom_sa'])
+    >>> dwi, affine = ds.scan("sub-01", "ge_st").load_dwi()              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from mrharmony.config import StrictModel, dump_yaml, load_yaml_model
+from mrharmony.errors import InputError
+
+DATASET_FILE = "dataset.yaml"
+SCAN_FILES = ("dwi.nii.gz", "dwi.bval", "dwi.bvec", "mask.nii.gz")
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+class PlatformSpec(StrictModel):
+    """One acquisition platform (scanner + protocol) as ``dataset.yaml`` describes it."""
+
+    name: str = Field(pattern=_NAME)
+    role: Literal["input", "target"]
+    voxel_size: tuple[float, float, float]
+    bvalues: list[float] = Field(min_length=2, description="nominal shells in s/mm^2, b=0 included")
+    te_ms: float = Field(gt=0)
+    n_directions: int = Field(ge=1, description="gradient directions per non-zero shell")
+    scanner: str | None = None
+    protocol: str | None = None
+    description: str | None = None
+
+    @field_validator("voxel_size", mode="before")
+    @classmethod
+    def _isotropic_shorthand(cls, v: Any) -> Any:
+        return (v, v, v) if isinstance(v, (int, float)) else v
+
+    @field_validator("voxel_size")
+    @classmethod
+    def _positive(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(v) <= 0:
+            raise ValueError("voxel sizes must be positive")
+        return v
+
+    @field_validator("bvalues")
+    @classmethod
+    def _shells(cls, v: list[float]) -> list[float]:
+        if min(v) < 0:
+            raise ValueError("b-values cannot be negative")
+        if min(v) > 50:
+            raise ValueError("the b-values must include b=0")
+        return v
+
+
+class DatasetSpec(StrictModel):
+    """The contents of ``dataset.yaml``."""
+
+    name: str = "traveling-heads"
+    description: str | None = None
+    platforms: list[PlatformSpec] = Field(min_length=2)
+    subjects: list[str] | None = None
+    generated_by: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _roles(self) -> "DatasetSpec":
+        names = [p.name for p in self.platforms]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"platform name {dup[0]!r} is used twice")
+        inputs = [p.name for p in self.platforms if p.role == "input"]
+        if len(inputs) != 1:
+            raise ValueError(f"exactly one platform must have role 'input', found {len(inputs)}")
+        if self.subjects is not None:
+            bad = [s for s in self.subjects if not re.match(_NAME, s)]
+            if bad:
+                raise ValueError(f"subject name {bad[0]!r} is not a plain folder name")
+        return self
+
+
+@dataclass(frozen=True)
+class Scan:
+    """One subject on one platform: the four files of the layout, read on demand."""
+
+    subject: str
+    platform: PlatformSpec
+    folder: Path
+
+    @property
+    def dwi(self) -> Path:
+        return self.folder / "dwi.nii.gz"
+
+    @property
+    def bval(self) -> Path:
+        return self.folder / "dwi.bval"
+
+    @property
+    def bvec(self) -> Path:
+        return self.folder / "dwi.bvec"
+
+    @property
+    def mask(self) -> Path:
+        return self.folder / "mask.nii.gz"
+
+    def load_dwi(self) -> tuple[np.ndarray, np.ndarray]:
+        """The DWI series as float32 (X, Y, Z, N) and its affine."""
+        from mrharmony.data.validate import read_image
+
+        img = read_image(self.dwi)
+        return _read_float32(img, self.dwi), img.affine
+
+    def load_mask(self) -> np.ndarray:
+        """The brain mask as a boolean (X, Y, Z) array."""
+        from mrharmony.data.validate import read_image
+
+        img = read_image(self.mask)
+        data = np.asanyarray(img.dataobj)
+        if data.ndim == 4 and data.shape[-1] == 1:
+            data = data[..., 0]
+        return data > 0
+
+    def gradients(self) -> tuple[np.ndarray, np.ndarray]:
+        """b-values (N,) and unit gradient directions (N, 3)."""
+        from mrharmony.data.validate import read_gradients
+
+        return read_gradients(self.bval, self.bvec)
+
+
+def _read_float32(img, path: Path) -> np.ndarray:
+    try:
+        return np.asarray(img.get_fdata(dtype=np.float32), dtype=np.float32)
+    except Exception as exc:  # truncated or corrupt compressed data
+        raise InputError(f"could not be read as NIfTI ({_short(exc)}).", path) from None
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text.rstrip(".")
+
+
+@dataclass
+class TravelingHeads:
+    """A validated traveling-heads dataset: subjects x platforms of co-registered scans."""
+
+    root: Path
+    spec: DatasetSpec
+    subjects: list[str]
+    platforms: dict[str, PlatformSpec] = field(default_factory=dict)
+
+    @property
+    def input_platform(self) -> PlatformSpec:
+        return next(p for p in self.platforms.values() if p.role == "input")
+
+    @property
+    def target_platforms(self) -> list[PlatformSpec]:
+        return [p for p in self.platforms.values() if p.role == "target"]
+
+    def platform(self, name: str) -> PlatformSpec:
+        try:
+            return self.platforms[name]
+        except KeyError:
+            known = ", ".join(self.platforms)
+            raise InputError(f"unknown platform {name!r}; this dataset has {known}.", self.root / DATASET_FILE) from None
+
+    def scan(self, subject: str, platform: str) -> Scan:
+        if subject not in self.subjects:
+            raise InputError(f"unknown subject {subject!r}.", self.root)
+        return Scan(subject, self.platform(platform), self.root / subject / platform)
+
+    def scans(self, subjects: list[str] | None = None) -> Iterator[Scan]:
+        for s in subjects or self.subjects:
+            for p in self.platforms:
+                yield self.scan(s, p)
+
+    def voxel_ratio(self, target: str) -> int:
+        """How many target voxels fit along one input voxel (1, or 2 for a 2x finer target)."""
+        vin = np.asarray(self.input_platform.voxel_size)
+        vt = np.asarray(self.platform(target).voxel_size)
+        return int(round(float(vin[0] / vt[0])))
+
+
+def read_dataset_spec(root: str | os.PathLike) -> DatasetSpec:
+    root = Path(root)
+    if not root.exists():
+        raise InputError("does not exist.", root)
+    if not root.is_dir():
+        raise InputError("is not a directory; a traveling-heads dataset is a folder.", root)
+    path = root / DATASET_FILE
+    if not path.is_file():
+        raise InputError(f"is missing; every dataset describes its platforms in {DATASET_FILE}.", path)
+    return load_yaml_model(DatasetSpec, path)
+
+
+def load_dataset(
+    root: str | os.PathLike, *, check_data: bool = True, subjects: list[str] | None = None
+) -> TravelingHeads:
+    """Read and validate a traveling-heads dataset.
+
+    Args:
+        root: the dataset folder (holding ``dataset.yaml``).
+        check_data: also read every image to look for NaN/Inf values and empty masks (slower;
+            the header checks always run).
+        subjects: restrict to these subjects (default: those listed in ``dataset.yaml``, or
+            else every folder of ``root`` that holds a platform folder).
+
+    Raises:
+        InputError: the first problem found, as one sentence naming the file.
+    """
+    from mrharmony.data.validate import validate_dataset
+
+    root = Path(root)
+    spec = read_dataset_spec(root)
+    ordered = sorted(spec.platforms, key=lambda p: p.role != "input")
+    platforms = {p.name: p for p in ordered}
+    found = sorted(
+        d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name != "derivatives"
+        and any((d / p).is_dir() for p in platforms)
+    )
+    listed = spec.subjects if spec.subjects is not None else found
+    if subjects is not None:
+        unknown = [s for s in subjects if s not in listed]
+        if unknown:
+            raise InputError(f"has no subject {unknown[0]!r}.", root)
+        listed = list(subjects)
+    if not listed:
+        raise InputError("holds no subject folders with platform folders in them.", root)
+    ds = TravelingHeads(root=root, spec=spec, subjects=list(listed), platforms=platforms)
+    validate_dataset(ds, check_data=check_data)
+    return ds
+
+
+def write_dataset_spec(root: Path, spec: DatasetSpec) -> None:
+    from mrharmony.io import write_text
+
+    write_text(root / DATASET_FILE, dump_yaml(spec.model_dump(mode="json", exclude_none=True)))

@@ -1,0 +1,112 @@
+"""Writing outputs safely: atomic files, guarded output directories, float32 NIfTI.
+
+Every file mrharmony writes goes through :func:`atomic_path`: it is written under a temporary
+name in the same directory and renamed into place only once complete, so that an interrupted
+run never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from mrharmony.errors import InputError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it to ``path`` if the block succeeds.
+
+    The temporary name keeps the suffixes of ``path`` (``.nii.gz`` stays ``.nii.gz``) so that
+    libraries that pick a format from the file name write the right one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}-", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def save_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, *, dtype=np.float32) -> None:
+    """Write ``data`` as a NIfTI file with the given affine, atomically.
+
+    Floating outputs are float32 with unit scaling (never silently rescaled integers); integer
+    dtypes are written as they are, for masks and simulated raw scanner data.
+    """
+    import nibabel as nib
+
+    arr = np.asarray(data, dtype=dtype)
+    img = nib.Nifti1Image(arr, np.asarray(affine, dtype=np.float64))
+    img.set_data_dtype(np.dtype(dtype))
+    img.header.set_xyzt_units("mm", "sec")
+    img.set_sform(img.affine, code=1)
+    img.set_qform(img.affine, code=1)
+    if np.issubdtype(np.dtype(dtype), np.floating):
+        img.header["scl_slope"] = 1.0
+        img.header["scl_inter"] = 0.0
+    with atomic_path(path) as tmp:
+        nib.save(img, tmp)
+
+
+@contextlib.contextmanager
+def staged_output_dir(path: str | os.PathLike, *, force: bool) -> Iterator[Path]:
+    """Build a whole output directory under a temporary name, then move it into place.
+
+    If the block fails, nothing is left at ``path`` (and an existing output is kept when
+    ``force`` was not given, since the check happens first).
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError("exists and is not a directory; choose another output path.", path)
+    if path.exists() and any(path.iterdir()) and not force:
+        raise InputError("already exists and is not empty; pass --force to overwrite it.", path)
+    parent = path.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot be created ({exc.strerror}).", path) from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError("cannot be created because its parent directory is not writable.", path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-partial-", dir=parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

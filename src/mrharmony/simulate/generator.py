@@ -1,0 +1,228 @@
+"""The synthetic traveling-heads generator: ``mrharmony simulate OUT --preset NAME --seed N``.
+
+Every subject is rendered on a fine grid (1.2 mm) and, for each platform, sampled down to the
+platform's voxel size after the platform's point-spread function (partial volume from averaging
+fine voxels), multiplied by its receive field, corrupted by Rician noise at its SNR and stored
+as int16, as a scanner does. The result follows the MUSHAC layout that
+:func:`mrharmony.data.load_dataset` reads, plus:
+
+* ``simulation.yaml``: the preset, seed and every platform parameter used;
+* ``truth/<subject>/``: the ground-truth microstructure on the fine grid (tissue fractions,
+  intra-axonal fraction, crossing fraction, fibre directions) and the subject's parameters.
+
+Random draws come from generators seeded by ``(seed, subject index, stream)``, so a subject's
+data does not depend on how many subjects are generated, and the same seed gives the same
+files.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from mrharmony import __version__
+from mrharmony.config import dump_yaml
+from mrharmony.data.dataset import DatasetSpec, write_dataset_spec
+from mrharmony.errors import InputError
+from mrharmony.io import save_nifti, staged_output_dir, write_text
+from mrharmony.progress import Progress
+from mrharmony.simulate.anatomy import SubjectWarp, rigid, sample_anatomy, template_fields
+from mrharmony.simulate.params import FINE_VOXEL_MM, PRESETS, Preset, SimPlatform, fov_grid, load_platforms
+from mrharmony.simulate.signal import (
+    TissueProperties,
+    bias_field,
+    compartment_signal,
+    gradient_table,
+    restricted_diffusivities,
+    rician,
+)
+
+WM_SNR_THRESHOLD = 0.7  # white-matter fraction of the voxels over which SNR is defined
+
+
+@dataclass
+class Geometry:
+    """The shared field of view: corner (mm), its extent in fine voxels, and grids per voxel size."""
+
+    corner: np.ndarray
+    fine_shape: tuple[int, int, int]
+
+    def grid(self, voxel: float) -> tuple[np.ndarray, tuple[int, int, int]]:
+        k = int(round(voxel / FINE_VOXEL_MM))
+        shape = tuple(s // k for s in self.fine_shape)
+        affine = np.diag([voxel, voxel, voxel, 1.0])
+        affine[:3, 3] = self.corner + voxel / 2.0
+        return affine, shape
+
+    @property
+    def centre(self) -> np.ndarray:
+        return self.corner + 0.5 * np.asarray(self.fine_shape) * FINE_VOXEL_MM
+
+
+def make_geometry(preset: Preset, platforms: list[SimPlatform]) -> Geometry:
+    vin = next(p for p in platforms if p.role == "input").voxel_size[0]
+    corner, shape = fov_grid(preset, vin)
+    k = int(round(vin / FINE_VOXEL_MM))
+    return Geometry(corner=corner, fine_shape=tuple(int(s * k) for s in shape))
+
+
+def simulate(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, platforms_file=None,
+             n_subjects: int | None = None, force: bool = False, quiet: bool = False,
+             jobs: int | None = None) -> Path:
+    """Generate a synthetic traveling-heads dataset in ``out`` (see the module docstring).
+
+    Args:
+        out: output folder; must not exist or be empty, unless ``force``.
+        preset: ``tiny``, ``demo`` or ``mushac``.
+        seed: seed of every random draw.
+        platforms_file: a platforms YAML (default: the packaged ``platforms.yaml``).
+        n_subjects: override the preset's number of subjects.
+        jobs: subjects rendered in parallel (default: the number of CPU cores, at most 4); the
+            result does not depend on it.
+    """
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
+    pre = PRESETS[preset]
+    if n_subjects is not None:
+        if n_subjects < 1:
+            raise InputError("the number of subjects must be at least 1.")
+        pre = pre.model_copy(update={"n_subjects": n_subjects})
+    plats = load_platforms(platforms_file)
+    geom = make_geometry(pre, plats)
+    subjects = [f"sub-{i + 1:02d}" for i in range(pre.n_subjects)]
+    out = Path(out)
+    with staged_output_dir(out, force=force) as tmp:
+        progress = Progress(total=pre.n_subjects * (len(plats) + 1), unit="scan", desc=f"simulate {preset}",
+                            quiet=quiet)
+        fields = template_fields(geom.corner, geom.corner + np.asarray(geom.fine_shape) * FINE_VOXEL_MM)
+        tasks = [(tmp, subject, i, seed, fields, geom, plats) for i, subject in enumerate(subjects)]
+        jobs = min(jobs or min(os.cpu_count() or 1, 4), len(tasks))
+        if jobs > 1 and "fork" in multiprocessing.get_all_start_methods():
+            with multiprocessing.get_context("fork").Pool(jobs) as pool:
+                for n_done in pool.imap_unordered(_subject_task_single_thread, tasks):
+                    progress.update(n_done)
+        else:
+            for task in tasks:
+                progress.update(_subject_task(task))
+        progress.close()
+        spec = DatasetSpec(
+            name=f"mrharmony-synthetic-{preset}",
+            description=pre.description,
+            platforms=[p.spec() for p in plats],
+            subjects=subjects,
+            generated_by={"name": "mrharmony simulate", "version": __version__, "preset": preset, "seed": seed},
+        )
+        write_dataset_spec(tmp, spec)
+        sim = {
+            "mrharmony_version": __version__,
+            "preset": pre.model_dump(mode="json"),
+            "seed": seed,
+            "fine_voxel_mm": FINE_VOXEL_MM,
+            "platforms": [p.model_dump(mode="json") for p in plats],
+        }
+        write_text(tmp / "simulation.yaml", dump_yaml(sim))
+    return out
+
+
+def _subject_task(task) -> int:
+    _simulate_subject(*task)
+    return len(task[-1]) + 1
+
+
+def _subject_task_single_thread(task) -> int:
+    # one BLAS thread per worker process: the workers already use every core
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _subject_task(task)
+
+
+def _simulate_subject(root: Path, subject: str, index: int, seed: int, fields, geom: Geometry,
+                      plats: list[SimPlatform]) -> None:
+    rng = np.random.default_rng([seed, index, 0])
+    lo = geom.corner
+    hi = geom.corner + np.asarray(geom.fine_shape) * FINE_VOXEL_MM
+    warp = SubjectWarp.random(rng, lo, hi)
+    tissue = TissueProperties.random(rng)
+    # spatially smooth variation of the intra-axonal fraction, +-0.06, moving with the anatomy
+    fic_field = SubjectWarp.random(rng, lo, hi, amplitude_mm=1.0, spacing_mm=12.0)
+    fine_affine, fine_shape = geom.grid(FINE_VOXEL_MM)
+
+    def f_intra(points: np.ndarray) -> np.ndarray:
+        grid = (points - fic_field.disp_origin[:, None]) / fic_field.disp_spacing
+        mod = ndimage.map_coordinates(fic_field.disp[0], grid, order=1, mode="nearest")
+        return np.clip(tissue.f_intra + 0.06 * mod, 0.3, 0.8).astype(np.float32)
+
+    # ground truth on the fine grid, without scan misregistration
+    anat, pts = sample_anatomy(fields, warp, fine_affine, fine_shape)
+    truth_dir = root / "truth" / subject
+    fic = f_intra(pts).reshape(fine_shape) * (anat["wm"] > 0)
+    tissue_maps = np.stack([anat["wm"], anat["gm"], anat["csf"], fic, anat["crossing"]], axis=-1)
+    save_nifti(truth_dir / "tissue.nii.gz", tissue_maps, fine_affine)
+    save_nifti(truth_dir / "fibres.nii.gz", np.concatenate([anat["fibre1"], anat["fibre2"]], axis=-1), fine_affine)
+    info = {
+        "subject": subject,
+        "tissue_volumes": ["wm", "gm", "csf", "f_intra", "crossing"],
+        "fibre_volumes": ["fibre1_x", "fibre1_y", "fibre1_z", "fibre2_x", "fibre2_y", "fibre2_z"],
+        "tissue": tissue.as_dict(),
+        "size_scale": warp.scale.tolist(),
+        "restricted_diffusivities": {
+            p.name: dict(zip(("axial", "radial"), restricted_diffusivities(tissue, p))) for p in plats
+        },
+    }
+    write_text(truth_dir / "subject.yaml", dump_yaml(info))
+    del anat, tissue_maps
+    for j, plat in enumerate(plats):
+        scan_rng = np.random.default_rng([seed, index, 1 + j])
+        _simulate_scan(root / subject / plat.name, scan_rng, plat, fields, warp, tissue, f_intra, geom)
+
+
+def _simulate_scan(folder: Path, rng: np.random.Generator, plat: SimPlatform, fields, warp: SubjectWarp,
+                   tissue: TissueProperties, f_intra, geom: Geometry) -> None:
+    fine_affine, fine_shape = geom.grid(FINE_VOXEL_MM)
+    affine, shape = geom.grid(plat.voxel_size[0])
+    k = plat.fine_factor
+    misreg = rigid(rng, plat.misregistration_mm, plat.misregistration_deg)
+    anat, pts = sample_anatomy(fields, warp, fine_affine, fine_shape, scan_rigid=misreg)
+    inside = np.flatnonzero(anat["brain"].ravel() > 1e-3)
+    flat = {key: anat[key].reshape(-1, *anat[key].shape[3:])[inside] for key in
+            ("wm", "gm", "csf", "crossing", "fibre1", "fibre2", "radial")}
+    bvals, bvecs = gradient_table(plat)
+    sig = compartment_signal(flat, f_intra(pts[:, inside]), tissue, plat, bvals, bvecs)
+    # scanner units: a white-matter b0 voxel (all white matter, mean properties) reads receiver_gain
+    s0_wm = tissue.pd_wm * (tissue.f_intra * np.exp(-plat.te_ms / tissue.t2_intra)
+                            + (1 - tissue.f_intra) * np.exp(-plat.te_ms / tissue.t2_extra))
+    sig *= plat.receiver_gain / s0_wm
+    sigma_psf = plat.psf_fwhm_mm / 2.3548 / FINE_VOXEL_MM
+
+    def to_platform(values: np.ndarray) -> np.ndarray:
+        fine = np.zeros(int(np.prod(fine_shape)), np.float32)
+        fine[inside] = values
+        fine = fine.reshape(fine_shape)
+        if sigma_psf > 0:
+            fine = ndimage.gaussian_filter(fine, sigma_psf, mode="constant")
+        return fine.reshape(shape[0], k, shape[1], k, shape[2], k).mean(axis=(1, 3, 5))
+
+    clean = np.stack([to_platform(sig[:, v]) for v in range(len(bvals))], axis=-1)
+    del sig
+    coords = np.indices(shape, dtype=np.float32)
+    coords = np.tensordot(affine[:3, :3], coords, axes=1) + affine[:3, 3].reshape(3, 1, 1, 1)
+    clean *= bias_field(rng, plat, coords, geom.centre)[..., None]
+    wm = to_platform(flat["wm"])
+    brain = to_platform(np.ones(inside.size, np.float32) * anat["brain"].ravel()[inside])
+    b0 = clean[..., bvals <= 50].mean(axis=-1)
+    wm_vox = wm > WM_SNR_THRESHOLD
+    ref = float(b0[wm_vox].mean()) if wm_vox.any() else float(b0[brain > 0.5].mean())
+    sigma = ref / plat.snr
+    noisy = rician(rng, clean, sigma)
+    dwi = np.clip(np.rint(noisy), 0, np.iinfo(np.int16).max).astype(np.int16)
+    mask = (brain >= 0.5).astype(np.uint8)
+    save_nifti(folder / "dwi.nii.gz", dwi, affine, dtype=np.int16)
+    save_nifti(folder / "mask.nii.gz", mask, affine, dtype=np.uint8)
+    write_text(folder / "dwi.bval", " ".join(f"{b:g}" for b in bvals) + "\n")
+    write_text(folder / "dwi.bvec", "\n".join(" ".join(f"{x:.6f}" for x in row) for row in bvecs.T) + "\n")

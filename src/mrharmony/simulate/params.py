@@ -1,0 +1,148 @@
+"""Parameters of the synthetic traveling heads: platforms (from YAML) and presets.
+
+The platform file (``platforms.yaml`` beside this module is the default) describes each
+scanner's signal signature; a preset sets the field of view and the number of subjects.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from mrharmony.config import StrictModel, load_yaml_model
+from mrharmony.data.dataset import PlatformSpec
+
+#: The simulation works on a fine grid with this voxel size; every platform's voxel size must
+#: be a whole multiple of it (partial volume comes from averaging fine voxels).
+FINE_VOXEL_MM = 1.2
+GAMMA = 2.6752218744e8  # proton gyromagnetic ratio, rad/s/T
+
+
+class SimPlatform(PlatformSpec):
+    """A platform with the parameters of its signal signature (see ``platforms.yaml``)."""
+
+    n_b0: int = Field(ge=1)
+    max_gradient_mt_m: float = Field(gt=0)
+    gap_ms: float = Field(ge=0)
+    snr: float = Field(gt=0)
+    receiver_gain: float = Field(gt=0, le=20000)
+    b_scale: float = Field(gt=0.5, lt=1.5)
+    psf_fwhm_mm: float = Field(ge=0)
+    bias_linear: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    bias_radial: float = 0.0
+    misregistration_mm: float = Field(default=0.0, ge=0)
+    misregistration_deg: float = Field(default=0.0, ge=0)
+    gradient_seed: int = 0
+
+    @model_validator(mode="after")
+    def _grid(self) -> "SimPlatform":
+        if len(set(self.voxel_size)) != 1:
+            raise ValueError("simulated platforms must have isotropic voxels")
+        k = self.voxel_size[0] / FINE_VOXEL_MM
+        if abs(k - round(k)) > 1e-6 or round(k) < 1:
+            raise ValueError(f"voxel size must be a whole multiple of the simulation grid ({FINE_VOXEL_MM} mm)")
+        if len([b for b in self.bvalues if b > 50]) != 1:
+            raise ValueError("the simulator supports one non-zero shell")
+        return self
+
+    @property
+    def shell(self) -> float:
+        return max(self.bvalues)
+
+    @property
+    def fine_factor(self) -> int:
+        """Fine simulation voxels per platform voxel along each axis."""
+        return int(round(self.voxel_size[0] / FINE_VOXEL_MM))
+
+    def pulse_timing(self) -> tuple[float, float]:
+        """Gradient pulse duration delta and separation Delta (seconds) of the shell.
+
+        Solves b = (gamma G delta)^2 (Delta - delta/3) with Delta = delta + gap at the
+        platform's maximum gradient strength: stronger gradients give shorter pulses.
+        """
+        from scipy.optimize import brentq
+
+        b = self.shell * 1e6  # s/mm^2 -> s/m^2
+        gg = (GAMMA * self.max_gradient_mt_m * 1e-3) ** 2
+        gap = self.gap_ms * 1e-3
+
+        def f(delta: float) -> float:
+            return gg * delta**2 * (delta + gap - delta / 3) - b
+
+        delta = brentq(f, 1e-5, 1.0)
+        return delta, delta + gap
+
+    def spec(self) -> PlatformSpec:
+        """The part that goes into ``dataset.yaml``."""
+        return PlatformSpec(**{k: getattr(self, k) for k in PlatformSpec.model_fields})
+
+
+class PlatformsFile(StrictModel):
+    platforms: list[SimPlatform] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _roles(self) -> "PlatformsFile":
+        from mrharmony.data.dataset import DatasetSpec
+
+        DatasetSpec(platforms=[p.spec() for p in self.platforms])  # same rules as dataset.yaml
+        vin = self.platforms[[p.role for p in self.platforms].index("input")].voxel_size[0]
+        for p in self.platforms:
+            r = vin / p.voxel_size[0]
+            if abs(r - round(r)) > 1e-6 or round(r) < 1:
+                raise ValueError(f"platform {p.name!r}: the input's voxel size must be a whole multiple of its own")
+        return self
+
+
+def default_platforms_path() -> Path:
+    return Path(str(resources.files("mrharmony.simulate") / "platforms.yaml"))
+
+
+def load_platforms(path: str | os.PathLike | None = None) -> list[SimPlatform]:
+    return load_yaml_model(PlatformsFile, path or default_platforms_path()).platforms
+
+
+class Preset(StrictModel):
+    """Field of view (MNI mm, snapped to the input grid) and number of subjects."""
+
+    name: str
+    n_subjects: int = Field(ge=1)
+    fov_min_mm: tuple[float, float, float]
+    fov_max_mm: tuple[float, float, float]
+    description: str = ""
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(
+        name="tiny",
+        n_subjects=3,
+        fov_min_mm=(4.0, -30.0, 10.0),
+        fov_max_mm=(33.0, -1.0, 29.0),
+        description="3 subjects, a 29 x 29 x 19 mm block through the corona radiata: seconds, for tests",
+    ),
+    "demo": Preset(
+        name="demo",
+        n_subjects=6,
+        fov_min_mm=(-70.0, -106.0, 8.0),
+        fov_max_mm=(70.0, 72.0, 32.0),
+        description="6 subjects, a 24 mm axial slab through the ventricles and centrum semiovale",
+    ),
+    "mushac": Preset(
+        name="mushac",
+        n_subjects=10,
+        fov_min_mm=(-72.0, -108.0, -62.0),
+        fov_max_mm=(72.0, 76.0, 84.0),
+        description="10 subjects, whole brain, like the MUSHAC data of the MSP paper",
+    ),
+}
+
+
+def fov_grid(preset: Preset, input_voxel: float) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Origin (centre of the first input voxel's corner) and shape in input voxels of the FOV."""
+    lo = np.asarray(preset.fov_min_mm, float)
+    hi = np.asarray(preset.fov_max_mm, float)
+    shape = np.maximum(np.ceil((hi - lo) / input_voxel).astype(int), 1)
+    return lo, tuple(int(s) for s in shape)
