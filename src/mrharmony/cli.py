@@ -1,0 +1,144 @@
+"""The ``mrharmony`` command line: one command, subcommands.
+
+Heavy modules (numpy, nibabel, dipy, torch) are imported inside the subcommands, so that
+``mrharmony --help`` answers at once. An :class:`~mrharmony.errors.InputError` becomes one line
+on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mrharmony import __version__
+
+EXIT_INPUT = 2
+
+
+def _cmd_simulate(args) -> int:
+    from mrharmony.simulate import simulate
+
+    out = simulate(args.out, preset=args.preset, seed=args.seed, platforms_file=args.platforms,
+                   n_subjects=args.subjects, force=args.force, quiet=args.quiet, jobs=args.jobs)
+    _say(args, f"wrote the {args.preset} traveling-heads dataset to {out}")
+    return 0
+
+
+def _cmd_prepare(args) -> int:
+    from mrharmony.config import load_yaml_model
+    from mrharmony.features.prepare import prepare
+    from mrharmony.features.sh import SHConfig
+
+    cfg = load_yaml_model(SHConfig, args.config) if args.config else SHConfig()
+    overrides = {k: v for k, v in (("sh_order_max", args.sh_order), ("basis", args.basis),
+                                   ("smooth", args.smooth)) if v is not None}
+    if overrides:
+        cfg = SHConfig(**{**cfg.model_dump(), **overrides})
+    report = prepare(args.dataset, cfg=cfg, force=args.force, quiet=args.quiet)
+    _say(args, f"SH features in {report.out_dir}: {len(report.computed)} scans computed, "
+               f"{len(report.cached)} up to date")
+    return 0
+
+
+def _cmd_validate(args) -> int:
+    from mrharmony.data import load_dataset
+
+    ds = load_dataset(args.dataset, check_data=not args.headers_only)
+    targets = ", ".join(p.name for p in ds.target_platforms)
+    _say(args, f"{ds.root}: valid traveling-heads dataset, {len(ds.subjects)} subjects, "
+               f"input {ds.input_platform.name}, targets {targets}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from pathlib import Path
+
+    from mrharmony.data import load_dataset
+    from mrharmony.features.prepare import prepare
+    from mrharmony.io import staged_output_dir
+    from mrharmony.patches import PatchSampler, split_by_subject
+    from mrharmony.simulate import simulate
+
+    out = Path(args.out)
+    with staged_output_dir(out, force=args.force) as tmp:
+        data = simulate(tmp / "data", preset="demo", seed=args.seed, quiet=args.quiet)
+        prepare(data, quiet=args.quiet)
+    ds = load_dataset(out / "data", check_data=False)
+    sampler = PatchSampler.from_dataset(ds)
+    train, test = split_by_subject(sampler, n_test=1, seed=args.seed)
+    lines = [f"demo dataset: {out / 'data'}",
+             f"  subjects: {', '.join(ds.subjects)}",
+             f"  input platform: {ds.input_platform.name}; targets: {', '.join(sampler.target_names)}",
+             f"  SH features: {out / 'data' / 'derivatives' / 'mrharmony-sh'}",
+             f"  patches: {len(sampler)} ({len(train)} train / {len(test)} held-out subject), input "
+             f"{sampler.size}^3 x {sampler.in_channels} channels; "
+             + ", ".join(f"{t} {sampler.target_shape(t)[1]}^3" for t in sampler.target_names)]
+    print("\n".join(lines))
+    return 0
+
+
+def _say(args, text: str) -> None:
+    if not args.quiet:
+        print(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mrharmony", description="Harmonize MRI across scanners, sites and protocols.")
+    p.add_argument("--version", action="version", version=f"mrharmony {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name, func, help_text):
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp.add_argument("--quiet", action="store_true", help="no progress or summary output")
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = add("simulate", _cmd_simulate, "Generate a synthetic traveling-heads dMRI dataset.")
+    sp.add_argument("out", help="output folder (must not exist, or be empty, unless --force)")
+    sp.add_argument("--preset", default="demo", choices=["tiny", "demo", "mushac"],
+                    help="size: tiny (tests, seconds), demo (6 subjects, a slab), mushac (10 subjects, whole brain)")
+    sp.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    sp.add_argument("--platforms", help="platforms YAML describing the scanners (default: the packaged one)")
+    sp.add_argument("--subjects", type=int, help="number of subjects (default: the preset's)")
+    sp.add_argument("--jobs", type=int, help="subjects rendered in parallel (default: CPU cores, at most 4)")
+    sp.add_argument("--force", action="store_true", help="replace an existing output folder")
+
+    sp = add("prepare", _cmd_prepare, "Fit SH features of every scan of a dataset (cached).")
+    sp.add_argument("dataset", help="traveling-heads dataset folder (with dataset.yaml)")
+    sp.add_argument("--config", help="YAML with SH settings (sh_order_max, basis, legacy, smooth, b0_threshold, shell)")
+    sp.add_argument("--sh-order", type=int, help="maximum SH order (default 6: 28 coefficients)")
+    sp.add_argument("--basis", choices=["descoteaux07", "tournier07"], help="dipy SH basis (default descoteaux07)")
+    sp.add_argument("--smooth", type=float, help="Laplace-Beltrami regularization (default 0.006)")
+    sp.add_argument("--force", action="store_true", help="recompute even the scans that are up to date")
+
+    sp = add("validate", _cmd_validate, "Check a traveling-heads dataset and report the first problem.")
+    sp.add_argument("dataset", help="traveling-heads dataset folder (with dataset.yaml)")
+    sp.add_argument("--headers-only", action="store_true", help="skip reading voxel data (NaN/Inf, empty masks)")
+
+    sp = add("demo", _cmd_demo, "Run the whole pipeline on the synthetic demo data.")
+    sp.add_argument("out", nargs="?", default="demo-output", help="output folder (default demo-output)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--force", action="store_true", help="replace an existing output folder")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_INPUT
+    from mrharmony.errors import InputError
+
+    try:
+        return int(args.func(args) or 0)
+    except InputError as exc:
+        print(f"mrharmony {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("mrharmony: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
