@@ -61,7 +61,7 @@ def _cmd_demo(args) -> int:
 
     out = Path(args.out)
     with staged_output_dir(out, force=args.force) as tmp:
-        data = simulate(tmp / "data", preset="demo", seed=args.seed, quiet=args.quiet)
+        data = simulate(tmp / "data", preset=args.preset, seed=args.seed, quiet=args.quiet)
         prepare(data, quiet=args.quiet)
     ds = load_dataset(out / "data", check_data=False)
     sampler = PatchSampler.from_dataset(ds)
@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("demo", _cmd_demo, "Run the whole pipeline on the synthetic demo data.")
     sp.add_argument("out", nargs="?", default="demo-output", help="output folder (default demo-output)")
+    sp.add_argument("--preset", default="demo", choices=["tiny", "demo", "mushac"],
+                    help="data size (default demo; tiny for a quick check)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--force", action="store_true", help="replace an existing output folder")
     return p

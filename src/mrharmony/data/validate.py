@@ -98,10 +98,13 @@ def read_gradients(
         raise InputError("holds NaN or infinite components.", bvec_path)
     if np.any(bvals < 0):
         raise InputError("holds negative b-values.", bval_path)
-    if len(bvals) != len(bvecs):
+    if n_volumes is not None:
+        if len(bvals) != n_volumes:
+            raise InputError(f"has {len(bvals)} b-values but the DWI series has {n_volumes} volumes.", bval_path)
+        if len(bvecs) != n_volumes:
+            raise InputError(f"has {len(bvecs)} directions but the DWI series has {n_volumes} volumes.", bvec_path)
+    elif len(bvals) != len(bvecs):
         raise InputError(f"has {len(bvecs)} directions but {bval_path.name} has {len(bvals)} b-values.", bvec_path)
-    if n_volumes is not None and len(bvals) != n_volumes:
-        raise InputError(f"has {len(bvals)} b-values but the DWI series has {n_volumes} volumes.", bval_path)
     b0 = bvals <= B0_THRESHOLD
     if not b0.any():
         raise InputError(f"has no b=0 volume (none at or below {B0_THRESHOLD:g} s/mm^2).", bval_path)
