@@ -6,9 +6,12 @@ on the target's grid: for a target whose voxels are r times finer (r = 2 for ``c
 that is (r * size)^3 target voxels, found from the affines, not assumed. A ``target_size``
 smaller than ``r * size`` keeps the centred part (for networks with valid convolutions).
 
-Volumes are stored once, channel-first and zero-padded by half a patch, so cutting a patch is a
-slice: no array of all patches is ever built. The sampler is a sequence (``len``, ``[i]``) that
-a PyTorch ``DataLoader`` can consume directly, and has a vectorized :meth:`PatchSampler.batch`.
+Volumes are stored once, zero-padded by half a patch, so cutting a patch is a slice: no array
+of all patches is ever built. They are stored channels-last, so that each row of a patch is one
+contiguous run of memory; patches are returned channel-first (C, p, p, p) as views of
+channels-last buffers, which ``torch.from_numpy`` turns into ``channels_last_3d`` tensors
+without a copy. The sampler is a sequence (``len``, ``[i]``) that a PyTorch ``DataLoader`` can
+consume directly, and has a vectorized :meth:`PatchSampler.batch`.
 
 Examples:
     >>> sampler = PatchSampler.from_dataset(ds, subjects=ds.subjects[:4])    # doctest: +SKIP
@@ -82,9 +85,8 @@ class PatchSampler:
         if unknown:
             raise InputError(f"target patch size given for unknown target {sorted(unknown)[0]!r}.")
         h = self.half
-        self._inputs = [np.pad(np.moveaxis(np.asarray(v, np.float32), -1, 0), ((0, 0), (h, h), (h, h), (h, h)))
-                        for v in inputs]
-        self.in_channels = self._inputs[0].shape[0]
+        self._inputs = [np.pad(np.asarray(v, np.float32), ((h, h), (h, h), (h, h), (0, 0))) for v in inputs]
+        self.in_channels = self._inputs[0].shape[-1]
         self.geometry: dict[str, list[TargetGeometry]] = {}
         self._targets: dict[str, list[np.ndarray]] = {}
         for name in self.target_names:
@@ -113,18 +115,18 @@ class PatchSampler:
         index ``c + half``), so the full target patch of centre c starts at canvas ``r * c``.
         """
         r, h = g.ratio, self.half
-        data = np.moveaxis(vol, -1, 0)
+        data = vol
         shape = tuple(r * (n + 2 * h) for n in in_shape)
-        canvas = np.zeros((data.shape[0], *shape), np.float32)
+        canvas = np.zeros((*shape, data.shape[-1]), np.float32)
         # target voxel t sits at canvas index t - offset + r*h
         src, dst = [], []
         for ax in range(3):
             start = int(-g.offset[ax] + r * h)
             lo = max(0, -start)
-            hi = min(data.shape[ax + 1], shape[ax] - start)
+            hi = min(data.shape[ax], shape[ax] - start)
             src.append(slice(lo, max(lo, hi)))
             dst.append(slice(start + lo, start + max(lo, hi)))
-        canvas[(slice(None), *dst)] = data[(slice(None), *src)]
+        canvas[tuple(dst)] = data[tuple(src)]
         return canvas
 
     @classmethod
@@ -154,46 +156,47 @@ class PatchSampler:
         return len(self.centres)
 
     def target_shape(self, name: str) -> tuple[int, int, int, int]:
+        """Shape (C', q, q, q) of one target patch."""
         g = self.geometry[name][0]
-        return (self._targets[name][0].shape[0], g.size, g.size, g.size)
+        return (self._targets[name][0].shape[-1], g.size, g.size, g.size)
 
     def _cut_input(self, n: int, out: np.ndarray) -> None:
         s, i, j, k = self.centres[n]
         p = self.size
-        out[...] = self._inputs[s][:, i:i + p, j:j + p, k:k + p]
+        out[...] = self._inputs[s][i:i + p, j:j + p, k:k + p]
 
     def _cut_target(self, name: str, n: int, out: np.ndarray) -> None:
         s, i, j, k = self.centres[n]
         g = self.geometry[name][s]
         r, c = g.ratio, (g.full_size - g.size) // 2
         a, b, d, e = r * i + c, r * j + c, r * k + c, g.size
-        out[...] = self._targets[name][s][:, a:a + e, b:b + e, d:d + e]
+        out[...] = self._targets[name][s][a:a + e, b:b + e, d:d + e]
 
     def __getitem__(self, n: int):
         """One sample: (input patch (C, p, p, p), {target: patch (C', q, q, q)})."""
         n = int(n)
         if not -len(self) <= n < len(self):
             raise IndexError(n)
-        n %= len(self)
-        x = np.empty((self.in_channels, self.size, self.size, self.size), np.float32)
-        self._cut_input(n, x)
-        ys = {}
-        for name in self.target_names:
-            y = np.empty(self.target_shape(name), np.float32)
-            self._cut_target(name, n, y)
-            ys[name] = y
-        return x, ys
+        x, ys = self.batch([n % len(self)])
+        return x[0], {t: y[0] for t, y in ys.items()}
 
     def batch(self, indices) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """A minibatch: (B, C, p, p, p) inputs and {target: (B, C', q, q, q)}."""
+        """A minibatch: (B, C, p, p, p) inputs and {target: (B, C', q, q, q)}.
+
+        The arrays are channel-first views of channels-last buffers (see the module docstring).
+        """
         indices = np.asarray(indices, dtype=np.int64)
-        x = np.empty((len(indices), self.in_channels, self.size, self.size, self.size), np.float32)
-        ys = {t: np.empty((len(indices), *self.target_shape(t)), np.float32) for t in self.target_names}
+        p = self.size
+        x = np.empty((len(indices), p, p, p, self.in_channels), np.float32)
+        ys = {}
+        for t in self.target_names:
+            c, q = self.target_shape(t)[:2]
+            ys[t] = np.empty((len(indices), q, q, q, c), np.float32)
         for b, n in enumerate(indices):
             self._cut_input(n, x[b])
             for t in self.target_names:
                 self._cut_target(t, n, ys[t][b])
-        return x, ys
+        return np.moveaxis(x, -1, 1), {t: np.moveaxis(y, -1, 1) for t, y in ys.items()}
 
     def subject_index(self) -> np.ndarray:
         """Subject index (into ``subjects``) of every patch."""

@@ -1,6 +1,5 @@
 import json
 import os
-import shutil
 
 import nibabel as nib
 import numpy as np

@@ -126,10 +126,10 @@ class Scan:
 
     def load_dwi(self) -> tuple[np.ndarray, np.ndarray]:
         """The DWI series as float32 (X, Y, Z, N) and its affine."""
-        from mrharmony.data.validate import read_image
+        from mrharmony.data.validate import read_float32, read_image
 
         img = read_image(self.dwi)
-        return _read_float32(img, self.dwi), img.affine
+        return read_float32(img, self.dwi), img.affine
 
     def load_mask(self) -> np.ndarray:
         """The brain mask as a boolean (X, Y, Z) array."""
@@ -146,18 +146,6 @@ class Scan:
         from mrharmony.data.validate import read_gradients
 
         return read_gradients(self.bval, self.bvec)
-
-
-def _read_float32(img, path: Path) -> np.ndarray:
-    try:
-        return np.asarray(img.get_fdata(dtype=np.float32), dtype=np.float32)
-    except Exception as exc:  # truncated or corrupt compressed data
-        raise InputError(f"could not be read as NIfTI ({_short(exc)}).", path) from None
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text.rstrip(".")
 
 
 @dataclass

@@ -52,6 +52,14 @@ def read_image(path: str | os.PathLike):
     return img
 
 
+def read_float32(img, path: str | os.PathLike) -> np.ndarray:
+    """The voxel data of an opened image as float32, with a clear error for corrupt data."""
+    try:
+        return np.asarray(img.get_fdata(dtype=np.float32), dtype=np.float32)
+    except Exception as exc:  # truncated or corrupt compressed data fails only here
+        raise InputError(f"could not be read as NIfTI ({_reason(exc)}).", path) from None
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text.rstrip(".")

@@ -25,10 +25,10 @@ import numpy as np
 
 from mrharmony import FORMAT_VERSION, __version__
 from mrharmony.data.dataset import Scan, TravelingHeads, load_dataset
-from mrharmony.data.validate import check_scan_data
+from mrharmony.data.validate import check_scan_data, read_float32, read_image
 from mrharmony.errors import InputError
 from mrharmony.features.normalization import ChannelStats
-from mrharmony.features.sh import SHConfig, fit_sh, n_coefficients
+from mrharmony.features.sh import SHConfig, fit_sh, n_coefficients, select_shell
 from mrharmony.io import save_nifti, write_json
 from mrharmony.progress import Progress
 
@@ -89,8 +89,6 @@ def prepare(dataset: str | os.PathLike | TravelingHeads, *, cfg: SHConfig | None
     report.cached = [(s.subject, s.platform.name) for s in ds.scans() if s not in todo]
     for scan in todo:  # voxel-level checks before any work
         check_scan_data(scan)
-        from mrharmony.features.sh import select_shell
-
         select_shell(scan.gradients()[0], cfg, source=scan.bval)
     _write_description(ds)
     progress = Progress(total=len(todo), unit="scan", desc="prepare", quiet=quiet)
@@ -150,9 +148,6 @@ class ScanFeatures:
 
 def load_features(ds: TravelingHeads, subject: str, platform: str, *, normalized: bool = True) -> ScanFeatures:
     """Read the features ``prepare`` wrote for one scan (normalized to mean 0 / std 1 by default)."""
-    from mrharmony import FORMAT_VERSION
-    from mrharmony.data.validate import read_image
-
     nii, side = feature_paths(ds.root, subject, platform)
     if not side.is_file() or not nii.is_file():
         raise InputError("is missing; run 'mrharmony prepare' on the dataset first.", nii)
@@ -168,10 +163,7 @@ def load_features(ds: TravelingHeads, subject: str, platform: str, *, normalized
             side,
         )
     img = read_image(nii)
-    try:
-        data = np.asarray(img.get_fdata(dtype=np.float32), np.float32)
-    except Exception as exc:
-        raise InputError(f"could not be read as NIfTI ({exc}).", nii) from None
+    data = read_float32(img, nii)
     mask = ds.scan(subject, platform).load_mask()
     stats = ChannelStats.from_dict(meta["normalization"])
     if normalized:

@@ -7,6 +7,8 @@ brain mask; CSF is the mask minus GM and WM). On the template, once per run:
   map: the eigenvector of the smallest eigenvalue of its structure tensor, which runs along
   tracts and sheets of white matter;
 * grey matter gets a weak anisotropy radial to the cortex (the gradient of the smoothed WM map);
+* near the midline, between the ventricles and the cingulate, the corpus callosum runs
+  left-right;
 * two blobs in the left and right centrum semiovale hold a second fibre population that
   crosses the first (the classic crossing of the corona radiata, corpus callosum and SLF).
 
@@ -100,12 +102,17 @@ def template_fields(lo_mm, hi_mm) -> TemplateFields:
         v = vecs[:, :, 0]  # smallest eigenvalue: along the tract
         for c, (i, j) in enumerate(pairs):
             tensor[c][sel] = v[:, i] * v[:, j]
+    # corpus callosum: near the midline, white matter runs left-right whatever the local shape
+    coords = _world_coords(affine, wm.shape)
+    cc = (np.exp(-0.5 * (coords[0] / 7.0) ** 2) * (coords[2] > 0) * (coords[2] < 40)).astype(np.float32)
+    cc *= sel
+    lr = np.array([1.0, 0, 0, 0, 0, 0], np.float32)  # e_x e_x^T in (xx, xy, xz, yy, yz, zz)
+    tensor = (1 - cc) * tensor + cc * lr[:, None, None, None]
     # radial direction in cortex: normalized gradient of a more smoothed WM map
     g2 = np.stack(np.gradient(ndimage.gaussian_filter(wm, 3.0)))
     norm = np.linalg.norm(g2, axis=0)
     radial = np.where(norm > 1e-6, g2 / np.maximum(norm, 1e-6), 0).astype(np.float32)
     # crossing blobs in the centrum semiovale (MNI mm)
-    coords = _world_coords(affine, wm.shape)
     crossing = np.zeros(wm.shape, np.float32)
     for cx in (-27.0, 27.0):
         d2 = ((coords[0] - cx) / 11.0) ** 2 + ((coords[1] + 12.0) / 20.0) ** 2 + ((coords[2] - 26.0) / 11.0) ** 2

@@ -194,6 +194,9 @@ def _simulate_scan(folder: Path, rng: np.random.Generator, plat: SimPlatform, fi
             ("wm", "gm", "csf", "crossing", "fibre1", "fibre2", "radial")}
     bvals, bvecs = gradient_table(plat)
     sig = compartment_signal(flat, f_intra(pts[:, inside]), tissue, plat, bvals, bvecs)
+    brain_in = anat["brain"].ravel()[inside]
+    wm_in = flat["wm"]
+    del anat, pts, flat
     # scanner units: a white-matter b0 voxel (all white matter, mean properties) reads receiver_gain
     s0_wm = tissue.pd_wm * (tissue.f_intra * np.exp(-plat.te_ms / tissue.t2_intra)
                             + (1 - tissue.f_intra) * np.exp(-plat.te_ms / tissue.t2_extra))
@@ -208,19 +211,25 @@ def _simulate_scan(folder: Path, rng: np.random.Generator, plat: SimPlatform, fi
             fine = ndimage.gaussian_filter(fine, sigma_psf, mode="constant")
         return fine.reshape(shape[0], k, shape[1], k, shape[2], k).mean(axis=(1, 3, 5))
 
-    clean = np.stack([to_platform(sig[:, v]) for v in range(len(bvals))], axis=-1)
-    del sig
     coords = np.indices(shape, dtype=np.float32)
     coords = np.tensordot(affine[:3, :3], coords, axes=1) + affine[:3, 3].reshape(3, 1, 1, 1)
-    clean *= bias_field(rng, plat, coords, geom.centre)[..., None]
-    wm = to_platform(flat["wm"])
-    brain = to_platform(np.ones(inside.size, np.float32) * anat["brain"].ravel()[inside])
-    b0 = clean[..., bvals <= 50].mean(axis=-1)
+    bias = bias_field(rng, plat, coords, geom.centre)
+    del coords
+    wm = to_platform(wm_in)
+    brain = to_platform(brain_in)
+    is_b0 = bvals <= 50
+    clean_b0 = {v: to_platform(sig[:, v]) * bias for v in np.flatnonzero(is_b0)}
+    b0 = np.mean(list(clean_b0.values()), axis=0)
     wm_vox = wm > WM_SNR_THRESHOLD
     ref = float(b0[wm_vox].mean()) if wm_vox.any() else float(b0[brain > 0.5].mean())
     sigma = ref / plat.snr
-    noisy = rician(rng, clean, sigma)
-    dwi = np.clip(np.rint(noisy), 0, np.iinfo(np.int16).max).astype(np.int16)
+    # one volume at a time: memory stays at the size of the int16 series
+    dwi = np.empty((*shape, len(bvals)), np.int16)
+    top = np.iinfo(np.int16).max
+    for v in range(len(bvals)):
+        clean = clean_b0.pop(v) if is_b0[v] else to_platform(sig[:, v]) * bias
+        dwi[..., v] = np.clip(np.rint(rician(rng, clean, sigma)), 0, top)
+    del sig
     mask = (brain >= 0.5).astype(np.uint8)
     save_nifti(folder / "dwi.nii.gz", dwi, affine, dtype=np.int16)
     save_nifti(folder / "mask.nii.gz", mask, affine, dtype=np.uint8)
