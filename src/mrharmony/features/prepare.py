@@ -55,8 +55,8 @@ def _fingerprint(scan: Scan) -> dict:
     return out
 
 
-def _is_current(scan: Scan, cfg: SHConfig) -> bool:
-    nii, side = feature_paths(scan.folder.parent.parent, scan.subject, scan.platform.name)
+def _is_current(root: Path, scan: Scan, cfg: SHConfig) -> bool:
+    nii, side = feature_paths(root, scan.subject, scan.platform.name)
     if not (nii.is_file() and side.is_file()):
         return False
     try:
@@ -84,7 +84,7 @@ def prepare(dataset: str | os.PathLike | TravelingHeads, *, cfg: SHConfig | None
     """
     cfg = cfg or SHConfig()
     ds = dataset if isinstance(dataset, TravelingHeads) else load_dataset(dataset, check_data=False)
-    todo = [s for s in ds.scans() if force or not _is_current(s, cfg)]
+    todo = [s for s in ds.scans() if force or not _is_current(ds.root, s, cfg)]
     report = PrepareReport(out_dir=feature_dir(ds.root))
     report.cached = [(s.subject, s.platform.name) for s in ds.scans() if s not in todo]
     for scan in todo:  # voxel-level checks before any work
