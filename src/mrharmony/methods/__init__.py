@@ -1,0 +1,1 @@
+"""Harmonization methods: one module per method family."""
