@@ -50,6 +50,23 @@ def _cmd_validate(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    from mrharmony.training import train
+
+    if args.config is None and not args.resume:
+        raise _usage("a CONFIG is needed unless --resume continues a run")
+    run = train(args.config, args.out, resume=args.resume, force=args.force, quiet=args.quiet,
+                stop_after_epochs=args.stop_after_epochs)
+    _say(args, f"run directory: {run}")
+    return 0
+
+
+def _usage(text: str):
+    from mrharmony.errors import InputError
+
+    return InputError(text + ".")
+
+
 def _cmd_demo(args) -> int:
     from pathlib import Path
 
@@ -114,6 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("validate", _cmd_validate, "Check a traveling-heads dataset and report the first problem.")
     sp.add_argument("dataset", help="traveling-heads dataset folder (with dataset.yaml)")
     sp.add_argument("--headers-only", action="store_true", help="skip reading voxel data (NaN/Inf, empty masks)")
+
+    sp = add("train", _cmd_train, "Train a deep harmonizer (DIQT, CNN-RISH, SHResNet, CPM, HNED, MSP) from a YAML config.")
+    sp.add_argument("config", nargs="?", help="run config (YAML); optional with --resume")
+    sp.add_argument("--out", required=True, help="run directory (config, log, metrics, checkpoints, model.pt)")
+    sp.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    sp.add_argument("--force", action="store_true", help="replace an existing run directory")
+    sp.add_argument("--stop-after-epochs", type=int, metavar="N",
+                    help="stop after N epochs of this call (resumable), e.g. for time-limited jobs")
 
     sp = add("demo", _cmd_demo, "Run the whole pipeline on the synthetic demo data.")
     sp.add_argument("out", nargs="?", default="demo-output", help="output folder (default demo-output)")

@@ -91,7 +91,7 @@ def prepare(dataset: str | os.PathLike | TravelingHeads, *, cfg: SHConfig | None
         check_scan_data(scan)
         select_shell(scan.gradients()[0], cfg, source=scan.bval)
     _write_description(ds)
-    progress = Progress(total=len(todo), unit="scan", desc="prepare", quiet=quiet)
+    progress = Progress(total=len(todo), unit="scans", desc="prepare", quiet=quiet)
     for scan in todo:
         _prepare_scan(ds, scan, cfg)
         report.computed.append((scan.subject, scan.platform.name))

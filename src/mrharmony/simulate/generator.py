@@ -97,7 +97,7 @@ def simulate(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, pla
     subjects = [f"sub-{i + 1:02d}" for i in range(pre.n_subjects)]
     out = Path(out)
     with staged_output_dir(out, force=force) as tmp:
-        progress = Progress(total=pre.n_subjects * (len(plats) + 1), unit="scan", desc=f"simulate {preset}",
+        progress = Progress(total=pre.n_subjects * (len(plats) + 1), unit="scans", desc=f"simulate {preset}",
                             quiet=quiet)
         fields = template_fields(geom.corner, geom.corner + np.asarray(geom.fine_shape) * FINE_VOXEL_MM)
         tasks = [(tmp, subject, i, seed, fields, geom, plats) for i, subject in enumerate(subjects)]
