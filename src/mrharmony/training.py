@@ -129,6 +129,14 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
     return model_from_dict(RunConfig, raw, source=path)
 
 
+def resolved_config(cfg: RunConfig) -> dict:
+    """The config as a run directory records it: every training and data value written out,
+    the model section as given (its keys depend on the method)."""
+    out = cfg.model_dump(mode="json")
+    out["model"] = cfg.model.model_dump(mode="json", exclude_unset=True)
+    return out
+
+
 @dataclass
 class Splits:
     train: np.ndarray
@@ -256,7 +264,7 @@ def train(config: RunConfig | str | os.PathLike, out: str | os.PathLike, *, resu
         saved = load_run_config(out / "config.yaml")
         if config is not None:
             given = config if isinstance(config, RunConfig) else load_run_config(config)
-            if given.model_dump() != saved.model_dump():
+            if resolved_config(given) != resolved_config(saved):
                 raise InputError("differs from the config of the run being resumed; resume without a config "
                                  "or with the same one.", config if not isinstance(config, RunConfig) else out)
         cfg = saved
@@ -339,7 +347,7 @@ def train(config: RunConfig | str | os.PathLike, out: str | os.PathLike, *, resu
         torch.set_rng_state(ck["torch_rng"])
         log(f"resumed from epoch {start_epoch}")
     elif rank == 0:
-        (out / "config.yaml").write_text(dump_yaml(cfg))
+        (out / "config.yaml").write_text(dump_yaml(resolved_config(cfg)))
         _write_split(out / "split.json", splits, sampler)
         log(f"mrharmony {__version__}: {cfg.model.method} for {', '.join(targets)}; {n_params} parameters; "
             f"{len(splits.train)} train / {len(splits.validation)} validation / {len(splits.test)} test patches; "

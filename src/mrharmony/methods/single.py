@@ -15,13 +15,14 @@ Choices where the papers are silent, for an 11^3 input patch:
   exact. ``z`` is the 100-channel map (at the input's resolution).
 * **CNN-RISH**: five layers, 3^3 conv to 64 three times, then 1^3 conv to 64 (``z``) and 1^3
   conv to C; output 5^3. For a 2x target the fourth layer, a standard convolution, is replaced
-  by a deconvolution (the paper's rule), so ``z`` and the output are 10^3 at the target's grid.
+  by a deconvolution (the paper's rule, see :class:`~mrharmony.nn.blocks.Upsample2`), so ``z``
+  and the output are 10^3 at the target's grid.
 * **SHResNet**: the SH coefficients of each order l = 0, 2, 4, 6 go through their own branch of
   seven layers: 3^3 conv to 32, two residual blocks (3^3 conv, ReLU, 1^3 conv, with the skip
   connection cropped to match), a 1^3 mixing conv, and a 1^3 output conv back to the order's
   channels; the branch adds its (cropped) input, so each branch learns a correction. Output
-  5^3. For a 2x target the mixing conv is a deconvolution and the skip is the input repeated
-  2x. ``z`` is the concatenation of the four branches' mixing outputs.
+  5^3. For a 2x target the mixing conv is a deconvolution (output 10^3) and the skip is the
+  input repeated 2x. ``z`` is the concatenation of the four branches' mixing outputs.
 """
 
 from __future__ import annotations

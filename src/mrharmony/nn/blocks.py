@@ -50,15 +50,19 @@ class Conv(nn.Sequential):
 
 
 class Upsample2(nn.Sequential):
-    """A deconvolution (transposed convolution, kernel 4, stride 2, padding 1) to 2x resolution.
+    """A deconvolution to 2x resolution: transposed convolution with kernel 2 and stride 2.
 
-    Output voxels 2i and 2i + 1 lie inside input voxel i, so the grids stay aligned.
+    Each coarse voxel i becomes fine voxels 2i and 2i + 1 along each axis, so the grids stay
+    aligned, n voxels become exactly 2n, and every output voxel depends on the input alone (as
+    with valid convolutions; a kernel-4 deconvolution would let the outermost outputs depend
+    on voxels beyond the patch). It equals a 1^3 convolution to 8x the channels followed by a
+    sub-voxel shuffle; the convolutions after it provide the smoothing.
     """
 
     def __init__(self, cin: int, cout: int, *, relu: bool = True):
-        layers: list[nn.Module] = [nn.ConvTranspose3d(cin, cout, 4, stride=2, padding=1)]
+        layers: list[nn.Module] = [nn.ConvTranspose3d(cin, cout, 2, stride=2)]
         if relu:
-            layers.append(nn.ReLU(inplace=False))
+            layers.append(nn.ReLU())
         super().__init__(*layers)
 
 
