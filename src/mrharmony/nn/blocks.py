@@ -45,7 +45,7 @@ class Conv(nn.Sequential):
     def __init__(self, cin: int, cout: int, k: int, *, relu: bool = True):
         layers: list[nn.Module] = [nn.Conv3d(cin, cout, k)]
         if relu:
-            layers.append(nn.ReLU(inplace=False))
+            layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
 
 
