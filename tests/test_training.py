@@ -115,6 +115,7 @@ def test_config_errors_name_the_file_and_key(tmp_path, tiny_prepared, capsys):
     bad_target = _config(tmp_path, tiny_prepared, name="c3.yaml", targets=["siemens_trio"])
     with pytest.raises(InputError, match="unknown platform 'siemens_trio'"):
         train(bad_target, tmp_path / "r3", quiet=True)
+    assert not (tmp_path / "r3").exists()  # nothing half-written
 
 
 def test_existing_run_needs_force_and_resume_needs_a_checkpoint(tmp_path, tiny_prepared, capsys):

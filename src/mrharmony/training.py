@@ -273,7 +273,7 @@ def train(config: RunConfig | str | os.PathLike, out: str | os.PathLike, *, resu
             raise InputError("a config is needed to start a run.")
         cfg = config if isinstance(config, RunConfig) else load_run_config(config)
         if rank == 0:
-            _new_run_dir(out, force)
+            _check_new_run_dir(out, force)  # created once everything else has been checked
     tc = cfg.training
     if tc.batch_size % world:
         raise InputError(f"batch_size {tc.batch_size} is not divisible by the {world} processes.")
@@ -348,6 +348,7 @@ def train(config: RunConfig | str | os.PathLike, out: str | os.PathLike, *, resu
         torch.set_rng_state(ck["torch_rng"])
         log(f"resumed from epoch {start_epoch}")
     elif rank == 0:
+        _new_run_dir(out, force)
         (out / "config.yaml").write_text(dump_yaml(resolved_config(cfg)))
         _write_split(out / "split.json", splits, sampler)
         log(f"mrharmony {__version__}: {cfg.model.method} for {', '.join(targets)}; {n_params} parameters; "
@@ -430,14 +431,18 @@ def train(config: RunConfig | str | os.PathLike, out: str | os.PathLike, *, resu
     return out
 
 
+def _check_new_run_dir(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError("exists and is not a directory; choose another run directory.", out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise InputError("already exists and is not empty; pass --force to overwrite it, or --resume.", out)
+
+
 def _new_run_dir(out: Path, force: bool) -> None:
     import shutil
 
-    if out.exists() and not out.is_dir():
-        raise InputError("exists and is not a directory; choose another run directory.", out)
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            raise InputError("already exists and is not empty; pass --force to overwrite it, or --resume.", out)
+    _check_new_run_dir(out, force)
+    if out.exists():
         shutil.rmtree(out)
     try:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
