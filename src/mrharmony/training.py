@@ -236,7 +236,7 @@ def _loss(outputs: dict, targets: dict, *, final_only: bool = False):
     total, per_target = 0.0, {}
     for t, outs in outputs.items():
         chosen = outs[-1:] if final_only else outs
-        losses = [F.mse_loss(o.float(), center_crop(targets[t], o.shape[-1]).float()) for o in chosen]
+        losses = [F.mse_loss(o.float(), center_crop(targets[t], o.shape[-3:]).float()) for o in chosen]
         per_target[t] = losses[-1]
         total = total + sum(losses)
     return total, per_target
@@ -326,6 +326,7 @@ def train(config: RunConfig | str | os.PathLike, out: str | os.PathLike, *, resu
         "first_stage_runs": first_runs,
         "first_stage_models": first_models if cfg.model.method == "msp" else {},
         "input_platform": ds.input_platform.name,
+        **platform_reference(ds, targets, [s for s in sampler.subjects if s not in splits.test_subjects]),
     }
     # channels-last: the patch sampler already delivers that layout, and oneDNN / cuDNN are faster on it
     net.to(device, memory_format=torch.channels_last_3d)
@@ -470,6 +471,31 @@ def _autocast(device, tc: TrainingConfig):
     if device.type == "cuda" and tc.bf16:
         return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext
+
+
+def platform_reference(ds, targets: list[str], subjects: list[str]) -> dict:
+    """What applying the model to a new scan needs from the training data, per target platform.
+
+    ``target_stats``: the mean over training subjects of the per-scan channel means and stds of
+    the target's SH features, to map normalized predictions back to the platform's scale;
+    ``target_gradients``: the platform's gradient table (of the first training subject), on
+    which the harmonized signal is written; ``sh``: the SH settings of the features.
+    """
+    from mrharmony.features.prepare import feature_paths
+
+    stats, grads, sh = {}, {}, None
+    for t in targets:
+        means, stds = [], []
+        for s in subjects:
+            meta = json.loads(feature_paths(ds.root, s, t)[1].read_text())
+            means.append(meta["normalization"]["mean"])
+            stds.append(meta["normalization"]["std"])
+            sh = meta["sh"]
+        stats[t] = {"mean": np.mean(means, axis=0).tolist(), "std": np.mean(stds, axis=0).tolist()}
+        bvals, bvecs = ds.scan(subjects[0], t).gradients()
+        grads[t] = {"bvals": bvals.tolist(), "bvecs": bvecs.tolist()}
+    return {"target_stats": stats, "target_gradients": grads, "sh": sh,
+            "voxel_sizes": {t: list(ds.platform(t).voxel_size) for t in targets}}
 
 
 def _in_channels(ds) -> int:

@@ -85,7 +85,7 @@ class MSP(nn.Module):
         out = {}
         for t in self.targets:
             terms = [self.connections[f"{i}__{t}"](z[i]) for i in self.targets if i != t]
-            size = min(y.shape[-1] for y in [y1[t], *terms])
+            size = tuple(min(y.shape[a] for y in [y1[t], *terms]) for a in (-3, -2, -1))
             first = center_crop(y1[t], size)
             total = first + sum(center_crop(term, size) for term in terms)
             a = self.alpha.to(first.dtype)

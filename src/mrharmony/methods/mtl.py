@@ -70,8 +70,7 @@ class CPM(MultiTaskNet):
                 for t in self.targets:
                     y = outs[t][-1]
                     prev.append(F.avg_pool3d(y, 2) if self.ratios[t] == 2 else y)
-                n = prev[0].shape[-1]
-                h = self.refine[s - 1](torch.cat([center_crop(feats, n), *prev], dim=1))
+                h = self.refine[s - 1](torch.cat([center_crop(feats, prev[0].shape[-3:]), *prev], dim=1))
             for t in self.targets:
                 outs[t].append(heads[t](h))
         return outs

@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mrharmony.nn.blocks import Conv, ReversibleSequence, Upsample2, center_crop, shuffle3d
+from mrharmony.nn.blocks import Conv, ReversibleSequence, Upsample2, center_crop, crop_margin, shuffle3d
 
 
 class SingleNet(nn.Module):
@@ -114,10 +114,10 @@ class _OrderBranch(nn.Module):
 
     def forward(self, x):
         h = self.inp(x)
-        h = self.relu(self.res1(h) + center_crop(h, h.shape[-1] - 2))
-        h = self.relu(self.res2(h) + center_crop(h, h.shape[-1] - 2))
+        h = self.relu(self.res1(h) + crop_margin(h, 1))
+        h = self.relu(self.res2(h) + crop_margin(h, 1))
         z = self.mix(h)
-        skip = center_crop(x, h.shape[-1])
+        skip = center_crop(x, h.shape[-3:])
         if self.ratio == 2:
             skip = skip.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3).repeat_interleave(2, dim=4)
         return self.out(z) + skip, z

@@ -28,15 +28,24 @@ def shuffle3d(x: torch.Tensor, r: int) -> torch.Tensor:
     return x.reshape(b, c, d * r, h * r, w * r)
 
 
-def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    """The centred ``size``^3 part of the last three axes (the margins must be even)."""
-    n = x.shape[-1]
-    if size == n:
-        return x
-    if size > n or (n - size) % 2:
-        raise ValueError(f"cannot crop {n} voxels to a centred {size}")
-    m = (n - size) // 2
-    return x[..., m:m + size, m:m + size, m:m + size]
+def center_crop(x: torch.Tensor, size) -> torch.Tensor:
+    """The centred part of the last three axes: ``size`` is an int (a cube) or three ints.
+
+    The margins removed on each axis must be even (the same on both sides).
+    """
+    sizes = (size,) * 3 if isinstance(size, int) else tuple(int(v) for v in size)
+    slices = []
+    for n, s in zip(x.shape[-3:], sizes):
+        if s > n or (n - s) % 2:
+            raise ValueError(f"cannot crop {n} voxels to a centred {s}")
+        m = (n - s) // 2
+        slices.append(slice(m, m + s))
+    return x[(..., *slices)]
+
+
+def crop_margin(x: torch.Tensor, m: int) -> torch.Tensor:
+    """Remove ``m`` voxels from both sides of each of the last three axes."""
+    return x[..., m:x.shape[-3] - m, m:x.shape[-2] - m, m:x.shape[-1] - m] if m else x
 
 
 class Conv(nn.Sequential):
