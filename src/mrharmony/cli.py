@@ -61,6 +61,32 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_evaluate(args) -> int:
+    from mrharmony.evaluation.evaluate import evaluate
+    from mrharmony.evaluation.tables import markdown, write_tables
+
+    from mrharmony.io import staged_output_dir
+
+    ev = evaluate(args.runs, eval_size=args.eval_size, max_patches=args.max_patches or None, seed=args.seed,
+                  baseline=not args.no_baseline, volume_metrics=not args.no_volume_metrics, quiet=args.quiet)
+    if args.out:
+        with staged_output_dir(args.out, force=args.force) as tmp:
+            write_tables(ev, tmp)
+    print(markdown(ev))
+    if args.out:
+        _say(args, f"tables in {args.out}: table.md, table.csv, evaluation.json")
+    return 0
+
+
+def _cmd_apply(args) -> int:
+    from mrharmony.apply import apply_model
+
+    out = apply_model(args.model, dwi=args.dwi, bval=args.bval, bvec=args.bvec, mask=args.mask, out=args.out,
+                      targets=args.target, prefix=args.prefix, force=args.force)
+    _say(args, f"harmonized outputs in {out}")
+    return 0
+
+
 def _usage(text: str):
     from mrharmony.errors import InputError
 
@@ -139,6 +165,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="replace an existing run directory")
     sp.add_argument("--stop-after-epochs", type=int, metavar="N",
                     help="stop after N epochs of this call (resumable), e.g. for time-limited jobs")
+
+    sp = add("evaluate", _cmd_evaluate, "Compare trained methods on their common test split (Table 1 of the MSP paper).")
+    sp.add_argument("runs", nargs="+", help="run directories (same dataset and split)")
+    sp.add_argument("--out", help="folder for table.md, table.csv and evaluation.json")
+    sp.add_argument("--eval-size", type=int, default=5, help="central input voxels of each patch that are scored (default 5)")
+    sp.add_argument("--max-patches", type=int, default=20000, help="seeded subsample of test patches (0: all)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--no-baseline", action="store_true", help="leave out the 'none' (no harmonization) row")
+    sp.add_argument("--no-volume-metrics", action="store_true", help="skip whole-volume SH/FA/MD errors")
+    sp.add_argument("--force", action="store_true", help="replace an existing --out folder")
+
+    sp = add("apply", _cmd_apply, "Harmonize a new subject's scan with a trained model.")
+    sp.add_argument("model", help="run directory or model.pt")
+    sp.add_argument("--dwi", required=True)
+    sp.add_argument("--bval", required=True)
+    sp.add_argument("--bvec", required=True)
+    sp.add_argument("--mask", required=True)
+    sp.add_argument("--out", required=True, help="output folder (BIDS-derivative style)")
+    sp.add_argument("--target", action="append", help="target platform (repeatable; default: all the model predicts)")
+    sp.add_argument("--prefix", help="start of the output file names, e.g. sub-01 (default: from the DWI file name)")
+    sp.add_argument("--force", action="store_true", help="replace an existing output folder")
 
     sp = add("demo", _cmd_demo, "Run the whole pipeline on the synthetic demo data.")
     sp.add_argument("out", nargs="?", default="demo-output", help="output folder (default demo-output)")

@@ -1,0 +1,190 @@
+"""``mrharmony evaluate RUN_DIR [RUN_DIR ...]``: how good is each method on the same test data?
+
+* The MSP paper's metric: the MSE in normalized SH space of each test patch (the central
+  ``eval_size``^3 input voxels of the patch, ``r eval_size``^3 voxels for a 2x target, so
+  every method is scored on the same voxels whatever its output size), mean (std) per target;
+  one row per method, one column per target, like Table 1. Predictions are made on whole
+  volumes (tiled), which for valid convolutions equals patch-by-patch prediction.
+* Paired two-sided Wilcoxon signed-rank tests between every pair of methods on the same test
+  patches, Bonferroni-corrected over every test of the table.
+* The split is the runs' own (they must share dataset and split): by patch (the paper's) or by
+  held-out subject, and the table says which.
+* For held-out subjects, whole-volume errors inside the target's mask: SH-space MSE, and the
+  absolute FA and MD differences of a DTI fit (dipy) of the signal reconstructed on the target
+  scan's gradient table against the DTI fit of the real target scan.
+
+A "none" row (the input's features taken as the target's) is the reference every method must
+beat.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mrharmony.errors import InputError
+
+
+@dataclass
+class Evaluation:
+    split: str
+    n_patches: int
+    eval_size: int
+    targets: list[str]
+    methods: list[str]
+    parameters: dict[str, int | None]
+    patch_errors: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # method -> target -> (N,)
+    tests: dict[str, list[dict]] = field(default_factory=dict)  # target -> pairwise tests
+    volume_errors: list[dict] = field(default_factory=list)  # one row per (method, subject, target)
+    test_subjects: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {
+            "split": self.split, "n_patches": self.n_patches, "eval_size": self.eval_size,
+            "targets": self.targets, "methods": self.methods, "parameters": self.parameters,
+            "test_subjects": self.test_subjects,
+            "patch_mse": {m: {t: {"mean": float(e.mean()), "std": float(e.std())} for t, e in per.items()}
+                          for m, per in self.patch_errors.items()},
+            "tests": self.tests, "volume_errors": self.volume_errors,
+        }
+
+
+def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: int | None = 20000,
+             seed: int = 0, baseline: bool = True, volume_metrics: bool = True, quiet: bool = False) -> Evaluation:
+    """Evaluate saved harmonizers (run directories) on their common test split."""
+    from mrharmony.data import load_dataset
+    from mrharmony.evaluation.stats import paired_tests
+    from mrharmony.methods.base import load_harmonizer
+    from mrharmony.methods.identity import IdentityHarmonizer
+    from mrharmony.patches import PatchSampler
+    from mrharmony.progress import Progress
+    from mrharmony.training import DataConfig, make_splits
+
+    if not runs:
+        raise InputError("name at least one run directory to evaluate.")
+    hs = [load_harmonizer(r) for r in runs]
+    data = _common_data(hs, runs)
+    ds = load_dataset(data.dataset, check_data=False, subjects=data.subjects)
+    targets = [p.name for p in ds.target_platforms if any(p.name in h.targets for h in hs)]
+    ratios = {t: ds.voxel_ratio(t) for t in targets}
+    names = _unique_names(hs, runs)
+    if baseline:
+        ref = hs[0].reference
+        hs.append(IdentityHarmonizer(targets=targets, ratios=ratios, reference=ref))
+        names.append("none")
+    truth = PatchSampler.from_dataset(ds, subjects=data.subjects, targets=targets, size=data.patch_size,
+                                      target_sizes={t: eval_size * r for t, r in ratios.items()})
+    splits = make_splits(truth, DataConfig(**data.model_dump()))
+    test = splits.test
+    if max_patches and len(test) > max_patches:
+        test = np.sort(np.random.default_rng(seed).choice(test, max_patches, replace=False))
+    subj_of = truth.subject_index()
+    subjects_needed = sorted(set(subj_of[test].tolist()))
+    params: dict[str, int | None] = {}
+    for n, h in zip(names, hs):
+        count = getattr(h, "parameter_count", None)
+        params[n] = None if count is None else (params.get(n) or 0) + count  # a row's networks together
+    ev = Evaluation(split=data.split, n_patches=len(test), eval_size=eval_size, targets=targets,
+                    methods=list(dict.fromkeys(names)), parameters=params, test_subjects=splits.test_subjects)
+    truth_maps: dict = {}
+    _, y_true = truth.batch(test)
+    offsets = np.searchsorted(subj_of, np.arange(len(truth.subjects)))
+    progress = Progress(total=len(hs) * len(subjects_needed), unit="volumes", desc="evaluate", quiet=quiet)
+    from mrharmony.features.prepare import load_features
+
+    for name, h in zip(names, hs):
+        preds = {t: np.empty_like(y_true[t]) for t in h.targets if t in targets}
+        for s in subjects_needed:
+            subject = truth.subjects[s]
+            f = load_features(ds, subject, ds.input_platform.name)
+            pred = h.predict(f.data, f.mask)
+            sel = np.flatnonzero(subj_of[test] == s)
+            cutter = PatchSampler([f.data], [f.affine], [f.mask],
+                                  {t: [pred[t]] for t in preds},
+                                  {t: [_target_affine(f.affine, ratios[t])] for t in preds},
+                                  size=data.patch_size, target_sizes={t: eval_size * ratios[t] for t in preds})
+            _, cut = cutter.batch(test[sel] - offsets[s])
+            for t in preds:
+                preds[t][sel] = cut[t]
+            if volume_metrics and subject in splits.test_subjects:
+                ev.volume_errors.extend(_volume_errors(ds, h, name, subject, pred, truth_maps))
+            progress.update(1)
+        ev.patch_errors.setdefault(name, {}).update(
+            {t: ((preds[t] - y_true[t]) ** 2).reshape(len(test), -1).mean(axis=1) for t in preds})
+    progress.close()
+    per_target = {t: {m: e[t] for m, e in ev.patch_errors.items() if t in e} for t in targets}
+    n_tests = sum(len(e) * (len(e) - 1) // 2 for e in per_target.values())
+    for t, errs in per_target.items():
+        ev.tests[t] = paired_tests(errs, n_comparisons=n_tests) if len(errs) > 1 else []
+    return ev
+
+
+def _common_data(hs, runs):
+    from mrharmony.training import DataConfig
+
+    datas = []
+    for h, r in zip(hs, runs):
+        meta = getattr(h, "meta", None)
+        if meta is None:
+            raise InputError("is not a trained run with a data configuration.", r)
+        datas.append({k: v for k, v in meta["data"].items() if k != "targets"})
+    for d, r in zip(datas[1:], runs[1:]):
+        if d != datas[0]:
+            diff = sorted(k for k in d if d[k] != datas[0].get(k))
+            raise InputError(f"was trained with other data settings than {runs[0]} ({', '.join(diff)}); "
+                             "methods are compared on one dataset and split.", r)
+    return DataConfig(**datas[0])
+
+
+def _unique_names(hs, runs) -> list[str]:
+    """Row labels: the method's name; single networks of one method for different targets share
+    a row (as in Table 1); a second run of a method for the same target is labelled by its run."""
+    out, covered = [], set()
+    for h, r in zip(hs, runs):
+        label = h.name
+        if any((label, t) in covered for t in h.targets):
+            label = f"{h.name} ({Path(r).name})"
+        covered.update((label, t) for t in h.targets)
+        out.append(label)
+    return out
+
+
+def _target_affine(affine: np.ndarray, r: int) -> np.ndarray:
+    """Affine of the grid r times finer than ``affine``'s, sharing its corner."""
+    a = np.array(affine, float)
+    if r == 1:
+        return a
+    out = a.copy()
+    out[:3, :3] = a[:3, :3] / r
+    corner = a[:3, :3] @ np.full(3, -0.5) + a[:3, 3]
+    out[:3, 3] = corner - out[:3, :3] @ np.full(3, -0.5)
+    return out
+
+
+def _volume_errors(ds, h, name: str, subject: str, pred: dict[str, np.ndarray], cache: dict) -> list[dict]:
+    from mrharmony.features.dti import dti_maps, signal_from_sh
+    from mrharmony.features.prepare import load_features
+
+    rows = []
+    for t, y in pred.items():
+        tf = load_features(ds, subject, t)
+        m = tf.mask
+        sh_mse = float(((y[m] - tf.data[m]) ** 2).mean())
+        scan = ds.scan(subject, t)
+        bvals, bvecs = scan.gradients()
+        stats = h.reference["target_stats"][t]
+        coeffs = y * np.asarray(stats["std"], np.float32) + np.asarray(stats["mean"], np.float32)
+        coeffs[~m] = 0
+        sig_b, sig_v, signal = signal_from_sh(coeffs, bvals, bvecs, tf.sh)
+        fa_p, md_p, _ = dti_maps(signal, sig_b, sig_v, m)
+        if (subject, t) not in cache:
+            dwi, _ = scan.load_dwi()
+            cache[(subject, t)] = dti_maps(dwi, bvals, bvecs, m)[:2]
+        fa_t, md_t = cache[(subject, t)]
+        rows.append({"method": name, "subject": subject, "target": t, "sh_mse": sh_mse,
+                     "fa_mae": float(np.abs(fa_p[m] - fa_t[m]).mean()),
+                     "md_mae": float(np.abs(md_p[m] - md_t[m]).mean())})
+    return rows

@@ -1,0 +1,75 @@
+"""The evaluation table as Markdown, CSV and JSON, like Table 1 of the MSP paper."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+from mrharmony.io import write_json, write_text
+
+
+def _p(p: float) -> str:
+    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def markdown(ev) -> str:
+    s = ev.summary()
+    split = ("by patch (the paper's 90/10: test patches come from subjects seen in training)" if ev.split == "patch"
+             else f"by held-out subject ({', '.join(ev.test_subjects)}: never seen in training)")
+    lines = [f"Patch MSE in normalized SH space, mean (std) over {ev.n_patches} test patches "
+             f"(central {ev.eval_size}^3 input voxels of each patch); split {split}.", ""]
+    lines.append("| method | parameters | " + " | ".join(ev.targets) + " |")
+    lines.append("| --- | --- | " + " | ".join("---" for _ in ev.targets) + " |")
+    best = {t: min((v[t]["mean"], m) for m, v in s["patch_mse"].items() if t in v)[1] for t in ev.targets}
+    for m in ev.methods:
+        cells = []
+        for t in ev.targets:
+            v = s["patch_mse"].get(m, {}).get(t)
+            if v is None:
+                cells.append("")
+                continue
+            text = f"{v['mean']:.4f} ({v['std']:.4f})"
+            cells.append(f"**{text}**" if best[t] == m else text)
+        params = ev.parameters.get(m)
+        lines.append(f"| {m} | {'' if params is None else f'{params:,}'} | " + " | ".join(cells) + " |")
+    lines += ["", "Paired two-sided Wilcoxon signed-rank tests on the same patches, Bonferroni-corrected over the "
+              f"{sum(len(v) for v in ev.tests.values())} tests of the table (p, corrected p; median difference a - b):", ""]
+    lines.append("| target | a | b | median a - b | p | p (Bonferroni) |")
+    lines.append("| --- | --- | --- | --- | --- | --- |")
+    for t in ev.targets:
+        for row in ev.tests.get(t, []):
+            lines.append(f"| {t} | {row['a']} | {row['b']} | {row['median_difference']:+.4f} | {_p(row['p'])} | "
+                         f"{_p(row['p_bonferroni'])} |")
+    if ev.volume_errors:
+        lines += ["", "Whole-volume errors on held-out subjects inside the target's mask (SH MSE in normalized space; "
+                  "mean absolute FA and MD differences of DTI fits of the harmonized signal vs the real target scan):",
+                  "", "| method | subject | target | SH MSE | FA MAE | MD MAE (mm^2/s) |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for r in ev.volume_errors:
+            lines.append(f"| {r['method']} | {r['subject']} | {r['target']} | {r['sh_mse']:.4f} | {r['fa_mae']:.4f} | "
+                         f"{r['md_mae']:.2e} |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(ev) -> str:
+    s = ev.summary()
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["split", "method", "parameters", "target", "n_patches", "mse_mean", "mse_std"])
+    for m in ev.methods:
+        for t in ev.targets:
+            v = s["patch_mse"].get(m, {}).get(t)
+            if v is not None:
+                w.writerow([ev.split, m, ev.parameters.get(m) or "", t, ev.n_patches, v["mean"], v["std"]])
+    return buf.getvalue()
+
+
+def write_tables(ev, out: str | os.PathLike) -> dict[str, Path]:
+    out = Path(out)
+    paths = {"markdown": out / "table.md", "csv": out / "table.csv", "json": out / "evaluation.json"}
+    write_text(paths["markdown"], markdown(ev))
+    write_text(paths["csv"], csv_text(ev))
+    write_json(paths["json"], ev.summary())
+    return paths

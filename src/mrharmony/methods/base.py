@@ -1,0 +1,69 @@
+"""The contract every harmonization method of mrharmony fulfils.
+
+A :class:`Harmonizer` maps the normalized SH features of a scan on the input platform to those
+of one or more target platforms:
+
+* ``fit(...)`` learns the mapping from a traveling-heads dataset (deep methods: through the
+  training engine, see :mod:`mrharmony.training`);
+* ``predict(features, mask)`` takes the input scan's features (X, Y, Z, C), normalized to mean
+  0 / std 1 per channel inside its mask, and returns ``{target: features}`` in the targets'
+  normalized space, on each target's grid (r times finer for a 2x target, aligned with the
+  input's), zero outside the (upsampled) mask;
+* ``save(dir)`` / ``load(dir)`` store and restore it, with its ``reference``: per target, the
+  platform's feature scale (``target_stats``), its gradient table (``target_gradients``) and
+  voxel size, and the SH settings of the features, which is what harmonizing a new scan needs
+  (:mod:`mrharmony.apply`).
+
+Evaluation, ``apply``, the report and the benchmarks use harmonizers only through this
+interface.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+from mrharmony.errors import InputError
+
+
+class Harmonizer(ABC):
+    #: short name of the method (``diqt``, ``msp``, ``rish``, ...)
+    method: str = "harmonizer"
+
+    def __init__(self, *, targets: list[str], ratios: dict[str, int], reference: dict, name: str | None = None):
+        self.targets = list(targets)
+        self.ratios = dict(ratios)
+        self.reference = reference
+        self.name = name or self.method
+
+    @abstractmethod
+    def predict(self, features: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        """Normalized target features of one scan (see the module docstring)."""
+
+    @abstractmethod
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the harmonizer to ``directory``; return the path that :func:`load_harmonizer` reads."""
+
+    def target_mask(self, mask: np.ndarray, target: str) -> np.ndarray:
+        """The input mask on a target's grid (each input voxel becomes r^3 target voxels)."""
+        r = self.ratios[target]
+        m = np.asarray(mask, bool)
+        return m.repeat(r, 0).repeat(r, 1).repeat(r, 2) if r > 1 else m
+
+
+def load_harmonizer(path: str | os.PathLike) -> Harmonizer:
+    """Load any saved harmonizer: a run directory or ``model.pt`` of a deep method."""
+    from mrharmony.methods.deep import DeepHarmonizer
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError("does not exist.", path)
+    if (path / "model.pt").is_file() or path.suffix == ".pt":
+        return DeepHarmonizer.load(path)
+    if path.is_dir() and (path / "checkpoints").is_dir():
+        raise InputError("is a run that has not finished (no model.pt); resume it with 'mrharmony train --resume'.",
+                         path)
+    raise InputError("is not a saved mrharmony model (no model.pt).", path)
