@@ -72,7 +72,9 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
     ratios = {t: ds.voxel_ratio(t) for t in targets}
     names = _unique_names(hs, runs)
     if baseline:
-        ref = hs[0].reference
+        ref = {"sh": hs[0].reference["sh"]}
+        for key in ("target_stats", "target_gradients", "voxel_sizes"):
+            ref[key] = {t: v for h in hs for t, v in (h.reference.get(key) or {}).items()}
         hs.append(IdentityHarmonizer(targets=targets, ratios=ratios, reference=ref))
         names.append("none")
     truth = PatchSampler.from_dataset(ds, subjects=data.subjects, targets=targets, size=data.patch_size,
