@@ -56,6 +56,11 @@ def test_demo_on_the_tiny_preset(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", str(out), "--preset", "tiny", "--quiet"]) == 0
     text = capsys.readouterr().out
-    assert "patches:" in text and "connectom_sa 22^3" in text
+    assert "| msp |" in text and "| none |" in text and "report:" in text
     assert (out / "data" / "derivatives" / "mrharmony-sh" / "dataset_description.json").exists()
+    for name in ("diqt-prisma_st", "shresnet-connectom_sa", "cpm", "hned", "msp"):
+        assert (out / "runs" / name / "model.pt").exists(), name
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and "Wilcoxon" in page and "sub-03" in page
+    assert (out / "evaluation" / "table.md").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind

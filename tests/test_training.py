@@ -76,11 +76,12 @@ def test_msp_chooses_its_first_stage_on_validation_loss(tmp_path, tiny_prepared)
     msp_cfg = _config(tmp_path, tiny_prepared, name="msp.yaml", method="msp", targets=["prisma_st", "connectom_sa"],
                       first_stage_runs=runs, alpha_end_epoch=1.0)
     run = train(msp_cfg, tmp_path / "msp", quiet=True)
-    meta = read_checkpoint(run / "model.pt")["meta"]
+    assert read_checkpoint(run / "model.pt")["meta"]["first_stage_runs"]["prisma_st"].startswith("../")
+    _, meta = load_model(run)  # paths recorded relative to the run, returned absolute
     for t in ("prisma_st", "connectom_sa"):
         losses = {r: read_checkpoint(Path(r) / "model.pt")["meta"]["best_validation_loss"].get(t) for r in runs}
         best = min((v, r) for r, v in losses.items() if v is not None)[1]
-        assert meta["first_stage_runs"][t] == best
+        assert meta["first_stage_runs"][t] == str(Path(best).resolve())
     net, _ = load_model(run)
     assert float(net.alpha) == 1.0
     # a single run trained on another split cannot be a first stage: its training patches may be test patches here
@@ -157,3 +158,21 @@ def test_two_process_ddp_matches_one_process(tmp_path, tiny_prepared):
     a, b = _weights(one), _weights(tmp_path / "two")
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=2e-6, rtol=1e-5)
+
+
+def test_data_and_runs_can_move_together(tmp_path, tiny_prepared):
+    import shutil
+
+    from mrharmony.evaluation.evaluate import evaluate
+
+    root = tmp_path / "project"
+    shutil.copytree(tiny_prepared, root / "data")
+    cfg = _config(root, root / "data", targets=["prisma_st"], training={"epochs": 1})
+    train(cfg, root / "runs" / "a", quiet=True)
+    moved = tmp_path / "moved"
+    shutil.move(root, moved)
+    _, meta = load_model(moved / "runs" / "a")
+    assert meta["data"]["dataset"] == str((moved / "data").resolve())
+    ev = evaluate([moved / "runs" / "a"], max_patches=50, quiet=True, volume_metrics=False)
+    assert ev.n_patches == 50
+    train(None, moved / "runs" / "a", resume=True, quiet=True)  # the recorded config still resolves

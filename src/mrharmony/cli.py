@@ -94,29 +94,18 @@ def _usage(text: str):
 
 
 def _cmd_demo(args) -> int:
-    from pathlib import Path
+    from mrharmony.demo import run_demo
 
-    from mrharmony.data import load_dataset
-    from mrharmony.features.prepare import prepare
-    from mrharmony.io import staged_output_dir
-    from mrharmony.patches import PatchSampler, split_by_subject
-    from mrharmony.simulate import simulate
+    run_demo(args.out, preset=args.preset, seed=args.seed, force=args.force, quiet=args.quiet)
+    return 0
 
-    out = Path(args.out)
-    with staged_output_dir(out, force=args.force) as tmp:
-        data = simulate(tmp / "data", preset=args.preset, seed=args.seed, quiet=args.quiet)
-        prepare(data, quiet=args.quiet)
-    ds = load_dataset(out / "data", check_data=False)
-    sampler = PatchSampler.from_dataset(ds)
-    train, test = split_by_subject(sampler, n_test=1, seed=args.seed)
-    lines = [f"demo dataset: {out / 'data'}",
-             f"  subjects: {', '.join(ds.subjects)}",
-             f"  input platform: {ds.input_platform.name}; targets: {', '.join(sampler.target_names)}",
-             f"  SH features: {out / 'data' / 'derivatives' / 'mrharmony-sh'}",
-             f"  patches: {len(sampler)} ({len(train)} train / {len(test)} held-out subject), input "
-             f"{sampler.size}^3 x {sampler.in_channels} channels; "
-             + ", ".join(f"{t} {sampler.target_shape(t)[1]}^3" for t in sampler.target_names)]
-    print("\n".join(lines))
+
+def _cmd_report(args) -> int:
+    from mrharmony.report.html import build_report
+
+    out = build_report(args.runs, args.out, target=args.target, subject=args.subject, force=args.force,
+                       quiet=args.quiet)
+    _say(args, f"report: {out}")
     return 0
 
 
@@ -187,7 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--prefix", help="start of the output file names, e.g. sub-01 (default: from the DWI file name)")
     sp.add_argument("--force", action="store_true", help="replace an existing output folder")
 
-    sp = add("demo", _cmd_demo, "Run the whole pipeline on the synthetic demo data.")
+    sp = add("report", _cmd_report, "Write a self-contained HTML report of trained runs.")
+    sp.add_argument("runs", nargs="+", help="run directories (same dataset and split)")
+    sp.add_argument("--out", required=True, help="the HTML file to write")
+    sp.add_argument("--target", help="target platform of the Fig. 3 views (default connectom_sa)")
+    sp.add_argument("--subject", help="subject of the Fig. 3 views (default: the first held-out one)")
+    sp.add_argument("--force", action="store_true", help="replace an existing report")
+
+    sp = add("demo", _cmd_demo, "Run the whole pipeline on the synthetic demo data: simulate, prepare, train, evaluate, report.")
     sp.add_argument("out", nargs="?", default="demo-output", help="output folder (default demo-output)")
     sp.add_argument("--preset", default="demo", choices=["tiny", "demo", "mushac"],
                     help="data size (default demo; tiny for a quick check)")

@@ -23,7 +23,7 @@ METHODS = SINGLE + MULTI + ("msp",)
 
 _APPLIES = {
     "revnet_blocks": {"diqt"},
-    "features": {"cnn_rish", "shresnet", "cpm", "hned", "msp"},
+    "features": {"diqt", "cnn_rish", "shresnet", "cpm", "hned", "msp"},
     "stages": {"cpm"},
     "first_stage": {"msp"},
     "first_stage_runs": {"msp"},
@@ -71,7 +71,7 @@ def build_network(cfg: ModelConfig, targets: dict[str, int], in_channels: int, *
             raise InputError(f"method {cfg.method} predicts one target; the config names {len(targets)}.")
         (t, r), = targets.items()
         if cfg.method == "diqt":
-            kw = {"revnet_blocks": cfg.revnet_blocks}
+            kw["revnet_blocks"] = cfg.revnet_blocks
         return SINGLE_NETS[cfg.method](t, in_channels, r, **kw)
     if cfg.method in MULTI:
         if cfg.method == "cpm":
@@ -132,13 +132,32 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return obj
 
 
+def absolute_paths(meta: dict, run_dir: str | os.PathLike) -> dict:
+    """``meta`` with the paths a run records relative to its directory made absolute.
+
+    Runs record their dataset and first-stage runs relative to the run directory, so a folder
+    holding both the data and the runs can be moved or copied as a whole.
+    """
+    base = Path(run_dir).resolve()
+
+    def fix(p):
+        return str((base / p).resolve()) if isinstance(p, str) else p
+
+    meta = dict(meta)
+    if "data" in meta:
+        meta["data"] = {**meta["data"], "dataset": fix(meta["data"]["dataset"])}
+    if meta.get("first_stage_runs"):
+        meta["first_stage_runs"] = {t: fix(r) for t, r in meta["first_stage_runs"].items()}
+    return meta
+
+
 def load_model(path: str | os.PathLike):
     """Rebuild a saved network: ``(module, meta)``; ``path`` is ``model.pt`` or its run directory."""
     path = Path(path)
     if path.is_dir():
         path = path / "model.pt"
     obj = read_checkpoint(path)
-    meta = obj["meta"]
+    meta = absolute_paths(obj["meta"], path.parent)
     cfg = ModelConfig(**meta["model"])
     first = None
     if cfg.method == "msp":

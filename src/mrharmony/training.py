@@ -48,13 +48,22 @@ from pydantic import Field
 from mrharmony import __version__
 from mrharmony.config import StrictModel, dump_yaml, model_from_dict, read_yaml
 from mrharmony.errors import InputError
-from mrharmony.models import ModelConfig, build_network, load_model, parameter_count, read_checkpoint, save_model
+from mrharmony.models import (
+    ModelConfig,
+    absolute_paths,
+    build_network,
+    load_model,
+    parameter_count,
+    read_checkpoint,
+    save_model,
+)
 
 PRESETS: dict[str, dict] = {
     # the MSP paper: minibatch 12, Adam, 1e-4 divided by sqrt(2) every 15 epochs, 50 epochs
     "paper": {"epochs": 50, "batch_size": 12, "learning_rate": 1e-4, "lr_decay_every": 15},
-    "demo": {"epochs": 8, "batch_size": 12, "learning_rate": 1e-3, "lr_decay_every": 3,
-             "patches_per_epoch": 2400, "validation_patches": 600},
+    # the demo: every method of Table 1 in a few minutes of CPU
+    "demo": {"epochs": 4, "batch_size": 12, "learning_rate": 1e-3, "lr_decay_every": 2,
+             "patches_per_epoch": 1200, "validation_patches": 400},
     "test": {"epochs": 2, "batch_size": 4, "learning_rate": 1e-3, "lr_decay_every": 1,
              "patches_per_epoch": 16, "validation_patches": 8},
 }
@@ -129,12 +138,24 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
     return model_from_dict(RunConfig, raw, source=path)
 
 
-def resolved_config(cfg: RunConfig) -> dict:
+def resolved_config(cfg: RunConfig, run_dir: Path | None = None) -> dict:
     """The config as a run directory records it: every training and data value written out,
-    the model section as given (its keys depend on the method)."""
+    the model section as given (its keys depend on the method); with ``run_dir``, paths
+    relative to it (so that data and runs can move together)."""
     out = cfg.model_dump(mode="json")
     out["model"] = cfg.model.model_dump(mode="json", exclude_unset=True)
+    if run_dir is not None:
+        base = Path(run_dir).resolve()
+        out["data"] = _relative_to(out["data"], base)
+        if "first_stage" in out["model"]:
+            out["model"]["first_stage"] = {t: os.path.relpath(r, base) for t, r in out["model"]["first_stage"].items()}
+        if "first_stage_runs" in out["model"]:
+            out["model"]["first_stage_runs"] = [os.path.relpath(r, base) for r in out["model"]["first_stage_runs"]]
     return out
+
+
+def _relative_to(data: dict, run_dir: Path) -> dict:
+    return {**data, "dataset": os.path.relpath(Path(data["dataset"]).resolve(), Path(run_dir).resolve())}
 
 
 @dataclass
@@ -171,7 +192,7 @@ def select_first_stage(runs: list[str], targets: list[str], data: DataConfig) ->
     """
     best: dict[str, tuple[float, str]] = {}
     for run in runs:
-        meta = read_checkpoint(Path(run) / "model.pt")["meta"]
+        meta = absolute_paths(read_checkpoint(Path(run) / "model.pt")["meta"], run)
         if meta["model"]["method"] not in ("diqt", "cnn_rish", "shresnet"):
             raise InputError(f"is a {meta['model']['method']} run; MSP's first stage takes single networks.", run)
         _check_same_data(run, meta, data)
@@ -264,7 +285,7 @@ def train(config: RunConfig | str | os.PathLike, out: str | os.PathLike, *, resu
         saved = load_run_config(out / "config.yaml")
         if config is not None:
             given = config if isinstance(config, RunConfig) else load_run_config(config)
-            if resolved_config(given) != resolved_config(saved):
+            if resolved_config(given, out) != resolved_config(saved, out):
                 raise InputError("differs from the config of the run being resumed; resume without a config "
                                  "or with the same one.", config if not isinstance(config, RunConfig) else out)
         cfg = saved
@@ -316,14 +337,14 @@ def train(config: RunConfig | str | os.PathLike, out: str | os.PathLike, *, resu
     meta = {
         "mrharmony_version": __version__,
         "model": cfg.model.model_dump(mode="json", exclude_unset=True),
-        "data": cfg.data.model_dump(mode="json"),
+        "data": _relative_to(cfg.data.model_dump(mode="json"), out),
         "targets": targets,
         "ratios": ratios,
         "in_channels": in_channels,
         "patch_size": cfg.data.patch_size,
         "output_sizes": sizes,
         "parameter_count": n_params,
-        "first_stage_runs": first_runs,
+        "first_stage_runs": {t: os.path.relpath(r, out.resolve()) for t, r in first_runs.items()},
         "first_stage_models": first_models if cfg.model.method == "msp" else {},
         "input_platform": ds.input_platform.name,
         **platform_reference(ds, targets, [s for s in sampler.subjects if s not in splits.test_subjects]),
@@ -350,7 +371,7 @@ def train(config: RunConfig | str | os.PathLike, out: str | os.PathLike, *, resu
         log(f"resumed from epoch {start_epoch}")
     elif rank == 0:
         _new_run_dir(out, force)
-        (out / "config.yaml").write_text(dump_yaml(resolved_config(cfg)))
+        (out / "config.yaml").write_text(dump_yaml(resolved_config(cfg, out)))
         _write_split(out / "split.json", splits, sampler)
         log(f"mrharmony {__version__}: {cfg.model.method} for {', '.join(targets)}; {n_params} parameters; "
             f"{len(splits.train)} train / {len(splits.validation)} validation / {len(splits.test)} test patches; "

@@ -82,7 +82,7 @@ def test_evaluate_scores_every_method_on_the_same_held_out_patches(runs, tmp_pat
 
 
 def _dataset_of(run):
-    return yaml.safe_load((run / "config.yaml").read_text())["data"]["dataset"]
+    return (run / yaml.safe_load((run / "config.yaml").read_text())["data"]["dataset"]).resolve()
 
 
 def test_runs_on_other_splits_cannot_share_a_table(runs, tmp_path, tiny_prepared):

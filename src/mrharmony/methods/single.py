@@ -9,6 +9,7 @@ Choices where the papers are silent, for an 11^3 input patch:
 
 * **DIQT** (Deeper Image Quality Transfer; ESPCN-style): 3^3 conv to 50, 1^3 conv to 100, 3^3
   conv to C r^3, ReLU between; output 7^3 (14^3 after the sub-voxel shuffle for r = 2).
+  ``features`` (50) sets the widths (f and 2f), for capacity-matched comparisons.
   ``revnet_blocks`` reversible blocks may go before each convolution (on the C, 50 and 100
   channels) to train deeper with memory independent of depth, as in that paper; their
   residual functions use 1^3 convolutions so that no padding enters and tiled inference stays
@@ -65,18 +66,18 @@ class SingleNet(nn.Module):
 class DIQT(SingleNet):
     name = "diqt"
 
-    def __init__(self, target: str, in_channels: int, ratio: int, *, revnet_blocks: int = 0,
+    def __init__(self, target: str, in_channels: int, ratio: int, *, features: int = 50, revnet_blocks: int = 0,
                  memory_saving: bool = True):
         super().__init__(target, in_channels, ratio)
-        c = in_channels
+        c, f = in_channels, features
 
         def rev(ch):
             return ReversibleSequence(ch, revnet_blocks, memory_saving=memory_saving)
 
-        self.rev0, self.conv1 = rev(c), Conv(c, 50, 3)
-        self.rev1, self.conv2 = rev(50), Conv(50, 100, 1)
-        self.rev2, self.out = rev(100), nn.Conv3d(100, c * ratio**3, 3)
-        self.z_channels, self.z_ratio = 100, 1
+        self.rev0, self.conv1 = rev(c), Conv(c, f, 3)
+        self.rev1, self.conv2 = rev(f), Conv(f, 2 * f, 1)
+        self.rev2, self.out = rev(2 * f), nn.Conv3d(2 * f, c * ratio**3, 3)
+        self.z_channels, self.z_ratio = 2 * f, 1
 
     def forward_features(self, x):
         z = self.conv2(self.rev1(self.conv1(self.rev0(x))))

@@ -1,0 +1,141 @@
+"""Table 1 of the MSP paper on the synthetic MUSHAC-like benchmark.
+
+Every method of Table 1 (DIQT, CNN-RISH and SHResNet for each target; CPM; HNED; MSP over the
+single networks, its first stage chosen per target on validation loss), plus a capacity-matched
+control (DIQT widened to MSP's parameter count, trained on one target), on the ``mushac``
+preset with the paper's protocol: input ge_st; targets prisma_st, connectom_st, connectom_sa;
+11^3 patches; minibatch 12 and Adam. Run once with the paper's split (90/10 by patch) and once
+with held-out subjects, each evaluated with ``mrharmony evaluate`` (patch MSE, Wilcoxon +
+Bonferroni, whole-volume errors).
+
+Budgets (``--budget``):
+    paper  the paper's schedule: 50 epochs of every training patch, lr 1e-4 / sqrt(2) every 15
+           epochs (a GPU job: days on a 2-core CPU);
+    gpu    25 epochs of 40,000 patches, lr 1e-4 / sqrt(2) every 8 epochs;
+    cpu    6 epochs of 2,400 patches, lr 1e-3 / sqrt(2) every 2 epochs (a larger step because
+           the run is short), validation on 600 patches: about an hour per split on 2 cores.
+
+Usage:
+    python benchmarks/table1.py --out bench-output/table1 [--budget cpu] [--splits patch subject]
+
+Writes, under --out: the dataset (``data/``), per split the configs, runs and evaluation
+(``<split>/evaluation/table.md`` ...), and ``table1.md`` gathering both tables with the budget
+and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import yaml
+
+BUDGETS = {
+    "paper": {"preset": "paper", "training": {}},
+    "gpu": {"preset": "paper", "training": {"epochs": 25, "patches_per_epoch": 40000, "lr_decay_every": 8,
+                                            "validation_patches": 5000}},
+    "cpu": {"preset": "paper", "training": {"epochs": 6, "patches_per_epoch": 2400, "learning_rate": 1e-3,
+                                            "lr_decay_every": 2, "validation_patches": 600}},
+}
+SINGLES = ("diqt", "cnn_rish", "shresnet")
+TARGETS = ("prisma_st", "connectom_st", "connectom_sa")
+
+
+def widened_diqt_features(n_params: int, target_ratio: int, in_channels: int = 28) -> int:
+    """The DIQT width whose parameter count is closest to ``n_params``."""
+    from mrharmony.methods.single import DIQT
+
+    best = min(range(8, 1024, 2), key=lambda f: abs(sum(p.numel() for p in DIQT("t", in_channels, target_ratio,
+                                                                                 features=f).parameters()) - n_params))
+    return best
+
+
+def run_split(root: Path, data: Path, split: str, budget: dict, *, seed: int, control_target: str, quiet: bool) -> Path:
+    from mrharmony.evaluation.evaluate import evaluate
+    from mrharmony.evaluation.tables import write_tables
+    from mrharmony.models import read_checkpoint
+    from mrharmony.training import train
+
+    work = root / split
+    (work / "configs").mkdir(parents=True, exist_ok=True)
+    data_cfg = {"dataset": str(data.resolve()), "split": split, "split_seed": seed}
+    if split == "subject":
+        data_cfg["n_test_subjects"] = 2
+
+    def run(name: str, model: dict, targets: list[str] | None) -> Path:
+        out = work / "runs" / name
+        if (out / "model.pt").exists():
+            return out
+        cfg = {"preset": budget["preset"], "data": {**data_cfg, **({"targets": targets} if targets else {})},
+               "model": model, "training": {**budget["training"], "seed": seed}}
+        path = work / "configs" / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        resume = (out / "checkpoints" / "last.pt").exists()
+        print(f"[{time.strftime('%H:%M:%S')}] {split}: {name}{' (resumed)' if resume else ''}", flush=True)
+        return train(None if resume else path, out, resume=resume, quiet=quiet)
+
+    singles = [run(f"{m}-{t}", {"method": m}, [t]) for m in SINGLES for t in TARGETS]
+    runs = list(singles)
+    runs.append(run("cpm", {"method": "cpm"}, None))
+    runs.append(run("hned", {"method": "hned"}, None))
+    msp = run("msp", {"method": "msp", "first_stage_runs": [str(p) for p in singles],
+                      "alpha_end_epoch": max(1.0, budget_epochs(budget) / 3)}, None)
+    runs.append(msp)
+    n_msp = read_checkpoint(msp / "model.pt")["meta"]["parameter_count"]
+    ratio = 2 if control_target == "connectom_sa" else 1
+    width = widened_diqt_features(n_msp, ratio)
+    runs.append(run(f"diqt-wide-{control_target}", {"method": "diqt", "features": width}, [control_target]))
+    print(f"[{time.strftime('%H:%M:%S')}] {split}: evaluating", flush=True)
+    ev = evaluate(runs, quiet=quiet)
+    write_tables(ev, work / "evaluation")
+    return work / "evaluation" / "table.md"
+
+
+def budget_epochs(budget: dict) -> int:
+    from mrharmony.training import PRESETS
+
+    return int(budget["training"].get("epochs", PRESETS[budget["preset"]]["epochs"]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="bench-output/table1")
+    ap.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
+    ap.add_argument("--splits", nargs="+", choices=["patch", "subject"], default=["patch", "subject"])
+    ap.add_argument("--preset", default="mushac", help="dataset preset (mushac; demo for a quick check)")
+    ap.add_argument("--control-target", default="prisma_st", choices=TARGETS)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args()
+
+    from mrharmony.features.prepare import prepare
+    from mrharmony.simulate import simulate
+
+    root = Path(args.out)
+    root.mkdir(parents=True, exist_ok=True)
+    data = root / "data"
+    t0 = time.time()
+    if not (data / "dataset.yaml").exists():
+        simulate(data, preset=args.preset, seed=args.seed, quiet=args.quiet)
+    prepare(data, quiet=args.quiet)
+    budget = BUDGETS[args.budget]
+    tables = {s: run_split(root, data, s, budget, seed=args.seed, control_target=args.control_target,
+                           quiet=args.quiet) for s in args.splits}
+    hours = (time.time() - t0) / 3600
+    head = [f"# Table 1 on the synthetic `{args.preset}` benchmark", "",
+            f"Command: `python benchmarks/table1.py --out {args.out} --budget {args.budget} "
+            f"--splits {' '.join(args.splits)} --preset {args.preset}`", "",
+            f"Machine: {platform.node()} ({os.cpu_count()} cores); budget `{args.budget}`: "
+            f"preset {budget['preset']} with {budget['training'] or 'no changes'}; {hours:.2f} h in all.", ""]
+    body = []
+    for s, path in tables.items():
+        body += [f"## Split: {s}", "", path.read_text(), ""]
+    (root / "table1.md").write_text("\n".join(head + body))
+    print("\n".join(head + body))
+
+
+if __name__ == "__main__":
+    main()
