@@ -32,16 +32,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    import yaml
-
     from mrharmony.data import load_dataset
     from mrharmony.features.prepare import load_features
     from mrharmony.inference import predict_patchwise, predict_volume
     from mrharmony.models import load_model
 
     net, meta = load_model(args.run)
-    cfg = yaml.safe_load(open(os.path.join(args.run, "config.yaml")))
-    ds = load_dataset(cfg["data"]["dataset"], check_data=False)
+    ds = load_dataset(meta["data"]["dataset"], check_data=False)
     subject = args.subject or ds.subjects[-1]
     f = load_features(ds, subject, ds.input_platform.name)
     sizes = {t: v[-1] for t, v in meta["output_sizes"].items()}
