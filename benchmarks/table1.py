@@ -13,7 +13,8 @@ Budgets (``--budget``):
            epochs (a GPU job: days on a 2-core CPU);
     gpu    25 epochs of 40,000 patches, lr 1e-4 / sqrt(2) every 8 epochs;
     cpu    6 epochs of 2,400 patches, lr 1e-3 / sqrt(2) every 2 epochs (a larger step because
-           the run is short), validation on 600 patches: about an hour per split on 2 cores.
+           the run is short), validation on 600 patches: about an hour per split on 2 cores;
+    smoke  the ``test`` preset, to check the script end to end (use with ``--preset tiny``).
 
 Usage:
     python benchmarks/table1.py --out bench-output/table1 [--budget cpu] [--splits patch subject]
@@ -39,6 +40,7 @@ BUDGETS = {
                                             "validation_patches": 5000}},
     "cpu": {"preset": "paper", "training": {"epochs": 6, "patches_per_epoch": 2400, "learning_rate": 1e-3,
                                             "lr_decay_every": 2, "validation_patches": 600}},
+    "smoke": {"preset": "test", "training": {}},  # checks the script end to end in a minute
 }
 SINGLES = ("diqt", "cnn_rish", "shresnet")
 TARGETS = ("prisma_st", "connectom_st", "connectom_sa")

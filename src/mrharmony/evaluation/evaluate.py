@@ -92,30 +92,31 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
     ev = Evaluation(split=data.split, n_patches=len(test), eval_size=eval_size, targets=targets,
                     methods=list(dict.fromkeys(names)), parameters=params, test_subjects=splits.test_subjects)
     truth_maps: dict = {}
-    _, y_true = truth.batch(test)
     offsets = np.searchsorted(subj_of, np.arange(len(truth.subjects)))
     progress = Progress(total=len(hs) * len(subjects_needed), unit="volumes", desc="evaluate", quiet=quiet)
     from mrharmony.features.prepare import load_features
 
     for name, h in zip(names, hs):
-        preds = {t: np.empty_like(y_true[t]) for t in h.targets if t in targets}
+        mine = [t for t in h.targets if t in targets]
+        errors = {t: np.empty(len(test), np.float64) for t in mine}
         for s in subjects_needed:
             subject = truth.subjects[s]
             f = load_features(ds, subject, ds.input_platform.name)
             pred = h.predict(f.data, f.mask)
             sel = np.flatnonzero(subj_of[test] == s)
             cutter = PatchSampler([f.data], [f.affine], [f.mask],
-                                  {t: [pred[t]] for t in preds},
-                                  {t: [_target_affine(f.affine, ratios[t])] for t in preds},
-                                  size=data.patch_size, target_sizes={t: eval_size * ratios[t] for t in preds})
+                                  {t: [pred[t]] for t in mine},
+                                  {t: [_target_affine(f.affine, ratios[t])] for t in mine},
+                                  size=data.patch_size, target_sizes={t: eval_size * ratios[t] for t in mine})
+            # patches are cut and scored one subject at a time: memory stays that of one subject
             _, cut = cutter.batch(test[sel] - offsets[s])
-            for t in preds:
-                preds[t][sel] = cut[t]
+            _, true = truth.batch(test[sel])
+            for t in mine:
+                errors[t][sel] = ((cut[t] - true[t]) ** 2).reshape(len(sel), -1).mean(axis=1)
             if volume_metrics and subject in splits.test_subjects:
                 ev.volume_errors.extend(_volume_errors(ds, h, name, subject, pred, truth_maps))
             progress.update(1)
-        ev.patch_errors.setdefault(name, {}).update(
-            {t: ((preds[t] - y_true[t]) ** 2).reshape(len(test), -1).mean(axis=1) for t in preds})
+        ev.patch_errors.setdefault(name, {}).update(errors)
     progress.close()
     per_target = {t: {m: e[t] for m, e in ev.patch_errors.items() if t in e} for t in targets}
     n_tests = sum(len(e) * (len(e) - 1) // 2 for e in per_target.values())
