@@ -127,3 +127,23 @@ def test_apply_writes_float32_derivatives_for_every_target(runs, tiny_prepared, 
     bad[bad.index(str(out))] = str(tmp_path / "out3")
     assert main(bad + ["--target", "siemens_trio"]) == 2
     assert "not 'siemens_trio'" in capsys.readouterr().err
+
+
+def test_identity_harmonizer_round_trips(tmp_path):
+    from mrharmony.methods.base import load_harmonizer
+    from mrharmony.methods.identity import IdentityHarmonizer
+
+    h = IdentityHarmonizer(targets=["a", "b"], ratios={"a": 1, "b": 2}, reference={"sh": {}})
+    feats = np.random.default_rng(0).standard_normal((3, 4, 2, 5)).astype(np.float32)
+    mask = np.ones((3, 4, 2), bool)
+    mask[0] = False
+    out = h.predict(feats, mask)
+    np.testing.assert_array_equal(out["a"][1:], feats[1:])
+    assert np.all(out["a"][0] == 0) and out["b"].shape == (6, 8, 4, 5)
+    np.testing.assert_array_equal(out["b"][2:4, 0:2, 0:2], np.broadcast_to(feats[1, 0, 0], (2, 2, 2, 5)))
+    h.save(tmp_path)
+    again = load_harmonizer(tmp_path)
+    assert again.targets == ["a", "b"] and again.ratios == {"a": 1, "b": 2}
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(InputError, match="is not a saved mrharmony model"):
+        load_harmonizer(tmp_path / "nothing")

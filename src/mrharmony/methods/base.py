@@ -63,6 +63,23 @@ def load_harmonizer(path: str | os.PathLike) -> Harmonizer:
         raise InputError("does not exist.", path)
     if (path / "model.pt").is_file() or path.suffix == ".pt":
         return DeepHarmonizer.load(path)
+    if (path / "harmonizer.json").is_file():
+        import json
+
+        from mrharmony import FORMAT_VERSION
+        from mrharmony.methods.identity import IdentityHarmonizer
+
+        try:
+            d = json.loads((path / "harmonizer.json").read_text())
+        except ValueError:
+            raise InputError("is not valid JSON.", path / "harmonizer.json") from None
+        if d.get("format_version", 0) > FORMAT_VERSION:
+            raise InputError(f"was written by a newer mrharmony (format version {d['format_version']}).",
+                             path / "harmonizer.json")
+        known = {"none": IdentityHarmonizer}
+        if d.get("method") not in known:
+            raise InputError(f"names an unknown method {d.get('method')!r}.", path / "harmonizer.json")
+        return known[d["method"]].load(path)
     if path.is_dir() and (path / "checkpoints").is_dir():
         raise InputError("is a run that has not finished (no model.pt); resume it with 'mrharmony train --resume'.",
                          path)

@@ -30,4 +30,18 @@ class IdentityHarmonizer(Harmonizer):
         return out
 
     def save(self, directory: str | os.PathLike) -> Path:
-        raise NotImplementedError("the identity needs no saving: it has no parameters")
+        from mrharmony import FORMAT_VERSION
+        from mrharmony.io import write_json
+
+        directory = Path(directory)
+        write_json(directory / "harmonizer.json", {"format_version": FORMAT_VERSION, "method": self.method,
+                                                    "targets": self.targets, "ratios": self.ratios,
+                                                    "reference": self.reference})
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "IdentityHarmonizer":
+        import json
+
+        d = json.loads((Path(directory) / "harmonizer.json").read_text())
+        return cls(targets=d["targets"], ratios=d["ratios"], reference=d["reference"])
