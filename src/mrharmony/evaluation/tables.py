@@ -22,10 +22,8 @@ def tests_against_best(ev) -> list[tuple[str, str, dict]]:
     Every pairwise test is in ``evaluation.json``; tables show these, the ones that say whether
     the best method's lead is significant.
     """
-    s = ev.summary()["patch_mse"]
     out = []
-    for t in ev.targets:
-        best = min((v[t]["mean"], m) for m, v in s.items() if t in v)[1]
+    for t, best in best_methods(ev).items():
         for row in ev.tests.get(t, []):
             if best in (row["a"], row["b"]):
                 flip = row["b"] == best
@@ -35,26 +33,37 @@ def tests_against_best(ev) -> list[tuple[str, str, dict]]:
     return out
 
 
+def best_methods(ev) -> dict[str, str]:
+    """The method with the lowest mean patch MSE, per target."""
+    s = ev.summary()["patch_mse"]
+    return {t: min((v[t]["mean"], m) for m, v in s.items() if t in v)[1] for t in ev.targets}
+
+
+def table_rows(ev) -> list[tuple[str, str, list[tuple[str, bool] | None]]]:
+    """Rows of the patch-MSE table: (method, parameter count, per target ("mean (std)", is best) or None)."""
+    s = ev.summary()["patch_mse"]
+    best = best_methods(ev)
+    rows = []
+    for m in ev.methods:
+        cells = []
+        for t in ev.targets:
+            v = s.get(m, {}).get(t)
+            cells.append(None if v is None else (f"{v['mean']:.4f} ({v['std']:.4f})", best[t] == m))
+        params = ev.parameters.get(m)
+        rows.append((m, "" if params is None else f"{params:,}", cells))
+    return rows
+
+
 def markdown(ev) -> str:
-    s = ev.summary()
     split = ("by patch (the paper's 90/10: test patches come from subjects seen in training)" if ev.split == "patch"
              else f"by held-out subject ({', '.join(ev.test_subjects)}: never seen in training)")
     lines = [f"Patch MSE in normalized SH space, mean (std) over {ev.n_patches} test patches "
              f"(central {ev.eval_size}^3 input voxels of each patch); split {split}.", ""]
     lines.append("| method | parameters | " + " | ".join(ev.targets) + " |")
     lines.append("| --- | --- | " + " | ".join("---" for _ in ev.targets) + " |")
-    best = {t: min((v[t]["mean"], m) for m, v in s["patch_mse"].items() if t in v)[1] for t in ev.targets}
-    for m in ev.methods:
-        cells = []
-        for t in ev.targets:
-            v = s["patch_mse"].get(m, {}).get(t)
-            if v is None:
-                cells.append("")
-                continue
-            text = f"{v['mean']:.4f} ({v['std']:.4f})"
-            cells.append(f"**{text}**" if best[t] == m else text)
-        params = ev.parameters.get(m)
-        lines.append(f"| {m} | {'' if params is None else f'{params:,}'} | " + " | ".join(cells) + " |")
+    for m, params, cells in table_rows(ev):
+        texts = ["" if c is None else (f"**{c[0]}**" if c[1] else c[0]) for c in cells]
+        lines.append(f"| {m} | {params} | " + " | ".join(texts) + " |")
     lines += ["", "Paired two-sided Wilcoxon signed-rank tests on the same patches of the best method of each "
               "target against every other, Bonferroni-corrected over all "
               f"{sum(len(v) for v in ev.tests.values())} pairwise tests of the table (all of them are in "

@@ -34,21 +34,14 @@ def _img(png: bytes, alt: str) -> str:
 
 
 def _table(ev) -> str:
-    s = ev.summary()
-    best = {t: min((v[t]["mean"], m) for m, v in s["patch_mse"].items() if t in v)[1] for t in ev.targets}
+    from mrharmony.evaluation.tables import table_rows
+
     head = "".join(f"<th>{html.escape(t)}</th>" for t in ev.targets)
     rows = []
-    for m in ev.methods:
-        cells = []
-        for t in ev.targets:
-            v = s["patch_mse"].get(m, {}).get(t)
-            if v is None:
-                cells.append("<td></td>")
-            else:
-                cls = ' class="best"' if best[t] == m else ""
-                cells.append(f"<td{cls}>{v['mean']:.4f} ({v['std']:.4f})</td>")
-        p = ev.parameters.get(m)
-        rows.append(f"<tr><td>{html.escape(m)}</td><td>{'' if p is None else f'{p:,}'}</td>{''.join(cells)}</tr>")
+    for m, params, cells in table_rows(ev):
+        tds = "".join("<td></td>" if c is None else ('<td class="best">' if c[1] else "<td>") + c[0] + "</td>"
+                      for c in cells)
+        rows.append(f"<tr><td>{html.escape(m)}</td><td>{params}</td>{tds}</tr>")
     return f"<table><tr><th>method</th><th>parameters</th>{head}</tr>{''.join(rows)}</table>"
 
 
