@@ -33,20 +33,27 @@ def _png(fig) -> bytes:
 
 
 def training_curves(runs: dict[str, Path]) -> bytes:
+    """Loss per epoch: single networks on the left (one target each), multi-task runs on the right
+    (losses summed over their targets, so on another scale)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    for i, (label, run) in enumerate(runs.items()):
+    groups = {"single networks (one target)": {}, "multi-task networks (sum over targets)": {}}
+    for label, run in runs.items():
         rows = list(csv.DictReader(open(Path(run) / "metrics.csv")))
-        ep = [int(r["epoch"]) for r in rows]
-        color = f"C{i % 10}"
-        ax.plot(ep, [float(r["val_loss"]) for r in rows], "-o", color=color, ms=3, label=f"{label} (validation)")
-        ax.plot(ep, [float(r["train_loss"]) for r in rows], "--", color=color, alpha=0.5)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (patch MSE, normalized SH; summed over targets)")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="upper right")
-    ax.set_title("Training (dashed) and validation (solid) loss")
+        n_targets = sum(1 for k in rows[0] if k.startswith("val_loss_"))
+        groups[list(groups)[n_targets > 1]][label] = rows
+    panels = [(title, g) for title, g in groups.items() if g]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.2), squeeze=False)
+    for ax, (title, group) in zip(axes[0], panels):
+        for i, (label, rows) in enumerate(group.items()):
+            ep = [int(r["epoch"]) for r in rows]
+            color = f"C{i % 10}"
+            ax.plot(ep, [float(r["val_loss"]) for r in rows], "-o", color=color, ms=3, label=label)
+            ax.plot(ep, [float(r["train_loss"]) for r in rows], "--", color=color, alpha=0.5)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("patch MSE (normalized SH)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        ax.set_title(f"{title}: validation (solid), training (dashed)", fontsize=9)
     return _png(fig)
 
 

@@ -113,6 +113,8 @@ input voxels of each patch; lower is better, best per target in bold). Split {ht
 <h2>Whole-volume errors</h2>
 {_volume_table(ev)}
 <h2>Training curves</h2>
+<p class="note">Validation loss is that of the final predictions; training loss sums every supervised output
+(both stages of MSP, every stage of CPM), so it sits above it for those.</p>
 {_img(curves, 'training curves')}
 <h2>Held-out subject {html.escape(subject)}, target {html.escape(target)} (Fig. 3 of the MSP paper)</h2>
 {fig3}
