@@ -305,12 +305,12 @@ def train(config: RunConfig | str | os.PathLike, out: str | os.PathLike, *, resu
 
     from mrharmony.data import load_dataset
     from mrharmony.patches import PatchSampler
+    from mrharmony.progress import Progress
 
     ds = load_dataset(cfg.data.dataset, check_data=False, subjects=cfg.data.subjects)
     targets = cfg.data.targets or [p.name for p in ds.target_platforms]
     for t in targets:
-        ds.platform(t)
-        if ds.platform(t).role != "target":
+        if ds.platform(t).role != "target":  # ds.platform names the dataset's platforms for an unknown one
             raise InputError(f"{t!r} is the input platform, not a target.", Path(cfg.data.dataset) / "dataset.yaml")
     ratios = {t: ds.voxel_ratio(t) for t in targets}
 
@@ -390,8 +390,6 @@ def train(config: RunConfig | str | os.PathLike, out: str | os.PathLike, *, resu
         if tc.patches_per_epoch:
             order = order[: tc.patches_per_epoch]
         n_batches = len(order) // tc.batch_size
-        from mrharmony.progress import Progress
-
         bar = Progress(total=n_batches * tc.batch_size, unit="patches", desc=f"epoch {epoch + 1}/{tc.epochs}",
                        quiet=quiet or rank != 0)
         model.train()

@@ -91,32 +91,36 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
         params[n] = None if count is None else (params.get(n) or 0) + count  # a row's networks together
     ev = Evaluation(split=data.split, n_patches=len(test), eval_size=eval_size, targets=targets,
                     methods=list(dict.fromkeys(names)), parameters=params, test_subjects=splits.test_subjects)
-    truth_maps: dict = {}
     offsets = np.searchsorted(subj_of, np.arange(len(truth.subjects)))
     progress = Progress(total=len(hs) * len(subjects_needed), unit="volumes", desc="evaluate", quiet=quiet)
     from mrharmony.features.prepare import load_features
 
-    for name, h in zip(names, hs):
-        mine = [t for t in h.targets if t in targets]
-        errors = {t: np.empty(len(test), np.float64) for t in mine}
-        for s in subjects_needed:
-            subject = truth.subjects[s]
-            f = load_features(ds, subject, ds.input_platform.name)
+    # per harmonizer (several single networks of one method share a row name, one per target)
+    mine = [[t for t in h.targets if t in targets] for h in hs]
+    errors = [{t: np.empty(len(test), np.float64) for t in ts} for ts in mine]
+    for s in subjects_needed:  # each subject's volumes are read once, whatever the number of methods
+        subject = truth.subjects[s]
+        f = load_features(ds, subject, ds.input_platform.name)
+        sel = np.flatnonzero(subj_of[test] == s)
+        # patches are cut and scored one subject at a time: memory stays that of one subject
+        _, true = truth.batch(test[sel])
+        reference = {} if volume_metrics and subject in splits.test_subjects else None
+        for i, (name, h) in enumerate(zip(names, hs)):
             pred = h.predict(f.data, f.mask)
-            sel = np.flatnonzero(subj_of[test] == s)
             cutter = PatchSampler([f.data], [f.affine], [f.mask],
-                                  {t: [pred[t]] for t in mine},
-                                  {t: [_target_affine(f.affine, ratios[t])] for t in mine},
-                                  size=data.patch_size, target_sizes={t: eval_size * ratios[t] for t in mine})
-            # patches are cut and scored one subject at a time: memory stays that of one subject
+                                  {t: [pred[t]] for t in mine[i]},
+                                  {t: [_target_affine(f.affine, ratios[t])] for t in mine[i]},
+                                  size=data.patch_size, target_sizes={t: eval_size * ratios[t] for t in mine[i]})
             _, cut = cutter.batch(test[sel] - offsets[s])
-            _, true = truth.batch(test[sel])
-            for t in mine:
-                errors[t][sel] = ((cut[t] - true[t]) ** 2).reshape(len(sel), -1).mean(axis=1)
-            if volume_metrics and subject in splits.test_subjects:
-                ev.volume_errors.extend(_volume_errors(ds, h, name, subject, pred, truth_maps))
+            for t in mine[i]:
+                errors[i][t][sel] = ((cut[t] - true[t]) ** 2).reshape(len(sel), -1).mean(axis=1)
+            if reference is not None:
+                ev.volume_errors.extend(_volume_errors(ds, h, name, subject, pred, reference))
             progress.update(1)
-        ev.patch_errors.setdefault(name, {}).update(errors)
+    for name, per in zip(names, errors):
+        ev.patch_errors.setdefault(name, {}).update(per)
+    order = {name: i for i, name in enumerate(dict.fromkeys(names))}
+    ev.volume_errors.sort(key=lambda r: order[r["method"]])  # rows by method, then subject
     progress.close()
     per_target = {t: {m: e[t] for m, e in ev.patch_errors.items() if t in e} for t in targets}
     n_tests = sum(len(e) * (len(e) - 1) // 2 for e in per_target.values())
@@ -167,26 +171,28 @@ def _target_affine(affine: np.ndarray, r: int) -> np.ndarray:
     return out
 
 
-def _volume_errors(ds, h, name: str, subject: str, pred: dict[str, np.ndarray], cache: dict) -> list[dict]:
+def _volume_errors(ds, h, name: str, subject: str, pred: dict[str, np.ndarray], reference: dict) -> list[dict]:
+    """Whole-volume errors of one method on one subject; ``reference`` caches, per target, the
+    subject's target features, gradient table and the DTI maps of the real target scan."""
     from mrharmony.features.dti import dti_maps, signal_from_sh
     from mrharmony.features.prepare import load_features
 
     rows = []
     for t, y in pred.items():
-        tf = load_features(ds, subject, t)
+        if t not in reference:
+            tf = load_features(ds, subject, t)
+            scan = ds.scan(subject, t)
+            bvals, bvecs = scan.gradients()
+            dwi, _ = scan.load_dwi()
+            reference[t] = (tf, bvals, bvecs, *dti_maps(dwi, bvals, bvecs, tf.mask)[:2])
+        tf, bvals, bvecs, fa_t, md_t = reference[t]
         m = tf.mask
         sh_mse = float(((y[m] - tf.data[m]) ** 2).mean())
-        scan = ds.scan(subject, t)
-        bvals, bvecs = scan.gradients()
         stats = h.reference["target_stats"][t]
         coeffs = y * np.asarray(stats["std"], np.float32) + np.asarray(stats["mean"], np.float32)
         coeffs[~m] = 0
         sig_b, sig_v, signal = signal_from_sh(coeffs, bvals, bvecs, tf.sh)
         fa_p, md_p, _ = dti_maps(signal, sig_b, sig_v, m)
-        if (subject, t) not in cache:
-            dwi, _ = scan.load_dwi()
-            cache[(subject, t)] = dti_maps(dwi, bvals, bvecs, m)[:2]
-        fa_t, md_t = cache[(subject, t)]
         rows.append({"method": name, "subject": subject, "target": t, "sh_mse": sh_mse,
                      "fa_mae": float(np.abs(fa_p[m] - fa_t[m]).mean()),
                      "md_mae": float(np.abs(md_p[m] - md_t[m]).mean())})
