@@ -184,3 +184,26 @@ def test_existing_output_needs_force(tmp_path):
     assert (out / "keep.txt").read_text() == "mine"
     simulate(out, preset="tiny", quiet=True, n_subjects=1, force=True)
     assert not (out / "keep.txt").exists() and (out / "dataset.yaml").exists()
+
+
+def test_render_scan_reproduces_the_stored_scan_and_its_noiseless_truth(tiny_dataset):
+    from mrharmony.simulate import render_scan
+
+    stored = nib.load(tiny_dataset / "sub-02" / "prisma_st" / "dwi.nii.gz")
+    noisy = render_scan(tiny_dataset, "sub-02", "prisma_st")
+    np.testing.assert_array_equal(noisy.dwi, np.asanyarray(stored.dataobj))
+    np.testing.assert_allclose(noisy.affine, stored.affine, atol=1e-4)
+    clean = render_scan(tiny_dataset, "sub-02", "prisma_st", noise=False)
+    assert clean.dwi.dtype == np.float32 and clean.dwi.shape == noisy.dwi.shape
+    np.testing.assert_array_equal(clean.mask, noisy.mask)
+    # the noise is what differs: zero-mean, with the std that two noisy b0 volumes show (NEMA)
+    i, j = np.flatnonzero(clean.bvals <= 50)[:2]
+    b0 = clean.dwi[..., i]
+    bright = (clean.mask > 0) & (b0 > 0.5 * b0[clean.mask > 0].max())  # Rician bias negligible
+    resid = noisy.dwi[..., i][bright].astype(np.float64) - b0[bright]
+    sigma_nema = (noisy.dwi[..., i][bright].astype(np.float64) - noisy.dwi[..., j][bright]).std() / np.sqrt(2)
+    assert abs(resid.mean()) < 0.1 * resid.std()
+    assert 0.8 < resid.std() / sigma_nema < 1.25
+    np.testing.assert_allclose(clean.dwi[..., i], clean.dwi[..., j], rtol=1e-5)  # b0s equal without noise
+    with pytest.raises(InputError, match="no subject"):
+        render_scan(tiny_dataset, "sub-99", "prisma_st")

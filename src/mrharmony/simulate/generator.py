@@ -142,26 +142,40 @@ def _subject_task_single_thread(task) -> int:
         return _subject_task(task)
 
 
+@dataclass
+class _Subject:
+    """What every scan of one subject shares: deformation, tissue properties, f_intra field."""
+
+    warp: SubjectWarp
+    tissue: TissueProperties
+    fic_field: SubjectWarp
+
+    @classmethod
+    def draw(cls, seed: int, index: int, geom: Geometry) -> "_Subject":
+        rng = np.random.default_rng([seed, index, 0])
+        lo = geom.corner
+        hi = geom.corner + np.asarray(geom.fine_shape) * FINE_VOXEL_MM
+        warp = SubjectWarp.random(rng, lo, hi)
+        tissue = TissueProperties.random(rng)
+        # spatially smooth variation of the intra-axonal fraction, +-0.06, moving with the anatomy
+        fic_field = SubjectWarp.random(rng, lo, hi, amplitude_mm=1.0, spacing_mm=12.0)
+        return cls(warp, tissue, fic_field)
+
+    def f_intra(self, points: np.ndarray) -> np.ndarray:
+        f = self.fic_field
+        grid = (points - f.disp_origin[:, None]) / f.disp_spacing
+        mod = ndimage.map_coordinates(f.disp[0], grid, order=1, mode="nearest")
+        return np.clip(self.tissue.f_intra + 0.06 * mod, 0.3, 0.8).astype(np.float32)
+
+
 def _simulate_subject(root: Path, subject: str, index: int, seed: int, fields, geom: Geometry,
                       plats: list[SimPlatform]) -> None:
-    rng = np.random.default_rng([seed, index, 0])
-    lo = geom.corner
-    hi = geom.corner + np.asarray(geom.fine_shape) * FINE_VOXEL_MM
-    warp = SubjectWarp.random(rng, lo, hi)
-    tissue = TissueProperties.random(rng)
-    # spatially smooth variation of the intra-axonal fraction, +-0.06, moving with the anatomy
-    fic_field = SubjectWarp.random(rng, lo, hi, amplitude_mm=1.0, spacing_mm=12.0)
+    subj = _Subject.draw(seed, index, geom)
     fine_affine, fine_shape = geom.grid(FINE_VOXEL_MM)
-
-    def f_intra(points: np.ndarray) -> np.ndarray:
-        grid = (points - fic_field.disp_origin[:, None]) / fic_field.disp_spacing
-        mod = ndimage.map_coordinates(fic_field.disp[0], grid, order=1, mode="nearest")
-        return np.clip(tissue.f_intra + 0.06 * mod, 0.3, 0.8).astype(np.float32)
-
     # ground truth on the fine grid, without scan misregistration
-    anat, pts = sample_anatomy(fields, warp, fine_affine, fine_shape)
+    anat, pts = sample_anatomy(fields, subj.warp, fine_affine, fine_shape)
     truth_dir = root / "truth" / subject
-    fic = f_intra(pts).reshape(fine_shape) * (anat["wm"] > 0)
+    fic = subj.f_intra(pts).reshape(fine_shape) * (anat["wm"] > 0)
     tissue_maps = np.stack([anat["wm"], anat["gm"], anat["csf"], fic, anat["crossing"]], axis=-1)
     save_nifti(truth_dir / "tissue.nii.gz", tissue_maps, fine_affine)
     save_nifti(truth_dir / "fibres.nii.gz", np.concatenate([anat["fibre1"], anat["fibre2"]], axis=-1), fine_affine)
@@ -169,31 +183,75 @@ def _simulate_subject(root: Path, subject: str, index: int, seed: int, fields, g
         "subject": subject,
         "tissue_volumes": ["wm", "gm", "csf", "f_intra", "crossing"],
         "fibre_volumes": ["fibre1_x", "fibre1_y", "fibre1_z", "fibre2_x", "fibre2_y", "fibre2_z"],
-        "tissue": tissue.as_dict(),
-        "size_scale": warp.scale.tolist(),
+        "tissue": subj.tissue.as_dict(),
+        "size_scale": subj.warp.scale.tolist(),
         "restricted_diffusivities": {
-            p.name: dict(zip(("axial", "radial"), restricted_diffusivities(tissue, p))) for p in plats
+            p.name: dict(zip(("axial", "radial"), restricted_diffusivities(subj.tissue, p))) for p in plats
         },
     }
     write_text(truth_dir / "subject.yaml", dump_yaml(info))
     del anat, tissue_maps
     for j, plat in enumerate(plats):
-        scan_rng = np.random.default_rng([seed, index, 1 + j])
-        _simulate_scan(root / subject / plat.name, scan_rng, plat, fields, warp, tissue, f_intra, geom)
+        scan = _render_scan(np.random.default_rng([seed, index, 1 + j]), plat, fields, subj, geom)
+        _write_scan(root / subject / plat.name, scan)
 
 
-def _simulate_scan(folder: Path, rng: np.random.Generator, plat: SimPlatform, fields, warp: SubjectWarp,
-                   tissue: TissueProperties, f_intra, geom: Geometry) -> None:
+@dataclass
+class RenderedScan:
+    """One rendered scan: the DWI series (int16 scanner units, or float32 without noise), its
+    brain mask, grid and gradient table."""
+
+    dwi: np.ndarray
+    mask: np.ndarray
+    affine: np.ndarray
+    bvals: np.ndarray
+    bvecs: np.ndarray
+
+
+def render_scan(dataset: str | os.PathLike, subject: str, platform: str, *, noise: bool = True) -> RenderedScan:
+    """Render one scan of a simulated dataset again from its ``simulation.yaml``.
+
+    With ``noise=True`` this reproduces the stored scan exactly; with ``noise=False`` it gives
+    the same scan without the Rician noise (and without int16 rounding): the noiseless truth the
+    harmonized prediction of a noisy target can be compared with.
+    """
+    from mrharmony.config import read_yaml
+    from mrharmony.data.dataset import read_dataset_spec
+
+    root = Path(dataset)
+    sim_file = root / "simulation.yaml"
+    if not sim_file.is_file():
+        raise InputError("is missing; only datasets made by 'mrharmony simulate' can be rendered again.", sim_file)
+    sim = read_yaml(sim_file)
+    spec = read_dataset_spec(root)
+    if subject not in spec.subjects:
+        raise InputError(f"has no subject {subject!r}.", root)
+    plats = [SimPlatform(**p) for p in sim["platforms"]]
+    names = [p.name for p in plats]
+    if platform not in names:
+        raise InputError(f"has no platform {platform!r}.", sim_file)
+    pre = Preset(**sim["preset"])
+    geom = make_geometry(pre, plats)
+    fields = template_fields(geom.corner, geom.corner + np.asarray(geom.fine_shape) * FINE_VOXEL_MM)
+    index, j = spec.subjects.index(subject), names.index(platform)
+    subj = _Subject.draw(int(sim["seed"]), index, geom)
+    return _render_scan(np.random.default_rng([int(sim["seed"]), index, 1 + j]), plats[j], fields, subj, geom,
+                        noise=noise)
+
+
+def _render_scan(rng: np.random.Generator, plat: SimPlatform, fields, subj: _Subject, geom: Geometry,
+                 *, noise: bool = True) -> RenderedScan:
     fine_affine, fine_shape = geom.grid(FINE_VOXEL_MM)
     affine, shape = geom.grid(plat.voxel_size[0])
     k = plat.fine_factor
     misreg = rigid(rng, plat.misregistration_mm, plat.misregistration_deg)
-    anat, pts = sample_anatomy(fields, warp, fine_affine, fine_shape, scan_rigid=misreg)
+    tissue = subj.tissue
+    anat, pts = sample_anatomy(fields, subj.warp, fine_affine, fine_shape, scan_rigid=misreg)
     inside = np.flatnonzero(anat["brain"].ravel() > 1e-3)
     flat = {key: anat[key].reshape(-1, *anat[key].shape[3:])[inside] for key in
             ("wm", "gm", "csf", "crossing", "fibre1", "fibre2", "radial")}
     bvals, bvecs = gradient_table(plat)
-    sig = compartment_signal(flat, f_intra(pts[:, inside]), tissue, plat, bvals, bvecs)
+    sig = compartment_signal(flat, subj.f_intra(pts[:, inside]), tissue, plat, bvals, bvecs)
     brain_in = anat["brain"].ravel()[inside]
     wm_in = flat["wm"]
     del anat, pts, flat
@@ -224,14 +282,18 @@ def _simulate_scan(folder: Path, rng: np.random.Generator, plat: SimPlatform, fi
     ref = float(b0[wm_vox].mean()) if wm_vox.any() else float(b0[brain > 0.5].mean())
     sigma = ref / plat.snr
     # one volume at a time: memory stays at the size of the int16 series
-    dwi = np.empty((*shape, len(bvals)), np.int16)
+    dwi = np.empty((*shape, len(bvals)), np.int16 if noise else np.float32)
     top = np.iinfo(np.int16).max
     for v in range(len(bvals)):
         clean = clean_b0.pop(v) if is_b0[v] else to_platform(sig[:, v]) * bias
-        dwi[..., v] = np.clip(np.rint(rician(rng, clean, sigma)), 0, top)
+        dwi[..., v] = np.clip(np.rint(rician(rng, clean, sigma)), 0, top) if noise else clean
     del sig
     mask = (brain >= 0.5).astype(np.uint8)
-    save_nifti(folder / "dwi.nii.gz", dwi, affine, dtype=np.int16)
-    save_nifti(folder / "mask.nii.gz", mask, affine, dtype=np.uint8)
-    write_text(folder / "dwi.bval", " ".join(f"{b:g}" for b in bvals) + "\n")
-    write_text(folder / "dwi.bvec", "\n".join(" ".join(f"{x:.6f}" for x in row) for row in bvecs.T) + "\n")
+    return RenderedScan(dwi=dwi, mask=mask, affine=affine, bvals=bvals, bvecs=bvecs)
+
+
+def _write_scan(folder: Path, scan: RenderedScan) -> None:
+    save_nifti(folder / "dwi.nii.gz", scan.dwi, scan.affine, dtype=np.int16)
+    save_nifti(folder / "mask.nii.gz", scan.mask, scan.affine, dtype=np.uint8)
+    write_text(folder / "dwi.bval", " ".join(f"{b:g}" for b in scan.bvals) + "\n")
+    write_text(folder / "dwi.bvec", "\n".join(" ".join(f"{x:.6f}" for x in row) for row in scan.bvecs.T) + "\n")

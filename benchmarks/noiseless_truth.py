@@ -1,0 +1,132 @@
+"""Score harmonizers against the simulator's noiseless truth as well as the noisy target scans.
+
+The patch MSE of Table 1 compares a prediction with the target platform's real (noisy) scan, so
+every method pays the target's own noise, which no method can predict. On synthetic data the
+truth without noise is known: each held-out subject's target scans are rendered again without
+Rician noise (``mrharmony.simulate.render_scan``), fitted with the same SH settings, and
+normalized with the noisy scan's own channel statistics, so that both truths are on the scale
+of the predictions. Per method and target it reports, over the target's brain mask of the
+held-out subjects, the normalized-SH MSE against the noisy scan (what ``evaluate`` reports as
+the whole-volume SH error) and against the noiseless truth, per SH order, and the FA error of a
+DTI fit against the noiseless scan's FA. A "noisy target" row scores the real target scan itself
+against the noiseless truth: the noise floor.
+
+Usage:
+    python benchmarks/noiseless_truth.py RUN_DIR [RUN_DIR ...] --out FILE.json
+
+The runs must share a dataset made by ``mrharmony simulate`` and a split by held-out subject
+(a whole-volume score on a subject seen in training would not be a test result).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--out", required=True, help="JSON file for the results")
+    args = ap.parse_args()
+
+
+    from mrharmony.data import load_dataset
+    from mrharmony.evaluation.evaluate import _common_data, _unique_names
+    from mrharmony.features.dti import dti_maps, signal_from_sh
+    from mrharmony.features.prepare import load_features
+    from mrharmony.features.sh import fit_sh, sh_orders
+    from mrharmony.methods.base import load_harmonizer
+    from mrharmony.simulate import render_scan
+
+    hs = [load_harmonizer(r) for r in args.runs]
+    data = _common_data(hs, args.runs)
+    if data.split != "subject":
+        raise SystemExit("the runs must be split by held-out subject.")
+    names = _unique_names(hs, args.runs)
+    split = json.loads((Path(args.runs[0]) / "split.json").read_text())
+    subjects = split["test_subjects"]
+    ds = load_dataset(data.dataset, check_data=False, subjects=data.subjects)
+    targets = [p.name for p in ds.target_platforms if any(p.name in h.targets for h in hs)]
+    sums: dict = {}  # (row, target) -> running sums over voxels
+
+    def add(row, t, err2, orders, fa_err):
+        s = sums.setdefault((row, t), {"n": 0, "sq": np.zeros(err2.shape[1]), "fa": 0.0})
+        s["n"] += err2.shape[0]
+        s["sq"] += err2.sum(axis=0)
+        s["fa"] += float(np.abs(fa_err).sum())
+
+    t0 = time.perf_counter()
+    for subject in subjects:
+        f = load_features(ds, subject, ds.input_platform.name)
+        preds = [h.predict(f.data, f.mask) for h in hs]
+        for t in targets:
+            tf = load_features(ds, subject, t)
+            m = tf.mask
+            clean = render_scan(data.dataset, subject, t, noise=False)
+            coeffs = fit_sh(clean.dwi, clean.bvals, clean.bvecs, m, tf.sh)
+            truth = tf.stats.apply(coeffs, m)
+            fa_clean = dti_maps(clean.dwi, clean.bvals, clean.bvecs, m)[0][m]
+            scan = ds.scan(subject, t)
+            dwi, _ = scan.load_dwi()
+            bvals, bvecs = scan.gradients()
+            fa_noisy = dti_maps(dwi, bvals, bvecs, m)[0][m]
+            del dwi
+            orders = sh_orders(tf.sh.sh_order_max)
+            add("noisy target", t, (tf.data[m] - truth[m]) ** 2, orders, fa_noisy - fa_clean)
+            for name, h, pred in zip(names, hs, preds):
+                if t not in pred:
+                    continue
+                y = pred[t]
+                err_noisy = ((y[m] - tf.data[m]) ** 2).mean()
+                stats = h.reference["target_stats"][t]
+                c = y * np.asarray(stats["std"], np.float32) + np.asarray(stats["mean"], np.float32)
+                c[~m] = 0
+                sb, sv, sig = signal_from_sh(c, bvals, bvecs, tf.sh)
+                fa_p = dti_maps(sig, sb, sv, m)[0][m]
+                add(name, t, (y[m] - truth[m]) ** 2, orders, fa_p - fa_clean)
+                sums[(name, t)].setdefault("sq_noisy", 0.0)
+                sums[(name, t)]["sq_noisy"] += float(err_noisy) * int(m.sum())
+            print(f"{subject} {t} done ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+    orders = sh_orders(hs[0].reference["sh"]["sh_order_max"])
+    rows = []
+    for (row, t), s in sums.items():
+        per_channel = s["sq"] / s["n"]
+        rows.append({
+            "method": row, "target": t,
+            "mse_vs_noiseless": float(per_channel.mean()),
+            "mse_vs_noisy": None if "sq_noisy" not in s else s["sq_noisy"] / s["n"],
+            "mse_vs_noiseless_by_order": {int(l): float(per_channel[orders == l].mean())
+                                         for l in sorted(set(orders.tolist()))},
+            "fa_mae_vs_noiseless": s["fa"] / s["n"],
+        })
+    out = {"runs": [str(r) for r in args.runs], "subjects": subjects, "targets": targets, "rows": rows}
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(_markdown(rows, targets))
+
+
+def _markdown(rows: list[dict], targets: list[str]) -> str:
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    by = {(r["method"], r["target"]): r for r in rows}
+    lines = ["| method | " + " | ".join(f"{t}: vs noisy / vs noiseless / FA MAE" for t in targets) + " |",
+             "| --- |" + " --- |" * len(targets)]
+    for m in methods:
+        cells = []
+        for t in targets:
+            r = by.get((m, t))
+            if r is None:
+                cells.append("")
+                continue
+            noisy = "" if r["mse_vs_noisy"] is None else f"{r['mse_vs_noisy']:.4f}"
+            cells.append(f"{noisy} / {r['mse_vs_noiseless']:.4f} / {r['fa_mae_vs_noiseless']:.4f}")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
