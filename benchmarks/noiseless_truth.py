@@ -63,7 +63,7 @@ def main() -> None:
     t0 = time.perf_counter()
     for subject in subjects:
         f = load_features(ds, subject, ds.input_platform.name)
-        preds = [h.predict(f.data, f.mask) for h in hs]
+        preds = [h.predict(f) for h in hs]
         for t in targets:
             tf = load_features(ds, subject, t)
             m = tf.mask
@@ -83,9 +83,7 @@ def main() -> None:
                     continue
                 y = pred[t]
                 err_noisy = ((y[m] - tf.data[m]) ** 2).mean()
-                stats = h.reference["target_stats"][t]
-                c = y * np.asarray(stats["std"], np.float32) + np.asarray(stats["mean"], np.float32)
-                c[~m] = 0
+                c = h.target_coefficients(y, t, m)
                 sb, sv, sig = signal_from_sh(c, bvals, bvecs, tf.sh)
                 fa_p = dti_maps(sig, sb, sv, m)[0][m]
                 add(name, t, (y[m] - truth[m]) ** 2, orders, fa_p - fa_clean)

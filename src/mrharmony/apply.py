@@ -29,22 +29,22 @@ from mrharmony.errors import InputError
 from mrharmony.io import save_nifti, staged_output_dir, write_json, write_text
 
 
-def harmonize_arrays(h, dwi: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, mask: np.ndarray, *,
-                     targets: list[str] | None = None, source=None) -> dict[str, dict[str, np.ndarray]]:
+def harmonize_arrays(h, dwi: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, mask: np.ndarray,
+                     affine: np.ndarray, *, targets: list[str] | None = None,
+                     source=None) -> dict[str, dict[str, np.ndarray]]:
     """Steps 1-3 on arrays: per target, ``sh`` (target-scale SH coefficients) and ``mask``."""
     from mrharmony.features.normalization import ChannelStats
+    from mrharmony.features.prepare import ScanFeatures
     from mrharmony.features.sh import SHConfig, fit_sh
 
     cfg = SHConfig(**h.reference["sh"])
     coeffs = fit_sh(dwi, bvals, bvecs, mask, cfg, source=source)
     stats = ChannelStats.fit(coeffs, mask)
-    pred = h.predict(stats.apply(coeffs, mask), mask)
+    pred = h.predict(ScanFeatures(data=stats.apply(coeffs, mask), mask=mask, affine=affine, stats=stats, sh=cfg))
     out = {}
     for t in targets or h.targets:
-        ref = h.reference["target_stats"][t]
         tmask = h.target_mask(mask, t)
-        sh = ChannelStats(np.asarray(ref["mean"], np.float32), np.asarray(ref["std"], np.float32)).invert(pred[t], tmask)
-        out[t] = {"sh": sh, "mask": tmask}
+        out[t] = {"sh": h.target_coefficients(pred[t], t, tmask), "mask": tmask}
     return out
 
 
@@ -76,7 +76,7 @@ def apply_model(model: str | os.PathLike, *, dwi: str, bval: str, bvec: str, mas
     m = (m[..., 0] if m.ndim == 4 else m) > 0
     if not m.any():
         raise InputError("is empty (no voxel inside the brain).", mask)
-    results = harmonize_arrays(h, data, bvals, bvecs, m, targets=targets, source=bval)
+    results = harmonize_arrays(h, data, bvals, bvecs, m, img.affine, targets=targets, source=bval)
     cfg = SHConfig(**h.reference["sh"])
     prefix = prefix or Path(dwi).name.split(".")[0].removesuffix("_dwi")
     with staged_output_dir(out, force=force) as tmp:

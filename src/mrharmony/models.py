@@ -20,23 +20,30 @@ from mrharmony.errors import InputError
 SINGLE = ("diqt", "cnn_rish", "shresnet")
 MULTI = ("cpm", "hned")
 METHODS = SINGLE + MULTI + ("msp",)
+STATISTICAL = ("none", "meanvar_global", "meanvar_voxel", "rish")  # see mrharmony.methods.statistical
+_DEEP = set(METHODS)
+_VOXELWISE = {"meanvar_voxel", "rish"}
 
 _APPLIES = {
     "revnet_blocks": {"diqt"},
-    "features": {"diqt", "cnn_rish", "shresnet", "cpm", "hned", "msp"},
+    "features": _DEEP,
     "stages": {"cpm"},
     "first_stage": {"msp"},
     "first_stage_runs": {"msp"},
     "first_stage_default": {"msp"},
     "alpha_start_epoch": {"msp"},
     "alpha_end_epoch": {"msp"},
+    "registration": _VOXELWISE,
+    "smoothing_fwhm_mm": _VOXELWISE,
 }
 
 
 class ModelConfig(StrictModel):
-    """The network of a run; keys that do not apply to the chosen method are errors."""
+    """The method of a run (a network or a statistical harmonizer); keys that do not apply to the
+    chosen method are errors."""
 
-    method: Literal["diqt", "cnn_rish", "shresnet", "cpm", "hned", "msp"]
+    method: Literal["diqt", "cnn_rish", "shresnet", "cpm", "hned", "msp",
+                    "none", "meanvar_global", "meanvar_voxel", "rish"]
     revnet_blocks: int = Field(default=0, ge=0)
     features: int | None = Field(default=None, ge=2)
     stages: int = Field(default=2, ge=1, le=3)
@@ -47,6 +54,9 @@ class ModelConfig(StrictModel):
     first_stage_default: Literal["diqt", "cnn_rish", "shresnet"] = "diqt"
     alpha_start_epoch: float = Field(default=0.0, ge=0)
     alpha_end_epoch: float = Field(default=5.0, ge=0)
+    registration: Literal["affine", "rigid", "none"] = Field(
+        default="affine", description="voxelwise statistical methods: how subjects meet in the reference space")
+    smoothing_fwhm_mm: float = Field(default=6.0, ge=0, description="voxelwise statistical methods: map smoothing")
 
     @model_validator(mode="after")
     def _applicable(self) -> "ModelConfig":

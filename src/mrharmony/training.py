@@ -25,6 +25,10 @@ from its last completed epoch and, on the CPU, ends with the same weights as an 
 run. Test patches (by patch or by subject, from ``data.split_seed``) are never used for
 training or validation; the validation patches are drawn from the rest.
 
+Statistical methods (``none``, ``meanvar_global``, ``meanvar_voxel``, ``rish``) take the same
+config and run directory; they are fitted in one pass by
+:func:`mrharmony.methods.statistical.fit_statistical` (no epochs, checkpoints or resume).
+
 Distributed data parallel: started with ``torchrun --nproc_per_node N``, each process takes
 1/N of every global minibatch (``batch_size`` is global) and gradients are averaged, so the
 result matches one process on the same global batch. CPU processes use the gloo backend, GPUs
@@ -49,6 +53,7 @@ from mrharmony import __version__
 from mrharmony.config import StrictModel, dump_yaml, model_from_dict, read_yaml
 from mrharmony.errors import InputError
 from mrharmony.models import (
+    STATISTICAL,
     ModelConfig,
     absolute_paths,
     build_network,
@@ -277,6 +282,13 @@ def train(config: RunConfig | str | os.PathLike, out: str | os.PathLike, *, resu
     import torch
 
     out = Path(out)
+    if config is not None and not resume:
+        cfg0 = config if isinstance(config, RunConfig) else load_run_config(config)
+        if cfg0.model.method in STATISTICAL:  # nothing to train by gradient: fitted in one pass
+            from mrharmony.methods.statistical import fit_statistical
+
+            return fit_statistical(cfg0, out, force=force, quiet=quiet)
+        config = cfg0
     rank, world = _distributed()
     ckpt_path = out / "checkpoints" / "last.pt"
     if resume:
@@ -372,7 +384,7 @@ def train(config: RunConfig | str | os.PathLike, out: str | os.PathLike, *, resu
     elif rank == 0:
         _new_run_dir(out, force)
         (out / "config.yaml").write_text(dump_yaml(resolved_config(cfg, out)))
-        _write_split(out / "split.json", splits, sampler)
+        _write_split(out / "split.json", splits, sampler.subjects)
         log(f"mrharmony {__version__}: {cfg.model.method} for {', '.join(targets)}; {n_params} parameters; "
             f"{len(splits.train)} train / {len(splits.validation)} validation / {len(splits.test)} test patches; "
             f"device {device}, {world} process(es)")
@@ -600,13 +612,13 @@ def _write_metrics(path: Path, history: list[dict]) -> None:
         w.writerows(history)
 
 
-def _write_split(path: Path, splits: Splits, sampler) -> None:
+def _write_split(path: Path, splits: Splits, subjects: list[str]) -> None:
     import hashlib
 
     from mrharmony.io import write_json
 
     write_json(path, {
         "n_train": len(splits.train), "n_validation": len(splits.validation), "n_test": len(splits.test),
-        "test_subjects": splits.test_subjects, "subjects": sampler.subjects,
+        "test_subjects": splits.test_subjects, "subjects": list(subjects),
         "test_sha256": hashlib.sha256(np.asarray(splits.test, np.int64).tobytes()).hexdigest(),
     })

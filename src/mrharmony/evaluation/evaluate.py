@@ -58,7 +58,7 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
     from mrharmony.data import load_dataset
     from mrharmony.evaluation.stats import paired_tests
     from mrharmony.methods.base import load_harmonizer
-    from mrharmony.methods.identity import IdentityHarmonizer
+    from mrharmony.methods.statistical import IdentityHarmonizer
     from mrharmony.patches import PatchSampler
     from mrharmony.progress import Progress
     from mrharmony.training import DataConfig, make_splits
@@ -71,7 +71,7 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
     targets = [p.name for p in ds.target_platforms if any(p.name in h.targets for h in hs)]
     ratios = {t: ds.voxel_ratio(t) for t in targets}
     names = _unique_names(hs, runs)
-    if baseline:
+    if baseline and "none" not in names:  # no harmonization, unless a saved "none" run is among the runs
         ref = {"sh": hs[0].reference["sh"]}
         for key in ("target_stats", "target_gradients", "voxel_sizes"):
             ref[key] = {t: v for h in hs for t, v in (h.reference.get(key) or {}).items()}
@@ -106,7 +106,7 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
         _, true = truth.batch(test[sel])
         reference = {} if volume_metrics and subject in splits.test_subjects else None
         for i, (name, h) in enumerate(zip(names, hs)):
-            pred = h.predict(f.data, f.mask)
+            pred = h.predict(f)
             cutter = PatchSampler([f.data], [f.affine], [f.mask],
                                   {t: [pred[t]] for t in mine[i]},
                                   {t: [_target_affine(f.affine, ratios[t])] for t in mine[i]},
@@ -161,14 +161,9 @@ def _unique_names(hs, runs) -> list[str]:
 
 def _target_affine(affine: np.ndarray, r: int) -> np.ndarray:
     """Affine of the grid r times finer than ``affine``'s, sharing its corner."""
-    a = np.array(affine, float)
-    if r == 1:
-        return a
-    out = a.copy()
-    out[:3, :3] = a[:3, :3] / r
-    corner = a[:3, :3] @ np.full(3, -0.5) + a[:3, 3]
-    out[:3, 3] = corner - out[:3, :3] @ np.full(3, -0.5)
-    return out
+    from mrharmony.registration import scaled_affine
+
+    return scaled_affine(affine, 1.0 / r)
 
 
 def _volume_errors(ds, h, name: str, subject: str, pred: dict[str, np.ndarray], reference: dict) -> list[dict]:
@@ -188,9 +183,7 @@ def _volume_errors(ds, h, name: str, subject: str, pred: dict[str, np.ndarray], 
         tf, bvals, bvecs, fa_t, md_t = reference[t]
         m = tf.mask
         sh_mse = float(((y[m] - tf.data[m]) ** 2).mean())
-        stats = h.reference["target_stats"][t]
-        coeffs = y * np.asarray(stats["std"], np.float32) + np.asarray(stats["mean"], np.float32)
-        coeffs[~m] = 0
+        coeffs = h.target_coefficients(y, t, m)
         sig_b, sig_v, signal = signal_from_sh(coeffs, bvals, bvecs, tf.sh)
         fa_p, md_p, _ = dti_maps(signal, sig_b, sig_v, m)
         rows.append({"method": name, "subject": subject, "target": t, "sh_mse": sh_mse,

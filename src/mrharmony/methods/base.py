@@ -5,10 +5,12 @@ of one or more target platforms:
 
 * ``fit(...)`` learns the mapping from a traveling-heads dataset (deep methods: through the
   training engine, see :mod:`mrharmony.training`);
-* ``predict(features, mask)`` takes the input scan's features (X, Y, Z, C), normalized to mean
-  0 / std 1 per channel inside its mask, and returns ``{target: features}`` in the targets'
-  normalized space, on each target's grid (r times finer for a 2x target, aligned with the
-  input's), zero outside the (upsampled) mask;
+* ``predict(scan)`` takes the input scan's :class:`~mrharmony.features.prepare.ScanFeatures`
+  (``data``: (X, Y, Z, C) normalized to mean 0 / std 1 per channel inside ``mask``, with the
+  scan's own ``stats``, its ``affine`` and SH settings) and returns ``{target: features}`` in
+  the targets' normalized space, on each target's grid (r times finer for a 2x target, aligned
+  with the input's), zero outside the (upsampled) mask; :meth:`Harmonizer.target_coefficients`
+  maps them to the target platform's scale;
 * ``save(dir)`` / ``load(dir)`` store and restore it, with its ``reference``: per target, the
   platform's feature scale (``target_stats``), its gradient table (``target_gradients``) and
   voxel size, and the SH settings of the features, which is what harmonizing a new scan needs
@@ -40,8 +42,15 @@ class Harmonizer(ABC):
         self.name = name or self.method
 
     @abstractmethod
-    def predict(self, features: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+    def predict(self, scan) -> dict[str, np.ndarray]:
         """Normalized target features of one scan (see the module docstring)."""
+
+    def target_coefficients(self, y: np.ndarray, target: str, mask: np.ndarray | None = None) -> np.ndarray:
+        """A prediction for ``target`` mapped back to the platform's SH scale (zero outside ``mask``)."""
+        from mrharmony.features.normalization import ChannelStats
+
+        st = self.reference["target_stats"][target]
+        return ChannelStats(np.asarray(st["mean"], np.float32), np.asarray(st["std"], np.float32)).invert(y, mask)
 
     @abstractmethod
     def save(self, directory: str | os.PathLike) -> Path:
@@ -67,7 +76,7 @@ def load_harmonizer(path: str | os.PathLike) -> Harmonizer:
         import json
 
         from mrharmony import FORMAT_VERSION
-        from mrharmony.methods.identity import IdentityHarmonizer
+        from mrharmony.methods.statistical import HARMONIZERS
 
         try:
             d = json.loads((path / "harmonizer.json").read_text())
@@ -76,10 +85,9 @@ def load_harmonizer(path: str | os.PathLike) -> Harmonizer:
         if d.get("format_version", 0) > FORMAT_VERSION:
             raise InputError(f"was written by a newer mrharmony (format version {d['format_version']}).",
                              path / "harmonizer.json")
-        known = {"none": IdentityHarmonizer}
-        if d.get("method") not in known:
+        if d.get("method") not in HARMONIZERS:
             raise InputError(f"names an unknown method {d.get('method')!r}.", path / "harmonizer.json")
-        return known[d["method"]].load(path)
+        return HARMONIZERS[d["method"]].load(path)
     if path.is_dir() and (path / "checkpoints").is_dir():
         raise InputError("is a run that has not finished (no model.pt); resume it with 'mrharmony train --resume'.",
                          path)

@@ -53,13 +53,14 @@ class DeepHarmonizer(Harmonizer):
     def parameter_count(self) -> int:
         return int(self.meta["parameter_count"])
 
-    def predict(self, features: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+    def predict(self, scan) -> dict[str, np.ndarray]:
         import torch
 
         from mrharmony.inference import predict_volume
 
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         sizes = {t: v[-1] for t, v in self.meta["output_sizes"].items()}
+        features, mask = scan.data, scan.mask
         out = predict_volume(self.net, features, output_sizes=sizes, ratios=self.ratios,
                              patch=self.meta["patch_size"], tile=self.tile, device=device)
         for t, y in out.items():

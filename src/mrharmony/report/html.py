@@ -147,10 +147,8 @@ def _fig3(ds, hs, ev, target, subject, fig3_views) -> str:
     columns = {"ground truth": {"sh": tf.data, "dec": dti_maps(dwi, bvals, bvecs, tf.mask)[2]}}
     for m in chosen:
         h = next(h for h in hs if h.name == m and target in h.targets)
-        y = h.predict(f.data, f.mask)[target]
-        st = h.reference["target_stats"][target]
-        coeffs = y * np.asarray(st["std"], np.float32) + np.asarray(st["mean"], np.float32)
-        coeffs[~tf.mask] = 0
+        y = h.predict(f)[target]
+        coeffs = h.target_coefficients(y, target, tf.mask)
         b, v, sig = signal_from_sh(coeffs, bvals, bvecs, tf.sh)
         columns[m] = {"sh": y, "dec": dti_maps(sig, b, v, tf.mask)[2]}
     png = fig3_views(columns, tf.mask, title=f"{subject}, {target}: truth vs {', '.join(chosen)}")
