@@ -37,7 +37,7 @@ def main() -> None:
 
     from mrharmony.data import load_dataset
     from mrharmony.evaluation.evaluate import _common_data, _unique_names
-    from mrharmony.features.dti import dti_maps, signal_from_sh
+    from mrharmony.features.dti import dti_maps
     from mrharmony.features.prepare import load_features
     from mrharmony.features.sh import fit_sh, sh_orders
     from mrharmony.methods.base import load_harmonizer
@@ -83,9 +83,7 @@ def main() -> None:
                     continue
                 y = pred[t]
                 err_noisy = ((y[m] - tf.data[m]) ** 2).mean()
-                c = h.target_coefficients(y, t, m)
-                sb, sv, sig = signal_from_sh(c, bvals, bvecs, tf.sh)
-                fa_p = dti_maps(sig, sb, sv, m)[0][m]
+                fa_p = h.predict_dti(f, gradients={t: (bvals, bvecs)}, pred={t: y})[t][0][m]
                 add(name, t, (y[m] - truth[m]) ** 2, orders, fa_p - fa_clean)
                 sums[(name, t)].setdefault("sq_noisy", 0.0)
                 sums[(name, t)]["sq_noisy"] += float(err_noisy) * int(m.sum())

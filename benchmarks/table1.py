@@ -2,7 +2,9 @@
 
 Every method of Table 1 (DIQT, CNN-RISH and SHResNet for each target; CPM; HNED; MSP over the
 single networks, its first stage chosen per target on validation loss), plus a capacity-matched
-control (DIQT widened to MSP's parameter count, trained on one target), on the ``mushac``
+control (DIQT widened to MSP's parameter count, trained on one target) and the statistical
+baselines (no harmonization, global and voxelwise mean/variance alignment, linear RISH, and
+ComBat on FA / MD when neuroHarmonize is installed: run with ``.venv-combat/bin/python``), on the ``mushac``
 preset with the paper's protocol: input ge_st; targets prisma_st, connectom_st, connectom_sa;
 11^3 patches; minibatch 12 and Adam. Run once with the paper's split (90/10 by patch) and once
 with held-out subjects, each evaluated with ``mrharmony evaluate`` (patch MSE, Wilcoxon +
@@ -17,7 +19,7 @@ Budgets (``--budget``):
     smoke  the ``test`` preset, to check the script end to end (use with ``--preset tiny``).
 
 Usage:
-    python benchmarks/table1.py --out bench-output/table1 [--budget cpu] [--splits patch subject]
+    .venv-combat/bin/python benchmarks/table1.py --out bench-output/table1 [--budget cpu] [--splits patch subject]
 
 Writes, under --out: the dataset (``data/``), per split the configs, runs and evaluation
 (``<split>/evaluation/table.md`` ...), and ``table1.md`` gathering both tables with the budget
@@ -69,7 +71,7 @@ def run_split(root: Path, data: Path, split: str, budget: dict, *, seed: int, co
 
     def run(name: str, model: dict, targets: list[str] | None) -> Path:
         out = work / "runs" / name
-        if (out / "model.pt").exists():
+        if (out / "model.pt").exists() or (out / "harmonizer.json").exists():
             return out
         cfg = {"preset": budget["preset"], "data": {**data_cfg, **({"targets": targets} if targets else {})},
                "model": model, "training": {**budget["training"], "seed": seed}}
@@ -90,10 +92,24 @@ def run_split(root: Path, data: Path, split: str, budget: dict, *, seed: int, co
     ratio = 2 if control_target == "connectom_sa" else 1
     width = widened_diqt_features(n_msp, ratio)
     runs.append(run(f"diqt-wide-{control_target}", {"method": "diqt", "features": width}, [control_target]))
+    for method in statistical_methods():
+        runs.append(run(method, {"method": method}, None))
     print(f"[{time.strftime('%H:%M:%S')}] {split}: evaluating", flush=True)
     ev = evaluate(runs, quiet=quiet)
     write_tables(ev, work / "evaluation")
     return work / "evaluation" / "table.md"
+
+
+def statistical_methods() -> list[str]:
+    """The statistical baselines; ComBat where neuroHarmonize is installed (.venv-combat)."""
+    methods = ["none", "meanvar_global", "meanvar_voxel", "rish"]
+    try:
+        import neuroHarmonize  # noqa: F401
+
+        methods.append("combat")
+    except ImportError:
+        print("neuroHarmonize is not installed: no ComBat rows (run with .venv-combat/bin/python for them)")
+    return methods
 
 
 def budget_epochs(budget: dict) -> int:

@@ -40,8 +40,12 @@ def harmonize_arrays(h, dwi: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, m
     cfg = SHConfig(**h.reference["sh"])
     coeffs = fit_sh(dwi, bvals, bvecs, mask, cfg, source=source)
     stats = ChannelStats.fit(coeffs, mask)
-    pred = h.predict(ScanFeatures(data=stats.apply(coeffs, mask), mask=mask, affine=affine, stats=stats, sh=cfg))
+    scan = ScanFeatures(data=stats.apply(coeffs, mask), mask=mask, affine=affine, stats=stats, sh=cfg)
     out = {}
+    if not h.predicts_sh:  # methods that harmonize the DTI maps (ComBat)
+        maps = h.predict_dti(scan)
+        return {t: {"dti": maps[t], "mask": h.target_mask(mask, t)} for t in targets or h.targets}
+    pred = h.predict(scan)
     for t in targets or h.targets:
         tmask = h.target_mask(mask, t)
         out[t] = {"sh": h.target_coefficients(pred[t], t, tmask), "mask": tmask}
@@ -52,7 +56,6 @@ def apply_model(model: str | os.PathLike, *, dwi: str, bval: str, bvec: str, mas
                 targets: list[str] | None = None, prefix: str | None = None, force: bool = False) -> Path:
     from mrharmony.data.validate import read_float32, read_gradients, read_image
     from mrharmony.evaluation.evaluate import _target_affine
-    from mrharmony.features.dti import dti_maps, signal_from_sh
     from mrharmony.features.sh import SHConfig
     from mrharmony.methods.base import load_harmonizer
 
@@ -89,17 +92,26 @@ def apply_model(model: str | os.PathLike, *, dwi: str, bval: str, bvec: str, mas
             base = f"{prefix}_space-{t.replace('_', '')}"
             side = {"Method": h.name, "TargetPlatform": t, "Model": str(Path(model).resolve()),
                     "SphericalHarmonics": h.reference["sh"], "mrharmonyVersion": __version__}
-            save_nifti(tmp / f"{base}_model-sh_desc-harmonized_dwimap.nii.gz", res["sh"], aff)
-            write_json(tmp / f"{base}_model-sh_desc-harmonized_dwimap.json", side)
-            grads = h.reference["target_gradients"][t]
-            tb, tv, signal = signal_from_sh(res["sh"], np.asarray(grads["bvals"]), np.asarray(grads["bvecs"]), cfg)
-            signal[~res["mask"]] = 0
-            save_nifti(tmp / f"{base}_desc-harmonized_dwi.nii.gz", signal, aff)
-            write_text(tmp / f"{base}_desc-harmonized_dwi.bval", " ".join(f"{b:g}" for b in tb) + "\n")
-            write_text(tmp / f"{base}_desc-harmonized_dwi.bvec",
-                       "\n".join(" ".join(f"{x:.6f}" for x in row) for row in tv.T) + "\n")
-            write_json(tmp / f"{base}_desc-harmonized_dwi.json", {**side, "Description": "b0-normalized signal"})
-            fa, md, dec = dti_maps(signal, tb, tv, res["mask"])
+            if "dti" in res:
+                fa, md, dec = res["dti"]
+            else:
+                fa, md, dec = _write_signal(tmp, base, res, side, h.target_gradients(t), cfg, aff)
             for param, arr in (("fa", fa), ("md", md), ("decfa", dec)):
                 save_nifti(tmp / f"{base}_model-tensor_param-{param}_dwimap.nii.gz", arr, aff)
     return Path(out)
+
+
+def _write_signal(tmp: Path, base: str, res: dict, side: dict, gradients, cfg, aff):
+    """Write the harmonized SH coefficients and signal of one target; return its DTI maps."""
+    from mrharmony.features.dti import dti_maps, signal_from_sh
+
+    save_nifti(tmp / f"{base}_model-sh_desc-harmonized_dwimap.nii.gz", res["sh"], aff)
+    write_json(tmp / f"{base}_model-sh_desc-harmonized_dwimap.json", side)
+    tb, tv, signal = signal_from_sh(res["sh"], *gradients, cfg)
+    signal[~res["mask"]] = 0
+    save_nifti(tmp / f"{base}_desc-harmonized_dwi.nii.gz", signal, aff)
+    write_text(tmp / f"{base}_desc-harmonized_dwi.bval", " ".join(f"{b:g}" for b in tb) + "\n")
+    write_text(tmp / f"{base}_desc-harmonized_dwi.bvec",
+               "\n".join(" ".join(f"{x:.6f}" for x in row) for row in tv.T) + "\n")
+    write_json(tmp / f"{base}_desc-harmonized_dwi.json", {**side, "Description": "b0-normalized signal"})
+    return dti_maps(signal, tb, tv, res["mask"])

@@ -20,7 +20,7 @@ from mrharmony.errors import InputError
 SINGLE = ("diqt", "cnn_rish", "shresnet")
 MULTI = ("cpm", "hned")
 METHODS = SINGLE + MULTI + ("msp",)
-STATISTICAL = ("none", "meanvar_global", "meanvar_voxel", "rish")  # see mrharmony.methods.statistical
+STATISTICAL = ("none", "meanvar_global", "meanvar_voxel", "rish", "combat")  # mrharmony.methods.statistical
 _DEEP = set(METHODS)
 _VOXELWISE = {"meanvar_voxel", "rish"}
 
@@ -33,7 +33,7 @@ _APPLIES = {
     "first_stage_default": {"msp"},
     "alpha_start_epoch": {"msp"},
     "alpha_end_epoch": {"msp"},
-    "registration": _VOXELWISE,
+    "registration": _VOXELWISE | {"combat"},
     "smoothing_fwhm_mm": _VOXELWISE,
 }
 
@@ -43,7 +43,7 @@ class ModelConfig(StrictModel):
     chosen method are errors."""
 
     method: Literal["diqt", "cnn_rish", "shresnet", "cpm", "hned", "msp",
-                    "none", "meanvar_global", "meanvar_voxel", "rish"]
+                    "none", "meanvar_global", "meanvar_voxel", "rish", "combat"]
     revnet_blocks: int = Field(default=0, ge=0)
     features: int | None = Field(default=None, ge=2)
     stages: int = Field(default=2, ge=1, le=3)

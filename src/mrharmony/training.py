@@ -25,7 +25,7 @@ from its last completed epoch and, on the CPU, ends with the same weights as an 
 run. Test patches (by patch or by subject, from ``data.split_seed``) are never used for
 training or validation; the validation patches are drawn from the rest.
 
-Statistical methods (``none``, ``meanvar_global``, ``meanvar_voxel``, ``rish``) take the same
+Statistical methods (``none``, ``meanvar_global``, ``meanvar_voxel``, ``rish``, ``combat``) take the same
 config and run directory; they are fitted in one pass by
 :func:`mrharmony.methods.statistical.fit_statistical` (no epochs, checkpoints or resume).
 

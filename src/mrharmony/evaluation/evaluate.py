@@ -9,8 +9,9 @@
   patches, Bonferroni-corrected over every test of the table.
 * The split is the runs' own (they must share dataset and split): by patch (the paper's) or by
   held-out subject, and the table says which.
-* For held-out subjects, whole-volume errors inside the target's mask: SH-space MSE, and the
-  absolute FA and MD differences of a DTI fit (dipy) of the signal reconstructed on the target
+* For held-out subjects, whole-volume errors inside the target's mask (and the input's, brought
+  to the target grid, where every method predicts): SH-space MSE, and the absolute FA and MD
+  differences of a DTI fit (dipy) of the signal reconstructed on the target
   scan's gradient table against the DTI fit of the real target scan.
 
 A "none" row (the input's features taken as the target's) is the reference every method must
@@ -96,7 +97,7 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
     from mrharmony.features.prepare import load_features
 
     # per harmonizer (several single networks of one method share a row name, one per target)
-    mine = [[t for t in h.targets if t in targets] for h in hs]
+    mine = [[t for t in h.targets if t in targets] if h.predicts_sh else [] for h in hs]
     errors = [{t: np.empty(len(test), np.float64) for t in ts} for ts in mine]
     for s in subjects_needed:  # each subject's volumes are read once, whatever the number of methods
         subject = truth.subjects[s]
@@ -106,6 +107,11 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
         _, true = truth.batch(test[sel])
         reference = {} if volume_metrics and subject in splits.test_subjects else None
         for i, (name, h) in enumerate(zip(names, hs)):
+            if not h.predicts_sh:  # DTI-map methods: whole-volume rows only
+                if reference is not None:
+                    ev.volume_errors.extend(_volume_errors(ds, h, name, subject, f, None, reference))
+                progress.update(1)
+                continue
             pred = h.predict(f)
             cutter = PatchSampler([f.data], [f.affine], [f.mask],
                                   {t: [pred[t]] for t in mine[i]},
@@ -115,10 +121,11 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
             for t in mine[i]:
                 errors[i][t][sel] = ((cut[t] - true[t]) ** 2).reshape(len(sel), -1).mean(axis=1)
             if reference is not None:
-                ev.volume_errors.extend(_volume_errors(ds, h, name, subject, pred, reference))
+                ev.volume_errors.extend(_volume_errors(ds, h, name, subject, f, pred, reference))
             progress.update(1)
     for name, per in zip(names, errors):
-        ev.patch_errors.setdefault(name, {}).update(per)
+        if per:
+            ev.patch_errors.setdefault(name, {}).update(per)
     order = {name: i for i, name in enumerate(dict.fromkeys(names))}
     ev.volume_errors.sort(key=lambda r: order[r["method"]])  # rows by method, then subject
     progress.close()
@@ -166,26 +173,25 @@ def _target_affine(affine: np.ndarray, r: int) -> np.ndarray:
     return scaled_affine(affine, 1.0 / r)
 
 
-def _volume_errors(ds, h, name: str, subject: str, pred: dict[str, np.ndarray], reference: dict) -> list[dict]:
+def _volume_errors(ds, h, name: str, subject: str, scan, pred: dict | None, reference: dict) -> list[dict]:
     """Whole-volume errors of one method on one subject; ``reference`` caches, per target, the
     subject's target features, gradient table and the DTI maps of the real target scan."""
-    from mrharmony.features.dti import dti_maps, signal_from_sh
+    from mrharmony.features.dti import dti_maps
     from mrharmony.features.prepare import load_features
 
-    rows = []
-    for t, y in pred.items():
+    for t in h.targets:
         if t not in reference:
             tf = load_features(ds, subject, t)
-            scan = ds.scan(subject, t)
-            bvals, bvecs = scan.gradients()
-            dwi, _ = scan.load_dwi()
-            reference[t] = (tf, bvals, bvecs, *dti_maps(dwi, bvals, bvecs, tf.mask)[:2])
-        tf, bvals, bvecs, fa_t, md_t = reference[t]
-        m = tf.mask
-        sh_mse = float(((y[m] - tf.data[m]) ** 2).mean())
-        coeffs = h.target_coefficients(y, t, m)
-        sig_b, sig_v, signal = signal_from_sh(coeffs, bvals, bvecs, tf.sh)
-        fa_p, md_p, _ = dti_maps(signal, sig_b, sig_v, m)
+            tscan = ds.scan(subject, t)
+            bvals, bvecs = tscan.gradients()
+            dwi, _ = tscan.load_dwi()
+            reference[t] = (tf, (bvals, bvecs), *dti_maps(dwi, bvals, bvecs, tf.mask)[:2])
+    maps = h.predict_dti(scan, gradients={t: reference[t][1] for t in h.targets}, pred=pred)
+    rows = []
+    for t, (fa_p, md_p, _) in maps.items():
+        tf, _, fa_t, md_t = reference[t]
+        m = tf.mask & h.target_mask(scan.mask, t)  # where the target has brain and the method a prediction
+        sh_mse = float(((pred[t][m] - tf.data[m]) ** 2).mean()) if pred is not None else None
         rows.append({"method": name, "subject": subject, "target": t, "sh_mse": sh_mse,
                      "fa_mae": float(np.abs(fa_p[m] - fa_t[m]).mean()),
                      "md_mae": float(np.abs(md_p[m] - md_t[m]).mean())})

@@ -16,6 +16,11 @@ def _p(p: float) -> str:
     return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
 
 
+def _num(v: float | None) -> str:
+    """A table cell of an optional value."""
+    return "" if v is None else f"{v:.4f}"
+
+
 def tests_against_best(ev) -> list[tuple[str, str, dict]]:
     """Per target, the tests of the best method (lowest mean patch MSE) against each other one.
 
@@ -45,6 +50,8 @@ def table_rows(ev) -> list[tuple[str, str, list[tuple[str, bool] | None]]]:
     best = best_methods(ev)
     rows = []
     for m in ev.methods:
+        if m not in s:  # methods of DTI maps only (ComBat) have whole-volume rows only
+            continue
         cells = []
         for t in ev.targets:
             v = s.get(m, {}).get(t)
@@ -74,12 +81,13 @@ def markdown(ev) -> str:
         lines.append(f"| {t} | {row['a']} | {row['b']} | {row['median_difference']:+.4f} | {_p(row['p'])} | "
                      f"{_p(row['p_bonferroni'])} |")
     if ev.volume_errors:
-        lines += ["", "Whole-volume errors on held-out subjects inside the target's mask (SH MSE in normalized space; "
-                  "mean absolute FA and MD differences of DTI fits of the harmonized signal vs the real target scan):",
+        lines += ["", "Whole-volume errors on held-out subjects inside the target's and the input's masks (SH MSE in normalized space; "
+                  "mean absolute FA and MD differences of DTI fits of the harmonized signal vs the real target scan; "
+                  "methods that harmonize the DTI maps themselves have no SH MSE):",
                   "", "| method | subject | target | SH MSE | FA MAE | MD MAE (mm^2/s) |",
                   "| --- | --- | --- | --- | --- | --- |"]
         for r in ev.volume_errors:
-            lines.append(f"| {r['method']} | {r['subject']} | {r['target']} | {r['sh_mse']:.4f} | {r['fa_mae']:.4f} | "
+            lines.append(f"| {r['method']} | {r['subject']} | {r['target']} | {_num(r['sh_mse'])} | {r['fa_mae']:.4f} | "
                          f"{r['md_mae']:.2e} |")
     return "\n".join(lines) + "\n"
 

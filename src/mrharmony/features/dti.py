@@ -30,3 +30,9 @@ def dti_maps(signal: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, mask: np.
     md = np.nan_to_num(fit.md).astype(np.float32)
     dec = np.nan_to_num(color_fa(fa, fit.evecs)).astype(np.float32)
     return fa, md, dec
+
+
+def dti_from_sh(coeffs: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, sh: SHConfig | dict, mask: np.ndarray):
+    """FA, MD and DEC FA of the signal of SH coefficients on a gradient table's shell."""
+    b, v, signal = signal_from_sh(coeffs, np.asarray(bvals), np.asarray(bvecs), sh)
+    return dti_maps(signal, b, v, mask)

@@ -35,6 +35,10 @@ class Harmonizer(ABC):
     #: short name of the method (``diqt``, ``msp``, ``rish``, ...)
     method: str = "harmonizer"
 
+    #: whether ``predict`` gives SH features; False for methods that harmonize DTI maps only
+    #: (ComBat), which provide :meth:`predict_dti` and have no row in the patch table
+    predicts_sh: bool = True
+
     def __init__(self, *, targets: list[str], ratios: dict[str, int], reference: dict, name: str | None = None):
         self.targets = list(targets)
         self.ratios = dict(ratios)
@@ -56,6 +60,25 @@ class Harmonizer(ABC):
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the harmonizer to ``directory``; return the path that :func:`load_harmonizer` reads."""
 
+    def predict_dti(self, scan, *, gradients: dict | None = None, pred: dict | None = None) -> dict[str, tuple]:
+        """Per target, (FA, MD, DEC FA) on the target's grid: a DTI fit (dipy) of the harmonized
+        signal on the target's gradient table (``gradients``: target -> (bvals, bvecs); by default
+        the platform's from the reference). ``pred``: the result of :meth:`predict`, if at hand."""
+        from mrharmony.features.dti import dti_from_sh
+
+        pred = self.predict(scan) if pred is None else pred
+        out = {}
+        for t, y in pred.items():
+            m = self.target_mask(scan.mask, t)
+            bvals, bvecs = (gradients or {}).get(t) or self.target_gradients(t)
+            out[t] = dti_from_sh(self.target_coefficients(y, t, m), bvals, bvecs, self.reference["sh"], m)
+        return out
+
+    def target_gradients(self, target: str) -> tuple[np.ndarray, np.ndarray]:
+        """The target platform's gradient table (bvals, bvecs) from the training data."""
+        g = self.reference["target_gradients"][target]
+        return np.asarray(g["bvals"], float), np.asarray(g["bvecs"], float)
+
     def target_mask(self, mask: np.ndarray, target: str) -> np.ndarray:
         """The input mask on a target's grid (each input voxel becomes r^3 target voxels)."""
         r = self.ratios[target]
@@ -76,7 +99,7 @@ def load_harmonizer(path: str | os.PathLike) -> Harmonizer:
         import json
 
         from mrharmony import FORMAT_VERSION
-        from mrharmony.methods.statistical import HARMONIZERS
+        from mrharmony.methods.statistical import harmonizer_class
 
         try:
             d = json.loads((path / "harmonizer.json").read_text())
@@ -85,9 +108,10 @@ def load_harmonizer(path: str | os.PathLike) -> Harmonizer:
         if d.get("format_version", 0) > FORMAT_VERSION:
             raise InputError(f"was written by a newer mrharmony (format version {d['format_version']}).",
                              path / "harmonizer.json")
-        if d.get("method") not in HARMONIZERS:
+        cls = harmonizer_class(str(d.get("method")))
+        if cls is None:
             raise InputError(f"names an unknown method {d.get('method')!r}.", path / "harmonizer.json")
-        return HARMONIZERS[d["method"]].load(path)
+        return cls.load(path)
     if path.is_dir() and (path / "checkpoints").is_dir():
         raise InputError("is a run that has not finished (no model.pt); resume it with 'mrharmony train --resume'.",
                          path)

@@ -41,9 +41,6 @@ import numpy as np
 from mrharmony.errors import InputError
 from mrharmony.methods.base import Harmonizer
 
-STATISTICAL_METHODS = ("none", "meanvar_global", "meanvar_voxel", "rish")
-
-
 class RawSpaceHarmonizer(Harmonizer):
     """A harmonizer that maps SH coefficients at their own scale (see the module docstring)."""
 
@@ -286,6 +283,10 @@ def fit_statistical(cfg, out: str | os.PathLike, *, force: bool = False, quiet: 
                                     resolved_config)
 
     out = Path(out)
+    if cfg.model.method == "combat":
+        from mrharmony.methods.combat import require_neuroharmonize
+
+        require_neuroharmonize()
     ds = load_dataset(cfg.data.dataset, check_data=False, subjects=cfg.data.subjects)
     targets = cfg.data.targets or [p.name for p in ds.target_platforms]
     for t in targets:
@@ -307,11 +308,15 @@ def fit_statistical(cfg, out: str | os.PathLike, *, force: bool = False, quiet: 
         "fit_subjects": fit_subjects,
     }
     reference = platform_reference(ds, targets, fit_subjects)
-    cls = HARMONIZERS[model.method]
-    h = cls(targets=targets, ratios=ratios, reference=reference, settings=settings)
+    h = harmonizer_class(model.method)(targets=targets, ratios=ratios, reference=reference, settings=settings)
     if isinstance(h, VoxelwiseHarmonizer):
         progress = Progress(total=len(fit_subjects), unit="subjects", desc=f"fit {model.method}", quiet=quiet)
-        _fit_maps(h, ds, fit_subjects, progress)
+        if model.method == "combat":
+            from mrharmony.methods.combat import fit_combat
+
+            fit_combat(h, ds, fit_subjects, progress)
+        else:
+            _fit_maps(h, ds, fit_subjects, progress)
         progress.close()
     with staged_output_dir(out, force=force) as tmp:
         h.meta = {**meta, "data": _relative_to(meta["data"], out)}
@@ -382,3 +387,12 @@ def _smooth(v: np.ndarray, sigma) -> np.ndarray:
 HARMONIZERS: dict[str, type[RawSpaceHarmonizer]] = {
     c.method: c for c in (IdentityHarmonizer, GlobalMeanVariance, VoxelwiseMeanVariance, LinearRISH)
 }
+
+
+def harmonizer_class(method: str) -> type[RawSpaceHarmonizer] | None:
+    """The class of a statistical method by name (ComBat's module is loaded only when named)."""
+    if method == "combat":
+        from mrharmony.methods.combat import ComBatHarmonizer
+
+        return ComBatHarmonizer
+    return HARMONIZERS.get(method)

@@ -18,6 +18,7 @@ import numpy as np
 
 from mrharmony import __version__
 from mrharmony.errors import InputError
+from mrharmony.evaluation.tables import _num
 from mrharmony.io import write_text
 
 CSS = """
@@ -61,7 +62,7 @@ def _volume_table(ev) -> str:
     if not ev.volume_errors:
         return "<p class='note'>Whole-volume errors are computed for held-out subjects only (subject split).</p>"
     rows = "".join(f"<tr><td>{html.escape(r['method'])}</td><td>{r['subject']}</td><td>{r['target']}</td>"
-                   f"<td>{r['sh_mse']:.4f}</td><td>{r['fa_mae']:.4f}</td><td>{r['md_mae']:.2e}</td></tr>"
+                   f"<td>{_num(r['sh_mse'])}</td><td>{r['fa_mae']:.4f}</td><td>{r['md_mae']:.2e}</td></tr>"
                    for r in ev.volume_errors)
     return ("<table><tr><th>method</th><th>subject</th><th>target</th><th>SH MSE</th><th>FA MAE</th>"
             f"<th>MD MAE (mm&sup2;/s)</th></tr>{rows}</table>")
@@ -128,7 +129,7 @@ input voxels of each patch; lower is better, best per target in bold). Split {ht
 
 
 def _fig3(ds, hs, ev, target, subject, fig3_views) -> str:
-    from mrharmony.features.dti import dti_maps, signal_from_sh
+    from mrharmony.features.dti import dti_maps
     from mrharmony.features.prepare import load_features
 
     s = ev.summary()["patch_mse"]
@@ -148,8 +149,7 @@ def _fig3(ds, hs, ev, target, subject, fig3_views) -> str:
     for m in chosen:
         h = next(h for h in hs if h.name == m and target in h.targets)
         y = h.predict(f)[target]
-        coeffs = h.target_coefficients(y, target, tf.mask)
-        b, v, sig = signal_from_sh(coeffs, bvals, bvecs, tf.sh)
-        columns[m] = {"sh": y, "dec": dti_maps(sig, b, v, tf.mask)[2]}
+        dec = h.predict_dti(f, gradients={target: (bvals, bvecs)}, pred={target: y})[target][2]
+        columns[m] = {"sh": y, "dec": dec}
     png = fig3_views(columns, tf.mask, title=f"{subject}, {target}: truth vs {', '.join(chosen)}")
     return _img(png, "Fig. 3 views")
