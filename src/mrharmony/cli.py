@@ -34,7 +34,7 @@ def _cmd_prepare(args) -> int:
                                    ("smooth", args.smooth)) if v is not None}
     if overrides:
         cfg = SHConfig(**{**cfg.model_dump(), **overrides})
-    report = prepare(args.dataset, cfg=cfg, force=args.force, quiet=args.quiet)
+    report = prepare(args.dataset, cfg=cfg, force=args.force, quiet=args.quiet, register=args.register)
     _say(args, f"SH features in {report.out_dir}: {len(report.computed)} scans computed, "
                f"{len(report.cached)} up to date")
     return 0
@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--basis", choices=["descoteaux07", "tournier07"], help="dipy SH basis (default descoteaux07)")
     sp.add_argument("--smooth", type=float, help="Laplace-Beltrami regularization (default 0.006)")
     sp.add_argument("--force", action="store_true", help="recompute even the scans that are up to date")
+    sp.add_argument("--register", action="store_true",
+                    help="first register target scans that are not co-registered with the subject's input scan "
+                         "(rigid, dipy); copies go to derivatives/mrharmony-registered")
 
     sp = add("validate", _cmd_validate, "Check a traveling-heads dataset and report the first problem.")
     sp.add_argument("dataset", help="traveling-heads dataset folder (with dataset.yaml)")

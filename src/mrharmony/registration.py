@@ -20,7 +20,7 @@ Kind = Literal["rigid", "affine", "none"]
 
 
 def register(static: np.ndarray, static_affine: np.ndarray, moving: np.ndarray, moving_affine: np.ndarray,
-             *, kind: Kind = "affine", level_iters: tuple[int, ...] = (100, 30, 10)) -> np.ndarray:
+             *, kind: Kind = "affine", level_iters: tuple[int, ...] = (200, 100, 50)) -> np.ndarray:
     """The world transform ``M`` that maps ``static``'s space onto ``moving``'s (3D images).
 
     ``kind="none"`` returns the identity: the images are taken as already aligned in world
@@ -36,7 +36,7 @@ def register(static: np.ndarray, static_affine: np.ndarray, moving: np.ndarray, 
     static = np.asarray(static, np.float64)
     moving = np.asarray(moving, np.float64)
     reg = AffineRegistration(metric=MutualInformationMetric(nbins=32, sampling_proportion=None),
-                             level_iters=list(level_iters), sigmas=[2.0, 1.0, 0.0][-len(level_iters):],
+                             level_iters=list(level_iters), sigmas=[3.0, 1.0, 0.0][-len(level_iters):],
                              factors=[4, 2, 1][-len(level_iters):], verbosity=0)
     matrix = transform_centers_of_mass(static, static_affine, moving, moving_affine).affine
     stages = [TranslationTransform3D(), RigidTransform3D()] + ([AffineTransform3D()] if kind == "affine" else [])

@@ -1,14 +1,33 @@
 """The traveling-heads data model and its on-disk layout.
 
 A traveling-heads dataset is a set of subjects, each scanned on every platform (a scanner +
-protocol). One platform is the *input* (the old scanner), the others are *targets*. On disk it
-follows the layout of the MUSHAC / CDMRI harmonization challenge::
+protocol). One platform is the *input* (the old scanner), the others are *targets*. A dataset
+is a folder with a ``dataset.yaml`` describing the platforms; the scans are found by its
+``layout``:
 
-    ROOT/dataset.yaml                         platforms (name, role, voxel size, b-values, TE, ...)
+``mrharmony`` (the default, what ``mrharmony simulate`` writes)::
+
     ROOT/<subject>/<platform>/dwi.nii.gz      4D diffusion-weighted series
     ROOT/<subject>/<platform>/dwi.bval        FSL b-values (one row)
     ROOT/<subject>/<platform>/dwi.bvec        FSL gradient directions (three rows)
     ROOT/<subject>/<platform>/mask.nii.gz     brain mask on the same grid
+
+``mushac``: as the MUSHAC / CDMRI challenge distributed its data, the platform split into
+scanner and protocol folders, ``DATA/<subject>/<scanner>/<protocol>/dwi.nii.gz`` (and
+``dwi.bval``, ``dwi.bvec``, ``mask.nii.gz``), each platform naming its ``scanner`` and
+``protocol``;
+
+``bids``: a BIDS dataset (read with pybids) whose subjects have dwi runs on several platforms,
+the platform being the value of one entity (``bids_entity``: ``ses``, ``acq`` or ``run``), each
+platform's name that value; brain masks are taken from a derivative
+``..._desc-brain_mask.nii.gz`` beside or under ``derivatives/`` when there is one, else computed
+(dipy's median Otsu on the mean b=0 image) and written by ``prepare`` with the features.
+
+``data_root`` (relative to the folder of ``dataset.yaml``) says where the scans are when they
+are not beside it; ``mrharmony describe`` writes a ``dataset.yaml`` for a MUSHAC or BIDS folder
+from its headers and sidecars. Derivatives (SH features, registered copies) are written under
+``ROOT/derivatives/``. A scan registered by ``prepare --register`` is read from its registered
+copy, ``ROOT/derivatives/mrharmony-registered/<subject>/<platform>/``.
 
 :func:`load_dataset` validates the whole dataset before any work is done (see
 :mod:`mrharmony.data.validate`); a problem is one :class:`~mrharmony.errors.InputError`
@@ -47,7 +66,7 @@ class PlatformSpec(StrictModel):
     role: Literal["input", "target"]
     voxel_size: tuple[float, float, float]
     bvalues: list[float] = Field(min_length=2, description="nominal shells in s/mm^2, b=0 included")
-    te_ms: float = Field(gt=0)
+    te_ms: float | None = Field(default=None, gt=0, description="echo time; simulated platforms need it")
     n_directions: int = Field(ge=1, description="gradient directions per non-zero shell")
     scanner: str | None = None
     protocol: str | None = None
@@ -80,6 +99,9 @@ class DatasetSpec(StrictModel):
 
     name: str = "traveling-heads"
     description: str | None = None
+    layout: Literal["mrharmony", "mushac", "bids"] = "mrharmony"
+    data_root: str | None = Field(default=None, description="where the scans are, relative to dataset.yaml")
+    bids_entity: Literal["ses", "acq", "run"] | None = None
     platforms: list[PlatformSpec] = Field(min_length=2)
     subjects: list[str] | None = None
     generated_by: dict[str, Any] | None = None
@@ -97,32 +119,35 @@ class DatasetSpec(StrictModel):
             bad = [s for s in self.subjects if not re.match(_NAME, s)]
             if bad:
                 raise ValueError(f"subject name {bad[0]!r} is not a plain folder name")
+        if self.layout == "mushac":
+            bare = [p.name for p in self.platforms if not (p.scanner and p.protocol)]
+            if bare:
+                raise ValueError(f"layout mushac needs 'scanner' and 'protocol' for every platform ({bare[0]} has none)")
+        if (self.layout == "bids") != (self.bids_entity is not None):
+            raise ValueError("'bids_entity' goes with layout bids, and layout bids needs it")
         return self
 
 
 @dataclass(frozen=True)
 class Scan:
-    """One subject on one platform: the four files of the layout, read on demand."""
+    """One subject on one platform: its files, read on demand."""
 
     subject: str
     platform: PlatformSpec
-    folder: Path
+    dwi: Path
+    bval: Path
+    bvec: Path
+    mask: Path | None  # None: computed from the b=0 volumes (see automatic_mask)
+
+    @classmethod
+    def in_folder(cls, subject: str, platform: PlatformSpec, folder: Path) -> "Scan":
+        """A scan of the folder layouts: ``dwi.nii.gz``, ``dwi.bval``, ``dwi.bvec``, ``mask.nii.gz``."""
+        return cls(subject, platform, folder / "dwi.nii.gz", folder / "dwi.bval", folder / "dwi.bvec",
+                   folder / "mask.nii.gz")
 
     @property
-    def dwi(self) -> Path:
-        return self.folder / "dwi.nii.gz"
-
-    @property
-    def bval(self) -> Path:
-        return self.folder / "dwi.bval"
-
-    @property
-    def bvec(self) -> Path:
-        return self.folder / "dwi.bvec"
-
-    @property
-    def mask(self) -> Path:
-        return self.folder / "mask.nii.gz"
+    def folder(self) -> Path:
+        return self.dwi.parent
 
     def load_dwi(self) -> tuple[np.ndarray, np.ndarray]:
         """The DWI series as float32 (X, Y, Z, N) and its affine."""
@@ -132,9 +157,12 @@ class Scan:
         return read_float32(img, self.dwi), img.affine
 
     def load_mask(self) -> np.ndarray:
-        """The brain mask as a boolean (X, Y, Z) array."""
+        """The brain mask as a boolean (X, Y, Z) array (computed when the scan has none)."""
         from mrharmony.data.validate import read_image
 
+        if self.mask is None:
+            dwi, _ = self.load_dwi()
+            return automatic_mask(dwi, self.gradients()[0])
         img = read_image(self.mask)
         data = np.asanyarray(img.dataobj)
         if data.ndim == 4 and data.shape[-1] == 1:
@@ -148,6 +176,20 @@ class Scan:
         return read_gradients(self.bval, self.bvec)
 
 
+def automatic_mask(dwi: np.ndarray, bvals: np.ndarray, b0_threshold: float = 50.0) -> np.ndarray:
+    """A brain mask from the mean b=0 image: dipy's median Otsu (median radius 2, 1 pass), the
+    largest connected component, holes filled. Deterministic."""
+    from dipy.segment.mask import median_otsu
+    from scipy import ndimage
+
+    b0 = dwi[..., np.asarray(bvals) <= b0_threshold].mean(axis=-1)
+    _, mask = median_otsu(b0, median_radius=2, numpass=1)
+    labels, n = ndimage.label(mask)
+    if n > 1:
+        mask = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
+    return ndimage.binary_fill_holes(mask)
+
+
 @dataclass
 class TravelingHeads:
     """A validated traveling-heads dataset: subjects x platforms of co-registered scans."""
@@ -156,6 +198,7 @@ class TravelingHeads:
     spec: DatasetSpec
     subjects: list[str]
     platforms: dict[str, PlatformSpec] = field(default_factory=dict)
+    index: dict[tuple[str, str], Scan] = field(default_factory=dict)  # (subject, platform) -> scan
 
     @property
     def input_platform(self) -> PlatformSpec:
@@ -172,10 +215,16 @@ class TravelingHeads:
             known = ", ".join(self.platforms)
             raise InputError(f"unknown platform {name!r}; this dataset has {known}.", self.root / DATASET_FILE) from None
 
+    @property
+    def data_root(self) -> Path:
+        """Where the scans are (the dataset folder, unless ``data_root`` says otherwise)."""
+        return (self.root / self.spec.data_root).resolve() if self.spec.data_root else self.root
+
     def scan(self, subject: str, platform: str) -> Scan:
         if subject not in self.subjects:
             raise InputError(f"unknown subject {subject!r}.", self.root)
-        return Scan(subject, self.platform(platform), self.root / subject / platform)
+        self.platform(platform)
+        return self.index[(subject, platform)]
 
     def scans(self, subjects: list[str] | None = None) -> Iterator[Scan]:
         for s in subjects or self.subjects:
@@ -202,7 +251,8 @@ def read_dataset_spec(root: str | os.PathLike) -> DatasetSpec:
 
 
 def load_dataset(
-    root: str | os.PathLike, *, check_data: bool = True, subjects: list[str] | None = None
+    root: str | os.PathLike, *, check_data: bool = True, subjects: list[str] | None = None,
+    coregistered: bool = True,
 ) -> TravelingHeads:
     """Read and validate a traveling-heads dataset.
 
@@ -212,6 +262,8 @@ def load_dataset(
             the header checks always run).
         subjects: restrict to these subjects (default: those listed in ``dataset.yaml``, or
             else every folder of ``root`` that holds a platform folder).
+        coregistered: check that each subject's platforms are co-registered (False: leave it
+            to ``prepare --register``).
 
     Raises:
         InputError: the first problem found, as one sentence naming the file.
@@ -222,10 +274,18 @@ def load_dataset(
     spec = read_dataset_spec(root)
     ordered = sorted(spec.platforms, key=lambda p: p.role != "input")
     platforms = {p.name: p for p in ordered}
-    found = sorted(
-        d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name != "derivatives"
-        and any((d / p).is_dir() for p in platforms)
-    )
+    ds = TravelingHeads(root=root, spec=spec, subjects=[], platforms=platforms)
+    data_root = ds.data_root
+    if not data_root.is_dir():
+        raise InputError("does not exist (the data_root of dataset.yaml).", data_root)
+    if spec.layout == "bids":
+        from mrharmony.data.bids import index_bids
+
+        found, ds.index = index_bids(ds, subjects if subjects is not None else spec.subjects)
+    else:
+        inp = ds.input_platform
+        found = sorted(d.name for d in data_root.iterdir() if d.is_dir() and not d.name.startswith(".")
+                       and d.name != "derivatives" and (d / _platform_folder(spec, inp)).is_dir())
     listed = spec.subjects if spec.subjects is not None else found
     if subjects is not None:
         unknown = [s for s in subjects if s not in listed]
@@ -233,10 +293,33 @@ def load_dataset(
             raise InputError(f"has no subject {unknown[0]!r}.", root)
         listed = list(subjects)
     if not listed:
-        raise InputError("holds no subject folders with platform folders in them.", root)
-    ds = TravelingHeads(root=root, spec=spec, subjects=list(listed), platforms=platforms)
-    validate_dataset(ds, check_data=check_data)
+        raise InputError("holds no subject folders with platform folders in them.", data_root)
+    ds.subjects = list(listed)
+    if spec.layout != "bids":
+        ds.index = {(s, p.name): Scan.in_folder(s, p, data_root / s / _platform_folder(spec, p))
+                    for s in ds.subjects for p in platforms.values()}
+    _use_registered_copies(ds)
+    validate_dataset(ds, check_data=check_data, coregistered=coregistered)
     return ds
+
+
+REGISTERED = "mrharmony-registered"
+
+
+def registered_folder(root: Path, subject: str, platform: str) -> Path:
+    """Where ``prepare --register`` writes a scan registered to its subject's input scan."""
+    return Path(root) / "derivatives" / REGISTERED / subject / platform
+
+
+def _use_registered_copies(ds: TravelingHeads) -> None:
+    for (s, p), scan in list(ds.index.items()):
+        folder = registered_folder(ds.root, s, p)
+        if (folder / "registration.json").is_file():
+            ds.index[(s, p)] = Scan.in_folder(s, scan.platform, folder)
+
+
+def _platform_folder(spec: DatasetSpec, p: PlatformSpec) -> str:
+    return f"{p.scanner}/{p.protocol}" if spec.layout == "mushac" else p.name
 
 
 def write_dataset_spec(root: Path, spec: DatasetSpec) -> None:

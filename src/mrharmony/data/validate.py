@@ -12,7 +12,10 @@ The checks, in the order they run for each scan:
 
 And for each subject, across platforms: the scans cover the same field of view in the same
 orientation. A target whose voxels are r times finer than the input's (r a whole number) must
-have its grid aligned with the input's: every input voxel holds exactly r^3 target voxels.
+have its grid aligned with the input's: every input voxel holds exactly r^3 target voxels. With
+``check_data``, the brain masks of a subject's platforms must overlap (Dice of at least
+``MIN_MASK_DICE`` on the input's grid), or the anatomy is taken as not co-registered. Both
+co-registration problems name ``prepare --register``, which registers such scans first.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from mrharmony.errors import InputError
 B0_THRESHOLD = 50.0
 BVEC_NORM_TOL = 0.01
 VOXEL_SIZE_RTOL = 0.01
+MIN_MASK_DICE = 0.8
+REGISTER_HINT = "; register it to the input first (mrharmony prepare --register)"
 
 
 def read_image(path: str | os.PathLike):
@@ -145,23 +150,13 @@ class ScanHeader:
 def check_scan_headers(scan) -> ScanHeader:
     """Header-level checks of one :class:`~mrharmony.data.Scan` (no voxel data read)."""
     for p in (scan.dwi, scan.bval, scan.bvec, scan.mask):
-        if not p.exists():
+        if p is not None and not p.exists():
             raise InputError(f"is missing (subject {scan.subject}, platform {scan.platform.name}).", p)
     dwi = read_image(scan.dwi)
     if len(dwi.shape) != 4:
         raise InputError(f"is {len(dwi.shape)}D with shape {tuple(dwi.shape)}; a DWI series must be 4D.", scan.dwi)
-    mask = read_image(scan.mask)
-    mshape = tuple(mask.shape)
-    if len(mshape) == 4 and mshape[-1] == 1:
-        mshape = mshape[:3]
-    if len(mshape) != 3:
-        raise InputError(f"is {len(mshape)}D with shape {tuple(mask.shape)}; a mask must be 3D.", scan.mask)
-    if mshape != tuple(dwi.shape[:3]):
-        raise InputError(
-            f"has shape {mshape} but {scan.dwi.name} has spatial shape {tuple(dwi.shape[:3])}.", scan.mask
-        )
-    if not np.allclose(mask.affine, dwi.affine, atol=1e-3):
-        raise InputError(f"has an affine that differs from that of {scan.dwi.name}.", scan.mask)
+    if scan.mask is not None:  # (None: computed from the data, see automatic_mask)
+        _check_mask_header(scan, dwi)
     zooms = tuple(float(z) for z in dwi.header.get_zooms()[:3])
     declared = np.asarray(scan.platform.voxel_size)
     if not np.allclose(zooms, declared, rtol=VOXEL_SIZE_RTOL):
@@ -174,6 +169,21 @@ def check_scan_headers(scan) -> ScanHeader:
     return ScanHeader(tuple(int(s) for s in dwi.shape[:3]), int(dwi.shape[3]), dwi.affine, zooms, bvals, bvecs)
 
 
+def _check_mask_header(scan, dwi) -> None:
+    mask = read_image(scan.mask)
+    mshape = tuple(mask.shape)
+    if len(mshape) == 4 and mshape[-1] == 1:
+        mshape = mshape[:3]
+    if len(mshape) != 3:
+        raise InputError(f"is {len(mshape)}D with shape {tuple(mask.shape)}; a mask must be 3D.", scan.mask)
+    if mshape != tuple(dwi.shape[:3]):
+        raise InputError(
+            f"has shape {mshape} but {scan.dwi.name} has spatial shape {tuple(dwi.shape[:3])}.", scan.mask
+        )
+    if not np.allclose(mask.affine, dwi.affine, atol=1e-3):
+        raise InputError(f"has an affine that differs from that of {scan.dwi.name}.", scan.mask)
+
+
 def check_scan_data(scan) -> None:
     """Voxel-level checks: finite DWI values and a non-empty mask."""
     dwi, _ = scan.load_dwi()
@@ -182,7 +192,7 @@ def check_scan_data(scan) -> None:
         n_vox = int(bad.any(axis=3).sum())
         raise InputError(f"has {n_vox} voxel{'s' if n_vox > 1 else ''} with NaN or infinite values.", scan.dwi)
     del dwi
-    if not scan.load_mask().any():
+    if scan.mask is not None and not scan.load_mask().any():
         raise InputError("is empty (no voxel inside the brain).", scan.mask)
 
 
@@ -210,7 +220,7 @@ def check_alignment(ref_scan, ref: ScanHeader, scan, hdr: ScanHeader) -> None:
     dir_in = ref.affine[:3, :3] / rin
     dir_t = hdr.affine[:3, :3] / rt
     if not np.allclose(dir_in, dir_t, atol=1e-3):
-        raise InputError(f"is oriented differently from the input platform's scan {where}.", scan.dwi)
+        raise InputError(f"is oriented differently from the input platform's scan {where}{REGISTER_HINT}.", scan.dwi)
     # corners of the voxel grids (centre of voxel 0 minus half a voxel) must coincide
     corner_in = ref.affine @ np.array([-0.5, -0.5, -0.5, 1.0])
     corner_t = hdr.affine @ np.array([-0.5, -0.5, -0.5, 1.0])
@@ -218,7 +228,7 @@ def check_alignment(ref_scan, ref: ScanHeader, scan, hdr: ScanHeader) -> None:
     if shift > 0.05 * rt.min():
         raise InputError(
             f"has an affine that disagrees with the input platform's scan by {shift:.2f} mm "
-            f"(grids not co-registered) {where}.",
+            f"(grids not co-registered) {where}{REGISTER_HINT}.",
             scan.dwi,
         )
     extent_in = np.asarray(ref.shape) * rin
@@ -230,21 +240,59 @@ def check_alignment(ref_scan, ref: ScanHeader, scan, hdr: ScanHeader) -> None:
         )
 
 
-def validate_dataset(ds, *, check_data: bool = True) -> None:
-    """Run every check on every scan of ``ds``; raise the first problem found."""
+def mask_dice(ref_mask: np.ndarray, mask: np.ndarray) -> float:
+    """Dice overlap of a scan's mask with the input's, on the input's grid (a target r times
+    finer on an aligned grid is averaged over each input voxel's r^3 voxels first)."""
+    r = mask.shape[0] // ref_mask.shape[0]
+    if r > 1:
+        from mrharmony.registration import block_mean
+
+        mask = block_mean(mask.astype(np.float32), r) > 0.5
+    a, b = np.asarray(ref_mask, bool), np.asarray(mask, bool)
+    return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
+
+
+def check_overlap(ref_scan, scan, ref_mask: np.ndarray | None = None) -> float:
+    """The anatomy of ``scan`` lies where the input's does: brain masks overlap (Dice)."""
+    ref_mask = ref_scan.load_mask() if ref_mask is None else ref_mask
+    dice = mask_dice(ref_mask, scan.load_mask())
+    if dice < MIN_MASK_DICE:
+        raise InputError(
+            f"is not co-registered with the input platform's scan (subject {scan.subject}, platform "
+            f"{scan.platform.name}: brain masks overlap with Dice {dice:.2f}, below {MIN_MASK_DICE}){REGISTER_HINT}.",
+            scan.dwi,
+        )
+    return dice
+
+
+def validate_dataset(ds, *, check_data: bool = True, coregistered: bool = True) -> None:
+    """Run every check on every scan of ``ds``; raise the first problem found.
+
+    ``coregistered=False`` skips the checks that a subject's platforms are co-registered (for
+    ``prepare --register``, which registers the scans that fail them).
+    """
     inp = ds.input_platform.name
     for subject in ds.subjects:
-        subject_dir = ds.root / subject
-        if not subject_dir.is_dir():
-            raise InputError("is missing (listed as a subject in dataset.yaml).", subject_dir)
-        for name in ds.platforms:
-            if not (subject_dir / name).is_dir():
-                raise InputError(f"is missing: subject {subject} has no scan on platform {name}.", subject_dir / name)
+        if ds.spec.layout != "bids":  # (the BIDS index already names what is missing)
+            subject_dir = ds.data_root / subject
+            if not subject_dir.is_dir():
+                raise InputError("is missing (listed as a subject in dataset.yaml).", subject_dir)
+            for name in ds.platforms:
+                folder = ds.scan(subject, name).folder
+                if not folder.is_dir():
+                    raise InputError(f"is missing: subject {subject} has no scan on platform {name}.", folder)
         headers = {name: check_scan_headers(ds.scan(subject, name)) for name in ds.platforms}
         ref_scan = ds.scan(subject, inp)
         for name in ds.platforms:
-            if name != inp:
+            if name != inp and coregistered:
                 check_alignment(ref_scan, headers[inp], ds.scan(subject, name), headers[name])
     if check_data:
         for scan in ds.scans():
             check_scan_data(scan)
+        if coregistered:
+            for subject in ds.subjects:
+                ref_scan = ds.scan(subject, inp)
+                ref_mask = ref_scan.load_mask()
+                for name in ds.platforms:
+                    if name != inp:
+                        check_overlap(ref_scan, ds.scan(subject, name), ref_mask)

@@ -25,7 +25,7 @@ import numpy as np
 
 from mrharmony import FORMAT_VERSION, __version__
 from mrharmony.data.dataset import Scan, TravelingHeads, load_dataset
-from mrharmony.data.validate import check_scan_data, read_float32, read_image
+from mrharmony.data.validate import check_overlap, check_scan_data, read_float32, read_image
 from mrharmony.errors import InputError
 from mrharmony.features.normalization import ChannelStats
 from mrharmony.features.sh import SHConfig, fit_sh, n_coefficients, select_shell
@@ -47,6 +47,9 @@ def feature_paths(root: Path, subject: str, platform: str) -> tuple[Path, Path]:
 def _fingerprint(scan: Scan) -> dict:
     out = {}
     for key, path in (("dwi", scan.dwi), ("bval", scan.bval), ("bvec", scan.bvec), ("mask", scan.mask)):
+        if path is None:
+            out[key] = None
+            continue
         st = path.stat()
         entry = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
         if st.st_size < 1 << 20:
@@ -76,20 +79,31 @@ class PrepareReport:
 
 
 def prepare(dataset: str | os.PathLike | TravelingHeads, *, cfg: SHConfig | None = None,
-            force: bool = False, quiet: bool = False) -> PrepareReport:
+            force: bool = False, quiet: bool = False, register: bool = False) -> PrepareReport:
     """Compute the SH features of every scan of a traveling-heads dataset (see module docstring).
 
     The whole dataset is validated first (headers of every scan, and the voxel data of every
-    scan that needs work), so bad input stops the run before anything is written.
+    scan that needs work), so bad input stops the run before anything is written. With
+    ``register``, target scans that are not co-registered with their subject's input scan are
+    first registered to it (:mod:`mrharmony.data.register`).
     """
     cfg = cfg or SHConfig()
+    if register:
+        from mrharmony.data.register import register_to_input
+
+        root = dataset.root if isinstance(dataset, TravelingHeads) else dataset
+        register_to_input(load_dataset(root, check_data=False, coregistered=False), quiet=quiet)
+        dataset = root
     ds = dataset if isinstance(dataset, TravelingHeads) else load_dataset(dataset, check_data=False)
     todo = [s for s in ds.scans() if force or not _is_current(ds.root, s, cfg)]
     report = PrepareReport(out_dir=feature_dir(ds.root))
     report.cached = [(s.subject, s.platform.name) for s in ds.scans() if s not in todo]
+    inp = ds.input_platform.name
     for scan in todo:  # voxel-level checks before any work
         check_scan_data(scan)
         select_shell(scan.gradients()[0], cfg, source=scan.bval)
+        if scan.platform.name != inp:
+            check_overlap(ds.scan(scan.subject, inp), scan)
     _write_description(ds)
     progress = Progress(total=len(todo), unit="scans", desc="prepare", quiet=quiet)
     for scan in todo:
@@ -121,6 +135,10 @@ def _prepare_scan(ds: TravelingHeads, scan: Scan, cfg: SHConfig) -> None:
     stats = ChannelStats.fit(coeffs, mask)
     nii, side = feature_paths(ds.root, scan.subject, scan.platform.name)
     save_nifti(nii, coeffs, affine)
+    mask_path = scan.mask
+    if mask_path is None:  # computed (automatic_mask): kept with the features
+        mask_path = nii.with_name(f"{scan.subject}_desc-brain_mask.nii.gz")
+        save_nifti(mask_path, mask.astype(np.uint8), affine, dtype=np.uint8)
     write_json(side, {
         "format_version": FORMAT_VERSION,
         "generated_by": {"name": "mrharmony prepare", "version": __version__},
@@ -130,7 +148,7 @@ def _prepare_scan(ds: TravelingHeads, scan: Scan, cfg: SHConfig) -> None:
         "normalization": {"kind": "zscore-in-mask", **stats.to_dict()},
         "platform": scan.platform.name,
         "subject": scan.subject,
-        "mask": os.path.relpath(scan.mask, side.parent),
+        "mask": os.path.relpath(mask_path, side.parent),
         "sources": _fingerprint(scan),
     })
 
@@ -164,7 +182,12 @@ def load_features(ds: TravelingHeads, subject: str, platform: str, *, normalized
         )
     img = read_image(nii)
     data = read_float32(img, nii)
-    mask = ds.scan(subject, platform).load_mask()
+    mask_file = side.parent / meta["mask"] if meta.get("mask") else None
+    if mask_file is not None and mask_file.is_file():
+        mimg = read_image(mask_file)
+        mask = np.asanyarray(mimg.dataobj).reshape(mimg.shape[:3]) > 0
+    else:
+        mask = ds.scan(subject, platform).load_mask()
     stats = ChannelStats.from_dict(meta["normalization"])
     if normalized:
         data = stats.apply(data, mask)
