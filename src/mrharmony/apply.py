@@ -52,8 +52,13 @@ def harmonize_arrays(h, dwi: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, m
     return out
 
 
-def apply_model(model: str | os.PathLike, *, dwi: str, bval: str, bvec: str, mask: str, out: str | os.PathLike,
-                targets: list[str] | None = None, prefix: str | None = None, force: bool = False) -> Path:
+def apply_model(model: str | os.PathLike, *, dwi: str, bval: str, bvec: str, mask: str | None,
+                out: str | os.PathLike, targets: list[str] | None = None, prefix: str | None = None,
+                force: bool = False, description: bool = True) -> Path:
+    """Harmonize one scan (see the module docstring). Without ``mask``, a brain mask is computed
+    from the b=0 volumes (:func:`mrharmony.data.dataset.automatic_mask`) and written with the
+    outputs. ``description=False`` leaves out ``dataset_description.json`` (for outputs nested in
+    a derivative dataset that has one)."""
     from mrharmony.data.validate import read_float32, read_gradients, read_image
     from mrharmony.evaluation.evaluate import _target_affine
     from mrharmony.features.sh import SHConfig
@@ -67,26 +72,35 @@ def apply_model(model: str | os.PathLike, *, dwi: str, bval: str, bvec: str, mas
     img = read_image(dwi)
     if len(img.shape) != 4:
         raise InputError(f"is {len(img.shape)}D with shape {tuple(img.shape)}; a DWI series must be 4D.", dwi)
-    mimg = read_image(mask)
-    if tuple(mimg.shape[:3]) != tuple(img.shape[:3]):
-        raise InputError(f"has shape {tuple(mimg.shape)} but {Path(dwi).name} has spatial shape "
-                         f"{tuple(img.shape[:3])}.", mask)
+    if mask is not None:
+        mimg = read_image(mask)
+        if tuple(mimg.shape[:3]) != tuple(img.shape[:3]):
+            raise InputError(f"has shape {tuple(mimg.shape)} but {Path(dwi).name} has spatial shape "
+                             f"{tuple(img.shape[:3])}.", mask)
     bvals, bvecs = read_gradients(bval, bvec, n_volumes=int(img.shape[3]))
     data = read_float32(img, dwi)
     if not np.all(np.isfinite(data)):
         raise InputError("has NaN or infinite values.", dwi)
-    m = np.asanyarray(mimg.dataobj)
-    m = (m[..., 0] if m.ndim == 4 else m) > 0
+    if mask is None:
+        from mrharmony.data.dataset import automatic_mask
+
+        m = automatic_mask(data, bvals)
+    else:
+        m = np.asanyarray(mimg.dataobj)
+        m = (m[..., 0] if m.ndim == 4 else m) > 0
     if not m.any():
-        raise InputError("is empty (no voxel inside the brain).", mask)
+        raise InputError("is empty (no voxel inside the brain).", mask or dwi)
     results = harmonize_arrays(h, data, bvals, bvecs, m, img.affine, targets=targets, source=bval)
     cfg = SHConfig(**h.reference["sh"])
     prefix = prefix or Path(dwi).name.split(".")[0].removesuffix("_dwi")
     with staged_output_dir(out, force=force) as tmp:
-        write_json(tmp / "dataset_description.json", {
-            "Name": "mrharmony harmonized diffusion MRI", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
-            "GeneratedBy": [{"Name": "mrharmony", "Version": __version__, "Description": f"mrharmony apply ({h.name})"}],
-        })
+        if mask is None:
+            save_nifti(tmp / f"{prefix}_desc-brain_mask.nii.gz", m.astype(np.uint8), img.affine, dtype=np.uint8)
+            write_json(tmp / f"{prefix}_desc-brain_mask.json", {
+                "Description": "brain mask computed by mrharmony (median Otsu on the mean b=0 image)",
+                "Sources": [str(Path(dwi).resolve())]})
+        if description:
+            _write_description(tmp / "dataset_description.json", h.name)
         for t, res in results.items():
             aff = _target_affine(img.affine, h.ratios[t])
             base = f"{prefix}_space-{t.replace('_', '')}"
@@ -99,6 +113,13 @@ def apply_model(model: str | os.PathLike, *, dwi: str, bval: str, bvec: str, mas
             for param, arr in (("fa", fa), ("md", md), ("decfa", dec)):
                 save_nifti(tmp / f"{base}_model-tensor_param-{param}_dwimap.nii.gz", arr, aff)
     return Path(out)
+
+
+def _write_description(path: Path, method: str) -> None:
+    write_json(path, {
+        "Name": "mrharmony harmonized diffusion MRI", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "mrharmony", "Version": __version__, "Description": f"mrharmony apply ({method})"}],
+    })
 
 
 def _write_signal(tmp: Path, base: str, res: dict, side: dict, gradients, cfg, aff):

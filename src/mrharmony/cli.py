@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from mrharmony import __version__
 
@@ -84,6 +85,25 @@ def _cmd_apply(args) -> int:
     out = apply_model(args.model, dwi=args.dwi, bval=args.bval, bvec=args.bvec, mask=args.mask, out=args.out,
                       targets=args.target, prefix=args.prefix, force=args.force)
     _say(args, f"harmonized outputs in {out}")
+    return 0
+
+
+def _cmd_describe(args) -> int:
+    from mrharmony.data.bids import describe
+
+    path = describe(args.data, args.out, layout=args.layout, input_platform=args.input, entity=args.entity,
+                    name=args.name, force=args.force)
+    _say(args, f"wrote {path}; check it, then: mrharmony validate {Path(path).parent}")
+    return 0
+
+
+def _cmd_bids(args) -> int:
+    from mrharmony.bids_app import run_bids_app
+
+    written = run_bids_app(args.bids_dir, args.output_dir, args.analysis_level, model=args.model,
+                           participants=args.participant_label, filters=args.filter, targets=args.target,
+                           force=args.force, quiet=args.quiet)
+    _say(args, f"harmonized {len(written)} participant(s) into {args.output_dir}")
     return 0
 
 
@@ -173,11 +193,32 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dwi", required=True)
     sp.add_argument("--bval", required=True)
     sp.add_argument("--bvec", required=True)
-    sp.add_argument("--mask", required=True)
+    sp.add_argument("--mask", help="brain mask (default: computed from the b=0 volumes and written with the outputs)")
     sp.add_argument("--out", required=True, help="output folder (BIDS-derivative style)")
     sp.add_argument("--target", action="append", help="target platform (repeatable; default: all the model predicts)")
     sp.add_argument("--prefix", help="start of the output file names, e.g. sub-01 (default: from the DWI file name)")
     sp.add_argument("--force", action="store_true", help="replace an existing output folder")
+
+    sp = add("describe", _cmd_describe, "Write dataset.yaml for a BIDS or MUSHAC-layout folder of traveling heads.")
+    sp.add_argument("data", help="the BIDS dataset or the MUSHAC-layout folder")
+    sp.add_argument("--layout", required=True, choices=["bids", "mushac"])
+    sp.add_argument("--input", required=True,
+                    help="the input platform: the entity value (BIDS, e.g. ge) or scanner/protocol (MUSHAC, e.g. ge/st)")
+    sp.add_argument("--entity", choices=["ses", "acq", "run"], help="BIDS: the entity that names the platform")
+    sp.add_argument("--out", required=True, help="folder for dataset.yaml (and later the derivatives)")
+    sp.add_argument("--name", help="dataset name (default: the data folder's)")
+    sp.add_argument("--force", action="store_true", help="overwrite an existing dataset.yaml")
+
+    sp = add("bids", _cmd_bids, "BIDS App: harmonize the dwi runs of BIDS participants into a derivative dataset.")
+    sp.add_argument("bids_dir")
+    sp.add_argument("output_dir")
+    sp.add_argument("analysis_level", choices=["participant"])
+    sp.add_argument("--participant-label", nargs="+", help="participants (with or without sub-); default all")
+    sp.add_argument("--model", required=True, help="run directory or model.pt")
+    sp.add_argument("--filter", action="append", metavar="ENTITY=VALUE",
+                    help="harmonize only runs with this entity value, e.g. ses=ge (repeatable)")
+    sp.add_argument("--target", action="append", help="target platform (repeatable; default: all the model predicts)")
+    sp.add_argument("--force", action="store_true", help="replace existing participant outputs")
 
     sp = add("report", _cmd_report, "Write a self-contained HTML report of trained runs.")
     sp.add_argument("runs", nargs="+", help="run directories (same dataset and split)")

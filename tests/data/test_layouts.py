@@ -128,3 +128,17 @@ def test_prepare_register_brings_a_moved_head_back(tmp_path, capsys):
         got = scan.gradients()[1][2:]
         angle = np.degrees(np.arccos(np.clip(np.abs((got * expected).sum(1)), 0, 1)))
         assert angle.max() < 1.5, angle.max()
+
+
+def test_automatic_mask_finds_the_head(tmp_path):
+    from mrharmony.data.dataset import automatic_mask
+    from tests.helpers import directions
+
+    bvecs = np.r_[np.zeros((2, 3)), directions(30, 3)]
+    _write_phantom_scan(tmp_path / "scan", 2.4, (36, 44, 34), np.eye(4), bvecs)
+    dwi = np.asarray(nib.load(tmp_path / "scan" / "dwi.nii.gz").dataobj)
+    rng = np.random.default_rng(0)
+    noisy = np.abs(dwi + rng.normal(0, 40, dwi.shape))  # background noise as a scanner has
+    true = np.asarray(nib.load(tmp_path / "scan" / "mask.nii.gz").dataobj) > 0
+    auto = automatic_mask(noisy, np.r_[0, 0, np.full(30, 1200.0)])
+    assert 2 * (auto & true).sum() / (auto.sum() + true.sum()) > 0.9

@@ -21,7 +21,7 @@ from mrharmony.errors import InputError
 
 def register_to_input(ds: TravelingHeads, *, quiet: bool = False) -> list[tuple[str, str]]:
     """Register every target scan of ``ds`` that is not co-registered; return (subject, platform) pairs."""
-    from mrharmony.data.validate import (MIN_MASK_DICE, check_alignment, check_scan_headers, mask_dice)
+    from mrharmony.data.validate import check_alignment, check_overlap, check_scan_headers
     from mrharmony.progress import Progress
 
     inp = ds.input_platform.name
@@ -33,7 +33,8 @@ def register_to_input(ds: TravelingHeads, *, quiet: bool = False) -> list[tuple[
             scan = ds.scan(subject, t.name)
             try:
                 check_alignment(ref_scan, ref, scan, check_scan_headers(scan))
-                aligned = mask_dice(ref_scan.load_mask(), scan.load_mask()) >= MIN_MASK_DICE
+                check_overlap(ref_scan, scan)
+                aligned = True
             except InputError:
                 aligned = False
             if not aligned:

@@ -14,7 +14,8 @@ And for each subject, across platforms: the scans cover the same field of view i
 orientation. A target whose voxels are r times finer than the input's (r a whole number) must
 have its grid aligned with the input's: every input voxel holds exactly r^3 target voxels. With
 ``check_data``, the brain masks of a subject's platforms must overlap (Dice of at least
-``MIN_MASK_DICE`` on the input's grid), or the anatomy is taken as not co-registered. Both
+``MIN_MASK_DICE`` on the input's grid, ``MIN_MASK_DICE_COMPUTED`` where a mask is computed from
+the scan), or the anatomy is taken as not co-registered. Both
 co-registration problems name ``prepare --register``, which registers such scans first.
 """
 
@@ -34,6 +35,7 @@ B0_THRESHOLD = 50.0
 BVEC_NORM_TOL = 0.01
 VOXEL_SIZE_RTOL = 0.01
 MIN_MASK_DICE = 0.8
+MIN_MASK_DICE_COMPUTED = 0.6  # where a mask is computed (automatic_mask), not given
 REGISTER_HINT = "; register it to the input first (mrharmony prepare --register)"
 
 
@@ -256,10 +258,12 @@ def check_overlap(ref_scan, scan, ref_mask: np.ndarray | None = None) -> float:
     """The anatomy of ``scan`` lies where the input's does: brain masks overlap (Dice)."""
     ref_mask = ref_scan.load_mask() if ref_mask is None else ref_mask
     dice = mask_dice(ref_mask, scan.load_mask())
-    if dice < MIN_MASK_DICE:
+    # masks computed from each scan's own b=0 image differ between platforms more than given ones
+    least = MIN_MASK_DICE if ref_scan.mask is not None and scan.mask is not None else MIN_MASK_DICE_COMPUTED
+    if dice < least:
         raise InputError(
             f"is not co-registered with the input platform's scan (subject {scan.subject}, platform "
-            f"{scan.platform.name}: brain masks overlap with Dice {dice:.2f}, below {MIN_MASK_DICE}){REGISTER_HINT}.",
+            f"{scan.platform.name}: brain masks overlap with Dice {dice:.2f}, below {least}){REGISTER_HINT}.",
             scan.dwi,
         )
     return dice

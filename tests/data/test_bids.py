@@ -1,0 +1,120 @@
+"""BIDS in (pybids), ``mrharmony describe``, and the BIDS App (``mrharmony bids``)."""
+
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+import yaml
+
+from mrharmony.cli import main
+from mrharmony.data import load_dataset
+from mrharmony.errors import InputError
+
+LABELS = {"ge_st": "gest", "prisma_st": "prismast", "connectom_st": "connectomst", "connectom_sa": "connectomsa"}
+
+
+@pytest.fixture(scope="module")
+def bids_dir(tmp_path_factory, tiny_dataset):
+    """The tiny traveling heads as BIDS: one session per platform; masks as a derivative for
+    sub-01 only (the others get computed masks)."""
+    root = tmp_path_factory.mktemp("bids") / "travel"
+    root.mkdir()
+    (root / "dataset_description.json").write_text(json.dumps({"Name": "travel", "BIDSVersion": "1.9.0"}))
+    for s in ("sub-01", "sub-02", "sub-03"):
+        for plat, label in LABELS.items():
+            src = tiny_dataset / s / plat
+            d = root / s / f"ses-{label}" / "dwi"
+            d.mkdir(parents=True)
+            stem = f"{s}_ses-{label}_dwi"
+            shutil.copy(src / "dwi.nii.gz", d / f"{stem}.nii.gz")
+            shutil.copy(src / "dwi.bval", d / f"{stem}.bval")
+            shutil.copy(src / "dwi.bvec", d / f"{stem}.bvec")
+            (d / f"{stem}.json").write_text(json.dumps({"EchoTime": 0.089, "Manufacturer": "Synthetic"}))
+            if s == "sub-01":
+                m = root / "derivatives" / "masks" / s / f"ses-{label}" / "dwi"
+                m.mkdir(parents=True)
+                shutil.copy(src / "mask.nii.gz", m / f"{s}_ses-{label}_desc-brain_mask.nii.gz")
+    return root
+
+
+def test_describe_and_read_a_bids_dataset(bids_dir, tiny_dataset, tmp_path):
+    study = tmp_path / "study"
+    assert main(["describe", str(bids_dir), "--layout", "bids", "--entity", "ses", "--input", "gest",
+                 "--out", str(study), "--quiet"]) == 0
+    spec = yaml.safe_load((study / "dataset.yaml").read_text())
+    assert spec["layout"] == "bids" and spec["bids_entity"] == "ses"
+    plats = {p["name"]: p for p in spec["platforms"]}
+    assert plats["gest"]["role"] == "input" and plats["prismast"]["role"] == "target"
+    assert plats["gest"]["te_ms"] == pytest.approx(89.0) and plats["gest"]["scanner"] == "Synthetic"
+    assert plats["connectomsa"]["voxel_size"] == [1.2, 1.2, 1.2] and plats["gest"]["bvalues"] == [0.0, 1200.0]
+    ds = load_dataset(study)
+    assert ds.subjects == ["sub-01", "sub-02", "sub-03"]
+    s1, s2 = ds.scan("sub-01", "prismast"), ds.scan("sub-02", "prismast")
+    assert s1.mask.name == "sub-01_ses-prismast_desc-brain_mask.nii.gz" and s2.mask is None
+    # a mask is computed for the scans without one (its quality: tests/data/test_layouts.py)
+    auto = s2.load_mask()
+    assert auto.shape == s2.load_dwi()[0].shape[:3] and auto.any()
+    # prepare writes the features under the study folder, not into the raw BIDS dataset
+    assert main(["prepare", str(study), "--quiet"]) == 0
+    assert not (bids_dir / "derivatives" / "mrharmony-sh").exists()
+    side = json.loads(next((study / "derivatives" / "mrharmony-sh" / "sub-02" / "prismast").glob("*.json")).read_text())
+    assert side["mask"].endswith("sub-02_desc-brain_mask.nii.gz")
+    with pytest.raises(InputError, match="already exists"):
+        from mrharmony.data.bids import describe
+
+        describe(bids_dir, study, layout="bids", input_platform="gest", entity="ses")
+
+
+def test_bids_errors_name_the_problem(bids_dir, tmp_path, capsys):
+    assert main(["describe", str(bids_dir), "--layout", "bids", "--entity", "acq", "--input", "gest",
+                 "--out", str(tmp_path / "a")]) == 2
+    assert "no dwi runs with acq-gest" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    shutil.copytree(bids_dir, broken)
+    study = tmp_path / "s"
+    assert main(["describe", str(broken), "--layout", "bids", "--entity", "ses", "--input", "gest",
+                 "--out", str(study), "--quiet"]) == 0
+    shutil.rmtree(broken / "sub-03" / "ses-connectomst")
+    spec = yaml.safe_load((study / "dataset.yaml").read_text())
+    with pytest.raises(InputError, match=r"no dwi run with ses-connectomst for subject sub-03"):
+        load_dataset(study)
+    spec.pop("subjects")  # then sub-03 is left out: it lacks a platform
+    (study / "dataset.yaml").write_text(yaml.safe_dump(spec))
+    assert load_dataset(study, check_data=False).subjects == ["sub-01", "sub-02"]
+
+
+def test_bids_app_writes_a_derivative_dataset(bids_dir, tiny_prepared, tmp_path, capsys):
+    cfg = tmp_path / "rish.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"dataset": str(tiny_prepared), "split": "subject",
+                                            "test_subjects": ["sub-03"]}, "model": {"method": "rish"}}))
+    model = tmp_path / "rish"
+    assert main(["train", str(cfg), "--out", str(model), "--quiet"]) == 0
+    out = tmp_path / "harmonized"
+    args = ["bids", str(bids_dir), str(out), "participant", "--participant-label", "01", "sub-03",
+            "--model", str(model), "--filter", "ses=gest", "--target", "prisma_st", "--quiet"]
+    assert main(args) == 0
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Name"] == "mrharmony"
+    assert sorted(p.name for p in out.iterdir()) == ["dataset_description.json", "sub-01", "sub-03"]
+    d1, d3 = out / "sub-01" / "ses-gest" / "dwi", out / "sub-03" / "ses-gest" / "dwi"
+    names = sorted(p.name for p in d1.iterdir())
+    assert "sub-01_ses-gest_space-prismast_desc-harmonized_dwi.nii.gz" in names
+    assert "sub-01_ses-gest_space-prismast_model-tensor_param-fa_dwimap.nii.gz" in names
+    assert not any("brain_mask" in n for n in names)  # sub-01 has a mask derivative
+    assert (d3 / "sub-03_ses-gest_desc-brain_mask.nii.gz").is_file()  # computed for sub-03, and written
+    img = nib.load(d3 / "sub-03_ses-gest_space-prismast_desc-harmonized_dwi.nii.gz")
+    assert img.get_data_dtype() == np.float32
+    side = json.loads((d3 / "sub-03_ses-gest_space-prismast_desc-harmonized_dwi.json").read_text())
+    assert side["Method"] == "rish" and side["TargetPlatform"] == "prisma_st"
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    assert main(args) == 2  # outputs exist: nothing is touched without --force
+    assert "already exists" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    bad = args[:]
+    bad[bad.index("01")] = "07"
+    assert main(bad) == 2
+    assert "no participant sub-07" in capsys.readouterr().err
+    assert main(["bids", str(bids_dir), str(bids_dir / "out"), "participant", "--model", str(model)]) == 2
+    assert "inside the BIDS dataset" in capsys.readouterr().err

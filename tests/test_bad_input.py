@@ -1,0 +1,205 @@
+"""Bad input across the commands: each case a real file on disk, run through the command line;
+each must end with exit code 2, one sentence on stderr naming the file and the problem, nothing
+on stdout, and no output left behind. (The dataset checks of ``mrharmony validate`` have their
+own table of cases in tests/data/test_validate.py.)"""
+
+import os
+import re
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from mrharmony.cli import main
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory, tiny_prepared):
+    """A small trained run (DIQT, test preset) and a scan of the input platform to apply it to."""
+    base = tmp_path_factory.mktemp("bad")
+    cfg = base / "diqt.yaml"
+    cfg.write_text(yaml.safe_dump({"preset": "test", "data": {"dataset": str(tiny_prepared), "split": "subject",
+                                                              "test_subjects": ["sub-03"], "targets": ["prisma_st"]},
+                                   "model": {"method": "diqt"}, "training": {"epochs": 1}}))
+    assert main(["train", str(cfg), "--out", str(base / "run"), "--quiet"]) == 0
+    return base / "run"
+
+
+def _scan(tiny_prepared, tmp_path):
+    src = tiny_prepared / "sub-03" / "ge_st"
+    dst = tmp_path / "scan"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _config(tmp_path, tiny_prepared, data=None, model=None, extra=None):
+    cfg = {"preset": "test", "data": {"dataset": str(tiny_prepared), "targets": ["prisma_st"], **(data or {})},
+           "model": model or {"method": "diqt"}, **(extra or {})}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _apply_args(model, scan, out, **override):
+    args = {"--dwi": scan / "dwi.nii.gz", "--bval": scan / "dwi.bval", "--bvec": scan / "dwi.bvec",
+            "--mask": scan / "mask.nii.gz", "--out": out, **override}
+    return ["apply", str(model)] + [str(x) for kv in args.items() for x in kv]
+
+
+def _rewrite(path, fn):
+    img = nib.load(path)
+    nib.save(nib.Nifti1Image(fn(np.asanyarray(img.dataobj)), img.affine), path)
+
+
+def _case_config_typo(tmp_path, prepared, model):
+    path = _config(tmp_path, prepared, extra={"trainig": {"epochs": 2}})
+    return ["train", str(path), "--out", str(tmp_path / "out")], path, r"unknown key 'trainig'"
+
+
+def _case_config_unknown_platform(tmp_path, prepared, model):
+    path = _config(tmp_path, prepared, data={"targets": ["siemens_trio"]})
+    return ["train", str(path), "--out", str(tmp_path / "out")], prepared / "dataset.yaml", "unknown platform 'siemens_trio'"
+
+
+def _case_config_unknown_method(tmp_path, prepared, model):
+    path = _config(tmp_path, prepared, model={"method": "unet"})
+    return ["train", str(path), "--out", str(tmp_path / "out")], path, "invalid value for 'model.method'"
+
+
+def _case_config_key_of_another_method(tmp_path, prepared, model):
+    path = _config(tmp_path, prepared, model={"method": "rish", "revnet_blocks": 2})
+    return ["train", str(path), "--out", str(tmp_path / "out")], path, "'revnet_blocks' does not apply to method rish"
+
+
+def _case_train_output_exists(tmp_path, prepared, model):
+    path = _config(tmp_path, prepared)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    return ["train", str(path), "--out", str(tmp_path / "out")], tmp_path / "out", "pass --force"
+
+
+def _case_truncated_checkpoint(tmp_path, prepared, model):
+    run = tmp_path / "out"
+    shutil.copytree(model, run)
+    (run / "checkpoints" / "last.pt").write_bytes((model / "checkpoints" / "last.pt").read_bytes()[:500])
+    return ["train", "--resume", "--out", str(run)], run / "checkpoints" / "last.pt", "truncated or corrupt"
+
+
+def _case_newer_model(tmp_path, prepared, model):
+    run = tmp_path / "newer"
+    shutil.copytree(model, run)
+    state = torch.load(run / "model.pt", weights_only=False)
+    state["format_version"] = 99
+    torch.save(state, run / "model.pt")
+    return _apply_args(run, _scan(prepared, tmp_path), tmp_path / "out"), run / "model.pt", "newer mrharmony"
+
+
+def _case_apply_output_exists(tmp_path, prepared, model):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "x.nii.gz").write_bytes(b"mine")
+    return _apply_args(model, _scan(prepared, tmp_path), tmp_path / "out"), tmp_path / "out", "pass --force"
+
+
+def _case_apply_unwritable(tmp_path, prepared, model):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file, not a folder")
+    return _apply_args(model, _scan(prepared, tmp_path), blocker / "out"), blocker / "out", "cannot be created"
+
+
+def _case_apply_3d(tmp_path, prepared, model):
+    scan = _scan(prepared, tmp_path)
+    _rewrite(scan / "dwi.nii.gz", lambda d: d[..., 0])
+    return _apply_args(model, scan, tmp_path / "out"), scan / "dwi.nii.gz", "is 3D .* must be 4D"
+
+
+def _case_apply_mask_shape(tmp_path, prepared, model):
+    scan = _scan(prepared, tmp_path)
+    _rewrite(scan / "mask.nii.gz", lambda d: d[:-1])
+    return _apply_args(model, scan, tmp_path / "out"), scan / "mask.nii.gz", "has shape"
+
+
+def _case_apply_bval_count(tmp_path, prepared, model):
+    scan = _scan(prepared, tmp_path)
+    vals = (scan / "dwi.bval").read_text().split()
+    (scan / "dwi.bval").write_text(" ".join(vals[:-1]) + "\n")
+    return _apply_args(model, scan, tmp_path / "out"), scan / "dwi.bval", "b-values but the DWI series has"
+
+
+def _case_apply_nan(tmp_path, prepared, model):
+    scan = _scan(prepared, tmp_path)
+
+    def nan(d):
+        d = d.astype(np.float32)
+        d[3, 3, 3, 2] = np.nan
+        return d
+
+    _rewrite(scan / "dwi.nii.gz", nan)
+    return _apply_args(model, scan, tmp_path / "out"), scan / "dwi.nii.gz", "NaN or infinite"
+
+
+def _case_apply_empty_mask(tmp_path, prepared, model):
+    scan = _scan(prepared, tmp_path)
+    _rewrite(scan / "mask.nii.gz", np.zeros_like)
+    return _apply_args(model, scan, tmp_path / "out"), scan / "mask.nii.gz", "is empty"
+
+
+def _case_apply_unknown_target(tmp_path, prepared, model):
+    args = _apply_args(model, _scan(prepared, tmp_path), tmp_path / "out") + ["--target", "siemens_trio"]
+    return args, model, "not 'siemens_trio'"
+
+
+def _case_too_few_directions(tmp_path, prepared, model):
+    data = tmp_path / "data"
+    shutil.copytree(prepared, data, ignore=shutil.ignore_patterns("derivatives"))
+    return ["prepare", str(data), "--sh-order", "10"], data / "sub-01" / "ge_st" / "dwi.bval", "directions"
+
+
+def _case_not_coregistered(tmp_path, prepared, model):
+    data = tmp_path / "data"
+    shutil.copytree(prepared, data, ignore=shutil.ignore_patterns("derivatives"))
+    mask = data / "sub-02" / "prisma_st" / "mask.nii.gz"
+    def elsewhere(d):  # this scan's brain lies in a corner of its field of view only
+        out = np.zeros_like(d)
+        out[:4, :4] = 1
+        return out
+
+    _rewrite(mask, elsewhere)
+    return ["prepare", str(data)], data / "sub-02" / "prisma_st" / "dwi.nii.gz", "not co-registered"
+
+
+def _case_model_not_a_model(tmp_path, prepared, model):
+    run = tmp_path / "empty-run"
+    run.mkdir()
+    return _apply_args(run, _scan(prepared, tmp_path), tmp_path / "out"), run, "not a saved mrharmony model"
+
+
+def _case_describe_unknown_input(tmp_path, prepared, model):
+    return (["describe", str(prepared), "--layout", "mushac", "--input", "ge/st", "--out", str(tmp_path / "out")],
+            prepared, "holds no <subject>/<scanner>/<protocol>")
+
+
+CASES = {name.removeprefix("_case_"): fn for name, fn in dict(globals()).items() if name.startswith("_case_")}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_across_commands(case, tmp_path, tiny_prepared, model, capsys):
+    args, named, pattern = CASES[case](tmp_path, tiny_prepared, model)
+    before = sorted(p for p in tmp_path.rglob("*"))
+    capsys.readouterr()
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    lines = [ln for ln in err.splitlines() if ln.strip() and "%|" not in ln and "it/s]" not in ln]
+    assert out == "" and len(lines) == 1, err
+    msg = lines[0]
+    assert str(named) in msg and re.search(pattern, msg) and msg.endswith("."), msg
+    # nothing half-written: no new files or folders anywhere under the case's folder
+    assert sorted(p for p in tmp_path.rglob("*")) == before
+
+
+def test_the_suite_is_complete():
+    from tests.data.test_validate import CASES as DATASET_CASES
+
+    assert len(CASES) + len(DATASET_CASES) >= 20
