@@ -60,6 +60,9 @@ def test_demo_on_the_tiny_preset(tmp_path, capsys):
     assert (out / "data" / "derivatives" / "mrharmony-sh" / "dataset_description.json").exists()
     for name in ("diqt-prisma_st", "shresnet-connectom_sa", "cpm", "hned", "msp"):
         assert (out / "runs" / name / "model.pt").exists(), name
+    for name in ("none", "meanvar_global", "meanvar_voxel", "rish"):
+        assert (out / "runs" / name / "harmonizer.json").exists(), name
+    assert "| rish |" in text and "| meanvar_voxel |" in text
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 2 and "Wilcoxon" in page and "sub-03" in page
     assert (out / "evaluation" / "table.md").exists()

@@ -85,7 +85,8 @@ def build_report(runs: list[str | os.PathLike], out: str | os.PathLike, *, evalu
     hs = [load_harmonizer(r) for r in runs]
     labels = {}
     for r, h in zip(runs, hs):
-        labels[f"{h.name} ({', '.join(h.targets)})"] = Path(r)
+        if (Path(r) / "metrics.csv").is_file():  # trained runs (statistical ones are fitted in one pass)
+            labels[f"{h.name} ({', '.join(h.targets)})"] = Path(r)
     curves = training_curves(labels)
     ds = load_dataset(hs[0].meta["data"]["dataset"], check_data=False)
     target = target or ("connectom_sa" if "connectom_sa" in ev.targets else ev.targets[-1])
@@ -97,9 +98,14 @@ def build_report(runs: list[str | os.PathLike], out: str | os.PathLike, *, evalu
     def shown(path) -> str:  # paths relative to the report, so that a moved report folder stays right
         return os.path.relpath(Path(path).resolve(), out.resolve().parent)
 
+    def about(h) -> str:
+        if "parameter_count" not in h.meta:  # a statistical method, fitted on the training subjects
+            return f"fitted on {', '.join(h.meta.get('fit_subjects', []))}"
+        return f"{h.meta['parameter_count']:,} parameters, best epoch {h.meta.get('best_epoch')}"
+
     runs_list = "".join(f"<li><code>{html.escape(shown(r))}</code>: {html.escape(h.name)}, "
-                        f"targets {html.escape(', '.join(h.targets))}, {h.meta['parameter_count']:,} parameters, "
-                        f"best epoch {h.meta.get('best_epoch')}</li>" for r, h in zip(runs, hs))
+                        f"targets {html.escape(', '.join(h.targets))}, {html.escape(about(h))}</li>"
+                        for r, h in zip(runs, hs))
     body = f"""
 <h1>mrharmony report</h1>
 <p class="note">Dataset <code>{html.escape(shown(ds.root))}</code> ({len(ds.subjects)} subjects; input platform
