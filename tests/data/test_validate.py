@@ -216,3 +216,21 @@ def test_counts_must_match_volumes(tmp_path_factory, n_vals, n_vols):
     else:
         with pytest.raises(InputError, match=f"has {n_vals} b-values but the DWI series has {n_vols} volumes"):
             read_gradients(bp, vp, n_volumes=n_vols)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), r=st.sampled_from([1, 2]), fill=st.floats(0.05, 0.95))
+def test_mask_overlap_properties(seed, r, fill):
+    """The co-registration check's overlap: 1 for the same brain on an r-times finer grid,
+    symmetric on one grid, within [0, 1], and below the threshold for disjoint brains."""
+    from mrharmony.data.validate import MIN_MASK_DICE, mask_dice
+
+    rng = np.random.default_rng(seed)
+    a = rng.random((6, 5, 4)) < fill
+    a[0, 0, 0] = True
+    fine = a.repeat(r, 0).repeat(r, 1).repeat(r, 2)
+    assert mask_dice(a, fine) == pytest.approx(1.0)
+    b = rng.random((6, 5, 4)) < fill
+    assert mask_dice(a, b) == pytest.approx(mask_dice(b, a))
+    assert 0.0 <= mask_dice(a, b) <= 1.0
+    assert mask_dice(a, ~a) == 0.0 < MIN_MASK_DICE
