@@ -17,8 +17,19 @@ EXIT_INPUT = 2
 
 
 def _cmd_simulate(args) -> int:
+    if args.kind == "structural":
+        from mrharmony.simulate.structural import simulate_structural
+
+        if args.platforms:
+            raise _usage("--platforms describes dMRI platforms; structural sites come from --sites")
+        out = simulate_structural(args.out, preset=args.preset, seed=args.seed, sites_file=args.sites,
+                                  n_subjects=args.subjects, force=args.force, quiet=args.quiet)
+        _say(args, f"wrote the {args.preset} multi-site structural dataset to {out}")
+        return 0
     from mrharmony.simulate import simulate
 
+    if args.sites:
+        raise _usage("--sites describes structural sites; dMRI platforms come from --platforms")
     out = simulate(args.out, preset=args.preset, seed=args.seed, platforms_file=args.platforms,
                    n_subjects=args.subjects, force=args.force, quiet=args.quiet, jobs=args.jobs)
     _say(args, f"wrote the {args.preset} traveling-heads dataset to {out}")
@@ -145,10 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func)
         return sp
 
-    sp = add("simulate", _cmd_simulate, "Generate a synthetic traveling-heads dMRI dataset.")
+    sp = add("simulate", _cmd_simulate, "Generate synthetic traveling heads: dMRI platforms or structural sites.")
     sp.add_argument("out", help="output folder (must not exist, or be empty, unless --force)")
-    sp.add_argument("--preset", default="demo", choices=["tiny", "demo", "mushac"],
-                    help="size: tiny (tests, seconds), demo (6 subjects, a slab), mushac (10 subjects, whole brain)")
+    sp.add_argument("--kind", default="dmri", choices=["dmri", "structural"],
+                    help="dmri: traveling-heads diffusion MRI (default); structural: multi-site T1-weighted MRI")
+    sp.add_argument("--preset", default="demo", choices=["tiny", "demo", "mushac", "full"],
+                    help="size: tiny (tests, seconds), demo, and mushac (dmri: 10 subjects, whole brain) or "
+                         "full (structural: 16 subjects, whole brain)")
+    sp.add_argument("--sites", help="structural: sites YAML (default: the packaged sites.yaml)")
     sp.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     sp.add_argument("--platforms", help="platforms YAML describing the scanners (default: the packaged one)")
     sp.add_argument("--subjects", type=int, help="number of subjects (default: the preset's)")

@@ -1,0 +1,166 @@
+"""Synthetic multi-site structural MRI: ``mrharmony simulate OUT --kind structural``.
+
+Each subject is the MNI152 2009 anatomy (nilearn's GM, WM and brain maps; CSF the rest of the
+brain) under its own smooth deformation and size, as in the dMRI generator, rendered on every
+site (``sites.yaml``) on one common grid, so that the truth of a harmonization (the same
+subject seen by the target site) is known. A site differs as scanners and sequences do: the
+T1-weighted intensities of CSF, GM and WM, a smooth receive bias field, Rician noise at its SNR,
+its resolution (an anisotropic point-spread function), truncation ringing (k-space cut to a
+fraction along each axis), an N/2 ghost along the phase-encoding axis, and the scale of the
+stored values. Some sites have role ``unseen``: held out of training entirely.
+
+Layout::
+
+    ROOT/structural.yaml                  kind, preset, seed, sites (their roles and parameters)
+    ROOT/<subject>/<site>/T1w.nii.gz      the image as the site stores it (float32)
+    ROOT/<subject>/mask.nii.gz            the subject's brain mask (the same anatomy on every site)
+    ROOT/truth/<subject>/tissue.nii.gz    CSF, GM, WM fractions on the common grid
+
+Random draws come from generators seeded by ``(seed, subject index, stream)``: the same seed
+gives the same files, whatever the number of subjects.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from mrharmony.config import StrictModel, dump_yaml, load_yaml_model
+from mrharmony.errors import InputError
+
+TISSUES = ("csf", "gm", "wm")
+
+
+class StructuralSite(StrictModel):
+    """One site's appearance of a T1-weighted brain (see ``sites.yaml``)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9]+$")
+    role: Literal["train", "unseen"]
+    t1w: tuple[float, float, float] = Field(description="relative intensities of CSF, GM, WM")
+    scale: float = Field(gt=0)
+    snr: float = Field(gt=0)
+    blur_fwhm_mm: tuple[float, float, float]
+    bias: float = Field(ge=0)
+    ringing: float = Field(gt=0, le=1, description="fraction of k-space kept along each axis")
+    ghosting: float = Field(ge=0, lt=1)
+
+
+class SitesFile(StrictModel):
+    sites: list[StructuralSite] = Field(min_length=2)
+
+
+class StructuralPreset(StrictModel):
+    name: str
+    n_subjects: int = Field(ge=1)
+    voxel_mm: float = Field(gt=0)
+    fov_min_mm: tuple[float, float, float]
+    fov_max_mm: tuple[float, float, float]
+    description: str = ""
+
+
+STRUCTURAL_PRESETS: dict[str, StructuralPreset] = {
+    "tiny": StructuralPreset(name="tiny", n_subjects=4, voxel_mm=2.0, fov_min_mm=(-40.0, -50.0, -10.0),
+                             fov_max_mm=(40.0, 30.0, 30.0),
+                             description="4 subjects, an 80 x 80 x 40 mm block at 2 mm: seconds, for tests"),
+    "demo": StructuralPreset(name="demo", n_subjects=8, voxel_mm=2.0, fov_min_mm=(-72.0, -108.0, -40.0),
+                             fov_max_mm=(72.0, 76.0, 60.0),
+                             description="8 subjects, the brain from the ventricles up at 2 mm"),
+    "full": StructuralPreset(name="full", n_subjects=16, voxel_mm=1.5, fov_min_mm=(-72.0, -108.0, -62.0),
+                             fov_max_mm=(72.0, 76.0, 84.0),
+                             description="16 subjects, whole brain at 1.5 mm"),
+}
+
+
+def default_sites_path() -> Path:
+    return Path(__file__).with_name("sites.yaml")
+
+
+def load_sites(path: str | os.PathLike | None = None) -> list[StructuralSite]:
+    sites = load_yaml_model(SitesFile, path or default_sites_path()).sites
+    names = [s.name for s in sites]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError(f"names site {dup[0]!r} twice.", path or default_sites_path())
+    return sites
+
+
+def render_site(rng: np.random.Generator, site: StructuralSite, tissue: np.ndarray, brain: np.ndarray,
+                voxel_mm: float) -> np.ndarray:
+    """One site's image of a subject's tissue fractions (X, Y, Z, 3: CSF, GM, WM) inside ``brain``."""
+    from scipy import ndimage
+
+    img = np.tensordot(tissue, np.asarray(site.t1w, np.float32), axes=([-1], [0])).astype(np.float32)
+    img *= brain
+    sigma = np.asarray(site.blur_fwhm_mm) / 2.3548 / voxel_mm
+    img = ndimage.gaussian_filter(img, sigma, mode="constant")
+    if site.ringing < 1:  # truncation of k-space along each axis: Gibbs ringing at edges
+        k = np.fft.fftn(img)
+        for axis, n in enumerate(img.shape):
+            f = np.abs(np.fft.fftfreq(n))
+            keep = (f <= 0.5 * site.ringing).astype(np.float32)
+            k *= keep.reshape([-1 if a == axis else 1 for a in range(3)])
+        img = np.real(np.fft.ifftn(k)).astype(np.float32)
+    if site.ghosting > 0:  # N/2 ghost along the phase-encoding axis (y)
+        img = img + site.ghosting * np.roll(img, img.shape[1] // 2, axis=1)
+    # smooth receive field: random low-order polynomial in log space
+    coords = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in img.shape], indexing="ij"))
+    c = rng.normal(0.0, 1.0, 9)
+    log_bias = (c[0] * coords[0] + c[1] * coords[1] + c[2] * coords[2] + c[3] * coords[0] * coords[1]
+                + c[4] * coords[1] * coords[2] + c[5] * coords[0] * coords[2] + c[6] * coords[0] ** 2
+                + c[7] * coords[1] ** 2 + c[8] * coords[2] ** 2) / 3.0
+    img *= np.exp(site.bias * log_bias).astype(np.float32)
+    sigma_noise = 1.0 / site.snr  # WM intensity is 1
+    re = img + sigma_noise * rng.standard_normal(img.shape, dtype=np.float32)
+    im = sigma_noise * rng.standard_normal(img.shape, dtype=np.float32)
+    return (np.sqrt(re * re + im * im) * site.scale).astype(np.float32)
+
+
+def simulate_structural(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, sites_file=None,
+                        n_subjects: int | None = None, force: bool = False, quiet: bool = False) -> Path:
+    """Generate the synthetic multi-site structural dataset in ``out`` (module docstring)."""
+    from mrharmony import __version__
+    from mrharmony.io import save_nifti, staged_output_dir, write_text
+    from mrharmony.progress import Progress
+    from mrharmony.simulate.anatomy import SubjectWarp, sample_anatomy, template_fields
+
+    if preset not in STRUCTURAL_PRESETS:
+        raise InputError(f"unknown structural preset {preset!r}; choose one of {', '.join(STRUCTURAL_PRESETS)}.")
+    pre = STRUCTURAL_PRESETS[preset]
+    if n_subjects is not None:
+        if n_subjects < 1:
+            raise InputError("the number of subjects must be at least 1.")
+        pre = pre.model_copy(update={"n_subjects": n_subjects})
+    sites = load_sites(sites_file)
+    lo, hi = np.asarray(pre.fov_min_mm, float), np.asarray(pre.fov_max_mm, float)
+    shape = tuple(int(s) for s in np.maximum(np.ceil((hi - lo) / pre.voxel_mm), 1).astype(int))
+    affine = np.diag([pre.voxel_mm] * 3 + [1.0])
+    affine[:3, 3] = lo + pre.voxel_mm / 2
+    subjects = [f"sub-{i + 1:02d}" for i in range(pre.n_subjects)]
+    with staged_output_dir(Path(out), force=force) as tmp:
+        fields = template_fields(lo, hi)
+        progress = Progress(total=len(subjects) * len(sites), unit="images", desc=f"simulate structural {preset}",
+                            quiet=quiet)
+        for i, subject in enumerate(subjects):
+            rng = np.random.default_rng([seed, i, 0])
+            warp = SubjectWarp.random(rng, lo, hi)
+            anat, _ = sample_anatomy(fields, warp, affine, shape)
+            tissue = np.stack([anat[t] for t in TISSUES], axis=-1).astype(np.float32)
+            brain = (anat["brain"] >= 0.5).astype(np.float32)
+            tissue *= brain[..., None]
+            save_nifti(tmp / "truth" / subject / "tissue.nii.gz", tissue, affine)
+            save_nifti(tmp / subject / "mask.nii.gz", brain.astype(np.uint8), affine, dtype=np.uint8)
+            for j, site in enumerate(sites):
+                img = render_site(np.random.default_rng([seed, i, 100 + j]), site, tissue, brain, pre.voxel_mm)
+                save_nifti(tmp / subject / site.name / "T1w.nii.gz", img, affine)
+                progress.update(1)
+        progress.close()
+        write_text(tmp / "structural.yaml", dump_yaml({
+            "kind": "structural", "mrharmony_version": __version__, "preset": pre.model_dump(mode="json"),
+            "seed": seed, "subjects": subjects, "modalities": ["T1w"],
+            "sites": [s.model_dump(mode="json") for s in sites],
+        }))
+    return Path(out)
