@@ -34,7 +34,7 @@ def main() -> None:
 
     ds = load_dataset(args.dataset, check_data=False)
     subject = args.subject or ds.subjects[-1]
-    print(f"| platform | mean over channels | l = 0 | l = 2 | l = 4 | l = 6 |\n| --- | --- | --- | --- | --- | --- |")
+    print("| platform | mean over channels | l = 0 | l = 2 | l = 4 | l = 6 |\n| --- | --- | --- | --- | --- | --- |")
     for name in ds.platforms:
         f = load_features(ds, subject, name, normalized=False)
         cfg = f.sh

@@ -3,7 +3,6 @@ each must end with exit code 2, one sentence on stderr naming the file and the p
 on stdout, and no output left behind. (The dataset checks of ``mrharmony validate`` have their
 own table of cases in tests/data/test_validate.py.)"""
 
-import os
 import re
 import shutil
 

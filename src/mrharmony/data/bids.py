@@ -14,7 +14,6 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 
 from mrharmony.data.dataset import DatasetSpec, PlatformSpec, Scan, TravelingHeads
 from mrharmony.errors import InputError

@@ -41,6 +41,7 @@ import numpy as np
 from mrharmony.errors import InputError
 from mrharmony.methods.base import Harmonizer
 
+
 class RawSpaceHarmonizer(Harmonizer):
     """A harmonizer that maps SH coefficients at their own scale (see the module docstring)."""
 

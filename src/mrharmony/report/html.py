@@ -14,7 +14,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 
 from mrharmony import __version__
 from mrharmony.errors import InputError
