@@ -14,8 +14,9 @@
   differences of a DTI fit (dipy) of the signal reconstructed on the target
   scan's gradient table against the DTI fit of the real target scan.
 
-A "none" row (the input's features taken as the target's) is the reference every method must
-beat.
+A "none" row (the input's SH coefficients, at their own scale, taken as the target's: no
+harmonization) is the reference every method must beat; it is added unless a saved ``none``
+run is among the runs.
 """
 
 from __future__ import annotations

@@ -112,7 +112,8 @@ def build_report(runs: list[str | os.PathLike], out: str | os.PathLike, *, evalu
 <h2>Patch MSE (Table 1 of the MSP paper)</h2>
 <p>Mean (std) of the MSE in normalized SH space over {s['n_patches']} test patches (central {ev.eval_size}&sup3;
 input voxels of each patch; lower is better, best per target in bold). Split {html.escape(split)}. The
-"none" row takes the input's features as the target's.</p>
+"none" row takes the input's SH coefficients, at their own scale, as the target's (no
+harmonization); "meanvar_global" is the input standardized per channel.</p>
 {_table(ev)}
 <h3>Paired Wilcoxon signed-rank tests</h3>
 {_tests(ev)}
