@@ -140,6 +140,24 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_structural_metrics(args) -> int:
+    import json
+
+    from mrharmony.evaluation.structural import metrics_from_files
+
+    res = metrics_from_files(input_path=args.input, prediction_path=args.prediction, target_path=args.target,
+                             input_mask_path=args.mask, target_mask_path=args.target_mask, truth_path=args.truth)
+    text = json.dumps(res, indent=2)
+    if args.json:
+        from mrharmony.io import write_text
+
+        if Path(args.json).exists() and not args.force:
+            raise _usage(f"{args.json} already exists; pass --force to overwrite it")
+        write_text(Path(args.json), text + "\n")
+    print(text)
+    return 0
+
+
 def _say(args, text: str) -> None:
     if not args.quiet:
         print(text)
@@ -234,6 +252,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="harmonize only runs with this entity value, e.g. ses=ge (repeatable)")
     sp.add_argument("--target", action="append", help="target platform (repeatable; default: all the model predicts)")
     sp.add_argument("--force", action="store_true", help="replace existing participant outputs")
+
+    sp = add("structural", None, "Structural (T1-weighted) harmonization: metrics (HAIL's and against a truth).")
+    ssub = sp.add_subparsers(dest="structural_command", metavar="SUBCOMMAND", required=True)
+    mp = ssub.add_parser("metrics", help="nWD(i,p), nWD(t,p), rAVD (GM, WM), and SSIM / PSNR against a truth",
+                         description="nWD(i,p), nWD(t,p), rAVD (GM, WM), and SSIM / PSNR against a truth")
+    mp.set_defaults(func=_cmd_structural_metrics)
+    mp.add_argument("--input", required=True, help="the image before harmonization")
+    mp.add_argument("--prediction", required=True, help="the harmonized image (on the input's grid)")
+    mp.add_argument("--target", required=True, help="the one image of the target site")
+    mp.add_argument("--mask", help="brain mask of the input (default: Otsu, largest component, holes filled)")
+    mp.add_argument("--target-mask", help="brain mask of the target image (default: as --mask)")
+    mp.add_argument("--truth", help="the same subject seen by the target site (for SSIM / PSNR)")
+    mp.add_argument("--json", help="also write the metrics to this file")
+    mp.add_argument("--force", action="store_true", help="overwrite --json")
+    mp.add_argument("--quiet", action="store_true")
 
     sp = add("report", _cmd_report, "Write a self-contained HTML report of trained runs.")
     sp.add_argument("runs", nargs="+", help="run directories (same dataset and split)")

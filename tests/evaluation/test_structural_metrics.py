@@ -60,3 +60,40 @@ def test_segmentation_finds_the_tissues_of_a_synthetic_t1(tmp_path):
     assert (labels[wm] == 3).mean() > 0.85
     assert (labels[gm] < 3).mean() > 0.9
     assert set(np.unique(labels[mask])) == {1, 2, 3} and not labels[~mask].any()
+
+
+def test_structural_metrics_command(tmp_path, capsys):
+    import json
+
+    from mrharmony.cli import main
+    from mrharmony.evaluation.structural import metrics_from_files
+    from mrharmony.methods.intensity import harmonize_intensity
+    from mrharmony.simulate.structural import simulate_structural
+
+    root = simulate_structural(tmp_path / "st", preset="tiny", seed=4, n_subjects=2, quiet=True)
+    inp, tgt = root / "sub-01" / "siteB" / "T1w.nii.gz", root / "sub-02" / "siteA" / "T1w.nii.gz"
+    mask, tmask = root / "sub-01" / "mask.nii.gz", root / "sub-02" / "mask.nii.gz"
+    img = nib.load(inp)
+    pred = harmonize_intensity("nyul", img.get_fdata(), nib.load(mask).get_fdata() > 0,
+                               nib.load(tgt).get_fdata(), nib.load(tmask).get_fdata() > 0)
+    nib.save(nib.Nifti1Image(pred, img.affine), tmp_path / "pred.nii.gz")
+    args = ["structural", "metrics", "--input", str(inp), "--prediction", str(tmp_path / "pred.nii.gz"),
+            "--target", str(tgt), "--mask", str(mask), "--target-mask", str(tmask),
+            "--truth", str(root / "sub-01" / "siteA" / "T1w.nii.gz"), "--json", str(tmp_path / "m.json")]
+    assert main(args) == 0
+    res = json.loads((tmp_path / "m.json").read_text())
+    assert set(res) == {"nwd_ip", "nwd_tp", "ravd_gm", "ravd_wm", "ssim", "psnr_db"}
+    assert res["nwd_ip"] > 0.7 and res["nwd_tp"] < 0.3 and 0 < res["ssim"] <= 1
+    assert res == pytest.approx(metrics_from_files(input_path=inp, prediction_path=tmp_path / "pred.nii.gz",
+                                                   target_path=tgt, input_mask_path=mask, target_mask_path=tmask,
+                                                   truth_path=root / "sub-01" / "siteA" / "T1w.nii.gz"))
+    capsys.readouterr()
+    assert main(args) == 2  # the JSON exists
+    assert "already exists" in capsys.readouterr().err
+    bad = args[:]
+    bad[bad.index("--prediction") + 1] = str(mask.parent / "siteA" / "T1w.nii.gz")  # fine: same grid
+    bad[bad.index("--truth") + 1] = str(tmp_path / "nothing.nii.gz")
+    bad[bad.index("--json") + 1] = str(tmp_path / "m2.json")
+    assert main(bad) == 2
+    err = capsys.readouterr().err
+    assert "nothing.nii.gz" in err and err.count("\n") == 1 and not (tmp_path / "m2.json").exists()

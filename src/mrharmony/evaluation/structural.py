@@ -76,3 +76,55 @@ def ssim_psnr(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> tuple[fl
     mse = float(((pred[m] - truth[m]) ** 2).mean())
     psnr = float("inf") if mse == 0 else 10 * np.log10(data_range**2 / mse)
     return float(smap[m].mean()), psnr
+
+
+def brain_mask(img: np.ndarray) -> np.ndarray:
+    """The automatic brain mask used where none is given: Otsu's threshold (scikit-image) of the
+    image, its largest connected component, holes filled. Meant for skull-stripped images."""
+    from scipy import ndimage
+    from skimage.filters import threshold_otsu
+
+    m = img > threshold_otsu(img)
+    labels, n = ndimage.label(m)
+    if n > 1:
+        m = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
+    return ndimage.binary_fill_holes(m)
+
+
+def metrics_from_files(*, input_path, prediction_path, target_path, input_mask_path=None, target_mask_path=None,
+                       truth_path=None) -> dict:
+    """Every metric of this module from NIfTI files (``mrharmony structural metrics``).
+
+    The prediction (and the truth) must lie on the input's grid; masks default to
+    :func:`brain_mask` of the input and of the target.
+    """
+    from mrharmony.data.validate import read_float32, read_image
+    from mrharmony.errors import InputError
+
+    def load(path, ref_shape=None, what="image"):
+        img = read_image(path)
+        data = np.asarray(read_float32(img, path), np.float64)
+        if data.ndim != 3:
+            raise InputError(f"is {data.ndim}D; a structural {what} must be 3D.", path)
+        if ref_shape is not None and data.shape != ref_shape:
+            raise InputError(f"has shape {data.shape} but the input has {ref_shape}.", path)
+        if not np.all(np.isfinite(data)):
+            raise InputError("has NaN or infinite values.", path)
+        return data
+
+    i = load(input_path)
+    p = load(prediction_path, i.shape)
+    t = load(target_path)
+    mi = load(input_mask_path, i.shape, "mask") > 0 if input_mask_path else brain_mask(i)
+    mt = load(target_mask_path, t.shape, "mask") > 0 if target_mask_path else brain_mask(t)
+    for m, path in ((mi, input_mask_path or input_path), (mt, target_mask_path or target_path)):
+        if not m.any():
+            raise InputError("gives an empty brain mask.", path)
+    nwd_ip, nwd_tp = nwd(i, p, t, input_mask=mi, target_mask=mt)
+    out = {"nwd_ip": nwd_ip, "nwd_tp": nwd_tp}
+    r = ravd(segment_tissues(i, mi), segment_tissues(p, mi))
+    out.update({"ravd_gm": r["gm"], "ravd_wm": r["wm"]})
+    if truth_path:
+        s, q = ssim_psnr(p, load(truth_path, i.shape), mi)
+        out.update({"ssim": s, "psnr_db": q})
+    return out
