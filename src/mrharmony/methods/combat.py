@@ -33,7 +33,7 @@ import io
 import numpy as np
 
 from mrharmony.errors import InputError
-from mrharmony.methods.statistical import CommonSpace, VoxelwiseHarmonizer
+from mrharmony.methods.statistical import VoxelwiseHarmonizer, subjects_in_reference
 
 
 def require_neuroharmonize() -> None:
@@ -84,16 +84,9 @@ def fit_combat(h: ComBatHarmonizer, ds, subjects: list[str], progress) -> None:
     from mrharmony.features.prepare import load_features
     from mrharmony.registration import block_mean, scaled_affine
 
-    inp = ds.input_platform.name
     maps: dict[str, dict[str, list]] = {t: {"in": [], "t": [], "w": []} for t in h.targets}
     sh = h.reference["sh"]
-    for i, s in enumerate(subjects):
-        f = load_features(ds, s, inp, normalized=False)
-        if i == 0:
-            h.space = CommonSpace(image=f.data[..., 0] * f.mask, mask=f.mask.copy(), affine=f.affine,
-                                  registration=h.settings["registration"])
-        m = h.space.matrix(f.data[..., 0] * f.mask, f.affine)
-        w_in = h.space.to_reference(f.mask.astype(np.float32), f.affine, m) > 0.5
+    for s, f, m, w_in in subjects_in_reference(h, ds, subjects, progress):
         for t in h.targets:
             bvals, bvecs = h.target_gradients(t)
             fa, md, _ = dti_from_sh(f.data, bvals, bvecs, sh, f.mask)
@@ -105,7 +98,6 @@ def fit_combat(h: ComBatHarmonizer, ds, subjects: list[str], progress) -> None:
             maps[t]["in"].append(h.space.to_reference(np.stack([fa, md], -1), f.affine, m))
             maps[t]["t"].append(h.space.to_reference(block_mean(np.stack([fa_t, md_t], -1), r), aff, m))
             maps[t]["w"].append(w_in & tmask)
-        progress.update(1)
     n = len(subjects)
     for t, d in maps.items():
         support = np.logical_and.reduce(d["w"]) & h.space.mask

@@ -327,19 +327,29 @@ def fit_statistical(cfg, out: str | os.PathLike, *, force: bool = False, quiet: 
     return out
 
 
+def subjects_in_reference(h: VoxelwiseHarmonizer, ds, subjects: list[str], progress):
+    """For each training subject: its name, its input features (at their own scale), the world
+    transform reference -> subject and its brain on the reference grid. The first subject's
+    input space becomes ``h.space``, the reference."""
+    from mrharmony.features.prepare import load_features
+
+    for i, s in enumerate(subjects):
+        f = load_features(ds, s, ds.input_platform.name, normalized=False)
+        image = f.data[..., 0] * f.mask
+        if i == 0:
+            h.space = CommonSpace(image=image, mask=f.mask.copy(), affine=f.affine,
+                                  registration=h.settings["registration"])
+        m = h.space.matrix(image, f.affine)
+        yield s, f, m, h.space.to_reference(f.mask.astype(np.float32), f.affine, m) > 0.5
+        progress.update(1)
+
+
 def _fit_maps(h: VoxelwiseHarmonizer, ds, subjects: list[str], progress) -> None:
     from mrharmony.features.prepare import load_features
     from mrharmony.registration import block_mean, scaled_affine, upsample_masked
 
-    inp = ds.input_platform.name
     sums: dict[str, list] = {}
-    for i, s in enumerate(subjects):
-        f = load_features(ds, s, inp, normalized=False)
-        if i == 0:
-            h.space = CommonSpace(image=f.data[..., 0] * f.mask, mask=f.mask.copy(), affine=f.affine,
-                                  registration=h.settings["registration"])
-        m = h.space.matrix(f.data[..., 0] * f.mask, f.affine)
-        w_in = h.space.to_reference(f.mask.astype(np.float32), f.affine, m) > 0.5
+    for s, f, m, w_in in subjects_in_reference(h, ds, subjects, progress):
         stat_in: dict[int, np.ndarray] = {}
         for t in h.targets:
             ft = load_features(ds, s, t, normalized=False)
@@ -358,7 +368,6 @@ def _fit_maps(h: VoxelwiseHarmonizer, ds, subjects: list[str], progress) -> None
             acc[0] = acc[0] + stat_in[r] * w[..., None]
             acc[1] = acc[1] + stat_t * w[..., None]
             acc[2] = acc[2] + w.astype(np.float32)
-        progress.update(1)
     sigma = h.settings["smoothing_fwhm_mm"] / 2.3548 / np.abs(np.diag(h.space.affine)[:3])
     fallback = {}
     for t, (s_in, s_t, n) in sums.items():

@@ -32,7 +32,8 @@ from mrharmony.errors import InputError
 from mrharmony.io import save_nifti, staged_output_dir, write_text
 from mrharmony.progress import Progress
 from mrharmony.simulate.anatomy import SubjectWarp, rigid, sample_anatomy, template_fields
-from mrharmony.simulate.params import FINE_VOXEL_MM, PRESETS, Preset, SimPlatform, fov_grid, load_platforms
+from mrharmony.simulate.params import (FINE_VOXEL_MM, PRESETS, Preset, SimPlatform, fov_grid, load_platforms,
+                                       pick_preset)
 from mrharmony.simulate.signal import (
     TissueProperties,
     bias_field,
@@ -85,13 +86,7 @@ def simulate(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, pla
         jobs: subjects rendered in parallel (default: the number of CPU cores, at most 4); the
             result does not depend on it.
     """
-    if preset not in PRESETS:
-        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
-    pre = PRESETS[preset]
-    if n_subjects is not None:
-        if n_subjects < 1:
-            raise InputError("the number of subjects must be at least 1.")
-        pre = pre.model_copy(update={"n_subjects": n_subjects})
+    pre = pick_preset(PRESETS, preset, n_subjects)
     plats = load_platforms(platforms_file)
     geom = make_geometry(pre, plats)
     subjects = [f"sub-{i + 1:02d}" for i in range(pre.n_subjects)]

@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 
 from mrharmony.config import StrictModel, load_yaml_model
 from mrharmony.data.dataset import PlatformSpec
+from mrharmony.errors import InputError
 
 #: The simulation works on a fine grid with this voxel size; every platform's voxel size must
 #: be a whole multiple of it (partial volume comes from averaging fine voxels).
@@ -138,6 +139,18 @@ PRESETS: dict[str, Preset] = {
         description="10 subjects, whole brain, like the MUSHAC data of the MSP paper",
     ),
 }
+
+
+def pick_preset(presets: dict, name: str, n_subjects: int | None = None, *, kind: str = ""):
+    """The preset ``name`` of ``presets``, with its number of subjects overridden when given."""
+    if name not in presets:
+        raise InputError(f"unknown {kind}preset {name!r}; choose one of {', '.join(presets)}.")
+    pre = presets[name]
+    if n_subjects is not None:
+        if n_subjects < 1:
+            raise InputError("the number of subjects must be at least 1.")
+        pre = pre.model_copy(update={"n_subjects": n_subjects})
+    return pre
 
 
 def fov_grid(preset: Preset, input_voxel: float) -> tuple[np.ndarray, tuple[int, int, int]]:

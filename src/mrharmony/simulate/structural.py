@@ -31,6 +31,7 @@ from pydantic import Field
 
 from mrharmony.config import StrictModel, dump_yaml, load_yaml_model
 from mrharmony.errors import InputError
+from mrharmony.simulate.params import pick_preset
 
 TISSUES = ("csf", "gm", "wm")
 
@@ -127,13 +128,7 @@ def simulate_structural(out: str | os.PathLike, *, preset: str = "demo", seed: i
     from mrharmony.progress import Progress
     from mrharmony.simulate.anatomy import SubjectWarp, sample_anatomy, template_fields
 
-    if preset not in STRUCTURAL_PRESETS:
-        raise InputError(f"unknown structural preset {preset!r}; choose one of {', '.join(STRUCTURAL_PRESETS)}.")
-    pre = STRUCTURAL_PRESETS[preset]
-    if n_subjects is not None:
-        if n_subjects < 1:
-            raise InputError("the number of subjects must be at least 1.")
-        pre = pre.model_copy(update={"n_subjects": n_subjects})
+    pre = pick_preset(STRUCTURAL_PRESETS, preset, n_subjects, kind="structural ")
     sites = load_sites(sites_file)
     lo, hi = np.asarray(pre.fov_min_mm, float), np.asarray(pre.fov_max_mm, float)
     shape = tuple(int(s) for s in np.maximum(np.ceil((hi - lo) / pre.voxel_mm), 1).astype(int))
