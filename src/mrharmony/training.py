@@ -592,14 +592,21 @@ def _mean_across(value: float) -> float:
 def _save_checkpoint(path: Path, net, opt, sched, epoch, best_val, best_per_target, history) -> None:
     import torch
 
+    save_checkpoint_state(path, {"model": net.state_dict(), "optimizer": opt.state_dict(),
+                                 "scheduler": sched.state_dict(), "epoch": epoch, "best_val": best_val,
+                                 "best_per_target": best_per_target, "history": history,
+                                 "torch_rng": torch.get_rng_state()})
+
+
+def save_checkpoint_state(path: Path, state: dict) -> None:
+    """Write a resumable training state atomically (a killed run never leaves a torn file)."""
+    import torch
+
     from mrharmony import FORMAT_VERSION
     from mrharmony.io import atomic_path
 
-    state = {"format_version": FORMAT_VERSION, "model": net.state_dict(), "optimizer": opt.state_dict(),
-             "scheduler": sched.state_dict(), "epoch": epoch, "best_val": best_val,
-             "best_per_target": best_per_target, "history": history, "torch_rng": torch.get_rng_state()}
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        torch.save({"format_version": FORMAT_VERSION, **state}, tmp)
 
 
 def _write_metrics(path: Path, history: list[dict]) -> None:

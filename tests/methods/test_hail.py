@@ -1,5 +1,6 @@
 """HAIL's building blocks: AdaIN, the feature statistics, the networks' shapes and the losses."""
 
+import pytest
 import torch
 
 from mrharmony.methods.hail import (HAIL, adain, channel_stats, consistency_loss, content_loss,
@@ -36,22 +37,32 @@ def test_masked_statistics_ignore_what_is_outside():
     torch.testing.assert_close(channel_stats(g, mask)[0], m)
 
 
-def test_hail_shapes_and_losses():
+@pytest.mark.parametrize("skips", [False, True])
+def test_hail_shapes_and_losses(skips):
     torch.manual_seed(0)
-    net = HAIL()
+    net = HAIL(skips=skips)
     x, t = torch.rand(1, 1, 20, 22, 18), torch.rand(1, 1, 20, 22, 18)
     assert net.reconstruct(x).shape == x.shape
-    pred, ada, tfeats = net.transfer(x, t)
-    assert pred.shape == x.shape and ada.shape == tfeats[-1].shape
+    pred, styled, tfeats = net.transfer(x, t)
+    assert pred.shape == x.shape
     assert [f.shape[1] for f in tfeats] == [16, 32, 64]
+    assert len(styled) == (3 if skips else 1) and styled[-1].shape == tfeats[-1].shape
     pf = net.encoder(pred)
-    assert content_loss(pf[-1], ada) >= 0 and style_loss(pf, tfeats) > 0
+    assert content_loss(pf, styled) >= 0 and style_loss(pf, tfeats) > 0
+    assert content_loss(tfeats, tfeats[3 - len(styled):]) == 0
     assert style_loss(tfeats, tfeats) < 1e-10  # the target's own statistics
     assert consistency_loss(x, x) == 0
     mask = torch.zeros_like(x)
     mask[..., 5:15, 5:15, 5:15] = 1
     assert consistency_loss(x + mask, x, mask) == 1.0
     # every parameter of the decoder gets a gradient from the three losses together
-    loss = content_loss(pf[-1], ada) + style_loss(pf, tfeats) + consistency_loss(net(x, x), x)
+    loss = content_loss(pf, styled) + style_loss(pf, tfeats) + consistency_loss(net(x, x), x)
     loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.decoder.parameters())
+
+
+def test_odd_sizes_come_back_whole():
+    net = HAIL(skips=True)
+    x = torch.rand(1, 1, 13, 17, 9)
+    assert net.reconstruct(x).shape == x.shape
+    assert net(x, torch.rand(1, 1, 11, 10, 12)).shape == x.shape  # the target on another grid

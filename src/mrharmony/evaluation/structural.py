@@ -98,19 +98,11 @@ def metrics_from_files(*, input_path, prediction_path, target_path, input_mask_p
     The prediction (and the truth) must lie on the input's grid; masks default to
     :func:`brain_mask` of the input and of the target.
     """
-    from mrharmony.data.validate import read_float32, read_image
+    from mrharmony.data.structural import read_structural_image
     from mrharmony.errors import InputError
 
     def load(path, ref_shape=None, what="image"):
-        img = read_image(path)
-        data = np.asarray(read_float32(img, path), np.float64)
-        if data.ndim != 3:
-            raise InputError(f"is {data.ndim}D; a structural {what} must be 3D.", path)
-        if ref_shape is not None and data.shape != ref_shape:
-            raise InputError(f"has shape {data.shape} but the input has {ref_shape}.", path)
-        if not np.all(np.isfinite(data)):
-            raise InputError("has NaN or infinite values.", path)
-        return data
+        return np.asarray(read_structural_image(path, what=what, shape=ref_shape)[0], np.float64)
 
     i = load(input_path)
     p = load(prediction_path, i.shape)
@@ -128,3 +120,95 @@ def metrics_from_files(*, input_path, prediction_path, target_path, input_mask_p
         s, q = ssim_psnr(p, load(truth_path, i.shape), mi)
         out.update({"ssim": s, "psnr_db": q})
     return out
+
+
+METRICS = ("nwd_ip", "nwd_tp", "ravd_gm", "ravd_wm", "ssim", "psnr_db")
+TRUTH_ROW = "truth"
+
+
+def evaluate_structural(dataset, *, hail_run=None, methods=("none", "zscore", "whitestripe", "nyul"),
+                        subjects: list[str], reference_subject: str, modality: str = "T1w",
+                        quiet: bool = False) -> list[dict]:
+    """Every method on every ordered pair of sites (input site, target site) of each test subject.
+
+    The one target image of a site is ``reference_subject``'s image on it (one-shot; never a test
+    subject). Each row: subject, input and target site, ``group`` (``seen``: both sites were
+    training sites of the HAIL run, or of role train without one; ``unseen``: at least one was
+    not), the method, and :data:`METRICS`; SSIM / PSNR are against the test subject's own image
+    on the target site (the truth, used for scoring only). The row ``truth`` scores that image as
+    if it were a prediction: what a perfect harmonization would get on nWD and rAVD.
+    """
+    from mrharmony.methods.intensity import harmonize_intensity
+    from mrharmony.progress import Progress
+
+    net = None
+    seen = set(dataset.train_sites)
+    if hail_run is not None:
+        from mrharmony.methods.hail import harmonize, load_hail
+
+        net, meta = load_hail(hail_run)
+        seen = set(meta["training_sites"])
+        methods = ("hail", *methods)
+    sites = dataset.site_names
+    rows: list[dict] = []
+    bar = Progress(total=len(subjects) * len(sites) * (len(sites) - 1), unit="pairs", desc="structural evaluation",
+                   quiet=quiet)
+    ref_mask = dataset.load_mask(reference_subject, dataset.load_image(reference_subject, sites[0], modality)[0])
+    targets = {j: dataset.load_image(reference_subject, j, modality)[0] for j in sites}
+    for subject in subjects:
+        imgs = {j: dataset.load_image(subject, j, modality)[0] for j in sites}
+        mask = dataset.load_mask(subject, imgs[sites[0]])
+        labels = {j: segment_tissues(imgs[j], mask) for j in sites}
+        for i in sites:
+            for j in sites:
+                if i == j:
+                    continue
+                x, t, truth = imgs[i], targets[j], imgs[j]
+                group = "seen" if i in seen and j in seen else "unseen"
+                preds = {TRUTH_ROW: truth}
+                for m in methods:
+                    preds[m] = (harmonize(net, x, mask, t, ref_mask) if m == "hail"
+                                else harmonize_intensity(m, x, mask, t, ref_mask))
+                for m, p in preds.items():
+                    ip, tp = nwd(x, p, t, input_mask=mask, target_mask=ref_mask)
+                    r = ravd(labels[i], labels[j] if m == TRUTH_ROW else segment_tissues(p, mask))
+                    s, q = ssim_psnr(p, truth, mask) if m != TRUTH_ROW else (float("nan"), float("nan"))
+                    rows.append({"subject": subject, "input_site": i, "target_site": j, "group": group,
+                                 "method": m, "nwd_ip": ip, "nwd_tp": tp, "ravd_gm": r["gm"], "ravd_wm": r["wm"],
+                                 "ssim": s, "psnr_db": q})
+                bar.update(1)
+    bar.close()
+    return rows
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Mean and standard deviation of each metric per (group, method), in the rows' method order."""
+    out = []
+    groups = sorted({r["group"] for r in rows})
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    for g in groups:
+        for m in methods:
+            sel = [r for r in rows if r["group"] == g and r["method"] == m]
+            if not sel:
+                continue
+            row = {"group": g, "method": m, "n_pairs": len(sel)}
+            for k in METRICS:
+                v = np.array([r[k] for r in sel], float)
+                row[k], row[f"{k}_sd"] = float(np.mean(v)), float(np.std(v))
+            out.append(row)
+    return out
+
+
+def markdown_table(summary: list[dict]) -> str:
+    """The summary as a Markdown table (rAVD in percent)."""
+    head = ("| pairs | method | n | nWD(i,p) (1 ideal) | nWD(t,p) (0 ideal) | rAVD GM % | rAVD WM % | "
+            "SSIM vs truth | PSNR vs truth (dB) |")
+    lines = [head, "|" + " --- |" * 9]
+    for r in summary:
+        def f(k, scale=1.0, d=3):
+            if not np.isfinite(r[k]):
+                return "-"
+            return f"{r[k] * scale:.{d}f} ± {r[k + '_sd'] * scale:.{d}f}"
+        lines.append(f"| {r['group']} | {r['method']} | {r['n_pairs']} | {f('nwd_ip')} | {f('nwd_tp')} | "
+                     f"{f('ravd_gm', 100, 1)} | {f('ravd_wm', 100, 1)} | {f('ssim')} | {f('psnr_db', 1, 1)} |")
+    return "\n".join(lines) + "\n"

@@ -23,11 +23,18 @@ each level.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mrharmony.errors import InputError
+
 WIDTHS = (16, 32, 64)
+BRAIN_PERCENTILE = 99.0
 
 
 def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -52,19 +59,31 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """From the deepest features back to an image of the input's size."""
+    """From the encoder's features back to an image of the input's size.
 
-    def __init__(self, widths=WIDTHS):
+    Without ``skips`` only the deepest features are decoded (the classic AdaIN decoder); with
+    them, each level also receives the encoder's features of its depth (a U-Net), which AdaIN
+    has given the target's statistics too.
+    """
+
+    def __init__(self, widths=WIDTHS, skips: bool = False):
         super().__init__()
         rev = list(widths)[::-1]
-        self.levels = nn.ModuleList([_block(rev[i], rev[i + 1]) for i in range(len(rev) - 1)])
+        self.skips = skips
+        self.levels = nn.ModuleList([_block(rev[i] + (rev[i + 1] if skips else 0), rev[i + 1])
+                                     for i in range(len(rev) - 1)])
         self.out = nn.Conv3d(rev[-1], 1, 3, padding=1)
 
-    def forward(self, f: torch.Tensor, size) -> torch.Tensor:
-        for level in self.levels:
-            f = F.interpolate(f, scale_factor=2, mode="trilinear", align_corners=False)
+    def forward(self, feats: list[torch.Tensor], size) -> torch.Tensor:
+        f = feats[-1]
+        for k, level in enumerate(self.levels):
+            skip = feats[-2 - k]
+            f = F.interpolate(f, size=skip.shape[2:], mode="trilinear", align_corners=False)
+            if self.skips:
+                f = torch.cat([f, skip], dim=1)
             f = level(f)
-        f = F.interpolate(f, size=tuple(size), mode="trilinear", align_corners=False)
+        if tuple(f.shape[2:]) != tuple(size):
+            f = F.interpolate(f, size=tuple(size), mode="trilinear", align_corners=False)
         return self.out(f)
 
 
@@ -100,22 +119,28 @@ def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tens
 class HAIL(nn.Module):
     """Encoder + AdaIN + decoder; ``forward(x, target)`` is the harmonized image (normalized scale)."""
 
-    def __init__(self, widths=WIDTHS):
+    def __init__(self, widths=WIDTHS, skips: bool = False):
         super().__init__()
         self.encoder = Encoder(widths)
-        self.decoder = Decoder(widths)
+        self.decoder = Decoder(widths, skips)
+
+    @property
+    def styled_levels(self) -> int:
+        """How many depths (from the deepest) AdaIN restyles: all with skips, else the deepest."""
+        return len(self.encoder.levels) if self.decoder.skips else 1
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x)[-1], x.shape[2:])
+        return self.decoder(self.encoder(x), x.shape[2:])
 
     def transfer(self, x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
-                 target_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """(prediction, AdaIN features, target features at every depth)."""
-        fc = self.encoder(x)[-1]
+                 target_mask: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """(prediction, AdaIN features of the restyled depths, target features at every depth)."""
+        fc = self.encoder(x)
         ft = self.encoder(target)
-        mean, std = channel_stats(ft[-1], target_mask)
-        t = adain(fc, mean, std, mask)
-        return self.decoder(t, x.shape[2:]), t, ft
+        n = len(fc) - self.styled_levels
+        styled = [adain(f, *channel_stats(g, target_mask), mask) for f, g in zip(fc[n:], ft[n:])]
+        return self.decoder(fc[:n] + styled, x.shape[2:]), styled, ft
 
     def forward(self, x, target, mask=None, target_mask=None):
         return self.transfer(x, target, mask, target_mask)[0]
@@ -131,8 +156,11 @@ def style_loss(pred_feats: list[torch.Tensor], target_feats: list[torch.Tensor],
     return loss
 
 
-def content_loss(pred_deepest: torch.Tensor, adain_out: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(pred_deepest, adain_out)
+def content_loss(pred_feats: list[torch.Tensor], styled: list[torch.Tensor]) -> torch.Tensor:
+    """Sum over the restyled depths (the deepest ones) of the MSE between the prediction's
+    features and the AdaIN output."""
+    n = len(pred_feats) - len(styled)
+    return sum(F.mse_loss(p, a) for p, a in zip(pred_feats[n:], styled))
 
 
 def consistency_loss(pred_same_site: torch.Tensor, x: torch.Tensor, mask=None) -> torch.Tensor:
@@ -141,3 +169,112 @@ def consistency_loss(pred_same_site: torch.Tensor, x: torch.Tensor, mask=None) -
         return (pred_same_site - x).abs().mean()
     m = mask.float()
     return ((pred_same_site - x).abs() * m).sum() / m.sum().clamp_min(1.0)
+
+
+def brain_scale(image: np.ndarray, mask: np.ndarray) -> float:
+    """The intensity an image is divided by before it enters the networks: the 99th percentile of
+    its brain (robust to the scale every scanner stores its values on)."""
+    v = float(np.percentile(np.asarray(image, np.float64)[np.asarray(mask, bool)], BRAIN_PERCENTILE))
+    return v if v > 0 else 1.0
+
+
+def _volume(a: np.ndarray, device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a, np.float32))[None, None].to(device)
+
+
+def harmonize(net: HAIL, image: np.ndarray, mask: np.ndarray, target: np.ndarray, target_mask: np.ndarray, *,
+              device: str | torch.device = "cpu") -> np.ndarray:
+    """``image`` (3D) with the appearance of the one ``target`` image (any grid), as float32 on the
+    target's intensity scale; negative values (none expected) are set to 0.
+
+    The whole volumes go through the networks at once, so the channel statistics AdaIN transfers
+    are those of the whole brains.
+    """
+    net = net.to(device).eval()
+    s_in, s_t = brain_scale(image, mask), brain_scale(target, target_mask)
+    with torch.no_grad():
+        pred = net(_volume(image / s_in, device), _volume(target / s_t, device),
+                   _volume(mask, device), _volume(target_mask, device))
+    out = pred[0, 0].float().cpu().numpy() * s_t
+    return np.maximum(out, 0).astype(np.float32)
+
+
+def load_hail(path: str | os.PathLike) -> tuple[HAIL, dict]:
+    """A trained HAIL model: ``(network, meta)``; ``path`` is ``model.pt`` or its run directory."""
+    from mrharmony.models import read_checkpoint
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    obj = read_checkpoint(path)
+    meta = obj.get("meta", {})
+    if meta.get("model", {}).get("method") != "hail":
+        raise InputError(f"is a {meta.get('model', {}).get('method', 'non-HAIL')} model, not a HAIL model "
+                         "(train one with 'mrharmony structural train').", path)
+    net = HAIL(tuple(meta["model"]["widths"]), meta["model"].get("skips", False))
+    try:
+        net.load_state_dict(obj["state_dict"])
+    except RuntimeError as exc:
+        raise InputError(f"holds weights that do not fit its own description ({str(exc).splitlines()[0]}).",
+                         path) from None
+    return net.eval(), meta
+
+
+def apply_files(model: str | os.PathLike, *, input_path, target_path, out, mask_path=None, target_mask_path=None,
+                force: bool = False, device: str = "cpu") -> Path:
+    """``mrharmony structural apply``: harmonize one NIfTI image to the site of one target image.
+
+    Writes ``out`` (float32 NIfTI on the input's grid and affine) and a JSON sidecar beside it
+    (``out`` with ``.json``) naming the model, the images and the masks. Without a mask, each image
+    gets the automatic brain mask of :func:`mrharmony.evaluation.structural.brain_mask` (Otsu's
+    threshold, the largest component, holes filled: meant for skull-stripped images).
+    """
+    import hashlib
+
+    from mrharmony.data.structural import read_structural_image
+    from mrharmony.evaluation.structural import brain_mask
+    from mrharmony.io import save_nifti, write_json
+
+    out = Path(out)
+    name = out.name
+    if not (name.endswith(".nii.gz") or name.endswith(".nii")):
+        raise InputError("must be a NIfTI file name (.nii.gz or .nii).", out)
+    sidecar = out.with_name(name[: -len(".nii.gz" if name.endswith(".nii.gz") else ".nii")] + ".json")
+    for path in (out, sidecar):
+        if path.exists() and not force:
+            raise InputError("already exists; pass --force to overwrite it.", path)
+    parent = out.resolve().parent
+    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError("cannot be written because its directory is not writable.", out)
+    net, meta = load_hail(model)
+    image, affine = read_structural_image(input_path)
+    target, _ = read_structural_image(target_path, what="target image")
+
+    def mask_of(path, img, source, what):
+        if path is None:
+            m = brain_mask(img)
+            where = source
+        else:
+            m = read_structural_image(path, what="mask", shape=img.shape)[0] > 0
+            where = path
+        if not m.any():
+            raise InputError(f"gives an empty {what}.", where)
+        return m
+
+    mask = mask_of(mask_path, image, input_path, "brain mask")
+    tmask = mask_of(target_mask_path, target, target_path, "target brain mask")
+    pred = harmonize(net, image, mask, target, tmask, device=device)
+    model_file = Path(model) / "model.pt" if Path(model).is_dir() else Path(model)
+    save_nifti(out, pred, affine)
+    write_json(sidecar, {
+        "Description": "T1-weighted image harmonized by HAIL to the site of the target image",
+        "GeneratedBy": [{"Name": "mrharmony", "Version": meta.get("mrharmony_version")}],
+        "Sources": [str(Path(input_path)), str(Path(target_path))],
+        "Model": str(model_file.resolve()),
+        "ModelSHA256": hashlib.sha256(model_file.read_bytes()).hexdigest(),
+        "ModelTrainingSites": meta.get("training_sites"),
+        "BrainMask": str(mask_path) if mask_path else "automatic (Otsu, largest component, holes filled)",
+        "TargetBrainMask": str(target_mask_path) if target_mask_path else
+        "automatic (Otsu, largest component, holes filled)",
+    })
+    return out
