@@ -180,6 +180,71 @@ def _case_describe_unknown_input(tmp_path, prepared, model):
             prepared, "holds no <subject>/<scanner>/<protocol>")
 
 
+def _structural(tmp_path, *, image=None, target=None, mask=None):
+    """A HAIL model with weights made here, and 3D images: arguments of 'structural apply'."""
+    from mrharmony.methods.hail import HAIL
+    from mrharmony.models import save_model
+
+    torch.manual_seed(0)
+    save_model(tmp_path / "hail.pt", HAIL((4, 8, 16), skips=True),
+               {"model": {"method": "hail", "widths": [4, 8, 16], "skips": True}, "training_sites": ["a", "b"]})
+    rng = np.random.default_rng(0)
+    brain = np.zeros((12, 12, 12), np.float32)
+    brain[2:10, 2:10, 2:10] = 1
+    files = {}
+    for name, data in (("input", image), ("target", target), ("mask", mask)):
+        arr = data if data is not None else (brain if name == "mask" else brain * (1 + rng.random(brain.shape)))
+        files[name] = tmp_path / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(np.asarray(arr, np.float32), np.eye(4)), files[name])
+    args = ["structural", "apply", str(tmp_path / "hail.pt"), "--input", str(files["input"]), "--target-image",
+            str(files["target"]), "--mask", str(files["mask"]), "--out", str(tmp_path / "out.nii.gz")]
+    return args, files
+
+
+def _case_structural_apply_4d(tmp_path, prepared, model):
+    args, files = _structural(tmp_path, image=np.ones((12, 12, 12, 3)))
+    return args, files["input"], "is 4D; a structural image must be 3D"
+
+
+def _case_structural_apply_nan_target(tmp_path, prepared, model):
+    bad = np.ones((10, 10, 10))
+    bad[3, 3, 3] = np.nan
+    args, files = _structural(tmp_path, target=bad)
+    return args, files["target"], "has NaN or infinite values"
+
+
+def _case_structural_apply_mask_shape(tmp_path, prepared, model):
+    args, files = _structural(tmp_path, mask=np.ones((12, 12, 11)))
+    return args, files["mask"], r"has shape \(12, 12, 11\) but the input image has \(12, 12, 12\)"
+
+
+def _case_structural_apply_empty_mask(tmp_path, prepared, model):
+    args, files = _structural(tmp_path, mask=np.zeros((12, 12, 12)))
+    return args, files["mask"], "gives an empty brain mask"
+
+
+def _case_structural_apply_dmri_model(tmp_path, prepared, model):
+    args, _ = _structural(tmp_path)
+    args[2] = str(model)
+    return args, model / "model.pt", "is a diqt model, not a HAIL model"
+
+
+def _case_structural_apply_not_nifti_out(tmp_path, prepared, model):
+    args, _ = _structural(tmp_path)
+    args[-1] = str(tmp_path / "out.png")
+    return args, tmp_path / "out.png", "must be a NIfTI file name"
+
+
+def _case_structural_train_unseen_site(tmp_path, prepared, model):
+    from mrharmony.simulate.structural import simulate_structural
+
+    data = simulate_structural(tmp_path / "st", preset="tiny", n_subjects=3, quiet=True)
+    cfg = tmp_path / "hail.yaml"
+    cfg.write_text(yaml.safe_dump({"preset": "test", "data": {"dataset": str(data), "sites": ["siteA", "siteE"],
+                                                              "n_test_subjects": 1}, "model": {"method": "hail"}}))
+    return ["structural", "train", str(cfg), "--out", str(tmp_path / "run")], cfg, "holds out of training"
+
+
 CASES = {name.removeprefix("_case_"): fn for name, fn in dict(globals()).items() if name.startswith("_case_")}
 
 

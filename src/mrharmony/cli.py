@@ -158,23 +158,31 @@ def _cmd_structural_metrics(args) -> int:
     return 0
 
 
-def _cmd_structural_train(args) -> int:
-    from mrharmony.hail_training import train_hail
+def _cmd_structural_train(args, method: str = "hail") -> int:
+    from mrharmony.structural_training import train_structural
 
-    out = train_hail(args.config, args.out, resume=args.resume, force=args.force, quiet=args.quiet,
-                     stop_after_epochs=args.stop_after_epochs)
+    out = train_structural(args.config, args.out, resume=args.resume, force=args.force, quiet=args.quiet,
+                           stop_after_epochs=args.stop_after_epochs, method=method)
     done = (out / "model.pt").is_file()
     _say(args, f"{'trained' if done else 'stopped (resume with --resume)'}: {out}")
     return 0
 
 
-def _cmd_structural_apply(args) -> int:
-    from mrharmony.methods.hail import apply_files
+def _cmd_structural_apply(args, method: str = "hail") -> int:
+    from mrharmony.structural_apply import apply_image_model
 
-    out = apply_files(args.model, input_path=args.input, target_path=args.target_image, out=args.out,
-                      mask_path=args.mask, target_mask_path=args.target_mask, force=args.force)
+    out = apply_image_model(args.model, method=method, input_path=args.input, target_path=args.target_image,
+                            out=args.out, mask_path=args.mask, target_mask_path=args.target_mask, force=args.force)
     _say(args, f"harmonized image: {out}")
     return 0
+
+
+def _cmd_flow_train(args) -> int:
+    return _cmd_structural_train(args, method="ihf")
+
+
+def _cmd_flow_apply(args) -> int:
+    return _cmd_structural_apply(args, method="ihf")
 
 
 def _say(args, text: str) -> None:
@@ -281,23 +289,27 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--quiet", action="store_true", help="no progress or summary output")
         return q
 
-    tp = sadd("train", _cmd_structural_train, "Train HAIL (autoencoder, then one-shot style transfer) from a YAML config.")
-    tp.add_argument("config", nargs="?", help="run config (YAML); optional with --resume")
-    tp.add_argument("--out", required=True, help="run directory (config, log, metrics, checkpoints, model.pt)")
-    tp.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    tp.add_argument("--force", action="store_true", help="replace an existing run directory")
-    tp.add_argument("--stop-after-epochs", type=int, metavar="N", help="stop after N epochs of this call (resumable)")
+    def image_commands(add_to, train_func, apply_func, what: str, model_name: str):
+        tp = add_to("train", train_func, f"Train {what} from a YAML config.")
+        tp.add_argument("config", nargs="?", help="run config (YAML); optional with --resume")
+        tp.add_argument("--out", required=True, help="run directory (config, log, metrics, checkpoints, model.pt)")
+        tp.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+        tp.add_argument("--force", action="store_true", help="replace an existing run directory")
+        tp.add_argument("--stop-after-epochs", type=int, metavar="N",
+                        help="stop after N epochs of this call (resumable)")
+        ap = add_to("apply", apply_func, f"Harmonize an image to the site of one target image ({model_name}).")
+        ap.add_argument("model", help=f"{model_name} run directory or model.pt")
+        ap.add_argument("--input", required=True, help="the image to harmonize (3D NIfTI)")
+        ap.add_argument("--target-image", required=True, help="one image of the target site (any subject, any grid)")
+        ap.add_argument("--out", required=True, help="the harmonized image to write (.nii.gz; float32, input's "
+                                                     "grid), with a JSON sidecar beside it")
+        ap.add_argument("--mask", help="brain mask of the input (default: Otsu threshold, largest component, "
+                                       "holes filled; meant for skull-stripped images)")
+        ap.add_argument("--target-mask", help="brain mask of the target image (default: as --mask)")
+        ap.add_argument("--force", action="store_true", help="overwrite --out and its sidecar")
 
-    ap = sadd("apply", _cmd_structural_apply, "Harmonize a T1-weighted image to the site of one target image (HAIL).")
-    ap.add_argument("model", help="HAIL run directory or model.pt")
-    ap.add_argument("--input", required=True, help="the image to harmonize (3D NIfTI)")
-    ap.add_argument("--target-image", required=True, help="one image of the target site (any subject, any grid)")
-    ap.add_argument("--out", required=True, help="the harmonized image to write (.nii.gz; float32, input's grid), "
-                                                 "with a JSON sidecar beside it")
-    ap.add_argument("--mask", help="brain mask of the input (default: Otsu threshold, largest component, "
-                                   "holes filled; meant for skull-stripped images)")
-    ap.add_argument("--target-mask", help="brain mask of the target image (default: as --mask)")
-    ap.add_argument("--force", action="store_true", help="overwrite --out and its sidecar")
+    image_commands(sadd, _cmd_structural_train, _cmd_structural_apply,
+                   "HAIL (autoencoder, then one-shot style transfer)", "HAIL")
 
     mp = sadd("metrics", _cmd_structural_metrics, "nWD(i,p), nWD(t,p), rAVD (GM, WM), and SSIM / PSNR against a truth")
     mp.add_argument("--input", required=True, help="the image before harmonization")
@@ -308,6 +320,18 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--truth", help="the same subject seen by the target site (for SSIM / PSNR)")
     mp.add_argument("--json", help="also write the metrics to this file")
     mp.add_argument("--force", action="store_true", help="overwrite --json")
+
+    sp = add("flow", None, "IHF-Harmony: unpaired harmonization of any modality through an exactly invertible flow.")
+    fsub = sp.add_subparsers(dest="flow_command", metavar="SUBCOMMAND", required=True)
+
+    def fadd(name, func, help_text):
+        q = fsub.add_parser(name, help=help_text, description=help_text)
+        q.set_defaults(func=func)
+        q.add_argument("--quiet", action="store_true", help="no progress or summary output")
+        return q
+
+    image_commands(fadd, _cmd_flow_train, _cmd_flow_apply,
+                   "IHF-Harmony (feature encoder, then the invertible flow on unpaired images)", "IHF-Harmony")
 
     sp = add("report", _cmd_report, "Write a self-contained HTML report of trained runs.")
     sp.add_argument("runs", nargs="+", help="run directories (same dataset and split)")

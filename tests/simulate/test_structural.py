@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from mrharmony.cli import main
-from mrharmony.simulate.structural import load_sites, simulate_structural
+from mrharmony.simulate.structural import default_sites_path, load_sites, simulate_structural
 
 
 @pytest.fixture(scope="module")
@@ -20,14 +20,16 @@ def test_layout_every_subject_on_every_site_on_one_grid(structural):
     sites = [s["name"] for s in info["sites"]]
     assert {s["role"] for s in info["sites"]} == {"train", "unseen"}
     assert info["subjects"] == ["sub-01", "sub-02"]
+    assert info["modalities"] == ["T1w", "T2w", "FLAIR"]
     for subject in info["subjects"]:
         mask = nib.load(structural / subject / "mask.nii.gz")
         tissue = nib.load(structural / "truth" / subject / "tissue.nii.gz")
         assert tissue.shape == (*mask.shape, 3)
         for site in sites:
-            img = nib.load(structural / subject / site / "T1w.nii.gz")
-            assert img.shape == mask.shape and img.get_data_dtype() == np.float32
-            np.testing.assert_allclose(img.affine, mask.affine)
+            for modality in info["modalities"]:
+                img = nib.load(structural / subject / site / f"{modality}.nii.gz")
+                assert img.shape == mask.shape and img.get_data_dtype() == np.float32
+                np.testing.assert_allclose(img.affine, mask.affine)
 
 
 @pytest.mark.parametrize("site", ["siteA", "siteC"])
@@ -38,6 +40,30 @@ def test_site_contrast_is_the_declared_one(structural, site):
     gm, wm = np.median(img[tissue[..., 1] > 0.9]), np.median(img[tissue[..., 2] > 0.9])
     assert gm / wm == pytest.approx(spec.t1w[1] / spec.t1w[2], abs=0.08)
     assert wm == pytest.approx(spec.scale, rel=0.3)  # WM reads about the site's scale
+
+
+@pytest.mark.parametrize("modality", ["T2w", "FLAIR"])
+def test_every_modality_has_its_own_tissue_order(structural, modality):
+    spec = next(s for s in load_sites() if s.name == "siteB")
+    img = nib.load(structural / "sub-01" / "siteB" / f"{modality}.nii.gz").get_fdata()
+    tissue = nib.load(structural / "truth" / "sub-01" / "tissue.nii.gz").get_fdata()
+    med = [np.median(img[tissue[..., k] > 0.9]) for k in range(3)]  # CSF, GM, WM
+    expected = np.asarray(spec.contrast(modality))
+    assert np.argsort(med).tolist() == np.argsort(expected).tolist()
+    assert med[1] / med[2] == pytest.approx(expected[1] / expected[2], abs=0.1)
+
+
+def test_t1w_does_not_depend_on_the_other_modalities(structural, tmp_path):
+    sites = yaml.safe_load(open(default_sites_path()))
+    for s in sites["sites"]:
+        s.pop("t2w"), s.pop("flair")
+    only = tmp_path / "t1only.yaml"
+    only.write_text(yaml.safe_dump(sites))
+    t1 = simulate_structural(tmp_path / "t1", preset="tiny", seed=3, n_subjects=1, sites_file=only, quiet=True)
+    assert yaml.safe_load((t1 / "structural.yaml").read_text())["modalities"] == ["T1w"]
+    assert not (t1 / "sub-01" / "siteA" / "T2w.nii.gz").exists()
+    np.testing.assert_array_equal(nib.load(t1 / "sub-01" / "siteC" / "T1w.nii.gz").get_fdata(),
+                                  nib.load(structural / "sub-01" / "siteC" / "T1w.nii.gz").get_fdata())
 
 
 def test_sites_differ_and_the_same_seed_gives_the_same_files(structural, tmp_path):

@@ -37,18 +37,29 @@ WIDTHS = (16, 32, 64)
 BRAIN_PERCENTILE = 99.0
 
 
-def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv3d(cin, cout, 3, stride=stride, padding=1), nn.ReLU(inplace=True),
-                         nn.Conv3d(cout, cout, 3, padding=1), nn.ReLU(inplace=True))
+def _conv(dims: int):
+    return nn.Conv3d if dims == 3 else nn.Conv2d
+
+
+def _block(cin: int, cout: int, stride: int = 1, dims: int = 3) -> nn.Sequential:
+    conv = _conv(dims)
+    return nn.Sequential(conv(cin, cout, 3, stride=stride, padding=1), nn.ReLU(inplace=True),
+                         conv(cout, cout, 3, padding=1), nn.ReLU(inplace=True))
+
+
+def _resize(f: torch.Tensor, size) -> torch.Tensor:
+    return F.interpolate(f, size=tuple(size), mode="trilinear" if f.dim() == 5 else "bilinear", align_corners=False)
 
 
 class Encoder(nn.Module):
-    """Features at three depths: full, half and quarter resolution."""
+    """Features at three depths: full, half and quarter resolution (3D volumes, or 2D slices
+    with ``dims=2``)."""
 
-    def __init__(self, widths=WIDTHS):
+    def __init__(self, widths=WIDTHS, dims: int = 3):
         super().__init__()
-        self.levels = nn.ModuleList([_block(1, widths[0])] +
-                                    [_block(widths[i - 1], widths[i], stride=2) for i in range(1, len(widths))])
+        self.levels = nn.ModuleList([_block(1, widths[0], dims=dims)] +
+                                    [_block(widths[i - 1], widths[i], stride=2, dims=dims)
+                                     for i in range(1, len(widths))])
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = []
@@ -66,31 +77,33 @@ class Decoder(nn.Module):
     has given the target's statistics too.
     """
 
-    def __init__(self, widths=WIDTHS, skips: bool = False):
+    def __init__(self, widths=WIDTHS, skips: bool = False, dims: int = 3):
         super().__init__()
         rev = list(widths)[::-1]
         self.skips = skips
-        self.levels = nn.ModuleList([_block(rev[i] + (rev[i + 1] if skips else 0), rev[i + 1])
+        self.levels = nn.ModuleList([_block(rev[i] + (rev[i + 1] if skips else 0), rev[i + 1], dims=dims)
                                      for i in range(len(rev) - 1)])
-        self.out = nn.Conv3d(rev[-1], 1, 3, padding=1)
+        self.out = _conv(dims)(rev[-1], 1, 3, padding=1)
 
     def forward(self, feats: list[torch.Tensor], size) -> torch.Tensor:
         f = feats[-1]
         for k, level in enumerate(self.levels):
             skip = feats[-2 - k]
-            f = F.interpolate(f, size=skip.shape[2:], mode="trilinear", align_corners=False)
+            f = _resize(f, skip.shape[2:])
             if self.skips:
                 f = torch.cat([f, skip], dim=1)
             f = level(f)
         if tuple(f.shape[2:]) != tuple(size):
-            f = F.interpolate(f, size=tuple(size), mode="trilinear", align_corners=False)
+            f = _resize(f, size)
         return self.out(f)
 
 
 def _mask_at(mask: torch.Tensor | None, f: torch.Tensor) -> torch.Tensor | None:
     if mask is None:
         return None
-    return (F.interpolate(mask.float(), size=f.shape[2:], mode="trilinear", align_corners=False) > 0.5).float()
+    if tuple(mask.shape[2:]) == tuple(f.shape[2:]):
+        return (mask > 0.5).float()
+    return (_resize(mask.float(), f.shape[2:]) > 0.5).float()
 
 
 def channel_stats(f: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-5):
@@ -119,10 +132,10 @@ def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tens
 class HAIL(nn.Module):
     """Encoder + AdaIN + decoder; ``forward(x, target)`` is the harmonized image (normalized scale)."""
 
-    def __init__(self, widths=WIDTHS, skips: bool = False):
+    def __init__(self, widths=WIDTHS, skips: bool = False, dims: int = 3):
         super().__init__()
-        self.encoder = Encoder(widths)
-        self.decoder = Decoder(widths, skips)
+        self.encoder = Encoder(widths, dims)
+        self.decoder = Decoder(widths, skips, dims)
 
     @property
     def styled_levels(self) -> int:
@@ -219,62 +232,3 @@ def load_hail(path: str | os.PathLike) -> tuple[HAIL, dict]:
                          path) from None
     return net.eval(), meta
 
-
-def apply_files(model: str | os.PathLike, *, input_path, target_path, out, mask_path=None, target_mask_path=None,
-                force: bool = False, device: str = "cpu") -> Path:
-    """``mrharmony structural apply``: harmonize one NIfTI image to the site of one target image.
-
-    Writes ``out`` (float32 NIfTI on the input's grid and affine) and a JSON sidecar beside it
-    (``out`` with ``.json``) naming the model, the images and the masks. Without a mask, each image
-    gets the automatic brain mask of :func:`mrharmony.evaluation.structural.brain_mask` (Otsu's
-    threshold, the largest component, holes filled: meant for skull-stripped images).
-    """
-    import hashlib
-
-    from mrharmony.data.structural import read_structural_image
-    from mrharmony.evaluation.structural import brain_mask
-    from mrharmony.io import save_nifti, write_json
-
-    out = Path(out)
-    name = out.name
-    if not (name.endswith(".nii.gz") or name.endswith(".nii")):
-        raise InputError("must be a NIfTI file name (.nii.gz or .nii).", out)
-    sidecar = out.with_name(name[: -len(".nii.gz" if name.endswith(".nii.gz") else ".nii")] + ".json")
-    for path in (out, sidecar):
-        if path.exists() and not force:
-            raise InputError("already exists; pass --force to overwrite it.", path)
-    parent = out.resolve().parent
-    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError("cannot be written because its directory is not writable.", out)
-    net, meta = load_hail(model)
-    image, affine = read_structural_image(input_path)
-    target, _ = read_structural_image(target_path, what="target image")
-
-    def mask_of(path, img, source, what):
-        if path is None:
-            m = brain_mask(img)
-            where = source
-        else:
-            m = read_structural_image(path, what="mask", shape=img.shape)[0] > 0
-            where = path
-        if not m.any():
-            raise InputError(f"gives an empty {what}.", where)
-        return m
-
-    mask = mask_of(mask_path, image, input_path, "brain mask")
-    tmask = mask_of(target_mask_path, target, target_path, "target brain mask")
-    pred = harmonize(net, image, mask, target, tmask, device=device)
-    model_file = Path(model) / "model.pt" if Path(model).is_dir() else Path(model)
-    save_nifti(out, pred, affine)
-    write_json(sidecar, {
-        "Description": "T1-weighted image harmonized by HAIL to the site of the target image",
-        "GeneratedBy": [{"Name": "mrharmony", "Version": meta.get("mrharmony_version")}],
-        "Sources": [str(Path(input_path)), str(Path(target_path))],
-        "Model": str(model_file.resolve()),
-        "ModelSHA256": hashlib.sha256(model_file.read_bytes()).hexdigest(),
-        "ModelTrainingSites": meta.get("training_sites"),
-        "BrainMask": str(mask_path) if mask_path else "automatic (Otsu, largest component, holes filled)",
-        "TargetBrainMask": str(target_mask_path) if target_mask_path else
-        "automatic (Otsu, largest component, holes filled)",
-    })
-    return out

@@ -4,7 +4,7 @@ Each subject is the MNI152 2009 anatomy (nilearn's GM, WM and brain maps; CSF th
 brain) under its own smooth deformation and size, as in the dMRI generator, rendered on every
 site (``sites.yaml``) on one common grid, so that the truth of a harmonization (the same
 subject seen by the target site) is known. A site differs as scanners and sequences do: the
-T1-weighted intensities of CSF, GM and WM, a smooth receive bias field, Rician noise at its SNR,
+intensities of CSF, GM and WM in each modality (T1w, T2w, FLAIR: its sequences' contrasts), a smooth receive bias field, Rician noise at its SNR,
 its resolution (an anisotropic point-spread function), truncation ringing (k-space cut to a
 fraction along each axis), an N/2 ghost along the phase-encoding axis, and the scale of the
 stored values. Some sites have role ``unseen``: held out of training entirely.
@@ -12,7 +12,7 @@ stored values. Some sites have role ``unseen``: held out of training entirely.
 Layout::
 
     ROOT/structural.yaml                  kind, preset, seed, sites (their roles and parameters)
-    ROOT/<subject>/<site>/T1w.nii.gz      the image as the site stores it (float32)
+    ROOT/<subject>/<site>/<modality>.nii.gz   T1w, T2w, FLAIR as the site stores them (float32)
     ROOT/<subject>/mask.nii.gz            the subject's brain mask (the same anatomy on every site)
     ROOT/truth/<subject>/tissue.nii.gz    CSF, GM, WM fractions on the common grid
 
@@ -34,6 +34,7 @@ from mrharmony.errors import InputError
 from mrharmony.simulate.params import pick_preset
 
 TISSUES = ("csf", "gm", "wm")
+MODALITIES = ("T1w", "T2w", "FLAIR")
 
 
 class StructuralSite(StrictModel):
@@ -41,7 +42,12 @@ class StructuralSite(StrictModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9]+$")
     role: Literal["train", "unseen"]
-    t1w: tuple[float, float, float] = Field(description="relative intensities of CSF, GM, WM")
+    t1w: tuple[float, float, float] = Field(description="relative T1w intensities of CSF, GM, WM")
+    t2w: tuple[float, float, float] | None = Field(default=None, description="relative T2w intensities")
+    flair: tuple[float, float, float] | None = Field(default=None, description="relative FLAIR intensities")
+
+    def contrast(self, modality: str) -> tuple[float, float, float] | None:
+        return getattr(self, modality.lower())
     scale: float = Field(gt=0)
     snr: float = Field(gt=0)
     blur_fwhm_mm: tuple[float, float, float]
@@ -90,11 +96,12 @@ def load_sites(path: str | os.PathLike | None = None) -> list[StructuralSite]:
 
 
 def render_site(rng: np.random.Generator, site: StructuralSite, tissue: np.ndarray, brain: np.ndarray,
-                voxel_mm: float) -> np.ndarray:
-    """One site's image of a subject's tissue fractions (X, Y, Z, 3: CSF, GM, WM) inside ``brain``."""
+                voxel_mm: float, modality: str = "T1w") -> np.ndarray:
+    """One site's image (``modality``) of a subject's tissue fractions (X, Y, Z, 3: CSF, GM, WM)
+    inside ``brain``."""
     from scipy import ndimage
 
-    img = np.tensordot(tissue, np.asarray(site.t1w, np.float32), axes=([-1], [0])).astype(np.float32)
+    img = np.tensordot(tissue, np.asarray(site.contrast(modality), np.float32), axes=([-1], [0])).astype(np.float32)
     img *= brain
     sigma = np.asarray(site.blur_fwhm_mm) / 2.3548 / voxel_mm
     img = ndimage.gaussian_filter(img, sigma, mode="constant")
@@ -114,7 +121,7 @@ def render_site(rng: np.random.Generator, site: StructuralSite, tissue: np.ndarr
                 + c[4] * coords[1] * coords[2] + c[5] * coords[0] * coords[2] + c[6] * coords[0] ** 2
                 + c[7] * coords[1] ** 2 + c[8] * coords[2] ** 2) / 3.0
     img *= np.exp(site.bias * log_bias).astype(np.float32)
-    sigma_noise = 1.0 / site.snr  # WM intensity is 1
+    sigma_noise = 1.0 / site.snr  # the brightest tissue's intensity is 1
     re = img + sigma_noise * rng.standard_normal(img.shape, dtype=np.float32)
     im = sigma_noise * rng.standard_normal(img.shape, dtype=np.float32)
     return (np.sqrt(re * re + im * im) * site.scale).astype(np.float32)
@@ -130,6 +137,8 @@ def simulate_structural(out: str | os.PathLike, *, preset: str = "demo", seed: i
 
     pre = pick_preset(STRUCTURAL_PRESETS, preset, n_subjects, kind="structural ")
     sites = load_sites(sites_file)
+    # the modalities every site describes (T1w always)
+    modalities = [m for m in MODALITIES if all(site.contrast(m) is not None for site in sites)]
     lo, hi = np.asarray(pre.fov_min_mm, float), np.asarray(pre.fov_max_mm, float)
     shape = tuple(int(s) for s in np.maximum(np.ceil((hi - lo) / pre.voxel_mm), 1).astype(int))
     affine = np.diag([pre.voxel_mm] * 3 + [1.0])
@@ -137,7 +146,7 @@ def simulate_structural(out: str | os.PathLike, *, preset: str = "demo", seed: i
     subjects = [f"sub-{i + 1:02d}" for i in range(pre.n_subjects)]
     with staged_output_dir(Path(out), force=force) as tmp:
         fields = template_fields(lo, hi)
-        progress = Progress(total=len(subjects) * len(sites), unit="images", desc=f"simulate structural {preset}",
+        progress = Progress(total=len(subjects) * len(sites) * len(modalities), unit="images", desc=f"simulate structural {preset}",
                             quiet=quiet)
         for i, subject in enumerate(subjects):
             rng = np.random.default_rng([seed, i, 0])
@@ -149,13 +158,15 @@ def simulate_structural(out: str | os.PathLike, *, preset: str = "demo", seed: i
             save_nifti(tmp / "truth" / subject / "tissue.nii.gz", tissue, affine)
             save_nifti(tmp / subject / "mask.nii.gz", brain.astype(np.uint8), affine, dtype=np.uint8)
             for j, site in enumerate(sites):
-                img = render_site(np.random.default_rng([seed, i, 100 + j]), site, tissue, brain, pre.voxel_mm)
-                save_nifti(tmp / subject / site.name / "T1w.nii.gz", img, affine)
-                progress.update(1)
+                for k, modality in enumerate(modalities):  # T1w: stream 100 + j, T2w 200 + j, FLAIR 300 + j
+                    rng = np.random.default_rng([seed, i, 100 * (MODALITIES.index(modality) + 1) + j])
+                    img = render_site(rng, site, tissue, brain, pre.voxel_mm, modality)
+                    save_nifti(tmp / subject / site.name / f"{modality}.nii.gz", img, affine)
+                    progress.update(1)
         progress.close()
         write_text(tmp / "structural.yaml", dump_yaml({
             "kind": "structural", "mrharmony_version": __version__, "preset": pre.model_dump(mode="json"),
-            "seed": seed, "subjects": subjects, "modalities": ["T1w"],
+            "seed": seed, "subjects": subjects, "modalities": modalities,
             "sites": [s.model_dump(mode="json") for s in sites],
         }))
     return Path(out)

@@ -10,7 +10,7 @@ import yaml
 
 from mrharmony.cli import main
 from mrharmony.data.structural import load_structural
-from mrharmony.hail_training import CropSampler, load_hail_config, split_subjects, train_hail
+from mrharmony.structural_training import CropSampler, load_structural_config, split_subjects, train_structural
 from mrharmony.methods.hail import HAIL, harmonize, load_hail
 
 
@@ -36,7 +36,7 @@ def _config(folder, dataset, **training):
 def trained(structural, tmp_path_factory):
     folder = tmp_path_factory.mktemp("hail")
     cfg = _config(folder, structural, pretrain_epochs=10, epochs=2, steps_per_epoch=12, batch_size=2)
-    return train_hail(cfg, folder / "run", quiet=True)
+    return train_structural(cfg, folder / "run", quiet=True)
 
 
 def test_split_never_trains_on_test_or_unseen(structural, trained):
@@ -75,10 +75,10 @@ def test_same_site_target_leaves_the_image_nearly_unchanged(structural, trained)
 
 def test_resume_gives_the_uninterrupted_weights(structural, tmp_path):
     cfg = _config(tmp_path, structural)  # 1 autoencoder epoch + 1 transfer epoch
-    whole = train_hail(cfg, tmp_path / "whole", quiet=True)
-    part = train_hail(cfg, tmp_path / "part", quiet=True, stop_after_epochs=1)
+    whole = train_structural(cfg, tmp_path / "whole", quiet=True)
+    part = train_structural(cfg, tmp_path / "part", quiet=True, stop_after_epochs=1)
     assert not (part / "model.pt").exists()
-    train_hail(None, part, resume=True, quiet=True)
+    train_structural(None, part, resume=True, quiet=True)
     a, b = torch.load(whole / "model.pt")["state_dict"], torch.load(part / "model.pt")["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -130,26 +130,38 @@ def test_crops_keep_their_place_and_are_padded():
     vol = np.arange(6 * 7 * 5, dtype=np.float32).reshape(6, 7, 5)
     mask = np.zeros(vol.shape, bool)
     mask[1:5, 2:6, 1:4] = True
-    s = CropSampler({"a": {"x": vol, "y": vol + 1}, "b": {"x": vol * 2, "y": vol * 3}},
-                    {"a": mask, "b": mask}, crop=3)
-    t = s.triplets(np.random.default_rng(0), 4)
-    assert t["x"].shape == (4, 1, 3, 3, 3) and t["mx"].max() == 1
-    big = CropSampler({"a": {"x": vol}}, {"a": mask}, crop=8)._cut(vol, "a", np.zeros(3))
+    images = {"a": {"T1w": {"x": vol, "y": vol + 1}, "T2w": {"x": -vol, "y": -vol - 1}},
+              "b": {"T1w": {"x": vol * 2, "y": vol * 3}, "T2w": {"x": -vol * 2, "y": -vol * 3}}}
+    s = CropSampler(images, {"a": mask, "b": mask}, crop=(3, 3, 3))
+    t = s.triplets(np.random.default_rng(0), 16)
+    assert t["x"].shape == (16, 1, 3, 3, 3) and t["mx"].max() == 1
+    # input, target and same-site crops are of one modality (T2w images are negative here)
+    for k in range(16):
+        assert len({np.sign(t[key][k].sum()) for key in ("x", "t", "s")}) == 1
+    assert {np.sign(t["x"][k].sum()) for k in range(16)} == {-1.0, 1.0}
+    big = CropSampler({"a": {"T1w": {"x": vol}}}, {"a": mask}, crop=(8, 8, 8))._cut(vol, "a", np.zeros(3))
     assert big.shape == (8, 8, 8) and big.sum() > 0 and (big == 0).sum() > 8 ** 3 - vol.size
+    flat = CropSampler({"a": {"T1w": {"x": vol}}}, {"a": mask}, crop=(4, 4, 1)).triplets(np.random.default_rng(1), 2)
+    assert flat["x"].shape == (2, 1, 4, 4, 1)
 
 
 def test_config_errors(structural, tmp_path):
     from mrharmony.errors import InputError
 
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"data": {"dataset": str(structural), "sites": ["siteD"]}}))
+    bad.write_text(yaml.safe_dump({"data": {"dataset": str(structural), "sites": ["siteD"]},
+                                   "model": {"method": "hail"}}))
     with pytest.raises(InputError, match="holds out of training"):
-        train_hail(bad, tmp_path / "r")
-    bad.write_text(yaml.safe_dump({"data": {"dataset": str(structural)}, "model": {"style_wieght": 1}}))
+        train_structural(bad, tmp_path / "r")
+    bad.write_text(yaml.safe_dump({"data": {"dataset": str(structural)}, "model": {"method": "hail",
+                                                                                  "style_wieght": 1}}))
     with pytest.raises(InputError, match="style_wieght"):
-        load_hail_config(bad)
+        load_structural_config(bad)
+    bad.write_text(yaml.safe_dump({"data": {"dataset": str(structural)}, "model": {"method": "hial"}}))
+    with pytest.raises(InputError, match="'method' is hail or ihf"):
+        load_structural_config(bad)
     assert not (tmp_path / "r").exists()
     ds = load_structural(structural)
     with pytest.raises(InputError, match="training needs"):
-        split_subjects(ds.subjects, load_hail_config(_config(tmp_path, structural)).data.model_copy(
+        split_subjects(ds.subjects, load_structural_config(_config(tmp_path, structural)).data.model_copy(
             update={"n_test_subjects": 3}), bad)

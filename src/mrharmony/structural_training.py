@@ -1,10 +1,16 @@
-"""Training HAIL: ``mrharmony structural train CONFIG --out RUN_DIR``.
+"""The training engine of the image-to-image harmonizers: HAIL (``mrharmony structural train``)
+and IHF-Harmony (``mrharmony flow train``).
 
-A run is one YAML config (validated on load, unknown keys are errors)::
+Both train in two phases on crops of a structural dataset's training sites and subjects:
+phase 1 trains a feature autoencoder (HAIL's own encoder and decoder; for IHF-Harmony the fixed
+feature encoder of its losses, unless a VGG-19 weights file is given), phase 2 the method
+itself with that encoder frozen. A run is one YAML config (validated on load, unknown keys are
+errors); for HAIL::
 
     preset: demo                    # demo | full | test: defaults of the training section
     data:
       dataset: structural-demo      # a structural dataset (structural.yaml)
+      modalities: [T1w]             # crops of these modalities (one drawn per triplet)
       sites: null                   # training sites; default: every site of role 'train'
       n_test_subjects: 2            # held out of training entirely (or test_subjects: [...])
       n_validation_subjects: 1
@@ -20,7 +26,10 @@ A run is one YAML config (validated on load, unknown keys are errors)::
       pretrain_epochs: 6            # phase 1: the autoencoder
       epochs: 6                     # phase 2: the decoder, encoder frozen
 
-Phase 1 trains encoder and decoder to reconstruct crops of the training sites (L1). Phase 2
+and for IHF-Harmony ``model: {method: ihf, dims: 2, levels: 2, blocks: 3, anatomy_weight: ...,
+artefact_weight: ..., vgg_weights: null}`` (:mod:`mrharmony.methods.ihf`).
+
+HAIL: phase 1 trains encoder and decoder to reconstruct crops of the training sites (L1). Phase 2
 freezes the encoder and trains the decoder on triplets drawn from the training subjects: an
 input crop (subject a, site i), a style crop of another subject on another site (b, j), and a
 crop of another subject on the input's own site (c, i); the loss is
@@ -30,6 +39,12 @@ and its harmonization to its own site. The three crops share their position rela
 brain's bounding box, so that their statistics describe the same part of the brain. No image of
 an unseen site and no image of a test subject is read; a subject's images on two sites are
 never paired (one-shot: only the target's style is used).
+
+IHF-Harmony: phase 2 trains the flow and the artefact encoder on the same triplets (input and
+target of different subjects and sites: unpaired), with ``anatomy_weight * anatomy +
+artefact_weight * artefact``: the self-similarity of the output's deep features against the
+input's, and the channel statistics of the output's features against the target's. With
+``dims: 2`` the crops are single slices (``crop_size`` x ``crop_size``) and the networks 2D.
 
 The run directory is that of :mod:`mrharmony.training`: ``config.yaml``, ``log.txt``,
 ``metrics.csv``, ``split.json``, ``checkpoints/last.pt`` (resume), ``checkpoints/best.pt``
@@ -47,7 +62,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mrharmony import __version__
 from mrharmony.config import StrictModel, dump_yaml, model_from_dict, read_yaml
@@ -62,7 +77,7 @@ PRESETS: dict[str, dict] = {
 
 class StructuralDataConfig(StrictModel):
     dataset: str
-    modality: str = "T1w"
+    modalities: list[str] = Field(default_factory=lambda: ["T1w"], min_length=1)
     sites: list[str] | None = Field(default=None, description="training sites; default: every site of role train")
     test_subjects: list[str] | None = None
     n_test_subjects: int = Field(default=2, ge=0)
@@ -80,29 +95,50 @@ class HAILModelConfig(StrictModel):
     consistency_weight: float = Field(default=1.0, ge=0)
 
 
-class HAILTrainingConfig(StrictModel):
+class IHFModelConfig(StrictModel):
+    method: Literal["ihf"] = "ihf"
+    dims: Literal[2, 3] = 2
+    levels: int = Field(default=2, ge=1, le=4)
+    blocks: int = Field(default=3, ge=1)
+    hidden: int = Field(default=32, ge=4)
+    style_dim: int = Field(default=32, ge=2)
+    anatomy_weight: float = Field(default=1.0, ge=0)
+    artefact_weight: float = Field(default=100.0, ge=0)
+    widths: tuple[int, ...] = Field(default=(16, 32, 64), min_length=2,
+                                    description="the self-trained feature encoder of the losses")
+    vgg_weights: str | None = Field(default=None, description="a torchvision-style VGG-19 file (2D): the losses' "
+                                                              "feature encoder instead of a self-trained one")
+
+    @model_validator(mode="after")
+    def _vgg_is_2d(self) -> "IHFModelConfig":
+        if self.vgg_weights and self.dims != 2:
+            raise ValueError("vgg_weights needs dims: 2 (VGG-19 is a 2D network)")
+        return self
+
+
+class StructuralTrainingConfig(StrictModel):
     pretrain_epochs: int = Field(default=20, ge=0)
     epochs: int = Field(default=20, ge=1)
     steps_per_epoch: int = Field(default=100, ge=1)
     batch_size: int = Field(default=2, ge=1)
     learning_rate: float = Field(default=1e-3, gt=0, description="phase 1 (autoencoder)")
-    transfer_learning_rate: float = Field(default=3e-4, gt=0, description="phase 2 (decoder)")
+    transfer_learning_rate: float = Field(default=3e-4, gt=0, description="phase 2 (the method)")
     validation_batches: int = Field(default=8, ge=1)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(default=None, ge=1)
 
 
-class HAILRunConfig(StrictModel):
+class StructuralRunConfig(StrictModel):
     preset: Literal["full", "demo", "test"] | None = None
     data: StructuralDataConfig
-    model: HAILModelConfig = Field(default_factory=HAILModelConfig)
-    training: HAILTrainingConfig = Field(default_factory=HAILTrainingConfig)
+    model: HAILModelConfig | IHFModelConfig = Field(discriminator="method")
+    training: StructuralTrainingConfig = Field(default_factory=StructuralTrainingConfig)
 
 
-def load_hail_config(path: str | os.PathLike) -> HAILRunConfig:
-    """Read a HAIL run config; the preset fills the training keys the file does not set, and the
-    dataset path is taken from the config's folder."""
+def load_structural_config(path: str | os.PathLike) -> StructuralRunConfig:
+    """Read a HAIL or IHF-Harmony run config; the preset fills the training keys the file does not
+    set, and the dataset (and VGG weights) paths are taken from the config's folder."""
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise InputError("must hold a mapping of keys to values at the top level.", path)
@@ -115,10 +151,15 @@ def load_hail_config(path: str | os.PathLike) -> HAILRunConfig:
         if not isinstance(training, dict):
             raise InputError("invalid value for 'training': a mapping is needed.", path)
         raw["training"] = {**PRESETS[preset], **training}
-    data = raw.get("data")
+    base = Path(path).resolve().parent
+    data, model = raw.get("data"), raw.get("model")
+    if not isinstance(model, dict) or model.get("method") not in ("hail", "ihf"):
+        raise InputError("needs a 'model' section whose 'method' is hail or ihf.", path)
     if isinstance(data, dict) and isinstance(data.get("dataset"), str):
-        raw["data"] = {**data, "dataset": str((Path(path).resolve().parent / data["dataset"]).resolve())}
-    return model_from_dict(HAILRunConfig, raw, source=path)
+        raw["data"] = {**data, "dataset": str((base / data["dataset"]).resolve())}
+    if isinstance(model, dict) and isinstance(model.get("vgg_weights"), str):
+        raw["model"] = {**model, "vgg_weights": str((base / model["vgg_weights"]).resolve())}
+    return model_from_dict(StructuralRunConfig, raw, source=path)
 
 
 def split_subjects(subjects: list[str], data: StructuralDataConfig, source) -> dict[str, list[str]]:
@@ -143,14 +184,18 @@ def split_subjects(subjects: list[str], data: StructuralDataConfig, source) -> d
 class CropSampler:
     """Triplets of crops (input, style of another site, same site) from normalized images.
 
-    ``images[subject][site]`` are float32 volumes divided by their brain's 99th percentile,
-    ``masks[subject]`` bool volumes.
+    ``images[subject][modality][site]`` are float32 volumes divided by their brain's 99th
+    percentile, ``masks[subject]`` bool volumes. ``crop`` is the crop's shape: (c, c, c) for 3D
+    networks, (c, c, 1) for slices.
     """
 
-    def __init__(self, images: dict[str, dict[str, np.ndarray]], masks: dict[str, np.ndarray], crop: int):
-        self.images, self.masks, self.crop = images, masks, crop
+    def __init__(self, images: dict[str, dict[str, dict[str, np.ndarray]]], masks: dict[str, np.ndarray],
+                 crop: tuple[int, int, int]):
+        self.images, self.masks, self.crop = images, masks, np.asarray(crop)
         self.subjects = sorted(images)
-        self.sites = sorted(next(iter(images.values())))
+        first = next(iter(images.values()))
+        self.modalities = list(first)
+        self.sites = sorted(next(iter(first.values())))
         self.bbox = {}
         for s, m in masks.items():
             idx = np.argwhere(m)
@@ -160,8 +205,8 @@ class CropSampler:
         lo, hi = self.bbox[subject]
         c = self.crop
         start = np.where(hi - lo > c, lo + np.round(frac * (hi - lo - c)).astype(int), lo - (c - (hi - lo)) // 2)
-        out = np.zeros((c, c, c), np.float32)
-        src = tuple(slice(max(a, 0), min(a + c, n)) for a, n in zip(start, vol.shape))
+        out = np.zeros(tuple(c), np.float32)
+        src = tuple(slice(max(a, 0), min(a + k, n)) for a, k, n in zip(start, c, vol.shape))
         dst = tuple(slice(s.start - a, s.stop - a) for s, a in zip(src, start))
         out[dst] = vol[src]
         return out
@@ -171,8 +216,8 @@ class CropSampler:
         return str(rng.choice(rest if rest else options))
 
     def triplets(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
-        """Arrays (n, 1, c, c, c): ``x``/``mx`` input, ``t``/``mt`` style (another subject and site),
-        ``s``/``ms`` another subject on the input's site."""
+        """Arrays (n, 1, *crop): ``x``/``mx`` input, ``t``/``mt`` style (another subject and site),
+        ``s``/``ms`` another subject on the input's site; all of one modality."""
         out: dict[str, list] = {k: [] for k in ("x", "mx", "t", "mt", "s", "ms")}
         for _ in range(n):
             a = str(rng.choice(self.subjects))
@@ -180,35 +225,57 @@ class CropSampler:
             b, j = self._pick(rng, self.subjects, a), self._pick(rng, self.sites, i)
             c = self._pick(rng, self.subjects, a)
             frac = rng.random(3)
+            mod = self.modalities[0] if len(self.modalities) == 1 else str(rng.choice(self.modalities))
             for key, subj, site in (("x", a, i), ("t", b, j), ("s", c, i)):
-                out[key].append(self._cut(self.images[subj][site], subj, frac))
+                out[key].append(self._cut(self.images[subj][mod][site], subj, frac))
                 out["m" + key].append(self._cut(self.masks[subj].astype(np.float32), subj, frac))
         return {k: np.stack(v)[:, None] for k, v in out.items()}
 
 
-def load_images(ds, subjects: list[str], sites: list[str], modality: str, quiet: bool = True):
+def load_images(ds, subjects: list[str], sites: list[str], modalities: list[str], quiet: bool = True):
     """Normalized images and masks of ``subjects`` on ``sites`` (see :class:`CropSampler`)."""
     from mrharmony.methods.hail import brain_scale
     from mrharmony.progress import Progress
 
     images, masks = {}, {}
-    bar = Progress(total=len(subjects) * len(sites), unit="images", desc="read images", quiet=quiet)
+    bar = Progress(total=len(subjects) * len(sites) * len(modalities), unit="images", desc="read images",
+                   quiet=quiet)
     for s in subjects:
-        images[s] = {}
-        for site in sites:
-            img, _ = ds.load_image(s, site, modality)
-            if s not in masks:
-                masks[s] = ds.load_mask(s, img)
-            if img.shape != masks[s].shape:
-                raise InputError(f"has shape {img.shape} but the subject's mask has {masks[s].shape}.",
-                                 ds.image_path(s, site, modality))
-            images[s][site] = (img / brain_scale(img, masks[s])).astype(np.float32)
-            bar.update(1)
+        images[s] = {m: {} for m in modalities}
+        for m in modalities:
+            for site in sites:
+                img, _ = ds.load_image(s, site, m)
+                if s not in masks:
+                    masks[s] = ds.load_mask(s, img)
+                if img.shape != masks[s].shape:
+                    raise InputError(f"has shape {img.shape} but the subject's mask has {masks[s].shape}.",
+                                     ds.image_path(s, site, m))
+                images[s][m][site] = (img / brain_scale(img, masks[s])).astype(np.float32)
+                bar.update(1)
     bar.close()
     return images, masks
 
 
-def _phase2_losses(net, batch: dict, model_cfg: HAILModelConfig) -> dict:
+def build_trainee(model_cfg):
+    """The module a run trains, from its model config: HAIL, or IHF-Harmony's
+    :class:`~mrharmony.methods.ihf.IHFTrainee`."""
+    from mrharmony.methods.hail import HAIL
+
+    if model_cfg.method == "hail":
+        return HAIL(tuple(model_cfg.widths), model_cfg.skips)
+    from mrharmony.methods.ihf import IHFTrainee, load_vgg_weights
+
+    vgg = load_vgg_weights(model_cfg.vgg_weights) if model_cfg.vgg_weights else None
+    return IHFTrainee(model_cfg.dims, model_cfg.levels, model_cfg.blocks, model_cfg.hidden, model_cfg.style_dim,
+                      tuple(model_cfg.widths), vgg)
+
+
+def _phase2_losses(net, batch: dict, model_cfg) -> dict:
+    if model_cfg.method == "ihf":
+        from mrharmony.methods.ihf import ihf_losses
+
+        return ihf_losses(net, batch, anatomy_weight=model_cfg.anatomy_weight,
+                          artefact_weight=model_cfg.artefact_weight)
     from mrharmony.methods.hail import consistency_loss, content_loss, style_loss
 
     x, mx, t, mt, s, ms = (batch[k] for k in ("x", "mx", "t", "mt", "s", "ms"))
@@ -229,31 +296,48 @@ def _phase1_loss(net, batch: dict) -> dict:
     return {"loss": loss, "reconstruction": loss}
 
 
-def _torch_batch(batch: dict, device) -> dict:
+_PHASES = {1: "autoencoder", 2: "transfer"}
+
+
+def _torch_batch(batch: dict, device, dims: int = 3) -> dict:
+    """Tensors on ``device``; slices (N, 1, X, Y, 1) become (N, 1, X, Y) for 2D networks."""
     import torch
 
-    return {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
+    return {k: torch.from_numpy(v if dims == 3 else v[..., 0]).to(device) for k, v in batch.items()}
 
 
-def _optimizer(net, cfg: HAILRunConfig, phase: int):
+def deployed(net, model_cfg):
+    """The part of a trainee that applying needs, saved as ``model.pt``: all of HAIL; the flow
+    and artefact encoder of IHF-Harmony (not the feature encoder of its losses)."""
+    return net if model_cfg.method == "hail" else net.ihf
+
+
+def _optimizer(net, cfg: StructuralRunConfig, phase: int):
+    """Phase 1: every parameter (the autoencoder); phase 2: HAIL's decoder, or IHF's flow and
+    artefact encoder, the rest frozen."""
     import torch
 
     if phase == 1:
         for p in net.parameters():
             p.requires_grad_(True)
         return torch.optim.Adam(net.parameters(), lr=cfg.training.learning_rate)
-    for p in net.encoder.parameters():
+    trained = net.decoder if cfg.model.method == "hail" else net.ihf
+    frozen = net.encoder if cfg.model.method == "hail" else net.features
+    for p in frozen.parameters():
         p.requires_grad_(False)
-    return torch.optim.Adam(net.decoder.parameters(), lr=cfg.training.transfer_learning_rate)
+    for p in trained.parameters():
+        p.requires_grad_(True)
+    return torch.optim.Adam(trained.parameters(), lr=cfg.training.transfer_learning_rate)
 
 
-def train_hail(config: HAILRunConfig | str | os.PathLike | None, out: str | os.PathLike, *, resume: bool = False,
-               force: bool = False, quiet: bool = False, stop_after_epochs: int | None = None) -> Path:
-    """Train HAIL into the run directory ``out`` (see the module docstring)."""
+def train_structural(config: StructuralRunConfig | str | os.PathLike | None, out: str | os.PathLike, *,
+                     resume: bool = False, force: bool = False, quiet: bool = False,
+                     stop_after_epochs: int | None = None, method: str | None = None) -> Path:
+    """Train HAIL or IHF-Harmony into the run directory ``out`` (see the module docstring);
+    ``method``, when given, is the one the config must name (each command trains its own)."""
     import torch
 
     from mrharmony.data.structural import load_structural
-    from mrharmony.methods.hail import HAIL
     from mrharmony.models import parameter_count, read_checkpoint, save_model
     from mrharmony.progress import Progress
     from mrharmony.training import (_check_new_run_dir, _device, _Log, _new_run_dir, _write_metrics,
@@ -264,9 +348,9 @@ def train_hail(config: HAILRunConfig | str | os.PathLike | None, out: str | os.P
     if resume:
         if not ckpt_path.is_file():
             raise InputError("has no checkpoint to resume from (checkpoints/last.pt is missing).", out)
-        saved = load_hail_config(out / "config.yaml")
+        saved = load_structural_config(out / "config.yaml")
         if config is not None:
-            given = config if isinstance(config, HAILRunConfig) else load_hail_config(config)
+            given = config if isinstance(config, StructuralRunConfig) else load_structural_config(config)
             if _resolved(given, out) != _resolved(saved, out):
                 raise InputError("differs from the config of the run being resumed; resume without a config or "
                                  "with the same one.", out)
@@ -274,13 +358,18 @@ def train_hail(config: HAILRunConfig | str | os.PathLike | None, out: str | os.P
     else:
         if config is None:
             raise InputError("a config is needed to start a run.")
-        cfg = config if isinstance(config, HAILRunConfig) else load_hail_config(config)
+        cfg = config if isinstance(config, StructuralRunConfig) else load_structural_config(config)
+    source = out / "config.yaml" if resume else (config if isinstance(config, (str, os.PathLike)) else out)
+    if method is not None and cfg.model.method != method:
+        command = {"hail": "structural train", "ihf": "flow train"}
+        raise InputError(f"configures method {cfg.model.method!r}; train it with 'mrharmony "
+                         f"{command[cfg.model.method]}'.", source)
+    if not resume:
         _check_new_run_dir(out, force)
     tc = cfg.training
     if tc.threads:
         torch.set_num_threads(tc.threads)
     device = _device(tc)
-    source = out / "config.yaml" if resume else (config if isinstance(config, (str, os.PathLike)) else out)
     ds = load_structural(cfg.data.dataset)
     sites = cfg.data.sites or ds.train_sites
     for site in sites:
@@ -289,27 +378,35 @@ def train_hail(config: HAILRunConfig | str | os.PathLike | None, out: str | os.P
                              source)
         if site in ds.unseen_sites:
             raise InputError(f"names site {site!r}, which the dataset holds out of training (role unseen).", source)
-    if cfg.data.modality not in ds.modalities:
-        raise InputError(f"asks for modality {cfg.data.modality!r}; the dataset has {', '.join(ds.modalities)}.",
-                         source)
+    for m in cfg.data.modalities:
+        if m not in ds.modalities:
+            raise InputError(f"asks for modality {m!r}; the dataset has {', '.join(ds.modalities)}.", source)
+    dims = 3 if cfg.model.method == "hail" else cfg.model.dims
+    c = cfg.data.crop_size
+    if cfg.model.method == "ihf" and c % 2**cfg.model.levels:
+        raise InputError(f"sets crop_size {c}, which the flow's {cfg.model.levels} squeezes cannot halve; "
+                         f"use a multiple of {2**cfg.model.levels}.", source)
     split = split_subjects(ds.subjects, cfg.data, source)
     log = _Log(out / "log.txt", quiet)
-    images, masks = load_images(ds, split["train"] + split["validation"], sites, cfg.data.modality, quiet)
-    train_s = CropSampler({s: images[s] for s in split["train"]}, {s: masks[s] for s in split["train"]},
-                          cfg.data.crop_size)
+    images, masks = load_images(ds, split["train"] + split["validation"], sites, cfg.data.modalities, quiet)
+    crop = (c, c, c) if dims == 3 else (c, c, 1)
+    train_s = CropSampler({s: images[s] for s in split["train"]}, {s: masks[s] for s in split["train"]}, crop)
     val_s = CropSampler({s: images[s] for s in split["validation"]}, {s: masks[s] for s in split["validation"]},
-                        cfg.data.crop_size)
+                        crop)
     vrng = np.random.default_rng([tc.seed, 2])
     val_batches = [val_s.triplets(vrng, tc.batch_size) for _ in range(tc.validation_batches)]
 
     torch.manual_seed(tc.seed)
-    net = HAIL(tuple(cfg.model.widths), cfg.model.skips).to(device)
+    net = build_trainee(cfg.model).to(device)
+    deploy = deployed(net, cfg.model)
     meta = {"mrharmony_version": __version__, "model": cfg.model.model_dump(mode="json"),
             "data": {**cfg.data.model_dump(mode="json"),
                      "dataset": os.path.relpath(Path(cfg.data.dataset).resolve(), out.resolve())},
-            "training_sites": sites, "split": split, "parameter_count": parameter_count(net),
+            "training_sites": sites, "split": split, "parameter_count": parameter_count(deploy),
             "normalization": "brain 99th percentile"}
-    total_epochs = tc.pretrain_epochs + tc.epochs
+    # a VGG-19 from a file needs no phase 1
+    pretrain = 0 if getattr(cfg.model, "vgg_weights", None) else tc.pretrain_epochs
+    total_epochs = pretrain + tc.epochs
     start, history, best_val = 0, [], math.inf
     if resume:
         ck = read_checkpoint(ckpt_path)
@@ -326,27 +423,27 @@ def train_hail(config: HAILRunConfig | str | os.PathLike | None, out: str | os.P
         from mrharmony.io import write_json
 
         write_json(out / "split.json", split)
-        log(f"mrharmony {__version__}: hail on {', '.join(sites)}; {meta['parameter_count']} parameters; "
+        log(f"mrharmony {__version__}: {cfg.model.method} on {', '.join(sites)} ({', '.join(cfg.data.modalities)}); {meta['parameter_count']} parameters; "
             f"{len(split['train'])} training / {len(split['validation'])} validation subjects "
             f"({len(split['test'])} held out); device {device}")
-        opt_phase = 1 if tc.pretrain_epochs else 2
+        opt_phase = 1 if pretrain else 2
         opt = _optimizer(net, cfg, opt_phase)
     epochs_run = 0
     for epoch in range(start, total_epochs):
         if stop_after_epochs is not None and epochs_run >= stop_after_epochs:
             break
-        phase = 1 if epoch < tc.pretrain_epochs else 2
-        if phase != opt_phase:  # phase 2 starts: encoder frozen, a new optimizer for the decoder
+        phase = 1 if epoch < pretrain else 2
+        if phase != opt_phase:  # phase 2 starts: feature encoder frozen, a new optimizer
             opt, opt_phase = _optimizer(net, cfg, phase), phase
         t0 = time.perf_counter()
         rng = np.random.default_rng([tc.seed, epoch])
         net.train()
         sums: dict[str, float] = {}
         bar = Progress(total=tc.steps_per_epoch, unit="steps",
-                       desc=f"{'autoencoder' if phase == 1 else 'transfer'} epoch {epoch + 1}/{total_epochs}",
+                       desc=f"{_PHASES[phase]} epoch {epoch + 1}/{total_epochs}",
                        quiet=quiet)
         for _ in range(tc.steps_per_epoch):
-            batch = _torch_batch(train_s.triplets(rng, tc.batch_size), device)
+            batch = _torch_batch(train_s.triplets(rng, tc.batch_size), device, dims)
             opt.zero_grad(set_to_none=True)
             losses = _phase1_loss(net, batch) if phase == 1 else _phase2_losses(net, batch, cfg.model)
             losses["loss"].backward()
@@ -359,7 +456,7 @@ def train_hail(config: HAILRunConfig | str | os.PathLike | None, out: str | os.P
         vsums: dict[str, float] = {}
         with torch.no_grad():
             for vb in val_batches:
-                vb = _torch_batch(vb, device)
+                vb = _torch_batch(vb, device, dims)
                 vl = _phase1_loss(net, vb) if phase == 1 else _phase2_losses(net, vb, cfg.model)
                 for k, v in vl.items():
                     vsums[k] = vsums.get(k, 0.0) + float(v)
@@ -371,19 +468,19 @@ def train_hail(config: HAILRunConfig | str | os.PathLike | None, out: str | os.P
         improved = phase == 2 and row["val_loss"] < best_val
         if improved:
             best_val = row["val_loss"]
-            save_model(out / "checkpoints" / "best.pt", net, {**meta, "epoch": epoch + 1,
+            save_model(out / "checkpoints" / "best.pt", deploy, {**meta, "epoch": epoch + 1,
                                                               "best_validation_loss": best_val})
         save_checkpoint_state(ckpt_path, {"model": net.state_dict(), "optimizer": opt.state_dict(),
                                           "optimizer_phase": opt_phase, "epoch": epoch + 1, "best_val": best_val,
                                           "history": history, "torch_rng": torch.get_rng_state()})
         _write_metrics(out / "metrics.csv", _uniform_rows(history))
-        log(f"epoch {epoch + 1} ({'autoencoder' if phase == 1 else 'transfer'}): train {row['train_loss']:.4f}, "
+        log(f"epoch {epoch + 1} ({_PHASES[phase]}): train {row['train_loss']:.4f}, "
             f"validation {row['val_loss']:.4f}{' (best)' if improved else ''}, {row['seconds']} s")
         epochs_run += 1
     if len(history) >= total_epochs:
         best = read_checkpoint(out / "checkpoints" / "best.pt")
-        net.load_state_dict(best["state_dict"])
-        save_model(out / "model.pt", net, {**meta, "epochs": total_epochs, "best_epoch": best["meta"]["epoch"],
+        deploy.load_state_dict(best["state_dict"])
+        save_model(out / "model.pt", deploy, {**meta, "epochs": total_epochs, "best_epoch": best["meta"]["epoch"],
                                            "best_validation_loss": best_val})
         log(f"done: model.pt holds the weights of epoch {best['meta']['epoch']} (validation {best_val:.4f})")
     return out
@@ -396,7 +493,7 @@ def _uniform_rows(history: list[dict]) -> list[dict]:
     return [{k: row.get(k, "") for k in keys} for row in history]
 
 
-def _resolved(cfg: HAILRunConfig, run_dir: Path) -> dict:
+def _resolved(cfg: StructuralRunConfig, run_dir: Path) -> dict:
     out = cfg.model_dump(mode="json")
     out["data"]["dataset"] = os.path.relpath(Path(cfg.data.dataset).resolve(), Path(run_dir).resolve())
     return out
