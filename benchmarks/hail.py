@@ -31,50 +31,6 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
-import yaml
-
-
-def _train(out: Path, data: Path, name: str, preset: str, model: dict) -> Path:
-    from mrharmony.structural_training import train_structural
-
-    run = out / name
-    if (run / "model.pt").is_file():
-        return run
-    cfg = out / f"{name}.yaml"
-    cfg.write_text(yaml.safe_dump({"preset": preset, "data": {"dataset": str(data.resolve())},
-                                   "model": {"method": "hail", **model}}))
-    resume = (run / "checkpoints" / "last.pt").is_file()
-    t0 = time.perf_counter()
-    train_structural(None if resume else cfg, run, resume=resume, quiet=True)
-    print(f"{name}: trained in {time.perf_counter() - t0:.0f} s")
-    return run
-
-
-def wilcoxon_table(rows: list[dict], reference: str = "hail", metrics=("ssim", "nwd_tp")) -> list[dict]:
-    """HAIL against every other method, paired over (subject, site pair), per group and metric;
-    Bonferroni over every test of the table."""
-    from scipy.stats import wilcoxon
-
-    tests = []
-    key = lambda r: (r["subject"], r["input_site"], r["target_site"])  # noqa: E731
-    for group in sorted({r["group"] for r in rows}):
-        ref = {key(r): r for r in rows if r["group"] == group and r["method"] == reference}
-        for method in dict.fromkeys(r["method"] for r in rows):
-            if method in (reference, "truth"):
-                continue
-            other = {key(r): r for r in rows if r["group"] == group and r["method"] == method}
-            pairs = sorted(set(ref) & set(other))
-            for m in metrics:
-                a = np.array([ref[k][m] for k in pairs])
-                b = np.array([other[k][m] for k in pairs])
-                p = float(wilcoxon(a, b).pvalue) if np.any(a != b) else 1.0
-                tests.append({"group": group, "method": method, "metric": m, "n": len(pairs),
-                              "median_difference": float(np.median(a - b)), "p": p})
-    for t in tests:
-        t["p_bonferroni"] = min(1.0, t["p"] * len(tests))
-    return tests
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -86,8 +42,16 @@ def main() -> None:
     args = ap.parse_args()
 
     from mrharmony.data.structural import load_structural
-    from mrharmony.evaluation.structural import evaluate_structural, markdown_table, summarize
+    from mrharmony.evaluation.structural import (
+        baseline_harmonizers,
+        evaluate_structural,
+        markdown_table,
+        paired_tests,
+        summarize,
+    )
+    from mrharmony.methods.hail import harmonize, load_hail
     from mrharmony.simulate.structural import simulate_structural
+    from mrharmony.structural_training import train_or_resume
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -95,22 +59,28 @@ def main() -> None:
     if not (data / "structural.yaml").is_file():
         simulate_structural(data, preset=args.preset, seed=args.seed, quiet=True)
     ds = load_structural(data)
-    run = _train(out, data, "run-hail", args.training_preset, {})
-    split = json.loads((run / "split.json").read_text())
-    t0 = time.perf_counter()
-    rows = evaluate_structural(ds, hail_run=run, subjects=split["test"], reference_subject=split["validation"][0])
-    seconds = time.perf_counter() - t0
+    config = {"preset": args.training_preset, "data": {"dataset": str(data.resolve()), "modalities": ["T1w"]},
+              "model": {"method": "hail"}}
+    runs = {"hail": train_or_resume(config, out / "run-hail")}
     if args.ablation:
-        abl = _train(out, data, "run-hail-noconsistency", args.training_preset, {"consistency_weight": 0.0})
-        extra = evaluate_structural(ds, hail_run=abl, methods=(), subjects=split["test"],
-                                    reference_subject=split["validation"][0])
-        rows += [{**r, "method": "hail (no consistency)"} for r in extra if r["method"] == "hail"]
+        config["model"]["consistency_weight"] = 0.0
+        runs["hail (no consistency)"] = train_or_resume(config, out / "run-hail-noconsistency")
+    split = json.loads((runs["hail"] / "split.json").read_text())
+    harmonizers = {}
+    for name, run in runs.items():
+        net, meta = load_hail(run)
+        harmonizers[name] = lambda x, m, t, tm, net=net: harmonize(net, x, m, t, tm)
+    harmonizers.update(baseline_harmonizers())
+    t0 = time.perf_counter()
+    rows = evaluate_structural(ds, harmonizers=harmonizers, subjects=split["test"],
+                               reference_subject=split["validation"][0], seen_sites=meta["training_sites"])
+    seconds = time.perf_counter() - t0
     with open(out / "rows.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
     summary = summarize(rows)
-    tests = wilcoxon_table(rows)
+    tests = paired_tests(rows, reference="hail")
     table = markdown_table(summary)
     (out / "table.md").write_text(table)
     (out / "summary.json").write_text(json.dumps({
@@ -121,8 +91,8 @@ def main() -> None:
         "summary": summary, "wilcoxon": tests}, indent=2) + "\n")
     print(table)
     for t in tests:
-        print(f"{t['group']:7s} hail vs {t['method']:22s} {t['metric']:7s} median diff {t['median_difference']:+.4f}"
-              f"  p_bonf {t['p_bonferroni']:.2g}")
+        print(f"{t['modality']} {t['group']:7s} hail vs {t['method']:22s} {t['metric']:7s} "
+              f"median diff {t['median_difference']:+.4f}  p_bonf {t['p_bonferroni']:.2g}")
 
 
 def _cores() -> int:

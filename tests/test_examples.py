@@ -5,7 +5,8 @@ import pytest
 from mrharmony.training import load_run_config
 
 FOLDER = Path(__file__).parent.parent / "examples"
-EXAMPLES = sorted(p for p in FOLDER.glob("*.yaml") if p.name != "hail.yaml")
+IMAGE_METHODS = ("hail.yaml", "ihf.yaml")  # mrharmony structural / flow train
+EXAMPLES = sorted(p for p in FOLDER.glob("*.yaml") if p.name not in IMAGE_METHODS)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
@@ -14,8 +15,10 @@ def test_example_configs_are_valid(path):
     assert cfg.preset == "demo" and cfg.data.dataset.endswith("demo-output/data")
 
 
-def test_hail_example_config_is_valid():
+@pytest.mark.parametrize("name", IMAGE_METHODS)
+def test_image_method_example_configs_are_valid(name):
     from mrharmony.structural_training import load_structural_config
 
-    cfg = load_structural_config(FOLDER / "hail.yaml")
+    cfg = load_structural_config(FOLDER / name)
     assert cfg.preset == "demo" and cfg.data.dataset.endswith("demo-output/structural")
+    assert cfg.model.method == name.removesuffix(".yaml")

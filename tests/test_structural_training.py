@@ -10,8 +10,13 @@ import yaml
 
 from mrharmony.cli import main
 from mrharmony.data.structural import load_structural
-from mrharmony.structural_training import CropSampler, load_structural_config, split_subjects, train_structural
 from mrharmony.methods.hail import HAIL, harmonize, load_hail
+from mrharmony.structural_training import (
+    CropSampler,
+    load_structural_config,
+    split_subjects,
+    train_structural,
+)
 
 
 @pytest.fixture(scope="module")

@@ -146,7 +146,8 @@ def _cmd_structural_metrics(args) -> int:
     from mrharmony.evaluation.structural import metrics_from_files
 
     res = metrics_from_files(input_path=args.input, prediction_path=args.prediction, target_path=args.target,
-                             input_mask_path=args.mask, target_mask_path=args.target_mask, truth_path=args.truth)
+                             input_mask_path=args.mask, target_mask_path=args.target_mask, truth_path=args.truth,
+                             modality=args.modality)
     text = json.dumps(res, indent=2)
     if args.json:
         from mrharmony.io import write_text
@@ -311,13 +312,15 @@ def build_parser() -> argparse.ArgumentParser:
     image_commands(sadd, _cmd_structural_train, _cmd_structural_apply,
                    "HAIL (autoencoder, then one-shot style transfer)", "HAIL")
 
-    mp = sadd("metrics", _cmd_structural_metrics, "nWD(i,p), nWD(t,p), rAVD (GM, WM), and SSIM / PSNR against a truth")
+    mp = sadd("metrics", _cmd_structural_metrics, "nWD(i,p), nWD(t,p), rAVD and Dice (GM, WM), and SSIM / PSNR against a truth")
     mp.add_argument("--input", required=True, help="the image before harmonization")
     mp.add_argument("--prediction", required=True, help="the harmonized image (on the input's grid)")
     mp.add_argument("--target", required=True, help="the one image of the target site")
     mp.add_argument("--mask", help="brain mask of the input (default: Otsu, largest component, holes filled)")
     mp.add_argument("--target-mask", help="brain mask of the target image (default: as --mask)")
     mp.add_argument("--truth", help="the same subject seen by the target site (for SSIM / PSNR)")
+    mp.add_argument("--modality", default="T1w", choices=["T1w", "T2w", "FLAIR"],
+                    help="the images' modality: the tissues' intensity order for the segmentation (default T1w)")
     mp.add_argument("--json", help="also write the metrics to this file")
     mp.add_argument("--force", action="store_true", help="overwrite --json")
 

@@ -23,7 +23,7 @@ COMMANDS = {"hail": "structural train", "ihf": "flow train"}
 
 def _outputs(out: Path, force: bool) -> tuple[Path, Path]:
     name = out.name
-    if not (name.endswith(".nii.gz") or name.endswith(".nii")):
+    if not name.endswith((".nii.gz", ".nii")):
         raise InputError("must be a NIfTI file name (.nii.gz or .nii).", out)
     sidecar = out.with_name(name[: -len(".nii.gz" if name.endswith(".nii.gz") else ".nii")] + ".json")
     for path in (out, sidecar):

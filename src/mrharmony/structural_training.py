@@ -42,8 +42,9 @@ never paired (one-shot: only the target's style is used).
 
 IHF-Harmony: phase 2 trains the flow and the artefact encoder on the same triplets (input and
 target of different subjects and sites: unpaired), with ``anatomy_weight * anatomy +
-artefact_weight * artefact``: the self-similarity of the output's deep features against the
-input's, and the channel statistics of the output's features against the target's. With
+artefact_weight * artefact``: the self-similarity of the output's features at every depth
+against the input's, and the channel statistics of the output's deepest features
+(``artefact_levels``) against the target's. With
 ``dims: 2`` the crops are single slices (``crop_size`` x ``crop_size``) and the networks 2D.
 
 The run directory is that of :mod:`mrharmony.training`: ``config.yaml``, ``log.txt``,
@@ -103,14 +104,16 @@ class IHFModelConfig(StrictModel):
     hidden: int = Field(default=32, ge=4)
     style_dim: int = Field(default=32, ge=2)
     anatomy_weight: float = Field(default=1.0, ge=0)
-    artefact_weight: float = Field(default=100.0, ge=0)
+    artefact_weight: float = Field(default=10.0, ge=0)
+    artefact_levels: int | None = Field(default=1, ge=1, description="deepest feature levels of the artefact "
+                                                                      "loss (None: all)")
     widths: tuple[int, ...] = Field(default=(16, 32, 64), min_length=2,
                                     description="the self-trained feature encoder of the losses")
     vgg_weights: str | None = Field(default=None, description="a torchvision-style VGG-19 file (2D): the losses' "
                                                               "feature encoder instead of a self-trained one")
 
     @model_validator(mode="after")
-    def _vgg_is_2d(self) -> "IHFModelConfig":
+    def _vgg_is_2d(self) -> IHFModelConfig:
         if self.vgg_weights and self.dims != 2:
             raise ValueError("vgg_weights needs dims: 2 (VGG-19 is a 2D network)")
         return self
@@ -275,7 +278,7 @@ def _phase2_losses(net, batch: dict, model_cfg) -> dict:
         from mrharmony.methods.ihf import ihf_losses
 
         return ihf_losses(net, batch, anatomy_weight=model_cfg.anatomy_weight,
-                          artefact_weight=model_cfg.artefact_weight)
+                          artefact_weight=model_cfg.artefact_weight, artefact_levels=model_cfg.artefact_levels)
     from mrharmony.methods.hail import consistency_loss, content_loss, style_loss
 
     x, mx, t, mt, s, ms = (batch[k] for k in ("x", "mx", "t", "mt", "s", "ms"))
@@ -340,8 +343,14 @@ def train_structural(config: StructuralRunConfig | str | os.PathLike | None, out
     from mrharmony.data.structural import load_structural
     from mrharmony.models import parameter_count, read_checkpoint, save_model
     from mrharmony.progress import Progress
-    from mrharmony.training import (_check_new_run_dir, _device, _Log, _new_run_dir, _write_metrics,
-                                    save_checkpoint_state)
+    from mrharmony.training import (
+        _check_new_run_dir,
+        _device,
+        _Log,
+        _new_run_dir,
+        _write_metrics,
+        save_checkpoint_state,
+    )
 
     out = Path(out)
     ckpt_path = out / "checkpoints" / "last.pt"
@@ -497,3 +506,19 @@ def _resolved(cfg: StructuralRunConfig, run_dir: Path) -> dict:
     out = cfg.model_dump(mode="json")
     out["data"]["dataset"] = os.path.relpath(Path(cfg.data.dataset).resolve(), Path(run_dir).resolve())
     return out
+
+
+def train_or_resume(config: dict, run: str | os.PathLike, *, quiet: bool = True) -> Path:
+    """A finished run as it is, an interrupted one resumed, else a new one trained from the
+    ``config`` mapping (written beside the run as ``<run>.yaml``): for benchmarks and the demo."""
+    import yaml
+
+    run = Path(run)
+    if (run / "model.pt").is_file():
+        return run
+    if (run / "checkpoints" / "last.pt").is_file():
+        return train_structural(None, run, resume=True, quiet=quiet)
+    path = run.with_name(run.name + ".yaml")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+    return train_structural(path, run, quiet=quiet, force=True)

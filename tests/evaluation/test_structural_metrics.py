@@ -4,7 +4,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mrharmony.evaluation.structural import nwd, ravd, segment_tissues, ssim_psnr, wasserstein
+from mrharmony.evaluation.structural import dice, nwd, ravd, segment_tissues, ssim_psnr, wasserstein
 
 
 def test_wasserstein_and_nwd_by_hand():
@@ -46,6 +46,18 @@ def test_ssim_psnr_by_hand():
     assert p2 == pytest.approx(20.0) and s2 < 1.0
 
 
+@pytest.mark.parametrize("modality", ["T1w", "T2w", "FLAIR"])
+def test_segmentation_names_the_tissues_by_the_modality_contrast(modality):
+    """Three slabs of CSF, GM and WM with a site's contrast in each modality, and noise."""
+    from mrharmony.simulate.structural import load_sites
+
+    contrast = load_sites()[0].contrast(modality)
+    truth = np.repeat(np.array([1, 2, 3], np.uint8), 10)[:, None, None] * np.ones((1, 20, 20), np.uint8)
+    img = np.asarray(contrast)[truth - 1] + 0.04 * np.random.default_rng(0).standard_normal(truth.shape)
+    labels = segment_tissues(img, np.ones(truth.shape, bool), modality=modality)
+    assert (labels == truth).mean() > 0.95
+
+
 def test_segmentation_finds_the_tissues_of_a_synthetic_t1(tmp_path):
     from mrharmony.simulate.structural import simulate_structural
 
@@ -60,6 +72,18 @@ def test_segmentation_finds_the_tissues_of_a_synthetic_t1(tmp_path):
     assert (labels[wm] == 3).mean() > 0.85
     assert (labels[gm] < 3).mean() > 0.9
     assert set(np.unique(labels[mask])) == {1, 2, 3} and not labels[~mask].any()
+
+
+def test_dice_by_hand():
+    a = np.zeros((4, 4, 1), np.uint8)
+    b = a.copy()
+    a[:2] = 2  # GM: 8 voxels
+    b[:1] = 2  # GM: 4 voxels, all inside a's
+    a[2:] = 3
+    b[1:] = 3  # WM: a has 8, b 12, overlap 8
+    d = dice(a, b)
+    assert d["gm"] == pytest.approx(2 * 4 / 12) and d["wm"] == pytest.approx(2 * 8 / 20)
+    assert dice(a, a) == {"gm": 1.0, "wm": 1.0}
 
 
 def test_structural_metrics_command(tmp_path, capsys):
@@ -82,7 +106,7 @@ def test_structural_metrics_command(tmp_path, capsys):
             "--truth", str(root / "sub-01" / "siteA" / "T1w.nii.gz"), "--json", str(tmp_path / "m.json")]
     assert main(args) == 0
     res = json.loads((tmp_path / "m.json").read_text())
-    assert set(res) == {"nwd_ip", "nwd_tp", "ravd_gm", "ravd_wm", "ssim", "psnr_db"}
+    assert set(res) == {"nwd_ip", "nwd_tp", "ravd_gm", "ravd_wm", "dice_gm", "dice_wm", "ssim", "psnr_db"}
     assert res["nwd_ip"] > 0.7 and res["nwd_tp"] < 0.3 and 0 < res["ssim"] <= 1
     assert res == pytest.approx(metrics_from_files(input_path=inp, prediction_path=tmp_path / "pred.nii.gz",
                                                    target_path=tgt, input_mask_path=mask, target_mask_path=tmask,

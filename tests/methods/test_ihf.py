@@ -6,8 +6,16 @@ import torch
 from torch.nn import functional as F
 
 from mrharmony.errors import InputError
-from mrharmony.methods.ihf import (AAN, IHF, VGG19, VGGFeatures, load_vgg_weights, self_similarity_loss, squeeze,
-                                   unsqueeze)
+from mrharmony.methods.ihf import (
+    AAN,
+    IHF,
+    VGG19,
+    VGGFeatures,
+    load_vgg_weights,
+    self_similarity_loss,
+    squeeze,
+    unsqueeze,
+)
 
 
 def _rand(*shape, seed=0):

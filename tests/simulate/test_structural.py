@@ -6,7 +6,11 @@ import pytest
 import yaml
 
 from mrharmony.cli import main
-from mrharmony.simulate.structural import default_sites_path, load_sites, simulate_structural
+from mrharmony.simulate.structural import (
+    default_sites_path,
+    load_sites,
+    simulate_structural,
+)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +58,7 @@ def test_every_modality_has_its_own_tissue_order(structural, modality):
 
 
 def test_t1w_does_not_depend_on_the_other_modalities(structural, tmp_path):
-    sites = yaml.safe_load(open(default_sites_path()))
+    sites = yaml.safe_load(default_sites_path().read_text())
     for s in sites["sites"]:
         s.pop("t2w"), s.pop("flair")
     only = tmp_path / "t1only.yaml"

@@ -311,10 +311,12 @@ class IHFTrainee(nn.Module):
 SIMILARITY_POSITIONS = 256
 
 
-def ihf_losses(net: IHFTrainee, batch: dict, *, anatomy_weight: float, artefact_weight: float) -> dict:
-    """Phase 2: anatomy consistency (self-similarity of the two deepest feature levels, output
-    against input, at fixed evenly spread positions) and artefact consistency (channel means and
-    stds of every feature level, output against target, inside the brain masks)."""
+def ihf_losses(net: IHFTrainee, batch: dict, *, anatomy_weight: float, artefact_weight: float,
+               artefact_levels: int | None = None) -> dict:
+    """Phase 2: anatomy consistency (self-similarity of every feature level, output against input,
+    at fixed evenly spread positions) and artefact consistency (channel means and stds of the
+    ``artefact_levels`` deepest feature levels, all by default, output against target, inside the
+    brain masks)."""
     from mrharmony.methods.hail import style_loss
 
     x, mx, t, mt = (batch[k] for k in ("x", "mx", "t", "mt"))
@@ -323,11 +325,12 @@ def ihf_losses(net: IHFTrainee, batch: dict, *, anatomy_weight: float, artefact_
     with torch.no_grad():
         fx, ft = net.feature_maps(x), net.feature_maps(t)
     anatomy = out.new_zeros(())
-    for a, b in zip(fo[-2:], fx[-2:]):
+    for a, b in zip(fo, fx):
         n = a[0, 0].numel()
         idx = torch.linspace(0, n - 1, min(n, SIMILARITY_POSITIONS), device=a.device).long()
         anatomy = anatomy + self_similarity_loss(a, b, idx)
-    artefact = style_loss(fo, ft, mx, mt)
+    k = len(fo) - (artefact_levels or len(fo))
+    artefact = style_loss(fo[k:], ft[k:], mx, mt)
     return {"loss": anatomy_weight * anatomy + artefact_weight * artefact, "anatomy": anatomy, "artefact": artefact}
 
 
