@@ -229,6 +229,12 @@ def _case_structural_apply_dmri_model(tmp_path, prepared, model):
     return args, model / "model.pt", "is a diqt model, not a HAIL model"
 
 
+def _case_flow_apply_hail_model(tmp_path, prepared, model):
+    args, _ = _structural(tmp_path)
+    args[:2] = ["flow", "apply"]
+    return args, tmp_path / "hail.pt", "is a hail model, not an IHF-Harmony model"
+
+
 def _case_structural_apply_not_nifti_out(tmp_path, prepared, model):
     args, _ = _structural(tmp_path)
     args[-1] = str(tmp_path / "out.png")

@@ -15,10 +15,14 @@ HAIL (arXiv 2308.11047) harmonizes an input image to a new site from one image o
 
 Choices the paper leaves open, made here: three levels of 3x3x3 convolutions with ReLU (16, 32
 and 64 channels, stride-2 convolutions between levels, no normalization layers in the encoder,
-whose statistics are what AdaIN transfers); the decoder upsamples trilinearly (no checkerboard
-artefacts); images enter divided by the 99th percentile of their brain, and the prediction is
-returned on the target's scale; statistics are taken inside the brain mask, brought down to
-each level.
+whose statistics are what AdaIN transfers); by default (``skips``) AdaIN restyles the features of
+every depth and the decoder is a U-Net that receives all of them, so detail finer than the
+deepest level (8 mm at 2 mm voxels) is kept, and the content loss covers every restyled depth
+(without ``skips``: the classic decoder of the deepest features only); the decoder upsamples
+trilinearly (no checkerboard artefacts); images enter divided by the 99th percentile of their
+brain, and the prediction is returned on the target's scale; statistics are taken inside the
+brain mask, brought down to each level. The encoder and decoder also come in 2D (``dims=2``),
+which IHF-Harmony uses as its feature encoder.
 """
 
 from __future__ import annotations
