@@ -18,7 +18,6 @@ from pathlib import Path
 from mrharmony.errors import InputError
 
 AUTOMATIC_MASK = "automatic (Otsu, largest component, holes filled)"
-COMMANDS = {"hail": "structural train", "ihf": "flow train"}
 
 
 def _outputs(out: Path, force: bool) -> tuple[Path, Path]:

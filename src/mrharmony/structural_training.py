@@ -300,6 +300,7 @@ def _phase1_loss(net, batch: dict) -> dict:
 
 
 _PHASES = {1: "autoencoder", 2: "transfer"}
+TRAIN_COMMANDS = {"hail": "structural train", "ihf": "flow train"}
 
 
 def _torch_batch(batch: dict, device, dims: int = 3) -> dict:
@@ -370,9 +371,8 @@ def train_structural(config: StructuralRunConfig | str | os.PathLike | None, out
         cfg = config if isinstance(config, StructuralRunConfig) else load_structural_config(config)
     source = out / "config.yaml" if resume else (config if isinstance(config, (str, os.PathLike)) else out)
     if method is not None and cfg.model.method != method:
-        command = {"hail": "structural train", "ihf": "flow train"}
         raise InputError(f"configures method {cfg.model.method!r}; train it with 'mrharmony "
-                         f"{command[cfg.model.method]}'.", source)
+                         f"{TRAIN_COMMANDS[cfg.model.method]}'.", source)
     if not resume:
         _check_new_run_dir(out, force)
     tc = cfg.training
