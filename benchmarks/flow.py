@@ -26,10 +26,6 @@ existing data and finished runs are reused, interrupted runs resumed.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -46,20 +42,15 @@ def main() -> None:
     ap.add_argument("--modalities", nargs="+", default=["T1w", "T2w", "FLAIR"])
     args = ap.parse_args()
 
-    from mrharmony.data.structural import load_structural
-    from mrharmony.evaluation.structural import (baseline_harmonizers, evaluate_structural, markdown_table,
-                                                 paired_tests, summarize)
+    from structural_common import structural_data, write_results
+
+    from mrharmony.evaluation.structural import baseline_harmonizers, evaluate_structural
     from mrharmony.methods.hail import harmonize, load_hail
     from mrharmony.methods.ihf import harmonize_flow, load_ihf, restore_flow
-    from mrharmony.simulate.structural import simulate_structural
     from mrharmony.structural_training import train_or_resume
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    data = out / "data"
-    if not (data / "structural.yaml").is_file():
-        simulate_structural(data, preset=args.preset, seed=args.seed, quiet=True)
-    ds = load_structural(data)
+    data, ds = structural_data(out, args.preset, args.seed)
     crop = 64 if args.preset != "tiny" else 16
     t0 = time.perf_counter()
     ihf_run = train_or_resume({"preset": args.training_preset,
@@ -92,29 +83,15 @@ def main() -> None:
                                     reference_subject=split["validation"][0], seen_sites=meta["training_sites"],
                                     modality=modality)
     seconds = time.perf_counter() - t0
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(out / "rows.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    summary = summarize(rows, extra_metrics=("roundtrip",))
-    tests = paired_tests(rows, reference="ihf")
-    table = markdown_table(summary)
     roundtrip = [r["roundtrip"] for r in rows if "roundtrip" in r]
-    (out / "table.md").write_text(table)
-    (out / "summary.json").write_text(json.dumps({
+    write_results(out, rows, {
         "preset": args.preset, "training_preset": args.training_preset, "seed": args.seed,
         "test_subjects": split["test"], "one_shot_reference_subject": split["validation"][0],
         "training_sites": meta["training_sites"], "unseen_sites": ds.unseen_sites,
         "ihf_training_seconds": round(seconds_ihf, 1), "evaluation_seconds": round(seconds, 1),
         "roundtrip_relative_error": {"max": max(roundtrip), "median": float(np.median(roundtrip))},
-        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, CPU",
-        "summary": summary, "wilcoxon": tests}, indent=2) + "\n")
-    print(table)
+    }, reference="ihf", extra_metrics=("roundtrip",))
     print(f"round trip (input restored from its harmonized image): max relative error {max(roundtrip):.2e}")
-    for t in tests:
-        print(f"{t['modality']:5s} {t['group']:7s} ihf vs {t['method']:6s} {t['metric']:7s} "
-              f"median diff {t['median_difference']:+.4f}  p_bonf {t['p_bonferroni']:.2g}")
 
 
 if __name__ == "__main__":

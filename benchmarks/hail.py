@@ -25,9 +25,7 @@ runs are reused; an interrupted run is resumed.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -41,24 +39,14 @@ def main() -> None:
     ap.add_argument("--ablation", action="store_true", help="also train and score HAIL without consistency loss")
     args = ap.parse_args()
 
-    from mrharmony.data.structural import load_structural
-    from mrharmony.evaluation.structural import (
-        baseline_harmonizers,
-        evaluate_structural,
-        markdown_table,
-        paired_tests,
-        summarize,
-    )
+    from structural_common import structural_data, write_results
+
+    from mrharmony.evaluation.structural import baseline_harmonizers, evaluate_structural
     from mrharmony.methods.hail import harmonize, load_hail
-    from mrharmony.simulate.structural import simulate_structural
     from mrharmony.structural_training import train_or_resume
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    data = out / "data"
-    if not (data / "structural.yaml").is_file():
-        simulate_structural(data, preset=args.preset, seed=args.seed, quiet=True)
-    ds = load_structural(data)
+    data, ds = structural_data(out, args.preset, args.seed)
     config = {"preset": args.training_preset, "data": {"dataset": str(data.resolve()), "modalities": ["T1w"]},
               "model": {"method": "hail"}}
     runs = {"hail": train_or_resume(config, out / "run-hail")}
@@ -75,30 +63,11 @@ def main() -> None:
     rows = evaluate_structural(ds, harmonizers=harmonizers, subjects=split["test"],
                                reference_subject=split["validation"][0], seen_sites=meta["training_sites"])
     seconds = time.perf_counter() - t0
-    with open(out / "rows.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    summary = summarize(rows)
-    tests = paired_tests(rows, reference="hail")
-    table = markdown_table(summary)
-    (out / "table.md").write_text(table)
-    (out / "summary.json").write_text(json.dumps({
+    write_results(out, rows, {
         "preset": args.preset, "training_preset": args.training_preset, "seed": args.seed,
         "test_subjects": split["test"], "one_shot_reference_subject": split["validation"][0],
-        "training_sites": ds.train_sites, "unseen_sites": ds.unseen_sites,
-        "evaluation_seconds": round(seconds, 1), "machine": f"{platform.machine()}, {_cores()} cores, CPU",
-        "summary": summary, "wilcoxon": tests}, indent=2) + "\n")
-    print(table)
-    for t in tests:
-        print(f"{t['modality']} {t['group']:7s} hail vs {t['method']:22s} {t['metric']:7s} "
-              f"median diff {t['median_difference']:+.4f}  p_bonf {t['p_bonferroni']:.2g}")
-
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        "training_sites": ds.train_sites, "unseen_sites": ds.unseen_sites, "evaluation_seconds": round(seconds, 1),
+    }, reference="hail")
 
 
 if __name__ == "__main__":

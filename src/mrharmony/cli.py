@@ -282,13 +282,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="replace existing participant outputs")
 
     sp = add("structural", None, "Structural (T1-weighted) harmonization: HAIL training and applying, and metrics.")
-    ssub = sp.add_subparsers(dest="structural_command", metavar="SUBCOMMAND", required=True)
 
-    def sadd(name, func, help_text):
-        q = ssub.add_parser(name, help=help_text, description=help_text)
-        q.set_defaults(func=func)
-        q.add_argument("--quiet", action="store_true", help="no progress or summary output")
-        return q
+    def subcommands(group, dest: str):
+        """An ``add(name, func, help)`` for the subcommands of a command group."""
+        sub_parsers = group.add_subparsers(dest=dest, metavar="SUBCOMMAND", required=True)
+
+        def add_sub(name, func, help_text):
+            q = sub_parsers.add_parser(name, help=help_text, description=help_text)
+            q.set_defaults(func=func)
+            q.add_argument("--quiet", action="store_true", help="no progress or summary output")
+            return q
+
+        return add_sub
+
+    sadd = subcommands(sp, "structural_command")
 
     def image_commands(add_to, train_func, apply_func, what: str, model_name: str):
         tp = add_to("train", train_func, f"Train {what} from a YAML config.")
@@ -325,15 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--force", action="store_true", help="overwrite --json")
 
     sp = add("flow", None, "IHF-Harmony: unpaired harmonization of any modality through an exactly invertible flow.")
-    fsub = sp.add_subparsers(dest="flow_command", metavar="SUBCOMMAND", required=True)
-
-    def fadd(name, func, help_text):
-        q = fsub.add_parser(name, help=help_text, description=help_text)
-        q.set_defaults(func=func)
-        q.add_argument("--quiet", action="store_true", help="no progress or summary output")
-        return q
-
-    image_commands(fadd, _cmd_flow_train, _cmd_flow_apply,
+    image_commands(subcommands(sp, "flow_command"), _cmd_flow_train, _cmd_flow_apply,
                    "IHF-Harmony (feature encoder, then the invertible flow on unpaired images)", "IHF-Harmony")
 
     sp = add("report", _cmd_report, "Write a self-contained HTML report of trained runs.")

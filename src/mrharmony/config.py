@@ -40,6 +40,24 @@ def read_yaml(path: str | os.PathLike) -> Any:
         raise InputError("is not a text file.", path) from None
 
 
+def read_run_yaml(path: str | os.PathLike, presets: dict[str, dict]) -> dict:
+    """A run config file as a mapping, its ``preset`` (one of ``presets``) filling the keys of the
+    ``training`` section that the file does not set."""
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise InputError("must hold a mapping of keys to values at the top level.", path)
+    raw = dict(raw)
+    preset = raw.get("preset")
+    if preset is not None and preset not in presets:
+        raise InputError(f"invalid value for 'preset': {preset!r} is not one of {', '.join(presets)}.", path)
+    if preset is not None:
+        training = raw.get("training") or {}
+        if not isinstance(training, dict):
+            raise InputError("invalid value for 'training': a mapping is needed.", path)
+        raw["training"] = {**presets[preset], **training}
+    return raw
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     """One sentence for the first problem pydantic found (the one the user must fix first)."""
     err = exc.errors()[0]

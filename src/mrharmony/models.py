@@ -175,9 +175,29 @@ def load_model(path: str | os.PathLike):
                  for t, m in meta["first_stage_models"].items()}
     net = build_network(cfg, meta["ratios"], meta["in_channels"], patch_size=meta["patch_size"],
                         first_stage_nets=first)
+    load_weights(net, obj, path)
+    return net, meta
+
+
+def load_weights(net, obj: dict, path: str | os.PathLike) -> None:
+    """Put a saved model's weights into the network rebuilt from its metadata."""
     try:
         net.load_state_dict(obj["state_dict"])
     except RuntimeError as exc:
         raise InputError(f"holds weights that do not fit its own description ({str(exc).splitlines()[0]}).",
                          path) from None
-    return net, meta
+
+
+def read_image_model(path: str | os.PathLike, method: str, name: str, command: str) -> tuple[dict, dict, Path]:
+    """A saved HAIL or IHF-Harmony model (``model.pt`` or its run directory): (file contents,
+    meta, file); a model of another method is refused, naming the command that trains ``name``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    obj = read_checkpoint(path)
+    meta = obj.get("meta", {})
+    found = meta.get("model", {}).get("method")
+    if found != method:
+        raise InputError(f"is a {found or 'non-' + name} model, not {'an' if name[0] in 'AEIOU' else 'a'} {name} "
+                         f"model (train one with 'mrharmony {command}').", path)
+    return obj, meta, path

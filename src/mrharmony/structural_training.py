@@ -66,7 +66,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from mrharmony import __version__
-from mrharmony.config import StrictModel, dump_yaml, model_from_dict, read_yaml
+from mrharmony.config import StrictModel, dump_yaml, model_from_dict, read_run_yaml
 from mrharmony.errors import InputError
 
 PRESETS: dict[str, dict] = {
@@ -142,18 +142,7 @@ class StructuralRunConfig(StrictModel):
 def load_structural_config(path: str | os.PathLike) -> StructuralRunConfig:
     """Read a HAIL or IHF-Harmony run config; the preset fills the training keys the file does not
     set, and the dataset (and VGG weights) paths are taken from the config's folder."""
-    raw = read_yaml(path)
-    if not isinstance(raw, dict):
-        raise InputError("must hold a mapping of keys to values at the top level.", path)
-    raw = dict(raw)
-    preset = raw.get("preset")
-    if preset is not None and preset not in PRESETS:
-        raise InputError(f"invalid value for 'preset': {preset!r} is not one of {', '.join(PRESETS)}.", path)
-    if preset is not None:
-        training = raw.get("training") or {}
-        if not isinstance(training, dict):
-            raise InputError("invalid value for 'training': a mapping is needed.", path)
-        raw["training"] = {**PRESETS[preset], **training}
+    raw = read_run_yaml(path, PRESETS)
     base = Path(path).resolve().parent
     data, model = raw.get("data"), raw.get("model")
     if not isinstance(model, dict) or model.get("method") not in ("hail", "ihf"):
@@ -194,7 +183,8 @@ class CropSampler:
 
     def __init__(self, images: dict[str, dict[str, dict[str, np.ndarray]]], masks: dict[str, np.ndarray],
                  crop: tuple[int, int, int]):
-        self.images, self.masks, self.crop = images, masks, np.asarray(crop)
+        self.images, self.crop = images, np.asarray(crop)
+        self.masks = {s: m.astype(np.float32) for s, m in masks.items()}  # once, not per crop
         self.subjects = sorted(images)
         first = next(iter(images.values()))
         self.modalities = list(first)
@@ -231,7 +221,7 @@ class CropSampler:
             mod = self.modalities[0] if len(self.modalities) == 1 else str(rng.choice(self.modalities))
             for key, subj, site in (("x", a, i), ("t", b, j), ("s", c, i)):
                 out[key].append(self._cut(self.images[subj][mod][site], subj, frac))
-                out["m" + key].append(self._cut(self.masks[subj].astype(np.float32), subj, frac))
+                out["m" + key].append(self._cut(self.masks[subj], subj, frac))
         return {k: np.stack(v)[:, None] for k, v in out.items()}
 
 

@@ -50,7 +50,7 @@ import numpy as np
 from pydantic import Field
 
 from mrharmony import __version__
-from mrharmony.config import StrictModel, dump_yaml, model_from_dict, read_yaml
+from mrharmony.config import StrictModel, dump_yaml, model_from_dict, read_run_yaml
 from mrharmony.errors import InputError
 from mrharmony.models import (
     STATISTICAL,
@@ -113,18 +113,7 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
 
     Relative paths in the config (dataset, first-stage runs) are taken from the config's folder.
     """
-    raw = read_yaml(path)
-    if not isinstance(raw, dict):
-        raise InputError("must hold a mapping of keys to values at the top level.", path)
-    raw = dict(raw)
-    preset = raw.get("preset")
-    if preset is not None and preset not in PRESETS:
-        raise InputError(f"invalid value for 'preset': {preset!r} is not one of {', '.join(PRESETS)}.", path)
-    if preset is not None:
-        training = raw.get("training") or {}
-        if not isinstance(training, dict):
-            raise InputError("invalid value for 'training': a mapping is needed.", path)
-        raw["training"] = {**PRESETS[preset], **training}
+    raw = read_run_yaml(path, PRESETS)
     base = Path(path).resolve().parent
 
     def resolve(v):

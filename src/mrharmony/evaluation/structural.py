@@ -205,8 +205,8 @@ def evaluate_structural(dataset, *, harmonizers: dict, subjects: list[str], refe
     rows: list[dict] = []
     bar = Progress(total=len(subjects) * len(sites) * (len(sites) - 1), unit="pairs",
                    desc=f"structural evaluation ({modality})", quiet=quiet)
-    ref_mask = dataset.load_mask(reference_subject, dataset.load_image(reference_subject, sites[0], modality)[0])
     targets = {j: dataset.load_image(reference_subject, j, modality)[0] for j in sites}
+    ref_mask = dataset.load_mask(reference_subject, targets[sites[0]])
     for subject in subjects:
         imgs = {j: dataset.load_image(subject, j, modality)[0] for j in sites}
         mask = dataset.load_mask(subject, imgs[sites[0]])

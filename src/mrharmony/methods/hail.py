@@ -28,14 +28,11 @@ which IHF-Harmony uses as its feature encoder.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-
-from mrharmony.errors import InputError
 
 WIDTHS = (16, 32, 64)
 BRAIN_PERCENTILE = 99.0
@@ -195,8 +192,11 @@ def brain_scale(image: np.ndarray, mask: np.ndarray) -> float:
     return v if v > 0 else 1.0
 
 
-def _volume(a: np.ndarray, device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a, np.float32))[None, None].to(device)
+def as_volume(a: np.ndarray, device="cpu", multiple: int = 1) -> torch.Tensor:
+    """(X, Y, Z) -> (1, 1, X', Y', Z') float32 on ``device``, zero-padded at the end of each axis
+    up to a multiple of ``multiple``."""
+    v = np.pad(a, [(0, (-n) % multiple) for n in a.shape]) if multiple > 1 else a
+    return torch.from_numpy(np.ascontiguousarray(v, np.float32))[None, None].to(device)
 
 
 def harmonize(net: HAIL, image: np.ndarray, mask: np.ndarray, target: np.ndarray, target_mask: np.ndarray, *,
@@ -210,29 +210,17 @@ def harmonize(net: HAIL, image: np.ndarray, mask: np.ndarray, target: np.ndarray
     net = net.to(device).eval()
     s_in, s_t = brain_scale(image, mask), brain_scale(target, target_mask)
     with torch.no_grad():
-        pred = net(_volume(image / s_in, device), _volume(target / s_t, device),
-                   _volume(mask, device), _volume(target_mask, device))
+        pred = net(as_volume(image / s_in, device), as_volume(target / s_t, device),
+                   as_volume(mask, device), as_volume(target_mask, device))
     out = pred[0, 0].float().cpu().numpy() * s_t
     return np.maximum(out, 0).astype(np.float32)
 
 
 def load_hail(path: str | os.PathLike) -> tuple[HAIL, dict]:
     """A trained HAIL model: ``(network, meta)``; ``path`` is ``model.pt`` or its run directory."""
-    from mrharmony.models import read_checkpoint
+    from mrharmony.models import load_weights, read_image_model
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
-    obj = read_checkpoint(path)
-    meta = obj.get("meta", {})
-    if meta.get("model", {}).get("method") != "hail":
-        raise InputError(f"is a {meta.get('model', {}).get('method', 'non-HAIL')} model, not a HAIL model "
-                         "(train one with 'mrharmony structural train').", path)
+    obj, meta, path = read_image_model(path, "hail", "HAIL", "structural train")
     net = HAIL(tuple(meta["model"]["widths"]), meta["model"].get("skips", False))
-    try:
-        net.load_state_dict(obj["state_dict"])
-    except RuntimeError as exc:
-        raise InputError(f"holds weights that do not fit its own description ({str(exc).splitlines()[0]}).",
-                         path) from None
+    load_weights(net, obj, path)
     return net.eval(), meta
-

@@ -39,7 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mrharmony.errors import InputError
-from mrharmony.methods.hail import _conv, _mask_at, channel_stats
+from mrharmony.methods.hail import _conv, _mask_at, as_volume, channel_stats
 
 
 def squeeze(x: torch.Tensor) -> torch.Tensor:
@@ -336,23 +336,12 @@ def ihf_losses(net: IHFTrainee, batch: dict, *, anatomy_weight: float, artefact_
 
 def load_ihf(path: str | os.PathLike) -> tuple[IHF, dict]:
     """A trained IHF-Harmony model: ``(network, meta)``; ``path`` is ``model.pt`` or its run directory."""
-    from mrharmony.models import read_checkpoint
+    from mrharmony.models import load_weights, read_image_model
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
-    obj = read_checkpoint(path)
-    meta = obj.get("meta", {})
-    cfg = meta.get("model", {})
-    if cfg.get("method") != "ihf":
-        raise InputError(f"is a {cfg.get('method', 'non-IHF')} model, not an IHF-Harmony model "
-                         "(train one with 'mrharmony flow train').", path)
+    obj, meta, path = read_image_model(path, "ihf", "IHF-Harmony", "flow train")
+    cfg = meta["model"]
     net = IHF(cfg["dims"], cfg["levels"], cfg["blocks"], cfg["hidden"], cfg["style_dim"])
-    try:
-        net.load_state_dict(obj["state_dict"])
-    except RuntimeError as exc:
-        raise InputError(f"holds weights that do not fit its own description ({str(exc).splitlines()[0]}).",
-                         path) from None
+    load_weights(net, obj, path)
     return net.eval(), meta
 
 
@@ -363,19 +352,13 @@ def _slices(volume: np.ndarray, multiple: int = 1) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(v, 2, 0)[:, None], np.float32))
 
 
-def _volume(volume: np.ndarray, multiple: int = 1) -> torch.Tensor:
-    """(X, Y, Z) -> (1, 1, X', Y', Z'), zero-padded up to a multiple of ``multiple``."""
-    v = np.pad(volume, [(0, (-n) % multiple) for n in volume.shape])
-    return torch.from_numpy(np.ascontiguousarray(v, np.float32))[None, None]
-
-
 def _run_flow(net: IHF, image_n: np.ndarray, code: torch.Tensor, *, inverse: bool, chunk: int = 16) -> np.ndarray:
     """The flow (or its inverse) on a normalized volume, slice by slice (2D) or whole (3D)."""
     fn = net.inverse if inverse else net.forward
     m = net.flow.multiple
     with torch.no_grad():
         if net.dims == 3:
-            out = fn(_volume(image_n, m), code)[0, 0].numpy()
+            out = fn(as_volume(image_n, multiple=m), code)[0, 0].numpy()
             return out[tuple(slice(0, n) for n in image_n.shape)]
         sl = _slices(image_n, m)
         out = torch.cat([fn(sl[i:i + chunk], code) for i in range(0, sl.shape[0], chunk)])
@@ -386,7 +369,7 @@ def target_code(net: IHF, target: np.ndarray, target_mask: np.ndarray) -> torch.
     """The style code (1, style_dim) of a target image (normalized), over its whole brain."""
     with torch.no_grad():
         if net.dims == 3:
-            return net.style_code(_volume(target), _volume(target_mask.astype(np.float32)))
+            return net.style_code(as_volume(target), as_volume(target_mask))
         return net.style_code(_slices(target), _slices(target_mask.astype(np.float32)), pool_batch=True)
 
 
