@@ -9,7 +9,7 @@ structural``, ``--preset``, default demo: 8 subjects, 5 sites, two held out of t
    HAIL trained on the T1w images of the same sites and subjects (or ``--hail-run``);
 2. every held-out test subject harmonized from each site to each other site, per modality;
    the one target image of a site is the validation subject's image on it; scored by
-   :func:`mrharmony.evaluation.structural.evaluate_structural` (SSIM / PSNR against the truth,
+   :func:`mrharmony.structural.metrics.evaluate_structural` (SSIM / PSNR against the truth,
    nWD, rAVD and the Dice overlap of the tissue segmentations of output and input), plus, for
    IHF-Harmony, the relative error of the input restored from its harmonized image through the
    inverse flow (``roundtrip``);
@@ -44,10 +44,10 @@ def main() -> None:
 
     from structural_common import structural_data, write_results
 
-    from mrharmony.evaluation.structural import baseline_harmonizers, evaluate_structural
-    from mrharmony.methods.hail import harmonize, load_hail
-    from mrharmony.methods.ihf import harmonize_flow, load_ihf, restore_flow
-    from mrharmony.structural_training import train_or_resume
+    from mrharmony.structural.metrics import baseline_harmonizers, evaluate_structural
+    from mrharmony.structural.hail import harmonize, load_hail
+    from mrharmony.structural.ihf import harmonize_flow, load_ihf, restore_flow
+    from mrharmony.structural.training import train_or_resume
 
     out = Path(args.out)
     data, ds = structural_data(out, args.preset, args.seed)

@@ -80,7 +80,7 @@ def patch_rate(dataset: Path, *, n_batches: int = 200, batch: int = 12, seed: in
     import numpy as np
 
     from mrharmony.data import load_dataset
-    from mrharmony.patches import PatchSampler
+    from mrharmony.dmri.patches import PatchSampler
 
     ds = load_dataset(dataset, check_data=False)
     t0 = time.perf_counter()

@@ -10,7 +10,7 @@ sites separately, plus SSIM / PSNR against the truth our simulator knows:
    also a run without the consistency loss;
 3. every held-out test subject harmonized from each site to each other site with every method;
    the one target image of a site is the validation subject's image on it (one-shot, never a
-   test subject); scored by :func:`mrharmony.evaluation.structural.evaluate_structural`;
+   test subject); scored by :func:`mrharmony.structural.metrics.evaluate_structural`;
 4. paired Wilcoxon signed-rank tests of HAIL against each baseline on SSIM and on nWD(t,p), per
    group of pairs, Bonferroni-corrected over all of them.
 
@@ -41,9 +41,9 @@ def main() -> None:
 
     from structural_common import structural_data, write_results
 
-    from mrharmony.evaluation.structural import baseline_harmonizers, evaluate_structural
-    from mrharmony.methods.hail import harmonize, load_hail
-    from mrharmony.structural_training import train_or_resume
+    from mrharmony.structural.metrics import baseline_harmonizers, evaluate_structural
+    from mrharmony.structural.hail import harmonize, load_hail
+    from mrharmony.structural.training import train_or_resume
 
     out = Path(args.out)
     data, ds = structural_data(out, args.preset, args.seed)

@@ -2,9 +2,9 @@
 
 On a held-out subject's input volume of a prepared dataset and a trained run:
 
-* tiled inference (:func:`mrharmony.inference.predict_volume`) of the whole volume, timed;
+* tiled inference (:func:`mrharmony.dmri.inference.predict_volume`) of the whole volume, timed;
 * the reference, one 11^3 patch per voxel with its output's centre kept
-  (:func:`mrharmony.inference.predict_patchwise`), timed on a seeded sample of brain voxels and
+  (:func:`mrharmony.dmri.inference.predict_patchwise`), timed on a seeded sample of brain voxels and
   its rate extrapolated to every brain voxel (running it on all of them takes hours);
 * the largest absolute difference between the two on the sampled voxels.
 
@@ -33,9 +33,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from mrharmony.data import load_dataset
-    from mrharmony.features.prepare import load_features
-    from mrharmony.inference import predict_patchwise, predict_volume
-    from mrharmony.models import load_model
+    from mrharmony.dmri.features.prepare import load_features
+    from mrharmony.dmri.inference import predict_patchwise, predict_volume
+    from mrharmony.dmri.models import load_model
 
     net, meta = load_model(args.run)
     ds = load_dataset(meta["data"]["dataset"], check_data=False)

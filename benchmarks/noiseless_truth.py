@@ -38,11 +38,11 @@ def main() -> None:
 
 
     from mrharmony.data import load_dataset
-    from mrharmony.evaluation.evaluate import _common_data, _unique_names
-    from mrharmony.features.dti import dti_maps
-    from mrharmony.features.prepare import load_features
-    from mrharmony.features.sh import fit_sh, sh_orders
-    from mrharmony.methods.base import load_harmonizer
+    from mrharmony.dmri.evaluate import _common_data, _unique_names
+    from mrharmony.dmri.features.dti import dti_maps
+    from mrharmony.dmri.features.prepare import load_features
+    from mrharmony.dmri.features.sh import fit_sh, sh_orders
+    from mrharmony.dmri.harmonizer import load_harmonizer
     from mrharmony.simulate import render_scan
 
     loaded = [(load_harmonizer(r), r) for r in args.runs]
@@ -117,7 +117,7 @@ def main() -> None:
 
 def _fa_on(h, f, t, y, bvals, bvecs, fm):
     """FA of a prediction on the sampled voxels ``fm`` of the target grid."""
-    from mrharmony.features.dti import dti_from_sh
+    from mrharmony.dmri.features.dti import dti_from_sh
 
     c = h.target_coefficients(y, t, fm)
     return dti_from_sh(c, bvals, bvecs, h.reference["sh"], fm)[0][fm]

@@ -24,7 +24,7 @@ def structural_data(out: Path, preset: str, seed: int):
 def write_results(out: Path, rows: list[dict], info: dict, *, reference: str, extra_metrics=()) -> list[dict]:
     """rows.csv, table.md and summary.json (``info``, the machine, the summary and the paired
     tests of ``reference`` against every other method); prints the table and the tests."""
-    from mrharmony.evaluation.structural import markdown_table, paired_tests, summarize
+    from mrharmony.structural.metrics import markdown_table, paired_tests, summarize
 
     with open(out / "rows.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))

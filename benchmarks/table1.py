@@ -50,7 +50,7 @@ TARGETS = ("prisma_st", "connectom_st", "connectom_sa")
 
 def widened_diqt_features(n_params: int, target_ratio: int, in_channels: int = 28) -> int:
     """The DIQT width whose parameter count is closest to ``n_params``."""
-    from mrharmony.methods.single import DIQT
+    from mrharmony.dmri.networks.single import DIQT
 
     best = min(range(8, 1024, 2), key=lambda f: abs(sum(p.numel() for p in DIQT("t", in_channels, target_ratio,
                                                                                  features=f).parameters()) - n_params))
@@ -58,10 +58,10 @@ def widened_diqt_features(n_params: int, target_ratio: int, in_channels: int = 2
 
 
 def run_split(root: Path, data: Path, split: str, budget: dict, *, seed: int, control_target: str, quiet: bool) -> Path:
-    from mrharmony.evaluation.evaluate import evaluate
-    from mrharmony.evaluation.tables import write_tables
-    from mrharmony.models import read_checkpoint
-    from mrharmony.training import train
+    from mrharmony.dmri.evaluate import evaluate
+    from mrharmony.dmri.tables import write_tables
+    from mrharmony.dmri.models import read_checkpoint
+    from mrharmony.dmri.training import train
 
     work = root / split
     (work / "configs").mkdir(parents=True, exist_ok=True)
@@ -113,7 +113,7 @@ def statistical_methods() -> list[str]:
 
 
 def budget_epochs(budget: dict) -> int:
-    from mrharmony.training import PRESETS
+    from mrharmony.dmri.training import PRESETS
 
     return int(budget["training"].get("epochs", PRESETS[budget["preset"]]["epochs"]))
 
@@ -129,7 +129,7 @@ def main() -> None:
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
 
-    from mrharmony.features.prepare import prepare
+    from mrharmony.dmri.features.prepare import prepare
     from mrharmony.simulate import simulate
 
     root = Path(args.out)

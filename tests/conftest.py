@@ -14,7 +14,7 @@ def tiny_prepared(tmp_path_factory, tiny_dataset):
     """A copy of the tiny dataset with its SH features prepared."""
     import shutil
 
-    from mrharmony.features.prepare import prepare
+    from mrharmony.dmri.features.prepare import prepare
 
     root = tmp_path_factory.mktemp("prep") / "tiny"
     shutil.copytree(tiny_dataset, root)

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from mrharmony.training import load_run_config
+from mrharmony.dmri.training import load_run_config
 
 FOLDER = Path(__file__).parent.parent / "examples"
 IMAGE_METHODS = ("hail.yaml", "ihf.yaml")  # mrharmony structural / flow train
@@ -17,7 +17,7 @@ def test_example_configs_are_valid(path):
 
 @pytest.mark.parametrize("name", IMAGE_METHODS)
 def test_image_method_example_configs_are_valid(name):
-    from mrharmony.structural_training import load_structural_config
+    from mrharmony.structural.training import load_structural_config
 
     cfg = load_structural_config(FOLDER / name)
     assert cfg.preset == "demo" and cfg.data.dataset.endswith("demo-output/structural")

@@ -27,13 +27,13 @@ STATISTICAL = ("none", "meanvar_global", "meanvar_voxel", "rish")
 def run_demo(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, force: bool = False,
              quiet: bool = False) -> Path:
     from mrharmony.data import load_dataset
-    from mrharmony.evaluation.evaluate import evaluate
-    from mrharmony.evaluation.tables import markdown, write_tables
-    from mrharmony.features.prepare import prepare
+    from mrharmony.dmri.evaluate import evaluate
+    from mrharmony.dmri.tables import markdown, write_tables
+    from mrharmony.dmri.features.prepare import prepare
     from mrharmony.io import staged_output_dir
     from mrharmony.report.html import build_report
     from mrharmony.simulate import simulate
-    from mrharmony.training import train
+    from mrharmony.dmri.training import train
 
     def say(text: str) -> None:
         if not quiet:

@@ -18,7 +18,7 @@ arranged the same way (links are fine)::
       - {name: siteD, role: unseen}     # unseen: never used in training
 
 A subject without ``mask.nii.gz`` gets the automatic brain mask of its image
-(:func:`mrharmony.evaluation.structural.brain_mask`). Images of one subject share a grid; a
+(:func:`mrharmony.structural.metrics.brain_mask`). Images of one subject share a grid; a
 subject's images on different sites are the same anatomy (traveling heads) only in simulated
 data, where the evaluation uses them as the truth; training never pairs them.
 """
@@ -81,7 +81,7 @@ class StructuralDataset:
         if path.is_file():
             mask = read_structural_image(path, what="mask")[0] > 0
         elif image is not None:
-            from mrharmony.evaluation.structural import brain_mask
+            from mrharmony.structural.metrics import brain_mask
 
             mask = brain_mask(image)
         else:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mrharmony import __version__
 from mrharmony.errors import InputError
-from mrharmony.evaluation.tables import _num
+from mrharmony.dmri.tables import _num
 from mrharmony.io import write_text
 
 CSS = """
@@ -34,7 +34,7 @@ def _img(png: bytes, alt: str) -> str:
 
 
 def _table(ev) -> str:
-    from mrharmony.evaluation.tables import table_rows
+    from mrharmony.dmri.tables import table_rows
 
     head = "".join(f"<th>{html.escape(t)}</th>" for t in ev.targets)
     rows = []
@@ -46,7 +46,7 @@ def _table(ev) -> str:
 
 
 def _tests(ev) -> str:
-    from mrharmony.evaluation.tables import _p, tests_against_best
+    from mrharmony.dmri.tables import _p, tests_against_best
 
     rows = [f"<tr><td>{html.escape(t)}</td><td>{html.escape(r['a'])}</td><td>{html.escape(r['b'])}</td>"
             f"<td>{r['median_difference']:+.4f}</td><td>{_p(r['p'])}</td><td>{_p(r['p_bonferroni'])}</td></tr>"
@@ -71,8 +71,8 @@ def build_report(runs: list[str | os.PathLike], out: str | os.PathLike, *, evalu
                  subject: str | None = None, force: bool = False, quiet: bool = False) -> Path:
     """Evaluate ``runs`` (unless ``evaluation`` is given) and write the HTML report to ``out``."""
     from mrharmony.data import load_dataset
-    from mrharmony.evaluation.evaluate import evaluate
-    from mrharmony.methods.base import load_harmonizer
+    from mrharmony.dmri.evaluate import evaluate
+    from mrharmony.dmri.harmonizer import load_harmonizer
     from mrharmony.report.figures import fig3_views, training_curves
 
     out = Path(out)
@@ -135,8 +135,8 @@ harmonization); "meanvar_global" is the input standardized per channel.</p>
 
 
 def _fig3(ds, hs, ev, target, subject, fig3_views) -> str:
-    from mrharmony.features.dti import dti_maps
-    from mrharmony.features.prepare import load_features
+    from mrharmony.dmri.features.dti import dti_maps
+    from mrharmony.dmri.features.prepare import load_features
 
     s = ev.summary()["patch_mse"]
     singles = [m for m in ev.methods if m in ("diqt", "cnn_rish", "shresnet") and target in s.get(m, {})]

@@ -1,0 +1,138 @@
+"""``mrharmony apply MODEL --dwi D --bval B --bvec V --mask M --out DIR [--target T]``.
+
+Harmonizes a new subject's scan on the input platform to one or all target platforms:
+
+1. the SH features of the scan (the model's SH settings), normalized with the scan's own
+   per-channel statistics inside its mask, as in training;
+2. the harmonizer on the whole volume (tiled);
+3. back to the target platform's scale (the mean of its training scans' statistics);
+4. written as float32 NIfTI, BIDS-derivative style, per target ``<prefix>_space-<target>``:
+   ``..._model-sh_desc-harmonized_dwimap.nii.gz`` (SH coefficients), ``..._desc-harmonized_dwi``
+   ``.nii.gz/.bval/.bvec`` (b0-normalized signal on the target platform's gradient table, one
+   b=0 volume of 1.0 first), ``..._model-tensor_param-fa/md_dwimap.nii.gz`` and
+   ``..._model-tensor_param-decfa_dwimap.nii.gz`` (direction-encoded colour FA), with JSON
+   sidecars, and a ``dataset_description.json``.
+
+The output folder is built under a temporary name and moved into place at the end: a failed
+run leaves nothing behind, and an existing output is kept unless ``force``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mrharmony import __version__
+from mrharmony.errors import InputError
+from mrharmony.io import save_nifti, staged_output_dir, write_json, write_text
+
+
+def harmonize_arrays(h, dwi: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, mask: np.ndarray,
+                     affine: np.ndarray, *, targets: list[str] | None = None,
+                     source=None) -> dict[str, dict[str, np.ndarray]]:
+    """Steps 1-3 on arrays: per target, ``sh`` (target-scale SH coefficients) and ``mask``."""
+    from mrharmony.dmri.features.normalization import ChannelStats
+    from mrharmony.dmri.features.prepare import ScanFeatures
+    from mrharmony.dmri.features.sh import SHConfig, fit_sh
+
+    cfg = SHConfig(**h.reference["sh"])
+    coeffs = fit_sh(dwi, bvals, bvecs, mask, cfg, source=source)
+    stats = ChannelStats.fit(coeffs, mask)
+    scan = ScanFeatures(data=stats.apply(coeffs, mask), mask=mask, affine=affine, stats=stats, sh=cfg)
+    out = {}
+    if not h.predicts_sh:  # methods that harmonize the DTI maps (ComBat)
+        maps = h.predict_dti(scan)
+        return {t: {"dti": maps[t], "mask": h.target_mask(mask, t)} for t in targets or h.targets}
+    pred = h.predict(scan)
+    for t in targets or h.targets:
+        tmask = h.target_mask(mask, t)
+        out[t] = {"sh": h.target_coefficients(pred[t], t, tmask), "mask": tmask}
+    return out
+
+
+def apply_model(model: str | os.PathLike, *, dwi: str, bval: str, bvec: str, mask: str | None,
+                out: str | os.PathLike, targets: list[str] | None = None, prefix: str | None = None,
+                force: bool = False, description: bool = True) -> Path:
+    """Harmonize one scan (see the module docstring). Without ``mask``, a brain mask is computed
+    from the b=0 volumes (:func:`mrharmony.data.dataset.automatic_mask`) and written with the
+    outputs. ``description=False`` leaves out ``dataset_description.json`` (for outputs nested in
+    a derivative dataset that has one)."""
+    from mrharmony.data.validate import read_float32, read_gradients, read_image
+    from mrharmony.dmri.evaluate import _target_affine
+    from mrharmony.dmri.features.sh import SHConfig
+    from mrharmony.dmri.harmonizer import load_harmonizer
+
+    h = load_harmonizer(model)
+    targets = targets or h.targets
+    unknown = [t for t in targets if t not in h.targets]
+    if unknown:
+        raise InputError(f"the model predicts {', '.join(h.targets)}, not {unknown[0]!r}.", model)
+    img = read_image(dwi)
+    if len(img.shape) != 4:
+        raise InputError(f"is {len(img.shape)}D with shape {tuple(img.shape)}; a DWI series must be 4D.", dwi)
+    if mask is not None:
+        mimg = read_image(mask)
+        if tuple(mimg.shape[:3]) != tuple(img.shape[:3]):
+            raise InputError(f"has shape {tuple(mimg.shape)} but {Path(dwi).name} has spatial shape "
+                             f"{tuple(img.shape[:3])}.", mask)
+    bvals, bvecs = read_gradients(bval, bvec, n_volumes=int(img.shape[3]))
+    data = read_float32(img, dwi)
+    if not np.all(np.isfinite(data)):
+        raise InputError("has NaN or infinite values.", dwi)
+    if mask is None:
+        from mrharmony.data.dataset import automatic_mask
+
+        m = automatic_mask(data, bvals)
+    else:
+        m = np.asanyarray(mimg.dataobj)
+        m = (m[..., 0] if m.ndim == 4 else m) > 0
+    if not m.any():
+        raise InputError("is empty (no voxel inside the brain).", mask or dwi)
+    results = harmonize_arrays(h, data, bvals, bvecs, m, img.affine, targets=targets, source=bval)
+    cfg = SHConfig(**h.reference["sh"])
+    prefix = prefix or Path(dwi).name.split(".")[0].removesuffix("_dwi")
+    with staged_output_dir(out, force=force) as tmp:
+        if mask is None:
+            save_nifti(tmp / f"{prefix}_desc-brain_mask.nii.gz", m.astype(np.uint8), img.affine, dtype=np.uint8)
+            write_json(tmp / f"{prefix}_desc-brain_mask.json", {
+                "Description": "brain mask computed by mrharmony (median Otsu on the mean b=0 image)",
+                "Sources": [str(Path(dwi).resolve())]})
+        if description:
+            _write_description(tmp / "dataset_description.json", h.name)
+        for t, res in results.items():
+            aff = _target_affine(img.affine, h.ratios[t])
+            base = f"{prefix}_space-{t.replace('_', '')}"
+            side = {"Method": h.name, "TargetPlatform": t, "Model": str(Path(model).resolve()),
+                    "SphericalHarmonics": h.reference["sh"], "mrharmonyVersion": __version__}
+            if "dti" in res:
+                fa, md, dec = res["dti"]
+            else:
+                fa, md, dec = _write_signal(tmp, base, res, side, h.target_gradients(t), cfg, aff)
+            for param, arr in (("fa", fa), ("md", md), ("decfa", dec)):
+                save_nifti(tmp / f"{base}_model-tensor_param-{param}_dwimap.nii.gz", arr, aff)
+    return Path(out)
+
+
+def _write_description(path: Path, method: str) -> None:
+    write_json(path, {
+        "Name": "mrharmony harmonized diffusion MRI", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "mrharmony", "Version": __version__, "Description": f"mrharmony apply ({method})"}],
+    })
+
+
+def _write_signal(tmp: Path, base: str, res: dict, side: dict, gradients, cfg, aff):
+    """Write the harmonized SH coefficients and signal of one target; return its DTI maps."""
+    from mrharmony.dmri.features.dti import dti_maps, signal_from_sh
+
+    save_nifti(tmp / f"{base}_model-sh_desc-harmonized_dwimap.nii.gz", res["sh"], aff)
+    write_json(tmp / f"{base}_model-sh_desc-harmonized_dwimap.json", side)
+    tb, tv, signal = signal_from_sh(res["sh"], *gradients, cfg)
+    signal[~res["mask"]] = 0
+    save_nifti(tmp / f"{base}_desc-harmonized_dwi.nii.gz", signal, aff)
+    write_text(tmp / f"{base}_desc-harmonized_dwi.bval", " ".join(f"{b:g}" for b in tb) + "\n")
+    write_text(tmp / f"{base}_desc-harmonized_dwi.bvec",
+               "\n".join(" ".join(f"{x:.6f}" for x in row) for row in tv.T) + "\n")
+    write_json(tmp / f"{base}_desc-harmonized_dwi.json", {**side, "Description": "b0-normalized signal"})
+    return dti_maps(signal, tb, tv, res["mask"])

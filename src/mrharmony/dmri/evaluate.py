@@ -1,0 +1,199 @@
+"""``mrharmony evaluate RUN_DIR [RUN_DIR ...]``: how good is each method on the same test data?
+
+* The MSP paper's metric: the MSE in normalized SH space of each test patch (the central
+  ``eval_size``^3 input voxels of the patch, ``r eval_size``^3 voxels for a 2x target, so
+  every method is scored on the same voxels whatever its output size), mean (std) per target;
+  one row per method, one column per target, like Table 1. Predictions are made on whole
+  volumes (tiled), which for valid convolutions equals patch-by-patch prediction.
+* Paired two-sided Wilcoxon signed-rank tests between every pair of methods on the same test
+  patches, Bonferroni-corrected over every test of the table.
+* The split is the runs' own (they must share dataset and split): by patch (the paper's) or by
+  held-out subject, and the table says which.
+* For held-out subjects, whole-volume errors inside the target's mask (and the input's, brought
+  to the target grid, where every method predicts): SH-space MSE, and the absolute FA and MD
+  differences of a DTI fit (dipy) of the signal reconstructed on the target
+  scan's gradient table against the DTI fit of the real target scan.
+
+A "none" row (the input's SH coefficients, at their own scale, taken as the target's: no
+harmonization) is the reference every method must beat; it is added unless a saved ``none``
+run is among the runs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mrharmony.errors import InputError
+
+
+@dataclass
+class Evaluation:
+    split: str
+    n_patches: int
+    eval_size: int
+    targets: list[str]
+    methods: list[str]
+    parameters: dict[str, int | None]
+    patch_errors: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # method -> target -> (N,)
+    tests: dict[str, list[dict]] = field(default_factory=dict)  # target -> pairwise tests
+    volume_errors: list[dict] = field(default_factory=list)  # one row per (method, subject, target)
+    test_subjects: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {
+            "split": self.split, "n_patches": self.n_patches, "eval_size": self.eval_size,
+            "targets": self.targets, "methods": self.methods, "parameters": self.parameters,
+            "test_subjects": self.test_subjects,
+            "patch_mse": {m: {t: {"mean": float(e.mean()), "std": float(e.std())} for t, e in per.items()}
+                          for m, per in self.patch_errors.items()},
+            "tests": self.tests, "volume_errors": self.volume_errors,
+        }
+
+
+def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: int | None = 20000,
+             seed: int = 0, baseline: bool = True, volume_metrics: bool = True, quiet: bool = False) -> Evaluation:
+    """Evaluate saved harmonizers (run directories) on their common test split."""
+    from mrharmony.data import load_dataset
+    from mrharmony.stats import paired_tests
+    from mrharmony.dmri.harmonizer import load_harmonizer
+    from mrharmony.dmri.statistical import IdentityHarmonizer
+    from mrharmony.dmri.patches import PatchSampler
+    from mrharmony.progress import Progress
+    from mrharmony.dmri.training import DataConfig, make_splits
+
+    if not runs:
+        raise InputError("name at least one run directory to evaluate.")
+    hs = [load_harmonizer(r) for r in runs]
+    data = _common_data(hs, runs)
+    ds = load_dataset(data.dataset, check_data=False, subjects=data.subjects)
+    targets = [p.name for p in ds.target_platforms if any(p.name in h.targets for h in hs)]
+    ratios = {t: ds.voxel_ratio(t) for t in targets}
+    names = _unique_names(hs, runs)
+    if baseline and "none" not in names:  # no harmonization, unless a saved "none" run is among the runs
+        ref = {"sh": hs[0].reference["sh"]}
+        for key in ("target_stats", "target_gradients", "voxel_sizes"):
+            ref[key] = {t: v for h in hs for t, v in (h.reference.get(key) or {}).items()}
+        hs.append(IdentityHarmonizer(targets=targets, ratios=ratios, reference=ref))
+        names.append("none")
+    truth = PatchSampler.from_dataset(ds, subjects=data.subjects, targets=targets, size=data.patch_size,
+                                      target_sizes={t: eval_size * r for t, r in ratios.items()})
+    splits = make_splits(truth, DataConfig(**data.model_dump()))
+    test = splits.test
+    if max_patches and len(test) > max_patches:
+        test = np.sort(np.random.default_rng(seed).choice(test, max_patches, replace=False))
+    subj_of = truth.subject_index()
+    subjects_needed = sorted(set(subj_of[test].tolist()))
+    params: dict[str, int | None] = {}
+    for n, h in zip(names, hs):
+        count = getattr(h, "parameter_count", None)
+        params[n] = None if count is None else (params.get(n) or 0) + count  # a row's networks together
+    ev = Evaluation(split=data.split, n_patches=len(test), eval_size=eval_size, targets=targets,
+                    methods=list(dict.fromkeys(names)), parameters=params, test_subjects=splits.test_subjects)
+    offsets = np.searchsorted(subj_of, np.arange(len(truth.subjects)))
+    progress = Progress(total=len(hs) * len(subjects_needed), unit="volumes", desc="evaluate", quiet=quiet)
+    from mrharmony.dmri.features.prepare import load_features
+
+    # per harmonizer (several single networks of one method share a row name, one per target)
+    mine = [[t for t in h.targets if t in targets] if h.predicts_sh else [] for h in hs]
+    errors = [{t: np.empty(len(test), np.float64) for t in ts} for ts in mine]
+    for s in subjects_needed:  # each subject's volumes are read once, whatever the number of methods
+        subject = truth.subjects[s]
+        f = load_features(ds, subject, ds.input_platform.name)
+        sel = np.flatnonzero(subj_of[test] == s)
+        # patches are cut and scored one subject at a time: memory stays that of one subject
+        _, true = truth.batch(test[sel])
+        reference = {} if volume_metrics and subject in splits.test_subjects else None
+        for i, (name, h) in enumerate(zip(names, hs)):
+            if not h.predicts_sh:  # DTI-map methods: whole-volume rows only
+                if reference is not None:
+                    ev.volume_errors.extend(_volume_errors(ds, h, name, subject, f, None, reference))
+                progress.update(1)
+                continue
+            pred = h.predict(f)
+            cutter = PatchSampler([f.data], [f.affine], [f.mask],
+                                  {t: [pred[t]] for t in mine[i]},
+                                  {t: [_target_affine(f.affine, ratios[t])] for t in mine[i]},
+                                  size=data.patch_size, target_sizes={t: eval_size * ratios[t] for t in mine[i]})
+            _, cut = cutter.batch(test[sel] - offsets[s])
+            for t in mine[i]:
+                errors[i][t][sel] = ((cut[t] - true[t]) ** 2).reshape(len(sel), -1).mean(axis=1)
+            if reference is not None:
+                ev.volume_errors.extend(_volume_errors(ds, h, name, subject, f, pred, reference))
+            progress.update(1)
+    for name, per in zip(names, errors):
+        if per:
+            ev.patch_errors.setdefault(name, {}).update(per)
+    order = {name: i for i, name in enumerate(dict.fromkeys(names))}
+    ev.volume_errors.sort(key=lambda r: order[r["method"]])  # rows by method, then subject
+    progress.close()
+    per_target = {t: {m: e[t] for m, e in ev.patch_errors.items() if t in e} for t in targets}
+    n_tests = sum(len(e) * (len(e) - 1) // 2 for e in per_target.values())
+    for t, errs in per_target.items():
+        ev.tests[t] = paired_tests(errs, n_comparisons=n_tests) if len(errs) > 1 else []
+    return ev
+
+
+def _common_data(hs, runs):
+    from mrharmony.dmri.training import DataConfig
+
+    datas = []
+    for h, r in zip(hs, runs):
+        meta = getattr(h, "meta", None)
+        if meta is None:
+            raise InputError("is not a trained run with a data configuration.", r)
+        datas.append({k: v for k, v in meta["data"].items() if k != "targets"})
+    for d, r in zip(datas[1:], runs[1:]):
+        if d != datas[0]:
+            diff = sorted(k for k in d if d[k] != datas[0].get(k))
+            raise InputError(f"was trained with other data settings than {runs[0]} ({', '.join(diff)}); "
+                             "methods are compared on one dataset and split.", r)
+    return DataConfig(**datas[0])
+
+
+def _unique_names(hs, runs) -> list[str]:
+    """Row labels: the method's name; single networks of one method for different targets share
+    a row (as in Table 1); a second run of a method for the same target is labelled by its run."""
+    out, covered = [], set()
+    for h, r in zip(hs, runs):
+        label = h.name
+        if any((label, t) in covered for t in h.targets):
+            label = f"{h.name} ({Path(r).name})"
+        covered.update((label, t) for t in h.targets)
+        out.append(label)
+    return out
+
+
+def _target_affine(affine: np.ndarray, r: int) -> np.ndarray:
+    """Affine of the grid r times finer than ``affine``'s, sharing its corner."""
+    from mrharmony.registration import scaled_affine
+
+    return scaled_affine(affine, 1.0 / r)
+
+
+def _volume_errors(ds, h, name: str, subject: str, scan, pred: dict | None, reference: dict) -> list[dict]:
+    """Whole-volume errors of one method on one subject; ``reference`` caches, per target, the
+    subject's target features, gradient table and the DTI maps of the real target scan."""
+    from mrharmony.dmri.features.dti import dti_maps
+    from mrharmony.dmri.features.prepare import load_features
+
+    for t in h.targets:
+        if t not in reference:
+            tf = load_features(ds, subject, t)
+            tscan = ds.scan(subject, t)
+            bvals, bvecs = tscan.gradients()
+            dwi, _ = tscan.load_dwi()
+            reference[t] = (tf, (bvals, bvecs), *dti_maps(dwi, bvals, bvecs, tf.mask)[:2])
+    maps = h.predict_dti(scan, gradients={t: reference[t][1] for t in h.targets}, pred=pred)
+    rows = []
+    for t, (fa_p, md_p, _) in maps.items():
+        tf, _, fa_t, md_t = reference[t]
+        m = tf.mask & h.target_mask(scan.mask, t)  # where the target has brain and the method a prediction
+        sh_mse = float(((pred[t][m] - tf.data[m]) ** 2).mean()) if pred is not None else None
+        rows.append({"method": name, "subject": subject, "target": t, "sh_mse": sh_mse,
+                     "fa_mae": float(np.abs(fa_p[m] - fa_t[m]).mean()),
+                     "md_mae": float(np.abs(md_p[m] - md_t[m]).mean())})
+    return rows

@@ -1,0 +1,194 @@
+"""``mrharmony prepare DATASET``: SH features of every scan, as BIDS-like derivatives.
+
+For each scan it writes, under ``DATASET/derivatives/mrharmony-sh/<subject>/<platform>/``:
+
+* ``<subject>_model-sh_desc-b0norm_dwimap.nii.gz``: float32 SH coefficients (X, Y, Z, 28) of the
+  b0-normalized shell, zero outside the mask;
+* the same name with ``.json``: the SH settings (basis, order, regularization), the per-channel
+  mean and std inside the mask (the paper's normalization, applied when features are loaded)
+  and a fingerprint of the source files.
+
+The folder gets a ``dataset_description.json`` (``DatasetType: derivative``). A scan whose
+sources and settings have not changed since its features were written is skipped, so running
+``prepare`` twice does no work the second time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mrharmony import FORMAT_VERSION, __version__
+from mrharmony.data.dataset import Scan, TravelingHeads, load_dataset
+from mrharmony.data.validate import check_overlap, check_scan_data, read_float32, read_image
+from mrharmony.errors import InputError
+from mrharmony.dmri.features.normalization import ChannelStats
+from mrharmony.dmri.features.sh import SHConfig, fit_sh, n_coefficients, select_shell
+from mrharmony.io import save_nifti, write_json
+from mrharmony.progress import Progress
+
+DERIVATIVE = "mrharmony-sh"
+
+
+def feature_dir(root: Path) -> Path:
+    return Path(root) / "derivatives" / DERIVATIVE
+
+
+def feature_paths(root: Path, subject: str, platform: str) -> tuple[Path, Path]:
+    base = feature_dir(root) / subject / platform / f"{subject}_model-sh_desc-b0norm_dwimap"
+    return base.with_name(base.name + ".nii.gz"), base.with_name(base.name + ".json")
+
+
+def _fingerprint(scan: Scan) -> dict:
+    out = {}
+    for key, path in (("dwi", scan.dwi), ("bval", scan.bval), ("bvec", scan.bvec), ("mask", scan.mask)):
+        if path is None:
+            out[key] = None
+            continue
+        st = path.stat()
+        entry = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        if st.st_size < 1 << 20:
+            entry["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        out[key] = entry
+    return out
+
+
+def _is_current(root: Path, scan: Scan, cfg: SHConfig) -> bool:
+    nii, side = feature_paths(root, scan.subject, scan.platform.name)
+    if not (nii.is_file() and side.is_file()):
+        return False
+    try:
+        meta = json.loads(side.read_text())
+    except (OSError, ValueError):
+        return False
+    return meta.get("sh") == cfg.model_dump(mode="json") and meta.get("sources") == _fingerprint(scan)
+
+
+@dataclass
+class PrepareReport:
+    """What ``prepare`` did: the scans it computed and those it found up to date."""
+
+    computed: list[tuple[str, str]] = field(default_factory=list)
+    cached: list[tuple[str, str]] = field(default_factory=list)
+    out_dir: Path | None = None
+
+
+def prepare(dataset: str | os.PathLike | TravelingHeads, *, cfg: SHConfig | None = None,
+            force: bool = False, quiet: bool = False, register: bool = False) -> PrepareReport:
+    """Compute the SH features of every scan of a traveling-heads dataset (see module docstring).
+
+    The whole dataset is validated first (headers of every scan, and the voxel data of every
+    scan that needs work), so bad input stops the run before anything is written. With
+    ``register``, target scans that are not co-registered with their subject's input scan are
+    first registered to it (:mod:`mrharmony.dmri.register`).
+    """
+    cfg = cfg or SHConfig()
+    if register:
+        from mrharmony.dmri.register import register_to_input
+
+        root = dataset.root if isinstance(dataset, TravelingHeads) else dataset
+        register_to_input(load_dataset(root, check_data=False, coregistered=False), quiet=quiet)
+        dataset = root
+    ds = dataset if isinstance(dataset, TravelingHeads) else load_dataset(dataset, check_data=False)
+    todo = [s for s in ds.scans() if force or not _is_current(ds.root, s, cfg)]
+    report = PrepareReport(out_dir=feature_dir(ds.root))
+    report.cached = [(s.subject, s.platform.name) for s in ds.scans() if s not in todo]
+    inp = ds.input_platform.name
+    for scan in todo:  # voxel-level checks before any work
+        check_scan_data(scan)
+        select_shell(scan.gradients()[0], cfg, source=scan.bval)
+        if scan.platform.name != inp:
+            check_overlap(ds.scan(scan.subject, inp), scan)
+    _write_description(ds)
+    progress = Progress(total=len(todo), unit="scans", desc="prepare", quiet=quiet)
+    for scan in todo:
+        _prepare_scan(ds, scan, cfg)
+        report.computed.append((scan.subject, scan.platform.name))
+        progress.update(1)
+    progress.close()
+    return report
+
+
+def _write_description(ds: TravelingHeads) -> None:
+    path = feature_dir(ds.root) / "dataset_description.json"
+    if path.exists():
+        return
+    write_json(path, {
+        "Name": f"SH features of {ds.spec.name}",
+        "BIDSVersion": "1.9.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "mrharmony", "Version": __version__, "Description": "mrharmony prepare"}],
+    })
+
+
+def _prepare_scan(ds: TravelingHeads, scan: Scan, cfg: SHConfig) -> None:
+    dwi, affine = scan.load_dwi()
+    mask = scan.load_mask()
+    bvals, bvecs = scan.gradients()
+    coeffs = fit_sh(dwi, bvals, bvecs, mask, cfg, source=scan.bval)
+    del dwi
+    stats = ChannelStats.fit(coeffs, mask)
+    nii, side = feature_paths(ds.root, scan.subject, scan.platform.name)
+    save_nifti(nii, coeffs, affine)
+    mask_path = scan.mask
+    if mask_path is None:  # computed (automatic_mask): kept with the features
+        mask_path = nii.with_name(f"{scan.subject}_desc-brain_mask.nii.gz")
+        save_nifti(mask_path, mask.astype(np.uint8), affine, dtype=np.uint8)
+    write_json(side, {
+        "format_version": FORMAT_VERSION,
+        "generated_by": {"name": "mrharmony prepare", "version": __version__},
+        "Description": "real symmetric SH coefficients of the b0-normalized diffusion signal",
+        "sh": cfg.model_dump(mode="json"),
+        "n_coefficients": n_coefficients(cfg.sh_order_max),
+        "normalization": {"kind": "zscore-in-mask", **stats.to_dict()},
+        "platform": scan.platform.name,
+        "subject": scan.subject,
+        "mask": os.path.relpath(mask_path, side.parent),
+        "sources": _fingerprint(scan),
+    })
+
+
+@dataclass
+class ScanFeatures:
+    """SH features of one scan as loaded for training or evaluation."""
+
+    data: np.ndarray  # (X, Y, Z, C) float32; normalized if asked, zero outside the mask
+    mask: np.ndarray  # (X, Y, Z) bool
+    affine: np.ndarray
+    stats: ChannelStats
+    sh: SHConfig
+
+
+def load_features(ds: TravelingHeads, subject: str, platform: str, *, normalized: bool = True) -> ScanFeatures:
+    """Read the features ``prepare`` wrote for one scan (normalized to mean 0 / std 1 by default)."""
+    nii, side = feature_paths(ds.root, subject, platform)
+    if not side.is_file() or not nii.is_file():
+        raise InputError("is missing; run 'mrharmony prepare' on the dataset first.", nii)
+    try:
+        meta = json.loads(side.read_text())
+    except ValueError:
+        raise InputError("is not valid JSON.", side) from None
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise InputError(
+            f"was written by a newer mrharmony (format version {version}, this one reads up to "
+            f"{FORMAT_VERSION}); upgrade mrharmony or run 'prepare --force'.",
+            side,
+        )
+    img = read_image(nii)
+    data = read_float32(img, nii)
+    mask_file = side.parent / meta["mask"] if meta.get("mask") else None
+    if mask_file is not None and mask_file.is_file():
+        mimg = read_image(mask_file)
+        mask = np.asanyarray(mimg.dataobj).reshape(mimg.shape[:3]) > 0
+    else:
+        mask = ds.scan(subject, platform).load_mask()
+    stats = ChannelStats.from_dict(meta["normalization"])
+    if normalized:
+        data = stats.apply(data, mask)
+    return ScanFeatures(data=data, mask=mask, affine=img.affine, stats=stats, sh=SHConfig(**meta["sh"]))

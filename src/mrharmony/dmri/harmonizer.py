@@ -1,0 +1,118 @@
+"""The contract every harmonization method of mrharmony fulfils.
+
+A :class:`Harmonizer` maps the normalized SH features of a scan on the input platform to those
+of one or more target platforms:
+
+* ``fit(...)`` learns the mapping from a traveling-heads dataset (deep methods: through the
+  training engine, see :mod:`mrharmony.dmri.training`);
+* ``predict(scan)`` takes the input scan's :class:`~mrharmony.dmri.features.prepare.ScanFeatures`
+  (``data``: (X, Y, Z, C) normalized to mean 0 / std 1 per channel inside ``mask``, with the
+  scan's own ``stats``, its ``affine`` and SH settings) and returns ``{target: features}`` in
+  the targets' normalized space, on each target's grid (r times finer for a 2x target, aligned
+  with the input's), zero outside the (upsampled) mask; :meth:`Harmonizer.target_coefficients`
+  maps them to the target platform's scale;
+* ``save(dir)`` / ``load(dir)`` store and restore it, with its ``reference``: per target, the
+  platform's feature scale (``target_stats``), its gradient table (``target_gradients``) and
+  voxel size, and the SH settings of the features, which is what harmonizing a new scan needs
+  (:mod:`mrharmony.dmri.apply`).
+
+Evaluation, ``apply``, the report and the benchmarks use harmonizers only through this
+interface.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+from mrharmony.errors import InputError
+
+
+class Harmonizer(ABC):
+    #: short name of the method (``diqt``, ``msp``, ``rish``, ...)
+    method: str = "harmonizer"
+
+    #: whether ``predict`` gives SH features; False for methods that harmonize DTI maps only
+    #: (ComBat), which provide :meth:`predict_dti` and have no row in the patch table
+    predicts_sh: bool = True
+
+    def __init__(self, *, targets: list[str], ratios: dict[str, int], reference: dict, name: str | None = None):
+        self.targets = list(targets)
+        self.ratios = dict(ratios)
+        self.reference = reference
+        self.name = name or self.method
+
+    @abstractmethod
+    def predict(self, scan) -> dict[str, np.ndarray]:
+        """Normalized target features of one scan (see the module docstring)."""
+
+    def target_coefficients(self, y: np.ndarray, target: str, mask: np.ndarray | None = None) -> np.ndarray:
+        """A prediction for ``target`` mapped back to the platform's SH scale (zero outside ``mask``)."""
+        from mrharmony.dmri.features.normalization import ChannelStats
+
+        st = self.reference["target_stats"][target]
+        return ChannelStats(np.asarray(st["mean"], np.float32), np.asarray(st["std"], np.float32)).invert(y, mask)
+
+    @abstractmethod
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the harmonizer to ``directory``; return the path that :func:`load_harmonizer` reads."""
+
+    def predict_dti(self, scan, *, gradients: dict | None = None, pred: dict | None = None) -> dict[str, tuple]:
+        """Per target, (FA, MD, DEC FA) on the target's grid: a DTI fit (dipy) of the harmonized
+        signal on the target's gradient table (``gradients``: target -> (bvals, bvecs); by default
+        the platform's from the reference). ``pred``: the result of :meth:`predict`, if at hand."""
+        from mrharmony.dmri.features.dti import dti_from_sh
+
+        pred = self.predict(scan) if pred is None else pred
+        out = {}
+        for t, y in pred.items():
+            m = self.target_mask(scan.mask, t)
+            bvals, bvecs = (gradients or {}).get(t) or self.target_gradients(t)
+            out[t] = dti_from_sh(self.target_coefficients(y, t, m), bvals, bvecs, self.reference["sh"], m)
+        return out
+
+    def target_gradients(self, target: str) -> tuple[np.ndarray, np.ndarray]:
+        """The target platform's gradient table (bvals, bvecs) from the training data."""
+        g = self.reference["target_gradients"][target]
+        return np.asarray(g["bvals"], float), np.asarray(g["bvecs"], float)
+
+    def target_mask(self, mask: np.ndarray, target: str) -> np.ndarray:
+        """The input mask on a target's grid (each input voxel becomes r^3 target voxels)."""
+        r = self.ratios[target]
+        m = np.asarray(mask, bool)
+        return m.repeat(r, 0).repeat(r, 1).repeat(r, 2) if r > 1 else m
+
+
+def load_harmonizer(path: str | os.PathLike) -> Harmonizer:
+    """Load any saved harmonizer: a run directory or ``model.pt`` of a deep method."""
+    from mrharmony.dmri.deep import DeepHarmonizer
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError("does not exist.", path)
+    if (path / "model.pt").is_file() or path.suffix == ".pt":
+        return DeepHarmonizer.load(path)
+    if (path / "harmonizer.json").is_file():
+        import json
+
+        from mrharmony import FORMAT_VERSION
+        from mrharmony.dmri.statistical import harmonizer_class
+
+        try:
+            d = json.loads((path / "harmonizer.json").read_text())
+        except ValueError:
+            raise InputError("is not valid JSON.", path / "harmonizer.json") from None
+        if d.get("format_version", 0) > FORMAT_VERSION:
+            raise InputError(f"was written by a newer mrharmony (format version {d['format_version']}).",
+                             path / "harmonizer.json")
+        cls = harmonizer_class(str(d.get("method")))
+        if cls is None:
+            raise InputError(f"names an unknown method {d.get('method')!r}.", path / "harmonizer.json")
+        return cls.load(path)
+    if path.is_dir() and (path / "checkpoints").is_dir():
+        raise InputError("is a run that has not finished (no model.pt); resume it with 'mrharmony train --resume'.",
+                         path)
+    raise InputError("is not a saved mrharmony model (no model.pt).", path)

@@ -1,0 +1,93 @@
+"""MSP: the Multi-Stage Prediction network (Blumberg et al., MICCAI 2019, equation 1).
+
+First stage: one trained single network ``N_i`` per target i (they may differ in
+architecture). Connection networks ``N_iT`` take the last feature map ``z_i`` of every other
+target's network and inform the prediction of target T. Second stage, for every target T::
+
+    y2_T = (1 - a) * y1_T + a / (P - 1) * (sum_{i != T} N_iT(z_i) + y1_T)
+
+where P - 1 is the number of targets and ``a`` is ramped from 0 to 1 during training so that the
+pretrained networks are blended with the new ones. The loss sums the first-stage losses of every
+target and the second-stage ones; the network returns ``{T: [y1_T, y2_T]}``.
+
+A connection network is a stack of two 3D convolutions (3^3 conv to ``features`` + ReLU, 1^3
+conv to the output channels); where ``z_i`` is on the input grid and T is 2x finer, the first
+becomes a deconvolution (and the second a 3^3 conv); where ``z_i`` is finer than T, the first is
+a strided convolution (kernel 2, stride 2). The 3^3 convolution becomes 1^3 where ``z_i`` is
+too small for its output to cover ``y1_T`` at the configured patch size (networks of different
+architectures have outputs of different sizes). The terms of the sum are cropped to the largest
+size they all cover, centred; at ``a = 0``, y2_T equals y1_T on that region exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mrharmony.dmri.networks.single import SingleNet
+from mrharmony.dmri.networks.blocks import Upsample2, center_crop
+
+
+def connection(z_channels: int, z_ratio: int, target_ratio: int, out_channels: int, features: int = 64,
+               *, kernel: int = 3) -> nn.Module:
+    """``N_iT``; ``kernel`` is that of its 3^3 convolution (1 where ``z_i`` is too small for 3)."""
+    if z_ratio == target_ratio:
+        return nn.Sequential(nn.Conv3d(z_channels, features, kernel), nn.ReLU(), nn.Conv3d(features, out_channels, 1))
+    if z_ratio == 1 and target_ratio == 2:
+        return nn.Sequential(Upsample2(z_channels, features), nn.Conv3d(features, out_channels, kernel))
+    if z_ratio == 2 and target_ratio == 1:
+        return nn.Sequential(nn.Conv3d(z_channels, features, 2, stride=2), nn.ReLU(),
+                             nn.Conv3d(features, out_channels, 1))
+    raise ValueError(f"cannot connect features at ratio {z_ratio} to a target at ratio {target_ratio}")
+
+
+class MSP(nn.Module):
+    name = "msp"
+
+    def __init__(self, first_stage: dict[str, SingleNet], *, features: int = 64, patch_size: int = 11):
+        super().__init__()
+        if len(first_stage) < 2:
+            raise ValueError("MSP combines at least two targets")
+        for t, net in first_stage.items():
+            if net.target != t:
+                raise ValueError(f"first-stage network for {t!r} predicts {net.target!r}")
+        self.targets = list(first_stage)
+        self.first = nn.ModuleDict(first_stage)
+        self.in_channels = next(iter(first_stage.values())).in_channels
+        self.ratios = {t: n.ratio for t, n in first_stage.items()}
+        sizes = {}
+        with torch.no_grad():
+            probe = torch.zeros(1, self.in_channels, patch_size, patch_size, patch_size)
+            for t, net in first_stage.items():
+                y, z = net.forward_features(probe)
+                sizes[t] = (y.shape[-1], z.shape[-1])
+        conns = {}
+        for t in self.targets:
+            for i in self.targets:
+                if i == t:
+                    continue
+                zi, zr, tr = sizes[i][1], first_stage[i].z_ratio, first_stage[t].ratio
+                reach = {(1, 1): zi - 2, (2, 2): zi - 2, (1, 2): 2 * zi - 2, (2, 1): zi // 2}[(zr, tr)]
+                kernel = 3 if reach >= sizes[t][0] or (zr, tr) == (2, 1) else 1
+                conns[f"{i}__{t}"] = connection(first_stage[i].z_channels, zr, tr, self.in_channels, features,
+                                                kernel=kernel)
+        self.connections = nn.ModuleDict(conns)
+        self.register_buffer("alpha", torch.zeros(()))
+
+    def set_alpha(self, a: float) -> None:
+        self.alpha.fill_(float(min(1.0, max(0.0, a))))
+
+    def forward(self, x):
+        y1, z = {}, {}
+        for t, net in self.first.items():
+            y1[t], z[t] = net.forward_features(x)
+        p_minus_1 = len(self.targets)
+        out = {}
+        for t in self.targets:
+            terms = [self.connections[f"{i}__{t}"](z[i]) for i in self.targets if i != t]
+            size = tuple(min(y.shape[a] for y in [y1[t], *terms]) for a in (-3, -2, -1))
+            first = center_crop(y1[t], size)
+            total = first + sum(center_crop(term, size) for term in terms)
+            a = self.alpha.to(first.dtype)
+            out[t] = [y1[t], (1 - a) * first + a / p_minus_1 * total]
+        return out

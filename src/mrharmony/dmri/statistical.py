@@ -1,0 +1,408 @@
+"""The statistical harmonizers practice uses today, behind the same contract as the networks.
+
+They work on the SH coefficients at their own scale (of the b0-normalized signal), not on the
+per-scan normalized features: ``predict`` maps the input scan's features back with the scan's
+own channel statistics, transforms them, and normalizes the result with the target platform's
+training statistics (the ``target_stats`` of the reference), as the networks' outputs are
+mapped back. For a 2x target the input coefficients are first interpolated linearly (inside
+the mask) onto the target grid.
+
+* ``none`` (:class:`IdentityHarmonizer`): the input coefficients taken as the target's, no
+  harmonization.
+* ``meanvar_global``: each SH channel of the scan standardized and given the
+  target platform's mean and standard deviation (training subjects' average). In the
+  normalized space of the evaluation this is the normalized input itself.
+* ``meanvar_voxel``: per voxel and channel, the mean and standard deviation of
+  the input platform's coefficients across training subjects mapped onto the target's
+  ("align the means and variances", voxelwise).
+* ``rish``, linear RISH harmonization (Mirzaalian et al. 2016; Karayumak et al. 2019): the
+  rotation-invariant energy of each SH order, E_l = sum_m c_lm^2, averaged over the training
+  subjects in a common space for each platform; per order the scale map
+  sqrt(E_l,target / E_l,input) multiplies the input's coefficients of that order.
+
+The voxelwise methods learn their maps in the space of one training subject (the reference,
+the first training subject): every training subject's input scan is registered to it (dipy,
+affine by default; ``registration: none`` takes world coordinates as aligned), its target scans
+follow the same transform (the platforms of a subject are co-registered). Maps live on the
+input platform's grid (target scans are averaged down to it first) and are smoothed by pooling
+the moments over a Gaussian neighbourhood (``smoothing_fwhm_mm``). A new scan is registered to
+the reference and the maps are brought to its grid with the inverse transform.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mrharmony.errors import InputError
+from mrharmony.dmri.harmonizer import Harmonizer
+
+
+class RawSpaceHarmonizer(Harmonizer):
+    """A harmonizer that maps SH coefficients at their own scale (see the module docstring)."""
+
+    def __init__(self, *, targets, ratios, reference, name=None, meta: dict | None = None,
+                 settings: dict | None = None):
+        super().__init__(targets=targets, ratios=ratios, reference=reference, name=name)
+        self.meta = meta
+        self.settings = dict(settings or {})
+
+    def predict(self, scan) -> dict[str, np.ndarray]:
+        from mrharmony.registration import upsample_masked
+
+        if scan.stats is None:
+            raise ValueError(f"{self.method} needs the input scan's channel statistics")
+        mask = np.asarray(scan.mask, bool)
+        raw = scan.stats.invert(scan.data, mask)
+        maps = self.scan_maps(raw, mask, scan)
+        out = {}
+        for t in self.targets:
+            r = self.ratios[t]
+            y = upsample_masked(self.transform(raw, mask, t, maps), mask, r)
+            ts = self.reference["target_stats"][t]
+            y = (y - np.asarray(ts["mean"], np.float32)) / np.asarray(ts["std"], np.float32)
+            y[~self.target_mask(mask, t)] = 0.0
+            out[t] = y.astype(np.float32)
+        return out
+
+    def scan_maps(self, raw: np.ndarray, mask: np.ndarray, scan):
+        """What the transform needs of this scan (e.g. the learned maps on its grid); None if nothing."""
+        return None
+
+    def transform(self, raw: np.ndarray, mask: np.ndarray, target: str, maps) -> np.ndarray:
+        """The target's coefficients on the input grid (before interpolation to the target grid)."""
+        return raw
+
+    # -- saving -------------------------------------------------------------------------------
+    def _arrays(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """NIfTI files to save: name -> (data, affine)."""
+        return {}
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        from mrharmony import FORMAT_VERSION, __version__
+        from mrharmony.io import save_nifti, write_json
+
+        directory = Path(directory)
+        for name, (data, affine) in self._arrays().items():
+            save_nifti(directory / f"{name}.nii.gz", data, affine)
+        write_json(directory / "harmonizer.json", {
+            "format_version": FORMAT_VERSION, "mrharmony_version": __version__, "method": self.method,
+            "targets": self.targets, "ratios": self.ratios, "reference": self.reference,
+            "settings": self.settings, "meta": self.meta, "files": sorted(self._arrays()),
+        })
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "RawSpaceHarmonizer":
+        from mrharmony.data.validate import read_float32, read_image
+        from mrharmony.dmri.models import absolute_paths
+
+        directory = Path(directory)
+        d = json.loads((directory / "harmonizer.json").read_text())
+        arrays = {}
+        for name in d.get("files", []):
+            path = directory / f"{name}.nii.gz"
+            if not path.is_file():
+                raise InputError("is missing from the saved harmonizer.", path)
+            img = read_image(path)
+            arrays[name] = (read_float32(img, path), img.affine)
+        meta = absolute_paths(d["meta"], directory) if d.get("meta") else None
+        h = cls(targets=d["targets"], ratios={t: int(r) for t, r in d["ratios"].items()}, reference=d["reference"],
+                meta=meta, settings=d.get("settings") or {})
+        h._restore(arrays)
+        return h
+
+    def _restore(self, arrays: dict) -> None:
+        pass
+
+
+class IdentityHarmonizer(RawSpaceHarmonizer):
+    """No harmonization: the input scan's coefficients taken as the target's.
+
+    The reference row of every evaluation table: a method that does not beat it does harm.
+    """
+
+    method = "none"
+
+
+class GlobalMeanVariance(RawSpaceHarmonizer):
+    """Each SH channel standardized over the scan's mask and given the target platform's mean and std."""
+
+    method = "meanvar_global"
+
+    def scan_maps(self, raw, mask, scan):
+        return scan.stats  # standardized with the scan's own statistics, as the method does
+
+    def transform(self, raw, mask, target, maps):
+        ts = self.reference["target_stats"][target]
+        z = (raw - maps.mean) / maps.std
+        return z * np.asarray(ts["std"], np.float32) + np.asarray(ts["mean"], np.float32)
+
+
+@dataclass
+class CommonSpace:
+    """The reference subject's input-platform space in which voxelwise maps are learned."""
+
+    image: np.ndarray  # the reference's l=0 coefficient map inside its mask
+    mask: np.ndarray
+    affine: np.ndarray
+    registration: str
+
+    def matrix(self, image: np.ndarray, affine: np.ndarray) -> np.ndarray:
+        """World transform reference -> scan (identity for the reference itself)."""
+        from mrharmony.registration import register
+
+        if image.shape == self.image.shape and np.allclose(affine, self.affine) and np.array_equal(image, self.image):
+            return np.eye(4)
+        return register(self.image, self.affine, image, affine, kind=self.registration)
+
+    def to_reference(self, data, affine, matrix) -> np.ndarray:
+        from mrharmony.registration import resample
+
+        return resample(data, affine, self.image.shape, self.affine, matrix)
+
+    def to_scan(self, data, shape, affine, matrix) -> np.ndarray:
+        from mrharmony.registration import resample
+
+        return resample(data, self.affine, shape, affine, np.linalg.inv(matrix))
+
+
+class VoxelwiseHarmonizer(RawSpaceHarmonizer):
+    """A harmonizer with maps learned in a :class:`CommonSpace` (voxelwise mean/variance, RISH)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.space: CommonSpace | None = None
+        self.maps: dict[str, np.ndarray] = {}  # target -> (X, Y, Z, K) on the reference grid
+        self.fallback: dict[str, np.ndarray] = {}  # target -> (K,) used outside the maps' support
+
+    def scan_maps(self, raw, mask, scan):
+        affine = scan.affine
+        m = self.space.matrix(raw[..., 0] * mask, affine)
+        support = self.space.to_scan(self.space.mask.astype(np.float32), mask.shape, affine, m) > 0.5
+        out = {}
+        for t in self.targets:
+            v = self.space.to_scan(self.maps[t], mask.shape, affine, m)
+            v[~support] = self.fallback[t]
+            out[t] = v
+        return out
+
+    def _arrays(self):
+        arrays = {"space": (np.stack([self.space.image, self.space.mask.astype(np.float32)], -1), self.space.affine)}
+        for t, v in self.maps.items():
+            arrays[f"maps-{t}"] = (v, self.space.affine)
+        return arrays
+
+    def _restore(self, arrays):
+        space, affine = arrays["space"]
+        self.space = CommonSpace(image=space[..., 0], mask=space[..., 1] > 0.5, affine=affine,
+                                 registration=self.settings.get("registration", "affine"))
+        self.maps = {t: arrays[f"maps-{t}"][0] for t in self.targets}
+        self.fallback = {t: np.asarray(v, np.float32) for t, v in self.settings.get("fallback", {}).items()}
+
+    def statistics(self, coeffs: np.ndarray) -> np.ndarray:
+        """Per-voxel quantities averaged over subjects, (X, Y, Z, K)."""
+        raise NotImplementedError
+
+    def maps_from_means(self, mean_in: np.ndarray, mean_t: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class VoxelwiseMeanVariance(VoxelwiseHarmonizer):
+    """Per voxel and channel: (c - mean_in) / std_in * std_target + mean_target, learned across subjects."""
+
+    method = "meanvar_voxel"
+
+    def statistics(self, coeffs):
+        return np.concatenate([coeffs, coeffs * coeffs], axis=-1)
+
+    def maps_from_means(self, mean_in, mean_t):
+        c = mean_in.shape[-1] // 2
+        out = []
+        for m in (mean_in, mean_t):
+            mu, sq = m[..., :c], m[..., c:]
+            out += [mu, np.sqrt(np.maximum(sq - mu * mu, 0.0))]
+        mu_in, sd_in, mu_t, sd_t = out
+        # a channel's std is floored at a tenth of its median over the brain: no division by ~0
+        floor = 0.1 * np.median(sd_in.reshape(-1, c)[sd_in.reshape(-1, c).sum(1) > 0], axis=0)
+        sd_in = np.maximum(sd_in, floor)
+        return np.concatenate([mu_in, sd_t / sd_in, mu_t], axis=-1).astype(np.float32)
+
+    def transform(self, raw, mask, target, maps):
+        v = maps[target]
+        c = raw.shape[-1]
+        return (raw - v[..., :c]) * v[..., c:2 * c] + v[..., 2 * c:]
+
+
+class LinearRISH(VoxelwiseHarmonizer):
+    """Linear RISH: per-order scale maps sqrt(E_l,target / E_l,input) multiply the input's coefficients."""
+
+    method = "rish"
+
+    def _orders(self, n_channels: int) -> np.ndarray:
+        from mrharmony.dmri.features.sh import sh_orders
+
+        orders = sh_orders(int(self.reference["sh"]["sh_order_max"]))
+        if len(orders) != n_channels:
+            raise ValueError(f"{n_channels} channels do not match SH order {self.reference['sh']['sh_order_max']}")
+        return orders
+
+    def statistics(self, coeffs):
+        orders = self._orders(coeffs.shape[-1])
+        return np.stack([(coeffs[..., orders == l] ** 2).sum(-1) for l in np.unique(orders)], axis=-1)
+
+    def maps_from_means(self, mean_in, mean_t):
+        eps = 1e-6 * np.median(mean_in[mean_in > 0]) if (mean_in > 0).any() else 1e-12
+        scale = np.sqrt(np.where(mean_in > eps, mean_t / np.maximum(mean_in, eps), 1.0))
+        return np.clip(scale, 0.05, 20.0).astype(np.float32)
+
+    def transform(self, raw, mask, target, maps):
+        orders = self._orders(raw.shape[-1])
+        index = np.searchsorted(np.unique(orders), orders)
+        return raw * maps[target][..., index]
+
+
+def fit_statistical(cfg, out: str | os.PathLike, *, force: bool = False, quiet: bool = False) -> Path:
+    """Fit the statistical harmonizer of a run config into the run directory ``out``.
+
+    The split is made as for the networks (same dataset, same split settings give the same test
+    patches and subjects); the maps are learned on the subjects that hold no test data for a
+    split by subject, and on every subject for the paper's split by patch, whose test patches lie
+    between training patches of the same subjects (as they do for the networks).
+    """
+    from mrharmony import __version__
+    from mrharmony.data import load_dataset
+    from mrharmony.config import dump_yaml
+    from mrharmony.io import staged_output_dir, write_text
+    from mrharmony.dmri.patches import PatchSampler
+    from mrharmony.progress import Progress
+    from mrharmony.dmri.training import (_relative_to, _write_split, make_splits, platform_reference,
+                                    resolved_config)
+
+    out = Path(out)
+    if cfg.model.method == "combat":
+        from mrharmony.dmri.combat import require_neuroharmonize
+
+        require_neuroharmonize()
+    ds = load_dataset(cfg.data.dataset, check_data=False, subjects=cfg.data.subjects)
+    targets = cfg.data.targets or [p.name for p in ds.target_platforms]
+    for t in targets:
+        if ds.platform(t).role != "target":
+            raise InputError(f"{t!r} is the input platform, not a target.", Path(cfg.data.dataset) / "dataset.yaml")
+    ratios = {t: ds.voxel_ratio(t) for t in targets}
+    sampler = PatchSampler.from_dataset(ds, subjects=cfg.data.subjects, targets=targets, size=cfg.data.patch_size)
+    splits = make_splits(sampler, cfg.data)
+    subjects = list(sampler.subjects)
+    del sampler
+    fit_subjects = [s for s in subjects if s not in splits.test_subjects]
+    model = cfg.model
+    settings = {"registration": model.registration, "smoothing_fwhm_mm": model.smoothing_fwhm_mm}
+    meta = {
+        "mrharmony_version": __version__,
+        "model": model.model_dump(mode="json", exclude_unset=True),
+        "data": cfg.data.model_dump(mode="json"),
+        "targets": targets, "ratios": ratios, "input_platform": ds.input_platform.name,
+        "fit_subjects": fit_subjects,
+    }
+    reference = platform_reference(ds, targets, fit_subjects)
+    h = harmonizer_class(model.method)(targets=targets, ratios=ratios, reference=reference, settings=settings)
+    if isinstance(h, VoxelwiseHarmonizer):
+        progress = Progress(total=len(fit_subjects), unit="subjects", desc=f"fit {model.method}", quiet=quiet)
+        if model.method == "combat":
+            from mrharmony.dmri.combat import fit_combat
+
+            fit_combat(h, ds, fit_subjects, progress)
+        else:
+            _fit_maps(h, ds, fit_subjects, progress)
+        progress.close()
+    with staged_output_dir(out, force=force) as tmp:
+        h.meta = {**meta, "data": _relative_to(meta["data"], out)}
+        h.save(tmp)
+        write_text(tmp / "config.yaml", dump_yaml(resolved_config(cfg, out)))
+        _write_split(tmp / "split.json", splits, subjects)
+    return out
+
+
+def subjects_in_reference(h: VoxelwiseHarmonizer, ds, subjects: list[str], progress):
+    """For each training subject: its name, its input features (at their own scale), the world
+    transform reference -> subject and its brain on the reference grid. The first subject's
+    input space becomes ``h.space``, the reference."""
+    from mrharmony.dmri.features.prepare import load_features
+
+    for i, s in enumerate(subjects):
+        f = load_features(ds, s, ds.input_platform.name, normalized=False)
+        image = f.data[..., 0] * f.mask
+        if i == 0:
+            h.space = CommonSpace(image=image, mask=f.mask.copy(), affine=f.affine,
+                                  registration=h.settings["registration"])
+        m = h.space.matrix(image, f.affine)
+        yield s, f, m, h.space.to_reference(f.mask.astype(np.float32), f.affine, m) > 0.5
+        progress.update(1)
+
+
+def _fit_maps(h: VoxelwiseHarmonizer, ds, subjects: list[str], progress) -> None:
+    from mrharmony.dmri.features.prepare import load_features
+    from mrharmony.registration import block_mean, scaled_affine, upsample_masked
+
+    sums: dict[str, list] = {}
+    for s, f, m, w_in in subjects_in_reference(h, ds, subjects, progress):
+        stat_in: dict[int, np.ndarray] = {}
+        for t in h.targets:
+            ft = load_features(ds, s, t, normalized=False)
+            r = h.ratios[t]
+            if r not in stat_in:
+                # the input as the transform sees it: interpolated onto the target's grid, whose
+                # statistics (noise energy above all) differ from the input grid's
+                stat = block_mean(h.statistics(upsample_masked(f.data, f.mask, r)), r)
+                stat_in[r] = h.space.to_reference(stat, f.affine, m)
+            # statistics of the target's own voxels, averaged over each input voxel's r^3 of them
+            stat_t, coarse_mask = block_mean(h.statistics(ft.data), r), block_mean(ft.mask.astype(np.float32), r) > 0.5
+            aff = scaled_affine(ft.affine, r)
+            stat_t = h.space.to_reference(stat_t, aff, m)
+            w = w_in & (h.space.to_reference(coarse_mask.astype(np.float32), aff, m) > 0.5)
+            acc = sums.setdefault(t, [0.0, 0.0, 0.0])
+            acc[0] = acc[0] + stat_in[r] * w[..., None]
+            acc[1] = acc[1] + stat_t * w[..., None]
+            acc[2] = acc[2] + w.astype(np.float32)
+    sigma = h.settings["smoothing_fwhm_mm"] / 2.3548 / np.abs(np.diag(h.space.affine)[:3])
+    fallback = {}
+    for t, (s_in, s_t, n) in sums.items():
+        support = n >= max(1, len(subjects) / 2)
+        n_s, si, st = (_smooth(v, sigma) for v in (n * support, s_in * support[..., None], s_t * support[..., None]))
+        ok = n_s > 1e-3
+        mean_in = np.where(ok[..., None], si / np.maximum(n_s, 1e-3)[..., None], 0.0)
+        mean_t = np.where(ok[..., None], st / np.maximum(n_s, 1e-3)[..., None], 0.0)
+        maps = h.maps_from_means(mean_in, mean_t)
+        # outside the maps' support: the same mapping from the brain-wide means
+        fallback[t] = h.maps_from_means(mean_in[support].mean(0)[None], mean_t[support].mean(0)[None])[0]
+        maps[~(ok & h.space.mask)] = fallback[t]
+        h.maps[t] = maps
+    h.fallback = fallback
+    h.settings["fallback"] = {t: v.tolist() for t, v in fallback.items()}
+
+
+def _smooth(v: np.ndarray, sigma) -> np.ndarray:
+    from scipy import ndimage
+
+    if np.all(np.asarray(sigma) == 0):
+        return v
+    s = tuple(sigma) + ((0,) if v.ndim == 4 else ())
+    return ndimage.gaussian_filter(v.astype(np.float32), s, mode="constant")
+
+
+HARMONIZERS: dict[str, type[RawSpaceHarmonizer]] = {
+    c.method: c for c in (IdentityHarmonizer, GlobalMeanVariance, VoxelwiseMeanVariance, LinearRISH)
+}
+
+
+def harmonizer_class(method: str) -> type[RawSpaceHarmonizer] | None:
+    """The class of a statistical method by name (ComBat's module is loaded only when named)."""
+    if method == "combat":
+        from mrharmony.dmri.combat import ComBatHarmonizer
+
+        return ComBatHarmonizer
+    return HARMONIZERS.get(method)

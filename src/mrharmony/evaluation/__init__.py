@@ -1,1 +1,0 @@
-"""Evaluation of harmonizers: patch MSE in SH space, paired tests, whole-volume errors, tables."""

@@ -1,1 +1,0 @@
-"""Harmonization methods: one module per method family."""

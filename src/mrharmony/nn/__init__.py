@@ -1,1 +1,0 @@
-"""Network building blocks shared by the deep harmonizers."""

@@ -1,0 +1,226 @@
+"""HAIL's networks and losses: one-shot structural harmonization by style transfer.
+
+HAIL (arXiv 2308.11047) harmonizes an input image to a new site from one image of that site:
+
+* a 3D feature extractor (:class:`Encoder`, with :class:`Decoder` its mirror) is first trained
+  to reconstruct images of the training sites (an autoencoder);
+* the input's deepest features (content) and the target image's (style) meet in adaptive
+  instance normalization (:func:`adain`): the content features, standardized per channel, take
+  the target's channel means and standard deviations; the decoder turns the result into the
+  prediction;
+* the decoder is then trained with a content loss (the prediction's deepest features against
+  the AdaIN output), a style loss (channel means and standard deviations of the prediction's
+  features at every depth against the target's) and a consistency loss (an image harmonized to
+  an image of its own site stays as it was), weighted in the config.
+
+Choices the paper leaves open, made here: three levels of 3x3x3 convolutions with ReLU (16, 32
+and 64 channels, stride-2 convolutions between levels, no normalization layers in the encoder,
+whose statistics are what AdaIN transfers); by default (``skips``) AdaIN restyles the features of
+every depth and the decoder is a U-Net that receives all of them, so detail finer than the
+deepest level (8 mm at 2 mm voxels) is kept, and the content loss covers every restyled depth
+(without ``skips``: the classic decoder of the deepest features only); the decoder upsamples
+trilinearly (no checkerboard artefacts); images enter divided by the 99th percentile of their
+brain, and the prediction is returned on the target's scale; statistics are taken inside the
+brain mask, brought down to each level. The encoder and decoder also come in 2D (``dims=2``),
+which IHF-Harmony uses as its feature encoder.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+WIDTHS = (16, 32, 64)
+BRAIN_PERCENTILE = 99.0
+
+
+def _conv(dims: int):
+    return nn.Conv3d if dims == 3 else nn.Conv2d
+
+
+def _block(cin: int, cout: int, stride: int = 1, dims: int = 3) -> nn.Sequential:
+    conv = _conv(dims)
+    return nn.Sequential(conv(cin, cout, 3, stride=stride, padding=1), nn.ReLU(inplace=True),
+                         conv(cout, cout, 3, padding=1), nn.ReLU(inplace=True))
+
+
+def _resize(f: torch.Tensor, size) -> torch.Tensor:
+    return F.interpolate(f, size=tuple(size), mode="trilinear" if f.dim() == 5 else "bilinear", align_corners=False)
+
+
+class Encoder(nn.Module):
+    """Features at three depths: full, half and quarter resolution (3D volumes, or 2D slices
+    with ``dims=2``)."""
+
+    def __init__(self, widths=WIDTHS, dims: int = 3):
+        super().__init__()
+        self.levels = nn.ModuleList([_block(1, widths[0], dims=dims)] +
+                                    [_block(widths[i - 1], widths[i], stride=2, dims=dims)
+                                     for i in range(1, len(widths))])
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        for level in self.levels:
+            x = level(x)
+            feats.append(x)
+        return feats
+
+
+class Decoder(nn.Module):
+    """From the encoder's features back to an image of the input's size.
+
+    Without ``skips`` only the deepest features are decoded (the classic AdaIN decoder); with
+    them, each level also receives the encoder's features of its depth (a U-Net), which AdaIN
+    has given the target's statistics too.
+    """
+
+    def __init__(self, widths=WIDTHS, skips: bool = False, dims: int = 3):
+        super().__init__()
+        rev = list(widths)[::-1]
+        self.skips = skips
+        self.levels = nn.ModuleList([_block(rev[i] + (rev[i + 1] if skips else 0), rev[i + 1], dims=dims)
+                                     for i in range(len(rev) - 1)])
+        self.out = _conv(dims)(rev[-1], 1, 3, padding=1)
+
+    def forward(self, feats: list[torch.Tensor], size) -> torch.Tensor:
+        f = feats[-1]
+        for k, level in enumerate(self.levels):
+            skip = feats[-2 - k]
+            f = _resize(f, skip.shape[2:])
+            if self.skips:
+                f = torch.cat([f, skip], dim=1)
+            f = level(f)
+        if tuple(f.shape[2:]) != tuple(size):
+            f = _resize(f, size)
+        return self.out(f)
+
+
+def _mask_at(mask: torch.Tensor | None, f: torch.Tensor) -> torch.Tensor | None:
+    if mask is None:
+        return None
+    if tuple(mask.shape[2:]) == tuple(f.shape[2:]):
+        return (mask > 0.5).float()
+    return (_resize(mask.float(), f.shape[2:]) > 0.5).float()
+
+
+def channel_stats(f: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-5):
+    """Per-sample, per-channel mean and standard deviation of features (N, C, ...) inside ``mask``
+    (N, 1, ...; brought to the features' size), each (N, C, 1, 1, 1)."""
+    m = _mask_at(mask, f)
+    dims = tuple(range(2, f.dim()))
+    if m is None:
+        mean = f.mean(dim=dims, keepdim=True)
+        var = f.var(dim=dims, keepdim=True, unbiased=False)
+    else:
+        n = m.sum(dim=dims, keepdim=True).clamp_min(1.0)
+        mean = (f * m).sum(dim=dims, keepdim=True) / n
+        var = (((f - mean) * m) ** 2).sum(dim=dims, keepdim=True) / n
+    return mean, torch.sqrt(var + eps)
+
+
+def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor,
+          mask: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
+    """Adaptive instance normalization: ``content`` standardized per channel (inside ``mask``)
+    and given ``style_mean`` and ``style_std``."""
+    mean, std = channel_stats(content, mask, eps)
+    return (content - mean) / std * style_std + style_mean
+
+
+class HAIL(nn.Module):
+    """Encoder + AdaIN + decoder; ``forward(x, target)`` is the harmonized image (normalized scale)."""
+
+    def __init__(self, widths=WIDTHS, skips: bool = False, dims: int = 3):
+        super().__init__()
+        self.encoder = Encoder(widths, dims)
+        self.decoder = Decoder(widths, skips, dims)
+
+    @property
+    def styled_levels(self) -> int:
+        """How many depths (from the deepest) AdaIN restyles: all with skips, else the deepest."""
+        return len(self.encoder.levels) if self.decoder.skips else 1
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x), x.shape[2:])
+
+    def transfer(self, x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
+                 target_mask: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """(prediction, AdaIN features of the restyled depths, target features at every depth)."""
+        fc = self.encoder(x)
+        ft = self.encoder(target)
+        n = len(fc) - self.styled_levels
+        styled = [adain(f, *channel_stats(g, target_mask), mask) for f, g in zip(fc[n:], ft[n:])]
+        return self.decoder(fc[:n] + styled, x.shape[2:]), styled, ft
+
+    def forward(self, x, target, mask=None, target_mask=None):
+        return self.transfer(x, target, mask, target_mask)[0]
+
+
+def style_loss(pred_feats: list[torch.Tensor], target_feats: list[torch.Tensor], mask=None, target_mask=None):
+    """Sum over depths of the distances between channel means and between channel stds."""
+    loss = pred_feats[0].new_zeros(())
+    for fp, ft in zip(pred_feats, target_feats):
+        mp, sp = channel_stats(fp, mask)
+        mt, st = channel_stats(ft, target_mask)
+        loss = loss + F.mse_loss(mp, mt) + F.mse_loss(sp, st)
+    return loss
+
+
+def content_loss(pred_feats: list[torch.Tensor], styled: list[torch.Tensor]) -> torch.Tensor:
+    """Sum over the restyled depths (the deepest ones) of the MSE between the prediction's
+    features and the AdaIN output."""
+    n = len(pred_feats) - len(styled)
+    return sum(F.mse_loss(p, a) for p, a in zip(pred_feats[n:], styled))
+
+
+def consistency_loss(pred_same_site: torch.Tensor, x: torch.Tensor, mask=None) -> torch.Tensor:
+    """L1 between an image harmonized to its own site and itself (inside the mask)."""
+    if mask is None:
+        return (pred_same_site - x).abs().mean()
+    m = mask.float()
+    return ((pred_same_site - x).abs() * m).sum() / m.sum().clamp_min(1.0)
+
+
+def brain_scale(image: np.ndarray, mask: np.ndarray) -> float:
+    """The intensity an image is divided by before it enters the networks: the 99th percentile of
+    its brain (robust to the scale every scanner stores its values on)."""
+    v = float(np.percentile(np.asarray(image, np.float64)[np.asarray(mask, bool)], BRAIN_PERCENTILE))
+    return v if v > 0 else 1.0
+
+
+def as_volume(a: np.ndarray, device="cpu", multiple: int = 1) -> torch.Tensor:
+    """(X, Y, Z) -> (1, 1, X', Y', Z') float32 on ``device``, zero-padded at the end of each axis
+    up to a multiple of ``multiple``."""
+    v = np.pad(a, [(0, (-n) % multiple) for n in a.shape]) if multiple > 1 else a
+    return torch.from_numpy(np.ascontiguousarray(v, np.float32))[None, None].to(device)
+
+
+def harmonize(net: HAIL, image: np.ndarray, mask: np.ndarray, target: np.ndarray, target_mask: np.ndarray, *,
+              device: str | torch.device = "cpu") -> np.ndarray:
+    """``image`` (3D) with the appearance of the one ``target`` image (any grid), as float32 on the
+    target's intensity scale; negative values (none expected) are set to 0.
+
+    The whole volumes go through the networks at once, so the channel statistics AdaIN transfers
+    are those of the whole brains.
+    """
+    net = net.to(device).eval()
+    s_in, s_t = brain_scale(image, mask), brain_scale(target, target_mask)
+    with torch.no_grad():
+        pred = net(as_volume(image / s_in, device), as_volume(target / s_t, device),
+                   as_volume(mask, device), as_volume(target_mask, device))
+    out = pred[0, 0].float().cpu().numpy() * s_t
+    return np.maximum(out, 0).astype(np.float32)
+
+
+def load_hail(path: str | os.PathLike) -> tuple[HAIL, dict]:
+    """A trained HAIL model: ``(network, meta)``; ``path`` is ``model.pt`` or its run directory."""
+    from mrharmony.dmri.models import load_weights, read_image_model
+
+    obj, meta, path = read_image_model(path, "hail", "HAIL", "structural train")
+    net = HAIL(tuple(meta["model"]["widths"]), meta["model"].get("skips", False))
+    load_weights(net, obj, path)
+    return net.eval(), meta

@@ -1,0 +1,399 @@
+"""IHF-Harmony's networks: an exactly invertible hierarchy flow with artefact-aware normalization.
+
+IHF-Harmony (arXiv 2602.21536) harmonizes images of any modality between sites from unpaired
+data. The image goes through a flow that is invertible by construction:
+
+* **squeeze**: space to channels (2 x 2 in 2D, 2 x 2 x 2 in 3D), one per level of the hierarchy;
+* **flow blocks with subtractive coupling**: the channels are split in two halves ``a, b`` and
+  ``b - f(a, style)`` replaces ``b``; the halves then swap places, so the next block changes the
+  other one. The inverse adds ``f(a, style)`` back: the same function, evaluated on the same
+  ``a``, so inverting needs no inverse of ``f``. Step by step, each level removes features of
+  the source's acquisition and puts in the target's;
+* after the last level, every squeeze is undone: the output is an image on the input's grid.
+
+``f`` is a small convolutional network whose hidden features pass through **artefact-aware
+normalization** (:class:`AAN`): instance-normalized, then scaled and shifted by amounts that a
+linear map predicts from the target's style code, with the anatomy (the features' spatial
+pattern) left as it is. The style code comes from the **artefact encoder**
+(:class:`ArtefactEncoder`) on the target image. The style maps and the last convolution of
+every ``f`` start at zero, so the flow starts as the identity.
+
+Invertibility is exact up to float rounding, whatever the weights: ``inverse(forward(x, s), s)``
+runs the same blocks backwards (:meth:`HierarchyFlow.inverse`). Nothing is blended after the
+flow, so the harmonized image always decodes back to its source.
+
+Choices the paper leaves open, made here: two levels of three blocks each, 32 hidden channels
+in ``f``, a 32-dimensional style code, images divided by their brain's 99th percentile on the
+way in and multiplied by the target's on the way out; sizes are padded to a multiple of
+``2 ** levels`` (and cropped back) at apply time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mrharmony.errors import InputError
+from mrharmony.structural.hail import _conv, _mask_at, as_volume, channel_stats
+
+
+def squeeze(x: torch.Tensor) -> torch.Tensor:
+    """Space to channels: (N, C, 2H, 2W[, 2D]) -> (N, C * 2**dims, H, W[, D]); a permutation."""
+    dims = x.dim() - 2
+    n, c, *size = x.shape
+    if any(s % 2 for s in size):
+        raise ValueError(f"squeeze needs even sizes, got {tuple(size)}")
+    shape = [n, c]
+    for s in size:
+        shape += [s // 2, 2]
+    x = x.reshape(shape)
+    spatial = [2 + 2 * i for i in range(dims)]
+    factors = [3 + 2 * i for i in range(dims)]
+    return x.permute(0, 1, *factors, *spatial).reshape(n, c * 2**dims, *[s // 2 for s in size])
+
+
+def unsqueeze(x: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`squeeze`."""
+    dims = x.dim() - 2
+    n, c, *size = x.shape
+    c0 = c // 2**dims
+    x = x.reshape(n, c0, *([2] * dims), *size)
+    order = [0, 1]
+    for i in range(dims):
+        order += [2 + dims + i, 2 + i]
+    return x.permute(*order).reshape(n, c0, *[s * 2 for s in size])
+
+
+class ArtefactEncoder(nn.Module):
+    """The style code of an image: strided convolutions, then the mean of the last features over
+    the brain (over every slice of a volume in 2D), then a linear map."""
+
+    def __init__(self, style_dim: int = 32, width: int = 16, dims: int = 3):
+        super().__init__()
+        conv = _conv(dims)
+        self.net = nn.Sequential(conv(1, width, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+                                 conv(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+                                 conv(2 * width, 2 * width, 3, padding=1), nn.ReLU(inplace=True))
+        self.fc = nn.Linear(4 * width, style_dim)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *, pool_batch: bool = False) -> torch.Tensor:
+        """(N, style_dim) from the channel means and stds of the features inside ``mask``; with
+        ``pool_batch`` one code (1, style_dim) for the whole batch (the slices of one volume)."""
+        f = self.net(x)
+        m = None if mask is None else _mask_at(mask, f)
+        if pool_batch:  # statistics over every slice together
+            f = f.transpose(0, 1).reshape(1, f.shape[1], -1)
+            m = None if m is None else m.transpose(0, 1).reshape(1, 1, -1)
+        mean, std = channel_stats(f, m)
+        return self.fc(torch.cat([mean.flatten(1), std.flatten(1)], dim=1))
+
+
+class AAN(nn.Module):
+    """Artefact-aware normalization: ``IN(h) * (1 + scale(s)) + shift(s)``; the maps from the
+    style code start at zero (plain instance normalization)."""
+
+    def __init__(self, channels: int, style_dim: int):
+        super().__init__()
+        self.scale = nn.Linear(style_dim, channels)
+        self.shift = nn.Linear(style_dim, channels)
+        for lin in (self.scale, self.shift):
+            nn.init.zeros_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def forward(self, h: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        dims = tuple(range(2, h.dim()))
+        mean = h.mean(dim=dims, keepdim=True)
+        std = torch.sqrt(h.var(dim=dims, keepdim=True, unbiased=False) + 1e-5)
+        shape = (s.shape[0], -1) + (1,) * len(dims)
+        return (h - mean) / std * (1 + self.scale(s).view(shape)) + self.shift(s).view(shape)
+
+
+class Coupling(nn.Module):
+    """``f(a, s)`` of one flow block: conv, AAN, ReLU, conv, AAN, ReLU, conv (zero-initialized)."""
+
+    def __init__(self, cin: int, cout: int, hidden: int, style_dim: int, dims: int):
+        super().__init__()
+        conv = _conv(dims)
+        self.c1, self.c2 = conv(cin, hidden, 3, padding=1), conv(hidden, hidden, 3, padding=1)
+        self.n1, self.n2 = AAN(hidden, style_dim), AAN(hidden, style_dim)
+        self.out = conv(hidden, cout, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.n1(self.c1(a), s))
+        h = F.relu(self.n2(self.c2(h), s))
+        return self.out(h)
+
+
+class FlowBlock(nn.Module):
+    """Subtractive coupling: ``(a, b) -> (b - f(a, s), a)``; inverse ``(c, a) -> (a, c + f(a, s))``."""
+
+    def __init__(self, channels: int, hidden: int, style_dim: int, dims: int):
+        super().__init__()
+        self.na = channels // 2
+        self.f = Coupling(self.na, channels - self.na, hidden, style_dim, dims)
+
+    def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        a, b = x[:, : self.na], x[:, self.na:]
+        return torch.cat([b - self.f(a, s), a], dim=1)
+
+    def inverse(self, y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        nb = y.shape[1] - self.na
+        c, a = y[:, :nb], y[:, nb:]
+        return torch.cat([a, c + self.f(a, s)], dim=1)
+
+
+class HierarchyFlow(nn.Module):
+    """Levels of (squeeze, flow blocks); then every squeeze undone. Image in, image out."""
+
+    def __init__(self, levels: int = 2, blocks: int = 3, hidden: int = 32, style_dim: int = 32, dims: int = 3):
+        super().__init__()
+        self.levels = nn.ModuleList()
+        channels = 1
+        for _ in range(levels):
+            channels *= 2**dims
+            self.levels.append(nn.ModuleList([FlowBlock(channels, hidden, style_dim, dims) for _ in range(blocks)]))
+
+    @property
+    def multiple(self) -> int:
+        """Spatial sizes must be multiples of this."""
+        return 2 ** len(self.levels)
+
+    def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        for blocks in self.levels:
+            x = squeeze(x)
+            for block in blocks:
+                x = block(x, s)
+        for _ in self.levels:
+            x = unsqueeze(x)
+        return x
+
+    def inverse(self, y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        for _ in self.levels:
+            y = squeeze(y)
+        for k, blocks in enumerate(reversed(self.levels)):
+            for block in reversed(blocks):
+                y = block.inverse(y, s)
+            y = unsqueeze(y)
+        return y
+
+
+class IHF(nn.Module):
+    """The artefact encoder and the flow: ``forward(x, target)`` harmonizes ``x`` to the style
+    of ``target``; :meth:`inverse` takes the harmonized image back to ``x``."""
+
+    def __init__(self, dims: int = 3, levels: int = 2, blocks: int = 3, hidden: int = 32, style_dim: int = 32):
+        super().__init__()
+        self.dims = dims
+        self.style = ArtefactEncoder(style_dim, dims=dims)
+        self.flow = HierarchyFlow(levels, blocks, hidden, style_dim, dims)
+
+    def style_code(self, target: torch.Tensor, mask: torch.Tensor | None = None, *, pool_batch: bool = False):
+        return self.style(target, mask, pool_batch=pool_batch)
+
+    def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        return self.flow(x, code.expand(x.shape[0], -1))
+
+    def inverse(self, y: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        return self.flow.inverse(y, code.expand(y.shape[0], -1))
+
+
+def self_similarity_loss(fo: torch.Tensor, fs: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Anatomy consistency: L1 between the cosine self-similarity matrices of the output's and the
+    source's features at the flattened positions ``idx`` (the same positions in both)."""
+    a = F.normalize(fo.flatten(2)[..., idx], dim=1)
+    b = F.normalize(fs.flatten(2)[..., idx], dim=1)
+    return (a.transpose(1, 2) @ a - b.transpose(1, 2) @ b).abs().mean()
+
+
+# A torchvision-style VGG-19 feature stack: numbers are 3x3 convolutions (each followed by ReLU),
+# "M" max pooling. Its modules are numbered as torchvision numbers them ("features.0.weight" ...),
+# so a state dict saved from torchvision's vgg19().features loads as it is.
+VGG19 = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
+VGG_LAYERS = {"relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 20}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class VGGFeatures(nn.Module):
+    """The first layers of a VGG-19 (up to ``relu4_1``) as a fixed 2D feature encoder: grey
+    images (N, 1, H, W) on a 0..1 scale are repeated to three channels and ImageNet-normalized;
+    ``forward`` returns the features after relu1_1, relu2_1, relu3_1 and relu4_1."""
+
+    def __init__(self, last: str = "relu4_1"):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 3
+        for v in VGG19:
+            if len(layers) > VGG_LAYERS[last]:
+                break
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU(inplace=False)]
+                cin = v
+        self.features = nn.Sequential(*layers[: VGG_LAYERS[last] + 1])
+        self.taps = [i for i in VGG_LAYERS.values() if i <= VGG_LAYERS[last]]
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h = (x.expand(-1, 3, *x.shape[2:]) - self.mean) / self.std
+        out = []
+        for i, layer in enumerate(self.features):
+            h = layer(h)
+            if i in self.taps:
+                out.append(h)
+        return out
+
+
+def load_vgg_weights(path: str | os.PathLike) -> VGGFeatures:
+    """:class:`VGGFeatures` with the weights of a torchvision-style VGG-19 file (the state dict of
+    ``vgg19()`` or of its ``features``; extra keys such as the classifier are ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("is missing.", path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 (any unreadable file is the user's input)
+        raise InputError(f"could not be read as a PyTorch state dict ({type(exc).__name__}).", path) from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise InputError("is not a state dict of a VGG-19.", path)
+    net = VGGFeatures()
+    own = net.features.state_dict()
+    picked = {}
+    for k in own:
+        for name in (f"features.{k}", k):
+            if name in state:
+                picked[k] = state[name]
+                break
+        else:
+            raise InputError(f"has no weights for the VGG-19 layer 'features.{k}'.", path)
+        if tuple(picked[k].shape) != tuple(own[k].shape):
+            raise InputError(f"holds 'features.{k}' of shape {tuple(picked[k].shape)}, not the VGG-19's "
+                             f"{tuple(own[k].shape)}.", path)
+    net.features.load_state_dict(picked)
+    return net.eval()
+
+
+class IHFTrainee(nn.Module):
+    """What an IHF-Harmony run trains: the flow with its artefact encoder (``ihf``) and the fixed
+    feature encoder of its losses (``features``: a self-trained autoencoder, trained in phase 1,
+    or a VGG-19 from a weights file)."""
+
+    def __init__(self, dims: int = 2, levels: int = 2, blocks: int = 3, hidden: int = 32, style_dim: int = 32,
+                 widths=(16, 32, 64), vgg: VGGFeatures | None = None):
+        super().__init__()
+        from mrharmony.structural.hail import HAIL
+
+        self.ihf = IHF(dims, levels, blocks, hidden, style_dim)
+        self.features = vgg if vgg is not None else HAIL(tuple(widths), skips=False, dims=dims)
+
+    @property
+    def uses_vgg(self) -> bool:
+        return isinstance(self.features, VGGFeatures)
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Phase 1: the feature autoencoder's reconstruction."""
+        return self.features.reconstruct(x)
+
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.features(x) if self.uses_vgg else self.features.encoder(x)
+
+
+SIMILARITY_POSITIONS = 256
+
+
+def ihf_losses(net: IHFTrainee, batch: dict, *, anatomy_weight: float, artefact_weight: float,
+               artefact_levels: int | None = None) -> dict:
+    """Phase 2: anatomy consistency (self-similarity of every feature level, output against input,
+    at fixed evenly spread positions) and artefact consistency (channel means and stds of the
+    ``artefact_levels`` deepest feature levels, all by default, output against target, inside the
+    brain masks)."""
+    from mrharmony.structural.hail import style_loss
+
+    x, mx, t, mt = (batch[k] for k in ("x", "mx", "t", "mt"))
+    out = net.ihf(x, net.ihf.style_code(t, mt))
+    fo = net.feature_maps(out)
+    with torch.no_grad():
+        fx, ft = net.feature_maps(x), net.feature_maps(t)
+    anatomy = out.new_zeros(())
+    for a, b in zip(fo, fx):
+        n = a[0, 0].numel()
+        idx = torch.linspace(0, n - 1, min(n, SIMILARITY_POSITIONS), device=a.device).long()
+        anatomy = anatomy + self_similarity_loss(a, b, idx)
+    k = len(fo) - (artefact_levels or len(fo))
+    artefact = style_loss(fo[k:], ft[k:], mx, mt)
+    return {"loss": anatomy_weight * anatomy + artefact_weight * artefact, "anatomy": anatomy, "artefact": artefact}
+
+
+def load_ihf(path: str | os.PathLike) -> tuple[IHF, dict]:
+    """A trained IHF-Harmony model: ``(network, meta)``; ``path`` is ``model.pt`` or its run directory."""
+    from mrharmony.dmri.models import load_weights, read_image_model
+
+    obj, meta, path = read_image_model(path, "ihf", "IHF-Harmony", "flow train")
+    cfg = meta["model"]
+    net = IHF(cfg["dims"], cfg["levels"], cfg["blocks"], cfg["hidden"], cfg["style_dim"])
+    load_weights(net, obj, path)
+    return net.eval(), meta
+
+
+def _slices(volume: np.ndarray, multiple: int = 1) -> torch.Tensor:
+    """(X, Y, Z) -> (Z, 1, X', Y'), X and Y zero-padded up to a multiple of ``multiple``."""
+    pad = [(-n) % multiple for n in volume.shape[:2]]
+    v = np.pad(volume, [(0, pad[0]), (0, pad[1]), (0, 0)])
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(v, 2, 0)[:, None], np.float32))
+
+
+def _run_flow(net: IHF, image_n: np.ndarray, code: torch.Tensor, *, inverse: bool, chunk: int = 16) -> np.ndarray:
+    """The flow (or its inverse) on a normalized volume, slice by slice (2D) or whole (3D)."""
+    fn = net.inverse if inverse else net.forward
+    m = net.flow.multiple
+    with torch.no_grad():
+        if net.dims == 3:
+            out = fn(as_volume(image_n, multiple=m), code)[0, 0].numpy()
+            return out[tuple(slice(0, n) for n in image_n.shape)]
+        sl = _slices(image_n, m)
+        out = torch.cat([fn(sl[i:i + chunk], code) for i in range(0, sl.shape[0], chunk)])
+        return np.moveaxis(out[:, 0].numpy(), 0, 2)[: image_n.shape[0], : image_n.shape[1]]
+
+
+def target_code(net: IHF, target: np.ndarray, target_mask: np.ndarray) -> torch.Tensor:
+    """The style code (1, style_dim) of a target image (normalized), over its whole brain."""
+    with torch.no_grad():
+        if net.dims == 3:
+            return net.style_code(as_volume(target), as_volume(target_mask))
+        return net.style_code(_slices(target), _slices(target_mask.astype(np.float32)), pool_batch=True)
+
+
+def harmonize_flow(net: IHF, image: np.ndarray, mask: np.ndarray, target: np.ndarray,
+                   target_mask: np.ndarray) -> tuple[np.ndarray, float]:
+    """``image`` with the appearance of ``target`` (float32, the target's intensity scale), and the
+    input's scale (the brain's 99th percentile), with which :func:`restore_flow` gives the input
+    back. The output is the flow's as it is (not clipped), so that it stays invertible."""
+    from mrharmony.structural.hail import brain_scale
+
+    net = net.eval()
+    s_in, s_t = brain_scale(image, mask), brain_scale(target, target_mask)
+    code = target_code(net, target / s_t, target_mask)
+    out = _run_flow(net, image / s_in, code, inverse=False)
+    return (out * s_t).astype(np.float32), s_in
+
+
+def restore_flow(net: IHF, harmonized: np.ndarray, target: np.ndarray, target_mask: np.ndarray,
+                 input_scale: float) -> np.ndarray:
+    """The inverse of :func:`harmonize_flow`: the input image back from its harmonized image,
+    the same target image and the input's scale."""
+    from mrharmony.structural.hail import brain_scale
+
+    net = net.eval()
+    s_t = brain_scale(target, target_mask)
+    code = target_code(net, target / s_t, target_mask)
+    return (_run_flow(net, harmonized / s_t, code, inverse=True) * input_scale).astype(np.float32)

@@ -1,0 +1,305 @@
+"""Metrics of structural harmonization (the HAIL paper's, and those our synthetic truth allows).
+
+* ``nWD(i, p)`` and ``nWD(t, p)``: the 1-Wasserstein distance (scipy) between the brain-mask
+  intensity distributions of input and prediction, and of target and prediction, each divided
+  by that of input and target. A prediction that takes the target's appearance scores 1 and 0;
+  one that leaves the input as it was scores 0 and 1.
+* ``rAVD`` for GM and WM: ``|V_p - V_i| / V_i`` of the tissue volumes of segmentations of input
+  and prediction (dipy's HMRF tissue classifier, three classes by intensity, named by the
+  modality's tissue order: CSF < GM < WM in T1w, WM < GM < CSF in T2w, CSF < WM < GM in FLAIR).
+  Harmonization should change appearance, not anatomy: 0 is ideal.
+* ``Dice`` of GM and WM between the same two segmentations: the anatomy kept voxel by voxel.
+* ``SSIM`` and ``PSNR`` against the truth (the same subject seen by the target site), inside
+  the brain mask (scikit-image's SSIM map averaged over the mask; PSNR on the truth's range).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CLASSES = {"csf": 1, "gm": 2, "wm": 3}
+
+
+def wasserstein(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import wasserstein_distance
+
+    return float(wasserstein_distance(np.ravel(a), np.ravel(b)))
+
+
+def nwd(input_img: np.ndarray, pred: np.ndarray, target: np.ndarray, *, input_mask: np.ndarray,
+        target_mask: np.ndarray) -> tuple[float, float]:
+    """(nWD(i, p), nWD(t, p)); ``pred`` lies on the input's grid and mask."""
+    i, p, t = input_img[input_mask], pred[input_mask], target[target_mask]
+    base = wasserstein(i, t)
+    if base == 0:
+        raise ValueError("input and target have the same intensity distribution: nWD is undefined")
+    return wasserstein(i, p) / base, wasserstein(t, p) / base
+
+
+# the tissues from dark to bright in each modality
+TISSUE_ORDER = {"T1w": ("csf", "gm", "wm"), "T2w": ("wm", "gm", "csf"), "FLAIR": ("csf", "wm", "gm")}
+
+
+def segment_tissues(img: np.ndarray, mask: np.ndarray, *, modality: str = "T1w", beta: float = 0.1,
+                    max_iter: int = 20, tolerance: float = 1e-5) -> np.ndarray:
+    """Labels 0 (outside), 1 CSF, 2 GM, 3 WM of an image inside ``mask``: dipy's hidden Markov
+    random field classifier (its observation model and iterated conditional modes, as in
+    ``TissueClassifierHMRF``) with three classes by intensity, named by the modality's tissue
+    order :data:`TISSUE_ORDER`.
+
+    Two things differ from ``TissueClassifierHMRF.classify``: the class means start from a 1D
+    k-means of the brain's intensities rather than evenly spaced, so that two close tissues
+    (GM and WM in T2w, where CSF is far brighter) are not merged; and the background gets fixed
+    small values rather than draws from the global random generator, so that a segmentation is
+    the same on every run.
+    """
+    from dipy.segment.mrf import ConstantObservationModel, IteratedConditionalModes
+    from scipy.cluster.vq import kmeans2
+
+    m = np.asarray(mask, bool)
+    vals = img[m].astype(np.float64)
+    lo, hi = np.percentile(vals, [0.5, 99.5])
+    image = np.zeros(img.shape, np.float64)
+    # into (0, 1]: the classifier's class 0 is the background
+    image[m] = 0.01 + 0.99 * np.clip((vals - lo) / max(hi - lo, 1e-12), 0, 1)
+    centers, _ = kmeans2(image[m][:, None], np.percentile(image[m], [10, 50, 90])[:, None], iter=30,
+                         minit="matrix", seed=0)
+    nclasses = 4
+    com, icm = ConstantObservationModel(), IteratedConditionalModes()
+    mu = np.concatenate([[0.0], np.sort(centers[:, 0])])
+    sigmasq = np.full(nclasses, max(float(np.var(image[m])) / 9, 1e-6))
+    seg = icm.initialize_maximum_likelihood(com.negloglikelihood(image, mu, sigmasq, nclasses))
+    mu, sigmasq = com.seg_stats(image, seg, nclasses)
+    background = 0.001 * (1 + 0.01 * np.cos(np.arange(image.size).reshape(image.shape)))  # fixed, not random
+    image_bg = np.where(image == 0, background, image)
+    energies = []
+    for i in range(max_iter):
+        pln = icm.prob_neighborhood(seg, beta, nclasses)
+        pve = com.prob_image(image_bg, nclasses, mu, sigmasq, pln)
+        mu, sigmasq = com.update_param(image_bg, pve, mu, nclasses)
+        order = np.argsort(mu)
+        mu, sigmasq = mu[order], sigmasq[order]
+        seg, energy = icm.icm_ising(com.negloglikelihood(image_bg, mu, sigmasq, nclasses), beta, seg)
+        energies.append(energy[energy > -np.inf].sum())
+        if tolerance > 0 and i > 5:
+            e = np.asarray(energies)
+            if np.ptp(e[-5:]) < tolerance * np.ptp(e):
+                break
+    ranks = np.asarray(seg, np.uint8)
+    ranks[m & (ranks == 0)] = 1  # (none expected) the darkest class inside the brain
+    lut = np.array([0] + [CLASSES[t] for t in TISSUE_ORDER[modality]], np.uint8)
+    labels = lut[ranks]
+    labels[~m] = 0
+    return labels
+
+
+def dice(labels_a: np.ndarray, labels_b: np.ndarray) -> dict[str, float]:
+    """Dice overlap of GM and of WM between two segmentations (anatomy kept: 1)."""
+    out = {}
+    for t in ("gm", "wm"):
+        a, b = labels_a == CLASSES[t], labels_b == CLASSES[t]
+        n = a.sum() + b.sum()
+        out[t] = float(2 * (a & b).sum() / n) if n else float("nan")
+    return out
+
+
+def tissue_volumes(labels: np.ndarray, voxel_volume: float = 1.0) -> dict[str, float]:
+    return {name: float((labels == k).sum()) * voxel_volume for name, k in CLASSES.items()}
+
+
+def ravd(labels_input: np.ndarray, labels_pred: np.ndarray) -> dict[str, float]:
+    """Relative absolute volume difference of GM and WM between two segmentations."""
+    vi, vp = tissue_volumes(labels_input), tissue_volumes(labels_pred)
+    return {t: abs(vp[t] - vi[t]) / vi[t] if vi[t] > 0 else float("nan") for t in ("gm", "wm")}
+
+
+def ssim_psnr(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """SSIM (mean of the SSIM map inside ``mask``) and PSNR (dB) of ``pred`` against ``truth``."""
+    from skimage.metrics import structural_similarity
+
+    m = np.asarray(mask, bool)
+    data_range = float(truth[m].max() - truth[m].min())
+    _, smap = structural_similarity(truth.astype(np.float64), pred.astype(np.float64), data_range=data_range,
+                                    full=True, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    mse = float(((pred[m] - truth[m]) ** 2).mean())
+    psnr = float("inf") if mse == 0 else 10 * np.log10(data_range**2 / mse)
+    return float(smap[m].mean()), psnr
+
+
+def brain_mask(img: np.ndarray) -> np.ndarray:
+    """The automatic brain mask used where none is given: Otsu's threshold (scikit-image) of the
+    image, its largest connected component, holes filled. Meant for skull-stripped images."""
+    from scipy import ndimage
+    from skimage.filters import threshold_otsu
+
+    m = img > threshold_otsu(img)
+    labels, n = ndimage.label(m)
+    if n > 1:
+        m = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
+    return ndimage.binary_fill_holes(m)
+
+
+def metrics_from_files(*, input_path, prediction_path, target_path, input_mask_path=None, target_mask_path=None,
+                       truth_path=None, modality: str = "T1w") -> dict:
+    """Every metric of this module from NIfTI files (``mrharmony structural metrics``).
+
+    The prediction (and the truth) must lie on the input's grid; masks default to
+    :func:`brain_mask` of the input and of the target.
+    """
+    from mrharmony.data.structural import read_structural_image
+    from mrharmony.errors import InputError
+
+    def load(path, ref_shape=None, what="image"):
+        return np.asarray(read_structural_image(path, what=what, shape=ref_shape)[0], np.float64)
+
+    i = load(input_path)
+    p = load(prediction_path, i.shape)
+    t = load(target_path)
+    mi = load(input_mask_path, i.shape, "mask") > 0 if input_mask_path else brain_mask(i)
+    mt = load(target_mask_path, t.shape, "mask") > 0 if target_mask_path else brain_mask(t)
+    for m, path in ((mi, input_mask_path or input_path), (mt, target_mask_path or target_path)):
+        if not m.any():
+            raise InputError("gives an empty brain mask.", path)
+    nwd_ip, nwd_tp = nwd(i, p, t, input_mask=mi, target_mask=mt)
+    out = {"nwd_ip": nwd_ip, "nwd_tp": nwd_tp}
+    li, lp = segment_tissues(i, mi, modality=modality), segment_tissues(p, mi, modality=modality)
+    r, d = ravd(li, lp), dice(li, lp)
+    out.update({"ravd_gm": r["gm"], "ravd_wm": r["wm"], "dice_gm": d["gm"], "dice_wm": d["wm"]})
+    if truth_path:
+        s, q = ssim_psnr(p, load(truth_path, i.shape), mi)
+        out.update({"ssim": s, "psnr_db": q})
+    return out
+
+
+METRICS = ("nwd_ip", "nwd_tp", "ravd_gm", "ravd_wm", "dice_gm", "dice_wm", "ssim", "psnr_db")
+TRUTH_ROW = "truth"
+
+
+def baseline_harmonizers(methods=("none", "zscore", "whitestripe", "nyul")) -> dict:
+    """The one-shot intensity baselines as ``f(image, mask, target, target_mask) -> image``."""
+    from functools import partial
+
+    from mrharmony.structural.intensity import harmonize_intensity
+
+    return {m: partial(harmonize_intensity, m) for m in methods}
+
+
+def evaluate_structural(dataset, *, harmonizers: dict, subjects: list[str], reference_subject: str,
+                        seen_sites: list[str], modality: str = "T1w", quiet: bool = False) -> list[dict]:
+    """Every harmonizer on every ordered pair of sites (input site, target site) of each test subject.
+
+    ``harmonizers``: name -> ``f(image, mask, target, target_mask)`` returning the prediction, or
+    (prediction, dict of extra values for its row). The one target image of a site is
+    ``reference_subject``'s image on it (one-shot; never a test subject). Each row: subject,
+    modality, input and target site, ``group`` (``seen``: both sites in ``seen_sites``, the
+    training sites; ``unseen``: at least one is not), the method, and :data:`METRICS`: nWD, rAVD
+    and Dice of the tissue segmentation of the prediction against the input's (anatomy kept),
+    SSIM / PSNR against the test subject's own image on the target site (the truth, used for
+    scoring only). The row ``truth`` scores that image as if it were a prediction: what a
+    perfect harmonization gets on nWD, rAVD and Dice (segmentations differ between contrasts).
+    """
+    from mrharmony.progress import Progress
+
+    seen = set(seen_sites)
+    sites = dataset.site_names
+    rows: list[dict] = []
+    bar = Progress(total=len(subjects) * len(sites) * (len(sites) - 1), unit="pairs",
+                   desc=f"structural evaluation ({modality})", quiet=quiet)
+    targets = {j: dataset.load_image(reference_subject, j, modality)[0] for j in sites}
+    ref_mask = dataset.load_mask(reference_subject, targets[sites[0]])
+    for subject in subjects:
+        imgs = {j: dataset.load_image(subject, j, modality)[0] for j in sites}
+        mask = dataset.load_mask(subject, imgs[sites[0]])
+        labels = {j: segment_tissues(imgs[j], mask, modality=modality) for j in sites}
+        for i in sites:
+            for j in sites:
+                if i == j:
+                    continue
+                x, t, truth = imgs[i], targets[j], imgs[j]
+                group = "seen" if i in seen and j in seen else "unseen"
+                preds = {TRUTH_ROW: (truth, {})}
+                for name, fn in harmonizers.items():
+                    p = fn(x, mask, t, ref_mask)
+                    preds[name] = p if isinstance(p, tuple) else (p, {})
+                for name, (p, extra) in preds.items():
+                    ip, tp = nwd(x, p, t, input_mask=mask, target_mask=ref_mask)
+                    lab = labels[j] if name == TRUTH_ROW else segment_tissues(p, mask, modality=modality)
+                    r, d = ravd(labels[i], lab), dice(labels[i], lab)
+                    s, q = ssim_psnr(p, truth, mask) if name != TRUTH_ROW else (float("nan"), float("nan"))
+                    rows.append({"subject": subject, "modality": modality, "input_site": i, "target_site": j,
+                                 "group": group, "method": name, "nwd_ip": ip, "nwd_tp": tp, "ravd_gm": r["gm"],
+                                 "ravd_wm": r["wm"], "dice_gm": d["gm"], "dice_wm": d["wm"], "ssim": s,
+                                 "psnr_db": q, **extra})
+                bar.update(1)
+    bar.close()
+    return rows
+
+
+def summarize(rows: list[dict], extra_metrics=()) -> list[dict]:
+    """Mean and standard deviation of each metric per (modality, group, method), in the rows'
+    method order; ``extra_metrics`` (such as a round-trip error) where a method's rows have them."""
+    out = []
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    for mod in dict.fromkeys(r.get("modality", "T1w") for r in rows):
+        for g in sorted({r["group"] for r in rows}):
+            for m in methods:
+                sel = [r for r in rows if r["group"] == g and r["method"] == m and r.get("modality", "T1w") == mod]
+                if not sel:
+                    continue
+                row = {"modality": mod, "group": g, "method": m, "n_pairs": len(sel)}
+                for k in (*METRICS, *extra_metrics):
+                    if all(k in r for r in sel):
+                        v = np.array([r[k] for r in sel], float)
+                        row[k], row[f"{k}_sd"] = float(np.mean(v)), float(np.std(v))
+                out.append(row)
+    return out
+
+
+def paired_tests(rows: list[dict], *, reference: str, metrics=("ssim", "nwd_tp")) -> list[dict]:
+    """Paired Wilcoxon signed-rank tests of ``reference`` against every other method over (subject,
+    site pair), per modality, group and metric; Bonferroni over every test of the table."""
+    from scipy.stats import wilcoxon
+
+    tests = []
+
+    def key(r):
+        return r["subject"], r["input_site"], r["target_site"]
+
+    for mod, group in sorted({(r["modality"], r["group"]) for r in rows}):
+        sel = [r for r in rows if r["group"] == group and r["modality"] == mod]
+        ref = {key(r): r for r in sel if r["method"] == reference}
+        for method in dict.fromkeys(r["method"] for r in sel):
+            if method in (reference, TRUTH_ROW) or not ref:
+                continue
+            other = {key(r): r for r in sel if r["method"] == method}
+            pairs = sorted(set(ref) & set(other))
+            for m in metrics:
+                a = np.array([ref[k][m] for k in pairs])
+                b = np.array([other[k][m] for k in pairs])
+                p = float(wilcoxon(a, b).pvalue) if np.any(a != b) else 1.0
+                tests.append({"modality": mod, "group": group, "method": method, "metric": m, "n": len(pairs),
+                              "median_difference": float(np.median(a - b)), "p": p})
+    for t in tests:
+        t["p_bonferroni"] = min(1.0, t["p"] * len(tests))
+    return tests
+
+
+def markdown_table(summary: list[dict]) -> str:
+    """The summary as a Markdown table (rAVD in percent)."""
+    cols = [("nwd_ip", "nWD(i,p) (1 ideal)", 1.0, 3), ("nwd_tp", "nWD(t,p) (0 ideal)", 1.0, 3),
+            ("ravd_gm", "rAVD GM %", 100.0, 1), ("ravd_wm", "rAVD WM %", 100.0, 1),
+            ("dice_gm", "Dice GM", 1.0, 3), ("dice_wm", "Dice WM", 1.0, 3),
+            ("ssim", "SSIM vs truth", 1.0, 3), ("psnr_db", "PSNR vs truth (dB)", 1.0, 1)]
+    multi = len({r["modality"] for r in summary}) > 1
+    head = ["modality"] * multi + ["pairs", "method", "n"] + [c[1] for c in cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+
+    def cell(r, k, scale, d):
+        if k not in r or not np.isfinite(r[k]):
+            return "-"
+        return f"{r[k] * scale:.{d}f} ± {r[k + '_sd'] * scale:.{d}f}"
+
+    for r in summary:
+        first = [r["modality"]] * multi + [r["group"], r["method"], str(r["n_pairs"])]
+        lines.append("| " + " | ".join(first + [cell(r, *c[:1], *c[2:]) for c in cols]) + " |")
+    return "\n".join(lines) + "\n"

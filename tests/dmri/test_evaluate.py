@@ -1,0 +1,132 @@
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import yaml
+
+from mrharmony.cli import main
+from mrharmony.errors import InputError
+from mrharmony.dmri.evaluate import _target_affine, evaluate
+from mrharmony.stats import paired_tests
+from mrharmony.dmri.training import train
+
+
+def test_paired_tests_and_bonferroni():
+    rng = np.random.default_rng(0)
+    a = rng.random(200)
+    b = a + 0.05 + 0.01 * rng.standard_normal(200)  # b is worse on almost every patch
+    c = a.copy()
+    rows = {(r["a"], r["b"]): r for r in paired_tests({"a": a, "b": b, "c": c}, n_comparisons=6)}
+    assert rows[("a", "b")]["p"] < 1e-10 and rows[("a", "b")]["median_difference"] < 0
+    assert rows[("a", "b")]["p_bonferroni"] == pytest.approx(min(1, rows[("a", "b")]["p"] * 6))
+    assert rows[("a", "c")]["p"] == 1.0  # identical errors: no difference
+    from scipy.stats import wilcoxon
+
+    assert rows[("b", "c")]["p"] == pytest.approx(wilcoxon(b, c).pvalue)
+
+
+def test_target_affine_shares_the_corner():
+    a = np.diag([2.4, 2.4, 2.4, 1.0])
+    a[:3, 3] = [-10, 5, 7]
+    f = _target_affine(a, 2)
+    np.testing.assert_allclose(f @ [-0.5, -0.5, -0.5, 1], a @ [-0.5, -0.5, -0.5, 1])
+    np.testing.assert_allclose(np.diag(f)[:3], 1.2)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_prepared):
+    base = tmp_path_factory.mktemp("runs")
+    out = {}
+    for method, targets in (("diqt", ["prisma_st"]), ("diqt", ["connectom_sa"]), ("hned", None)):
+        cfg = {"preset": "test", "data": {"dataset": str(tiny_prepared), "split": "subject",
+                                          "test_subjects": ["sub-03"]},
+               "model": {"method": method}, "training": {"epochs": 1}}
+        if targets:
+            cfg["data"]["targets"] = targets
+        name = f"{method}-{'-'.join(targets or ['all'])}"
+        (base / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+        out[name] = train(base / f"{name}.yaml", base / name, quiet=True)
+    return out
+
+
+def test_evaluate_scores_every_method_on_the_same_held_out_patches(runs, tmp_path, capsys):
+    ev = evaluate([runs["diqt-prisma_st"], runs["diqt-connectom_sa"], runs["hned-all"]], max_patches=200, quiet=True)
+    assert ev.split == "subject" and ev.test_subjects == ["sub-03"]
+    assert ev.methods == ["diqt", "hned", "none"]
+    assert set(ev.patch_errors["diqt"]) == {"prisma_st", "connectom_sa"}
+    assert set(ev.patch_errors["hned"]) == {"prisma_st", "connectom_st", "connectom_sa"}
+    for per in ev.patch_errors.values():
+        for e in per.values():
+            assert e.shape == (200,) and np.all(e >= 0)
+    # the "none" row is the MSE between the input's coefficients, normalized as the target's, and the target's
+    from mrharmony.data import load_dataset
+    from mrharmony.dmri.features.prepare import load_features
+    from mrharmony.dmri.harmonizer import load_harmonizer
+
+    ds = load_dataset(_dataset_of(runs["hned-all"]), check_data=False)
+    fin, ft = load_features(ds, "sub-03", "ge_st"), load_features(ds, "sub-03", "prisma_st")
+    st = load_harmonizer(runs["hned-all"]).reference["target_stats"]["prisma_st"]
+    as_target = (fin.stats.invert(fin.data, fin.mask) - np.asarray(st["mean"])) / np.asarray(st["std"])
+    voxel_mse = float(((as_target - ft.data)[fin.mask] ** 2).mean())
+    assert 0.3 * voxel_mse < ev.patch_errors["none"]["prisma_st"].mean() < 3 * voxel_mse
+    # whole-volume errors on the held-out subject
+    rows = [r for r in ev.volume_errors if r["method"] == "diqt"]
+    assert {r["target"] for r in rows} == {"prisma_st", "connectom_sa"}
+    assert all(0 <= r["fa_mae"] < 1 and r["md_mae"] > 0 for r in rows)
+    # the command line writes the three formats
+    assert main(["evaluate", str(runs["diqt-prisma_st"]), str(runs["hned-all"]), "--max-patches", "100",
+                 "--out", str(tmp_path / "ev"), "--quiet", "--no-volume-metrics"]) == 0
+    text = (tmp_path / "ev" / "table.md").read_text()
+    assert "by held-out subject (sub-03" in text and "| hned |" in text and "Bonferroni" in text
+    data = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    assert data["n_patches"] == 100 and "prisma_st" in data["patch_mse"]["diqt"]
+    assert (tmp_path / "ev" / "table.csv").read_text().startswith("split,method,parameters,target")
+
+
+def _dataset_of(run):
+    return (run / yaml.safe_load((run / "config.yaml").read_text())["data"]["dataset"]).resolve()
+
+
+def test_runs_on_other_splits_cannot_share_a_table(runs, tmp_path, tiny_prepared):
+    cfg = {"preset": "test", "data": {"dataset": str(tiny_prepared), "targets": ["prisma_st"]},
+           "model": {"method": "diqt"}, "training": {"epochs": 1}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(cfg))
+    other = train(tmp_path / "p.yaml", tmp_path / "patch-split", quiet=True)
+    with pytest.raises(InputError, match=r"other data settings .*\(split, test_subjects\)"):
+        evaluate([runs["diqt-prisma_st"], other], quiet=True)
+
+
+def test_apply_writes_float32_derivatives_for_every_target(runs, tiny_prepared, tmp_path, capsys):
+    scan = tiny_prepared / "sub-03" / "ge_st"
+    out = tmp_path / "out"
+    args = ["apply", str(runs["hned-all"]), "--dwi", str(scan / "dwi.nii.gz"), "--bval", str(scan / "dwi.bval"),
+            "--bvec", str(scan / "dwi.bvec"), "--mask", str(scan / "mask.nii.gz"), "--out", str(out),
+            "--prefix", "sub-03", "--quiet"]
+    assert main(args) == 0
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Name"] == "mrharmony"
+    src = nib.load(scan / "dwi.nii.gz")
+    for t, r in (("prismast", 1), ("connectomsa", 2)):
+        sh = nib.load(out / f"sub-03_space-{t}_model-sh_desc-harmonized_dwimap.nii.gz")
+        assert sh.get_data_dtype() == np.float32 and sh.shape == tuple(r * n for n in src.shape[:3]) + (28,)
+        np.testing.assert_allclose(sh.affine @ [-0.5, -0.5, -0.5, 1], src.affine @ [-0.5, -0.5, -0.5, 1])
+        dwi = nib.load(out / f"sub-03_space-{t}_desc-harmonized_dwi.nii.gz")
+        bvals = np.loadtxt(out / f"sub-03_space-{t}_desc-harmonized_dwi.bval")
+        assert dwi.shape[3] == len(bvals) and bvals[0] == 0
+        fa = nib.load(out / f"sub-03_space-{t}_model-tensor_param-fa_dwimap.nii.gz").get_fdata()
+        assert 0 < fa.max() <= 1
+        assert nib.load(out / f"sub-03_space-{t}_model-tensor_param-decfa_dwimap.nii.gz").shape[-1] == 3
+    # an existing output is kept without --force; a bad input leaves nothing behind
+    assert main(args) == 2
+    assert "pass --force" in capsys.readouterr().err
+    bad = list(args)
+    bad[bad.index("--bval") + 1] = str(tiny_prepared / "sub-03" / "connectom_sa" / "dwi.bval")
+    bad[bad.index(str(out))] = str(tmp_path / "out2")
+    assert main(bad) == 2
+    assert "b-values but the DWI series has" in capsys.readouterr().err
+    assert not (tmp_path / "out2").exists()
+    bad = list(args)
+    bad[bad.index(str(out))] = str(tmp_path / "out3")
+    assert main(bad + ["--target", "siemens_trio"]) == 2
+    assert "not 'siemens_trio'" in capsys.readouterr().err

@@ -1,0 +1,173 @@
+"""The statistical harmonizers (none, global / voxelwise mean-variance, linear RISH) and the
+registration they learn their maps with."""
+
+import numpy as np
+import pytest
+import yaml
+
+from mrharmony.errors import InputError
+from mrharmony.dmri.features.normalization import ChannelStats
+from mrharmony.dmri.features.prepare import ScanFeatures, load_features
+from mrharmony.dmri.features.sh import SHConfig, sh_orders
+from mrharmony.dmri.harmonizer import load_harmonizer
+from mrharmony.dmri.statistical import IdentityHarmonizer
+from mrharmony.registration import register, resample, scaled_affine, upsample_masked
+from mrharmony.dmri.training import train
+
+
+def _blobs(shape, seed=0):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    img = np.zeros(shape, np.float32)
+    for _ in range(12):
+        c = [rng.integers(8, s - 8) for s in shape]
+        img[tuple(c)] = rng.uniform(1, 3)
+    img = ndimage.gaussian_filter(img, 3.0)
+    return img / img.max()
+
+
+def test_registration_recovers_a_known_rigid_transform():
+    shape = (40, 44, 36)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = [-40, -44, -36]
+    static = _blobs(shape)
+    t = np.deg2rad(4.0)
+    truth = np.eye(4)
+    truth[:3, :3] = [[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1]]
+    truth[:3, 3] = [2.5, -1.5, 1.0]
+    # the moving image shows the static one moved: moving(y) = static(truth^-1 y)
+    moving = resample(static, affine, shape, affine, np.linalg.inv(truth))
+    found = register(static, affine, moving, affine, kind="rigid")
+    np.testing.assert_allclose(found[:3, :3], truth[:3, :3], atol=0.01)
+    np.testing.assert_allclose(found[:3, 3], truth[:3, 3], atol=0.3)  # mm, on 2 mm voxels
+    np.testing.assert_array_equal(register(static, affine, moving, affine, kind="none"), np.eye(4))
+
+
+def test_upsample_masked_keeps_linear_fields_and_the_mask():
+    x, y, z = np.meshgrid(np.arange(6.0), np.arange(5.0), np.arange(4.0), indexing="ij")
+    data = np.stack([2 * x - y + 0.5 * z, np.ones_like(x)], -1).astype(np.float32)
+    mask = np.ones((6, 5, 4), bool)
+    mask[0] = False
+    data[~mask] = 1e6  # never leaks in
+    up = upsample_masked(data, mask, 2)
+    assert up.shape == (12, 10, 8, 2)
+    assert np.all(up[:2] == 0)
+    inner = up[4:10, 2:8, 2:6]  # away from the mask's edge and the volume's border
+    fx, fy, fz = np.meshgrid((np.arange(4, 10) + 0.5) / 2 - 0.5, (np.arange(2, 8) + 0.5) / 2 - 0.5,
+                             (np.arange(2, 6) + 0.5) / 2 - 0.5, indexing="ij")
+    np.testing.assert_allclose(inner[..., 0], 2 * fx - fy + 0.5 * fz, atol=1e-4)
+    np.testing.assert_allclose(up[2:][..., 1], 1.0, atol=1e-6)  # constant stays constant up to the edge
+    np.testing.assert_array_equal(upsample_masked(data, mask, 1)[1:], data[1:])
+    fine = scaled_affine(np.diag([2.4, 2.4, 2.4, 1.0]), 0.5)
+    np.testing.assert_allclose(fine @ [-0.5, -0.5, -0.5, 1], [-1.2, -1.2, -1.2, 1])
+
+
+def _scan(data, mask, stats):
+    return ScanFeatures(data=stats.apply(data, mask), mask=mask, affine=np.eye(4), stats=stats,
+                        sh=SHConfig())
+
+
+def test_none_takes_the_input_coefficients_as_the_target_s():
+    rng = np.random.default_rng(0)
+    raw = rng.standard_normal((3, 4, 2, 5)).astype(np.float32) * 2 + 1
+    mask = np.ones((3, 4, 2), bool)
+    mask[0] = False
+    raw[~mask] = 0
+    stats = ChannelStats.fit(raw, mask)
+    ts = {"mean": [0.5] * 5, "std": [2.0] * 5}
+    h = IdentityHarmonizer(targets=["a", "b"], ratios={"a": 1, "b": 2},
+                           reference={"sh": {}, "target_stats": {"a": ts, "b": ts}})
+    out = h.predict(_scan(raw, mask, stats))
+    np.testing.assert_allclose(out["a"][1:], (raw[1:] - 0.5) / 2.0, atol=1e-5)
+    assert np.all(out["a"][0] == 0) and out["b"].shape == (6, 8, 4, 5) and np.all(out["b"][:2] == 0)
+    np.testing.assert_allclose(h.target_coefficients(out["a"], "a", mask), raw, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def stat_runs(tmp_path_factory, tiny_prepared):
+    base = tmp_path_factory.mktemp("stat")
+    out = {}
+    for method in ("none", "meanvar_global", "meanvar_voxel", "rish"):
+        cfg = {"data": {"dataset": str(tiny_prepared), "split": "subject", "test_subjects": ["sub-03"]},
+               "model": {"method": method}}
+        (base / f"{method}.yaml").write_text(yaml.safe_dump(cfg))
+        out[method] = train(base / f"{method}.yaml", base / method, quiet=True)
+    return out
+
+
+def _held_out(tiny_prepared, platform):
+    from mrharmony.data import load_dataset
+
+    ds = load_dataset(tiny_prepared, check_data=False)
+    return load_features(ds, "sub-03", platform)
+
+
+def test_statistical_runs_are_fitted_on_training_subjects_only(stat_runs):
+    import json
+
+    for run in stat_runs.values():
+        split = json.loads((run / "split.json").read_text())
+        assert split["test_subjects"] == ["sub-03"]
+    h = load_harmonizer(stat_runs["rish"])
+    assert h.meta["fit_subjects"] == ["sub-01", "sub-02"]
+    with pytest.raises(InputError, match="already exists"):
+        train(stat_runs["rish"] / "config.yaml", stat_runs["rish"], quiet=True)
+
+
+def test_global_mean_variance_is_the_normalized_input(stat_runs, tiny_prepared):
+    fin = _held_out(tiny_prepared, "ge_st")
+    h = load_harmonizer(stat_runs["meanvar_global"])
+    assert h.ratios["prisma_st"] == 1
+    np.testing.assert_allclose(h.predict(fin)["prisma_st"], fin.data, atol=1e-4)
+
+
+def _energy_per_order(coeffs, mask, orders):
+    return np.array([(coeffs[mask][:, orders == l] ** 2).sum(1).mean() for l in np.unique(orders)])
+
+
+@pytest.mark.parametrize("target", ["prisma_st", "connectom_sa"])
+def test_rish_matches_the_target_s_energy_per_order_on_a_held_out_subject(stat_runs, tiny_prepared, target):
+    fin, ft = _held_out(tiny_prepared, "ge_st"), _held_out(tiny_prepared, target)
+    orders = sh_orders(fin.sh.sh_order_max)
+    truth = _energy_per_order(ft.stats.invert(ft.data, ft.mask), ft.mask, orders)
+    errors = {}
+    for method in ("none", "rish"):
+        h = load_harmonizer(stat_runs[method])
+        y = h.target_coefficients(h.predict(fin)[target], target, ft.mask)
+        errors[method] = np.abs(_energy_per_order(y, ft.mask, orders) / truth - 1)
+    # RISH brings every order's energy closer to the target's than the unharmonized input
+    assert np.all(errors["rish"] < errors["none"]), errors
+    assert errors["rish"][:3].max() < 0.2, errors  # l = 0, 2, 4 (order 6 is mostly noise here)
+
+
+def test_voxelwise_methods_beat_no_harmonization_and_round_trip(stat_runs, tiny_prepared, tmp_path):
+    fin, ft = _held_out(tiny_prepared, "ge_st"), _held_out(tiny_prepared, "prisma_st")
+    mse = {}
+    for method in ("none", "meanvar_voxel", "rish"):
+        h = load_harmonizer(stat_runs[method])
+        y = h.predict(fin)["prisma_st"]
+        mse[method] = float(((y - ft.data)[ft.mask] ** 2).mean())
+        if method != "none":
+            # saved and loaded again: the same predictions
+            again = load_harmonizer(h.save(tmp_path / method))
+            np.testing.assert_array_equal(again.predict(fin)["prisma_st"], y)
+    assert mse["meanvar_voxel"] < mse["none"] and mse["rish"] < mse["none"], mse
+
+
+def test_evaluate_takes_a_saved_none_run_as_the_reference_row(stat_runs):
+    from mrharmony.dmri.evaluate import evaluate
+
+    ev = evaluate([stat_runs["rish"], stat_runs["none"]], max_patches=100, volume_metrics=False, quiet=True)
+    assert ev.methods == ["rish", "none"]
+    assert ev.parameters["rish"] is None
+
+
+def test_statistical_config_keys_apply_only_to_voxelwise_methods(tmp_path, tiny_prepared):
+    from mrharmony.dmri.training import load_run_config
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"data": {"dataset": str(tiny_prepared)},
+                                   "model": {"method": "diqt", "smoothing_fwhm_mm": 4}}))
+    with pytest.raises(InputError, match="smoothing_fwhm_mm"):
+        load_run_config(cfg)

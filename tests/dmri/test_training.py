@@ -1,0 +1,178 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from mrharmony.cli import main
+from mrharmony.errors import InputError
+from mrharmony.dmri.models import load_model, read_checkpoint
+from mrharmony.dmri.training import load_run_config, train
+
+
+def _config(tmp_path, dataset, name="run.yaml", **model):
+    data = {"dataset": str(dataset), "targets": model.pop("targets", None)}
+    training = model.pop("training", {})
+    cfg = {"preset": "test", "data": {k: v for k, v in data.items() if v is not None},
+           "model": {"method": "diqt", **model}, "training": training}
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _weights(run):
+    return read_checkpoint(Path(run) / "checkpoints" / "last.pt")["model"]
+
+
+def test_a_run_writes_its_directory(tmp_path, tiny_prepared):
+    cfg = _config(tmp_path, tiny_prepared, targets=["connectom_sa"])
+    run = train(cfg, tmp_path / "run", quiet=True)
+    for f in ("config.yaml", "log.txt", "metrics.csv", "split.json", "model.pt", "checkpoints/last.pt",
+              "checkpoints/best.pt"):
+        assert (run / f).is_file(), f
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,lr,alpha,train_loss,val_loss,val_loss_connectom_sa") and len(rows) == 3
+    net, meta = load_model(run)
+    assert meta["parameter_count"] == sum(p.numel() for p in net.parameters()) > 0
+    assert meta["targets"] == ["connectom_sa"] and meta["ratios"] == {"connectom_sa": 2}
+    assert meta["output_sizes"] == {"connectom_sa": [14]}
+    # the resolved config says everything: the preset's values are written out
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["training"]["batch_size"] == 4 and saved["training"]["epochs"] == 2
+
+
+def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny_prepared):
+    cfg = _config(tmp_path, tiny_prepared, targets=["prisma_st"], training={"epochs": 3})
+    full = train(cfg, tmp_path / "full", quiet=True)
+    part = train(cfg, tmp_path / "part", quiet=True, stop_after_epochs=1)
+    assert not (part / "model.pt").exists()
+    assert read_checkpoint(part / "checkpoints" / "last.pt")["epoch"] == 1
+    train(None, part, resume=True, quiet=True)
+    a, b = _weights(full), _weights(part)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (full / "metrics.csv").read_text().splitlines()[1:] != []
+    assert read_checkpoint(part / "model.pt")["meta"]["best_epoch"] == read_checkpoint(full / "model.pt")["meta"]["best_epoch"]
+
+
+def test_same_seed_same_weights_other_seed_other_weights(tmp_path, tiny_prepared):
+    cfg = _config(tmp_path, tiny_prepared, targets=["prisma_st"], training={"epochs": 1})
+    a = _weights(train(cfg, tmp_path / "a", quiet=True))
+    b = _weights(train(cfg, tmp_path / "b", quiet=True))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    cfg2 = _config(tmp_path, tiny_prepared, name="seed.yaml", targets=["prisma_st"], training={"epochs": 1, "seed": 5})
+    c = _weights(train(cfg2, tmp_path / "c", quiet=True))
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_msp_chooses_its_first_stage_on_validation_loss(tmp_path, tiny_prepared):
+    runs = []
+    for method in ("diqt", "cnn_rish"):
+        for t in ("prisma_st", "connectom_sa"):
+            cfg = _config(tmp_path, tiny_prepared, name=f"{method}-{t}.yaml", method=method, targets=[t])
+            runs.append(str(train(cfg, tmp_path / f"{method}-{t}", quiet=True)))
+    msp_cfg = _config(tmp_path, tiny_prepared, name="msp.yaml", method="msp", targets=["prisma_st", "connectom_sa"],
+                      first_stage_runs=runs, alpha_end_epoch=1.0)
+    run = train(msp_cfg, tmp_path / "msp", quiet=True)
+    assert read_checkpoint(run / "model.pt")["meta"]["first_stage_runs"]["prisma_st"].startswith("../")
+    _, meta = load_model(run)  # paths recorded relative to the run, returned absolute
+    for t in ("prisma_st", "connectom_sa"):
+        losses = {r: read_checkpoint(Path(r) / "model.pt")["meta"]["best_validation_loss"].get(t) for r in runs}
+        best = min((v, r) for r, v in losses.items() if v is not None)[1]
+        assert meta["first_stage_runs"][t] == str(Path(best).resolve())
+    net, _ = load_model(run)
+    assert float(net.alpha) == 1.0
+    # a single run trained on another split cannot be a first stage: its training patches may be test patches here
+    other = _config(tmp_path, tiny_prepared, name="other.yaml", targets=["prisma_st"])
+    raw = yaml.safe_load(other.read_text())
+    raw["data"]["split_seed"] = 9
+    other.write_text(yaml.safe_dump(raw))
+    bad_run = train(other, tmp_path / "other", quiet=True)
+    bad = _config(tmp_path, tiny_prepared, name="bad.yaml", method="msp", targets=["prisma_st", "connectom_sa"],
+                  first_stage={"prisma_st": str(bad_run)})
+    with pytest.raises(InputError, match=r"other data settings \(split_seed\)"):
+        train(bad, tmp_path / "msp-bad", quiet=True)
+
+
+def test_config_errors_name_the_file_and_key(tmp_path, tiny_prepared, capsys):
+    cfg = _config(tmp_path, tiny_prepared)
+    raw = yaml.safe_load(cfg.read_text())
+    raw["training"]["lerning_rate"] = 0.1
+    cfg.write_text(yaml.safe_dump(raw))
+    assert main(["train", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    assert f"{cfg}: unknown key 'training.lerning_rate'." in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    raw = yaml.safe_load(_config(tmp_path, tiny_prepared, name="c2.yaml").read_text())
+    raw["model"]["stages"] = 3
+    (tmp_path / "c2.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(InputError, match="'stages' does not apply to method diqt"):
+        load_run_config(tmp_path / "c2.yaml")
+    raw["model"] = {"method": "unet"}
+    (tmp_path / "c2.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(InputError, match="invalid value for 'model.method'"):
+        load_run_config(tmp_path / "c2.yaml")
+    bad_target = _config(tmp_path, tiny_prepared, name="c3.yaml", targets=["siemens_trio"])
+    with pytest.raises(InputError, match="unknown platform 'siemens_trio'"):
+        train(bad_target, tmp_path / "r3", quiet=True)
+    assert not (tmp_path / "r3").exists()  # nothing half-written
+
+
+def test_existing_run_needs_force_and_resume_needs_a_checkpoint(tmp_path, tiny_prepared, capsys):
+    cfg = _config(tmp_path, tiny_prepared, targets=["prisma_st"], training={"epochs": 1})
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "notes.txt").write_text("mine")
+    assert main(["train", str(cfg), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert "pass --force" in capsys.readouterr().err
+    assert (tmp_path / "r" / "notes.txt").exists()
+    assert main(["train", "--resume", "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert "has no checkpoint to resume from" in capsys.readouterr().err
+
+
+def test_truncated_checkpoint_and_newer_model_are_refused(tmp_path, tiny_prepared, capsys):
+    cfg = _config(tmp_path, tiny_prepared, targets=["prisma_st"], training={"epochs": 2})
+    run = train(cfg, tmp_path / "r", quiet=True, stop_after_epochs=1)
+    ck = run / "checkpoints" / "last.pt"
+    ck.write_bytes(ck.read_bytes()[:1000])
+    assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "last.pt: could not be read as a mrharmony model or checkpoint (truncated or corrupt" in err
+    run2 = train(cfg, tmp_path / "r2", quiet=True)
+    obj = torch.load(run2 / "model.pt", weights_only=False)
+    obj["format_version"] = 99
+    torch.save(obj, run2 / "model.pt")
+    with pytest.raises(InputError, match=r"model.pt: was written by a newer mrharmony \(format version 99"):
+        load_model(run2)
+
+
+def test_two_process_ddp_matches_one_process(tmp_path, tiny_prepared):
+    """torchrun with 2 CPU processes (gloo) on the same global batch gives the 1-process weights."""
+    cfg = _config(tmp_path, tiny_prepared, targets=["prisma_st"], training={"epochs": 1, "threads": 1})
+    one = train(cfg, tmp_path / "one", quiet=True)
+    env = {**os.environ, "MRHARMONY_DDP_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "mrharmony", "train", str(cfg), "--out", str(tmp_path / "two"), "--quiet"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    a, b = _weights(one), _weights(tmp_path / "two")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=2e-6, rtol=1e-5)
+
+
+def test_data_and_runs_can_move_together(tmp_path, tiny_prepared):
+    import shutil
+
+    from mrharmony.dmri.evaluate import evaluate
+
+    root = tmp_path / "project"
+    shutil.copytree(tiny_prepared, root / "data")
+    cfg = _config(root, root / "data", targets=["prisma_st"], training={"epochs": 1})
+    train(cfg, root / "runs" / "a", quiet=True)
+    moved = tmp_path / "moved"
+    shutil.move(root, moved)
+    _, meta = load_model(moved / "runs" / "a")
+    assert meta["data"]["dataset"] == str((moved / "data").resolve())
+    ev = evaluate([moved / "runs" / "a"], max_patches=50, quiet=True, volume_metrics=False)
+    assert ev.n_patches == 50
+    train(None, moved / "runs" / "a", resume=True, quiet=True)  # the recorded config still resolves

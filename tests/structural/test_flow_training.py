@@ -1,0 +1,130 @@
+"""IHF-Harmony end to end on the tiny structural data: 2D and 3D training, exact invertibility
+after training, the VGG path, and the command line."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from mrharmony.cli import main
+from mrharmony.data.structural import load_structural
+from mrharmony.structural.ihf import harmonize_flow, load_ihf, restore_flow
+from mrharmony.structural.training import train_structural
+
+
+@pytest.fixture(scope="module")
+def structural(tmp_path_factory):
+    from mrharmony.simulate.structural import simulate_structural
+
+    return simulate_structural(tmp_path_factory.mktemp("st") / "tiny", preset="tiny", seed=6, quiet=True)
+
+
+def _config(folder, dataset, model=None, **training):
+    path = folder / "flow.yaml"
+    path.write_text(yaml.safe_dump({
+        "preset": "test",
+        "data": {"dataset": str(dataset), "n_test_subjects": 1, "crop_size": 16,
+                 "modalities": ["T1w", "T2w", "FLAIR"]},
+        "model": {"method": "ihf", "hidden": 8, "style_dim": 8, "widths": [4, 8, 16], **(model or {})},
+        "training": {"threads": 1, **training},
+    }))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained2d(structural, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("flow")
+    cfg = _config(folder, structural, pretrain_epochs=2, epochs=3, steps_per_epoch=6, batch_size=4)
+    return train_structural(cfg, folder / "run", quiet=True, method="ihf")
+
+
+def _relative(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def test_training_changes_the_flow_and_it_stays_exactly_invertible(structural, trained2d):
+    net, meta = load_ihf(trained2d)
+    assert meta["model"]["dims"] == 2 and meta["training_sites"] == ["siteA", "siteB", "siteC"]
+    ds = load_structural(structural)
+    subject = meta["split"]["test"][0]
+    ref = meta["split"]["validation"][0]
+    for modality in ("T1w", "FLAIR"):
+        img, _ = ds.load_image(subject, "siteA", modality)
+        mask = ds.load_mask(subject)
+        tgt, _ = ds.load_image(ref, "siteD", modality)  # a site never seen in training
+        tmask = ds.load_mask(ref)
+        out, scale = harmonize_flow(net, img, mask, tgt, tmask)
+        assert out.dtype == np.float32 and out.shape == img.shape
+        assert _relative(out / np.percentile(tgt[tmask], 99), img / scale) > 1e-3  # it did something
+        assert _relative(restore_flow(net, out, tgt, tmask, scale), img) < 1e-5
+    # and on random inputs, as the flow sees them
+    code = net.style_code(torch.rand(1, 1, 16, 16))
+    x = torch.randn(3, 1, 16, 24, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert float((net.inverse(net(x, code), code) - x).norm() / x.norm()) < 1e-5
+    assert any(p.abs().sum() > 0 for n, p in net.named_parameters() if n.endswith("out.weight"))
+
+
+def test_3d_mode_trains_and_inverts(structural, tmp_path):
+    cfg = _config(tmp_path, structural, model={"dims": 3}, epochs=1, steps_per_epoch=2)
+    run = train_structural(cfg, tmp_path / "run3d", quiet=True, method="ihf")
+    net, meta = load_ihf(run)
+    assert net.dims == 3
+    ds = load_structural(structural)
+    img, _ = ds.load_image(meta["split"]["test"][0], "siteB", "T2w")
+    mask = ds.load_mask(meta["split"]["test"][0])
+    out, scale = harmonize_flow(net, img, mask, img, mask)
+    assert _relative(restore_flow(net, out, img, mask, scale), img) < 1e-5
+
+
+def test_a_vgg_weights_file_replaces_the_self_trained_encoder(structural, tmp_path):
+    from tests.structural.test_ihf import _torchvision_vgg19_state
+
+    torch.save(_torchvision_vgg19_state(), tmp_path / "vgg19.pth")
+    cfg = _config(tmp_path, structural, model={"vgg_weights": "vgg19.pth"}, epochs=1, steps_per_epoch=2)
+    run = train_structural(cfg, tmp_path / "run-vgg", quiet=True, method="ihf")
+    history = (run / "metrics.csv").read_text().splitlines()
+    assert len(history) == 2 and history[1].split(",")[1] == "2"  # one epoch, the flow's (no autoencoder)
+    saved = torch.load(run / "model.pt")["state_dict"]
+    assert not any(k.startswith("features") for k in saved)  # the model keeps the flow only
+    cfg3d = _config(tmp_path, structural, model={"vgg_weights": "vgg19.pth", "dims": 3})
+    with pytest.raises(Exception, match="vgg_weights needs dims: 2"):
+        train_structural(cfg3d, tmp_path / "nope", quiet=True)
+
+
+def test_flow_apply_from_the_command_line(structural, trained2d, tmp_path, capsys):
+    ds = load_structural(structural)
+    split = json.loads((trained2d / "split.json").read_text())
+    subject, ref = split["test"][0], split["validation"][0]
+    out = tmp_path / "flair_harmonized.nii.gz"
+    args = ["flow", "apply", str(trained2d), "--input", str(ds.image_path(subject, "siteC", "FLAIR")),
+            "--target-image", str(ds.image_path(ref, "siteE", "FLAIR")), "--out", str(out),
+            "--mask", str(ds.mask_path(subject)), "--target-mask", str(ds.mask_path(ref)), "--quiet"]
+    assert main(args) == 0
+    img = nib.load(out)
+    assert img.get_data_dtype() == np.float32 and img.shape == ds.load_mask(subject).shape
+    side = json.loads(out.with_name("flair_harmonized.json").read_text())
+    assert side["InputScale"] > 0
+    # HAIL's command refuses a flow model, and the flow's command a config of another method
+    assert main(["structural", "apply", str(trained2d), *args[3:], "--force"]) == 2
+    assert "not a HAIL model" in capsys.readouterr().err
+    hail_cfg = tmp_path / "hail.yaml"
+    hail_cfg.write_text(yaml.safe_dump({"data": {"dataset": str(structural)}, "model": {"method": "hail"}}))
+    assert main(["flow", "train", str(hail_cfg), "--out", str(tmp_path / "r")]) == 2
+    assert "train it with 'mrharmony structural train'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_crop_size_must_survive_the_squeezes(structural, tmp_path):
+    from mrharmony.errors import InputError
+
+    cfg = _config(tmp_path, structural, model={"levels": 3})  # crop 16 is fine for 3 levels (8)
+    path = tmp_path / "odd.yaml"
+    raw = yaml.safe_load(cfg.read_text())
+    raw["data"]["crop_size"] = 20
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(InputError, match="use a multiple of 8"):
+        train_structural(path, tmp_path / "r", quiet=True)

@@ -1,0 +1,123 @@
+"""Structural harmonization metrics against hand-computed values."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from mrharmony.structural.metrics import dice, nwd, ravd, segment_tissues, ssim_psnr, wasserstein
+
+
+def test_wasserstein_and_nwd_by_hand():
+    i = np.array([0.0, 1.0, 2.0])
+    t = np.array([10.0, 11.0, 12.0])
+    assert wasserstein(i, t) == pytest.approx(10.0)  # a shift by 10
+    mi, mt = np.ones(3, bool), np.ones(3, bool)
+    assert nwd(i, t, t, input_mask=mi, target_mask=mt) == pytest.approx((1.0, 0.0))  # took the target's look
+    assert nwd(i, i, t, input_mask=mi, target_mask=mt) == pytest.approx((0.0, 1.0))  # left as it was
+    assert nwd(i, i + 2.5, t, input_mask=mi, target_mask=mt) == pytest.approx((0.25, 0.75))
+    # only the mask's voxels count
+    big = np.array([0.0, 1.0, 2.0, 1000.0])
+    assert nwd(big, big + 10, np.r_[t, 0], input_mask=np.array([1, 1, 1, 0], bool),
+               target_mask=np.array([1, 1, 1, 0], bool)) == pytest.approx((1.0, 0.0))
+    with pytest.raises(ValueError, match="undefined"):
+        nwd(i, t, i, input_mask=mi, target_mask=mt)
+
+
+def test_ravd_by_hand():
+    a = np.zeros((4, 4), np.uint8)
+    a[:2] = 2  # 8 GM voxels
+    a[2:] = 3  # 8 WM voxels
+    b = a.copy()
+    b[1, :2] = 3  # 2 GM voxels became WM
+    r = ravd(a, b)
+    assert r["gm"] == pytest.approx(2 / 8) and r["wm"] == pytest.approx(2 / 8)
+    assert ravd(a, a) == {"gm": 0.0, "wm": 0.0}
+
+
+def test_ssim_psnr_by_hand():
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(0, 1, (12, 12, 12))
+    truth[0, 0, 0], truth[0, 0, 1] = 0.0, 1.0  # data range exactly 1
+    mask = np.ones(truth.shape, bool)
+    s, p = ssim_psnr(truth, truth, mask)
+    assert s == pytest.approx(1.0) and p == float("inf")
+    pred = truth + 0.1  # MSE 0.01 on a range of 1: 20 dB
+    s2, p2 = ssim_psnr(pred, truth, mask)
+    assert p2 == pytest.approx(20.0) and s2 < 1.0
+
+
+@pytest.mark.parametrize("modality", ["T1w", "T2w", "FLAIR"])
+def test_segmentation_names_the_tissues_by_the_modality_contrast(modality):
+    """Three slabs of CSF, GM and WM with a site's contrast in each modality, and noise."""
+    from mrharmony.simulate.structural import load_sites
+
+    contrast = load_sites()[0].contrast(modality)
+    truth = np.repeat(np.array([1, 2, 3], np.uint8), 10)[:, None, None] * np.ones((1, 20, 20), np.uint8)
+    img = np.asarray(contrast)[truth - 1] + 0.04 * np.random.default_rng(0).standard_normal(truth.shape)
+    labels = segment_tissues(img, np.ones(truth.shape, bool), modality=modality)
+    assert (labels == truth).mean() > 0.95
+
+
+def test_segmentation_finds_the_tissues_of_a_synthetic_t1(tmp_path):
+    from mrharmony.simulate.structural import simulate_structural
+
+    root = simulate_structural(tmp_path / "st", preset="tiny", seed=1, n_subjects=1, quiet=True)
+    img = nib.load(root / "sub-01" / "siteA" / "T1w.nii.gz").get_fdata()
+    mask = nib.load(root / "sub-01" / "mask.nii.gz").get_fdata() > 0
+    tissue = nib.load(root / "truth" / "sub-01" / "tissue.nii.gz").get_fdata()
+    labels = segment_tissues(img, mask)
+    # the tiny block holds little pure CSF, so the three classes split the darker GM: check the
+    # voxels the truth calls pure WM and pure GM
+    wm, gm = tissue[..., 2] > 0.9, tissue[..., 1] > 0.9
+    assert (labels[wm] == 3).mean() > 0.85
+    assert (labels[gm] < 3).mean() > 0.9
+    assert set(np.unique(labels[mask])) == {1, 2, 3} and not labels[~mask].any()
+
+
+def test_dice_by_hand():
+    a = np.zeros((4, 4, 1), np.uint8)
+    b = a.copy()
+    a[:2] = 2  # GM: 8 voxels
+    b[:1] = 2  # GM: 4 voxels, all inside a's
+    a[2:] = 3
+    b[1:] = 3  # WM: a has 8, b 12, overlap 8
+    d = dice(a, b)
+    assert d["gm"] == pytest.approx(2 * 4 / 12) and d["wm"] == pytest.approx(2 * 8 / 20)
+    assert dice(a, a) == {"gm": 1.0, "wm": 1.0}
+
+
+def test_structural_metrics_command(tmp_path, capsys):
+    import json
+
+    from mrharmony.cli import main
+    from mrharmony.structural.metrics import metrics_from_files
+    from mrharmony.structural.intensity import harmonize_intensity
+    from mrharmony.simulate.structural import simulate_structural
+
+    root = simulate_structural(tmp_path / "st", preset="tiny", seed=4, n_subjects=2, quiet=True)
+    inp, tgt = root / "sub-01" / "siteB" / "T1w.nii.gz", root / "sub-02" / "siteA" / "T1w.nii.gz"
+    mask, tmask = root / "sub-01" / "mask.nii.gz", root / "sub-02" / "mask.nii.gz"
+    img = nib.load(inp)
+    pred = harmonize_intensity("nyul", img.get_fdata(), nib.load(mask).get_fdata() > 0,
+                               nib.load(tgt).get_fdata(), nib.load(tmask).get_fdata() > 0)
+    nib.save(nib.Nifti1Image(pred, img.affine), tmp_path / "pred.nii.gz")
+    args = ["structural", "metrics", "--input", str(inp), "--prediction", str(tmp_path / "pred.nii.gz"),
+            "--target", str(tgt), "--mask", str(mask), "--target-mask", str(tmask),
+            "--truth", str(root / "sub-01" / "siteA" / "T1w.nii.gz"), "--json", str(tmp_path / "m.json")]
+    assert main(args) == 0
+    res = json.loads((tmp_path / "m.json").read_text())
+    assert set(res) == {"nwd_ip", "nwd_tp", "ravd_gm", "ravd_wm", "dice_gm", "dice_wm", "ssim", "psnr_db"}
+    assert res["nwd_ip"] > 0.7 and res["nwd_tp"] < 0.3 and 0 < res["ssim"] <= 1
+    assert res == pytest.approx(metrics_from_files(input_path=inp, prediction_path=tmp_path / "pred.nii.gz",
+                                                   target_path=tgt, input_mask_path=mask, target_mask_path=tmask,
+                                                   truth_path=root / "sub-01" / "siteA" / "T1w.nii.gz"))
+    capsys.readouterr()
+    assert main(args) == 2  # the JSON exists
+    assert "already exists" in capsys.readouterr().err
+    bad = args[:]
+    bad[bad.index("--prediction") + 1] = str(mask.parent / "siteA" / "T1w.nii.gz")  # fine: same grid
+    bad[bad.index("--truth") + 1] = str(tmp_path / "nothing.nii.gz")
+    bad[bad.index("--json") + 1] = str(tmp_path / "m2.json")
+    assert main(bad) == 2
+    err = capsys.readouterr().err
+    assert "nothing.nii.gz" in err and err.count("\n") == 1 and not (tmp_path / "m2.json").exists()
