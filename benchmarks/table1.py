@@ -60,7 +60,7 @@ def widened_diqt_features(n_params: int, target_ratio: int, in_channels: int = 2
 def run_split(root: Path, data: Path, split: str, budget: dict, *, seed: int, control_target: str, quiet: bool) -> Path:
     from mrharmony.dmri.evaluate import evaluate
     from mrharmony.dmri.tables import write_tables
-    from mrharmony.dmri.models import read_checkpoint
+    from mrharmony.engine.checkpoint import read_checkpoint
     from mrharmony.dmri.training import train
 
     work = root / split

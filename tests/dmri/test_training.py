@@ -9,7 +9,8 @@ import yaml
 
 from mrharmony.cli import main
 from mrharmony.errors import InputError
-from mrharmony.dmri.models import load_model, read_checkpoint
+from mrharmony.dmri.models import load_model
+from mrharmony.engine.checkpoint import read_checkpoint
 from mrharmony.dmri.training import load_run_config, train
 
 

@@ -39,7 +39,7 @@ class DeepHarmonizer(Harmonizer):
         return cls(net, meta, source=path if path.is_dir() else path.parent, **kwargs)
 
     def save(self, directory: str | os.PathLike) -> Path:
-        from mrharmony.dmri.models import save_model
+        from mrharmony.engine.checkpoint import save_model
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)

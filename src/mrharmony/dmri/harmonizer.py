@@ -98,16 +98,14 @@ def load_harmonizer(path: str | os.PathLike) -> Harmonizer:
     if (path / "harmonizer.json").is_file():
         import json
 
-        from mrharmony import FORMAT_VERSION
+        from mrharmony.io import check_format_version
         from mrharmony.dmri.statistical import harmonizer_class
 
         try:
             d = json.loads((path / "harmonizer.json").read_text())
         except ValueError:
             raise InputError("is not valid JSON.", path / "harmonizer.json") from None
-        if d.get("format_version", 0) > FORMAT_VERSION:
-            raise InputError(f"was written by a newer mrharmony (format version {d['format_version']}).",
-                             path / "harmonizer.json")
+        check_format_version(d.get("format_version"), path / "harmonizer.json")
         cls = harmonizer_class(str(d.get("method")))
         if cls is None:
             raise InputError(f"names an unknown method {d.get('method')!r}.", path / "harmonizer.json")

@@ -1,9 +1,8 @@
 """Building the deep harmonizers' networks from their config, and saving / loading them.
 
-A saved model (``model.pt`` of a run directory) is a dict with the network's weights and the
-metadata needed to rebuild it: the method and its settings, the targets and their voxel
-ratios, the input channels, the patch size, the parameter count (for capacity-matched
-comparisons) and the format version. Files from a newer format version are refused.
+A saved network (``model.pt`` of a run directory, :mod:`mrharmony.engine.checkpoint`) records
+what rebuilds it: the method and its settings, the targets and their voxel ratios, the input
+channels, the patch size and the parameter count (for capacity-matched comparisons).
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from mrharmony.config import StrictModel
+from mrharmony.engine.checkpoint import load_weights, read_checkpoint
 from mrharmony.errors import InputError
 
 SINGLE = ("diqt", "cnn_rish", "shresnet")
@@ -94,54 +94,6 @@ def build_network(cfg: ModelConfig, targets: dict[str, int], in_channels: int, *
     return MSP({t: first[t] for t in targets}, patch_size=patch_size, **kw)
 
 
-def parameter_count(net) -> int:
-    return int(sum(p.numel() for p in net.parameters()))
-
-
-def save_model(path: str | os.PathLike, net, meta: dict) -> None:
-    import torch
-
-    from mrharmony import FORMAT_VERSION
-    from mrharmony.io import atomic_path
-
-    state = {"format_version": FORMAT_VERSION, "meta": meta, "state_dict": _cpu_state(net)}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def _cpu_state(net) -> dict:
-    return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """``torch.load`` with clear errors for a missing, truncated or newer-format file."""
-    import pickle
-    import zipfile
-
-    import torch
-
-    from mrharmony import FORMAT_VERSION
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("is missing.", path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"could not be read as a mrharmony model or checkpoint (truncated or corrupt: {reason}).",
-                         path) from None
-    if not isinstance(obj, dict) or "format_version" not in obj:
-        raise InputError("is not a mrharmony model or checkpoint.", path)
-    if obj["format_version"] > FORMAT_VERSION:
-        raise InputError(
-            f"was written by a newer mrharmony (format version {obj['format_version']}, this one reads up to "
-            f"{FORMAT_VERSION}); upgrade mrharmony to use it.",
-            path,
-        )
-    return obj
-
-
 def absolute_paths(meta: dict, run_dir: str | os.PathLike) -> dict:
     """``meta`` with the paths a run records relative to its directory made absolute.
 
@@ -177,27 +129,3 @@ def load_model(path: str | os.PathLike):
                         first_stage_nets=first)
     load_weights(net, obj, path)
     return net, meta
-
-
-def load_weights(net, obj: dict, path: str | os.PathLike) -> None:
-    """Put a saved model's weights into the network rebuilt from its metadata."""
-    try:
-        net.load_state_dict(obj["state_dict"])
-    except RuntimeError as exc:
-        raise InputError(f"holds weights that do not fit its own description ({str(exc).splitlines()[0]}).",
-                         path) from None
-
-
-def read_image_model(path: str | os.PathLike, method: str, name: str, command: str) -> tuple[dict, dict, Path]:
-    """A saved HAIL or IHF-Harmony model (``model.pt`` or its run directory): (file contents,
-    meta, file); a model of another method is refused, naming the command that trains ``name``."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
-    obj = read_checkpoint(path)
-    meta = obj.get("meta", {})
-    found = meta.get("model", {}).get("method")
-    if found != method:
-        raise InputError(f"is a {found or 'non-' + name} model, not {'an' if name[0] in 'AEIOU' else 'a'} {name} "
-                         f"model (train one with 'mrharmony {command}').", path)
-    return obj, meta, path

@@ -58,10 +58,8 @@ from mrharmony.dmri.models import (
     absolute_paths,
     build_network,
     load_model,
-    parameter_count,
-    read_checkpoint,
-    save_model,
 )
+from mrharmony.engine.checkpoint import parameter_count, read_checkpoint, save_model, save_state
 
 PRESETS: dict[str, dict] = {
     # the MSP paper: minibatch 12, Adam, 1e-4 divided by sqrt(2) every 15 epochs, 50 epochs
@@ -581,21 +579,10 @@ def _mean_across(value: float) -> float:
 def _save_checkpoint(path: Path, net, opt, sched, epoch, best_val, best_per_target, history) -> None:
     import torch
 
-    save_checkpoint_state(path, {"model": net.state_dict(), "optimizer": opt.state_dict(),
+    save_state(path, {"model": net.state_dict(), "optimizer": opt.state_dict(),
                                  "scheduler": sched.state_dict(), "epoch": epoch, "best_val": best_val,
                                  "best_per_target": best_per_target, "history": history,
                                  "torch_rng": torch.get_rng_state()})
-
-
-def save_checkpoint_state(path: Path, state: dict) -> None:
-    """Write a resumable training state atomically (a killed run never leaves a torn file)."""
-    import torch
-
-    from mrharmony import FORMAT_VERSION
-    from mrharmony.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        torch.save({"format_version": FORMAT_VERSION, **state}, tmp)
 
 
 def _write_metrics(path: Path, history: list[dict]) -> None:

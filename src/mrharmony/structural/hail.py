@@ -218,9 +218,9 @@ def harmonize(net: HAIL, image: np.ndarray, mask: np.ndarray, target: np.ndarray
 
 def load_hail(path: str | os.PathLike) -> tuple[HAIL, dict]:
     """A trained HAIL model: ``(network, meta)``; ``path`` is ``model.pt`` or its run directory."""
-    from mrharmony.dmri.models import load_weights, read_image_model
+    from mrharmony.engine.checkpoint import load_weights, read_method_model
 
-    obj, meta, path = read_image_model(path, "hail", "HAIL", "structural train")
+    obj, meta, path = read_method_model(path, "hail", "HAIL", "structural train")
     net = HAIL(tuple(meta["model"]["widths"]), meta["model"].get("skips", False))
     load_weights(net, obj, path)
     return net.eval(), meta

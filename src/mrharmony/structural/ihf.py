@@ -336,9 +336,9 @@ def ihf_losses(net: IHFTrainee, batch: dict, *, anatomy_weight: float, artefact_
 
 def load_ihf(path: str | os.PathLike) -> tuple[IHF, dict]:
     """A trained IHF-Harmony model: ``(network, meta)``; ``path`` is ``model.pt`` or its run directory."""
-    from mrharmony.dmri.models import load_weights, read_image_model
+    from mrharmony.engine.checkpoint import load_weights, read_method_model
 
-    obj, meta, path = read_image_model(path, "ihf", "IHF-Harmony", "flow train")
+    obj, meta, path = read_method_model(path, "ihf", "IHF-Harmony", "flow train")
     cfg = meta["model"]
     net = IHF(cfg["dims"], cfg["levels"], cfg["blocks"], cfg["hidden"], cfg["style_dim"])
     load_weights(net, obj, path)

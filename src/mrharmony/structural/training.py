@@ -332,7 +332,7 @@ def train_structural(config: StructuralRunConfig | str | os.PathLike | None, out
     import torch
 
     from mrharmony.data.structural import load_structural
-    from mrharmony.dmri.models import parameter_count, read_checkpoint, save_model
+    from mrharmony.engine.checkpoint import parameter_count, read_checkpoint, save_model, save_state
     from mrharmony.progress import Progress
     from mrharmony.dmri.training import (
         _check_new_run_dir,
@@ -340,7 +340,6 @@ def train_structural(config: StructuralRunConfig | str | os.PathLike | None, out
         _Log,
         _new_run_dir,
         _write_metrics,
-        save_checkpoint_state,
     )
 
     out = Path(out)
@@ -469,7 +468,7 @@ def train_structural(config: StructuralRunConfig | str | os.PathLike | None, out
             best_val = row["val_loss"]
             save_model(out / "checkpoints" / "best.pt", deploy, {**meta, "epoch": epoch + 1,
                                                               "best_validation_loss": best_val})
-        save_checkpoint_state(ckpt_path, {"model": net.state_dict(), "optimizer": opt.state_dict(),
+        save_state(ckpt_path, {"model": net.state_dict(), "optimizer": opt.state_dict(),
                                           "optimizer_phase": opt_phase, "epoch": epoch + 1, "best_val": best_val,
                                           "history": history, "torch_rng": torch.get_rng_state()})
         _write_metrics(out / "metrics.csv", _uniform_rows(history))

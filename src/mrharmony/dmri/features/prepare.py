@@ -29,7 +29,7 @@ from mrharmony.data.validate import check_overlap, check_scan_data, read_float32
 from mrharmony.errors import InputError
 from mrharmony.dmri.features.normalization import ChannelStats
 from mrharmony.dmri.features.sh import SHConfig, fit_sh, n_coefficients, select_shell
-from mrharmony.io import save_nifti, write_json
+from mrharmony.io import check_format_version, save_nifti, write_json
 from mrharmony.progress import Progress
 
 DERIVATIVE = "mrharmony-sh"
@@ -173,13 +173,7 @@ def load_features(ds: TravelingHeads, subject: str, platform: str, *, normalized
         meta = json.loads(side.read_text())
     except ValueError:
         raise InputError("is not valid JSON.", side) from None
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise InputError(
-            f"was written by a newer mrharmony (format version {version}, this one reads up to "
-            f"{FORMAT_VERSION}); upgrade mrharmony or run 'prepare --force'.",
-            side,
-        )
+    check_format_version(meta.get("format_version"), side, remedy="upgrade mrharmony or run 'prepare --force'")
     img = read_image(nii)
     data = read_float32(img, nii)
     mask_file = side.parent / meta["mask"] if meta.get("mask") else None
