@@ -9,7 +9,7 @@ structural``, ``--preset``, default demo: 8 subjects, 5 sites, two held out of t
    HAIL trained on the T1w images of the same sites and subjects (or ``--hail-run``);
 2. every held-out test subject harmonized from each site to each other site, per modality;
    the one target image of a site is the validation subject's image on it; scored by
-   :func:`mrharmony.structural.metrics.evaluate_structural` (SSIM / PSNR against the truth,
+   :func:`mrharmony.structural.evaluate.compare_harmonizers` (SSIM / PSNR against the truth,
    nWD, rAVD and the Dice overlap of the tissue segmentations of output and input), plus, for
    IHF-Harmony, the relative error of the input restored from its harmonized image through the
    inverse flow (``roundtrip``);
@@ -29,8 +29,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -42,56 +40,41 @@ def main() -> None:
     ap.add_argument("--modalities", nargs="+", default=["T1w", "T2w", "FLAIR"])
     args = ap.parse_args()
 
-    from structural_common import structural_data, write_results
+    from structural_common import structural_data, train_or_resume, write_results
 
-    from mrharmony.structural.metrics import baseline_harmonizers, evaluate_structural
-    from mrharmony.structural.hail import harmonize, load_hail
-    from mrharmony.structural.ihf import harmonize_flow, load_ihf, restore_flow
-    from mrharmony.structural.training import train_or_resume
+    from mrharmony.structural.evaluate import compare_harmonizers
+    from mrharmony.structural.hail import HAILHarmonizer
+    from mrharmony.structural.ihf import IHFHarmonizer
 
     out = Path(args.out)
     data, ds = structural_data(out, args.preset, args.seed)
     crop = 64 if args.preset != "tiny" else 16
     t0 = time.perf_counter()
-    ihf_run = train_or_resume({"preset": args.training_preset,
-                               "data": {"dataset": str(data.resolve()), "modalities": args.modalities,
-                                        "crop_size": crop},
-                               "model": {"method": "ihf"},
-                               "training": {"batch_size": 8, "pretrain_epochs": 20, "epochs": 40}}, out / "run-ihf")
+    ihf = train_or_resume(IHFHarmonizer, {"preset": args.training_preset,
+                                          "data": {"dataset": str(data.resolve()), "modalities": args.modalities,
+                                                   "crop_size": crop},
+                                          "model": {"method": "ihf"},
+                                          "training": {"batch_size": 8, "pretrain_epochs": 20, "epochs": 40}},
+                          out / "run-ihf")
     seconds_ihf = time.perf_counter() - t0
-    hail_run = Path(args.hail_run) if args.hail_run else train_or_resume(
-        {"preset": args.training_preset, "data": {"dataset": str(data.resolve()), "modalities": ["T1w"]},
-         "model": {"method": "hail"}}, out / "run-hail")
-    flow, meta = load_ihf(ihf_run)
-    hail, hail_meta = load_hail(hail_run)
-    split = meta["split"]
-    if hail_meta["split"] != split or hail_meta["training_sites"] != meta["training_sites"]:
-        raise SystemExit(f"{hail_run} was trained on another split or other sites than {ihf_run}.")
-
-    def ihf(x, m, t, tm):
-        pred, scale = harmonize_flow(flow, x, m, t, tm)
-        back = restore_flow(flow, pred, t, tm, scale)
-        return pred, {"roundtrip": float(np.linalg.norm(back - x) / np.linalg.norm(x))}
-
-    rows = []
-    t0 = time.perf_counter()
-    for modality in args.modalities:
-        harmonizers = {"ihf": ihf, **baseline_harmonizers(("none", "nyul"))}
-        if modality == "T1w":
-            harmonizers["hail"] = lambda x, m, t, tm: harmonize(hail, x, m, t, tm)
-        rows += evaluate_structural(ds, harmonizers=harmonizers, subjects=split["test"],
-                                    reference_subject=split["validation"][0], seen_sites=meta["training_sites"],
-                                    modality=modality)
-    seconds = time.perf_counter() - t0
-    roundtrip = [r["roundtrip"] for r in rows if "roundtrip" in r]
-    write_results(out, rows, {
+    hail_config = {"preset": args.training_preset, "data": {"dataset": str(data.resolve()), "modalities": ["T1w"]},
+                   "model": {"method": "hail"}}
+    hail = (HAILHarmonizer.load(args.hail_run) if args.hail_run
+            else train_or_resume(HAILHarmonizer, hail_config, out / "run-hail"))
+    if hail.split != ihf.split or hail.training_sites != ihf.training_sites:
+        raise SystemExit(f"{hail.model_file} was trained on another split or other sites than {ihf.model_file}.")
+    hail.modalities = ["T1w"]  # HAIL is scored on T1w images only
+    ev = compare_harmonizers(ds, [ihf, "none", "nyul", hail], modalities=args.modalities, reference="ihf")
+    info = ev.info
+    write_results(out, ev, {
         "preset": args.preset, "training_preset": args.training_preset, "seed": args.seed,
-        "test_subjects": split["test"], "one_shot_reference_subject": split["validation"][0],
-        "training_sites": meta["training_sites"], "unseen_sites": ds.unseen_sites,
-        "ihf_training_seconds": round(seconds_ihf, 1), "evaluation_seconds": round(seconds, 1),
-        "roundtrip_relative_error": {"max": max(roundtrip), "median": float(np.median(roundtrip))},
-    }, reference="ihf", extra_metrics=("roundtrip",))
-    print(f"round trip (input restored from its harmonized image): max relative error {max(roundtrip):.2e}")
+        "test_subjects": info["test_subjects"], "one_shot_reference_subject": info["one_shot_reference_subject"],
+        "training_sites": ihf.training_sites, "unseen_sites": ds.unseen_sites,
+        "ihf_training_seconds": round(seconds_ihf, 1), "evaluation_seconds": info["evaluation_seconds"],
+        "roundtrip_relative_error": info["roundtrip_relative_error"],
+    })
+    print("round trip (input restored from its harmonized image): max relative error "
+          f"{info['roundtrip_relative_error']['max']:.2e}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ sites separately, plus SSIM / PSNR against the truth our simulator knows:
    also a run without the consistency loss;
 3. every held-out test subject harmonized from each site to each other site with every method;
    the one target image of a site is the validation subject's image on it (one-shot, never a
-   test subject); scored by :func:`mrharmony.structural.metrics.evaluate_structural`;
+   test subject); scored by :func:`mrharmony.structural.evaluate.compare_harmonizers`, which
+   every method enters as an :class:`~mrharmony.structural.harmonizer.ImageHarmonizer`;
 4. paired Wilcoxon signed-rank tests of HAIL against each baseline on SSIM and on nWD(t,p), per
    group of pairs, Bonferroni-corrected over all of them.
 
@@ -25,8 +26,6 @@ runs are reused; an interrupted run is resumed.
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
 
@@ -39,35 +38,28 @@ def main() -> None:
     ap.add_argument("--ablation", action="store_true", help="also train and score HAIL without consistency loss")
     args = ap.parse_args()
 
-    from structural_common import structural_data, write_results
+    from structural_common import structural_data, train_or_resume, write_results
 
-    from mrharmony.structural.metrics import baseline_harmonizers, evaluate_structural
-    from mrharmony.structural.hail import harmonize, load_hail
-    from mrharmony.structural.training import train_or_resume
+    from mrharmony.structural.evaluate import compare_harmonizers
+    from mrharmony.structural.hail import HAILHarmonizer
+    from mrharmony.structural.intensity import INTENSITY_METHODS
 
     out = Path(args.out)
     data, ds = structural_data(out, args.preset, args.seed)
     config = {"preset": args.training_preset, "data": {"dataset": str(data.resolve()), "modalities": ["T1w"]},
               "model": {"method": "hail"}}
-    runs = {"hail": train_or_resume(config, out / "run-hail")}
+    methods = {"hail": train_or_resume(HAILHarmonizer, config, out / "run-hail")}
     if args.ablation:
         config["model"]["consistency_weight"] = 0.0
-        runs["hail (no consistency)"] = train_or_resume(config, out / "run-hail-noconsistency")
-    split = json.loads((runs["hail"] / "split.json").read_text())
-    harmonizers = {}
-    for name, run in runs.items():
-        net, meta = load_hail(run)
-        harmonizers[name] = lambda x, m, t, tm, net=net: harmonize(net, x, m, t, tm)
-    harmonizers.update(baseline_harmonizers())
-    t0 = time.perf_counter()
-    rows = evaluate_structural(ds, harmonizers=harmonizers, subjects=split["test"],
-                               reference_subject=split["validation"][0], seen_sites=meta["training_sites"])
-    seconds = time.perf_counter() - t0
-    write_results(out, rows, {
+        methods["hail (no consistency)"] = train_or_resume(HAILHarmonizer, config, out / "run-hail-noconsistency")
+    methods.update({m: m for m in INTENSITY_METHODS})
+    ev = compare_harmonizers(ds, methods, modalities=["T1w"], reference="hail")
+    write_results(out, ev, {
         "preset": args.preset, "training_preset": args.training_preset, "seed": args.seed,
-        "test_subjects": split["test"], "one_shot_reference_subject": split["validation"][0],
-        "training_sites": ds.train_sites, "unseen_sites": ds.unseen_sites, "evaluation_seconds": round(seconds, 1),
-    }, reference="hail")
+        "test_subjects": ev.info["test_subjects"], "one_shot_reference_subject": ev.info["one_shot_reference_subject"],
+        "training_sites": ds.train_sites, "unseen_sites": ds.unseen_sites,
+        "evaluation_seconds": ev.info["evaluation_seconds"],
+    })
 
 
 if __name__ == "__main__":

@@ -38,20 +38,20 @@ def main() -> None:
 
 
     from mrharmony.data import load_dataset
-    from mrharmony.dmri.evaluate import _common_data, _unique_names
+    from mrharmony.dmri.evaluate import method_labels, shared_data_config
     from mrharmony.dmri.features.dti import dti_maps
     from mrharmony.dmri.features.prepare import load_features
     from mrharmony.dmri.features.sh import fit_sh, sh_orders
-    from mrharmony.dmri.harmonizer import load_harmonizer
+    from mrharmony.dmri.loading import load_harmonizer
     from mrharmony.simulate import render_scan
 
     loaded = [(load_harmonizer(r), r) for r in args.runs]
     runs = [r for h, r in loaded if h.predicts_sh]  # SH predictions only (not ComBat's DTI maps)
     hs = [h for h, _ in loaded if h.predicts_sh]
-    data = _common_data(hs, runs)
+    data = shared_data_config(hs, runs)
     if data.split != "subject":
         raise SystemExit("the runs must be split by held-out subject.")
-    names = _unique_names(hs, runs)
+    names = method_labels(hs, runs)
     split = json.loads((Path(runs[0]) / "split.json").read_text())
     subjects = split["test_subjects"]
     ds = load_dataset(data.dataset, check_data=False, subjects=data.subjects)

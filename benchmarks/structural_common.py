@@ -1,11 +1,7 @@
-"""What the structural benchmarks (hail.py, flow.py) share: their data and their result files."""
+"""What the structural benchmarks (hail.py, flow.py) share: their data, their runs and their result files."""
 
 from __future__ import annotations
 
-import csv
-import json
-import os
-import platform
 from pathlib import Path
 
 
@@ -21,25 +17,34 @@ def structural_data(out: Path, preset: str, seed: int):
     return data, load_structural(data)
 
 
-def write_results(out: Path, rows: list[dict], info: dict, *, reference: str, extra_metrics=()) -> list[dict]:
-    """rows.csv, table.md and summary.json (``info``, the machine, the summary and the paired
-    tests of ``reference`` against every other method); prints the table and the tests."""
-    from mrharmony.structural.metrics import markdown_table, paired_tests, summarize
+def train_or_resume(cls, config: dict, run: Path):
+    """The trained harmonizer of class ``cls`` (an ImageHarmonizer with ``train``) in ``run``: a
+    finished run as it is, an interrupted one resumed, else a new one trained from the ``config``
+    mapping (written beside the run as ``<run>.yaml``)."""
+    import yaml
 
-    with open(out / "rows.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-        w.writeheader()
-        w.writerows(rows)
-    summary = summarize(rows, extra_metrics=extra_metrics)
-    tests = paired_tests(rows, reference=reference)
-    table = markdown_table(summary)
-    (out / "table.md").write_text(table)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    (out / "summary.json").write_text(json.dumps({
-        **info, "machine": f"{platform.machine()}, {cores} cores, CPU", "summary": summary, "wilcoxon": tests,
-    }, indent=2) + "\n")
-    print(table)
-    for t in tests:
-        print(f"{t['modality']:5s} {t['group']:7s} {reference} vs {t['method']:22s} {t['metric']:7s} "
+    run = Path(run)
+    if (run / "model.pt").is_file():
+        return cls.load(run)
+    if (run / "checkpoints" / "last.pt").is_file():
+        h = cls.train(None, run, resume=True, quiet=True)
+    else:
+        path = run.with_name(run.name + ".yaml")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(config))
+        h = cls.train(path, run, quiet=True, force=True)
+    if h is None:
+        raise SystemExit(f"{run} stopped before its end; run the benchmark again to resume it.")
+    return h
+
+
+def write_results(out: Path, evaluation, info: dict) -> list[dict]:
+    """rows.csv, table.md and summary.json (``info``, the machine, the summary and the paired
+    tests of the evaluation's reference method against every other) in ``out``; prints the
+    table and the tests."""
+    evaluation.write(out, info=info)
+    print(evaluation.table())
+    for t in evaluation.tests:
+        print(f"{t['modality']:5s} {t['group']:7s} {evaluation.reference} vs {t['method']:22s} {t['metric']:7s} "
               f"median diff {t['median_difference']:+.4f}  p_bonf {t['p_bonferroni']:.2g}")
-    return tests
+    return evaluation.tests

@@ -44,7 +44,6 @@ BUDGETS = {
                                             "lr_decay_every": 2, "validation_patches": 600}},
     "smoke": {"preset": "test", "training": {}},  # checks the script end to end in a minute
 }
-SINGLES = ("diqt", "cnn_rish", "shresnet")
 TARGETS = ("prisma_st", "connectom_st", "connectom_sa")
 
 
@@ -81,7 +80,7 @@ def run_split(root: Path, data: Path, split: str, budget: dict, *, seed: int, co
         print(f"[{time.strftime('%H:%M:%S')}] {split}: {name}{' (resumed)' if resume else ''}", flush=True)
         return train(None if resume else path, out, resume=resume, quiet=quiet)
 
-    singles = [run(f"{m}-{t}", {"method": m}, [t]) for m in SINGLES for t in TARGETS]
+    singles = [run(f"{m}-{t}", {"method": m}, [t]) for m in single_networks() for t in TARGETS]
     runs = list(singles)
     runs.append(run("cpm", {"method": "cpm"}, None))
     runs.append(run("hned", {"method": "hned"}, None))
@@ -100,20 +99,30 @@ def run_split(root: Path, data: Path, split: str, budget: dict, *, seed: int, co
     return work / "evaluation" / "table.md"
 
 
+def single_networks() -> list[str]:
+    """The registry's networks that predict one target each."""
+    from mrharmony.engine.registry import methods
+
+    return [m.name for m in methods("dmri", "network") if m.load().single_target]
+
+
 def statistical_methods() -> list[str]:
     """The statistical baselines; ComBat where neuroHarmonize is installed (.venv-combat)."""
-    methods = ["none", "meanvar_global", "meanvar_voxel", "rish"]
-    try:
-        import neuroHarmonize  # noqa: F401
+    from mrharmony.engine.registry import methods
+    from mrharmony.errors import InputError
 
-        methods.append("combat")
-    except ImportError:
-        print("neuroHarmonize is not installed: no ComBat rows (run with .venv-combat/bin/python for them)")
-    return methods
+    names = []
+    for m in methods("dmri", "statistical"):
+        try:
+            m.load().harmonizer().check_requirements()
+            names.append(m.name)
+        except InputError:  # its extra is not installed here
+            print(f"{m.name} needs the {m.extra} extra: no {m.name} rows (run with .venv-combat/bin/python for them)")
+    return names
 
 
 def budget_epochs(budget: dict) -> int:
-    from mrharmony.dmri.training import PRESETS
+    from mrharmony.dmri.config import PRESETS
 
     return int(budget["training"].get("epochs", PRESETS[budget["preset"]]["epochs"]))
 

@@ -226,13 +226,33 @@ def _case_structural_apply_empty_mask(tmp_path, prepared, model):
 def _case_structural_apply_dmri_model(tmp_path, prepared, model):
     args, _ = _structural(tmp_path)
     args[2] = str(model)
-    return args, model / "model.pt", "is a diqt model, not a HAIL model"
+    return args, model / "model.pt", "is a diqt model, not a HAIL or IHF-Harmony model"
 
 
-def _case_flow_apply_hail_model(tmp_path, prepared, model):
-    args, _ = _structural(tmp_path)
-    args[:2] = ["flow", "apply"]
-    return args, tmp_path / "hail.pt", "is a hail model, not an IHF-Harmony model"
+def _metrics_images(tmp_path, size=12):
+    """Two different 3D images for 'structural metrics' (no model needed)."""
+    rng = np.random.default_rng(1)
+    files = {}
+    for name in ("a", "b"):
+        files[name] = tmp_path / f"{name}.nii.gz"
+        data = np.zeros((size,) * 3, np.float32)
+        data[2:-2, 2:-2, 2:-2] = 1 + rng.random((size - 4,) * 3)
+        nib.save(nib.Nifti1Image(data, np.eye(4)), files[name])
+    return files["a"], files["b"]
+
+
+def _case_structural_metrics_same_input_and_target(tmp_path, prepared, model):
+    a, _ = _metrics_images(tmp_path)
+    args = ["structural", "metrics", "--input", str(a), "--prediction", str(a), "--target", str(a),
+            "--json", str(tmp_path / "m.json")]
+    return args, a, r"has the same intensity distribution .* as the input image .*nWD is undefined"
+
+
+def _case_structural_metrics_too_small_for_ssim(tmp_path, prepared, model):
+    a, b = _metrics_images(tmp_path, size=8)
+    args = ["structural", "metrics", "--input", str(a), "--prediction", str(a), "--target", str(b),
+            "--truth", str(b), "--json", str(tmp_path / "m.json")]
+    return args, b, r"has shape \(8, 8, 8\); SSIM needs at least 11 voxels"
 
 
 def _case_structural_apply_not_nifti_out(tmp_path, prepared, model):

@@ -67,3 +67,119 @@ def test_demo_on_the_tiny_preset(tmp_path, capsys):
     assert page.count("data:image/png;base64,") == 2 and "Wilcoxon" in page and "sub-03" in page
     assert (out / "evaluation" / "table.md").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_each_command_imports_only_its_module():
+    """The table is lazy: `mrharmony structural --help` imports the structural command module only."""
+    code = ("import sys\nfrom mrharmony.cli import main\ntry:\n    main(['structural', '--help'])\n"
+            "except SystemExit:\n    pass\n"
+            "print(','.join(sorted(m for m in sys.modules if m.startswith('mrharmony.cli.') or "
+            "m.split('.')[0] in ('numpy', 'torch', 'dipy', 'nibabel', 'scipy'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().split("\n")[-1] == "mrharmony.cli.common,mrharmony.cli.structural"
+
+
+def test_the_command_table():
+    """Every command of the table is defined by its module, listed in order, and has --quiet."""
+    import importlib
+    import re
+
+    from mrharmony.cli import COMMANDS, build_parser
+
+    for name, (module, help_text) in COMMANDS.items():
+        assert callable(getattr(importlib.import_module(module), f"add_{name}")), name
+        assert help_text.strip()
+    parser = build_parser()
+    listed = re.findall(r"^    (\w+)(?:  |$)", parser.format_help(), flags=re.M)
+    assert listed == list(COMMANDS)
+    assert parser.parse_args(["validate", "x", "--quiet"]).quiet
+    args = parser.parse_args(["structural", "metrics", "--input", "i", "--prediction", "p", "--target", "t"])
+    assert callable(args.func) and args.structural_command == "metrics"
+
+
+def test_no_private_names_cross_cli_modules():
+    import ast
+    from pathlib import Path
+
+    import mrharmony.cli
+
+    for path in Path(mrharmony.cli.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mrharmony"):
+                assert not [a.name for a in node.names if a.name.startswith("_") and not a.name.endswith("__")], path.name
+
+
+def test_flow_is_gone_structural_has_one_group(capsys):
+    try:
+        main(["flow", "train", "x.yaml", "--out", "r"])
+    except SystemExit as exc:
+        assert exc.code == 2
+    assert "invalid choice: 'flow'" in capsys.readouterr().err
+    try:
+        main(["structural", "--help"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    out = capsys.readouterr().out
+    assert "train" in out and "apply" in out and "metrics" in out and "HAIL or IHF-Harmony" in out
+
+
+def test_structural_train_and_apply_leave_the_method_to_the_files(tmp_path, monkeypatch, capsys):
+    """`structural train` trains the config's method, `structural apply` applies the model's: the
+    command line passes no method of its own."""
+    import mrharmony.structural.apply
+    import mrharmony.structural.training
+
+    calls = {}
+
+    def fake_train(config, out, **kw):
+        calls["train"] = (config, out, kw)
+        return tmp_path
+
+    def fake_apply(model, **kw):
+        calls["apply"] = (model, kw)
+        return kw["out"]
+
+    monkeypatch.setattr(mrharmony.structural.training, "train_structural", fake_train)
+    monkeypatch.setattr(mrharmony.structural.apply, "apply_image_model", fake_apply)
+    assert main(["structural", "train", "ihf.yaml", "--out", "run", "--stop-after-epochs", "2"]) == 0
+    assert calls["train"] == ("ihf.yaml", "run", {"resume": False, "force": False, "quiet": False,
+                                                  "stop_after_epochs": 2})
+    assert "stopped (resume with --resume)" in capsys.readouterr().out
+    assert main(["structural", "apply", "run", "--input", "i.nii.gz", "--target-image", "t.nii.gz",
+                 "--out", "o.nii.gz", "--quiet"]) == 0
+    assert calls["apply"] == ("run", {"input_path": "i.nii.gz", "target_path": "t.nii.gz", "out": "o.nii.gz",
+                                      "mask_path": None, "target_mask_path": None, "force": False})
+    assert capsys.readouterr().out == ""
+
+
+def test_the_overwrite_policy(tmp_path, capsys):
+    """An output that exists needs --force: checked once, before any work (structural metrics --json)."""
+    import pytest
+
+    from mrharmony.cli.common import check_new_output
+    from mrharmony.errors import InputError
+
+    out = tmp_path / "m.json"
+    assert check_new_output(out, force=False) == out
+    out.write_text("{}")
+    with pytest.raises(InputError, match="m.json: already exists; pass --force to overwrite it."):
+        check_new_output(out, force=False)
+    assert check_new_output(out, force=True) == out
+    args = ["structural", "metrics", "--input", str(tmp_path / "missing.nii.gz"), "--prediction", "p",
+            "--target", "t", "--json", str(out)]
+    assert main(args) == 2  # the existing --json is refused before the images are read
+    err = capsys.readouterr().err
+    assert err == f"mrharmony structural: error: {out}: already exists; pass --force to overwrite it.\n"
+    assert out.read_text() == "{}"
+
+
+def test_methods_lists_the_registry(capsys):
+    from mrharmony.engine.registry import METHODS
+
+    assert main(["methods"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(METHODS)
+    for line, m in zip(lines, METHODS):
+        assert line.split()[:3] == [m.name, m.family, m.kind]
+    assert main(["methods", "--family", "structural"]) == 0
+    assert {line.split()[1] for line in capsys.readouterr().out.splitlines()} == {"structural"}

@@ -2,10 +2,10 @@ from pathlib import Path
 
 import pytest
 
-from mrharmony.dmri.training import load_run_config
+from mrharmony.dmri.config import load_run_config
 
 FOLDER = Path(__file__).parent.parent / "examples"
-IMAGE_METHODS = ("hail.yaml", "ihf.yaml")  # mrharmony structural / flow train
+IMAGE_METHODS = ("hail.yaml", "ihf.yaml")  # mrharmony structural train
 EXAMPLES = sorted(p for p in FOLDER.glob("*.yaml") if p.name not in IMAGE_METHODS)
 
 
@@ -17,7 +17,7 @@ def test_example_configs_are_valid(path):
 
 @pytest.mark.parametrize("name", IMAGE_METHODS)
 def test_image_method_example_configs_are_valid(name):
-    from mrharmony.structural.training import load_structural_config
+    from mrharmony.structural.config import load_structural_config
 
     cfg = load_structural_config(FOLDER / name)
     assert cfg.preset == "demo" and cfg.data.dataset.endswith("demo-output/structural")

@@ -1,9 +1,16 @@
 """mrharmony: harmonization of MRI across scanners, sites and protocols.
 
-The package is organised by concern (see DESIGN.md): ``data`` reads and validates
-traveling-heads datasets, ``simulate`` generates synthetic ones, ``features`` turns
-diffusion scans into spherical-harmonic features, and ``patches`` cuts aligned training
-patches from them.
+The package is two wings over shared floors (docs/architecture.md):
+
+* ``dmri``: diffusion MRI of traveling heads: SH features, the networks of the MSP paper and
+  the statistical methods practice uses, their training, evaluation, ``apply`` and the BIDS App;
+* ``structural``: structural images of sites: HAIL, IHF-Harmony and the intensity baselines,
+  their training, metrics, evaluation and ``apply``;
+* ``engine``: the one training loop, run directories, checkpoints and the registry of methods;
+* ``simulate``: the synthetic traveling heads (dMRI platforms, structural sites);
+* ``data``: datasets, their layouts (plain, MUSHAC, BIDS), validation, images, masks, splits;
+* ``report`` and ``cli`` on top; small utilities (``config``, ``io``, ``errors``, ``progress``,
+  ``registration``, ``stats``) below.
 """
 
 __version__ = "0.1.0"

@@ -66,6 +66,11 @@ def describe_validation_error(exc: ValidationError) -> str:
         text = f"unknown key '{loc}'"
     elif err["type"] == "missing":
         text = f"missing required key '{loc}'"
+    elif err["type"] == "union_tag_invalid":  # a section whose kind is chosen by one key (the method)
+        ctx = err.get("ctx", {})
+        key = str(ctx.get("discriminator", "")).strip("'")
+        text = (f"invalid value for '{loc}.{key}': {ctx.get('tag')!r} is not one of "
+                f"{str(ctx.get('expected_tags', '')).replace(chr(39), '')}")
     else:
         msg = err["msg"]
         msg = msg[0].lower() + msg[1:] if msg else msg

@@ -1,10 +1,11 @@
 """``mrharmony demo [OUT]``: the whole pipeline on the synthetic demo data, in minutes on a CPU.
 
 1. simulate the ``demo`` traveling heads (6 subjects) and prepare their SH features;
-2. train, on every subject but the last (held out for testing), the single networks DIQT,
-   CNN-RISH and SHResNet for each target, the multi-task CPM and HNED, and MSP (its first
-   stage chosen per target among the single networks on validation loss); fit the statistical
-   baselines (no harmonization, global and voxelwise mean/variance alignment, linear RISH);
+2. train, on every subject but the last (held out for testing), every dMRI network of the
+   registry (:mod:`mrharmony.engine.registry`): the single networks (DIQT, CNN-RISH, SHResNet)
+   for each target, the multi-task CPM and HNED, and MSP (its first stage chosen per target
+   among the single networks on validation loss); fit the statistical baselines that need no
+   extra (no harmonization, global and voxelwise mean/variance alignment, linear RISH);
 3. evaluate them on the held-out subject (patch MSE table with paired tests, whole-volume
    SH / FA / MD errors) and write the HTML report.
 
@@ -20,9 +21,6 @@ from pathlib import Path
 
 import yaml
 
-SINGLES = ("diqt", "cnn_rish", "shresnet")
-STATISTICAL = ("none", "meanvar_global", "meanvar_voxel", "rish")
-
 
 def run_demo(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, force: bool = False,
              quiet: bool = False) -> Path:
@@ -34,6 +32,7 @@ def run_demo(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, for
     from mrharmony.report.html import build_report
     from mrharmony.simulate import simulate
     from mrharmony.dmri.training import train
+    from mrharmony.engine.registry import methods
 
     def say(text: str) -> None:
         if not quiet:
@@ -59,16 +58,20 @@ def run_demo(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, for
                    "model": model, "training": training}
             path = tmp / "configs" / f"{name}.yaml"
             path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-            say(f"{'fitting' if model['method'] in STATISTICAL else 'training'} {name}")
+            say(f"{'fitting' if model['method'] in statistical else 'training'} {name}")
             return train(path, tmp / "runs" / name, quiet=quiet)
 
-        singles = [run(f"{m}-{t}", {"method": m}, [t]) for m in SINGLES for t in targets]
+        networks = [(m.name, m.load()) for m in methods("dmri", "network")]
+        # the baselines practice uses today (ComBat needs its extra)
+        statistical = [m.name for m in methods("dmri", "statistical") if m.extra is None]
+        singles = [run(f"{m}-{t}", {"method": m}, [t]) for m, cls in networks if cls.single_target for t in targets]
         runs += singles
-        runs.append(run("cpm", {"method": "cpm"}, None))
-        runs.append(run("hned", {"method": "hned"}, None))
         rel = [f"../runs/{p.name}" for p in singles]
-        runs.append(run("msp", {"method": "msp", "first_stage_runs": rel, "alpha_end_epoch": 2.0}, None))
-        for method in STATISTICAL:  # the baselines practice uses today (ComBat needs its extra)
+        for m, cls in networks:
+            if not cls.single_target:
+                first = {"first_stage_runs": rel, "alpha_end_epoch": 2.0} if cls.builds_on_single_networks else {}
+                runs.append(run(m, {"method": m, **first}, None))
+        for method in statistical:
             runs.append(run(method, {"method": method}, None))
         say(f"evaluating on the held-out subject {held_out}")
         ev = evaluate(runs, max_patches=5000, quiet=quiet)

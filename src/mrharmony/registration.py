@@ -85,6 +85,17 @@ def scaled_affine(affine: np.ndarray, zoom: float) -> np.ndarray:
     return out
 
 
+def finer_affine(affine: np.ndarray, r: int) -> np.ndarray:
+    """The affine of the grid ``r`` times finer than ``affine``'s that shares its corner (a 2x
+    target's grid for r = 2: every voxel of ``affine``'s grid holds r^3 of its voxels).
+
+    Examples:
+        >>> finer_affine(np.diag([2.4, 2.4, 2.4, 1.0]), 2)[:3, 3].tolist()
+        [-0.6, -0.6, -0.6]
+    """
+    return scaled_affine(affine, 1.0 / r)
+
+
 def block_mean(data: np.ndarray, r: int) -> np.ndarray:
     """Average of each r^3 block of a grid r times finer (the exact coarse-grid value of a shared-corner grid)."""
     if r == 1:

@@ -1,4 +1,17 @@
-"""Paired comparisons of methods on the same test patches: Wilcoxon signed-rank + Bonferroni."""
+"""Paired comparisons of methods on the same test items: Wilcoxon signed-rank + Bonferroni.
+
+One implementation serves both wings: :func:`paired_test` compares two methods' errors (or
+scores) on the same items, :func:`bonferroni` corrects a table of such tests for their number.
+:func:`paired_tests` runs them between every pair of methods (the dMRI wing's patch errors);
+the structural wing's :func:`mrharmony.structural.metrics.paired_tests` pairs its result rows
+by subject and site pair and calls :func:`paired_test` for each comparison.
+
+Examples:
+    >>> import numpy as np
+    >>> a = np.linspace(0.0, 1.0, 20)
+    >>> paired_test(a, a)["p"]     # identical errors: no difference
+    1.0
+"""
 
 from __future__ import annotations
 
@@ -7,8 +20,30 @@ import itertools
 import numpy as np
 
 
+def paired_test(a, b) -> dict:
+    """Two-sided Wilcoxon signed-rank test (scipy, zeros dropped) of ``a`` against ``b``, the
+    same items in the same order: ``n``, ``median_difference`` (median of a - b) and ``p``
+    (1 when every pair is equal)."""
+    from scipy.stats import wilcoxon
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError("the two methods were not scored on the same items")
+    p = float(wilcoxon(a, b, zero_method="wilcox").pvalue) if np.any(a != b) else 1.0
+    return {"n": int(a.size), "median_difference": float(np.median(a - b)), "p": p}
+
+
+def bonferroni(tests: list[dict], n_comparisons: int | None = None) -> list[dict]:
+    """Add ``p_bonferroni`` to each test (in place): p times ``n_comparisons`` (default: the
+    number of tests), at most 1. Returns ``tests``."""
+    m = n_comparisons or len(tests)
+    for t in tests:
+        t["p_bonferroni"] = min(1.0, t["p"] * m)
+    return tests
+
+
 def paired_tests(errors: dict[str, np.ndarray], *, n_comparisons: int | None = None) -> list[dict]:
-    """Two-sided Wilcoxon signed-rank tests between every pair of methods (scipy).
+    """Two-sided Wilcoxon signed-rank tests between every pair of methods (:func:`paired_test`).
 
     Args:
         errors: per method, the per-patch errors on the same patches, in the same order.
@@ -19,17 +54,11 @@ def paired_tests(errors: dict[str, np.ndarray], *, n_comparisons: int | None = N
         One dict per pair: ``a``, ``b``, ``median_difference`` (a - b), ``p`` and
         ``p_bonferroni`` (p times the number of comparisons, at most 1).
     """
-    from scipy.stats import wilcoxon
-
-    pairs = list(itertools.combinations(errors, 2))
-    m = n_comparisons or len(pairs)
     out = []
-    for a, b in pairs:
-        ea, eb = np.asarray(errors[a], np.float64), np.asarray(errors[b], np.float64)
-        if ea.shape != eb.shape:
-            raise ValueError(f"{a} and {b} were not evaluated on the same patches")
-        d = ea - eb
-        p = 1.0 if not np.any(d != 0) else float(wilcoxon(ea, eb, zero_method="wilcox").pvalue)
-        out.append({"a": a, "b": b, "median_difference": float(np.median(d)), "p": p,
-                    "p_bonferroni": min(1.0, p * m)})
-    return out
+    for a, b in itertools.combinations(errors, 2):
+        try:
+            t = paired_test(errors[a], errors[b])
+        except ValueError:
+            raise ValueError(f"{a} and {b} were not evaluated on the same patches") from None
+        out.append({"a": a, "b": b, "median_difference": t["median_difference"], "p": t["p"]})
+    return bonferroni(out, n_comparisons)

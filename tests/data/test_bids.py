@@ -62,7 +62,7 @@ def test_describe_and_read_a_bids_dataset(bids_dir, tiny_dataset, tmp_path):
     side = json.loads(next((study / "derivatives" / "mrharmony-sh" / "sub-02" / "prismast").glob("*.json")).read_text())
     assert side["mask"].endswith("sub-02_desc-brain_mask.nii.gz")
     with pytest.raises(InputError, match="already exists"):
-        from mrharmony.data.bids import describe
+        from mrharmony.data.describe import describe
 
         describe(bids_dir, study, layout="bids", input_platform="gest", entity="ses")
 

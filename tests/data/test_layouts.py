@@ -1,4 +1,5 @@
-"""Real-data layouts (MUSHAC / CDMRI folders), co-registration checks and ``prepare --register``."""
+"""The table of layouts, real-data layouts (MUSHAC / CDMRI folders), co-registration checks and
+``prepare --register``."""
 
 import json
 import shutil
@@ -9,7 +10,8 @@ import pytest
 import yaml
 
 from mrharmony.cli import main
-from mrharmony.data import load_dataset
+from mrharmony.data import DatasetSpec, load_dataset
+from mrharmony.data.layouts import LAYOUTS, FolderLayout, Layout, layout_named, recognise_layout
 from mrharmony.errors import InputError
 
 
@@ -142,3 +144,100 @@ def test_automatic_mask_finds_the_head(tmp_path):
     true = np.asarray(nib.load(tmp_path / "scan" / "mask.nii.gz").dataobj) > 0
     auto = automatic_mask(noisy, np.r_[0, 0, np.full(30, 1200.0)])
     assert 2 * (auto & true).sum() / (auto.sum() + true.sum()) > 0.9
+
+
+# the table of layouts (mrharmony.data.layouts): every class against the contract of Layout
+
+
+def _folder_of(name, root):
+    """A folder in layout ``name`` (empty files: recognising a layout reads no file)."""
+    files = {"mrharmony": ["sub-01/ge_st/dwi.nii.gz"], "mushac": ["sub-01/ge/st/dwi.nii.gz"],
+             "bids": ["dataset_description.json", "sub-01/ses-ge/dwi/sub-01_ses-ge_dwi.nii.gz"]}[name]
+    for f in files:
+        (root / f).parent.mkdir(parents=True, exist_ok=True)
+        (root / f).write_text("")
+    return root
+
+
+@pytest.mark.parametrize("cls", LAYOUTS, ids=lambda c: c.name)
+def test_every_layout_keeps_the_contract(cls, tmp_path):
+    assert issubclass(cls, Layout) and layout_named(cls.name) is cls
+    assert [c.name for c in LAYOUTS].count(cls.name) == 1
+    # it recognises a folder of its own layout and no other layout's
+    for other in LAYOUTS:
+        assert cls.recognises(_folder_of(other.name, tmp_path / other.name)) == (other is cls), other.name
+    assert recognise_layout(tmp_path / cls.name) is cls
+    # its own keys of dataset.yaml are fields of DatasetSpec
+    assert all(k in DatasetSpec.model_fields for k in cls.own_keys)
+
+
+def test_dataset_yaml_names_a_layout_of_the_table(tiny_dataset, tmp_path):
+    root = _copy(tiny_dataset, tmp_path)
+    spec = yaml.safe_load((root / "dataset.yaml").read_text())
+    (root / "dataset.yaml").write_text(yaml.safe_dump({**spec, "layout": "cdmri"}))
+    with pytest.raises(InputError, match=r"invalid value for 'layout': input should be 'mrharmony', 'mushac' or 'bids'"):
+        load_dataset(root)
+    # a key of another layout does not go with this one
+    (root / "dataset.yaml").write_text(yaml.safe_dump({**spec, "bids_entity": "ses"}))
+    with pytest.raises(InputError, match=r"'bids_entity' goes with layout bids"):
+        load_dataset(root)
+
+
+class NestedLayout(FolderLayout):
+    """A layout made up for the test: ``<subject>/dwi/<platform>/``."""
+
+    name = "nested"
+
+    @classmethod
+    def recognises(cls, folder):
+        return any(folder.glob("*/dwi/*/dwi.nii.gz"))
+
+    def platform_folder(self, platform):
+        return f"dwi/{platform.name}"
+
+
+def test_a_new_layout_is_one_class_and_one_line_of_the_table(tiny_dataset, tmp_path):
+    root = tmp_path / "nested"
+    spec = yaml.safe_load((tiny_dataset / "dataset.yaml").read_text())
+    for s in spec["subjects"]:
+        for p in spec["platforms"]:
+            shutil.copytree(tiny_dataset / s / p["name"], root / s / "dwi" / p["name"])
+    spec.pop("subjects")  # found from the folders
+    (root / "dataset.yaml").write_text(yaml.safe_dump({**spec, "layout": "nested"}))
+    with pytest.raises(InputError, match="input should be 'mrharmony', 'mushac' or 'bids'"):
+        load_dataset(root)
+    LAYOUTS.insert(0, NestedLayout)
+    try:
+        assert recognise_layout(root) is NestedLayout
+        ds = load_dataset(root, check_data=False)
+        assert ds.subjects == ["sub-01", "sub-02", "sub-03"]
+        assert ds.scan("sub-03", "connectom_sa").dwi == root / "sub-03" / "dwi" / "connectom_sa" / "dwi.nii.gz"
+        shutil.rmtree(root / "sub-02" / "dwi" / "prisma_st")
+        with pytest.raises(InputError, match=r"sub-02/dwi/prisma_st: is missing: subject sub-02 has no scan"):
+            load_dataset(root, check_data=False)
+    finally:
+        LAYOUTS.remove(NestedLayout)
+
+
+def test_describe_reads_a_mushac_folder_and_recognises_it(tiny_dataset, tmp_path):
+    from mrharmony.data.describe import describe
+
+    data = tmp_path / "cdmri"
+    for s in ("sub-01", "sub-02"):
+        for name in ("ge_st", "connectom_sa"):
+            shutil.copytree(tiny_dataset / s / name, data / s / name.replace("_", "/"))
+    (data / "sub-01" / "ge" / "st" / "dwi.json").write_text(json.dumps({"EchoTime": 0.08, "Manufacturer": "GE"}))
+    for layout in ("mushac", None):  # None: the layout that recognises the folder
+        out = tmp_path / f"study-{layout}"
+        describe(data, out, layout=layout, input_platform="ge/st")
+        spec = yaml.safe_load((out / "dataset.yaml").read_text())
+        assert spec["layout"] == "mushac" and spec["subjects"] == ["sub-01", "sub-02"]
+        plats = {p["name"]: p for p in spec["platforms"]}
+        assert plats["ge_st"]["role"] == "input" and plats["connectom_sa"]["role"] == "target"
+        assert (plats["ge_st"]["scanner"], plats["ge_st"]["protocol"], plats["ge_st"]["te_ms"]) == ("ge", "st", 80.0)
+        assert plats["connectom_sa"]["voxel_size"] == [1.2, 1.2, 1.2]
+        assert load_dataset(out, check_data=False).subjects == ["sub-01", "sub-02"]
+    with pytest.raises(InputError, match=r"unknown layout 'mrharmony'; choose bids or mushac\."):
+        describe(data, tmp_path / "x", layout="mrharmony", input_platform="ge/st")
+    with pytest.raises(InputError, match=r"is not a folder of a layout that describe reads; pass --layout"):
+        describe(tiny_dataset, tmp_path / "y", layout=None, input_platform="ge_st")

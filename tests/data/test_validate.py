@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from mrharmony.cli import main
 from mrharmony.data import load_dataset
-from mrharmony.data.validate import read_gradients
+from mrharmony.data.gradients import read_gradients
 from mrharmony.errors import InputError
 from tests.helpers import grid_affine, make_dataset
 

@@ -7,7 +7,7 @@ import yaml
 
 from mrharmony.errors import InputError
 from mrharmony.dmri.features.dti import dti_from_sh
-from mrharmony.dmri.harmonizer import load_harmonizer
+from mrharmony.dmri.loading import load_harmonizer
 from mrharmony.dmri.combat import ComBatHarmonizer
 from mrharmony.dmri.statistical import CommonSpace
 
@@ -21,7 +21,7 @@ def _held_out(root, platform):
 
 def test_saved_combat_maps_adjust_fa_and_md_voxelwise(tiny_prepared, tmp_path):
     from mrharmony.data import load_dataset
-    from mrharmony.dmri.training import platform_reference
+    from mrharmony.dmri.harmonizer import platform_reference
 
     ds = load_dataset(tiny_prepared, check_data=False)
     ref = platform_reference(ds, ["prisma_st"], ["sub-01", "sub-02"])

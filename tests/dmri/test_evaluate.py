@@ -7,7 +7,8 @@ import yaml
 
 from mrharmony.cli import main
 from mrharmony.errors import InputError
-from mrharmony.dmri.evaluate import _target_affine, evaluate
+from mrharmony.dmri.evaluate import evaluate
+from mrharmony.registration import finer_affine
 from mrharmony.stats import paired_tests
 from mrharmony.dmri.training import train
 
@@ -26,10 +27,10 @@ def test_paired_tests_and_bonferroni():
     assert rows[("b", "c")]["p"] == pytest.approx(wilcoxon(b, c).pvalue)
 
 
-def test_target_affine_shares_the_corner():
+def test_finer_affine_shares_the_corner():
     a = np.diag([2.4, 2.4, 2.4, 1.0])
     a[:3, 3] = [-10, 5, 7]
-    f = _target_affine(a, 2)
+    f = finer_affine(a, 2)
     np.testing.assert_allclose(f @ [-0.5, -0.5, -0.5, 1], a @ [-0.5, -0.5, -0.5, 1])
     np.testing.assert_allclose(np.diag(f)[:3], 1.2)
 
@@ -62,7 +63,7 @@ def test_evaluate_scores_every_method_on_the_same_held_out_patches(runs, tmp_pat
     # the "none" row is the MSE between the input's coefficients, normalized as the target's, and the target's
     from mrharmony.data import load_dataset
     from mrharmony.dmri.features.prepare import load_features
-    from mrharmony.dmri.harmonizer import load_harmonizer
+    from mrharmony.dmri.loading import load_harmonizer
 
     ds = load_dataset(_dataset_of(runs["hned-all"]), check_data=False)
     fin, ft = load_features(ds, "sub-03", "ge_st"), load_features(ds, "sub-03", "prisma_st")

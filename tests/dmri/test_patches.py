@@ -130,5 +130,5 @@ def test_splits_are_seeded_disjoint_and_complete(tiny_prepared):
     assert set(subj[te]) == {1} and 1 not in set(subj[tr]) and len(tr) + len(te) == len(s)
     tr, te = split_by_subject(s, n_test=1, seed=0)
     assert len(set(s.subject_index()[te])) == 1
-    with pytest.raises(InputError, match="not among"):
+    with pytest.raises(InputError, match="is not among the dataset.s subjects"):
         split_by_subject(s, test_subjects=["sub-99"])

@@ -9,7 +9,7 @@ from mrharmony.errors import InputError
 from mrharmony.dmri.features.normalization import ChannelStats
 from mrharmony.dmri.features.prepare import ScanFeatures, load_features
 from mrharmony.dmri.features.sh import SHConfig, sh_orders
-from mrharmony.dmri.harmonizer import load_harmonizer
+from mrharmony.dmri.loading import load_harmonizer
 from mrharmony.dmri.statistical import IdentityHarmonizer
 from mrharmony.registration import register, resample, scaled_affine, upsample_masked
 from mrharmony.dmri.training import train
@@ -164,7 +164,7 @@ def test_evaluate_takes_a_saved_none_run_as_the_reference_row(stat_runs):
 
 
 def test_statistical_config_keys_apply_only_to_voxelwise_methods(tmp_path, tiny_prepared):
-    from mrharmony.dmri.training import load_run_config
+    from mrharmony.dmri.config import load_run_config
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({"data": {"dataset": str(tiny_prepared)},

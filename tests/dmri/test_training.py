@@ -11,7 +11,8 @@ from mrharmony.cli import main
 from mrharmony.errors import InputError
 from mrharmony.dmri.models import load_model
 from mrharmony.engine.checkpoint import read_checkpoint
-from mrharmony.dmri.training import load_run_config, train
+from mrharmony.dmri.config import load_run_config
+from mrharmony.dmri.training import train
 
 
 def _config(tmp_path, dataset, name="run.yaml", **model):
@@ -35,7 +36,7 @@ def test_a_run_writes_its_directory(tmp_path, tiny_prepared):
               "checkpoints/best.pt"):
         assert (run / f).is_file(), f
     rows = (run / "metrics.csv").read_text().splitlines()
-    assert rows[0].startswith("epoch,lr,alpha,train_loss,val_loss,val_loss_connectom_sa") and len(rows) == 3
+    assert rows[0] == "epoch,lr,train_loss,val_loss,val_loss_connectom_sa,seconds,patches_per_s" and len(rows) == 3
     net, meta = load_model(run)
     assert meta["parameter_count"] == sum(p.numel() for p in net.parameters()) > 0
     assert meta["targets"] == ["connectom_sa"] and meta["ratios"] == {"connectom_sa": 2}

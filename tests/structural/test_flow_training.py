@@ -100,7 +100,7 @@ def test_flow_apply_from_the_command_line(structural, trained2d, tmp_path, capsy
     split = json.loads((trained2d / "split.json").read_text())
     subject, ref = split["test"][0], split["validation"][0]
     out = tmp_path / "flair_harmonized.nii.gz"
-    args = ["flow", "apply", str(trained2d), "--input", str(ds.image_path(subject, "siteC", "FLAIR")),
+    args = ["structural", "apply", str(trained2d), "--input", str(ds.image_path(subject, "siteC", "FLAIR")),
             "--target-image", str(ds.image_path(ref, "siteE", "FLAIR")), "--out", str(out),
             "--mask", str(ds.mask_path(subject)), "--target-mask", str(ds.mask_path(ref)), "--quiet"]
     assert main(args) == 0
@@ -108,14 +108,20 @@ def test_flow_apply_from_the_command_line(structural, trained2d, tmp_path, capsy
     assert img.get_data_dtype() == np.float32 and img.shape == ds.load_mask(subject).shape
     side = json.loads(out.with_name("flair_harmonized.json").read_text())
     assert side["InputScale"] > 0
-    # HAIL's command refuses a flow model, and the flow's command a config of another method
-    assert main(["structural", "apply", str(trained2d), *args[3:], "--force"]) == 2
-    assert "not a HAIL model" in capsys.readouterr().err
-    hail_cfg = tmp_path / "hail.yaml"
-    hail_cfg.write_text(yaml.safe_dump({"data": {"dataset": str(structural)}, "model": {"method": "hail"}}))
-    assert main(["flow", "train", str(hail_cfg), "--out", str(tmp_path / "r")]) == 2
-    assert "train it with 'mrharmony structural train'" in capsys.readouterr().err
-    assert not (tmp_path / "r").exists()
+    assert "IHF-Harmony" in side["Description"]  # one command for both methods: the model file decides
+    assert main(args) == 2  # the output exists
+    assert "pass --force" in capsys.readouterr().err
+
+
+def test_resume_gives_the_uninterrupted_weights(structural, tmp_path):
+    cfg = _config(tmp_path, structural, pretrain_epochs=1, epochs=2)
+    whole = train_structural(cfg, tmp_path / "whole", quiet=True)
+    for stop in (1, 2):  # in the autoencoder phase, and in the flow's
+        part = train_structural(cfg, tmp_path / f"part{stop}", quiet=True, stop_after_epochs=stop)
+        assert not (part / "model.pt").exists()
+        train_structural(None, part, resume=True, quiet=True)
+        a, b = torch.load(whole / "model.pt")["state_dict"], torch.load(part / "model.pt")["state_dict"]
+        assert all(torch.equal(a[k], b[k]) for k in a), stop
 
 
 def test_crop_size_must_survive_the_squeezes(structural, tmp_path):

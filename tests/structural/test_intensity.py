@@ -1,4 +1,5 @@
-"""One-shot intensity baselines of structural harmonization."""
+"""One-shot intensity baselines of structural harmonization (ImageHarmonizers; the contract
+itself is checked for every class in test_harmonizer.py)."""
 
 import nibabel as nib
 import numpy as np
@@ -6,7 +7,11 @@ import pytest
 
 from mrharmony.errors import InputError
 from mrharmony.structural.metrics import nwd
-from mrharmony.structural.intensity import INTENSITY_METHODS, harmonize_intensity
+from mrharmony.structural.intensity import INTENSITY_METHODS, harmonize_intensity, intensity_harmonizer
+
+
+def _run(method, img, m, tgt, tm):
+    return intensity_harmonizer(method).transform(img, target=tgt, mask=m, target_mask=tm).image
 
 
 @pytest.fixture(scope="module")
@@ -23,25 +28,33 @@ def pair(tmp_path_factory):
 
 def test_zscore_takes_the_target_mean_and_std(pair):
     img, m, tgt, tm, _ = pair
-    out = harmonize_intensity("zscore", img, m, tgt, tm)
+    out = _run("zscore", img, m, tgt, tm)
     assert out[m].mean() == pytest.approx(tgt[tm].mean(), rel=1e-4)
     assert out[m].std() == pytest.approx(tgt[tm].std(), rel=1e-4)
 
 
 def test_nyul_puts_the_input_landmarks_on_the_target_s(pair):
     img, m, tgt, tm, _ = pair
-    out = harmonize_intensity("nyul", img, m, tgt, tm)
+    out = _run("nyul", img, m, tgt, tm)
     percs = [1, 10, 30, 50, 70, 90, 99]
     np.testing.assert_allclose(np.percentile(out[m], percs), np.percentile(tgt[tm], percs), rtol=0.02)
 
 
 def test_every_baseline_moves_the_input_towards_the_target_site(pair):
     img, m, tgt, tm, _ = pair
-    scores = {meth: nwd(img, harmonize_intensity(meth, img, m, tgt, tm), tgt, input_mask=m, target_mask=tm)
+    scores = {meth: nwd(img, _run(meth, img, m, tgt, tm), tgt, input_mask=m, target_mask=tm)
               for meth in INTENSITY_METHODS}
     assert scores["none"] == pytest.approx((0.0, 1.0))
     for meth in ("zscore", "whitestripe", "nyul"):
         assert scores[meth][1] < 0.3, (meth, scores[meth])  # close to the target's distribution
-    np.testing.assert_array_equal(harmonize_intensity("none", img, m, tgt, tm), img.astype(np.float32))
+    np.testing.assert_array_equal(_run("none", img, m, tgt, tm), img.astype(np.float32))
+    with pytest.raises(InputError, match="unknown intensity method"):
+        _run("gan", img, m, tgt, tm)
+
+
+def test_the_function_is_the_class(pair):
+    img, m, tgt, tm, _ = pair
+    for meth in INTENSITY_METHODS:
+        np.testing.assert_array_equal(harmonize_intensity(meth, img, m, tgt, tm), _run(meth, img, m, tgt, tm))
     with pytest.raises(InputError, match="unknown intensity method"):
         harmonize_intensity("gan", img, m, tgt, tm)

@@ -4,7 +4,16 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mrharmony.structural.metrics import dice, nwd, ravd, segment_tissues, ssim_psnr, wasserstein
+from mrharmony.structural.metrics import (
+    brain_mask,
+    dice,
+    nwd,
+    paired_tests,
+    ravd,
+    segment_tissues,
+    ssim_psnr,
+    wasserstein,
+)
 
 
 def test_wasserstein_and_nwd_by_hand():
@@ -84,6 +93,51 @@ def test_dice_by_hand():
     d = dice(a, b)
     assert d["gm"] == pytest.approx(2 * 4 / 12) and d["wm"] == pytest.approx(2 * 8 / 20)
     assert dice(a, a) == {"gm": 1.0, "wm": 1.0}
+
+
+def test_brain_mask_keeps_the_largest_component_with_its_holes_filled():
+    from mrharmony.data import masks
+
+    img = np.zeros((16, 16, 16), np.float32)
+    img[3:13, 3:13, 3:13] = 100.0
+    img[7, 7, 7] = 0.0  # a hole
+    img[0, 0, 0] = 100.0  # a speck
+    m = brain_mask(img)
+    assert m.dtype == bool and m.sum() == 1000 and m[7, 7, 7] and not m[0, 0, 0]
+    assert brain_mask is masks.brain_mask  # one implementation for both wings
+    np.testing.assert_array_equal(masks.largest_component_filled(img > 50), m)
+
+
+def _rows(rng, methods=("truth", "hail", "none", "nyul")):
+    rows = []
+    for group in ("seen", "unseen"):
+        for subject in range(8):
+            for method in methods:
+                rows.append({"subject": f"s{subject}", "modality": "T1w", "input_site": "A", "target_site": "B",
+                             "group": group, "method": method, "ssim": 0.5 if method == "none" else float(rng.random()),
+                             "nwd_tp": float(rng.random())})
+    return rows
+
+
+def test_structural_paired_tests_pair_rows_and_share_the_tests_of_both_wings():
+    from scipy.stats import wilcoxon
+
+    from mrharmony.stats import paired_test
+
+    rows = _rows(np.random.default_rng(0))
+    tests = paired_tests(rows, reference="hail")
+    assert [(t["group"], t["method"], t["metric"]) for t in tests][:4] == [
+        ("seen", "none", "ssim"), ("seen", "none", "nwd_tp"), ("seen", "nyul", "ssim"), ("seen", "nyul", "nwd_tp")]
+    assert len(tests) == 2 * 2 * 2  # groups x other methods (not the truth) x metrics
+    t = tests[2]
+    a = np.array([r["ssim"] for r in rows if r["group"] == "seen" and r["method"] == "hail"])
+    b = np.array([r["ssim"] for r in rows if r["group"] == "seen" and r["method"] == "nyul"])
+    assert t["n"] == 8 and t["p"] == wilcoxon(a, b).pvalue and t["median_difference"] == np.median(a - b)
+    assert t["p_bonferroni"] == min(1.0, t["p"] * 8)
+    assert {k: t[k] for k in ("n", "median_difference", "p")} == paired_test(a, b)
+    assert list(t) == ["modality", "group", "method", "metric", "n", "median_difference", "p", "p_bonferroni"]
+    same = paired_tests([dict(r, method="copy") for r in rows if r["method"] == "hail"] + rows, reference="hail")
+    assert all(t["p"] == 1.0 and t["median_difference"] == 0.0 for t in same if t["method"] == "copy")
 
 
 def test_structural_metrics_command(tmp_path, capsys):

@@ -11,12 +11,8 @@ import yaml
 from mrharmony.cli import main
 from mrharmony.data.structural import load_structural
 from mrharmony.structural.hail import HAIL, harmonize, load_hail
-from mrharmony.structural.training import (
-    CropSampler,
-    load_structural_config,
-    split_subjects,
-    train_structural,
-)
+from mrharmony.structural.config import load_structural_config, split_subjects
+from mrharmony.structural.training import CropSampler, train_structural
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +159,7 @@ def test_config_errors(structural, tmp_path):
     with pytest.raises(InputError, match="style_wieght"):
         load_structural_config(bad)
     bad.write_text(yaml.safe_dump({"data": {"dataset": str(structural)}, "model": {"method": "hial"}}))
-    with pytest.raises(InputError, match="'method' is hail or ihf"):
+    with pytest.raises(InputError, match="'method' is one of hail, ihf"):
         load_structural_config(bad)
     assert not (tmp_path / "r").exists()
     ds = load_structural(structural)

@@ -3,7 +3,7 @@
 A traveling-heads dataset is a set of subjects, each scanned on every platform (a scanner +
 protocol). One platform is the *input* (the old scanner), the others are *targets*. A dataset
 is a folder with a ``dataset.yaml`` describing the platforms; the scans are found by its
-``layout``:
+``layout``, one of the classes of :mod:`mrharmony.data.layouts`:
 
 ``mrharmony`` (the default, what ``mrharmony simulate`` writes)::
 
@@ -50,8 +50,10 @@ from typing import Any, Iterator, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from mrharmony.config import StrictModel, dump_yaml, load_yaml_model
+from mrharmony.data.layouts import LAYOUTS, ScanFiles, layout_named, layout_names
 from mrharmony.errors import InputError
 
 DATASET_FILE = "dataset.yaml"
@@ -99,12 +101,22 @@ class DatasetSpec(StrictModel):
 
     name: str = "traveling-heads"
     description: str | None = None
-    layout: Literal["mrharmony", "mushac", "bids"] = "mrharmony"
+    layout: str = Field(default="mrharmony", description="one of mrharmony.data.layouts.LAYOUTS")
     data_root: str | None = Field(default=None, description="where the scans are, relative to dataset.yaml")
     bids_entity: Literal["ses", "acq", "run"] | None = None
     platforms: list[PlatformSpec] = Field(min_length=2)
     subjects: list[str] | None = None
     generated_by: dict[str, Any] | None = None
+
+    @field_validator("layout")
+    @classmethod
+    def _known_layout(cls, v: str) -> str:
+        names = layout_names()
+        if v not in names:
+            quoted = [repr(n) for n in names]
+            expected = " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
+            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+        return v
 
     @model_validator(mode="after")
     def _roles(self) -> "DatasetSpec":
@@ -119,12 +131,13 @@ class DatasetSpec(StrictModel):
             bad = [s for s in self.subjects if not re.match(_NAME, s)]
             if bad:
                 raise ValueError(f"subject name {bad[0]!r} is not a plain folder name")
-        if self.layout == "mushac":
-            bare = [p.name for p in self.platforms if not (p.scanner and p.protocol)]
-            if bare:
-                raise ValueError(f"layout mushac needs 'scanner' and 'protocol' for every platform ({bare[0]} has none)")
-        if (self.layout == "bids") != (self.bids_entity is not None):
-            raise ValueError("'bids_entity' goes with layout bids, and layout bids needs it")
+        problem = layout_named(self.layout).check_spec(self)
+        if problem:
+            raise ValueError(problem)
+        for other in LAYOUTS:  # the keys of another layout do not go with this one
+            given = [k for k in other.own_keys if other.name != self.layout and getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"'{given[0]}' goes with layout {other.name}, and layout {other.name} needs it")
         return self
 
 
@@ -142,8 +155,7 @@ class Scan:
     @classmethod
     def in_folder(cls, subject: str, platform: PlatformSpec, folder: Path) -> "Scan":
         """A scan of the folder layouts: ``dwi.nii.gz``, ``dwi.bval``, ``dwi.bvec``, ``mask.nii.gz``."""
-        return cls(subject, platform, folder / "dwi.nii.gz", folder / "dwi.bval", folder / "dwi.bvec",
-                   folder / "mask.nii.gz")
+        return cls(subject, platform, *ScanFiles.in_folder(folder))
 
     @property
     def folder(self) -> Path:
@@ -151,14 +163,14 @@ class Scan:
 
     def load_dwi(self) -> tuple[np.ndarray, np.ndarray]:
         """The DWI series as float32 (X, Y, Z, N) and its affine."""
-        from mrharmony.data.validate import read_float32, read_image
+        from mrharmony.data.images import read_float32, read_image
 
         img = read_image(self.dwi)
         return read_float32(img, self.dwi), img.affine
 
     def load_mask(self) -> np.ndarray:
         """The brain mask as a boolean (X, Y, Z) array (computed when the scan has none)."""
-        from mrharmony.data.validate import read_image
+        from mrharmony.data.images import read_image
 
         if self.mask is None:
             dwi, _ = self.load_dwi()
@@ -171,23 +183,17 @@ class Scan:
 
     def gradients(self) -> tuple[np.ndarray, np.ndarray]:
         """b-values (N,) and unit gradient directions (N, 3)."""
-        from mrharmony.data.validate import read_gradients
+        from mrharmony.data.gradients import read_gradients
 
         return read_gradients(self.bval, self.bvec)
 
 
 def automatic_mask(dwi: np.ndarray, bvals: np.ndarray, b0_threshold: float = 50.0) -> np.ndarray:
     """A brain mask from the mean b=0 image: dipy's median Otsu (median radius 2, 1 pass), the
-    largest connected component, holes filled. Deterministic."""
-    from dipy.segment.mask import median_otsu
-    from scipy import ndimage
+    largest connected component, holes filled (:func:`mrharmony.data.masks.b0_brain_mask`). Deterministic."""
+    from mrharmony.data.masks import b0_brain_mask
 
-    b0 = dwi[..., np.asarray(bvals) <= b0_threshold].mean(axis=-1)
-    _, mask = median_otsu(b0, median_radius=2, numpass=1)
-    labels, n = ndimage.label(mask)
-    if n > 1:
-        mask = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
-    return ndimage.binary_fill_holes(mask)
+    return b0_brain_mask(dwi, bvals, b0_threshold)
 
 
 @dataclass
@@ -278,15 +284,8 @@ def load_dataset(
     data_root = ds.data_root
     if not data_root.is_dir():
         raise InputError("does not exist (the data_root of dataset.yaml).", data_root)
-    if spec.layout == "bids":
-        from mrharmony.data.bids import index_bids
-
-        found, ds.index = index_bids(ds, subjects if subjects is not None else spec.subjects)
-    else:
-        inp = ds.input_platform
-        found = sorted(d.name for d in data_root.iterdir() if d.is_dir() and not d.name.startswith(".")
-                       and d.name != "derivatives" and (d / _platform_folder(spec, inp)).is_dir())
-    listed = spec.subjects if spec.subjects is not None else found
+    layout = layout_named(spec.layout)(spec, data_root)
+    listed = spec.subjects if spec.subjects is not None else layout.find_subjects()
     if subjects is not None:
         unknown = [s for s in subjects if s not in listed]
         if unknown:
@@ -295,9 +294,7 @@ def load_dataset(
     if not listed:
         raise InputError("holds no subject folders with platform folders in them.", data_root)
     ds.subjects = list(listed)
-    if spec.layout != "bids":
-        ds.index = {(s, p.name): Scan.in_folder(s, p, data_root / s / _platform_folder(spec, p))
-                    for s in ds.subjects for p in platforms.values()}
+    ds.index = {(s, p): Scan(s, platforms[p], *files) for (s, p), files in layout.index(ds.subjects).items()}
     _use_registered_copies(ds)
     validate_dataset(ds, check_data=check_data, coregistered=coregistered)
     return ds
@@ -316,10 +313,6 @@ def _use_registered_copies(ds: TravelingHeads) -> None:
         folder = registered_folder(ds.root, s, p)
         if (folder / "registration.json").is_file():
             ds.index[(s, p)] = Scan.in_folder(s, scan.platform, folder)
-
-
-def _platform_folder(spec: DatasetSpec, p: PlatformSpec) -> str:
-    return f"{p.scanner}/{p.protocol}" if spec.layout == "mushac" else p.name
 
 
 def write_dataset_spec(root: Path, spec: DatasetSpec) -> None:

@@ -8,17 +8,21 @@ arranged the same way (links are fine)::
     ROOT/<subject>/mask.nii.gz             optional: the subject's brain mask
     ROOT/truth/<subject>/tissue.nii.gz     optional (simulated data): CSF, GM, WM fractions
 
-``structural.yaml`` needs only::
+``structural.yaml`` (:class:`StructuralSpec`, strict: an unknown key or a wrong value is one
+sentence naming the file and the key) needs only::
 
     kind: structural
     subjects: [sub-01, sub-02, ...]
-    modalities: [T1w]
+    modalities: [T1w]                   # optional (default: T1w)
     sites:
       - {name: siteA, role: train}      # train: may be used in training
       - {name: siteD, role: unseen}     # unseen: never used in training
 
+and may say ``description`` (of the dataset or a site) and ``generated_by`` (what wrote it: the
+simulator records its version, preset and seed there).
+
 A subject without ``mask.nii.gz`` gets the automatic brain mask of its image
-(:func:`mrharmony.structural.metrics.brain_mask`). Images of one subject share a grid; a
+(:func:`mrharmony.data.masks.brain_mask`). Images of one subject share a grid; a
 subject's images on different sites are the same anatomy (traveling heads) only in simulated
 data, where the evaluation uses them as the truth; training never pairs them.
 """
@@ -26,28 +30,83 @@ data, where the evaluation uses them as the truth; training never pairs them.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, field_validator, model_validator
 
+from mrharmony.config import StrictModel, dump_yaml, load_yaml_model
 from mrharmony.errors import InputError
 
 STRUCTURAL_FILE = "structural.yaml"
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"  # a plain folder name
 
 
-@dataclass(frozen=True)
-class Site:
-    name: str
-    role: str  # train | unseen
+class SiteSpec(StrictModel):
+    """One site of ``structural.yaml``."""
+
+    name: str = Field(pattern=_NAME)
+    role: Literal["train", "unseen"] = Field(description="train: may be used in training; unseen: never")
+    description: str | None = None
+
+
+class StructuralSpec(StrictModel):
+    """The contents of ``structural.yaml``."""
+
+    kind: Literal["structural"]
+    description: str | None = None
+    subjects: list[str] = Field(min_length=1, description="the subject folders")
+    modalities: list[str] = Field(default=["T1w"], description="image names: <subject>/<site>/<modality>.nii.gz")
+    sites: list[SiteSpec] = Field(min_length=2)
+    generated_by: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_an_older_simulator(cls, data: Any) -> Any:
+        """Read a file of ``mrharmony simulate --kind structural`` before ``generated_by`` (0.1):
+        its version, preset and seed at the top level and each site's simulated appearance in
+        the site's entry, which are the simulator's record (``generated_by``) now."""
+        if not (isinstance(data, dict) and "mrharmony_version" in data and "generated_by" not in data):
+            return data
+        data = dict(data)
+        record = {"name": "mrharmony simulate", "version": data.pop("mrharmony_version")}
+        for key in ("preset", "seed"):
+            if key in data:
+                record[key] = data.pop(key)
+        sites = data.get("sites")
+        if isinstance(sites, list) and all(isinstance(e, dict) for e in sites):
+            record["sites"] = sites
+            data["sites"] = [{k: e[k] for k in ("name", "role") if k in e} for e in sites]
+        data["generated_by"] = record
+        return data
+
+    @field_validator("modalities", mode="before")
+    @classmethod
+    def _default_modality(cls, v: Any) -> Any:
+        return v or ["T1w"]
+
+    @model_validator(mode="after")
+    def _names(self) -> "StructuralSpec":
+        for what, names in (("subject", self.subjects), ("site", [s.name for s in self.sites]),
+                            ("modality", self.modalities)):
+            bad = [n for n in names if not re.match(_NAME, n)]
+            if bad:
+                raise ValueError(f"{what} name {bad[0]!r} is not a plain folder or file name")
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"{what} name {dup[0]!r} is used twice")
+        return self
 
 
 @dataclass
 class StructuralDataset:
     root: Path
     subjects: list[str]
-    sites: list[Site]
+    sites: list[SiteSpec]
     modalities: list[str]
 
     @cached_property
@@ -81,7 +140,7 @@ class StructuralDataset:
         if path.is_file():
             mask = read_structural_image(path, what="mask")[0] > 0
         elif image is not None:
-            from mrharmony.structural.metrics import brain_mask
+            from mrharmony.data.masks import brain_mask
 
             mask = brain_mask(image)
         else:
@@ -95,7 +154,7 @@ def read_structural_image(path: str | os.PathLike, *, what: str = "image",
                           shape: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A 3D NIfTI as (float32 data, affine); one-sentence errors for a missing, corrupt, 4D,
     non-finite or wrongly shaped file."""
-    from mrharmony.data.validate import read_float32, read_image
+    from mrharmony.data.images import read_float32, read_image
 
     img = read_image(path)
     data = read_float32(img, path)
@@ -111,27 +170,24 @@ def read_structural_image(path: str | os.PathLike, *, what: str = "image",
 
 
 def load_structural(root: str | os.PathLike) -> StructuralDataset:
-    """Read ``ROOT/structural.yaml`` (see the module docstring)."""
-    from mrharmony.config import read_yaml
+    """Read ``ROOT/structural.yaml`` (see the module docstring).
 
+    Raises:
+        InputError: the file is missing or not a valid :class:`StructuralSpec` (one sentence
+            naming the file and the key).
+    """
     root = Path(root)
     path = root / STRUCTURAL_FILE
     if not path.is_file():
         raise InputError(f"is missing; a structural dataset needs {STRUCTURAL_FILE} "
                          "(see 'mrharmony simulate --kind structural').", path)
-    raw = read_yaml(path)
-    if not isinstance(raw, dict) or raw.get("kind") != "structural":
-        raise InputError("does not describe a structural dataset (kind: structural).", path)
-    subjects = raw.get("subjects")
-    sites = raw.get("sites")
-    if not isinstance(subjects, list) or not subjects or not all(isinstance(s, str) for s in subjects):
-        raise InputError("needs 'subjects': a list of subject folders.", path)
-    if not isinstance(sites, list) or len(sites) < 2:
-        raise InputError("needs 'sites': at least two, each with a name and a role.", path)
-    out = []
-    for s in sites:
-        if not isinstance(s, dict) or not isinstance(s.get("name"), str) or s.get("role") not in ("train", "unseen"):
-            raise InputError(f"has a site entry {s!r} without a name and a role (train or unseen).", path)
-        out.append(Site(s["name"], s["role"]))
-    modalities = raw.get("modalities") or ["T1w"]
-    return StructuralDataset(root=root, subjects=list(subjects), sites=out, modalities=list(modalities))
+    spec = load_yaml_model(StructuralSpec, path)
+    return StructuralDataset(root=root, subjects=list(spec.subjects), sites=list(spec.sites),
+                             modalities=list(spec.modalities))
+
+
+def write_structural_spec(root: str | os.PathLike, spec: StructuralSpec) -> None:
+    """Write ``ROOT/structural.yaml`` (atomically)."""
+    from mrharmony.io import write_text
+
+    write_text(Path(root) / STRUCTURAL_FILE, dump_yaml(spec.model_dump(mode="json", exclude_none=True)))

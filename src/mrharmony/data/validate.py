@@ -17,124 +17,27 @@ have its grid aligned with the input's: every input voxel holds exactly r^3 targ
 ``MIN_MASK_DICE`` on the input's grid, ``MIN_MASK_DICE_COMPUTED`` where a mask is computed from
 the scan), or the anatomy is taken as not co-registered. Both
 co-registration problems name ``prepare --register``, which registers such scans first.
+
+Images are read by :mod:`mrharmony.data.images`, gradient tables by
+:mod:`mrharmony.data.gradients`; the folder checks that come before the headers are the
+layout's (:meth:`mrharmony.data.layouts.Layout.check_subject`).
 """
 
 from __future__ import annotations
 
-import gzip
-import os
-import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from mrharmony.data.gradients import read_gradients
+from mrharmony.data.images import read_image
+from mrharmony.data.layouts import layout_named
 from mrharmony.errors import InputError
 
-B0_THRESHOLD = 50.0
-BVEC_NORM_TOL = 0.01
 VOXEL_SIZE_RTOL = 0.01
 MIN_MASK_DICE = 0.8
 MIN_MASK_DICE_COMPUTED = 0.6  # where a mask is computed (automatic_mask), not given
 REGISTER_HINT = "; register it to the input first (mrharmony prepare --register)"
-
-
-def read_image(path: str | os.PathLike):
-    """Open a NIfTI image (header only), with a clear error for a missing or unreadable file."""
-    import nibabel as nib
-
-    path = Path(path)
-    if not path.exists():
-        raise InputError("is missing.", path)
-    if not path.is_file():
-        raise InputError("is not a file.", path)
-    try:
-        img = nib.load(path)
-    except (nib.filebasedimages.ImageFileError, OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile) as exc:
-        raise InputError(f"could not be read as NIfTI ({_reason(exc)}).", path) from None
-    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
-        raise InputError(f"is a {type(img).__name__}, not a NIfTI image.", path)
-    if not np.all(np.isfinite(img.affine)) or abs(np.linalg.det(img.affine[:3, :3])) < 1e-9:
-        raise InputError("has an invalid (singular or non-finite) affine in its header.", path)
-    return img
-
-
-def read_float32(img, path: str | os.PathLike) -> np.ndarray:
-    """The voxel data of an opened image as float32, with a clear error for corrupt data."""
-    try:
-        return np.asarray(img.get_fdata(dtype=np.float32), dtype=np.float32)
-    except Exception as exc:  # truncated or corrupt compressed data fails only here
-        raise InputError(f"could not be read as NIfTI ({_reason(exc)}).", path) from None
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text.rstrip(".")
-
-
-def _read_numbers(path: Path) -> np.ndarray:
-    if not path.exists():
-        raise InputError("is missing.", path)
-    try:
-        rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
-        if not rows:
-            raise InputError("is empty.", path)
-        widths = {len(r) for r in rows}
-        if len(widths) != 1:
-            raise InputError("has rows of different lengths.", path)
-        return np.array(rows, dtype=np.float64)
-    except ValueError:
-        raise InputError("holds something that is not a number.", path) from None
-    except UnicodeDecodeError:
-        raise InputError("is not a text file.", path) from None
-
-
-def read_gradients(
-    bval_path: str | os.PathLike, bvec_path: str | os.PathLike, *, n_volumes: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Read FSL-style b-values and b-vectors and check them.
-
-    Returns:
-        bvals (N,) in s/mm^2 and bvecs (N, 3), unit length for non-b0 volumes and zero for b0.
-    """
-    bval_path, bvec_path = Path(bval_path), Path(bvec_path)
-    bvals = _read_numbers(bval_path)
-    if bvals.ndim == 2 and min(bvals.shape) != 1:
-        raise InputError(f"must hold one row of b-values, found {bvals.shape[0]} rows.", bval_path)
-    bvals = bvals.ravel()
-    bvecs = _read_numbers(bvec_path)
-    if bvecs.shape[0] == 3:
-        bvecs = bvecs.T
-    elif bvecs.shape[1] != 3:
-        raise InputError(f"must hold three rows (x, y, z), found {bvecs.shape[0]} rows of {bvecs.shape[1]}.", bvec_path)
-    if not np.all(np.isfinite(bvals)):
-        raise InputError("holds NaN or infinite b-values.", bval_path)
-    if not np.all(np.isfinite(bvecs)):
-        raise InputError("holds NaN or infinite components.", bvec_path)
-    if np.any(bvals < 0):
-        raise InputError("holds negative b-values.", bval_path)
-    if n_volumes is not None:
-        if len(bvals) != n_volumes:
-            raise InputError(f"has {len(bvals)} b-values but the DWI series has {n_volumes} volumes.", bval_path)
-        if len(bvecs) != n_volumes:
-            raise InputError(f"has {len(bvecs)} directions but the DWI series has {n_volumes} volumes.", bvec_path)
-    elif len(bvals) != len(bvecs):
-        raise InputError(f"has {len(bvecs)} directions but {bval_path.name} has {len(bvals)} b-values.", bvec_path)
-    b0 = bvals <= B0_THRESHOLD
-    if not b0.any():
-        raise InputError(f"has no b=0 volume (none at or below {B0_THRESHOLD:g} s/mm^2).", bval_path)
-    norms = np.linalg.norm(bvecs[~b0], axis=1)
-    bad = np.flatnonzero(np.abs(norms - 1.0) > BVEC_NORM_TOL)
-    if bad.size:
-        i = int(np.flatnonzero(~b0)[bad[0]])
-        raise InputError(
-            f"direction of volume {i} has length {norms[bad[0]]:.3f}, not 1 "
-            f"({bad.size} diffusion-weighted volume{'s' if bad.size > 1 else ''} affected).",
-            bvec_path,
-        )
-    out = np.zeros_like(bvecs)
-    out[~b0] = bvecs[~b0] / norms[:, None]
-    return bvals, out
 
 
 @dataclass(frozen=True)
@@ -276,15 +179,9 @@ def validate_dataset(ds, *, check_data: bool = True, coregistered: bool = True) 
     ``prepare --register``, which registers the scans that fail them).
     """
     inp = ds.input_platform.name
+    layout = layout_named(ds.spec.layout)(ds.spec, ds.data_root)
     for subject in ds.subjects:
-        if ds.spec.layout != "bids":  # (the BIDS index already names what is missing)
-            subject_dir = ds.data_root / subject
-            if not subject_dir.is_dir():
-                raise InputError("is missing (listed as a subject in dataset.yaml).", subject_dir)
-            for name in ds.platforms:
-                folder = ds.scan(subject, name).folder
-                if not folder.is_dir():
-                    raise InputError(f"is missing: subject {subject} has no scan on platform {name}.", folder)
+        layout.check_subject(subject, {name: ds.scan(subject, name).folder for name in ds.platforms})
         headers = {name: check_scan_headers(ds.scan(subject, name)) for name in ds.platforms}
         ref_scan = ds.scan(subject, inp)
         for name in ds.platforms:

@@ -25,8 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from mrharmony import __version__
+from mrharmony.data.gradients import read_gradients, write_gradients
+from mrharmony.data.images import read_float32, read_image
 from mrharmony.errors import InputError
-from mrharmony.io import save_nifti, staged_output_dir, write_json, write_text
+from mrharmony.io import save_nifti, staged_output_dir, write_json
+from mrharmony.registration import finer_affine
 
 
 def harmonize_arrays(h, dwi: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, mask: np.ndarray,
@@ -59,10 +62,8 @@ def apply_model(model: str | os.PathLike, *, dwi: str, bval: str, bvec: str, mas
     from the b=0 volumes (:func:`mrharmony.data.dataset.automatic_mask`) and written with the
     outputs. ``description=False`` leaves out ``dataset_description.json`` (for outputs nested in
     a derivative dataset that has one)."""
-    from mrharmony.data.validate import read_float32, read_gradients, read_image
-    from mrharmony.dmri.evaluate import _target_affine
     from mrharmony.dmri.features.sh import SHConfig
-    from mrharmony.dmri.harmonizer import load_harmonizer
+    from mrharmony.dmri.loading import load_harmonizer
 
     h = load_harmonizer(model)
     targets = targets or h.targets
@@ -102,7 +103,7 @@ def apply_model(model: str | os.PathLike, *, dwi: str, bval: str, bvec: str, mas
         if description:
             _write_description(tmp / "dataset_description.json", h.name)
         for t, res in results.items():
-            aff = _target_affine(img.affine, h.ratios[t])
+            aff = finer_affine(img.affine, h.ratios[t])
             base = f"{prefix}_space-{t.replace('_', '')}"
             side = {"Method": h.name, "TargetPlatform": t, "Model": str(Path(model).resolve()),
                     "SphericalHarmonics": h.reference["sh"], "mrharmonyVersion": __version__}
@@ -131,8 +132,6 @@ def _write_signal(tmp: Path, base: str, res: dict, side: dict, gradients, cfg, a
     tb, tv, signal = signal_from_sh(res["sh"], *gradients, cfg)
     signal[~res["mask"]] = 0
     save_nifti(tmp / f"{base}_desc-harmonized_dwi.nii.gz", signal, aff)
-    write_text(tmp / f"{base}_desc-harmonized_dwi.bval", " ".join(f"{b:g}" for b in tb) + "\n")
-    write_text(tmp / f"{base}_desc-harmonized_dwi.bvec",
-               "\n".join(" ".join(f"{x:.6f}" for x in row) for row in tv.T) + "\n")
+    write_gradients(tmp / f"{base}_desc-harmonized_dwi.bval", tmp / f"{base}_desc-harmonized_dwi.bvec", tb, tv)
     write_json(tmp / f"{base}_desc-harmonized_dwi.json", {**side, "Description": "b0-normalized signal"})
     return dti_maps(signal, tb, tv, res["mask"])

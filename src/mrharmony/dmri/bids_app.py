@@ -28,9 +28,9 @@ def run_bids_app(bids_dir: str | os.PathLike, output_dir: str | os.PathLike, lev
                  participants: list[str] | None = None, filters: list[str] | None = None,
                  targets: list[str] | None = None, force: bool = False, quiet: bool = False) -> list[Path]:
     from mrharmony.dmri.apply import apply_model
-    from mrharmony.data.bids import ENTITIES, _layout, _mask_for
+    from mrharmony.data.layouts import ENTITIES, find_brain_mask, open_bids
     from mrharmony.io import staged_output_dir, write_json
-    from mrharmony.dmri.harmonizer import load_harmonizer
+    from mrharmony.dmri.loading import load_harmonizer
     from mrharmony.progress import Progress
 
     if level != "participant":
@@ -46,7 +46,7 @@ def run_bids_app(bids_dir: str | os.PathLike, output_dir: str | os.PathLike, lev
         if key not in ENTITIES or not value:
             raise InputError(f"filter {f!r} is not ENTITY=VALUE with ENTITY one of {', '.join(ENTITIES)}.")
         query[ENTITIES[key]] = value
-    layout = _layout(root)
+    layout = open_bids(root)
     labels = [p.removeprefix("sub-") for p in participants] if participants else layout.get_subjects()
     unknown = sorted(set(labels) - set(layout.get_subjects()))
     if unknown:
@@ -79,7 +79,7 @@ def run_bids_app(bids_dir: str | os.PathLike, output_dir: str | os.PathLike, lev
         with staged_output_dir(out / f"sub-{label}", force=force) as tmp:
             for _, dwi, bval, bvec in (j for j in jobs if j[0] == label):
                 dest = tmp / dwi.parent.relative_to(subject_dir)
-                mask = _mask_for(dwi, root)
+                mask = find_brain_mask(dwi, root)
                 prefix = dwi.name.split(".")[0].removesuffix("_dwi")
                 run_dir = tmp / f".run-{prefix}"
                 apply_model(model, dwi=str(dwi), bval=bval, bvec=bvec, mask=str(mask) if mask else None, out=run_dir,

@@ -30,10 +30,13 @@ from __future__ import annotations
 import contextlib
 import io
 
-import numpy as np
+from typing import Literal
 
+import numpy as np
+from pydantic import Field
+
+from mrharmony.dmri.statistical import StatisticalConfig, VoxelwiseHarmonizer, subjects_in_reference
 from mrharmony.errors import InputError
-from mrharmony.dmri.statistical import VoxelwiseHarmonizer, subjects_in_reference
 
 
 def require_neuroharmonize() -> None:
@@ -46,9 +49,26 @@ def require_neuroharmonize() -> None:
                          "(in an environment with numpy<2).") from None
 
 
+class ComBatConfig(StatisticalConfig):
+    method: Literal["combat"]
+    registration: Literal["affine", "rigid", "none"] = Field(
+        default="affine", description="how subjects meet in the reference space")
+
+    @classmethod
+    def harmonizer(cls):
+        return ComBatHarmonizer
+
+
 class ComBatHarmonizer(VoxelwiseHarmonizer):
     method = "combat"
     predicts_sh = False
+
+    @classmethod
+    def check_requirements(cls) -> None:
+        require_neuroharmonize()
+
+    def learn(self, ds, subjects: list[str], progress) -> None:
+        fit_combat(self, ds, subjects, progress)
 
     def predict(self, scan):
         raise InputError("ComBat harmonizes FA and MD maps, not SH features; use its DTI maps (predict_dti).")

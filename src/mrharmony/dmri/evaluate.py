@@ -59,20 +59,21 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
     """Evaluate saved harmonizers (run directories) on their common test split."""
     from mrharmony.data import load_dataset
     from mrharmony.stats import paired_tests
-    from mrharmony.dmri.harmonizer import load_harmonizer
+    from mrharmony.dmri.loading import load_harmonizer
     from mrharmony.dmri.statistical import IdentityHarmonizer
     from mrharmony.dmri.patches import PatchSampler
     from mrharmony.progress import Progress
-    from mrharmony.dmri.training import DataConfig, make_splits
+    from mrharmony.dmri.config import DataConfig, make_splits
+    from mrharmony.registration import finer_affine
 
     if not runs:
         raise InputError("name at least one run directory to evaluate.")
     hs = [load_harmonizer(r) for r in runs]
-    data = _common_data(hs, runs)
+    data = shared_data_config(hs, runs)
     ds = load_dataset(data.dataset, check_data=False, subjects=data.subjects)
     targets = [p.name for p in ds.target_platforms if any(p.name in h.targets for h in hs)]
     ratios = {t: ds.voxel_ratio(t) for t in targets}
-    names = _unique_names(hs, runs)
+    names = method_labels(hs, runs)
     if baseline and "none" not in names:  # no harmonization, unless a saved "none" run is among the runs
         ref = {"sh": hs[0].reference["sh"]}
         for key in ("target_stats", "target_gradients", "voxel_sizes"):
@@ -116,7 +117,7 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
             pred = h.predict(f)
             cutter = PatchSampler([f.data], [f.affine], [f.mask],
                                   {t: [pred[t]] for t in mine[i]},
-                                  {t: [_target_affine(f.affine, ratios[t])] for t in mine[i]},
+                                  {t: [finer_affine(f.affine, ratios[t])] for t in mine[i]},
                                   size=data.patch_size, target_sizes={t: eval_size * ratios[t] for t in mine[i]})
             _, cut = cutter.batch(test[sel] - offsets[s])
             for t in mine[i]:
@@ -137,8 +138,10 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
     return ev
 
 
-def _common_data(hs, runs):
-    from mrharmony.dmri.training import DataConfig
+def shared_data_config(hs, runs):
+    """The data configuration (``DataConfig``, targets aside) that the trained runs ``runs``
+    (their harmonizers ``hs``) share; an error naming the run that differs or has none."""
+    from mrharmony.dmri.config import DataConfig
 
     datas = []
     for h, r in zip(hs, runs):
@@ -154,7 +157,7 @@ def _common_data(hs, runs):
     return DataConfig(**datas[0])
 
 
-def _unique_names(hs, runs) -> list[str]:
+def method_labels(hs, runs) -> list[str]:
     """Row labels: the method's name; single networks of one method for different targets share
     a row (as in Table 1); a second run of a method for the same target is labelled by its run."""
     out, covered = [], set()
@@ -165,13 +168,6 @@ def _unique_names(hs, runs) -> list[str]:
         covered.update((label, t) for t in h.targets)
         out.append(label)
     return out
-
-
-def _target_affine(affine: np.ndarray, r: int) -> np.ndarray:
-    """Affine of the grid r times finer than ``affine``'s, sharing its corner."""
-    from mrharmony.registration import scaled_affine
-
-    return scaled_affine(affine, 1.0 / r)
 
 
 def _volume_errors(ds, h, name: str, subject: str, scan, pred: dict | None, reference: dict) -> list[dict]:

@@ -4,7 +4,7 @@ A :class:`Harmonizer` maps the normalized SH features of a scan on the input pla
 of one or more target platforms:
 
 * ``fit(...)`` learns the mapping from a traveling-heads dataset (deep methods: through the
-  training engine, see :mod:`mrharmony.dmri.training`);
+  training engine, see :mod:`mrharmony.engine.loop` and :mod:`mrharmony.dmri.training`);
 * ``predict(scan)`` takes the input scan's :class:`~mrharmony.dmri.features.prepare.ScanFeatures`
   (``data``: (X, Y, Z, C) normalized to mean 0 / std 1 per channel inside ``mask``, with the
   scan's own ``stats``, its ``affine`` and SH settings) and returns ``{target: features}`` in
@@ -22,6 +22,7 @@ interface.
 
 from __future__ import annotations
 
+import json
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -86,31 +87,26 @@ class Harmonizer(ABC):
         return m.repeat(r, 0).repeat(r, 1).repeat(r, 2) if r > 1 else m
 
 
-def load_harmonizer(path: str | os.PathLike) -> Harmonizer:
-    """Load any saved harmonizer: a run directory or ``model.pt`` of a deep method."""
-    from mrharmony.dmri.deep import DeepHarmonizer
+def platform_reference(ds, targets: list[str], subjects: list[str]) -> dict:
+    """What applying the model to a new scan needs from the training data, per target platform.
 
-    path = Path(path)
-    if not path.exists():
-        raise InputError("does not exist.", path)
-    if (path / "model.pt").is_file() or path.suffix == ".pt":
-        return DeepHarmonizer.load(path)
-    if (path / "harmonizer.json").is_file():
-        import json
+    ``target_stats``: the mean over training subjects of the per-scan channel means and stds of
+    the target's SH features, to map normalized predictions back to the platform's scale;
+    ``target_gradients``: the platform's gradient table (of the first training subject), on
+    which the harmonized signal is written; ``sh``: the SH settings of the features.
+    """
+    from mrharmony.dmri.features.prepare import feature_paths
 
-        from mrharmony.io import check_format_version
-        from mrharmony.dmri.statistical import harmonizer_class
-
-        try:
-            d = json.loads((path / "harmonizer.json").read_text())
-        except ValueError:
-            raise InputError("is not valid JSON.", path / "harmonizer.json") from None
-        check_format_version(d.get("format_version"), path / "harmonizer.json")
-        cls = harmonizer_class(str(d.get("method")))
-        if cls is None:
-            raise InputError(f"names an unknown method {d.get('method')!r}.", path / "harmonizer.json")
-        return cls.load(path)
-    if path.is_dir() and (path / "checkpoints").is_dir():
-        raise InputError("is a run that has not finished (no model.pt); resume it with 'mrharmony train --resume'.",
-                         path)
-    raise InputError("is not a saved mrharmony model (no model.pt).", path)
+    stats, grads, sh = {}, {}, None
+    for t in targets:
+        means, stds = [], []
+        for s in subjects:
+            meta = json.loads(feature_paths(ds.root, s, t)[1].read_text())
+            means.append(meta["normalization"]["mean"])
+            stds.append(meta["normalization"]["std"])
+            sh = meta["sh"]
+        stats[t] = {"mean": np.mean(means, axis=0).tolist(), "std": np.mean(stds, axis=0).tolist()}
+        bvals, bvecs = ds.scan(subjects[0], t).gradients()
+        grads[t] = {"bvals": bvals.tolist(), "bvecs": bvecs.tolist()}
+    return {"target_stats": stats, "target_gradients": grads, "sh": sh,
+            "voxel_sizes": {t: list(ds.platform(t).voxel_size) for t in targets}}

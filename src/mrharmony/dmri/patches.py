@@ -218,14 +218,10 @@ def split_by_subject(sampler: PatchSampler, *, test_subjects: list[str] | None =
 
     Give ``test_subjects`` by name, or ``n_test`` subjects are drawn with ``seed``.
     """
+    from mrharmony.data.splits import held_out_subjects
+
     names = sampler.subjects
-    if test_subjects is None:
-        if not 0 < n_test < len(names):
-            raise InputError(f"cannot hold out {n_test} of {len(names)} subjects.")
-        test_subjects = list(np.random.default_rng(seed).choice(names, size=n_test, replace=False))
-    unknown = [s for s in test_subjects if s not in names]
-    if unknown:
-        raise InputError(f"test subject {unknown[0]!r} is not among the sampler's subjects.")
+    test_subjects = held_out_subjects(names, named=test_subjects, n=n_test, seed=seed)
     test_ids = np.array([names.index(s) for s in test_subjects])
     is_test = np.isin(sampler.subject_index(), test_ids)
     return np.flatnonzero(~is_test), np.flatnonzero(is_test)

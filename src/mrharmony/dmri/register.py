@@ -52,8 +52,9 @@ def _mean_b0(dwi: np.ndarray, bvals: np.ndarray) -> np.ndarray:
 
 
 def _register_scan(ds: TravelingHeads, subject: str, name: str) -> None:
+    from mrharmony.data.gradients import write_gradients
     from mrharmony.data.validate import mask_dice
-    from mrharmony.io import save_nifti, staged_output_dir, write_json, write_text
+    from mrharmony.io import save_nifti, staged_output_dir, write_json
     from mrharmony.registration import block_mean, register, resample, scaled_affine
 
     ref_scan, scan = ds.scan(subject, ds.input_platform.name), ds.scan(subject, name)
@@ -88,8 +89,7 @@ def _register_scan(ds: TravelingHeads, subject: str, name: str) -> None:
     with staged_output_dir(folder, force=True) as tmp:
         save_nifti(tmp / "dwi.nii.gz", reg, out_aff)
         save_nifti(tmp / "mask.nii.gz", reg_mask.astype(np.uint8), out_aff, dtype=np.uint8)
-        write_text(tmp / "dwi.bval", " ".join(f"{b:g}" for b in bvals) + "\n")
-        write_text(tmp / "dwi.bvec", "\n".join(" ".join(f"{x:.6f}" for x in row) for row in new_bvecs.T) + "\n")
+        write_gradients(tmp / "dwi.bval", tmp / "dwi.bvec", bvals, new_bvecs)
         write_json(tmp / "registration.json", {
             "Description": f"{name} of {subject} registered rigidly to its {ds.input_platform.name} scan",
             "Sources": [str(scan.dwi), str(scan.bval), str(scan.bvec), str(scan.mask) if scan.mask else None],

@@ -35,11 +35,15 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-from mrharmony.errors import InputError
+from pydantic import Field
+
+from mrharmony.config import StrictModel
 from mrharmony.dmri.harmonizer import Harmonizer
+from mrharmony.errors import InputError
 
 
 class RawSpaceHarmonizer(Harmonizer):
@@ -68,6 +72,13 @@ class RawSpaceHarmonizer(Harmonizer):
             y[~self.target_mask(mask, t)] = 0.0
             out[t] = y.astype(np.float32)
         return out
+
+    @classmethod
+    def check_requirements(cls) -> None:
+        """Fail with one sentence, before any work, where a package the method needs is missing."""
+
+    def fit_maps(self, ds, subjects: list[str], *, quiet: bool = False) -> None:
+        """Learn what the method needs from the training ``subjects`` (nothing for global methods)."""
 
     def scan_maps(self, raw: np.ndarray, mask: np.ndarray, scan):
         """What the transform needs of this scan (e.g. the learned maps on its grid); None if nothing."""
@@ -98,7 +109,7 @@ class RawSpaceHarmonizer(Harmonizer):
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "RawSpaceHarmonizer":
-        from mrharmony.data.validate import read_float32, read_image
+        from mrharmony.data.images import read_float32, read_image
         from mrharmony.dmri.models import absolute_paths
 
         directory = Path(directory)
@@ -204,6 +215,17 @@ class VoxelwiseHarmonizer(RawSpaceHarmonizer):
         self.maps = {t: arrays[f"maps-{t}"][0] for t in self.targets}
         self.fallback = {t: np.asarray(v, np.float32) for t, v in self.settings.get("fallback", {}).items()}
 
+    def fit_maps(self, ds, subjects: list[str], *, quiet: bool = False) -> None:
+        from mrharmony.progress import Progress
+
+        progress = Progress(total=len(subjects), unit="subjects", desc=f"fit {self.method}", quiet=quiet)
+        self.learn(ds, subjects, progress)
+        progress.close()
+
+    def learn(self, ds, subjects: list[str], progress) -> None:
+        """Learn the maps from the training subjects in the common space."""
+        learn_moment_maps(self, ds, subjects, progress)
+
     def statistics(self, coeffs: np.ndarray) -> np.ndarray:
         """Per-voxel quantities averaged over subjects, (X, Y, Z, K)."""
         raise NotImplementedError
@@ -267,7 +289,8 @@ class LinearRISH(VoxelwiseHarmonizer):
 
 
 def fit_statistical(cfg, out: str | os.PathLike, *, force: bool = False, quiet: bool = False) -> Path:
-    """Fit the statistical harmonizer of a run config into the run directory ``out``.
+    """Fit the statistical harmonizer of a run config (:class:`~mrharmony.dmri.config.RunConfig`)
+    into the run directory ``out``.
 
     The split is made as for the networks (same dataset, same split settings give the same test
     patches and subjects); the maps are learned on the subjects that hold no test data for a
@@ -275,32 +298,24 @@ def fit_statistical(cfg, out: str | os.PathLike, *, force: bool = False, quiet: 
     between training patches of the same subjects (as they do for the networks).
     """
     from mrharmony import __version__
-    from mrharmony.data import load_dataset
     from mrharmony.config import dump_yaml
-    from mrharmony.io import staged_output_dir, write_text
+    from mrharmony.dmri.config import make_splits, resolved_config, target_platforms, write_split
+    from mrharmony.dmri.harmonizer import platform_reference
     from mrharmony.dmri.patches import PatchSampler
+    from mrharmony.engine.run import relative_path
+    from mrharmony.io import staged_output_dir, write_text
     from mrharmony.progress import Progress
-    from mrharmony.dmri.training import (_relative_to, _write_split, make_splits, platform_reference,
-                                    resolved_config)
 
     out = Path(out)
-    if cfg.model.method == "combat":
-        from mrharmony.dmri.combat import require_neuroharmonize
-
-        require_neuroharmonize()
-    ds = load_dataset(cfg.data.dataset, check_data=False, subjects=cfg.data.subjects)
-    targets = cfg.data.targets or [p.name for p in ds.target_platforms]
-    for t in targets:
-        if ds.platform(t).role != "target":
-            raise InputError(f"{t!r} is the input platform, not a target.", Path(cfg.data.dataset) / "dataset.yaml")
-    ratios = {t: ds.voxel_ratio(t) for t in targets}
+    model = cfg.model
+    cls = model.harmonizer()
+    cls.check_requirements()
+    ds, targets, ratios = target_platforms(cfg.data)
     sampler = PatchSampler.from_dataset(ds, subjects=cfg.data.subjects, targets=targets, size=cfg.data.patch_size)
     splits = make_splits(sampler, cfg.data)
     subjects = list(sampler.subjects)
     del sampler
     fit_subjects = [s for s in subjects if s not in splits.test_subjects]
-    model = cfg.model
-    settings = {"registration": model.registration, "smoothing_fwhm_mm": model.smoothing_fwhm_mm}
     meta = {
         "mrharmony_version": __version__,
         "model": model.model_dump(mode="json", exclude_unset=True),
@@ -309,21 +324,13 @@ def fit_statistical(cfg, out: str | os.PathLike, *, force: bool = False, quiet: 
         "fit_subjects": fit_subjects,
     }
     reference = platform_reference(ds, targets, fit_subjects)
-    h = harmonizer_class(model.method)(targets=targets, ratios=ratios, reference=reference, settings=settings)
-    if isinstance(h, VoxelwiseHarmonizer):
-        progress = Progress(total=len(fit_subjects), unit="subjects", desc=f"fit {model.method}", quiet=quiet)
-        if model.method == "combat":
-            from mrharmony.dmri.combat import fit_combat
-
-            fit_combat(h, ds, fit_subjects, progress)
-        else:
-            _fit_maps(h, ds, fit_subjects, progress)
-        progress.close()
+    h = cls(targets=targets, ratios=ratios, reference=reference, settings=model.settings())
+    h.fit_maps(ds, fit_subjects, quiet=quiet)
     with staged_output_dir(out, force=force) as tmp:
-        h.meta = {**meta, "data": _relative_to(meta["data"], out)}
+        h.meta = {**meta, "data": {**meta["data"], "dataset": relative_path(meta["data"]["dataset"], out)}}
         h.save(tmp)
         write_text(tmp / "config.yaml", dump_yaml(resolved_config(cfg, out)))
-        _write_split(tmp / "split.json", splits, subjects)
+        write_split(tmp / "split.json", splits, subjects)
     return out
 
 
@@ -344,7 +351,9 @@ def subjects_in_reference(h: VoxelwiseHarmonizer, ds, subjects: list[str], progr
         progress.update(1)
 
 
-def _fit_maps(h: VoxelwiseHarmonizer, ds, subjects: list[str], progress) -> None:
+def learn_moment_maps(h: VoxelwiseHarmonizer, ds, subjects: list[str], progress) -> None:
+    """The voxelwise maps of ``h`` from the means over subjects of its per-voxel statistics of the
+    input and of each target, in the common space."""
     from mrharmony.dmri.features.prepare import load_features
     from mrharmony.registration import block_mean, scaled_affine, upsample_masked
 
@@ -394,15 +403,56 @@ def _smooth(v: np.ndarray, sigma) -> np.ndarray:
     return ndimage.gaussian_filter(v.astype(np.float32), s, mode="constant")
 
 
-HARMONIZERS: dict[str, type[RawSpaceHarmonizer]] = {
-    c.method: c for c in (IdentityHarmonizer, GlobalMeanVariance, VoxelwiseMeanVariance, LinearRISH)
-}
+class StatisticalConfig(StrictModel):
+    """The ``model`` section of a run that fits a statistical method (no settings of its own)."""
+
+    method: str
+
+    @classmethod
+    def harmonizer(cls) -> type[RawSpaceHarmonizer]:
+        """The harmonizer class this config fits."""
+        raise NotImplementedError
+
+    def settings(self) -> dict:
+        """The method's settings as its saved harmonizer records them."""
+        return self.model_dump(mode="json", exclude={"method"})
 
 
-def harmonizer_class(method: str) -> type[RawSpaceHarmonizer] | None:
-    """The class of a statistical method by name (ComBat's module is loaded only when named)."""
-    if method == "combat":
-        from mrharmony.dmri.combat import ComBatHarmonizer
+class NoneConfig(StatisticalConfig):
+    method: Literal["none"]
 
-        return ComBatHarmonizer
-    return HARMONIZERS.get(method)
+    @classmethod
+    def harmonizer(cls):
+        return IdentityHarmonizer
+
+
+class MeanVarGlobalConfig(StatisticalConfig):
+    method: Literal["meanvar_global"]
+
+    @classmethod
+    def harmonizer(cls):
+        return GlobalMeanVariance
+
+
+class VoxelwiseConfig(StatisticalConfig):
+    """Settings of the methods whose maps are learned in a common space."""
+
+    registration: Literal["affine", "rigid", "none"] = Field(
+        default="affine", description="how subjects meet in the reference space")
+    smoothing_fwhm_mm: float = Field(default=6.0, ge=0, description="smoothing of the maps")
+
+
+class MeanVarVoxelConfig(VoxelwiseConfig):
+    method: Literal["meanvar_voxel"]
+
+    @classmethod
+    def harmonizer(cls):
+        return VoxelwiseMeanVariance
+
+
+class RISHConfig(VoxelwiseConfig):
+    method: Literal["rish"]
+
+    @classmethod
+    def harmonizer(cls):
+        return LinearRISH

@@ -10,13 +10,14 @@ from pathlib import Path
 from mrharmony.io import write_json, write_text
 
 
-def _p(p: float) -> str:
+def format_p(p: float) -> str:
+    """A p-value as a table shows it: three decimals, or scientific notation below 0.001."""
     if p == 0.0:
         return "< 1e-300"  # below double precision
     return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
 
 
-def _num(v: float | None) -> str:
+def format_cell(v: float | None) -> str:
     """A table cell of an optional value."""
     return "" if v is None else f"{v:.4f}"
 
@@ -78,8 +79,8 @@ def markdown(ev) -> str:
     lines.append("| target | best | other | median best - other | p | p (Bonferroni) |")
     lines.append("| --- | --- | --- | --- | --- | --- |")
     for t, _, row in tests_against_best(ev):
-        lines.append(f"| {t} | {row['a']} | {row['b']} | {row['median_difference']:+.4f} | {_p(row['p'])} | "
-                     f"{_p(row['p_bonferroni'])} |")
+        lines.append(f"| {t} | {row['a']} | {row['b']} | {row['median_difference']:+.4f} | {format_p(row['p'])} | "
+                     f"{format_p(row['p_bonferroni'])} |")
     if ev.volume_errors:
         lines += ["", "Whole-volume errors on held-out subjects inside the target's and the input's masks (SH MSE in normalized space; "
                   "mean absolute FA and MD differences of DTI fits of the harmonized signal vs the real target scan; "
@@ -87,7 +88,7 @@ def markdown(ev) -> str:
                   "", "| method | subject | target | SH MSE | FA MAE | MD MAE (mm^2/s) |",
                   "| --- | --- | --- | --- | --- | --- |"]
         for r in ev.volume_errors:
-            lines.append(f"| {r['method']} | {r['subject']} | {r['target']} | {_num(r['sh_mse'])} | {r['fa_mae']:.4f} | "
+            lines.append(f"| {r['method']} | {r['subject']} | {r['target']} | {format_cell(r['sh_mse'])} | {r['fa_mae']:.4f} | "
                          f"{r['md_mae']:.2e} |")
     return "\n".join(lines) + "\n"
 

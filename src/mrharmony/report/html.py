@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mrharmony import __version__
 from mrharmony.errors import InputError
-from mrharmony.dmri.tables import _num
+from mrharmony.dmri.tables import format_cell
 from mrharmony.io import write_text
 
 CSS = """
@@ -46,10 +46,10 @@ def _table(ev) -> str:
 
 
 def _tests(ev) -> str:
-    from mrharmony.dmri.tables import _p, tests_against_best
+    from mrharmony.dmri.tables import format_p, tests_against_best
 
     rows = [f"<tr><td>{html.escape(t)}</td><td>{html.escape(r['a'])}</td><td>{html.escape(r['b'])}</td>"
-            f"<td>{r['median_difference']:+.4f}</td><td>{_p(r['p'])}</td><td>{_p(r['p_bonferroni'])}</td></tr>"
+            f"<td>{r['median_difference']:+.4f}</td><td>{format_p(r['p'])}</td><td>{format_p(r['p_bonferroni'])}</td></tr>"
             for t, _, r in tests_against_best(ev)]
     total = sum(len(v) for v in ev.tests.values())
     return (f"<p class='note'>The best method of each target against every other; corrected over all {total} "
@@ -61,7 +61,7 @@ def _volume_table(ev) -> str:
     if not ev.volume_errors:
         return "<p class='note'>Whole-volume errors are computed for held-out subjects only (subject split).</p>"
     rows = "".join(f"<tr><td>{html.escape(r['method'])}</td><td>{r['subject']}</td><td>{r['target']}</td>"
-                   f"<td>{_num(r['sh_mse'])}</td><td>{r['fa_mae']:.4f}</td><td>{r['md_mae']:.2e}</td></tr>"
+                   f"<td>{format_cell(r['sh_mse'])}</td><td>{r['fa_mae']:.4f}</td><td>{r['md_mae']:.2e}</td></tr>"
                    for r in ev.volume_errors)
     return ("<table><tr><th>method</th><th>subject</th><th>target</th><th>SH MSE</th><th>FA MAE</th>"
             f"<th>MD MAE (mm&sup2;/s)</th></tr>{rows}</table>")
@@ -72,7 +72,7 @@ def build_report(runs: list[str | os.PathLike], out: str | os.PathLike, *, evalu
     """Evaluate ``runs`` (unless ``evaluation`` is given) and write the HTML report to ``out``."""
     from mrharmony.data import load_dataset
     from mrharmony.dmri.evaluate import evaluate
-    from mrharmony.dmri.harmonizer import load_harmonizer
+    from mrharmony.dmri.loading import load_harmonizer
     from mrharmony.report.figures import fig3_views, training_curves
 
     out = Path(out)

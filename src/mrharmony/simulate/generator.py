@@ -28,6 +28,7 @@ from scipy import ndimage
 from mrharmony import __version__
 from mrharmony.config import dump_yaml
 from mrharmony.data.dataset import DatasetSpec, write_dataset_spec
+from mrharmony.data.gradients import write_gradients
 from mrharmony.errors import InputError
 from mrharmony.io import save_nifti, staged_output_dir, write_text
 from mrharmony.progress import Progress
@@ -290,5 +291,4 @@ def _render_scan(rng: np.random.Generator, plat: SimPlatform, fields, subj: _Sub
 def _write_scan(folder: Path, scan: RenderedScan) -> None:
     save_nifti(folder / "dwi.nii.gz", scan.dwi, scan.affine, dtype=np.int16)
     save_nifti(folder / "mask.nii.gz", scan.mask, scan.affine, dtype=np.uint8)
-    write_text(folder / "dwi.bval", " ".join(f"{b:g}" for b in scan.bvals) + "\n")
-    write_text(folder / "dwi.bvec", "\n".join(" ".join(f"{x:.6f}" for x in row) for row in scan.bvecs.T) + "\n")
+    write_gradients(folder / "dwi.bval", folder / "dwi.bvec", scan.bvals, scan.bvecs)

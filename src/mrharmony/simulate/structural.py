@@ -11,7 +11,8 @@ stored values. Some sites have role ``unseen``: held out of training entirely.
 
 Layout::
 
-    ROOT/structural.yaml                  kind, preset, seed, sites (their roles and parameters)
+    ROOT/structural.yaml                  subjects, modalities, sites and their roles (mrharmony.data.structural)
+    ROOT/simulation.yaml                  the preset, the seed and every site's parameters
     ROOT/<subject>/<site>/<modality>.nii.gz   T1w, T2w, FLAIR as the site stores them (float32)
     ROOT/<subject>/mask.nii.gz            the subject's brain mask (the same anatomy on every site)
     ROOT/truth/<subject>/tissue.nii.gz    CSF, GM, WM fractions on the common grid
@@ -131,6 +132,7 @@ def simulate_structural(out: str | os.PathLike, *, preset: str = "demo", seed: i
                         n_subjects: int | None = None, force: bool = False, quiet: bool = False) -> Path:
     """Generate the synthetic multi-site structural dataset in ``out`` (module docstring)."""
     from mrharmony import __version__
+    from mrharmony.data.structural import SiteSpec, StructuralSpec, write_structural_spec
     from mrharmony.io import save_nifti, staged_output_dir, write_text
     from mrharmony.progress import Progress
     from mrharmony.simulate.anatomy import SubjectWarp, sample_anatomy, template_fields
@@ -164,9 +166,13 @@ def simulate_structural(out: str | os.PathLike, *, preset: str = "demo", seed: i
                     save_nifti(tmp / subject / site.name / f"{modality}.nii.gz", img, affine)
                     progress.update(1)
         progress.close()
-        write_text(tmp / "structural.yaml", dump_yaml({
-            "kind": "structural", "mrharmony_version": __version__, "preset": pre.model_dump(mode="json"),
-            "seed": seed, "subjects": subjects, "modalities": modalities,
+        write_structural_spec(tmp, StructuralSpec(
+            kind="structural", subjects=subjects, modalities=modalities,
+            sites=[SiteSpec(name=s.name, role=s.role) for s in sites],
+            generated_by={"name": "mrharmony simulate", "version": __version__, "preset": preset, "seed": seed},
+        ))
+        write_text(tmp / "simulation.yaml", dump_yaml({
+            "mrharmony_version": __version__, "preset": pre.model_dump(mode="json"), "seed": seed,
             "sites": [s.model_dump(mode="json") for s in sites],
         }))
     return Path(out)

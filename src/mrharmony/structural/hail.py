@@ -23,27 +23,35 @@ trilinearly (no checkerboard artefacts); images enter divided by the 99th percen
 brain, and the prediction is returned on the target's scale; statistics are taken inside the
 brain mask, brought down to each level. The encoder and decoder also come in 2D (``dims=2``),
 which IHF-Harmony uses as its feature encoder.
+
+:class:`HAILHarmonizer` is a trained HAIL as an
+:class:`~mrharmony.structural.harmonizer.ImageHarmonizer` (``load``, ``train``, ``transform``).
 """
 
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
+from mrharmony.structural.base import ImageMethodConfig, brain_scale
+from mrharmony.structural.harmonizer import HarmonizedImage, TrainedImageHarmonizer
+
 WIDTHS = (16, 32, 64)
-BRAIN_PERCENTILE = 99.0
 
 
-def _conv(dims: int):
+def conv_class(dims: int):
+    """``nn.Conv3d`` for volumes (``dims=3``), ``nn.Conv2d`` for slices."""
     return nn.Conv3d if dims == 3 else nn.Conv2d
 
 
 def _block(cin: int, cout: int, stride: int = 1, dims: int = 3) -> nn.Sequential:
-    conv = _conv(dims)
+    conv = conv_class(dims)
     return nn.Sequential(conv(cin, cout, 3, stride=stride, padding=1), nn.ReLU(inplace=True),
                          conv(cout, cout, 3, padding=1), nn.ReLU(inplace=True))
 
@@ -84,7 +92,7 @@ class Decoder(nn.Module):
         self.skips = skips
         self.levels = nn.ModuleList([_block(rev[i] + (rev[i + 1] if skips else 0), rev[i + 1], dims=dims)
                                      for i in range(len(rev) - 1)])
-        self.out = _conv(dims)(rev[-1], 1, 3, padding=1)
+        self.out = conv_class(dims)(rev[-1], 1, 3, padding=1)
 
     def forward(self, feats: list[torch.Tensor], size) -> torch.Tensor:
         f = feats[-1]
@@ -99,7 +107,9 @@ class Decoder(nn.Module):
         return self.out(f)
 
 
-def _mask_at(mask: torch.Tensor | None, f: torch.Tensor) -> torch.Tensor | None:
+def mask_at(mask: torch.Tensor | None, f: torch.Tensor) -> torch.Tensor | None:
+    """A mask (N, 1, ...) as 0/1 floats on the grid of the features ``f`` (resized, then
+    thresholded at 0.5); None stays None."""
     if mask is None:
         return None
     if tuple(mask.shape[2:]) == tuple(f.shape[2:]):
@@ -110,7 +120,7 @@ def _mask_at(mask: torch.Tensor | None, f: torch.Tensor) -> torch.Tensor | None:
 def channel_stats(f: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-5):
     """Per-sample, per-channel mean and standard deviation of features (N, C, ...) inside ``mask``
     (N, 1, ...; brought to the features' size), each (N, C, 1, 1, 1)."""
-    m = _mask_at(mask, f)
+    m = mask_at(mask, f)
     dims = tuple(range(2, f.dim()))
     if m is None:
         mean = f.mean(dim=dims, keepdim=True)
@@ -185,13 +195,6 @@ def consistency_loss(pred_same_site: torch.Tensor, x: torch.Tensor, mask=None) -
     return ((pred_same_site - x).abs() * m).sum() / m.sum().clamp_min(1.0)
 
 
-def brain_scale(image: np.ndarray, mask: np.ndarray) -> float:
-    """The intensity an image is divided by before it enters the networks: the 99th percentile of
-    its brain (robust to the scale every scanner stores its values on)."""
-    v = float(np.percentile(np.asarray(image, np.float64)[np.asarray(mask, bool)], BRAIN_PERCENTILE))
-    return v if v > 0 else 1.0
-
-
 def as_volume(a: np.ndarray, device="cpu", multiple: int = 1) -> torch.Tensor:
     """(X, Y, Z) -> (1, 1, X', Y', Z') float32 on ``device``, zero-padded at the end of each axis
     up to a multiple of ``multiple``."""
@@ -205,7 +208,8 @@ def harmonize(net: HAIL, image: np.ndarray, mask: np.ndarray, target: np.ndarray
     target's intensity scale; negative values (none expected) are set to 0.
 
     The whole volumes go through the networks at once, so the channel statistics AdaIN transfers
-    are those of the whole brains.
+    are those of the whole brains. (:class:`HAILHarmonizer` is this as an
+    :class:`~mrharmony.structural.harmonizer.ImageHarmonizer`.)
     """
     net = net.to(device).eval()
     s_in, s_t = brain_scale(image, mask), brain_scale(target, target_mask)
@@ -216,11 +220,65 @@ def harmonize(net: HAIL, image: np.ndarray, mask: np.ndarray, target: np.ndarray
     return np.maximum(out, 0).astype(np.float32)
 
 
-def load_hail(path: str | os.PathLike) -> tuple[HAIL, dict]:
-    """A trained HAIL model: ``(network, meta)``; ``path`` is ``model.pt`` or its run directory."""
-    from mrharmony.engine.checkpoint import load_weights, read_method_model
+class HAILHarmonizer(TrainedImageHarmonizer):
+    """HAIL as an :class:`~mrharmony.structural.harmonizer.ImageHarmonizer`: a trained network
+    (``net``) applied by :func:`harmonize` on ``device``.
 
-    obj, meta, path = read_method_model(path, "hail", "HAIL", "structural train")
-    net = HAIL(tuple(meta["model"]["widths"]), meta["model"].get("skips", False))
-    load_weights(net, obj, path)
-    return net.eval(), meta
+    Examples:
+        >>> h = HAILHarmonizer.load("runs/hail")                               # doctest: +SKIP
+        >>> pred = h.transform(image, target=target_image).image               # doctest: +SKIP
+    """
+
+    method = "hail"
+    title = "HAIL"
+    description = "T1-weighted image harmonized by HAIL to the site of the target image"
+    train_command = "structural train"
+
+    def __init__(self, net: HAIL, *, meta: dict | None = None, model_file=None, name: str | None = None,
+                 device: str | torch.device = "cpu"):
+        super().__init__(net, meta=meta, model_file=model_file, name=name)
+        self.device = device
+
+    @classmethod
+    def build_network(cls, model: dict) -> HAIL:
+        return HAIL(tuple(model["widths"]), model.get("skips", False))
+
+    def _transform(self, image, mask, target, target_mask) -> HarmonizedImage:
+        return HarmonizedImage(harmonize(self.net, image, mask, target, target_mask, device=self.device))
+
+
+def load_hail(path: str | os.PathLike) -> tuple[HAIL, dict]:
+    """A trained HAIL model: ``(network, meta)``; ``path`` is ``model.pt`` or its run directory
+    (:meth:`HAILHarmonizer.load` gives it as a harmonizer)."""
+    h = HAILHarmonizer.load(path)
+    return h.net, h.meta
+
+
+class HAILConfig(ImageMethodConfig):
+    method: Literal["hail"]
+    widths: tuple[int, ...] = Field(default=(16, 32, 64), min_length=2)
+    skips: bool = Field(default=True, description="decoder gets every depth's restyled features (a U-Net)")
+    content_weight: float = Field(default=100.0, ge=0)
+    style_weight: float = Field(default=100.0, ge=0)
+    consistency_weight: float = Field(default=1.0, ge=0)
+
+    def build(self):
+        return HAIL(tuple(self.widths), self.skips)
+
+    def phase2_modules(self, net) -> tuple:
+        return net.decoder, net.encoder
+
+    def transfer_losses(self, net, batch: dict) -> dict:
+        x, mx, t, mt, s, ms = (batch[k] for k in ("x", "mx", "t", "mt", "s", "ms"))
+        pred, ada, tfeats = net.transfer(x, t, mx, mt)
+        pfeats = net.encoder(pred)
+        content = content_loss(pfeats, ada)
+        style = style_loss(pfeats, tfeats, mx, mt)
+        same, _, _ = net.transfer(x, s, mx, ms)
+        consistency = consistency_loss(same, x, mx)
+        total = self.content_weight * content + self.style_weight * style + self.consistency_weight * consistency
+        return {"loss": total, "content": content, "style": style, "consistency": consistency}
+
+    @classmethod
+    def harmonizer(cls):
+        return HAILHarmonizer

@@ -26,20 +26,28 @@ Choices the paper leaves open, made here: two levels of three blocks each, 32 hi
 in ``f``, a 32-dimensional style code, images divided by their brain's 99th percentile on the
 way in and multiplied by the target's on the way out; sizes are padded to a multiple of
 ``2 ** levels`` (and cropped back) at apply time.
+
+:class:`IHFHarmonizer` is a trained IHF-Harmony as an
+:class:`~mrharmony.structural.harmonizer.ImageHarmonizer` (``load``, ``train``, ``transform``,
+``restore``).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field, model_validator
 from torch import nn
 from torch.nn import functional as F
 
 from mrharmony.errors import InputError
-from mrharmony.structural.hail import _conv, _mask_at, as_volume, channel_stats
+from mrharmony.structural.base import ImageMethodConfig, brain_scale
+from mrharmony.structural.hail import as_volume, channel_stats, conv_class, mask_at
+from mrharmony.structural.harmonizer import HarmonizedImage, TrainedImageHarmonizer
 
 
 def squeeze(x: torch.Tensor) -> torch.Tensor:
@@ -75,7 +83,7 @@ class ArtefactEncoder(nn.Module):
 
     def __init__(self, style_dim: int = 32, width: int = 16, dims: int = 3):
         super().__init__()
-        conv = _conv(dims)
+        conv = conv_class(dims)
         self.net = nn.Sequential(conv(1, width, 3, stride=2, padding=1), nn.ReLU(inplace=True),
                                  conv(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(inplace=True),
                                  conv(2 * width, 2 * width, 3, padding=1), nn.ReLU(inplace=True))
@@ -85,7 +93,7 @@ class ArtefactEncoder(nn.Module):
         """(N, style_dim) from the channel means and stds of the features inside ``mask``; with
         ``pool_batch`` one code (1, style_dim) for the whole batch (the slices of one volume)."""
         f = self.net(x)
-        m = None if mask is None else _mask_at(mask, f)
+        m = None if mask is None else mask_at(mask, f)
         if pool_batch:  # statistics over every slice together
             f = f.transpose(0, 1).reshape(1, f.shape[1], -1)
             m = None if m is None else m.transpose(0, 1).reshape(1, 1, -1)
@@ -118,7 +126,7 @@ class Coupling(nn.Module):
 
     def __init__(self, cin: int, cout: int, hidden: int, style_dim: int, dims: int):
         super().__init__()
-        conv = _conv(dims)
+        conv = conv_class(dims)
         self.c1, self.c2 = conv(cin, hidden, 3, padding=1), conv(hidden, hidden, 3, padding=1)
         self.n1, self.n2 = AAN(hidden, style_dim), AAN(hidden, style_dim)
         self.out = conv(hidden, cout, 3, padding=1)
@@ -335,14 +343,10 @@ def ihf_losses(net: IHFTrainee, batch: dict, *, anatomy_weight: float, artefact_
 
 
 def load_ihf(path: str | os.PathLike) -> tuple[IHF, dict]:
-    """A trained IHF-Harmony model: ``(network, meta)``; ``path`` is ``model.pt`` or its run directory."""
-    from mrharmony.engine.checkpoint import load_weights, read_method_model
-
-    obj, meta, path = read_method_model(path, "ihf", "IHF-Harmony", "flow train")
-    cfg = meta["model"]
-    net = IHF(cfg["dims"], cfg["levels"], cfg["blocks"], cfg["hidden"], cfg["style_dim"])
-    load_weights(net, obj, path)
-    return net.eval(), meta
+    """A trained IHF-Harmony model: ``(network, meta)``; ``path`` is ``model.pt`` or its run
+    directory (:meth:`IHFHarmonizer.load` gives it as a harmonizer)."""
+    h = IHFHarmonizer.load(path)
+    return h.net, h.meta
 
 
 def _slices(volume: np.ndarray, multiple: int = 1) -> torch.Tensor:
@@ -378,8 +382,6 @@ def harmonize_flow(net: IHF, image: np.ndarray, mask: np.ndarray, target: np.nda
     """``image`` with the appearance of ``target`` (float32, the target's intensity scale), and the
     input's scale (the brain's 99th percentile), with which :func:`restore_flow` gives the input
     back. The output is the flow's as it is (not clipped), so that it stays invertible."""
-    from mrharmony.structural.hail import brain_scale
-
     net = net.eval()
     s_in, s_t = brain_scale(image, mask), brain_scale(target, target_mask)
     code = target_code(net, target / s_t, target_mask)
@@ -391,9 +393,88 @@ def restore_flow(net: IHF, harmonized: np.ndarray, target: np.ndarray, target_ma
                  input_scale: float) -> np.ndarray:
     """The inverse of :func:`harmonize_flow`: the input image back from its harmonized image,
     the same target image and the input's scale."""
-    from mrharmony.structural.hail import brain_scale
-
     net = net.eval()
     s_t = brain_scale(target, target_mask)
     code = target_code(net, target / s_t, target_mask)
     return (_run_flow(net, harmonized / s_t, code, inverse=True) * input_scale).astype(np.float32)
+
+
+class IHFHarmonizer(TrainedImageHarmonizer):
+    """IHF-Harmony as an :class:`~mrharmony.structural.harmonizer.ImageHarmonizer`: the trained
+    flow and artefact encoder (``net``, an :class:`IHF`) applied by :func:`harmonize_flow`; the
+    result's sidecar holds ``InputScale``, with which :meth:`restore` (:func:`restore_flow`)
+    gives the input back from the prediction and the same target image.
+
+    Examples:
+        >>> h = IHFHarmonizer.load("runs/ihf")                                 # doctest: +SKIP
+        >>> result = h.transform(image, target=target_image)                   # doctest: +SKIP
+        >>> back = h.restore(result, target=target_image)                      # doctest: +SKIP
+    """
+
+    method = "ihf"
+    title = "IHF-Harmony"
+    description = "image harmonized by IHF-Harmony to the site of the target image (invertible)"
+    invertible = True
+    train_command = "structural train"
+
+    @classmethod
+    def build_network(cls, model: dict) -> IHF:
+        return IHF(model["dims"], model["levels"], model["blocks"], model["hidden"], model["style_dim"])
+
+    def _transform(self, image, mask, target, target_mask) -> HarmonizedImage:
+        out, scale = harmonize_flow(self.net, image, mask, target, target_mask)
+        return HarmonizedImage(out, {"InputScale": scale})
+
+    def _restore(self, result: HarmonizedImage, target, target_mask) -> np.ndarray:
+        if "InputScale" not in result.sidecar:
+            raise ValueError("an IHF-Harmony prediction is restored with its InputScale, which this result lacks")
+        return restore_flow(self.net, result.image, target, target_mask, result.sidecar["InputScale"])
+
+
+class IHFConfig(ImageMethodConfig):
+    method: Literal["ihf"]
+    dims: Literal[2, 3] = 2
+    levels: int = Field(default=2, ge=1, le=4)
+    blocks: int = Field(default=3, ge=1)
+    hidden: int = Field(default=32, ge=4)
+    style_dim: int = Field(default=32, ge=2)
+    anatomy_weight: float = Field(default=1.0, ge=0)
+    artefact_weight: float = Field(default=10.0, ge=0)
+    artefact_levels: int | None = Field(default=1, ge=1, description="deepest feature levels of the artefact "
+                                                                      "loss (None: all)")
+    widths: tuple[int, ...] = Field(default=(16, 32, 64), min_length=2,
+                                    description="the self-trained feature encoder of the losses")
+    vgg_weights: str | None = Field(default=None, description="a torchvision-style VGG-19 file (2D): the losses' "
+                                                              "feature encoder instead of a self-trained one")
+
+    @model_validator(mode="after")
+    def _vgg_is_2d(self) -> "IHFConfig":
+        if self.vgg_weights and self.dims != 2:
+            raise ValueError("vgg_weights needs dims: 2 (VGG-19 is a 2D network)")
+        return self
+
+    def build(self):
+        vgg = load_vgg_weights(self.vgg_weights) if self.vgg_weights else None
+        return IHFTrainee(self.dims, self.levels, self.blocks, self.hidden, self.style_dim, tuple(self.widths), vgg)
+
+    def pretrains(self) -> bool:
+        return not self.vgg_weights  # a VGG-19 from a file needs no phase 1
+
+    def check_crop(self, crop_size: int, source) -> None:
+        if crop_size % 2**self.levels:
+            raise InputError(f"sets crop_size {crop_size}, which the flow's {self.levels} squeezes cannot halve; "
+                             f"use a multiple of {2**self.levels}.", source)
+
+    def phase2_modules(self, net) -> tuple:
+        return net.ihf, net.features
+
+    def transfer_losses(self, net, batch: dict) -> dict:
+        return ihf_losses(net, batch, anatomy_weight=self.anatomy_weight, artefact_weight=self.artefact_weight,
+                          artefact_levels=self.artefact_levels)
+
+    def deployed(self, net):
+        return net.ihf
+
+    @classmethod
+    def harmonizer(cls):
+        return IHFHarmonizer

@@ -11,15 +11,19 @@ appearance of one target image, intensities only (no spatial model), inside brai
   its brain), so the input's landmarks land on the target's.
 
 These are what HAIL is measured against; each needs only the two images, like HAIL's one shot.
+Each is an :class:`~mrharmony.structural.harmonizer.ImageHarmonizer` (:func:`intensity_harmonizer`
+picks one by name); only the maths is here.
 """
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import numpy as np
 
+from mrharmony.engine.registry import get, names
 from mrharmony.errors import InputError
-
-INTENSITY_METHODS = ("none", "zscore", "whitestripe", "nyul")
+from mrharmony.structural.harmonizer import HarmonizedImage, ImageHarmonizer
 
 
 def _images(*arrays):
@@ -28,26 +32,94 @@ def _images(*arrays):
     return [NumpyImageAdapter(np.asarray(a, np.float64)) for a in arrays]
 
 
-def harmonize_intensity(method: str, image: np.ndarray, mask: np.ndarray, target: np.ndarray,
-                        target_mask: np.ndarray) -> np.ndarray:
-    """The input ``image`` with the appearance of ``target`` by one intensity baseline (float32)."""
-    if method not in INTENSITY_METHODS:
-        raise InputError(f"unknown intensity method {method!r}; choose one of {', '.join(INTENSITY_METHODS)}.")
-    m, tm = np.asarray(mask, bool), np.asarray(target_mask, bool)
-    if method == "none":
-        return np.asarray(image, np.float32).copy()
-    img, msk, tgt, tmsk = _images(image, m, target, tm)
-    if method in ("zscore", "whitestripe"):
-        from intensity_normalization.normalizers.individual.whitestripe import WhiteStripeNormalizer
+class IntensityHarmonizer(ImageHarmonizer):
+    """A one-shot intensity baseline: it learns nothing, so any modality and no model file."""
+
+    description = "image harmonized to the site of the target image by an intensity baseline"
+
+
+class NoHarmonization(IntensityHarmonizer):
+    """``none``: the input as it is (float32)."""
+
+    method = "none"
+    title = "no harmonization"
+    description = "image as it was (no harmonization; the reference row of a comparison)"
+
+    def _transform(self, image, mask, target, target_mask) -> HarmonizedImage:
+        return HarmonizedImage(np.asarray(image, np.float32).copy())
+
+
+class _Standardization(IntensityHarmonizer):
+    """The input standardized by an intensity-normalization normalizer fitted on it, then given
+    the mean and standard deviation the same normalizer finds in the target."""
+
+    @abstractmethod
+    def normalizer(self):
+        """A new, unfitted intensity-normalization normalizer."""
+
+    def _transform(self, image, mask, target, target_mask) -> HarmonizedImage:
+        img, msk, tgt, tmsk = _images(image, mask, target, target_mask)
+        src, ref = self.normalizer().fit(img, msk), self.normalizer().fit(tgt, tmsk)
+        z = src.transform(img, msk).get_data()
+        return HarmonizedImage((z * ref.std + ref.mean).astype(np.float32))
+
+
+class ZScoreHarmonizer(_Standardization):
+    """``zscore``: standardized over the brain and given the target brain's mean and std."""
+
+    method = "zscore"
+    title = "z-score"
+    description = "image harmonized to the site of the target image by z-score standardization over the brain"
+
+    def normalizer(self):
         from intensity_normalization.normalizers.individual.zscore import ZScoreNormalizer
 
-        cls = ZScoreNormalizer if method == "zscore" else WhiteStripeNormalizer
-        src, ref = cls().fit(img, msk), cls().fit(tgt, tmsk)
-        z = src.transform(img, msk).get_data()
-        return (z * ref.std + ref.mean).astype(np.float32)
-    from intensity_normalization.normalizers.population.nyul import NyulNormalizer
+        return ZScoreNormalizer()
 
-    lo, hi = np.percentile(np.asarray(target, np.float64)[tm], [1, 99])
-    nyul = NyulNormalizer(output_min_value=float(lo), output_max_value=float(hi))
-    nyul.fit_population([tgt], [tmsk])
-    return nyul.transform(img, msk).get_data().astype(np.float32)
+
+class WhiteStripeHarmonizer(_Standardization):
+    """``whitestripe``: standardized by the normal-appearing white matter stripe of each image."""
+
+    method = "whitestripe"
+    title = "WhiteStripe"
+    description = "image harmonized to the site of the target image by WhiteStripe standardization"
+
+    def normalizer(self):
+        from intensity_normalization.normalizers.individual.whitestripe import WhiteStripeNormalizer
+
+        return WhiteStripeNormalizer()
+
+
+class NyulHarmonizer(IntensityHarmonizer):
+    """``nyul``: piecewise-linear histogram matching onto the target brain's own landmarks."""
+
+    method = "nyul"
+    title = "Nyul"
+    description = "image harmonized to the site of the target image by Nyul histogram matching"
+
+    def _transform(self, image, mask, target, target_mask) -> HarmonizedImage:
+        from intensity_normalization.normalizers.population.nyul import NyulNormalizer
+
+        img, msk, tgt, tmsk = _images(image, mask, target, target_mask)
+        lo, hi = np.percentile(np.asarray(target, np.float64)[target_mask], [1, 99])
+        nyul = NyulNormalizer(output_min_value=float(lo), output_max_value=float(hi))
+        nyul.fit_population([tgt], [tmsk])
+        return HarmonizedImage(nyul.transform(img, msk).get_data().astype(np.float32))
+
+
+#: the intensity baselines, as the registry (:mod:`mrharmony.engine.registry`) lists them
+INTENSITY_METHODS = tuple(names("structural", "intensity"))
+
+
+def intensity_harmonizer(method: str, *, name: str | None = None) -> IntensityHarmonizer:
+    """The intensity baseline ``method`` (one of :data:`INTENSITY_METHODS`)."""
+    if method not in INTENSITY_METHODS:
+        raise InputError(f"unknown intensity method {method!r}; choose one of {', '.join(INTENSITY_METHODS)}.")
+    return get(method, "structural").load()(name=name)
+
+
+def harmonize_intensity(method: str, image: np.ndarray, mask: np.ndarray, target: np.ndarray,
+                        target_mask: np.ndarray) -> np.ndarray:
+    """The input ``image`` with the appearance of ``target`` by one intensity baseline (float32):
+    ``intensity_harmonizer(method).transform(...).image``."""
+    return intensity_harmonizer(method).transform(image, target=target, mask=mask, target_mask=target_mask).image

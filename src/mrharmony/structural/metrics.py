@@ -11,11 +11,17 @@
 * ``Dice`` of GM and WM between the same two segmentations: the anatomy kept voxel by voxel.
 * ``SSIM`` and ``PSNR`` against the truth (the same subject seen by the target site), inside
   the brain mask (scikit-image's SSIM map averaged over the mask; PSNR on the truth's range).
+
+Tables of them: :func:`summarize` (mean and std per modality, group of site pairs and method),
+:func:`paired_tests` (Wilcoxon + Bonferroni, :mod:`mrharmony.stats`) and :func:`markdown_table`;
+the rows come from :mod:`mrharmony.structural.evaluate`.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from mrharmony.data.masks import brain_mask  # the automatic mask where none is given
 
 CLASSES = {"csf": 1, "gm": 2, "wm": 3}
 
@@ -126,19 +132,6 @@ def ssim_psnr(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> tuple[fl
     return float(smap[m].mean()), psnr
 
 
-def brain_mask(img: np.ndarray) -> np.ndarray:
-    """The automatic brain mask used where none is given: Otsu's threshold (scikit-image) of the
-    image, its largest connected component, holes filled. Meant for skull-stripped images."""
-    from scipy import ndimage
-    from skimage.filters import threshold_otsu
-
-    m = img > threshold_otsu(img)
-    labels, n = ndimage.label(m)
-    if n > 1:
-        m = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
-    return ndimage.binary_fill_holes(m)
-
-
 def metrics_from_files(*, input_path, prediction_path, target_path, input_mask_path=None, target_mask_path=None,
                        truth_path=None, modality: str = "T1w") -> dict:
     """Every metric of this module from NIfTI files (``mrharmony structural metrics``).
@@ -155,84 +148,31 @@ def metrics_from_files(*, input_path, prediction_path, target_path, input_mask_p
     i = load(input_path)
     p = load(prediction_path, i.shape)
     t = load(target_path)
+    truth = load(truth_path, i.shape) if truth_path else None
+    if truth is not None and min(i.shape) < 11:  # the Gaussian window of ssim_psnr (sigma 1.5) spans 11 voxels
+        raise InputError(f"has shape {i.shape}; SSIM needs at least 11 voxels along each axis.", truth_path)
     mi = load(input_mask_path, i.shape, "mask") > 0 if input_mask_path else brain_mask(i)
     mt = load(target_mask_path, t.shape, "mask") > 0 if target_mask_path else brain_mask(t)
     for m, path in ((mi, input_mask_path or input_path), (mt, target_mask_path or target_path)):
         if not m.any():
             raise InputError("gives an empty brain mask.", path)
-    nwd_ip, nwd_tp = nwd(i, p, t, input_mask=mi, target_mask=mt)
+    try:
+        nwd_ip, nwd_tp = nwd(i, p, t, input_mask=mi, target_mask=mt)
+    except ValueError as exc:  # the one error of nwd: input and target alike, e.g. the same file twice
+        raise InputError(f"has the same intensity distribution in its brain mask as the input image {input_path}, "
+                         "so nWD is undefined; give an image of the target site.", target_path) from exc
     out = {"nwd_ip": nwd_ip, "nwd_tp": nwd_tp}
     li, lp = segment_tissues(i, mi, modality=modality), segment_tissues(p, mi, modality=modality)
     r, d = ravd(li, lp), dice(li, lp)
     out.update({"ravd_gm": r["gm"], "ravd_wm": r["wm"], "dice_gm": d["gm"], "dice_wm": d["wm"]})
-    if truth_path:
-        s, q = ssim_psnr(p, load(truth_path, i.shape), mi)
+    if truth is not None:
+        s, q = ssim_psnr(p, truth, mi)
         out.update({"ssim": s, "psnr_db": q})
     return out
 
 
 METRICS = ("nwd_ip", "nwd_tp", "ravd_gm", "ravd_wm", "dice_gm", "dice_wm", "ssim", "psnr_db")
 TRUTH_ROW = "truth"
-
-
-def baseline_harmonizers(methods=("none", "zscore", "whitestripe", "nyul")) -> dict:
-    """The one-shot intensity baselines as ``f(image, mask, target, target_mask) -> image``."""
-    from functools import partial
-
-    from mrharmony.structural.intensity import harmonize_intensity
-
-    return {m: partial(harmonize_intensity, m) for m in methods}
-
-
-def evaluate_structural(dataset, *, harmonizers: dict, subjects: list[str], reference_subject: str,
-                        seen_sites: list[str], modality: str = "T1w", quiet: bool = False) -> list[dict]:
-    """Every harmonizer on every ordered pair of sites (input site, target site) of each test subject.
-
-    ``harmonizers``: name -> ``f(image, mask, target, target_mask)`` returning the prediction, or
-    (prediction, dict of extra values for its row). The one target image of a site is
-    ``reference_subject``'s image on it (one-shot; never a test subject). Each row: subject,
-    modality, input and target site, ``group`` (``seen``: both sites in ``seen_sites``, the
-    training sites; ``unseen``: at least one is not), the method, and :data:`METRICS`: nWD, rAVD
-    and Dice of the tissue segmentation of the prediction against the input's (anatomy kept),
-    SSIM / PSNR against the test subject's own image on the target site (the truth, used for
-    scoring only). The row ``truth`` scores that image as if it were a prediction: what a
-    perfect harmonization gets on nWD, rAVD and Dice (segmentations differ between contrasts).
-    """
-    from mrharmony.progress import Progress
-
-    seen = set(seen_sites)
-    sites = dataset.site_names
-    rows: list[dict] = []
-    bar = Progress(total=len(subjects) * len(sites) * (len(sites) - 1), unit="pairs",
-                   desc=f"structural evaluation ({modality})", quiet=quiet)
-    targets = {j: dataset.load_image(reference_subject, j, modality)[0] for j in sites}
-    ref_mask = dataset.load_mask(reference_subject, targets[sites[0]])
-    for subject in subjects:
-        imgs = {j: dataset.load_image(subject, j, modality)[0] for j in sites}
-        mask = dataset.load_mask(subject, imgs[sites[0]])
-        labels = {j: segment_tissues(imgs[j], mask, modality=modality) for j in sites}
-        for i in sites:
-            for j in sites:
-                if i == j:
-                    continue
-                x, t, truth = imgs[i], targets[j], imgs[j]
-                group = "seen" if i in seen and j in seen else "unseen"
-                preds = {TRUTH_ROW: (truth, {})}
-                for name, fn in harmonizers.items():
-                    p = fn(x, mask, t, ref_mask)
-                    preds[name] = p if isinstance(p, tuple) else (p, {})
-                for name, (p, extra) in preds.items():
-                    ip, tp = nwd(x, p, t, input_mask=mask, target_mask=ref_mask)
-                    lab = labels[j] if name == TRUTH_ROW else segment_tissues(p, mask, modality=modality)
-                    r, d = ravd(labels[i], lab), dice(labels[i], lab)
-                    s, q = ssim_psnr(p, truth, mask) if name != TRUTH_ROW else (float("nan"), float("nan"))
-                    rows.append({"subject": subject, "modality": modality, "input_site": i, "target_site": j,
-                                 "group": group, "method": name, "nwd_ip": ip, "nwd_tp": tp, "ravd_gm": r["gm"],
-                                 "ravd_wm": r["wm"], "dice_gm": d["gm"], "dice_wm": d["wm"], "ssim": s,
-                                 "psnr_db": q, **extra})
-                bar.update(1)
-    bar.close()
-    return rows
 
 
 def summarize(rows: list[dict], extra_metrics=()) -> list[dict]:
@@ -257,8 +197,11 @@ def summarize(rows: list[dict], extra_metrics=()) -> list[dict]:
 
 def paired_tests(rows: list[dict], *, reference: str, metrics=("ssim", "nwd_tp")) -> list[dict]:
     """Paired Wilcoxon signed-rank tests of ``reference`` against every other method over (subject,
-    site pair), per modality, group and metric; Bonferroni over every test of the table."""
-    from scipy.stats import wilcoxon
+    site pair), per modality, group and metric; Bonferroni over every test of the table.
+
+    The rows are paired here; the tests are :func:`mrharmony.stats.paired_test` and
+    :func:`mrharmony.stats.bonferroni`, those of the dMRI wing."""
+    from mrharmony.stats import bonferroni, paired_test
 
     tests = []
 
@@ -274,14 +217,10 @@ def paired_tests(rows: list[dict], *, reference: str, metrics=("ssim", "nwd_tp")
             other = {key(r): r for r in sel if r["method"] == method}
             pairs = sorted(set(ref) & set(other))
             for m in metrics:
-                a = np.array([ref[k][m] for k in pairs])
-                b = np.array([other[k][m] for k in pairs])
-                p = float(wilcoxon(a, b).pvalue) if np.any(a != b) else 1.0
-                tests.append({"modality": mod, "group": group, "method": method, "metric": m, "n": len(pairs),
-                              "median_difference": float(np.median(a - b)), "p": p})
-    for t in tests:
-        t["p_bonferroni"] = min(1.0, t["p"] * len(tests))
-    return tests
+                t = paired_test([ref[k][m] for k in pairs], [other[k][m] for k in pairs])
+                tests.append({"modality": mod, "group": group, "method": method, "metric": m, "n": t["n"],
+                              "median_difference": t["median_difference"], "p": t["p"]})
+    return bonferroni(tests)
 
 
 def markdown_table(summary: list[dict]) -> str:

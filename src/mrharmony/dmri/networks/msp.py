@@ -21,11 +21,16 @@ size they all cover, centred; at ``a = 0``, y2_T equals y1_T on that region exac
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import Field, model_validator
 from torch import nn
 
-from mrharmony.dmri.networks.single import SingleNet
+from mrharmony.dmri.networks.base import FirstStage, NetworkConfig
 from mrharmony.dmri.networks.blocks import Upsample2, center_crop
+from mrharmony.dmri.networks.single import SINGLE_NETS, SingleNet
+from mrharmony.errors import InputError
 
 
 def connection(z_channels: int, z_ratio: int, target_ratio: int, out_channels: int, features: int = 64,
@@ -91,3 +96,100 @@ class MSP(nn.Module):
             a = self.alpha.to(first.dtype)
             out[t] = [y1[t], (1 - a) * first + a / p_minus_1 * total]
         return out
+
+
+class MSPConfig(NetworkConfig):
+    """MSP's settings: its first stage (trained single networks, per target the run given in
+    ``first_stage``, else the one of ``first_stage_runs`` with the lowest validation loss, else a
+    new ``first_stage_default`` network) and the ramp of alpha from 0 to 1 over the epochs
+    ``alpha_start_epoch`` to ``alpha_end_epoch``."""
+
+    builds_on_single_networks = True
+
+    method: Literal["msp"]
+    first_stage: dict[str, str] = Field(default_factory=dict,
+                                        description="target -> run directory of a trained single network")
+    first_stage_runs: list[str] = Field(default_factory=list,
+                                        description="runs to choose from, per target the lowest validation loss")
+    first_stage_default: Literal["diqt", "cnn_rish", "shresnet"] = "diqt"
+    alpha_start_epoch: float = Field(default=0.0, ge=0)
+    alpha_end_epoch: float = Field(default=5.0, ge=0)
+
+    @model_validator(mode="after")
+    def _ramp(self) -> "MSPConfig":
+        if self.alpha_end_epoch < self.alpha_start_epoch:
+            raise ValueError("alpha_end_epoch must not come before alpha_start_epoch")
+        return self
+
+    def build(self, targets: dict[str, int], in_channels: int, *, patch_size: int = 11,
+              first_stage_nets: dict | None = None) -> MSP:
+        first = dict(first_stage_nets or {})
+        for t, r in targets.items():
+            if t not in first:
+                first[t] = SINGLE_NETS[self.first_stage_default](t, in_channels, r)
+        return MSP({t: first[t] for t in targets}, patch_size=patch_size, **self.width())
+
+    def first_stage_networks(self, targets: list[str], data) -> FirstStage:
+        from mrharmony.dmri.models import load_model
+
+        first = FirstStage()
+        runs = select_first_stage(self.first_stage_runs, targets, data)
+        runs.update(self.first_stage)
+        for t, run in runs.items():
+            net, meta = load_model(run)
+            if meta["targets"] != [t]:
+                raise InputError(f"predicts {meta['targets']}, not {t!r}.", run)
+            check_same_data(run, meta, data)
+            first.nets[t], first.models[t], first.runs[t] = net, meta["model"], run
+        for t in targets:
+            first.models.setdefault(t, {"method": self.first_stage_default})
+        return first
+
+    def on_progress(self, net, epoch: float) -> None:
+        net.set_alpha(self.alpha(epoch))
+
+    def columns(self, net) -> dict:
+        return {"alpha": float(net.alpha)}
+
+    def alpha(self, epoch: float) -> float:
+        """The blend of the second stage at a (fractional) epoch: 0 before the ramp, 1 after."""
+        span = self.alpha_end_epoch - self.alpha_start_epoch
+        if span <= 0:
+            return 1.0 if epoch >= self.alpha_end_epoch else 0.0
+        return min(1.0, max(0.0, (epoch - self.alpha_start_epoch) / span))
+
+
+def select_first_stage(runs: list[str], targets: list[str], data) -> dict[str, str]:
+    """Per target, the single-network run with the lowest best validation loss (never test data).
+
+    The runs must have been trained on the same dataset with the same split, so that no test
+    patch of this run was a training patch of its first stage.
+    """
+    from pathlib import Path
+
+    from mrharmony.dmri.models import absolute_paths
+    from mrharmony.engine.checkpoint import read_checkpoint
+    best: dict[str, tuple[float, str]] = {}
+    for run in runs:
+        meta = absolute_paths(read_checkpoint(Path(run) / "model.pt")["meta"], run)
+        if meta["model"]["method"] not in SINGLE_NETS:
+            raise InputError(f"is a {meta['model']['method']} run; MSP's first stage takes single networks.", run)
+        check_same_data(run, meta, data)
+        (t,) = meta["targets"]
+        loss = meta["best_validation_loss"][t]
+        if t in targets and (t not in best or loss < best[t][0]):
+            best[t] = (loss, run)
+    return {t: r for t, (_, r) in best.items()}
+
+
+def check_same_data(run: str, meta: dict, data) -> None:
+    """Refuse a first-stage run trained with other data settings than ``data`` (a DataConfig)."""
+    theirs = {k: v for k, v in meta["data"].items() if k != "targets"}
+    ours = {k: v for k, v in data.model_dump(mode="json").items() if k != "targets"}
+    if theirs != ours:
+        diff = sorted(k for k in ours if theirs.get(k) != ours[k])
+        raise InputError(
+            f"was trained with other data settings ({', '.join(diff)}); MSP's first stage must share its "
+            "dataset and split so that no test patch was seen in training.",
+            run,
+        )

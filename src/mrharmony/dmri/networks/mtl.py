@@ -18,10 +18,14 @@ their lists is supervised (deep supervision, as in the networks that inspired th
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
+from mrharmony.dmri.networks.base import NetworkConfig
 from mrharmony.dmri.networks.blocks import Conv, Upsample2, center_crop
 
 
@@ -96,3 +100,20 @@ class HNED(MultiTaskNet):
 
 
 MTL_NETS = {cls.name: cls for cls in (CPM, HNED)}
+
+
+class CPMConfig(NetworkConfig):
+    method: Literal["cpm"]
+    stages: int = Field(default=2, ge=1, le=3, description="prediction stages")
+
+    def build(self, targets: dict[str, int], in_channels: int, *, patch_size: int = 11,
+              first_stage_nets: dict | None = None) -> CPM:
+        return CPM(targets, in_channels, **self.width(), stages=self.stages)
+
+
+class HNEDConfig(NetworkConfig):
+    method: Literal["hned"]
+
+    def build(self, targets: dict[str, int], in_channels: int, *, patch_size: int = 11,
+              first_stage_nets: dict | None = None) -> HNED:
+        return HNED(targets, in_channels, **self.width())

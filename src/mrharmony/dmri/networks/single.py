@@ -28,9 +28,14 @@ Choices where the papers are silent, for an 11^3 input patch:
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import Field
 from torch import nn
 
+from mrharmony.dmri.networks.base import NetworkConfig
+from mrharmony.errors import InputError
 from mrharmony.dmri.networks.blocks import Conv, ReversibleSequence, Upsample2, center_crop, crop_margin, shuffle3d
 
 
@@ -154,3 +159,35 @@ class SHResNet(SingleNet):
 
 
 SINGLE_NETS = {cls.name: cls for cls in (DIQT, CNNRISH, SHResNet)}
+
+
+class SingleNetConfig(NetworkConfig):
+    """A single network: one target per run."""
+
+    single_target = True
+
+    def build(self, targets: dict[str, int], in_channels: int, *, patch_size: int = 11,
+              first_stage_nets: dict | None = None) -> SingleNet:
+        if len(targets) != 1:
+            raise InputError(f"method {self.method} predicts one target; the config names {len(targets)}.")
+        (t, r), = targets.items()
+        return SINGLE_NETS[self.method](t, in_channels, r, **self.width(), **self.network_options())
+
+    def network_options(self) -> dict:
+        return {}
+
+
+class DIQTConfig(SingleNetConfig):
+    method: Literal["diqt"]
+    revnet_blocks: int = Field(default=0, ge=0, description="reversible blocks before each convolution")
+
+    def network_options(self) -> dict:
+        return {"revnet_blocks": self.revnet_blocks}
+
+
+class CNNRISHConfig(SingleNetConfig):
+    method: Literal["cnn_rish"]
+
+
+class SHResNetConfig(SingleNetConfig):
+    method: Literal["shresnet"]

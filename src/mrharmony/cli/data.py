@@ -1,0 +1,113 @@
+"""Commands about data: ``simulate``, ``prepare``, ``validate`` and ``describe``.
+
+Each command's ``add_<name>(parser)`` sits beside its handler; the handlers import the data,
+simulation and feature modules when they run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mrharmony.cli.common import add_force, say, usage_error
+
+
+def add_simulate(sp) -> None:
+    sp.set_defaults(func=run_simulate)
+    sp.add_argument("out", help="output folder (must not exist, or be empty, unless --force)")
+    sp.add_argument("--kind", default="dmri", choices=["dmri", "structural"],
+                    help="dmri: traveling-heads diffusion MRI (default); structural: multi-site T1-weighted MRI")
+    sp.add_argument("--preset", default="demo", choices=["tiny", "demo", "mushac", "full"],
+                    help="size: tiny (tests, seconds), demo, and mushac (dmri: 10 subjects, whole brain) or "
+                         "full (structural: 16 subjects, whole brain)")
+    sp.add_argument("--sites", help="structural: sites YAML (default: the packaged sites.yaml)")
+    sp.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
+    sp.add_argument("--platforms", help="platforms YAML describing the scanners (default: the packaged one)")
+    sp.add_argument("--subjects", type=int, help="number of subjects (default: the preset's)")
+    sp.add_argument("--jobs", type=int, help="subjects rendered in parallel (default: CPU cores, at most 4)")
+    add_force(sp, "replace an existing output folder")
+
+
+def run_simulate(args) -> int:
+    if args.kind == "structural":
+        from mrharmony.simulate.structural import simulate_structural
+
+        if args.platforms:
+            raise usage_error("--platforms describes dMRI platforms; structural sites come from --sites")
+        out = simulate_structural(args.out, preset=args.preset, seed=args.seed, sites_file=args.sites,
+                                  n_subjects=args.subjects, force=args.force, quiet=args.quiet)
+        say(args, f"wrote the {args.preset} multi-site structural dataset to {out}")
+        return 0
+    from mrharmony.simulate import simulate
+
+    if args.sites:
+        raise usage_error("--sites describes structural sites; dMRI platforms come from --platforms")
+    out = simulate(args.out, preset=args.preset, seed=args.seed, platforms_file=args.platforms,
+                   n_subjects=args.subjects, force=args.force, quiet=args.quiet, jobs=args.jobs)
+    say(args, f"wrote the {args.preset} traveling-heads dataset to {out}")
+    return 0
+
+
+def add_prepare(sp) -> None:
+    sp.set_defaults(func=run_prepare)
+    sp.add_argument("dataset", help="traveling-heads dataset folder (with dataset.yaml)")
+    sp.add_argument("--config", help="YAML with SH settings (sh_order_max, basis, legacy, smooth, b0_threshold, shell)")
+    sp.add_argument("--sh-order", type=int, help="maximum SH order (default 6: 28 coefficients)")
+    sp.add_argument("--basis", choices=["descoteaux07", "tournier07"], help="dipy SH basis (default descoteaux07)")
+    sp.add_argument("--smooth", type=float, help="Laplace-Beltrami regularization (default 0.006)")
+    add_force(sp, "recompute even the scans that are up to date")
+    sp.add_argument("--register", action="store_true",
+                    help="first register target scans that are not co-registered with the subject's input scan "
+                         "(rigid, dipy); copies go to derivatives/mrharmony-registered")
+
+
+def run_prepare(args) -> int:
+    from mrharmony.config import load_yaml_model
+    from mrharmony.dmri.features.prepare import prepare
+    from mrharmony.dmri.features.sh import SHConfig
+
+    cfg = load_yaml_model(SHConfig, args.config) if args.config else SHConfig()
+    overrides = {k: v for k, v in (("sh_order_max", args.sh_order), ("basis", args.basis),
+                                   ("smooth", args.smooth)) if v is not None}
+    if overrides:
+        cfg = SHConfig(**{**cfg.model_dump(), **overrides})
+    report = prepare(args.dataset, cfg=cfg, force=args.force, quiet=args.quiet, register=args.register)
+    say(args, f"SH features in {report.out_dir}: {len(report.computed)} scans computed, "
+              f"{len(report.cached)} up to date")
+    return 0
+
+
+def add_validate(sp) -> None:
+    sp.set_defaults(func=run_validate)
+    sp.add_argument("dataset", help="traveling-heads dataset folder (with dataset.yaml)")
+    sp.add_argument("--headers-only", action="store_true", help="skip reading voxel data (NaN/Inf, empty masks)")
+
+
+def run_validate(args) -> int:
+    from mrharmony.data import load_dataset
+
+    ds = load_dataset(args.dataset, check_data=not args.headers_only)
+    targets = ", ".join(p.name for p in ds.target_platforms)
+    say(args, f"{ds.root}: valid traveling-heads dataset, {len(ds.subjects)} subjects, "
+              f"input {ds.input_platform.name}, targets {targets}")
+    return 0
+
+
+def add_describe(sp) -> None:
+    sp.set_defaults(func=run_describe)
+    sp.add_argument("data", help="the BIDS dataset or the MUSHAC-layout folder")
+    sp.add_argument("--layout", required=True, choices=["bids", "mushac"])
+    sp.add_argument("--input", required=True,
+                    help="the input platform: the entity value (BIDS, e.g. ge) or scanner/protocol (MUSHAC, e.g. ge/st)")
+    sp.add_argument("--entity", choices=["ses", "acq", "run"], help="BIDS: the entity that names the platform")
+    sp.add_argument("--out", required=True, help="folder for dataset.yaml (and later the derivatives)")
+    sp.add_argument("--name", help="dataset name (default: the data folder's)")
+    add_force(sp, "overwrite an existing dataset.yaml")
+
+
+def run_describe(args) -> int:
+    from mrharmony.data.describe import describe
+
+    path = describe(args.data, args.out, layout=args.layout, input_platform=args.input, entity=args.entity,
+                    name=args.name, force=args.force)
+    say(args, f"wrote {path}; check it, then: mrharmony validate {Path(path).parent}")
+    return 0

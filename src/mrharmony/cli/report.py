@@ -1,0 +1,60 @@
+"""Commands that present results: ``report`` (the HTML report of trained runs), ``demo`` (the
+whole dMRI pipeline on synthetic data, ending in that report) and ``methods`` (the registry).
+
+Each command's ``add_<name>(parser)`` sits beside its handler; the handlers import the
+report and demo modules when they run.
+"""
+
+from __future__ import annotations
+
+from mrharmony.cli.common import add_force, say
+
+
+def add_report(sp) -> None:
+    sp.set_defaults(func=run_report)
+    sp.add_argument("runs", nargs="+", help="run directories (same dataset and split)")
+    sp.add_argument("--out", required=True, help="the HTML file to write")
+    sp.add_argument("--target", help="target platform of the Fig. 3 views (default connectom_sa)")
+    sp.add_argument("--subject", help="subject of the Fig. 3 views (default: the first held-out one)")
+    add_force(sp, "replace an existing report")
+
+
+def run_report(args) -> int:
+    from mrharmony.report.html import build_report
+
+    out = build_report(args.runs, args.out, target=args.target, subject=args.subject, force=args.force,
+                       quiet=args.quiet)
+    say(args, f"report: {out}")
+    return 0
+
+
+def add_demo(sp) -> None:
+    sp.set_defaults(func=run_demo)
+    sp.add_argument("out", nargs="?", default="demo-output", help="output folder (default demo-output)")
+    sp.add_argument("--preset", default="demo", choices=["tiny", "demo", "mushac"],
+                    help="data size (default demo; tiny for a quick check)")
+    sp.add_argument("--seed", type=int, default=0)
+    add_force(sp, "replace an existing output folder")
+
+
+def run_demo(args) -> int:
+    from mrharmony.demo import run_demo as demo
+
+    demo(args.out, preset=args.preset, seed=args.seed, force=args.force, quiet=args.quiet)
+    return 0
+
+
+def add_methods(sp) -> None:
+    sp.set_defaults(func=run_methods)
+    sp.add_argument("--family", choices=["dmri", "structural"], help="only the methods of one wing")
+
+
+def run_methods(args) -> int:
+    from mrharmony.engine.registry import methods
+
+    rows = methods(args.family)
+    width = max(len(m.name) for m in rows)
+    for m in rows:
+        extra = f" (needs mrharmony[{m.extra}])" if m.extra else ""
+        print(f"{m.name:<{width}}  {m.family:<10}  {m.kind:<11}  {m.summary}{extra}")
+    return 0

@@ -1,0 +1,121 @@
+"""The ``structural`` command group: ``train`` and ``apply`` HAIL or IHF-Harmony, ``evaluate``
+any set of structural harmonizers, and ``metrics`` of one harmonized image.
+
+One group serves both methods of the structural wing: ``train`` trains the method the config
+names (``model.method``), ``apply`` applies whichever method the model file holds. Each
+subcommand's parser sits beside its handler; the handlers import :mod:`mrharmony.structural`
+(and with it torch) when they run.
+"""
+
+from __future__ import annotations
+
+from mrharmony.cli.common import add_force, add_quiet, add_run_arguments, check_new_output, say
+
+
+def add_structural(sp) -> None:
+    sub = sp.add_subparsers(dest="structural_command", metavar="SUBCOMMAND", required=True)
+
+    def add(name: str, add_arguments, help_text: str):
+        q = sub.add_parser(name, help=help_text, description=help_text)
+        add_quiet(q)
+        add_arguments(q)
+
+    add("train", add_train, "Train HAIL or IHF-Harmony, whichever the YAML config names (model.method).")
+    add("apply", add_apply, "Harmonize an image to the site of one target image (a HAIL or IHF-Harmony model).")
+    add("evaluate", add_evaluate, "Evaluate trained models and intensity baselines on the held-out subjects of a "
+                                  "structural dataset, seen and unseen sites, per modality.")
+    add("metrics", add_metrics, "nWD(i,p), nWD(t,p), rAVD and Dice (GM, WM), and SSIM / PSNR against a truth")
+
+
+def add_train(q) -> None:
+    q.set_defaults(func=run_train)
+    add_run_arguments(q)
+
+
+def run_train(args) -> int:
+    from mrharmony.structural.training import train_structural
+
+    out = train_structural(args.config, args.out, resume=args.resume, force=args.force, quiet=args.quiet,
+                           stop_after_epochs=args.stop_after_epochs)
+    done = (out / "model.pt").is_file()
+    say(args, f"{'trained' if done else 'stopped (resume with --resume)'}: {out}")
+    return 0
+
+
+def add_apply(q) -> None:
+    q.set_defaults(func=run_apply)
+    q.add_argument("model", help="HAIL or IHF-Harmony run directory or model.pt")
+    q.add_argument("--input", required=True, help="the image to harmonize (3D NIfTI)")
+    q.add_argument("--target-image", required=True, help="one image of the target site (any subject, any grid)")
+    q.add_argument("--out", required=True, help="the harmonized image to write (.nii.gz; float32, input's "
+                                                "grid), with a JSON sidecar beside it")
+    q.add_argument("--mask", help="brain mask of the input (default: Otsu threshold, largest component, "
+                                  "holes filled; meant for skull-stripped images)")
+    q.add_argument("--target-mask", help="brain mask of the target image (default: as --mask)")
+    add_force(q, "overwrite --out and its sidecar")
+
+
+def run_apply(args) -> int:
+    from mrharmony.structural.apply import apply_image_model
+
+    out = apply_image_model(args.model, input_path=args.input, target_path=args.target_image, out=args.out,
+                            mask_path=args.mask, target_mask_path=args.target_mask, force=args.force)
+    say(args, f"harmonized image: {out}")
+    return 0
+
+
+def add_evaluate(q) -> None:
+    q.set_defaults(func=run_evaluate)
+    q.add_argument("dataset", help="structural dataset folder (with structural.yaml)")
+    q.add_argument("methods", nargs="+", metavar="METHOD",
+                   help="trained models (run directories or model.pt) and intensity baselines "
+                        "(none, zscore, whitestripe, nyul), in the order of the table's rows")
+    q.add_argument("--out", required=True, help="folder for rows.csv, table.md and summary.json")
+    q.add_argument("--modality", action="append", choices=["T1w", "T2w", "FLAIR"],
+                   help="modality to evaluate (repeatable; default: those the trained models were trained on)")
+    q.add_argument("--reference", help="the method the paired tests compare with every other (default: the "
+                                       "first trained model)")
+    add_force(q, "replace an existing --out folder")
+
+
+def run_evaluate(args) -> int:
+    from mrharmony.structural.evaluate import evaluate_structural
+
+    ev = evaluate_structural(args.dataset, args.out, methods=args.methods, modalities=args.modality,
+                             reference=args.reference, force=args.force, quiet=args.quiet)
+    print(ev.table())
+    say(args, f"results in {args.out}: table.md, rows.csv, summary.json")
+    return 0
+
+
+def add_metrics(q) -> None:
+    q.set_defaults(func=run_metrics)
+    q.add_argument("--input", required=True, help="the image before harmonization")
+    q.add_argument("--prediction", required=True, help="the harmonized image (on the input's grid)")
+    q.add_argument("--target", required=True, help="the one image of the target site")
+    q.add_argument("--mask", help="brain mask of the input (default: Otsu, largest component, holes filled)")
+    q.add_argument("--target-mask", help="brain mask of the target image (default: as --mask)")
+    q.add_argument("--truth", help="the same subject seen by the target site (for SSIM / PSNR)")
+    q.add_argument("--modality", default="T1w", choices=["T1w", "T2w", "FLAIR"],
+                   help="the images' modality: the tissues' intensity order for the segmentation (default T1w)")
+    q.add_argument("--json", help="also write the metrics to this file")
+    add_force(q, "overwrite --json")
+
+
+def run_metrics(args) -> int:
+    import json
+
+    from mrharmony.structural.metrics import metrics_from_files
+
+    if args.json:
+        check_new_output(args.json, force=args.force)  # before the work, not after it
+    res = metrics_from_files(input_path=args.input, prediction_path=args.prediction, target_path=args.target,
+                             input_mask_path=args.mask, target_mask_path=args.target_mask, truth_path=args.truth,
+                             modality=args.modality)
+    text = json.dumps(res, indent=2)
+    if args.json:
+        from mrharmony.io import write_text
+
+        write_text(args.json, text + "\n")
+    print(text)
+    return 0

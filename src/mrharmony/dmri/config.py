@@ -1,0 +1,197 @@
+"""The run config of the dMRI methods, and the split it defines.
+
+A run is one YAML file (validated on load, unknown keys are errors)::
+
+    preset: demo                 # paper | demo | test: defaults of the training section
+    data:
+      dataset: th-demo           # a prepared traveling-heads dataset
+      targets: [connectom_sa]    # default: every target of the dataset
+      patch_size: 11
+      split: patch               # patch (the paper's 90/10) or subject (held-out subjects)
+    model:
+      method: diqt               # any dMRI method of the registry (mrharmony.engine.registry)
+    training:
+      epochs: 8
+
+The ``model`` section is the config model of its method (the registry's dMRI networks and
+statistical methods); a key of another method's model is refused naming the method. Relative
+paths (the dataset, MSP's first-stage runs) are taken from the config's folder, and recorded
+relative to the run directory.
+
+The split: test patches (by patch, or every patch of held-out subjects, from ``split_seed``)
+are never used for training or validation; the validation patches are drawn from the rest.
+Every method of a table shares it (same dataset and split settings give the same test set).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import numpy as np
+from pydantic import Field, TypeAdapter, field_validator
+
+from mrharmony.config import StrictModel, model_from_dict, read_run_yaml
+from mrharmony.engine.registry import config_models
+from mrharmony.engine.run import relative_path
+from mrharmony.errors import InputError
+
+PRESETS: dict[str, dict] = {
+    # the MSP paper: minibatch 12, Adam, 1e-4 divided by sqrt(2) every 15 epochs, 50 epochs
+    "paper": {"epochs": 50, "batch_size": 12, "learning_rate": 1e-4, "lr_decay_every": 15},
+    # the demo: every method of Table 1 in a few minutes of CPU
+    "demo": {"epochs": 4, "batch_size": 12, "learning_rate": 1e-3, "lr_decay_every": 2,
+             "patches_per_epoch": 1200, "validation_patches": 400},
+    "test": {"epochs": 2, "batch_size": 4, "learning_rate": 1e-3, "lr_decay_every": 1,
+             "patches_per_epoch": 16, "validation_patches": 8},
+}
+
+_MODELS = config_models("dmri")
+#: the ``model`` section: the config model of one of the registry's dMRI methods
+ModelConfig = Annotated[Union[tuple(_MODELS)], Field(discriminator="method")]
+_MODEL_ADAPTER = TypeAdapter(ModelConfig)
+_KEYS = {m.model_fields["method"].annotation.__args__[0]: set(m.model_fields) for m in _MODELS}
+
+
+def model_config(section: dict):
+    """Validate a ``model`` section (as a saved model records it) into its method's config model."""
+    return _MODEL_ADAPTER.validate_python(section)
+
+
+class DataConfig(StrictModel):
+    dataset: str
+    targets: list[str] | None = None
+    subjects: list[str] | None = None
+    patch_size: int = Field(default=11, ge=1)
+    split: Literal["patch", "subject"] = "patch"
+    test_fraction: float = Field(default=0.1, gt=0, lt=1)
+    test_subjects: list[str] | None = None
+    n_test_subjects: int = Field(default=1, ge=1)
+    validation_fraction: float = Field(default=0.1, gt=0, lt=1)
+    split_seed: int = 0
+
+
+class TrainingConfig(StrictModel):
+    epochs: int = Field(default=50, ge=1)
+    batch_size: int = Field(default=12, ge=1)
+    learning_rate: float = Field(default=1e-4, gt=0)
+    lr_decay_every: int = Field(default=15, ge=1)
+    lr_decay_factor: float = Field(default=math.sqrt(2), ge=1)
+    patches_per_epoch: int | None = Field(default=None, ge=1, description="None: every training patch")
+    validation_patches: int | None = Field(default=None, ge=1, description="None: every validation patch")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16: bool = True
+    threads: int | None = Field(default=None, ge=1)
+
+
+class RunConfig(StrictModel):
+    preset: Literal["paper", "demo", "test"] | None = None
+    data: DataConfig
+    model: ModelConfig
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _keys_of_the_method(cls, v):
+        if isinstance(v, dict) and v.get("method") in _KEYS:
+            own = _KEYS[v["method"]]
+            for key in v:
+                if key not in own and any(key in keys for keys in _KEYS.values()):
+                    raise ValueError(f"'{key}' does not apply to method {v['method']}")
+        return v
+
+
+def load_run_config(path: str | os.PathLike) -> RunConfig:
+    """Read a run config; the preset fills the training keys the file does not set, and relative
+    paths (dataset, first-stage runs) are taken from the config's folder."""
+    raw = read_run_yaml(path, PRESETS)
+    base = Path(path).resolve().parent
+
+    def resolve(v):
+        return str((base / v).resolve()) if isinstance(v, str) else v
+
+    data, model = raw.get("data"), raw.get("model")
+    if isinstance(data, dict) and "dataset" in data:
+        raw["data"] = {**data, "dataset": resolve(data["dataset"])}
+    if isinstance(model, dict):
+        model = dict(model)
+        if isinstance(model.get("first_stage"), dict):
+            model["first_stage"] = {t: resolve(r) for t, r in model["first_stage"].items()}
+        if isinstance(model.get("first_stage_runs"), list):
+            model["first_stage_runs"] = [resolve(r) for r in model["first_stage_runs"]]
+        raw["model"] = model
+    return model_from_dict(RunConfig, raw, source=path)
+
+
+def resolved_config(cfg: RunConfig, run_dir: Path | None = None) -> dict:
+    """The config as a run directory records it: every training and data value written out,
+    the model section as given (its keys depend on the method); with ``run_dir``, paths
+    relative to it (so that data and runs can move together)."""
+    out = cfg.model_dump(mode="json")
+    out["model"] = cfg.model.model_dump(mode="json", exclude_unset=True)
+    if run_dir is not None:
+        out["data"] = {**out["data"], "dataset": relative_path(out["data"]["dataset"], run_dir)}
+        if "first_stage" in out["model"]:
+            out["model"]["first_stage"] = {t: relative_path(r, run_dir) for t, r in out["model"]["first_stage"].items()}
+        if "first_stage_runs" in out["model"]:
+            out["model"]["first_stage_runs"] = [relative_path(r, run_dir) for r in out["model"]["first_stage_runs"]]
+    return out
+
+
+def target_platforms(data: DataConfig):
+    """The dataset of a run (headers only), its targets and their voxel ratios."""
+    from mrharmony.data import load_dataset
+
+    ds = load_dataset(data.dataset, check_data=False, subjects=data.subjects)
+    targets = data.targets or [p.name for p in ds.target_platforms]
+    for t in targets:
+        if ds.platform(t).role != "target":  # ds.platform names the dataset's platforms for an unknown one
+            raise InputError(f"{t!r} is the input platform, not a target.", Path(data.dataset) / "dataset.yaml")
+    return ds, targets, {t: ds.voxel_ratio(t) for t in targets}
+
+
+@dataclass
+class Splits:
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+    test_subjects: list[str]
+
+
+def make_splits(sampler, data: DataConfig) -> Splits:
+    """Test patches (by patch or subject), then validation patches drawn from the rest; seeded."""
+    from mrharmony.dmri.patches import split_by_patch, split_by_subject
+
+    if data.split == "patch":
+        rest, test = split_by_patch(len(sampler), test_fraction=data.test_fraction, seed=data.split_seed)
+        test_subjects: list[str] = []
+    else:
+        rest, test = split_by_subject(sampler, test_subjects=data.test_subjects, n_test=data.n_test_subjects,
+                                      seed=data.split_seed)
+        test_subjects = sorted({sampler.subjects[i] for i in np.unique(sampler.subject_index()[test])})
+    rng = np.random.default_rng([data.split_seed, 1])
+    perm = rng.permutation(rest)
+    n_val = max(1, int(round(len(rest) * data.validation_fraction)))
+    return Splits(train=np.sort(perm[n_val:]), validation=np.sort(perm[:n_val]), test=test,
+                  test_subjects=test_subjects)
+
+
+def split_record(splits: Splits, subjects: list[str]) -> dict:
+    """``split.json``: the sizes, the test subjects and a fingerprint of the test patches."""
+    import hashlib
+
+    return {
+        "n_train": len(splits.train), "n_validation": len(splits.validation), "n_test": len(splits.test),
+        "test_subjects": splits.test_subjects, "subjects": list(subjects),
+        "test_sha256": hashlib.sha256(np.asarray(splits.test, np.int64).tobytes()).hexdigest(),
+    }
+
+
+def write_split(path: Path, splits: Splits, subjects: list[str]) -> None:
+    from mrharmony.io import write_json
+
+    write_json(path, split_record(splits, subjects))

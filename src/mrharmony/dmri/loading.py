@@ -1,0 +1,40 @@
+"""Opening any saved dMRI harmonizer: a network's ``model.pt`` (or its run directory) or a
+statistical method's folder (``harmonizer.json`` and its maps)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mrharmony.dmri.harmonizer import Harmonizer
+from mrharmony.errors import InputError
+
+
+def load_harmonizer(path: str | os.PathLike) -> Harmonizer:
+    """Load any saved harmonizer: a run directory or ``model.pt`` of a deep method."""
+    from mrharmony.dmri.deep import DeepHarmonizer
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError("does not exist.", path)
+    if (path / "model.pt").is_file() or path.suffix == ".pt":
+        return DeepHarmonizer.load(path)
+    if (path / "harmonizer.json").is_file():
+        import json
+
+        from mrharmony.engine.registry import methods
+        from mrharmony.io import check_format_version
+
+        try:
+            d = json.loads((path / "harmonizer.json").read_text())
+        except ValueError:
+            raise InputError("is not valid JSON.", path / "harmonizer.json") from None
+        check_format_version(d.get("format_version"), path / "harmonizer.json")
+        found = [m for m in methods("dmri", "statistical") if m.name == d.get("method")]
+        if not found:
+            raise InputError(f"names an unknown method {d.get('method')!r}.", path / "harmonizer.json")
+        return found[0].load().harmonizer().load(path)
+    if path.is_dir() and (path / "checkpoints").is_dir():
+        raise InputError("is a run that has not finished (no model.pt); resume it with 'mrharmony train --resume'.",
+                         path)
+    raise InputError("is not a saved mrharmony model (no model.pt).", path)

@@ -1,0 +1,117 @@
+"""The run config of the learned image methods (HAIL, IHF-Harmony) and the subject split.
+
+A run is one YAML file (validated on load, unknown keys are errors); for HAIL::
+
+    preset: demo                    # demo | full | test: defaults of the training section
+    data:
+      dataset: structural-demo      # a structural dataset (structural.yaml)
+      modalities: [T1w]             # crops of these modalities (one drawn per triplet)
+      sites: null                   # training sites; default: every site of role 'train'
+      n_test_subjects: 2            # held out of training entirely (or test_subjects: [...])
+      n_validation_subjects: 1
+      crop_size: 48                 # training crops (voxels); whole volumes at apply time
+    model:
+      method: hail                  # any image method of the registry (mrharmony.engine.registry)
+    training:
+      pretrain_epochs: 6            # phase 1: the feature autoencoder
+      epochs: 6                     # phase 2: the method, encoder frozen
+
+The ``model`` section is the config model of its method (:class:`~mrharmony.structural.hail.HAILConfig`,
+:class:`~mrharmony.structural.ihf.IHFConfig`). The dataset (and VGG weights) paths are taken from
+the config's folder and recorded relative to the run directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import Field
+
+from mrharmony.config import StrictModel, model_from_dict, read_run_yaml
+from mrharmony.engine.registry import config_models, names
+from mrharmony.errors import InputError
+
+PRESETS: dict[str, dict] = {
+    "full": {"pretrain_epochs": 20, "epochs": 20, "steps_per_epoch": 100, "batch_size": 2},
+    "demo": {"pretrain_epochs": 6, "epochs": 6, "steps_per_epoch": 40, "batch_size": 2},
+    "test": {"pretrain_epochs": 1, "epochs": 1, "steps_per_epoch": 2, "batch_size": 1, "validation_batches": 1},
+}
+
+
+class StructuralDataConfig(StrictModel):
+    dataset: str
+    modalities: list[str] = Field(default_factory=lambda: ["T1w"], min_length=1)
+    sites: list[str] | None = Field(default=None, description="training sites; default: every site of role train")
+    test_subjects: list[str] | None = None
+    n_test_subjects: int = Field(default=2, ge=0)
+    n_validation_subjects: int = Field(default=1, ge=1)
+    split_seed: int = 0
+    crop_size: int = Field(default=48, ge=8)
+
+
+#: the ``model`` section: the config model of one of the registry's image methods
+ImageModelConfig = Annotated[Union[tuple(config_models("structural", ("image",)))], Field(discriminator="method")]
+
+
+class StructuralTrainingConfig(StrictModel):
+    pretrain_epochs: int = Field(default=20, ge=0)
+    epochs: int = Field(default=20, ge=1)
+    steps_per_epoch: int = Field(default=100, ge=1)
+    batch_size: int = Field(default=2, ge=1)
+    learning_rate: float = Field(default=1e-3, gt=0, description="phase 1 (autoencoder)")
+    transfer_learning_rate: float = Field(default=3e-4, gt=0, description="phase 2 (the method)")
+    validation_batches: int = Field(default=8, ge=1)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16: bool = Field(default=False, description="bf16 autocast on a GPU")
+    threads: int | None = Field(default=None, ge=1)
+
+
+class StructuralRunConfig(StrictModel):
+    preset: Literal["full", "demo", "test"] | None = None
+    data: StructuralDataConfig
+    model: ImageModelConfig
+    training: StructuralTrainingConfig = Field(default_factory=StructuralTrainingConfig)
+
+
+def load_structural_config(path: str | os.PathLike) -> StructuralRunConfig:
+    """Read a HAIL or IHF-Harmony run config; the preset fills the training keys the file does not
+    set, and the dataset (and VGG weights) paths are taken from the config's folder."""
+    raw = read_run_yaml(path, PRESETS)
+    base = Path(path).resolve().parent
+    data, model = raw.get("data"), raw.get("model")
+    image_methods = names("structural", "image")
+    if not isinstance(model, dict) or model.get("method") not in image_methods:
+        raise InputError(f"needs a 'model' section whose 'method' is one of {', '.join(image_methods)}.", path)
+    if isinstance(data, dict) and isinstance(data.get("dataset"), str):
+        raw["data"] = {**data, "dataset": str((base / data["dataset"]).resolve())}
+    if isinstance(model, dict) and isinstance(model.get("vgg_weights"), str):
+        raw["model"] = {**model, "vgg_weights": str((base / model["vgg_weights"]).resolve())}
+    return model_from_dict(StructuralRunConfig, raw, source=path)
+
+
+def split_subjects(subjects: list[str], data: StructuralDataConfig, source) -> dict[str, list[str]]:
+    """Test, validation and training subjects (seeded by ``split_seed``)."""
+    from mrharmony.data.splits import held_out_subjects
+
+    test = held_out_subjects(subjects, named=data.test_subjects, n=data.n_test_subjects, seed=[data.split_seed, 0],
+                             source=source)
+    if data.test_subjects is None:
+        test = sorted(test)
+    rest = [s for s in subjects if s not in test]
+    if len(rest) < data.n_validation_subjects + 1:
+        raise InputError(f"leaves {len(rest)} subject(s) after the {len(test)} test subject(s); training needs "
+                         f"{data.n_validation_subjects + 1} (validation and training).", source)
+    val = sorted(held_out_subjects(rest, n=data.n_validation_subjects, seed=[data.split_seed, 1], source=source))
+    return {"test": test, "validation": val, "train": [s for s in rest if s not in val]}
+
+
+def resolved_structural_config(cfg: StructuralRunConfig, run_dir: Path) -> dict:
+    """The config as the run directory records it (the dataset relative to the run directory)."""
+    from mrharmony.engine.run import relative_path
+
+    out = cfg.model_dump(mode="json")
+    out["data"]["dataset"] = relative_path(cfg.data.dataset, run_dir)
+    return out

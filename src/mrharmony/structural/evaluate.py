@@ -1,0 +1,287 @@
+"""Evaluating structural harmonizers on the held-out subjects of a structural dataset:
+``mrharmony structural evaluate``, and the core of the structural benchmarks.
+
+Every harmonizer (an :class:`~mrharmony.structural.harmonizer.ImageHarmonizer`: a trained HAIL
+or IHF-Harmony model, or an intensity baseline) harmonizes each test subject's image from each
+site to each other site, per modality; the one target image of a site is the one-shot reference
+subject's image on it (never a test subject). Each (subject, input site, target site, method)
+is one row of :data:`~mrharmony.structural.metrics.METRICS` (nWD, rAVD and Dice of the tissue
+segmentations against the input's, SSIM / PSNR against the test subject's own image on the
+target site, the truth), its ``group`` ``seen`` when both sites were training sites, else
+``unseen``. An invertible method's rows also hold ``roundtrip``: the relative error of the
+input restored from its prediction. The row ``truth`` scores the truth itself.
+
+The subjects are those of the trained models' run (their ``split``: ``test`` subjects, the
+first ``validation`` subject as the reference), whose training sites are the seen ones; all
+trained models must share them. Without a trained model the first subject of the dataset is
+the reference, the others are the test subjects and the sites of role ``train`` are the seen
+ones; ``split`` overrides the subjects in both cases.
+
+:func:`evaluate_structural` writes, through :func:`mrharmony.io.staged_output_dir`:
+
+* ``rows.csv``: one row per subject, site pair, modality and method;
+* ``table.md``: mean ± std of each metric per modality, group and method;
+* ``summary.json``: the dataset, the methods, subjects and sites, the machine, the summary and
+  the paired Wilcoxon tests (Bonferroni-corrected) of the reference method against every other
+  on SSIM and nWD(t,p).
+
+Examples:
+    >>> ev = evaluate_structural("structural-demo", "eval-hail",
+    ...                          methods=["runs/hail", "none", "nyul"])           # doctest: +SKIP
+    >>> print(ev.table())                                                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mrharmony.errors import InputError
+from mrharmony.structural.harmonizer import ImageHarmonizer, TrainedImageHarmonizer
+from mrharmony.structural.intensity import INTENSITY_METHODS, intensity_harmonizer
+from mrharmony.structural.metrics import (
+    TRUTH_ROW,
+    dice,
+    markdown_table,
+    nwd,
+    paired_tests,
+    ravd,
+    segment_tissues,
+    ssim_psnr,
+    summarize,
+)
+
+#: the methods that can be given by name (the intensity baselines); anything else is a model path
+BASELINES = INTENSITY_METHODS
+ROUNDTRIP = "roundtrip"
+
+
+@dataclass
+class StructuralEvaluation:
+    """The result of :func:`compare_harmonizers`: the ``rows``, their ``summary``, the paired
+    ``tests`` of ``reference`` against every other method, and ``info`` (subjects, sites,
+    methods, timing) for ``summary.json``."""
+
+    rows: list[dict]
+    summary: list[dict]
+    tests: list[dict]
+    reference: str
+    info: dict = field(default_factory=dict)
+
+    def table(self) -> str:
+        """The summary as a Markdown table."""
+        return markdown_table(self.summary)
+
+    def write(self, folder: str | os.PathLike, *, info: dict | None = None) -> Path:
+        """Write ``rows.csv``, ``table.md`` and ``summary.json`` (``info``, default the
+        evaluation's own, then the machine, the summary and the tests) into ``folder``."""
+        from mrharmony.io import write_text
+
+        folder = Path(folder)
+        buf = io.StringIO(newline="")
+        w = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in self.rows for k in r)))
+        w.writeheader()
+        w.writerows(self.rows)
+        write_text(folder / "rows.csv", buf.getvalue())
+        write_text(folder / "table.md", self.table())
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        write_text(folder / "summary.json", json.dumps({
+            **(self.info if info is None else info), "machine": f"{platform.machine()}, {cores} cores, CPU",
+            "summary": self.summary, "wilcoxon": self.tests,
+        }, indent=2) + "\n")
+        return folder
+
+
+def evaluate_structural(dataset, out: str | os.PathLike, *, methods, modalities: Sequence[str] | None = None,
+                        split: Mapping[str, Sequence[str]] | None = None, reference: str | None = None,
+                        force: bool = False, quiet: bool = False) -> StructuralEvaluation:
+    """Evaluate ``methods`` on ``dataset`` (see the module docstring) and write the results into
+    the folder ``out`` (built under a temporary name and moved into place; an existing, non-empty
+    ``out`` needs ``force``).
+
+    Args:
+        dataset: a structural dataset folder (``structural.yaml``) or a loaded one.
+        methods: trained models (run directories or ``model.pt``), baseline names
+            (:data:`BASELINES`) and :class:`ImageHarmonizer` objects, in the order of the table's
+            rows; or a mapping from row names to them.
+        modalities: default: those of the dataset that a trained model was trained on (every
+            modality of the dataset without trained models).
+        split: ``{"test": [...], "validation": [reference subject, ...]}`` instead of the models'.
+        reference: the method the paired tests compare to every other (default: the first
+            trained model, else the first method).
+    """
+    from mrharmony.io import staged_output_dir
+
+    with staged_output_dir(out, force=force) as tmp:
+        ev = compare_harmonizers(dataset, methods, modalities=modalities, split=split, reference=reference,
+                                 quiet=quiet)
+        ev.write(tmp)
+    return ev
+
+
+def compare_harmonizers(dataset, methods, *, modalities: Sequence[str] | None = None,
+                        split: Mapping[str, Sequence[str]] | None = None, reference: str | None = None,
+                        quiet: bool = False) -> StructuralEvaluation:
+    """What :func:`evaluate_structural` computes, without writing it."""
+    from mrharmony.data.structural import STRUCTURAL_FILE, StructuralDataset, load_structural
+
+    ds = dataset if isinstance(dataset, StructuralDataset) else load_structural(dataset)
+    source = ds.root / STRUCTURAL_FILE
+    hs = image_harmonizers(methods)
+    trained = [h for h in hs if isinstance(h, TrainedImageHarmonizer)]
+    subjects, reference_subject, seen = _subjects_and_sites(ds, trained, split, source)
+    if modalities is None:
+        modalities = [m for m in ds.modalities if not trained or any(h.applies_to(m) for h in trained)]
+    for m in modalities:
+        if m not in ds.modalities:
+            raise InputError(f"has no modality {m!r} (it has {', '.join(ds.modalities)}).", source)
+    names = [h.name for h in hs]
+    if reference is None:
+        reference = (trained or hs)[0].name
+    elif reference not in names:
+        raise InputError(f"the reference method {reference!r} is not among the methods ({', '.join(names)}).")
+    t0 = time.perf_counter()
+    rows: list[dict] = []
+    for modality in modalities:
+        rows += score_pairs(ds, hs, subjects=subjects, reference_subject=reference_subject, seen_sites=seen,
+                            modality=modality, quiet=quiet)
+    seconds = time.perf_counter() - t0
+    extra = (ROUNDTRIP,) if any(h.invertible for h in hs) else ()
+    info = {"dataset": str(ds.root), "methods": {h.name: _origin(h) for h in hs}, "modalities": list(modalities),
+            "reference": reference, "test_subjects": list(subjects), "one_shot_reference_subject": reference_subject,
+            "training_sites": list(seen), "unseen_sites": [s for s in ds.site_names if s not in seen],
+            "evaluation_seconds": round(seconds, 1)}
+    roundtrip = [r[ROUNDTRIP] for r in rows if ROUNDTRIP in r]
+    if roundtrip:
+        info["roundtrip_relative_error"] = {"max": max(roundtrip), "median": float(np.median(roundtrip))}
+    return StructuralEvaluation(rows=rows, summary=summarize(rows, extra_metrics=extra),
+                                tests=paired_tests(rows, reference=reference), reference=reference, info=info)
+
+
+def image_harmonizers(methods) -> list[ImageHarmonizer]:
+    """The harmonizers ``methods`` name (see :func:`evaluate_structural`), with unique names: two
+    trained models of one method are told apart by their run directories."""
+    from mrharmony.structural.harmonizer import load_image_harmonizer
+
+    named = methods.items() if isinstance(methods, Mapping) else [(None, m) for m in methods]
+    hs: list[ImageHarmonizer] = []
+    for name, spec in named:
+        if isinstance(spec, ImageHarmonizer):
+            h = spec
+        elif isinstance(spec, str) and spec in BASELINES:
+            h = intensity_harmonizer(spec)
+        else:
+            path = Path(spec)
+            if not path.exists():
+                raise InputError(f"is neither a saved model nor a baseline ({', '.join(BASELINES)}).", path)
+            h = load_image_harmonizer(path)
+        if name is not None:
+            h.name = str(name)
+        hs.append(h)
+    if not hs:
+        raise InputError("name at least one method to evaluate (a trained model or a baseline).")
+    names = [h.name for h in hs]
+    for h in hs:
+        if names.count(h.name) > 1 and isinstance(h, TrainedImageHarmonizer) and h.model_file is not None:
+            f = h.model_file
+            h.name = f"{h.method} ({f.parent.name if f.name == 'model.pt' else f.stem})"
+    names = [h.name for h in hs]
+    dup = [n for n in names if names.count(n) > 1]
+    if dup:
+        raise InputError(f"two methods are named {dup[0]!r}; give them different names.")
+    return hs
+
+
+def score_pairs(dataset, harmonizers: Sequence[ImageHarmonizer], *, subjects: Sequence[str], reference_subject: str,
+                seen_sites: Sequence[str], modality: str = "T1w", quiet: bool = False) -> list[dict]:
+    """The rows of one modality (see the module docstring): every harmonizer that applies to
+    ``modality`` on every ordered pair of sites (input site, target site) of each test subject."""
+    from mrharmony.progress import Progress
+
+    hs = [h for h in harmonizers if h.applies_to(modality)]
+    seen = set(seen_sites)
+    sites = dataset.site_names
+    rows: list[dict] = []
+    bar = Progress(total=len(subjects) * len(sites) * (len(sites) - 1), unit="pairs",
+                   desc=f"structural evaluation ({modality})", quiet=quiet)
+    targets = {j: dataset.load_image(reference_subject, j, modality)[0] for j in sites}
+    ref_mask = dataset.load_mask(reference_subject, targets[sites[0]])
+    for subject in subjects:
+        imgs = {j: dataset.load_image(subject, j, modality)[0] for j in sites}
+        mask = dataset.load_mask(subject, imgs[sites[0]])
+        labels = {j: segment_tissues(imgs[j], mask, modality=modality) for j in sites}
+        for i in sites:
+            for j in sites:
+                if i == j:
+                    continue
+                x, t, truth = imgs[i], targets[j], imgs[j]
+                group = "seen" if i in seen and j in seen else "unseen"
+                preds = {TRUTH_ROW: (truth, {})}
+                for h in hs:
+                    result = h.transform(x, target=t, mask=mask, target_mask=ref_mask)
+                    extra = {}
+                    if h.invertible:
+                        back = h.restore(result, target=t, target_mask=ref_mask)
+                        extra[ROUNDTRIP] = float(np.linalg.norm(back - x) / np.linalg.norm(x))
+                    preds[h.name] = (result.image, extra)
+                for name, (p, extra) in preds.items():
+                    ip, tp = nwd(x, p, t, input_mask=mask, target_mask=ref_mask)
+                    lab = labels[j] if name == TRUTH_ROW else segment_tissues(p, mask, modality=modality)
+                    r, d = ravd(labels[i], lab), dice(labels[i], lab)
+                    s, q = ssim_psnr(p, truth, mask) if name != TRUTH_ROW else (float("nan"), float("nan"))
+                    rows.append({"subject": subject, "modality": modality, "input_site": i, "target_site": j,
+                                 "group": group, "method": name, "nwd_ip": ip, "nwd_tp": tp, "ravd_gm": r["gm"],
+                                 "ravd_wm": r["wm"], "dice_gm": d["gm"], "dice_wm": d["wm"], "ssim": s,
+                                 "psnr_db": q, **extra})
+                bar.update(1)
+    bar.close()
+    return rows
+
+
+def _subjects_and_sites(ds, trained: list[TrainedImageHarmonizer], split, source):
+    """(test subjects, one-shot reference subject, seen sites)."""
+    seen = ds.train_sites
+    run_split = None
+    if trained:
+        first = trained[0]
+        for h in trained[1:]:
+            if h.split != first.split or h.training_sites != first.training_sites:
+                raise InputError(f"was trained on another split or other sites than {first.model_file}; "
+                                 "evaluate models of one split together.", h.model_file)
+        seen = first.training_sites or seen
+        run_split = first.split
+        for site in seen:
+            if site not in ds.site_names:
+                raise InputError(f"was trained on site {site!r}, which {source} does not have "
+                                 f"({', '.join(ds.site_names)}).", first.model_file)
+    split = split if split is not None else run_split
+    if split is None and trained:
+        raise InputError("records no subject split; give the test and validation subjects.", trained[0].model_file)
+    if split is None:
+        if len(ds.subjects) < 2:
+            raise InputError("needs two subjects at least: a one-shot reference and a test subject.", source)
+        return list(ds.subjects[1:]), ds.subjects[0], list(seen)
+    subjects, validation = list(split.get("test") or []), list(split.get("validation") or [])
+    if not subjects or not validation:
+        raise InputError("the split needs test subjects and a validation subject (the one-shot reference).")
+    for s in [*subjects, validation[0]]:
+        if s not in ds.subjects:
+            raise InputError(f"has no subject {s!r}, which the split names.", source)
+    if validation[0] in subjects:
+        raise InputError(f"the one-shot reference subject {validation[0]!r} is also a test subject.")
+    return subjects, validation[0], list(seen)
+
+
+def _origin(h: ImageHarmonizer) -> str:
+    if isinstance(h, TrainedImageHarmonizer) and h.model_file is not None:
+        return str(h.model_file.resolve())
+    return h.method

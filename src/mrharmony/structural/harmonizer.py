@@ -1,0 +1,327 @@
+"""The contract every image-to-image harmonizer of the structural wing fulfils.
+
+An :class:`ImageHarmonizer` gives one 3D ``image`` the appearance of the site of one ``target``
+image (one-shot: any subject of that site, on any grid), anatomy kept:
+
+* ``transform(image, target=..., mask=None, target_mask=None)`` returns a
+  :class:`HarmonizedImage`: the prediction (float32, on the input's grid, on the target's
+  intensity scale) and the values its JSON sidecar needs to describe or undo it
+  (IHF-Harmony's ``InputScale``). Without a mask an image gets the automatic brain mask of
+  :func:`mrharmony.data.masks.brain_mask`; statistics are taken inside the masks. The inputs
+  are never changed;
+* ``restore(result, target=..., target_mask=None)`` takes a prediction back to the input, for
+  the invertible methods (``invertible``: IHF-Harmony);
+* ``harmonize_file(...)`` does the same on NIfTI files: the output as float32 NIfTI on the
+  input's grid and affine, with a sidecar (``OUT`` with ``.json``: :meth:`ImageHarmonizer.sidecar`);
+* ``modalities``: those it was trained on (None: any);
+* trained methods (:class:`TrainedImageHarmonizer`: HAIL, IHF-Harmony) are built with
+  ``train(config, out)`` (the training engine, :func:`mrharmony.structural.training.train_structural`)
+  and read back with ``load(path)``; :func:`load_image_harmonizer` opens any saved model and
+  picks its class from the method the model names.
+
+This base owns the plumbing (masks, input checks, files, the sidecar); a subclass implements
+only the maths, :meth:`ImageHarmonizer._transform` (and ``_restore`` if it is invertible), and
+names itself with ``method``, ``title`` and ``description``. HAIL (:mod:`mrharmony.structural.hail`),
+IHF-Harmony (:mod:`mrharmony.structural.ihf`) and the intensity baselines
+(:mod:`mrharmony.structural.intensity`) are its subclasses; evaluation
+(:mod:`mrharmony.structural.evaluate`), ``apply`` and the benchmarks use them only through it.
+
+Examples:
+    >>> from mrharmony.structural.intensity import ZScoreHarmonizer          # doctest: +SKIP
+    >>> result = ZScoreHarmonizer().transform(image, target=target)          # doctest: +SKIP
+    >>> h = load_image_harmonizer("runs/hail")                               # doctest: +SKIP
+    >>> h.harmonize_file(input_path="sub-03_T1w.nii.gz", target_path="siteD_T1w.nii.gz",
+    ...                  out="sub-03_desc-harmonized_T1w.nii.gz")            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from mrharmony.errors import InputError
+
+AUTOMATIC_MASK = "automatic (Otsu, largest component, holes filled)"
+
+
+
+@dataclass(frozen=True, eq=False)
+class HarmonizedImage:
+    """What :meth:`ImageHarmonizer.transform` returns: the harmonized ``image`` (float32, the
+    input's grid) and ``sidecar``, the extra values its JSON sidecar records (such as
+    IHF-Harmony's ``InputScale``, with which :meth:`ImageHarmonizer.restore` gives the input back)."""
+
+    image: np.ndarray
+    sidecar: dict = field(default_factory=dict)
+
+
+class ImageHarmonizer(ABC):
+    """Base of the structural harmonizers (see the module docstring)."""
+
+    #: short name of the method (``hail``, ``ihf``, ``none``, ``zscore``, ...)
+    method: ClassVar[str] = "image"
+    #: the method as papers and tables name it
+    title: ClassVar[str] = "image harmonizer"
+    #: the ``Description`` of the sidecar of an image it harmonized
+    description: ClassVar[str] = "image harmonized to the site of the target image"
+    #: whether :meth:`restore` takes a prediction back to the input
+    invertible: ClassVar[bool] = False
+
+    def __init__(self, *, name: str | None = None, modalities: list[str] | None = None):
+        self.name = name or self.method
+        self.modalities = None if modalities is None else list(modalities)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    # ---- the contract -------------------------------------------------------------------
+
+    def transform(self, image: np.ndarray, *, target: np.ndarray, mask: np.ndarray | None = None,
+                  target_mask: np.ndarray | None = None) -> HarmonizedImage:
+        """``image`` (3D) with the appearance of the site of ``target`` (3D, any grid), inside
+        brain masks (default: :func:`mrharmony.data.masks.brain_mask` of each image)."""
+        image, mask = self._checked(image, mask, "image")
+        target, target_mask = self._checked(target, target_mask, "target")
+        out = self._transform(image, mask, target, target_mask)
+        pred = np.asarray(out.image, np.float32)
+        if pred.shape != image.shape:
+            raise RuntimeError(f"{self.name} returned shape {pred.shape} for an input of shape {image.shape}")
+        return out if pred is out.image else HarmonizedImage(pred, dict(out.sidecar))
+
+    def restore(self, result: HarmonizedImage, *, target: np.ndarray, target_mask: np.ndarray | None = None
+                ) -> np.ndarray:
+        """The input image back from its :class:`HarmonizedImage` and the same target image
+        (invertible methods only)."""
+        if not self.invertible:
+            raise TypeError(f"{self.title} is not invertible: its predictions cannot be restored")
+        target, target_mask = self._checked(target, target_mask, "target")
+        return np.asarray(self._restore(result, target, target_mask), np.float32)
+
+    def applies_to(self, modality: str) -> bool:
+        """Whether it harmonizes images of ``modality`` (those it was trained on; any for methods
+        that learn nothing)."""
+        return self.modalities is None or modality in self.modalities
+
+    def harmonize_file(self, *, input_path, target_path, out, mask_path=None, target_mask_path=None,
+                       force: bool = False) -> Path:
+        """Harmonize the NIfTI image ``input_path`` to the site of ``target_path``; write ``out``
+        (float32 NIfTI, the input's grid and affine) and its JSON sidecar. Existing outputs
+        need ``force``."""
+        from mrharmony.io import save_nifti, write_json
+
+        out, sidecar = output_paths(out, force=force)
+        image, affine, mask, target, tmask = read_inputs(input_path=input_path, target_path=target_path,
+                                                         mask_path=mask_path, target_mask_path=target_mask_path)
+        result = self.transform(image, target=target, mask=mask, target_mask=tmask)
+        save_nifti(out, result.image, affine)
+        write_json(sidecar, self.sidecar(result, input_path=input_path, target_path=target_path,
+                                         mask_path=mask_path, target_mask_path=target_mask_path))
+        return out
+
+    def sidecar(self, result: HarmonizedImage, *, input_path, target_path, mask_path=None,
+                target_mask_path=None) -> dict:
+        """The JSON sidecar of a harmonized image: what it is, what made it, from which images
+        and masks, and the result's own values."""
+        return {
+            "Description": self.description,
+            "GeneratedBy": [{"Name": "mrharmony", "Version": self.version}],
+            "Sources": [str(Path(input_path)), str(Path(target_path))],
+            **self.model_sidecar(),
+            "BrainMask": str(mask_path) if mask_path else AUTOMATIC_MASK,
+            "TargetBrainMask": str(target_mask_path) if target_mask_path else AUTOMATIC_MASK,
+            **result.sidecar,
+        }
+
+    @property
+    def version(self) -> str:
+        """The mrharmony version that made the harmonizer."""
+        from mrharmony import __version__
+
+        return __version__
+
+    def model_sidecar(self) -> dict:
+        """Sidecar entries describing the model (none for methods that learn nothing)."""
+        return {}
+
+    # ---- the maths, in subclasses -------------------------------------------------------
+
+    @abstractmethod
+    def _transform(self, image: np.ndarray, mask: np.ndarray, target: np.ndarray,
+                   target_mask: np.ndarray) -> HarmonizedImage:
+        """The harmonization itself; masks are boolean and non-empty, shapes checked."""
+
+    def _restore(self, result: HarmonizedImage, target: np.ndarray, target_mask: np.ndarray) -> np.ndarray:
+        raise TypeError(f"{self.title} is not invertible")
+
+    # ---- plumbing ------------------------------------------------------------------------
+
+    @staticmethod
+    def _checked(image, mask, what: str) -> tuple[np.ndarray, np.ndarray]:
+        from mrharmony.data.masks import brain_mask
+
+        image = np.asarray(image)
+        if image.ndim != 3 or not np.issubdtype(image.dtype, np.number) or np.iscomplexobj(image):
+            raise ValueError(f"the {what} must be a real 3D array, got {image.dtype} of shape {image.shape}")
+        if not np.all(np.isfinite(image)):
+            raise ValueError(f"the {what} has NaN or infinite values")
+        if mask is None:
+            mask = brain_mask(image)
+        mask = np.asarray(mask, bool)
+        if mask.shape != image.shape:
+            raise ValueError(f"the brain mask of the {what} has shape {mask.shape}, the {what} {image.shape}")
+        if not mask.any():
+            raise ValueError(f"the brain mask of the {what} is empty")
+        return image, mask
+
+
+class TrainedImageHarmonizer(ImageHarmonizer):
+    """A harmonizer with a network trained by the training engine and saved as ``model.pt``:
+    ``net``, the model's ``meta`` and the ``model_file`` it was read from (None when built here)."""
+
+    #: the command that trains it (named in errors)
+    train_command: ClassVar[str] = "structural train"
+
+    def __init__(self, net, *, meta: dict | None = None, model_file: str | os.PathLike | None = None,
+                 name: str | None = None):
+        meta = dict(meta or {})
+        super().__init__(name=name, modalities=(meta.get("data") or {}).get("modalities"))
+        self.net = net.eval()
+        self.meta = meta
+        self.model_file = None if model_file is None else Path(model_file)
+
+    @classmethod
+    @abstractmethod
+    def build_network(cls, model: dict):
+        """The untrained network that ``meta['model']`` (the method's settings) describes."""
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, name: str | None = None, **options) -> "TrainedImageHarmonizer":
+        """A trained model (``model.pt`` or its run directory); a model of another method is
+        refused with one sentence naming the file and the command that trains this one."""
+        from mrharmony.engine.checkpoint import read_method_model
+
+        obj, _, path = read_method_model(path, cls.method, cls.title, cls.train_command)
+        return cls.from_saved(obj, path, name=name, **options)
+
+    @classmethod
+    def from_saved(cls, obj: dict, path: str | os.PathLike, *, name: str | None = None,
+                   **options) -> "TrainedImageHarmonizer":
+        """The harmonizer from the contents ``obj`` of a saved model read from ``path``."""
+        from mrharmony.engine.checkpoint import load_weights
+
+        meta = obj.get("meta", {})
+        net = cls.build_network(meta["model"])
+        load_weights(net, obj, path)
+        return cls(net, meta=meta, model_file=path, name=name, **options)
+
+    @classmethod
+    def train(cls, config, out: str | os.PathLike, **options) -> "TrainedImageHarmonizer | None":
+        """Train the method into the run directory ``out`` with the training engine
+        (:func:`mrharmony.structural.training.train_structural`; ``options``: its keyword
+        arguments such as ``resume``, ``force``, ``quiet``); the config must name this method.
+        Returns the trained harmonizer, or None when the run stopped before its end (resumable)."""
+        from mrharmony.structural.training import train_structural
+
+        run = Path(train_structural(config, out, method=cls.method, **options))
+        return cls.load(run) if (run / "model.pt").is_file() else None
+
+    @property
+    def version(self) -> str | None:
+        return self.meta.get("mrharmony_version")
+
+    @property
+    def training_sites(self) -> list[str] | None:
+        return self.meta.get("training_sites")
+
+    @property
+    def split(self) -> dict | None:
+        """The run's subjects: ``train``, ``validation`` and ``test`` (held out)."""
+        return self.meta.get("split")
+
+    def model_sidecar(self) -> dict:
+        if self.model_file is None:
+            return {"Model": None, "ModelSHA256": None, "ModelTrainingSites": self.training_sites}
+        return {"Model": str(self.model_file.resolve()),
+                "ModelSHA256": hashlib.sha256(self.model_file.read_bytes()).hexdigest(),
+                "ModelTrainingSites": self.training_sites}
+
+
+def trained_class(method: str) -> type[TrainedImageHarmonizer] | None:
+    """The harmonizer class of a trained image method of the registry (``hail``, ``ihf``), or None."""
+    from mrharmony.engine.registry import methods
+
+    found = [m for m in methods("structural", "image") if m.name == method]
+    return found[0].load().harmonizer() if found else None
+
+
+def load_image_harmonizer(path: str | os.PathLike, *, method: str | None = None, name: str | None = None,
+                          **options) -> TrainedImageHarmonizer:
+    """Any saved structural model (``model.pt`` or its run directory), of the class its
+    ``meta['model']['method']`` names; ``method``, when given, is the one it must name (else one
+    sentence naming the file refuses it). ``options`` go to the class (HAIL: ``device``)."""
+    from mrharmony.engine.checkpoint import model_file, read_checkpoint
+
+    if method is not None:
+        cls = trained_class(method)
+        if cls is None:
+            from mrharmony.engine.registry import names
+
+            raise InputError(f"unknown structural method {method!r}; choose one of "
+                             f"{', '.join(names('structural', 'image'))}.")
+        return cls.load(path, name=name, **options)
+    path = model_file(path)
+    obj = read_checkpoint(path)
+    found = obj.get("meta", {}).get("model", {}).get("method")
+    cls = trained_class(str(found))
+    if cls is None:
+        raise InputError(f"is a {found or 'non-structural'} model, not a HAIL or IHF-Harmony model (train one with "
+                         "'mrharmony structural train').", path)
+    return cls.from_saved(obj, path, name=name, **options)
+
+
+def output_paths(out: str | os.PathLike, *, force: bool) -> tuple[Path, Path]:
+    """``out`` (a NIfTI file name) and its sidecar (``.json``), refused if they exist without
+    ``force`` or cannot be written."""
+    out = Path(out)
+    name = out.name
+    if not name.endswith((".nii.gz", ".nii")):
+        raise InputError("must be a NIfTI file name (.nii.gz or .nii).", out)
+    sidecar = out.with_name(name[: -len(".nii.gz" if name.endswith(".nii.gz") else ".nii")] + ".json")
+    for path in (out, sidecar):
+        if path.exists() and not force:
+            raise InputError("already exists; pass --force to overwrite it.", path)
+    parent = out.resolve().parent
+    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError("cannot be written because its directory is not writable.", out)
+    return out, sidecar
+
+
+def read_inputs(*, input_path, target_path, mask_path=None, target_mask_path=None):
+    """(image, affine, mask, target, target mask) from NIfTI files, each checked (one sentence
+    naming the file); a missing mask is the image's automatic brain mask."""
+    from mrharmony.data.structural import read_structural_image
+
+    image, affine = read_structural_image(input_path)
+    target, _ = read_structural_image(target_path, what="target image")
+    mask = _file_mask(mask_path, image, input_path, "brain mask")
+    tmask = _file_mask(target_mask_path, target, target_path, "target brain mask")
+    return image, affine, mask, target, tmask
+
+
+def _file_mask(path, image, source, what: str) -> np.ndarray:
+    from mrharmony.data.masks import brain_mask
+    from mrharmony.data.structural import read_structural_image
+
+    if path is None:
+        m, where = brain_mask(image), source
+    else:
+        m, where = read_structural_image(path, what="mask", shape=image.shape)[0] > 0, path
+    if not np.any(m):
+        raise InputError(f"gives an empty {what}.", where)
+    return m

@@ -1,0 +1,160 @@
+"""Evaluating ImageHarmonizers on a structural dataset's held-out subjects (mrharmony.structural.evaluate)."""
+
+import csv
+import json
+
+import pytest
+import torch
+import yaml
+
+from mrharmony.engine.checkpoint import save_model
+from mrharmony.errors import InputError
+from mrharmony.structural.evaluate import compare_harmonizers, evaluate_structural, image_harmonizers
+from mrharmony.structural.hail import HAIL, HAILHarmonizer, harmonize
+from mrharmony.structural.ihf import IHF, IHFHarmonizer
+from mrharmony.structural.intensity import NyulHarmonizer
+from mrharmony.structural.metrics import METRICS, nwd
+
+SITES = [  # three sites, T1w and T2w only: small and quick
+    {"name": "siteA", "role": "train", "t1w": [0.25, 0.62, 1.0], "t2w": [1.0, 0.55, 0.38], "scale": 900.0, "snr": 30.0,
+     "blur_fwhm_mm": [1.0, 1.0, 1.0], "bias": 0.15, "ringing": 1.0, "ghosting": 0.0},
+    {"name": "siteB", "role": "train", "t1w": [0.15, 0.5, 1.0], "t2w": [1.0, 0.48, 0.3], "scale": 2400.0, "snr": 22.0,
+     "blur_fwhm_mm": [1.2, 1.2, 2.0], "bias": 0.3, "ringing": 0.8, "ghosting": 0.0},
+    {"name": "siteD", "role": "unseen", "t1w": [0.2, 0.56, 1.0], "t2w": [1.0, 0.52, 0.33], "scale": 1500.0,
+     "snr": 25.0, "blur_fwhm_mm": [1.0, 1.0, 3.0], "bias": 0.35, "ringing": 0.7, "ghosting": 0.0},
+]
+SPLIT = {"train": [], "validation": ["sub-01"], "test": ["sub-02"]}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A dataset of two subjects on three sites, and saved HAIL (T1w) and IHF-Harmony models."""
+    from mrharmony.simulate.structural import simulate_structural
+
+    base = tmp_path_factory.mktemp("eval")
+    (base / "sites.yaml").write_text(yaml.safe_dump({"sites": SITES}))
+    data = simulate_structural(base / "st", preset="tiny", seed=5, n_subjects=2, sites_file=base / "sites.yaml",
+                               quiet=True)
+    meta = {"training_sites": ["siteA", "siteB"], "split": SPLIT, "mrharmony_version": "0.0.test"}
+    torch.manual_seed(0)
+    save_model(base / "run-hail" / "model.pt", HAIL((4, 8, 16), skips=True),
+               {**meta, "model": {"method": "hail", "widths": [4, 8, 16], "skips": True},
+                "data": {"modalities": ["T1w"]}})
+    save_model(base / "run-ihf" / "model.pt", IHF(dims=2),
+               {**meta, "model": {"method": "ihf", "dims": 2, "levels": 2, "blocks": 3, "hidden": 32, "style_dim": 32},
+                "data": {"modalities": ["T1w", "T2w"]}})
+    return base, data
+
+
+def test_baselines_alone_on_the_default_split(setup, tmp_path):
+    base, data = setup
+    ev = evaluate_structural(data, tmp_path / "out", methods=["none", "nyul"], quiet=True)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["rows.csv", "summary.json", "table.md"]
+    # the first subject is the one-shot reference, the other the test subject; both modalities
+    assert ev.info["test_subjects"] == ["sub-02"] and ev.info["one_shot_reference_subject"] == "sub-01"
+    assert ev.info["modalities"] == ["T1w", "T2w"] and ev.info["training_sites"] == ["siteA", "siteB"]
+    assert len(ev.rows) == 2 * 6 * 3  # modalities x ordered site pairs x (truth, none, nyul)
+    assert {r["group"] for r in ev.rows if {r["input_site"], r["target_site"]} == {"siteA", "siteB"}} == {"seen"}
+    assert {r["group"] for r in ev.rows if "siteD" in (r["input_site"], r["target_site"])} == {"unseen"}
+    none = [r for r in ev.rows if r["method"] == "none"]
+    assert all(r["nwd_ip"] == 0.0 and r["nwd_tp"] == 1.0 for r in none)  # left as it was
+    # one row by hand: nyul from siteB to siteD (the reference subject's image) on T2w
+    from mrharmony.data.structural import load_structural
+
+    ds = load_structural(data)
+    x, t = ds.load_image("sub-02", "siteB", "T2w")[0], ds.load_image("sub-01", "siteD", "T2w")[0]
+    m, tm = ds.load_mask("sub-02"), ds.load_mask("sub-01")
+    p = NyulHarmonizer().transform(x, target=t, mask=m, target_mask=tm).image
+    row = next(r for r in ev.rows if r["method"] == "nyul" and r["modality"] == "T2w" and r["input_site"] == "siteB"
+               and r["target_site"] == "siteD")
+    assert (row["nwd_ip"], row["nwd_tp"]) == nwd(x, p, t, input_mask=m, target_mask=tm)
+    # the files hold what was computed
+    with open(tmp_path / "out" / "rows.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(ev.rows) and float(rows[5]["ssim"]) == pytest.approx(ev.rows[5]["ssim"])
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["methods"] == {"none": "none", "nyul": "nyul"} and summary["reference"] == "none"
+    assert [t["method"] for t in summary["wilcoxon"]] == ["nyul"] * 8  # 2 modalities x 2 groups x 2 metrics
+    assert "| T1w | seen | nyul | 2 |" in (tmp_path / "out" / "table.md").read_text()
+    with pytest.raises(InputError, match="already exists and is not empty"):
+        evaluate_structural(data, tmp_path / "out", methods=["none"], quiet=True)
+
+
+def test_trained_models_give_the_split_the_sites_and_the_modalities(setup):
+    base, data = setup
+    ev = compare_harmonizers(data, [base / "run-ihf", "none", base / "run-hail" / "model.pt"], quiet=True)
+    assert ev.reference == "ihf" and ev.info["test_subjects"] == ["sub-02"]
+    methods = {(r["modality"], r["method"]) for r in ev.rows}
+    assert ("T1w", "hail") in methods and ("T2w", "hail") not in methods  # HAIL was trained on T1w only
+    assert ("T2w", "ihf") in methods
+    assert ev.info["methods"]["hail"] == str((base / "run-hail" / "model.pt").resolve())
+    # the invertible method's rows hold the round trip; the summary and info report it
+    ihf_rows = [r for r in ev.rows if r["method"] == "ihf"]
+    assert ihf_rows and all(r["roundtrip"] < 1e-5 for r in ihf_rows)
+    assert not any("roundtrip" in r for r in ev.rows if r["method"] != "ihf")
+    assert ev.info["roundtrip_relative_error"]["max"] == max(r["roundtrip"] for r in ihf_rows)
+    assert all("roundtrip" in s for s in ev.summary if s["method"] == "ihf")
+    # the HAIL rows are HAIL's numbers
+    from mrharmony.data.structural import load_structural
+
+    ds = load_structural(data)
+    h = HAILHarmonizer.load(base / "run-hail")
+    x, t = ds.load_image("sub-02", "siteD", "T1w")[0], ds.load_image("sub-01", "siteA", "T1w")[0]
+    m, tm = ds.load_mask("sub-02"), ds.load_mask("sub-01")
+    p = harmonize(h.net, x, m, t, tm)
+    row = next(r for r in ev.rows
+               if r["method"] == "hail" and r["input_site"] == "siteD" and r["target_site"] == "siteA")
+    assert (row["nwd_ip"], row["nwd_tp"]) == nwd(x, p, t, input_mask=m, target_mask=tm)
+    assert set(METRICS) <= set(row)
+
+
+def test_names_and_refusals(setup, tmp_path):
+    base, data = setup
+    import shutil
+
+    shutil.copytree(base / "run-hail", tmp_path / "run-b")
+    hs = image_harmonizers([base / "run-hail", tmp_path / "run-b" / "model.pt", "zscore"])
+    assert [h.name for h in hs] == ["hail (run-hail)", "hail (run-b)", "zscore"]
+    with pytest.raises(InputError, match=r"two methods are named 'hail \(run-hail\)'"):
+        image_harmonizers([base / "run-hail", base / "run-hail" / "model.pt"])
+    assert [h.name for h in image_harmonizers({"HAIL": base / "run-hail", "HM": "nyul"})] == ["HAIL", "HM"]
+    with pytest.raises(InputError, match="is neither a saved model nor a baseline"):
+        image_harmonizers(["gan"])
+    with pytest.raises(InputError, match="two methods are named 'none'"):
+        image_harmonizers(["none", "none"])
+    other = torch.load(base / "run-hail" / "model.pt", weights_only=False)["meta"]
+    save_model(tmp_path / "other" / "model.pt", HAIL((4, 8, 16), skips=True),
+               {**other, "split": {"train": [], "validation": ["sub-02"], "test": ["sub-01"]}})
+    with pytest.raises(InputError, match="trained on another split or other sites"):
+        compare_harmonizers(data, [base / "run-hail", tmp_path / "other"], quiet=True)
+    with pytest.raises(InputError, match="has no modality 'FLAIR'"):
+        compare_harmonizers(data, ["none"], modalities=["FLAIR"], quiet=True)
+    with pytest.raises(InputError, match="reference method 'hail' is not among"):
+        compare_harmonizers(data, ["none"], reference="hail", quiet=True)
+    with pytest.raises(InputError, match="is also a test subject"):
+        compare_harmonizers(data, ["none"], split={"test": ["sub-01"], "validation": ["sub-01"]}, quiet=True)
+    with pytest.raises(InputError, match="has no subject 'sub-09'"):
+        compare_harmonizers(data, ["none"], split={"test": ["sub-09"], "validation": ["sub-01"]}, quiet=True)
+    assert not (tmp_path / "never").exists()
+    with pytest.raises(InputError):
+        evaluate_structural(data, tmp_path / "never", methods=["gan"], quiet=True)
+    assert not (tmp_path / "never").exists()  # nothing half-written is left behind
+    assert isinstance(hs[0], HAILHarmonizer) and not isinstance(hs[0], IHFHarmonizer)
+
+
+def test_the_evaluate_command(setup, tmp_path, capsys):
+    from mrharmony.cli import main
+
+    base, data = setup
+    out = tmp_path / "ev"
+    args = ["structural", "evaluate", str(data), str(base / "run-hail"), "none", "--modality", "T1w",
+            "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| hail |" in printed and (out / "table.md").read_text() in printed
+    assert json.loads((out / "summary.json").read_text())["reference"] == "hail"
+    assert main(args) == 2  # an existing output needs --force
+    assert f"{out}: already exists" in capsys.readouterr().err
+    assert main(["structural", "evaluate", str(data), "gan", "--out", str(tmp_path / "no"), "--quiet"]) == 2
+    assert "gan: is neither a saved model nor a baseline" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()
