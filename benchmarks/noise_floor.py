@@ -30,7 +30,12 @@ def main() -> None:
 
     from mrharmony.data import load_dataset
     from mrharmony.dmri.features.prepare import load_features
-    from mrharmony.dmri.features.sh import SHConfig, b0_normalize, sh_matrices, sh_orders
+    from mrharmony.dmri.features.sh import (
+        SHConfig,
+        b0_normalize,
+        sh_matrices,
+        sh_orders,
+    )
 
     ds = load_dataset(args.dataset, check_data=False)
     subject = args.subject or ds.subjects[-1]

@@ -59,8 +59,8 @@ def widened_diqt_features(n_params: int, target_ratio: int, in_channels: int = 2
 def run_split(root: Path, data: Path, split: str, budget: dict, *, seed: int, control_target: str, quiet: bool) -> Path:
     from mrharmony.dmri.evaluate import evaluate
     from mrharmony.dmri.tables import write_tables
-    from mrharmony.engine.checkpoint import read_checkpoint
     from mrharmony.dmri.training import train
+    from mrharmony.engine.checkpoint import read_checkpoint
 
     work = root / split
     (work / "configs").mkdir(parents=True, exist_ok=True)
@@ -80,14 +80,17 @@ def run_split(root: Path, data: Path, split: str, budget: dict, *, seed: int, co
         print(f"[{time.strftime('%H:%M:%S')}] {split}: {name}{' (resumed)' if resume else ''}", flush=True)
         return train(None if resume else path, out, resume=resume, quiet=quiet)
 
-    singles = [run(f"{m}-{t}", {"method": m}, [t]) for m in single_networks() for t in TARGETS]
+    from mrharmony.engine.registry import methods
+
+    networks = [(m.name, m.load()) for m in methods("dmri", "network")]
+    singles = [run(f"{m}-{t}", {"method": m}, [t]) for m, cls in networks if cls.single_target for t in TARGETS]
     runs = list(singles)
-    runs.append(run("cpm", {"method": "cpm"}, None))
-    runs.append(run("hned", {"method": "hned"}, None))
-    msp = run("msp", {"method": "msp", "first_stage_runs": [str(p) for p in singles],
-                      "alpha_end_epoch": max(1.0, budget_epochs(budget) / 3)}, None)
-    runs.append(msp)
-    n_msp = read_checkpoint(msp / "model.pt")["meta"]["parameter_count"]
+    for m, cls in networks:  # every target at once; MSP from the single networks above
+        if not cls.single_target:
+            first = ({"first_stage_runs": [str(p) for p in singles],
+                      "alpha_end_epoch": max(1.0, budget_epochs(budget) / 3)} if cls.builds_on_single_networks else {})
+            runs.append(run(m, {"method": m, **first}, None))
+    n_msp = read_checkpoint(work / "runs" / "msp" / "model.pt")["meta"]["parameter_count"]  # the control matches MSP
     ratio = 2 if control_target == "connectom_sa" else 1
     width = widened_diqt_features(n_msp, ratio)
     runs.append(run(f"diqt-wide-{control_target}", {"method": "diqt", "features": width}, [control_target]))
@@ -97,13 +100,6 @@ def run_split(root: Path, data: Path, split: str, budget: dict, *, seed: int, co
     ev = evaluate(runs, quiet=quiet)
     write_tables(ev, work / "evaluation")
     return work / "evaluation" / "table.md"
-
-
-def single_networks() -> list[str]:
-    """The registry's networks that predict one target each."""
-    from mrharmony.engine.registry import methods
-
-    return [m.name for m in methods("dmri", "network") if m.load().single_target]
 
 
 def statistical_methods() -> list[str]:

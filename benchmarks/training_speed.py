@@ -32,10 +32,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mrharmony.dmri.networks.blocks import center_crop
 from mrharmony.dmri.networks.msp import MSP
 from mrharmony.dmri.networks.mtl import CPM, HNED
 from mrharmony.dmri.networks.single import CNNRISH, DIQT, SHResNet
-from mrharmony.dmri.networks.blocks import center_crop
 
 C, P = 28, 11
 TARGETS = {"prisma_st": 1, "connectom_st": 1, "connectom_sa": 2}

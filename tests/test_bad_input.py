@@ -182,8 +182,8 @@ def _case_describe_unknown_input(tmp_path, prepared, model):
 
 def _structural(tmp_path, *, image=None, target=None, mask=None):
     """A HAIL model with weights made here, and 3D images: arguments of 'structural apply'."""
-    from mrharmony.structural.hail import HAIL
     from mrharmony.engine.checkpoint import save_model
+    from mrharmony.structural.hail import HAIL
 
     torch.manual_seed(0)
     save_model(tmp_path / "hail.pt", HAIL((4, 8, 16), skips=True),

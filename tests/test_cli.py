@@ -183,3 +183,13 @@ def test_methods_lists_the_registry(capsys):
         assert line.split()[:3] == [m.name, m.family, m.kind]
     assert main(["methods", "--family", "structural"]) == 0
     assert {line.split()[1] for line in capsys.readouterr().out.splitlines()} == {"structural"}
+
+
+def test_each_training_command_names_the_other_for_the_other_wing(tmp_path, capsys):
+    (tmp_path / "hail.yaml").write_text("data: {dataset: d}\nmodel: {method: hail}\n")
+    (tmp_path / "diqt.yaml").write_text("data: {dataset: d}\nmodel: {method: diqt}\n")
+    assert main(["train", str(tmp_path / "hail.yaml"), "--out", str(tmp_path / "a")]) == 2
+    assert "hail is a structural method; train it with 'mrharmony structural train'" in capsys.readouterr().err
+    assert main(["structural", "train", str(tmp_path / "diqt.yaml"), "--out", str(tmp_path / "b")]) == 2
+    assert "configures diqt, a dMRI method; train it with 'mrharmony train'." in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -26,13 +26,13 @@ def run_demo(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, for
              quiet: bool = False) -> Path:
     from mrharmony.data import load_dataset
     from mrharmony.dmri.evaluate import evaluate
-    from mrharmony.dmri.tables import markdown, write_tables
     from mrharmony.dmri.features.prepare import prepare
+    from mrharmony.dmri.tables import markdown, write_tables
+    from mrharmony.dmri.training import train
+    from mrharmony.engine.registry import methods
     from mrharmony.io import staged_output_dir
     from mrharmony.report.html import build_report
     from mrharmony.simulate import simulate
-    from mrharmony.dmri.training import train
-    from mrharmony.engine.registry import methods
 
     def say(text: str) -> None:
         if not quiet:

@@ -30,8 +30,16 @@ def register(static: np.ndarray, static_affine: np.ndarray, moving: np.ndarray, 
         return np.eye(4)
     import warnings
 
-    from dipy.align.imaffine import AffineRegistration, MutualInformationMetric, transform_centers_of_mass
-    from dipy.align.transforms import AffineTransform3D, RigidTransform3D, TranslationTransform3D
+    from dipy.align.imaffine import (
+        AffineRegistration,
+        MutualInformationMetric,
+        transform_centers_of_mass,
+    )
+    from dipy.align.transforms import (
+        AffineTransform3D,
+        RigidTransform3D,
+        TranslationTransform3D,
+    )
 
     static = np.asarray(static, np.float64)
     moving = np.asarray(moving, np.float64)

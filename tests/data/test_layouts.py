@@ -11,7 +11,13 @@ import yaml
 
 from mrharmony.cli import main
 from mrharmony.data import DatasetSpec, load_dataset
-from mrharmony.data.layouts import LAYOUTS, FolderLayout, Layout, layout_named, recognise_layout
+from mrharmony.data.layouts import (
+    LAYOUTS,
+    FolderLayout,
+    Layout,
+    layout_named,
+    recognise_layout,
+)
 from mrharmony.errors import InputError
 
 

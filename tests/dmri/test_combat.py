@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import yaml
 
-from mrharmony.errors import InputError
+from mrharmony.dmri.combat import ComBatHarmonizer
 from mrharmony.dmri.features.dti import dti_from_sh
 from mrharmony.dmri.loading import load_harmonizer
-from mrharmony.dmri.combat import ComBatHarmonizer
 from mrharmony.dmri.statistical import CommonSpace
+from mrharmony.errors import InputError
 
 
 def _held_out(root, platform):

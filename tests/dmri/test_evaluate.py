@@ -6,11 +6,11 @@ import pytest
 import yaml
 
 from mrharmony.cli import main
-from mrharmony.errors import InputError
 from mrharmony.dmri.evaluate import evaluate
+from mrharmony.dmri.training import train
+from mrharmony.errors import InputError
 from mrharmony.registration import finer_affine
 from mrharmony.stats import paired_tests
-from mrharmony.dmri.training import train
 
 
 def test_paired_tests_and_bonferroni():

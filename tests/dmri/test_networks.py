@@ -1,10 +1,10 @@
 import pytest
 import torch
 
+from mrharmony.dmri.networks.blocks import center_crop
 from mrharmony.dmri.networks.msp import MSP
 from mrharmony.dmri.networks.mtl import CPM, HNED
 from mrharmony.dmri.networks.single import CNNRISH, DIQT, SHResNet
-from mrharmony.dmri.networks.blocks import center_crop
 
 C = 28
 TARGETS = {"prisma_st": 1, "connectom_st": 1, "connectom_sa": 2}

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from mrharmony.data import load_dataset
-from mrharmony.errors import InputError
 from mrharmony.dmri.patches import PatchSampler, split_by_patch, split_by_subject
+from mrharmony.errors import InputError
 
 
 def _affine(voxel, corner):

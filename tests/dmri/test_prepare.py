@@ -7,9 +7,14 @@ import pytest
 
 from mrharmony.cli import main
 from mrharmony.data import load_dataset
-from mrharmony.errors import InputError
-from mrharmony.dmri.features.prepare import feature_dir, feature_paths, load_features, prepare
+from mrharmony.dmri.features.prepare import (
+    feature_dir,
+    feature_paths,
+    load_features,
+    prepare,
+)
 from mrharmony.dmri.features.sh import SHConfig
+from mrharmony.errors import InputError
 from tests.helpers import make_dataset
 
 

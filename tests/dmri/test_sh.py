@@ -1,8 +1,15 @@
 import numpy as np
 import pytest
 
+from mrharmony.dmri.features.sh import (
+    SHConfig,
+    fit_sh,
+    n_coefficients,
+    sh_matrices,
+    sh_orders,
+    sh_to_signal,
+)
 from mrharmony.errors import InputError
-from mrharmony.dmri.features.sh import SHConfig, fit_sh, n_coefficients, sh_matrices, sh_orders, sh_to_signal
 
 
 def _dipy_small_64d():

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 import yaml
 
-from mrharmony.errors import InputError
 from mrharmony.dmri.features.normalization import ChannelStats
 from mrharmony.dmri.features.prepare import ScanFeatures, load_features
 from mrharmony.dmri.features.sh import SHConfig, sh_orders
 from mrharmony.dmri.loading import load_harmonizer
 from mrharmony.dmri.statistical import IdentityHarmonizer
-from mrharmony.registration import register, resample, scaled_affine, upsample_masked
 from mrharmony.dmri.training import train
+from mrharmony.errors import InputError
+from mrharmony.registration import register, resample, scaled_affine, upsample_masked
 
 
 def _blobs(shape, seed=0):

@@ -8,11 +8,11 @@ import torch
 import yaml
 
 from mrharmony.cli import main
-from mrharmony.errors import InputError
-from mrharmony.dmri.models import load_model
-from mrharmony.engine.checkpoint import read_checkpoint
 from mrharmony.dmri.config import load_run_config
+from mrharmony.dmri.models import load_model
 from mrharmony.dmri.training import train
+from mrharmony.engine.checkpoint import read_checkpoint
+from mrharmony.errors import InputError
 
 
 def _config(tmp_path, dataset, name="run.yaml", **model):
@@ -78,6 +78,12 @@ def test_msp_chooses_its_first_stage_on_validation_loss(tmp_path, tiny_prepared)
     msp_cfg = _config(tmp_path, tiny_prepared, name="msp.yaml", method="msp", targets=["prisma_st", "connectom_sa"],
                       first_stage_runs=runs, alpha_end_epoch=1.0)
     run = train(msp_cfg, tmp_path / "msp", quiet=True)
+    assert (run / "metrics.csv").read_text().startswith("epoch,lr,alpha,train_loss,val_loss,")
+    # resumed mid-ramp of alpha, MSP ends with the uninterrupted run's weights
+    part = train(msp_cfg, tmp_path / "msp-part", quiet=True, stop_after_epochs=1)
+    train(None, part, resume=True, quiet=True)
+    a, b = _weights(run), _weights(part)
+    assert all(torch.equal(a[k], b[k]) for k in a)
     assert read_checkpoint(run / "model.pt")["meta"]["first_stage_runs"]["prisma_st"].startswith("../")
     _, meta = load_model(run)  # paths recorded relative to the run, returned absolute
     for t in ("prisma_st", "connectom_sa"):

@@ -136,5 +136,12 @@ def test_existing_run_needs_force_resume_needs_a_checkpoint_and_a_changed_config
         train(ToyFamily(), None, tmp_path / "empty", resume=True, quiet=True)
     with pytest.raises(InputError, match="a config is needed"):
         train(ToyFamily(), None, tmp_path / "new", quiet=True)
+    from mrharmony.engine.checkpoint import save_state
+
+    state = read_checkpoint(run / "checkpoints" / "last.pt")
+    del state["best_record"], state["format_version"]
+    save_state(run / "checkpoints" / "last.pt", state)  # as an older mrharmony wrote them
+    with pytest.raises(InputError, match="last.pt: was written by an older mrharmony"):
+        train(ToyFamily(), None, run, resume=True, quiet=True)
     train(ToyFamily(), ToyConfig(), run, quiet=True, force=True)
     assert (run / "model.pt").is_file()

@@ -9,7 +9,11 @@ import yaml
 
 from mrharmony.engine.checkpoint import save_model
 from mrharmony.errors import InputError
-from mrharmony.structural.evaluate import compare_harmonizers, evaluate_structural, image_harmonizers
+from mrharmony.structural.evaluate import (
+    compare_harmonizers,
+    evaluate_structural,
+    image_harmonizers,
+)
 from mrharmony.structural.hail import HAIL, HAILHarmonizer, harmonize
 from mrharmony.structural.ihf import IHF, IHFHarmonizer
 from mrharmony.structural.intensity import NyulHarmonizer

@@ -3,8 +3,14 @@
 import pytest
 import torch
 
-from mrharmony.structural.hail import (HAIL, adain, channel_stats, consistency_loss, content_loss,
-                                   style_loss)
+from mrharmony.structural.hail import (
+    HAIL,
+    adain,
+    channel_stats,
+    consistency_loss,
+    content_loss,
+    style_loss,
+)
 
 
 def _x(seed, shape=(2, 4, 9, 10, 8)):

@@ -55,7 +55,9 @@ def _standardized_today(normalizer, image, mask, target, target_mask):
 def _today(method):
     """The maths each class must reproduce: today's functions, and the baselines' formulas."""
     from intensity_normalization.adapters.images import NumpyImageAdapter as A
-    from intensity_normalization.normalizers.individual.whitestripe import WhiteStripeNormalizer
+    from intensity_normalization.normalizers.individual.whitestripe import (
+        WhiteStripeNormalizer,
+    )
     from intensity_normalization.normalizers.individual.zscore import ZScoreNormalizer
     from intensity_normalization.normalizers.population.nyul import NyulNormalizer
 

@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 
 from mrharmony.errors import InputError
+from mrharmony.structural.intensity import (
+    INTENSITY_METHODS,
+    harmonize_intensity,
+    intensity_harmonizer,
+)
 from mrharmony.structural.metrics import nwd
-from mrharmony.structural.intensity import INTENSITY_METHODS, harmonize_intensity, intensity_harmonizer
 
 
 def _run(method, img, m, tgt, tm):

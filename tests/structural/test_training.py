@@ -10,9 +10,10 @@ import yaml
 
 from mrharmony.cli import main
 from mrharmony.data.structural import load_structural
-from mrharmony.structural.hail import HAIL, harmonize, load_hail
 from mrharmony.structural.config import load_structural_config, split_subjects
-from mrharmony.structural.training import CropSampler, train_structural
+from mrharmony.structural.crops import CropSampler
+from mrharmony.structural.hail import HAIL, harmonize, load_hail
+from mrharmony.structural.training import train_structural
 
 
 @pytest.fixture(scope="module")

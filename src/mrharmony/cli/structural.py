@@ -9,7 +9,13 @@ subcommand's parser sits beside its handler; the handlers import :mod:`mrharmony
 
 from __future__ import annotations
 
-from mrharmony.cli.common import add_force, add_quiet, add_run_arguments, check_new_output, say
+from mrharmony.cli.common import (
+    add_force,
+    add_quiet,
+    add_run_arguments,
+    check_new_output,
+    say,
+)
 
 
 def add_structural(sp) -> None:

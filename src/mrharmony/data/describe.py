@@ -16,10 +16,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mrharmony.data.dataset import DATASET_FILE, DatasetSpec, PlatformSpec, write_dataset_spec
+from mrharmony.data.dataset import (
+    DATASET_FILE,
+    DatasetSpec,
+    PlatformSpec,
+    write_dataset_spec,
+)
 from mrharmony.data.gradients import B0_THRESHOLD, read_gradients
 from mrharmony.data.images import read_image
-from mrharmony.data.layouts import Layout, PlatformFiles, describing_layouts, recognise_layout
+from mrharmony.data.layouts import (
+    Layout,
+    PlatformFiles,
+    describing_layouts,
+    recognise_layout,
+)
 from mrharmony.errors import InputError
 
 

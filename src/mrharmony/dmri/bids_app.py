@@ -27,10 +27,10 @@ from mrharmony.errors import InputError
 def run_bids_app(bids_dir: str | os.PathLike, output_dir: str | os.PathLike, level: str, *, model: str,
                  participants: list[str] | None = None, filters: list[str] | None = None,
                  targets: list[str] | None = None, force: bool = False, quiet: bool = False) -> list[Path]:
-    from mrharmony.dmri.apply import apply_model
     from mrharmony.data.layouts import ENTITIES, find_brain_mask, open_bids
-    from mrharmony.io import staged_output_dir, write_json
+    from mrharmony.dmri.apply import apply_model
     from mrharmony.dmri.loading import load_harmonizer
+    from mrharmony.io import staged_output_dir, write_json
     from mrharmony.progress import Progress
 
     if level != "participant":

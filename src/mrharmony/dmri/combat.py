@@ -29,13 +29,16 @@ from __future__ import annotations
 
 import contextlib
 import io
-
 from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
-from mrharmony.dmri.statistical import StatisticalConfig, VoxelwiseHarmonizer, subjects_in_reference
+from mrharmony.dmri.statistical import (
+    StatisticalConfig,
+    VoxelwiseHarmonizer,
+    subjects_in_reference,
+)
 from mrharmony.errors import InputError
 
 

@@ -35,7 +35,7 @@ import numpy as np
 from pydantic import Field, TypeAdapter, field_validator
 
 from mrharmony.config import StrictModel, model_from_dict, read_run_yaml
-from mrharmony.engine.registry import config_models
+from mrharmony.engine.registry import config_models, names
 from mrharmony.engine.run import relative_path
 from mrharmony.errors import InputError
 
@@ -97,6 +97,8 @@ class RunConfig(StrictModel):
     @field_validator("model", mode="before")
     @classmethod
     def _keys_of_the_method(cls, v):
+        if isinstance(v, dict) and v.get("method") in names("structural", "image"):
+            raise ValueError(f"{v['method']} is a structural method; train it with 'mrharmony structural train'")
         if isinstance(v, dict) and v.get("method") in _KEYS:
             own = _KEYS[v["method"]]
             for key in v:

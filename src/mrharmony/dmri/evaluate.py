@@ -58,13 +58,13 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
              seed: int = 0, baseline: bool = True, volume_metrics: bool = True, quiet: bool = False) -> Evaluation:
     """Evaluate saved harmonizers (run directories) on their common test split."""
     from mrharmony.data import load_dataset
-    from mrharmony.stats import paired_tests
-    from mrharmony.dmri.loading import load_harmonizer
-    from mrharmony.dmri.statistical import IdentityHarmonizer
-    from mrharmony.dmri.patches import PatchSampler
-    from mrharmony.progress import Progress
     from mrharmony.dmri.config import DataConfig, make_splits
+    from mrharmony.dmri.loading import load_harmonizer
+    from mrharmony.dmri.patches import PatchSampler
+    from mrharmony.dmri.statistical import IdentityHarmonizer
+    from mrharmony.progress import Progress
     from mrharmony.registration import finer_affine
+    from mrharmony.stats import paired_tests
 
     if not runs:
         raise InputError("name at least one run directory to evaluate.")

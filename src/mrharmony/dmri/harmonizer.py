@@ -29,8 +29,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mrharmony.errors import InputError
-
 
 class Harmonizer(ABC):
     #: short name of the method (``diqt``, ``msp``, ``rish``, ...)

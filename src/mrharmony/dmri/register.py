@@ -21,7 +21,11 @@ from mrharmony.errors import InputError
 
 def register_to_input(ds: TravelingHeads, *, quiet: bool = False) -> list[tuple[str, str]]:
     """Register every target scan of ``ds`` that is not co-registered; return (subject, platform) pairs."""
-    from mrharmony.data.validate import check_alignment, check_overlap, check_scan_headers
+    from mrharmony.data.validate import (
+        check_alignment,
+        check_overlap,
+        check_scan_headers,
+    )
     from mrharmony.progress import Progress
 
     inp = ds.input_platform.name

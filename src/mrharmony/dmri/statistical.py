@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-
 from pydantic import Field
 
 from mrharmony.config import StrictModel
@@ -299,12 +298,16 @@ def fit_statistical(cfg, out: str | os.PathLike, *, force: bool = False, quiet: 
     """
     from mrharmony import __version__
     from mrharmony.config import dump_yaml
-    from mrharmony.dmri.config import make_splits, resolved_config, target_platforms, write_split
+    from mrharmony.dmri.config import (
+        make_splits,
+        resolved_config,
+        target_platforms,
+        write_split,
+    )
     from mrharmony.dmri.harmonizer import platform_reference
     from mrharmony.dmri.patches import PatchSampler
     from mrharmony.engine.run import relative_path
     from mrharmony.io import staged_output_dir, write_text
-    from mrharmony.progress import Progress
 
     out = Path(out)
     model = cfg.model

@@ -85,7 +85,7 @@ class NetworkTrainee(Trainee):
         import torch
 
         from mrharmony import __version__
-        from mrharmony.dmri.config import make_splits, split_record, target_platforms
+        from mrharmony.dmri.config import make_splits, target_platforms
         from mrharmony.dmri.harmonizer import platform_reference
         from mrharmony.dmri.patches import PatchSampler
         from mrharmony.engine.checkpoint import parameter_count

@@ -212,6 +212,9 @@ def train(family: RunFamily, config, out: str | os.PathLike, *, resume: bool = F
     start, history, best_val, best_record = 0, [], math.inf, None
     if resume:
         ck = read_checkpoint(ckpt_path)
+        if not {"phase", "best_record"} <= set(ck):
+            raise InputError("was written by an older mrharmony, whose runs this one cannot resume; start the run "
+                             "again (with --force).", ckpt_path)
         net.load_state_dict(ck["model"])
         opt_phase = ck["phase"]
         opt, sched = trainee.optimizer(opt_phase)

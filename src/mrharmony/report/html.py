@@ -14,10 +14,9 @@ import os
 import time
 from pathlib import Path
 
-
 from mrharmony import __version__
-from mrharmony.errors import InputError
 from mrharmony.dmri.tables import format_cell
+from mrharmony.errors import InputError
 from mrharmony.io import write_text
 
 CSS = """
@@ -137,9 +136,11 @@ harmonization); "meanvar_global" is the input standardized per channel.</p>
 def _fig3(ds, hs, ev, target, subject, fig3_views) -> str:
     from mrharmony.dmri.features.dti import dti_maps
     from mrharmony.dmri.features.prepare import load_features
+    from mrharmony.engine.registry import methods
 
     s = ev.summary()["patch_mse"]
-    singles = [m for m in ev.methods if m in ("diqt", "cnn_rish", "shresnet") and target in s.get(m, {})]
+    single = {m.name for m in methods("dmri", "network") if m.load().single_target}
+    singles = [m for m in ev.methods if m in single and target in s.get(m, {})]
     chosen = []
     if singles:
         chosen.append(min(singles, key=lambda m: s[m][target]["mean"]))

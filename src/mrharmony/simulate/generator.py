@@ -32,9 +32,21 @@ from mrharmony.data.gradients import write_gradients
 from mrharmony.errors import InputError
 from mrharmony.io import save_nifti, staged_output_dir, write_text
 from mrharmony.progress import Progress
-from mrharmony.simulate.anatomy import SubjectWarp, rigid, sample_anatomy, template_fields
-from mrharmony.simulate.params import (FINE_VOXEL_MM, PRESETS, Preset, SimPlatform, fov_grid, load_platforms,
-                                       pick_preset)
+from mrharmony.simulate.anatomy import (
+    SubjectWarp,
+    rigid,
+    sample_anatomy,
+    template_fields,
+)
+from mrharmony.simulate.params import (
+    FINE_VOXEL_MM,
+    PRESETS,
+    Preset,
+    SimPlatform,
+    fov_grid,
+    load_platforms,
+    pick_preset,
+)
 from mrharmony.simulate.signal import (
     TissueProperties,
     bias_field,

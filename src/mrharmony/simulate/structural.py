@@ -132,7 +132,11 @@ def simulate_structural(out: str | os.PathLike, *, preset: str = "demo", seed: i
                         n_subjects: int | None = None, force: bool = False, quiet: bool = False) -> Path:
     """Generate the synthetic multi-site structural dataset in ``out`` (module docstring)."""
     from mrharmony import __version__
-    from mrharmony.data.structural import SiteSpec, StructuralSpec, write_structural_spec
+    from mrharmony.data.structural import (
+        SiteSpec,
+        StructuralSpec,
+        write_structural_spec,
+    )
     from mrharmony.io import save_nifti, staged_output_dir, write_text
     from mrharmony.progress import Progress
     from mrharmony.simulate.anatomy import SubjectWarp, sample_anatomy, template_fields

@@ -31,8 +31,9 @@ class ImageMethodConfig(StrictModel):
 
     method: str
 
-    #: 3 for volumes; 2 for networks on slices
-    dims: int = 3
+    def spatial_dims(self) -> int:
+        """3 for networks on volumes, 2 for networks on slices."""
+        return 3
 
     def build(self):
         """The module a run trains (phase 1 trains its feature autoencoder, ``reconstruct``)."""

@@ -132,7 +132,11 @@ def compare_harmonizers(dataset, methods, *, modalities: Sequence[str] | None = 
                         split: Mapping[str, Sequence[str]] | None = None, reference: str | None = None,
                         quiet: bool = False) -> StructuralEvaluation:
     """What :func:`evaluate_structural` computes, without writing it."""
-    from mrharmony.data.structural import STRUCTURAL_FILE, StructuralDataset, load_structural
+    from mrharmony.data.structural import (
+        STRUCTURAL_FILE,
+        StructuralDataset,
+        load_structural,
+    )
 
     ds = dataset if isinstance(dataset, StructuralDataset) else load_structural(dataset)
     source = ds.root / STRUCTURAL_FILE

@@ -457,6 +457,9 @@ class IHFConfig(ImageMethodConfig):
         vgg = load_vgg_weights(self.vgg_weights) if self.vgg_weights else None
         return IHFTrainee(self.dims, self.levels, self.blocks, self.hidden, self.style_dim, tuple(self.widths), vgg)
 
+    def spatial_dims(self) -> int:
+        return self.dims
+
     def pretrains(self) -> bool:
         return not self.vgg_weights  # a VGG-19 from a file needs no phase 1
 

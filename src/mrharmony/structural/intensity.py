@@ -72,7 +72,9 @@ class ZScoreHarmonizer(_Standardization):
     description = "image harmonized to the site of the target image by z-score standardization over the brain"
 
     def normalizer(self):
-        from intensity_normalization.normalizers.individual.zscore import ZScoreNormalizer
+        from intensity_normalization.normalizers.individual.zscore import (
+            ZScoreNormalizer,
+        )
 
         return ZScoreNormalizer()
 
@@ -85,7 +87,9 @@ class WhiteStripeHarmonizer(_Standardization):
     description = "image harmonized to the site of the target image by WhiteStripe standardization"
 
     def normalizer(self):
-        from intensity_normalization.normalizers.individual.whitestripe import WhiteStripeNormalizer
+        from intensity_normalization.normalizers.individual.whitestripe import (
+            WhiteStripeNormalizer,
+        )
 
         return WhiteStripeNormalizer()
 

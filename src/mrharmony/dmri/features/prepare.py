@@ -27,9 +27,9 @@ from mrharmony import FORMAT_VERSION, __version__
 from mrharmony.data.dataset import Scan, TravelingHeads, load_dataset
 from mrharmony.data.images import read_float32, read_image
 from mrharmony.data.validate import check_overlap, check_scan_data
-from mrharmony.errors import InputError
 from mrharmony.dmri.features.normalization import ChannelStats
 from mrharmony.dmri.features.sh import SHConfig, fit_sh, n_coefficients, select_shell
+from mrharmony.errors import InputError
 from mrharmony.io import check_format_version, save_nifti, write_json
 from mrharmony.progress import Progress
 

@@ -35,8 +35,15 @@ from pydantic import Field
 from torch import nn
 
 from mrharmony.dmri.networks.base import NetworkConfig
+from mrharmony.dmri.networks.blocks import (
+    Conv,
+    ReversibleSequence,
+    Upsample2,
+    center_crop,
+    crop_margin,
+    shuffle3d,
+)
 from mrharmony.errors import InputError
-from mrharmony.dmri.networks.blocks import Conv, ReversibleSequence, Upsample2, center_crop, crop_margin, shuffle3d
 
 
 class SingleNet(nn.Module):
