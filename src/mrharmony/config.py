@@ -58,14 +58,35 @@ def read_run_yaml(path: str | os.PathLike, presets: dict[str, dict]) -> dict:
     return raw
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """One sentence for the first problem pydantic found (the one the user must fix first)."""
+def file_location(loc: tuple, data: Any) -> list:
+    """A pydantic error location as the file's keys: the member name that a section chosen by one
+    of its keys (a ``model`` section by its ``method``) adds to the location is left out."""
+    out, cur = [], data
+    for part in loc:
+        if isinstance(cur, dict) and isinstance(part, str) and part not in cur and part in cur.values():
+            continue
+        out.append(part)
+        if isinstance(cur, dict):
+            cur = cur.get(part)
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            cur = cur[part]
+        else:
+            cur = None
+    return out
+
+
+def describe_validation_error(exc: ValidationError, data: Any = None) -> str:
+    """One sentence for the first problem pydantic found (the one the user must fix first);
+    ``data``: what was validated, to name its keys as the file does."""
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "the top level"
+    loc = ".".join(str(p) for p in file_location(err["loc"], data)) or "the top level"
     if err["type"] == "extra_forbidden":
         text = f"unknown key '{loc}'"
     elif err["type"] == "missing":
         text = f"missing required key '{loc}'"
+    elif err["type"] == "union_tag_not_found":  # a section chosen by one key that is not there
+        key = str(err.get("ctx", {}).get("discriminator", "")).strip("'")
+        text = f"missing required key '{loc}.{key}'"
     elif err["type"] == "union_tag_invalid":  # a section whose kind is chosen by one key (the method)
         ctx = err.get("ctx", {})
         key = str(ctx.get("discriminator", "")).strip("'")
@@ -89,7 +110,7 @@ def model_from_dict(model: type[M], data: Any, *, source: str | os.PathLike | No
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise InputError(describe_validation_error(exc), source) from None
+        raise InputError(describe_validation_error(exc, data), source) from None
 
 
 def load_yaml_model(model: type[M], path: str | os.PathLike) -> M:

@@ -122,11 +122,15 @@ def staged_output_dir(path: str | os.PathLike, *, force: bool) -> Iterator[Path]
         raise
 
 
-def check_format_version(version, path: str | os.PathLike, *, remedy: str = "upgrade mrharmony to use it") -> None:
-    """Refuse a file written by a newer on-disk format (or with no version): one sentence naming
-    the file, its version, the newest this mrharmony reads and ``remedy``."""
+def check_format_version(version, path: str | os.PathLike, *, remedy: str = "upgrade mrharmony to use it",
+                         unversioned: str = "it was not written by mrharmony, or is damaged") -> None:
+    """Refuse a file written by a newer on-disk format, or with no version: one sentence naming
+    the file, its version, the newest this mrharmony reads and ``remedy`` (``unversioned``: what
+    to say of a file with no version)."""
     from mrharmony import FORMAT_VERSION
 
-    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise InputError(f"has no valid format version ({version!r}); {unversioned}.", path)
+    if version > FORMAT_VERSION:
         raise InputError(f"was written by a newer mrharmony (format version {version}, this one reads up to "
                          f"{FORMAT_VERSION}); {remedy}.", path)

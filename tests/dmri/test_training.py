@@ -184,3 +184,25 @@ def test_data_and_runs_can_move_together(tmp_path, tiny_prepared):
     ev = evaluate([moved / "runs" / "a"], max_patches=50, quiet=True, volume_metrics=False)
     assert ev.n_patches == 50
     train(None, moved / "runs" / "a", resume=True, quiet=True)  # the recorded config still resolves
+
+
+def test_config_problems_found_with_the_data_name_the_config(tmp_path, tiny_prepared, capsys):
+    cfg = _config(tmp_path, tiny_prepared, targets=["prisma_st"], training={"patches_per_epoch": 2})
+    assert main(["train", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    assert f"{cfg}: gives 2 training patches per epoch, fewer than one minibatch" in capsys.readouterr().err
+    assert main(["train", str(_config(tmp_path, tiny_prepared, name="all.yaml")), "--out", str(tmp_path / "r")]) == 2
+    assert "all.yaml: trains diqt, which predicts one target, for 3 targets" in capsys.readouterr().err
+    raw = yaml.safe_load(_config(tmp_path, tiny_prepared, name="held.yaml", targets=["prisma_st"]).read_text())
+    raw["data"].update(split="subject", test_subjects=["sub-99"])
+    (tmp_path / "held.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["train", str(tmp_path / "held.yaml"), "--out", str(tmp_path / "r")]) == 2
+    assert f"{tmp_path / 'held.yaml'}: names held-out subject 'sub-99'" in capsys.readouterr().err
+    raw["model"] = {"features": 8}
+    (tmp_path / "held.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(InputError, match="missing required key 'model.method'"):
+        load_run_config(tmp_path / "held.yaml")
+    raw["model"] = {"method": "diqt", "featurs": 8}
+    (tmp_path / "held.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(InputError, match="unknown key 'model.featurs'"):
+        load_run_config(tmp_path / "held.yaml")
+    assert not (tmp_path / "r").exists()

@@ -11,10 +11,11 @@ import numpy as np
 from mrharmony.errors import InputError
 
 
-def held_out_subjects(subjects: list[str], *, named: list[str] | None = None, n: int = 1, seed=0,
+def held_out_subjects(subjects: list[str], *, named: list[str] | None = None, n: int = 1, seed=0, keep: int = 0,
                       source=None) -> list[str]:
     """``named`` subjects (each must be among ``subjects``), or ``n`` of them drawn without
-    replacement by a generator seeded with ``seed`` (an int or a sequence of ints)."""
+    replacement by a generator seeded with ``seed`` (an int or a sequence of ints), leaving at
+    least ``keep`` subjects; errors name ``source`` (the config)."""
     if named is not None:
         unknown = [s for s in named if s not in subjects]
         if unknown:
@@ -23,6 +24,6 @@ def held_out_subjects(subjects: list[str], *, named: list[str] | None = None, n:
         return list(named)
     if n == 0:
         return []
-    if not 0 < n < len(subjects):
+    if not 0 < n <= len(subjects) - keep:
         raise InputError(f"cannot hold out {n} of {len(subjects)} subjects.", source)
     return [str(s) for s in np.random.default_rng(seed).choice(subjects, size=n, replace=False)]

@@ -164,8 +164,9 @@ class Splits:
     test_subjects: list[str]
 
 
-def make_splits(sampler, data: DataConfig) -> Splits:
-    """Test patches (by patch or subject), then validation patches drawn from the rest; seeded."""
+def make_splits(sampler, data: DataConfig, *, source=None) -> Splits:
+    """Test patches (by patch or subject), then validation patches drawn from the rest; seeded.
+    Errors name ``source`` (the config)."""
     from mrharmony.dmri.patches import split_by_patch, split_by_subject
 
     if data.split == "patch":
@@ -173,7 +174,7 @@ def make_splits(sampler, data: DataConfig) -> Splits:
         test_subjects: list[str] = []
     else:
         rest, test = split_by_subject(sampler, test_subjects=data.test_subjects, n_test=data.n_test_subjects,
-                                      seed=data.split_seed)
+                                      seed=data.split_seed, source=source)
         test_subjects = sorted({sampler.subjects[i] for i in np.unique(sampler.subject_index()[test])})
     rng = np.random.default_rng([data.split_seed, 1])
     perm = rng.permutation(rest)

@@ -29,7 +29,7 @@ def load_harmonizer(path: str | os.PathLike) -> Harmonizer:
             d = json.loads((path / "harmonizer.json").read_text())
         except ValueError:
             raise InputError("is not valid JSON.", path / "harmonizer.json") from None
-        check_format_version(d.get("format_version"), path / "harmonizer.json")
+        check_format_version(d.get("format_version", 0), path / "harmonizer.json")  # the first ones had none
         found = [m for m in methods("dmri", "statistical") if m.name == d.get("method")]
         if not found:
             raise InputError(f"names an unknown method {d.get('method')!r}.", path / "harmonizer.json")

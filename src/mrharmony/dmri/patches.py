@@ -213,15 +213,16 @@ def split_by_patch(n: int, *, test_fraction: float = 0.1, seed: int = 0) -> tupl
 
 
 def split_by_subject(sampler: PatchSampler, *, test_subjects: list[str] | None = None, n_test: int = 1,
-                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                     seed: int = 0, source=None) -> tuple[np.ndarray, np.ndarray]:
     """Held-out subjects: every patch of a test subject is in the test split, no other.
 
-    Give ``test_subjects`` by name, or ``n_test`` subjects are drawn with ``seed``.
+    Give ``test_subjects`` by name, or ``n_test`` subjects are drawn with ``seed`` (at least one
+    subject is left to train on); errors name ``source`` (the config).
     """
     from mrharmony.data.splits import held_out_subjects
 
     names = sampler.subjects
-    test_subjects = held_out_subjects(names, named=test_subjects, n=n_test, seed=seed)
+    test_subjects = held_out_subjects(names, named=test_subjects, n=n_test, seed=seed, keep=1, source=source)
     test_ids = np.array([names.index(s) for s in test_subjects])
     is_test = np.isin(sampler.subject_index(), test_ids)
     return np.flatnonzero(~is_test), np.flatnonzero(is_test)

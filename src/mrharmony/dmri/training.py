@@ -81,7 +81,7 @@ def input_channels(ds) -> int:
 class NetworkTrainee(Trainee):
     """A dMRI network on SH patches (see the module docstring)."""
 
-    def __init__(self, cfg: RunConfig, out: Path, machine: Machine):
+    def __init__(self, cfg: RunConfig, out: Path, machine: Machine, *, source=None):
         import torch
 
         from mrharmony import __version__
@@ -96,6 +96,9 @@ class NetworkTrainee(Trainee):
             raise InputError(f"batch_size {tc.batch_size} is not divisible by the {machine.world} processes.")
         self.cfg, self.machine = cfg, machine
         ds, targets, ratios = target_platforms(cfg.data)
+        if cfg.model.single_target and len(targets) != 1:
+            raise InputError(f"trains {cfg.model.method}, which predicts one target, for {len(targets)} targets "
+                             f"({', '.join(targets)}); name one in data.targets.", source)
         first = cfg.model.first_stage_networks(targets, cfg.data)
         torch.manual_seed(tc.seed)
         in_channels = input_channels(ds)
@@ -104,7 +107,11 @@ class NetworkTrainee(Trainee):
         self.sampler = PatchSampler.from_dataset(ds, subjects=cfg.data.subjects, targets=targets,
                                                  size=cfg.data.patch_size,
                                                  target_sizes={t: max(s) for t, s in sizes.items()})
-        self.splits = make_splits(self.sampler, cfg.data)
+        self.splits = make_splits(self.sampler, cfg.data, source=source)
+        n_train = min(tc.patches_per_epoch or len(self.splits.train), len(self.splits.train))
+        if n_train < tc.batch_size:
+            raise InputError(f"gives {n_train} training patches per epoch, fewer than one minibatch of batch_size "
+                             f"{tc.batch_size}; raise patches_per_epoch or lower batch_size.", source)
         self.targets = targets
         self.meta = {
             "mrharmony_version": __version__,
@@ -212,11 +219,11 @@ class NetworkFamily(RunFamily):
         from mrharmony.dmri.networks.base import NetworkConfig
 
         if not isinstance(cfg.model, NetworkConfig):
-            raise InputError(f"configures method {cfg.model.method}, which is fitted, not trained; "
-                             "run it with 'mrharmony train'.", source)
+            raise InputError(f"configures method {cfg.model.method}, which is fitted in one pass: it has no epochs "
+                             "to train or resume.", source)
 
     def trainee(self, cfg, out: Path, machine: Machine, *, source, quiet: bool) -> Trainee:
-        return NetworkTrainee(cfg, out, machine)
+        return NetworkTrainee(cfg, out, machine, source=source)
 
 
 def train(config: RunConfig | str | os.PathLike | None, out: str | os.PathLike, *, resume: bool = False,
@@ -232,6 +239,5 @@ def train(config: RunConfig | str | os.PathLike | None, out: str | os.PathLike, 
             from mrharmony.dmri.statistical import fit_statistical
 
             return fit_statistical(cfg, out, force=force, quiet=quiet)
-        config = cfg
     return train_run(NetworkFamily(), config, out, resume=resume, force=force, quiet=quiet,
                      stop_after_epochs=stop_after_epochs)

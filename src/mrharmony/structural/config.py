@@ -83,7 +83,7 @@ def load_structural_config(path: str | os.PathLike) -> StructuralRunConfig:
     base = Path(path).resolve().parent
     data, model = raw.get("data"), raw.get("model")
     image_methods = names("structural", "image")
-    if isinstance(model, dict) and model.get("method") in names("dmri"):
+    if isinstance(model, dict) and model.get("method") in set(names("dmri")) - set(names("structural")):
         raise InputError(f"configures {model['method']}, a dMRI method; train it with 'mrharmony train'.", path)
     if not isinstance(model, dict) or model.get("method") not in image_methods:
         raise InputError(f"needs a 'model' section whose 'method' is one of {', '.join(image_methods)}.", path)

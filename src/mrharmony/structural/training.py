@@ -125,7 +125,8 @@ class ImageTrainee(Trainee):
         return self.cfg.model.deployed(self.net)
 
     def optimizer(self, phase: int):
-        """Phase 1: every parameter (the autoencoder); phase 2: what the method trains, the rest frozen."""
+        """The autoencoder phase (0): every parameter; the transfer phase (1): what the method trains,
+        the rest frozen."""
         import torch
 
         if phase == 0:
@@ -163,7 +164,8 @@ class ImageTrainee(Trainee):
         sums: dict[str, float] = {}
         with torch.no_grad():
             for vb in self.val_batches:
-                losses = self.loss(self.net, torch_batch(vb, self.machine.device, self.dims), phase)
+                with self.machine.autocast():
+                    losses = self.loss(self.net, torch_batch(vb, self.machine.device, self.dims), phase)
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
         return {k: v / len(self.val_batches) for k, v in sums.items()}

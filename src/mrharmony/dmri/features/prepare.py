@@ -174,7 +174,8 @@ def load_features(ds: TravelingHeads, subject: str, platform: str, *, normalized
         meta = json.loads(side.read_text())
     except ValueError:
         raise InputError("is not valid JSON.", side) from None
-    check_format_version(meta.get("format_version"), side, remedy="upgrade mrharmony or run 'prepare --force'")
+    check_format_version(meta.get("format_version"), side, remedy="upgrade mrharmony or run 'prepare --force'",
+                         unversioned="run 'prepare --force' to write the features again")
     img = read_image(nii)
     data = read_float32(img, nii)
     mask_file = side.parent / meta["mask"] if meta.get("mask") else None
