@@ -255,6 +255,17 @@ def _case_structural_metrics_too_small_for_ssim(tmp_path, prepared, model):
     return args, b, r"has shape \(8, 8, 8\); SSIM needs at least 11 voxels"
 
 
+def _case_structural_metrics_flat_prediction(tmp_path, prepared, model):
+    a, b = _metrics_images(tmp_path)
+    flat = tmp_path / "flat.nii.gz"
+    data = np.zeros((12,) * 3, np.float32)
+    data[2:-2, 2:-2, 2:-2] = 1.0
+    nib.save(nib.Nifti1Image(data, np.eye(4)), flat)
+    args = ["structural", "metrics", "--input", str(a), "--prediction", str(flat), "--target", str(b),
+            "--mask", str(flat), "--target-mask", str(flat), "--json", str(tmp_path / "m.json")]
+    return args, flat, "has fewer than three intensity levels inside the brain mask"
+
+
 def _case_structural_apply_not_nifti_out(tmp_path, prepared, model):
     args, _ = _structural(tmp_path)
     args[-1] = str(tmp_path / "out.png")

@@ -162,6 +162,10 @@ def metrics_from_files(*, input_path, prediction_path, target_path, input_mask_p
         raise InputError(f"has the same intensity distribution in its brain mask as the input image {input_path}, "
                          "so nWD is undefined; give an image of the target site.", target_path) from exc
     out = {"nwd_ip": nwd_ip, "nwd_tp": nwd_tp}
+    for img, path in ((i, input_path), (p, prediction_path)):  # three tissue classes need three levels
+        if np.unique(img[mi]).size < 3:
+            raise InputError("has fewer than three intensity levels inside the brain mask, so its tissues cannot be "
+                             "segmented.", path)
     li, lp = segment_tissues(i, mi, modality=modality), segment_tissues(p, mi, modality=modality)
     r, d = ravd(li, lp), dice(li, lp)
     out.update({"ravd_gm": r["gm"], "ravd_wm": r["wm"], "dice_gm": d["gm"], "dice_wm": d["wm"]})
