@@ -39,7 +39,6 @@ def main() -> None:
 
     from mrharmony.data import load_dataset
     from mrharmony.dmri.evaluate import method_labels, shared_data_config
-    from mrharmony.dmri.features.dti import dti_maps
     from mrharmony.dmri.features.prepare import load_features
     from mrharmony.dmri.features.sh import fit_sh, sh_orders
     from mrharmony.dmri.loading import load_harmonizer
@@ -79,12 +78,13 @@ def main() -> None:
             rng = np.random.default_rng(0)
             fm = np.zeros_like(m)
             fm.flat[np.sort(rng.choice(idx, min(args.fa_voxels, idx.size), replace=False))] = True
-            fa_clean = dti_maps(clean.dwi, clean.bvals, clean.bvecs, fm)[0][fm]
             scan = ds.scan(subject, t)
-            dwi, _ = scan.load_dwi()
             bvals, bvecs = scan.gradients()
-            fa_noisy = dti_maps(dwi, bvals, bvecs, fm)[0][fm]
-            del dwi
+            # FA of every row through the evaluation's one path (features -> platform scale -> signal on the
+            # scan's gradient table -> DTI), the truth's and the noisy target's included
+            path = next(h for h, pred in zip(hs, preds) if t in pred)
+            fa_clean = path.dti_of(truth, t, fm, gradients=(bvals, bvecs))[0][fm]
+            fa_noisy = path.dti_of(tf.data, t, fm, gradients=(bvals, bvecs))[0][fm]
             orders = sh_orders(tf.sh.sh_order_max)
             add("noisy target", t, (tf.data[m] - truth[m]) ** 2, orders, fa_noisy - fa_clean)
             for name, h, pred in zip(names, hs, preds):
@@ -92,7 +92,7 @@ def main() -> None:
                     continue
                 y = pred[t]
                 err_noisy = ((y[m] - tf.data[m]) ** 2).mean()
-                fa_p = _fa_on(h, f, t, y, bvals, bvecs, fm)
+                fa_p = h.dti_of(y, t, fm, gradients=(bvals, bvecs))[0][fm]
                 add(name, t, (y[m] - truth[m]) ** 2, orders, fa_p - fa_clean)
                 sums[(name, t)].setdefault("sq_noisy", 0.0)
                 sums[(name, t)]["sq_noisy"] += float(err_noisy) * int(m.sum())
@@ -113,14 +113,6 @@ def main() -> None:
     out = {"runs": [str(r) for r in runs], "subjects": subjects, "targets": targets, "rows": rows}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(_markdown(rows, targets))
-
-
-def _fa_on(h, f, t, y, bvals, bvecs, fm):
-    """FA of a prediction on the sampled voxels ``fm`` of the target grid."""
-    from mrharmony.dmri.features.dti import dti_from_sh
-
-    c = h.target_coefficients(y, t, fm)
-    return dti_from_sh(c, bvals, bvecs, h.reference["sh"], fm)[0][fm]
 
 
 def _markdown(rows: list[dict], targets: list[str]) -> str:

@@ -75,6 +75,13 @@ def test_evaluate_scores_every_method_on_the_same_held_out_patches(runs, tmp_pat
     rows = [r for r in ev.volume_errors if r["method"] == "diqt"]
     assert {r["target"] for r in rows} == {"prisma_st", "connectom_sa"}
     assert all(0 <= r["fa_mae"] < 1 and r["md_mae"] > 0 for r in rows)
+    # the oracle (noiseless target through the same path) sits below no harmonization, above 0
+    oracle = {r["target"]: r for r in ev.volume_errors if r["method"] == "oracle"}
+    none = {r["target"]: r for r in ev.volume_errors if r["method"] == "none"}
+    assert set(oracle) == set(none) == {"prisma_st", "connectom_st", "connectom_sa"}
+    for t in oracle:
+        assert 0 < oracle[t]["sh_mse"] < none[t]["sh_mse"]
+        assert 0 < oracle[t]["fa_mae"] < none[t]["fa_mae"] and 0 < oracle[t]["md_mae"] < none[t]["md_mae"]
     # the command line writes the three formats
     assert main(["evaluate", str(runs["diqt-prisma_st"]), str(runs["hned-all"]), "--max-patches", "100",
                  "--out", str(tmp_path / "ev"), "--quiet", "--no-volume-metrics"]) == 0
@@ -83,6 +90,35 @@ def test_evaluate_scores_every_method_on_the_same_held_out_patches(runs, tmp_pat
     data = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     assert data["n_patches"] == 100 and "prisma_st" in data["patch_mse"]["diqt"]
     assert (tmp_path / "ev" / "table.csv").read_text().startswith("split,method,parameters,target")
+
+
+def test_a_perfect_prediction_scores_zero_through_the_evaluation_path(runs):
+    """The target scan's own features as a method's prediction: SH, FA and MD errors 0, through
+    the code the evaluation runs (volume_errors and TargetReference), for a 1x and a 2x target."""
+    from mrharmony.data import load_dataset
+    from mrharmony.dmri.evaluate import TargetReference, volume_errors
+    from mrharmony.dmri.features.prepare import load_features
+    from mrharmony.dmri.harmonizer import Harmonizer
+    from mrharmony.dmri.loading import load_harmonizer
+
+    ds = load_dataset(_dataset_of(runs["hned-all"]), check_data=False)
+    trained = load_harmonizer(runs["hned-all"])
+
+    class TargetItself(Harmonizer):
+        method = "target_itself"
+
+        def predict(self, scan):
+            return {t: load_features(ds, "sub-03", t).data for t in self.targets}
+
+        def save(self, directory):
+            raise NotImplementedError
+
+    h = TargetItself(targets=trained.targets, ratios=trained.ratios, reference=trained.reference)
+    f = load_features(ds, "sub-03", ds.input_platform.name)
+    rows = volume_errors(h, "target itself", f, h.predict(f), TargetReference(ds, "sub-03"))
+    assert {r["target"] for r in rows} == {"prisma_st", "connectom_st", "connectom_sa"}
+    for r in rows:
+        assert r["sh_mse"] == 0 and r["fa_mae"] == 0 and r["md_mae"] == 0, r
 
 
 def _dataset_of(run):

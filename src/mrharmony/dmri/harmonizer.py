@@ -63,15 +63,23 @@ class Harmonizer(ABC):
         """Per target, (FA, MD, DEC FA) on the target's grid: a DTI fit (dipy) of the harmonized
         signal on the target's gradient table (``gradients``: target -> (bvals, bvecs); by default
         the platform's from the reference). ``pred``: the result of :meth:`predict`, if at hand."""
+        pred = self.predict(scan) if pred is None else pred
+        return {t: self.dti_of(y, t, self.target_mask(scan.mask, t), gradients=(gradients or {}).get(t))
+                for t, y in pred.items()}
+
+    def dti_of(self, y: np.ndarray, target: str, mask: np.ndarray, *, gradients: tuple | None = None) -> tuple:
+        """(FA, MD, DEC FA) of normalized features ``y`` of ``target``: mapped to the platform's SH
+        scale (:meth:`target_coefficients`), the signal on the target's gradient table
+        (``gradients``, default the platform's), a DTI fit (dipy) inside ``mask``.
+
+        The one path from features to DTI maps: the evaluation puts every row through it, the
+        predictions as well as the target scan's own features (the reference) and the noiseless
+        target's (the oracle), so that a perfect prediction scores 0.
+        """
         from mrharmony.dmri.features.dti import dti_from_sh
 
-        pred = self.predict(scan) if pred is None else pred
-        out = {}
-        for t, y in pred.items():
-            m = self.target_mask(scan.mask, t)
-            bvals, bvecs = (gradients or {}).get(t) or self.target_gradients(t)
-            out[t] = dti_from_sh(self.target_coefficients(y, t, m), bvals, bvecs, self.reference["sh"], m)
-        return out
+        bvals, bvecs = gradients or self.target_gradients(target)
+        return dti_from_sh(self.target_coefficients(y, target, mask), bvals, bvecs, self.reference["sh"], mask)
 
     def target_gradients(self, target: str) -> tuple[np.ndarray, np.ndarray]:
         """The target platform's gradient table (bvals, bvecs) from the training data."""

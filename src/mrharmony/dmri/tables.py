@@ -82,9 +82,11 @@ def markdown(ev) -> str:
         lines.append(f"| {t} | {row['a']} | {row['b']} | {row['median_difference']:+.4f} | {format_p(row['p'])} | "
                      f"{format_p(row['p_bonferroni'])} |")
     if ev.volume_errors:
-        lines += ["", "Whole-volume errors on held-out subjects inside the target's and the input's masks (SH MSE in normalized space; "
-                  "mean absolute FA and MD differences of DTI fits of the harmonized signal vs the real target scan; "
-                  "methods that harmonize the DTI maps themselves have no SH MSE):",
+        lines += ["", "Whole-volume errors on held-out subjects inside the target's and the input's masks (SH MSE in normalized "
+                  "space; mean absolute FA and MD differences, every row's and the target scan's FA and MD through one path: "
+                  "the features' signal on the target scan's gradient table, a DTI fit; methods that harmonize the DTI maps "
+                  "themselves have no SH MSE; `oracle`, on simulated data: the noiseless target through the same path, the "
+                  "floor the target scan's own noise sets):",
                   "", "| method | subject | target | SH MSE | FA MAE | MD MAE (mm^2/s) |",
                   "| --- | --- | --- | --- | --- | --- |"]
         for r in ev.volume_errors:

@@ -63,7 +63,11 @@ def _volume_table(ev) -> str:
                    f"<td>{format_cell(r['sh_mse'])}</td><td>{r['fa_mae']:.4f}</td><td>{r['md_mae']:.2e}</td></tr>"
                    for r in ev.volume_errors)
     return ("<table><tr><th>method</th><th>subject</th><th>target</th><th>SH MSE</th><th>FA MAE</th>"
-            f"<th>MD MAE (mm&sup2;/s)</th></tr>{rows}</table>")
+            f"<th>MD MAE (mm&sup2;/s)</th></tr>{rows}</table>"
+            "<p class='note'>FA and MD of every row and of the target scan come through one path (the features' "
+            "signal on the target scan's gradient table, then a DTI fit), so a perfect prediction scores 0; "
+            "<code>oracle</code> (simulated data): the noiseless target through the same path, the floor that the "
+            "target scan's own noise sets.</p>")
 
 
 def build_report(runs: list[str | os.PathLike], out: str | os.PathLike, *, evaluation=None, target: str | None = None,
