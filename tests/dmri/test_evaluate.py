@@ -75,13 +75,23 @@ def test_evaluate_scores_every_method_on_the_same_held_out_patches(runs, tmp_pat
     rows = [r for r in ev.volume_errors if r["method"] == "diqt"]
     assert {r["target"] for r in rows} == {"prisma_st", "connectom_sa"}
     assert all(0 <= r["fa_mae"] < 1 and r["md_mae"] > 0 for r in rows)
-    # the oracle (noiseless target through the same path) sits below no harmonization, above 0
-    oracle = {r["target"]: r for r in ev.volume_errors if r["method"] == "oracle"}
-    none = {r["target"]: r for r in ev.volume_errors if r["method"] == "none"}
-    assert set(oracle) == set(none) == {"prisma_st", "connectom_st", "connectom_sa"}
-    for t in oracle:
-        assert 0 < oracle[t]["sh_mse"] < none[t]["sh_mse"]
-        assert 0 < oracle[t]["fa_mae"] < none[t]["fa_mae"] and 0 < oracle[t]["md_mae"] < none[t]["md_mae"]
+    # the floors through the same path: the oracle (noiseless target: one scan's noise) and the
+    # rescan (a second session: two scans' noise, about twice the oracle's SH error, and a small
+    # misregistration); in FA and MD both below no harmonization. (In SH MSE a smooth prediction,
+    # such as the upsampled 2.4 mm input for the 1.2 mm target, can beat a noisy rescan.)
+    rows = {(r["method"], r["target"]): r for r in ev.volume_errors}
+    for t in ("prisma_st", "connectom_st", "connectom_sa"):
+        oracle, rescan, none = rows[("oracle", t)], rows[("rescan", t)], rows[("none", t)]
+        assert 1.5 < rescan["sh_mse"] / oracle["sh_mse"] < 2.5, t
+        for k in ("fa_mae", "md_mae"):
+            assert 0 < oracle[k] < rescan[k] < none[k], (t, k)
+    from mrharmony.dmri.tables import markdown, rescan_ratios
+
+    ratios = {(r["method"], r["target"]): r for r in rescan_ratios(ev)}
+    assert ratios[("none", "prisma_st")]["fa_mae"] == pytest.approx(
+        rows[("none", "prisma_st")]["fa_mae"] / rows[("rescan", "prisma_st")]["fa_mae"])
+    assert ratios[("none", "prisma_st")]["sh_mse"] > 1 and ("oracle", "prisma_st") not in ratios
+    assert "as a multiple of the rescan floor" in markdown(ev)
     # the command line writes the three formats
     assert main(["evaluate", str(runs["diqt-prisma_st"]), str(runs["hned-all"]), "--max-patches", "100",
                  "--out", str(tmp_path / "ev"), "--quiet", "--no-volume-metrics"]) == 0

@@ -207,3 +207,25 @@ def test_render_scan_reproduces_the_stored_scan_and_its_noiseless_truth(tiny_dat
     np.testing.assert_allclose(clean.dwi[..., i], clean.dwi[..., j], rtol=1e-5)  # b0s equal without noise
     with pytest.raises(InputError, match="no subject"):
         render_scan(tiny_dataset, "sub-99", "prisma_st")
+
+
+def test_a_rescan_is_the_same_head_with_new_noise_and_a_small_new_misregistration(tiny_dataset):
+    from mrharmony.simulate import render_scan
+
+    scan = render_scan(tiny_dataset, "sub-02", "prisma_st")
+    again = render_scan(tiny_dataset, "sub-02", "prisma_st", session=2)
+    np.testing.assert_array_equal(render_scan(tiny_dataset, "sub-02", "prisma_st", session=2).dwi, again.dwi)
+    assert again.dwi.shape == scan.dwi.shape and not np.array_equal(again.dwi, scan.dwi)
+    np.testing.assert_array_equal(again.bvals, scan.bvals)
+    b0 = scan.bvals <= 50
+    a, b = scan.dwi[..., b0].mean(-1), again.dwi[..., b0].mean(-1)
+    brain = (scan.mask > 0) & (again.mask > 0)
+    assert np.corrcoef(a[brain], b[brain])[0, 1] > 0.8  # the same anatomy, nearly in place
+    dice = 2 * brain.sum() / ((scan.mask > 0).sum() + (again.mask > 0).sum())
+    assert dice > 0.95
+    # without noise the sessions still differ: the head moved a little (sub-voxel) and the bias field is new
+    clean1 = render_scan(tiny_dataset, "sub-02", "prisma_st", noise=False).dwi[..., b0].mean(-1)
+    clean2 = render_scan(tiny_dataset, "sub-02", "prisma_st", noise=False, session=2).dwi[..., b0].mean(-1)
+    assert not np.allclose(clean1, clean2) and np.corrcoef(clean1[brain], clean2[brain])[0, 1] > 0.95
+    with pytest.raises(InputError, match="has no session 0"):
+        render_scan(tiny_dataset, "sub-02", "prisma_st", session=0)

@@ -14,9 +14,10 @@
   differences. Every row's FA and MD, the reference's included, come through one path
   (:meth:`~mrharmony.dmri.harmonizer.Harmonizer.dti_of`: features at the platform's SH scale,
   their signal on the target scan's gradient table, a DTI fit), so a perfect prediction scores 0
-  (:class:`TargetReference`). On a dataset made by ``mrharmony simulate`` an ``oracle`` row
-  scores the noiseless target through the same path: the floor that the target scan's own noise
-  sets.
+  (:class:`TargetReference`). On a dataset made by ``mrharmony simulate`` two floors sit beside
+  the methods, through the same path: ``rescan``, a second session of the subject on the target
+  platform (new noise, bias field and small misregistration; MUSHAC judged harmonization by
+  whether cross-scanner differences fall to this level), and ``oracle``, the noiseless target.
 
 A "none" row (the input's SH coefficients, at their own scale, taken as the target's: no
 harmonization) is the reference every method must beat; it is added unless a saved ``none``
@@ -131,11 +132,11 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
                 ev.volume_errors.extend(volume_errors(h, name, f, pred, reference))
             progress.update(1)
         if reference is not None and reference.simulated:
-            ev.volume_errors.extend(oracle_errors(identity, f, reference))
+            ev.volume_errors.extend(floor_errors(identity, f, reference))
     for name, per in zip(names, errors):
         if per:
             ev.patch_errors.setdefault(name, {}).update(per)
-    order = {name: i for i, name in enumerate(dict.fromkeys(names + ["oracle"]))}
+    order = {name: i for i, name in enumerate(dict.fromkeys(names + ["rescan", "oracle"]))}
     ev.volume_errors.sort(key=lambda r: order[r["method"]])  # rows by method, then subject
     progress.close()
     per_target = {t: {m: e[t] for m, e in ev.patch_errors.items() if t in e} for t in targets}
@@ -228,6 +229,19 @@ class TargetReference:
                                                     tf.mask)
         return self.noiseless[target]
 
+    def rescan_features(self, target: str) -> np.ndarray:
+        """A second session of the subject on ``target`` (new noise, bias field and small
+        misregistration), its SH features fitted and normalized with its own statistics inside the
+        scan's brain mask, as ``prepare`` treats every scan."""
+        from mrharmony.dmri.features.normalization import ChannelStats
+        from mrharmony.dmri.features.sh import fit_sh
+        from mrharmony.simulate import render_scan
+
+        tf, _ = self.scan(target)
+        again = render_scan(self.ds.root, self.subject, target, session=2)
+        coeffs = fit_sh(again.dwi.astype(np.float32), again.bvals, again.bvecs, tf.mask, tf.sh)
+        return ChannelStats.fit(coeffs, tf.mask).apply(coeffs, tf.mask)
+
 
 def volume_errors(h, name: str, scan, pred: dict | None, reference: TargetReference) -> list[dict]:
     """Whole-volume errors of one method on one held-out subject, inside the target's brain where
@@ -247,8 +261,10 @@ def volume_errors(h, name: str, scan, pred: dict | None, reference: TargetRefere
     return rows
 
 
-def oracle_errors(h, scan, reference: TargetReference) -> list[dict]:
-    """The ``oracle`` row of a simulated dataset: the noiseless target through ``h``'s path,
-    scored as a prediction (its SH error is the target scan's noise)."""
-    pred = {t: reference.noiseless_features(t) for t in h.targets}
-    return volume_errors(h, "oracle", scan, pred, reference)
+def floor_errors(h, scan, reference: TargetReference) -> list[dict]:
+    """The floors of a simulated dataset, scored as predictions through ``h``'s path: ``rescan``
+    (a second session of the subject on the target platform: what harmonization can at best
+    reach, as MUSHAC judged it) and ``oracle`` (the noiseless target: the target scan's own
+    noise)."""
+    return (volume_errors(h, "rescan", scan, {t: reference.rescan_features(t) for t in h.targets}, reference)
+            + volume_errors(h, "oracle", scan, {t: reference.noiseless_features(t) for t in h.targets}, reference))

@@ -7,6 +7,8 @@ import io
 import os
 from pathlib import Path
 
+import numpy as np
+
 from mrharmony.io import write_json, write_text
 
 
@@ -85,14 +87,41 @@ def markdown(ev) -> str:
         lines += ["", "Whole-volume errors on held-out subjects inside the target's and the input's masks (SH MSE in normalized "
                   "space; mean absolute FA and MD differences, every row's and the target scan's FA and MD through one path: "
                   "the features' signal on the target scan's gradient table, a DTI fit; methods that harmonize the DTI maps "
-                  "themselves have no SH MSE; `oracle`, on simulated data: the noiseless target through the same path, the "
-                  "floor the target scan's own noise sets):",
+                  "themselves have no SH MSE; on simulated data two floors through the same path: `rescan`, a second "
+                  "session of the subject on the target platform, and `oracle`, the noiseless target):",
                   "", "| method | subject | target | SH MSE | FA MAE | MD MAE (mm^2/s) |",
                   "| --- | --- | --- | --- | --- | --- |"]
         for r in ev.volume_errors:
             lines.append(f"| {r['method']} | {r['subject']} | {r['target']} | {format_cell(r['sh_mse'])} | {r['fa_mae']:.4f} | "
                          f"{r['md_mae']:.2e} |")
+        ratios = rescan_ratios(ev)
+        if ratios:
+            lines += ["", "Each method's whole-volume error as a multiple of the rescan floor (mean over held-out subjects; "
+                      "1 is as good as scanning the subject again on the target scanner):", "",
+                      "| method | target | SH MSE / rescan | FA MAE / rescan | MD MAE / rescan |", "| --- | --- | --- | --- | --- |"]
+            for r in ratios:
+                cells = " | ".join("" if r[k] is None else f"{r[k]:.2f}" for k in ("sh_mse", "fa_mae", "md_mae"))
+                lines.append(f"| {r['method']} | {r['target']} | {cells} |")
     return "\n".join(lines) + "\n"
+
+
+def rescan_ratios(ev) -> list[dict]:
+    """Per method and target, the mean over held-out subjects of each whole-volume error divided
+    by the ``rescan`` row's (None where a method has no such error); empty without a rescan row."""
+    floor = {(r["subject"], r["target"]): r for r in ev.volume_errors if r["method"] == "rescan"}
+    if not floor:
+        return []
+    sums: dict = {}
+    for r in ev.volume_errors:
+        if r["method"] in ("rescan", "oracle") or (r["subject"], r["target"]) not in floor:
+            continue
+        f = floor[(r["subject"], r["target"])]
+        per = sums.setdefault((r["method"], r["target"]), {k: [] for k in ("sh_mse", "fa_mae", "md_mae")})
+        for k in per:
+            if r[k] is not None and f[k]:
+                per[k].append(r[k] / f[k])
+    return [{"method": m, "target": t, **{k: (float(np.mean(v)) if v else None) for k, v in per.items()}}
+            for (m, t), per in sums.items()]
 
 
 def csv_text(ev) -> str:

@@ -216,12 +216,16 @@ class RenderedScan:
     bvecs: np.ndarray
 
 
-def render_scan(dataset: str | os.PathLike, subject: str, platform: str, *, noise: bool = True) -> RenderedScan:
+def render_scan(dataset: str | os.PathLike, subject: str, platform: str, *, noise: bool = True,
+                session: int = 1) -> RenderedScan:
     """Render one scan of a simulated dataset again from its ``simulation.yaml``.
 
     With ``noise=True`` this reproduces the stored scan exactly; with ``noise=False`` it gives
     the same scan without the Rician noise (and without int16 rounding): the noiseless truth the
-    harmonized prediction of a noisy target can be compared with.
+    harmonized prediction of a noisy target can be compared with. ``session=2`` (or more) renders
+    another session of the same subject on the same platform, as a rescan: the same anatomy and
+    tissue, a new draw of the head's small misregistration (the platform's), of the bias field
+    and of the noise.
     """
     from mrharmony.config import read_yaml
     from mrharmony.data.dataset import read_dataset_spec
@@ -241,10 +245,13 @@ def render_scan(dataset: str | os.PathLike, subject: str, platform: str, *, nois
     pre = Preset(**sim["preset"])
     geom = make_geometry(pre, plats)
     fields = template_fields(geom.corner, geom.corner + np.asarray(geom.fine_shape) * FINE_VOXEL_MM)
+    if not isinstance(session, int) or session < 1:
+        raise InputError(f"has no session {session!r}; sessions are numbered from 1.", sim_file)
     index, j = spec.subjects.index(subject), names.index(platform)
     subj = _Subject.draw(int(sim["seed"]), index, geom)
-    return _render_scan(np.random.default_rng([int(sim["seed"]), index, 1 + j]), plats[j], fields, subj, geom,
-                        noise=noise)
+    # session 1 is the stored scan (its generator's seed unchanged); a later session draws anew
+    key = [int(sim["seed"]), index, 1 + j] + ([session] if session > 1 else [])
+    return _render_scan(np.random.default_rng(key), plats[j], fields, subj, geom, noise=noise)
 
 
 def _render_scan(rng: np.random.Generator, plat: SimPlatform, fields, subj: _Subject, geom: Geometry,
