@@ -1,8 +1,10 @@
 """Table 1 of the MSP paper on the synthetic MUSHAC-like benchmark.
 
 Every method of Table 1 (DIQT, CNN-RISH and SHResNet for each target; CPM; HNED; MSP over the
-single networks, its first stage chosen per target on validation loss), plus a capacity-matched
-control (DIQT widened to MSP's parameter count, trained on one target) and the statistical
+single networks, its first stage chosen per target on validation loss), MSP's own first stage
+after its training (``msp_stage1``), two compute-matched rivals of MSP (``diqt_continued``: the
+first-stage networks MSP chose, trained on for MSP's second budget and schedule, ``init_from``;
+``diqt_widened``: DIQT widened to MSP's parameter count, trained on one target) and the statistical
 baselines (no harmonization, global and voxelwise mean/variance alignment, linear RISH, and
 ComBat on FA / MD when neuroHarmonize is installed: run with ``.venv-combat/bin/python``), on the ``mushac``
 preset with the paper's protocol: input ge_st; targets prisma_st, connectom_st, connectom_sa;
@@ -68,11 +70,12 @@ def run_split(root: Path, data: Path, split: str, budget: dict, *, seed: int, co
     if split == "subject":
         data_cfg["n_test_subjects"] = 2
 
-    def run(name: str, model: dict, targets: list[str] | None) -> Path:
+    def run(name: str, model: dict, targets: list[str] | None, label: str | None = None) -> Path:
         out = work / "runs" / name
         if (out / "model.pt").exists() or (out / "harmonizer.json").exists():
             return out
-        cfg = {"preset": budget["preset"], "data": {**data_cfg, **({"targets": targets} if targets else {})},
+        cfg = {"preset": budget["preset"], **({"label": label} if label else {}),
+               "data": {**data_cfg, **({"targets": targets} if targets else {})},
                "model": model, "training": {**budget["training"], "seed": seed}}
         path = work / "configs" / f"{name}.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -90,14 +93,22 @@ def run_split(root: Path, data: Path, split: str, budget: dict, *, seed: int, co
             first = ({"first_stage_runs": [str(p) for p in singles],
                       "alpha_end_epoch": max(1.0, budget_epochs(budget) / 3)} if cls.builds_on_single_networks else {})
             runs.append(run(m, {"method": m, **first}, None))
-    n_msp = read_checkpoint(work / "runs" / "msp" / "model.pt")["meta"]["parameter_count"]  # the control matches MSP
+    msp_meta = read_checkpoint(work / "runs" / "msp" / "model.pt")["meta"]
+    # compute-matched rivals of MSP: its chosen first-stage networks trained on for the same budget and
+    # schedule as MSP's second stage (diqt_continued), and a DIQT as wide as MSP (diqt_widened)
+    for t, first in msp_meta["first_stage_runs"].items():
+        first = (work / "runs" / "msp" / first).resolve()
+        method = read_checkpoint(first / "model.pt")["meta"]["model"]["method"]
+        runs.append(run(f"{method}-continued-{t}", {"method": method, "init_from": str(first)}, [t],
+                        label=f"{method}_continued"))
     ratio = 2 if control_target == "connectom_sa" else 1
-    width = widened_diqt_features(n_msp, ratio)
-    runs.append(run(f"diqt-wide-{control_target}", {"method": "diqt", "features": width}, [control_target]))
+    width = widened_diqt_features(msp_meta["parameter_count"], ratio)
+    runs.append(run(f"diqt-wide-{control_target}", {"method": "diqt", "features": width}, [control_target],
+                    label="diqt_widened"))
     for method in statistical_methods():
         runs.append(run(method, {"method": method}, None))
     print(f"[{time.strftime('%H:%M:%S')}] {split}: evaluating", flush=True)
-    ev = evaluate(runs, quiet=quiet)
+    ev = evaluate(runs, first_stages=True, quiet=quiet)
     write_tables(ev, work / "evaluation")
     return work / "evaluation" / "table.md"
 

@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -92,6 +93,16 @@ def test_msp_chooses_its_first_stage_on_validation_loss(tmp_path, tiny_prepared)
         assert meta["first_stage_runs"][t] == str(Path(best).resolve())
     net, _ = load_model(run)
     assert float(net.alpha) == 1.0
+    # MSP's own first stage as a row of its own, right after MSP, scored with the first stage's outputs
+    from mrharmony.dmri.evaluate import evaluate
+    from mrharmony.dmri.loading import load_harmonizer
+
+    ev = evaluate([run], first_stages=True, max_patches=50, volume_metrics=False, quiet=True)
+    assert ev.methods == ["msp", "msp_stage1", "none"]
+    stage = load_harmonizer(run).first_stage()
+    assert ev.parameters["msp_stage1"] == sum(p.numel() for p in net.first.parameters()) < ev.parameters["msp"]
+    assert not np.allclose(ev.patch_errors["msp"]["prisma_st"], ev.patch_errors["msp_stage1"]["prisma_st"])
+    assert stage.output == 0 and load_harmonizer(runs[0]).first_stage() is None
     # a single run trained on another split cannot be a first stage: its training patches may be test patches here
     other = _config(tmp_path, tiny_prepared, name="other.yaml", targets=["prisma_st"])
     raw = yaml.safe_load(other.read_text())
@@ -206,3 +217,28 @@ def test_config_problems_found_with_the_data_name_the_config(tmp_path, tiny_prep
     with pytest.raises(InputError, match="unknown key 'model.featurs'"):
         load_run_config(tmp_path / "held.yaml")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_run_can_start_from_a_finished_run_of_the_same_network(tmp_path, tiny_prepared):
+    first = train(_config(tmp_path, tiny_prepared, name="a.yaml", targets=["prisma_st"]), tmp_path / "a", quiet=True)
+    # continued with a vanishing learning rate, the network keeps the weights it started from
+    cfg = _config(tmp_path, tiny_prepared, name="b.yaml", targets=["prisma_st"], init_from="a",
+                  training={"epochs": 1, "learning_rate": 1e-12})
+    cont = train(cfg, tmp_path / "b", quiet=True)
+    a, b = (read_checkpoint(r / "model.pt")["state_dict"] for r in (first, cont))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert yaml.safe_load((cont / "config.yaml").read_text())["model"]["init_from"] == "../a"
+    labelled = _config(tmp_path, tiny_prepared, name="l.yaml", targets=["prisma_st"], init_from="a",
+                       training={"epochs": 1})
+    raw = yaml.safe_load(labelled.read_text())
+    labelled.write_text(yaml.safe_dump({**raw, "label": "diqt_continued"}))
+    from mrharmony.dmri.loading import load_harmonizer
+
+    assert load_harmonizer(train(labelled, tmp_path / "l", quiet=True)).name == "diqt_continued"
+    other = train(_config(tmp_path, tiny_prepared, name="c.yaml", method="cnn_rish", targets=["prisma_st"]),
+                  tmp_path / "c", quiet=True)
+    bad = _config(tmp_path, tiny_prepared, name="d.yaml", targets=["prisma_st"], init_from=str(other))
+    with pytest.raises(InputError, match="init_from needs the network this run trains"):
+        train(bad, tmp_path / "d", quiet=True)
+    with pytest.raises(InputError, match="'init_from' does not apply to method rish"):
+        load_run_config(_config(tmp_path, tiny_prepared, name="e.yaml", method="rish", init_from="a"))

@@ -34,6 +34,8 @@ def add_evaluate(sp) -> None:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--no-baseline", action="store_true", help="leave out the 'none' (no harmonization) row")
     sp.add_argument("--no-volume-metrics", action="store_true", help="skip whole-volume SH/FA/MD errors")
+    sp.add_argument("--first-stages", action="store_true",
+                    help="also score the first stage of networks built on single networks (row msp_stage1)")
     add_force(sp, "replace an existing --out folder")
 
 
@@ -43,7 +45,8 @@ def run_evaluate(args) -> int:
     from mrharmony.io import staged_output_dir
 
     ev = evaluate(args.runs, eval_size=args.eval_size, max_patches=args.max_patches or None, seed=args.seed,
-                  baseline=not args.no_baseline, volume_metrics=not args.no_volume_metrics, quiet=args.quiet)
+                  baseline=not args.no_baseline, volume_metrics=not args.no_volume_metrics,
+                  first_stages=args.first_stages, quiet=args.quiet)
     if args.out:
         with staged_output_dir(args.out, force=args.force) as tmp:
             write_tables(ev, tmp)

@@ -90,6 +90,9 @@ class TrainingConfig(StrictModel):
 
 class RunConfig(StrictModel):
     preset: Literal["paper", "demo", "test"] | None = None
+    label: str | None = Field(default=None, min_length=1,
+                              description="the run's row in evaluation tables (default: its method), e.g. a "
+                                          "variant such as diqt_continued")
     data: DataConfig
     model: ModelConfig
     training: TrainingConfig = Field(default_factory=TrainingConfig)
@@ -125,6 +128,8 @@ def load_run_config(path: str | os.PathLike) -> RunConfig:
             model["first_stage"] = {t: resolve(r) for t, r in model["first_stage"].items()}
         if isinstance(model.get("first_stage_runs"), list):
             model["first_stage_runs"] = [resolve(r) for r in model["first_stage_runs"]]
+        if isinstance(model.get("init_from"), str):
+            model["init_from"] = resolve(model["init_from"])
         raw["model"] = model
     return model_from_dict(RunConfig, raw, source=path)
 
@@ -141,6 +146,8 @@ def resolved_config(cfg: RunConfig, run_dir: Path | None = None) -> dict:
             out["model"]["first_stage"] = {t: relative_path(r, run_dir) for t, r in out["model"]["first_stage"].items()}
         if "first_stage_runs" in out["model"]:
             out["model"]["first_stage_runs"] = [relative_path(r, run_dir) for r in out["model"]["first_stage_runs"]]
+        if out["model"].get("init_from"):
+            out["model"]["init_from"] = relative_path(out["model"]["init_from"], run_dir)
     return out
 
 

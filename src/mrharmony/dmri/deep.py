@@ -14,14 +14,28 @@ from mrharmony.dmri.harmonizer import Harmonizer
 class DeepHarmonizer(Harmonizer):
     """A trained network of :mod:`mrharmony.dmri.models`, applied with tiled whole-volume inference."""
 
-    def __init__(self, net, meta: dict, *, source: Path | None = None, tile: int = 48, device: str | None = None):
+    def __init__(self, net, meta: dict, *, source: Path | None = None, tile: int = 48, device: str | None = None,
+                 output: int = -1, name: str | None = None):
+        """``output``: which of each target's supervised outputs is the prediction (-1, the final
+        one; 0, the first stage of a multi-stage network such as MSP's y1)."""
         super().__init__(targets=meta["targets"], ratios=meta["ratios"],
                          reference={k: meta.get(k) for k in ("target_stats", "target_gradients", "sh", "voxel_sizes")},
-                         name=meta["model"]["method"])
+                         name=name or meta.get("label") or meta["model"]["method"])
         self.method = meta["model"]["method"]
         self.net, self.meta, self.source = net, meta, source
         self.tile = tile
         self.device = device
+        self.output = output
+
+    def first_stage(self) -> "DeepHarmonizer | None":
+        """The harmonizer of this network's first stage (``<name>_stage1``), for networks that
+        build on single networks (MSP); None for the others."""
+        from mrharmony.dmri.config import model_config
+
+        if not model_config(self.meta["model"]).builds_on_single_networks:
+            return None
+        return DeepHarmonizer(self.net, self.meta, source=self.source, tile=self.tile, device=self.device, output=0,
+                              name=f"{self.name}_stage1")
 
     @classmethod
     def fit(cls, config, out: str | os.PathLike, **kwargs) -> "DeepHarmonizer":
@@ -51,6 +65,8 @@ class DeepHarmonizer(Harmonizer):
 
     @property
     def parameter_count(self) -> int:
+        if self.output == 0 and hasattr(self.net, "first"):  # a first stage: its single networks only
+            return int(sum(p.numel() for p in self.net.first.parameters()))
         return int(self.meta["parameter_count"])
 
     def predict(self, scan) -> dict[str, np.ndarray]:
@@ -59,10 +75,10 @@ class DeepHarmonizer(Harmonizer):
         from mrharmony.dmri.inference import predict_volume
 
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        sizes = {t: v[-1] for t, v in self.meta["output_sizes"].items()}
+        sizes = {t: v[self.output] for t, v in self.meta["output_sizes"].items()}
         features, mask = scan.data, scan.mask
         out = predict_volume(self.net, features, output_sizes=sizes, ratios=self.ratios,
-                             patch=self.meta["patch_size"], tile=self.tile, device=device)
+                             patch=self.meta["patch_size"], tile=self.tile, device=device, output=self.output)
         for t, y in out.items():
             y[~self.target_mask(mask, t)] = 0.0
         return out

@@ -60,8 +60,11 @@ class Evaluation:
 
 
 def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: int | None = 20000,
-             seed: int = 0, baseline: bool = True, volume_metrics: bool = True, quiet: bool = False) -> Evaluation:
-    """Evaluate saved harmonizers (run directories) on their common test split."""
+             seed: int = 0, baseline: bool = True, volume_metrics: bool = True, first_stages: bool = False,
+             quiet: bool = False) -> Evaluation:
+    """Evaluate saved harmonizers (run directories) on their common test split; with
+    ``first_stages``, networks that build on single networks (MSP) also get the row of their own
+    first stage (``msp_stage1``: the first-stage networks as MSP's training left them)."""
     from mrharmony.data import load_dataset
     from mrharmony.dmri.config import DataConfig, make_splits
     from mrharmony.dmri.loading import load_harmonizer
@@ -79,6 +82,12 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
     targets = [p.name for p in ds.target_platforms if any(p.name in h.targets for h in hs)]
     ratios = {t: ds.voxel_ratio(t) for t in targets}
     names = method_labels(hs, runs)
+    if first_stages:  # each first stage right after its network
+        for i in reversed(range(len(hs))):
+            stage = hs[i].first_stage() if hasattr(hs[i], "first_stage") else None
+            if stage is not None:
+                hs.insert(i + 1, stage)
+                names.insert(i + 1, stage.name)
     ref = {"sh": hs[0].reference["sh"]}  # the platforms' scale and gradient tables, as the runs learned them
     for key in ("target_stats", "target_gradients", "voxel_sizes"):
         ref[key] = {t: v for h in hs for t, v in (h.reference.get(key) or {}).items()}

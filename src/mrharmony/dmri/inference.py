@@ -28,13 +28,15 @@ def shrinks(output_sizes: dict[str, int], ratios: dict[str, int], patch: int) ->
     return out
 
 
-def _final(outputs: dict) -> dict:
-    return {t: outs[-1] for t, outs in outputs.items()}
+def _final(outputs: dict, output: int = -1) -> dict:
+    return {t: outs[output] for t, outs in outputs.items()}
 
 
 def predict_volume(net, volume: np.ndarray, *, output_sizes: dict[str, int], ratios: dict[str, int],
-                   patch: int, tile: int = 48, device: str = "cpu", bf16: bool = False) -> dict[str, np.ndarray]:
-    """Final predictions of every target for a whole volume.
+                   patch: int, tile: int = 48, device: str = "cpu", bf16: bool = False,
+                   output: int = -1) -> dict[str, np.ndarray]:
+    """Final predictions of every target for a whole volume (``output``: which of each target's
+    outputs, by default the final one; ``output_sizes`` are that output's).
 
     Args:
         net: a trained network (``forward(x) -> {target: [outputs]}``).
@@ -72,7 +74,7 @@ def predict_volume(net, volume: np.ndarray, *, output_sizes: dict[str, int], rat
                     x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(block, -1, 0))[None]).to(dev)
                     x = x.contiguous(memory_format=torch.channels_last_3d)
                     with autocast():
-                        preds = _final(net(x))
+                        preds = _final(net(x), output)
                     for t, y in preds.items():
                         r, e = ratios[t], m - sh[t]  # e: extra margin this target still has
                         y = y[0].float()

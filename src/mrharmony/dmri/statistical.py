@@ -122,6 +122,7 @@ class RawSpaceHarmonizer(Harmonizer):
             arrays[name] = (read_float32(img, path), img.affine)
         meta = absolute_paths(d["meta"], directory) if d.get("meta") else None
         h = cls(targets=d["targets"], ratios={t: int(r) for t, r in d["ratios"].items()}, reference=d["reference"],
+                name=(d.get("meta") or {}).get("label"),
                 meta=meta, settings=d.get("settings") or {})
         h._restore(arrays)
         return h
@@ -325,6 +326,7 @@ def fit_statistical(cfg, out: str | os.PathLike, *, force: bool = False, quiet: 
         "data": cfg.data.model_dump(mode="json"),
         "targets": targets, "ratios": ratios, "input_platform": ds.input_platform.name,
         "fit_subjects": fit_subjects,
+        **({"label": cfg.label} if cfg.label else {}),
     }
     reference = platform_reference(ds, targets, fit_subjects)
     h = cls(targets=targets, ratios=ratios, reference=reference, settings=model.settings())

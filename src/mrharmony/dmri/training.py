@@ -78,6 +78,28 @@ def input_channels(ds) -> int:
     return int(json.loads(side.read_text())["n_coefficients"])
 
 
+def start_from(net, cfg: RunConfig, targets: list[str], source) -> None:
+    """Put the weights of the finished run ``cfg.model.init_from`` into ``net``: the same network
+    (method and settings), the same targets, trained on the same data and split (so that no test
+    patch of this run was a training patch of that one)."""
+    from mrharmony.dmri.models import load_model
+    from mrharmony.dmri.networks.msp import check_same_data
+
+    run = cfg.model.init_from
+    if not (Path(run) / "model.pt").is_file():
+        raise InputError(f"names init_from {run}, which is not a finished run (no model.pt).", source)
+    other, meta = load_model(run)
+    ours = {k: v for k, v in cfg.model.model_dump(mode="json", exclude_unset=True).items()
+            if k not in ("init_from", "first_stage", "first_stage_runs")}
+    theirs = {k: v for k, v in meta["model"].items() if k not in ("init_from", "first_stage", "first_stage_runs")}
+    if theirs != ours or meta["targets"] != targets:
+        raise InputError(f"is a {meta['model']['method']} run for {', '.join(meta['targets'])} with settings "
+                         f"{theirs}; init_from needs the network this run trains ({ours}, for {', '.join(targets)}).",
+                         run)
+    check_same_data(run, meta, cfg.data)
+    net.load_state_dict(other.state_dict())
+
+
 class NetworkTrainee(Trainee):
     """A dMRI network on SH patches (see the module docstring)."""
 
@@ -103,6 +125,8 @@ class NetworkTrainee(Trainee):
         torch.manual_seed(tc.seed)
         in_channels = input_channels(ds)
         net = cfg.model.build(ratios, in_channels, patch_size=cfg.data.patch_size, first_stage_nets=first.nets)
+        if cfg.model.init_from:
+            start_from(net, cfg, targets, source)
         sizes = output_sizes(net, in_channels, cfg.data.patch_size)
         self.sampler = PatchSampler.from_dataset(ds, subjects=cfg.data.subjects, targets=targets,
                                                  size=cfg.data.patch_size,
@@ -126,6 +150,7 @@ class NetworkTrainee(Trainee):
             "first_stage_runs": {t: relative_path(r, out) for t, r in first.runs.items()},
             "first_stage_models": first.models,
             "input_platform": ds.input_platform.name,
+            **({"label": cfg.label} if cfg.label else {}),
             **platform_reference(ds, targets, [s for s in self.sampler.subjects
                                                if s not in self.splits.test_subjects]),
         }

@@ -36,6 +36,9 @@ class NetworkConfig(StrictModel):
 
     method: str
     features: int | None = Field(default=None, ge=2, description="width of the network (None: the paper's)")
+    init_from: str | None = Field(default=None, description="a finished run of the same network (method, "
+                                  "settings, targets and data) whose weights this run starts from: its training "
+                                  "continued with this run's optimizer and schedule")
 
     def width(self) -> dict:
         """Keyword arguments of the network's width (none: its own default)."""
