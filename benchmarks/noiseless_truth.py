@@ -38,11 +38,10 @@ def main() -> None:
 
 
     from mrharmony.data import load_dataset
-    from mrharmony.dmri.evaluate import method_labels, shared_data_config
+    from mrharmony.dmri.evaluate import TargetReference, method_labels, shared_data_config
     from mrharmony.dmri.features.prepare import load_features
-    from mrharmony.dmri.features.sh import fit_sh, sh_orders
+    from mrharmony.dmri.features.sh import sh_orders
     from mrharmony.dmri.loading import load_harmonizer
-    from mrharmony.simulate import render_scan
 
     loaded = [(load_harmonizer(r), r) for r in args.runs]
     runs = [r for h, r in loaded if h.predicts_sh]  # SH predictions only (not ComBat's DTI maps)
@@ -68,18 +67,15 @@ def main() -> None:
     for subject in subjects:
         f = load_features(ds, subject, ds.input_platform.name)
         preds = [h.predict(f) for h in hs]
+        reference = TargetReference(ds, subject)  # the target scans and their noiseless truth, as evaluate reads them
         for t in targets:
-            tf = load_features(ds, subject, t)
+            tf, (bvals, bvecs) = reference.scan(t)
             m = tf.mask
-            clean = render_scan(data.dataset, subject, t, noise=False)
-            coeffs = fit_sh(clean.dwi, clean.bvals, clean.bvecs, m, tf.sh)
-            truth = tf.stats.apply(coeffs, m)
+            truth = reference.noiseless_features(t)
             idx = np.flatnonzero(m)
             rng = np.random.default_rng(0)
             fm = np.zeros_like(m)
             fm.flat[np.sort(rng.choice(idx, min(args.fa_voxels, idx.size), replace=False))] = True
-            scan = ds.scan(subject, t)
-            bvals, bvecs = scan.gradients()
             # FA of every row through the evaluation's one path (features -> platform scale -> signal on the
             # scan's gradient table -> DTI), the truth's and the noisy target's included
             path = next(h for h, pred in zip(hs, preds) if t in pred)

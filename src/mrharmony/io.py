@@ -92,6 +92,15 @@ def save_nifti(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, *,
         nib.save(img, tmp)
 
 
+def check_new_file(path: str | os.PathLike, *, force: bool) -> Path:
+    """The overwrite policy for one output file: ``path`` may be written if it does not exist, or
+    with ``force``; else one sentence naming it."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise InputError("already exists; pass --force to overwrite it.", path)
+    return path
+
+
 @contextlib.contextmanager
 def staged_output_dir(path: str | os.PathLike, *, force: bool) -> Iterator[Path]:
     """Build a whole output directory under a temporary name, then move it into place.

@@ -42,13 +42,11 @@ def usage_error(text: str):
 
 
 def check_new_output(path: str | os.PathLike, *, force: bool) -> Path:
-    """The overwrite policy: ``path`` may be written if it does not exist, or with ``--force``."""
-    path = Path(path)
-    if path.exists() and not force:
-        from mrharmony.errors import InputError
+    """The overwrite policy for an output the command line writes itself
+    (:func:`mrharmony.io.check_new_file`)."""
+    from mrharmony.io import check_new_file
 
-        raise InputError("already exists; pass --force to overwrite it.", path)
-    return path
+    return check_new_file(path, force=force)
 
 
 def add_run_arguments(sp) -> None:

@@ -31,6 +31,7 @@ from mrharmony.data.layouts import (
     recognise_layout,
 )
 from mrharmony.errors import InputError
+from mrharmony.io import check_new_file
 
 
 def describe(data: str | os.PathLike, out: str | os.PathLike, *, layout: str | None, input_platform: str,
@@ -51,9 +52,7 @@ def describe(data: str | os.PathLike, out: str | os.PathLike, *, layout: str | N
         InputError: as one sentence naming the folder or file.
     """
     data, out = Path(data).resolve(), Path(out)
-    target = out / DATASET_FILE
-    if target.exists() and not force:
-        raise InputError("already exists; pass --force to overwrite it.", target)
+    target = check_new_file(out / DATASET_FILE, force=force)
     if not data.is_dir():
         raise InputError("is not a directory.", data)
     cls = _describing_layout(layout, data)

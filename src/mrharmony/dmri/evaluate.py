@@ -195,8 +195,8 @@ class TargetReference:
     features at the platform's SH scale, their signal on the scan's gradient table, a DTI fit):
     a prediction equal to the target's features scores 0, and the SH fit's own bias on FA / MD
     (about -7% / -3% on white matter with 30 directions, tests/dmri/test_dti.py) is on both sides.
-    On a simulated dataset the subject's targets are also rendered without noise: the ``oracle``
-    row, the noiseless target through the same path.
+    On a simulated dataset the subject's targets are also rendered again: without noise (the
+    ``oracle`` row) and as a second session (the ``rescan`` row), both through the same path.
     """
 
     def __init__(self, ds, subject: str):

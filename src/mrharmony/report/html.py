@@ -17,7 +17,7 @@ from pathlib import Path
 from mrharmony import __version__
 from mrharmony.dmri.tables import format_cell
 from mrharmony.errors import InputError
-from mrharmony.io import write_text
+from mrharmony.io import check_new_file, write_text
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;color:#222;padding:0 1em}
@@ -78,9 +78,7 @@ def build_report(runs: list[str | os.PathLike], out: str | os.PathLike, *, evalu
     from mrharmony.dmri.loading import load_harmonizer
     from mrharmony.report.figures import fig3_views, training_curves
 
-    out = Path(out)
-    if out.exists() and not force:
-        raise InputError("already exists; pass --force to overwrite it.", out)
+    out = check_new_file(out, force=force)
     if out.parent and not out.parent.exists():
         raise InputError("cannot be written: its folder does not exist.", out)
     ev = evaluation or evaluate(runs, quiet=quiet)

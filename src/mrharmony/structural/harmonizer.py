@@ -288,14 +288,15 @@ def load_image_harmonizer(path: str | os.PathLike, *, method: str | None = None,
 def output_paths(out: str | os.PathLike, *, force: bool) -> tuple[Path, Path]:
     """``out`` (a NIfTI file name) and its sidecar (``.json``), refused if they exist without
     ``force`` or cannot be written."""
+    from mrharmony.io import check_new_file
+
     out = Path(out)
     name = out.name
     if not name.endswith((".nii.gz", ".nii")):
         raise InputError("must be a NIfTI file name (.nii.gz or .nii).", out)
     sidecar = out.with_name(name[: -len(".nii.gz" if name.endswith(".nii.gz") else ".nii")] + ".json")
     for path in (out, sidecar):
-        if path.exists() and not force:
-            raise InputError("already exists; pass --force to overwrite it.", path)
+        check_new_file(path, force=force)
     parent = out.resolve().parent
     if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
         raise InputError("cannot be written because its directory is not writable.", out)
