@@ -61,14 +61,29 @@ def widened_diqt_features(n_params: int, target_ratio: int, in_channels: int = 2
 def run_split(root: Path, data: Path, split: str, budget: dict, *, seed: int, control_target: str, quiet: bool) -> Path:
     from mrharmony.dmri.evaluate import evaluate
     from mrharmony.dmri.tables import write_tables
-    from mrharmony.dmri.training import train
-    from mrharmony.engine.checkpoint import read_checkpoint
 
     work = root / split
-    (work / "configs").mkdir(parents=True, exist_ok=True)
     data_cfg = {"dataset": str(data.resolve()), "split": split, "split_seed": seed}
     if split == "subject":
         data_cfg["n_test_subjects"] = 2
+    runs = train_methods(work, data_cfg, budget, seed=seed, control_target=control_target, quiet=quiet)
+    print(f"[{time.strftime('%H:%M:%S')}] {split}: evaluating", flush=True)
+    ev = evaluate(runs, first_stages=True, quiet=quiet)
+    write_tables(ev, work / "evaluation")
+    return work / "evaluation" / "table.md"
+
+
+def train_methods(work: Path, data_cfg: dict, budget: dict, *, seed: int, control_target: str, quiet: bool,
+                  every_row: bool = True) -> list[Path]:
+    """Train (or find finished, or resume) every run of Table 1 under ``work/runs`` with the data
+    section ``data_cfg`` and training seed ``seed``; the run directories, in table order.
+    ``every_row=False`` trains only the rows a claim about MSP rests on (the single networks,
+    MSP and its continued first stage), as for extra seeds."""
+    from mrharmony.dmri.training import train
+    from mrharmony.engine.checkpoint import read_checkpoint
+
+    (work / "configs").mkdir(parents=True, exist_ok=True)
+    tag = work.name
 
     def run(name: str, model: dict, targets: list[str] | None, label: str | None = None) -> Path:
         out = work / "runs" / name
@@ -80,7 +95,7 @@ def run_split(root: Path, data: Path, split: str, budget: dict, *, seed: int, co
         path = work / "configs" / f"{name}.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         resume = (out / "checkpoints" / "last.pt").exists()
-        print(f"[{time.strftime('%H:%M:%S')}] {split}: {name}{' (resumed)' if resume else ''}", flush=True)
+        print(f"[{time.strftime('%H:%M:%S')}] {tag}: {name}{' (resumed)' if resume else ''}", flush=True)
         return train(None if resume else path, out, resume=resume, quiet=quiet)
 
     from mrharmony.engine.registry import methods
@@ -89,7 +104,7 @@ def run_split(root: Path, data: Path, split: str, budget: dict, *, seed: int, co
     singles = [run(f"{m}-{t}", {"method": m}, [t]) for m, cls in networks if cls.single_target for t in TARGETS]
     runs = list(singles)
     for m, cls in networks:  # every target at once; MSP from the single networks above
-        if not cls.single_target:
+        if not cls.single_target and (every_row or cls.builds_on_single_networks):
             first = ({"first_stage_runs": [str(p) for p in singles],
                       "alpha_end_epoch": max(1.0, budget_epochs(budget) / 3)} if cls.builds_on_single_networks else {})
             runs.append(run(m, {"method": m, **first}, None))
@@ -101,16 +116,15 @@ def run_split(root: Path, data: Path, split: str, budget: dict, *, seed: int, co
         method = read_checkpoint(first / "model.pt")["meta"]["model"]["method"]
         runs.append(run(f"{method}-continued-{t}", {"method": method, "init_from": str(first)}, [t],
                         label=f"{method}_continued"))
+    if not every_row:
+        return runs
     ratio = 2 if control_target == "connectom_sa" else 1
     width = widened_diqt_features(msp_meta["parameter_count"], ratio)
     runs.append(run(f"diqt-wide-{control_target}", {"method": "diqt", "features": width}, [control_target],
                     label="diqt_widened"))
     for method in statistical_methods():
         runs.append(run(method, {"method": method}, None))
-    print(f"[{time.strftime('%H:%M:%S')}] {split}: evaluating", flush=True)
-    ev = evaluate(runs, first_stages=True, quiet=quiet)
-    write_tables(ev, work / "evaluation")
-    return work / "evaluation" / "table.md"
+    return runs
 
 
 def statistical_methods() -> list[str]:

@@ -62,3 +62,41 @@ def paired_tests(errors: dict[str, np.ndarray], *, n_comparisons: int | None = N
             raise ValueError(f"{a} and {b} were not evaluated on the same patches") from None
         out.append({"a": a, "b": b, "median_difference": t["median_difference"], "p": t["p"]})
     return bonferroni(out, n_comparisons)
+
+
+def mean_ci(values, *, n_boot: int = 4000, seed: int = 0) -> dict:
+    """Mean of independent units (subjects) with a 95% percentile bootstrap interval over them:
+    ``{"mean": m, "ci95": [lo, hi]}`` (the interval is the mean itself for a single unit)."""
+    v = np.asarray(values, np.float64)
+    if v.size == 0:
+        raise ValueError("no values to average")
+    if v.size == 1:
+        return {"mean": float(v[0]), "ci95": [float(v[0]), float(v[0])]}
+    rng = np.random.default_rng(seed)
+    boot = v[rng.integers(0, v.size, (n_boot, v.size))].mean(axis=1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return {"mean": float(v.mean()), "ci95": [float(lo), float(hi)]}
+
+
+def cohens_d(a, b) -> float:
+    """Cohen's d of group ``a`` against group ``b``: (mean a - mean b) / pooled standard deviation."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.size < 2 or b.size < 2:
+        raise ValueError("Cohen's d needs at least two values per group")
+    pooled = np.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / (a.size + b.size - 2))
+    return float((a.mean() - b.mean()) / pooled) if pooled > 0 else float("nan")
+
+
+def effect_ci(a, b, *, n_boot: int = 4000, seed: int = 0) -> dict:
+    """Cohen's d of ``a`` against ``b`` with a 95% percentile bootstrap interval (subjects
+    resampled within each group): ``{"mean": d, "ci95": [lo, hi]}``."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    d = cohens_d(a, b)
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(n_boot):
+        ra, rb = a[rng.integers(0, a.size, a.size)], b[rng.integers(0, b.size, b.size)]
+        if np.ptp(ra) > 0 or np.ptp(rb) > 0:  # a resample of one repeated value has no spread
+            boot.append(cohens_d(ra, rb))
+    lo, hi = np.nanpercentile(boot, [2.5, 97.5]) if boot else (d, d)
+    return {"mean": d, "ci95": [float(lo), float(hi)]}

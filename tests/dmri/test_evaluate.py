@@ -78,13 +78,21 @@ def test_evaluate_scores_every_method_on_the_same_held_out_patches(runs, tmp_pat
     # the floors through the same path: the oracle (noiseless target: one scan's noise) and the
     # rescan (a second session: two scans' noise, about twice the oracle's SH error, and a small
     # misregistration); in FA and MD both below no harmonization. (In SH MSE a smooth prediction,
-    # such as the upsampled 2.4 mm input for the 1.2 mm target, can beat a noisy rescan.)
+    # such as the upsampled 2.4 mm input for the 1.2 mm target, can beat a noisy rescan. At the
+    # 1.2 mm protocol's SNR of 5, the noise floor biases FA and MD alike in every noisy scan:
+    # there the noiseless truth is further from the scan than a rescan or the noisy input is.)
     rows = {(r["method"], r["target"]): r for r in ev.volume_errors}
     for t in ("prisma_st", "connectom_st", "connectom_sa"):
         oracle, rescan, none = rows[("oracle", t)], rows[("rescan", t)], rows[("none", t)]
         assert 1.5 < rescan["sh_mse"] / oracle["sh_mse"] < 2.5, t
         for k in ("fa_mae", "md_mae"):
-            assert 0 < oracle[k] < rescan[k] < none[k], (t, k)
+            if t != "connectom_sa":
+                assert 0 < oracle[k] < rescan[k] < none[k], (t, k)
+            else:
+                assert oracle[k] > rescan[k] > 0, (t, k)
+        # against the noiseless target the oracle scores 0, the rescan its own noise
+        assert oracle["sh_mse_noiseless"] == 0 and oracle["fa_mae_noiseless"] == 0
+        assert rescan["fa_mae_noiseless"] > 0
     from mrharmony.dmri.tables import markdown, rescan_ratios
 
     ratios = {(r["method"], r["target"]): r for r in rescan_ratios(ev)}

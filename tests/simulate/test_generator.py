@@ -150,14 +150,31 @@ def test_user_platform_file(tmp_path):
     spec = yaml.safe_load(default_platforms_path().read_text())
     spec["platforms"] = spec["platforms"][:2]
     spec["platforms"][1]["name"] = "my_scanner"
-    spec["platforms"][1]["snr"] = 50
+    spec["platforms"][1]["n_averages"] = 4  # twice the reference's SNR
     path = tmp_path / "mine.yaml"
     path.write_text(yaml.safe_dump(spec))
     out = simulate(tmp_path / "ds", preset="tiny", seed=1, platforms_file=path, n_subjects=1, quiet=True)
     ds = load_dataset(out)
     assert list(ds.platforms) == ["ge_st", "my_scanner"]
     sim = yaml.safe_load((out / "simulation.yaml").read_text())
-    assert sim["platforms"][1]["snr"] == 50
+    assert sim["platforms"][1]["snr"] == 52 and sim["simulator_version"] == 2
+
+
+def test_snr_is_derived_from_one_reference():
+    """Voxel volume, TE with white matter's T2, coil, averages, g-factor; the 1.2 mm protocol near 5."""
+    snr = {p.name: p.snr for p in load_platforms()}
+    assert snr["prisma_st"] == 26  # the reference itself
+    assert snr["connectom_sa"] == pytest.approx(26 * 1.15 / 8 * np.exp(21 / 75), abs=1e-3)
+    assert 4.5 < snr["connectom_sa"] < 5.5 and snr["ge_st"] < snr["prisma_st"] < snr["connectom_st"]
+
+
+def test_a_platform_may_not_set_its_own_snr(tmp_path):
+    spec = yaml.safe_load(default_platforms_path().read_text())
+    spec["platforms"][1]["snr"] = 50
+    bad = tmp_path / "snr.yaml"
+    bad.write_text(yaml.safe_dump(spec))
+    with pytest.raises(InputError, match=r"snr.yaml: .*platform 1 sets 'snr', which is derived from snr_reference"):
+        load_platforms(bad)
 
 
 def test_platform_file_errors(tmp_path):
@@ -229,3 +246,81 @@ def test_a_rescan_is_the_same_head_with_new_noise_and_a_small_new_misregistratio
     assert not np.allclose(clean1, clean2) and np.corrcoef(clean1[brain], clean2[brain])[0, 1] > 0.95
     with pytest.raises(InputError, match="has no session 0"):
         render_scan(tiny_dataset, "sub-02", "prisma_st", session=0)
+
+
+def test_render_scan_refuses_a_dataset_of_another_simulator_version(tmp_path, tiny_dataset):
+    import shutil
+
+    from mrharmony.simulate import render_scan
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_dataset, old)
+    sim = yaml.safe_load((old / "simulation.yaml").read_text())
+    del sim["simulator_version"]  # as version 1 wrote it
+    (old / "simulation.yaml").write_text(yaml.safe_dump(sim))
+    with pytest.raises(InputError, match=r"simulation.yaml: was made by simulator version 1; .* simulate the dataset again"):
+        render_scan(old, "sub-01", "prisma_st")
+
+
+def test_noise_of_several_coils_is_non_central_chi():
+    """Zero signal: the magnitude's mean is sigma sqrt(2) Gamma(L + 1/2) / Gamma(L) for L coils
+    (Rician for L = 1: sigma sqrt(pi / 2)); a strong signal keeps its level and its noise sigma."""
+    from scipy.special import gammaln
+
+    from mrharmony.simulate.signal import magnitude_noise
+
+    rng = np.random.default_rng(0)
+    for coils in (1, 2, 8):
+        m = magnitude_noise(rng, np.zeros(200000, np.float32), 2.0, coils)
+        expected = 2.0 * np.sqrt(2) * np.exp(gammaln(coils + 0.5) - gammaln(coils))
+        assert m.mean() == pytest.approx(expected, rel=0.01)
+    strong = magnitude_noise(rng, np.full(200000, 100.0, np.float32), 2.0, 2)
+    assert strong.std() == pytest.approx(2.0, rel=0.02) and strong.mean() == pytest.approx(100.0, rel=0.002)
+
+
+def test_gradient_nonlinearity_varies_b_over_the_head():
+    from mrharmony.simulate.signal import effective_gradients
+
+    plat = next(p for p in load_platforms() if p.name == "connectom_st")
+    b = np.array([0.0, 1200.0, 1200.0], np.float32)
+    g = np.array([[0, 0, 0], [1, 0, 0], [0, 0, 1]], np.float32)
+    pos = np.array([[0, 0, 0], [0, 0, 80.0], [80.0, 0, 0]], np.float32)
+    be, ge = effective_gradients(plat, b, g, pos)
+    assert be.shape == (3, 3) and ge.shape == (3, 3, 3)
+    np.testing.assert_allclose(be[0], b, rtol=1e-6)  # at the isocentre: nominal
+    cx, _, cz = plat.gradient_nonlinearity
+    assert be[1, 2] == pytest.approx(1200 * (1 + cz * 0.64) ** 2, rel=1e-5)  # z gradient, 80 mm along z
+    assert be[2, 1] == pytest.approx(1200 * (1 + cx * 0.64) ** 2, rel=1e-5)
+    assert (be[:, 0] == 0).all()
+    np.testing.assert_allclose(np.linalg.norm(ge[:, 1:], axis=-1), 1.0, rtol=1e-5)
+    flat, _ = effective_gradients(next(p for p in load_platforms() if p.name == "ge_st").model_copy(
+        update={"gradient_nonlinearity": (0.0, 0.0, 0.0)}), b, g, pos)
+    assert flat.shape == (1, 3)
+
+
+def test_cohort_has_patients_with_a_lower_intra_axonal_fraction_in_the_region(tmp_path):
+    from mrharmony.simulate import render_scan
+
+    out = simulate(tmp_path / "cohort", preset="tiny", seed=3, cohort=4, effect=0.1, quiet=True)
+    groups = dict(line.split("\t") for line in (out / "participants.tsv").read_text().splitlines()[1:])
+    assert groups == {"sub-01": "control", "sub-02": "patient", "sub-03": "control", "sub-04": "patient"}
+    heads = simulate(tmp_path / "heads", preset="tiny", seed=3, n_subjects=1, quiet=True)
+    a = nib.load(heads / "truth" / "sub-01" / "tissue.nii.gz").get_fdata()[..., 0]
+    b = nib.load(out / "truth" / "sub-01" / "tissue.nii.gz").get_fdata()[..., 0]
+    assert np.abs(a - b).mean() > 0.02  # other people than the traveling heads of the seed
+    for s, change in (("sub-01", 0.0), ("sub-02", -0.1)):
+        info = yaml.safe_load((out / "truth" / s / "subject.yaml").read_text())
+        assert info["f_intra_change_in_region"] == change and info["group"] == groups[s]
+        tissue = nib.load(out / "truth" / s / "tissue.nii.gz").get_fdata()
+        region = np.asanyarray(nib.load(out / "truth" / s / "region.nii.gz").dataobj) > 0
+        wm = tissue[..., 0] > 0.5
+        assert (region & wm).sum() > 100
+        inside = tissue[..., 3][region & wm].mean()
+        assert (inside < info["tissue"]["f_intra"] - 0.07) == (change < 0)
+    stored = np.asanyarray(nib.load(out / "sub-02" / "ge_st" / "dwi.nii.gz").dataobj)
+    np.testing.assert_array_equal(render_scan(out, "sub-02", "ge_st").dwi, stored)
+    with pytest.raises(InputError, match="at least 4 subjects"):
+        simulate(tmp_path / "x", preset="tiny", cohort=3, quiet=True)
+    with pytest.raises(InputError, match="--subjects does not apply"):
+        simulate(tmp_path / "x", preset="tiny", cohort=4, n_subjects=4, quiet=True)
+    assert not (tmp_path / "x").exists()

@@ -24,6 +24,11 @@ def add_simulate(sp) -> None:
     sp.add_argument("--platforms", help="platforms YAML describing the scanners (default: the packaged one)")
     sp.add_argument("--subjects", type=int, help="number of subjects (default: the preset's)")
     sp.add_argument("--jobs", type=int, help="subjects rendered in parallel (default: CPU cores, at most 4)")
+    sp.add_argument("--cohort", type=int, metavar="N",
+                    help="dmri: a study cohort of N other subjects (alternately controls and patients, scanned on "
+                         "every platform) instead of the traveling heads")
+    sp.add_argument("--effect", type=float, default=0.08,
+                    help="dmri cohort: the patients' lower intra-axonal fraction in the region (default 0.08)")
     add_force(sp, "replace an existing output folder")
 
 
@@ -33,6 +38,8 @@ def run_simulate(args) -> int:
 
         if args.platforms:
             raise usage_error("--platforms describes dMRI platforms; structural sites come from --sites")
+        if args.cohort is not None:
+            raise usage_error("--cohort makes a dMRI study cohort; it does not apply to --kind structural")
         out = simulate_structural(args.out, preset=args.preset, seed=args.seed, sites_file=args.sites,
                                   n_subjects=args.subjects, force=args.force, quiet=args.quiet)
         say(args, f"wrote the {args.preset} multi-site structural dataset to {out}")
@@ -42,8 +49,10 @@ def run_simulate(args) -> int:
     if args.sites:
         raise usage_error("--sites describes structural sites; dMRI platforms come from --platforms")
     out = simulate(args.out, preset=args.preset, seed=args.seed, platforms_file=args.platforms,
-                   n_subjects=args.subjects, force=args.force, quiet=args.quiet, jobs=args.jobs)
-    say(args, f"wrote the {args.preset} traveling-heads dataset to {out}")
+                   n_subjects=args.subjects, force=args.force, quiet=args.quiet, jobs=args.jobs,
+                   cohort=args.cohort, effect=args.effect)
+    what = "traveling-heads dataset" if args.cohort is None else f"cohort of {args.cohort} subjects"
+    say(args, f"wrote the {args.preset} {what} to {out}")
     return 0
 
 

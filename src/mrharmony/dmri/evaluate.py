@@ -61,40 +61,21 @@ class Evaluation:
 
 def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: int | None = 20000,
              seed: int = 0, baseline: bool = True, volume_metrics: bool = True, first_stages: bool = False,
-             quiet: bool = False) -> Evaluation:
+             floors: bool = True, quiet: bool = False) -> Evaluation:
     """Evaluate saved harmonizers (run directories) on their common test split; with
     ``first_stages``, networks that build on single networks (MSP) also get the row of their own
-    first stage (``msp_stage1``: the first-stage networks as MSP's training left them)."""
-    from mrharmony.data import load_dataset
+    first stage (``msp_stage1``: the first-stage networks as MSP's training left them).
+    ``floors=False`` leaves out the ``rescan`` and ``oracle`` rows (a benchmark that scores
+    several seeds on one split needs them once)."""
     from mrharmony.dmri.config import DataConfig, make_splits
-    from mrharmony.dmri.loading import load_harmonizer
     from mrharmony.dmri.patches import PatchSampler
-    from mrharmony.dmri.statistical import IdentityHarmonizer
     from mrharmony.progress import Progress
     from mrharmony.registration import finer_affine
     from mrharmony.stats import paired_tests
 
-    if not runs:
-        raise InputError("name at least one run directory to evaluate.")
-    hs = [load_harmonizer(r) for r in runs]
-    data = shared_data_config(hs, runs)
-    ds = load_dataset(data.dataset, check_data=False, subjects=data.subjects)
-    targets = [p.name for p in ds.target_platforms if any(p.name in h.targets for h in hs)]
-    ratios = {t: ds.voxel_ratio(t) for t in targets}
-    names = method_labels(hs, runs)
-    if first_stages:  # each first stage right after its network
-        for i in reversed(range(len(hs))):
-            stage = hs[i].first_stage() if hasattr(hs[i], "first_stage") else None
-            if stage is not None:
-                hs.insert(i + 1, stage)
-                names.insert(i + 1, stage.name)
-    ref = {"sh": hs[0].reference["sh"]}  # the platforms' scale and gradient tables, as the runs learned them
-    for key in ("target_stats", "target_gradients", "voxel_sizes"):
-        ref[key] = {t: v for h in hs for t, v in (h.reference.get(key) or {}).items()}
-    identity = IdentityHarmonizer(targets=targets, ratios=ratios, reference=ref)
-    if baseline and "none" not in names:  # no harmonization, unless a saved "none" run is among the runs
-        hs.append(identity)
-        names.append("none")
+    rows = table_rows_of(runs, first_stages=first_stages, baseline=baseline)
+    names, hs, identity, data, ds = rows.names, rows.harmonizers, rows.identity, rows.data, rows.dataset
+    targets, ratios = rows.targets, rows.ratios
     truth = PatchSampler.from_dataset(ds, subjects=data.subjects, targets=targets, size=data.patch_size,
                                       target_sizes={t: eval_size * r for t, r in ratios.items()})
     splits = make_splits(truth, DataConfig(**data.model_dump()))
@@ -140,7 +121,7 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
             if reference is not None:
                 ev.volume_errors.extend(volume_errors(h, name, f, pred, reference))
             progress.update(1)
-        if reference is not None and reference.simulated:
+        if floors and reference is not None and reference.simulated:
             ev.volume_errors.extend(floor_errors(identity, f, reference))
     for name, per in zip(names, errors):
         if per:
@@ -153,6 +134,51 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
     for t, errs in per_target.items():
         ev.tests[t] = paired_tests(errs, n_comparisons=n_tests) if len(errs) > 1 else []
     return ev
+
+
+@dataclass
+class TableRows:
+    """The rows of an evaluation: labels and harmonizers (first stages and ``none`` included), the
+    ``none`` harmonizer (input taken as target, on the runs' platform scale), the runs' shared data
+    configuration and dataset, the targets any run predicts, and their voxel ratios."""
+
+    names: list[str]
+    harmonizers: list
+    identity: object
+    data: object
+    dataset: object
+    targets: list[str]
+    ratios: dict[str, int]
+
+
+def table_rows_of(runs: list[str | os.PathLike], *, first_stages: bool = False, baseline: bool = True) -> TableRows:
+    """Load the saved runs as the rows of one table (see :func:`evaluate`)."""
+    from mrharmony.data import load_dataset
+    from mrharmony.dmri.loading import load_harmonizer
+    from mrharmony.dmri.statistical import IdentityHarmonizer
+
+    if not runs:
+        raise InputError("name at least one run directory to evaluate.")
+    hs = [load_harmonizer(r) for r in runs]
+    data = shared_data_config(hs, runs)
+    ds = load_dataset(data.dataset, check_data=False, subjects=data.subjects)
+    targets = [p.name for p in ds.target_platforms if any(p.name in h.targets for h in hs)]
+    ratios = {t: ds.voxel_ratio(t) for t in targets}
+    names = method_labels(hs, runs)
+    if first_stages:  # each first stage right after its network
+        for i in reversed(range(len(hs))):
+            stage = hs[i].first_stage() if hasattr(hs[i], "first_stage") else None
+            if stage is not None:
+                hs.insert(i + 1, stage)
+                names.insert(i + 1, stage.name)
+    ref = {"sh": hs[0].reference["sh"]}  # the platforms' scale and gradient tables, as the runs learned them
+    for key in ("target_stats", "target_gradients", "voxel_sizes"):
+        ref[key] = {t: v for h in hs for t, v in (h.reference.get(key) or {}).items()}
+    identity = IdentityHarmonizer(targets=targets, ratios=ratios, reference=ref)
+    if baseline and "none" not in names:  # no harmonization, unless a saved "none" run is among the runs
+        hs.append(identity)
+        names.append("none")
+    return TableRows(names, hs, identity, data, ds, targets, ratios)
 
 
 def shared_data_config(hs, runs):
@@ -226,6 +252,14 @@ class TargetReference:
             self.maps[key] = h.dti_of(tf.data, target, tf.mask, gradients=gradients)[:2]
         return self.maps[key]
 
+    def noiseless_dti(self, h, target: str):
+        """FA and MD of the noiseless target through ``h``'s path (cached per platform scale)."""
+        tf, gradients = self.scan(target)
+        key = ("noiseless", target, repr(h.reference["target_stats"][target]), repr(h.reference["sh"]))
+        if key not in self.maps:
+            self.maps[key] = h.dti_of(self.noiseless_features(target), target, tf.mask, gradients=gradients)[:2]
+        return self.maps[key]
+
     def noiseless_features(self, target: str) -> np.ndarray:
         """The target rendered again without noise, fitted and normalized as the scan was."""
         if target not in self.noiseless:
@@ -256,7 +290,8 @@ def volume_errors(h, name: str, scan, pred: dict | None, reference: TargetRefere
     """Whole-volume errors of one method on one held-out subject, inside the target's brain where
     the method predicts: the MSE of the normalized SH features against the target scan's
     (``pred``: the method's predictions; None for methods of DTI maps), and the mean absolute FA
-    and MD differences against the reference (see :class:`TargetReference`)."""
+    and MD differences against the reference (see :class:`TargetReference`); on a simulated
+    dataset the same three against the noiseless target (``*_noiseless``)."""
     rows = []
     gradients = {t: reference.scan(t)[1] for t in h.targets}
     for t, (fa_p, md_p, _) in h.predict_dti(scan, gradients=gradients, pred=pred).items():
@@ -264,9 +299,16 @@ def volume_errors(h, name: str, scan, pred: dict | None, reference: TargetRefere
         fa_t, md_t = reference.dti(h, t)
         m = tf.mask & h.target_mask(scan.mask, t)  # where the target has brain and the method a prediction
         sh_mse = float(((pred[t][m] - tf.data[m]) ** 2).mean()) if pred is not None else None
-        rows.append({"method": name, "subject": reference.subject, "target": t, "sh_mse": sh_mse,
-                     "fa_mae": float(np.abs(fa_p[m] - fa_t[m]).mean()),
-                     "md_mae": float(np.abs(md_p[m] - md_t[m]).mean())})
+        row = {"method": name, "subject": reference.subject, "target": t, "sh_mse": sh_mse,
+               "fa_mae": float(np.abs(fa_p[m] - fa_t[m]).mean()),
+               "md_mae": float(np.abs(md_p[m] - md_t[m]).mean())}
+        if reference.simulated:
+            clean = reference.noiseless_features(t)
+            fa_c, md_c = reference.noiseless_dti(h, t)
+            row.update({"sh_mse_noiseless": float(((pred[t][m] - clean[m]) ** 2).mean()) if pred is not None else None,
+                        "fa_mae_noiseless": float(np.abs(fa_p[m] - fa_c[m]).mean()),
+                        "md_mae_noiseless": float(np.abs(md_p[m] - md_c[m]).mean())})
+        rows.append(row)
     return rows
 
 

@@ -10,9 +10,18 @@ as int16, as a scanner does. The result follows the MUSHAC layout that
 * ``truth/<subject>/``: the ground-truth microstructure on the fine grid (tissue fractions,
   intra-axonal fraction, crossing fraction, fibre directions) and the subject's parameters.
 
+With ``cohort=N`` the dataset is a study cohort instead: N other people (not the traveling heads
+of the same seed), alternately controls and patients; a patient's intra-axonal fraction is lower
+by ``effect`` in a named white-matter region (:data:`~mrharmony.simulate.params.COHORT_REGION`,
+which moves with the anatomy). Every subject is scanned on every platform: the input scans are
+what a study would harmonize, the target scans say what the group effect looks like on the
+target platform. ``participants.tsv`` lists each subject's group; ``truth/<subject>/region.nii.gz``
+is the region on the fine grid.
+
 Random draws come from generators seeded by ``(seed, subject index, stream)``, so a subject's
 data does not depend on how many subjects are generated, and the same seed gives the same
-files.
+files. ``simulation.yaml`` records :data:`SIMULATOR_VERSION`; a dataset of another version is
+refused by :func:`render_scan` (its scans could not be rendered again the same way).
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from mrharmony.simulate.anatomy import (
     template_fields,
 )
 from mrharmony.simulate.params import (
+    COHORT_REGION,
     FINE_VOXEL_MM,
     PRESETS,
     Preset,
@@ -51,12 +61,18 @@ from mrharmony.simulate.signal import (
     TissueProperties,
     bias_field,
     compartment_signal,
+    extra_radial_excess,
     gradient_table,
+    magnitude_noise,
     restricted_diffusivities,
-    rician,
 )
 
 WM_SNR_THRESHOLD = 0.7  # white-matter fraction of the voxels over which SNR is defined
+#: Version of the signal and noise models; 2: SNR derived from one reference, non-central chi noise
+#: of several coils, diffusion-time dependent extra-axonal diffusivity, gradient non-linearity,
+#: study cohorts.
+SIMULATOR_VERSION = 2
+COHORT_INDEX_OFFSET = 1000  # a cohort's subject i draws as index 1000 + i: other people than the heads
 
 
 @dataclass
@@ -87,7 +103,7 @@ def make_geometry(preset: Preset, platforms: list[SimPlatform]) -> Geometry:
 
 def simulate(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, platforms_file=None,
              n_subjects: int | None = None, force: bool = False, quiet: bool = False,
-             jobs: int | None = None) -> Path:
+             jobs: int | None = None, cohort: int | None = None, effect: float = 0.08) -> Path:
     """Generate a synthetic traveling-heads dataset in ``out`` (see the module docstring).
 
     Args:
@@ -98,7 +114,18 @@ def simulate(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, pla
         n_subjects: override the preset's number of subjects.
         jobs: subjects rendered in parallel (default: the number of CPU cores, at most 4); the
             result does not depend on it.
+        cohort: make a study cohort of this many subjects (at least 4, half of them patients)
+            instead of the traveling heads; ``n_subjects`` does not apply.
+        effect: the patients' reduction of the intra-axonal fraction in the cohort's region.
     """
+    if cohort is not None:
+        if n_subjects is not None:
+            raise InputError("--subjects does not apply to a cohort; its size is --cohort.")
+        if cohort < 4:
+            raise InputError(f"a cohort needs at least 4 subjects (2 controls and 2 patients), not {cohort}.")
+        if not 0.0 < effect < 0.3:
+            raise InputError(f"the patients' effect on the intra-axonal fraction must be in (0, 0.3), not {effect}.")
+        n_subjects = cohort
     pre = pick_preset(PRESETS, preset, n_subjects)
     plats = load_platforms(platforms_file)
     geom = make_geometry(pre, plats)
@@ -108,7 +135,8 @@ def simulate(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, pla
         progress = Progress(total=pre.n_subjects * (len(plats) + 1), unit="scans", desc=f"simulate {preset}",
                             quiet=quiet)
         fields = template_fields(geom.corner, geom.corner + np.asarray(geom.fine_shape) * FINE_VOXEL_MM)
-        tasks = [(tmp, subject, i, seed, fields, geom, plats) for i, subject in enumerate(subjects)]
+        design = None if cohort is None else cohort_design(subjects, effect)
+        tasks = [(tmp, subject, i, seed, fields, geom, plats, design) for i, subject in enumerate(subjects)]
         jobs = min(jobs or min(os.cpu_count() or 1, 4), len(tasks))
         if jobs > 1 and "fork" in multiprocessing.get_all_start_methods():
             with multiprocessing.get_context("fork").Pool(jobs) as pool:
@@ -119,27 +147,34 @@ def simulate(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, pla
                 progress.update(_subject_task(task))
         progress.close()
         spec = DatasetSpec(
-            name=f"mrharmony-synthetic-{preset}",
-            description=pre.description,
+            name=f"mrharmony-synthetic-{preset}" + ("-cohort" if design else ""),
+            description=pre.description if not design else
+            f"a study cohort of {len(subjects)} subjects (controls and patients) on the {preset} preset's field of view",
             platforms=[p.spec() for p in plats],
             subjects=subjects,
-            generated_by={"name": "mrharmony simulate", "version": __version__, "preset": preset, "seed": seed},
+            generated_by={"name": "mrharmony simulate", "version": __version__, "preset": preset, "seed": seed,
+                          "simulator_version": SIMULATOR_VERSION},
         )
         write_dataset_spec(tmp, spec)
         sim = {
             "mrharmony_version": __version__,
+            "simulator_version": SIMULATOR_VERSION,
             "preset": pre.model_dump(mode="json"),
             "seed": seed,
             "fine_voxel_mm": FINE_VOXEL_MM,
             "platforms": [p.model_dump(mode="json") for p in plats],
         }
+        if design:
+            sim["cohort"] = design
+            write_text(tmp / "participants.tsv", "participant_id\tgroup\n"
+                       + "".join(f"{s}\t{g}\n" for s, g in design["groups"].items()))
         write_text(tmp / "simulation.yaml", dump_yaml(sim))
     return out
 
 
 def _subject_task(task) -> int:
     _simulate_subject(*task)
-    return len(task[-1]) + 1
+    return len(task[-2]) + 1
 
 
 def _subject_task_single_thread(task) -> int:
@@ -150,35 +185,59 @@ def _subject_task_single_thread(task) -> int:
         return _subject_task(task)
 
 
+def cohort_design(subjects: list[str], effect: float) -> dict:
+    """The cohort's record in ``simulation.yaml``: groups (alternately control and patient), the
+    region and the patients' change of the intra-axonal fraction there."""
+    return {"groups": {s: ("control" if i % 2 == 0 else "patient") for i, s in enumerate(subjects)},
+            "region": dict(COHORT_REGION), "f_intra_change": -float(effect)}
+
+
 @dataclass
 class _Subject:
-    """What every scan of one subject shares: deformation, tissue properties, f_intra field."""
+    """What every scan of one subject shares: deformation, tissue properties, f_intra field, and
+    for a cohort's patient the change of f_intra in the cohort's region."""
 
     warp: SubjectWarp
     tissue: TissueProperties
     fic_field: SubjectWarp
+    change: float = 0.0
+    region: dict | None = None
 
     @classmethod
-    def draw(cls, seed: int, index: int, geom: Geometry) -> "_Subject":
-        rng = np.random.default_rng([seed, index, 0])
+    def draw(cls, seed: int, index: int, geom: Geometry, design: dict | None = None,
+             subject: str = "") -> "_Subject":
+        key = index + (COHORT_INDEX_OFFSET if design else 0)
+        rng = np.random.default_rng([seed, key, 0])
         lo = geom.corner
         hi = geom.corner + np.asarray(geom.fine_shape) * FINE_VOXEL_MM
         warp = SubjectWarp.random(rng, lo, hi)
         tissue = TissueProperties.random(rng)
         # spatially smooth variation of the intra-axonal fraction, +-0.06, moving with the anatomy
         fic_field = SubjectWarp.random(rng, lo, hi, amplitude_mm=1.0, spacing_mm=12.0)
-        return cls(warp, tissue, fic_field)
+        if design is None:
+            return cls(warp, tissue, fic_field)
+        patient = design["groups"][subject] == "patient"
+        return cls(warp, tissue, fic_field, design["f_intra_change"] if patient else 0.0, design["region"])
+
+    def in_region(self, points: np.ndarray) -> np.ndarray:
+        """Whether each point (3, N; scanner mm) lies in the cohort's region (template space)."""
+        q = self.warp(points)
+        centre = np.asarray(self.region["centre_mm"], float)[:, None]
+        return np.sum((q - centre) ** 2, axis=0) <= float(self.region["radius_mm"]) ** 2
 
     def f_intra(self, points: np.ndarray) -> np.ndarray:
         f = self.fic_field
         grid = (points - f.disp_origin[:, None]) / f.disp_spacing
         mod = ndimage.map_coordinates(f.disp[0], grid, order=1, mode="nearest")
-        return np.clip(self.tissue.f_intra + 0.06 * mod, 0.3, 0.8).astype(np.float32)
+        fic = self.tissue.f_intra + 0.06 * mod
+        if self.change:
+            fic = fic + self.change * self.in_region(points)
+        return np.clip(fic, 0.3, 0.8).astype(np.float32)
 
 
 def _simulate_subject(root: Path, subject: str, index: int, seed: int, fields, geom: Geometry,
-                      plats: list[SimPlatform]) -> None:
-    subj = _Subject.draw(seed, index, geom)
+                      plats: list[SimPlatform], design: dict | None) -> None:
+    subj = _Subject.draw(seed, index, geom, design, subject)
     fine_affine, fine_shape = geom.grid(FINE_VOXEL_MM)
     # ground truth on the fine grid, without scan misregistration
     anat, pts = sample_anatomy(fields, subj.warp, fine_affine, fine_shape)
@@ -187,6 +246,9 @@ def _simulate_subject(root: Path, subject: str, index: int, seed: int, fields, g
     tissue_maps = np.stack([anat["wm"], anat["gm"], anat["csf"], fic, anat["crossing"]], axis=-1)
     save_nifti(truth_dir / "tissue.nii.gz", tissue_maps, fine_affine)
     save_nifti(truth_dir / "fibres.nii.gz", np.concatenate([anat["fibre1"], anat["fibre2"]], axis=-1), fine_affine)
+    if design:
+        save_nifti(truth_dir / "region.nii.gz", subj.in_region(pts).reshape(fine_shape).astype(np.uint8),
+                   fine_affine, dtype=np.uint8)
     info = {
         "subject": subject,
         "tissue_volumes": ["wm", "gm", "csf", "f_intra", "crossing"],
@@ -196,7 +258,11 @@ def _simulate_subject(root: Path, subject: str, index: int, seed: int, fields, g
         "restricted_diffusivities": {
             p.name: dict(zip(("axial", "radial"), restricted_diffusivities(subj.tissue, p))) for p in plats
         },
+        "extra_axonal_radial_excess": {p.name: extra_radial_excess(p) for p in plats},
     }
+    if design:
+        info["group"] = design["groups"][subject]
+        info["f_intra_change_in_region"] = subj.change
     write_text(truth_dir / "subject.yaml", dump_yaml(info))
     del anat, tissue_maps
     for j, plat in enumerate(plats):
@@ -235,6 +301,10 @@ def render_scan(dataset: str | os.PathLike, subject: str, platform: str, *, nois
     if not sim_file.is_file():
         raise InputError("is missing; only datasets made by 'mrharmony simulate' can be rendered again.", sim_file)
     sim = read_yaml(sim_file)
+    version = sim.get("simulator_version", 1)
+    if version != SIMULATOR_VERSION:
+        raise InputError(f"was made by simulator version {version}; this mrharmony renders version "
+                         f"{SIMULATOR_VERSION} only: simulate the dataset again.", sim_file)
     spec = read_dataset_spec(root)
     if subject not in spec.subjects:
         raise InputError(f"has no subject {subject!r}.", root)
@@ -248,7 +318,7 @@ def render_scan(dataset: str | os.PathLike, subject: str, platform: str, *, nois
     if not isinstance(session, int) or session < 1:
         raise InputError(f"has no session {session!r}; sessions are numbered from 1.", sim_file)
     index, j = spec.subjects.index(subject), names.index(platform)
-    subj = _Subject.draw(int(sim["seed"]), index, geom)
+    subj = _Subject.draw(int(sim["seed"]), index, geom, sim.get("cohort"), subject)
     # session 1 is the stored scan (its generator's seed unchanged); a later session draws anew
     key = [int(sim["seed"]), index, 1 + j] + ([session] if session > 1 else [])
     return _render_scan(np.random.default_rng(key), plats[j], fields, subj, geom, noise=noise)
@@ -266,7 +336,11 @@ def _render_scan(rng: np.random.Generator, plat: SimPlatform, fields, subj: _Sub
     flat = {key: anat[key].reshape(-1, *anat[key].shape[3:])[inside] for key in
             ("wm", "gm", "csf", "crossing", "fibre1", "fibre2", "radial")}
     bvals, bvecs = gradient_table(plat)
-    sig = compartment_signal(flat, subj.f_intra(pts[:, inside]), tissue, plat, bvals, bvecs)
+    # positions in the scanner frame (mm from the isocentre), where the gradient coil's non-linearity acts
+    fine_pts = _world_coords_flat(fine_affine, fine_shape, inside) - geom.centre[None, :]
+    sig = compartment_signal(flat, subj.f_intra(pts[:, inside]), tissue, plat, bvals, bvecs,
+                             positions_mm=fine_pts)
+    del fine_pts
     brain_in = anat["brain"].ravel()[inside]
     wm_in = flat["wm"]
     del anat, pts, flat
@@ -301,10 +375,17 @@ def _render_scan(rng: np.random.Generator, plat: SimPlatform, fields, subj: _Sub
     top = np.iinfo(np.int16).max
     for v in range(len(bvals)):
         clean = clean_b0.pop(v) if is_b0[v] else to_platform(sig[:, v]) * bias
-        dwi[..., v] = np.clip(np.rint(rician(rng, clean, sigma)), 0, top) if noise else clean
+        dwi[..., v] = (np.clip(np.rint(magnitude_noise(rng, clean, sigma, plat.noise_coils)), 0, top)
+                       if noise else clean)
     del sig
     mask = (brain >= 0.5).astype(np.uint8)
     return RenderedScan(dwi=dwi, mask=mask, affine=affine, bvals=bvals, bvecs=bvecs)
+
+
+def _world_coords_flat(affine: np.ndarray, shape, flat_index: np.ndarray) -> np.ndarray:
+    """Scanner coordinates (N, 3; mm) of the grid voxels with the given flat indices."""
+    ijk = np.stack(np.unravel_index(flat_index, shape), axis=1).astype(np.float64)
+    return ijk @ affine[:3, :3].T + affine[:3, 3]
 
 
 def _write_scan(folder: Path, scan: RenderedScan) -> None:

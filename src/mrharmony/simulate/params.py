@@ -21,6 +21,9 @@ from mrharmony.errors import InputError
 #: be a whole multiple of it (partial volume comes from averaging fine voxels).
 FINE_VOXEL_MM = 1.2
 GAMMA = 2.6752218744e8  # proton gyromagnetic ratio, rad/s/T
+#: Where a simulated cohort's patients differ: a sphere in the right corona radiata (MNI mm),
+#: inside the field of view of every preset.
+COHORT_REGION = {"name": "right corona radiata", "centre_mm": [20.0, -15.0, 20.0], "radius_mm": 9.0}
 
 
 class SimPlatform(PlatformSpec):
@@ -29,7 +32,12 @@ class SimPlatform(PlatformSpec):
     n_b0: int = Field(ge=1)
     max_gradient_mt_m: float = Field(gt=0)
     gap_ms: float = Field(ge=0)
-    snr: float = Field(gt=0)
+    snr: float = Field(gt=0, description="derived from the file's snr_reference (see PlatformsFile)")
+    coil_sensitivity: float = Field(default=1.0, gt=0)
+    n_averages: int = Field(default=1, ge=1)
+    g_factor: float = Field(default=1.0, ge=1.0)
+    noise_coils: int = Field(default=1, ge=1, le=64)
+    gradient_nonlinearity: tuple[float, float, float] = (0.0, 0.0, 0.0)
     receiver_gain: float = Field(gt=0, le=20000)
     b_scale: float = Field(gt=0.5, lt=1.5)
     psf_fwhm_mm: float = Field(ge=0)
@@ -82,8 +90,46 @@ class SimPlatform(PlatformSpec):
         return PlatformSpec(**{k: getattr(self, k) for k in PlatformSpec.model_fields})
 
 
+class SNRReference(StrictModel):
+    """The one acquisition every platform's SNR is derived from (see :meth:`PlatformsFile.derive_snr`)."""
+
+    snr: float = Field(gt=0, description="mean b=0 white-matter signal over the noise sigma")
+    voxel_size: float = Field(gt=0)
+    te_ms: float = Field(gt=0)
+    t2_wm_ms: float = Field(gt=0, description="white matter's T2, for the TE term")
+
+
 class PlatformsFile(StrictModel):
+    snr_reference: SNRReference
     platforms: list[SimPlatform] = Field(min_length=2)
+
+    @model_validator(mode="before")
+    @classmethod
+    def derive_snr(cls, data):
+        """Each platform's SNR from the reference: voxel volume, TE (white matter's T2), coil
+        sensitivity, averages and g-factor, ``snr = snr_ref (V / V_ref) exp(-(TE - TE_ref) / T2)
+        c sqrt(NEX) / g``; a platform entry does not set ``snr`` itself."""
+        if not isinstance(data, dict) or not isinstance(data.get("snr_reference"), dict):
+            return data
+        ref = SNRReference(**data["snr_reference"])
+        plats = []
+        for i, p in enumerate(data.get("platforms") or []):
+            if not isinstance(p, dict):
+                plats.append(p)
+                continue
+            if "snr" in p:
+                raise ValueError(f"platform {i} sets 'snr', which is derived from snr_reference; set its "
+                                 "coil_sensitivity, n_averages or g_factor instead")
+            try:
+                voxel = float(np.prod(np.broadcast_to(np.asarray(p["voxel_size"], float), 3)))
+                factor = (voxel / ref.voxel_size**3 * np.exp(-(float(p["te_ms"]) - ref.te_ms) / ref.t2_wm_ms)
+                          * float(p.get("coil_sensitivity", 1.0)) * np.sqrt(float(p.get("n_averages", 1)))
+                          / float(p.get("g_factor", 1.0)))
+            except (KeyError, TypeError, ValueError):
+                plats.append(p)  # the platform's own validation names what is missing
+                continue
+            plats.append({**p, "snr": round(float(ref.snr * factor), 3)})
+        return {**data, "platforms": plats}
 
     @model_validator(mode="after")
     def _roles(self) -> "PlatformsFile":

@@ -16,7 +16,15 @@ strength sets the pulse timing of the shell (see :meth:`SimPlatform.pulse_timing
 changes the apparent diffusivities of the restricted compartment: the radial one through the
 wide-pulse (Neuman) limit for axons of the subject's effective radius,
 ``D_perp = 7/48 a^4 / (D0 delta (Delta - delta/3))``, and the axial one through its
-time dependence ``D(Delta) = D_inf + A / sqrt(Delta)``.
+time dependence ``D(Delta) = D_inf + A / sqrt(Delta)``. The extra-axonal radial diffusivity
+also depends on the diffusion time, as for packed axons with short-range disorder (Burcaw et al.,
+NeuroImage 2015): ``D_perp(Delta) = D_perp,inf + B ln(Delta / t_c) / Delta``. With the three gradient
+systems of MUSHAC (40, 80 and 300 mT/m: Delta of about 32, 24 and 16 ms at b = 1200) these terms
+change FA as well as MD between platforms.
+
+A platform's gradient coil may be non-linear: each gradient axis k delivers ``1 + c_k r^2 /
+(100 mm)^2`` of its nominal strength at distance r from the isocentre, so that the effective b
+and direction of every volume vary over the head (strong on the Connectom's short, powerful coil).
 """
 
 from __future__ import annotations
@@ -30,6 +38,9 @@ from mrharmony.simulate.params import SimPlatform
 FREE_WATER = 3.0e-3  # mm^2/s at body temperature
 D0_INTRA = 2.0e-3  # intrinsic diffusivity inside axons, mm^2/s (for the restricted radial term)
 AXIAL_TIME_A = 2.8e-5  # mm^2 s^-1/2: axial excess of 0.2e-3 mm^2/s at Delta = 20 ms
+EXTRA_RADIAL_TIME_B = 1.5e-6  # mm^2: extra-axonal radial excess B ln(Delta / t_c) / Delta
+EXTRA_RADIAL_TIME_TC = 2e-3  # s: correlation time of the packing disorder
+GRADIENT_RADIUS_MM = 100.0  # distance at which gradient_nonlinearity is stated
 
 
 @dataclass
@@ -86,9 +97,32 @@ def restricted_diffusivities(tissue: TissueProperties, platform: SimPlatform) ->
     return float(axial), float(radial)
 
 
+def extra_radial_excess(platform: SimPlatform) -> float:
+    """Excess extra-axonal radial diffusivity (mm^2/s) at the platform's diffusion time."""
+    _, big_delta = platform.pulse_timing()
+    return float(EXTRA_RADIAL_TIME_B * np.log(big_delta / EXTRA_RADIAL_TIME_TC) / big_delta)
+
+
+def effective_gradients(platform: SimPlatform, b: np.ndarray, g: np.ndarray,
+                        positions_mm: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Effective b-values (N, M) and unit directions (N, M, 3) of M volumes at N positions (mm
+    from the isocentre) under the platform's gradient non-linearity; without non-linearity (or
+    positions), b (1, M) and g (1, M, 3) broadcast over the voxels."""
+    c = np.asarray(platform.gradient_nonlinearity, np.float32)
+    if positions_mm is None or not c.any():
+        return b[None, :], g[None, :, :]
+    r2 = np.sum(positions_mm.astype(np.float32) ** 2, axis=1, keepdims=True) / GRADIENT_RADIUS_MM**2
+    scale = 1.0 + c[None, :] * r2  # (N, 3): each axis' share of its nominal strength
+    gp = scale[:, None, :] * g[None, :, :]
+    n2 = np.sum(gp * gp, axis=2)  # 0 on b=0 volumes
+    unit = gp / np.sqrt(np.maximum(n2, 1e-12))[..., None]
+    nominal = np.maximum(np.sum(g * g, axis=1), 1e-12)[None, :]
+    return b[None, :] * np.where(nominal > 1e-6, n2 / nominal, 1.0), unit
+
+
 def compartment_signal(anat: dict[str, np.ndarray], f_intra_map: np.ndarray, tissue: TissueProperties,
                        platform: SimPlatform, bvals: np.ndarray, bvecs: np.ndarray,
-                       *, chunk: int = 65536) -> np.ndarray:
+                       *, positions_mm: np.ndarray | None = None, chunk: int = 65536) -> np.ndarray:
     """Noiseless signal (N, M) of N voxels for M volumes, in units of the fully relaxed PD.
 
     Args:
@@ -96,7 +130,8 @@ def compartment_signal(anat: dict[str, np.ndarray], f_intra_map: np.ndarray, tis
             fibre2, radial``.
         f_intra_map: (N,) intra-axonal fraction of white matter.
         bvals, bvecs: the platform's nominal gradient table; the effective b is
-            ``bvals * platform.b_scale``.
+            ``bvals * platform.b_scale``, varied over the head by the platform's gradient
+            non-linearity at ``positions_mm`` (N, 3: mm from the isocentre).
     """
     te = platform.te_ms
     d_ax, d_rad = restricted_diffusivities(tissue, platform)
@@ -104,27 +139,29 @@ def compartment_signal(anat: dict[str, np.ndarray], f_intra_map: np.ndarray, tis
     c2 = tissue.dispersion
     i_par = d_rad + (d_ax - d_rad) * c2
     i_perp = d_rad + (d_ax - d_rad) * (1.0 - c2) / 2.0
-    b = (np.asarray(bvals, np.float64) * platform.b_scale).astype(np.float32)
-    g = np.asarray(bvecs, np.float32)
+    b_nominal = (np.asarray(bvals, np.float64) * platform.b_scale).astype(np.float32)
+    g_nominal = np.asarray(bvecs, np.float32)
+    de_excess = extra_radial_excess(platform)
     n = anat["wm"].shape[0]
-    out = np.empty((n, b.size), np.float32)
+    out = np.empty((n, b_nominal.size), np.float32)
     e_ic = np.exp(-te / tissue.t2_intra)
     e_ec = np.exp(-te / tissue.t2_extra)
     w_gm_c = tissue.pd_gm * np.exp(-te / tissue.t2_gm)
     w_csf_c = tissue.pd_csf * np.exp(-te / tissue.t2_csf)
-    csf_att = np.exp(-b * FREE_WATER)[None, :]
     for s in range(0, n, chunk):
         sl = slice(s, min(n, s + chunk))
+        b, g = effective_gradients(platform, b_nominal, g_nominal,
+                                   None if positions_mm is None else positions_mm[sl])
         wm = anat["wm"][sl, None]
         fic = f_intra_map[sl, None]
         cross = anat["crossing"][sl, None]
         w_ic = wm * tissue.pd_wm * fic * e_ic
         w_ec = wm * tissue.pd_wm * (1.0 - fic) * e_ec
-        de_perp = tissue.d_extra_axial * (1.0 - fic)  # tortuosity
+        de_perp = tissue.d_extra_axial * (1.0 - fic) + de_excess  # tortuosity, and the time dependence
         sig = anat["gm"][sl, None] * w_gm_c * _zeppelin(anat["radial"][sl], g, b, tissue.gm_d_par, tissue.gm_d_perp)
-        sig += anat["csf"][sl, None] * w_csf_c * csf_att
+        sig += anat["csf"][sl, None] * w_csf_c * np.exp(-b * FREE_WATER)
         for fibre, weight in (("fibre1", 1.0 - cross), ("fibre2", cross)):
-            cos2 = (anat[fibre][sl] @ g.T) ** 2
+            cos2 = _cos2(anat[fibre][sl], g)
             intra = np.exp(-b * (i_perp + (i_par - i_perp) * cos2))
             extra = np.exp(-b * (de_perp + (tissue.d_extra_axial - de_perp) * cos2))
             sig += weight * (w_ic * intra + w_ec * extra)
@@ -132,9 +169,15 @@ def compartment_signal(anat: dict[str, np.ndarray], f_intra_map: np.ndarray, tis
     return out
 
 
+def _cos2(direction: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Squared cosines (N, M) between N directions and the volumes' directions g ((1 or N), M, 3)."""
+    if g.shape[0] == 1:
+        return (direction @ g[0].T) ** 2
+    return np.einsum("nk,nmk->nm", direction, g) ** 2
+
+
 def _zeppelin(direction: np.ndarray, g: np.ndarray, b: np.ndarray, d_par: float, d_perp) -> np.ndarray:
-    cos2 = (direction @ g.T) ** 2
-    return np.exp(-b * (d_perp + (d_par - d_perp) * cos2))
+    return np.exp(-b * (d_perp + (d_par - d_perp) * _cos2(direction, g)))
 
 
 def bias_field(rng: np.random.Generator, platform: SimPlatform, coords_mm: np.ndarray, centre: np.ndarray) -> np.ndarray:
@@ -149,11 +192,18 @@ def bias_field(rng: np.random.Generator, platform: SimPlatform, coords_mm: np.nd
     return np.exp(expo).astype(np.float32)
 
 
-def rician(rng: np.random.Generator, signal: np.ndarray, sigma: float) -> np.ndarray:
-    """Magnitude of the signal plus complex Gaussian noise of std ``sigma`` per channel."""
+def magnitude_noise(rng: np.random.Generator, signal: np.ndarray, sigma: float, coils: int = 1) -> np.ndarray:
+    """The signal as a magnitude image with complex Gaussian noise of std ``sigma`` per channel:
+    Rician for one channel (or an adaptive coil combination); for ``coils`` channels combined by
+    root sum of squares, non-central chi with 2 ``coils`` degrees of freedom (the signal in one
+    channel's real part, the other channels pure noise: the same distribution as any split of
+    the signal over the coils)."""
     re = signal + sigma * rng.standard_normal(signal.shape, dtype=np.float32)
-    im = sigma * rng.standard_normal(signal.shape, dtype=np.float32)
-    return np.sqrt(re * re + im * im)
+    power = re * re
+    for _ in range(2 * coils - 1):
+        n = sigma * rng.standard_normal(signal.shape, dtype=np.float32)
+        power += n * n
+    return np.sqrt(power)
 
 
 def gradient_directions(n: int, seed: int) -> np.ndarray:

@@ -1,0 +1,320 @@
+"""The dMRI benchmark: does harmonization make FA and MD agree across scanners, and keep a group effect?
+
+On the synthetic traveling heads (``mrharmony simulate``), every subject is held out once
+(k folds over the subjects, split by subject). In each fold every method of Table 1 is trained on
+the other subjects (``table1.train_methods``: the single networks, CPM, HNED, MSP, MSP's own first
+stage, the compute-matched ``diqt_continued`` and ``diqt_widened``, and the statistical methods);
+the networks a claim about MSP rests on (single networks, MSP, the continued first stage) are
+trained again with further seeds. Each fold and seed is scored with ``mrharmony evaluate`` on its
+held-out subjects: whole-volume errors against the target scan and against its noiseless truth
+(SH, FA, MD: every row through one path, so a perfect prediction scores 0), with the ``rescan``
+and ``oracle`` floors. The trained harmonizers are then applied to a study cohort
+(``mrharmony simulate --cohort``: other people, half of them patients with a lower intra-axonal
+fraction in one white-matter region): the patients-vs-controls effect after harmonization is set
+beside the same effect measured on the target platform.
+
+Statistics are over subjects: each subject's value is its mean over seeds; a row's mean over
+subjects carries a 95% bootstrap interval over subjects; paired Wilcoxon signed-rank tests across
+subjects (Bonferroni over every test of the summary) compare MSP with its compute-matched rivals
+and the best learned method with the best statistical one. The per-patch table of each fold stays
+in its ``evaluation.json`` (the paper's secondary table).
+
+Usage:
+    python benchmarks/dmri.py --budget {smoke,cpu,gpu} --out DIR [--folds K] [--seeds 0 1 2]
+        [--cohort N] [--preset NAME]
+    (run with .venv-combat/bin/python for the ComBat rows)
+
+Resumable: finished runs, evaluations and cohort scores are kept and skipped, an interrupted
+training resumes from its checkpoint; the wall time of every step is added up in
+``DIR/timing.json``. Writes ``DIR/summary.json`` and ``DIR/summary.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from table1 import BUDGETS, train_methods  # noqa: E402  (the benchmark's training of every row)
+
+#: per budget: dataset preset, folds, seeds and cohort size
+SETTINGS = {
+    "smoke": {"preset": "tiny", "folds": 3, "seeds": [0, 1], "cohort": 4},
+    "cpu": {"preset": "mushac", "folds": 5, "seeds": [0, 1, 2], "cohort": 20},
+    "gpu": {"preset": "mushac", "folds": 5, "seeds": [0, 1, 2], "cohort": 20},
+}
+METRICS = {  # summary key -> evaluation key
+    "sh_noiseless": "sh_mse_noiseless", "sh_scan": "sh_mse", "fa_scan": "fa_mae", "md_scan": "md_mae",
+    "fa_noiseless": "fa_mae_noiseless", "md_noiseless": "md_mae_noiseless",
+}
+SINGLE = ("diqt", "cnn_rish", "shresnet")
+STATISTICAL = ("none", "meanvar_global", "meanvar_voxel", "rish", "combat")
+FLOORS = ("rescan", "oracle")
+
+
+class SettingError(Exception):
+    """An impossible setting of the benchmark: one sentence, exit 2."""
+
+
+def check_settings(args, n_subjects: int) -> None:
+    if args.folds < 2:
+        raise SettingError(f"--folds must be at least 2, not {args.folds}.")
+    if args.folds > n_subjects:
+        raise SettingError(f"--folds {args.folds} needs at least {args.folds} subjects; the preset has {n_subjects}.")
+    if n_subjects - int(np.ceil(n_subjects / args.folds)) < 2:
+        raise SettingError(f"with {n_subjects} subjects and {args.folds} folds fewer than 2 subjects are left to train on.")
+    if not args.seeds or len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+        raise SettingError("--seeds must be distinct non-negative integers.")
+    if args.cohort is not None and args.cohort < 4:
+        raise SettingError(f"--cohort needs at least 4 subjects (2 controls, 2 patients), not {args.cohort}.")
+
+
+def folds_of(subjects: list[str], k: int) -> list[list[str]]:
+    """k folds of held-out subjects (a seeded permutation, then near-equal parts)."""
+    perm = np.random.default_rng([0, k]).permutation(len(subjects))
+    return [sorted(subjects[i] for i in part) for part in np.array_split(perm, k)]
+
+
+class Timing:
+    """Wall time of each step, added up over sessions in ``timing.json``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.exists() else {}
+
+    def add(self, key: str, seconds: float) -> None:
+        self.data[key] = self.data.get(key, 0.0) + seconds
+        self.path.write_text(json.dumps(self.data, indent=1) + "\n")
+
+    @property
+    def total_hours(self) -> float:
+        return sum(self.data.values()) / 3600
+
+
+def run_fold_seed(root: Path, data: Path, cohort: Path | None, fold: int, held_out: list[str], seed: int, *,
+                  first_seed: bool, budget: dict, timing: Timing, quiet: bool) -> None:
+    """Train, evaluate and score the cohort for one fold and seed (each step skipped when done)."""
+    from mrharmony.dmri.evaluate import evaluate
+    from mrharmony.dmri.tables import write_tables
+
+    work = root / f"fold-{fold}" / f"seed-{seed}"
+    data_cfg = {"dataset": str(data.resolve()), "split": "subject", "test_subjects": held_out, "split_seed": 0}
+    t0 = time.time()
+    runs = train_methods(work, data_cfg, budget, seed=seed, control_target="prisma_st", quiet=quiet,
+                         every_row=first_seed)
+    timing.add(f"fold-{fold}/seed-{seed}/train", time.time() - t0)
+    if not (work / "evaluation" / "evaluation.json").exists():
+        print(f"[{time.strftime('%H:%M:%S')}] fold {fold} seed {seed}: evaluating", flush=True)
+        t0 = time.time()
+        ev = evaluate(runs, first_stages=True, floors=first_seed, quiet=quiet)
+        write_tables(ev, work / "evaluation")
+        timing.add(f"fold-{fold}/seed-{seed}/evaluate", time.time() - t0)
+    if cohort is not None and not (work / "cohort.json").exists():
+        from mrharmony.dmri.cohort import regional_values
+        from mrharmony.dmri.evaluate import table_rows_of
+        from mrharmony.io import write_json
+
+        print(f"[{time.strftime('%H:%M:%S')}] fold {fold} seed {seed}: cohort", flush=True)
+        t0 = time.time()
+        rows = table_rows_of(runs, first_stages=True)
+        values = regional_values(list(zip(rows.names, rows.harmonizers)), cohort, quiet=quiet)
+        write_json(work / "cohort.json", {"fold": fold, "seed": seed, "rows": values})
+        timing.add(f"fold-{fold}/seed-{seed}/cohort", time.time() - t0)
+
+
+def gather(root: Path, folds: list[list[str]], seeds: list[int]) -> tuple[dict, dict, list]:
+    """Per (row, target, subject): the metrics' mean over seeds, and per seed; and the cohort rows."""
+    per_subject: dict = {}  # (row, target, subject) -> metric -> [values over seeds]
+    per_seed: dict = {}  # (row, target, seed) -> metric -> [values over subjects]
+    cohort_rows = []
+    for f in range(len(folds)):
+        for s in seeds:
+            work = root / f"fold-{f}" / f"seed-{s}"
+            ev = json.loads((work / "evaluation" / "evaluation.json").read_text())
+            for r in ev["volume_errors"]:
+                for key, src in METRICS.items():
+                    if r.get(src) is None:
+                        continue
+                    per_subject.setdefault((r["method"], r["target"], r["subject"]), {}).setdefault(key, []).append(r[src])
+                    per_seed.setdefault((r["method"], r["target"], s), {}).setdefault(key, []).append(r[src])
+            if (work / "cohort.json").exists():
+                cohort_rows += [{**r, "model": f"{f}/{s}/{r['model']}"}
+                                for r in json.loads((work / "cohort.json").read_text())["rows"]]
+    return per_subject, per_seed, cohort_rows
+
+
+def summarize(args, root: Path, subjects: list[str], folds: list[list[str]], timing: Timing) -> dict:
+    from mrharmony.dmri.cohort import group_summary
+    from mrharmony.stats import bonferroni, mean_ci
+
+    per_subject, per_seed, cohort_rows = gather(root, folds, args.seeds)
+    targets = list(dict.fromkeys(t for _, t, _ in per_subject))
+    rows = list(dict.fromkeys(r for r, _, _ in per_subject))
+    values: dict = {}  # target -> row -> metric -> {subject: mean over seeds}
+    for (row, t, subject), metrics in per_subject.items():
+        for key, v in metrics.items():
+            values.setdefault(t, {}).setdefault(row, {}).setdefault(key, {})[subject] = float(np.mean(v))
+    out_targets: dict = {}
+    for t in targets:
+        out_targets[t] = {}
+        rescan = values[t].get("rescan", {})
+        for row in rows:
+            if row not in values[t]:
+                continue
+            entry = {}
+            for key, by_subject in values[t][row].items():
+                entry[key] = mean_ci([by_subject[s] for s in sorted(by_subject)])
+                entry[key]["n_subjects"] = len(by_subject)
+                seed_means = [np.mean(per_seed[(row, t, s)][key]) for s in args.seeds if key in per_seed.get((row, t, s), {})]
+                if len(seed_means) > 1:
+                    entry[key]["seed_sd"] = float(np.std(seed_means, ddof=1))
+                if key in ("sh_scan", "fa_scan", "md_scan") and key in rescan and row not in FLOORS:
+                    common = sorted(set(by_subject) & set(rescan[key]))
+                    entry[f"{key}_vs_rescan"] = mean_ci([by_subject[s] / rescan[key][s] for s in common])
+            out_targets[t][row] = entry
+    tests = subject_tests(values, targets)
+    bonferroni(tests)
+    summary = {
+        "budget": args.budget, "folds": len(folds), "seeds": list(args.seeds), "subjects": subjects,
+        "fold_subjects": folds, "preset": args.preset, "targets": out_targets,
+        "cohort": group_summary(cohort_rows) if cohort_rows else {},
+        "cohort_subjects": len({r["subject"] for r in cohort_rows}),
+        "tests": tests,
+        "machine": {"node": platform.node(), "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+        "wall_hours": timing.total_hours,
+        "command": "python benchmarks/dmri.py " + " ".join(sys.argv[1:]),
+    }
+    return summary
+
+
+def subject_tests(values: dict, targets: list[str]) -> list[dict]:
+    """Paired Wilcoxon tests across subjects: MSP against its compute-matched rivals and the best
+    single network; the best learned method against the best statistical one."""
+    from mrharmony.stats import paired_test
+
+    tests = []
+    for t in targets:
+        rows = values[t]
+        for key in ("sh_noiseless", "fa_noiseless", "md_noiseless", "fa_scan", "md_scan"):
+            have = {r: v[key] for r, v in rows.items() if key in v and r not in FLOORS}
+            if not have:
+                continue
+
+            def best(candidates):
+                c = [r for r in candidates if r in have]
+                return min(c, key=lambda r: np.mean(list(have[r].values()))) if c else None
+
+            learned = [r for r in have if r not in STATISTICAL]
+            pairs = [("msp", r) for r in have if r.endswith("_continued")] + [("msp", "msp_stage1"),
+                                                                              ("msp", best(SINGLE))]
+            pairs.append((best(learned), best(STATISTICAL)))
+            for a, b in pairs:
+                if a in have and b in have and a != b:
+                    common = sorted(set(have[a]) & set(have[b]))
+                    test = paired_test([have[a][s] for s in common], [have[b][s] for s in common])
+                    tests.append({"target": t, "metric": key, "a": a, "b": b, **test})
+    return tests
+
+
+def markdown(summary: dict) -> str:
+    def cell(m):
+        return "" if m is None else f"{m['mean']:.4g} [{m['ci95'][0]:.4g}, {m['ci95'][1]:.4g}]"
+
+    lines = [f"# dMRI benchmark, budget `{summary['budget']}`", "",
+             f"Command: `{summary['command']}`; machine {summary['machine']['node']} ({summary['machine']['cpus']} "
+             f"cores); {summary['wall_hours']:.2f} h of wall time in all.", "",
+             f"{len(summary['subjects'])} traveling heads, {summary['folds']} folds (every subject held out once), "
+             f"seeds {summary['seeds']} (networks of the MSP claim; the others seed {summary['seeds'][0]}). "
+             "Mean over subjects [95% bootstrap interval over subjects]; a subject's value is its mean over seeds.", ""]
+    keys = list(METRICS)
+    for t, rows in summary["targets"].items():
+        lines += [f"## {t}", "", "| row | " + " | ".join(keys) + " | FA vs scan / rescan |",
+                  "| --- |" + " --- |" * (len(keys) + 1)]
+        for row, e in rows.items():
+            lines.append(f"| {row} | " + " | ".join(cell(e.get(k)) for k in keys) + f" | {cell(e.get('fa_scan_vs_rescan'))} |")
+        lines.append("")
+    if summary["cohort"]:
+        lines += [f"## Cohort: patients vs controls ({summary['cohort_subjects']} subjects)", "",
+                  "Cohen's d (controls minus patients) of regional FA and MD, and the bias left in the regional values "
+                  "(harmonized minus the target scan).", ""]
+        for t, rows in summary["cohort"].items():
+            lines += [f"### {t}", "", "| row | FA d | MD d | FA bias | MD bias |", "| --- | --- | --- | --- | --- |"]
+            for row, e in rows.items():
+                lines.append(f"| {row} | {cell(e.get('fa_effect_d'))} | {cell(e.get('md_effect_d'))} | "
+                             f"{cell(e.get('fa_bias'))} | {cell(e.get('md_bias'))} |")
+            lines.append("")
+    lines += ["## Paired tests across subjects", "",
+              "Wilcoxon signed-rank, two-sided; median difference a - b; Bonferroni over every test listed.", "",
+              "| target | metric | a | b | n | median a - b | p | p (Bonferroni) |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for x in summary["tests"]:
+        lines.append(f"| {x['target']} | {x['metric']} | {x['a']} | {x['b']} | {x['n']} | {x['median_difference']:.3g} | "
+                     f"{x['p']:.3g} | {x['p_bonferroni']:.3g} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--budget", choices=sorted(SETTINGS), default="cpu")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--folds", type=int, help="folds over the subjects (default: the budget's)")
+    ap.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: the budget's)")
+    ap.add_argument("--cohort", type=int, help="cohort size (default: the budget's)")
+    ap.add_argument("--preset", help="dataset preset (default: the budget's)")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args()
+    setting = SETTINGS[args.budget]
+    args.folds = setting["folds"] if args.folds is None else args.folds
+    args.seeds = setting["seeds"] if args.seeds is None else args.seeds
+    args.cohort = setting["cohort"] if args.cohort is None else args.cohort
+    args.preset = setting["preset"] if args.preset is None else args.preset
+
+    from mrharmony.dmri.features.prepare import prepare
+    from mrharmony.errors import InputError
+    from mrharmony.simulate import PRESETS, simulate
+
+    try:
+        if args.preset not in PRESETS:
+            raise SettingError(f"unknown --preset {args.preset!r}; choose one of {', '.join(PRESETS)}.")
+        check_settings(args, PRESETS[args.preset].n_subjects)
+        root = Path(args.out)
+        root.mkdir(parents=True, exist_ok=True)
+        timing = Timing(root / "timing.json")
+        data, cohort = root / "data", root / "cohort"
+        t0 = time.time()
+        if not (data / "dataset.yaml").exists():
+            simulate(data, preset=args.preset, seed=0, quiet=args.quiet)
+        if args.cohort and not (cohort / "dataset.yaml").exists():
+            simulate(cohort, preset=args.preset, seed=0, cohort=args.cohort, quiet=args.quiet)
+        prepare(data, quiet=args.quiet)
+        if args.cohort:
+            prepare(cohort, quiet=args.quiet)
+        timing.add("data", time.time() - t0)
+    except (SettingError, InputError) as e:
+        print(f"dmri.py: error: {e}", file=sys.stderr)
+        return 2
+    from mrharmony.data import load_dataset
+
+    subjects = load_dataset(data, check_data=False).subjects
+    folds = folds_of(subjects, args.folds)
+    for f, held_out in enumerate(folds):
+        for s in args.seeds:
+            run_fold_seed(root, data, cohort if args.cohort else None, f, held_out, s,
+                          first_seed=s == args.seeds[0], budget=BUDGETS[args.budget], timing=timing, quiet=args.quiet)
+    summary = summarize(args, root, subjects, folds, timing)
+    (root / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    text = markdown(summary)
+    (root / "summary.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
