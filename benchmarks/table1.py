@@ -83,7 +83,7 @@ def train_methods(work: Path, data_cfg: dict, budget: dict, *, seed: int, contro
     from mrharmony.engine.checkpoint import read_checkpoint
 
     (work / "configs").mkdir(parents=True, exist_ok=True)
-    tag = work.name
+    tag = "/".join(work.parts[-2:])  # e.g. fold-0/seed-1, or table1/subject
 
     def run(name: str, model: dict, targets: list[str] | None, label: str | None = None) -> Path:
         out = work / "runs" / name

@@ -93,6 +93,14 @@ def test_evaluate_scores_every_method_on_the_same_held_out_patches(runs, tmp_pat
         # against the noiseless target the oracle scores 0, the rescan its own noise
         assert oracle["sh_mse_noiseless"] == 0 and oracle["fa_mae_noiseless"] == 0
         assert rescan["fa_mae_noiseless"] > 0
+    # FA and MD on a seeded sample of the brain: the same voxels for every row, close to the whole volume
+    sampled = evaluate([runs["diqt-prisma_st"]], max_patches=50, volume_voxels=300, quiet=True)
+    part = {(r["method"], r["target"]): r for r in sampled.volume_errors}
+    assert sampled.summary()["volume_voxels"] == 300
+    for key in (("diqt", "prisma_st"), ("none", "prisma_st"), ("rescan", "prisma_st")):
+        assert part[key]["fa_mae"] == pytest.approx(rows[key]["fa_mae"], rel=0.2), key
+        assert part[key]["sh_mse"] == rows[key]["sh_mse"]  # SH errors stay whole-volume
+    assert part[("oracle", "prisma_st")]["fa_mae_noiseless"] == 0
     from mrharmony.dmri.tables import markdown, rescan_ratios
 
     ratios = {(r["method"], r["target"]): r for r in rescan_ratios(ev)}

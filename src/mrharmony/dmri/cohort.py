@@ -95,17 +95,20 @@ def regional_values(harmonizers: list[tuple[str, object]], root: str | os.PathLi
         for i, (name, h) in enumerate(harmonizers):
             targets = [t for t in h.targets if t in ds.platforms]
             gradients = {t: reference.scan(t)[1] for t in targets}
-            pred = {t: y for t, y in h.predict(scan).items() if t in targets} if h.predicts_sh else None
-            maps = h.predict_dti(scan, gradients=gradients, pred=pred)
+            rois = {}
             for t in targets:
-                fa, md, _ = maps[t]
                 tf, _ = reference.scan(t)
                 roi = region_mask(root, subject, ds.platforms[t].voxel_size[0], tf.mask.shape)
-                roi &= tf.mask & h.target_mask(scan.mask, t)
-                if not roi.any():
+                rois[t] = roi & tf.mask & h.target_mask(scan.mask, t)
+                if not rois[t].any():
                     raise InputError(f"subject {subject}: the region has no white matter inside the {t} "
                                      "scan's brain.", root)
-                fa_t, md_t = reference.dti(h, t)
+            pred = {t: y for t, y in h.predict(scan).items() if t in targets} if h.predicts_sh else None
+            maps = h.predict_dti(scan, gradients=gradients, pred=pred, masks=rois)  # DTI fits in the region only
+            for t in targets:
+                fa, md, _ = maps[t]
+                roi = rois[t]
+                fa_t, md_t = reference.dti(h, t, roi)
                 rows.append({"method": name, "model": i, "subject": subject, "group": group, "target": t,
                              "fa": float(fa[roi].mean()), "md": float(md[roi].mean()),
                              "fa_target": float(fa_t[roi].mean()), "md_target": float(md_t[roi].mean())})

@@ -76,7 +76,8 @@ class ComBatHarmonizer(VoxelwiseHarmonizer):
     def predict(self, scan):
         raise InputError("ComBat harmonizes FA and MD maps, not SH features; use its DTI maps (predict_dti).")
 
-    def predict_dti(self, scan, *, gradients: dict | None = None, pred: dict | None = None) -> dict[str, tuple]:
+    def predict_dti(self, scan, *, gradients: dict | None = None, pred: dict | None = None,
+                    masks: dict | None = None) -> dict[str, tuple]:
         from mrharmony.dmri.features.dti import dti_from_sh
         from mrharmony.registration import upsample_masked
 

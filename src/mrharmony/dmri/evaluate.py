@@ -47,10 +47,12 @@ class Evaluation:
     tests: dict[str, list[dict]] = field(default_factory=dict)  # target -> pairwise tests
     volume_errors: list[dict] = field(default_factory=list)  # one row per (method, subject, target)
     test_subjects: list[str] = field(default_factory=list)
+    volume_voxels: int | None = None  # FA / MD on this many seeded voxels per subject and target (None: all)
 
     def summary(self) -> dict:
         return {
             "split": self.split, "n_patches": self.n_patches, "eval_size": self.eval_size,
+            "volume_voxels": self.volume_voxels,
             "targets": self.targets, "methods": self.methods, "parameters": self.parameters,
             "test_subjects": self.test_subjects,
             "patch_mse": {m: {t: {"mean": float(e.mean()), "std": float(e.std())} for t, e in per.items()}
@@ -61,12 +63,13 @@ class Evaluation:
 
 def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: int | None = 20000,
              seed: int = 0, baseline: bool = True, volume_metrics: bool = True, first_stages: bool = False,
-             floors: bool = True, quiet: bool = False) -> Evaluation:
+             floors: bool = True, volume_voxels: int | None = None, quiet: bool = False) -> Evaluation:
     """Evaluate saved harmonizers (run directories) on their common test split; with
     ``first_stages``, networks that build on single networks (MSP) also get the row of their own
     first stage (``msp_stage1``: the first-stage networks as MSP's training left them).
     ``floors=False`` leaves out the ``rescan`` and ``oracle`` rows (a benchmark that scores
-    several seeds on one split needs them once)."""
+    several seeds on one split needs them once). ``volume_voxels``: FA and MD errors on that many
+    seeded brain voxels per subject and target, the same for every row (default: every voxel)."""
     from mrharmony.dmri.config import DataConfig, make_splits
     from mrharmony.dmri.patches import PatchSampler
     from mrharmony.progress import Progress
@@ -89,7 +92,8 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
         count = getattr(h, "parameter_count", None)
         params[n] = None if count is None else (params.get(n) or 0) + count  # a row's networks together
     ev = Evaluation(split=data.split, n_patches=len(test), eval_size=eval_size, targets=targets,
-                    methods=list(dict.fromkeys(names)), parameters=params, test_subjects=splits.test_subjects)
+                    methods=list(dict.fromkeys(names)), parameters=params, test_subjects=splits.test_subjects,
+                    volume_voxels=volume_voxels)
     offsets = np.searchsorted(subj_of, np.arange(len(truth.subjects)))
     progress = Progress(total=len(hs) * len(subjects_needed), unit="volumes", desc="evaluate", quiet=quiet)
     from mrharmony.dmri.features.prepare import load_features
@@ -103,7 +107,8 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
         sel = np.flatnonzero(subj_of[test] == s)
         # patches are cut and scored one subject at a time: memory stays that of one subject
         _, true = truth.batch(test[sel])
-        reference = TargetReference(ds, subject) if volume_metrics and subject in splits.test_subjects else None
+        reference = (TargetReference(ds, subject, max_voxels=volume_voxels)
+                     if volume_metrics and subject in splits.test_subjects else None)
         for i, (name, h) in enumerate(zip(names, hs)):
             if not h.predicts_sh:  # DTI-map methods: whole-volume rows only
                 if reference is not None:
@@ -225,11 +230,32 @@ class TargetReference:
     ``oracle`` row) and as a second session (the ``rescan`` row), both through the same path.
     """
 
-    def __init__(self, ds, subject: str):
+    def __init__(self, ds, subject: str, *, max_voxels: int | None = None):
         self.ds, self.subject = ds, subject
+        self.max_voxels = max_voxels
         self.scans: dict = {}
         self.maps: dict = {}
         self.noiseless: dict = {}
+        self.samples: dict = {}
+
+    def sample(self, target: str, mask: np.ndarray) -> np.ndarray:
+        """The voxels of ``mask`` where FA and MD are compared: all of them, or ``max_voxels`` of
+        them drawn by a generator seeded with the subject and target, the same for every row (an
+        unbiased estimate of the whole-volume mean at a fraction of the DTI fits' cost)."""
+        import hashlib
+        import zlib
+
+        key = (target, hashlib.sha1(np.packbits(mask)).hexdigest())
+        if key not in self.samples:
+            idx = np.flatnonzero(mask)
+            if self.max_voxels is None or idx.size <= self.max_voxels:
+                self.samples[key] = np.asarray(mask, bool)
+            else:
+                rng = np.random.default_rng(zlib.crc32(f"{self.subject}/{target}".encode()))
+                keep = np.zeros(mask.size, bool)
+                keep[rng.choice(idx, self.max_voxels, replace=False)] = True
+                self.samples[key] = keep.reshape(mask.shape)
+        return self.samples[key]
 
     @property
     def simulated(self) -> bool:
@@ -244,20 +270,25 @@ class TargetReference:
                                   self.ds.scan(self.subject, target).gradients())
         return self.scans[target]
 
-    def dti(self, h, target: str):
-        """FA and MD of the target scan's features through ``h``'s path (cached per platform scale)."""
-        tf, gradients = self.scan(target)
-        key = (target, repr(h.reference["target_stats"][target]), repr(h.reference["sh"]))
-        if key not in self.maps:
-            self.maps[key] = h.dti_of(tf.data, target, tf.mask, gradients=gradients)[:2]
-        return self.maps[key]
+    def dti(self, h, target: str, where: np.ndarray | None = None):
+        """FA and MD of the target scan's features through ``h``'s path, fitted on ``where``
+        (default: the scan's brain); cached per platform scale and voxels."""
+        tf, _ = self.scan(target)
+        return self._dti(h, target, "scan", tf.data, tf.mask if where is None else where)
 
-    def noiseless_dti(self, h, target: str):
-        """FA and MD of the noiseless target through ``h``'s path (cached per platform scale)."""
-        tf, gradients = self.scan(target)
-        key = ("noiseless", target, repr(h.reference["target_stats"][target]), repr(h.reference["sh"]))
+    def noiseless_dti(self, h, target: str, where: np.ndarray | None = None):
+        """FA and MD of the noiseless target through ``h``'s path (as :meth:`dti`)."""
+        tf, _ = self.scan(target)
+        return self._dti(h, target, "noiseless", None, tf.mask if where is None else where)
+
+    def _dti(self, h, target: str, kind: str, features, where: np.ndarray):
+        import hashlib
+
+        key = (kind, target, repr(h.reference["target_stats"][target]), repr(h.reference["sh"]),
+               hashlib.sha1(np.packbits(where)).hexdigest())
         if key not in self.maps:
-            self.maps[key] = h.dti_of(self.noiseless_features(target), target, tf.mask, gradients=gradients)[:2]
+            y = self.noiseless_features(target) if features is None else features
+            self.maps[key] = h.dti_of(y, target, where, gradients=self.scan(target)[1])[:2]
         return self.maps[key]
 
     def noiseless_features(self, target: str) -> np.ndarray:
@@ -294,20 +325,23 @@ def volume_errors(h, name: str, scan, pred: dict | None, reference: TargetRefere
     dataset the same three against the noiseless target (``*_noiseless``)."""
     rows = []
     gradients = {t: reference.scan(t)[1] for t in h.targets}
-    for t, (fa_p, md_p, _) in h.predict_dti(scan, gradients=gradients, pred=pred).items():
+    # where the target has brain and the method a prediction; FA and MD on the reference's sample of it
+    masks = {t: reference.scan(t)[0].mask & h.target_mask(scan.mask, t) for t in h.targets}
+    where = {t: reference.sample(t, m) for t, m in masks.items()}
+    for t, (fa_p, md_p, _) in h.predict_dti(scan, gradients=gradients, pred=pred, masks=where).items():
         tf, _ = reference.scan(t)
-        fa_t, md_t = reference.dti(h, t)
-        m = tf.mask & h.target_mask(scan.mask, t)  # where the target has brain and the method a prediction
+        m, w = masks[t], where[t]
+        fa_t, md_t = reference.dti(h, t, w)
         sh_mse = float(((pred[t][m] - tf.data[m]) ** 2).mean()) if pred is not None else None
         row = {"method": name, "subject": reference.subject, "target": t, "sh_mse": sh_mse,
-               "fa_mae": float(np.abs(fa_p[m] - fa_t[m]).mean()),
-               "md_mae": float(np.abs(md_p[m] - md_t[m]).mean())}
+               "fa_mae": float(np.abs(fa_p[w] - fa_t[w]).mean()),
+               "md_mae": float(np.abs(md_p[w] - md_t[w]).mean())}
         if reference.simulated:
             clean = reference.noiseless_features(t)
-            fa_c, md_c = reference.noiseless_dti(h, t)
+            fa_c, md_c = reference.noiseless_dti(h, t, w)
             row.update({"sh_mse_noiseless": float(((pred[t][m] - clean[m]) ** 2).mean()) if pred is not None else None,
-                        "fa_mae_noiseless": float(np.abs(fa_p[m] - fa_c[m]).mean()),
-                        "md_mae_noiseless": float(np.abs(md_p[m] - md_c[m]).mean())})
+                        "fa_mae_noiseless": float(np.abs(fa_p[w] - fa_c[w]).mean()),
+                        "md_mae_noiseless": float(np.abs(md_p[w] - md_c[w]).mean())})
         rows.append(row)
     return rows
 

@@ -59,12 +59,16 @@ class Harmonizer(ABC):
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the harmonizer to ``directory``; return the path that :func:`load_harmonizer` reads."""
 
-    def predict_dti(self, scan, *, gradients: dict | None = None, pred: dict | None = None) -> dict[str, tuple]:
+    def predict_dti(self, scan, *, gradients: dict | None = None, pred: dict | None = None,
+                    masks: dict | None = None) -> dict[str, tuple]:
         """Per target, (FA, MD, DEC FA) on the target's grid: a DTI fit (dipy) of the harmonized
         signal on the target's gradient table (``gradients``: target -> (bvals, bvecs); by default
-        the platform's from the reference). ``pred``: the result of :meth:`predict`, if at hand."""
+        the platform's from the reference). ``pred``: the result of :meth:`predict`, if at hand;
+        ``masks``: target -> the voxels to fit (default: the input's brain on the target grid);
+        a method may give maps on more voxels than asked."""
         pred = self.predict(scan) if pred is None else pred
-        return {t: self.dti_of(y, t, self.target_mask(scan.mask, t), gradients=(gradients or {}).get(t))
+        return {t: self.dti_of(y, t, (masks or {}).get(t, self.target_mask(scan.mask, t)),
+                               gradients=(gradients or {}).get(t))
                 for t, y in pred.items()}
 
     def dti_of(self, y: np.ndarray, target: str, mask: np.ndarray, *, gradients: tuple | None = None) -> tuple:
