@@ -108,6 +108,7 @@ def test_evaluate_scores_every_method_on_the_same_held_out_patches(runs, tmp_pat
         rows[("none", "prisma_st")]["fa_mae"] / rows[("rescan", "prisma_st")]["fa_mae"])
     assert ratios[("none", "prisma_st")]["sh_mse"] > 1 and ("oracle", "prisma_st") not in ratios
     assert "as a multiple of the rescan floor" in markdown(ev)
+    assert "| FA MAE, noiseless |" in markdown(ev) and "seeded brain voxels" in markdown(sampled)
     # the command line writes the three formats
     assert main(["evaluate", str(runs["diqt-prisma_st"]), str(runs["hned-all"]), "--max-patches", "100",
                  "--out", str(tmp_path / "ev"), "--quiet", "--no-volume-metrics"]) == 0

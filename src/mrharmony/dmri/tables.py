@@ -84,16 +84,23 @@ def markdown(ev) -> str:
         lines.append(f"| {t} | {row['a']} | {row['b']} | {row['median_difference']:+.4f} | {format_p(row['p'])} | "
                      f"{format_p(row['p_bonferroni'])} |")
     if ev.volume_errors:
+        noiseless = all("fa_mae_noiseless" in r for r in ev.volume_errors)
         lines += ["", "Whole-volume errors on held-out subjects inside the target's and the input's masks (SH MSE in normalized "
                   "space; mean absolute FA and MD differences, every row's and the target scan's FA and MD through one path: "
                   "the features' signal on the target scan's gradient table, a DTI fit; methods that harmonize the DTI maps "
                   "themselves have no SH MSE; on simulated data two floors through the same path: `rescan`, a second "
-                  "session of the subject on the target platform, and `oracle`, the noiseless target):",
-                  "", "| method | subject | target | SH MSE | FA MAE | MD MAE (mm^2/s) |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+                  "session of the subject on the target platform, and `oracle`, the noiseless target"
+                  + ("; the same three errors against the noiseless target in the last columns" if noiseless else "")
+                  + (f"; FA and MD on {ev.volume_voxels:,} seeded brain voxels per subject and target, the same for "
+                     "every row" if ev.volume_voxels else "") + "):", ""]
+        extra = " SH MSE, noiseless | FA MAE, noiseless | MD MAE, noiseless |" if noiseless else ""
+        lines += ["| method | subject | target | SH MSE | FA MAE | MD MAE (mm^2/s) |" + extra,
+                  "| --- | --- | --- | --- | --- | --- |" + " --- |" * (3 if noiseless else 0)]
         for r in ev.volume_errors:
+            cells = (f" {format_cell(r['sh_mse_noiseless'])} | {r['fa_mae_noiseless']:.4f} | {r['md_mae_noiseless']:.2e} |"
+                     if noiseless else "")
             lines.append(f"| {r['method']} | {r['subject']} | {r['target']} | {format_cell(r['sh_mse'])} | {r['fa_mae']:.4f} | "
-                         f"{r['md_mae']:.2e} |")
+                         f"{r['md_mae']:.2e} |" + cells)
         ratios = rescan_ratios(ev)
         if ratios:
             lines += ["", "Each method's whole-volume error as a multiple of the rescan floor (mean over held-out subjects; "
