@@ -32,9 +32,11 @@ training resumes from its checkpoint; the wall time of every step is added up in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import signal
 import sys
 import time
 from pathlib import Path
@@ -95,6 +97,15 @@ class Timing:
         self.data[key] = self.data.get(key, 0.0) + seconds
         self.path.write_text(json.dumps(self.data, indent=1) + "\n")
 
+    @contextlib.contextmanager
+    def step(self, key: str):
+        """Time a step; an interrupted step's time counts too (SIGTERM is turned into an exit)."""
+        t0 = time.time()
+        try:
+            yield
+        finally:
+            self.add(key, time.time() - t0)
+
     @property
     def total_hours(self) -> float:
         return sum(self.data.values()) / 3600
@@ -108,27 +119,24 @@ def run_fold_seed(root: Path, data: Path, cohort: Path | None, fold: int, held_o
 
     work = root / f"fold-{fold}" / f"seed-{seed}"
     data_cfg = {"dataset": str(data.resolve()), "split": "subject", "test_subjects": held_out, "split_seed": 0}
-    t0 = time.time()
-    runs = train_methods(work, data_cfg, budget, seed=seed, control_target="prisma_st", quiet=quiet,
-                         every_row=first_seed)
-    timing.add(f"fold-{fold}/seed-{seed}/train", time.time() - t0)
+    with timing.step(f"fold-{fold}/seed-{seed}/train"):
+        runs = train_methods(work, data_cfg, budget, seed=seed, control_target="prisma_st", quiet=quiet,
+                             every_row=first_seed)
     if not (work / "evaluation" / "evaluation.json").exists():
         print(f"[{time.strftime('%H:%M:%S')}] fold {fold} seed {seed}: evaluating", flush=True)
-        t0 = time.time()
-        ev = evaluate(runs, first_stages=True, floors=first_seed, volume_voxels=volume_voxels, quiet=quiet)
-        write_tables(ev, work / "evaluation")
-        timing.add(f"fold-{fold}/seed-{seed}/evaluate", time.time() - t0)
+        with timing.step(f"fold-{fold}/seed-{seed}/evaluate"):
+            ev = evaluate(runs, first_stages=True, floors=first_seed, volume_voxels=volume_voxels, quiet=quiet)
+            write_tables(ev, work / "evaluation")
     if cohort is not None and not (work / "cohort.json").exists():
         from mrharmony.dmri.cohort import regional_values
         from mrharmony.dmri.evaluate import table_rows_of
         from mrharmony.io import write_json
 
         print(f"[{time.strftime('%H:%M:%S')}] fold {fold} seed {seed}: cohort", flush=True)
-        t0 = time.time()
-        rows = table_rows_of(runs, first_stages=True)
-        values = regional_values(list(zip(rows.names, rows.harmonizers)), cohort, quiet=quiet)
-        write_json(work / "cohort.json", {"fold": fold, "seed": seed, "rows": values})
-        timing.add(f"fold-{fold}/seed-{seed}/cohort", time.time() - t0)
+        with timing.step(f"fold-{fold}/seed-{seed}/cohort"):
+            rows = table_rows_of(runs, first_stages=True)
+            values = regional_values(list(zip(rows.names, rows.harmonizers)), cohort, quiet=quiet)
+            write_json(work / "cohort.json", {"fold": fold, "seed": seed, "rows": values})
 
 
 def gather(root: Path, folds: list[list[str]], seeds: list[int]) -> tuple[dict, dict, list]:
@@ -289,16 +297,16 @@ def main() -> int:
         root = Path(args.out)
         root.mkdir(parents=True, exist_ok=True)
         timing = Timing(root / "timing.json")
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped run still records its time
         data, cohort = root / "data", root / "cohort"
-        t0 = time.time()
-        if not (data / "dataset.yaml").exists():
-            simulate(data, preset=args.preset, seed=0, quiet=args.quiet)
-        if args.cohort and not (cohort / "dataset.yaml").exists():
-            simulate(cohort, preset=args.preset, seed=0, cohort=args.cohort, quiet=args.quiet)
-        prepare(data, quiet=args.quiet)
-        if args.cohort:
-            prepare(cohort, quiet=args.quiet)
-        timing.add("data", time.time() - t0)
+        with timing.step("data"):
+            if not (data / "dataset.yaml").exists():
+                simulate(data, preset=args.preset, seed=0, quiet=args.quiet)
+            if args.cohort and not (cohort / "dataset.yaml").exists():
+                simulate(cohort, preset=args.preset, seed=0, cohort=args.cohort, quiet=args.quiet)
+            prepare(data, quiet=args.quiet)
+            if args.cohort:
+                prepare(cohort, quiet=args.quiet)
     except (SettingError, InputError) as e:
         print(f"dmri.py: error: {e}", file=sys.stderr)
         return 2
