@@ -242,3 +242,46 @@ def test_a_run_can_start_from_a_finished_run_of_the_same_network(tmp_path, tiny_
         train(bad, tmp_path / "d", quiet=True)
     with pytest.raises(InputError, match="'init_from' does not apply to method rish"):
         load_run_config(_config(tmp_path, tiny_prepared, name="e.yaml", method="rish", init_from="a"))
+
+
+def test_dense_training_on_tiles_trains_the_same_function_on_every_output_voxel(tmp_path, tiny_prepared):
+    """A tile's answer at each output voxel is that voxel's patch answer (valid convolutions), so
+    the loss on a tile's brain voxels is the mean of the patch losses there; the run trains on
+    tiles, validates on the centred patches and applies like any other run."""
+    from mrharmony.dmri.loading import load_harmonizer
+    from mrharmony.dmri.networks.single import DIQT
+    from mrharmony.dmri.training import crop_batch, patch_loss
+
+    torch.manual_seed(0)
+    net = DIQT("t", 28, 2).eval()
+    x = torch.randn(1, 28, 15, 15, 15)
+    y = torch.randn(1, 28, 22, 22, 22)  # the tile's output for a 2x target: (15 - 4) * 2
+    with torch.no_grad():
+        out = net(x)
+    assert out["t"][-1].shape[-1] == 22
+    y[:, :, :4] = 0  # outside the brain: excluded
+    total, _ = patch_loss({"t": out["t"]}, {"t": y}, in_brain=True)
+    inside = (y != 0).any(dim=1)
+    expected = ((out["t"][-1] - y) ** 2).sum(dim=1)[inside].mean() / 28
+    assert float(total) == pytest.approx(float(expected), rel=1e-5)
+    xs, ys = crop_batch((x.numpy(), {"t": y.numpy()}), 11, {"t": 14})
+    assert xs.shape[-1] == 11 and ys["t"].shape[-1] == 14
+    with torch.no_grad():
+        np.testing.assert_allclose(net(torch.from_numpy(np.ascontiguousarray(xs)))["t"][-1].numpy(),
+                                   out["t"][-1][..., 4:18, 4:18, 4:18].numpy(), atol=1e-5)
+
+    cfg = _config(tmp_path, tiny_prepared, targets=["connectom_sa"], training={"tile_size": 15})
+    run = train(cfg, tmp_path / "tiles", quiet=True)
+    meta = read_checkpoint(run / "model.pt")["meta"]
+    assert meta["patch_size"] == 11 and meta["output_sizes"] == {"connectom_sa": [14]}
+    h = load_harmonizer(run)
+    from mrharmony.data import load_dataset
+    from mrharmony.dmri.features.prepare import load_features
+
+    f = load_features(load_dataset(tiny_prepared, check_data=False), "sub-01", "ge_st")
+    assert h.predict(f)["connectom_sa"].shape[:3] == tuple(2 * n for n in f.data.shape[:3])
+    for bad in (14, 11):
+        path = _config(tmp_path, tiny_prepared, name=f"bad{bad}.yaml", targets=["prisma_st"],
+                       training={"tile_size": bad})
+        with pytest.raises(InputError, match=f"tile_size {bad}; a tile must be odd and larger than the patch"):
+            train(path, tmp_path / f"bad{bad}", quiet=True)

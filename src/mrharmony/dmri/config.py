@@ -80,7 +80,11 @@ class TrainingConfig(StrictModel):
     learning_rate: float = Field(default=1e-4, gt=0)
     lr_decay_every: int = Field(default=15, ge=1)
     lr_decay_factor: float = Field(default=math.sqrt(2), ge=1)
-    patches_per_epoch: int | None = Field(default=None, ge=1, description="None: every training patch")
+    patches_per_epoch: int | None = Field(default=None, ge=1, description="None: every training patch (with "
+                                          "tile_size: tiles per epoch)")
+    tile_size: int | None = Field(default=None, ge=3, description="dense training: input tiles of this edge (odd, "
+                                  "larger than the patch), the loss on every output voxel inside the target's brain; "
+                                  "None: the paper's patches, one output per patch centre")
     validation_patches: int | None = Field(default=None, ge=1, description="None: every validation patch")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -7,7 +7,11 @@ patches of SH features (:class:`~mrharmony.dmri.patches.PatchSampler`), drawn fo
 from a generator seeded by ``(seed, e)`` among the training patches of the split; the loss, the
 sum over targets (and, for the networks with deep supervision, over every supervised output) of
 the patch MSE; the validation loss, the mean loss of the final predictions on the validation
-patches (summed over targets); Adam with the learning rate divided by ``lr_decay_factor`` every
+patches (summed over targets). With ``training.tile_size`` (dense training, a variant of the
+paper's recipe) the samples are tiles around the same centres and the loss covers every output
+voxel of the tile inside the target's brain: a valid-convolution network answers each of them as
+it would from that voxel's own patch, so the same function is trained with less repeated work;
+validation still scores the centred patches. Adam with the learning rate divided by ``lr_decay_factor`` every
 ``lr_decay_every`` epochs; and the method's schedule (MSP's alpha). ``model.pt`` holds the
 weights of the best validation loss with what rebuilds the network and what applying it to a
 new scan needs (:func:`~mrharmony.dmri.harmonizer.platform_reference`).
@@ -34,20 +38,40 @@ from mrharmony.engine.loop import Epoch, Machine, Phase, RunFamily, Trainee
 from mrharmony.errors import InputError
 
 
-def patch_loss(outputs: dict, targets: dict, *, final_only: bool = False):
+def patch_loss(outputs: dict, targets: dict, *, final_only: bool = False, in_brain: bool = False):
     """Sum over targets (and, unless ``final_only``, over every supervised output) of patch MSE;
-    and the final output's loss per target."""
+    and the final output's loss per target. ``in_brain``: the MSE over the target voxels inside
+    the target's brain only (features are zero outside it), as dense training on tiles needs."""
     import torch.nn.functional as F
 
     from mrharmony.dmri.networks.blocks import center_crop
 
+    def mse(o, y):
+        if not in_brain:
+            return F.mse_loss(o.float(), y.float())
+        inside = (y != 0).any(dim=1, keepdim=True).float()
+        return (((o.float() - y.float()) ** 2) * inside).sum() / (inside.sum() * o.shape[1]).clamp_min(1.0)
+
     total, per_target = 0.0, {}
     for t, outs in outputs.items():
         chosen = outs[-1:] if final_only else outs
-        losses = [F.mse_loss(o.float(), center_crop(targets[t], o.shape[-3:]).float()) for o in chosen]
+        losses = [mse(o, center_crop(targets[t], o.shape[-3:])) for o in chosen]
         per_target[t] = losses[-1]
         total = total + sum(losses)
     return total, per_target
+
+
+def crop_batch(batch, patch: int, target_sizes: dict[str, int]):
+    """The centred patch of every tile of a batch ``(x, {target: y})``: inputs cropped to
+    ``patch``, targets to ``target_sizes`` (a valid-convolution network's answer on the patch is
+    the centre of its answer on the tile)."""
+    x, ys = batch
+
+    def centre(a, size):
+        m = (a.shape[-1] - size) // 2
+        return a[..., m:m + size, m:m + size, m:m + size]
+
+    return centre(x, patch), {t: centre(y, target_sizes[t]) for t, y in ys.items()}
 
 
 def to_torch(batch, device):
@@ -128,9 +152,16 @@ class NetworkTrainee(Trainee):
         if cfg.model.init_from:
             start_from(net, cfg, targets, source)
         sizes = output_sizes(net, in_channels, cfg.data.patch_size)
+        self.patch_targets = {t: max(s) for t, s in sizes.items()}
+        # dense training cuts tiles around the same centres; validation scores their centred patches
+        tile = tc.tile_size or cfg.data.patch_size
+        if tc.tile_size and (tile % 2 == 0 or tile <= cfg.data.patch_size):
+            raise InputError(f"sets tile_size {tile}; a tile must be odd and larger than the patch "
+                             f"({cfg.data.patch_size}).", source)
+        tile_targets = ({t: max(s) for t, s in output_sizes(net, in_channels, tile).items()}
+                        if tc.tile_size else self.patch_targets)
         self.sampler = PatchSampler.from_dataset(ds, subjects=cfg.data.subjects, targets=targets,
-                                                 size=cfg.data.patch_size,
-                                                 target_sizes={t: max(s) for t, s in sizes.items()})
+                                                 size=tile, target_sizes=tile_targets)
         self.splits = make_splits(self.sampler, cfg.data, source=source)
         n_train = min(tc.patches_per_epoch or len(self.splits.train), len(self.splits.train))
         if n_train < tc.batch_size:
@@ -192,11 +223,11 @@ class NetworkTrainee(Trainee):
                 idx = order[b * tc.batch_size:(b + 1) * tc.batch_size][m.rank * local:(m.rank + 1) * local]
                 yield to_torch(self.sampler.batch(idx), m.device)
 
-        return Epoch(batches(), n, tc.batch_size, "patches")
+        return Epoch(batches(), n, tc.batch_size, "tiles" if tc.tile_size else "patches")
 
     def loss(self, model, batch, phase: int) -> dict:
         x, ys = batch
-        total, _ = patch_loss(model(x), ys)
+        total, _ = patch_loss(model(x), ys, in_brain=bool(self.cfg.training.tile_size))
         return {"loss": total}
 
     def validate(self, phase: int) -> dict[str, float]:
@@ -209,7 +240,10 @@ class NetworkTrainee(Trainee):
         with torch.no_grad():
             for s in range(0, len(idx), batch):
                 part = idx[s:s + batch]
-                x, ys = to_torch(self.sampler.batch(part), self.machine.device)
+                cut = self.sampler.batch(part)
+                if self.cfg.training.tile_size:
+                    cut = crop_batch(cut, self.cfg.data.patch_size, self.patch_targets)
+                x, ys = to_torch(cut, self.machine.device)
                 with self.machine.autocast():
                     outputs = self.net(x)
                 _, per = patch_loss(outputs, ys, final_only=True)
