@@ -285,3 +285,34 @@ def test_dense_training_on_tiles_trains_the_same_function_on_every_output_voxel(
                        training={"tile_size": bad})
         with pytest.raises(InputError, match=f"tile_size {bad}; a tile must be odd and larger than the patch"):
             train(path, tmp_path / f"bad{bad}", quiet=True)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_mirrored_samples_are_the_features_of_the_mirrored_scan(tiny_prepared, axis):
+    """Flip augmentation: mirroring normalized features (with the SH reflection and the scan's own
+    statistics) gives exactly the features of the scan mirrored before the SH fit, its gradient
+    directions reflected."""
+    from mrharmony.data import load_dataset
+    from mrharmony.dmri.features.prepare import load_features
+    from mrharmony.dmri.features.sh import SHConfig, fit_sh
+    from mrharmony.dmri.training import Reflections
+
+    ds = load_dataset(tiny_prepared, check_data=False)
+    f = load_features(ds, "sub-02", "prisma_st")
+    refl = Reflections(ds, ["sub-01", "sub-02"], {"input": "ge_st", "prisma_st": "prisma_st"},
+                       {"sh_order_max": 6, "basis": f.sh.basis, "legacy": f.sh.legacy, "smooth": f.sh.smooth,
+                        "b0_threshold": f.sh.b0_threshold, "shell": f.sh.shell})
+    x = np.moveaxis(f.data, -1, 0)[None]
+    flips = np.zeros((1, 3), bool)
+    flips[0, axis] = True
+    _, ys = refl((x, {"prisma_st": x}), np.array([1]), flips)
+    scan = ds.scan("sub-02", "prisma_st")
+    dwi, _ = scan.load_dwi()
+    bvals, bvecs = scan.gradients()
+    bvecs = bvecs.copy()
+    bvecs[:, axis] *= -1
+    mask = np.flip(f.mask, axis)
+    coeffs = fit_sh(np.flip(dwi, axis).astype(np.float32), bvals, bvecs, mask, SHConfig(**f.sh.model_dump()))
+    expected = f.stats.apply(coeffs, mask)
+    np.testing.assert_allclose(np.moveaxis(ys["prisma_st"][0], 0, -1), expected, atol=2e-4)
+    assert not np.allclose(expected, f.data, atol=1e-2)  # the mirror changed something

@@ -86,6 +86,9 @@ class TrainingConfig(StrictModel):
                                   "larger than the patch), the loss on every output voxel inside the target's brain; "
                                   "None: the paper's patches, one output per patch centre")
     validation_patches: int | None = Field(default=None, ge=1, description="None: every validation patch")
+    augment: Literal["none", "flips"] = Field(default="none", description="flips: each sample mirrored along a "
+                                              "random set of the three axes, its SH coefficients reflected to match "
+                                              "(input and targets alike); none: the paper's samples")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool = True

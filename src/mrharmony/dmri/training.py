@@ -74,6 +74,54 @@ def crop_batch(batch, patch: int, target_sizes: dict[str, int]):
     return centre(x, patch), {t: centre(y, target_sizes[t]) for t, y in ys.items()}
 
 
+class Reflections:
+    """Mirror samples along voxel axes with their SH coefficients reflected to match.
+
+    A mirrored scan's SH coefficients are ``signs * c`` (:func:`~mrharmony.dmri.features.sh.
+    reflection_signs`); in the normalized space of a scan (mean ``m``, std ``d`` per channel, zero
+    outside the brain) that is ``x' = signs * x + (signs - 1) m / d`` inside the brain. Each scan's
+    statistics come from its feature sidecar. Gradient directions are taken to be in the voxel
+    frame (as FSL-style bvecs are), so that mirroring voxel axis a reflects direction component a.
+    """
+
+    def __init__(self, ds, subjects: list[str], platforms: dict[str, str], sh: dict):
+        from mrharmony.dmri.features.sh import SHConfig, reflection_signs
+
+        cfg = SHConfig(**sh)
+        self.signs = [reflection_signs(cfg, a) for a in range(3)]
+        # per platform role ("input" or a target), per subject: (mean / std) of the scan's channels
+        self.ratio = {role: np.stack([scan_mean_over_std(ds, s, p) for s in subjects]) for role, p in platforms.items()}
+
+    def __call__(self, batch, subjects: np.ndarray, flips: np.ndarray):
+        """Mirror each sample b of ``batch`` (x, {target: y}) along the axes where ``flips[b]``."""
+
+        def channels_last_copy(a):  # keeps the layout the sampler delivers (see patches.py)
+            return np.moveaxis(np.moveaxis(a, 1, -1).copy(), -1, 1)
+
+        x, ys = batch
+        x, ys = channels_last_copy(x), {t: channels_last_copy(y) for t, y in ys.items()}
+        for b in range(len(x)):
+            for a in np.flatnonzero(flips[b]):
+                x[b] = self._mirror(x[b], a, self.ratio["input"][subjects[b]])
+                for t in ys:
+                    ys[t][b] = self._mirror(ys[t][b], a, self.ratio[t][subjects[b]])
+        return x, ys
+
+    def _mirror(self, v: np.ndarray, axis: int, mean_over_std: np.ndarray) -> np.ndarray:
+        s = self.signs[axis][:, None, None, None]
+        inside = np.any(v != 0, axis=0, keepdims=True)
+        out = s * v + (s - 1) * mean_over_std[:, None, None, None] * inside
+        return np.flip(out, axis=1 + axis)
+
+
+def scan_mean_over_std(ds, subject: str, platform: str) -> np.ndarray:
+    """Mean over std of each channel of a scan's features (from its sidecar)."""
+    from mrharmony.dmri.features.prepare import feature_paths
+
+    norm = json.loads(feature_paths(ds.root, subject, platform)[1].read_text())["normalization"]
+    return (np.asarray(norm["mean"], np.float32) / np.asarray(norm["std"], np.float32))
+
+
 def to_torch(batch, device):
     """A patch batch ``(x, {target: y})`` of arrays as tensors on ``device``."""
     import torch
@@ -188,6 +236,9 @@ class NetworkTrainee(Trainee):
         # channels-last: the patch sampler already delivers that layout, and oneDNN / cuDNN are faster on it
         self.net = net.to(machine.device, memory_format=torch.channels_last_3d)
         self.phases = [Phase("train", tc.epochs)]
+        self.reflections = (Reflections(ds, self.sampler.subjects, {"input": ds.input_platform.name,
+                                                                     **{t: t for t in targets}}, self.meta["sh"])
+                            if tc.augment == "flips" else None)
         self.val_idx = self.splits.validation
         if tc.validation_patches and len(self.val_idx) > tc.validation_patches:
             self.val_idx = np.sort(np.random.default_rng([tc.seed, 2]).choice(self.val_idx, tc.validation_patches,
@@ -218,10 +269,16 @@ class NetworkTrainee(Trainee):
         n = len(order) // tc.batch_size
         local = tc.batch_size // m.world
 
+        aug = np.random.default_rng([tc.seed, epoch, 3])
+
         def batches():
             for b in range(n):
                 idx = order[b * tc.batch_size:(b + 1) * tc.batch_size][m.rank * local:(m.rank + 1) * local]
-                yield to_torch(self.sampler.batch(idx), m.device)
+                flips = aug.random((tc.batch_size, 3)) < 0.5  # drawn for the global batch: DDP matches one process
+                cut = self.sampler.batch(idx)
+                if self.reflections is not None:
+                    cut = self.reflections(cut, self.sampler.centres[idx, 0], flips[m.rank * local:(m.rank + 1) * local])
+                yield to_torch(cut, m.device)
 
         return Epoch(batches(), n, tc.batch_size, "tiles" if tc.tile_size else "patches")
 

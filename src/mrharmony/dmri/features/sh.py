@@ -125,6 +125,35 @@ def fit_sh(dwi: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, mask: np.ndarr
     return out
 
 
+def reflection_signs(cfg: SHConfig, axis: int) -> np.ndarray:
+    """Signs (n_coef,) that reflect SH coefficients across the plane normal to ``axis``.
+
+    Every real SH basis function of dipy's bases is even or odd under a reflection of one
+    coordinate (x -> -x turns phi into pi - phi, y -> -y phi into -phi, z -> -z cos theta into
+    -cos theta), so a reflected signal has the coefficients ``signs * c``. The signs are read off
+    the basis itself, and checked, rather than written out per basis.
+    """
+    from dipy.core.sphere import Sphere
+    from dipy.reconst.shm import real_sh_descoteaux, real_sh_tournier
+
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal((64, 3))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    w = v.copy()
+    w[:, axis] *= -1
+    fn = real_sh_descoteaux if cfg.basis == "descoteaux07" else real_sh_tournier
+
+    def basis(x):
+        sph = Sphere(xyz=x)
+        return fn(cfg.sh_order_max, sph.theta, sph.phi, legacy=cfg.legacy)[0]
+
+    a, b = basis(v), basis(w)
+    signs = np.sign(np.sum(a * b, axis=0))
+    if not np.allclose(b, a * signs, atol=1e-8):
+        raise ValueError(f"the {cfg.basis} basis is not even or odd under a reflection of axis {axis}")
+    return signs.astype(np.float32)
+
+
 def sh_to_signal(coeffs: np.ndarray, bvecs: np.ndarray, cfg: SHConfig) -> np.ndarray:
     """Signal (..., n_dirs) on the given unit directions from SH coefficients (..., n_coef)."""
     b, _ = sh_matrices(bvecs, cfg)
