@@ -316,3 +316,27 @@ def test_mirrored_samples_are_the_features_of_the_mirrored_scan(tiny_prepared, a
     expected = f.stats.apply(coeffs, mask)
     np.testing.assert_allclose(np.moveaxis(ys["prisma_st"][0], 0, -1), expected, atol=2e-4)
     assert not np.allclose(expected, f.data, atol=1e-2)  # the mirror changed something
+
+
+def test_order_weighting_gives_each_sh_order_the_same_share_of_the_loss(tmp_path, tiny_prepared):
+    from mrharmony.dmri.features.sh import sh_orders
+    from mrharmony.dmri.training import NetworkTrainee, patch_loss
+    from mrharmony.engine.loop import Machine
+
+    cfg = load_run_config(_config(tmp_path, tiny_prepared, targets=["prisma_st"],
+                                  training={"loss_weighting": "order", "device": "cpu"}))
+    import contextlib
+
+    trainee = NetworkTrainee(cfg, tmp_path / "w", Machine(device=torch.device("cpu"), autocast=contextlib.nullcontext))
+    w = trainee.channel_weights.numpy()
+    orders = sh_orders(6)
+    assert w.mean() == pytest.approx(1.0)
+    shares = [w[orders == o].sum() for o in (0, 2, 4, 6)]
+    np.testing.assert_allclose(shares, shares[0], rtol=1e-6)
+    # an error in the order-0 channel alone counts 7 times what it counts with the paper's loss
+    y = torch.zeros(1, 28, 3, 3, 3)
+    o = y.clone()
+    o[:, 0] = 1.0
+    plain, _ = patch_loss({"t": [o]}, {"t": y})
+    weighted, _ = patch_loss({"t": [o]}, {"t": y}, channel_weights=trainee.channel_weights)
+    assert float(weighted) == pytest.approx(7 * float(plain))

@@ -86,6 +86,10 @@ class TrainingConfig(StrictModel):
                                   "larger than the patch), the loss on every output voxel inside the target's brain; "
                                   "None: the paper's patches, one output per patch centre")
     validation_patches: int | None = Field(default=None, ge=1, description="None: every validation patch")
+    loss_weighting: Literal["channel", "order"] = Field(
+        default="channel", description="channel: the paper's MSE, every normalized SH channel weighing the same; "
+        "order: every SH order weighing the same (order 0 one quarter of the loss at order 6, not 1/28); the "
+        "validation loss stays the paper's")
     augment: Literal["none", "flips"] = Field(default="none", description="flips: each sample mirrored along a "
                                               "random set of the three axes, its SH coefficients reflected to match "
                                               "(input and targets alike); none: the paper's samples")

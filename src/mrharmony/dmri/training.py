@@ -11,7 +11,9 @@ patches (summed over targets). With ``training.tile_size`` (dense training, a va
 paper's recipe) the samples are tiles around the same centres and the loss covers every output
 voxel of the tile inside the target's brain: a valid-convolution network answers each of them as
 it would from that voxel's own patch, so the same function is trained with less repeated work;
-validation still scores the centred patches. Adam with the learning rate divided by ``lr_decay_factor`` every
+validation still scores the centred patches. ``training.loss_weighting: order`` weighs every SH
+order the same in the training loss instead of every channel (another named variant; validation
+keeps the paper's loss). Adam with the learning rate divided by ``lr_decay_factor`` every
 ``lr_decay_every`` epochs; and the method's schedule (MSP's alpha). ``model.pt`` holds the
 weights of the best validation loss with what rebuilds the network and what applying it to a
 new scan needs (:func:`~mrharmony.dmri.harmonizer.platform_reference`).
@@ -38,19 +40,24 @@ from mrharmony.engine.loop import Epoch, Machine, Phase, RunFamily, Trainee
 from mrharmony.errors import InputError
 
 
-def patch_loss(outputs: dict, targets: dict, *, final_only: bool = False, in_brain: bool = False):
+def patch_loss(outputs: dict, targets: dict, *, final_only: bool = False, in_brain: bool = False,
+               channel_weights=None):
     """Sum over targets (and, unless ``final_only``, over every supervised output) of patch MSE;
     and the final output's loss per target. ``in_brain``: the MSE over the target voxels inside
-    the target's brain only (features are zero outside it), as dense training on tiles needs."""
+    the target's brain only (features are zero outside it), as dense training on tiles needs.
+    ``channel_weights``: a tensor (C,) of mean 1 weighting each channel's squared error."""
     import torch.nn.functional as F
 
     from mrharmony.dmri.networks.blocks import center_crop
 
     def mse(o, y):
+        err = (o.float() - y.float()) ** 2
+        if channel_weights is not None:
+            err = err * channel_weights.view(1, -1, 1, 1, 1)
         if not in_brain:
-            return F.mse_loss(o.float(), y.float())
+            return err.mean() if channel_weights is not None else F.mse_loss(o.float(), y.float())
         inside = (y != 0).any(dim=1, keepdim=True).float()
-        return (((o.float() - y.float()) ** 2) * inside).sum() / (inside.sum() * o.shape[1]).clamp_min(1.0)
+        return (err * inside).sum() / (inside.sum() * o.shape[1]).clamp_min(1.0)
 
     total, per_target = 0.0, {}
     for t, outs in outputs.items():
@@ -236,6 +243,14 @@ class NetworkTrainee(Trainee):
         # channels-last: the patch sampler already delivers that layout, and oneDNN / cuDNN are faster on it
         self.net = net.to(machine.device, memory_format=torch.channels_last_3d)
         self.phases = [Phase("train", tc.epochs)]
+        self.channel_weights = None
+        if tc.loss_weighting == "order":
+            from mrharmony.dmri.features.sh import sh_orders
+
+            orders = sh_orders(self.meta["sh"]["sh_order_max"])
+            counts = {int(o): int((orders == o).sum()) for o in np.unique(orders)}
+            w = np.array([len(orders) / (len(counts) * counts[int(o)]) for o in orders], np.float32)
+            self.channel_weights = torch.from_numpy(w).to(machine.device)
         self.reflections = (Reflections(ds, self.sampler.subjects, {"input": ds.input_platform.name,
                                                                      **{t: t for t in targets}}, self.meta["sh"])
                             if tc.augment == "flips" else None)
@@ -284,7 +299,8 @@ class NetworkTrainee(Trainee):
 
     def loss(self, model, batch, phase: int) -> dict:
         x, ys = batch
-        total, _ = patch_loss(model(x), ys, in_brain=bool(self.cfg.training.tile_size))
+        total, _ = patch_loss(model(x), ys, in_brain=bool(self.cfg.training.tile_size),
+                              channel_weights=self.channel_weights)
         return {"loss": total}
 
     def validate(self, phase: int) -> dict[str, float]:
