@@ -340,3 +340,21 @@ def test_order_weighting_gives_each_sh_order_the_same_share_of_the_loss(tmp_path
     plain, _ = patch_loss({"t": [o]}, {"t": y})
     weighted, _ = patch_loss({"t": [o]}, {"t": y}, channel_weights=trainee.channel_weights)
     assert float(weighted) == pytest.approx(7 * float(plain))
+
+
+def test_cosine_schedule_warms_up_decays_to_zero_and_resumes_exactly(tmp_path, tiny_prepared):
+    cfg = _config(tmp_path, tiny_prepared, targets=["prisma_st"],
+                  training={"epochs": 3, "lr_schedule": "cosine", "warmup_epochs": 1, "learning_rate": 0.002})
+    whole = train(cfg, tmp_path / "whole", quiet=True)
+    lrs = [float(r.split(",")[1]) for r in (whole / "metrics.csv").read_text().splitlines()[1:]]
+    # the rate of each epoch's last step (4 steps an epoch): the warm-up's end, then the cosine at
+    # 0.75 / 2 and 1.75 / 2 of the decay
+    import math
+
+    expected = [0.002, 0.001 * (1 + math.cos(math.pi * 0.375)), 0.001 * (1 + math.cos(math.pi * 0.875))]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-4)
+    part = train(cfg, tmp_path / "part", quiet=True, stop_after_epochs=1)
+    train(None, part, resume=True, quiet=True)
+    a, b = _weights(whole), _weights(part)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)

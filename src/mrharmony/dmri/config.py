@@ -80,6 +80,10 @@ class TrainingConfig(StrictModel):
     learning_rate: float = Field(default=1e-4, gt=0)
     lr_decay_every: int = Field(default=15, ge=1)
     lr_decay_factor: float = Field(default=math.sqrt(2), ge=1)
+    lr_schedule: Literal["step", "cosine"] = Field(
+        default="step", description="step: the paper's, divided by lr_decay_factor every lr_decay_every epochs; "
+        "cosine: a linear warm-up over warmup_epochs, then a cosine decay to zero at the last step")
+    warmup_epochs: float = Field(default=0.0, ge=0)
     patches_per_epoch: int | None = Field(default=None, ge=1, description="None: every training patch (with "
                                           "tile_size: tiles per epoch)")
     tile_size: int | None = Field(default=None, ge=3, description="dense training: input tiles of this edge (odd, "

@@ -13,7 +13,8 @@ voxel of the tile inside the target's brain: a valid-convolution network answers
 it would from that voxel's own patch, so the same function is trained with less repeated work;
 validation still scores the centred patches. ``training.loss_weighting: order`` weighs every SH
 order the same in the training loss instead of every channel (another named variant; validation
-keeps the paper's loss). Adam with the learning rate divided by ``lr_decay_factor`` every
+keeps the paper's loss); ``training.lr_schedule: cosine`` replaces the paper's step decay with a
+warm-up and a cosine decay, set before every step. Adam with the learning rate divided by ``lr_decay_factor`` every
 ``lr_decay_every`` epochs; and the method's schedule (MSP's alpha). ``model.pt`` holds the
 weights of the best validation loss with what rebuilds the network and what applying it to a
 new scan needs (:func:`~mrharmony.dmri.harmonizer.platform_reference`).
@@ -219,6 +220,7 @@ class NetworkTrainee(Trainee):
                                                  size=tile, target_sizes=tile_targets)
         self.splits = make_splits(self.sampler, cfg.data, source=source)
         n_train = min(tc.patches_per_epoch or len(self.splits.train), len(self.splits.train))
+        self.steps_per_epoch = n_train // tc.batch_size
         if n_train < tc.batch_size:
             raise InputError(f"gives {n_train} training patches per epoch, fewer than one minibatch of batch_size "
                              f"{tc.batch_size}; raise patches_per_epoch or lower batch_size.", source)
@@ -274,7 +276,20 @@ class NetworkTrainee(Trainee):
 
         tc = self.cfg.training
         opt = torch.optim.Adam(self.net.parameters(), lr=tc.learning_rate)
+        self.opt = opt
+        if tc.lr_schedule == "cosine":  # set before every step by on_progress
+            return opt, None
         return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=tc.lr_decay_every, gamma=1.0 / tc.lr_decay_factor)
+
+    def learning_rate(self, epoch: float) -> float:
+        """The cosine schedule's learning rate at a fractional epoch."""
+        import math
+
+        tc = self.cfg.training
+        if epoch < tc.warmup_epochs:
+            return tc.learning_rate * (epoch + 1.0 / max(1, self.steps_per_epoch)) / tc.warmup_epochs
+        span = max(tc.epochs - tc.warmup_epochs, 1e-9)
+        return tc.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (epoch - tc.warmup_epochs) / span)))
 
     def epoch(self, epoch: int, phase: int) -> Epoch:
         tc, m = self.cfg.training, self.machine
@@ -330,6 +345,9 @@ class NetworkTrainee(Trainee):
 
     def on_progress(self, epoch: float) -> None:
         self.cfg.model.on_progress(self.net, epoch)
+        if self.cfg.training.lr_schedule == "cosine" and getattr(self, "opt", None) is not None:
+            for group in self.opt.param_groups:
+                group["lr"] = self.learning_rate(epoch)
 
     def columns(self) -> dict:
         return self.cfg.model.columns(self.net)
