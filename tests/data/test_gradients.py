@@ -30,3 +30,26 @@ def test_a_table_of_the_wrong_shape_is_refused(tmp_path):
     with pytest.raises(ValueError, match="one direction per b-value"):
         write_gradients(tmp_path / "a.bval", tmp_path / "a.bvec", [0.0, 1000.0], np.zeros((3, 2)))
     assert not (tmp_path / "a.bval").exists()
+
+
+def test_b0_directions_may_be_nan_and_either_orientation_is_read(tmp_path):
+    """Some converters write NaN (or anything) as the direction of a b=0 volume: it carries no
+    information, is accepted and becomes zero; a NaN on a diffusion-weighted volume is refused
+    with its volume number. Three columns read like three rows, as dipy reads them."""
+    import numpy as np
+    import pytest
+
+    from mrharmony.data.gradients import read_gradients
+    from mrharmony.errors import InputError
+
+    bval, bvec = tmp_path / "dwi.bval", tmp_path / "dwi.bvec"
+    bval.write_text("0 1000 1000 5\n")
+    bvec.write_text("nan 1 0 nan\nnan 0 1 nan\nnan 0 0 nan\n")
+    bvals, bvecs = read_gradients(bval, bvec, n_volumes=4)
+    np.testing.assert_array_equal(bvecs, [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 0]])
+    bvec.write_text("nan nan nan\n1 0 0\n0 1 0\n0 0 0\n")  # N x 3
+    np.testing.assert_array_equal(read_gradients(bval, bvec)[1], bvecs)
+    bvec.write_text("0 1 nan 0\n0 0 0 0\n0 0 1 0\n")
+    with pytest.raises(InputError, match=r"dwi.bvec: holds NaN or infinite components in the direction of volume 2, "
+                                         r"which is diffusion-weighted \(b=1000\)"):
+        read_gradients(bval, bvec)

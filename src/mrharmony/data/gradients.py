@@ -45,6 +45,9 @@ def read_gradients(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read FSL-style b-values and b-vectors and check them.
 
+    The ``.bvec`` file may hold three rows (FSL) or three columns, as dipy reads it; directions
+    of b=0 volumes may be anything, NaN included (written out as zero).
+
     Returns:
         bvals (N,) in s/mm^2 and bvecs (N, 3), unit length for non-b0 volumes and zero for b0.
     """
@@ -60,8 +63,6 @@ def read_gradients(
         raise InputError(f"must hold three rows (x, y, z), found {bvecs.shape[0]} rows of {bvecs.shape[1]}.", bvec_path)
     if not np.all(np.isfinite(bvals)):
         raise InputError("holds NaN or infinite b-values.", bval_path)
-    if not np.all(np.isfinite(bvecs)):
-        raise InputError("holds NaN or infinite components.", bvec_path)
     if np.any(bvals < 0):
         raise InputError("holds negative b-values.", bval_path)
     if n_volumes is not None:
@@ -74,6 +75,13 @@ def read_gradients(
     b0 = bvals <= B0_THRESHOLD
     if not b0.any():
         raise InputError(f"has no b=0 volume (none at or below {B0_THRESHOLD:g} s/mm^2).", bval_path)
+    # a b=0 volume's direction carries no information: some converters write NaN there
+    broken = ~np.all(np.isfinite(bvecs), axis=1) & ~b0
+    if broken.any():
+        i = int(np.flatnonzero(broken)[0])
+        raise InputError(f"holds NaN or infinite components in the direction of volume {i}, which is "
+                         f"diffusion-weighted (b={bvals[i]:g}).", bvec_path)
+    bvecs = np.where(b0[:, None], 0.0, bvecs)
     norms = np.linalg.norm(bvecs[~b0], axis=1)
     bad = np.flatnonzero(np.abs(norms - 1.0) > BVEC_NORM_TOL)
     if bad.size:
