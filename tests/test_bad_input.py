@@ -282,6 +282,25 @@ def _case_structural_train_unseen_site(tmp_path, prepared, model):
     return ["structural", "train", str(cfg), "--out", str(tmp_path / "run")], cfg, "holds out of training"
 
 
+def _case_apply_other_shell(tmp_path, prepared, model):
+    scan = _scan(prepared, tmp_path)
+    bval = scan / "dwi.bval"
+    bval.write_text(bval.read_text().replace("1200", "2000"))
+    return (_apply_args(model, scan, tmp_path / "out"), bval,
+            r"has its shell at b=2000 s/mm\^2, but the model learned from b=1200 s/mm\^2 scans \(ge_st; tolerance 100\); "
+            r"pass --allow-protocol-mismatch")
+
+
+def _case_apply_other_voxel_size(tmp_path, prepared, model):
+    scan = _scan(prepared, tmp_path)
+    img = nib.load(scan / "dwi.nii.gz")
+    affine = img.affine.copy()
+    affine[:3, :3] *= 0.5  # 1.2 mm voxels
+    nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj), affine), scan / "dwi.nii.gz")
+    return (_apply_args(model, scan, tmp_path / "out"), scan / "dwi.nii.gz",
+            r"has 1.2 x 1.2 x 1.2 mm voxels, but the model learned from 2.4 x 2.4 x 2.4 mm scans")
+
+
 CASES = {name.removeprefix("_case_"): fn for name, fn in dict(globals()).items() if name.startswith("_case_")}
 
 
@@ -304,3 +323,18 @@ def test_the_suite_is_complete():
     from tests.data.test_validate import CASES as DATASET_CASES
 
     assert len(CASES) + len(DATASET_CASES) >= 20
+
+
+def test_apply_with_a_protocol_mismatch_allowed_records_it_in_every_sidecar(tmp_path, tiny_prepared, model):
+    import json
+
+    scan = _scan(tiny_prepared, tmp_path)
+    bval = scan / "dwi.bval"
+    bval.write_text(bval.read_text().replace("1200", "2000"))
+    assert main(_apply_args(model, scan, tmp_path / "out") + ["--allow-protocol-mismatch", "--quiet"]) == 0
+    sidecars = sorted((tmp_path / "out").glob("*_space-*.json"))
+    assert len(sidecars) >= 5  # SH, signal, FA, MD, DEC FA
+    for side in sidecars:
+        found = json.loads(side.read_text())["ProtocolMismatch"]
+        assert found == ["dwi.bval has its shell at b=2000 s/mm^2, but the model learned from b=1200 s/mm^2 scans "
+                         "(ge_st; tolerance 100)"], side

@@ -118,3 +118,13 @@ def test_bids_app_writes_a_derivative_dataset(bids_dir, tiny_prepared, tmp_path,
     assert "no participant sub-07" in capsys.readouterr().err
     assert main(["bids", str(bids_dir), str(bids_dir / "out"), "participant", "--model", str(model)]) == 2
     assert "inside the BIDS dataset" in capsys.readouterr().err
+    # a session of another protocol (the 1.2 mm Connectom scans): refused before anything is written
+    other = tmp_path / "other"
+    sa = args[:]
+    sa[sa.index(str(out))] = str(other)
+    sa[sa.index("ses=gest")] = "ses=connectomsa"
+    assert main(sa) == 2
+    err = capsys.readouterr().err.strip()
+    assert "sub-01_ses-connectomsa_dwi.nii.gz: has 1.2 x 1.2 x 1.2 mm voxels, but the model learned from " \
+           "2.4 x 2.4 x 2.4 mm scans (ge_st; tolerance 10%); pass --allow-protocol-mismatch" in err
+    assert not other.exists()

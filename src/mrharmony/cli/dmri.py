@@ -66,14 +66,22 @@ def add_apply(sp) -> None:
     sp.add_argument("--out", required=True, help="output folder (BIDS-derivative style)")
     sp.add_argument("--target", action="append", help="target platform (repeatable; default: all the model predicts)")
     sp.add_argument("--prefix", help="start of the output file names, e.g. sub-01 (default: from the DWI file name)")
+    add_protocol_flag(sp)
     add_force(sp, "replace an existing output folder")
+
+
+def add_protocol_flag(sp) -> None:
+    sp.add_argument("--allow-protocol-mismatch", action="store_true",
+                    help="harmonize a scan whose shell b-value or voxel size differs from the model's training data "
+                         "(refused by default); the mismatch is recorded in every sidecar")
 
 
 def run_apply(args) -> int:
     from mrharmony.dmri.apply import apply_model
 
     out = apply_model(args.model, dwi=args.dwi, bval=args.bval, bvec=args.bvec, mask=args.mask, out=args.out,
-                      targets=args.target, prefix=args.prefix, force=args.force)
+                      targets=args.target, prefix=args.prefix, force=args.force,
+                      allow_protocol_mismatch=args.allow_protocol_mismatch)
     say(args, f"harmonized outputs in {out}")
     return 0
 
@@ -88,6 +96,7 @@ def add_bids(sp) -> None:
     sp.add_argument("--filter", action="append", metavar="ENTITY=VALUE",
                     help="harmonize only runs with this entity value, e.g. ses=ge (repeatable)")
     sp.add_argument("--target", action="append", help="target platform (repeatable; default: all the model predicts)")
+    add_protocol_flag(sp)
     add_force(sp, "replace existing participant outputs")
 
 
@@ -96,6 +105,6 @@ def run_bids(args) -> int:
 
     written = run_bids_app(args.bids_dir, args.output_dir, args.analysis_level, model=args.model,
                            participants=args.participant_label, filters=args.filter, targets=args.target,
-                           force=args.force, quiet=args.quiet)
+                           force=args.force, quiet=args.quiet, allow_protocol_mismatch=args.allow_protocol_mismatch)
     say(args, f"harmonized {len(written)} participant(s) into {args.output_dir}")
     return 0

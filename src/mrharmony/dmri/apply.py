@@ -55,9 +55,51 @@ def harmonize_arrays(h, dwi: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, m
     return out
 
 
+#: How far a scan's protocol may be from the model's input protocol: the shell's b-value (s/mm^2)
+#: and each voxel dimension (relative).
+SHELL_TOLERANCE = 100.0
+VOXEL_TOLERANCE = 0.10
+TENSOR_MAPS = {"fa": "fractional anisotropy", "md": "mean diffusivity (mm^2/s)",
+               "decfa": "direction-encoded colour FA"}
+
+
+def protocol_mismatches(h, zooms, bvals: np.ndarray, *, dwi, bval) -> list[tuple[str, object]]:
+    """Where a scan's protocol differs from the one the model learned from (its ``input_protocol``),
+    beyond the tolerances: a list of (sentence, file the sentence names); empty when it matches or
+    when the model predates the record (nothing to check against)."""
+    from mrharmony.dmri.features.sh import SHConfig, select_shell
+
+    proto = h.reference.get("input_protocol")
+    if not proto:
+        return []
+    out = []
+    sel = select_shell(bvals, SHConfig(**h.reference["sh"]), source=bval)
+    shell = float(np.mean(bvals[sel]))
+    if abs(shell - proto["shell"]) > SHELL_TOLERANCE:
+        out.append((f"has its shell at b={shell:g} s/mm^2, but the model learned from b={proto['shell']:g} s/mm^2 "
+                    f"scans ({proto['platform']}; tolerance {SHELL_TOLERANCE:g})", bval))
+    zooms = np.asarray(zooms[:3], float)
+    want = np.asarray(proto["voxel_size"], float)
+    if np.any(np.abs(zooms - want) > VOXEL_TOLERANCE * want):
+        out.append((f"has {' x '.join(f'{z:g}' for z in zooms)} mm voxels, but the model learned from "
+                    f"{' x '.join(f'{z:g}' for z in want)} mm scans ({proto['platform']}; tolerance "
+                    f"{VOXEL_TOLERANCE:.0%})", dwi))
+    return out
+
+
+def check_protocol(h, zooms, bvals: np.ndarray, *, dwi, bval, allow: bool) -> list[str]:
+    """Refuse a scan whose protocol the model was not trained for (one sentence, naming both
+    values), unless ``allow``; the mismatches, to record in every sidecar."""
+    found = protocol_mismatches(h, zooms, bvals, dwi=dwi, bval=bval)
+    if found and not allow:
+        text, source = found[0]
+        raise InputError(f"{text}; pass --allow-protocol-mismatch to harmonize it anyway.", source)
+    return [f"{Path(source).name} {text}" for text, source in found]
+
+
 def apply_model(model: str | os.PathLike, *, dwi: str, bval: str, bvec: str, mask: str | None,
                 out: str | os.PathLike, targets: list[str] | None = None, prefix: str | None = None,
-                force: bool = False, description: bool = True) -> Path:
+                force: bool = False, description: bool = True, allow_protocol_mismatch: bool = False) -> Path:
     """Harmonize one scan (see the module docstring). Without ``mask``, a brain mask is computed
     from the b=0 volumes (:func:`mrharmony.data.dataset.automatic_mask`) and written with the
     outputs. ``description=False`` leaves out ``dataset_description.json`` (for outputs nested in
@@ -79,6 +121,7 @@ def apply_model(model: str | os.PathLike, *, dwi: str, bval: str, bvec: str, mas
             raise InputError(f"has shape {tuple(mimg.shape)} but {Path(dwi).name} has spatial shape "
                              f"{tuple(img.shape[:3])}.", mask)
     bvals, bvecs = read_gradients(bval, bvec, n_volumes=int(img.shape[3]))
+    mismatches = check_protocol(h, img.header.get_zooms(), bvals, dwi=dwi, bval=bval, allow=allow_protocol_mismatch)
     data = read_float32(img, dwi)
     if not np.all(np.isfinite(data)):
         raise InputError("has NaN or infinite values.", dwi)
@@ -106,13 +149,16 @@ def apply_model(model: str | os.PathLike, *, dwi: str, bval: str, bvec: str, mas
             aff = finer_affine(img.affine, h.ratios[t])
             base = f"{prefix}_space-{t.replace('_', '')}"
             side = {"Method": h.name, "TargetPlatform": t, "Model": str(Path(model).resolve()),
-                    "SphericalHarmonics": h.reference["sh"], "mrharmonyVersion": __version__}
+                    "SphericalHarmonics": h.reference["sh"], "mrharmonyVersion": __version__,
+                    **({"ProtocolMismatch": mismatches} if mismatches else {})}
             if "dti" in res:
                 fa, md, dec = res["dti"]
             else:
                 fa, md, dec = _write_signal(tmp, base, res, side, h.target_gradients(t), cfg, aff)
             for param, arr in (("fa", fa), ("md", md), ("decfa", dec)):
                 save_nifti(tmp / f"{base}_model-tensor_param-{param}_dwimap.nii.gz", arr, aff)
+                what = f"{TENSOR_MAPS[param]} of a DTI fit (dipy) of the harmonized signal"
+                write_json(tmp / f"{base}_model-tensor_param-{param}_dwimap.json", {**side, "Description": what})
     return Path(out)
 
 

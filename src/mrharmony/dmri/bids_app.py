@@ -26,9 +26,12 @@ from mrharmony.errors import InputError
 
 def run_bids_app(bids_dir: str | os.PathLike, output_dir: str | os.PathLike, level: str, *, model: str,
                  participants: list[str] | None = None, filters: list[str] | None = None,
-                 targets: list[str] | None = None, force: bool = False, quiet: bool = False) -> list[Path]:
+                 targets: list[str] | None = None, force: bool = False, quiet: bool = False,
+                 allow_protocol_mismatch: bool = False) -> list[Path]:
     from mrharmony.data.layouts import ENTITIES, find_brain_mask, open_bids
-    from mrharmony.dmri.apply import apply_model
+    from mrharmony.data.gradients import read_gradients
+    from mrharmony.data.images import read_image
+    from mrharmony.dmri.apply import apply_model, check_protocol
     from mrharmony.dmri.loading import load_harmonizer
     from mrharmony.io import staged_output_dir, write_json
     from mrharmony.progress import Progress
@@ -60,6 +63,10 @@ def run_bids_app(bids_dir: str | os.PathLike, output_dir: str | os.PathLike, lev
             bval, bvec = layout.get_bval(f.path), layout.get_bvec(f.path)
             if not bval or not bvec:
                 raise InputError("has no .bval / .bvec beside it or inherited.", f.path)
+            # every run's protocol is checked before anything is written
+            bvals, _ = read_gradients(bval, bvec)
+            check_protocol(h, read_image(f.path).header.get_zooms(), bvals, dwi=f.path, bval=bval,
+                           allow=allow_protocol_mismatch)
             jobs.append((label, Path(f.path), bval, bvec))
     for label in dict.fromkeys(j[0] for j in jobs):
         if (out / f"sub-{label}").exists() and not force:
@@ -83,7 +90,8 @@ def run_bids_app(bids_dir: str | os.PathLike, output_dir: str | os.PathLike, lev
                 prefix = dwi.name.split(".")[0].removesuffix("_dwi")
                 run_dir = tmp / f".run-{prefix}"
                 apply_model(model, dwi=str(dwi), bval=bval, bvec=bvec, mask=str(mask) if mask else None, out=run_dir,
-                            targets=targets, prefix=prefix, description=False)
+                            targets=targets, prefix=prefix, description=False,
+                            allow_protocol_mismatch=allow_protocol_mismatch)
                 dest.mkdir(parents=True, exist_ok=True)
                 for item in run_dir.iterdir():
                     os.replace(item, dest / item.name)

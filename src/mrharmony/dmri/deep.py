@@ -19,7 +19,8 @@ class DeepHarmonizer(Harmonizer):
         """``output``: which of each target's supervised outputs is the prediction (-1, the final
         one; 0, the first stage of a multi-stage network such as MSP's y1)."""
         super().__init__(targets=meta["targets"], ratios=meta["ratios"],
-                         reference={k: meta.get(k) for k in ("target_stats", "target_gradients", "sh", "voxel_sizes")},
+                         reference={k: meta.get(k) for k in ("target_stats", "target_gradients", "sh", "voxel_sizes",
+                                                             "input_protocol")},
                          name=name or meta.get("label") or meta["model"]["method"])
         self.method = meta["model"]["method"]
         self.net, self.meta, self.source = net, meta, source

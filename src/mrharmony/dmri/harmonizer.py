@@ -103,7 +103,9 @@ def platform_reference(ds, targets: list[str], subjects: list[str]) -> dict:
     ``target_stats``: the mean over training subjects of the per-scan channel means and stds of
     the target's SH features, to map normalized predictions back to the platform's scale;
     ``target_gradients``: the platform's gradient table (of the first training subject), on
-    which the harmonized signal is written; ``sh``: the SH settings of the features.
+    which the harmonized signal is written; ``sh``: the SH settings of the features;
+    ``input_protocol``: the input platform's shell, voxel size, number of directions and TE, which
+    ``apply`` checks a new scan against.
     """
     from mrharmony.dmri.features.prepare import feature_paths
 
@@ -118,5 +120,8 @@ def platform_reference(ds, targets: list[str], subjects: list[str]) -> dict:
         stats[t] = {"mean": np.mean(means, axis=0).tolist(), "std": np.mean(stds, axis=0).tolist()}
         bvals, bvecs = ds.scan(subjects[0], t).gradients()
         grads[t] = {"bvals": bvals.tolist(), "bvecs": bvecs.tolist()}
+    inp = ds.input_platform
+    protocol = {"platform": inp.name, "shell": float(max(inp.bvalues)), "voxel_size": list(inp.voxel_size),
+                "n_directions": inp.n_directions, "te_ms": inp.te_ms}
     return {"target_stats": stats, "target_gradients": grads, "sh": sh,
-            "voxel_sizes": {t: list(ds.platform(t).voxel_size) for t in targets}}
+            "voxel_sizes": {t: list(ds.platform(t).voxel_size) for t in targets}, "input_protocol": protocol}
