@@ -1,0 +1,78 @@
+"""Training recipes for a single network, tried on the demo's data against the statistical methods.
+
+An exploratory comparison (one held-out subject, one target, one seed: a pointer for the dMRI
+benchmark, not a result of it). After ``mrharmony demo DEMO`` (which trains DIQT for every
+target with the ``demo`` preset and fits the statistical methods), it trains DIQT for
+``prisma_st`` on the same data and split with variants of the recipe, each for about three to
+four minutes on a 2-core CPU, and evaluates them with the demo's runs (``mrharmony evaluate``:
+whole-volume SH / FA / MD errors on the held-out subject against the target scan and against its
+noiseless truth, beside the ``rescan`` and ``oracle`` floors):
+
+    diqt_long         the paper's patches, 40 epochs of 1,800, cosine schedule with a warm-up
+    diqt_tiles        dense training on 21^3 tiles (500 tiles of 4 per epoch, 20 epochs), cosine
+    diqt_tiles_order  diqt_tiles with the order-weighted loss
+    diqt_tiles_flips  diqt_tiles with flip augmentation
+
+Usage:
+    python benchmarks/recipes.py DEMO_DIR
+
+Writes ``DEMO_DIR/configs/<variant>.yaml``, ``DEMO_DIR/runs/<variant>`` and
+``DEMO_DIR/recipes/`` (the evaluation's table.md, table.csv, evaluation.json). Finished runs are
+kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import yaml
+
+COSINE = {"lr_schedule": "cosine", "warmup_epochs": 1}
+TILES = {"epochs": 20, "patches_per_epoch": 500, "batch_size": 4, "tile_size": 21, **COSINE}
+VARIANTS = {
+    "diqt_long": {"epochs": 40, "patches_per_epoch": 1800, **COSINE},
+    "diqt_tiles": TILES,
+    "diqt_tiles_order": {**TILES, "loss_weighting": "order"},
+    "diqt_tiles_flips": {**TILES, "augment": "flips"},
+}
+BASELINES = ("diqt-prisma_st", "meanvar_global", "meanvar_voxel", "rish")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("demo", help="the output folder of 'mrharmony demo'")
+    args = ap.parse_args()
+
+    from mrharmony.dmri.evaluate import evaluate
+    from mrharmony.dmri.tables import write_tables
+    from mrharmony.dmri.training import train
+
+    root = Path(args.demo)
+    missing = [b for b in BASELINES if not (root / "runs" / b).is_dir()]
+    if missing:
+        raise SystemExit(f"{root}: has no run {missing[0]}; run 'mrharmony demo {root}' first.")
+    held_out = yaml.safe_load((root / "configs" / "diqt-prisma_st.yaml").read_text())["data"]["test_subjects"]
+    runs = [root / "runs" / b for b in BASELINES[:1]]
+    for name, training in VARIANTS.items():
+        out = root / "runs" / name
+        if not (out / "model.pt").exists():
+            cfg = {"preset": "demo", "label": name,
+                   "data": {"dataset": "../data", "split": "subject", "test_subjects": held_out, "split_seed": 0,
+                            "targets": ["prisma_st"]},
+                   "model": {"method": "diqt"}, "training": {"seed": 0, **training}}
+            path = root / "configs" / f"{name}.yaml"
+            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+            t0 = time.time()
+            train(path, out, quiet=True)
+            print(f"{name}: trained in {time.time() - t0:.0f} s", flush=True)
+        runs.append(out)
+    runs += [root / "runs" / b for b in BASELINES[1:]]
+    ev = evaluate(runs, max_patches=3000, quiet=True)
+    paths = write_tables(ev, root / "recipes")
+    print(paths["markdown"].read_text())
+
+
+if __name__ == "__main__":
+    main()
