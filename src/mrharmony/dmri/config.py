@@ -71,7 +71,20 @@ class DataConfig(StrictModel):
     test_subjects: list[str] | None = None
     n_test_subjects: int = Field(default=1, ge=1)
     validation_fraction: float = Field(default=0.1, gt=0, lt=1)
+    validation: Literal["patch", "subject"] = Field(
+        default="patch", description="patch: validation patches drawn among the training subjects' (the paper's; "
+        "they share the target scans' noise with neighbouring training patches); subject: every patch of "
+        "n_validation_subjects training subjects, held out of training")
+    n_validation_subjects: int = Field(default=1, ge=1)
     split_seed: int = 0
+
+
+def comparable_data(section: dict) -> dict:
+    """A run's data section as runs are compared (same dataset and split?): its targets left out,
+    settings added since the run was made at their defaults."""
+    filled = DataConfig(**section).model_dump(mode="json")
+    filled["dataset"] = section["dataset"]  # as recorded (relative to the run), not re-resolved
+    return {k: v for k, v in filled.items() if k != "targets"}
 
 
 class TrainingConfig(StrictModel):
@@ -199,6 +212,16 @@ def make_splits(sampler, data: DataConfig, *, source=None) -> Splits:
                                       seed=data.split_seed, source=source)
         test_subjects = sorted({sampler.subjects[i] for i in np.unique(sampler.subject_index()[test])})
     rng = np.random.default_rng([data.split_seed, 1])
+    if data.validation == "subject":
+        from mrharmony.data.splits import held_out_subjects
+
+        subj = sampler.subject_index()
+        training = sorted({sampler.subjects[i] for i in np.unique(subj[rest])})
+        chosen = held_out_subjects(training, n=data.n_validation_subjects, seed=[data.split_seed, 1], keep=1,
+                                   source=source)
+        is_val = np.isin(subj[rest], [sampler.subjects.index(s) for s in chosen])
+        return Splits(train=np.sort(rest[~is_val]), validation=np.sort(rest[is_val]), test=test,
+                      test_subjects=test_subjects)
     perm = rng.permutation(rest)
     n_val = max(1, int(round(len(rest) * data.validation_fraction)))
     return Splits(train=np.sort(perm[n_val:]), validation=np.sort(perm[:n_val]), test=test,

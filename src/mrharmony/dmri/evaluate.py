@@ -189,14 +189,14 @@ def table_rows_of(runs: list[str | os.PathLike], *, first_stages: bool = False, 
 def shared_data_config(hs, runs):
     """The data configuration (``DataConfig``, targets aside) that the trained runs ``runs``
     (their harmonizers ``hs``) share; an error naming the run that differs or has none."""
-    from mrharmony.dmri.config import DataConfig
+    from mrharmony.dmri.config import DataConfig, comparable_data
 
     datas = []
     for h, r in zip(hs, runs):
         meta = getattr(h, "meta", None)
         if meta is None:
             raise InputError("is not a trained run with a data configuration.", r)
-        datas.append({k: v for k, v in meta["data"].items() if k != "targets"})
+        datas.append(comparable_data(meta["data"]))
     for d, r in zip(datas[1:], runs[1:]):
         if d != datas[0]:
             diff = sorted(k for k in d if d[k] != datas[0].get(k))

@@ -184,8 +184,9 @@ def select_first_stage(runs: list[str], targets: list[str], data) -> dict[str, s
 
 def check_same_data(run: str, meta: dict, data) -> None:
     """Refuse a first-stage run trained with other data settings than ``data`` (a DataConfig)."""
-    theirs = {k: v for k, v in meta["data"].items() if k != "targets"}
-    ours = {k: v for k, v in data.model_dump(mode="json").items() if k != "targets"}
+    from mrharmony.dmri.config import comparable_data
+
+    theirs, ours = comparable_data(meta["data"]), comparable_data(data.model_dump(mode="json"))
     if theirs != ours:
         diff = sorted(k for k in ours if theirs.get(k) != ours[k])
         raise InputError(
