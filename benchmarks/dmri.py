@@ -24,8 +24,9 @@ Usage:
         [--cohort N] [--preset NAME]
     (run with .venv-combat/bin/python for the ComBat rows)
 
-Resumable: finished runs, evaluations and cohort scores are kept and skipped, an interrupted
-training resumes from its checkpoint; the wall time of every step is added up in
+Resumable: finished runs, evaluations and cohort scores are kept and skipped (an evaluation or
+cohort score is redone when rows were added since it was made), an interrupted training resumes
+from its checkpoint; the wall time of every step is added up in
 ``DIR/timing.json``. Writes ``DIR/summary.json`` and ``DIR/summary.md``.
 """
 
@@ -122,12 +123,14 @@ def run_fold_seed(root: Path, data: Path, cohort: Path | None, fold: int, held_o
     with timing.step(f"fold-{fold}/seed-{seed}/train"):
         runs = train_methods(work, data_cfg, budget, seed=seed, control_target="prisma_st", quiet=quiet,
                              every_row=first_seed)
-    if not (work / "evaluation" / "evaluation.json").exists():
+    names = sorted(Path(r).name for r in runs)  # a step is redone when rows were added since it ran
+    if not done(work / "evaluation" / "evaluation.json", names):
         print(f"[{time.strftime('%H:%M:%S')}] fold {fold} seed {seed}: evaluating", flush=True)
         with timing.step(f"fold-{fold}/seed-{seed}/evaluate"):
             ev = evaluate(runs, first_stages=True, floors=first_seed, volume_voxels=volume_voxels, quiet=quiet)
             write_tables(ev, work / "evaluation")
-    if cohort is not None and not (work / "cohort.json").exists():
+            mark_done(work / "evaluation" / "evaluation.json", names)
+    if cohort is not None and not done(work / "cohort.json", names):
         from mrharmony.dmri.cohort import regional_values
         from mrharmony.dmri.evaluate import table_rows_of
         from mrharmony.io import write_json
@@ -137,6 +140,17 @@ def run_fold_seed(root: Path, data: Path, cohort: Path | None, fold: int, held_o
             rows = table_rows_of(runs, first_stages=True)
             values = regional_values(list(zip(rows.names, rows.harmonizers)), cohort, quiet=quiet)
             write_json(work / "cohort.json", {"fold": fold, "seed": seed, "rows": values})
+            mark_done(work / "cohort.json", names)
+
+
+def done(path: Path, runs: list[str]) -> bool:
+    """Whether ``path`` exists and was made from exactly these runs (``<path>.runs``)."""
+    record = path.with_name(path.name + ".runs")
+    return path.exists() and record.exists() and json.loads(record.read_text()) == runs
+
+
+def mark_done(path: Path, runs: list[str]) -> None:
+    path.with_name(path.name + ".runs").write_text(json.dumps(runs) + "\n")
 
 
 def gather(root: Path, folds: list[list[str]], seeds: list[int]) -> tuple[dict, dict, list]:

@@ -12,6 +12,9 @@ noiseless truth, beside the ``rescan`` and ``oracle`` floors):
     diqt_tiles        dense training on 21^3 tiles (500 tiles of 4 per epoch, 20 epochs), cosine
     diqt_tiles_order  diqt_tiles with the order-weighted loss
     diqt_tiles_flips  diqt_tiles with flip augmentation
+    diqt_flips        diqt_long with flip augmentation
+    diqt_flips_valsubject  diqt_flips with the validation split by subject (one training subject's
+                      patches held out for validation, instead of patches beside training ones)
 
 Usage:
     python benchmarks/recipes.py DEMO_DIR
@@ -36,7 +39,11 @@ VARIANTS = {
     "diqt_tiles": TILES,
     "diqt_tiles_order": {**TILES, "loss_weighting": "order"},
     "diqt_tiles_flips": {**TILES, "augment": "flips"},
+    "diqt_flips": {"epochs": 40, "patches_per_epoch": 1800, **COSINE, "augment": "flips"},
+    "diqt_flips_valsubject": {"epochs": 40, "patches_per_epoch": 1800, **COSINE, "augment": "flips"},
 }
+#: data settings of a variant that differ from the demo's (the test split stays the same)
+DATA = {"diqt_flips_valsubject": {"validation": "subject"}}
 BASELINES = ("diqt-prisma_st", "meanvar_global", "meanvar_voxel", "rish")
 
 
@@ -60,7 +67,7 @@ def main() -> None:
         if not (out / "model.pt").exists():
             cfg = {"preset": "demo", "label": name,
                    "data": {"dataset": "../data", "split": "subject", "test_subjects": held_out, "split_seed": 0,
-                            "targets": ["prisma_st"]},
+                            "targets": ["prisma_st"], **DATA.get(name, {})},
                    "model": {"method": "diqt"}, "training": {"seed": 0, **training}}
             path = root / "configs" / f"{name}.yaml"
             path.write_text(yaml.safe_dump(cfg, sort_keys=False))

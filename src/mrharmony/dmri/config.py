@@ -79,12 +79,16 @@ class DataConfig(StrictModel):
     split_seed: int = 0
 
 
+#: data settings that choose validation patches only: runs that differ in them share their test split
+VALIDATION_KEYS = ("validation_fraction", "validation", "n_validation_subjects")
+
+
 def comparable_data(section: dict) -> dict:
-    """A run's data section as runs are compared (same dataset and split?): its targets left out,
-    settings added since the run was made at their defaults."""
+    """A run's data section as runs are compared (same dataset and test split?): its targets and
+    validation settings left out, settings added since the run was made at their defaults."""
     filled = DataConfig(**section).model_dump(mode="json")
     filled["dataset"] = section["dataset"]  # as recorded (relative to the run), not re-resolved
-    return {k: v for k, v in filled.items() if k != "targets"}
+    return {k: v for k, v in filled.items() if k != "targets" and k not in VALIDATION_KEYS}
 
 
 class TrainingConfig(StrictModel):
