@@ -82,3 +82,55 @@ def test_a_given_method_must_be_the_model_s(files, tmp_path):
     with pytest.raises(InputError, match="model.pt: is missing"):
         apply_image_model(tmp_path, out=tmp_path / "p.nii.gz", **kw)
     assert not (tmp_path / "p.nii.gz").exists()
+
+
+def test_modalities_named_by_bids_suffixes_must_agree(files, tmp_path):
+    import shutil
+
+    from mrharmony.cli import main
+
+    shutil.copy(files / "input.nii.gz", tmp_path / "sub-03_T2w.nii.gz")
+    shutil.copy(files / "target.nii.gz", tmp_path / "sub-01_T1w.nii.gz")
+    args = ["structural", "apply", str(files / "hail"), "--input", str(tmp_path / "sub-03_T2w.nii.gz"),
+            "--target-image", str(tmp_path / "sub-01_T1w.nii.gz"), "--out", str(tmp_path / "out.nii.gz"), "--quiet"]
+    with pytest.raises(InputError, match=r"sub-03_T2w.nii.gz: is a T2w image but the target image sub-01_T1w.nii.gz "
+                                         r"is T1w; pass --allow-modality-mismatch"):
+        apply_image_model(files / "hail", input_path=tmp_path / "sub-03_T2w.nii.gz",
+                          target_path=tmp_path / "sub-01_T1w.nii.gz", out=tmp_path / "out.nii.gz")
+    assert main(args) == 2 and not (tmp_path / "out.nii.gz").exists() and not (tmp_path / "out.json").exists()
+    assert main(args + ["--allow-modality-mismatch"]) == 0
+    side = json.loads((tmp_path / "out.json").read_text())
+    assert side["ModalityMismatch"] == "T2w input, T1w target"
+
+
+def test_images_of_another_voxel_size_are_harmonized_on_the_model_s_grid(files, tmp_path):
+    """A model trained on 1 mm images gets the 2 mm input resampled to 1 mm and its prediction
+    back on the input's grid (recorded in the sidecar); the invertible IHF-Harmony refuses."""
+    torch.manual_seed(0)
+    save_model(tmp_path / "hail1mm.pt", HAIL((4, 8, 16), skips=True),
+               {**META, "voxel_size": [1.0, 1.0, 1.0], "model": {"method": "hail", "widths": [4, 8, 16], "skips": True}})
+    out = apply_image_model(tmp_path / "hail1mm.pt", input_path=files / "input.nii.gz",
+                            target_path=files / "target.nii.gz", out=tmp_path / "h.nii.gz")
+    img = nib.load(out)
+    assert img.shape == nib.load(files / "input.nii.gz").shape
+    np.testing.assert_allclose(img.affine, nib.load(files / "input.nii.gz").affine)
+    side = json.loads((tmp_path / "h.json").read_text())
+    assert side["InputResampled"]["VoxelSize"] == [2.0, 2.0, 2.0]
+    assert side["InputResampled"]["ModelVoxelSize"] == [1.0, 1.0, 1.0]
+    assert side["TargetResampled"]["Method"] == "linear interpolation to the model's voxel size"
+    assert np.isfinite(np.asarray(img.dataobj)).all() and np.asarray(img.dataobj).std() > 0
+    # on the model's own grid nothing is resampled
+    save_model(tmp_path / "hail2mm.pt", HAIL((4, 8, 16), skips=True),
+               {**META, "voxel_size": [2.0, 2.0, 2.0], "model": {"method": "hail", "widths": [4, 8, 16], "skips": True}})
+    apply_image_model(tmp_path / "hail2mm.pt", input_path=files / "input.nii.gz",
+                      target_path=files / "target.nii.gz", out=tmp_path / "same.nii.gz")
+    assert "InputResampled" not in json.loads((tmp_path / "same.json").read_text())
+    net = IHF(dims=2)
+    save_model(tmp_path / "ihf1mm.pt", net, {**META, "voxel_size": [1.0, 1.0, 1.0],
+                                             "model": {"method": "ihf", "dims": 2, "levels": 2, "blocks": 3,
+                                                       "hidden": 32, "style_dim": 32}})
+    with pytest.raises(InputError, match=r"input.nii.gz: has 2 x 2 x 2 mm voxels, but the model learned from "
+                                         r"1 x 1 x 1 mm images; IHF-Harmony's exact inverse needs the model's grid"):
+        apply_image_model(tmp_path / "ihf1mm.pt", input_path=files / "input.nii.gz",
+                          target_path=files / "target.nii.gz", out=tmp_path / "i.nii.gz")
+    assert not (tmp_path / "i.nii.gz").exists()

@@ -58,6 +58,9 @@ def add_apply(q) -> None:
     q.add_argument("--mask", help="brain mask of the input (default: Otsu threshold, largest component, "
                                   "holes filled; meant for skull-stripped images)")
     q.add_argument("--target-mask", help="brain mask of the target image (default: as --mask)")
+    q.add_argument("--allow-modality-mismatch", action="store_true",
+                   help="harmonize although the BIDS suffixes of --input and --target-image name different "
+                        "modalities (refused by default); recorded in the sidecar")
     add_force(q, "overwrite --out and its sidecar")
 
 
@@ -65,7 +68,8 @@ def run_apply(args) -> int:
     from mrharmony.structural.apply import apply_image_model
 
     out = apply_image_model(args.model, input_path=args.input, target_path=args.target_image, out=args.out,
-                            mask_path=args.mask, target_mask_path=args.target_mask, force=args.force)
+                            mask_path=args.mask, target_mask_path=args.target_mask, force=args.force,
+                            allow_modality_mismatch=args.allow_modality_mismatch)
     say(args, f"harmonized image: {out}")
     return 0
 

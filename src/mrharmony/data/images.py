@@ -52,3 +52,8 @@ def read_float32(img, path: str | os.PathLike) -> np.ndarray:
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text.rstrip(".")
+
+
+def voxel_size(affine) -> np.ndarray:
+    """Voxel edge lengths (mm) of an affine."""
+    return np.linalg.norm(np.asarray(affine, np.float64)[:3, :3], axis=0)

@@ -22,7 +22,8 @@ __all__ = ["AUTOMATIC_MASK", "apply_image_model"]
 
 
 def apply_image_model(model: str | os.PathLike, *, input_path, target_path, out, mask_path=None,
-                      target_mask_path=None, force: bool = False, method: str | None = None) -> Path:
+                      target_mask_path=None, force: bool = False, method: str | None = None,
+                      allow_modality_mismatch: bool = False) -> Path:
     """Harmonize the image ``input_path`` to the site of the one image ``target_path`` with a
     trained model (``model.pt`` or its run directory) and write ``out`` and its sidecar.
 
@@ -38,4 +39,5 @@ def apply_image_model(model: str | os.PathLike, *, input_path, target_path, out,
     output_paths(out, force=force)  # before reading the model: a refused output costs nothing
     harmonizer = load_image_harmonizer(model, method=method)
     return harmonizer.harmonize_file(input_path=input_path, target_path=target_path, out=out, mask_path=mask_path,
-                                     target_mask_path=target_mask_path, force=force)
+                                     target_mask_path=target_mask_path, force=force,
+                                     allow_modality_mismatch=allow_modality_mismatch)

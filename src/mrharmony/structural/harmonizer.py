@@ -48,6 +48,18 @@ import numpy as np
 from mrharmony.errors import InputError
 
 AUTOMATIC_MASK = "automatic (Otsu, largest component, holes filled)"
+#: BIDS suffixes of structural modalities, read from file names to catch an input and a target
+#: image of different modalities
+BIDS_MODALITIES = ("T1w", "T2w", "FLAIR", "PDw", "T2starw")
+#: how far (relative, per axis) an image's voxel size may be from the model's training images'
+VOXEL_TOLERANCE = 0.10
+
+
+def bids_modality(path) -> str | None:
+    """The modality a BIDS-style file name ends with (``sub-01_T1w.nii.gz``: ``T1w``), or None."""
+    suffix = Path(path).name.split(".")[0].rsplit("_", 1)[-1]
+    return suffix if suffix in BIDS_MODALITIES else None
+
 
 
 
@@ -109,20 +121,67 @@ class ImageHarmonizer(ABC):
         return self.modalities is None or modality in self.modalities
 
     def harmonize_file(self, *, input_path, target_path, out, mask_path=None, target_mask_path=None,
-                       force: bool = False) -> Path:
+                       force: bool = False, allow_modality_mismatch: bool = False) -> Path:
         """Harmonize the NIfTI image ``input_path`` to the site of ``target_path``; write ``out``
         (float32 NIfTI, the input's grid and affine) and its JSON sidecar. Existing outputs
-        need ``force``."""
+        need ``force``.
+
+        Where BIDS suffixes show that the input and the target image are of different modalities
+        the file is refused (one sentence) unless ``allow_modality_mismatch``. A trained model
+        that records its training images' voxel size harmonizes images of another voxel size on
+        that grid: resampled to it (linear; masks nearest) and the prediction back to the input's
+        grid, recorded in the sidecar (an invertible method refuses them instead: its exact
+        inverse needs the model's grid)."""
+        from mrharmony.data.images import voxel_size
         from mrharmony.io import save_nifti, write_json
 
         out, sidecar = output_paths(out, force=force)
+        extra = {}
+        kinds = bids_modality(input_path), bids_modality(target_path)
+        if None not in kinds and kinds[0] != kinds[1]:
+            if not allow_modality_mismatch:
+                raise InputError(f"is a {kinds[0]} image but the target image {Path(target_path).name} is {kinds[1]}; "
+                                 "pass --allow-modality-mismatch to harmonize across modalities.", input_path)
+            extra["ModalityMismatch"] = f"{kinds[0]} input, {kinds[1]} target"
         image, affine, mask, target, tmask = read_inputs(input_path=input_path, target_path=target_path,
                                                          mask_path=mask_path, target_mask_path=target_mask_path)
-        result = self.transform(image, target=target, mask=mask, target_mask=tmask)
+        target_affine = read_affine(target_path)
+        grid = self.training_voxel_size
+        moved = {}
+        if grid is not None:
+            for what, path, aff in (("Input", input_path, affine), ("Target", target_path, target_affine)):
+                have = voxel_size(aff)
+                if np.any(np.abs(have - grid) > VOXEL_TOLERANCE * grid):
+                    if self.invertible:
+                        raise InputError(f"has {' x '.join(f'{v:g}' for v in have)} mm voxels, but the model learned "
+                                         f"from {' x '.join(f'{v:g}' for v in grid)} mm images; {self.title}'s exact "
+                                         "inverse needs the model's grid: resample the image first.", path)
+                    moved[what] = have
+        if "Input" in moved:
+            small, small_mask = resample(image, moved["Input"] / grid), resample(mask, moved["Input"] / grid, order=0)
+        else:
+            small, small_mask = image, mask
+        if "Target" in moved:
+            target, tmask = resample(target, moved["Target"] / grid), resample(tmask, moved["Target"] / grid, order=0)
+        result = self.transform(small, target=target, mask=small_mask, target_mask=tmask)
+        if "Input" in moved:
+            result = HarmonizedImage(resample(result.image, np.asarray(image.shape) / np.asarray(small.shape),
+                                              shape=image.shape), dict(result.sidecar))
+        for what, have in moved.items():
+            extra[f"{what}Resampled"] = {"VoxelSize": [float(v) for v in have],
+                                         "ModelVoxelSize": [float(v) for v in grid],
+                                         "Method": "linear interpolation to the model's voxel size"
+                                                   + (" and back" if what == "Input" else "")}
         save_nifti(out, result.image, affine)
-        write_json(sidecar, self.sidecar(result, input_path=input_path, target_path=target_path,
-                                         mask_path=mask_path, target_mask_path=target_mask_path))
+        write_json(sidecar, {**self.sidecar(result, input_path=input_path, target_path=target_path,
+                                            mask_path=mask_path, target_mask_path=target_mask_path), **extra})
         return out
+
+    @property
+    def training_voxel_size(self) -> np.ndarray | None:
+        """The voxel size (mm) of the images the model learned from; None when it learned nothing
+        or does not record it."""
+        return None
 
     def sidecar(self, result: HarmonizedImage, *, input_path, target_path, mask_path=None,
                 target_mask_path=None) -> dict:
@@ -240,6 +299,11 @@ class TrainedImageHarmonizer(ImageHarmonizer):
         return self.meta.get("training_sites")
 
     @property
+    def training_voxel_size(self) -> np.ndarray | None:
+        v = self.meta.get("voxel_size")
+        return None if v is None else np.asarray(v, float)
+
+    @property
     def split(self) -> dict | None:
         """The run's subjects: ``train``, ``validation`` and ``test`` (held out)."""
         return self.meta.get("split")
@@ -313,6 +377,27 @@ def read_inputs(*, input_path, target_path, mask_path=None, target_mask_path=Non
     mask = _file_mask(mask_path, image, input_path, "brain mask")
     tmask = _file_mask(target_mask_path, target, target_path, "target brain mask")
     return image, affine, mask, target, tmask
+
+
+def read_affine(path) -> np.ndarray:
+    """The affine of a NIfTI file (its header only)."""
+    from mrharmony.data.images import read_image
+
+    return np.asarray(read_image(path).affine, np.float64)
+
+
+def resample(volume: np.ndarray, factor, *, order: int = 1, shape=None) -> np.ndarray:
+    """``volume`` zoomed by ``factor`` per axis (scipy; ``order`` 0 for masks), cropped or padded
+    to ``shape`` when given."""
+    from scipy import ndimage
+
+    out = ndimage.zoom(np.asarray(volume, np.float32), np.asarray(factor, float), order=order, mode="nearest")
+    if shape is not None and out.shape != tuple(shape):
+        fixed = np.zeros(shape, out.dtype)
+        sl = tuple(slice(0, min(a, b)) for a, b in zip(out.shape, shape))
+        fixed[sl] = out[sl]
+        out = fixed
+    return out > 0.5 if order == 0 else out
 
 
 def _file_mask(path, image, source, what: str) -> np.ndarray:

@@ -108,7 +108,8 @@ class ImageTrainee(Trainee):
         self.meta = {"mrharmony_version": __version__, "model": cfg.model.model_dump(mode="json"),
                      "data": {**cfg.data.model_dump(mode="json"), "dataset": relative_path(cfg.data.dataset, out)},
                      "training_sites": sites, "split": split, "parameter_count": parameter_count(self.deployed()),
-                     "normalization": "brain 99th percentile"}
+                     "normalization": "brain 99th percentile",
+                     "voxel_size": training_voxel_size(ds, split["train"][0], sites[0], cfg.data.modalities[0])}
         self.phases = [Phase("autoencoder", tc.pretrain_epochs if cfg.model.pretrains() else 0, select_best=False),
                        Phase("transfer", tc.epochs)]
 
@@ -203,3 +204,12 @@ def train_structural(config: StructuralRunConfig | str | os.PathLike | None, out
 
     return train(ImageFamily(method), config, out, resume=resume, force=force, quiet=quiet,
                  stop_after_epochs=stop_after_epochs)
+
+
+def training_voxel_size(ds, subject: str, site: str, modality: str) -> list[float]:
+    """Voxel size (mm) of the training images (the dataset's grid), which ``apply`` holds images to."""
+    from mrharmony.data.images import voxel_size
+    from mrharmony.data.structural import read_structural_image
+
+    _, affine = read_structural_image(ds.image_path(subject, site, modality))
+    return [round(float(v), 4) for v in voxel_size(affine)]
