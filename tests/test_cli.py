@@ -148,7 +148,8 @@ def test_structural_train_and_apply_leave_the_method_to_the_files(tmp_path, monk
     assert main(["structural", "apply", "run", "--input", "i.nii.gz", "--target-image", "t.nii.gz",
                  "--out", "o.nii.gz", "--quiet"]) == 0
     assert calls["apply"] == ("run", {"input_path": "i.nii.gz", "target_path": "t.nii.gz", "out": "o.nii.gz",
-                                      "mask_path": None, "target_mask_path": None, "force": False})
+                                      "mask_path": None, "target_mask_path": None, "force": False,
+                                      "allow_modality_mismatch": False})
     assert capsys.readouterr().out == ""
 
 
