@@ -88,7 +88,7 @@ def folds_of(subjects: list[str], k: int) -> list[list[str]]:
 
 
 class Timing:
-    """Wall time of each step, added up over sessions in ``timing.json``."""
+    """Wall time of each step, added up over resumed runs of the script in ``timing.json``."""
 
     def __init__(self, path: Path):
         self.path = path
