@@ -128,3 +128,21 @@ def test_bids_app_writes_a_derivative_dataset(bids_dir, tiny_prepared, tmp_path,
     assert "sub-01_ses-connectomsa_dwi.nii.gz: has 1.2 x 1.2 x 1.2 mm voxels, but the model learned from " \
            "2.4 x 2.4 x 2.4 mm scans (ge_st; tolerance 10%); pass --allow-protocol-mismatch" in err
     assert not other.exists()
+    # the group level: FA / MD per site, before (every session as acquired) and after (the harmonized runs)
+    group = ["bids", str(bids_dir), str(out), "group", "--participant-label", "01", "sub-03", "--quiet"]
+    assert main(group) == 0
+    summary = (out / "group" / "summary.tsv").read_text().splitlines()
+    assert summary[0].split("\t") == ["site", "stage", "target", "region", "runs", "fa_mean", "fa_sd", "md_mean",
+                                       "md_sd"]
+    cells = {tuple(r.split("\t")[:4]): r.split("\t") for r in summary[1:]}
+    assert set(LABELS.values()) <= {site for site, _, _, _ in cells}
+    after = cells[("gest", "after", "prismast", "white_matter")]
+    assert after[4] == "2" and 0.2 < float(after[5]) < 1
+    before = {site: float(cells[(site, "before", "", "white_matter")][7]) for site in ("gest", "prismast")}
+    assert before["gest"] != before["prismast"]
+    rows = (out / "group" / "regional.tsv").read_text().splitlines()
+    assert len(rows) - 1 == 2 * (2 * 4 + 2)  # 2 participants x (4 sessions before + 1 harmonized run after) x 2 regions
+    assert (out / "group" / "fa_md_by_site.png").stat().st_size > 1000
+    assert main(group) == 2 and "pass --force" in capsys.readouterr().err
+    assert main(["bids", str(bids_dir), str(tmp_path / "empty"), "group", "--quiet"]) == 2
+    assert "run the participant level first" in capsys.readouterr().err
