@@ -75,7 +75,8 @@ def check_settings(args, n_subjects: int) -> None:
     if args.folds > n_subjects:
         raise SettingError(f"--folds {args.folds} needs at least {args.folds} subjects; the preset has {n_subjects}.")
     if n_subjects - int(np.ceil(n_subjects / args.folds)) < 2:
-        raise SettingError(f"with {n_subjects} subjects and {args.folds} folds fewer than 2 subjects are left to train on.")
+        raise SettingError(f"with {n_subjects} subjects and {args.folds} folds fewer than 2 subjects are left to "
+                           "train on.")
     if not args.seeds or len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
         raise SettingError("--seeds must be distinct non-negative integers.")
     if args.cohort is not None and args.cohort < 4:
@@ -167,7 +168,8 @@ def gather(root: Path, folds: list[list[str]], seeds: list[int]) -> tuple[dict, 
                 for key, src in METRICS.items():
                     if r.get(src) is None:
                         continue
-                    per_subject.setdefault((r["method"], r["target"], r["subject"]), {}).setdefault(key, []).append(r[src])
+                    cell = per_subject.setdefault((r["method"], r["target"], r["subject"]), {})
+                    cell.setdefault(key, []).append(r[src])
                     per_seed.setdefault((r["method"], r["target"], s), {}).setdefault(key, []).append(r[src])
             if f == 0 and (work / "cohort.json").exists():  # the cohort is scored with the first fold's models
                 cohort_rows += [{**r, "model": f"{f}/{s}/{r['model']}"}
@@ -197,7 +199,8 @@ def summarize(args, root: Path, subjects: list[str], folds: list[list[str]], tim
             for key, by_subject in values[t][row].items():
                 entry[key] = mean_ci([by_subject[s] for s in sorted(by_subject)])
                 entry[key]["n_subjects"] = len(by_subject)
-                seed_means = [np.mean(per_seed[(row, t, s)][key]) for s in args.seeds if key in per_seed.get((row, t, s), {})]
+                seed_means = [np.mean(per_seed[(row, t, s)][key]) for s in args.seeds
+                              if key in per_seed.get((row, t, s), {})]
                 if len(seed_means) > 1:
                     entry[key]["seed_sd"] = float(np.std(seed_means, ddof=1))
                 if key in ("sh_scan", "fa_scan", "md_scan") and key in rescan and row not in FLOORS:
@@ -212,7 +215,8 @@ def summarize(args, root: Path, subjects: list[str], folds: list[list[str]], tim
         "cohort": group_summary(cohort_rows) if cohort_rows else {},
         "cohort_subjects": len({r["subject"] for r in cohort_rows}),
         "tests": tests,
-        "machine": {"node": platform.node(), "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+        "machine": {"node": platform.node(), "cpus": os.cpu_count(),
+                    "processor": platform.processor() or platform.machine()},
         "wall_hours": timing.total_hours,
         "command": "python benchmarks/dmri.py " + " ".join(sys.argv[1:]),
     }
@@ -263,7 +267,8 @@ def markdown(summary: dict) -> str:
         lines += [f"## {t}", "", "| row | " + " | ".join(keys) + " | FA vs scan / rescan |",
                   "| --- |" + " --- |" * (len(keys) + 1)]
         for row, e in rows.items():
-            lines.append(f"| {row} | " + " | ".join(cell(e.get(k)) for k in keys) + f" | {cell(e.get('fa_scan_vs_rescan'))} |")
+            lines.append(f"| {row} | " + " | ".join(cell(e.get(k)) for k in keys)
+                         + f" | {cell(e.get('fa_scan_vs_rescan'))} |")
         lines.append("")
     if summary["cohort"]:
         lines += [f"## Cohort: patients vs controls ({summary['cohort_subjects']} subjects)", "",
@@ -280,8 +285,8 @@ def markdown(summary: dict) -> str:
               "| target | metric | a | b | n | median a - b | p | p (Bonferroni) |",
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for x in summary["tests"]:
-        lines.append(f"| {x['target']} | {x['metric']} | {x['a']} | {x['b']} | {x['n']} | {x['median_difference']:.3g} | "
-                     f"{x['p']:.3g} | {x['p_bonferroni']:.3g} |")
+        lines.append(f"| {x['target']} | {x['metric']} | {x['a']} | {x['b']} | {x['n']} | "
+                     f"{x['median_difference']:.3g} | {x['p']:.3g} | {x['p_bonferroni']:.3g} |")
     return "\n".join(lines) + "\n"
 
 

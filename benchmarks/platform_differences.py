@@ -84,9 +84,9 @@ def main() -> None:
             p = row[key]
             return f"{p['mean']:+.1f} [{p['range'][0]:+.1f}, {p['range'][1]:+.1f}]"
 
-        lines.append(f"| {name} | {row['fa_noisy']:.3f} | {1e3 * row['md_noisy']:.3f} | {pct('fa_noisy_vs_input_percent')}"
-                     f" | {pct('md_noisy_vs_input_percent')} | {pct('fa_noiseless_vs_input_percent')} | "
-                     f"{pct('md_noiseless_vs_input_percent')} |")
+        lines.append(f"| {name} | {row['fa_noisy']:.3f} | {1e3 * row['md_noisy']:.3f} | "
+                     f"{pct('fa_noisy_vs_input_percent')} | {pct('md_noisy_vs_input_percent')} | "
+                     f"{pct('fa_noiseless_vs_input_percent')} | {pct('md_noiseless_vs_input_percent')} |")
     print("\n".join(lines))
     if args.out:
         Path(args.out).write_text(json.dumps({"dataset": str(root), "subjects": ds.subjects, "summary": summary,

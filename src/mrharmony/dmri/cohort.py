@@ -140,7 +140,8 @@ def group_summary(rows: list[dict], *, seed: int = 0) -> dict:
                 cell["md_bias"].append(md - r["md_target"])
         res = {}
         for row, subjects in per.items():
-            mean = {k: {s: float(np.mean(v[k])) for s, v in subjects.items()} for k in ("fa", "md", "fa_bias", "md_bias")}
+            mean = {k: {s: float(np.mean(v[k])) for s, v in subjects.items()}
+                    for k in ("fa", "md", "fa_bias", "md_bias")}
             group = {s: v["group"] for s, v in subjects.items()}
             entry = {}
             for k in ("fa", "md"):
