@@ -82,6 +82,7 @@ def train_methods(work: Path, data_cfg: dict, budget: dict, *, seed: int, contro
     from mrharmony.dmri.training import train
     from mrharmony.engine.checkpoint import read_checkpoint
 
+    work = Path(work).resolve()  # the configs name runs by absolute path (a relative one would be read from configs/)
     (work / "configs").mkdir(parents=True, exist_ok=True)
     tag = "/".join(work.parts[-2:])  # e.g. fold-0/seed-1, or table1/subject
 
