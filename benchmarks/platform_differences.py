@@ -23,9 +23,10 @@ import numpy as np
 
 def wm_on_grid(root: Path, subject: str, factor: int) -> np.ndarray:
     """The subject's white-matter fraction (truth, fine grid) averaged onto a platform grid."""
+    from mrharmony.registration import block_mean
+
     t = np.asanyarray(nib.load(root / "truth" / subject / "tissue.nii.gz").dataobj)[..., 0].astype(np.float32)
-    x, y, z = (s // factor for s in t.shape)
-    return t[: x * factor, : y * factor, : z * factor].reshape(x, factor, y, factor, z, factor).mean(axis=(1, 3, 5))
+    return block_mean(t, factor)
 
 
 def wm_means(dwi: np.ndarray, bvals, bvecs, mask: np.ndarray) -> tuple[float, float]:

@@ -55,9 +55,8 @@ def harmonize_arrays(h, dwi: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, m
     return out
 
 
-#: How far a scan's protocol may be from the model's input protocol: the shell's b-value (s/mm^2)
-#: and each voxel dimension (relative).
-SHELL_TOLERANCE = 100.0
+#: How far each voxel dimension of a scan may be from the model's input protocol (relative); its
+#: shell's b-value may be as far as b-values of one shell are (``features.sh.SHELL_TOLERANCE``).
 VOXEL_TOLERANCE = 0.10
 TENSOR_MAPS = {"fa": "fractional anisotropy", "md": "mean diffusivity (mm^2/s)",
                "decfa": "direction-encoded colour FA"}
@@ -67,7 +66,7 @@ def protocol_mismatches(h, zooms, bvals: np.ndarray, *, dwi, bval) -> list[tuple
     """Where a scan's protocol differs from the one the model learned from (its ``input_protocol``),
     beyond the tolerances: a list of (sentence, file the sentence names); empty when it matches or
     when the model predates the record (nothing to check against)."""
-    from mrharmony.dmri.features.sh import SHConfig, select_shell
+    from mrharmony.dmri.features.sh import SHELL_TOLERANCE, SHConfig, select_shell
 
     proto = h.reference.get("input_protocol")
     if not proto:

@@ -48,18 +48,17 @@ def region_mask(root: str | os.PathLike, subject: str, voxel_mm: float, shape) -
     matter (the truth on the 1.2 mm simulation grid, averaged over each platform voxel)."""
     import nibabel as nib
 
+    from mrharmony.registration import block_mean
     from mrharmony.simulate.params import FINE_VOXEL_MM
 
     truth = Path(root) / "truth" / subject
     region = np.asanyarray(nib.load(truth / "region.nii.gz").dataobj).astype(np.float32)
     wm = np.asanyarray(nib.load(truth / "tissue.nii.gz").dataobj)[..., 0].astype(np.float32)
     k = int(round(voxel_mm / FINE_VOXEL_MM))
-
-    def block(a):
-        x, y, z = shape
-        return a[: x * k, : y * k, : z * k].reshape(x, k, y, k, z, k).mean(axis=(1, 3, 5))
-
-    return (block(region) >= 0.5) & (block(wm) >= 0.5)
+    inside = (block_mean(region, k) >= 0.5) & (block_mean(wm, k) >= 0.5)
+    if inside.shape != tuple(shape):
+        raise InputError(f"subject {subject}: the truth's grid does not match the {voxel_mm:g} mm scans.", truth)
+    return inside
 
 
 def regional_values(harmonizers: list[tuple[str, object]], root: str | os.PathLike, *,
