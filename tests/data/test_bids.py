@@ -142,6 +142,13 @@ def test_bids_app_writes_a_derivative_dataset(bids_dir, tiny_prepared, tmp_path,
     assert before["gest"] != before["prismast"]
     rows = (out / "group" / "regional.tsv").read_text().splitlines()
     assert len(rows) - 1 == 2 * (2 * 4 + 2)  # 2 participants x (4 sessions before + 1 harmonized run after) x 2 regions
+    # an "after" row is the harmonized maps' own regional mean
+    fa = np.asarray(nib.load(d1 / "sub-01_ses-gest_space-prismast_model-tensor_param-fa_dwimap.nii.gz").dataobj)
+    md = np.asarray(nib.load(d1 / "sub-01_ses-gest_space-prismast_model-tensor_param-md_dwimap.nii.gz").dataobj)
+    wm = (md > 0) & (fa >= 0.2)
+    row = next(r.split("\t") for r in rows if r.startswith("sub-01\tsub-01_ses-gest\tgest\tafter\tprismast\twhite_matter"))
+    assert float(row[6]) == pytest.approx(float(fa[wm].mean()), rel=1e-5)
+    assert float(row[7]) == pytest.approx(float(md[wm].mean()), rel=1e-5) and int(row[8]) == int(wm.sum())
     assert (out / "group" / "fa_md_by_site.png").stat().st_size > 1000
     assert main(group) == 2 and "pass --force" in capsys.readouterr().err
     assert main(["bids", str(bids_dir), str(tmp_path / "empty"), "group", "--quiet"]) == 2

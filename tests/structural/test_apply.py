@@ -119,12 +119,34 @@ def test_images_of_another_voxel_size_are_harmonized_on_the_model_s_grid(files, 
     assert side["InputResampled"]["ModelVoxelSize"] == [1.0, 1.0, 1.0]
     assert side["TargetResampled"]["Method"] == "linear interpolation to the model's voxel size"
     assert np.isfinite(np.asarray(img.dataobj)).all() and np.asarray(img.dataobj).std() > 0
-    # on the model's own grid nothing is resampled
+    # on the model's own grid nothing is resampled (the same weights, recorded with the input's voxel size)
+    torch.manual_seed(0)
     save_model(tmp_path / "hail2mm.pt", HAIL((4, 8, 16), skips=True),
                {**META, "voxel_size": [2.0, 2.0, 2.0], "model": {"method": "hail", "widths": [4, 8, 16], "skips": True}})
     apply_image_model(tmp_path / "hail2mm.pt", input_path=files / "input.nii.gz",
                       target_path=files / "target.nii.gz", out=tmp_path / "same.nii.gz")
     assert "InputResampled" not in json.loads((tmp_path / "same.json").read_text())
+    # the way to the model's grid and back lands on the input's own voxels (not shifted, flipped or
+    # scaled): a voxelwise method gives nearly what it gives without resampling, voxel noise and all
+    from mrharmony.structural.intensity import ZScoreHarmonizer
+
+    class ZScoreAt1mm(ZScoreHarmonizer):
+        training_voxel_size = np.ones(3)
+
+    brain = _read(files / "mask.nii.gz") > 0
+    x, y, _ = np.indices(brain.shape)
+    ramp = (brain * (100.0 + 20 * x + 7 * y)).astype(np.float32)  # smooth, asymmetric: a flip or shift shows
+    nib.save(nib.Nifti1Image(ramp, np.diag([2.0, 2.0, 2.0, 1.0])), tmp_path / "ramp.nii.gz")
+    kw = dict(input_path=tmp_path / "ramp.nii.gz", target_path=files / "target.nii.gz",
+              mask_path=files / "mask.nii.gz", target_mask_path=files / "mask.nii.gz")
+    ZScoreHarmonizer().harmonize_file(out=tmp_path / "z.nii.gz", **kw)
+    ZScoreAt1mm().harmonize_file(out=tmp_path / "z1.nii.gz", **kw)
+    assert "InputResampled" in json.loads((tmp_path / "z1.json").read_text())
+    direct, via = _read(tmp_path / "z.nii.gz"), _read(tmp_path / "z1.nii.gz")
+    inner = np.zeros_like(brain)
+    inner[4:12, 4:12, 3:9] = True  # away from the mask's edge, where resampling the mask moves it by a voxel
+    assert np.corrcoef(direct[inner], via[inner])[0, 1] > 0.99
+    np.testing.assert_allclose(via[inner], direct[inner], rtol=0.05)
     net = IHF(dims=2)
     save_model(tmp_path / "ihf1mm.pt", net, {**META, "voxel_size": [1.0, 1.0, 1.0],
                                              "model": {"method": "ihf", "dims": 2, "levels": 2, "blocks": 3,
