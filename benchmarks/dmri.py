@@ -22,6 +22,7 @@ in its ``evaluation.json`` (the paper's secondary table).
 
 Usage:
     python benchmarks/dmri.py --budget {smoke,cpu,gpu} --out DIR [--folds K] [--seeds 0 1 2]
+        [--seed-folds F]
         [--cohort N] [--preset NAME]
     (run with .venv-combat/bin/python for the ComBat rows)
 
@@ -48,13 +49,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from table1 import BUDGETS, train_methods  # noqa: E402  (the benchmark's training of every row)
 
-#: per budget: dataset preset, folds, seeds, cohort size, and the seeded brain voxels per subject and
-#: target on which FA / MD errors are computed (None: all; DTI fits of whole brains at 1.2 mm dominate
-#: the evaluation's time otherwise)
+#: per budget: dataset preset, folds, seeds, the folds trained with every seed (the others with the
+#: first seed only; None: all), cohort size, and the seeded brain voxels per subject and target on which
+#: FA / MD errors are computed (None: all; DTI fits of whole brains at 1.2 mm dominate the evaluation's
+#: time otherwise). At the cpu budget every seed of every fold would take about 11 hours of the 2-core
+#: machine; the seed spread is measured on the first fold.
 SETTINGS = {
-    "smoke": {"preset": "tiny", "folds": 3, "seeds": [0, 1], "cohort": 4, "volume_voxels": None},
-    "cpu": {"preset": "mushac", "folds": 5, "seeds": [0, 1, 2], "cohort": 20, "volume_voxels": 40000},
-    "gpu": {"preset": "mushac", "folds": 5, "seeds": [0, 1, 2], "cohort": 20, "volume_voxels": 40000},
+    "smoke": {"preset": "tiny", "folds": 3, "seeds": [0, 1], "seed_folds": 2, "cohort": 4,
+              "volume_voxels": None},
+    "cpu": {"preset": "mushac", "folds": 5, "seeds": [0, 1, 2], "seed_folds": 1, "cohort": 20,
+            "volume_voxels": 40000},
+    "gpu": {"preset": "mushac", "folds": 5, "seeds": [0, 1, 2], "seed_folds": None, "cohort": 20,
+            "volume_voxels": 40000},
 }
 METRICS = {  # summary key -> evaluation key
     "sh_noiseless": "sh_mse_noiseless", "sh_scan": "sh_mse", "fa_scan": "fa_mae", "md_scan": "md_mae",
@@ -79,6 +85,8 @@ def check_settings(args, n_subjects: int) -> None:
                            "train on.")
     if not args.seeds or len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
         raise SettingError("--seeds must be distinct non-negative integers.")
+    if args.seed_folds is not None and not 1 <= args.seed_folds <= args.folds:
+        raise SettingError(f"--seed-folds must be between 1 and --folds ({args.folds}), not {args.seed_folds}.")
     if args.cohort is not None and args.cohort < 4:
         raise SettingError(f"--cohort needs at least 4 subjects (2 controls, 2 patients), not {args.cohort}.")
 
@@ -155,13 +163,18 @@ def mark_done(path: Path, runs: list[str]) -> None:
     path.with_name(path.name + ".runs").write_text(json.dumps(runs) + "\n")
 
 
-def gather(root: Path, folds: list[list[str]], seeds: list[int]) -> tuple[dict, dict, list]:
+def seeds_of(args, fold: int) -> list[int]:
+    """The seeds fold ``fold`` is trained with: every seed on the first ``--seed-folds`` folds, else the first."""
+    return list(args.seeds) if args.seed_folds is None or fold < args.seed_folds else list(args.seeds[:1])
+
+
+def gather(args, root: Path, folds: list[list[str]]) -> tuple[dict, dict, list]:
     """Per (row, target, subject): the metrics' mean over seeds, and per seed; and the cohort rows."""
     per_subject: dict = {}  # (row, target, subject) -> metric -> [values over seeds]
-    per_seed: dict = {}  # (row, target, seed) -> metric -> [values over subjects]
+    per_seed: dict = {}  # (row, target, seed) -> metric -> {subject: value}
     cohort_rows = []
     for f in range(len(folds)):
-        for s in seeds:
+        for s in seeds_of(args, f):
             work = root / f"fold-{f}" / f"seed-{s}"
             ev = json.loads((work / "evaluation" / "evaluation.json").read_text())
             for r in ev["volume_errors"]:
@@ -170,7 +183,7 @@ def gather(root: Path, folds: list[list[str]], seeds: list[int]) -> tuple[dict, 
                         continue
                     cell = per_subject.setdefault((r["method"], r["target"], r["subject"]), {})
                     cell.setdefault(key, []).append(r[src])
-                    per_seed.setdefault((r["method"], r["target"], s), {}).setdefault(key, []).append(r[src])
+                    per_seed.setdefault((r["method"], r["target"], s), {}).setdefault(key, {})[r["subject"]] = r[src]
             if f == 0 and (work / "cohort.json").exists():  # the cohort is scored with the first fold's models
                 cohort_rows += [{**r, "model": f"{f}/{s}/{r['model']}"}
                                 for r in json.loads((work / "cohort.json").read_text())["rows"]]
@@ -181,7 +194,7 @@ def summarize(args, root: Path, subjects: list[str], folds: list[list[str]], tim
     from mrharmony.dmri.cohort import group_summary
     from mrharmony.stats import bonferroni, mean_ci
 
-    per_subject, per_seed, cohort_rows = gather(root, folds, args.seeds)
+    per_subject, per_seed, cohort_rows = gather(args, root, folds)
     targets = list(dict.fromkeys(t for _, t, _ in per_subject))
     rows = list(dict.fromkeys(r for r, _, _ in per_subject))
     values: dict = {}  # target -> row -> metric -> {subject: mean over seeds}
@@ -199,8 +212,10 @@ def summarize(args, root: Path, subjects: list[str], folds: list[list[str]], tim
             for key, by_subject in values[t][row].items():
                 entry[key] = mean_ci([by_subject[s] for s in sorted(by_subject)])
                 entry[key]["n_subjects"] = len(by_subject)
-                seed_means = [np.mean(per_seed[(row, t, s)][key]) for s in args.seeds
-                              if key in per_seed.get((row, t, s), {})]
+                # the seed spread over the subjects trained with every seed (the first --seed-folds folds)
+                by_seed = [per_seed[(row, t, s)][key] for s in args.seeds if key in per_seed.get((row, t, s), {})]
+                common = sorted(set.intersection(*(set(b) for b in by_seed))) if by_seed else []
+                seed_means = [np.mean([b[x] for x in common]) for b in by_seed] if common else []
                 if len(seed_means) > 1:
                     entry[key]["seed_sd"] = float(np.std(seed_means, ddof=1))
                 if key in ("sh_scan", "fa_scan", "md_scan") and key in rescan and row not in FLOORS:
@@ -210,7 +225,7 @@ def summarize(args, root: Path, subjects: list[str], folds: list[list[str]], tim
     tests = subject_tests(values, targets)
     bonferroni(tests)
     summary = {
-        "budget": args.budget, "folds": len(folds), "seeds": list(args.seeds), "subjects": subjects,
+        "budget": args.budget, "folds": len(folds), "seeds": list(args.seeds), "seed_folds": args.seed_folds, "subjects": subjects,
         "fold_subjects": folds, "preset": args.preset, "targets": out_targets,
         "cohort": group_summary(cohort_rows) if cohort_rows else {},
         "cohort_subjects": len({r["subject"] for r in cohort_rows}),
@@ -260,7 +275,9 @@ def markdown(summary: dict) -> str:
              f"Command: `{summary['command']}`; machine {summary['machine']['node']} ({summary['machine']['cpus']} "
              f"cores); {summary['wall_hours']:.2f} h of wall time in all.", "",
              f"{len(summary['subjects'])} traveling heads, {summary['folds']} folds (every subject held out once), "
-             f"seeds {summary['seeds']} (networks of the MSP claim; the others seed {summary['seeds'][0]}). "
+             f"seeds {summary['seeds']} (networks of the MSP claim; the others seed {summary['seeds'][0]})"
+             + (f" on the first {summary['seed_folds']} fold(s), seed {summary['seeds'][0]} on the others"
+                if summary.get("seed_folds") else "") + ". "
              "Mean over subjects [95% bootstrap interval over subjects]; a subject's value is its mean over seeds.", ""]
     keys = list(METRICS)
     for t, rows in summary["targets"].items():
@@ -296,6 +313,8 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--folds", type=int, help="folds over the subjects (default: the budget's)")
     ap.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: the budget's)")
+    ap.add_argument("--seed-folds", type=int,
+                    help="folds trained with every seed, the others with the first only (default: the budget's)")
     ap.add_argument("--cohort", type=int, help="cohort size (default: the budget's)")
     ap.add_argument("--preset", help="dataset preset (default: the budget's)")
     ap.add_argument("--quiet", action="store_true")
@@ -303,6 +322,7 @@ def main() -> int:
     setting = SETTINGS[args.budget]
     args.folds = setting["folds"] if args.folds is None else args.folds
     args.seeds = setting["seeds"] if args.seeds is None else args.seeds
+    args.seed_folds = setting["seed_folds"] if args.seed_folds is None else args.seed_folds
     args.cohort = setting["cohort"] if args.cohort is None else args.cohort
     args.preset = setting["preset"] if args.preset is None else args.preset
 
@@ -335,7 +355,7 @@ def main() -> int:
     subjects = load_dataset(data, check_data=False).subjects
     folds = folds_of(subjects, args.folds)
     for f, held_out in enumerate(folds):
-        for s in args.seeds:
+        for s in seeds_of(args, f):
             # the cohort's people are none of the traveling heads: any fold's harmonizers are a fair test of
             # them, and the first fold's (every seed) keep its cost at a fifth
             run_fold_seed(root, data, cohort if args.cohort and f == 0 else None, f, held_out, s,

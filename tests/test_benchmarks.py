@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
     (["--folds", "1"], "--folds must be at least 2, not 1."),
     (["--folds", "4"], "--folds 4 needs at least 4 subjects; the preset has 3."),
     (["--seeds", "1", "1"], "--seeds must be distinct non-negative integers."),
+    (["--seed-folds", "4"], "--seed-folds must be between 1 and --folds (3), not 4."),
     (["--cohort", "3"], "--cohort needs at least 4 subjects (2 controls, 2 patients), not 3."),
     (["--preset", "huge"], "unknown --preset 'huge'; choose one of tiny, demo, mushac."),
 ])
