@@ -175,3 +175,15 @@ def test_structural_metrics_command(tmp_path, capsys):
     assert main(bad) == 2
     err = capsys.readouterr().err
     assert "nothing.nii.gz" in err and err.count("\n") == 1 and not (tmp_path / "m2.json").exists()
+
+
+def test_segmentation_of_a_degenerate_image_gives_tissue_labels():
+    """A flat image, or one of two values (as a poorly trained network may give), leaves classes
+    empty: the segmentation still labels every brain voxel 1-3 and nothing outside."""
+    m = np.zeros((20, 20, 20), bool)
+    m[4:16, 4:16, 4:16] = True
+    two = np.where(np.arange(8000).reshape(20, 20, 20) % 2 == 0, 1.0, 2.0).astype(np.float32)
+    for img in (np.ones((20, 20, 20), np.float32), two):
+        labels = segment_tissues(img, m)
+        assert set(np.unique(labels[m])) <= {1, 2, 3} and not labels[~m].any()
+    assert len(np.unique(segment_tissues(two, m)[m])) == 2  # the two values are told apart

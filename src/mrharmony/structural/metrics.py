@@ -42,6 +42,15 @@ def nwd(input_img: np.ndarray, pred: np.ndarray, target: np.ndarray, *, input_ma
     return wasserstein(i, p) / base, wasserstein(t, p) / base
 
 
+def _kept(new: tuple, mu: np.ndarray, sigmasq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The classifier's new class means and variances, except for a class left empty (a flat or
+    degenerate image, such as a poorly trained network's output): it keeps its previous ones."""
+    new_mu, new_sig = (np.asarray(v, np.float64).copy() for v in new)
+    bad = ~np.isfinite(new_mu) | ~np.isfinite(new_sig) | (new_sig <= 0)
+    new_mu[bad], new_sig[bad] = mu[bad], np.maximum(sigmasq[bad], 1e-6)
+    return new_mu, new_sig
+
+
 # the tissues from dark to bright in each modality
 TISSUE_ORDER = {"T1w": ("csf", "gm", "wm"), "T2w": ("wm", "gm", "csf"), "FLAIR": ("csf", "wm", "gm")}
 
@@ -75,14 +84,16 @@ def segment_tissues(img: np.ndarray, mask: np.ndarray, *, modality: str = "T1w",
     mu = np.concatenate([[0.0], np.sort(centers[:, 0])])
     sigmasq = np.full(nclasses, max(float(np.var(image[m])) / 9, 1e-6))
     seg = icm.initialize_maximum_likelihood(com.negloglikelihood(image, mu, sigmasq, nclasses))
-    mu, sigmasq = com.seg_stats(image, seg, nclasses)
+    with np.errstate(invalid="ignore", divide="ignore"):  # an empty class: see _kept
+        mu, sigmasq = _kept(com.seg_stats(image, seg, nclasses), mu, sigmasq)
     background = 0.001 * (1 + 0.01 * np.cos(np.arange(image.size).reshape(image.shape)))  # fixed, not random
     image_bg = np.where(image == 0, background, image)
     energies = []
     for i in range(max_iter):
         pln = icm.prob_neighborhood(seg, beta, nclasses)
         pve = com.prob_image(image_bg, nclasses, mu, sigmasq, pln)
-        mu, sigmasq = com.update_param(image_bg, pve, mu, nclasses)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mu, sigmasq = _kept(com.update_param(image_bg, pve, mu, nclasses), mu, sigmasq)
         order = np.argsort(mu)
         mu, sigmasq = mu[order], sigmasq[order]
         seg, energy = icm.icm_ising(com.negloglikelihood(image_bg, mu, sigmasq, nclasses), beta, seg)
@@ -91,7 +102,7 @@ def segment_tissues(img: np.ndarray, mask: np.ndarray, *, modality: str = "T1w",
             e = np.asarray(energies)
             if np.ptp(e[-5:]) < tolerance * np.ptp(e):
                 break
-    ranks = np.asarray(seg, np.uint8)
+    ranks = np.clip(np.asarray(seg), 0, nclasses - 1).astype(np.uint8)
     ranks[m & (ranks == 0)] = 1  # (none expected) the darkest class inside the brain
     lut = np.array([0] + [CLASSES[t] for t in TISSUE_ORDER[modality]], np.uint8)
     labels = lut[ranks]
