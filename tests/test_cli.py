@@ -64,7 +64,9 @@ def test_demo_on_the_tiny_preset(tmp_path, capsys):
         assert (out / "runs" / name / "harmonizer.json").exists(), name
     assert "| rish |" in text and "| meanvar_voxel |" in text
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 2 and "Wilcoxon" in page and "sub-03" in page
+    # summary bars, the held-out subject's maps, Bland-Altman plots, training curves, Fig. 3
+    assert page.count("data:image/png;base64,") == 5 and "Wilcoxon" in page and "sub-03" in page
+    assert "rescan floor" in page and page.count("<details>") == 3
     assert (out / "evaluation" / "table.md").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
 

@@ -12,18 +12,20 @@ from mrharmony.cli.common import add_force, say
 
 def add_report(sp) -> None:
     sp.set_defaults(func=run_report)
-    sp.add_argument("runs", nargs="+", help="run directories (same dataset and split)")
+    sp.add_argument("runs", nargs="*", help="dMRI run directories (same dataset and split)")
     sp.add_argument("--out", required=True, help="the HTML file to write")
-    sp.add_argument("--target", help="target platform of the Fig. 3 views (default connectom_sa)")
-    sp.add_argument("--subject", help="subject of the Fig. 3 views (default: the first held-out one)")
+    sp.add_argument("--structural", metavar="EVAL_DIR",
+                    help="also report a structural evaluation (the folder `mrharmony structural evaluate` wrote)")
+    sp.add_argument("--target", help="target platform of the dMRI pictures (default connectom_sa)")
+    sp.add_argument("--subject", help="subject of the dMRI pictures (default: the first held-out one)")
     add_force(sp, "replace an existing report")
 
 
 def run_report(args) -> int:
     from mrharmony.report.html import build_report
 
-    out = build_report(args.runs, args.out, target=args.target, subject=args.subject, force=args.force,
-                       quiet=args.quiet)
+    out = build_report(args.runs, args.out, target=args.target, subject=args.subject, structural=args.structural,
+                       force=args.force, quiet=args.quiet)
     say(args, f"report: {out}")
     return 0
 

@@ -1,0 +1,21 @@
+"""How the report writes numbers and embeds images (shared by its sections)."""
+
+from __future__ import annotations
+
+import base64
+import html
+
+
+def img_tag(png: bytes, alt: str) -> str:
+    """An ``<img>`` holding the PNG itself (base64), so that the page needs no other file."""
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def readable_p(p: float) -> str:
+    """A p-value as a reader takes it in: "< 0.001", two significant digits below 0.1, else two decimals."""
+    return "< 0.001" if p < 1e-3 else f"{p:.2g}" if p < 0.1 else f"{p:.2f}"
+
+
+def number(v: float) -> str:
+    """Three significant digits, in scientific notation outside 0.001-10,000."""
+    return f"{v:.3g}" if 1e-3 <= abs(v) < 1e4 or v == 0 else f"{v:.2e}"
