@@ -162,3 +162,19 @@ def test_the_evaluate_command(setup, tmp_path, capsys):
     assert main(["structural", "evaluate", str(data), "gan", "--out", str(tmp_path / "no"), "--quiet"]) == 2
     assert "gan: is neither a saved model nor a baseline" in capsys.readouterr().err
     assert not (tmp_path / "no").exists()
+
+
+def test_chosen_site_pairs_only(setup, tmp_path, capsys):
+    from mrharmony.cli import main
+
+    base, data = setup
+    ev = compare_harmonizers(data, ["none", "nyul"], modalities=["T1w"], pairs=[("siteA", "siteD")], quiet=True)
+    assert {(r["input_site"], r["target_site"], r["group"]) for r in ev.rows} == {("siteA", "siteD", "unseen")}
+    none = [r for r in ev.rows if r["method"] == "none"]
+    assert none and all(r["dice_wm"] == 1.0 and r["ravd_wm"] == 0.0 for r in none)  # the input's own labels
+    with pytest.raises(InputError, match="has no site 'siteZ', which a pair to score names"):
+        compare_harmonizers(data, ["none"], pairs=[("siteA", "siteZ")], quiet=True)
+    assert main(["structural", "evaluate", str(data), "none", "--out", str(tmp_path / "e"), "--pair", "siteA-siteB",
+                 "--quiet"]) == 2
+    assert "--pair 'siteA-siteB' is not INPUT_SITE:TARGET_SITE." in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()

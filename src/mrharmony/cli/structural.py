@@ -85,14 +85,24 @@ def add_evaluate(q) -> None:
                    help="modality to evaluate (repeatable; default: those the trained models were trained on)")
     q.add_argument("--reference", help="the method the paired tests compare with every other (default: the "
                                        "first trained model)")
+    q.add_argument("--pair", action="append", metavar="INPUT_SITE:TARGET_SITE",
+                   help="a site pair to score (repeatable; default: every ordered pair)")
     add_force(q, "replace an existing --out folder")
 
 
 def run_evaluate(args) -> int:
     from mrharmony.structural.evaluate import evaluate_structural
 
+    pairs = None
+    if args.pair:
+        pairs = [tuple(p.split(":")) for p in args.pair]
+        bad = [p for p, q in zip(args.pair, pairs) if len(q) != 2 or not all(q)]
+        if bad:
+            from mrharmony.errors import InputError
+
+            raise InputError(f"--pair {bad[0]!r} is not INPUT_SITE:TARGET_SITE.")
     ev = evaluate_structural(args.dataset, args.out, methods=args.methods, modalities=args.modality,
-                             reference=args.reference, force=args.force, quiet=args.quiet)
+                             reference=args.reference, pairs=pairs, force=args.force, quiet=args.quiet)
     print(ev.table())
     say(args, f"results in {args.out}: table.md, rows.csv, summary.json")
     return 0

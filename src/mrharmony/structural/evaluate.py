@@ -103,7 +103,8 @@ class StructuralEvaluation:
 
 def evaluate_structural(dataset, out: str | os.PathLike, *, methods, modalities: Sequence[str] | None = None,
                         split: Mapping[str, Sequence[str]] | None = None, reference: str | None = None,
-                        force: bool = False, quiet: bool = False) -> StructuralEvaluation:
+                        pairs: Sequence[tuple[str, str]] | None = None, force: bool = False,
+                        quiet: bool = False) -> StructuralEvaluation:
     """Evaluate ``methods`` on ``dataset`` (see the module docstring) and write the results into
     the folder ``out`` (built under a temporary name and moved into place; an existing, non-empty
     ``out`` needs ``force``).
@@ -118,19 +119,20 @@ def evaluate_structural(dataset, out: str | os.PathLike, *, methods, modalities:
         split: ``{"test": [...], "validation": [reference subject, ...]}`` instead of the models'.
         reference: the method the paired tests compare to every other (default: the first
             trained model, else the first method).
+        pairs: the (input site, target site) pairs to score (default: every ordered pair).
     """
     from mrharmony.io import staged_output_dir
 
     with staged_output_dir(out, force=force) as tmp:
         ev = compare_harmonizers(dataset, methods, modalities=modalities, split=split, reference=reference,
-                                 quiet=quiet)
+                                 pairs=pairs, quiet=quiet)
         ev.write(tmp)
     return ev
 
 
 def compare_harmonizers(dataset, methods, *, modalities: Sequence[str] | None = None,
                         split: Mapping[str, Sequence[str]] | None = None, reference: str | None = None,
-                        quiet: bool = False) -> StructuralEvaluation:
+                        pairs: Sequence[tuple[str, str]] | None = None, quiet: bool = False) -> StructuralEvaluation:
     """What :func:`evaluate_structural` computes, without writing it."""
     from mrharmony.data.structural import (
         STRUCTURAL_FILE,
@@ -148,6 +150,12 @@ def compare_harmonizers(dataset, methods, *, modalities: Sequence[str] | None = 
     for m in modalities:
         if m not in ds.modalities:
             raise InputError(f"has no modality {m!r} (it has {', '.join(ds.modalities)}).", source)
+    for i, j in pairs or ():
+        for site in (i, j):
+            if site not in ds.site_names:
+                raise InputError(f"has no site {site!r}, which a pair to score names.", source)
+        if i == j:
+            raise InputError(f"the pair ({i}, {j}) harmonizes a site to itself; name two sites.")
     names = [h.name for h in hs]
     if reference is None:
         reference = (trained or hs)[0].name
@@ -157,7 +165,7 @@ def compare_harmonizers(dataset, methods, *, modalities: Sequence[str] | None = 
     rows: list[dict] = []
     for modality in modalities:
         rows += score_pairs(ds, hs, subjects=subjects, reference_subject=reference_subject, seen_sites=seen,
-                            modality=modality, quiet=quiet)
+                            modality=modality, pairs=pairs, quiet=quiet)
     seconds = time.perf_counter() - t0
     extra = (ROUNDTRIP,) if any(h.invertible for h in hs) else ()
     info = {"dataset": str(ds.root), "methods": {h.name: _origin(h) for h in hs}, "modalities": list(modalities),
@@ -206,47 +214,50 @@ def image_harmonizers(methods) -> list[ImageHarmonizer]:
 
 
 def score_pairs(dataset, harmonizers: Sequence[ImageHarmonizer], *, subjects: Sequence[str], reference_subject: str,
-                seen_sites: Sequence[str], modality: str = "T1w", quiet: bool = False) -> list[dict]:
+                seen_sites: Sequence[str], modality: str = "T1w", pairs: Sequence[tuple[str, str]] | None = None,
+                quiet: bool = False) -> list[dict]:
     """The rows of one modality (see the module docstring): every harmonizer that applies to
-    ``modality`` on every ordered pair of sites (input site, target site) of each test subject."""
+    ``modality`` on every ordered pair of sites (input site, target site) of each test subject,
+    or on ``pairs``."""
     from mrharmony.progress import Progress
 
     hs = [h for h in harmonizers if h.applies_to(modality)]
     seen = set(seen_sites)
-    sites = dataset.site_names
+    pairs = [tuple(p) for p in pairs] if pairs else [(i, j) for i in dataset.site_names for j in dataset.site_names
+                                                      if i != j]
+    sites = list(dict.fromkeys(s for p in pairs for s in p))
     rows: list[dict] = []
-    bar = Progress(total=len(subjects) * len(sites) * (len(sites) - 1), unit="pairs",
-                   desc=f"structural evaluation ({modality})", quiet=quiet)
+    bar = Progress(total=len(subjects) * len(pairs), unit="pairs", desc=f"structural evaluation ({modality})",
+                   quiet=quiet)
     targets = {j: dataset.load_image(reference_subject, j, modality)[0] for j in sites}
     ref_mask = dataset.load_mask(reference_subject, targets[sites[0]])
     for subject in subjects:
         imgs = {j: dataset.load_image(subject, j, modality)[0] for j in sites}
         mask = dataset.load_mask(subject, imgs[sites[0]])
         labels = {j: segment_tissues(imgs[j], mask, modality=modality) for j in sites}
-        for i in sites:
-            for j in sites:
-                if i == j:
-                    continue
-                x, t, truth = imgs[i], targets[j], imgs[j]
-                group = "seen" if i in seen and j in seen else "unseen"
-                preds = {TRUTH_ROW: (truth, {})}
-                for h in hs:
-                    result = h.transform(x, target=t, mask=mask, target_mask=ref_mask)
-                    extra = {}
-                    if h.invertible:
-                        back = h.restore(result, target=t, target_mask=ref_mask)
-                        extra[ROUNDTRIP] = float(np.linalg.norm(back - x) / np.linalg.norm(x))
-                    preds[h.name] = (result.image, extra)
-                for name, (p, extra) in preds.items():
-                    ip, tp = nwd(x, p, t, input_mask=mask, target_mask=ref_mask)
-                    lab = labels[j] if name == TRUTH_ROW else segment_tissues(p, mask, modality=modality)
-                    r, d = ravd(labels[i], lab), dice(labels[i], lab)
-                    s, q = ssim_psnr(p, truth, mask) if name != TRUTH_ROW else (float("nan"), float("nan"))
-                    rows.append({"subject": subject, "modality": modality, "input_site": i, "target_site": j,
-                                 "group": group, "method": name, "nwd_ip": ip, "nwd_tp": tp, "ravd_gm": r["gm"],
-                                 "ravd_wm": r["wm"], "dice_gm": d["gm"], "dice_wm": d["wm"], "ssim": s,
-                                 "psnr_db": q, **extra})
-                bar.update(1)
+        for i, j in pairs:
+            x, t, truth = imgs[i], targets[j], imgs[j]
+            group = "seen" if i in seen and j in seen else "unseen"
+            preds = {TRUTH_ROW: (truth, {})}
+            for h in hs:
+                result = h.transform(x, target=t, mask=mask, target_mask=ref_mask)
+                extra = {}
+                if h.invertible:
+                    back = h.restore(result, target=t, target_mask=ref_mask)
+                    extra[ROUNDTRIP] = float(np.linalg.norm(back - x) / np.linalg.norm(x))
+                preds[h.name] = (result.image, extra)
+            for name, (p, extra) in preds.items():
+                ip, tp = nwd(x, p, t, input_mask=mask, target_mask=ref_mask)
+                # the truth's labels are those of the target site's image; an unchanged input keeps its own
+                lab = (labels[j] if name == TRUTH_ROW else labels[i] if np.array_equal(p, x)
+                       else segment_tissues(p, mask, modality=modality))
+                r, d = ravd(labels[i], lab), dice(labels[i], lab)
+                s, q = ssim_psnr(p, truth, mask) if name != TRUTH_ROW else (float("nan"), float("nan"))
+                rows.append({"subject": subject, "modality": modality, "input_site": i, "target_site": j,
+                             "group": group, "method": name, "nwd_ip": ip, "nwd_tp": tp, "ravd_gm": r["gm"],
+                             "ravd_wm": r["wm"], "dice_gm": d["gm"], "dice_wm": d["wm"], "ssim": s,
+                             "psnr_db": q, **extra})
+            bar.update(1)
     bar.close()
     return rows
 
