@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -56,19 +57,34 @@ def test_demo_on_the_tiny_preset(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", str(out), "--preset", "tiny", "--quiet"]) == 0
     text = capsys.readouterr().out
-    assert "| msp |" in text and "| none |" in text and "report:" in text
+    assert "| msp |" in text and "| none |" in text and "report:" in text and "| nyul |" in text
     assert (out / "data" / "derivatives" / "mrharmony-sh" / "dataset_description.json").exists()
-    for name in ("diqt-prisma_st", "shresnet-connectom_sa", "cpm", "hned", "msp"):
+    for name in ("diqt-prisma_st", "diqt-connectom_sa", "msp", "hail", "ihf"):
         assert (out / "runs" / name / "model.pt").exists(), name
     for name in ("none", "meanvar_global", "meanvar_voxel", "rish"):
         assert (out / "runs" / name / "harmonizer.json").exists(), name
     assert "| rish |" in text and "| meanvar_voxel |" in text
     page = (out / "report.html").read_text()
-    # summary bars, the held-out subject's maps, Bland-Altman plots, training curves, Fig. 3
-    assert page.count("data:image/png;base64,") == 5 and "Wilcoxon" in page and "sub-03" in page
-    assert "rescan floor" in page and page.count("<details>") == 3
-    assert (out / "evaluation" / "table.md").exists()
+    # dMRI: summary bars, the held-out subject's maps, Bland-Altman plots, training curves, Fig. 3;
+    # structural: one picture per modality
+    assert page.count("data:image/png;base64,") == 5 + 3 and "Wilcoxon" in page and "sub-03" in page
+    assert "rescan floor" in page and "Structural:" in page and page.count("<details>") == 5
+    assert not re.search(r"""(src|href)=["']?https?:""", page)  # self-contained
+    assert (out / "evaluation" / "table.md").exists() and (out / "structural-evaluation" / "rows.csv").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
+    # the structural results name the data relative to themselves: the moved folder still reports
+    moved = tmp_path / "moved"
+    out.rename(moved)
+    assert main(["report", "--structural", str(moved / "structural-evaluation"), "--out", str(tmp_path / "r.html"),
+                 "--quiet"]) == 0
+
+
+def test_demo_of_one_wing(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", str(out), "--preset", "tiny", "--only", "structural", "--quiet"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["configs", "report.html", "runs", "structural",
+                                                     "structural-evaluation"]
+    assert "dMRI" not in (out / "report.html").read_text().split("<h2>Provenance")[0]
 
 
 def test_each_command_imports_only_its_module():

@@ -1,17 +1,31 @@
-"""``mrharmony demo [OUT]``: the whole pipeline on the synthetic demo data, in minutes on a CPU.
+"""``mrharmony demo [OUT]``: the whole toolkit on synthetic data, in minutes on a CPU.
 
-1. simulate the ``demo`` traveling heads (6 subjects) and prepare their SH features;
-2. train, on every subject but the last (held out for testing), every dMRI network of the
-   registry (:mod:`mrharmony.engine.registry`): the single networks (DIQT, CNN-RISH, SHResNet)
-   for each target, the multi-task CPM and HNED, and MSP (its first stage chosen per target
-   among the single networks on validation loss); fit the statistical baselines that need no
-   extra (no harmonization, global and voxelwise mean/variance alignment, linear RISH);
-3. evaluate them on the held-out subject (patch MSE table with paired tests, whole-volume
-   SH / FA / MD errors) and write the HTML report.
+dMRI (``--only dmri``):
 
-Everything lands in ``OUT``: ``data/``, ``configs/``, ``runs/``, ``evaluation/`` and
-``report.html``; the table is printed at the end. The training budget is the ``demo`` preset
-(small: the demo shows the pipeline, the benchmark in ``benchmarks/table1.py`` measures it).
+1. simulate the ``demo`` traveling heads (6 subjects on four platforms) and prepare their SH
+   features (``data/``);
+2. train, on every subject but the last (held out for testing), DIQT for each target platform
+   and MSP on top of them, and fit the statistical baselines that need no extra (no
+   harmonization, global and voxelwise mean/variance alignment, linear RISH);
+3. evaluate them on the held-out subject: the patch table with its paired tests, whole-volume
+   SH / FA / MD errors against the target scan and the noiseless target, beside the ``rescan``
+   and ``oracle`` floors (``evaluation/``).
+
+Structural (``--only structural``):
+
+1. simulate multi-site structural MRI (T1w, T2w, FLAIR; five sites, two never seen in training;
+   ``structural/``);
+2. train HAIL (T1w) and IHF-Harmony (all three modalities) on the training sites;
+3. evaluate them with intensity baselines (none, z-score, Nyul) on a test
+   subject, harmonized from a training site to another one (seen) and to a site never seen in
+   training (unseen), every modality (``structural-evaluation/``).
+
+Then one HTML report covers both (``report.html``). Every run's config is in ``configs/`` and its
+directory in ``runs/``. The training budgets are small, for a demo that ends within minutes: the
+benchmarks (``benchmarks/dmri.py``, ``benchmarks/hail.py``, ``benchmarks/flow.py``) train every
+method of the papers and measure them. The single-network and multi-task baselines of the MSP
+paper that the demo leaves out (CNN-RISH, SHResNet, CPM, HNED) train with the same configs
+(``mrharmony train``; examples/).
 """
 
 from __future__ import annotations
@@ -21,65 +35,126 @@ from pathlib import Path
 
 import yaml
 
+WINGS = ("dmri", "structural")
+#: the MSP second stage's epochs in the demo (the networks' others come from the training preset)
+MSP_EPOCHS = 2
+#: the structural runs of the demo: training settings on top of the ``demo`` training preset
+HAIL_TRAINING = {"pretrain_epochs": 2, "epochs": 3}
+IHF_TRAINING = {"batch_size": 8, "pretrain_epochs": 5, "epochs": 10}
+#: the intensity baselines of the demo (WhiteStripe is in the benchmarks)
+INTENSITY_BASELINES = ("none", "zscore", "nyul")
 
-def run_demo(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, force: bool = False,
-             quiet: bool = False) -> Path:
-    from mrharmony.data import load_dataset
-    from mrharmony.dmri.evaluate import evaluate
-    from mrharmony.dmri.features.prepare import prepare
-    from mrharmony.dmri.tables import markdown, write_tables
-    from mrharmony.dmri.training import train
-    from mrharmony.engine.registry import methods
+
+def run_demo(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, only: str | None = None,
+             force: bool = False, quiet: bool = False) -> Path:
+    """Run the demo (both wings, or ``only`` one) into the new folder ``out``."""
     from mrharmony.io import staged_output_dir
     from mrharmony.report.html import build_report
-    from mrharmony.simulate import simulate
 
     def say(text: str) -> None:
         if not quiet:
             print(f"== {text}", flush=True)
 
+    wings = WINGS if only is None else (only,)
     out = Path(out)
+    printed = []
     with staged_output_dir(out, force=force) as tmp:
-        say(f"simulating the {preset} traveling heads")
-        data = simulate(tmp / "data", preset=preset, seed=seed, quiet=quiet)
-        say("fitting SH features")
-        prepare(data, quiet=quiet)
-        ds = load_dataset(data, check_data=False)
-        targets = [p.name for p in ds.target_platforms]
-        held_out = ds.subjects[-1]
-        data_cfg = {"dataset": "../data", "split": "subject", "test_subjects": [held_out], "split_seed": seed}
-        training = {"seed": seed}
-        train_preset = "test" if preset == "tiny" else "demo"
         (tmp / "configs").mkdir()
-        runs: list[Path] = []
+        runs, ev, structural = [], None, None
+        if "dmri" in wings:
+            runs, ev = _dmri(tmp, preset, seed, say, quiet)
+            from mrharmony.dmri.tables import markdown
 
-        def run(name: str, model: dict, targets_: list[str] | None) -> Path:
-            cfg = {"preset": train_preset, "data": {**data_cfg, **({"targets": targets_} if targets_ else {})},
-                   "model": model, "training": training}
-            path = tmp / "configs" / f"{name}.yaml"
-            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-            say(f"{'fitting' if model['method'] in statistical else 'training'} {name}")
-            return train(path, tmp / "runs" / name, quiet=quiet)
-
-        networks = [(m.name, m.load()) for m in methods("dmri", "network")]
-        # the baselines practice uses today (ComBat needs its extra)
-        statistical = [m.name for m in methods("dmri", "statistical") if m.extra is None]
-        singles = [run(f"{m}-{t}", {"method": m}, [t]) for m, cls in networks if cls.single_target for t in targets]
-        runs += singles
-        rel = [f"../runs/{p.name}" for p in singles]
-        for m, cls in networks:
-            if not cls.single_target:
-                first = {"first_stage_runs": rel, "alpha_end_epoch": 2.0} if cls.builds_on_single_networks else {}
-                runs.append(run(m, {"method": m, **first}, None))
-        for method in statistical:
-            runs.append(run(method, {"method": method}, None))
-        say(f"evaluating on the held-out subject {held_out}")
-        ev = evaluate(runs, max_patches=5000, quiet=quiet)
-        write_tables(ev, tmp / "evaluation")
+            printed.append(markdown(ev))
+        if "structural" in wings:
+            structural = _structural(tmp, preset, seed, say, quiet)
+            printed.append(structural.table())
         say("writing the report")
-        build_report(runs, tmp / "report.html", evaluation=ev, quiet=quiet)
-        table = markdown(ev)
-    print(table)
+        build_report(runs, tmp / "report.html", evaluation=ev, structural=structural, quiet=quiet)
+    print("\n".join(printed))
     print(f"report: {out / 'report.html'}")
-    print(f"tables: {out / 'evaluation'} (table.md, table.csv, evaluation.json); runs: {out / 'runs'}")
+    if "dmri" in wings:
+        print(f"dMRI tables: {out / 'evaluation'} (table.md, table.csv, evaluation.json)")
+    if "structural" in wings:
+        print(f"structural tables: {out / 'structural-evaluation'} (table.md, rows.csv, summary.json)")
+    print(f"runs: {out / 'runs'}")
     return out
+
+
+def _config(tmp: Path, name: str, cfg: dict) -> Path:
+    path = tmp / "configs" / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def _dmri(tmp: Path, preset: str, seed: int, say, quiet: bool):
+    """Simulate, prepare, train, fit and evaluate the dMRI wing: (runs, evaluation)."""
+    from mrharmony.data import load_dataset
+    from mrharmony.dmri.evaluate import evaluate
+    from mrharmony.dmri.features.prepare import prepare
+    from mrharmony.dmri.tables import write_tables
+    from mrharmony.dmri.training import train
+    from mrharmony.engine.registry import methods
+    from mrharmony.simulate import simulate
+
+    say(f"dMRI: simulating the {preset} traveling heads")
+    data = simulate(tmp / "data", preset=preset, seed=seed, quiet=quiet)
+    say("dMRI: fitting SH features")
+    prepare(data, quiet=quiet)
+    ds = load_dataset(data, check_data=False)
+    targets = [p.name for p in ds.target_platforms]
+    held_out = ds.subjects[-1]
+    data_cfg = {"dataset": "../data", "split": "subject", "test_subjects": [held_out], "split_seed": seed}
+    train_preset = "test" if preset == "tiny" else "demo"
+    statistical = [m.name for m in methods("dmri", "statistical") if m.extra is None]  # ComBat needs its extra
+
+    def run(name: str, model: dict, targets_: list[str] | None, training: dict | None = None) -> Path:
+        cfg = {"preset": train_preset, "data": {**data_cfg, **({"targets": targets_} if targets_ else {})},
+               "model": model, "training": {"seed": seed, **(training or {})}}
+        say(f"dMRI: {'fitting' if model['method'] in statistical else 'training'} {name}")
+        return train(_config(tmp, name, cfg), tmp / "runs" / name, quiet=quiet)
+
+    singles = [run(f"diqt-{t}", {"method": "diqt"}, [t]) for t in targets]
+    msp_training = {} if preset == "tiny" else {"epochs": MSP_EPOCHS}
+    runs = singles + [run("msp", {"method": "msp", "first_stage_runs": [f"../runs/{p.name}" for p in singles],
+                                  "alpha_end_epoch": 1.0}, None, msp_training)]
+    runs += [run(m, {"method": m}, None) for m in statistical]
+    say(f"dMRI: evaluating on the held-out subject {held_out}")
+    ev = evaluate(runs, max_patches=2000, volume_voxels=None if preset == "tiny" else 10000, keep_references=True,
+                  quiet=quiet)
+    write_tables(ev, tmp / "evaluation")
+    return runs, ev
+
+
+def _structural(tmp: Path, preset: str, seed: int, say, quiet: bool):
+    """Simulate, train and evaluate the structural wing: the structural evaluation."""
+    from mrharmony.data.structural import load_structural
+    from mrharmony.simulate.structural import simulate_structural
+    from mrharmony.structural.evaluate import evaluate_structural
+    from mrharmony.structural.training import train_structural
+
+    data_preset = "tiny" if preset == "tiny" else "demo"
+    say(f"structural: simulating the {data_preset} sites (T1w, T2w, FLAIR)")
+    data = simulate_structural(tmp / "structural", preset=data_preset, seed=seed, quiet=quiet)
+    ds = load_structural(data)
+    train_preset = "test" if preset == "tiny" else "demo"
+    data_cfg = {"dataset": "../structural", "n_test_subjects": 1, "n_validation_subjects": 1, "split_seed": seed}
+    configs = {
+        "hail": {"data": {**data_cfg, "modalities": ["T1w"], "crop_size": 16 if preset == "tiny" else 32},
+                 "model": {"method": "hail"}, "training": HAIL_TRAINING},
+        "ihf": {"data": {**data_cfg, "modalities": ["T1w", "T2w", "FLAIR"], "crop_size": 16 if preset == "tiny" else 64},
+                "model": {"method": "ihf", "dims": 2}, "training": IHF_TRAINING},
+    }
+    runs = {}
+    for name, cfg in configs.items():
+        training = {} if preset == "tiny" else cfg["training"]
+        path = _config(tmp, name, {"preset": train_preset, "data": cfg["data"], "model": cfg["model"],
+                                   "training": {"seed": seed, **training}})
+        say(f"structural: training {'HAIL' if name == 'hail' else 'IHF-Harmony'}")
+        runs[name] = str(train_structural(path, tmp / "runs" / name, quiet=quiet))
+    seen, unseen = ds.train_sites, ds.unseen_sites
+    pairs = [(seen[0], seen[1]), (seen[0], unseen[0])]  # a training site to another one, and to a new site
+    say("structural: evaluating (a training site to another, and to a site never seen in training)")
+    return evaluate_structural(data, tmp / "structural-evaluation", methods={**runs, **{b: b for b in
+                                                                                        INTENSITY_BASELINES}},
+                               pairs=pairs, quiet=quiet)

@@ -39,7 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                    "and metrics."),
     "report": ("mrharmony.cli.report", "Write a self-contained HTML report of trained runs."),
     "demo": ("mrharmony.cli.report",
-             "Run the whole pipeline on the synthetic demo data: simulate, prepare, train, evaluate, report."),
+             "Run the whole toolkit (dMRI and structural) on synthetic data: simulate, train, evaluate, report."),
 }
 
 

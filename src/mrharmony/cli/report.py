@@ -1,5 +1,6 @@
 """Commands that present results: ``report`` (the HTML report of trained runs), ``demo`` (the
-whole dMRI pipeline on synthetic data, ending in that report) and ``methods`` (the registry).
+whole toolkit, dMRI and structural, on synthetic data, ending in that report) and ``methods``
+(the registry).
 
 Each command's ``add_<name>(parser)`` sits beside its handler; the handlers import the
 report and demo modules when they run.
@@ -36,13 +37,14 @@ def add_demo(sp) -> None:
     sp.add_argument("--preset", default="demo", choices=["tiny", "demo", "mushac"],
                     help="data size (default demo; tiny for a quick check)")
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--only", choices=["dmri", "structural"], help="run one wing only (default: both)")
     add_force(sp, "replace an existing output folder")
 
 
 def run_demo(args) -> int:
     from mrharmony.demo import run_demo as demo
 
-    demo(args.out, preset=args.preset, seed=args.seed, force=args.force, quiet=args.quiet)
+    demo(args.out, preset=args.preset, seed=args.seed, only=args.only, force=args.force, quiet=args.quiet)
     return 0
 
 

@@ -48,6 +48,8 @@ class Evaluation:
     volume_errors: list[dict] = field(default_factory=list)  # one row per (method, subject, target)
     test_subjects: list[str] = field(default_factory=list)
     volume_voxels: int | None = None  # FA / MD on this many seeded voxels per subject and target (None: all)
+    #: the held-out subjects' target scans as read for scoring (``keep_references``; not saved)
+    references: dict = field(default_factory=dict, repr=False, compare=False)
 
     def summary(self) -> dict:
         return {
@@ -63,13 +65,16 @@ class Evaluation:
 
 def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: int | None = 20000,
              seed: int = 0, baseline: bool = True, volume_metrics: bool = True, first_stages: bool = False,
-             floors: bool = True, volume_voxels: int | None = None, quiet: bool = False) -> Evaluation:
+             floors: bool = True, volume_voxels: int | None = None, keep_references: bool = False,
+             quiet: bool = False) -> Evaluation:
     """Evaluate saved harmonizers (run directories) on their common test split; with
     ``first_stages``, networks that build on single networks (MSP) also get the row of their own
     first stage (``msp_stage1``: the first-stage networks as MSP's training left them).
     ``floors=False`` leaves out the ``rescan`` and ``oracle`` rows (a benchmark that scores
     several seeds on one split needs them once). ``volume_voxels``: FA and MD errors on that many
-    seeded brain voxels per subject and target, the same for every row (default: every voxel)."""
+    seeded brain voxels per subject and target, the same for every row (default: every voxel).
+    ``keep_references``: the evaluation keeps each held-out subject's :class:`TargetReference`
+    (its target scans, noiseless and rescan renders as read here) for a report to reuse."""
     from mrharmony.dmri.config import DataConfig, make_splits
     from mrharmony.dmri.patches import PatchSampler
     from mrharmony.progress import Progress
@@ -109,6 +114,8 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
         _, true = truth.batch(test[sel])
         reference = (TargetReference(ds, subject, max_voxels=volume_voxels)
                      if volume_metrics and subject in splits.test_subjects else None)
+        if keep_references and reference is not None:
+            ev.references[subject] = reference
         for i, (name, h) in enumerate(zip(names, hs)):
             if not h.predicts_sh:  # DTI-map methods: whole-volume rows only
                 if reference is not None:
@@ -236,6 +243,7 @@ class TargetReference:
         self.scans: dict = {}
         self.maps: dict = {}
         self.noiseless: dict = {}
+        self.rescans: dict = {}
         self.samples: dict = {}
 
     def sample(self, target: str, mask: np.ndarray) -> np.ndarray:
@@ -307,14 +315,16 @@ class TargetReference:
         """A second session of the subject on ``target`` (new noise, bias field and small
         misregistration), its SH features fitted and normalized with its own statistics inside the
         scan's brain mask, as ``prepare`` treats every scan."""
-        from mrharmony.dmri.features.normalization import ChannelStats
-        from mrharmony.dmri.features.sh import fit_sh
-        from mrharmony.simulate import render_scan
+        if target not in self.rescans:
+            from mrharmony.dmri.features.normalization import ChannelStats
+            from mrharmony.dmri.features.sh import fit_sh
+            from mrharmony.simulate import render_scan
 
-        tf, _ = self.scan(target)
-        again = render_scan(self.ds.root, self.subject, target, session=2)
-        coeffs = fit_sh(again.dwi.astype(np.float32), again.bvals, again.bvecs, tf.mask, tf.sh)
-        return ChannelStats.fit(coeffs, tf.mask).apply(coeffs, tf.mask)
+            tf, _ = self.scan(target)
+            again = render_scan(self.ds.root, self.subject, target, session=2)
+            coeffs = fit_sh(again.dwi.astype(np.float32), again.bvals, again.bvecs, tf.mask, tf.sh)
+            self.rescans[target] = ChannelStats.fit(coeffs, tf.mask).apply(coeffs, tf.mask)
+        return self.rescans[target]
 
 
 def volume_errors(h, name: str, scan, pred: dict | None, reference: TargetReference) -> list[dict]:

@@ -88,80 +88,108 @@ def chosen_methods(ev, target: str) -> list[str]:
     return chosen
 
 
-def _slice_of(mask: np.ndarray) -> int:
+def slice_with_most_brain(mask: np.ndarray) -> int:
+    """The axial slice of ``mask`` with the most brain voxels (the middle one of an empty mask)."""
     return int(np.argmax(mask.sum(axis=(0, 1)))) if mask.any() else mask.shape[2] // 2
 
 
-def subject_maps(rows, subject: str, target: str, methods: list[str]) -> tuple[dict, np.ndarray]:
+class HeldOutSubject:
+    """One held-out subject as the report's pictures see it: the input's features, the target
+    scans (a :class:`~mrharmony.dmri.evaluate.TargetReference`, the evaluation's own when it kept
+    it) and each harmonizer's predictions, made once for every picture."""
+
+    def __init__(self, rows, subject: str, reference=None):
+        from mrharmony.dmri.evaluate import TargetReference
+        from mrharmony.dmri.features.prepare import load_features
+
+        self.rows, self.subject = rows, subject
+        self.reference = reference or TargetReference(rows.dataset, subject)
+        self.features = load_features(rows.dataset, subject, rows.dataset.input_platform.name)
+        self._predictions: dict = {}
+
+    def harmonizer(self, name: str, target: str):
+        if name == "input":
+            return self.rows.identity
+        return next(h for n, h in zip(self.rows.names, self.rows.harmonizers) if n == name and target in h.targets)
+
+    def predict(self, h) -> dict:
+        """``h``'s predictions for every target it has (once per harmonizer)."""
+        if id(h) not in self._predictions:
+            self._predictions[id(h)] = h.predict(self.features)
+        return self._predictions[id(h)]
+
+    def maps(self, name: str, target: str, where: np.ndarray) -> tuple:
+        """(FA, MD, DEC FA, features or None) of a row (``input``: no harmonization) on ``where``."""
+        h = self.harmonizer(name, target)
+        _, gradients = self.reference.scan(target)
+        if not h.predicts_sh:  # a method of DTI maps
+            fa, md, dec = h.predict_dti(self.features, gradients={target: gradients}, masks={target: where})[target]
+            return fa, md, dec, None
+        y = self.predict(h)[target]
+        return (*h.dti_of(y, target, where, gradients=gradients), y)
+
+    def reference_maps(self, kind: str, target: str, where: np.ndarray) -> tuple:
+        """(FA, MD, DEC FA, features) of the target ``scan``, the ``noiseless`` target or a ``rescan``."""
+        tf, gradients = self.reference.scan(target)
+        y = {"scan": lambda: tf.data, "noiseless": lambda: self.reference.noiseless_features(target),
+             "rescan": lambda: self.reference.rescan_features(target)}[kind]()
+        return (*self.rows.identity.dti_of(y, target, where, gradients=gradients), y)
+
+
+def subject_maps(subject: HeldOutSubject, target: str, methods: list[str]) -> tuple[dict, np.ndarray]:
     """``({label: {"FA", "MD", "DEC FA", "SH c0": 2D map}}, brain mask of the slice)`` on the axial
     slice of ``target``'s grid with the most brain, for: ``input`` (no harmonization), each of
-    ``methods`` (rows of :func:`~mrharmony.dmri.evaluate.table_rows_of` ``rows``), ``target
-    scan`` and, on simulated data, ``noiseless target``. Only that slice is fitted."""
-    from mrharmony.dmri.evaluate import TargetReference
-    from mrharmony.dmri.features.prepare import load_features
-
-    ds = rows.dataset
-    reference = TargetReference(ds, subject)
-    f = load_features(ds, subject, ds.input_platform.name)
-    tf, gradients = reference.scan(target)
-    z = _slice_of(tf.mask)
+    ``methods``, ``target scan`` and, on simulated data, ``noiseless target``. Only that slice is
+    fitted."""
+    tf, _ = subject.reference.scan(target)
+    z = slice_with_most_brain(tf.mask)
     where = np.zeros_like(tf.mask)
     where[:, :, z] = tf.mask[:, :, z]
-    identity = rows.identity
 
-    def maps_of(h, y) -> dict:
-        fa, md, dec = h.dti_of(y, target, where, gradients=gradients)
-        return {"FA": fa[:, :, z], "MD": md[:, :, z], "DEC FA": dec[:, :, z], "SH c0": y[:, :, z, 0]}
+    def picked(fa, md, dec, y) -> dict:
+        return {"FA": fa[:, :, z], "MD": md[:, :, z], "DEC FA": dec[:, :, z],
+                "SH c0": None if y is None else y[:, :, z, 0]}
 
-    out = {"input": maps_of(identity, identity.predict(f)[target])}
-    for m in methods:
-        h = next(h for n, h in zip(rows.names, rows.harmonizers) if n == m and target in h.targets)
-        if h.predicts_sh:
-            out[m] = maps_of(h, h.predict(f)[target])
-        else:  # a method of DTI maps
-            fa, md, dec = h.predict_dti(f, gradients={target: gradients}, masks={target: where})[target]
-            out[m] = {"FA": fa[:, :, z], "MD": md[:, :, z], "DEC FA": dec[:, :, z], "SH c0": None}
-    out["target scan"] = maps_of(identity, tf.data)
-    if reference.simulated:
-        out["noiseless target"] = maps_of(identity, reference.noiseless_features(target))
+    out = {m: picked(*subject.maps(m, target, where)) for m in ["input", *methods]}
+    out["target scan"] = picked(*subject.reference_maps("scan", target, where))
+    if subject.reference.simulated:
+        out["noiseless target"] = picked(*subject.reference_maps("noiseless", target, where))
     return out, tf.mask[:, :, z]
 
 
-def regional_agreement(rows, subject: str, target: str, methods: list[str]) -> dict:
-    """Regional means of FA and MD (cubes of about :data:`REGION_MM` mm, at least half brain) on
-    ``target`` for ``input`` (no harmonization), each of ``methods`` and, on simulated data, a
-    ``rescan`` of the subject, beside the target scan's:
-    ``{"scan": {"FA": (R,), "MD": (R,)}, label: {...}}``."""
-    from mrharmony.dmri.evaluate import TargetReference
-    from mrharmony.dmri.features.prepare import load_features
+def regional_agreement(subject: HeldOutSubject, target: str, methods: list[str], *, max_regions: int = 150) -> dict:
+    """Regional means of FA and MD on ``target`` (cubes of about :data:`REGION_MM` mm, at least half
+    brain; ``max_regions`` of them drawn by a generator seeded with the subject and target) for
+    ``input`` (no harmonization), each of ``methods`` and, on simulated data, a ``rescan`` of the
+    subject, beside the target scan's: ``{"scan": {"FA": (R,), "MD": (R,)}, label: {...}}``."""
+    import zlib
+
     from mrharmony.registration import block_mean
 
-    ds = rows.dataset
-    reference = TargetReference(ds, subject)
-    f = load_features(ds, subject, ds.input_platform.name)
-    tf, gradients = reference.scan(target)
-    identity = rows.identity
+    tf, _ = subject.reference.scan(target)
     voxel = float(np.mean(np.abs(np.diag(tf.affine)[:3])))
     r = max(1, int(round(REGION_MM / voxel)))
     brain = block_mean(tf.mask.astype(np.float32), r)
-    keep = brain >= 0.5
+    regions = np.flatnonzero(brain >= 0.5)
+    if regions.size > max_regions:
+        rng = np.random.default_rng(zlib.crc32(f"{subject.subject}/{target}".encode()))
+        regions = np.sort(rng.choice(regions, max_regions, replace=False))
+    keep = np.zeros(brain.size, bool)
+    keep[regions] = True
+    keep = keep.reshape(brain.shape)
+    # the voxels of the chosen regions (the fine grid's blocks; a remainder at the edge is left out)
+    where = np.zeros_like(tf.mask)
+    cut = tuple(n * r for n in brain.shape)
+    where[: cut[0], : cut[1], : cut[2]] = np.repeat(np.repeat(np.repeat(keep, r, 0), r, 1), r, 2)
+    where &= tf.mask
 
     def regional(fa, md) -> dict:
-        m = tf.mask.astype(np.float32)
-        return {name: (block_mean(v * m, r)[keep] / brain[keep]) for name, v in (("FA", fa), ("MD", md))}
+        m = where.astype(np.float32)
+        weight = block_mean(m, r)[keep]
+        return {name: block_mean(v * m, r)[keep] / weight for name, v in (("FA", fa), ("MD", md))}
 
-    def of_features(h, y) -> dict:
-        fa, md, _ = h.dti_of(y, target, tf.mask, gradients=gradients)
-        return regional(fa, md)
-
-    out = {"scan": of_features(identity, tf.data), "input": of_features(identity, identity.predict(f)[target])}
-    for m in methods:
-        h = next(h for n, h in zip(rows.names, rows.harmonizers) if n == m and target in h.targets)
-        if h.predicts_sh:
-            out[m] = of_features(h, h.predict(f)[target])
-        else:
-            fa, md, _ = h.predict_dti(f, gradients={target: gradients}, masks={target: tf.mask})[target]
-            out[m] = regional(fa, md)
-    if reference.simulated:
-        out["rescan"] = of_features(identity, reference.rescan_features(target))
+    out = {"scan": regional(*subject.reference_maps("scan", target, where)[:2]),
+           **{m: regional(*subject.maps(m, target, where)[:2]) for m in ["input", *methods]}}
+    if subject.reference.simulated:
+        out["rescan"] = regional(*subject.reference_maps("rescan", target, where)[:2])
     return out

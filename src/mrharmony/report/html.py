@@ -193,8 +193,15 @@ def build_report(runs: list[str | os.PathLike], out: str | os.PathLike, *, evalu
 
 def _dmri_sections(runs, out: Path, *, evaluation, target, subject, quiet) -> tuple[str, str]:
     from mrharmony.dmri.evaluate import evaluate, table_rows_of
-    from mrharmony.report.dmri import FLOORS, chosen_methods, learned_rows, regional_agreement, subject_maps
-    from mrharmony.report.figures import bland_altman, fig3_views, map_grid, training_curves
+    from mrharmony.report.dmri import (
+        FLOORS,
+        HeldOutSubject,
+        chosen_methods,
+        learned_rows,
+        regional_agreement,
+        subject_maps,
+    )
+    from mrharmony.report.figures import bland_altman, map_grid, training_curves
 
     ev = evaluation or evaluate(runs, quiet=quiet)
     rows = table_rows_of(runs)
@@ -221,9 +228,10 @@ def _dmri_sections(runs, out: Path, *, evaluation, target, subject, quiet) -> tu
         return f"{h.meta['parameter_count']:,} parameters, best epoch {h.meta.get('best_epoch')}"
 
     pictures = ""
+    held = HeldOutSubject(rows, subject, ev.references.get(subject))
     if ev.test_subjects:  # pictures of a subject no method saw in training
         chosen = chosen_methods(ev, target)
-        maps, mask = subject_maps(rows, subject, target, chosen)
+        maps, mask = subject_maps(held, target, chosen)
         ref = "noiseless target" if "noiseless target" in maps else "target scan"
         pictures += (f"<h3>Held-out subject {html.escape(subject)} on {html.escape(target)}</h3>"
                      f"<p class='note'>One axial slice; the same window along each row. The last row is each column's "
@@ -232,9 +240,10 @@ def _dmri_sections(runs, out: Path, *, evaluation, target, subject, quiet) -> tu
         learned = set(learned_rows(ev))
         kinds = {"input": "none", "rescan": "floor", **{m: "learned" if m in learned else "statistical"
                                                          for m in ev.methods if m not in FLOORS}}
-        agreement = {t: regional_agreement(rows, subject, t, chosen_methods(ev, t)) for t in ev.targets}
+        agreement = {t: regional_agreement(held, t, chosen_methods(ev, t)) for t in ev.targets}
         pictures += ("<h3>Regional FA and MD against the target scan (Bland-Altman)</h3><p class='note'>Means over "
-                     f"cubes of about 10 mm inside the brain of {html.escape(subject)}, each method's minus the target "
+                     f"cubes of about 10 mm inside the brain of {html.escape(subject)} (up to 150 per target, drawn at "
+                     "random with a fixed seed), each method's minus the target "
                      "scan's; <i>input</i> is no harmonization, <i>rescan</i> a second session on the target scanner."
                      "</p>" + img_tag(bland_altman(agreement, kinds), "Bland-Altman plots"))
     curves = img_tag(training_curves(labels), "training curves") if labels else ""
@@ -260,15 +269,18 @@ coefficients, at their own scale, as the target's (no harmonization); "meanvar_g
 per channel. Patches overlap, so their count overstates the evidence: the intervals above are over subjects.</p>
 {_table(ev)}{_tests(ev)}</details>
 <details><summary>Fig. 3 of the MSP paper: SH and DEC FA errors of {html.escape(subject)} on {html.escape(target)}
-</summary>{_fig3(ds, hs, ev, target, subject, fig3_views)}</details>
+</summary>{_fig3(held, ev, target)}</details>
 """
     return body, f"<h3>dMRI runs</h3><ul>{runs_list}</ul>"
 
 
-def _fig3(ds, hs, ev, target, subject, fig3_views) -> str:
-    from mrharmony.dmri.features.dti import dti_maps
-    from mrharmony.dmri.features.prepare import load_features
+def _fig3(held, ev, target: str) -> str:
+    """The MSP paper's Fig. 3 for one held-out subject: the target scan, the best single network
+    (patch MSE) and MSP; SH and DEC FA (every column through the evaluation's one path) on the
+    slice with the most brain, errors over that slice."""
     from mrharmony.engine.registry import methods
+    from mrharmony.report.dmri import slice_with_most_brain
+    from mrharmony.report.figures import fig3_views
 
     s = ev.summary()["patch_mse"]
     single = {m.name for m in methods("dmri", "network") if m.load().single_target}
@@ -279,16 +291,14 @@ def _fig3(ds, hs, ev, target, subject, fig3_views) -> str:
     chosen += [m for m in ev.methods if m == "msp" and target in s.get(m, {})]
     if not chosen:
         return "<p class='note'>No single network or MSP predicts this target.</p>"
-    f = load_features(ds, subject, ds.input_platform.name)
-    tf = load_features(ds, subject, target)
-    scan = ds.scan(subject, target)
-    bvals, bvecs = scan.gradients()
-    dwi, _ = scan.load_dwi()
-    columns = {"ground truth": {"sh": tf.data, "dec": dti_maps(dwi, bvals, bvecs, tf.mask)[2]}}
+    tf, _ = held.reference.scan(target)
+    where = np.zeros_like(tf.mask)
+    z = slice_with_most_brain(tf.mask)
+    where[:, :, z] = tf.mask[:, :, z]
+    _, _, dec, y = held.reference_maps("scan", target, where)
+    columns = {"target scan": {"sh": y, "dec": dec}}
     for m in chosen:
-        h = next(h for h in hs if h.name == m and target in h.targets)
-        y = h.predict(f)[target]
-        dec = h.predict_dti(f, gradients={target: (bvals, bvecs)}, pred={target: y})[target][2]
+        _, _, dec, y = held.maps(m, target, where)
         columns[m] = {"sh": y, "dec": dec}
-    png = fig3_views(columns, tf.mask, title=f"{subject}, {target}: truth vs {', '.join(chosen)}")
+    png = fig3_views(columns, where, title=f"{held.subject}, {target}: target scan vs {', '.join(chosen)}")
     return img_tag(png, "Fig. 3 views")

@@ -36,7 +36,9 @@ def load_evaluation(structural) -> tuple[list[dict], dict, list[dict]]:
     for f in (summary, rows_file):
         if not f.is_file():
             raise InputError("is missing: give the folder that `mrharmony structural evaluate` wrote.", f)
-    info = json.loads(summary.read_text())
+    from mrharmony.structural.evaluate import resolved_info
+
+    info = resolved_info(json.loads(summary.read_text()), folder)
     with open(rows_file, newline="") as fh:
         rows = [{k: _value(v) for k, v in r.items() if v != ""} for r in csv.DictReader(fh)]  # "": not scored
     return rows, info, info.get("wilcoxon", [])

@@ -126,8 +126,27 @@ def evaluate_structural(dataset, out: str | os.PathLike, *, methods, modalities:
     with staged_output_dir(out, force=force) as tmp:
         ev = compare_harmonizers(dataset, methods, modalities=modalities, split=split, reference=reference,
                                  pairs=pairs, quiet=quiet)
-        ev.write(tmp)
+        ev.write(tmp, info=relative_info(ev.info, Path(out)))
     return ev
+
+
+def relative_info(info: dict, folder: Path) -> dict:
+    """``info`` with the dataset and the model files named relative to ``folder`` (where
+    ``summary.json`` is written), so that a moved folder of results still finds them
+    (:func:`resolved_info` reads them back)."""
+    from mrharmony.engine.run import relative_path
+
+    return {**info, "dataset": relative_path(info["dataset"], folder),
+            "methods": {m: o if o in BASELINES else relative_path(o, folder) for m, o in info["methods"].items()}}
+
+
+def resolved_info(info: dict, folder: Path) -> dict:
+    """The inverse of :func:`relative_info`: paths of ``summary.json`` in ``folder`` made absolute."""
+    def resolved(p: str) -> str:
+        return str((Path(folder) / p).resolve())
+
+    return {**info, "dataset": resolved(info["dataset"]),
+            "methods": {m: o if o in BASELINES else resolved(o) for m, o in info["methods"].items()}}
 
 
 def compare_harmonizers(dataset, methods, *, modalities: Sequence[str] | None = None,
