@@ -60,11 +60,11 @@ def test_the_method_is_read_from_the_model_file(files, tmp_path):
     assert "IHF-Harmony" in side["Description"] and side["BrainMask"] == AUTOMATIC_MASK
     net = IHF(dims=2)
     net.load_state_dict(torch.load(files / "ihf.pt", weights_only=False)["state_dict"])
-    pred, scale = harmonize_flow(net, x, m, t, m)
+    pred, record = harmonize_flow(net, x, m, t, m)
     np.testing.assert_array_equal(_read(out), pred)
-    assert side["InputScale"] == scale
-    back = restore_flow(net, _read(out), t, m, side["InputScale"])  # the file and its sidecar restore the input
-    np.testing.assert_array_equal(back, restore_flow(net, pred, t, m, scale))
+    assert side["InputScale"] == record["InputScale"] and side["StyleCode"] == record["StyleCode"]
+    back = restore_flow(net, _read(out), side)  # the file and its sidecar restore the input, no target needed
+    np.testing.assert_array_equal(back, restore_flow(net, pred, record))
     assert np.linalg.norm(back - x) / np.linalg.norm(x) < 1e-2  # (float32 rounding on a tiny random flow)
 
 

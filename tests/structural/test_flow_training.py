@@ -56,10 +56,10 @@ def test_training_changes_the_flow_and_it_stays_exactly_invertible(structural, t
         mask = ds.load_mask(subject)
         tgt, _ = ds.load_image(ref, "siteD", modality)  # a site never seen in training
         tmask = ds.load_mask(ref)
-        out, scale = harmonize_flow(net, img, mask, tgt, tmask)
+        out, record = harmonize_flow(net, img, mask, tgt, tmask)
         assert out.dtype == np.float32 and out.shape == img.shape
-        assert _relative(out / np.percentile(tgt[tmask], 99), img / scale) > 1e-3  # it did something
-        assert _relative(restore_flow(net, out, tgt, tmask, scale), img) < 1e-5
+        assert _relative(out / np.percentile(tgt[tmask], 99), img / record["InputScale"]) > 1e-3  # it did something
+        assert _relative(restore_flow(net, out, record), img) < 1e-5
     # and on random inputs, as the flow sees them
     code = net.style_code(torch.rand(1, 1, 16, 16))
     x = torch.randn(3, 1, 16, 24, generator=torch.Generator().manual_seed(0))
@@ -76,8 +76,8 @@ def test_3d_mode_trains_and_inverts(structural, tmp_path):
     ds = load_structural(structural)
     img, _ = ds.load_image(meta["split"]["test"][0], "siteB", "T2w")
     mask = ds.load_mask(meta["split"]["test"][0])
-    out, scale = harmonize_flow(net, img, mask, img, mask)
-    assert _relative(restore_flow(net, out, img, mask, scale), img) < 1e-5
+    out, record = harmonize_flow(net, img, mask, img, mask)
+    assert _relative(restore_flow(net, out, record), img) < 1e-5
 
 
 def test_a_vgg_weights_file_replaces_the_self_trained_encoder(structural, tmp_path):

@@ -182,11 +182,15 @@ def test_restore_inverts_the_invertible_and_only_them(images):
     for method, h in ((k, f()) for k, f in FACTORIES.items()):
         res = h.transform(x, target=t, mask=m, target_mask=tm)
         if h.invertible:
-            assert method == "ihf" and set(res.sidecar) == {"InputScale"}
-            back = h.restore(res, target=t, target_mask=tm)
-            np.testing.assert_array_equal(back, ihf_mod.restore_flow(h.net, res.image, t, tm,
-                                                                     res.sidecar["InputScale"]))
+            assert method == "ihf" and set(res.sidecar) == {"InputScale", "TargetScale", "StyleCode"}
+            back = h.restore(res)  # what the inverse needs is in the result
+            np.testing.assert_array_equal(back, ihf_mod.restore_flow(h.net, res.image, {**res.sidecar, **res.arrays}))
             assert np.linalg.norm(back - x) / np.linalg.norm(x) < 1e-5
+            # a result written before the record held the style code is restored with the target image
+            old = HarmonizedImage(res.image, {"InputScale": res.sidecar["InputScale"]}, res.arrays)
+            np.testing.assert_allclose(h.restore(old, target=t, target_mask=tm), back, rtol=0, atol=1e-5 * np.abs(x).max())
+            with pytest.raises(ValueError, match="needs the target image"):
+                h.restore(old)
             with pytest.raises(ValueError, match="InputScale"):
                 h.restore(HarmonizedImage(res.image), target=t, target_mask=tm)
         else:

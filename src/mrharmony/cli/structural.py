@@ -28,6 +28,8 @@ def add_structural(sp) -> None:
 
     add("train", add_train, "Train HAIL or IHF-Harmony, whichever the YAML config names (model.method).")
     add("apply", add_apply, "Harmonize an image to the site of one target image (a HAIL or IHF-Harmony model).")
+    add("restore", add_restore, "The input back from an image IHF-Harmony harmonized (its exact inverse; "
+                                "what it needs is read from the image's sidecar).")
     add("evaluate", add_evaluate, "Evaluate trained models and intensity baselines on the held-out subjects of a "
                                   "structural dataset, seen and unseen sites, per modality.")
     add("metrics", add_metrics, "nWD(i,p), nWD(t,p), rAVD and Dice (GM, WM), and SSIM / PSNR against a truth")
@@ -71,6 +73,26 @@ def run_apply(args) -> int:
                             mask_path=args.mask, target_mask_path=args.target_mask, force=args.force,
                             allow_modality_mismatch=args.allow_modality_mismatch)
     say(args, f"harmonized image: {out}")
+    return 0
+
+
+def add_restore(q) -> None:
+    q.set_defaults(func=run_restore)
+    q.add_argument("model", help="the IHF-Harmony run directory or model.pt that harmonized the image")
+    q.add_argument("--input", required=True, help="the harmonized image (with the sidecar 'structural apply' wrote)")
+    q.add_argument("--out", required=True, help="the restored image to write (.nii.gz), with a JSON sidecar")
+    q.add_argument("--target-image", help="the target image it was harmonized to (only for outputs whose sidecar "
+                                          "records no style code)")
+    q.add_argument("--target-mask", help="brain mask of the target image (with --target-image)")
+    add_force(q, "overwrite --out and its sidecar")
+
+
+def run_restore(args) -> int:
+    from mrharmony.structural.apply import restore_image
+
+    out = restore_image(args.model, input_path=args.input, out=args.out, target_path=args.target_image,
+                        target_mask_path=args.target_mask, force=args.force)
+    say(args, f"restored image: {out}")
     return 0
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mrharmony.structural.harmonizer import AUTOMATIC_MASK, output_paths
 
-__all__ = ["AUTOMATIC_MASK", "apply_image_model"]
+__all__ = ["AUTOMATIC_MASK", "apply_image_model", "restore_image"]
 
 
 def apply_image_model(model: str | os.PathLike, *, input_path, target_path, out, mask_path=None,
@@ -41,3 +41,70 @@ def apply_image_model(model: str | os.PathLike, *, input_path, target_path, out,
     return harmonizer.harmonize_file(input_path=input_path, target_path=target_path, out=out, mask_path=mask_path,
                                      target_mask_path=target_mask_path, force=force,
                                      allow_modality_mismatch=allow_modality_mismatch)
+
+
+def restore_image(model: str | os.PathLike, *, input_path, out, target_path=None, target_mask_path=None,
+                  force: bool = False) -> Path:
+    """The input image back from an image that ``structural apply`` harmonized with the invertible
+    model ``model`` (IHF-Harmony): ``mrharmony structural restore``. What the inverse needs is
+    read from the harmonized image's sidecar (and the array files it names); ``target_path`` (the
+    target image it was harmonized to) is needed only for outputs written before sidecars recorded
+    the style code. Writes ``out`` (float32 NIfTI on the harmonized image's grid and affine) and
+    its sidecar; existing outputs need ``force``.
+    """
+    import hashlib
+    import json
+
+    import numpy as np
+
+    from mrharmony.data.structural import read_structural_image
+    from mrharmony.errors import InputError
+    from mrharmony.io import save_nifti, write_json
+    from mrharmony.structural.harmonizer import HarmonizedImage, load_image_harmonizer, nifti_stem
+
+    out, out_sidecar = output_paths(out, force=force)
+    input_path = Path(input_path)
+    side_path = input_path.with_name(nifti_stem(input_path) + ".json")
+    if not side_path.is_file():
+        raise InputError(f"has no sidecar {side_path.name} beside it; restoring needs the one 'structural apply' "
+                         "wrote.", input_path)
+    try:
+        sidecar = json.loads(side_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError("is not valid JSON.", side_path) from None
+    harmonizer = load_image_harmonizer(model)
+    if not harmonizer.invertible:
+        raise InputError(f"holds {harmonizer.title}, which is not invertible; only IHF-Harmony outputs can be "
+                         "restored.", model)
+    sha = hashlib.sha256(harmonizer.model_file.read_bytes()).hexdigest()
+    if sidecar.get("ModelSHA256") not in (None, sha):
+        raise InputError(f"was harmonized by another model ({sidecar.get('Model')}); restore it with that one.",
+                         input_path)
+    if "InputScale" not in sidecar:
+        raise InputError("records no InputScale: it is not an IHF-Harmony output's sidecar.", side_path)
+    arrays = {}
+    for key in ("FlowMargin",):
+        if key in sidecar:
+            path = input_path.parent / sidecar[key]
+            if not path.is_file():
+                raise InputError(f"is missing; the sidecar {side_path.name} names it as the flow's values on the "
+                                 "padding, which restoring needs.", path)
+            arrays[key] = np.load(path)
+    image, affine = read_structural_image(input_path, what="harmonized image")
+    target = target_mask = None
+    if "StyleCode" not in sidecar:
+        if target_path is None:
+            raise InputError("records no style code (written by an older version); pass --target-image, the image it "
+                             "was harmonized to.", side_path)
+        from mrharmony.structural.harmonizer import read_inputs
+
+        _, _, _, target, target_mask = read_inputs(input_path=input_path, target_path=target_path,
+                                                   target_mask_path=target_mask_path)
+    back = harmonizer.restore(HarmonizedImage(image, sidecar, arrays), target=target, target_mask=target_mask)
+    save_nifti(out, back, affine)
+    write_json(out_sidecar, {
+        "Description": f"the input of a harmonized image, restored by {harmonizer.title}'s exact inverse",
+        "GeneratedBy": [{"Name": "mrharmony", "Version": harmonizer.version}],
+        "Sources": [str(input_path)], **harmonizer.model_sidecar(),
+    })
+    return out

@@ -262,7 +262,7 @@ def score_pairs(dataset, harmonizers: Sequence[ImageHarmonizer], *, subjects: Se
                 result = h.transform(x, target=t, mask=mask, target_mask=ref_mask)
                 extra = {}
                 if h.invertible:
-                    back = h.restore(result, target=t, target_mask=ref_mask)
+                    back = h.restore(result)  # from what the result records, as from its files
                     extra[ROUNDTRIP] = float(np.linalg.norm(back - x) / np.linalg.norm(x))
                 preds[h.name] = (result.image, extra)
             for name, (p, extra) in preds.items():

@@ -66,11 +66,14 @@ def bids_modality(path) -> str | None:
 @dataclass(frozen=True, eq=False)
 class HarmonizedImage:
     """What :meth:`ImageHarmonizer.transform` returns: the harmonized ``image`` (float32, the
-    input's grid) and ``sidecar``, the extra values its JSON sidecar records (such as
-    IHF-Harmony's ``InputScale``, with which :meth:`ImageHarmonizer.restore` gives the input back)."""
+    input's grid), ``sidecar``, the extra values its JSON sidecar records (such as
+    IHF-Harmony's ``InputScale`` and ``StyleCode``, with which :meth:`ImageHarmonizer.restore`
+    gives the input back), and ``arrays``, larger values written beside the image as ``.npy``
+    files that the sidecar names (IHF-Harmony's ``FlowMargin``)."""
 
     image: np.ndarray
     sidecar: dict = field(default_factory=dict)
+    arrays: dict = field(default_factory=dict)
 
 
 class ImageHarmonizer(ABC):
@@ -104,15 +107,16 @@ class ImageHarmonizer(ABC):
         pred = np.asarray(out.image, np.float32)
         if pred.shape != image.shape:
             raise RuntimeError(f"{self.name} returned shape {pred.shape} for an input of shape {image.shape}")
-        return out if pred is out.image else HarmonizedImage(pred, dict(out.sidecar))
+        return out if pred is out.image else HarmonizedImage(pred, dict(out.sidecar), dict(out.arrays))
 
-    def restore(self, result: HarmonizedImage, *, target: np.ndarray, target_mask: np.ndarray | None = None
-                ) -> np.ndarray:
-        """The input image back from its :class:`HarmonizedImage` and the same target image
-        (invertible methods only)."""
+    def restore(self, result: HarmonizedImage, *, target: np.ndarray | None = None,
+                target_mask: np.ndarray | None = None) -> np.ndarray:
+        """The input image back from its :class:`HarmonizedImage` (invertible methods only); the
+        target image is needed only by a result that does not record what the inverse needs."""
         if not self.invertible:
             raise TypeError(f"{self.title} is not invertible: its predictions cannot be restored")
-        target, target_mask = self._checked(target, target_mask, "target")
+        if target is not None:
+            target, target_mask = self._checked(target, target_mask, "target")
         return np.asarray(self._restore(result, target, target_mask), np.float32)
 
     def applies_to(self, modality: str) -> bool:
@@ -133,7 +137,7 @@ class ImageHarmonizer(ABC):
         grid, recorded in the sidecar (an invertible method refuses them instead: its exact
         inverse needs the model's grid)."""
         from mrharmony.data.images import voxel_size
-        from mrharmony.io import save_nifti, write_json
+        from mrharmony.io import check_new_file, save_nifti, write_json
 
         out, sidecar = output_paths(out, force=force)
         extra = {}
@@ -172,6 +176,12 @@ class ImageHarmonizer(ABC):
                                          "ModelVoxelSize": [float(v) for v in grid],
                                          "Method": "linear interpolation to the model's voxel size"
                                                    + (" and back" if what == "Input" else "")}
+        arrays = {key: array_path(out, key) for key in result.arrays}
+        for path in arrays.values():  # checked before anything is written
+            check_new_file(path, force=force)
+        for key, path in arrays.items():
+            save_array(path, result.arrays[key])
+            extra[key] = path.name
         save_nifti(out, result.image, affine)
         write_json(sidecar, {**self.sidecar(result, input_path=input_path, target_path=target_path,
                                             mask_path=mask_path, target_mask_path=target_mask_path), **extra})
@@ -349,16 +359,35 @@ def load_image_harmonizer(path: str | os.PathLike, *, method: str | None = None,
     return cls.from_saved(obj, path, name=name, **options)
 
 
+def nifti_stem(path: str | os.PathLike) -> str:
+    """A NIfTI file's name without ``.nii.gz`` / ``.nii``."""
+    name = Path(path).name
+    return name[: -len(".nii.gz" if name.endswith(".nii.gz") else ".nii")] if name.endswith((".nii.gz", ".nii")) \
+        else Path(path).stem
+
+
+def array_path(out: str | os.PathLike, key: str) -> Path:
+    """Where the array ``key`` of a harmonized image ``out`` is written: ``<stem>_<key>.npy``."""
+    return Path(out).with_name(f"{nifti_stem(out)}_{key.lower()}.npy")
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` as ``.npy``, atomically."""
+    from mrharmony.io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.asarray(array))
+
+
 def output_paths(out: str | os.PathLike, *, force: bool) -> tuple[Path, Path]:
     """``out`` (a NIfTI file name) and its sidecar (``.json``), refused if they exist without
     ``force`` or cannot be written."""
     from mrharmony.io import check_new_file
 
     out = Path(out)
-    name = out.name
-    if not name.endswith((".nii.gz", ".nii")):
+    if not out.name.endswith((".nii.gz", ".nii")):
         raise InputError("must be a NIfTI file name (.nii.gz or .nii).", out)
-    sidecar = out.with_name(name[: -len(".nii.gz" if name.endswith(".nii.gz") else ".nii")] + ".json")
+    sidecar = out.with_name(nifti_stem(out) + ".json")
     for path in (out, sidecar):
         check_new_file(path, force=force)
     parent = out.resolve().parent

@@ -24,8 +24,10 @@ flow, so the harmonized image always decodes back to its source.
 
 Choices the paper leaves open, made here: two levels of three blocks each, 32 hidden channels
 in ``f``, a 32-dimensional style code, images divided by their brain's 99th percentile on the
-way in and multiplied by the target's on the way out; sizes are padded to a multiple of
-``2 ** levels`` (and cropped back) at apply time.
+way in and multiplied by the target's on the way out; at apply time, sizes that the squeezes
+cannot halve are padded by reflection to a multiple of ``2 ** levels``, the normalizations'
+statistics are taken over the image's positions only, and the flow's values on the padding are
+kept with the result (:func:`harmonize_flow`), so that the inverse is exact at any size.
 
 :class:`IHFHarmonizer` is a trained IHF-Harmony as an
 :class:`~mrharmony.structural.harmonizer.ImageHarmonizer` (``load``, ``train``, ``transform``,
@@ -46,7 +48,7 @@ from torch.nn import functional as F
 
 from mrharmony.errors import InputError
 from mrharmony.structural.base import ImageMethodConfig, brain_scale
-from mrharmony.structural.hail import as_volume, channel_stats, conv_class, mask_at
+from mrharmony.structural.hail import channel_stats, conv_class, mask_at
 from mrharmony.structural.harmonizer import HarmonizedImage, TrainedImageHarmonizer
 
 
@@ -113,10 +115,17 @@ class AAN(nn.Module):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
 
-    def forward(self, h: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, s: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """``valid`` (N, 1, ...; 1 inside the image, 0 on padding): the instance statistics are
+        those of the image's positions only (default: every position)."""
         dims = tuple(range(2, h.dim()))
-        mean = h.mean(dim=dims, keepdim=True)
-        std = torch.sqrt(h.var(dim=dims, keepdim=True, unbiased=False) + 1e-5)
+        if valid is None:
+            mean = h.mean(dim=dims, keepdim=True)
+            std = torch.sqrt(h.var(dim=dims, keepdim=True, unbiased=False) + 1e-5)
+        else:
+            n = valid.sum(dim=dims, keepdim=True).clamp_min(1.0)
+            mean = (h * valid).sum(dim=dims, keepdim=True) / n
+            std = torch.sqrt((((h - mean) ** 2) * valid).sum(dim=dims, keepdim=True) / n + 1e-5)
         shape = (s.shape[0], -1) + (1,) * len(dims)
         return (h - mean) / std * (1 + self.scale(s).view(shape)) + self.shift(s).view(shape)
 
@@ -133,9 +142,9 @@ class Coupling(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.n1(self.c1(a), s))
-        h = F.relu(self.n2(self.c2(h), s))
+    def forward(self, a: torch.Tensor, s: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        h = F.relu(self.n1(self.c1(a), s, valid))
+        h = F.relu(self.n2(self.c2(h), s, valid))
         return self.out(h)
 
 
@@ -147,14 +156,14 @@ class FlowBlock(nn.Module):
         self.na = channels // 2
         self.f = Coupling(self.na, channels - self.na, hidden, style_dim, dims)
 
-    def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, s: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         a, b = x[:, : self.na], x[:, self.na:]
-        return torch.cat([b - self.f(a, s), a], dim=1)
+        return torch.cat([b - self.f(a, s, valid), a], dim=1)
 
-    def inverse(self, y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    def inverse(self, y: torch.Tensor, s: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         nb = y.shape[1] - self.na
         c, a = y[:, :nb], y[:, nb:]
-        return torch.cat([a, c + self.f(a, s)], dim=1)
+        return torch.cat([a, c + self.f(a, s, valid)], dim=1)
 
 
 class HierarchyFlow(nn.Module):
@@ -173,21 +182,31 @@ class HierarchyFlow(nn.Module):
         """Spatial sizes must be multiples of this."""
         return 2 ** len(self.levels)
 
-    def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        for blocks in self.levels:
+    def valid_levels(self, valid: torch.Tensor | None) -> list:
+        """The image's positions at each level: a squeezed position is the image's when all its
+        sub-positions are (None: no padding, every position)."""
+        out = []
+        for _ in self.levels:
+            valid = None if valid is None else squeeze(valid).amin(dim=1, keepdim=True)
+            out.append(valid)
+        return out
+
+    def forward(self, x: torch.Tensor, s: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """``valid``: 1 on the image, 0 on its padding (see :class:`AAN`)."""
+        for blocks, v in zip(self.levels, self.valid_levels(valid)):
             x = squeeze(x)
             for block in blocks:
-                x = block(x, s)
+                x = block(x, s, v)
         for _ in self.levels:
             x = unsqueeze(x)
         return x
 
-    def inverse(self, y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    def inverse(self, y: torch.Tensor, s: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         for _ in self.levels:
             y = squeeze(y)
-        for k, blocks in enumerate(reversed(self.levels)):
+        for blocks, v in zip(reversed(self.levels), reversed(self.valid_levels(valid))):
             for block in reversed(blocks):
-                y = block.inverse(y, s)
+                y = block.inverse(y, s, v)
             y = unsqueeze(y)
         return y
 
@@ -205,11 +224,11 @@ class IHF(nn.Module):
     def style_code(self, target: torch.Tensor, mask: torch.Tensor | None = None, *, pool_batch: bool = False):
         return self.style(target, mask, pool_batch=pool_batch)
 
-    def forward(self, x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        return self.flow(x, code.expand(x.shape[0], -1))
+    def forward(self, x: torch.Tensor, code: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        return self.flow(x, code.expand(x.shape[0], -1), valid)
 
-    def inverse(self, y: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        return self.flow.inverse(y, code.expand(y.shape[0], -1))
+    def inverse(self, y: torch.Tensor, code: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        return self.flow.inverse(y, code.expand(y.shape[0], -1), valid)
 
 
 def self_similarity_loss(fo: torch.Tensor, fs: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -349,66 +368,104 @@ def load_ihf(path: str | os.PathLike) -> tuple[IHF, dict]:
     return h.net, h.meta
 
 
-def _slices(volume: np.ndarray, multiple: int = 1) -> torch.Tensor:
-    """(X, Y, Z) -> (Z, 1, X', Y'), X and Y zero-padded up to a multiple of ``multiple``."""
-    pad = [(-n) % multiple for n in volume.shape[:2]]
-    v = np.pad(volume, [(0, pad[0]), (0, pad[1]), (0, 0)])
-    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(v, 2, 0)[:, None], np.float32))
+def _layout(volume: np.ndarray, dims: int) -> np.ndarray:
+    """(X, Y, Z) -> the networks' layout: slices (Z, 1, X, Y) in 2D, (1, 1, X, Y, Z) in 3D."""
+    v = np.asarray(volume, np.float32)
+    return np.ascontiguousarray(np.moveaxis(v, 2, 0)[:, None] if dims == 2 else v[None, None])
 
 
-def _run_flow(net: IHF, image_n: np.ndarray, code: torch.Tensor, *, inverse: bool, chunk: int = 16) -> np.ndarray:
-    """The flow (or its inverse) on a normalized volume, slice by slice (2D) or whole (3D)."""
-    fn = net.inverse if inverse else net.forward
+def _volume(a: np.ndarray, dims: int) -> np.ndarray:
+    """The inverse of :func:`_layout`."""
+    return np.moveaxis(a[:, 0], 0, 2) if dims == 2 else a[0, 0]
+
+
+def _run_flow(net: IHF, image_n: np.ndarray, code: torch.Tensor, *, inverse: bool,
+              margin: np.ndarray | None = None, chunk: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """The flow (or its inverse) on a normalized volume, slice by slice (2D) or whole (3D):
+    ``(result on the volume's grid, margin)``.
+
+    The squeezes need sizes that are multiples of ``2 ** levels``; other sizes are padded at the
+    end of each axis, by reflection, and the instance statistics of every normalization are those
+    of the image's positions only. The flow's values on the padding (``margin``, flat, float32)
+    are part of its output: the inverse needs them back (empty when nothing was padded)."""
+    x = _layout(image_n, net.dims)
     m = net.flow.multiple
+    pads = [(-n) % m for n in x.shape[2:]]
+    inside = None
+    if any(pads):
+        inside = np.zeros(x.shape[:2] + tuple(n + p for n, p in zip(x.shape[2:], pads)), bool)
+        inside[(slice(None), slice(None), *(slice(0, n) for n in x.shape[2:]))] = True
+        if inverse:
+            if margin is None or margin.size != (~inside).sum():
+                raise ValueError(f"restoring an image of shape {image_n.shape} needs the flow's {(~inside).sum()} "
+                                 "values on its padding")
+            full = np.zeros(inside.shape, np.float32)
+            full[inside] = x.ravel()
+            full[~inside] = margin
+            x = full
+        else:
+            x = np.pad(x, [(0, 0), (0, 0)] + [(0, p) for p in pads], mode="reflect")
+    fn = net.inverse if inverse else net.forward
+    n = x.shape[0] if net.dims == 2 else 1
+    step = chunk if net.dims == 2 else 1
+    outs = []
     with torch.no_grad():
-        if net.dims == 3:
-            out = fn(as_volume(image_n, multiple=m), code)[0, 0].numpy()
-            return out[tuple(slice(0, n) for n in image_n.shape)]
-        sl = _slices(image_n, m)
-        out = torch.cat([fn(sl[i:i + chunk], code) for i in range(0, sl.shape[0], chunk)])
-        return np.moveaxis(out[:, 0].numpy(), 0, 2)[: image_n.shape[0], : image_n.shape[1]]
+        for i in range(0, n, step):
+            valid = None if inside is None else torch.from_numpy(inside[i:i + step].astype(np.float32))
+            outs.append(fn(torch.from_numpy(x[i:i + step]), code, valid).numpy())
+    out = np.concatenate(outs)
+    if inside is None:
+        return _volume(out, net.dims), np.zeros(0, np.float32)
+    crop = out[inside].reshape(_layout(image_n, net.dims).shape)
+    return _volume(crop, net.dims), out[~inside].astype(np.float32)
 
 
 def target_code(net: IHF, target: np.ndarray, target_mask: np.ndarray) -> torch.Tensor:
     """The style code (1, style_dim) of a target image (normalized), over its whole brain."""
     with torch.no_grad():
-        if net.dims == 3:
-            return net.style_code(as_volume(target), as_volume(target_mask))
-        return net.style_code(_slices(target), _slices(target_mask.astype(np.float32)), pool_batch=True)
+        t = torch.from_numpy(_layout(target, net.dims))
+        m = torch.from_numpy(_layout(target_mask.astype(np.float32), net.dims))
+        return net.style_code(t, m, pool_batch=net.dims == 2)
 
 
 def harmonize_flow(net: IHF, image: np.ndarray, mask: np.ndarray, target: np.ndarray,
-                   target_mask: np.ndarray) -> tuple[np.ndarray, float]:
-    """``image`` with the appearance of ``target`` (float32, the target's intensity scale), and the
-    input's scale (the brain's 99th percentile), with which :func:`restore_flow` gives the input
-    back. The output is the flow's as it is (not clipped), so that it stays invertible."""
+                   target_mask: np.ndarray) -> tuple[np.ndarray, dict]:
+    """``image`` with the appearance of ``target`` (float32, the target's intensity scale), and
+    the record with which :func:`restore_flow` gives the input back without the target image:
+    ``InputScale`` and ``TargetScale`` (the brains' 99th percentiles), ``StyleCode`` and
+    ``FlowMargin`` (the flow's values on the padding of a size the squeezes cannot halve; empty
+    otherwise). The output is the flow's as it is (not clipped), so that it stays invertible."""
     net = net.eval()
     s_in, s_t = brain_scale(image, mask), brain_scale(target, target_mask)
     code = target_code(net, target / s_t, target_mask)
-    out = _run_flow(net, image / s_in, code, inverse=False)
-    return (out * s_t).astype(np.float32), s_in
+    out, margin = _run_flow(net, image / s_in, code, inverse=False)
+    record = {"InputScale": s_in, "TargetScale": s_t, "StyleCode": [float(v) for v in code[0]],
+              "FlowMargin": margin}
+    return (out * s_t).astype(np.float32), record
 
 
-def restore_flow(net: IHF, harmonized: np.ndarray, target: np.ndarray, target_mask: np.ndarray,
-                 input_scale: float) -> np.ndarray:
-    """The inverse of :func:`harmonize_flow`: the input image back from its harmonized image,
-    the same target image and the input's scale."""
+def restore_flow(net: IHF, harmonized: np.ndarray, record: dict) -> np.ndarray:
+    """The inverse of :func:`harmonize_flow`: the input image back from its harmonized image and
+    the record :func:`harmonize_flow` gave with it."""
     net = net.eval()
-    s_t = brain_scale(target, target_mask)
-    code = target_code(net, target / s_t, target_mask)
-    return (_run_flow(net, harmonized / s_t, code, inverse=True) * input_scale).astype(np.float32)
+    code = torch.tensor([record["StyleCode"]], dtype=torch.float32)
+    margin = record.get("FlowMargin")
+    back, _ = _run_flow(net, harmonized / record["TargetScale"], code, inverse=True,
+                        margin=None if margin is None else np.asarray(margin, np.float32))
+    return (back * record["InputScale"]).astype(np.float32)
 
 
 class IHFHarmonizer(TrainedImageHarmonizer):
     """IHF-Harmony as an :class:`~mrharmony.structural.harmonizer.ImageHarmonizer`: the trained
     flow and artefact encoder (``net``, an :class:`IHF`) applied by :func:`harmonize_flow`; the
-    result's sidecar holds ``InputScale``, with which :meth:`restore` (:func:`restore_flow`)
-    gives the input back from the prediction and the same target image.
+    result's sidecar holds ``InputScale``, ``TargetScale`` and ``StyleCode`` (and its arrays the
+    ``FlowMargin`` of a padded size), with which :meth:`restore` (:func:`restore_flow`) gives the
+    input back from the prediction alone.
 
     Examples:
         >>> h = IHFHarmonizer.load("runs/ihf")                                 # doctest: +SKIP
         >>> result = h.transform(image, target=target_image)                   # doctest: +SKIP
-        >>> back = h.restore(result, target=target_image)                      # doctest: +SKIP
+        >>> back = h.restore(result)                                           # doctest: +SKIP
     """
 
     method = "ihf"
@@ -422,13 +479,22 @@ class IHFHarmonizer(TrainedImageHarmonizer):
         return IHF(model["dims"], model["levels"], model["blocks"], model["hidden"], model["style_dim"])
 
     def _transform(self, image, mask, target, target_mask) -> HarmonizedImage:
-        out, scale = harmonize_flow(self.net, image, mask, target, target_mask)
-        return HarmonizedImage(out, {"InputScale": scale})
+        out, record = harmonize_flow(self.net, image, mask, target, target_mask)
+        margin = record.pop("FlowMargin")
+        return HarmonizedImage(out, record, {"FlowMargin": margin} if margin.size else {})
 
     def _restore(self, result: HarmonizedImage, target, target_mask) -> np.ndarray:
-        if "InputScale" not in result.sidecar:
+        record = {**result.sidecar, **result.arrays}
+        if "InputScale" not in record:
             raise ValueError("an IHF-Harmony prediction is restored with its InputScale, which this result lacks")
-        return restore_flow(self.net, result.image, target, target_mask, result.sidecar["InputScale"])
+        if "StyleCode" not in record:  # written before the record held the code: the target image gives it
+            if target is None:
+                raise ValueError("this IHF-Harmony prediction records no style code: restoring it needs the target "
+                                 "image it was harmonized to")
+            s_t = brain_scale(target, target_mask)
+            record["TargetScale"] = s_t
+            record["StyleCode"] = [float(v) for v in target_code(self.net.eval(), target / s_t, target_mask)[0]]
+        return restore_flow(self.net, result.image, record)
 
 
 class IHFConfig(ImageMethodConfig):
