@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from mrharmony.dmri.evaluate import Evaluation
-from mrharmony.report.dmri import chosen_methods, glance
+from mrharmony.report.dmri import MAX_PICTURED, chosen_methods, glance, pictured_methods
 from mrharmony.report.format import readable_p
 
 
@@ -44,6 +44,13 @@ def test_the_summary_is_the_mean_over_subjects_of_the_evaluation():
     assert lo < g["learned"]["mean"] < hi and g["learned"]["n"] == 4
     assert "fa_mae_noiseless" not in glance(ev)["prisma_st"]  # no such column: no such row
     assert chosen_methods(ev, "prisma_st") == ["rish", "diqt", "msp"]
+    # the pictures show every method (no harmonization is their input column), up to MAX_PICTURED
+    assert pictured_methods(ev, "prisma_st") == ["rish", "meanvar_global", "diqt", "msp"]
+    many = [f"m{i}" for i in range(MAX_PICTURED + 1)]
+    ev.methods += many
+    ev.parameters.update(dict.fromkeys(many))
+    ev.volume_errors += [{**ev.volume_errors[0], "method": m} for m in many]
+    assert pictured_methods(ev, "prisma_st") == chosen_methods(ev, "prisma_st")
 
 
 def test_no_interval_under_three_subjects():

@@ -78,6 +78,19 @@ def glance(ev) -> dict:
     return out
 
 
+#: a picture shows every method up to this many (else the best statistical and learned ones and MSP)
+MAX_PICTURED = 8
+
+
+def pictured_methods(ev, target: str) -> list[str]:
+    """The methods the held-out subject's maps show for ``target``: every method that predicts it
+    (no harmonization is the ``input`` column), or :func:`chosen_methods` where they are more
+    than :data:`MAX_PICTURED`."""
+    every = [m for m in ev.methods if m != "none" and m not in FLOORS
+             and any(r["method"] == m and r["target"] == target for r in ev.volume_errors)]
+    return every if len(every) <= MAX_PICTURED else chosen_methods(ev, target)
+
+
 def chosen_methods(ev, target: str) -> list[str]:
     """The methods a picture shows for ``target``: the best statistical method and the best
     learned one on FA against the target scan (MSP as well where it is not the best)."""

@@ -198,6 +198,7 @@ def _dmri_sections(runs, out: Path, *, evaluation, target, subject, quiet) -> tu
         HeldOutSubject,
         chosen_methods,
         learned_rows,
+        pictured_methods,
         regional_agreement,
         subject_maps,
     )
@@ -230,8 +231,7 @@ def _dmri_sections(runs, out: Path, *, evaluation, target, subject, quiet) -> tu
     pictures = ""
     held = HeldOutSubject(rows, subject, ev.references.get(subject))
     if ev.test_subjects:  # pictures of a subject no method saw in training
-        chosen = chosen_methods(ev, target)
-        maps, mask = subject_maps(held, target, chosen)
+        maps, mask = subject_maps(held, target, pictured_methods(ev, target))
         ref = "noiseless target" if "noiseless target" in maps else "target scan"
         pictures += (f"<h3>Held-out subject {html.escape(subject)} on {html.escape(target)}</h3>"
                      f"<p class='note'>One axial slice; the same window along each row. The last row is each column's "
