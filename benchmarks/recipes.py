@@ -15,6 +15,10 @@ noiseless truth, beside the ``rescan`` and ``oracle`` floors):
     diqt_flips        diqt_long with flip augmentation
     diqt_flips_valsubject  diqt_flips with the validation split by subject (one training subject's
                       patches held out for validation, instead of patches beside training ones)
+    diqt_skip         the demo's recipe (4 epochs of 1,200 patches) with the input skip: DIQT
+                      starts as meanvar_global (the per-channel standardization) and learns the
+                      correction
+    diqt_skip_flips   diqt_flips with the input skip
 
 Usage:
     python benchmarks/recipes.py DEMO_DIR
@@ -41,9 +45,13 @@ VARIANTS = {
     "diqt_tiles_flips": {**TILES, "augment": "flips"},
     "diqt_flips": {"epochs": 40, "patches_per_epoch": 1800, **COSINE, "augment": "flips"},
     "diqt_flips_valsubject": {"epochs": 40, "patches_per_epoch": 1800, **COSINE, "augment": "flips"},
+    "diqt_skip": {},
+    "diqt_skip_flips": {"epochs": 40, "patches_per_epoch": 1800, **COSINE, "augment": "flips"},
 }
 #: data settings of a variant that differ from the demo's (the test split stays the same)
 DATA = {"diqt_flips_valsubject": {"validation": "subject"}}
+#: model settings of a variant beyond the paper's DIQT
+MODEL = {"diqt_skip": {"skip": True}, "diqt_skip_flips": {"skip": True}}
 BASELINES = ("diqt-prisma_st", "meanvar_global", "meanvar_voxel", "rish")
 
 
@@ -68,7 +76,7 @@ def main() -> None:
             cfg = {"preset": "demo", "label": name,
                    "data": {"dataset": "../data", "split": "subject", "test_subjects": held_out, "split_seed": 0,
                             "targets": ["prisma_st"], **DATA.get(name, {})},
-                   "model": {"method": "diqt"}, "training": {"seed": 0, **training}}
+                   "model": {"method": "diqt", **MODEL.get(name, {})}, "training": {"seed": 0, **training}}
             path = root / "configs" / f"{name}.yaml"
             path.write_text(yaml.safe_dump(cfg, sort_keys=False))
             t0 = time.time()

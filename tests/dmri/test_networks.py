@@ -35,6 +35,32 @@ def test_diqt_with_reversible_blocks_keeps_shapes():
     assert sum(p.numel() for p in net.parameters()) > sum(p.numel() for p in DIQT("t", C, 2).parameters())
 
 
+def test_diqt_with_a_skip_starts_as_the_identity_and_stays_tileable():
+    """``skip``: the output is the input's centre (repeated for a 2x target) plus a correction
+    that starts at zero; a bigger input still gives the patch output at its centre."""
+    x = _x()
+    for ratio in (1, 2):
+        torch.manual_seed(0)
+        net = DIQT("t", C, ratio, skip=True).eval()
+        with torch.no_grad():
+            y, _ = net.forward_features(x)
+        base = center_crop(x, 7)
+        for axis in (2, 3, 4):
+            base = base.repeat_interleave(ratio, dim=axis)
+        torch.testing.assert_close(y, base)
+        with torch.no_grad():
+            for p in net.out.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+            big = _x(1, 13)
+            small = net(big[..., 1:12, 1:12, 1:12])["t"][0]
+            torch.testing.assert_close(center_crop(net(big)["t"][0], small.shape[-1]), small, atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(net(x)["t"][0], base)
+    torch.manual_seed(0)
+    plain = DIQT("t", C, 1)
+    torch.manual_seed(0)
+    assert all(torch.equal(a, b) for a, b in zip(plain.conv1.parameters(), DIQT("t", C, 1, skip=True).conv1.parameters()))
+
+
 def test_valid_convolutions_make_outputs_translation_equivariant():
     """A bigger input gives a bigger output whose centre equals the patch output: tiling is exact."""
     torch.manual_seed(0)

@@ -13,7 +13,8 @@ Choices where the papers are silent, for an 11^3 input patch:
   ``revnet_blocks`` reversible blocks may go before each convolution (on the C, 50 and 100
   channels) to train deeper with memory independent of depth, as in that paper; their
   residual functions use 1^3 convolutions so that no padding enters and tiled inference stays
-  exact. ``z`` is the 100-channel map (at the input's resolution).
+  exact. ``z`` is the 100-channel map (at the input's resolution). ``skip`` (not the paper's, a
+  named option) adds the input's centre to the output, the output layer starting at zero.
 * **CNN-RISH**: five layers, 3^3 conv to 64 three times, then 1^3 conv to 64 (``z``) and 1^3
   conv to C; output 5^3. For a 2x target the fourth layer, a standard convolution, is replaced
   by a deconvolution (the paper's rule, see :class:`~mrharmony.dmri.networks.blocks.Upsample2`), so ``z``
@@ -79,7 +80,7 @@ class DIQT(SingleNet):
     name = "diqt"
 
     def __init__(self, target: str, in_channels: int, ratio: int, *, features: int = 50, revnet_blocks: int = 0,
-                 memory_saving: bool = True):
+                 memory_saving: bool = True, skip: bool = False):
         super().__init__(target, in_channels, ratio)
         c, f = in_channels, features
 
@@ -90,11 +91,21 @@ class DIQT(SingleNet):
         self.rev1, self.conv2 = rev(f), Conv(f, 2 * f, 1)
         self.rev2, self.out = rev(2 * f), nn.Conv3d(2 * f, c * ratio**3, 3)
         self.z_channels, self.z_ratio = 2 * f, 1
+        self.skip = skip
+        if skip:  # start as the identity in normalized space (meanvar_global) and learn the correction
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
 
     def forward_features(self, x):
         z = self.conv2(self.rev1(self.conv1(self.rev0(x))))
         z = self.rev2(z)
-        return shuffle3d(self.out(z), self.ratio), z
+        y = shuffle3d(self.out(z), self.ratio)
+        if self.skip:
+            base = center_crop(x, tuple(n // self.ratio for n in y.shape[-3:]))
+            for axis in (2, 3, 4):
+                base = base.repeat_interleave(self.ratio, dim=axis)
+            y = y + base
+        return y, z
 
 
 class CNNRISH(SingleNet):
@@ -187,9 +198,12 @@ class SingleNetConfig(NetworkConfig):
 class DIQTConfig(SingleNetConfig):
     method: Literal["diqt"]
     revnet_blocks: int = Field(default=0, ge=0, description="reversible blocks before each convolution")
+    skip: bool = Field(default=False, description="a departure from the paper: add the input's centre (repeated "
+                       "for a 2x target) to the output, whose last layer starts at zero, so that the network starts "
+                       "as the per-channel standardization (meanvar_global) and learns the correction")
 
     def network_options(self) -> dict:
-        return {"revnet_blocks": self.revnet_blocks}
+        return {"revnet_blocks": self.revnet_blocks, "skip": self.skip}
 
 
 class CNNRISHConfig(SingleNetConfig):
