@@ -6,8 +6,9 @@ sites separately, plus SSIM / PSNR against the truth our simulator knows:
 1. ``mrharmony simulate --kind structural`` data (``--preset``, default demo: 8 subjects, 5 sites,
    two of them held out of training);
 2. HAIL trained on the training sites and training subjects (``mrharmony structural train``
-   with the packaged defaults at the ``demo`` or ``full`` training preset); with ``--ablation``
-   also a run without the consistency loss;
+   with the packaged defaults at the ``demo`` or ``full`` training preset): the paper's model
+   (``hail``: AdaIN on the deepest features, then the decoder) and the U-Net variant
+   (``hail_unet``); with ``--ablation`` also the paper's model without the consistency loss;
 3. every held-out test subject harmonized from each site to each other site with every method;
    the one target image of a site is the validation subject's image on it (one-shot, never a
    test subject); scored by :func:`mrharmony.structural.evaluate.compare_harmonizers`, which
@@ -18,7 +19,7 @@ sites separately, plus SSIM / PSNR against the truth our simulator knows:
 Usage:
     python benchmarks/hail.py --out DIR [--preset demo] [--training-preset demo] [--ablation]
 
-Writes DIR/data, DIR/run-hail (and DIR/run-hail-noconsistency), DIR/rows.csv (one row per
+Writes DIR/data, DIR/run-hail, DIR/run-hail-unet (and DIR/run-hail-noconsistency), DIR/rows.csv (one row per
 subject, site pair and method), DIR/summary.json and DIR/table.md. Existing data and finished
 runs are reused; an interrupted run is resumed.
 """
@@ -35,7 +36,8 @@ def main() -> None:
     ap.add_argument("--preset", default="demo", choices=["tiny", "demo", "full"], help="simulated data size")
     ap.add_argument("--training-preset", default="demo", choices=["test", "demo", "full"])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--ablation", action="store_true", help="also train and score HAIL without consistency loss")
+    ap.add_argument("--ablation", action="store_true",
+                    help="also train and score the paper's HAIL without the consistency loss")
     args = ap.parse_args()
 
     from structural_common import structural_data, train_or_resume, write_results
@@ -49,6 +51,8 @@ def main() -> None:
     config = {"preset": args.training_preset, "data": {"dataset": str(data.resolve()), "modalities": ["T1w"]},
               "model": {"method": "hail"}}
     methods = {"hail": train_or_resume(HAILHarmonizer, config, out / "run-hail")}
+    unet = {**config, "model": {"method": "hail", "skips": True}}
+    methods["hail_unet"] = train_or_resume(HAILHarmonizer, unet, out / "run-hail-unet")
     if args.ablation:
         config["model"]["consistency_weight"] = 0.0
         methods["hail (no consistency)"] = train_or_resume(HAILHarmonizer, config, out / "run-hail-noconsistency")

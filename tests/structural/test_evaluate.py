@@ -89,9 +89,10 @@ def test_trained_models_give_the_split_the_sites_and_the_modalities(setup):
     ev = compare_harmonizers(data, [base / "run-ihf", "none", base / "run-hail" / "model.pt"], quiet=True)
     assert ev.reference == "ihf" and ev.info["test_subjects"] == ["sub-02"]
     methods = {(r["modality"], r["method"]) for r in ev.rows}
-    assert ("T1w", "hail") in methods and ("T2w", "hail") not in methods  # HAIL was trained on T1w only
+    # HAIL was trained on T1w only; a U-Net decoder (skips) is the variant hail_unet, not the paper's HAIL
+    assert ("T1w", "hail_unet") in methods and ("T2w", "hail_unet") not in methods
     assert ("T2w", "ihf") in methods
-    assert ev.info["methods"]["hail"] == str((base / "run-hail" / "model.pt").resolve())
+    assert ev.info["methods"]["hail_unet"] == str((base / "run-hail" / "model.pt").resolve())
     # the invertible method's rows hold the round trip; the summary and info report it
     ihf_rows = [r for r in ev.rows if r["method"] == "ihf"]
     assert ihf_rows and all(r["roundtrip"] < 1e-5 for r in ihf_rows)
@@ -107,7 +108,7 @@ def test_trained_models_give_the_split_the_sites_and_the_modalities(setup):
     m, tm = ds.load_mask("sub-02"), ds.load_mask("sub-01")
     p = harmonize(h.net, x, m, t, tm)
     row = next(r for r in ev.rows
-               if r["method"] == "hail" and r["input_site"] == "siteD" and r["target_site"] == "siteA")
+               if r["method"] == "hail_unet" and r["input_site"] == "siteD" and r["target_site"] == "siteA")
     assert (row["nwd_ip"], row["nwd_tp"]) == nwd(x, p, t, input_mask=m, target_mask=tm)
     assert set(METRICS) <= set(row)
 
@@ -118,8 +119,8 @@ def test_names_and_refusals(setup, tmp_path):
 
     shutil.copytree(base / "run-hail", tmp_path / "run-b")
     hs = image_harmonizers([base / "run-hail", tmp_path / "run-b" / "model.pt", "zscore"])
-    assert [h.name for h in hs] == ["hail (run-hail)", "hail (run-b)", "zscore"]
-    with pytest.raises(InputError, match=r"two methods are named 'hail \(run-hail\)'"):
+    assert [h.name for h in hs] == ["hail_unet (run-hail)", "hail_unet (run-b)", "zscore"]
+    with pytest.raises(InputError, match=r"two methods are named 'hail_unet \(run-hail\)'"):
         image_harmonizers([base / "run-hail", base / "run-hail" / "model.pt"])
     assert [h.name for h in image_harmonizers({"HAIL": base / "run-hail", "HM": "nyul"})] == ["HAIL", "HM"]
     with pytest.raises(InputError, match="is neither a saved model nor a baseline"):
@@ -155,8 +156,8 @@ def test_the_evaluate_command(setup, tmp_path, capsys):
             "--out", str(out), "--quiet"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "| hail |" in printed and (out / "table.md").read_text() in printed
-    assert json.loads((out / "summary.json").read_text())["reference"] == "hail"
+    assert "| hail_unet |" in printed and (out / "table.md").read_text() in printed
+    assert json.loads((out / "summary.json").read_text())["reference"] == "hail_unet"
     assert main(args) == 2  # an existing output needs --force
     assert f"{out}: already exists" in capsys.readouterr().err
     assert main(["structural", "evaluate", str(data), "gan", "--out", str(tmp_path / "no"), "--quiet"]) == 2

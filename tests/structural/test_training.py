@@ -28,7 +28,7 @@ def _config(folder, dataset, **training):
     path.write_text(yaml.safe_dump({
         "preset": "test",
         "data": {"dataset": str(dataset), "n_test_subjects": 1, "crop_size": 16},
-        "model": {"method": "hail", "widths": [4, 8, 16]},
+        "model": {"method": "hail", "widths": [4, 8, 16], "skips": True},  # the U-Net variant, hail_unet
         "training": {"threads": 1, **training},
     }))
     return path

@@ -224,7 +224,7 @@ def image_harmonizers(methods) -> list[ImageHarmonizer]:
     for h in hs:
         if names.count(h.name) > 1 and isinstance(h, TrainedImageHarmonizer) and h.model_file is not None:
             f = h.model_file
-            h.name = f"{h.method} ({f.parent.name if f.name == 'model.pt' else f.stem})"
+            h.name = f"{h.name} ({f.parent.name if f.name == 'model.pt' else f.stem})"
     names = [h.name for h in hs]
     dup = [n for n in names if names.count(n) > 1]
     if dup:

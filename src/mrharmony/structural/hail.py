@@ -15,14 +15,17 @@ HAIL (arXiv 2308.11047) harmonizes an input image to a new site from one image o
 
 Choices the paper leaves open, made here: three levels of 3x3x3 convolutions with ReLU (16, 32
 and 64 channels, stride-2 convolutions between levels, no normalization layers in the encoder,
-whose statistics are what AdaIN transfers); by default (``skips``) AdaIN restyles the features of
-every depth and the decoder is a U-Net that receives all of them, so detail finer than the
-deepest level (8 mm at 2 mm voxels) is kept, and the content loss covers every restyled depth
-(without ``skips``: the classic decoder of the deepest features only); the decoder upsamples
+whose statistics are what AdaIN transfers); the decoder upsamples
 trilinearly (no checkerboard artefacts); images enter divided by the 99th percentile of their
 brain, and the prediction is returned on the target's scale; statistics are taken inside the
 brain mask, brought down to each level. The encoder and decoder also come in 2D (``dims=2``),
 which IHF-Harmony uses as its feature encoder.
+
+A variant that is not the paper's model, named ``hail_unet`` in every row, sidecar and report
+(``skips: true``): AdaIN restyles the features of every depth and the decoder is a U-Net that
+receives all of them, so detail finer than the deepest level (8 mm at 2 mm voxels) is kept, and
+the content loss covers every restyled depth. The default (``skips: false``) is the paper's:
+AdaIN on the deepest features, then the decoder.
 
 :class:`HAILHarmonizer` is a trained HAIL as an
 :class:`~mrharmony.structural.harmonizer.ImageHarmonizer` (``load``, ``train``, ``transform``).
@@ -220,6 +223,10 @@ def harmonize(net: HAIL, image: np.ndarray, mask: np.ndarray, target: np.ndarray
     return np.maximum(out, 0).astype(np.float32)
 
 
+#: the row name of HAIL with the U-Net decoder (``skips: true``), a variant of the paper's model
+UNET_NAME = "hail_unet"
+
+
 class HAILHarmonizer(TrainedImageHarmonizer):
     """HAIL as an :class:`~mrharmony.structural.harmonizer.ImageHarmonizer`: a trained network
     (``net``) applied by :func:`harmonize` on ``device``.
@@ -236,8 +243,13 @@ class HAILHarmonizer(TrainedImageHarmonizer):
 
     def __init__(self, net: HAIL, *, meta: dict | None = None, model_file=None, name: str | None = None,
                  device: str | torch.device = "cpu"):
-        super().__init__(net, meta=meta, model_file=model_file, name=name)
+        unet = bool((meta or {}).get("model", {}).get("skips", False))
+        super().__init__(net, meta=meta, model_file=model_file, name=name or (UNET_NAME if unet else None))
         self.device = device
+        if unet:  # not the paper's model: its rows, sidecars and reports say so
+            self.title = "HAIL (U-Net variant)"
+            self.description = ("T1-weighted image harmonized by HAIL's U-Net variant (hail_unet) to the site of "
+                                "the target image")
 
     @classmethod
     def build_network(cls, model: dict) -> HAIL:
@@ -257,7 +269,9 @@ def load_hail(path: str | os.PathLike) -> tuple[HAIL, dict]:
 class HAILConfig(ImageMethodConfig):
     method: Literal["hail"]
     widths: tuple[int, ...] = Field(default=(16, 32, 64), min_length=2)
-    skips: bool = Field(default=True, description="decoder gets every depth's restyled features (a U-Net)")
+    skips: bool = Field(default=False, description="a variant of the paper's model, named hail_unet in every row: "
+                        "AdaIN at every depth and a decoder that gets each depth's restyled features (a U-Net); "
+                        "default the paper's (AdaIN on the deepest features, then the decoder)")
     content_weight: float = Field(default=100.0, ge=0)
     style_weight: float = Field(default=100.0, ge=0)
     consistency_weight: float = Field(default=1.0, ge=0)
