@@ -6,7 +6,8 @@ structural``, ``--preset``, default demo: 8 subjects, 5 sites, two held out of t
 1. IHF-Harmony trained on unpaired crops of the training sites and subjects, all three
    modalities, with the packaged defaults (2D, slices; 64 x 64 crops, minibatch 8, 20 epochs of
    the feature autoencoder and 40 of the flow, 40 steps each);
-   HAIL trained on the T1w images of the same sites and subjects (or ``--hail-run``);
+   HAIL (the paper's model; its row is named by the model) trained on the T1w images of the same
+   sites and subjects (or ``--hail-run``);
 2. every held-out test subject harmonized from each site to each other site, per modality;
    the one target image of a site is the validation subject's image on it; scored by
    :func:`mrharmony.structural.evaluate.compare_harmonizers` (SSIM / PSNR against the truth,

@@ -50,14 +50,17 @@ def main() -> None:
     data, ds = structural_data(out, args.preset, args.seed)
     config = {"preset": args.training_preset, "data": {"dataset": str(data.resolve()), "modalities": ["T1w"]},
               "model": {"method": "hail"}}
-    methods = {"hail": train_or_resume(HAILHarmonizer, config, out / "run-hail")}
-    unet = {**config, "model": {"method": "hail", "skips": True}}
-    methods["hail_unet"] = train_or_resume(HAILHarmonizer, unet, out / "run-hail-unet")
+    # rows named by the models themselves (a reused run of the U-Net is hail_unet, whatever its folder)
+    paper = train_or_resume(HAILHarmonizer, config, out / "run-hail")
+    unet = train_or_resume(HAILHarmonizer, {**config, "model": {"method": "hail", "skips": True}},
+                           out / "run-hail-unet")
+    methods = {paper.name: paper, unet.name: unet}
     if args.ablation:
         config["model"]["consistency_weight"] = 0.0
-        methods["hail (no consistency)"] = train_or_resume(HAILHarmonizer, config, out / "run-hail-noconsistency")
+        ablated = train_or_resume(HAILHarmonizer, config, out / "run-hail-noconsistency")
+        methods[f"{ablated.name} (no consistency)"] = ablated
     methods.update({m: m for m in INTENSITY_METHODS})
-    ev = compare_harmonizers(ds, methods, modalities=["T1w"], reference="hail")
+    ev = compare_harmonizers(ds, methods, modalities=["T1w"], reference=paper.name)
     write_results(out, ev, {
         "preset": args.preset, "training_preset": args.training_preset, "seed": args.seed,
         "test_subjects": ev.info["test_subjects"], "one_shot_reference_subject": ev.info["one_shot_reference_subject"],

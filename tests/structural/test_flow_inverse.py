@@ -133,3 +133,38 @@ def test_restore_refuses_what_it_cannot_invert(files, tmp_path, capsys):
         (lonely / name).write_bytes((files / name).read_bytes())
     err = _refused(capsys, [str(files / "ihf"), "--input", str(lonely / "harmonized.nii.gz")], out)
     assert "harmonized_flowmargin.npy: is missing" in err
+
+
+def test_restore_refuses_inconsistent_records(files, tmp_path, capsys):
+    out = tmp_path / "restored.nii.gz"
+    side = json.loads((files / "harmonized.json").read_text())
+
+    def copy(name: str, sidecar: dict, margin=None):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "harmonized.nii.gz").write_bytes((files / "harmonized.nii.gz").read_bytes())
+        (d / "harmonized.json").write_text(json.dumps(sidecar))
+        if margin is not None:
+            np.save(d / "harmonized_flowmargin.npy", margin)
+        return str(d / "harmonized.nii.gz")
+
+    short = copy("short", side, np.zeros(5, np.float32))
+    assert "holds 5 values, but restoring an image of shape (37, 45, 9) needs" in _refused(
+        capsys, [str(files / "ihf"), "--input", short], out)
+    old = {k: v for k, v in side.items() if k not in ("StyleCode", "TargetScale", "FlowMargin")}
+    assert "cannot be restored" in _refused(capsys, [str(files / "ihf"), "--input", copy("old", old),
+                                                     "--target-image", str(files / "target.nii.gz")], out)
+    half = {k: v for k, v in side.items() if k != "TargetScale"}
+    assert "records a StyleCode but no TargetScale" in _refused(capsys, [str(files / "ihf"), "--input",
+                                                                         copy("half", half)], out)
+
+
+def test_apply_refuses_an_existing_margin_file(files, tmp_path, capsys):
+    (tmp_path / "h_flowmargin.npy").write_bytes(b"an earlier result")
+    args = ["structural", "apply", str(files / "ihf"), "--input", str(files / "input.nii.gz"), "--target-image",
+            str(files / "target.nii.gz"), "--out", str(tmp_path / "h.nii.gz"), "--quiet"]
+    assert main(args) == 2
+    assert "h_flowmargin.npy: already exists; pass --force" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h_flowmargin.npy"]
+    assert main([*args, "--force"]) == 0
+    assert np.load(tmp_path / "h_flowmargin.npy").size > 0

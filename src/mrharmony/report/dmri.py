@@ -180,7 +180,9 @@ def regional_agreement(subject: HeldOutSubject, target: str, methods: list[str],
     from mrharmony.registration import block_mean
 
     tf, _ = subject.reference.scan(target)
-    voxel = float(np.mean(np.abs(np.diag(tf.affine)[:3])))
+    from mrharmony.data.images import voxel_size
+
+    voxel = float(np.mean(voxel_size(tf.affine)))
     r = max(1, int(round(REGION_MM / voxel)))
     brain = block_mean(tf.mask.astype(np.float32), r)
     regions = np.flatnonzero(brain >= 0.5)

@@ -82,15 +82,31 @@ def restore_image(model: str | os.PathLike, *, input_path, out, target_path=None
                          input_path)
     if "InputScale" not in sidecar:
         raise InputError("records no InputScale: it is not an IHF-Harmony output's sidecar.", side_path)
-    arrays = {}
-    for key in ("FlowMargin",):
-        if key in sidecar:
-            path = input_path.parent / sidecar[key]
-            if not path.is_file():
-                raise InputError(f"is missing; the sidecar {side_path.name} names it as the flow's values on the "
-                                 "padding, which restoring needs.", path)
-            arrays[key] = np.load(path)
+    if "StyleCode" in sidecar and "TargetScale" not in sidecar:
+        raise InputError("records a StyleCode but no TargetScale; restoring needs both.", side_path)
     image, affine = read_structural_image(input_path, what="harmonized image")
+    from mrharmony.structural.ihf import margin_size
+
+    need = margin_size(harmonizer.net, image.shape)
+    arrays = {}
+    if "FlowMargin" in sidecar:
+        path = input_path.parent / sidecar["FlowMargin"]
+        if not path.is_file():
+            raise InputError(f"is missing; the sidecar {side_path.name} names it as the flow's values on the padding, "
+                             "which restoring needs.", path)
+        try:
+            margin = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            raise InputError("could not be read as a NumPy array file.", path) from None
+        if margin.size != need:
+            raise InputError(f"holds {margin.size} values, but restoring an image of shape {image.shape} needs {need}.",
+                             path)
+        arrays["FlowMargin"] = margin
+    elif need:
+        raise InputError(f"names no file of the flow's values on the padding, which an image of shape {image.shape} "
+                         "needs to be restored" + (" (it was written before IHF-Harmony kept them: such an output "
+                                                   "cannot be restored)" if "StyleCode" not in sidecar else "") + ".",
+                         side_path)
     target = target_mask = None
     if "StyleCode" not in sidecar:
         if target_path is None:

@@ -137,7 +137,7 @@ def relative_info(info: dict, folder: Path) -> dict:
     from mrharmony.engine.run import relative_path
 
     return {**info, "dataset": relative_path(info["dataset"], folder),
-            "methods": {m: o if o in BASELINES else relative_path(o, folder) for m, o in info["methods"].items()}}
+            "methods": {m: relative_path(o, folder) if os.path.isabs(o) else o for m, o in info["methods"].items()}}
 
 
 def resolved_info(info: dict, folder: Path) -> dict:
@@ -146,7 +146,7 @@ def resolved_info(info: dict, folder: Path) -> dict:
         return str((Path(folder) / p).resolve())
 
     return {**info, "dataset": resolved(info["dataset"]),
-            "methods": {m: o if o in BASELINES else resolved(o) for m, o in info["methods"].items()}}
+            "methods": {m: resolved(o) if os.sep in o or o.endswith(".pt") else o for m, o in info["methods"].items()}}
 
 
 def compare_harmonizers(dataset, methods, *, modalities: Sequence[str] | None = None,
@@ -242,8 +242,8 @@ def score_pairs(dataset, harmonizers: Sequence[ImageHarmonizer], *, subjects: Se
 
     hs = [h for h in harmonizers if h.applies_to(modality)]
     seen = set(seen_sites)
-    pairs = [tuple(p) for p in pairs] if pairs else [(i, j) for i in dataset.site_names for j in dataset.site_names
-                                                      if i != j]
+    pairs = (list(dict.fromkeys(tuple(p) for p in pairs)) if pairs  # each pair once
+             else [(i, j) for i in dataset.site_names for j in dataset.site_names if i != j])
     sites = list(dict.fromkeys(s for p in pairs for s in p))
     rows: list[dict] = []
     bar = Progress(total=len(subjects) * len(pairs), unit="pairs", desc=f"structural evaluation ({modality})",

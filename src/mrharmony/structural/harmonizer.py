@@ -87,6 +87,8 @@ class ImageHarmonizer(ABC):
     description: ClassVar[str] = "image harmonized to the site of the target image"
     #: whether :meth:`restore` takes a prediction back to the input
     invertible: ClassVar[bool] = False
+    #: the arrays a result may carry beside its image (written as ``<stem>_<key>.npy``)
+    array_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, name: str | None = None, modalities: list[str] | None = None):
         self.name = name or self.method
@@ -127,8 +129,10 @@ class ImageHarmonizer(ABC):
     def harmonize_file(self, *, input_path, target_path, out, mask_path=None, target_mask_path=None,
                        force: bool = False, allow_modality_mismatch: bool = False) -> Path:
         """Harmonize the NIfTI image ``input_path`` to the site of ``target_path``; write ``out``
-        (float32 NIfTI, the input's grid and affine) and its JSON sidecar. Existing outputs
-        need ``force``.
+        (float32 NIfTI, the input's grid and affine), its JSON sidecar and the result's arrays
+        (:data:`ARRAYS` of the method, ``<stem>_<key>.npy``, named in the sidecar; written last).
+        Existing outputs need ``force``; with it, an array file the new result does not have is
+        removed.
 
         Where BIDS suffixes show that the input and the target image are of different modalities
         the file is refused (one sentence) unless ``allow_modality_mismatch``. A trained model
@@ -140,6 +144,8 @@ class ImageHarmonizer(ABC):
         from mrharmony.io import check_new_file, save_nifti, write_json
 
         out, sidecar = output_paths(out, force=force)
+        for key in self.array_keys:  # before the work: a refused output costs nothing
+            check_new_file(array_path(out, key), force=force)
         extra = {}
         kinds = bids_modality(input_path), bids_modality(target_path)
         if None not in kinds and kinds[0] != kinds[1]:
@@ -176,15 +182,16 @@ class ImageHarmonizer(ABC):
                                          "ModelVoxelSize": [float(v) for v in grid],
                                          "Method": "linear interpolation to the model's voxel size"
                                                    + (" and back" if what == "Input" else "")}
-        arrays = {key: array_path(out, key) for key in result.arrays}
-        for path in arrays.values():  # checked before anything is written
-            check_new_file(path, force=force)
-        for key, path in arrays.items():
-            save_array(path, result.arrays[key])
-            extra[key] = path.name
+        extra.update({key: array_path(out, key).name for key in result.arrays})
         save_nifti(out, result.image, affine)
         write_json(sidecar, {**self.sidecar(result, input_path=input_path, target_path=target_path,
                                             mask_path=mask_path, target_mask_path=target_mask_path), **extra})
+        for key in self.array_keys:
+            path = array_path(out, key)
+            if key in result.arrays:
+                save_array(path, result.arrays[key])
+            elif path.exists():  # left by an earlier result (--force): no longer this output's
+                path.unlink()
         return out
 
     @property

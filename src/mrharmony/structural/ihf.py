@@ -26,8 +26,9 @@ Choices the paper leaves open, made here: two levels of three blocks each, 32 hi
 in ``f``, a 32-dimensional style code, images divided by their brain's 99th percentile on the
 way in and multiplied by the target's on the way out; at apply time, sizes that the squeezes
 cannot halve are padded by reflection to a multiple of ``2 ** levels``, the normalizations'
-statistics are taken over the image's positions only, and the flow's values on the padding are
-kept with the result (:func:`harmonize_flow`), so that the inverse is exact at any size.
+statistics leave the padding out (at a squeezed level, every position that holds padding), and
+the flow's values on the padding are kept with the result (:func:`harmonize_flow`), so that the
+inverse is exact at any size.
 
 :class:`IHFHarmonizer` is a trained IHF-Harmony as an
 :class:`~mrharmony.structural.harmonizer.ImageHarmonizer` (``load``, ``train``, ``transform``,
@@ -420,6 +421,15 @@ def _run_flow(net: IHF, image_n: np.ndarray, code: torch.Tensor, *, inverse: boo
     return _volume(crop, net.dims), out[~inside].astype(np.float32)
 
 
+def margin_size(net: IHF, shape: tuple[int, ...]) -> int:
+    """How many values of the flow's output lie on the padding of an image of ``shape``."""
+    m = net.flow.multiple
+    size = tuple(shape[:2]) if net.dims == 2 else tuple(shape)
+    padded = tuple(n + (-n) % m for n in size)
+    per = int(np.prod(padded) - np.prod(size))
+    return per * (shape[2] if net.dims == 2 else 1)
+
+
 def target_code(net: IHF, target: np.ndarray, target_mask: np.ndarray) -> torch.Tensor:
     """The style code (1, style_dim) of a target image (normalized), over its whole brain."""
     with torch.no_grad():
@@ -470,6 +480,7 @@ class IHFHarmonizer(TrainedImageHarmonizer):
 
     method = "ihf"
     title = "IHF-Harmony"
+    array_keys = ("FlowMargin",)
     description = "image harmonized by IHF-Harmony to the site of the target image (invertible)"
     invertible = True
     train_command = "structural train"
