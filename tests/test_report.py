@@ -80,26 +80,32 @@ def test_a_structural_evaluation_is_reported_from_its_folder(tmp_path):
     from mrharmony.structural.ihf import IHF
 
     (tmp_path / "sites.yaml").write_text(yaml.safe_dump({"sites": SITES}))
-    data = simulate_structural(tmp_path / "st", preset="tiny", seed=5, n_subjects=2, sites_file=tmp_path / "sites.yaml",
+    data = simulate_structural(tmp_path / "st", preset="tiny", seed=5, n_subjects=3, sites_file=tmp_path / "sites.yaml",
                                quiet=True)
     torch.manual_seed(0)
     save_model(tmp_path / "run-ihf" / "model.pt", IHF(dims=2, levels=1, blocks=1, hidden=8, style_dim=8),
                {"training_sites": ["siteA"], "split": {"train": [], "validation": ["sub-01"], "test": ["sub-02"]},
                 "mrharmony_version": "0.0.test", "data": {"modalities": ["T1w"]},
                 "model": {"method": "ihf", "dims": 2, "levels": 1, "blocks": 1, "hidden": 8, "style_dim": 8}})
-    ev = evaluate_structural(data, tmp_path / "eval", methods=[str(tmp_path / "run-ihf"), "none", "nyul"], quiet=True)
+    ev = evaluate_structural(data, tmp_path / "eval", methods=[str(tmp_path / "run-ihf"), "none", "zscore", "nyul"],
+                             split={"test": ["sub-02", "sub-03"], "validation": ["sub-01"]}, quiet=True)
     rows, info, tests = load_evaluation(tmp_path / "eval")
-    assert len(rows) == len(ev.rows) and info["test_subjects"] == ["sub-02"] and tests
-    # read back from rows.csv, the summary is that of the evaluation itself
+    assert len(rows) == len(ev.rows) and info["test_subjects"] == ["sub-02", "sub-03"] and tests
+    # read back from rows.csv, the summary is that of the evaluation itself: per subject, then over subjects
     g = structural_glance(rows, info)[("T1w", "unseen")]["ssim"]
-    ssim = {m: np.mean([r["ssim"] for r in ev.rows if r["method"] == m and r["group"] == "unseen"])
-            for m in ("none", "nyul", "ihf")}
-    assert g["none"]["mean"] == pytest.approx(ssim["none"]) and g["ihf"]["mean"] == pytest.approx(ssim["ihf"])
-    assert g["best baseline"]["method"] == "nyul" and g["best baseline"]["mean"] == pytest.approx(ssim["nyul"])
+
+    def ssim(m):
+        return np.mean([np.mean([r["ssim"] for r in ev.rows if r["method"] == m and r["group"] == "unseen"
+                                 and r["subject"] == s]) for s in ("sub-02", "sub-03")])
+
+    assert g["none"]["mean"] == pytest.approx(ssim("none")) and g["ihf"]["mean"] == pytest.approx(ssim("ihf"))
+    best = max(("zscore", "nyul"), key=ssim)
+    assert g["best baseline"]["method"] == best and g["best baseline"]["mean"] == pytest.approx(ssim(best))
+    assert g["ihf"]["n"] == 2 and g["ihf"]["ci95"] is None
 
     page = build_report([], tmp_path / "report.html", structural=tmp_path / "eval").read_text()
     assert page.count("data:image/png;base64,") == 1  # one modality, one picture
-    assert f"{ssim['ihf']:.3f}" in page and "<details>" in page
+    assert f"{ssim('ihf'):.3f}" in page and "<details>" in page
     assert not re.search(r"""(src|href)=["']?https?:""", page)  # self-contained
     with pytest.raises(Exception, match="already exists"):
         build_report([], tmp_path / "report.html", structural=tmp_path / "eval")
