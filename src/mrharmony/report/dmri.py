@@ -47,11 +47,9 @@ def _by_subject(ev, target: str, key: str) -> dict[str, dict[str, float]]:
 
 
 def _cell(values: dict[str, float]) -> dict:
-    from mrharmony.stats import mean_ci
+    from mrharmony.report.format import subject_cell
 
-    v = [values[s] for s in sorted(values)]
-    c = mean_ci(v)
-    return {"mean": c["mean"], "ci95": c["ci95"] if len(v) >= 3 else None, "n": len(v)}
+    return subject_cell(values[s] for s in sorted(values))
 
 
 def glance(ev) -> dict:

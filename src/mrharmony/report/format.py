@@ -19,3 +19,24 @@ def readable_p(p: float) -> str:
 def number(v: float) -> str:
     """Three significant digits, in scientific notation outside 0.001-10,000."""
     return f"{v:.3g}" if 1e-3 <= abs(v) < 1e4 or v == 0 else f"{v:.2e}"
+
+
+#: the fewest subjects a bootstrap interval is shown for (below, the summary says why it has none)
+MIN_INTERVAL_SUBJECTS = 3  # "three" in interval_note
+
+
+def subject_cell(values) -> dict:
+    """A summary cell of per-subject values: ``{"mean", "ci95" (a 95% bootstrap interval over the
+    subjects, None under MIN_INTERVAL_SUBJECTS), "n"}``."""
+    from mrharmony.stats import mean_ci
+
+    v = list(values)
+    c = mean_ci(v)
+    return {"mean": c["mean"], "ci95": c["ci95"] if len(v) >= MIN_INTERVAL_SUBJECTS else None, "n": len(v)}
+
+
+def interval_note(n: int, who: str) -> str:
+    """What a summary's brackets are, for ``n`` subjects called ``who`` (e.g. "held-out")."""
+    if n >= MIN_INTERVAL_SUBJECTS:
+        return f"95% bootstrap interval over the {who} subjects in brackets"
+    return f"{n} {who} subject{'s' if n != 1 else ''}: no interval (it needs three or more)"

@@ -24,7 +24,7 @@ import numpy as np
 from mrharmony import __version__
 from mrharmony.dmri.tables import format_cell
 from mrharmony.errors import InputError
-from mrharmony.report.format import img_tag, number, readable_p
+from mrharmony.report.format import img_tag, interval_note, number, readable_p
 from mrharmony.io import check_new_file, write_text
 
 CSS = """
@@ -126,8 +126,7 @@ def _dmri_glance(ev) -> str:
             rows.append(f"<tr><td>{html.escape(t)}</td><td>{names[key]}</td>{_glance_cell(c['none'])}"
                         f"{_glance_cell(c.get('statistical'), c['none'])}{_glance_cell(c.get('learned'), c['none'])}"
                         f"{_glance_cell(c.get('rescan'))}{_glance_cell(c.get('oracle'))}</tr>")
-    interval = ("95% bootstrap interval over the held-out subjects in brackets" if n_subjects >= 3 else
-                f"{n_subjects} held-out subject{'s' if n_subjects > 1 else ''}: no interval (it needs three or more)")
+    interval = interval_note(n_subjects, "held-out")
     return (f"<ul class='lead'>{''.join(lines)}</ul>"
             "<table class='glance'><tr><th>target</th><th>mean absolute difference</th><th>no harmonization</th>"
             "<th>best statistical</th><th>best learned</th><th>rescan floor</th><th>oracle</th></tr>"

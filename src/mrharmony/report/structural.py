@@ -62,7 +62,7 @@ def glance(rows: list[dict], info: dict) -> dict:
     """``{(modality, group): {metric: {label: cell}}}`` with the labels ``none``, ``best baseline``
     (by that metric) and each trained model; a cell is ``{"mean", "ci95" (None under three
     subjects), "n", "method"}``."""
-    from mrharmony.stats import mean_ci
+    from mrharmony.report.format import subject_cell
 
     out: dict = {}
     for mod, group in dict.fromkeys((r["modality"], r["group"]) for r in rows):
@@ -75,9 +75,7 @@ def glance(rows: list[dict], info: dict) -> dict:
                     per.setdefault(r["method"], {}).setdefault(r["subject"], []).append(v)
             cells = {}
             for m, by_subject in per.items():
-                v = [float(np.mean(by_subject[s])) for s in sorted(by_subject)]
-                c = mean_ci(v)
-                cells[m] = {"mean": c["mean"], "ci95": c["ci95"] if len(v) >= 3 else None, "n": len(v), "method": m}
+                cells[m] = {**subject_cell(float(np.mean(by_subject[s])) for s in sorted(by_subject)), "method": m}
             entry = {}
             if "none" in cells:
                 entry["none"] = cells["none"]
@@ -104,6 +102,8 @@ def _cell(c: dict | None, label: str) -> str:
 
 
 def glance_html(rows: list[dict], info: dict) -> str:
+    from mrharmony.report.format import interval_note
+
     g = glance(rows, info)
     labels = list(dict.fromkeys(label for per in g.values() for entry in per.values() for label in entry))
     lines, body = [], []
@@ -126,8 +126,7 @@ def glance_html(rows: list[dict], info: dict) -> str:
                             f"({'higher' if higher else 'lower'} is better)</td>"
                             + "".join(_cell(per[metric].get(label), label) for label in labels) + "</tr>")
     n = max((c["n"] for per in g.values() for e in per.values() for c in e.values()), default=0)
-    interval = ("95% bootstrap interval over the test subjects in brackets" if n >= 3 else
-                f"{n} test subject{'s' if n != 1 else ''}: no interval (it needs three or more)")
+    interval = interval_note(n, "test")
     head = "".join(f"<th>{html.escape(label)}</th>" for label in labels)
     return (f"<ul class='lead'>{''.join(lines)}</ul><table class='glance'><tr><th>modality</th><th>sites</th>"
             f"<th>measure</th>{head}</tr>{''.join(body)}</table><p class='note'>Each test subject's mean over its "

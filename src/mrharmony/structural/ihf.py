@@ -390,6 +390,7 @@ def _run_flow(net: IHF, image_n: np.ndarray, code: torch.Tensor, *, inverse: boo
     of the image's positions only. The flow's values on the padding (``margin``, flat, float32)
     are part of its output: the inverse needs them back (empty when nothing was padded)."""
     x = _layout(image_n, net.dims)
+    shape = x.shape  # the image's, before any padding
     m = net.flow.multiple
     pads = [(-n) % m for n in x.shape[2:]]
     inside = None
@@ -417,7 +418,7 @@ def _run_flow(net: IHF, image_n: np.ndarray, code: torch.Tensor, *, inverse: boo
     out = np.concatenate(outs)
     if inside is None:
         return _volume(out, net.dims), np.zeros(0, np.float32)
-    crop = out[inside].reshape(_layout(image_n, net.dims).shape)
+    crop = out[inside].reshape(shape)
     return _volume(crop, net.dims), out[~inside].astype(np.float32)
 
 
