@@ -113,6 +113,28 @@ def block_mean(data: np.ndarray, r: int) -> np.ndarray:
     return d.reshape(x, r, y, r, z, r, *d.shape[3:]).mean(axis=(1, 3, 5))
 
 
+def upsample_linear(data: np.ndarray, r: int) -> np.ndarray:
+    """Trilinear interpolation of ``data`` (3 spatial axes first) onto the grid r times finer that
+    shares its corner, edge values held beyond the outer voxel centres.
+
+    Separable: one axis at a time, each fine voxel a weighted sum of its two nearest coarse voxels
+    (the result of ``scipy.ndimage.map_coordinates(order=1, mode="nearest")`` at the fine voxel
+    centres, at a fraction of its cost).
+    """
+    out = np.asarray(data, np.float32)
+    for axis in range(3):
+        n = out.shape[axis]
+        x = (np.arange(n * r, dtype=np.float64) + 0.5) / r - 0.5  # fine centres in coarse voxels
+        i0 = np.floor(x).astype(int)
+        w = (x - i0).astype(np.float32)
+        lo, hi = np.clip(i0, 0, n - 1), np.clip(i0 + 1, 0, n - 1)
+        shape = [1] * out.ndim
+        shape[axis] = -1
+        w = w.reshape(shape)
+        out = np.take(out, lo, axis=axis) * (1 - w) + np.take(out, hi, axis=axis) * w
+    return out
+
+
 def upsample_masked(data: np.ndarray, mask: np.ndarray, r: int) -> np.ndarray:
     """Linear interpolation of ``data`` (channels last) inside ``mask`` onto the grid r times finer.
 
@@ -124,20 +146,10 @@ def upsample_masked(data: np.ndarray, mask: np.ndarray, r: int) -> np.ndarray:
         out = np.asarray(data, np.float32).copy()
         out[~m] = 0
         return out
-    from scipy import ndimage
-
-    shape = tuple(s * r for s in m.shape)
-    coords = [(np.arange(n, dtype=np.float32) + 0.5) / r - 0.5 for n in shape]
-    grid = np.meshgrid(*coords, indexing="ij")
-
-    def interp(v):
-        return ndimage.map_coordinates(v.astype(np.float32), grid, order=1, mode="nearest")
-
-    weight = interp(m.astype(np.float32))
+    weight = upsample_linear(m.astype(np.float32), r)
     fine_mask = m.repeat(r, 0).repeat(r, 1).repeat(r, 2)
     ok = fine_mask & (weight > 1e-6)
-    out = np.zeros((*shape, data.shape[-1]), np.float32)
-    for c in range(data.shape[-1]):
-        v = interp(np.where(m, data[..., c], 0))
-        out[..., c][ok] = v[ok] / weight[ok]
+    v = upsample_linear(np.where(m[..., None], data, 0).astype(np.float32), r)
+    out = np.zeros((*weight.shape, data.shape[-1]), np.float32)
+    out[ok] = v[ok] / weight[ok][:, None]
     return out

@@ -48,3 +48,21 @@ def test_tile_size_does_not_change_the_result():
     np.testing.assert_allclose(a, b, atol=1e-5)
     with pytest.raises(ValueError, match="too small"):
         predict_volume(net, vol, output_sizes={"t": 14}, ratios={"t": 2}, patch=11, tile=4)
+
+
+def test_a_region_skips_tiles_without_changing_the_voxels_it_holds():
+    import torch
+
+    torch.manual_seed(0)
+    net = DIQT("t", 28, 2)
+    vol = np.random.default_rng(2).standard_normal((30, 12, 10, 28)).astype(np.float32)
+    region = np.zeros(vol.shape[:3], bool)
+    region[2:5, 3:6, 4:6] = True
+    kw = dict(output_sizes={"t": 14}, ratios={"t": 2}, patch=11, tile=14)
+    full = predict_volume(net, vol, **kw)["t"]
+    part = predict_volume(net, vol, region=region, **kw)["t"]
+    fine = region.repeat(2, 0).repeat(2, 1).repeat(2, 2)
+    np.testing.assert_array_equal(part[fine], full[fine])
+    assert not part[40:].any() and full[40:].any()  # the tiles far from the region were skipped
+    with pytest.raises(ValueError, match="region of shape"):
+        predict_volume(net, vol, region=region[:-1], **kw)

@@ -171,3 +171,36 @@ def test_statistical_config_keys_apply_only_to_voxelwise_methods(tmp_path, tiny_
                                    "model": {"method": "diqt", "smoothing_fwhm_mm": 4}}))
     with pytest.raises(InputError, match="smoothing_fwhm_mm"):
         load_run_config(cfg)
+
+
+@pytest.mark.parametrize("r", [2, 3])
+def test_separable_upsampling_is_scipy_linear_interpolation(r):
+    from scipy import ndimage
+
+    from mrharmony.registration import upsample_linear
+
+    d = np.random.default_rng(r).normal(size=(7, 9, 5, 3)).astype(np.float32)
+    grid = np.meshgrid(*[(np.arange(n * r, dtype=np.float32) + 0.5) / r - 0.5 for n in d.shape[:3]], indexing="ij")
+    ref = np.stack([ndimage.map_coordinates(d[..., c], grid, order=1, mode="nearest") for c in range(3)], -1)
+    np.testing.assert_allclose(upsample_linear(d, r), ref, atol=1e-5)
+
+
+def test_dti_of_a_region_is_the_whole_volume_fit_there():
+    from mrharmony.dmri.features.dti import dti_from_sh
+    from mrharmony.dmri.features.sh import SHConfig
+
+    rng = np.random.default_rng(0)
+    cfg = SHConfig()
+    coeffs = np.zeros((6, 5, 4, 28), np.float32)
+    coeffs[..., 0] = 1.0
+    coeffs[..., 1:6] = rng.normal(scale=0.15, size=(6, 5, 4, 5))
+    bvecs = rng.normal(size=(31, 3))
+    bvecs /= np.linalg.norm(bvecs, axis=1, keepdims=True)
+    bvals = np.r_[0.0, np.full(30, 1000.0)]
+    whole = np.ones((6, 5, 4), bool)
+    region = rng.random((6, 5, 4)) > 0.6
+    a = dti_from_sh(coeffs, bvals, bvecs, cfg, whole)
+    b = dti_from_sh(coeffs, bvals, bvecs, cfg, region)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(y[region], x[region], rtol=1e-5, atol=1e-7)
+        assert not y[~region].any()

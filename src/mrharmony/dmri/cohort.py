@@ -102,7 +102,8 @@ def regional_values(harmonizers: list[tuple[str, object]], root: str | os.PathLi
                 if not rois[t].any():
                     raise InputError(f"subject {subject}: the region has no white matter inside the {t} "
                                      "scan's brain.", root)
-            pred = {t: y for t, y in h.predict(scan).items() if t in targets} if h.predicts_sh else None
+            pred = ({t: y for t, y in h.predict(scan, region=h.input_region(rois)).items() if t in targets}
+                    if h.predicts_sh else None)
             maps = h.predict_dti(scan, gradients=gradients, pred=pred, masks=rois)  # DTI fits in the region only
             for t in targets:
                 fa, md, _ = maps[t]

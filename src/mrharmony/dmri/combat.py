@@ -73,7 +73,7 @@ class ComBatHarmonizer(VoxelwiseHarmonizer):
     def learn(self, ds, subjects: list[str], progress) -> None:
         fit_combat(self, ds, subjects, progress)
 
-    def predict(self, scan):
+    def predict(self, scan, *, region=None):
         raise InputError("ComBat harmonizes FA and MD maps, not SH features; use its DTI maps (predict_dti).")
 
     def predict_dti(self, scan, *, gradients: dict | None = None, pred: dict | None = None,
@@ -87,7 +87,9 @@ class ComBatHarmonizer(VoxelwiseHarmonizer):
         out = {}
         for t in self.targets:
             bvals, bvecs = (gradients or {}).get(t) or self.target_gradients(t)
-            fa, md, dec = dti_from_sh(raw, bvals, bvecs, self.reference["sh"], mask)
+            # DTI where the maps asked for read it (the interpolation onto a finer grid reads neighbours)
+            fit = mask if masks is None or t not in masks else mask & self.input_region({t: masks[t]})
+            fa, md, dec = dti_from_sh(raw, bvals, bvecs, self.reference["sh"], fit)
             v = maps[t]
             fa_h = np.clip(v[..., 0] * fa + v[..., 1], 0.0, 1.0)
             md_h = np.maximum(v[..., 2] * md + v[..., 3], 0.0)

@@ -70,16 +70,17 @@ class DeepHarmonizer(Harmonizer):
             return int(sum(p.numel() for p in self.net.first.parameters()))
         return int(self.meta["parameter_count"])
 
-    def predict(self, scan) -> dict[str, np.ndarray]:
+    def predict(self, scan, *, region: np.ndarray | None = None) -> dict[str, np.ndarray]:
         import torch
 
         from mrharmony.dmri.inference import predict_volume
 
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         sizes = {t: v[self.output] for t, v in self.meta["output_sizes"].items()}
-        features, mask = scan.data, scan.mask
+        features, mask = scan.data, np.asarray(scan.mask, bool)
         out = predict_volume(self.net, features, output_sizes=sizes, ratios=self.ratios,
-                             patch=self.meta["patch_size"], tile=self.tile, device=device, output=self.output)
+                             patch=self.meta["patch_size"], tile=self.tile, device=device, output=self.output,
+                             region=mask if region is None else mask & region)
         for t, y in out.items():
             y[~self.target_mask(mask, t)] = 0.0
         return out

@@ -45,8 +45,12 @@ class Harmonizer(ABC):
         self.name = name or self.method
 
     @abstractmethod
-    def predict(self, scan) -> dict[str, np.ndarray]:
-        """Normalized target features of one scan (see the module docstring)."""
+    def predict(self, scan, *, region: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Normalized target features of one scan (see the module docstring).
+
+        ``region``: the input voxels where the prediction will be read (default: the scan's
+        brain); a method may skip work elsewhere (the networks skip tiles without them) and
+        may predict more."""
 
     def target_coefficients(self, y: np.ndarray, target: str, mask: np.ndarray | None = None) -> np.ndarray:
         """A prediction for ``target`` mapped back to the platform's SH scale (zero outside ``mask``)."""
@@ -89,6 +93,20 @@ class Harmonizer(ABC):
         """The target platform's gradient table (bvals, bvecs) from the training data."""
         g = self.reference["target_gradients"][target]
         return np.asarray(g["bvals"], float), np.asarray(g["bvecs"], float)
+
+    def input_region(self, masks: dict[str, np.ndarray]) -> np.ndarray:
+        """The input voxels whose prediction the target voxels of ``masks`` (target -> mask on
+        the target's grid) read: those that hold them, grown by one voxel (linear interpolation
+        onto a finer grid reads each voxel's neighbours)."""
+        from scipy import ndimage
+
+        from mrharmony.registration import block_mean
+
+        region = None
+        for t, m in masks.items():
+            coarse = block_mean(np.asarray(m, np.float32), self.ratios[t]) > 0
+            region = coarse if region is None else region | coarse
+        return ndimage.binary_dilation(region, np.ones((3, 3, 3), bool))
 
     def target_mask(self, mask: np.ndarray, target: str) -> np.ndarray:
         """The input mask on a target's grid (each input voxel becomes r^3 target voxels)."""

@@ -34,7 +34,7 @@ def _final(outputs: dict, output: int = -1) -> dict:
 
 def predict_volume(net, volume: np.ndarray, *, output_sizes: dict[str, int], ratios: dict[str, int],
                    patch: int, tile: int = 48, device: str = "cpu", bf16: bool = False,
-                   output: int = -1) -> dict[str, np.ndarray]:
+                   output: int = -1, region: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Final predictions of every target for a whole volume (``output``: which of each target's
     outputs, by default the final one; ``output_sizes`` are that output's).
 
@@ -44,6 +44,8 @@ def predict_volume(net, volume: np.ndarray, *, output_sizes: dict[str, int], rat
         output_sizes: each target's final output size (target voxels) for a ``patch`` input.
         ratios: target voxels per input voxel.
         tile: input tile edge in voxels, margins included (memory grows with its cube).
+        region: input voxels (X, Y, Z) where predictions are needed; tiles whose core holds none
+            of them are skipped (their output stays 0). Default: every voxel.
 
     Returns:
         ``{target: (r X, r Y, r Z, C) float32}``, on the target's grid aligned with the input's.
@@ -60,6 +62,10 @@ def predict_volume(net, volume: np.ndarray, *, output_sizes: dict[str, int], rat
     net = net.to(dev, memory_format=torch.channels_last_3d).eval()
     vol = np.pad(np.asarray(volume, np.float32), ((m, m), (m, m), (m, m), (0, 0)))
     shape = volume.shape[:3]
+    if region is not None:
+        region = np.asarray(region, bool)
+        if region.shape != tuple(shape):
+            raise ValueError(f"region of shape {region.shape} for a volume of shape {tuple(shape)}")
     c = volume.shape[3]
     out = {t: np.zeros((*(n * r for n in shape), c), np.float32) for t, r in ratios.items() if t in output_sizes}
     core = tile - 2 * m
@@ -70,6 +76,8 @@ def predict_volume(net, volume: np.ndarray, *, output_sizes: dict[str, int], rat
             for j in starts[1]:
                 for k in starts[2]:
                     n = [min(core, shape[a] - s) for a, s in enumerate((i, j, k))]
+                    if region is not None and not region[i:i + n[0], j:j + n[1], k:k + n[2]].any():
+                        continue
                     block = vol[i:i + n[0] + 2 * m, j:j + n[1] + 2 * m, k:k + n[2] + 2 * m]
                     x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(block, -1, 0))[None]).to(dev)
                     x = x.contiguous(memory_format=torch.channels_last_3d)

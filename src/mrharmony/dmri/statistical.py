@@ -54,7 +54,7 @@ class RawSpaceHarmonizer(Harmonizer):
         self.meta = meta
         self.settings = dict(settings or {})
 
-    def predict(self, scan) -> dict[str, np.ndarray]:
+    def predict(self, scan, *, region: np.ndarray | None = None) -> dict[str, np.ndarray]:
         from mrharmony.registration import upsample_masked
 
         if scan.stats is None:
@@ -154,6 +154,10 @@ class GlobalMeanVariance(RawSpaceHarmonizer):
         return z * np.asarray(ts["std"], np.float32) + np.asarray(ts["mean"], np.float32)
 
 
+#: Recent registrations of scans to a common space: (digest of both images, kind) -> matrix.
+_REGISTRATIONS: dict[tuple[str, str], np.ndarray] = {}
+
+
 @dataclass
 class CommonSpace:
     """The reference subject's input-platform space in which voxelwise maps are learned."""
@@ -164,12 +168,29 @@ class CommonSpace:
     registration: str
 
     def matrix(self, image: np.ndarray, affine: np.ndarray) -> np.ndarray:
-        """World transform reference -> scan (identity for the reference itself)."""
+        """World transform reference -> scan (identity for the reference itself).
+
+        Registration is deterministic, so its result is kept for the last few (reference, scan)
+        pairs: the harmonizers that share a reference (voxelwise mean/variance, RISH, ComBat
+        fitted on the same subjects) register a scan once.
+        """
+        import hashlib
+
         from mrharmony.registration import register
 
         if image.shape == self.image.shape and np.allclose(affine, self.affine) and np.array_equal(image, self.image):
             return np.eye(4)
-        return register(self.image, self.affine, image, affine, kind=self.registration)
+        digest = hashlib.sha1()
+        for a in (self.image, self.affine, image, affine):
+            a = np.ascontiguousarray(a)
+            digest.update(str((a.shape, a.dtype)).encode())
+            digest.update(a.tobytes())
+        key = (digest.hexdigest(), self.registration)
+        if key not in _REGISTRATIONS:
+            if len(_REGISTRATIONS) >= 8:
+                _REGISTRATIONS.pop(next(iter(_REGISTRATIONS)))
+            _REGISTRATIONS[key] = register(self.image, self.affine, image, affine, kind=self.registration)
+        return _REGISTRATIONS[key].copy()
 
     def to_reference(self, data, affine, matrix) -> np.ndarray:
         from mrharmony.registration import resample

@@ -33,6 +33,20 @@ def dti_maps(signal: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, mask: np.
 
 
 def dti_from_sh(coeffs: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, sh: SHConfig | dict, mask: np.ndarray):
-    """FA, MD and DEC FA of the signal of SH coefficients on a gradient table's shell."""
-    b, v, signal = signal_from_sh(coeffs, np.asarray(bvals), np.asarray(bvecs), sh)
-    return dti_maps(signal, b, v, mask)
+    """FA, MD and DEC FA of the signal of SH coefficients on a gradient table's shell.
+
+    The signal is made and fitted inside ``mask`` only (each voxel's fit is independent, so the
+    maps are those of a whole-volume fit, at the cost of the mask's voxels); 0 outside.
+    """
+    m = np.asarray(mask, bool)
+    shape = coeffs.shape[:3]
+    if m.shape != shape:
+        raise ValueError(f"mask of shape {m.shape} for coefficients of shape {shape}")
+    fa, md = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+    dec = np.zeros((*shape, 3), np.float32)
+    if not m.any():
+        return fa, md, dec
+    b, v, signal = signal_from_sh(np.asarray(coeffs)[m][:, None, None], np.asarray(bvals), np.asarray(bvecs), sh)
+    fa_v, md_v, dec_v = dti_maps(signal, b, v, np.ones(signal.shape[:3], bool))
+    fa[m], md[m], dec[m] = fa_v[:, 0, 0], md_v[:, 0, 0], dec_v[:, 0, 0]
+    return fa, md, dec
