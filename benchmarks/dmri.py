@@ -3,9 +3,10 @@
 On the synthetic traveling heads (``mrharmony simulate``), every subject is held out once
 (k folds over the subjects, split by subject). In each fold every method of Table 1 is trained on
 the other subjects (``table1.train_methods``: the single networks, CPM, HNED, MSP, MSP's own first
-stage, the compute-matched ``diqt_continued`` and ``diqt_widened``, and the statistical methods);
-the networks a claim about MSP rests on (single networks, MSP, the continued first stage) are
-trained again with further seeds. Each fold and seed is scored with ``mrharmony evaluate`` on its
+stage, the compute-matched ``diqt_continued`` and ``diqt_widened``, ``diqt_tuned`` (this project's
+recipe, ``table1.TUNED_TRAINING``) with its compute-matched rival ``diqt_long``, and the statistical
+methods); the networks a claim rests on (single networks, MSP, the continued first stage,
+``diqt_tuned``) are trained again with further seeds. Each fold and seed is scored with ``mrharmony evaluate`` on its
 held-out subjects: whole-volume errors against the target scan and against its noiseless truth
 (SH, FA, MD: every row through one path, so a perfect prediction scores 0), with the ``rescan``
 and ``oracle`` floors. The trained harmonizers are then applied to a study cohort

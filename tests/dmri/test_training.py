@@ -358,3 +358,64 @@ def test_cosine_schedule_warms_up_decays_to_zero_and_resumes_exactly(tmp_path, t
     a, b = _weights(whole), _weights(part)
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_position_channels_follow_a_mirrored_sample(tiny_prepared, axis):
+    """A mirrored sample's position channels are those of the mirrored scan: mirroring voxel axis
+    a reverses the voxels and negates channel a (the brain's centroid mirrors with it)."""
+    from mrharmony.data import load_dataset
+    from mrharmony.dmri.features.position import position_channels, with_position
+    from mrharmony.dmri.features.prepare import load_features
+    from mrharmony.dmri.training import Reflections
+
+    ds = load_dataset(tiny_prepared, check_data=False)
+    f = load_features(ds, "sub-02", "ge_st")
+    sh = {"sh_order_max": 6, "basis": f.sh.basis, "legacy": f.sh.legacy, "smooth": f.sh.smooth,
+          "b0_threshold": f.sh.b0_threshold, "shell": f.sh.shell}
+    refl = Reflections(ds, ["sub-01", "sub-02"], {"input": "ge_st"}, sh, position=True)
+    x = np.moveaxis(with_position(f.data, f.mask, f.affine), -1, 0)[None]
+    flips = np.zeros((1, 3), bool)
+    flips[0, axis] = True
+    plain = Reflections(ds, ["sub-01", "sub-02"], {"input": "ge_st"}, sh)
+    mirrored, _ = refl((x, {}), np.array([1]), flips)
+    sh_only, _ = plain((x[:, :28], {}), np.array([1]), flips)
+    np.testing.assert_array_equal(mirrored[0, :28], sh_only[0])  # the SH channels as without position
+    expected = position_channels(np.flip(f.mask, axis), f.affine)
+    np.testing.assert_allclose(np.moveaxis(mirrored[0, 28:], 0, -1), expected, atol=1e-6)
+    assert np.abs(expected[..., axis]).max() > 0.05  # several voxels from the centre, even on the tiny preset
+    sizes = np.linalg.norm(f.affine[:3, :3], axis=0)
+    centre = np.argwhere(f.mask).mean(0)
+    np.testing.assert_allclose(position_channels(f.mask, f.affine)[0, 0, 0], -centre * sizes / 100, rtol=1e-5)
+
+
+def test_a_network_with_position_channels_trains_applies_and_guards_its_first_stage(tmp_path, tiny_prepared):
+    from mrharmony.data import load_dataset
+    from mrharmony.dmri.features.prepare import load_features
+    from mrharmony.dmri.loading import load_harmonizer
+    from mrharmony.dmri.networks.position import PositionModulated
+
+    run = train(_config(tmp_path, tiny_prepared, targets=["prisma_st"],
+                        training={"inputs": "sh+position", "learning_rate": 0.01}), tmp_path / "pos", quiet=True)
+    net, meta = load_model(run)
+    assert meta["position_channels"] is True and meta["in_channels"] == 28
+    assert isinstance(net, PositionModulated)
+    mod = net.modulation["prisma_st"][-1]
+    assert mod.weight.abs().sum() > 0  # the modulation (zero at the start) was trained
+    h = load_harmonizer(run)
+    f = load_features(load_dataset(tiny_prepared, check_data=False), "sub-01", "ge_st")
+    y = h.predict(f)["prisma_st"]
+    assert y.shape == (*f.data.shape[:3], 28) and np.isfinite(y).all() and y[f.mask].std() > 0
+    # the position changes the answer: the same features, the brain's centroid moved
+    f.mask = f.mask.copy()
+    f.mask[tuple(np.argwhere(f.mask)[0])] = False
+    assert not np.allclose(h.predict(f)["prisma_st"][f.mask], y[f.mask])
+    # MSP takes first stages of the SH features alone, and does not take the position itself
+    path = _config(tmp_path, tiny_prepared, name="msp.yaml", method="msp", targets=["prisma_st"],
+                   first_stage_runs=[str(run)])
+    with pytest.raises(InputError, match="trained with the position channels; MSP's first stage"):
+        train(path, tmp_path / "msp", quiet=True)
+    path = _config(tmp_path, tiny_prepared, name="msp2.yaml", method="msp", targets=["prisma_st"],
+                   training={"inputs": "sh+position"})
+    with pytest.raises(InputError, match="sets training.inputs to sh\\+position, which msp does not take"):
+        train(path, tmp_path / "msp2", quiet=True)

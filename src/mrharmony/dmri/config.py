@@ -114,6 +114,10 @@ class TrainingConfig(StrictModel):
     augment: Literal["none", "flips"] = Field(default="none", description="flips: each sample mirrored along a "
                                               "random set of the three axes, its SH coefficients reflected to match "
                                               "(input and targets alike); none: the paper's samples")
+    inputs: Literal["sh", "sh+position"] = Field(
+        default="sh", description="sh: the paper's input, the SH features; sh+position: three more channels, each "
+        "voxel's position from the brain's centroid (mrharmony.dmri.features.position), so that a network can learn "
+        "differences that vary over the head (the gradient coils' non-linearity)")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool = True

@@ -78,9 +78,13 @@ class DeepHarmonizer(Harmonizer):
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         sizes = {t: v[self.output] for t, v in self.meta["output_sizes"].items()}
         features, mask = scan.data, np.asarray(scan.mask, bool)
+        if self.meta.get("position_channels"):  # models made before the option have none
+            from mrharmony.dmri.features.position import with_position
+
+            features = with_position(features, mask, scan.affine)
         out = predict_volume(self.net, features, output_sizes=sizes, ratios=self.ratios,
                              patch=self.meta["patch_size"], tile=self.tile, device=device, output=self.output,
-                             region=mask if region is None else mask & region)
+                             region=mask if region is None else mask & region, out_channels=self.meta["in_channels"])
         for t, y in out.items():
             y[~self.target_mask(mask, t)] = 0.0
         return out

@@ -34,7 +34,8 @@ def _final(outputs: dict, output: int = -1) -> dict:
 
 def predict_volume(net, volume: np.ndarray, *, output_sizes: dict[str, int], ratios: dict[str, int],
                    patch: int, tile: int = 48, device: str = "cpu", bf16: bool = False,
-                   output: int = -1, region: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                   output: int = -1, region: np.ndarray | None = None,
+                   out_channels: int | None = None) -> dict[str, np.ndarray]:
     """Final predictions of every target for a whole volume (``output``: which of each target's
     outputs, by default the final one; ``output_sizes`` are that output's).
 
@@ -44,6 +45,7 @@ def predict_volume(net, volume: np.ndarray, *, output_sizes: dict[str, int], rat
         output_sizes: each target's final output size (target voxels) for a ``patch`` input.
         ratios: target voxels per input voxel.
         tile: input tile edge in voxels, margins included (memory grows with its cube).
+        out_channels: channels of the predictions (default: the volume's).
         region: input voxels (X, Y, Z) where predictions are needed; tiles whose core holds none
             of them are skipped (their output stays 0). Default: every voxel.
 
@@ -66,7 +68,7 @@ def predict_volume(net, volume: np.ndarray, *, output_sizes: dict[str, int], rat
         region = np.asarray(region, bool)
         if region.shape != tuple(shape):
             raise ValueError(f"region of shape {region.shape} for a volume of shape {tuple(shape)}")
-    c = volume.shape[3]
+    c = volume.shape[3] if out_channels is None else out_channels
     out = {t: np.zeros((*(n * r for n in shape), c), np.float32) for t, r in ratios.items() if t in output_sizes}
     core = tile - 2 * m
     starts = [range(0, n, core) for n in shape]

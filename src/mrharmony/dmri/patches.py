@@ -131,8 +131,11 @@ class PatchSampler:
 
     @classmethod
     def from_dataset(cls, ds, *, subjects: list[str] | None = None, targets: list[str] | None = None,
-                     size: int = 11, target_sizes: dict | None = None, normalized: bool = True) -> "PatchSampler":
-        """Load the prepared SH features of ``subjects`` (default: all) of a dataset."""
+                     size: int = 11, target_sizes: dict | None = None, normalized: bool = True,
+                     position: bool = False) -> "PatchSampler":
+        """Load the prepared SH features of ``subjects`` (default: all) of a dataset; with
+        ``position``, the inputs carry the position channels (:mod:`mrharmony.dmri.features.position`)."""
+        from mrharmony.dmri.features.position import with_position
         from mrharmony.dmri.features.prepare import load_features
 
         subjects = list(subjects or ds.subjects)
@@ -143,7 +146,7 @@ class PatchSampler:
         taff = {t: [] for t in targets}
         for s in subjects:
             f = load_features(ds, s, inp, normalized=normalized)
-            inputs.append(f.data)
+            inputs.append(with_position(f.data, f.mask, f.affine) if position else f.data)
             in_aff.append(f.affine)
             masks.append(f.mask)
             for t in targets:

@@ -92,11 +92,12 @@ class Reflections:
     frame (as FSL-style bvecs are), so that mirroring voxel axis a reflects direction component a.
     """
 
-    def __init__(self, ds, subjects: list[str], platforms: dict[str, str], sh: dict):
+    def __init__(self, ds, subjects: list[str], platforms: dict[str, str], sh: dict, *, position: bool = False):
         from mrharmony.dmri.features.sh import SHConfig, reflection_signs
 
         cfg = SHConfig(**sh)
         self.signs = [reflection_signs(cfg, a) for a in range(3)]
+        self.position = position  # the input's last 3 channels: a voxel's position (mirroring negates one)
         # per platform role ("input" or a target), per subject: (mean / std) of the scan's channels
         self.ratio = {role: np.stack([scan_mean_over_std(ds, s, p) for s in subjects]) for role, p in platforms.items()}
 
@@ -108,9 +109,13 @@ class Reflections:
 
         x, ys = batch
         x, ys = channels_last_copy(x), {t: channels_last_copy(y) for t, y in ys.items()}
+        n_sh = len(self.signs[0])
         for b in range(len(x)):
             for a in np.flatnonzero(flips[b]):
-                x[b] = self._mirror(x[b], a, self.ratio["input"][subjects[b]])
+                x[b, :n_sh] = self._mirror(x[b, :n_sh], a, self.ratio["input"][subjects[b]])
+                if self.position:
+                    x[b, n_sh:] = np.flip(x[b, n_sh:], axis=1 + a)
+                    x[b, n_sh + a] *= -1
                 for t in ys:
                     ys[t][b] = self._mirror(ys[t][b], a, self.ratio[t][subjects[b]])
         return x, ys
@@ -172,6 +177,8 @@ def start_from(net, cfg: RunConfig, targets: list[str], source) -> None:
     ours = {k: v for k, v in cfg.model.model_dump(mode="json", exclude_unset=True).items()
             if k not in ("init_from", "first_stage", "first_stage_runs")}
     theirs = {k: v for k, v in meta["model"].items() if k not in ("init_from", "first_stage", "first_stage_runs")}
+    ours["inputs"] = cfg.training.inputs
+    theirs["inputs"] = "sh+position" if meta.get("position_channels") else "sh"
     if theirs != ours or meta["targets"] != targets:
         raise InputError(f"is a {meta['model']['method']} run for {', '.join(meta['targets'])} with settings "
                          f"{theirs}; init_from needs the network this run trains ({ours}, for {', '.join(targets)}).",
@@ -203,11 +210,19 @@ class NetworkTrainee(Trainee):
                              f"({', '.join(targets)}); name one in data.targets.", source)
         first = cfg.model.first_stage_networks(targets, cfg.data)
         torch.manual_seed(tc.seed)
+        position = tc.inputs == "sh+position"
+        if position and cfg.model.builds_on_single_networks:
+            raise InputError(f"sets training.inputs to sh+position, which {cfg.model.method} does not take (its first "
+                             "stage is made of networks trained on the SH features alone).", source)
         in_channels = input_channels(ds)
         net = cfg.model.build(ratios, in_channels, patch_size=cfg.data.patch_size, first_stage_nets=first.nets)
+        sizes = output_sizes(net, in_channels, cfg.data.patch_size)
+        if position:
+            from mrharmony.dmri.networks.position import PositionModulated
+
+            net = PositionModulated(net, ratios, in_channels)
         if cfg.model.init_from:
             start_from(net, cfg, targets, source)
-        sizes = output_sizes(net, in_channels, cfg.data.patch_size)
         self.patch_targets = {t: max(s) for t, s in sizes.items()}
         # dense training cuts tiles around the same centres; validation scores their centred patches
         tile = tc.tile_size or cfg.data.patch_size
@@ -217,7 +232,7 @@ class NetworkTrainee(Trainee):
         tile_targets = ({t: max(s) for t, s in output_sizes(net, in_channels, tile).items()}
                         if tc.tile_size else self.patch_targets)
         self.sampler = PatchSampler.from_dataset(ds, subjects=cfg.data.subjects, targets=targets,
-                                                 size=tile, target_sizes=tile_targets)
+                                                 size=tile, target_sizes=tile_targets, position=position)
         self.splits = make_splits(self.sampler, cfg.data, source=source)
         n_train = min(tc.patches_per_epoch or len(self.splits.train), len(self.splits.train))
         self.steps_per_epoch = n_train // tc.batch_size
@@ -232,6 +247,7 @@ class NetworkTrainee(Trainee):
             "targets": targets,
             "ratios": ratios,
             "in_channels": in_channels,
+            "position_channels": position,
             "patch_size": cfg.data.patch_size,
             "output_sizes": sizes,
             "parameter_count": parameter_count(net),
@@ -254,7 +270,8 @@ class NetworkTrainee(Trainee):
             w = np.array([len(orders) / (len(counts) * counts[int(o)]) for o in orders], np.float32)
             self.channel_weights = torch.from_numpy(w).to(machine.device)
         self.reflections = (Reflections(ds, self.sampler.subjects, {"input": ds.input_platform.name,
-                                                                     **{t: t for t in targets}}, self.meta["sh"])
+                                                                     **{t: t for t in targets}}, self.meta["sh"],
+                                        position=position)
                             if tc.augment == "flips" else None)
         self.val_idx = self.splits.validation
         if tc.validation_patches and len(self.val_idx) > tc.validation_patches:

@@ -137,6 +137,9 @@ class MSPConfig(NetworkConfig):
         runs.update(self.first_stage)
         for t, run in runs.items():
             net, meta = load_model(run)
+            if meta.get("position_channels"):
+                raise InputError("was trained with the position channels; MSP's first stage takes networks of the SH "
+                                 "features alone.", run)
             if meta["targets"] != [t]:
                 raise InputError(f"predicts {meta['targets']}, not {t!r}.", run)
             check_same_data(run, meta, data)
@@ -174,6 +177,9 @@ def select_first_stage(runs: list[str], targets: list[str], data) -> dict[str, s
         meta = absolute_paths(read_checkpoint(Path(run) / "model.pt")["meta"], run)
         if meta["model"]["method"] not in SINGLE_NETS:
             raise InputError(f"is a {meta['model']['method']} run; MSP's first stage takes single networks.", run)
+        if meta.get("position_channels"):
+            raise InputError("was trained with the position channels; MSP's first stage takes networks of the SH "
+                             "features alone.", run)
         check_same_data(run, meta, data)
         (t,) = meta["targets"]
         loss = meta["best_validation_loss"][t]
