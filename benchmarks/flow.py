@@ -4,23 +4,24 @@ On the synthetic multi-site data with T1w, T2w and FLAIR (``mrharmony simulate -
 structural``, ``--preset``, default demo: 8 subjects, 5 sites, two held out of training):
 
 1. IHF-Harmony trained on unpaired crops of the training sites and subjects, all three
-   modalities, with the packaged defaults (2D, slices; 64 x 64 crops, minibatch 8, 20 epochs of
-   the feature autoencoder and 40 of the flow, 40 steps each);
+   modalities, 2D (slices; 64 x 64 crops, minibatch 8, 20 epochs of the feature autoencoder and
+   40 of the flow, 40 steps each), twice: the paper's hierarchy flow (``ihf``) and this
+   project's exactly invertible squeeze variant (``ihf_squeeze``);
    HAIL (the paper's model; its row is named by the model) trained on the T1w images of the same
    sites and subjects (or ``--hail-run``);
 2. every held-out test subject harmonized from each site to each other site, per modality;
    the one target image of a site is the validation subject's image on it; scored by
    :func:`mrharmony.structural.evaluate.compare_harmonizers` (SSIM / PSNR against the truth,
    nWD, rAVD and the Dice overlap of the tissue segmentations of output and input), plus, for
-   IHF-Harmony, the relative error of the input restored from its harmonized image through the
-   inverse flow (``roundtrip``);
+   the invertible ``ihf_squeeze``, the relative error of the input restored from its harmonized
+   image through the inverse flow (``roundtrip``);
 3. paired Wilcoxon tests of IHF-Harmony against each other method on SSIM and nWD(t,p), per
    modality and group of pairs, Bonferroni-corrected over all of them.
 
 Usage:
     python benchmarks/flow.py --out DIR [--preset demo] [--training-preset demo] [--hail-run RUN]
 
-Writes DIR/data, DIR/run-ihf, DIR/run-hail, DIR/rows.csv, DIR/summary.json and DIR/table.md;
+Writes DIR/data, DIR/run-ihf, DIR/run-ihf_squeeze, DIR/run-hail, DIR/rows.csv, DIR/summary.json and DIR/table.md;
 existing data and finished runs are reused, interrupted runs resumed.
 """
 
@@ -50,14 +51,19 @@ def main() -> None:
     out = Path(args.out)
     data, ds = structural_data(out, args.preset, args.seed)
     crop = 64 if args.preset != "tiny" else 16
-    t0 = time.perf_counter()
-    ihf = train_or_resume(IHFHarmonizer, {"preset": args.training_preset,
-                                          "data": {"dataset": str(data.resolve()), "modalities": args.modalities,
-                                                   "crop_size": crop},
-                                          "model": {"method": "ihf"},
-                                          "training": {"batch_size": 8, "pretrain_epochs": 20, "epochs": 40}},
-                          out / "run-ihf")
-    seconds_ihf = time.perf_counter() - t0
+    seconds = {}
+    flows = {}
+    for name, model in (("ihf", {"method": "ihf", "flow": "hierarchy"}),
+                        ("ihf_squeeze", {"method": "ihf", "flow": "squeeze"})):
+        t0 = time.perf_counter()
+        flows[name] = train_or_resume(IHFHarmonizer, {"preset": args.training_preset,
+                                                      "data": {"dataset": str(data.resolve()),
+                                                               "modalities": args.modalities, "crop_size": crop},
+                                                      "model": model,
+                                                      "training": {"batch_size": 8, "pretrain_epochs": 20, "epochs": 40}},
+                                      out / f"run-{name}")
+        seconds[name] = round(time.perf_counter() - t0, 1)
+    ihf = flows["ihf"]
     hail_config = {"preset": args.training_preset, "data": {"dataset": str(data.resolve()), "modalities": ["T1w"]},
                    "model": {"method": "hail"}}
     hail = (HAILHarmonizer.load(args.hail_run) if args.hail_run
@@ -65,16 +71,19 @@ def main() -> None:
     if hail.split != ihf.split or hail.training_sites != ihf.training_sites:
         raise SystemExit(f"{hail.model_file} was trained on another split or other sites than {ihf.model_file}.")
     hail.modalities = ["T1w"]  # HAIL is scored on T1w images only
-    ev = compare_harmonizers(ds, [ihf, "none", "nyul", hail], modalities=args.modalities, reference="ihf")
+    if flows["ihf_squeeze"].split != ihf.split:
+        raise SystemExit(f"{flows['ihf_squeeze'].model_file} was trained on another split than {ihf.model_file}.")
+    ev = compare_harmonizers(ds, [ihf, flows["ihf_squeeze"], "none", "nyul", hail], modalities=args.modalities,
+                             reference="ihf")
     info = ev.info
     write_results(out, ev, {
         "preset": args.preset, "training_preset": args.training_preset, "seed": args.seed,
         "test_subjects": info["test_subjects"], "one_shot_reference_subject": info["one_shot_reference_subject"],
         "training_sites": ihf.training_sites, "unseen_sites": ds.unseen_sites,
-        "ihf_training_seconds": round(seconds_ihf, 1), "evaluation_seconds": info["evaluation_seconds"],
+        "training_seconds": seconds, "evaluation_seconds": info["evaluation_seconds"],
         "roundtrip_relative_error": info["roundtrip_relative_error"],
     })
-    print("round trip (input restored from its harmonized image): max relative error "
+    print("round trip of ihf_squeeze (input restored from its harmonized image): max relative error "
           f"{info['roundtrip_relative_error']['max']:.2e}")
 
 

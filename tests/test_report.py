@@ -86,7 +86,7 @@ def test_a_structural_evaluation_is_reported_from_its_folder(tmp_path):
     save_model(tmp_path / "run-ihf" / "model.pt", IHF(dims=2, levels=1, blocks=1, hidden=8, style_dim=8),
                {"training_sites": ["siteA"], "split": {"train": [], "validation": ["sub-01"], "test": ["sub-02"]},
                 "mrharmony_version": "0.0.test", "data": {"modalities": ["T1w"]},
-                "model": {"method": "ihf", "dims": 2, "levels": 1, "blocks": 1, "hidden": 8, "style_dim": 8}})
+                "model": {"method": "ihf", "flow": "squeeze", "dims": 2, "levels": 1, "blocks": 1, "hidden": 8, "style_dim": 8}})
     ev = evaluate_structural(data, tmp_path / "eval", methods=[str(tmp_path / "run-ihf"), "none", "zscore", "nyul"],
                              split={"test": ["sub-02", "sub-03"], "validation": ["sub-01"]}, quiet=True)
     rows, info, tests = load_evaluation(tmp_path / "eval")
@@ -98,14 +98,14 @@ def test_a_structural_evaluation_is_reported_from_its_folder(tmp_path):
         return np.mean([np.mean([r["ssim"] for r in ev.rows if r["method"] == m and r["group"] == "unseen"
                                  and r["subject"] == s]) for s in ("sub-02", "sub-03")])
 
-    assert g["none"]["mean"] == pytest.approx(ssim("none")) and g["ihf"]["mean"] == pytest.approx(ssim("ihf"))
+    assert g["none"]["mean"] == pytest.approx(ssim("none")) and g["ihf_squeeze"]["mean"] == pytest.approx(ssim("ihf_squeeze"))
     best = max(("zscore", "nyul"), key=ssim)
     assert g["best baseline"]["method"] == best and g["best baseline"]["mean"] == pytest.approx(ssim(best))
-    assert g["ihf"]["n"] == 2 and g["ihf"]["ci95"] is None
+    assert g["ihf_squeeze"]["n"] == 2 and g["ihf_squeeze"]["ci95"] is None
 
     page = build_report([], tmp_path / "report.html", structural=tmp_path / "eval").read_text()
     assert page.count("data:image/png;base64,") == 1  # one modality, one picture
-    assert f"{ssim('ihf'):.3f}" in page and "<details>" in page
+    assert f"{ssim('ihf_squeeze'):.3f}" in page and "<details>" in page
     assert not re.search(r"""(src|href)=["']?https?:""", page)  # self-contained
     with pytest.raises(Exception, match="already exists"):
         build_report([], tmp_path / "report.html", structural=tmp_path / "eval")

@@ -16,8 +16,9 @@ Structural (``--only structural``):
 1. simulate multi-site structural MRI (T1w, T2w, FLAIR; five sites, two never seen in training;
    ``structural/``);
 2. train HAIL (T1w; its U-Net variant, ``hail_unet``: the paper's decoder needs more training
-   than a demo has, see docs/benchmarks.md) and IHF-Harmony (all three modalities) on the
-   training sites;
+   than a demo has, see docs/benchmarks.md) and IHF-Harmony's squeeze variant (``ihf_squeeze``,
+   exactly invertible; all three modalities; the paper's flow takes about twelve times the
+   compute per training step) on the training sites;
 3. evaluate them with intensity baselines (none, z-score, Nyul) on a test
    subject, harmonized from a training site to another one (seen) and to a site never seen in
    training (unseen), every modality (``structural-evaluation/``).
@@ -145,14 +146,14 @@ def _structural(tmp: Path, preset: str, seed: int, say, quiet: bool):
         "hail": {"data": {**data_cfg, "modalities": ["T1w"], "crop_size": 16 if preset == "tiny" else 32},
                  "model": {"method": "hail", "skips": True}, "training": HAIL_TRAINING},
         "ihf": {"data": {**data_cfg, "modalities": ["T1w", "T2w", "FLAIR"], "crop_size": 16 if preset == "tiny" else 64},
-                "model": {"method": "ihf", "dims": 2}, "training": IHF_TRAINING},
+                "model": {"method": "ihf", "flow": "squeeze", "dims": 2}, "training": IHF_TRAINING},
     }
     runs = {}
     for name, cfg in configs.items():
         training = {} if preset == "tiny" else cfg["training"]
         path = _config(tmp, name, {"preset": train_preset, "data": cfg["data"], "model": cfg["model"],
                                    "training": {"seed": seed, **training}})
-        say(f"structural: training {'HAIL (U-Net variant)' if name == 'hail' else 'IHF-Harmony'}")
+        say(f"structural: training {'HAIL (U-Net variant)' if name == 'hail' else 'IHF-Harmony (squeeze variant)'}")
         runs[name] = str(train_structural(path, tmp / "runs" / name, quiet=quiet))
     seen, unseen = ds.train_sites, ds.unseen_sites
     pairs = [(seen[0], seen[1]), (seen[0], unseen[0])]  # a training site to another one, and to a new site

@@ -26,7 +26,7 @@ def files(tmp_path_factory):
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.02 * torch.randn_like(p))
-    save_model(d / "ihf.pt", net, {**META, "model": {"method": "ihf", "dims": 2, "levels": 2, "blocks": 3,
+    save_model(d / "ihf.pt", net, {**META, "model": {"method": "ihf", "flow": "squeeze", "dims": 2, "levels": 2, "blocks": 3,
                                                      "hidden": 32, "style_dim": 32}})
     rng = np.random.default_rng(0)
     brain = np.zeros((16, 16, 12), np.float32)
@@ -149,10 +149,10 @@ def test_images_of_another_voxel_size_are_harmonized_on_the_model_s_grid(files, 
     np.testing.assert_allclose(via[inner], direct[inner], rtol=0.05)
     net = IHF(dims=2)
     save_model(tmp_path / "ihf1mm.pt", net, {**META, "voxel_size": [1.0, 1.0, 1.0],
-                                             "model": {"method": "ihf", "dims": 2, "levels": 2, "blocks": 3,
+                                             "model": {"method": "ihf", "flow": "squeeze", "dims": 2, "levels": 2, "blocks": 3,
                                                        "hidden": 32, "style_dim": 32}})
     with pytest.raises(InputError, match=r"input.nii.gz: has 2 x 2 x 2 mm voxels, but the model learned from "
-                                         r"1 x 1 x 1 mm images; IHF-Harmony's exact inverse needs the model's grid"):
+                                         r"1 x 1 x 1 mm images; IHF-Harmony \(squeeze variant\)'s exact inverse needs the model's grid"):
         apply_image_model(tmp_path / "ihf1mm.pt", input_path=files / "input.nii.gz",
                           target_path=files / "target.nii.gz", out=tmp_path / "i.nii.gz")
     assert not (tmp_path / "i.nii.gz").exists()

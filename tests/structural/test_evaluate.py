@@ -45,7 +45,7 @@ def setup(tmp_path_factory):
                {**meta, "model": {"method": "hail", "widths": [4, 8, 16], "skips": True},
                 "data": {"modalities": ["T1w"]}})
     save_model(base / "run-ihf" / "model.pt", IHF(dims=2),
-               {**meta, "model": {"method": "ihf", "dims": 2, "levels": 2, "blocks": 3, "hidden": 32, "style_dim": 32},
+               {**meta, "model": {"method": "ihf", "flow": "squeeze", "dims": 2, "levels": 2, "blocks": 3, "hidden": 32, "style_dim": 32},
                 "data": {"modalities": ["T1w", "T2w"]}})
     return base, data
 
@@ -87,18 +87,18 @@ def test_baselines_alone_on_the_default_split(setup, tmp_path):
 def test_trained_models_give_the_split_the_sites_and_the_modalities(setup):
     base, data = setup
     ev = compare_harmonizers(data, [base / "run-ihf", "none", base / "run-hail" / "model.pt"], quiet=True)
-    assert ev.reference == "ihf" and ev.info["test_subjects"] == ["sub-02"]
+    assert ev.reference == "ihf_squeeze" and ev.info["test_subjects"] == ["sub-02"]
     methods = {(r["modality"], r["method"]) for r in ev.rows}
     # HAIL was trained on T1w only; a U-Net decoder (skips) is the variant hail_unet, not the paper's HAIL
     assert ("T1w", "hail_unet") in methods and ("T2w", "hail_unet") not in methods
-    assert ("T2w", "ihf") in methods
+    assert ("T2w", "ihf_squeeze") in methods
     assert ev.info["methods"]["hail_unet"] == str((base / "run-hail" / "model.pt").resolve())
     # the invertible method's rows hold the round trip; the summary and info report it
-    ihf_rows = [r for r in ev.rows if r["method"] == "ihf"]
+    ihf_rows = [r for r in ev.rows if r["method"] == "ihf_squeeze"]
     assert ihf_rows and all(r["roundtrip"] < 1e-5 for r in ihf_rows)
-    assert not any("roundtrip" in r for r in ev.rows if r["method"] != "ihf")
+    assert not any("roundtrip" in r for r in ev.rows if r["method"] != "ihf_squeeze")
     assert ev.info["roundtrip_relative_error"]["max"] == max(r["roundtrip"] for r in ihf_rows)
-    assert all("roundtrip" in s for s in ev.summary if s["method"] == "ihf")
+    assert all("roundtrip" in s for s in ev.summary if s["method"] == "ihf_squeeze")
     # the HAIL rows are HAIL's numbers
     from mrharmony.data.structural import load_structural
 

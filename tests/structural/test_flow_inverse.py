@@ -79,7 +79,7 @@ def test_normalization_statistics_are_the_images_not_the_paddings():
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("restore")
     net = _random_flow(2, hidden=8)
-    model = {"method": "ihf", "dims": 2, "levels": 2, "blocks": 3, "hidden": 8, "style_dim": 8}
+    model = {"method": "ihf", "flow": "squeeze", "dims": 2, "levels": 2, "blocks": 3, "hidden": 8, "style_dim": 8}
     save_model(d / "ihf" / "model.pt", net, {**META, "model": model})
     save_model(d / "other" / "model.pt", _random_flow(2, hidden=8, seed=1), {**META, "model": model})
     torch.manual_seed(0)

@@ -28,7 +28,8 @@ def _config(folder, dataset, model=None, **training):
         "preset": "test",
         "data": {"dataset": str(dataset), "n_test_subjects": 1, "crop_size": 16,
                  "modalities": ["T1w", "T2w", "FLAIR"]},
-        "model": {"method": "ihf", "hidden": 8, "style_dim": 8, "widths": [4, 8, 16], **(model or {})},
+        "model": {"method": "ihf", "flow": "squeeze", "hidden": 8, "style_dim": 8, "widths": [4, 8, 16],
+                  **(model or {})},
         "training": {"threads": 1, **training},
     }))
     return path
@@ -134,3 +135,32 @@ def test_crop_size_must_survive_the_squeezes(structural, tmp_path):
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(InputError, match="use a multiple of 8"):
         train_structural(path, tmp_path / "r", quiet=True)
+
+
+def test_the_papers_hierarchy_flow_trains_harmonizes_and_is_not_restored(structural, tmp_path):
+    from mrharmony.errors import InputError
+    from mrharmony.structural.apply import restore_image
+    from mrharmony.structural.ihf import IHFHarmonizer
+    from mrharmony.structural.ihf_hierarchy import HierarchyFlowNet
+
+    cfg = _config(tmp_path, structural, model={"flow": "hierarchy", "chunks": [3, 2], "pad": 2, "hidden": 8},
+                  pretrain_epochs=1, epochs=2, steps_per_epoch=4, batch_size=2)
+    run = train_structural(cfg, tmp_path / "run", quiet=True, method="ihf")
+    h = IHFHarmonizer.load(run)
+    assert isinstance(h.net, HierarchyFlowNet) and h.name == "ihf" and not h.invertible
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert "anatomy" in rows[0] and "artefact" in rows[0]
+    # the style code and the decode's scale and shift have left zero (what the training changes)
+    assert any(float(b.aan.scale.weight.abs().sum()) > 0 for b in h.net.blocks)
+    ds = load_structural(structural)
+    img, _ = ds.load_image("sub-01", "siteA", "T1w")
+    tgt, _ = ds.load_image("sub-02", "siteB", "T1w")
+    res = h.transform(img, mask=ds.load_mask("sub-01"), target=tgt, target_mask=ds.load_mask("sub-02"))
+    assert res.image.shape == img.shape and np.isfinite(res.image).all() and not res.arrays
+    files = tmp_path / "files"
+    files.mkdir()
+    nib.save(nib.Nifti1Image(res.image, np.eye(4)), files / "h.nii.gz")
+    (files / "h.json").write_text(json.dumps({"InputScale": 1.0}))
+    with pytest.raises(InputError, match="not invertible from its outputs; only the outputs of IHF-Harmony's squeeze"):
+        restore_image(run, input_path=files / "h.nii.gz", out=files / "r.nii.gz")
+    assert not (files / "r.nii.gz").exists()

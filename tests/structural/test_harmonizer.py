@@ -25,7 +25,7 @@ from mrharmony.structural.harmonizer import (
 
 HAIL_META = {"model": {"method": "hail", "widths": [4, 8, 16], "skips": True}, "training_sites": ["siteA", "siteB"],
              "mrharmony_version": "0.0.test", "data": {"modalities": ["T1w"]}}
-IHF_META = {"model": {"method": "ihf", "dims": 2, "levels": 2, "blocks": 3, "hidden": 32, "style_dim": 32},
+IHF_META = {"model": {"method": "ihf", "flow": "squeeze", "dims": 2, "levels": 2, "blocks": 3, "hidden": 32, "style_dim": 32},
             "training_sites": ["siteA", "siteB"], "mrharmony_version": "0.0.test",
             "data": {"modalities": ["T1w", "T2w", "FLAIR"]}}
 
@@ -126,7 +126,7 @@ def test_the_contract(method, images):
     h = FACTORIES[method]()
     # a HAIL with the U-Net decoder is the variant hail_unet (HAIL_META), in its name and title
     assert isinstance(h, ImageHarmonizer) and h.method == method
-    assert h.name == ("hail_unet" if method == "hail" else method)
+    assert h.name == {"hail": "hail_unet", "ihf": "ihf_squeeze"}.get(method, method)
     assert method != "hail" or h.title == "HAIL (U-Net variant)"
     copies = [a.copy() for a in (x, m, t, tm)]
     res = h.transform(x, target=t, mask=m, target_mask=tm)

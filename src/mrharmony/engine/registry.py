@@ -66,7 +66,8 @@ METHODS: tuple[Method, ...] = (
     Method("hail", "structural", "image", "mrharmony.structural.hail:HAILConfig",
            "HAIL: one-shot style transfer (AdaIN) with a consistency loss"),
     Method("ihf", "structural", "image", "mrharmony.structural.ihf:IHFConfig",
-           "IHF-Harmony: unpaired harmonization through an exactly invertible hierarchy flow"),
+           "IHF-Harmony: unpaired harmonization through a hierarchy flow (flow: squeeze, the exactly invertible "
+           "variant ihf_squeeze)"),
     # structural: one-shot intensity baselines (nothing to train)
     Method("none", "structural", "intensity", "mrharmony.structural.intensity:NoHarmonization",
            "no harmonization: the input as it is"),

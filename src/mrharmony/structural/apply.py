@@ -74,8 +74,8 @@ def restore_image(model: str | os.PathLike, *, input_path, out, target_path=None
         raise InputError("is not valid JSON.", side_path) from None
     harmonizer = load_image_harmonizer(model)
     if not harmonizer.invertible:
-        raise InputError(f"holds {harmonizer.title}, which is not invertible; only IHF-Harmony outputs can be "
-                         "restored.", model)
+        raise InputError(f"holds {harmonizer.title}, which is not invertible from its outputs; only the outputs of "
+                         "IHF-Harmony's squeeze variant (flow: squeeze) can be restored.", model)
     sha = hashlib.sha256(harmonizer.model_file.read_bytes()).hexdigest()
     if sidecar.get("ModelSHA256") not in (None, sha):
         raise InputError(f"was harmonized by another model ({sidecar.get('Model')}); restore it with that one.",

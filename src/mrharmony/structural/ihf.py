@@ -1,14 +1,17 @@
-"""IHF-Harmony's networks: an exactly invertible hierarchy flow with artefact-aware normalization.
+"""IHF-Harmony's networks: the squeeze variant of the flow (``ihf_squeeze``), the parts both flows
+share (artefact-aware normalization, the loss features, applying and restoring), the config and
+the harmonizer.
 
 IHF-Harmony (arXiv 2602.21536) harmonizes images of any modality between sites from unpaired
-data. The image goes through a flow that is invertible by construction:
+data. The paper's flow (``flow: hierarchy``, the default, named ``ihf``) is built in
+:mod:`mrharmony.structural.ihf_hierarchy`. This module's own flow (``flow: squeeze``, named
+``ihf_squeeze`` in every row, a variant of this project) is invertible by construction:
 
 * **squeeze**: space to channels (2 x 2 in 2D, 2 x 2 x 2 in 3D), one per level of the hierarchy;
 * **flow blocks with subtractive coupling**: the channels are split in two halves ``a, b`` and
   ``b - f(a, style)`` replaces ``b``; the halves then swap places, so the next block changes the
   other one. The inverse adds ``f(a, style)`` back: the same function, evaluated on the same
-  ``a``, so inverting needs no inverse of ``f``. Step by step, each level removes features of
-  the source's acquisition and puts in the target's;
+  ``a``, so inverting needs no inverse of ``f``;
 * after the last level, every squeeze is undone: the output is an image on the input's grid.
 
 ``f`` is a small convolutional network whose hidden features pass through **artefact-aware
@@ -16,15 +19,17 @@ normalization** (:class:`AAN`): instance-normalized, then scaled and shifted by 
 linear map predicts from the target's style code, with the anatomy (the features' spatial
 pattern) left as it is. The style code comes from the **artefact encoder**
 (:class:`ArtefactEncoder`) on the target image. The style maps and the last convolution of
-every ``f`` start at zero, so the flow starts as the identity.
+every ``f`` start at zero, so the flow starts as the identity. Because the channel split of
+every block is the same at every 2 x 2 (x 2) block of pixels, the transform depends on pixel
+parity, which can leave a texture at the squeeze's period.
 
 Invertibility is exact up to float rounding, whatever the weights: ``inverse(forward(x, s), s)``
 runs the same blocks backwards (:meth:`HierarchyFlow.inverse`). Nothing is blended after the
 flow, so the harmonized image always decodes back to its source.
 
-Choices the paper leaves open, made here: two levels of three blocks each, 32 hidden channels
-in ``f``, a 32-dimensional style code, images divided by their brain's 99th percentile on the
-way in and multiplied by the target's on the way out; at apply time, sizes that the squeezes
+Choices made here: two levels of three blocks each, 32 hidden channels in ``f``, a
+32-dimensional style code, images divided by their brain's 99th percentile on the way in and
+multiplied by the target's on the way out (both flows); at apply time, sizes that the squeezes
 cannot halve are padded by reflection to a multiple of ``2 ** levels``, the normalizations'
 statistics leave the padding out (at a squeezed level, every position that holds padding), and
 the flow's values on the padding are kept with the result (:func:`harmonize_flow`), so that the
@@ -222,6 +227,11 @@ class IHF(nn.Module):
         self.style = ArtefactEncoder(style_dim, dims=dims)
         self.flow = HierarchyFlow(levels, blocks, hidden, style_dim, dims)
 
+    @property
+    def multiple(self) -> int:
+        """Spatial sizes must be multiples of this (the squeezes halve them)."""
+        return self.flow.multiple
+
     def style_code(self, target: torch.Tensor, mask: torch.Tensor | None = None, *, pool_batch: bool = False):
         return self.style(target, mask, pool_batch=pool_batch)
 
@@ -316,12 +326,11 @@ class IHFTrainee(nn.Module):
     feature encoder of its losses (``features``: a self-trained autoencoder, trained in phase 1,
     or a VGG-19 from a weights file)."""
 
-    def __init__(self, dims: int = 2, levels: int = 2, blocks: int = 3, hidden: int = 32, style_dim: int = 32,
-                 widths=(16, 32, 64), vgg: VGGFeatures | None = None):
+    def __init__(self, flow: nn.Module, dims: int = 2, widths=(16, 32, 64), vgg: VGGFeatures | None = None):
         super().__init__()
         from mrharmony.structural.hail import HAIL
 
-        self.ihf = IHF(dims, levels, blocks, hidden, style_dim)
+        self.ihf = flow
         self.features = vgg if vgg is not None else HAIL(tuple(widths), skips=False, dims=dims)
 
     @property
@@ -341,10 +350,10 @@ SIMILARITY_POSITIONS = 256
 
 def ihf_losses(net: IHFTrainee, batch: dict, *, anatomy_weight: float, artefact_weight: float,
                artefact_levels: int | None = None) -> dict:
-    """Phase 2: anatomy consistency (self-similarity of every feature level, output against input,
-    at fixed evenly spread positions) and artefact consistency (channel means and stds of the
-    ``artefact_levels`` deepest feature levels, all by default, output against target, inside the
-    brain masks)."""
+    """Phase 2 of the squeeze variant: anatomy consistency (self-similarity of every feature
+    level, output against input, at fixed evenly spread positions) and artefact consistency
+    (channel means and stds of the ``artefact_levels`` deepest feature levels, all by default,
+    output against target, inside the brain masks)."""
     from mrharmony.structural.hail import style_loss
 
     x, mx, t, mt = (batch[k] for k in ("x", "mx", "t", "mt"))
@@ -359,6 +368,23 @@ def ihf_losses(net: IHFTrainee, batch: dict, *, anatomy_weight: float, artefact_
         anatomy = anatomy + self_similarity_loss(a, b, idx)
     k = len(fo) - (artefact_levels or len(fo))
     artefact = style_loss(fo[k:], ft[k:], mx, mt)
+    return {"loss": anatomy_weight * anatomy + artefact_weight * artefact, "anatomy": anatomy, "artefact": artefact}
+
+
+def hierarchy_losses(net: IHFTrainee, batch: dict, *, anatomy_weight: float, artefact_weight: float) -> dict:
+    """Phase 2 of the paper's flow, as its code weighs them: anatomy consistency, the dense
+    self-similarity of the deepest features (output against input, every position), and artefact
+    consistency, the channel means and stds of the shallower levels (output against target,
+    inside the brain masks, the 90% of channels whose means differ least)."""
+    from mrharmony.structural.ihf_hierarchy import dense_self_similarity_loss, kept_channel_stats_loss
+
+    x, mx, t, mt = (batch[k] for k in ("x", "mx", "t", "mt"))
+    out = net.ihf(x, net.ihf.style_code(t, mt))
+    fo = net.feature_maps(out)
+    with torch.no_grad():
+        fx, ft = net.feature_maps(x), net.feature_maps(t)
+    anatomy = dense_self_similarity_loss(fo[-1], fx[-1])
+    artefact = kept_channel_stats_loss(fo[:-1], ft[:-1], mx, mt)
     return {"loss": anatomy_weight * anatomy + artefact_weight * artefact, "anatomy": anatomy, "artefact": artefact}
 
 
@@ -391,7 +417,7 @@ def _run_flow(net: IHF, image_n: np.ndarray, code: torch.Tensor, *, inverse: boo
     are part of its output: the inverse needs them back (empty when nothing was padded)."""
     x = _layout(image_n, net.dims)
     shape = x.shape  # the image's, before any padding
-    m = net.flow.multiple
+    m = net.multiple
     pads = [(-n) % m for n in x.shape[2:]]
     inside = None
     if any(pads):
@@ -424,7 +450,7 @@ def _run_flow(net: IHF, image_n: np.ndarray, code: torch.Tensor, *, inverse: boo
 
 def margin_size(net: IHF, shape: tuple[int, ...]) -> int:
     """How many values of the flow's output lie on the padding of an image of ``shape``."""
-    m = net.flow.multiple
+    m = net.multiple
     size = tuple(shape[:2]) if net.dims == 2 else tuple(shape)
     padded = tuple(n + (-n) % m for n in size)
     per = int(np.prod(padded) - np.prod(size))
@@ -466,15 +492,33 @@ def restore_flow(net: IHF, harmonized: np.ndarray, record: dict) -> np.ndarray:
     return (back * record["InputScale"]).astype(np.float32)
 
 
+#: the row name of the squeeze design (``flow: squeeze``), a variant of the paper's flow
+SQUEEZE_NAME = "ihf_squeeze"
+
+
+def build_flow(model: dict) -> nn.Module:
+    """The flow of a saved or configured ``model`` section: the paper's hierarchy flow, or the
+    squeeze variant (models saved before the ``flow`` key existed are the squeeze design)."""
+    from mrharmony.structural.ihf_hierarchy import HierarchyFlowNet
+
+    flow = model.get("flow", "squeeze")
+    style_dim = model.get("style_dim") or (64 if flow == "hierarchy" else 32)
+    hidden = model.get("hidden") or (64 if flow == "hierarchy" else 32)
+    if flow == "hierarchy":
+        return HierarchyFlowNet(model["dims"], tuple(model["chunks"]), hidden, style_dim, model["pad"])
+    return IHF(model["dims"], model["levels"], model["blocks"], hidden, style_dim)
+
+
 class IHFHarmonizer(TrainedImageHarmonizer):
     """IHF-Harmony as an :class:`~mrharmony.structural.harmonizer.ImageHarmonizer`: the trained
-    flow and artefact encoder (``net``, an :class:`IHF`) applied by :func:`harmonize_flow`; the
-    result's sidecar holds ``InputScale``, ``TargetScale`` and ``StyleCode`` (and its arrays the
-    ``FlowMargin`` of a padded size), with which :meth:`restore` (:func:`restore_flow`) gives the
-    input back from the prediction alone.
+    flow and style encoder (``net``) applied by :func:`harmonize_flow`. The paper's hierarchy flow
+    (``ihf``) is not invertible from its output (see :mod:`mrharmony.structural.ihf_hierarchy`);
+    the squeeze variant (``ihf_squeeze``) is: its result's sidecar holds ``InputScale``,
+    ``TargetScale`` and ``StyleCode`` (and its arrays the ``FlowMargin`` of a padded size), with
+    which :meth:`restore` (:func:`restore_flow`) gives the input back from the prediction alone.
 
     Examples:
-        >>> h = IHFHarmonizer.load("runs/ihf")                                 # doctest: +SKIP
+        >>> h = IHFHarmonizer.load("runs/ihf_squeeze")                         # doctest: +SKIP
         >>> result = h.transform(image, target=target_image)                   # doctest: +SKIP
         >>> back = h.restore(result)                                           # doctest: +SKIP
     """
@@ -482,13 +526,21 @@ class IHFHarmonizer(TrainedImageHarmonizer):
     method = "ihf"
     title = "IHF-Harmony"
     array_keys = ("FlowMargin",)
-    description = "image harmonized by IHF-Harmony to the site of the target image (invertible)"
-    invertible = True
+    description = "image harmonized by IHF-Harmony to the site of the target image"
     train_command = "structural train"
 
+    def __init__(self, net, *, meta: dict | None = None, model_file=None, name: str | None = None):
+        squeeze = (meta or {}).get("model", {}).get("flow", "squeeze") == "squeeze"
+        super().__init__(net, meta=meta, model_file=model_file, name=name or (SQUEEZE_NAME if squeeze else None))
+        self.invertible = squeeze
+        if squeeze:  # not the paper's flow: its rows, sidecars and reports say so
+            self.title = "IHF-Harmony (squeeze variant)"
+            self.description = ("image harmonized by IHF-Harmony's squeeze variant (ihf_squeeze, exactly invertible) "
+                                "to the site of the target image")
+
     @classmethod
-    def build_network(cls, model: dict) -> IHF:
-        return IHF(model["dims"], model["levels"], model["blocks"], model["hidden"], model["style_dim"])
+    def build_network(cls, model: dict) -> nn.Module:
+        return build_flow(model)
 
     def _transform(self, image, mask, target, target_mask) -> HarmonizedImage:
         out, record = harmonize_flow(self.net, image, mask, target, target_mask)
@@ -511,15 +563,24 @@ class IHFHarmonizer(TrainedImageHarmonizer):
 
 class IHFConfig(ImageMethodConfig):
     method: Literal["ihf"]
+    flow: Literal["hierarchy", "squeeze"] = Field(
+        default="hierarchy", description="hierarchy: the paper's flow (lifting by subtracted deltas, no squeeze; "
+        "mrharmony.structural.ihf_hierarchy); squeeze: a variant of this project, named ihf_squeeze in every row "
+        "(space-to-channel squeezes and subtractive coupling, exactly invertible from its output)")
     dims: Literal[2, 3] = 2
-    levels: int = Field(default=2, ge=1, le=4)
-    blocks: int = Field(default=3, ge=1)
-    hidden: int = Field(default=32, ge=4)
-    style_dim: int = Field(default=32, ge=2)
-    anatomy_weight: float = Field(default=1.0, ge=0)
-    artefact_weight: float = Field(default=10.0, ge=0)
-    artefact_levels: int | None = Field(default=1, ge=1, description="deepest feature levels of the artefact "
-                                                                      "loss (None: all)")
+    chunks: tuple[int, ...] = Field(default=(10, 4, 4), min_length=1, description="hierarchy: deltas per block")
+    pad: int = Field(default=10, ge=0, description="hierarchy: reflection padding around the image")
+    levels: int = Field(default=2, ge=1, le=4, description="squeeze: levels of squeezes")
+    blocks: int = Field(default=3, ge=1, description="squeeze: coupling blocks per level")
+    hidden: int | None = Field(default=None, ge=4, description="hidden channels of the coupling networks "
+                               "(default 64 for hierarchy, 32 for squeeze)")
+    style_dim: int | None = Field(default=None, ge=2, description="style code (default 64 for hierarchy, as the "
+                                  "paper's code, 32 for squeeze)")
+    anatomy_weight: float | None = Field(default=None, ge=0, description="default 1 (both flows)")
+    artefact_weight: float | None = Field(default=None, ge=0, description="default 2 for hierarchy (the paper's "
+                                          "code), 10 for squeeze")
+    artefact_levels: int | None = Field(default=1, ge=1, description="squeeze: deepest feature levels of the "
+                                        "artefact loss (None: all); hierarchy: every level but the deepest")
     widths: tuple[int, ...] = Field(default=(16, 32, 64), min_length=2,
                                     description="the self-trained feature encoder of the losses")
     vgg_weights: str | None = Field(default=None, description="a torchvision-style VGG-19 file (2D): the losses' "
@@ -533,7 +594,7 @@ class IHFConfig(ImageMethodConfig):
 
     def build(self):
         vgg = load_vgg_weights(self.vgg_weights) if self.vgg_weights else None
-        return IHFTrainee(self.dims, self.levels, self.blocks, self.hidden, self.style_dim, tuple(self.widths), vgg)
+        return IHFTrainee(build_flow(self.model_dump()), self.dims, tuple(self.widths), vgg)
 
     def spatial_dims(self) -> int:
         return self.dims
@@ -542,7 +603,7 @@ class IHFConfig(ImageMethodConfig):
         return not self.vgg_weights  # a VGG-19 from a file needs no phase 1
 
     def check_crop(self, crop_size: int, source) -> None:
-        if crop_size % 2**self.levels:
+        if self.flow == "squeeze" and crop_size % 2**self.levels:
             raise InputError(f"sets crop_size {crop_size}, which the flow's {self.levels} squeezes cannot halve; "
                              f"use a multiple of {2**self.levels}.", source)
 
@@ -550,7 +611,12 @@ class IHFConfig(ImageMethodConfig):
         return net.ihf, net.features
 
     def transfer_losses(self, net, batch: dict) -> dict:
-        return ihf_losses(net, batch, anatomy_weight=self.anatomy_weight, artefact_weight=self.artefact_weight,
+        anatomy = 1.0 if self.anatomy_weight is None else self.anatomy_weight
+        if self.flow == "hierarchy":
+            artefact = 2.0 if self.artefact_weight is None else self.artefact_weight
+            return hierarchy_losses(net, batch, anatomy_weight=anatomy, artefact_weight=artefact)
+        artefact = 10.0 if self.artefact_weight is None else self.artefact_weight
+        return ihf_losses(net, batch, anatomy_weight=anatomy, artefact_weight=artefact,
                           artefact_levels=self.artefact_levels)
 
     def deployed(self, net):
