@@ -187,3 +187,21 @@ def test_segmentation_of_a_degenerate_image_gives_tissue_labels():
         labels = segment_tissues(img, m)
         assert set(np.unique(labels[m])) <= {1, 2, 3} and not labels[~m].any()
     assert len(np.unique(segment_tissues(two, m)[m])) == 2  # the two values are told apart
+
+
+def test_a_two_voxel_texture_shows_in_the_period2_power_and_a_smooth_change_does_not():
+    from mrharmony.structural.metrics import period2_power, texture_ratio
+
+    rng = np.random.default_rng(0)
+    x = rng.random((24, 20, 6))
+    mask = np.zeros(x.shape, bool)
+    mask[2:22, 3:18, 1:5] = True
+    truth = x * 1.3 + 0.05 * rng.standard_normal(x.shape)  # another site: a contrast change and new noise
+    i, j, _ = np.indices(x.shape)
+    checker = 0.05 * ((i + j) % 2 * 2 - 1)  # a pattern of period 2, as a squeeze can leave
+    smooth = x * 1.3
+    assert texture_ratio(truth, x, truth, mask) == pytest.approx(1.0)
+    assert texture_ratio(smooth + checker, x, truth, mask) > 3 * texture_ratio(smooth, x, truth, mask)
+    assert period2_power(np.zeros(x.shape), mask) == 0.0
+    with pytest.raises(ValueError, match="empty mask"):
+        period2_power(x, np.zeros(x.shape, bool))

@@ -170,8 +170,8 @@ def structural_sections(structural, out: Path) -> tuple[str, str]:
     for modality in info.get("modalities", []):
         columns, mask, title = example_images(info, modality)
         pictures += img_tag(image_row(columns, mask, title=title), f"{modality} example")
-    table = markdown_table(summarize(rows, extra_metrics=("roundtrip",) if any("roundtrip" in r for r in rows)
-                                     else ()))
+    table = markdown_table(summarize(rows, extra_metrics=tuple(k for k in ("texture_p2", "roundtrip")
+                                                               if any(k in r for r in rows))))
     test_rows = "".join(
         f"<tr><td>{html.escape(str(x.get('modality', '')))}</td><td>{html.escape(str(x.get('group', '')))}</td>"
         f"<td>{html.escape(str(x.get('metric', '')))}</td><td>{html.escape(str(x.get('method', x.get('b', ''))))}</td>"

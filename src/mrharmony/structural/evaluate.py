@@ -8,7 +8,9 @@ subject's image on it (never a test subject). Each (subject, input site, target 
 is one row of :data:`~mrharmony.structural.metrics.METRICS` (nWD, rAVD and Dice of the tissue
 segmentations against the input's, SSIM / PSNR against the test subject's own image on the
 target site, the truth), its ``group`` ``seen`` when both sites were training sites, else
-``unseen``. An invertible method's rows also hold ``roundtrip``: the relative error of the
+``unseen``. Every row holds ``texture_p2``, the power of its change to the input at the 2-voxel
+period over the truth's (:func:`~mrharmony.structural.metrics.texture_ratio`; the truth's row is
+1). An invertible method's rows also hold ``roundtrip``: the relative error of the
 input restored from its prediction. The row ``truth`` scores the truth itself.
 
 The subjects are those of the trained models' run (their ``split``: ``test`` subjects, the
@@ -58,11 +60,15 @@ from mrharmony.structural.metrics import (
     segment_tissues,
     ssim_psnr,
     summarize,
+    texture_ratio,
 )
 
 #: the methods that can be given by name (the intensity baselines); anything else is a model path
 BASELINES = INTENSITY_METHODS
 ROUNDTRIP = "roundtrip"
+#: every row's power at the 2-voxel period of its change to the input, over the truth's
+#: (:func:`~mrharmony.structural.metrics.texture_ratio`)
+TEXTURE = "texture_p2"
 
 
 @dataclass
@@ -186,7 +192,7 @@ def compare_harmonizers(dataset, methods, *, modalities: Sequence[str] | None = 
         rows += score_pairs(ds, hs, subjects=subjects, reference_subject=reference_subject, seen_sites=seen,
                             modality=modality, pairs=pairs, quiet=quiet)
     seconds = time.perf_counter() - t0
-    extra = (ROUNDTRIP,) if any(h.invertible for h in hs) else ()
+    extra = (TEXTURE,) + ((ROUNDTRIP,) if any(h.invertible for h in hs) else ())
     info = {"dataset": str(ds.root), "methods": {h.name: _origin(h) for h in hs}, "modalities": list(modalities),
             "reference": reference, "test_subjects": list(subjects), "one_shot_reference_subject": reference_subject,
             "training_sites": list(seen), "unseen_sites": [s for s in ds.site_names if s not in seen],
@@ -272,6 +278,7 @@ def score_pairs(dataset, harmonizers: Sequence[ImageHarmonizer], *, subjects: Se
                        else segment_tissues(p, mask, modality=modality))
                 r, d = ravd(labels[i], lab), dice(labels[i], lab)
                 s, q = ssim_psnr(p, truth, mask) if name != TRUTH_ROW else (float("nan"), float("nan"))
+                extra = {TEXTURE: texture_ratio(p, x, truth, mask), **extra}
                 rows.append({"subject": subject, "modality": modality, "input_site": i, "target_site": j,
                              "group": group, "method": name, "nwd_ip": ip, "nwd_tp": tp, "ravd_gm": r["gm"],
                              "ravd_wm": r["wm"], "dice_gm": d["gm"], "dice_wm": d["wm"], "ssim": s,
