@@ -10,8 +10,13 @@ matter (a negative bias there); noise raises FA where it is low (a positive bias
 and CSF); a voxel that mixes tissues has an MD that moves with the partial volume of CSF, so
 blur and misregistration show there first.
 
+With ``--distance``, also each row's median signed relative MD error (against the noiseless
+target) by distance from the brain's centroid: the gradient coils' non-linearity lowers the
+effective b-value away from the isocentre, differently on each scanner, which shows there as an
+MD error that changes with the distance.
+
 Usage:
-    python benchmarks/errors_by_tissue.py RUN_DIR ... [--target prisma_st] [--subject S ...]
+    python benchmarks/errors_by_tissue.py RUN_DIR ... [--target prisma_st] [--subject S ...] [--distance]
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import nibabel as nib
 import numpy as np
 
 TISSUES = {"white matter": 0, "grey matter": 1, "CSF": 2}  # channels of truth/<subject>/tissue.nii.gz
+DISTANCE_BINS = ((0, 30), (30, 50), (50, 65), (65, 80), (80, 200))  # mm from the brain's centroid
 
 
 def tissue_groups(ds, subject: str, target: str, mask: np.ndarray) -> dict[str, np.ndarray]:
@@ -41,6 +47,7 @@ def main() -> None:
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--target", default="prisma_st")
     ap.add_argument("--subject", nargs="+", help="default: the runs' held-out subjects")
+    ap.add_argument("--distance", action="store_true", help="also the MD error by distance from the brain's centre")
     args = ap.parse_args()
 
     from mrharmony.dmri.evaluate import TargetReference, table_rows_of
@@ -66,6 +73,9 @@ def main() -> None:
               f"(share of the brain's voxels: {share}); FA MAE / FA bias / MD MAE (1e-5 mm^2/s)\n")
         print("| row | " + " | ".join(groups) + " |")
         print("|" + " --- |" * (len(groups) + 1))
+        voxels = np.argwhere(tf.mask)
+        distance = np.linalg.norm((voxels - voxels.mean(0)) * ds.platforms[args.target].voxel_size[0], axis=1)
+        by_distance = []
         for name, h in entries:
             if h is None:
                 fa, md, _ = identity.dti_of(ref.rescan_features(args.target), args.target, tf.mask,
@@ -80,6 +90,15 @@ def main() -> None:
                 d = fa[m] - clean_fa[m]
                 cells.append(f"{np.abs(d).mean():.4f} / {d.mean():+.4f} / {1e5 * np.abs(md[m] - clean_md[m]).mean():.2f}")
             print(f"| {name} | " + " | ".join(cells) + " |")
+            rel = md[tf.mask] / np.maximum(clean_md[tf.mask], 1e-6) - 1
+            by_distance.append((name, [np.median(rel[(distance >= a) & (distance < b)]) for a, b in DISTANCE_BINS]))
+        if args.distance:
+            print(f"\n{subject}, {args.target}: median signed relative MD error against the noiseless target, by "
+                  "distance from the brain's centroid (mm)\n")
+            print("| row | " + " | ".join(f"{a}-{b}" for a, b in DISTANCE_BINS) + " |")
+            print("|" + " --- |" * (len(DISTANCE_BINS) + 1))
+            for name, values in by_distance:
+                print(f"| {name} | " + " | ".join(f"{v:+.3f}" for v in values) + " |")
 
 
 if __name__ == "__main__":
