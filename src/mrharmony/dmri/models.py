@@ -46,8 +46,6 @@ def load_model(path: str | os.PathLike):
              for t, m in meta.get("first_stage_models", {}).items()}
     net = cfg.build(meta["ratios"], meta["in_channels"], patch_size=meta["patch_size"], first_stage_nets=first)
     if meta.get("position_channels"):  # training.inputs: sh+position (models made before it have none)
-        from mrharmony.dmri.networks.position import PositionModulated
-
-        net = PositionModulated(net, meta["ratios"], meta["in_channels"])
+        net = cfg.with_position(net, meta["ratios"], meta["in_channels"])
     load_weights(net, obj, path)
     return net, meta

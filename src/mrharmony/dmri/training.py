@@ -218,9 +218,7 @@ class NetworkTrainee(Trainee):
         net = cfg.model.build(ratios, in_channels, patch_size=cfg.data.patch_size, first_stage_nets=first.nets)
         sizes = output_sizes(net, in_channels, cfg.data.patch_size)
         if position:
-            from mrharmony.dmri.networks.position import PositionModulated
-
-            net = PositionModulated(net, ratios, in_channels)
+            net = cfg.model.with_position(net, ratios, in_channels)
         if cfg.model.init_from:
             start_from(net, cfg, targets, source)
         self.patch_targets = {t: max(s) for t, s in sizes.items()}

@@ -49,6 +49,13 @@ class NetworkConfig(StrictModel):
         """The torch module for ``targets`` (name -> voxel ratio)."""
         raise NotImplementedError
 
+    def with_position(self, net, targets: dict[str, int], sh_channels: int):
+        """``net`` with its outputs modulated by position (``training.inputs: sh+position``,
+        :class:`~mrharmony.dmri.networks.position.PositionModulated`)."""
+        from mrharmony.dmri.networks.position import PositionModulated
+
+        return PositionModulated(net, targets, sh_channels)
+
     def first_stage_networks(self, targets: list[str], data) -> FirstStage:
         """The trained networks this method starts from (none but for MSP)."""
         return FirstStage()
