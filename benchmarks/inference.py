@@ -41,10 +41,14 @@ def main() -> None:
     ds = load_dataset(meta["data"]["dataset"], check_data=False)
     subject = args.subject or ds.subjects[-1]
     f = load_features(ds, subject, ds.input_platform.name)
+    if meta.get("position_channels"):  # training.inputs: sh+position: the network reads them too
+        from mrharmony.dmri.features.position import with_position
+
+        f.data = with_position(f.data, f.mask, f.affine)
     sizes = {t: v[-1] for t, v in meta["output_sizes"].items()}
     t0 = time.perf_counter()
     full = predict_volume(net, f.data, output_sizes=sizes, ratios=meta["ratios"], patch=meta["patch_size"],
-                          tile=args.tile)
+                          tile=args.tile, out_channels=meta["in_channels"])
     tiled_s = time.perf_counter() - t0
     brain = np.argwhere(f.mask)
     rng = np.random.default_rng(args.seed)

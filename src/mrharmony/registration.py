@@ -149,7 +149,9 @@ def upsample_masked(data: np.ndarray, mask: np.ndarray, r: int) -> np.ndarray:
     weight = upsample_linear(m.astype(np.float32), r)
     fine_mask = m.repeat(r, 0).repeat(r, 1).repeat(r, 2)
     ok = fine_mask & (weight > 1e-6)
-    v = upsample_linear(np.where(m[..., None], data, 0).astype(np.float32), r)
     out = np.zeros((*weight.shape, data.shape[-1]), np.float32)
-    out[ok] = v[ok] / weight[ok][:, None]
+    w = weight[ok][:, None]
+    for c in range(0, data.shape[-1], 4):  # a few channels at a time: memory of the output and a little more
+        v = upsample_linear(np.where(m[..., None], data[..., c:c + 4], 0).astype(np.float32), r)
+        out[..., c:c + 4][ok] = v[ok] / w
     return out

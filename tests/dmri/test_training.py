@@ -410,6 +410,10 @@ def test_a_network_with_position_channels_trains_applies_and_guards_its_first_st
     f.mask = f.mask.copy()
     f.mask[tuple(np.argwhere(f.mask)[0])] = False
     assert not np.allclose(h.predict(f)["prisma_st"][f.mask], y[f.mask])
+    # dense training on tiles takes the position channels too
+    tiled = train(_config(tmp_path, tiny_prepared, name="tiles.yaml", targets=["prisma_st"],
+                          training={"inputs": "sh+position", "tile_size": 13}), tmp_path / "pos-tiles", quiet=True)
+    assert load_model(tiled)[1]["position_channels"] is True
     # MSP takes first stages of the SH features alone, and does not take the position itself
     path = _config(tmp_path, tiny_prepared, name="msp.yaml", method="msp", targets=["prisma_st"],
                    first_stage_runs=[str(run)])

@@ -90,3 +90,17 @@ def test_a_hierarchy_flow_harmonizes_an_image_of_any_size():
     mask, tmask = image > 0.2, target > 0.2
     out, record = harmonize_flow(net, image, mask, target, tmask)
     assert out.shape == image.shape and np.isfinite(out).all() and record["FlowMargin"].size == 0
+
+
+def test_settings_of_the_other_flow_and_a_3d_hierarchy_are_refused():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="levels is not a setting of flow: hierarchy"):
+        IHFConfig(method="ihf", levels=3)
+    with pytest.raises(ValidationError, match="chunks, pad are not a setting of flow: squeeze"):
+        IHFConfig(method="ihf", flow="squeeze", chunks=(2, 2), pad=1)
+    with pytest.raises(ValidationError, match="dims: 3 needs flow: squeeze"):
+        IHFConfig(method="ihf", dims=3)
+    # a hierarchy flow is never taken for invertible, whatever its metadata says
+    net = HierarchyFlowNet(2, chunks=(2,), hidden=4, style_dim=4, pad=1)
+    assert not IHFHarmonizer(net).invertible and not IHFHarmonizer(net, meta={"model": {"flow": "squeeze"}}).invertible

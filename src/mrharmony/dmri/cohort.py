@@ -93,6 +93,9 @@ def regional_values(harmonizers: list[tuple[str, object]], root: str | os.PathLi
         reference = TargetReference(ds, subject)
         for i, (name, h) in enumerate(harmonizers):
             targets = [t for t in h.targets if t in ds.platforms]
+            if not targets:  # none of its targets were scanned in this cohort
+                progress.update(1)
+                continue
             gradients = {t: reference.scan(t)[1] for t in targets}
             rois = {}
             for t in targets:
@@ -102,7 +105,7 @@ def regional_values(harmonizers: list[tuple[str, object]], root: str | os.PathLi
                 if not rois[t].any():
                     raise InputError(f"subject {subject}: the region has no white matter inside the {t} "
                                      "scan's brain.", root)
-            pred = ({t: y for t, y in h.predict(scan, region=h.input_region(rois)).items() if t in targets}
+            pred = ({t: y for t, y in predict_where(h, scan, h.input_region(rois)).items() if t in targets}
                     if h.predicts_sh else None)
             maps = h.predict_dti(scan, gradients=gradients, pred=pred, masks=rois)  # DTI fits in the region only
             for t in targets:
@@ -115,6 +118,15 @@ def regional_values(harmonizers: list[tuple[str, object]], root: str | os.PathLi
             progress.update(1)
     progress.close()
     return rows
+
+
+def predict_where(h, scan, region):
+    """``h.predict`` told where the prediction is read, if it takes a ``region`` (a harmonizer
+    written before the argument existed predicts everywhere)."""
+    import inspect
+
+    takes = "region" in inspect.signature(h.predict).parameters
+    return h.predict(scan, region=region) if takes else h.predict(scan)
 
 
 def group_summary(rows: list[dict], *, seed: int = 0) -> dict:

@@ -93,6 +93,7 @@ class ComBatHarmonizer(VoxelwiseHarmonizer):
             v = maps[t]
             fa_h = np.clip(v[..., 0] * fa + v[..., 1], 0.0, 1.0)
             md_h = np.maximum(v[..., 2] * md + v[..., 3], 0.0)
+            fa_h[~fit], md_h[~fit] = 0.0, 0.0  # not fitted there: no maps rather than the offsets alone
             gain = np.where(fa > 1e-6, fa_h / np.maximum(fa, 1e-6), 0.0)
             dec_h = dec * gain[..., None]
             r = self.ratios[t]

@@ -78,6 +78,8 @@ class DeepHarmonizer(Harmonizer):
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         sizes = {t: v[self.output] for t, v in self.meta["output_sizes"].items()}
         features, mask = scan.data, np.asarray(scan.mask, bool)
+        if region is not None and np.shape(region) != mask.shape:
+            raise ValueError(f"region of shape {np.shape(region)} for a scan of shape {mask.shape}")
         if self.meta.get("position_channels"):  # models made before the option have none
             from mrharmony.dmri.features.position import with_position
 

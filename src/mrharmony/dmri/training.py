@@ -217,10 +217,6 @@ class NetworkTrainee(Trainee):
         in_channels = input_channels(ds)
         net = cfg.model.build(ratios, in_channels, patch_size=cfg.data.patch_size, first_stage_nets=first.nets)
         sizes = output_sizes(net, in_channels, cfg.data.patch_size)
-        if position:
-            net = cfg.model.with_position(net, ratios, in_channels)
-        if cfg.model.init_from:
-            start_from(net, cfg, targets, source)
         self.patch_targets = {t: max(s) for t, s in sizes.items()}
         # dense training cuts tiles around the same centres; validation scores their centred patches
         tile = tc.tile_size or cfg.data.patch_size
@@ -229,6 +225,10 @@ class NetworkTrainee(Trainee):
                              f"({cfg.data.patch_size}).", source)
         tile_targets = ({t: max(s) for t, s in output_sizes(net, in_channels, tile).items()}
                         if tc.tile_size else self.patch_targets)
+        if position:  # the sizes above are the wrapped network's too (it modulates outputs only)
+            net = cfg.model.with_position(net, ratios, in_channels)
+        if cfg.model.init_from:
+            start_from(net, cfg, targets, source)
         self.sampler = PatchSampler.from_dataset(ds, subjects=cfg.data.subjects, targets=targets,
                                                  size=tile, target_sizes=tile_targets, position=position)
         self.splits = make_splits(self.sampler, cfg.data, source=source)

@@ -530,7 +530,7 @@ class IHFHarmonizer(TrainedImageHarmonizer):
     train_command = "structural train"
 
     def __init__(self, net, *, meta: dict | None = None, model_file=None, name: str | None = None):
-        squeeze = (meta or {}).get("model", {}).get("flow", "squeeze") == "squeeze"
+        squeeze = isinstance(net, IHF)  # the squeeze design; the paper's flow is a HierarchyFlowNet
         super().__init__(net, meta=meta, model_file=model_file, name=name or (SQUEEZE_NAME if squeeze else None))
         self.invertible = squeeze
         if squeeze:  # not the paper's flow: its rows, sidecars and reports say so
@@ -590,6 +590,15 @@ class IHFConfig(ImageMethodConfig):
     def _vgg_is_2d(self) -> "IHFConfig":
         if self.vgg_weights and self.dims != 2:
             raise ValueError("vgg_weights needs dims: 2 (VGG-19 is a 2D network)")
+        if self.flow == "hierarchy" and self.dims == 3:
+            raise ValueError("flow: hierarchy is the paper's 2D flow (its 160 lifted channels at full resolution do "
+                             "not fit a whole volume); dims: 3 needs flow: squeeze")
+        other = {"hierarchy": ("levels", "blocks", "artefact_levels"), "squeeze": ("chunks", "pad")}[self.flow]
+        unused = sorted(k for k in other  # a resolved config writes every key at its default: those pass
+                        if getattr(self, k) != type(self).model_fields[k].default)
+        if unused:
+            raise ValueError(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not a setting of flow: "
+                             f"{self.flow}")
         return self
 
     def build(self):

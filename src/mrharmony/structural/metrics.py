@@ -201,7 +201,8 @@ def period2_power(change: np.ndarray, mask: np.ndarray, *, reach: int = 4) -> fl
     x, y = (n - n % 2 for n in m.shape[:2])
     d = np.where(m, np.asarray(change, np.float64), 0.0)[:x, :y]
     a, b, c, e = d[0::2, 0::2], d[1::2, 0::2], d[0::2, 1::2], d[1::2, 1::2]
-    inside = m[:x, :y][0::2, 0::2] & m[:x, :y][1::2, 1::2]
+    mm = m[:x, :y]
+    inside = mm[0::2, 0::2] & mm[1::2, 0::2] & mm[0::2, 1::2] & mm[1::2, 1::2]
     if not inside.any():
         raise ValueError("the mask holds no whole 2 x 2 block")
     energy = 0.0
