@@ -376,7 +376,10 @@ def hierarchy_losses(net: IHFTrainee, batch: dict, *, anatomy_weight: float, art
     self-similarity of the deepest features (output against input, every position), and artefact
     consistency, the channel means and stds of the shallower levels (output against target,
     inside the brain masks, the 90% of channels whose means differ least)."""
-    from mrharmony.structural.ihf_hierarchy import dense_self_similarity_loss, kept_channel_stats_loss
+    from mrharmony.structural.ihf_hierarchy import (
+        dense_self_similarity_loss,
+        kept_channel_stats_loss,
+    )
 
     x, mx, t, mt = (batch[k] for k in ("x", "mx", "t", "mt"))
     out = net.ihf(x, net.ihf.style_code(t, mt))
