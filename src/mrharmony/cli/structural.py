@@ -28,8 +28,8 @@ def add_structural(sp) -> None:
 
     add("train", add_train, "Train HAIL or IHF-Harmony, whichever the YAML config names (model.method).")
     add("apply", add_apply, "Harmonize an image to the site of one target image (a HAIL or IHF-Harmony model).")
-    add("restore", add_restore, "The input back from an image IHF-Harmony harmonized (its exact inverse; "
-                                "what it needs is read from the image's sidecar).")
+    add("restore", add_restore, "The input back from an image IHF-Harmony's squeeze variant (ihf_squeeze) "
+                                "harmonized (its exact inverse; what it needs is read from the image's sidecar).")
     add("evaluate", add_evaluate, "Evaluate trained models and intensity baselines on the held-out subjects of a "
                                   "structural dataset, seen and unseen sites, per modality.")
     add("metrics", add_metrics, "nWD(i,p), nWD(t,p), rAVD and Dice (GM, WM), and SSIM / PSNR against a truth")
@@ -78,7 +78,8 @@ def run_apply(args) -> int:
 
 def add_restore(q) -> None:
     q.set_defaults(func=run_restore)
-    q.add_argument("model", help="the IHF-Harmony run directory or model.pt that harmonized the image")
+    q.add_argument("model", help="the IHF-Harmony squeeze-variant (ihf_squeeze) run directory or model.pt that "
+                   "harmonized the image")
     q.add_argument("--input", required=True, help="the harmonized image (with the sidecar 'structural apply' wrote)")
     q.add_argument("--out", required=True, help="the restored image to write (.nii.gz), with a JSON sidecar")
     q.add_argument("--target-image", help="the target image it was harmonized to (only for outputs whose sidecar "
