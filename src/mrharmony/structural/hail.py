@@ -120,6 +120,13 @@ def mask_at(mask: torch.Tensor | None, f: torch.Tensor) -> torch.Tensor | None:
     return (_resize(mask.float(), f.shape[2:]) > 0.5).float()
 
 
+def as_one_sample(f: torch.Tensor, mask: torch.Tensor | None = None):
+    """Features (N, C, ...) and their mask (N, 1, ..., on the features' grid) as one sample
+    (1, C, N * ...): the slices of one volume, whose statistics are taken together."""
+    f = f.transpose(0, 1).reshape(1, f.shape[1], -1)
+    return f, None if mask is None else mask.transpose(0, 1).reshape(1, 1, -1)
+
+
 def channel_stats(f: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-5):
     """Per-sample, per-channel mean and standard deviation of features (N, C, ...) inside ``mask``
     (N, 1, ...; brought to the features' size), each (N, C, 1, 1, 1)."""
@@ -173,13 +180,22 @@ class HAIL(nn.Module):
         return self.transfer(x, target, mask, target_mask)[0]
 
 
-def style_loss(pred_feats: list[torch.Tensor], target_feats: list[torch.Tensor], mask=None, target_mask=None):
-    """Sum over depths of the distances between channel means and between channel stds."""
+def style_loss(pred_feats: list[torch.Tensor], target_feats: list[torch.Tensor], mask=None, target_mask=None, *,
+               keep: float = 1.0):
+    """Sum over depths of the distances (MSE) between channel means and between channel stds,
+    inside the masks. ``keep`` < 1 (IHF-Harmony's code): per depth, only that share of channels
+    whose means differ least (the rest, where the two images' content differs most, left out)."""
     loss = pred_feats[0].new_zeros(())
     for fp, ft in zip(pred_feats, target_feats):
         mp, sp = channel_stats(fp, mask)
         mt, st = channel_stats(ft, target_mask)
-        loss = loss + F.mse_loss(mp, mt) + F.mse_loss(sp, st)
+        if keep >= 1.0:
+            loss = loss + F.mse_loss(mp, mt) + F.mse_loss(sp, st)
+            continue
+        dm, ds = ((mp - mt) ** 2).flatten(1), ((sp - st) ** 2).flatten(1)
+        k = max(1, round(keep * dm.shape[1]))
+        idx = torch.topk(dm.detach(), k, dim=1, largest=False).indices
+        loss = loss + dm.gather(1, idx).mean() + ds.gather(1, idx).mean()
     return loss
 
 
@@ -244,12 +260,11 @@ class HAILHarmonizer(TrainedImageHarmonizer):
     def __init__(self, net: HAIL, *, meta: dict | None = None, model_file=None, name: str | None = None,
                  device: str | torch.device = "cpu"):
         unet = bool((meta or {}).get("model", {}).get("skips", False))
-        super().__init__(net, meta=meta, model_file=model_file, name=name or (UNET_NAME if unet else None))
+        super().__init__(net, meta=meta, model_file=model_file, name=name, variant=(
+            UNET_NAME, "HAIL (U-Net variant)",
+            "T1-weighted image harmonized by HAIL's U-Net variant (hail_unet) to the site of the target image")
+            if unet else None)
         self.device = device
-        if unet:  # not the paper's model: its rows, sidecars and reports say so
-            self.title = "HAIL (U-Net variant)"
-            self.description = ("T1-weighted image harmonized by HAIL's U-Net variant (hail_unet) to the site of "
-                                "the target image")
 
     @classmethod
     def build_network(cls, model: dict) -> HAIL:

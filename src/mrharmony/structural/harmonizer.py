@@ -264,9 +264,14 @@ class TrainedImageHarmonizer(ImageHarmonizer):
     train_command: ClassVar[str] = "structural train"
 
     def __init__(self, net, *, meta: dict | None = None, model_file: str | os.PathLike | None = None,
-                 name: str | None = None):
+                 name: str | None = None, variant: tuple[str, str, str] | None = None):
+        """``variant``: (row name, title, description) of a model that is not its paper's (a
+        variant of this project): its rows (unless ``name`` is given), sidecars and reports say so."""
         meta = dict(meta or {})
-        super().__init__(name=name, modalities=(meta.get("data") or {}).get("modalities"))
+        super().__init__(name=name or (variant[0] if variant else None),
+                         modalities=(meta.get("data") or {}).get("modalities"))
+        if variant:
+            self.title, self.description = variant[1], variant[2]
         self.net = net.eval()
         self.meta = meta
         self.model_file = None if model_file is None else Path(model_file)

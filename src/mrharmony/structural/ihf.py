@@ -54,7 +54,7 @@ from torch.nn import functional as F
 
 from mrharmony.errors import InputError
 from mrharmony.structural.base import ImageMethodConfig, brain_scale
-from mrharmony.structural.hail import channel_stats, conv_class, mask_at
+from mrharmony.structural.hail import as_one_sample, channel_stats, conv_class, mask_at
 from mrharmony.structural.harmonizer import HarmonizedImage, TrainedImageHarmonizer
 
 
@@ -103,8 +103,7 @@ class ArtefactEncoder(nn.Module):
         f = self.net(x)
         m = None if mask is None else mask_at(mask, f)
         if pool_batch:  # statistics over every slice together
-            f = f.transpose(0, 1).reshape(1, f.shape[1], -1)
-            m = None if m is None else m.transpose(0, 1).reshape(1, 1, -1)
+            f, m = as_one_sample(f, m)
         mean, std = channel_stats(f, m)
         return self.fc(torch.cat([mean.flatten(1), std.flatten(1)], dim=1))
 
@@ -242,11 +241,14 @@ class IHF(nn.Module):
         return self.flow.inverse(y, code.expand(y.shape[0], -1), valid)
 
 
-def self_similarity_loss(fo: torch.Tensor, fs: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+def self_similarity_loss(fo: torch.Tensor, fs: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
     """Anatomy consistency: L1 between the cosine self-similarity matrices of the output's and the
-    source's features at the flattened positions ``idx`` (the same positions in both)."""
-    a = F.normalize(fo.flatten(2)[..., idx], dim=1)
-    b = F.normalize(fs.flatten(2)[..., idx], dim=1)
+    source's features at the flattened positions ``idx`` (the same positions in both; default
+    every position, as the paper's code measures it)."""
+    a, b = fo.flatten(2), fs.flatten(2)
+    if idx is not None:
+        a, b = a[..., idx], b[..., idx]
+    a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
     return (a.transpose(1, 2) @ a - b.transpose(1, 2) @ b).abs().mean()
 
 
@@ -348,6 +350,16 @@ class IHFTrainee(nn.Module):
 SIMILARITY_POSITIONS = 256
 
 
+def _flow_features(net: IHFTrainee, batch: dict) -> tuple:
+    """Phase 2's features: the output's (with gradients), the input's and the target's; and the masks."""
+    x, mx, t, mt = (batch[k] for k in ("x", "mx", "t", "mt"))
+    out = net.ihf(x, net.ihf.style_code(t, mt))
+    fo = net.feature_maps(out)
+    with torch.no_grad():
+        fx, ft = net.feature_maps(x), net.feature_maps(t)
+    return fo, fx, ft, mx, mt
+
+
 def ihf_losses(net: IHFTrainee, batch: dict, *, anatomy_weight: float, artefact_weight: float,
                artefact_levels: int | None = None) -> dict:
     """Phase 2 of the squeeze variant: anatomy consistency (self-similarity of every feature
@@ -356,12 +368,8 @@ def ihf_losses(net: IHFTrainee, batch: dict, *, anatomy_weight: float, artefact_
     output against target, inside the brain masks)."""
     from mrharmony.structural.hail import style_loss
 
-    x, mx, t, mt = (batch[k] for k in ("x", "mx", "t", "mt"))
-    out = net.ihf(x, net.ihf.style_code(t, mt))
-    fo = net.feature_maps(out)
-    with torch.no_grad():
-        fx, ft = net.feature_maps(x), net.feature_maps(t)
-    anatomy = out.new_zeros(())
+    fo, fx, ft, mx, mt = _flow_features(net, batch)
+    anatomy = fo[0].new_zeros(())
     for a, b in zip(fo, fx):
         n = a[0, 0].numel()
         idx = torch.linspace(0, n - 1, min(n, SIMILARITY_POSITIONS), device=a.device).long()
@@ -376,18 +384,11 @@ def hierarchy_losses(net: IHFTrainee, batch: dict, *, anatomy_weight: float, art
     self-similarity of the deepest features (output against input, every position), and artefact
     consistency, the channel means and stds of the shallower levels (output against target,
     inside the brain masks, the 90% of channels whose means differ least)."""
-    from mrharmony.structural.ihf_hierarchy import (
-        dense_self_similarity_loss,
-        kept_channel_stats_loss,
-    )
+    from mrharmony.structural.hail import style_loss
 
-    x, mx, t, mt = (batch[k] for k in ("x", "mx", "t", "mt"))
-    out = net.ihf(x, net.ihf.style_code(t, mt))
-    fo = net.feature_maps(out)
-    with torch.no_grad():
-        fx, ft = net.feature_maps(x), net.feature_maps(t)
-    anatomy = dense_self_similarity_loss(fo[-1], fx[-1])
-    artefact = kept_channel_stats_loss(fo[:-1], ft[:-1], mx, mt)
+    fo, fx, ft, mx, mt = _flow_features(net, batch)
+    anatomy = self_similarity_loss(fo[-1], fx[-1])
+    artefact = style_loss(fo[:-1], ft[:-1], mx, mt, keep=0.9)
     return {"loss": anatomy_weight * anatomy + artefact_weight * artefact, "anatomy": anatomy, "artefact": artefact}
 
 
@@ -534,12 +535,11 @@ class IHFHarmonizer(TrainedImageHarmonizer):
 
     def __init__(self, net, *, meta: dict | None = None, model_file=None, name: str | None = None):
         squeeze = isinstance(net, IHF)  # the squeeze design; the paper's flow is a HierarchyFlowNet
-        super().__init__(net, meta=meta, model_file=model_file, name=name or (SQUEEZE_NAME if squeeze else None))
+        super().__init__(net, meta=meta, model_file=model_file, name=name, variant=(
+            SQUEEZE_NAME, "IHF-Harmony (squeeze variant)",
+            ("image harmonized by IHF-Harmony's squeeze variant (ihf_squeeze, exactly invertible) to the site of the "
+             "target image")) if squeeze else None)
         self.invertible = squeeze
-        if squeeze:  # not the paper's flow: its rows, sidecars and reports say so
-            self.title = "IHF-Harmony (squeeze variant)"
-            self.description = ("image harmonized by IHF-Harmony's squeeze variant (ihf_squeeze, exactly invertible) "
-                                "to the site of the target image")
 
     @classmethod
     def build_network(cls, model: dict) -> nn.Module:

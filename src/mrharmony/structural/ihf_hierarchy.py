@@ -67,19 +67,14 @@ class StyleEncoder(nn.Module):
         self.fc = nn.Linear(128, style_dim)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *, pool_batch: bool = False) -> torch.Tensor:
-        from mrharmony.structural.hail import mask_at
+        from mrharmony.structural.hail import as_one_sample, channel_stats, mask_at
 
         f = self.net(x)
         m = mask_at(mask, f)
         if pool_batch:  # one code for the whole batch (the slices of one volume)
-            f = f.transpose(0, 1).reshape(1, f.shape[1], -1)
-            m = None if m is None else m.transpose(0, 1).reshape(1, 1, -1)
-        dims = tuple(range(2, f.dim()))
-        if m is None:
-            pooled = f.mean(dim=dims)
-        else:
-            pooled = (f * m).sum(dim=dims) / m.sum(dim=dims).clamp_min(1.0)
-        return self.fc(pooled)
+            f, m = as_one_sample(f, m)
+        mean, _ = channel_stats(f, m)  # the mean inside the mask
+        return self.fc(mean.flatten(1))
 
 
 class ConditionedAAN(nn.Module):
@@ -98,13 +93,18 @@ class ConditionedAAN(nn.Module):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
 
-    def forward(self, h: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    def modulation(self, h: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``h``'s instance mean and std, and the scale and shift it gets (each broadcastable to ``h``)."""
         dims = tuple(range(2, h.dim()))
         mean = h.mean(dim=dims, keepdim=True)
         std = torch.sqrt(h.var(dim=dims, keepdim=True, unbiased=False) + 1e-5)
         z = torch.cat([F.relu(self.anatomy(mean.flatten(1))), F.relu(self.style(s))], dim=1)
         shape = (h.shape[0], -1) + (1,) * len(dims)
-        return (h - mean) / std * (1 + self.scale(z).view(shape)) + self.shift(z).view(shape)
+        return mean, std, self.scale(z).view(shape), self.shift(z).view(shape)
+
+    def forward(self, h: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        mean, std, scale, shift = self.modulation(h, s)
+        return (h - mean) / std * (1 + scale) + shift
 
 
 class LiftBlock(nn.Module):
@@ -199,40 +199,6 @@ class HierarchyFlowNet(nn.Module):
         """The lifted tensor of ``block`` back from its unfused states ``c`` (the AAN undone, given
         the block's deltas and the instance statistics of ``lifted_like``, the tensor that went in):
         the invertibility the paper's design has before the fusion."""
-        b = self.blocks[block]
-        s = code.expand(c.shape[0], -1)
-        h = lifted_like
-        dims = tuple(range(2, h.dim()))
-        mean = h.mean(dim=dims, keepdim=True)
-        std = torch.sqrt(h.var(dim=dims, keepdim=True, unbiased=False) + 1e-5)
-        z = torch.cat([F.relu(b.aan.anatomy(mean.flatten(1))), F.relu(b.aan.style(s))], dim=1)
-        shape = (h.shape[0], -1) + (1,) * len(dims)
-        normed = (c.flatten(1, 2) - deltas - b.aan.shift(z).view(shape)) / (1 + b.aan.scale(z).view(shape))
-        return normed * std + mean
+        mean, std, scale, shift = self.blocks[block].aan.modulation(lifted_like, code.expand(c.shape[0], -1))
+        return (c.flatten(1, 2) - deltas - shift) / (1 + scale) * std + mean
 
-
-def dense_self_similarity_loss(fo: torch.Tensor, fs: torch.Tensor) -> torch.Tensor:
-    """Anatomy consistency at every position: L1 between the cosine self-similarity matrices
-    (positions x positions) of the output's and the source's features."""
-    a = F.normalize(fo.flatten(2), dim=1)
-    b = F.normalize(fs.flatten(2), dim=1)
-    return (a.transpose(1, 2) @ a - b.transpose(1, 2) @ b).abs().mean()
-
-
-def kept_channel_stats_loss(fo: list[torch.Tensor], ft: list[torch.Tensor], mask=None, target_mask=None, *,
-                            keep: float = 0.9) -> torch.Tensor:
-    """Artefact consistency as the paper's code measures it: per feature level, the MSE of the
-    channel means and of the channel standard deviations (output against target, inside the brain
-    masks), over the ``keep`` share of channels whose means differ least (the rest, where the two
-    images' content differs most, left out)."""
-    from mrharmony.structural.hail import channel_stats
-
-    loss = fo[0].new_zeros(())
-    for a, b in zip(fo, ft):
-        ma, sa = channel_stats(a, mask)
-        mb, sb = channel_stats(b, target_mask)
-        dm, ds = ((ma - mb) ** 2).flatten(1), ((sa - sb) ** 2).flatten(1)
-        k = max(1, int(round(keep * dm.shape[1])))
-        idx = torch.topk(dm.detach(), k, dim=1, largest=False).indices
-        loss = loss + dm.gather(1, idx).mean() + ds.gather(1, idx).mean()
-    return loss

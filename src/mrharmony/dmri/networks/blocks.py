@@ -48,6 +48,17 @@ def crop_margin(x: torch.Tensor, m: int) -> torch.Tensor:
     return x[..., m:x.shape[-3] - m, m:x.shape[-2] - m, m:x.shape[-1] - m] if m else x
 
 
+
+def under_output(x: torch.Tensor, out_size, ratio: int) -> torch.Tensor:
+    """The input voxels under an output of ``out_size`` (its last three axes) on a grid ``ratio``
+    times finer, centred, each repeated ``ratio`` times along every axis: what each output voxel
+    sits in."""
+    sizes = (out_size,) * 3 if isinstance(out_size, int) else tuple(int(v) for v in out_size)
+    x = center_crop(x, tuple(n // ratio for n in sizes))
+    for axis in (-3, -2, -1):
+        x = x.repeat_interleave(ratio, dim=axis)
+    return x
+
 class Conv(nn.Sequential):
     """A valid 3D convolution followed by ReLU (``relu=False`` for output layers)."""
 

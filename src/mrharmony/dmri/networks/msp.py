@@ -137,9 +137,7 @@ class MSPConfig(NetworkConfig):
         runs.update(self.first_stage)
         for t, run in runs.items():
             net, meta = load_model(run)
-            if meta.get("position_channels"):
-                raise InputError("was trained with the position channels; MSP's first stage takes networks of the SH "
-                                 "features alone.", run)
+            refuse_position_channels(meta, run)
             if meta["targets"] != [t]:
                 raise InputError(f"predicts {meta['targets']}, not {t!r}.", run)
             check_same_data(run, meta, data)
@@ -177,15 +175,21 @@ def select_first_stage(runs: list[str], targets: list[str], data) -> dict[str, s
         meta = absolute_paths(read_checkpoint(Path(run) / "model.pt")["meta"], run)
         if meta["model"]["method"] not in SINGLE_NETS:
             raise InputError(f"is a {meta['model']['method']} run; MSP's first stage takes single networks.", run)
-        if meta.get("position_channels"):
-            raise InputError("was trained with the position channels; MSP's first stage takes networks of the SH "
-                             "features alone.", run)
+        refuse_position_channels(meta, run)
         check_same_data(run, meta, data)
         (t,) = meta["targets"]
         loss = meta["best_validation_loss"][t]
         if t in targets and (t not in best or loss < best[t][0]):
             best[t] = (loss, run)
     return {t: r for t, (_, r) in best.items()}
+
+
+def refuse_position_channels(meta: dict, run) -> None:
+    """Refuse a first-stage run trained with ``training.inputs: sh+position``: MSP's first stage
+    takes networks of the SH features alone."""
+    if meta.get("position_channels"):
+        raise InputError("was trained with the position channels; MSP's first stage takes networks of the SH "
+                         "features alone.", run)
 
 
 def check_same_data(run: str, meta: dict, data) -> None:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from mrharmony.dmri.features.position import N_CHANNELS
-from mrharmony.dmri.networks.blocks import center_crop
+from mrharmony.dmri.networks.blocks import under_output
 
 
 class PositionModulated(nn.Module):
@@ -37,9 +37,7 @@ class PositionModulated(nn.Module):
             r, mod = self.ratios[t], self.modulation[t]
             res = []
             for y in ys:
-                p = center_crop(pos, tuple(n // r for n in y.shape[-3:]))
-                for axis in (2, 3, 4):  # each target voxel takes its input voxel's position
-                    p = p.repeat_interleave(r, dim=axis)
+                p = under_output(pos, y.shape[-3:], r)  # each target voxel takes its input voxel's position
                 a, b = torch.chunk(mod(p.to(y.dtype)), 2, dim=1)
                 res.append(y * (1 + a) + b)
             out[t] = res

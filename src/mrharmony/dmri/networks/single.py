@@ -43,6 +43,7 @@ from mrharmony.dmri.networks.blocks import (
     center_crop,
     crop_margin,
     shuffle3d,
+    under_output,
 )
 from mrharmony.errors import InputError
 
@@ -101,10 +102,7 @@ class DIQT(SingleNet):
         z = self.rev2(z)
         y = shuffle3d(self.out(z), self.ratio)
         if self.skip:
-            base = center_crop(x, tuple(n // self.ratio for n in y.shape[-3:]))
-            for axis in (2, 3, 4):
-                base = base.repeat_interleave(self.ratio, dim=axis)
-            y = y + base
+            y = y + under_output(x, y.shape[-3:], self.ratio)
         return y, z
 
 
