@@ -6,9 +6,11 @@ sites separately, plus SSIM / PSNR against the truth our simulator knows:
 1. ``mrharmony simulate --kind structural`` data (``--preset``, default demo: 8 subjects, 5 sites,
    two of them held out of training);
 2. HAIL trained on the training sites and training subjects (``mrharmony structural train``
-   with the packaged defaults at the ``demo`` or ``full`` training preset): the paper's model
-   (``hail``: AdaIN on the deepest features, then the decoder) and the U-Net variant
-   (``hail_unet``); with ``--ablation`` also the paper's model without the consistency loss;
+   with the packaged defaults at the ``demo`` or ``full`` training preset, and at the ``demo``
+   preset 12 autoencoder epochs and 12 of the decoder, the same for every HAIL row): the paper's
+   model (``hail``: AdaIN on the deepest features, then the decoder; two levels) and the U-Net
+   variant (``hail_unet``; three levels, 16, 32 and 64 channels, as in the demo); with
+   ``--ablation`` also the paper's model without the consistency loss;
 3. every held-out test subject harmonized from each site to each other site with every method;
    the one target image of a site is the validation subject's image on it (one-shot, never a
    test subject); scored by :func:`mrharmony.structural.evaluate.compare_harmonizers`, which
@@ -50,9 +52,11 @@ def main() -> None:
     data, ds = structural_data(out, args.preset, args.seed)
     config = {"preset": args.training_preset, "data": {"dataset": str(data.resolve()), "modalities": ["T1w"]},
               "model": {"method": "hail"}}
+    if args.training_preset == "demo":
+        config["training"] = {"pretrain_epochs": 12, "epochs": 12}
     # rows named by the models themselves (a reused run of the U-Net is hail_unet, whatever its folder)
     paper = train_or_resume(HAILHarmonizer, config, out / "run-hail")
-    unet = train_or_resume(HAILHarmonizer, {**config, "model": {"method": "hail", "skips": True}},
+    unet = train_or_resume(HAILHarmonizer, {**config, "model": {"method": "hail", "skips": True, "widths": [16, 32, 64]}},
                            out / "run-hail-unet")
     methods = {paper.name: paper, unet.name: unet}
     if args.ablation:

@@ -144,7 +144,7 @@ def _structural(tmp: Path, preset: str, seed: int, say, quiet: bool):
     data_cfg = {"dataset": "../structural", "n_test_subjects": 1, "n_validation_subjects": 1, "split_seed": seed}
     configs = {
         "hail": {"data": {**data_cfg, "modalities": ["T1w"], "crop_size": 16 if preset == "tiny" else 32},
-                 "model": {"method": "hail", "skips": True}, "training": HAIL_TRAINING},
+                 "model": {"method": "hail", "skips": True, "widths": [16, 32, 64]}, "training": HAIL_TRAINING},
         "ihf": {"data": {**data_cfg, "modalities": ["T1w", "T2w", "FLAIR"], "crop_size": 16 if preset == "tiny" else 64},
                 "model": {"method": "ihf", "flow": "squeeze", "dims": 2}, "training": IHF_TRAINING},
     }

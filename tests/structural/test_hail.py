@@ -5,6 +5,7 @@ import torch
 
 from mrharmony.structural.hail import (
     HAIL,
+    HAILConfig,
     adain,
     channel_stats,
     consistency_loss,
@@ -46,7 +47,7 @@ def test_masked_statistics_ignore_what_is_outside():
 @pytest.mark.parametrize("skips", [False, True])
 def test_hail_shapes_and_losses(skips):
     torch.manual_seed(0)
-    net = HAIL(skips=skips)
+    net = HAIL((16, 32, 64), skips=skips)
     x, t = torch.rand(1, 1, 20, 22, 18), torch.rand(1, 1, 20, 22, 18)
     assert net.reconstruct(x).shape == x.shape
     pred, styled, tfeats = net.transfer(x, t)
@@ -65,6 +66,12 @@ def test_hail_shapes_and_losses(skips):
     loss = content_loss(pf, styled) + style_loss(pf, tfeats) + consistency_loss(net(x, x), x)
     loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.decoder.parameters())
+
+
+def test_the_paper_model_has_two_levels_by_default():
+    cfg = HAILConfig(method="hail")
+    assert cfg.widths == (16, 32) and not cfg.skips
+    assert len(cfg.build().encoder.levels) == 2
 
 
 def test_odd_sizes_come_back_whole():

@@ -13,10 +13,13 @@ HAIL (arXiv 2308.11047) harmonizes an input image to a new site from one image o
   features at every depth against the target's) and a consistency loss (an image harmonized to
   an image of its own site stays as it was), weighted in the config.
 
-Choices the paper leaves open, made here: three levels of 3x3x3 convolutions with ReLU (16, 32
-and 64 channels, stride-2 convolutions between levels, no normalization layers in the encoder,
-whose statistics are what AdaIN transfers); the decoder upsamples
-trilinearly (no checkerboard artefacts); images enter divided by the 99th percentile of their
+Choices the paper leaves open, made here: levels of 3x3x3 convolutions with ReLU, stride-2
+convolutions between levels, no normalization layers in the encoder, whose statistics are what
+AdaIN transfers; two levels by default (16 and 32 channels, the deepest at half resolution: with
+a third level of 64 channels at quarter resolution, the paper's decoder, which sees the deepest
+features only, reconstructed the validation subject's crops of the demo data with twice the L1
+error after the same 480 autoencoder steps, 0.088 against 0.042; docs/benchmarks.md); the decoder
+upsamples trilinearly (no checkerboard artefacts); images enter divided by the 99th percentile of their
 brain, and the prediction is returned on the target's scale; statistics are taken inside the
 brain mask, brought down to each level. The encoder and decoder also come in 2D (``dims=2``),
 which IHF-Harmony uses as its feature encoder.
@@ -45,7 +48,7 @@ from torch.nn import functional as F
 from mrharmony.structural.base import ImageMethodConfig, brain_scale
 from mrharmony.structural.harmonizer import HarmonizedImage, TrainedImageHarmonizer
 
-WIDTHS = (16, 32, 64)
+WIDTHS = (16, 32)
 
 
 def conv_class(dims: int):
@@ -64,7 +67,7 @@ def _resize(f: torch.Tensor, size) -> torch.Tensor:
 
 
 class Encoder(nn.Module):
-    """Features at three depths: full, half and quarter resolution (3D volumes, or 2D slices
+    """Features at each depth: full resolution, then halved per level (3D volumes, or 2D slices
     with ``dims=2``)."""
 
     def __init__(self, widths=WIDTHS, dims: int = 3):
@@ -283,7 +286,8 @@ def load_hail(path: str | os.PathLike) -> tuple[HAIL, dict]:
 
 class HAILConfig(ImageMethodConfig):
     method: Literal["hail"]
-    widths: tuple[int, ...] = Field(default=(16, 32, 64), min_length=2)
+    widths: tuple[int, ...] = Field(default=WIDTHS, min_length=2, description="channels per level (each level after "
+                                    "the first halves the resolution); the U-Net variant was run with (16, 32, 64)")
     skips: bool = Field(default=False, description="a variant of the paper's model, named hail_unet in every row: "
                         "AdaIN at every depth and a decoder that gets each depth's restyled features (a U-Net); "
                         "default the paper's (AdaIN on the deepest features, then the decoder)")
