@@ -19,7 +19,7 @@ structural``, ``--preset``, default demo: 8 subjects, 5 sites, two held out of t
    modality and group of pairs, Bonferroni-corrected over all of them.
 
 With ``--dims 3`` the flow works on volumes instead of slices: only ``ihf_squeeze`` (the paper's
-hierarchy flow is 2D), on 32^3 crops, minibatch 2, against no harmonization and Nyul histogram
+hierarchy flow is 2D), on 32^3 crops, minibatch 2, as many epochs and steps as in 2D, against no harmonization and Nyul histogram
 matching, scored the same way; its files go to DIR/3d (the data are shared with the 2D run).
 
 Usage:

@@ -18,7 +18,7 @@ convolutions between levels, no normalization layers in the encoder, whose stati
 AdaIN transfers; two levels by default (16 and 32 channels, the deepest at half resolution: with
 a third level of 64 channels at quarter resolution, the paper's decoder, which sees the deepest
 features only, reconstructed the validation subject's crops of the demo data with twice the L1
-error after the same 480 autoencoder steps, 0.088 against 0.042; docs/benchmarks.md); the decoder
+error after the same 480 autoencoder steps, 0.093 against 0.042; docs/benchmarks.md); the decoder
 upsamples trilinearly (no checkerboard artefacts); images enter divided by the 99th percentile of their
 brain, and the prediction is returned on the target's scale; statistics are taken inside the
 brain mask, brought down to each level. The encoder and decoder also come in 2D (``dims=2``),
