@@ -19,8 +19,9 @@ structural``, ``--preset``, default demo: 8 subjects, 5 sites, two held out of t
    modality and group of pairs, Bonferroni-corrected over all of them.
 
 With ``--dims 3`` the flow works on volumes instead of slices: only ``ihf_squeeze`` (the paper's
-hierarchy flow is 2D), on 32^3 crops, minibatch 2, as many epochs and steps as in 2D, against no harmonization and Nyul histogram
-matching, scored the same way; its files go to DIR/3d (the data are shared with the 2D run).
+hierarchy flow is 2D), on 32^3 crops, minibatch 2, as many epochs and steps as in 2D, against no
+harmonization and Nyul histogram matching, scored the same way; its files go to DIR/3d (the data
+are shared with the 2D run).
 
 Usage:
     python benchmarks/flow.py --out DIR [--preset demo] [--training-preset demo] [--hail-run RUN] [--dims 3]
@@ -84,16 +85,8 @@ def main() -> None:
         raise SystemExit(f"{flows['ihf_squeeze'].model_file} was trained on another split than {ihf.model_file}.")
     ev = compare_harmonizers(ds, [ihf, flows["ihf_squeeze"], "none", "nyul", hail], modalities=args.modalities,
                              reference="ihf")
-    info = ev.info
-    write_results(out, ev, {
-        "preset": args.preset, "training_preset": args.training_preset, "seed": args.seed,
-        "test_subjects": info["test_subjects"], "one_shot_reference_subject": info["one_shot_reference_subject"],
-        "training_sites": ihf.training_sites, "unseen_sites": ds.unseen_sites,
-        "training_seconds": seconds, "evaluation_seconds": info["evaluation_seconds"],
-        "roundtrip_relative_error": info["roundtrip_relative_error"],
-    })
-    print("round trip of ihf_squeeze (input restored from its harmonized image): max relative error "
-          f"{info['roundtrip_relative_error']['max']:.2e}")
+    write_results(out, ev, args, training_sites=ihf.training_sites, unseen_sites=ds.unseen_sites,
+                  training_seconds=seconds)
 
 
 def volumes(args) -> None:
@@ -115,16 +108,8 @@ def volumes(args) -> None:
     flow.name = f"{flow.name} (3D)"
     seconds = round(time.perf_counter() - t0, 1)
     ev = compare_harmonizers(ds, [flow, "none", "nyul"], modalities=args.modalities, reference=flow.name)
-    info = ev.info
-    write_results(out / "3d", ev, {
-        "preset": args.preset, "training_preset": args.training_preset, "seed": args.seed, "dims": 3,
-        "test_subjects": info["test_subjects"], "one_shot_reference_subject": info["one_shot_reference_subject"],
-        "training_sites": flow.training_sites, "unseen_sites": ds.unseen_sites,
-        "training_seconds": {flow.name: seconds}, "evaluation_seconds": info["evaluation_seconds"],
-        "roundtrip_relative_error": info["roundtrip_relative_error"],
-    })
-    print("round trip of the 3D ihf_squeeze: max relative error "
-          f"{info['roundtrip_relative_error']['max']:.2e}")
+    write_results(out / "3d", ev, args, training_sites=flow.training_sites, unseen_sites=ds.unseen_sites,
+                  dims=3, training_seconds={flow.name: seconds})
 
 
 if __name__ == "__main__":

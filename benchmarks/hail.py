@@ -56,7 +56,8 @@ def main() -> None:
         config["training"] = {"pretrain_epochs": 12, "epochs": 12}
     # rows named by the models themselves (a reused run of the U-Net is hail_unet, whatever its folder)
     paper = train_or_resume(HAILHarmonizer, config, out / "run-hail")
-    unet = train_or_resume(HAILHarmonizer, {**config, "model": {"method": "hail", "skips": True, "widths": [16, 32, 64]}},
+    unet = train_or_resume(HAILHarmonizer,
+                           {**config, "model": {"method": "hail", "skips": True, "widths": [16, 32, 64]}},
                            out / "run-hail-unet")
     methods = {paper.name: paper, unet.name: unet}
     if args.ablation:
@@ -65,13 +66,7 @@ def main() -> None:
         methods[f"{ablated.name} (no consistency)"] = ablated
     methods.update({m: m for m in INTENSITY_METHODS})
     ev = compare_harmonizers(ds, methods, modalities=["T1w"], reference=paper.name)
-    write_results(out, ev, {
-        "preset": args.preset, "training_preset": args.training_preset, "seed": args.seed,
-        "test_subjects": ev.info["test_subjects"], "one_shot_reference_subject": ev.info["one_shot_reference_subject"],
-        "training_sites": ds.train_sites, "unseen_sites": ds.unseen_sites,
-        "evaluation_seconds": ev.info["evaluation_seconds"],
-    })
-
+    write_results(out, ev, args, training_sites=ds.train_sites, unseen_sites=ds.unseen_sites)
 
 if __name__ == "__main__":
     main()

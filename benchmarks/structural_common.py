@@ -38,13 +38,25 @@ def train_or_resume(cls, config: dict, run: Path):
     return h
 
 
-def write_results(out: Path, evaluation, info: dict) -> list[dict]:
-    """rows.csv, table.md and summary.json (``info``, the machine, the summary and the paired
-    tests of the evaluation's reference method against every other) in ``out``; prints the
-    table and the tests."""
-    evaluation.write(out, info=info)
+def write_results(out: Path, evaluation, args, *, training_sites, unseen_sites, **extra) -> list[dict]:
+    """rows.csv, table.md and summary.json in ``out``: the run's settings (``args``: preset, training
+    preset, seed), the evaluation's subjects, the sites, ``extra`` (e.g. training seconds), the
+    evaluation's time and, where a row is invertible, its round-trip error; then the machine, the
+    summary and the paired tests of the evaluation's reference method against every other. Prints
+    the table, the tests and the round trip."""
+    info = evaluation.info
+    record = {"preset": args.preset, "training_preset": args.training_preset, "seed": args.seed,
+              "test_subjects": info["test_subjects"], "one_shot_reference_subject": info["one_shot_reference_subject"],
+              "training_sites": list(training_sites), "unseen_sites": list(unseen_sites), **extra,
+              "evaluation_seconds": info["evaluation_seconds"]}
+    if "roundtrip_relative_error" in info:
+        record["roundtrip_relative_error"] = info["roundtrip_relative_error"]
+    evaluation.write(out, info=record)
     print(evaluation.table())
     for t in evaluation.tests:
         print(f"{t['modality']:5s} {t['group']:7s} {evaluation.reference} vs {t['method']:22s} {t['metric']:7s} "
               f"median diff {t['median_difference']:+.4f}  p_bonf {t['p_bonferroni']:.2g}")
+    if "roundtrip_relative_error" in record:
+        print("round trip of the invertible rows (input restored from its harmonized image): max relative error "
+              f"{record['roundtrip_relative_error']['max']:.2e}")
     return evaluation.tests

@@ -16,9 +16,9 @@ Structural (``--only structural``):
 1. simulate multi-site structural MRI (T1w, T2w, FLAIR; five sites, two never seen in training;
    ``structural/``);
 2. train HAIL (T1w; its U-Net variant, ``hail_unet``: the paper's model needs about ten minutes
-   of training to be a fair row, more than a demo has, see docs/benchmarks.md) and IHF-Harmony's squeeze variant (``ihf_squeeze``,
-   exactly invertible; all three modalities; the paper's flow takes about twelve times the
-   compute per training step) on the training sites;
+   of training to be a fair row, more than a demo has, see docs/benchmarks.md) and IHF-Harmony's
+   squeeze variant (``ihf_squeeze``, exactly invertible; all three modalities; the paper's flow
+   takes about twelve times the compute per training step) on the training sites;
 3. evaluate them with intensity baselines (none, z-score, Nyul) on a test
    subject, harmonized from a training site to another one (seen) and to a site never seen in
    training (unseen), every modality (``structural-evaluation/``).
