@@ -83,11 +83,12 @@ def run_split(root: Path, data: Path, split: str, budget: dict, *, seed: int, co
 
 
 def train_methods(work: Path, data_cfg: dict, budget: dict, *, seed: int, control_target: str, quiet: bool,
-                  every_row: bool = True) -> list[Path]:
+                  every_row: bool = True, widened: bool = True) -> list[Path]:
     """Train (or find finished, or resume) every run of Table 1 under ``work/runs`` with the data
     section ``data_cfg`` and training seed ``seed``; the run directories, in table order.
     ``every_row=False`` trains only the rows a claim about MSP rests on (the single networks,
-    MSP and its continued first stage), as for extra seeds."""
+    MSP and its continued first stage), as for extra seeds; ``widened=False`` leaves out
+    ``diqt_widened`` (a DIQT with MSP's parameter count, the costliest single run)."""
     from mrharmony.dmri.training import train
     from mrharmony.engine.checkpoint import read_checkpoint
 
@@ -137,10 +138,11 @@ def train_methods(work: Path, data_cfg: dict, budget: dict, *, seed: int, contro
     decay = budget_setting(budget, "lr_decay_every")
     runs.append(run(f"diqt-long-{control_target}", {"method": "diqt"}, [control_target], label="diqt_long",
                     training={**longer, "lr_decay_every": TUNED_STEPS * decay}))
-    ratio = 2 if control_target == "connectom_sa" else 1
-    width = widened_diqt_features(msp_meta["parameter_count"], ratio)
-    runs.append(run(f"diqt-wide-{control_target}", {"method": "diqt", "features": width}, [control_target],
-                    label="diqt_widened"))
+    if widened:
+        ratio = 2 if control_target == "connectom_sa" else 1
+        width = widened_diqt_features(msp_meta["parameter_count"], ratio)
+        runs.append(run(f"diqt-wide-{control_target}", {"method": "diqt", "features": width}, [control_target],
+                        label="diqt_widened"))
     for method in statistical_methods():
         runs.append(run(method, {"method": method}, None))
     return runs

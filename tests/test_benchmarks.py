@@ -31,3 +31,18 @@ def test_simulate_refuses_a_cohort_too_small(tmp_path):
 
     assert main(["simulate", str(tmp_path / "c"), "--preset", "tiny", "--cohort", "2", "--quiet"]) == 2
     assert not (tmp_path / "c").exists()
+
+
+def test_best_row_of_the_dmri_summary_is_chosen_among_rows_scored_on_every_subject():
+    """A row trained on the first fold only (two subjects) is not the "best" of a test across
+    subjects, however low its mean."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from dmri import best_row
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    have = {"diqt": {"s1": 0.3, "s2": 0.3, "s3": 0.3}, "msp": {"s1": 0.2, "s2": 0.4, "s3": 0.2},
+            "diqt_widened": {"s1": 0.1, "s2": 0.1}, "rish": {"s1": 0.5, "s2": 0.5, "s3": 0.5}}
+    assert best_row(["diqt", "msp", "diqt_widened"], have) == "msp"
+    assert best_row(["rish", "none"], have) == "rish"
+    assert best_row(["none"], have) is None
