@@ -25,7 +25,7 @@ in its ``evaluation.json`` (the paper's secondary table).
 Usage:
     python benchmarks/dmri.py --budget {smoke,cpu,gpu} --out DIR [--folds K] [--seeds 0 1 2]
         [--seed-folds F]
-        [--cohort N] [--preset NAME]
+        [--cohort N] [--preset NAME] [--pauses FILE]
     (run with .venv-combat/bin/python for the ComBat rows)
 
 Resumable: finished runs, evaluations and cohort scores are kept and skipped (an evaluation or
@@ -41,8 +41,10 @@ import contextlib
 import json
 import os
 import platform
+import re
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -100,28 +102,79 @@ def folds_of(subjects: list[str], k: int) -> list[list[str]]:
 
 
 class Timing:
-    """Wall time of each step, added up over resumed runs of the script in ``timing.json``."""
+    """When each step ran, over resumed runs of the script, in ``timing.json``: per step a list of
+    [start, end] intervals (Unix seconds). A running step's end is brought up to date every
+    ``HEARTBEAT`` seconds, so that a step whose process is killed keeps its time up to then, and
+    pauses (a log of SIGSTOPs, :func:`pauses_of`) are subtracted where they fall inside a step.
+    Totals written by the script's first layout (seconds per step, no intervals; an interrupted
+    step's time lost when its process was killed) are kept apart under ``"before_intervals"``."""
+
+    HEARTBEAT = 30.0
 
     def __init__(self, path: Path):
         self.path = path
-        self.data = json.loads(path.read_text()) if path.exists() else {}
+        raw = json.loads(path.read_text()) if path.exists() else {}
+        if raw and "intervals" not in raw:  # the first layout: seconds per step
+            raw = {"intervals": {}, "before_intervals": raw}
+        self.intervals: dict[str, list[list[float]]] = raw.get("intervals", {})
+        self.before: dict[str, float] = raw.get("before_intervals", {})
+        self._lock = threading.Lock()
 
-    def add(self, key: str, seconds: float) -> None:
-        self.data[key] = self.data.get(key, 0.0) + seconds
-        self.path.write_text(json.dumps(self.data, indent=1) + "\n")
+    def _write(self) -> None:
+        with self._lock:
+            self.path.write_text(json.dumps({"intervals": self.intervals, "before_intervals": self.before},
+                                            indent=1) + "\n")
 
     @contextlib.contextmanager
     def step(self, key: str):
-        """Time a step; an interrupted step's time counts too (SIGTERM is turned into an exit)."""
-        t0 = time.time()
+        """Time a step; an interrupted step's time counts too (SIGTERM is turned into an exit; a
+        killed process keeps the time up to its last heartbeat)."""
+        span = [time.time(), time.time()]
+        self.intervals.setdefault(key, []).append(span)
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.HEARTBEAT):
+                span[1] = time.time()
+                self._write()
+
+        thread = threading.Thread(target=beat, daemon=True)
+        thread.start()
         try:
             yield
         finally:
-            self.add(key, time.time() - t0)
+            stop.set()
+            thread.join()
+            span[1] = time.time()
+            self._write()
 
-    @property
-    def total_hours(self) -> float:
-        return sum(self.data.values()) / 3600
+    def seconds(self, key: str, pauses: list[tuple[float, float]] = ()) -> float:
+        """The wall seconds of a step's intervals, less the parts of ``pauses`` inside them."""
+        return sum((b - a) - sum(max(0.0, min(b, q) - max(a, p)) for p, q in pauses)
+                   for a, b in self.intervals.get(key, []))
+
+    def hours(self, pauses: list[tuple[float, float]] = ()) -> float:
+        return sum(self.seconds(k, pauses) for k in self.intervals) / 3600
+
+
+#: a line of a pause log: "paused (SIGSTOP) from <date as date(1) prints it> for N s during STEP (why)"
+PAUSE_LINE = re.compile(r"\bfrom (\w{3} \w{3} +\d+ [\d:]+ UTC \d{4}) for (\d+(?:\.\d+)?) s during\b")
+
+
+def pauses_of(path: Path | None) -> list[tuple[float, float]]:
+    """The (start, end) Unix times of the pauses logged in ``path``, one line per pause; other
+    lines are notes. None: no pauses."""
+    if path is None:
+        return []
+    from datetime import UTC, datetime
+
+    out = []
+    for line in path.read_text().splitlines():
+        if m := PAUSE_LINE.search(line):
+            t0 = datetime.strptime(" ".join(m.group(1).split()), "%a %b %d %H:%M:%S UTC %Y")
+            start = t0.replace(tzinfo=UTC).timestamp()
+            out.append((start, start + float(m.group(2))))
+    return out
 
 
 def run_fold_seed(root: Path, data: Path, cohort: Path | None, fold: int, held_out: list[str], seed: int, *,
@@ -197,6 +250,7 @@ def summarize(args, root: Path, subjects: list[str], folds: list[list[str]], tim
     from mrharmony.stats import bonferroni, mean_ci
 
     per_subject, per_seed, cohort_rows = gather(args, root, folds)
+    pauses = pauses_of(args.pauses)
     targets = list(dict.fromkeys(t for _, t, _ in per_subject))
     rows = list(dict.fromkeys(r for r, _, _ in per_subject))
     values: dict = {}  # target -> row -> metric -> {subject: mean over seeds}
@@ -234,7 +288,11 @@ def summarize(args, root: Path, subjects: list[str], folds: list[list[str]], tim
         "tests": tests,
         "machine": {"node": platform.node(), "cpus": os.cpu_count(),
                     "processor": platform.processor() or platform.machine()},
-        "wall_hours": timing.total_hours,
+        # the steps' wall time, less the pauses logged while other jobs had the machine
+        "wall_hours": timing.hours(pauses),
+        "step_hours": {k: timing.seconds(k, pauses) / 3600 for k in timing.intervals},
+        # steps timed by the script's first layout (their pauses not separable): as recorded, not in wall_hours
+        "unmeasured_step_hours": {k: v / 3600 for k, v in timing.before.items()},
         "command": "python benchmarks/dmri.py " + " ".join(sys.argv[1:]),
     }
     return summary
@@ -279,7 +337,10 @@ def markdown(summary: dict) -> str:
 
     lines = [f"# dMRI benchmark, budget `{summary['budget']}`", "",
              f"Command: `{summary['command']}`; machine {summary['machine']['node']} ({summary['machine']['cpus']} "
-             f"cores); {summary['wall_hours']:.2f} h of wall time in all.", "",
+             f"cores); {summary['wall_hours']:.2f} h of wall time in all, less the pauses logged while other jobs "
+             f"had the machine"
+             + (f" (steps timed before intervals were recorded, not counted: {', '.join(summary['unmeasured_step_hours'])})"
+                if summary.get("unmeasured_step_hours") else "") + ".", "",
              f"{len(summary['subjects'])} traveling heads, {summary['folds']} folds (every subject held out once), "
              f"seeds {summary['seeds']} (networks of the MSP claim; the others seed {summary['seeds'][0]})"
              + (f" on the first {summary['seed_folds']} fold(s), seed {summary['seeds'][0]} on the others"
@@ -323,6 +384,8 @@ def main() -> int:
                     help="folds trained with every seed, the others with the first only (default: the budget's)")
     ap.add_argument("--cohort", type=int, help="cohort size (default: the budget's)")
     ap.add_argument("--preset", help="dataset preset (default: the budget's)")
+    ap.add_argument("--pauses", type=Path, help="log of the times the run was stopped (SIGSTOP) while other jobs had "
+                    "the machine, one line each: '... for N s during ...'; left out of the wall time")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     setting = SETTINGS[args.budget]
@@ -340,6 +403,8 @@ def main() -> int:
         if args.preset not in PRESETS:
             raise SettingError(f"unknown --preset {args.preset!r}; choose one of {', '.join(PRESETS)}.")
         check_settings(args, PRESETS[args.preset].n_subjects)
+        if args.pauses is not None and not args.pauses.is_file():
+            raise SettingError(f"--pauses {args.pauses} is not a file.")
         root = Path(args.out)
         root.mkdir(parents=True, exist_ok=True)
         timing = Timing(root / "timing.json")

@@ -46,3 +46,34 @@ def test_best_row_of_the_dmri_summary_is_chosen_among_rows_scored_on_every_subje
     assert best_row(["diqt", "msp", "diqt_widened"], have) == "msp"
     assert best_row(["rish", "none"], have) == "rish"
     assert best_row(["none"], have) is None
+
+
+def test_dmri_benchmark_timing_leaves_out_logged_pauses_and_keeps_a_killed_steps_time(tmp_path):
+    import json
+    import time
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from dmri import Timing, pauses_of
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    (tmp_path / "timing.json").write_text(json.dumps({"data": 100.0}))  # the first layout: seconds per step
+    timing = Timing(tmp_path / "timing.json")
+    timing.HEARTBEAT = 0.05
+    with timing.step("fold-0/seed-0/train"):
+        time.sleep(0.3)
+        # what a process killed now leaves behind: the step's time up to its last heartbeat
+        written = json.loads((tmp_path / "timing.json").read_text())
+    (a, b), = written["intervals"]["fold-0/seed-0/train"]
+    assert 0.1 < b - a <= 0.3 and written["before_intervals"] == {"data": 100.0}
+    (a, b), = timing.intervals["fold-0/seed-0/train"]
+    log = tmp_path / "pauses.txt"
+    start = time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime(int(a) - 10))
+    log.write_text(f"{start}: restarted after the session ended\n"
+                   f"paused (SIGSTOP) from {start} for 10 s during the data step\n"  # ends as the step starts
+                   f"paused (SIGSTOP) from {start} for 1000 s during fold-0/seed-0 train (tests)\n")
+    pauses = pauses_of(log)
+    assert [q - p for p, q in pauses] == [10.0, 1000.0]
+    assert timing.seconds("fold-0/seed-0/train", pauses) == 0.0  # the second pause covers the whole step
+    assert abs(timing.seconds("fold-0/seed-0/train", pauses[:1]) - (b - a)) <= 1.0  # whole seconds in the log
+    assert timing.hours() == timing.seconds("fold-0/seed-0/train") / 3600  # first-layout totals are apart
