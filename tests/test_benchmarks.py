@@ -77,3 +77,23 @@ def test_dmri_benchmark_timing_leaves_out_logged_pauses_and_keeps_a_killed_steps
     assert timing.seconds("fold-0/seed-0/train", pauses) == 0.0  # the second pause covers the whole step
     assert abs(timing.seconds("fold-0/seed-0/train", pauses[:1]) - (b - a)) <= 1.0  # whole seconds in the log
     assert timing.hours() == timing.seconds("fold-0/seed-0/train") / 3600  # first-layout totals are apart
+
+
+@pytest.mark.parametrize("coils", [1, 2])
+def test_expected_magnitude_of_the_noise_floor_benchmark_matches_the_simulators_noise(coils):
+    """benchmarks/magnitude_bias.py's non-central chi mean against the simulator's own noise,
+    from no signal (the pure noise floor) to far above it (its asymptotic branch)."""
+    import numpy as np
+
+    from mrharmony.simulate.signal import magnitude_noise
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from magnitude_bias import expected_magnitude
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    nu = np.array([0.0, 0.5, 1.0, 2.0, 5.0, 27.0, 29.0, 60.0])
+    rng = np.random.default_rng(0)
+    drawn = np.array([magnitude_noise(rng, np.full(200_000, v), 2.0, coils).mean() for v in 2.0 * nu])
+    np.testing.assert_allclose(expected_magnitude(2.0 * nu, 2.0, coils), drawn, rtol=0, atol=0.02)
+    assert expected_magnitude(np.array([0.0]), 1.0, 1)[0] == pytest.approx(np.sqrt(np.pi / 2))  # Rayleigh mean

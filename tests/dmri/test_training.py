@@ -389,6 +389,23 @@ def test_position_channels_follow_a_mirrored_sample(tiny_prepared, axis):
     np.testing.assert_allclose(position_channels(f.mask, f.affine)[0, 0, 0], -centre * sizes / 100, rtol=1e-5)
 
 
+def test_a_model_file_made_before_the_position_option_loads_and_predicts_the_same(tmp_path, tiny_prepared):
+    """Model files written before ``training.inputs`` existed have no ``position_channels`` in
+    their metadata: they load as networks of the SH features, as they were trained."""
+    from mrharmony.data import load_dataset
+    from mrharmony.dmri.features.prepare import load_features
+    from mrharmony.dmri.loading import load_harmonizer
+
+    run = train(_config(tmp_path, tiny_prepared, targets=["prisma_st"]), tmp_path / "r", quiet=True)
+    f = load_features(load_dataset(tiny_prepared, check_data=False), "sub-01", "ge_st")
+    now = load_harmonizer(run).predict(f)["prisma_st"]
+    obj = torch.load(run / "model.pt", weights_only=False)
+    assert obj["meta"].pop("position_channels") is False
+    torch.save(obj, run / "model.pt")
+    assert "position_channels" not in read_checkpoint(run / "model.pt")["meta"]
+    np.testing.assert_array_equal(load_harmonizer(run).predict(f)["prisma_st"], now)
+
+
 def test_a_network_with_position_channels_trains_applies_and_guards_its_first_stage(tmp_path, tiny_prepared):
     from mrharmony.data import load_dataset
     from mrharmony.dmri.features.prepare import load_features
