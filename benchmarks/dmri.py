@@ -280,12 +280,16 @@ def summarize(args, root: Path, subjects: list[str], folds: list[list[str]], tim
             out_targets[t][row] = entry
     tests = subject_tests(values, targets)
     bonferroni(tests)
+    goals = goal_ratios(values, targets)
     summary = {
         "budget": args.budget, "folds": len(folds), "seeds": list(args.seeds), "seed_folds": args.seed_folds, "subjects": subjects,
         "fold_subjects": folds, "preset": args.preset, "targets": out_targets,
         "cohort": group_summary(cohort_rows) if cohort_rows else {},
         "cohort_subjects": len({r["subject"] for r in cohort_rows}),
         "tests": tests,
+        "goals": goals,
+        # every subject's value (its mean over seeds): target -> row -> metric -> subject -> value
+        "per_subject": values,
         "machine": {"node": platform.node(), "cpus": os.cpu_count(),
                     "processor": platform.processor() or platform.machine()},
         # the steps' wall time, less the pauses logged while other jobs had the machine
@@ -305,6 +309,45 @@ def best_row(candidates, have: dict) -> str | None:
     everyone = max(len(v) for v in have.values())
     c = [r for r in candidates if r in have and len(have[r]) == everyone]
     return min(c, key=lambda r: np.mean(list(have[r].values()))) if c else None
+
+
+def goal_ratios(values: dict, targets: list[str]) -> dict:
+    """The ratios the learned harmonizers are judged by, per target and metric, each a mean over
+    subjects of the subject's ratio with a 95% bootstrap interval over subjects (rows chosen by
+    :func:`best_row`): on FA and MD against the noiseless truth, the best learned row over the
+    best statistical one (``learned_vs_statistical``); against the target scan, the best learned
+    row over the ``rescan`` floor (``learned_vs_rescan``); on the SH features against the noiseless
+    truth, MSP over the better of ``diqt_continued`` and the best single network
+    (``msp_vs_rivals``)."""
+    from mrharmony.stats import mean_ci
+
+    def ratio(have: dict, a: str | None, b: str | None) -> dict | None:
+        if a is None or b is None or a not in have or b not in have:
+            return None
+        common = sorted(set(have[a]) & set(have[b]))
+        return {"a": a, "b": b, **mean_ci([have[a][s] / have[b][s] for s in common]), "n_subjects": len(common)}
+
+    out: dict = {}
+    for t in targets:
+        rows, goals = values[t], {}
+        for key, kind in (("fa_noiseless", "learned_vs_statistical"), ("md_noiseless", "learned_vs_statistical"),
+                          ("fa_scan", "learned_vs_rescan"), ("md_scan", "learned_vs_rescan"),
+                          ("sh_noiseless", "msp_vs_rivals")):
+            have = {r: v[key] for r, v in rows.items() if key in v}
+            if not have:
+                continue
+            methods = {r: h for r, h in have.items() if r not in FLOORS}
+            learned = best_row([r for r in methods if r not in STATISTICAL], methods)
+            if kind == "learned_vs_statistical":
+                cell = ratio(have, learned, best_row(STATISTICAL, methods))
+            elif kind == "learned_vs_rescan":
+                cell = ratio(have, learned, "rescan")
+            else:
+                cell = ratio(have, "msp", best_row(["diqt_continued", best_row(SINGLE, methods)], methods))
+            if cell is not None:
+                goals.setdefault(kind, {})[key] = cell
+        out[t] = goals
+    return out
 
 
 def subject_tests(values: dict, targets: list[str]) -> list[dict]:
@@ -348,20 +391,35 @@ def markdown(summary: dict) -> str:
              "Mean over subjects [95% bootstrap interval over subjects]; a subject's value is its mean over seeds.", ""]
     keys = list(METRICS)
     for t, rows in summary["targets"].items():
-        lines += [f"## {t}", "", "| row | " + " | ".join(keys) + " | FA vs scan / rescan |",
-                  "| --- |" + " --- |" * (len(keys) + 1)]
+        lines += [f"## {t}", "", "| row | " + " | ".join(keys) + " | FA vs scan / rescan | MD vs scan / rescan |",
+                  "| --- |" + " --- |" * (len(keys) + 2)]
         for row, e in rows.items():
             lines.append(f"| {row} | " + " | ".join(cell(e.get(k)) for k in keys)
-                         + f" | {cell(e.get('fa_scan_vs_rescan'))} |")
+                         + f" | {cell(e.get('fa_scan_vs_rescan'))} | {cell(e.get('md_scan_vs_rescan'))} |")
+        lines.append("")
+    if summary.get("goals"):
+        lines += ["## Goals: ratios per subject", "",
+                  ("learned_vs_statistical: the best learned row over the best statistical row (noiseless truth); "
+                   "learned_vs_rescan: the best learned row over the rescan floor (target scan); msp_vs_rivals: MSP "
+                   "over the better of diqt_continued and the best single network (SH, noiseless truth). Rows chosen "
+                   "by their mean among those scored on every subject."), "",
+                  "| target | goal | metric | a / b | ratio [95% interval] |", "| --- | --- | --- | --- | --- |"]
+        for t, goals in summary["goals"].items():
+            for kind, by_metric in goals.items():
+                for key, g in by_metric.items():
+                    lines.append(f"| {t} | {kind} | {key} | {g['a']} / {g['b']} | {cell(g)} |")
         lines.append("")
     if summary["cohort"]:
         lines += [f"## Cohort: patients vs controls ({summary['cohort_subjects']} subjects)", "",
-                  "Cohen's d (controls minus patients) of regional FA and MD, and the bias left in the regional values "
-                  "(harmonized minus the target scan).", ""]
+                  ("Cohen's d (controls minus patients) of regional FA and MD, its ratio to the same effect on the "
+                   "target scans (1: the effect kept), and the bias left in the regional values (harmonized minus the "
+                   "target scan)."), ""]
         for t, rows in summary["cohort"].items():
-            lines += [f"### {t}", "", "| row | FA d | MD d | FA bias | MD bias |", "| --- | --- | --- | --- | --- |"]
+            lines += [f"### {t}", "", "| row | FA d | FA d / target's | MD d | MD d / target's | FA bias | MD bias |",
+                      "| --- | --- | --- | --- | --- | --- | --- |"]
             for row, e in rows.items():
-                lines.append(f"| {row} | {cell(e.get('fa_effect_d'))} | {cell(e.get('md_effect_d'))} | "
+                lines.append(f"| {row} | {cell(e.get('fa_effect_d'))} | {cell(e.get('fa_effect_ratio'))} | "
+                             f"{cell(e.get('md_effect_d'))} | {cell(e.get('md_effect_ratio'))} | "
                              f"{cell(e.get('fa_bias'))} | {cell(e.get('md_bias'))} |")
             lines.append("")
     lines += ["## Paired tests across subjects", "",

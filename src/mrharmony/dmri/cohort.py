@@ -130,11 +130,13 @@ def predict_where(h, scan, region):
 
 
 def group_summary(rows: list[dict], *, seed: int = 0) -> dict:
-    """Per target and row: ``fa_effect_d``, ``md_effect_d`` (Cohen's d, controls minus patients)
-    and ``fa_bias``, ``md_bias`` (harmonized minus target scan, per subject), each ``{"mean",
-    "ci95"}`` over subjects (a subject's value is its mean over the row's harmonizers); and the
-    row ``target_truth``: the effect in the target scans themselves."""
-    from mrharmony.stats import effect_ci, mean_ci
+    """Per target and row: ``fa_effect_d``, ``md_effect_d`` (Cohen's d, controls minus patients),
+    ``fa_effect_ratio``, ``md_effect_ratio`` (that effect over the same effect in the target
+    scans, the same subjects resampled on both sides) and ``fa_bias``, ``md_bias`` (harmonized
+    minus target scan, per subject), each ``{"mean", "ci95"}`` over subjects (a subject's value is
+    its mean over the row's harmonizers); and the row ``target_truth``: the effect in the target
+    scans themselves."""
+    from mrharmony.stats import effect_ci, effect_ratio_ci, mean_ci
 
     out: dict = {}
     targets = list(dict.fromkeys(r["target"] for r in rows))
@@ -150,17 +152,21 @@ def group_summary(rows: list[dict], *, seed: int = 0) -> dict:
                 cell["md"].append(md)
                 cell["fa_bias"].append(fa - r["fa_target"])
                 cell["md_bias"].append(md - r["md_target"])
+        means = {row: {k: {s: float(np.mean(v[k])) for s, v in subjects.items()}
+                       for k in ("fa", "md", "fa_bias", "md_bias")} for row, subjects in per.items()}
         res = {}
         for row, subjects in per.items():
-            mean = {k: {s: float(np.mean(v[k])) for s, v in subjects.items()}
-                    for k in ("fa", "md", "fa_bias", "md_bias")}
+            mean, truth = means[row], means[TARGET_ROW]
             group = {s: v["group"] for s, v in subjects.items()}
+            controls = [s for s in mean["fa"] if group[s] == "control"]
+            patients = [s for s in mean["fa"] if group[s] == "patient"]
             entry = {}
             for k in ("fa", "md"):
-                controls = [mean[k][s] for s in mean[k] if group[s] == "control"]
-                patients = [mean[k][s] for s in mean[k] if group[s] == "patient"]
-                entry[f"{k}_effect_d"] = effect_ci(controls, patients, seed=seed)
+                a, b = [mean[k][s] for s in controls], [mean[k][s] for s in patients]
+                entry[f"{k}_effect_d"] = effect_ci(a, b, seed=seed)
                 if row != TARGET_ROW:
+                    entry[f"{k}_effect_ratio"] = effect_ratio_ci(a, b, [truth[k][s] for s in controls],
+                                                                 [truth[k][s] for s in patients], seed=seed)
                     entry[f"{k}_bias"] = mean_ci(list(mean[f"{k}_bias"].values()), seed=seed)
             res[row] = entry
         out[t] = res
