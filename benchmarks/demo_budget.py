@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from recipes import train_in_demo
 from table1 import TUNED_TRAINING  # the benchmark's recipe
 
 DEMO_ROWS = ("msp", "none", "meanvar_global", "meanvar_voxel", "rish")
@@ -42,7 +42,6 @@ def main() -> int:
     from mrharmony.dmri.config import PRESETS
     from mrharmony.dmri.evaluate import evaluate
     from mrharmony.dmri.tables import write_tables
-    from mrharmony.dmri.training import train
 
     root = Path(args.demo)
     demo_runs = [root / "runs" / r for r in (*(f"diqt-{t}" for t in args.targets), *DEMO_ROWS)]
@@ -55,18 +54,10 @@ def main() -> int:
     for k in args.multiples:
         tuned = []
         for t in args.targets:
-            name = f"tuned-x{k}-{t}"
-            out = root / "runs" / name
-            if not (out / "model.pt").exists():
-                cfg = {"preset": "demo", "label": "diqt_tuned", "data": {**data, "targets": [t]},
-                       "model": {"method": "diqt"},
-                       "training": {"seed": 0, "epochs": k * PRESETS["demo"]["epochs"], **TUNED_TRAINING}}
-                path = root / "configs" / f"{name}.yaml"
-                path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-                t0 = time.time()
-                train(path, out, quiet=True)
-                print(f"{name}: trained in {time.time() - t0:.0f} s", flush=True)
-            tuned.append(out)
+            cfg = {"preset": "demo", "label": "diqt_tuned", "data": {**data, "targets": [t]},
+                   "model": {"method": "diqt"},
+                   "training": {"seed": 0, "epochs": k * PRESETS["demo"]["epochs"], **TUNED_TRAINING}}
+            tuned.append(train_in_demo(root, f"tuned-x{k}-{t}", cfg))
         ev = evaluate(demo_runs + tuned, max_patches=2000, volume_voxels=10000, quiet=True)
         write_tables(ev, root / "demo-budget" / f"x{k}")
         print(f"\n## diqt_tuned at {k} x the demo's epochs\n")

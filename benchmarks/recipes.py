@@ -55,6 +55,21 @@ MODEL = {"diqt_skip": {"skip": True}, "diqt_skip_flips": {"skip": True}}
 BASELINES = ("diqt-prisma_st", "meanvar_global", "meanvar_voxel", "rish")
 
 
+def train_in_demo(root: Path, name: str, cfg: dict) -> Path:
+    """The run ``root/runs/name`` of the run config ``cfg`` (written to ``root/configs/name.yaml``,
+    its paths relative to that folder): trained, with its wall time printed, unless it is there."""
+    from mrharmony.dmri.training import train
+
+    out = root / "runs" / name
+    if not (out / "model.pt").exists():
+        path = root / "configs" / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        t0 = time.time()
+        train(path, out, quiet=True)
+        print(f"{name}: trained in {time.time() - t0:.0f} s", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("demo", help="the output folder of 'mrharmony demo'")
@@ -62,7 +77,6 @@ def main() -> None:
 
     from mrharmony.dmri.evaluate import evaluate
     from mrharmony.dmri.tables import write_tables
-    from mrharmony.dmri.training import train
 
     root = Path(args.demo)
     missing = [b for b in BASELINES if not (root / "runs" / b).is_dir()]
@@ -71,18 +85,11 @@ def main() -> None:
     held_out = yaml.safe_load((root / "configs" / "diqt-prisma_st.yaml").read_text())["data"]["test_subjects"]
     runs = [root / "runs" / b for b in BASELINES[:1]]
     for name, training in VARIANTS.items():
-        out = root / "runs" / name
-        if not (out / "model.pt").exists():
-            cfg = {"preset": "demo", "label": name,
-                   "data": {"dataset": "../data", "split": "subject", "test_subjects": held_out, "split_seed": 0,
-                            "targets": ["prisma_st"], **DATA.get(name, {})},
-                   "model": {"method": "diqt", **MODEL.get(name, {})}, "training": {"seed": 0, **training}}
-            path = root / "configs" / f"{name}.yaml"
-            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-            t0 = time.time()
-            train(path, out, quiet=True)
-            print(f"{name}: trained in {time.time() - t0:.0f} s", flush=True)
-        runs.append(out)
+        cfg = {"preset": "demo", "label": name,
+               "data": {"dataset": "../data", "split": "subject", "test_subjects": held_out, "split_seed": 0,
+                        "targets": ["prisma_st"], **DATA.get(name, {})},
+               "model": {"method": "diqt", **MODEL.get(name, {})}, "training": {"seed": 0, **training}}
+        runs.append(train_in_demo(root, name, cfg))
     runs += [root / "runs" / b for b in BASELINES[1:]]
     ev = evaluate(runs, max_patches=3000, quiet=True)
     paths = write_tables(ev, root / "recipes")

@@ -97,3 +97,12 @@ def test_expected_magnitude_of_the_noise_floor_benchmark_matches_the_simulators_
     drawn = np.array([magnitude_noise(rng, np.full(200_000, v), 2.0, coils).mean() for v in 2.0 * nu])
     np.testing.assert_allclose(expected_magnitude(2.0 * nu, 2.0, coils), drawn, rtol=0, atol=0.02)
     assert expected_magnitude(np.array([0.0]), 1.0, 1)[0] == pytest.approx(np.sqrt(np.pi / 2))  # Rayleigh mean
+
+
+def test_demo_budget_benchmark_needs_a_finished_demo(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "demo_budget.py"), str(tmp_path / "demo")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip() == (f"demo_budget.py: error: {tmp_path / 'demo'} has no run diqt-prisma_st; "
+                                f"run 'mrharmony demo {tmp_path / 'demo'}' first.")
+    assert not (tmp_path / "demo").exists()
