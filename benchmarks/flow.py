@@ -15,8 +15,12 @@ structural``, ``--preset``, default demo: 8 subjects, 5 sites, two held out of t
    nWD, rAVD and the Dice overlap of the tissue segmentations of output and input), plus, for
    the invertible ``ihf_squeeze``, the relative error of the input restored from its harmonized
    image through the inverse flow (``roundtrip``);
-3. paired Wilcoxon tests of IHF-Harmony against each other method on SSIM and nWD(t,p), per
-   modality and group of pairs, Bonferroni-corrected over all of them.
+3. means over the test subjects with 95% bootstrap intervals over them, and paired Wilcoxon
+   tests over subjects of IHF-Harmony against each other method on SSIM and nWD(t,p), per
+   modality and group of pairs, Bonferroni-corrected over all of them. With
+   ``--extra-test-subjects N`` the test subjects are the split's two and N more people simulated
+   beside the data (``DIR/data-plus-N``, the training data's subjects repeated image for image),
+   never seen in training.
 
 With ``--dims 3`` the flow works on volumes instead of slices: only ``ihf_squeeze`` (the paper's
 hierarchy flow is 2D), on 32^3 crops, minibatch 2, as many epochs and steps as in 2D, against no
@@ -25,6 +29,7 @@ are shared with the 2D run).
 
 Usage:
     python benchmarks/flow.py --out DIR [--preset demo] [--training-preset demo] [--hail-run RUN] [--dims 3]
+        [--extra-test-subjects N]
 
 Writes DIR/data, DIR/run-ihf, DIR/run-ihf_squeeze, DIR/run-hail, DIR/rows.csv, DIR/summary.json and DIR/table.md
 (with ``--dims 3``: DIR/run-ihf_squeeze-3d and DIR/3d/rows.csv, summary.json, table.md);
@@ -46,13 +51,20 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--hail-run", help="a HAIL run on the same data and split (default: trained here)")
     ap.add_argument("--modalities", nargs="+", default=["T1w", "T2w", "FLAIR"])
+    ap.add_argument("--extra-test-subjects", type=int, default=0, metavar="N",
+                    help="also score N more simulated people, never seen in training (intervals over subjects)")
     ap.add_argument("--dims", type=int, choices=[2, 3], default=2,
                     help="3: the squeeze flow on volumes (3D crops) instead of slices")
     args = ap.parse_args()
     if args.dims == 3:
         return volumes(args)
 
-    from structural_common import structural_data, train_or_resume, write_results
+    from structural_common import (
+        evaluation_data,
+        structural_data,
+        train_or_resume,
+        write_results,
+    )
 
     from mrharmony.structural.evaluate import compare_harmonizers
     from mrharmony.structural.hail import HAILHarmonizer
@@ -83,15 +95,21 @@ def main() -> None:
     hail.modalities = ["T1w"]  # HAIL is scored on T1w images only
     if flows["ihf_squeeze"].split != ihf.split:
         raise SystemExit(f"{flows['ihf_squeeze'].model_file} was trained on another split than {ihf.model_file}.")
-    ev = compare_harmonizers(ds, [ihf, flows["ihf_squeeze"], "none", "nyul", hail], modalities=args.modalities,
-                             reference="ihf")
+    scored, split = evaluation_data(out, args.preset, args.seed, ds, ihf, args.extra_test_subjects)
+    ev = compare_harmonizers(scored, [ihf, flows["ihf_squeeze"], "none", "nyul", hail], modalities=args.modalities,
+                             reference="ihf", split=split)
     write_results(out, ev, args, training_sites=ihf.training_sites, unseen_sites=ds.unseen_sites,
                   training_seconds=seconds)
 
 
 def volumes(args) -> None:
     """The squeeze flow in 3D against none and Nyul: DIR/run-ihf_squeeze-3d, results in DIR/3d."""
-    from structural_common import structural_data, train_or_resume, write_results
+    from structural_common import (
+        evaluation_data,
+        structural_data,
+        train_or_resume,
+        write_results,
+    )
 
     from mrharmony.structural.evaluate import compare_harmonizers
     from mrharmony.structural.ihf import IHFHarmonizer
@@ -107,7 +125,9 @@ def volumes(args) -> None:
                            out / "run-ihf_squeeze-3d")
     flow.name = f"{flow.name} (3D)"
     seconds = round(time.perf_counter() - t0, 1)
-    ev = compare_harmonizers(ds, [flow, "none", "nyul"], modalities=args.modalities, reference=flow.name)
+    scored, split = evaluation_data(out, args.preset, args.seed, ds, flow, args.extra_test_subjects)
+    ev = compare_harmonizers(scored, [flow, "none", "nyul"], modalities=args.modalities, reference=flow.name,
+                             split=split)
     write_results(out / "3d", ev, args, training_sites=flow.training_sites, unseen_sites=ds.unseen_sites,
                   dims=3, training_seconds={flow.name: seconds})
 

@@ -15,11 +15,17 @@ sites separately, plus SSIM / PSNR against the truth our simulator knows:
    the one target image of a site is the validation subject's image on it (one-shot, never a
    test subject); scored by :func:`mrharmony.structural.evaluate.compare_harmonizers`, which
    every method enters as an :class:`~mrharmony.structural.harmonizer.ImageHarmonizer`;
-4. paired Wilcoxon signed-rank tests of HAIL against each baseline on SSIM and on nWD(t,p), per
+4. means over the test subjects with 95% bootstrap intervals over them, and paired Wilcoxon
+   signed-rank tests over subjects of HAIL against each other row on SSIM and on nWD(t,p), per
    group of pairs, Bonferroni-corrected over all of them.
 
 Usage:
     python benchmarks/hail.py --out DIR [--preset demo] [--training-preset demo] [--ablation]
+        [--extra-test-subjects N]
+
+With ``--extra-test-subjects N`` the test subjects are the split's two and N more people
+simulated beside the data (``DIR/data-plus-N``, the training data's subjects repeated image for
+image), never seen in training: intervals and tests over subjects need more than two.
 
 Writes DIR/data, DIR/run-hail, DIR/run-hail-unet (and DIR/run-hail-noconsistency), DIR/rows.csv (one row per
 subject, site pair and method), DIR/summary.json and DIR/table.md. Existing data and finished
@@ -38,11 +44,18 @@ def main() -> None:
     ap.add_argument("--preset", default="demo", choices=["tiny", "demo", "full"], help="simulated data size")
     ap.add_argument("--training-preset", default="demo", choices=["test", "demo", "full"])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--extra-test-subjects", type=int, default=0, metavar="N",
+                    help="also score N more simulated people, never seen in training (intervals over subjects)")
     ap.add_argument("--ablation", action="store_true",
                     help="also train and score the paper's HAIL without the consistency loss")
     args = ap.parse_args()
 
-    from structural_common import structural_data, train_or_resume, write_results
+    from structural_common import (
+        evaluation_data,
+        structural_data,
+        train_or_resume,
+        write_results,
+    )
 
     from mrharmony.structural.evaluate import compare_harmonizers
     from mrharmony.structural.hail import HAILHarmonizer
@@ -65,7 +78,8 @@ def main() -> None:
         ablated = train_or_resume(HAILHarmonizer, config, out / "run-hail-noconsistency")
         methods[f"{ablated.name} (no consistency)"] = ablated
     methods.update({m: m for m in INTENSITY_METHODS})
-    ev = compare_harmonizers(ds, methods, modalities=["T1w"], reference=paper.name)
+    scored, split = evaluation_data(out, args.preset, args.seed, ds, paper, args.extra_test_subjects)
+    ev = compare_harmonizers(scored, methods, modalities=["T1w"], reference=paper.name, split=split)
     write_results(out, ev, args, training_sites=ds.train_sites, unseen_sites=ds.unseen_sites)
 
 if __name__ == "__main__":

@@ -17,6 +17,38 @@ def structural_data(out: Path, preset: str, seed: int):
     return data, load_structural(data)
 
 
+def evaluation_data(out: Path, preset: str, seed: int, ds, model, extra: int):
+    """The dataset and subject split a benchmark scores on: ``(ds, None)``, the training data with
+    the models' own held-out test subjects; or, with ``extra`` > 0, ``out/data-plus-<extra>``: the
+    same simulation with ``extra`` more subjects (its first subjects are the training data's,
+    image for image, as the simulator seeds each subject by its index), scored on the models' test
+    subjects and the ``extra`` new people, none of whom the models saw. ``model``: a trained
+    harmonizer whose split (test and validation subjects) is kept."""
+    import numpy as np
+
+    from mrharmony.data.structural import load_structural
+    from mrharmony.simulate.structural import simulate_structural
+
+    if extra <= 0:
+        return ds, None
+    n = len(ds.subjects)
+    path = out / f"data-plus-{extra}"
+    if not (path / "structural.yaml").is_file():
+        simulate_structural(path, preset=preset, seed=seed, n_subjects=n + extra, quiet=True)
+    more = load_structural(path)
+    first = f"{ds.subjects[0]}/{ds.site_names[0]}/T1w.nii.gz"
+    if more.subjects[:n] != ds.subjects or not np.array_equal(*(_image(d.root / first) for d in (ds, more))):
+        raise SystemExit(f"{path} does not repeat the training data's subjects; remove it and run the benchmark again.")
+    return more, {"test": [*model.split["test"], *more.subjects[n:]], "validation": list(model.split["validation"])}
+
+
+def _image(path: Path):
+    import nibabel as nib
+    import numpy as np
+
+    return np.asanyarray(nib.load(path).dataobj)
+
+
 def train_or_resume(cls, config: dict, run: Path):
     """The trained harmonizer of class ``cls`` (an ImageHarmonizer with ``train``) in ``run``: a
     finished run as it is, an interrupted one resumed, else a new one trained from the ``config``

@@ -106,3 +106,26 @@ def test_demo_budget_benchmark_needs_a_finished_demo(tmp_path):
     assert r.stderr.strip() == (f"demo_budget.py: error: {tmp_path / 'demo'} has no run diqt-prisma_st; "
                                 f"run 'mrharmony demo {tmp_path / 'demo'}' first.")
     assert not (tmp_path / "demo").exists()
+
+
+def test_structural_benchmarks_score_extra_subjects_that_repeat_the_training_data(tmp_path):
+    from types import SimpleNamespace
+
+    from mrharmony.data.structural import load_structural
+    from mrharmony.simulate.structural import simulate_structural
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from structural_common import evaluation_data
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    ds = load_structural(simulate_structural(tmp_path / "data", preset="tiny", seed=0, quiet=True))
+    model = SimpleNamespace(split={"test": ["sub-04"], "validation": ["sub-02"], "train": ["sub-01", "sub-03"]})
+    assert evaluation_data(tmp_path, "tiny", 0, ds, model, 0) == (ds, None)
+    more, split = evaluation_data(tmp_path, "tiny", 0, ds, model, 2)
+    assert more.subjects == ["sub-01", "sub-02", "sub-03", "sub-04", "sub-05", "sub-06"]
+    assert split == {"test": ["sub-04", "sub-05", "sub-06"], "validation": ["sub-02"]}
+    # data made otherwise are refused
+    with pytest.raises(SystemExit, match="does not repeat the training data's subjects"):
+        evaluation_data(tmp_path, "tiny", 1, load_structural(simulate_structural(tmp_path / "other", preset="tiny",
+                                                                                 seed=1, quiet=True)), model, 2)

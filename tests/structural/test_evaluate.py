@@ -79,7 +79,7 @@ def test_baselines_alone_on_the_default_split(setup, tmp_path):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["methods"] == {"none": "none", "nyul": "nyul"} and summary["reference"] == "none"
     assert [t["method"] for t in summary["wilcoxon"]] == ["nyul"] * 8  # 2 modalities x 2 groups x 2 metrics
-    assert "| T1w | seen | nyul | 2 |" in (tmp_path / "out" / "table.md").read_text()
+    assert "| T1w | seen | nyul | 1 | 2 |" in (tmp_path / "out" / "table.md").read_text()  # 1 subject, 2 pairs
     with pytest.raises(InputError, match="already exists and is not empty"):
         evaluate_structural(data, tmp_path / "out", methods=["none"], quiet=True)
 

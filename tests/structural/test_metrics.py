@@ -7,11 +7,13 @@ import pytest
 from mrharmony.structural.metrics import (
     brain_mask,
     dice,
+    markdown_table,
     nwd,
     paired_tests,
     ravd,
     segment_tissues,
     ssim_psnr,
+    summarize,
     wasserstein,
 )
 
@@ -205,3 +207,34 @@ def test_a_two_voxel_texture_shows_in_the_period2_power_and_a_smooth_change_does
     assert period2_power(np.zeros(x.shape), mask) == 0.0
     with pytest.raises(ValueError, match="empty mask"):
         period2_power(x, np.zeros(x.shape, bool))
+
+
+def test_structural_summary_and_tests_are_over_subjects_not_site_pairs():
+    """Two site pairs per subject: a subject's value is its mean over them; the interval and the
+    paired tests are over the subjects."""
+    from scipy.stats import wilcoxon
+
+    from mrharmony.stats import mean_ci
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for subject in range(5):
+        for pair in (("A", "B"), ("B", "A")):
+            for method in ("hail", "nyul"):
+                rows.append({"subject": f"s{subject}", "modality": "T1w", "input_site": pair[0], "target_site": pair[1],
+                             "group": "seen", "method": method, "ssim": float(rng.random()),
+                             "nwd_tp": float(rng.random())})
+    by_subject = {m: [np.mean([r["ssim"] for r in rows if r["method"] == m and r["subject"] == f"s{s}"])
+                      for s in range(5)] for m in ("hail", "nyul")}
+    hail = next(r for r in summarize(rows) if r["method"] == "hail")
+    assert hail["n_subjects"] == 5 and hail["n_pairs"] == 10
+    assert hail["ssim"] == pytest.approx(np.mean(by_subject["hail"]))
+    assert hail["ssim_ci95"] == pytest.approx(mean_ci(by_subject["hail"])["ci95"])
+    assert hail["ssim_sd"] == pytest.approx(np.std([r["ssim"] for r in rows if r["method"] == "hail"]))
+    lo, hi = hail["ssim_ci95"]
+    assert f"{hail['ssim']:.3f} [{lo:.3f}, {hi:.3f}]" in markdown_table(summarize(rows))
+    t = next(t for t in paired_tests(rows, reference="hail") if t["metric"] == "ssim")
+    assert t["n"] == 5 and t["p"] == pytest.approx(wilcoxon(by_subject["hail"], by_subject["nyul"]).pvalue)
+    # one test subject: no interval over subjects, the spread over its site pairs instead
+    one = summarize([r for r in rows if r["subject"] == "s0"])
+    assert one[0]["n_subjects"] == 1 and " ± " in markdown_table(one)

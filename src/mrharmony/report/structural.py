@@ -192,7 +192,8 @@ training sites {html.escape(', '.join(info['training_sites']))}, never seen in t
 <p class="note">One axial slice; the same window along the row (that of the truth). Below each image its
 difference to the truth.</p>
 {pictures}
-<details><summary>All metrics (mean ± std over site pairs)</summary><pre>{html.escape(table)}</pre></details>
+<details><summary>All metrics (mean over the test subjects [95% interval over them]; with one test subject,
+mean ± std over its site pairs)</summary><pre>{html.escape(table)}</pre></details>
 <details><summary>Paired Wilcoxon tests against {html.escape(info.get('reference', ''))} (Bonferroni)</summary>
 <table><tr><th>modality</th><th>sites</th><th>metric</th><th>other</th><th>n</th><th>p</th><th>p (Bonferroni)</th></tr>
 {test_rows}</table></details>

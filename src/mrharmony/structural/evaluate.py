@@ -22,10 +22,12 @@ ones; ``split`` overrides the subjects in both cases.
 :func:`evaluate_structural` writes, through :func:`mrharmony.io.staged_output_dir`:
 
 * ``rows.csv``: one row per subject, site pair, modality and method;
-* ``table.md``: mean ± std of each metric per modality, group and method;
+* ``table.md``: each metric per modality, group and method: its mean over the test subjects
+  (a subject's value is its mean over the group's site pairs) with a 95% bootstrap interval over
+  subjects (with one test subject, ± the standard deviation over its site pairs);
 * ``summary.json``: the dataset, the methods, subjects and sites, the machine, the summary and
-  the paired Wilcoxon tests (Bonferroni-corrected) of the reference method against every other
-  on SSIM and nWD(t,p).
+  the paired Wilcoxon tests over subjects (Bonferroni-corrected) of the reference method against
+  every other on SSIM and nWD(t,p).
 
 Examples:
     >>> ev = evaluate_structural("structural-demo", "eval-hail",

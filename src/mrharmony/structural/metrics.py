@@ -224,8 +224,12 @@ TRUTH_ROW = "truth"
 
 
 def summarize(rows: list[dict], extra_metrics=()) -> list[dict]:
-    """Mean and standard deviation of each metric per (modality, group, method), in the rows'
-    method order; ``extra_metrics`` (such as a round-trip error) where a method's rows have them."""
+    """Each metric per (modality, group, method), in the rows' method order: its mean over the
+    test subjects of each subject's mean over its site pairs (``k``), a 95% bootstrap interval over
+    subjects (``k_ci95``) and the standard deviation over site pairs (``k_sd``); ``extra_metrics``
+    (such as a round-trip error) where a method's rows have them."""
+    from mrharmony.stats import mean_ci
+
     out = []
     methods = list(dict.fromkeys(r["method"] for r in rows))
     for mod in dict.fromkeys(r.get("modality", "T1w") for r in rows):
@@ -234,20 +238,24 @@ def summarize(rows: list[dict], extra_metrics=()) -> list[dict]:
                 sel = [r for r in rows if r["group"] == g and r["method"] == m and r.get("modality", "T1w") == mod]
                 if not sel:
                     continue
-                row = {"modality": mod, "group": g, "method": m, "n_pairs": len(sel)}
+                subjects = list(dict.fromkeys(r["subject"] for r in sel))
+                row = {"modality": mod, "group": g, "method": m, "n_pairs": len(sel), "n_subjects": len(subjects)}
                 for k in (*METRICS, *extra_metrics):
                     if all(k in r for r in sel):
                         v = np.array([r[k] for r in sel], float)
-                        row[k], row[f"{k}_sd"] = float(np.mean(v)), float(np.std(v))
+                        by_subject = [float(np.mean([r[k] for r in sel if r["subject"] == s])) for s in subjects]
+                        ci = mean_ci(by_subject)
+                        row[k], row[f"{k}_ci95"], row[f"{k}_sd"] = ci["mean"], ci["ci95"], float(np.std(v))
                 out.append(row)
     return out
 
 
 def paired_tests(rows: list[dict], *, reference: str, metrics=("ssim", "nwd_tp")) -> list[dict]:
-    """Paired Wilcoxon signed-rank tests of ``reference`` against every other method over (subject,
-    site pair), per modality, group and metric; Bonferroni over every test of the table.
+    """Paired Wilcoxon signed-rank tests of ``reference`` against every other method over the test
+    subjects (each subject's mean over the site pairs of the group, the pairs both methods were
+    scored on), per modality, group and metric; Bonferroni over every test of the table.
 
-    The rows are paired here; the tests are :func:`mrharmony.stats.paired_test` and
+    The subjects are paired here; the tests are :func:`mrharmony.stats.paired_test` and
     :func:`mrharmony.stats.bonferroni`, those of the dMRI wing."""
     from mrharmony.stats import bonferroni, paired_test
 
@@ -264,15 +272,20 @@ def paired_tests(rows: list[dict], *, reference: str, metrics=("ssim", "nwd_tp")
                 continue
             other = {key(r): r for r in sel if r["method"] == method}
             pairs = sorted(set(ref) & set(other))
+            subjects = list(dict.fromkeys(k[0] for k in pairs))
             for m in metrics:
-                t = paired_test([ref[k][m] for k in pairs], [other[k][m] for k in pairs])
+                a, b = ([float(np.mean([side[k][m] for k in pairs if k[0] == s])) for s in subjects]
+                        for side in (ref, other))
+                t = paired_test(a, b)
                 tests.append({"modality": mod, "group": group, "method": method, "metric": m, "n": t["n"],
                               "median_difference": t["median_difference"], "p": t["p"]})
     return bonferroni(tests)
 
 
 def markdown_table(summary: list[dict]) -> str:
-    """The summary as a Markdown table (rAVD in percent)."""
+    """The summary as a Markdown table (rAVD in percent): each metric's mean over the test subjects
+    with its 95% bootstrap interval over them, or, with one test subject, ± the standard deviation
+    over its site pairs."""
     cols = [("nwd_ip", "nWD(i,p) (1 ideal)", 1.0, 3), ("nwd_tp", "nWD(t,p) (0 ideal)", 1.0, 3),
             ("ravd_gm", "rAVD GM %", 100.0, 1), ("ravd_wm", "rAVD WM %", 100.0, 1),
             ("dice_gm", "Dice GM", 1.0, 3), ("dice_wm", "Dice WM", 1.0, 3),
@@ -280,15 +293,18 @@ def markdown_table(summary: list[dict]) -> str:
     if any("texture_p2" in r for r in summary):
         cols.append(("texture_p2", "2-voxel texture (truth 1)", 1.0, 2))
     multi = len({r["modality"] for r in summary}) > 1
-    head = ["modality"] * multi + ["pairs", "method", "n"] + [c[1] for c in cols]
+    head = ["modality"] * multi + ["pairs", "method", "subjects", "n"] + [c[1] for c in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
 
     def cell(r, k, scale, d):
         if k not in r or not np.isfinite(r[k]):
             return "-"
+        if r.get("n_subjects", 1) > 1 and f"{k}_ci95" in r:
+            lo, hi = r[f"{k}_ci95"]
+            return f"{r[k] * scale:.{d}f} [{lo * scale:.{d}f}, {hi * scale:.{d}f}]"
         return f"{r[k] * scale:.{d}f} ± {r[k + '_sd'] * scale:.{d}f}"
 
     for r in summary:
-        first = [r["modality"]] * multi + [r["group"], r["method"], str(r["n_pairs"])]
+        first = [r["modality"]] * multi + [r["group"], r["method"], str(r.get("n_subjects", "")), str(r["n_pairs"])]
         lines.append("| " + " | ".join(first + [cell(r, *c[:1], *c[2:]) for c in cols]) + " |")
     return "\n".join(lines) + "\n"
