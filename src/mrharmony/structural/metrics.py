@@ -293,7 +293,7 @@ def markdown_table(summary: list[dict]) -> str:
     if any("texture_p2" in r for r in summary):
         cols.append(("texture_p2", "2-voxel texture (truth 1)", 1.0, 2))
     multi = len({r["modality"] for r in summary}) > 1
-    head = ["modality"] * multi + ["pairs", "method", "subjects", "n"] + [c[1] for c in cols]
+    head = ["modality"] * multi + ["pairs", "method", "subjects", "site pairs"] + [c[1] for c in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
 
     def cell(r, k, scale, d):
