@@ -129,3 +129,38 @@ def test_structural_benchmarks_score_extra_subjects_that_repeat_the_training_dat
     with pytest.raises(SystemExit, match="does not repeat the training data's subjects"):
         evaluation_data(tmp_path, "tiny", 1, load_structural(simulate_structural(tmp_path / "other", preset="tiny",
                                                                                  seed=1, quiet=True)), model, 2)
+
+
+def test_goal_ratios_of_the_dmri_summary_are_per_subject_ratios_of_the_chosen_rows():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from dmri import goal_ratios
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    subjects = ["s1", "s2", "s3"]
+
+    def row(*values):
+        return dict(zip(subjects, values))
+
+    values = {"prisma_st": {
+        "diqt_tuned": {"fa_noiseless": row(0.02, 0.03, 0.04), "fa_scan": row(0.03, 0.03, 0.03),
+                       "sh_noiseless": row(0.5, 0.5, 0.5)},
+        "diqt": {"fa_noiseless": row(0.05, 0.05, 0.05), "fa_scan": row(0.05, 0.05, 0.05),
+                 "sh_noiseless": row(0.4, 0.4, 0.4)},
+        "diqt_widened": {"fa_noiseless": {"s1": 0.001}},  # the lowest, but scored on one subject only
+        "msp": {"fa_noiseless": row(0.06, 0.06, 0.06), "fa_scan": row(0.06, 0.06, 0.06),
+                "sh_noiseless": row(0.3, 0.36, 0.3)},
+        "diqt_continued": {"sh_noiseless": row(0.45, 0.45, 0.45)},
+        "rish": {"fa_noiseless": row(0.04, 0.06, 0.08), "fa_scan": row(0.04, 0.04, 0.04)},
+        "combat": {"fa_noiseless": row(0.07, 0.07, 0.07)},
+        "rescan": {"fa_noiseless": row(0.01, 0.01, 0.01), "fa_scan": row(0.02, 0.02, 0.04)},
+    }}
+    goals = goal_ratios(values, ["prisma_st"])["prisma_st"]
+    g = goals["learned_vs_statistical"]["fa_noiseless"]
+    assert (g["a"], g["b"], g["n_subjects"]) == ("diqt_tuned", "rish", 3)  # widened left out; floors never chosen
+    assert g["mean"] == pytest.approx(0.5)  # 0.02/0.04, 0.03/0.06, 0.04/0.08
+    r = goals["learned_vs_rescan"]["fa_scan"]
+    assert (r["a"], r["b"]) == ("diqt_tuned", "rescan") and r["mean"] == pytest.approx((1.5 + 1.5 + 0.75) / 3)
+    m = goals["msp_vs_rivals"]["sh_noiseless"]
+    assert (m["a"], m["b"]) == ("msp", "diqt") and m["mean"] == pytest.approx((0.75 + 0.9 + 0.75) / 3)
+    assert m["ci95"][0] <= m["mean"] <= m["ci95"][1]
