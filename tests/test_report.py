@@ -106,6 +106,7 @@ def test_a_structural_evaluation_is_reported_from_its_folder(tmp_path):
     page = build_report([], tmp_path / "report.html", structural=tmp_path / "eval").read_text()
     assert page.count("data:image/png;base64,") == 1  # one modality, one picture
     assert f"{ssim('ihf_squeeze'):.3f}" in page and "<details>" in page
+    assert {t["n"] for t in tests} == {2} and "<th>subjects</th>" in page  # the tests pair the two test subjects
     assert not re.search(r"""(src|href)=["']?https?:""", page)  # self-contained
     with pytest.raises(Exception, match="already exists"):
         build_report([], tmp_path / "report.html", structural=tmp_path / "eval")

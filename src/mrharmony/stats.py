@@ -3,8 +3,8 @@
 One implementation serves both wings: :func:`paired_test` compares two methods' errors (or
 scores) on the same items, :func:`bonferroni` corrects a table of such tests for their number.
 :func:`paired_tests` runs them between every pair of methods (the dMRI wing's patch errors);
-the structural wing's :func:`mrharmony.structural.metrics.paired_tests` pairs its result rows
-by subject and site pair and calls :func:`paired_test` for each comparison.
+the structural wing's :func:`mrharmony.structural.metrics.paired_tests` pairs its test subjects
+(each one's mean over its site pairs) and calls :func:`paired_test` for each comparison.
 
 Examples:
     >>> import numpy as np
@@ -62,6 +62,10 @@ def paired_tests(errors: dict[str, np.ndarray], *, n_comparisons: int | None = N
             raise ValueError(f"{a} and {b} were not evaluated on the same patches") from None
         out.append({"a": a, "b": b, "median_difference": t["median_difference"], "p": t["p"]})
     return bonferroni(out, n_comparisons)
+
+
+#: the fewest subjects a bootstrap interval over subjects is shown for (two values bound nothing)
+MIN_INTERVAL_SUBJECTS = 3
 
 
 def mean_ci(values, *, n_boot: int = 4000, seed: int = 0) -> dict:

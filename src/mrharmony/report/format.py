@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import html
 
+# the fewest subjects a bootstrap interval is shown for (below, the summary says why it has none)
+from mrharmony.stats import MIN_INTERVAL_SUBJECTS  # "three" in interval_note
+
 
 def img_tag(png: bytes, alt: str) -> str:
     """An ``<img>`` holding the PNG itself (base64), so that the page needs no other file."""
@@ -20,9 +23,6 @@ def number(v: float) -> str:
     """Three significant digits, in scientific notation outside 0.001-10,000."""
     return f"{v:.3g}" if 1e-3 <= abs(v) < 1e4 or v == 0 else f"{v:.2e}"
 
-
-#: the fewest subjects a bootstrap interval is shown for (below, the summary says why it has none)
-MIN_INTERVAL_SUBJECTS = 3  # "three" in interval_note
 
 
 def subject_cell(values) -> dict:

@@ -178,6 +178,12 @@ def structural_sections(structural, out: Path) -> tuple[str, str]:
         f"<td>{x.get('n', '')}</td><td title='{x['p']:.3g}'>{readable_p(x['p'])}</td>"
         f"<td title='{x['p_bonferroni']:.3g}'>{readable_p(x['p_bonferroni'])}</td></tr>" for x in tests)
 
+    if max((x.get("n", 0) for x in tests), default=0) < 2:
+        tests_html = "<p class='note'>One test subject: no test across subjects.</p>"
+    else:
+        tests_html = ("<table><tr><th>modality</th><th>sites</th><th>metric</th><th>other</th><th>subjects</th>"
+                      f"<th>p</th><th>p (Bonferroni)</th></tr>{test_rows}</table>")
+
     def shown(path) -> str:
         return os.path.relpath(Path(path).resolve(), out.resolve().parent)
 
@@ -192,11 +198,10 @@ training sites {html.escape(', '.join(info['training_sites']))}, never seen in t
 <p class="note">One axial slice; the same window along the row (that of the truth). Below each image its
 difference to the truth.</p>
 {pictures}
-<details><summary>All metrics (mean over the test subjects [95% interval over them]; with one test subject,
-mean ± std over its site pairs)</summary><pre>{html.escape(table)}</pre></details>
-<details><summary>Paired Wilcoxon tests against {html.escape(info.get('reference', ''))} (Bonferroni)</summary>
-<table><tr><th>modality</th><th>sites</th><th>metric</th><th>other</th><th>n</th><th>p</th><th>p (Bonferroni)</th></tr>
-{test_rows}</table></details>
+<details><summary>All metrics (mean over the test subjects [95% interval over them, with three or more];
+with fewer, mean ± std over their site pairs)</summary><pre>{html.escape(table)}</pre></details>
+<details><summary>Paired Wilcoxon tests against {html.escape(info.get('reference', ''))} over the test subjects
+(Bonferroni)</summary>{tests_html}</details>
 """
     methods = "".join(f"<li>{html.escape(m)}: <code>{html.escape(shown(o) if os.path.sep in str(o) else str(o))}</code>"
                       "</li>" for m, o in info.get("methods", {}).items())

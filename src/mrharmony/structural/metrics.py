@@ -284,8 +284,10 @@ def paired_tests(rows: list[dict], *, reference: str, metrics=("ssim", "nwd_tp")
 
 def markdown_table(summary: list[dict]) -> str:
     """The summary as a Markdown table (rAVD in percent): each metric's mean over the test subjects
-    with its 95% bootstrap interval over them, or, with one test subject, ± the standard deviation
-    over its site pairs."""
+    with its 95% bootstrap interval over them, or, with fewer than ``MIN_INTERVAL_SUBJECTS`` test
+    subjects, ± the standard deviation over their site pairs."""
+    from mrharmony.stats import MIN_INTERVAL_SUBJECTS
+
     cols = [("nwd_ip", "nWD(i,p) (1 ideal)", 1.0, 3), ("nwd_tp", "nWD(t,p) (0 ideal)", 1.0, 3),
             ("ravd_gm", "rAVD GM %", 100.0, 1), ("ravd_wm", "rAVD WM %", 100.0, 1),
             ("dice_gm", "Dice GM", 1.0, 3), ("dice_wm", "Dice WM", 1.0, 3),
@@ -299,7 +301,7 @@ def markdown_table(summary: list[dict]) -> str:
     def cell(r, k, scale, d):
         if k not in r or not np.isfinite(r[k]):
             return "-"
-        if r.get("n_subjects", 1) > 1 and f"{k}_ci95" in r:
+        if r.get("n_subjects", 1) >= MIN_INTERVAL_SUBJECTS and f"{k}_ci95" in r:
             lo, hi = r[f"{k}_ci95"]
             return f"{r[k] * scale:.{d}f} [{lo * scale:.{d}f}, {hi * scale:.{d}f}]"
         return f"{r[k] * scale:.{d}f} ± {r[k + '_sd'] * scale:.{d}f}"
