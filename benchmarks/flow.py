@@ -5,7 +5,7 @@ structural``, ``--preset``, default demo: 8 subjects, 5 sites, two held out of t
 
 1. IHF-Harmony trained on unpaired crops of the training sites and subjects, all three
    modalities, 2D (slices; 64 x 64 crops, minibatch 8, 20 epochs of the feature autoencoder and
-   40 of the flow, 40 steps each), twice: the paper's hierarchy flow (``ihf``) and this
+   40 of the flow (``--epochs``), 40 steps each), twice: the paper's hierarchy flow (``ihf``) and this
    project's exactly invertible squeeze variant (``ihf_squeeze``);
    HAIL (the paper's model; its row is named by the model) trained on the T1w images of the same
    sites and subjects (or ``--hail-run``);
@@ -29,7 +29,7 @@ are shared with the 2D run).
 
 Usage:
     python benchmarks/flow.py --out DIR [--preset demo] [--training-preset demo] [--hail-run RUN] [--dims 3]
-        [--extra-test-subjects N]
+        [--epochs N] [--extra-test-subjects N]
 
 Writes DIR/data, DIR/run-ihf, DIR/run-ihf_squeeze, DIR/run-hail, DIR/rows.csv, DIR/summary.json and DIR/table.md
 (with ``--dims 3``: DIR/run-ihf_squeeze-3d and DIR/3d/rows.csv, summary.json, table.md);
@@ -42,6 +42,9 @@ import argparse
 import time
 from pathlib import Path
 
+#: epochs of the flow stage at the demo training preset (40 steps each)
+DEFAULT_EPOCHS = 40
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -51,6 +54,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--hail-run", help="a HAIL run on the same data and split (default: trained here)")
     ap.add_argument("--modalities", nargs="+", default=["T1w", "T2w", "FLAIR"])
+    ap.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
+                    help=f"epochs of the flow (after 20 of the feature autoencoder), for both flows; runs of "
+                         f"other than {DEFAULT_EPOCHS} go to DIR/run-<flow>-e<N>")
     ap.add_argument("--extra-test-subjects", type=int, default=0, metavar="N",
                     help="also score N more simulated people, never seen in training (intervals over subjects)")
     ap.add_argument("--dims", type=int, choices=[2, 3], default=2,
@@ -75,6 +81,7 @@ def main() -> None:
     crop = 64 if args.preset != "tiny" else 16
     seconds = {}
     flows = {}
+    suffix = "" if args.epochs == DEFAULT_EPOCHS else f"-e{args.epochs}"
     for name, model in (("ihf", {"method": "ihf", "flow": "hierarchy"}),
                         ("ihf_squeeze", {"method": "ihf", "flow": "squeeze"})):
         t0 = time.perf_counter()
@@ -82,8 +89,9 @@ def main() -> None:
                                                       "data": {"dataset": str(data.resolve()),
                                                                "modalities": args.modalities, "crop_size": crop},
                                                       "model": model,
-                                                      "training": {"batch_size": 8, "pretrain_epochs": 20, "epochs": 40}},
-                                      out / f"run-{name}")
+                                                      "training": {"batch_size": 8, "pretrain_epochs": 20,
+                                                                   "epochs": args.epochs}},
+                                      out / f"run-{name}{suffix}")
         seconds[name] = round(time.perf_counter() - t0, 1)
     ihf = flows["ihf"]
     hail_config = {"preset": args.training_preset, "data": {"dataset": str(data.resolve()), "modalities": ["T1w"]},
@@ -121,8 +129,8 @@ def volumes(args) -> None:
                                            "data": {"dataset": str(data.resolve()), "modalities": args.modalities,
                                                     "crop_size": 32 if args.preset != "tiny" else 16},
                                            "model": {"method": "ihf", "flow": "squeeze", "dims": 3},
-                                           "training": {"batch_size": 2, "pretrain_epochs": 20, "epochs": 40}},
-                           out / "run-ihf_squeeze-3d")
+                                           "training": {"batch_size": 2, "pretrain_epochs": 20, "epochs": args.epochs}},
+                           out / ("run-ihf_squeeze-3d" + ("" if args.epochs == DEFAULT_EPOCHS else f"-e{args.epochs}")))
     flow.name = f"{flow.name} (3D)"
     seconds = round(time.perf_counter() - t0, 1)
     scored, split = evaluation_data(out, args.preset, args.seed, ds, flow, args.extra_test_subjects)
