@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -125,4 +126,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from mrharmony.errors import InputError
+
+    try:
+        raise SystemExit(main())
+    except InputError as e:  # a dataset not made by 'mrharmony simulate', a run of another dataset, ...
+        print(f"magnitude_bias.py: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
