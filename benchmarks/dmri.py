@@ -121,9 +121,10 @@ class Timing:
         self._lock = threading.Lock()
 
     def _write(self) -> None:
-        with self._lock:
-            self.path.write_text(json.dumps({"intervals": self.intervals, "before_intervals": self.before},
-                                            indent=1) + "\n")
+        with self._lock:  # whole or not at all: a reader (--summarize-only) or a kill never sees half a file
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text(json.dumps({"intervals": self.intervals, "before_intervals": self.before}, indent=1) + "\n")
+            os.replace(tmp, self.path)
 
     @contextlib.contextmanager
     def step(self, key: str):
@@ -223,14 +224,26 @@ def seeds_of(args, fold: int) -> list[int]:
     return list(args.seeds) if args.seed_folds is None or fold < args.seed_folds else list(args.seeds[:1])
 
 
-def gather(args, root: Path, folds: list[list[str]]) -> tuple[dict, dict, list]:
-    """Per (row, target, subject): the metrics' mean over seeds, and per seed; and the cohort rows."""
+def scored(args, root: Path, folds: list[list[str]]) -> list[tuple[int, int]]:
+    """The (fold, seed) pairs whose evaluation is finished."""
+    return [(f, s) for f in range(len(folds)) for s in seeds_of(args, f)
+            if (root / f"fold-{f}" / f"seed-{s}" / "evaluation" / "evaluation.json.runs").exists()]
+
+
+def gather(args, root: Path, folds: list[list[str]], *, partial: bool = False) -> tuple[dict, dict, list]:
+    """Per (row, target, subject): the metrics' mean over seeds, and per seed; and the cohort rows.
+    ``partial``: only the folds and seeds scored so far (:func:`scored`), the cohort where scored."""
     per_subject: dict = {}  # (row, target, subject) -> metric -> [values over seeds]
     per_seed: dict = {}  # (row, target, seed) -> metric -> {subject: value}
     cohort_rows = []
+    done_pairs = set(scored(args, root, folds)) if partial else None
     for f in range(len(folds)):
         for s in seeds_of(args, f):
+            if done_pairs is not None and (f, s) not in done_pairs:
+                continue
             work = root / f"fold-{f}" / f"seed-{s}"
+            if partial and (work / "cohort.json").exists() and not (work / "cohort.json.runs").exists():
+                continue
             ev = json.loads((work / "evaluation" / "evaluation.json").read_text())
             for r in ev["volume_errors"]:
                 for key, src in METRICS.items():
@@ -245,11 +258,12 @@ def gather(args, root: Path, folds: list[list[str]]) -> tuple[dict, dict, list]:
     return per_subject, per_seed, cohort_rows
 
 
-def summarize(args, root: Path, subjects: list[str], folds: list[list[str]], timing: Timing) -> dict:
+def summarize(args, root: Path, subjects: list[str], folds: list[list[str]], timing: Timing, *,
+              partial: bool = False) -> dict:
     from mrharmony.dmri.cohort import group_summary
     from mrharmony.stats import bonferroni, mean_ci
 
-    per_subject, per_seed, cohort_rows = gather(args, root, folds)
+    per_subject, per_seed, cohort_rows = gather(args, root, folds, partial=partial)
     pauses = pauses_of(args.pauses)
     targets = list(dict.fromkeys(t for _, t, _ in per_subject))
     rows = list(dict.fromkeys(r for r, _, _ in per_subject))
@@ -282,6 +296,8 @@ def summarize(args, root: Path, subjects: list[str], folds: list[list[str]], tim
     bonferroni(tests)
     goals = goal_ratios(values, targets)
     summary = {
+        **({"partial": True, "scored": [f"fold-{f}/seed-{s}" for f, s in scored(args, root, folds)]}
+           if partial else {}),
         "budget": args.budget, "folds": len(folds), "seeds": list(args.seeds), "seed_folds": args.seed_folds, "subjects": subjects,
         "fold_subjects": folds, "preset": args.preset, "targets": out_targets,
         "cohort": group_summary(cohort_rows) if cohort_rows else {},
@@ -379,6 +395,8 @@ def markdown(summary: dict) -> str:
         return "" if m is None else f"{m['mean']:.4g} [{m['ci95'][0]:.4g}, {m['ci95'][1]:.4g}]"
 
     lines = [f"# dMRI benchmark, budget `{summary['budget']}`", "",
+             *([f"Partial: the folds and seeds scored so far ({', '.join(summary['scored'])}).", ""]
+               if summary.get("partial") else []),
              f"Command: `{summary['command']}`; machine {summary['machine']['node']} ({summary['machine']['cpus']} "
              f"cores); {summary['wall_hours']:.2f} h of wall time in all, less the pauses logged while other jobs "
              f"had the machine"
@@ -444,6 +462,9 @@ def main() -> int:
     ap.add_argument("--preset", help="dataset preset (default: the budget's)")
     ap.add_argument("--pauses", type=Path, help="log of the times the run was stopped (SIGSTOP) while other jobs had "
                     "the machine, one line each: '... for N s during ...'; left out of the wall time")
+    ap.add_argument("--summarize-only", action="store_true",
+                    help="train and score nothing: summarize the folds and seeds scored so far into "
+                         "DIR/summary-partial.json and .md")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
     setting = SETTINGS[args.budget]
@@ -453,6 +474,7 @@ def main() -> int:
     args.cohort = setting["cohort"] if args.cohort is None else args.cohort
     args.preset = setting["preset"] if args.preset is None else args.preset
 
+    from mrharmony.data import load_dataset
     from mrharmony.dmri.features.prepare import prepare
     from mrharmony.errors import InputError
     from mrharmony.simulate import PRESETS, simulate
@@ -464,10 +486,15 @@ def main() -> int:
         if args.pauses is not None and not args.pauses.is_file():
             raise SettingError(f"--pauses {args.pauses} is not a file.")
         root = Path(args.out)
+        data, cohort = root / "data", root / "cohort"
+        if args.summarize_only:
+            if not (data / "dataset.yaml").exists() or not scored(args, root, folds_of(
+                    load_dataset(data, check_data=False).subjects, args.folds)):
+                raise SettingError(f"{root} has no fold scored yet; nothing to summarize.")
+            return write_summary(args, root, Timing(root / "timing.json"), partial=True)
         root.mkdir(parents=True, exist_ok=True)
         timing = Timing(root / "timing.json")
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped run still records its time
-        data, cohort = root / "data", root / "cohort"
         with timing.step("data"):
             if not (data / "dataset.yaml").exists():
                 simulate(data, preset=args.preset, seed=0, quiet=args.quiet)
@@ -479,8 +506,6 @@ def main() -> int:
     except (SettingError, InputError) as e:
         print(f"dmri.py: error: {e}", file=sys.stderr)
         return 2
-    from mrharmony.data import load_dataset
-
     subjects = load_dataset(data, check_data=False).subjects
     folds = folds_of(subjects, args.folds)
     for f, held_out in enumerate(folds):
@@ -490,10 +515,20 @@ def main() -> int:
             run_fold_seed(root, data, cohort if args.cohort and f == 0 else None, f, held_out, s,
                           first_seed=s == args.seeds[0], budget=BUDGETS[args.budget],
                           volume_voxels=setting["volume_voxels"], timing=timing, quiet=args.quiet)
-    summary = summarize(args, root, subjects, folds, timing)
-    (root / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return write_summary(args, root, timing)
+
+
+def write_summary(args, root: Path, timing: Timing, *, partial: bool = False) -> int:
+    """Summarize into DIR/summary.json and .md (``partial``: what is scored so far, into
+    summary-partial.json and .md), and print the Markdown."""
+    from mrharmony.data import load_dataset
+
+    subjects = load_dataset(root / "data", check_data=False).subjects
+    summary = summarize(args, root, subjects, folds_of(subjects, args.folds), timing, partial=partial)
+    name = "summary-partial" if partial else "summary"
+    (root / f"{name}.json").write_text(json.dumps(summary, indent=1) + "\n")
     text = markdown(summary)
-    (root / "summary.md").write_text(text)
+    (root / f"{name}.md").write_text(text)
     print(text)
     return 0
 

@@ -164,3 +164,11 @@ def test_goal_ratios_of_the_dmri_summary_are_per_subject_ratios_of_the_chosen_ro
     m = goals["msp_vs_rivals"]["sh_noiseless"]
     assert (m["a"], m["b"]) == ("msp", "diqt") and m["mean"] == pytest.approx((0.75 + 0.9 + 0.75) / 3)
     assert m["ci95"][0] <= m["mean"] <= m["ci95"][1]
+
+
+def test_dmri_benchmark_summarizes_only_what_is_scored(tmp_path):
+    out = tmp_path / "bench"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dmri.py"), "--budget", "smoke", "--out", str(out),
+                        "--summarize-only"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip() == f"dmri.py: error: {out} has no fold scored yet; nothing to summarize."
+    assert not out.exists()
