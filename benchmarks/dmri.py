@@ -230,31 +230,25 @@ def scored(args, root: Path, folds: list[list[str]]) -> list[tuple[int, int]]:
             if (root / f"fold-{f}" / f"seed-{s}" / "evaluation" / "evaluation.json.runs").exists()]
 
 
-def gather(args, root: Path, folds: list[list[str]], *, partial: bool = False) -> tuple[dict, dict, list]:
-    """Per (row, target, subject): the metrics' mean over seeds, and per seed; and the cohort rows.
-    ``partial``: only the folds and seeds scored so far (:func:`scored`), the cohort where scored."""
+def gather(root: Path, pairs: list[tuple[int, int]]) -> tuple[dict, dict, list]:
+    """Per (row, target, subject): the metrics' mean over the seeds of ``pairs`` (fold, seed), and
+    per seed; and the cohort rows of the first fold, where its cohort is scored."""
     per_subject: dict = {}  # (row, target, subject) -> metric -> [values over seeds]
     per_seed: dict = {}  # (row, target, seed) -> metric -> {subject: value}
     cohort_rows = []
-    done_pairs = set(scored(args, root, folds)) if partial else None
-    for f in range(len(folds)):
-        for s in seeds_of(args, f):
-            if done_pairs is not None and (f, s) not in done_pairs:
-                continue
-            work = root / f"fold-{f}" / f"seed-{s}"
-            if partial and (work / "cohort.json").exists() and not (work / "cohort.json.runs").exists():
-                continue
-            ev = json.loads((work / "evaluation" / "evaluation.json").read_text())
-            for r in ev["volume_errors"]:
-                for key, src in METRICS.items():
-                    if r.get(src) is None:
-                        continue
-                    cell = per_subject.setdefault((r["method"], r["target"], r["subject"]), {})
-                    cell.setdefault(key, []).append(r[src])
-                    per_seed.setdefault((r["method"], r["target"], s), {}).setdefault(key, {})[r["subject"]] = r[src]
-            if f == 0 and (work / "cohort.json").exists():  # the cohort is scored with the first fold's models
-                cohort_rows += [{**r, "model": f"{f}/{s}/{r['model']}"}
-                                for r in json.loads((work / "cohort.json").read_text())["rows"]]
+    for f, s in pairs:
+        work = root / f"fold-{f}" / f"seed-{s}"
+        ev = json.loads((work / "evaluation" / "evaluation.json").read_text())
+        for r in ev["volume_errors"]:
+            for key, src in METRICS.items():
+                if r.get(src) is None:
+                    continue
+                cell = per_subject.setdefault((r["method"], r["target"], r["subject"]), {})
+                cell.setdefault(key, []).append(r[src])
+                per_seed.setdefault((r["method"], r["target"], s), {}).setdefault(key, {})[r["subject"]] = r[src]
+        if f == 0 and (work / "cohort.json.runs").exists():  # the cohort is scored with the first fold's models
+            cohort_rows += [{**r, "model": f"{f}/{s}/{r['model']}"}
+                            for r in json.loads((work / "cohort.json").read_text())["rows"]]
     return per_subject, per_seed, cohort_rows
 
 
@@ -263,7 +257,9 @@ def summarize(args, root: Path, subjects: list[str], folds: list[list[str]], tim
     from mrharmony.dmri.cohort import group_summary
     from mrharmony.stats import bonferroni, mean_ci
 
-    per_subject, per_seed, cohort_rows = gather(args, root, folds, partial=partial)
+    pairs = (scored(args, root, folds) if partial
+             else [(f, s) for f in range(len(folds)) for s in seeds_of(args, f)])
+    per_subject, per_seed, cohort_rows = gather(root, pairs)
     pauses = pauses_of(args.pauses)
     targets = list(dict.fromkeys(t for _, t, _ in per_subject))
     rows = list(dict.fromkeys(r for r, _, _ in per_subject))
@@ -296,8 +292,7 @@ def summarize(args, root: Path, subjects: list[str], folds: list[list[str]], tim
     bonferroni(tests)
     goals = goal_ratios(values, targets)
     summary = {
-        **({"partial": True, "scored": [f"fold-{f}/seed-{s}" for f, s in scored(args, root, folds)]}
-           if partial else {}),
+        **({"partial": True, "scored": [f"fold-{f}/seed-{s}" for f, s in pairs]} if partial else {}),
         "budget": args.budget, "folds": len(folds), "seeds": list(args.seeds), "seed_folds": args.seed_folds, "subjects": subjects,
         "fold_subjects": folds, "preset": args.preset, "targets": out_targets,
         "cohort": group_summary(cohort_rows) if cohort_rows else {},

@@ -46,6 +46,12 @@ from pathlib import Path
 DEFAULT_EPOCHS = 40
 
 
+def run_dir(out: Path, name: str, epochs: int) -> Path:
+    """``out/run-<name>``, or ``out/run-<name>-e<epochs>`` for a flow trained for other than the
+    default epochs."""
+    return out / f"run-{name}" if epochs == DEFAULT_EPOCHS else out / f"run-{name}-e{epochs}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
@@ -81,7 +87,6 @@ def main() -> None:
     crop = 64 if args.preset != "tiny" else 16
     seconds = {}
     flows = {}
-    suffix = "" if args.epochs == DEFAULT_EPOCHS else f"-e{args.epochs}"
     for name, model in (("ihf", {"method": "ihf", "flow": "hierarchy"}),
                         ("ihf_squeeze", {"method": "ihf", "flow": "squeeze"})):
         t0 = time.perf_counter()
@@ -91,7 +96,7 @@ def main() -> None:
                                                       "model": model,
                                                       "training": {"batch_size": 8, "pretrain_epochs": 20,
                                                                    "epochs": args.epochs}},
-                                      out / f"run-{name}{suffix}")
+                                      run_dir(out, name, args.epochs))
         seconds[name] = round(time.perf_counter() - t0, 1)
     ihf = flows["ihf"]
     hail_config = {"preset": args.training_preset, "data": {"dataset": str(data.resolve()), "modalities": ["T1w"]},
@@ -130,7 +135,7 @@ def volumes(args) -> None:
                                                     "crop_size": 32 if args.preset != "tiny" else 16},
                                            "model": {"method": "ihf", "flow": "squeeze", "dims": 3},
                                            "training": {"batch_size": 2, "pretrain_epochs": 20, "epochs": args.epochs}},
-                           out / ("run-ihf_squeeze-3d" + ("" if args.epochs == DEFAULT_EPOCHS else f"-e{args.epochs}")))
+                           run_dir(out, "ihf_squeeze-3d", args.epochs))
     flow.name = f"{flow.name} (3D)"
     seconds = round(time.perf_counter() - t0, 1)
     scored, split = evaluation_data(out, args.preset, args.seed, ds, flow, args.extra_test_subjects)

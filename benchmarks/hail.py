@@ -82,5 +82,6 @@ def main() -> None:
     ev = compare_harmonizers(scored, methods, modalities=["T1w"], reference=paper.name, split=split)
     write_results(out, ev, args, training_sites=ds.train_sites, unseen_sites=ds.unseen_sites)
 
+
 if __name__ == "__main__":
     main()

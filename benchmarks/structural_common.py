@@ -36,17 +36,10 @@ def evaluation_data(out: Path, preset: str, seed: int, ds, model, extra: int):
     if not (path / "structural.yaml").is_file():
         simulate_structural(path, preset=preset, seed=seed, n_subjects=n + extra, quiet=True)
     more = load_structural(path)
-    first = f"{ds.subjects[0]}/{ds.site_names[0]}/T1w.nii.gz"
-    if more.subjects[:n] != ds.subjects or not np.array_equal(*(_image(d.root / first) for d in (ds, more))):
+    first = (ds.subjects[0], ds.site_names[0])
+    if more.subjects[:n] != ds.subjects or not np.array_equal(*(d.load_image(*first)[0] for d in (ds, more))):
         raise SystemExit(f"{path} does not repeat the training data's subjects; remove it and run the benchmark again.")
     return more, {"test": [*model.split["test"], *more.subjects[n:]], "validation": list(model.split["validation"])}
-
-
-def _image(path: Path):
-    import nibabel as nib
-    import numpy as np
-
-    return np.asanyarray(nib.load(path).dataobj)
 
 
 def train_or_resume(cls, config: dict, run: Path):
