@@ -57,16 +57,20 @@ BASELINES = ("diqt-prisma_st", "meanvar_global", "meanvar_voxel", "rish")
 
 def train_in_demo(root: Path, name: str, cfg: dict) -> Path:
     """The run ``root/runs/name`` of the run config ``cfg`` (written to ``root/configs/name.yaml``,
-    its paths relative to that folder): trained, with its wall time printed, unless it is there."""
+    its paths relative to that folder): trained, with its wall time printed, unless it is there;
+    an interrupted training resumes from its last checkpoint."""
     from mrharmony.dmri.training import train
 
     out = root / "runs" / name
     if not (out / "model.pt").exists():
+        resume = (out / "checkpoints" / "last.pt").exists()
         path = root / "configs" / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        if not resume:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         t0 = time.time()
-        train(path, out, quiet=True)
-        print(f"{name}: trained in {time.time() - t0:.0f} s", flush=True)
+        train(None if resume else path, out, resume=resume, quiet=True)
+        print(f"{name}: trained in {time.time() - t0:.0f} s{' (resumed)' if resume else ''}", flush=True)
     return out
 
 

@@ -108,6 +108,17 @@ def test_demo_budget_benchmark_needs_a_finished_demo(tmp_path):
     assert not (tmp_path / "demo").exists()
 
 
+def test_msp_tuned_try_needs_a_scored_fold_of_the_benchmark(tmp_path):
+    bench = tmp_path / "bench"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "msp_tuned.py"), str(bench), "--fold", "1"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stdout == ""
+    ev = bench / "fold-1" / "seed-0" / "evaluation" / "evaluation.json"
+    assert r.stderr.strip() == (f"msp_tuned.py: error: {ev} does not exist; run benchmarks/dmri.py for that fold "
+                                "and seed first.")
+    assert not bench.exists()
+
+
 def test_structural_benchmarks_score_extra_subjects_that_repeat_the_training_data(tmp_path):
     from types import SimpleNamespace
 
