@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recipes import train_in_demo
+from recipes import train_dmri_run
 from table1 import TUNED_TRAINING  # the benchmark's recipe
 
 DEMO_ROWS = ("msp", "none", "meanvar_global", "meanvar_voxel", "rish")
@@ -57,7 +57,7 @@ def main() -> int:
             cfg = {"preset": "demo", "label": "diqt_tuned", "data": {**data, "targets": [t]},
                    "model": {"method": "diqt"},
                    "training": {"seed": 0, "epochs": k * PRESETS["demo"]["epochs"], **TUNED_TRAINING}}
-            tuned.append(train_in_demo(root, f"tuned-x{k}-{t}", cfg))
+            tuned.append(train_dmri_run(root, f"tuned-x{k}-{t}", cfg))
         ev = evaluate(demo_runs + tuned, max_patches=2000, volume_voxels=10000, quiet=True)
         write_tables(ev, root / "demo-budget" / f"x{k}")
         print(f"\n## diqt_tuned at {k} x the demo's epochs\n")

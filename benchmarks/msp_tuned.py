@@ -40,13 +40,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dmri import METRICS, SETTINGS, folds_of
-from recipes import train_in_demo
+from recipes import train_dmri_run
 from table1 import BUDGETS, TARGETS, TUNED_STEPS, TUNED_TRAINING, budget_epochs
 
 #: the tuned recipe as MSP's first stage can take it (no position channels)
 TUNED_SH = {k: v for k, v in TUNED_TRAINING.items() if k != "inputs"}
 #: the fold's own rows shown beside the try
 FOLD_ROWS = ("diqt", "diqt_continued", "msp", "msp_stage1", "diqt_tuned")
+#: the try's run directories, in the order they are trained
+RUN_NAMES = (*(f"diqt-tuned-sh-{t}" for t in TARGETS), "msp-tuned", *(f"diqt-tuned-sh-continued-{t}" for t in TARGETS))
 #: (row, its rivals): MSP over the better of its rivals, per subject
 CLAIMS = (("msp_tuned", ("diqt_tuned_sh_continued", "diqt_tuned_sh")), ("msp", ("diqt_continued", "diqt")))
 
@@ -62,14 +64,14 @@ def train_try(work: Path, data_cfg: dict, budget: dict, seed: int) -> list[Path]
                 "data": {**data_cfg, **({"targets": targets} if targets else {})},
                 "model": model, "training": {**budget["training"], **training, "seed": seed}}
 
-    first = [train_in_demo(work, f"diqt-tuned-sh-{t}",
+    first = [train_dmri_run(work, f"diqt-tuned-sh-{t}",
                            cfg("diqt_tuned_sh", {"method": "diqt"}, [t], {**TUNED_SH, "epochs": TUNED_STEPS * epochs}))
              for t in TARGETS]
-    msp = train_in_demo(work, "msp-tuned", cfg("msp_tuned", {
+    msp = train_dmri_run(work, "msp-tuned", cfg("msp_tuned", {
         "method": "msp", "first_stage_runs": [str(p) for p in first], "alpha_end_epoch": max(1.0, epochs / 3)},
         None, TUNED_SH))
     chosen = read_checkpoint(msp / "model.pt")["meta"]["first_stage_runs"]
-    continued = [train_in_demo(work, f"diqt-tuned-sh-continued-{t}",
+    continued = [train_dmri_run(work, f"diqt-tuned-sh-continued-{t}",
                                cfg("diqt_tuned_sh_continued",
                                    {"method": "diqt", "init_from": str((msp / chosen[t]).resolve())}, [t], TUNED_SH))
                  for t in TARGETS]
@@ -105,11 +107,14 @@ def claims(values: dict) -> list[dict]:
 
 
 def markdown(summary: dict) -> str:
+    def minutes(m: float | None) -> str:
+        return "not recorded" if m is None else f"{m:.1f} min"
+
     lines = ["# MSP trained the tuned way (one fold, one seed: a try)", "",
              (f"Command: `{summary['command']}`; fold {summary['fold']} (held out: "
              f"{', '.join(summary['held_out'])}), seed {summary['seed']}, budget `{summary['budget']}`; "
-             f"training {summary['train_minutes']:.1f} min, evaluation {summary['evaluate_minutes']:.1f} min "
-             "(this run, wall time)."), "",
+             f"training {minutes(summary['train_minutes'])}, evaluation {minutes(summary['evaluate_minutes'])} "
+             "(wall time, when they ran)."), "",
              ("Mean over the held-out subjects. SH: MSE against the noiseless truth; FA / MD: mean absolute "
              "error against the noiseless truth (MD in 1e-5 mm^2/s)."), ""]
     for t, rows in summary["values"].items():
@@ -150,21 +155,27 @@ def main() -> int:
     held_out = folds_of(load_dataset(data, check_data=False).subjects, setting["folds"])[args.fold]
     data_cfg = {"dataset": str(data), "split": "subject", "test_subjects": held_out, "split_seed": 0}
     work = (fold_dir / "msp-tuned").resolve()
+    # the wall time of the steps this invocation ran; a step done before keeps the time recorded then
+    before = json.loads((work / "summary.json").read_text()) if (work / "summary.json").exists() else {}
+    minutes = {k: before.get(k) for k in ("train_minutes", "evaluate_minutes")}
     t0 = time.time()
+    fresh = not all((work / "runs" / name / "model.pt").exists() for name in RUN_NAMES)
     runs = train_try(work, data_cfg, BUDGETS[args.budget], args.seed)
-    t1 = time.time()
+    if fresh:
+        minutes["train_minutes"] = (time.time() - t0) / 60
     ev_json = work / "evaluation" / "evaluation.json"
     if not ev_json.exists():
+        t1 = time.time()
         ev = evaluate(runs, first_stages=True, floors=False, volume_voxels=setting["volume_voxels"], quiet=True)
         write_tables(ev, work / "evaluation")
-    t2 = time.time()
+        minutes["evaluate_minutes"] = (time.time() - t1) / 60
     rows = json.loads(ev_json.read_text())["volume_errors"] + [
         r for r in json.loads(fold_ev.read_text())["volume_errors"] if r["method"] in FOLD_ROWS]
     names = ("diqt_tuned_sh", "msp_tuned", "msp_tuned_stage1", "diqt_tuned_sh_continued", *FOLD_ROWS)
     values = per_subject(rows, names)
     summary = {"command": "python benchmarks/msp_tuned.py " + " ".join(sys.argv[1:]), "fold": args.fold,
                "seed": args.seed, "budget": args.budget, "held_out": held_out,
-               "train_minutes": (t1 - t0) / 60, "evaluate_minutes": (t2 - t1) / 60,
+               **minutes,
                "values": values, "claims": claims(values)}
     (work / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     text = markdown(summary)

@@ -55,7 +55,7 @@ MODEL = {"diqt_skip": {"skip": True}, "diqt_skip_flips": {"skip": True}}
 BASELINES = ("diqt-prisma_st", "meanvar_global", "meanvar_voxel", "rish")
 
 
-def train_in_demo(root: Path, name: str, cfg: dict) -> Path:
+def train_dmri_run(root: Path, name: str, cfg: dict) -> Path:
     """The run ``root/runs/name`` of the run config ``cfg`` (written to ``root/configs/name.yaml``,
     its paths relative to that folder): trained, with its wall time printed, unless it is there;
     an interrupted training resumes from its last checkpoint."""
@@ -93,7 +93,7 @@ def main() -> None:
                "data": {"dataset": "../data", "split": "subject", "test_subjects": held_out, "split_seed": 0,
                         "targets": ["prisma_st"], **DATA.get(name, {})},
                "model": {"method": "diqt", **MODEL.get(name, {})}, "training": {"seed": 0, **training}}
-        runs.append(train_in_demo(root, name, cfg))
+        runs.append(train_dmri_run(root, name, cfg))
     runs += [root / "runs" / b for b in BASELINES[1:]]
     ev = evaluate(runs, max_patches=3000, quiet=True)
     paths = write_tables(ev, root / "recipes")
