@@ -96,14 +96,9 @@ def effect_ci(a, b, *, n_boot: int = 4000, seed: int = 0) -> dict:
     resampled within each group): ``{"mean": d, "ci95": [lo, hi]}``."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     d = cohens_d(a, b)
-    rng = np.random.default_rng(seed)
-    boot = []
-    for _ in range(n_boot):
-        ra, rb = a[rng.integers(0, a.size, a.size)], b[rng.integers(0, b.size, b.size)]
-        if np.ptp(ra) > 0 or np.ptp(rb) > 0:  # a resample of one repeated value has no spread
-            boot.append(cohens_d(ra, rb))
-    lo, hi = np.nanpercentile(boot, [2.5, 97.5]) if boot else (d, d)
-    return {"mean": d, "ci95": [float(lo), float(hi)]}
+    ci = _group_bootstrap(lambda ia, ib: cohens_d(a[ia], b[ib]), lambda ia, ib: np.ptp(a[ia]) > 0 or np.ptp(b[ib]) > 0,
+                          a.size, b.size, point=d, n_boot=n_boot, seed=seed)
+    return {"mean": d, "ci95": ci}
 
 
 def effect_ratio_ci(a, b, a_ref, b_ref, *, n_boot: int = 4000, seed: int = 0) -> dict:
@@ -116,11 +111,22 @@ def effect_ratio_ci(a, b, a_ref, b_ref, *, n_boot: int = 4000, seed: int = 0) ->
     if a.shape != a_ref.shape or b.shape != b_ref.shape:
         raise ValueError("each group needs the same subjects on both sides")
     ratio = cohens_d(a, b) / cohens_d(a_ref, b_ref)
+    ci = _group_bootstrap(lambda ia, ib: cohens_d(a[ia], b[ib]) / cohens_d(a_ref[ia], b_ref[ib]),
+                          lambda ia, ib: np.ptp(a_ref[ia]) > 0 or np.ptp(b_ref[ib]) > 0,
+                          a.size, b.size, point=ratio, n_boot=n_boot, seed=seed)
+    return {"mean": float(ratio), "ci95": ci}
+
+
+def _group_bootstrap(statistic, spread, n_a: int, n_b: int, *, point: float, n_boot: int, seed: int) -> list[float]:
+    """A 95% percentile bootstrap interval of ``statistic(ia, ib)`` over resamples of subjects
+    within each group (index arrays into groups of ``n_a`` and ``n_b`` subjects), a resample
+    counted only where ``spread(ia, ib)``: one repeated value has no spread, and no Cohen's d.
+    ``point`` stands for the interval when no resample counts."""
     rng = np.random.default_rng(seed)
     boot = []
     for _ in range(n_boot):
-        ia, ib = rng.integers(0, a.size, a.size), rng.integers(0, b.size, b.size)
-        if np.ptp(a_ref[ia]) > 0 or np.ptp(b_ref[ib]) > 0:
-            boot.append(cohens_d(a[ia], b[ib]) / cohens_d(a_ref[ia], b_ref[ib]))
-    lo, hi = np.nanpercentile(boot, [2.5, 97.5]) if boot else (ratio, ratio)
-    return {"mean": float(ratio), "ci95": [float(lo), float(hi)]}
+        ia, ib = rng.integers(0, n_a, n_a), rng.integers(0, n_b, n_b)
+        if spread(ia, ib):
+            boot.append(statistic(ia, ib))
+    lo, hi = np.nanpercentile(boot, [2.5, 97.5]) if boot else (point, point)
+    return [float(lo), float(hi)]

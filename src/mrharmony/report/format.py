@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import html
 
-# the fewest subjects a bootstrap interval is shown for (below, the summary says why it has none)
-from mrharmony.stats import MIN_INTERVAL_SUBJECTS  # "three" in interval_note
+# the fewest subjects a bootstrap interval is shown for ("three" in interval_note; below it, the
+# summary says why it has none)
+from mrharmony.stats import MIN_INTERVAL_SUBJECTS
 
 
 def img_tag(png: bytes, alt: str) -> str:
@@ -22,7 +23,6 @@ def readable_p(p: float) -> str:
 def number(v: float) -> str:
     """Three significant digits, in scientific notation outside 0.001-10,000."""
     return f"{v:.3g}" if 1e-3 <= abs(v) < 1e4 or v == 0 else f"{v:.2e}"
-
 
 
 def subject_cell(values) -> dict:
