@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dmri import METRICS, SETTINGS, folds_of
+from dmri import METRICS, SETTINGS, best_row, folds_of
 from recipes import train_dmri_run
 from table1 import BUDGETS, TARGETS, TUNED_STEPS, TUNED_TRAINING, budget_epochs
 
@@ -92,14 +92,14 @@ def per_subject(ev_rows: list[dict], rows) -> dict:
 
 def claims(values: dict) -> list[dict]:
     """Per target and claim: the row's SH error (noiseless truth) over the better of its rivals,
-    per subject (the better rival chosen by its mean over subjects)."""
+    per subject (the better rival chosen as the benchmark's goals choose it, ``dmri.best_row``)."""
     out = []
     for t, rows in values.items():
         for row, rivals in CLAIMS:
             have = {r: rows[r]["sh_noiseless"] for r in (row, *rivals) if r in rows}
-            if row not in have or not any(r in have for r in rivals):
+            rival = best_row(rivals, have) if row in have else None
+            if rival is None:
                 continue
-            rival = min((r for r in rivals if r in have), key=lambda r: np.mean(list(have[r].values())))
             ratios = {s: have[row][s] / have[rival][s] for s in sorted(have[row])}
             out.append({"target": t, "row": row, "rival": rival, "ratio_per_subject": ratios,
                         "ratio_mean": float(np.mean(list(ratios.values())))})

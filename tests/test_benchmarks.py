@@ -119,6 +119,23 @@ def test_msp_tuned_try_needs_a_scored_fold_of_the_benchmark(tmp_path):
     assert not bench.exists()
 
 
+def test_msp_tuned_try_judges_msp_against_its_better_rival_per_subject():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from msp_tuned import claims
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    values = {"prisma_st": {
+        "msp_tuned": {"sh_noiseless": {"a": 0.9, "b": 0.6}},
+        "diqt_tuned_sh": {"sh_noiseless": {"a": 1.0, "b": 1.0}},  # mean 1.0: the better rival
+        "diqt_tuned_sh_continued": {"sh_noiseless": {"a": 0.5, "b": 2.0}},  # better on "a", mean 1.25
+        "msp": {"sh_noiseless": {"a": 2.0, "b": 2.0}},  # its rivals not scored: no claim
+    }}
+    (c,) = claims(values)
+    assert (c["target"], c["row"], c["rival"]) == ("prisma_st", "msp_tuned", "diqt_tuned_sh")
+    assert c["ratio_per_subject"] == pytest.approx({"a": 0.9, "b": 0.6}) and c["ratio_mean"] == pytest.approx(0.75)
+
+
 def test_structural_benchmarks_score_extra_subjects_that_repeat_the_training_data(tmp_path):
     from types import SimpleNamespace
 
