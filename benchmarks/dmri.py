@@ -76,6 +76,11 @@ FLOORS = ("rescan", "oracle")
 #: the goals of the learned harmonizers (docs/benchmarks.md): the largest ratio that meets each; MSP's
 #: also needs its interval below 1
 GOALS = {"learned_vs_statistical": 0.7, "learned_vs_rescan": 1.0, "msp_vs_rivals": 0.8}
+#: the cohort's goal: the best learned row's patients-vs-controls effect within this window of the
+#: effect on the target platform
+COHORT_GOAL = (0.9, 1.1)
+#: the training goal: every row of one fold (one seed) trained and fitted within this many minutes
+TRAINING_GOAL_MINUTES = 60.0
 
 
 class SettingError(Exception):
@@ -294,14 +299,18 @@ def summarize(args, root: Path, subjects: list[str], folds: list[list[str]], tim
     tests = subject_tests(values, targets)
     bonferroni(tests)
     goals = goal_ratios(values, targets)
+    cohort = group_summary(cohort_rows) if cohort_rows else {}
+    cohort_goals(goals, cohort)
     summary = {
         **({"partial": True, "scored": [f"fold-{f}/seed-{s}" for f, s in pairs]} if partial else {}),
         "budget": args.budget, "folds": len(folds), "seeds": list(args.seeds), "seed_folds": args.seed_folds, "subjects": subjects,
         "fold_subjects": folds, "preset": args.preset, "targets": out_targets,
-        "cohort": group_summary(cohort_rows) if cohort_rows else {},
+        "cohort": cohort,
         "cohort_subjects": len({r["subject"] for r in cohort_rows}),
         "tests": tests,
         "goals": goals,
+        "headline": headline(values, targets),
+        "training_minutes": fold_training_minutes(timing, pauses, [(f, s) for f, s in pairs if s == args.seeds[0]]),
         # every subject's value (its mean over seeds): target -> row -> metric -> subject -> value
         "per_subject": values,
         "machine": {"node": platform.node(), "cpus": os.cpu_count(),
@@ -368,6 +377,44 @@ def goal_ratios(values: dict, targets: list[str]) -> dict:
     return out
 
 
+def cohort_goals(goals: dict, cohort: dict) -> None:
+    """Add to ``goals`` (per target) the cohort's goal: the patients-vs-controls effect ratio
+    (``fa_effect_ratio``, ``md_effect_ratio``) of the learned row chosen for the goal
+    ``learned_vs_statistical`` on the same measure, ``met`` when its mean lies in :data:`COHORT_GOAL`."""
+    for t, by_kind in goals.items():
+        for m in ("fa", "md"):
+            row = by_kind.get("learned_vs_statistical", {}).get(f"{m}_noiseless", {}).get("a")
+            cell = cohort.get(t, {}).get(row, {}).get(f"{m}_effect_ratio")
+            if cell is not None:
+                lo, hi = COHORT_GOAL
+                by_kind.setdefault("cohort_effect", {})[f"{m}_effect_ratio"] = {
+                    "a": row, "b": "target_truth", **cell, "goal": list(COHORT_GOAL),
+                    "met": bool(lo <= cell["mean"] <= hi)}
+
+
+def headline(values: dict, targets: list[str]) -> dict:
+    """Per target and FA / MD measure, the rows a user compares: the best statistical and the best
+    learned row (by :func:`best_row`), beside ``none`` and the floors in the summary's tables."""
+    out: dict = {}
+    for t in targets:
+        for key in ("fa_noiseless", "md_noiseless", "fa_scan", "md_scan"):
+            methods = {r: v[key] for r, v in values[t].items() if key in v and r not in FLOORS}
+            if methods:
+                out.setdefault(t, {})[key] = {
+                    "best_statistical": best_row(STATISTICAL, methods),
+                    "best_learned": best_row([r for r in methods if r not in STATISTICAL], methods)}
+    return out
+
+
+def fold_training_minutes(timing: Timing, pauses: list[tuple[float, float]], pairs: list[tuple[int, int]]) -> dict:
+    """The minutes of each fold's first-seed training step (every row of the fold trained or fitted),
+    where it was timed by intervals, against :data:`TRAINING_GOAL_MINUTES`."""
+    per_fold = {f"fold-{f}": timing.seconds(f"fold-{f}/seed-{s}/train", pauses) / 60 for f, s in pairs
+                if f"fold-{f}/seed-{s}/train" in timing.intervals and f"fold-{f}/seed-{s}/train" not in timing.before}
+    return {"per_fold": per_fold, "goal": TRAINING_GOAL_MINUTES,
+            "met": bool(per_fold) and max(per_fold.values()) <= TRAINING_GOAL_MINUTES}
+
+
 def subject_tests(values: dict, targets: list[str]) -> list[dict]:
     """Paired Wilcoxon tests across subjects: MSP against its compute-matched rivals and the best
     single network; the best learned method against the best statistical one."""
@@ -409,6 +456,21 @@ def markdown(summary: dict) -> str:
              + (f" on the first {summary['seed_folds']} fold(s), seed {summary['seeds'][0]} on the others"
                 if summary.get("seed_folds") else "") + ". "
              "Mean over subjects [95% bootstrap interval over subjects]; a subject's value is its mean over seeds.", ""]
+    if summary.get("headline"):
+        lines += ["## FA and MD at a glance", "",
+                  ("Mean absolute error over the brain (FA; MD in mm^2/s), against the noiseless target and against "
+                   "the target scan: no harmonization, the best statistical and the best learned row (by their mean "
+                   "among the rows scored on every subject), and the floors."), "",
+                  "| target | measure | none | best statistical | best learned | rescan | oracle |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for t, by_key in summary["headline"].items():
+            rows = summary["targets"][t]
+            for key, chosen in by_key.items():
+                named = [f"{cell(rows[r].get(key))} {r}" if r else "" for r in (chosen["best_statistical"],
+                                                                                  chosen["best_learned"])]
+                lines.append(f"| {t} | {key} | {cell(rows.get('none', {}).get(key))} | {named[0]} | {named[1]} | "
+                             f"{cell(rows.get('rescan', {}).get(key))} | {cell(rows.get('oracle', {}).get(key))} |")
+        lines.append("")
     keys = list(METRICS)
     for t, rows in summary["targets"].items():
         lines += [f"## {t}", "", "| row | " + " | ".join(keys) + " | FA vs scan / rescan | MD vs scan / rescan |",
@@ -422,17 +484,24 @@ def markdown(summary: dict) -> str:
                   ("learned_vs_statistical: the best learned row over the best statistical row (noiseless truth); "
                    "learned_vs_rescan: the best learned row over the rescan floor (target scan); msp_vs_rivals: MSP "
                    "over the better of diqt_continued and the best single network (SH, noiseless truth). Rows chosen "
-                   "by their mean among those scored on every subject. Met: the mean at most the goal (and, for "
-                   "msp_vs_rivals, the interval below 1)."), "",
-                  "| target | goal | metric | a / b | ratio [95% interval] | at most | met |",
+                   "by their mean among those scored on every subject; cohort_effect: the patients-vs-controls "
+                   "effect after harmonization with the learned row chosen on the same measure, over the effect on the "
+                   "target platform. Met: the mean within the goal (and, for msp_vs_rivals, the interval below 1)."), "",
+                  "| target | comparison | metric | a / b | ratio [95% interval] | goal | met |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         for t, goals in summary["goals"].items():
             for kind, by_metric in goals.items():
                 for key, g in by_metric.items():
                     verdict = "" if "met" not in g else ("yes" if g["met"] else "no")
-                    lines.append(f"| {t} | {kind} | {key} | {g['a']} / {g['b']} | {cell(g)} | {g.get('goal', '')} | "
-                                 f"{verdict} |")
+                    goal = g.get("goal", "")
+                    goal = f"{goal[0]}-{goal[1]}" if isinstance(goal, list) else f"<= {goal}" if goal != "" else ""
+                    lines.append(f"| {t} | {kind} | {key} | {g['a']} / {g['b']} | {cell(g)} | {goal} | {verdict} |")
         lines.append("")
+    if summary.get("training_minutes", {}).get("per_fold"):
+        tm = summary["training_minutes"]
+        lines += ["Training of every row of one fold (first seed; training and fitting, timed by intervals, pauses "
+                  "left out): " + ", ".join(f"{k} {v:.1f} min" for k, v in tm["per_fold"].items())
+                  + f"; goal at most {tm['goal']:.0f} min: {'met' if tm['met'] else 'not met'}.", ""]
     if summary["cohort"]:
         lines += [f"## Cohort: patients vs controls ({summary['cohort_subjects']} subjects)", "",
                   ("Cohen's d (controls minus patients) of regional FA and MD, its ratio to the same effect on the "

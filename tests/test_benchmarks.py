@@ -209,3 +209,42 @@ def test_dmri_benchmark_summarizes_only_what_is_scored(tmp_path):
                         "--summarize-only"], capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 2 and r.stderr.strip() == f"dmri.py: error: {out} has no fold scored yet; nothing to summarize."
     assert not out.exists()
+
+
+def test_dmri_summary_judges_the_cohort_goal_and_the_training_time_and_names_the_rows_compared(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from dmri import Timing, cohort_goals, fold_training_minutes, headline
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    ratio = {"mean": 0.95, "ci95": [0.7, 1.2]}
+    goals = {"prisma_st": {"learned_vs_statistical": {"fa_noiseless": {"a": "diqt_tuned"},
+                                                      "md_noiseless": {"a": "shresnet"}}},
+             "connectom_sa": {"learned_vs_statistical": {"fa_noiseless": {"a": "diqt"}}}}
+    cohort = {"prisma_st": {"diqt_tuned": {"fa_effect_ratio": ratio, "md_effect_ratio": {"mean": 0.6, "ci95": [0.2, 1]}},
+                            "shresnet": {"md_effect_ratio": {"mean": 1.12, "ci95": [0.8, 1.5]}}}}
+    cohort_goals(goals, cohort)
+    fa, md = (goals["prisma_st"]["cohort_effect"][k] for k in ("fa_effect_ratio", "md_effect_ratio"))
+    # each measure judged with the learned row chosen on it: diqt_tuned's FA effect, shresnet's MD effect
+    assert (fa["a"], fa["mean"], fa["goal"], fa["met"]) == ("diqt_tuned", 0.95, [0.9, 1.1], True)
+    assert (md["a"], md["mean"], md["met"]) == ("shresnet", 1.12, False)
+    assert "cohort_effect" not in goals["connectom_sa"]  # no cohort scored for that target
+
+    subjects = ["s1", "s2"]
+    values = {"prisma_st": {"diqt": {"fa_noiseless": dict(zip(subjects, (0.03, 0.05)))},
+                            "diqt_widened": {"fa_noiseless": {"s1": 0.001}},
+                            "rish": {"fa_noiseless": dict(zip(subjects, (0.05, 0.05)))},
+                            "none": {"fa_noiseless": dict(zip(subjects, (0.04, 0.05)))},
+                            "rescan": {"fa_noiseless": dict(zip(subjects, (0.01, 0.01)))}}}
+    assert headline(values, ["prisma_st"]) == {"prisma_st": {"fa_noiseless": {"best_statistical": "none",
+                                                                              "best_learned": "diqt"}}}
+
+    timing = Timing(tmp_path / "timing.json")
+    timing.before = {"fold-0/seed-0/train": 100.0}  # timed before intervals were recorded: left out
+    timing.intervals = {"fold-0/seed-0/train": [[0.0, 10.0]], "fold-1/seed-0/train": [[0.0, 3000.0], [5000.0, 6000.0]],
+                        "fold-2/seed-0/train": [[0.0, 3500.0]]}
+    tm = fold_training_minutes(timing, [(1000.0, 1600.0)], [(0, 0), (1, 0), (2, 0)])
+    assert tm["per_fold"] == {"fold-1": pytest.approx(3400 / 60), "fold-2": pytest.approx(2900 / 60)}
+    assert tm["goal"] == 60.0 and tm["met"] is True
+    tm = fold_training_minutes(timing, [], [(1, 0)])
+    assert tm["per_fold"] == {"fold-1": pytest.approx(4000 / 60)} and tm["met"] is False
