@@ -40,8 +40,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dmri import METRICS, SETTINGS, best_row, folds_of
-from recipes import train_dmri_run
-from table1 import BUDGETS, TARGETS, TUNED_STEPS, TUNED_TRAINING, budget_epochs
+from table1 import (
+    BUDGETS,
+    TARGETS,
+    TUNED_STEPS,
+    TUNED_TRAINING,
+    budget_epochs,
+    train_dmri_run,
+)
 
 #: the tuned recipe as MSP's first stage can take it (no position channels)
 TUNED_SH = {k: v for k, v in TUNED_TRAINING.items() if k != "inputs"}

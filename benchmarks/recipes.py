@@ -31,10 +31,13 @@ kept.
 from __future__ import annotations
 
 import argparse
-import time
+import sys
 from pathlib import Path
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from table1 import train_dmri_run
 
 COSINE = {"lr_schedule": "cosine", "warmup_epochs": 1}
 TILES = {"epochs": 20, "patches_per_epoch": 500, "batch_size": 4, "tile_size": 21, **COSINE}
@@ -53,25 +56,6 @@ DATA = {"diqt_flips_valsubject": {"validation": "subject"}}
 #: model settings of a variant beyond the paper's DIQT
 MODEL = {"diqt_skip": {"skip": True}, "diqt_skip_flips": {"skip": True}}
 BASELINES = ("diqt-prisma_st", "meanvar_global", "meanvar_voxel", "rish")
-
-
-def train_dmri_run(root: Path, name: str, cfg: dict) -> Path:
-    """The run ``root/runs/name`` of the run config ``cfg`` (written to ``root/configs/name.yaml``,
-    its paths relative to that folder): trained, with its wall time printed, unless it is there;
-    an interrupted training resumes from its last checkpoint."""
-    from mrharmony.dmri.training import train
-
-    out = root / "runs" / name
-    if not (out / "model.pt").exists():
-        resume = (out / "checkpoints" / "last.pt").exists()
-        path = root / "configs" / f"{name}.yaml"
-        if not resume:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        t0 = time.time()
-        train(None if resume else path, out, resume=resume, quiet=True)
-        print(f"{name}: trained in {time.time() - t0:.0f} s{' (resumed)' if resume else ''}", flush=True)
-    return out
 
 
 def main() -> None:

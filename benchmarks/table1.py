@@ -82,6 +82,29 @@ def run_split(root: Path, data: Path, split: str, budget: dict, *, seed: int, co
     return work / "evaluation" / "table.md"
 
 
+def train_dmri_run(root: Path, name: str, cfg: dict, *, tag: str | None = None, quiet: bool = True) -> Path:
+    """The run ``root/runs/name`` of the run config ``cfg`` (written to ``root/configs/name.yaml``;
+    relative paths in it are read from that folder): trained unless it is there (a network's
+    ``model.pt`` or a statistical method's ``harmonizer.json``), an interrupted training resumed
+    from its last checkpoint; its start and wall time printed (``tag``: what the lines begin with)."""
+    from mrharmony.dmri.training import train
+
+    out = root / "runs" / name
+    if (out / "model.pt").exists() or (out / "harmonizer.json").exists():
+        return out
+    resume = (out / "checkpoints" / "last.pt").exists()
+    if not resume:
+        path = root / "configs" / f"{name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    what = f"{tag}: {name}" if tag else name
+    print(f"[{time.strftime('%H:%M:%S')}] {what}{' (resumed)' if resume else ''}", flush=True)
+    t0 = time.time()
+    train(None if resume else root / "configs" / f"{name}.yaml", out, resume=resume, quiet=quiet)
+    print(f"[{time.strftime('%H:%M:%S')}] {what}: trained in {time.time() - t0:.0f} s", flush=True)
+    return out
+
+
 def train_methods(work: Path, data_cfg: dict, budget: dict, *, seed: int, control_target: str, quiet: bool,
                   every_row: bool = True, widened: bool = True) -> list[Path]:
     """Train (or find finished, or resume) every run of Table 1 under ``work/runs`` with the data
@@ -89,7 +112,6 @@ def train_methods(work: Path, data_cfg: dict, budget: dict, *, seed: int, contro
     ``every_row=False`` trains only the rows a claim about MSP rests on (the single networks,
     MSP and its continued first stage), as for extra seeds; ``widened=False`` leaves out
     ``diqt_widened`` (a DIQT with MSP's parameter count, the costliest single run)."""
-    from mrharmony.dmri.training import train
     from mrharmony.engine.checkpoint import read_checkpoint
 
     work = Path(work).resolve()  # the configs name runs by absolute path (a relative one would be read from configs/)
@@ -98,17 +120,10 @@ def train_methods(work: Path, data_cfg: dict, budget: dict, *, seed: int, contro
 
     def run(name: str, model: dict, targets: list[str] | None, label: str | None = None,
             training: dict | None = None) -> Path:
-        out = work / "runs" / name
-        if (out / "model.pt").exists() or (out / "harmonizer.json").exists():
-            return out
         cfg = {"preset": budget["preset"], **({"label": label} if label else {}),
                "data": {**data_cfg, **({"targets": targets} if targets else {})},
                "model": model, "training": {**budget["training"], **(training or {}), "seed": seed}}
-        path = work / "configs" / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        resume = (out / "checkpoints" / "last.pt").exists()
-        print(f"[{time.strftime('%H:%M:%S')}] {tag}: {name}{' (resumed)' if resume else ''}", flush=True)
-        return train(None if resume else path, out, resume=resume, quiet=quiet)
+        return train_dmri_run(work, name, cfg, tag=tag, quiet=quiet)
 
     from mrharmony.engine.registry import methods
 
@@ -200,10 +215,10 @@ def main() -> None:
                            quiet=args.quiet) for s in args.splits}
     hours = (time.time() - t0) / 3600
     head = [f"# Table 1 on the synthetic `{args.preset}` benchmark", "",
-            f"Command: `python benchmarks/table1.py --out {args.out} --budget {args.budget} "
-            f"--splits {' '.join(args.splits)} --preset {args.preset}`", "",
-            f"Machine: {platform.node()} ({os.cpu_count()} cores); budget `{args.budget}`: "
-            f"preset {budget['preset']} with {budget['training'] or 'no changes'}; {hours:.2f} h in all.", ""]
+            (f"Command: `python benchmarks/table1.py --out {args.out} --budget {args.budget} "
+             f"--splits {' '.join(args.splits)} --preset {args.preset}`"), "",
+            (f"Machine: {platform.node()} ({os.cpu_count()} cores); budget `{args.budget}`: "
+             f"preset {budget['preset']} with {budget['training'] or 'no changes'}; {hours:.2f} h in all."), ""]
     body = []
     for s, path in tables.items():
         body += [f"## Split: {s}", "", path.read_text(), ""]

@@ -248,3 +248,39 @@ def test_dmri_summary_judges_the_cohort_goal_and_the_training_time_and_names_the
     assert tm["goal"] == 60.0 and tm["met"] is True
     tm = fold_training_minutes(timing, [], [(1, 0)])
     assert tm["per_fold"] == {"fold-1": pytest.approx(4000 / 60)} and tm["met"] is False
+
+
+def test_a_benchmark_run_is_trained_once_resumed_from_its_checkpoint_and_its_config_kept(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from table1 import train_dmri_run
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    import yaml
+
+    import mrharmony.dmri.training as training
+
+    calls = []
+
+    def fake_train(config, out, *, resume, quiet):
+        calls.append((config, resume))
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (out / "checkpoints" / "last.pt").write_text("")
+        return out
+
+    monkeypatch.setattr(training, "train", fake_train)
+    cfg = {"preset": "test", "data": {"dataset": "../data"}, "model": {"method": "diqt"}, "training": {"seed": 0}}
+    out = train_dmri_run(tmp_path, "diqt-a", cfg, tag="fold-0/seed-0")
+    assert out == tmp_path / "runs" / "diqt-a"
+    assert calls == [(tmp_path / "configs" / "diqt-a.yaml", False)]
+    assert yaml.safe_load((tmp_path / "configs" / "diqt-a.yaml").read_text()) == cfg
+    # interrupted (a checkpoint, no model): resumed from it, its config as it was written
+    (tmp_path / "configs" / "diqt-a.yaml").write_text("kept: true\n")
+    train_dmri_run(tmp_path, "diqt-a", {**cfg, "label": "other"})
+    assert calls[-1] == (None, True) and (tmp_path / "configs" / "diqt-a.yaml").read_text() == "kept: true\n"
+    # finished (a network's model.pt or a statistical method's harmonizer.json): not trained again
+    (out / "model.pt").write_text("")
+    (tmp_path / "runs" / "rish").mkdir()
+    (tmp_path / "runs" / "rish" / "harmonizer.json").write_text("{}")
+    assert train_dmri_run(tmp_path, "diqt-a", cfg) == out
+    assert train_dmri_run(tmp_path, "rish", cfg) == tmp_path / "runs" / "rish" and len(calls) == 2
