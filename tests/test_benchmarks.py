@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -245,7 +246,7 @@ def test_dmri_summary_judges_the_cohort_goal_and_the_training_time_and_names_the
                         "fold-2/seed-0/train": [[0.0, 3500.0]]}
     tm = fold_training_minutes(timing, [(1000.0, 1600.0)], [(0, 0), (1, 0), (2, 0)])
     assert tm["per_fold"] == {"fold-1": pytest.approx(3400 / 60), "fold-2": pytest.approx(2900 / 60)}
-    assert tm["goal"] == 60.0 and tm["met"] is True
+    assert tm["goal"] == 60.0 and tm["met"] is True and tm["not_timed"] == ["fold-0"]
     tm = fold_training_minutes(timing, [], [(1, 0)])
     assert tm["per_fold"] == {"fold-1": pytest.approx(4000 / 60)} and tm["met"] is False
 
@@ -284,3 +285,64 @@ def test_a_benchmark_run_is_trained_once_resumed_from_its_checkpoint_and_its_con
     (tmp_path / "runs" / "rish" / "harmonizer.json").write_text("{}")
     assert train_dmri_run(tmp_path, "diqt-a", cfg) == out
     assert train_dmri_run(tmp_path, "rish", cfg) == tmp_path / "runs" / "rish" and len(calls) == 2
+
+
+def _dmri_module():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import dmri
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return dmri
+
+
+def test_msps_rival_is_its_chosen_first_stage_trained_on_whichever_network_that_was(tmp_path):
+    import json
+
+    dmri = _dmri_module()
+
+    def write(fold, rows):
+        ev = tmp_path / f"fold-{fold}" / "seed-0" / "evaluation"
+        ev.mkdir(parents=True)
+        (ev / "evaluation.json").write_text(json.dumps({"volume_errors": [
+            {"method": m, "target": t, "subject": s, "sh_mse_noiseless": v} for m, t, s, v in rows]}))
+
+    # prisma_st: MSP chose DIQT on fold 0 and CNN-RISH on fold 1; connectom_st: DIQT on both
+    write(0, [("diqt_continued", "prisma_st", "s1", 0.1), ("diqt_continued", "connectom_st", "s1", 0.3)])
+    write(1, [("cnn_rish_continued", "prisma_st", "s2", 0.2), ("diqt_continued", "connectom_st", "s2", 0.4)])
+    per_subject, _, _ = dmri.gather(tmp_path, [(0, 0), (1, 0)])
+    assert per_subject[(dmri.CONTINUED, "prisma_st", "s1")]["sh_noiseless"] == [0.1]
+    assert per_subject[(dmri.CONTINUED, "prisma_st", "s2")]["sh_noiseless"] == [0.2]
+    assert not any(k[0] == dmri.CONTINUED and k[1] == "connectom_st" for k in per_subject)  # one network: one name
+    assert dmri.continued_rival({"diqt_continued": {}, dmri.CONTINUED: {}, "msp": {}}) == dmri.CONTINUED
+    assert dmri.continued_rival({"diqt_continued": {}, "msp": {}}) == "diqt_continued"
+    assert dmri.continued_rival({"msp": {}}) is None
+
+
+def test_the_dmri_summary_tests_only_its_claims_and_shows_no_interval_for_two_subjects():
+    dmri = _dmri_module()
+    rng = np.random.default_rng(0)
+    subjects = [f"s{i}" for i in range(10)]
+
+    def row(scale):
+        return {"sh_noiseless": dict(zip(subjects, scale * (1 + 0.1 * rng.random(10)))),
+                "fa_noiseless": dict(zip(subjects, scale * (1 + 0.1 * rng.random(10)))),
+                "fa_scan": dict(zip(subjects, scale * (1 + 0.1 * rng.random(10))))}
+
+    values = {"prisma_st": {"msp": row(1.0), "msp_stage1": row(1.1), "diqt_continued": row(1.05), "diqt": row(1.2),
+                            "cnn_rish": row(1.3), "diqt_tuned": row(0.5), "rish": row(2.0), "none": row(3.0),
+                            "rescan": row(0.4), "oracle": row(0.0)}}
+    tests = dmri.subject_tests(values, ["prisma_st"])
+    assert [(x["metric"], x["a"], x["b"]) for x in tests] == [
+        ("sh_noiseless", "msp", "diqt_continued"), ("sh_noiseless", "msp", "msp_stage1"), ("sh_noiseless", "msp", "diqt"),
+        ("fa_noiseless", "diqt_tuned", "rish"), ("fa_scan", "diqt_tuned", "rescan")]
+    assert all(x["n"] == 10 for x in tests)
+    summary = {"budget": "cpu", "command": "c", "machine": {"node": "n", "cpus": 2}, "wall_hours": 1.0, "seeds": [0],
+               "subjects": subjects, "folds": 5, "cohort": {}, "tests": [], "goals": {},
+               "targets": {"prisma_st": {"diqt_widened": {"fa_scan": {"mean": 0.5, "ci95": [0.4, 0.6], "n_subjects": 2,
+                                                                      "seed_sd": 0.01}},
+                                         "diqt": {"fa_scan": {"mean": 0.3, "ci95": [0.2, 0.4], "n_subjects": 10}}}}}
+    text = dmri.markdown(summary)
+    assert "| diqt_widened | 2 |" in text and "0.5 (n=2)" in text and "[0.4, 0.6]" not in text
+    assert "| diqt | 10 |" in text and "0.3 [0.2, 0.4]" in text
+    assert "## Spread over seeds" in text and "| prisma_st | diqt_widened |" in text
