@@ -4,9 +4,11 @@ On the synthetic multi-site data with T1w, T2w and FLAIR (``mrharmony simulate -
 structural``, ``--preset``, default demo: 8 subjects, 5 sites, two held out of training):
 
 1. IHF-Harmony trained on unpaired crops of the training sites and subjects, all three
-   modalities, 2D (slices; 64 x 64 crops, minibatch 8, 20 epochs of the feature autoencoder and
-   40 of the flow (``--epochs``), 40 steps each), twice: the paper's hierarchy flow (``ihf``) and this
-   project's exactly invertible squeeze variant (``ihf_squeeze``);
+   modalities, 2D (slices; 64 x 64 crops inside the brain's extent at a constant learning rate, or
+   with ``--recipe slices`` whole slices with a cosine decay of the learning rate, as the
+   IHF-Harmony code trains; minibatch 8, 20 epochs of the feature autoencoder and 40 of the flow
+   (``--epochs``), 40 steps each), twice: the paper's hierarchy flow (``ihf``) and this project's
+   exactly invertible squeeze variant (``ihf_squeeze``);
    HAIL (the paper's model; its row is named by the model) trained on the T1w images of the same
    sites and subjects (or ``--hail-run``);
 2. every held-out test subject harmonized from each site to each other site, per modality;
@@ -29,10 +31,11 @@ are shared with the 2D run).
 
 Usage:
     python benchmarks/flow.py --out DIR [--preset demo] [--training-preset demo] [--hail-run RUN] [--dims 3]
-        [--epochs N] [--extra-test-subjects N]
+        [--epochs N] [--recipe {crops,slices}] [--extra-test-subjects N]
 
 Writes DIR/data, DIR/run-ihf, DIR/run-ihf_squeeze, DIR/run-hail, DIR/rows.csv, DIR/summary.json and DIR/table.md
-(with ``--dims 3``: DIR/run-ihf_squeeze-3d and DIR/3d/rows.csv, summary.json, table.md);
+(flows trained otherwise than by default: DIR/run-<flow>-e<N>-slices and DIR/results-e<N>-slices/...;
+with ``--dims 3``: DIR/run-ihf_squeeze-3d and DIR/3d/rows.csv, summary.json, table.md);
 existing data and finished runs are reused, interrupted runs resumed.
 """
 
@@ -46,10 +49,21 @@ from pathlib import Path
 DEFAULT_EPOCHS = 40
 
 
-def run_dir(out: Path, name: str, epochs: int) -> Path:
-    """``out/run-<name>``, or ``out/run-<name>-e<epochs>`` for a flow trained for other than the
-    default epochs."""
-    return out / f"run-{name}" if epochs == DEFAULT_EPOCHS else out / f"run-{name}-e{epochs}"
+#: how the 2D flows are trained: on 64 x 64 crops inside the brain's extent at a constant learning
+#: rate, or as the IHF-Harmony code trains, on whole slices (as the flow is applied) with a cosine
+#: decay of the learning rate
+RECIPES = {"crops": ({"crop_size": 64}, {}),
+           "slices": ({"crop_size": "slice"}, {"lr_schedule": "cosine"})}
+
+
+def run_suffix(epochs: int, recipe: str = "crops") -> str:
+    """What names a run (and its results) trained otherwise than by default: ``-e<epochs>``, ``-<recipe>``."""
+    return (f"-e{epochs}" if epochs != DEFAULT_EPOCHS else "") + (f"-{recipe}" if recipe != "crops" else "")
+
+
+def run_dir(out: Path, name: str, epochs: int, recipe: str = "crops") -> Path:
+    """``out/run-<name>``, with :func:`run_suffix` for a flow trained otherwise than by default."""
+    return out / f"run-{name}{run_suffix(epochs, recipe)}"
 
 
 def main() -> None:
@@ -63,11 +77,17 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
                     help=f"epochs of the flow (after 20 of the feature autoencoder), for both flows; runs of "
                          f"other than {DEFAULT_EPOCHS} go to DIR/run-<flow>-e<N>")
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default="crops",
+                    help="2D training: 64 x 64 crops at a constant learning rate (crops), or whole slices with a "
+                         "cosine decay, as the IHF-Harmony code trains (slices); runs and results of 'slices' go "
+                         "to DIR/run-<flow>[-e<N>]-slices and DIR/results[-e<N>]-slices")
     ap.add_argument("--extra-test-subjects", type=int, default=0, metavar="N",
                     help="also score N more simulated people, never seen in training (intervals over subjects)")
     ap.add_argument("--dims", type=int, choices=[2, 3], default=2,
                     help="3: the squeeze flow on volumes (3D crops) instead of slices")
     args = ap.parse_args()
+    if args.dims == 3 and args.recipe != "crops":
+        ap.error("--recipe slices trains the 2D flows (whole slices); the 3D flow trains on crops.")
     if args.dims == 3:
         return volumes(args)
 
@@ -84,7 +104,9 @@ def main() -> None:
 
     out = Path(args.out)
     data, ds = structural_data(out, args.preset, args.seed)
-    crop = 64 if args.preset != "tiny" else 16
+    data_recipe, training_recipe = RECIPES[args.recipe]
+    if args.preset == "tiny" and args.recipe == "crops":
+        data_recipe = {"crop_size": 16}
     seconds = {}
     flows = {}
     for name, model in (("ihf", {"method": "ihf", "flow": "hierarchy"}),
@@ -92,11 +114,11 @@ def main() -> None:
         t0 = time.perf_counter()
         flows[name] = train_or_resume(IHFHarmonizer, {"preset": args.training_preset,
                                                       "data": {"dataset": str(data.resolve()),
-                                                               "modalities": args.modalities, "crop_size": crop},
+                                                               "modalities": args.modalities, **data_recipe},
                                                       "model": model,
                                                       "training": {"batch_size": 8, "pretrain_epochs": 20,
-                                                                   "epochs": args.epochs}},
-                                      run_dir(out, name, args.epochs))
+                                                                   "epochs": args.epochs, **training_recipe}},
+                                      run_dir(out, name, args.epochs, args.recipe))
         seconds[name] = round(time.perf_counter() - t0, 1)
     ihf = flows["ihf"]
     hail_config = {"preset": args.training_preset, "data": {"dataset": str(data.resolve()), "modalities": ["T1w"]},
@@ -111,8 +133,9 @@ def main() -> None:
     scored, split = evaluation_data(out, args.preset, args.seed, ds, ihf, args.extra_test_subjects)
     ev = compare_harmonizers(scored, [ihf, flows["ihf_squeeze"], "none", "nyul", hail], modalities=args.modalities,
                              reference="ihf", split=split)
-    write_results(out, ev, args, training_sites=ihf.training_sites, unseen_sites=ds.unseen_sites,
-                  training_seconds=seconds)
+    suffix = run_suffix(args.epochs, args.recipe)
+    write_results(out / f"results{suffix}" if suffix else out, ev, args, training_sites=ihf.training_sites,
+                  unseen_sites=ds.unseen_sites, training_seconds=seconds, recipe=args.recipe, epochs=args.epochs)
 
 
 def volumes(args) -> None:

@@ -164,3 +164,42 @@ def test_the_papers_hierarchy_flow_trains_harmonizes_and_is_not_restored(structu
     with pytest.raises(InputError, match="not invertible from its outputs; only the outputs of IHF-Harmony's squeeze"):
         restore_image(run, input_path=files / "h.nii.gz", out=files / "r.nii.gz")
     assert not (files / "r.nii.gz").exists()
+
+
+def test_the_flow_trains_on_whole_slices_with_a_cosine_decay_and_resumes_exactly(structural, tmp_path):
+    from mrharmony.errors import InputError
+
+    cfg = _config(tmp_path, structural, model={"flow": "hierarchy"}, pretrain_epochs=1, epochs=2, steps_per_epoch=2,
+                  batch_size=2, lr_schedule="cosine", transfer_learning_rate=1e-3)
+    raw = yaml.safe_load(cfg.read_text())
+    raw["data"]["crop_size"] = "slice"
+    cfg.write_text(yaml.safe_dump(raw))
+    run = train_structural(cfg, tmp_path / "slices", quiet=True)
+    rows = [line.split(",") for line in (run / "metrics.csv").read_text().splitlines()]
+    lr = {int(r[0]): float(r[rows[0].index("lr")]) for r in rows[1:]}
+    # each epoch's last step: phase 2's fractional epochs 0.5 and 1.5 of 2
+    assert lr[2] == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi / 4)))
+    assert lr[3] == pytest.approx(1e-3 * 0.5 * (1 + np.cos(3 * np.pi / 4)))
+    part = train_structural(cfg, tmp_path / "part", quiet=True, stop_after_epochs=2)
+    train_structural(None, part, resume=True, quiet=True)
+    a, b = torch.load(run / "model.pt")["state_dict"], torch.load(part / "model.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    raw["model"]["dims"], raw["model"]["flow"] = 3, "squeeze"
+    cfg.write_text(yaml.safe_dump(raw))
+    with pytest.raises(InputError, match="crop_size: slice .* only a 2D method"):
+        train_structural(cfg, tmp_path / "nope", quiet=True)
+
+
+def test_whole_slice_crops_are_the_slices_as_they_are():
+    from mrharmony.structural.crops import CropSampler
+
+    vol = np.arange(6 * 7 * 5, dtype=np.float32).reshape(6, 7, 5) + 1
+    mask = np.zeros(vol.shape, bool)
+    mask[2:5, 3:6, 1:4] = True  # off centre: a crop centred on the brain would cut the slice
+    t = CropSampler({"a": {"T1w": {"x": vol, "y": vol}}, "b": {"T1w": {"x": vol, "y": vol}}},
+                    {"a": mask, "b": mask}, crop=(8, 8, 1), whole_slices=True).triplets(np.random.default_rng(0), 6)
+    for k in range(6):
+        z = int(np.argwhere(vol == t["x"][k, 0, 0, 0, 0])[0][2])
+        assert 1 <= z < 4  # a slice of the brain
+        assert np.array_equal(t["x"][k, 0, :6, :7, 0], vol[..., z])  # the whole slice, in place
+        assert not t["x"][k, 0, 6:].any() and not t["x"][k, 0, :, 7:].any()  # zero-padded at the end

@@ -43,6 +43,10 @@ class ImageMethodConfig(StrictModel):
         """Whether phase 1 (the feature autoencoder) runs."""
         return True
 
+    def crop_multiple(self) -> int:
+        """What the edges of a training crop must be a multiple of."""
+        return 1
+
     def check_crop(self, crop_size: int, source) -> None:
         """Refuse a crop size the method cannot take."""
 

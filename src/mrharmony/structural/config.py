@@ -9,7 +9,8 @@ A run is one YAML file (validated on load, unknown keys are errors); for HAIL::
       sites: null                   # training sites; default: every site of role 'train'
       n_test_subjects: 2            # held out of training entirely (or test_subjects: [...])
       n_validation_subjects: 1
-      crop_size: 48                 # training crops (voxels); whole volumes at apply time
+      crop_size: 48                 # training crops (voxels), or 'slice': whole slices (2D methods);
+                                    # whole volumes at apply time
     model:
       method: hail                  # any image method of the registry (mrharmony.engine.registry)
     training:
@@ -48,7 +49,8 @@ class StructuralDataConfig(StrictModel):
     n_test_subjects: int = Field(default=2, ge=0)
     n_validation_subjects: int = Field(default=1, ge=1)
     split_seed: int = 0
-    crop_size: int = Field(default=48, ge=8)
+    crop_size: Annotated[int, Field(ge=8)] | Literal["slice"] = Field(
+        default=48, description="training crops (voxels); 'slice': whole slices, as a 2D method is applied")
 
 
 #: the ``model`` section: the config model of one of the registry's image methods
@@ -62,6 +64,8 @@ class StructuralTrainingConfig(StrictModel):
     batch_size: int = Field(default=2, ge=1)
     learning_rate: float = Field(default=1e-3, gt=0, description="phase 1 (autoencoder)")
     transfer_learning_rate: float = Field(default=3e-4, gt=0, description="phase 2 (the method)")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        default="constant", description="phase 2's learning rate: constant, or a cosine decay to 0 over its epochs")
     validation_batches: int = Field(default=8, ge=1)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"

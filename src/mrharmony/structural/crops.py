@@ -14,12 +14,13 @@ class CropSampler:
 
     ``images[subject][modality][site]`` are float32 volumes divided by their brain's 99th
     percentile, ``masks[subject]`` bool volumes. ``crop`` is the crop's shape: (c, c, c) for 3D
-    networks, (c, c, 1) for slices.
+    networks, (c, c, 1) for slices; ``whole_slices``: whole slices as they are (zero-padded at
+    the end of each axis to ``crop``), a slice drawn from the brain's extent.
     """
 
     def __init__(self, images: dict[str, dict[str, dict[str, np.ndarray]]], masks: dict[str, np.ndarray],
-                 crop: tuple[int, int, int]):
-        self.images, self.crop = images, np.asarray(crop)
+                 crop: tuple[int, int, int], *, whole_slices: bool = False):
+        self.images, self.crop, self.whole_slices = images, np.asarray(crop), whole_slices
         self.masks = {s: m.astype(np.float32) for s, m in masks.items()}  # once, not per crop
         self.subjects = sorted(images)
         first = next(iter(images.values()))
@@ -34,6 +35,8 @@ class CropSampler:
         lo, hi = self.bbox[subject]
         c = self.crop
         start = np.where(hi - lo > c, lo + np.round(frac * (hi - lo - c)).astype(int), lo - (c - (hi - lo)) // 2)
+        if self.whole_slices:
+            start[:2] = 0
         out = np.zeros(tuple(c), np.float32)
         src = tuple(slice(max(a, 0), min(a + k, n)) for a, k, n in zip(start, c, vol.shape))
         dst = tuple(slice(s.start - a, s.stop - a) for s, a in zip(src, start))

@@ -614,10 +614,13 @@ class IHFConfig(ImageMethodConfig):
     def pretrains(self) -> bool:
         return not self.vgg_weights  # a VGG-19 from a file needs no phase 1
 
+    def crop_multiple(self) -> int:
+        return 2**self.levels if self.flow == "squeeze" else 1
+
     def check_crop(self, crop_size: int, source) -> None:
-        if self.flow == "squeeze" and crop_size % 2**self.levels:
+        if crop_size % self.crop_multiple():
             raise InputError(f"sets crop_size {crop_size}, which the flow's {self.levels} squeezes cannot halve; "
-                             f"use a multiple of {2**self.levels}.", source)
+                             f"use a multiple of {self.crop_multiple()}.", source)
 
     def phase2_modules(self, net) -> tuple:
         return net.ihf, net.features

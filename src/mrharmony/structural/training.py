@@ -89,16 +89,25 @@ class ImageTrainee(Trainee):
             if m not in ds.modalities:
                 raise InputError(f"asks for modality {m!r}; the dataset has {', '.join(ds.modalities)}.", source)
         c = cfg.data.crop_size
-        cfg.model.check_crop(c, source)
+        self.dims = cfg.model.spatial_dims()
+        whole = c == "slice"
+        if whole and self.dims != 2:
+            raise InputError("sets crop_size: slice (whole slices), which only a 2D method trains on; give the crop's "
+                             "edge in voxels.", source)
+        if not whole:
+            cfg.model.check_crop(c, source)
         self.split = split_subjects(ds.subjects, cfg.data, source)
         split = self.split
         images, masks = load_images(ds, split["train"] + split["validation"], sites, cfg.data.modalities, quiet)
-        self.dims = cfg.model.spatial_dims()
-        crop = (c, c, c) if self.dims == 3 else (c, c, 1)
+        if whole:  # the largest slice of the images (to a size the method takes); smaller ones are zero-padded
+            k = cfg.model.crop_multiple()
+            crop = (*(-(-max(m.shape[i] for m in masks.values()) // k) * k for i in (0, 1)), 1)
+        else:
+            crop = (c, c, c) if self.dims == 3 else (c, c, 1)
         self.sampler = CropSampler({s: images[s] for s in split["train"]}, {s: masks[s] for s in split["train"]},
-                                   crop)
+                                   crop, whole_slices=whole)
         val_s = CropSampler({s: images[s] for s in split["validation"]},
-                            {s: masks[s] for s in split["validation"]}, crop)
+                            {s: masks[s] for s in split["validation"]}, crop, whole_slices=whole)
         tc = cfg.training
         vrng = np.random.default_rng([tc.seed, 2])
         self.val_batches = [val_s.triplets(vrng, tc.batch_size) for _ in range(tc.validation_batches)]
@@ -139,7 +148,25 @@ class ImageTrainee(Trainee):
             p.requires_grad_(False)
         for p in trained.parameters():
             p.requires_grad_(True)
-        return torch.optim.Adam(trained.parameters(), lr=self.cfg.training.transfer_learning_rate), None
+        self.transfer_optimizer = torch.optim.Adam(trained.parameters(), lr=self.cfg.training.transfer_learning_rate)
+        return self.transfer_optimizer, None
+
+    def transfer_learning_rate(self, epoch: float) -> float:
+        """Phase 2's learning rate at a fractional epoch of the run (``lr_schedule``): constant, or
+        a cosine decay from ``transfer_learning_rate`` to 0 over phase 2's epochs."""
+        import math
+
+        tc = self.cfg.training
+        if tc.lr_schedule == "constant":
+            return tc.transfer_learning_rate
+        t = (epoch - self.phases[0].epochs) / max(self.phases[1].epochs, 1)
+        return tc.transfer_learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, t))))
+
+    def on_progress(self, epoch: float) -> None:
+        opt = getattr(self, "transfer_optimizer", None)
+        if opt is not None and epoch >= self.phases[0].epochs:  # set before every step of phase 2
+            for group in opt.param_groups:
+                group["lr"] = self.transfer_learning_rate(epoch)
 
     def epoch(self, epoch: int, phase: int) -> Epoch:
         tc = self.cfg.training
