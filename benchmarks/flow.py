@@ -8,7 +8,9 @@ structural``, ``--preset``, default demo: 8 subjects, 5 sites, two held out of t
    with ``--recipe slices`` whole slices with a cosine decay of the learning rate, as the
    IHF-Harmony code trains; minibatch 8, 20 epochs of the feature autoencoder and 40 of the flow
    (``--epochs``), 40 steps each), twice: the paper's hierarchy flow (``ihf``) and this project's
-   exactly invertible squeeze variant (``ihf_squeeze``);
+   exactly invertible squeeze variant (``ihf_squeeze``); with ``--recipe slices`` the paper's flow
+   trained on crops for as many epochs (DIR/run-ihf[-e<N>], where it exists) is scored beside them
+   as ``ihf (crops)``;
    HAIL (the paper's model; its row is named by the model) trained on the T1w images of the same
    sites and subjects (or ``--hail-run``);
 2. every held-out test subject harmonized from each site to each other site, per modality;
@@ -130,9 +132,15 @@ def main() -> None:
     hail.modalities = ["T1w"]  # HAIL is scored on T1w images only
     if flows["ihf_squeeze"].split != ihf.split:
         raise SystemExit(f"{flows['ihf_squeeze'].model_file} was trained on another split than {ihf.model_file}.")
+    rows = [ihf, flows["ihf_squeeze"], "none", "nyul", hail]
+    crops_run = run_dir(out, "ihf", args.epochs)
+    if args.recipe != "crops" and (crops_run / "model.pt").exists():  # the paper's flow trained on crops, paired
+        on_crops = IHFHarmonizer.load(crops_run)
+        if on_crops.split == ihf.split and on_crops.training_sites == ihf.training_sites:
+            on_crops.name = "ihf (crops)"
+            rows.insert(1, on_crops)
     scored, split = evaluation_data(out, args.preset, args.seed, ds, ihf, args.extra_test_subjects)
-    ev = compare_harmonizers(scored, [ihf, flows["ihf_squeeze"], "none", "nyul", hail], modalities=args.modalities,
-                             reference="ihf", split=split)
+    ev = compare_harmonizers(scored, rows, modalities=args.modalities, reference="ihf", split=split)
     suffix = run_suffix(args.epochs, args.recipe)
     write_results(out / f"results{suffix}" if suffix else out, ev, args, training_sites=ihf.training_sites,
                   unseen_sites=ds.unseen_sites, training_seconds=seconds, recipe=args.recipe, epochs=args.epochs)
