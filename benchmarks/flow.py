@@ -78,7 +78,7 @@ def main() -> None:
     ap.add_argument("--modalities", nargs="+", default=["T1w", "T2w", "FLAIR"])
     ap.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
                     help=f"epochs of the flow (after 20 of the feature autoencoder), for both flows; runs of "
-                         f"other than {DEFAULT_EPOCHS} go to DIR/run-<flow>-e<N>")
+                         f"other than {DEFAULT_EPOCHS} go to DIR/run-<flow>-e<N>, their results to DIR/results-e<N>")
     ap.add_argument("--recipe", choices=sorted(RECIPES), default="crops",
                     help="2D training: 64 x 64 crops at a constant learning rate (crops), or whole slices with a "
                          "cosine decay, as the IHF-Harmony code trains (slices); runs and results of 'slices' go "
@@ -139,6 +139,8 @@ def main() -> None:
         if on_crops.split == ihf.split and on_crops.training_sites == ihf.training_sites:
             on_crops.name = "ihf (crops)"
             rows.insert(1, on_crops)
+        else:
+            print(f"{crops_run} was trained on another split or other sites: not scored beside the flows")
     scored, split = evaluation_data(out, args.preset, args.seed, ds, ihf, args.extra_test_subjects)
     ev = compare_harmonizers(scored, rows, modalities=args.modalities, reference="ihf", split=split)
     suffix = run_suffix(args.epochs, args.recipe)

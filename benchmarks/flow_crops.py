@@ -4,9 +4,10 @@ The IHF-Harmony flows normalize their features with statistics over the image th
 (instance statistics in the artefact-aware normalization). Trained on 64 x 64 crops inside the
 brain's extent, a flow sees at apply time whole slices with their background, whose statistics
 differ. This applies a trained 2D flow to test subjects' images twice, whole (as the harmonizer
-does) and cut to the 64 x 64 window around the brain's in-plane centre (as trained), from each
-training site to the next, and scores both against the truth in that window (SSIM inside the
-brain; the median of output over truth inside the brain).
+does) and with the input cut to the 64 x 64 window around the brain's in-plane centre (as the
+flow was trained), the target's style code in both as the harmonizer takes it (from the target's
+whole brain), from each training site to the next, and scores both against the truth in that
+window (SSIM inside the brain; the median of output over truth inside the brain).
 
 Usage:
     python benchmarks/flow_crops.py RUN DATA [--subjects sub-06 sub-08] [--modalities T1w FLAIR] [--size 64]

@@ -93,8 +93,11 @@ def describe_validation_error(exc: ValidationError, data: Any = None) -> str:
         text = (f"invalid value for '{loc}.{key}': {ctx.get('tag')!r} is not one of "
                 f"{str(ctx.get('expected_tags', '')).replace(chr(39), '')}")
     else:
-        msg = err["msg"]
-        msg = msg[0].lower() + msg[1:] if msg else msg
+        if err["type"] == "value_error" and "error" in err.get("ctx", {}):
+            msg = str(err["ctx"]["error"])  # a validator's own words, as it wrote them
+        else:
+            msg = err["msg"]
+            msg = msg[0].lower() + msg[1:] if msg else msg
         text = f"invalid value for '{loc}': {msg}"
     extra = len(exc.errors()) - 1
     if extra:

@@ -203,3 +203,18 @@ def test_whole_slice_crops_are_the_slices_as_they_are():
         assert 1 <= z < 4  # a slice of the brain
         assert np.array_equal(t["x"][k, 0, :6, :7, 0], vol[..., z])  # the whole slice, in place
         assert not t["x"][k, 0, 6:].any() and not t["x"][k, 0, :, 7:].any()  # zero-padded at the end
+
+
+@pytest.mark.parametrize("value", [4, "slices"])
+def test_a_crop_size_that_is_neither_an_edge_nor_slice_is_refused_in_one_sentence(structural, tmp_path, value):
+    from mrharmony.errors import InputError
+    from mrharmony.structural.config import load_structural_config
+
+    raw = yaml.safe_load(_config(tmp_path, structural).read_text())
+    raw["data"]["crop_size"] = value
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(InputError) as e:
+        load_structural_config(path)
+    assert str(e.value) == (f"{path}: invalid value for 'data.crop_size': {value!r} is neither a crop edge of at "
+                            "least 8 voxels nor 'slice' (whole slices).")

@@ -298,13 +298,13 @@ class NetworkTrainee(Trainee):
 
     def learning_rate(self, epoch: float) -> float:
         """The cosine schedule's learning rate at a fractional epoch."""
-        import math
+        from mrharmony.engine.loop import cosine_decay
 
         tc = self.cfg.training
         if epoch < tc.warmup_epochs:
             return tc.learning_rate * (epoch + 1.0 / max(1, self.steps_per_epoch)) / tc.warmup_epochs
         span = max(tc.epochs - tc.warmup_epochs, 1e-9)
-        return tc.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (epoch - tc.warmup_epochs) / span)))
+        return cosine_decay(tc.learning_rate, (epoch - tc.warmup_epochs) / span)
 
     def epoch(self, epoch: int, phase: int) -> Epoch:
         tc, m = self.cfg.training, self.machine
@@ -361,8 +361,9 @@ class NetworkTrainee(Trainee):
     def on_progress(self, epoch: float) -> None:
         self.cfg.model.on_progress(self.net, epoch)
         if self.cfg.training.lr_schedule == "cosine" and getattr(self, "opt", None) is not None:
-            for group in self.opt.param_groups:
-                group["lr"] = self.learning_rate(epoch)
+            from mrharmony.engine.loop import set_learning_rate
+
+            set_learning_rate(self.opt, self.learning_rate(epoch))
 
     def columns(self) -> dict:
         return self.cfg.model.columns(self.net)

@@ -117,6 +117,18 @@ class Trainee(ABC):
         return type(self).__name__
 
 
+def cosine_decay(base: float, progress: float) -> float:
+    """A learning rate decayed by a half cosine from ``base`` at ``progress`` 0 to 0 at 1
+    (``progress`` clipped to [0, 1])."""
+    return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress))))
+
+
+def set_learning_rate(optimizer, lr: float) -> None:
+    """Set the learning rate of every parameter group (a schedule applied before each step)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 class RunFamily(ABC):
     """A family of methods with one run config: how the config is read and recorded, and its trainee."""
 

@@ -28,7 +28,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mrharmony.config import StrictModel, model_from_dict, read_run_yaml
 from mrharmony.engine.registry import config_models, names
@@ -49,8 +49,15 @@ class StructuralDataConfig(StrictModel):
     n_test_subjects: int = Field(default=2, ge=0)
     n_validation_subjects: int = Field(default=1, ge=1)
     split_seed: int = 0
-    crop_size: Annotated[int, Field(ge=8)] | Literal["slice"] = Field(
-        default=48, description="training crops (voxels); 'slice': whole slices, as a 2D method is applied")
+    crop_size: int | Literal["slice"] = Field(
+        default=48, description="training crops (voxels, at least 8); 'slice': whole slices, as a 2D method is applied")
+
+    @field_validator("crop_size", mode="before")
+    @classmethod
+    def _crop_size(cls, v):
+        if v == "slice" or (isinstance(v, int) and not isinstance(v, bool) and v >= 8):
+            return v
+        raise ValueError(f"{v!r} is neither a crop edge of at least 8 voxels nor 'slice' (whole slices)")
 
 
 #: the ``model`` section: the config model of one of the registry's image methods

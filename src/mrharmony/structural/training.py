@@ -27,7 +27,8 @@ target of different subjects and sites: unpaired), with ``anatomy_weight * anato
 artefact_weight * artefact``: the self-similarity of the output's features at every depth
 against the input's, and the channel statistics of the output's deepest features
 (``artefact_levels``) against the target's. With
-``dims: 2`` the crops are single slices (``crop_size`` x ``crop_size``) and the networks 2D.
+``dims: 2`` the crops are single slices (``crop_size`` x ``crop_size``, or with ``crop_size: slice``
+whole slices) and the networks 2D; ``lr_schedule: cosine`` decays phase 2's learning rate to 0.
 
 Both train through the one training loop of :mod:`mrharmony.engine.loop`, which keeps the run
 directory (``config.yaml``, ``log.txt``, ``metrics.csv``, ``split.json``,
@@ -148,25 +149,25 @@ class ImageTrainee(Trainee):
             p.requires_grad_(False)
         for p in trained.parameters():
             p.requires_grad_(True)
-        self.transfer_optimizer = torch.optim.Adam(trained.parameters(), lr=self.cfg.training.transfer_learning_rate)
-        return self.transfer_optimizer, None
+        self.phase2_optimizer = torch.optim.Adam(trained.parameters(), lr=self.cfg.training.transfer_learning_rate)
+        return self.phase2_optimizer, None
 
-    def transfer_learning_rate(self, epoch: float) -> float:
+    def phase2_rate(self, epoch: float) -> float:
         """Phase 2's learning rate at a fractional epoch of the run (``lr_schedule``): constant, or
         a cosine decay from ``transfer_learning_rate`` to 0 over phase 2's epochs."""
-        import math
+        from mrharmony.engine.loop import cosine_decay
 
         tc = self.cfg.training
         if tc.lr_schedule == "constant":
             return tc.transfer_learning_rate
-        t = (epoch - self.phases[0].epochs) / max(self.phases[1].epochs, 1)
-        return tc.transfer_learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, t))))
+        return cosine_decay(tc.transfer_learning_rate, (epoch - self.phases[0].epochs) / max(self.phases[1].epochs, 1))
 
     def on_progress(self, epoch: float) -> None:
-        opt = getattr(self, "transfer_optimizer", None)
+        opt = getattr(self, "phase2_optimizer", None)
         if opt is not None and epoch >= self.phases[0].epochs:  # set before every step of phase 2
-            for group in opt.param_groups:
-                group["lr"] = self.transfer_learning_rate(epoch)
+            from mrharmony.engine.loop import set_learning_rate
+
+            set_learning_rate(opt, self.phase2_rate(epoch))
 
     def epoch(self, epoch: int, phase: int) -> Epoch:
         tc = self.cfg.training
