@@ -255,20 +255,14 @@ def gather(root: Path, pairs: list[tuple[int, int]]) -> tuple[dict, dict, list]:
         work = root / f"fold-{f}" / f"seed-{s}"
         ev = json.loads((work / "evaluation" / "evaluation.json").read_text())
         for r in ev["volume_errors"]:
+            # MSP's rival is the first-stage network it chose, trained on: one rival whatever that network was
+            names = (r["method"], CONTINUED) if r["method"].endswith("_continued") else (r["method"],)
             for key, src in METRICS.items():
                 if r.get(src) is None:
                     continue
-                cell = per_subject.setdefault((r["method"], r["target"], r["subject"]), {})
-                cell.setdefault(key, []).append(r[src])
-                per_seed.setdefault((r["method"], r["target"], s), {}).setdefault(key, {})[r["subject"]] = r[src]
-        # MSP's rival is the first-stage network it chose, trained on: one rival whatever that network was
-        for r in ev["volume_errors"]:
-            if r["method"].endswith("_continued"):
-                for key, src in METRICS.items():
-                    if r.get(src) is not None:
-                        per_subject.setdefault((CONTINUED, r["target"], r["subject"]), {}).setdefault(key, []).append(
-                            r[src])
-                        per_seed.setdefault((CONTINUED, r["target"], s), {}).setdefault(key, {})[r["subject"]] = r[src]
+                for name in names:
+                    per_subject.setdefault((name, r["target"], r["subject"]), {}).setdefault(key, []).append(r[src])
+                    per_seed.setdefault((name, r["target"], s), {}).setdefault(key, {})[r["subject"]] = r[src]
         if f == 0 and (work / "cohort.json.runs").exists():  # the cohort is scored with the first fold's models
             cohort_rows += [{**r, "model": f"{f}/{s}/{r['model']}"}
                             for r in json.loads((work / "cohort.json").read_text())["rows"]]
@@ -354,6 +348,19 @@ def best_row(candidates, have: dict) -> str | None:
     return min(c, key=lambda r: np.mean(list(have[r].values()))) if c else None
 
 
+def chosen_rows(rows: dict, key: str) -> tuple[dict, dict, str | None, str | None]:
+    """What the goals, tests and headline compare on one target and metric: every row's
+    {subject: value} (``have``, floors included), the methods' (floors left out), and the best
+    learned and the best non-learned row among the methods (:func:`best_row`; None when none is
+    scored)."""
+    have = {r: v[key] for r, v in rows.items() if key in v}
+    methods = {r: h for r, h in have.items() if r not in FLOORS}
+    if not methods:
+        return have, methods, None, None
+    return (have, methods, best_row([r for r in methods if r not in STATISTICAL], methods),
+            best_row(STATISTICAL, methods))
+
+
 def continued_rival(rows) -> str | None:
     """The row of MSP's compute-matched rival: its chosen first-stage network trained on
     (``diqt_continued`` where MSP chose DIQT everywhere; :data:`CONTINUED` where its choice differed)."""
@@ -392,13 +399,11 @@ def goal_ratios(values: dict, targets: list[str]) -> dict:
         for key, kind in (("fa_noiseless", "learned_vs_statistical"), ("md_noiseless", "learned_vs_statistical"),
                           ("fa_scan", "learned_vs_rescan"), ("md_scan", "learned_vs_rescan"),
                           ("sh_noiseless", "msp_vs_rivals")):
-            have = {r: v[key] for r, v in rows.items() if key in v}
-            if not have:
+            have, methods, learned, non_learned = chosen_rows(rows, key)
+            if not methods:
                 continue
-            methods = {r: h for r, h in have.items() if r not in FLOORS}
-            learned = best_row([r for r in methods if r not in STATISTICAL], methods)
             if kind == "learned_vs_statistical":
-                cell = ratio(have, learned, best_row(STATISTICAL, methods))
+                cell = ratio(have, learned, non_learned)
             elif kind == "learned_vs_rescan":
                 cell = ratio(have, learned, "rescan")
             else:
@@ -431,11 +436,9 @@ def headline(values: dict, targets: list[str]) -> dict:
     out: dict = {}
     for t in targets:
         for key in ("fa_noiseless", "md_noiseless", "fa_scan", "md_scan"):
-            methods = {r: v[key] for r, v in values[t].items() if key in v and r not in FLOORS}
+            _, methods, learned, non_learned = chosen_rows(values[t], key)
             if methods:
-                out.setdefault(t, {})[key] = {
-                    "best_statistical": best_row(STATISTICAL, methods),
-                    "best_learned": best_row([r for r in methods if r not in STATISTICAL], methods)}
+                out.setdefault(t, {})[key] = {"best_statistical": non_learned, "best_learned": learned}
     return out
 
 
@@ -465,15 +468,13 @@ def subject_tests(values: dict, targets: list[str]) -> list[dict]:
     for t in targets:
         rows = values[t]
         for key in ("sh_noiseless", "fa_noiseless", "md_noiseless", "fa_scan", "md_scan"):
-            have = {r: v[key] for r, v in rows.items() if key in v}
-            methods = {r: h for r, h in have.items() if r not in FLOORS}
+            have, methods, learned, non_learned = chosen_rows(rows, key)
             if not methods:
                 continue
-            learned = best_row([r for r in methods if r not in STATISTICAL], methods)
             if key == "sh_noiseless":
                 pairs = [("msp", continued_rival(methods)), ("msp", "msp_stage1"), ("msp", best_row(SINGLE, methods))]
             elif key.endswith("_noiseless"):
-                pairs = [(learned, best_row(STATISTICAL, methods))]
+                pairs = [(learned, non_learned)]
             else:
                 pairs = [(learned, "rescan")]
             for a, b in pairs:
