@@ -47,6 +47,8 @@ import argparse
 import time
 from pathlib import Path
 
+from structural_common import add_jobs
+
 #: epochs of the flow stage at the demo training preset (40 steps each)
 DEFAULT_EPOCHS = 40
 
@@ -87,6 +89,7 @@ def main() -> None:
                     help="also score N more simulated people, never seen in training (intervals over subjects)")
     ap.add_argument("--dims", type=int, choices=[2, 3], default=2,
                     help="3: the squeeze flow on volumes (3D crops) instead of slices")
+    add_jobs(ap)
     args = ap.parse_args()
     if args.dims == 3 and args.recipe != "crops":
         ap.error("--recipe slices trains the 2D flows (whole slices); the 3D flow trains on crops.")
@@ -142,7 +145,8 @@ def main() -> None:
         else:
             print(f"{crops_run} was trained on another split or other sites: not scored beside the flows")
     scored, split = evaluation_data(out, args.preset, args.seed, ds, ihf, args.extra_test_subjects)
-    ev = compare_harmonizers(scored, rows, modalities=args.modalities, reference="ihf", split=split)
+    ev = compare_harmonizers(scored, rows, modalities=args.modalities, reference="ihf", split=split,
+                             jobs=args.jobs)
     suffix = run_suffix(args.epochs, args.recipe)
     write_results(out / f"results{suffix}" if suffix else out, ev, args, training_sites=ihf.training_sites,
                   unseen_sites=ds.unseen_sites, training_seconds=seconds, recipe=args.recipe, epochs=args.epochs)
@@ -173,7 +177,7 @@ def volumes(args) -> None:
     seconds = round(time.perf_counter() - t0, 1)
     scored, split = evaluation_data(out, args.preset, args.seed, ds, flow, args.extra_test_subjects)
     ev = compare_harmonizers(scored, [flow, "none", "nyul"], modalities=args.modalities, reference=flow.name,
-                             split=split)
+                             split=split, jobs=args.jobs)
     write_results(out / "3d", ev, args, training_sites=flow.training_sites, unseen_sites=ds.unseen_sites,
                   dims=3, training_seconds={flow.name: seconds})
 

@@ -37,6 +37,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from structural_common import add_jobs
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -48,6 +50,7 @@ def main() -> None:
                     help="also score N more simulated people, never seen in training (intervals over subjects)")
     ap.add_argument("--ablation", action="store_true",
                     help="also train and score the paper's HAIL without the consistency loss")
+    add_jobs(ap)
     args = ap.parse_args()
 
     from structural_common import (
@@ -79,7 +82,8 @@ def main() -> None:
         methods[f"{ablated.name} (no consistency)"] = ablated
     methods.update({m: m for m in INTENSITY_METHODS})
     scored, split = evaluation_data(out, args.preset, args.seed, ds, paper, args.extra_test_subjects)
-    ev = compare_harmonizers(scored, methods, modalities=["T1w"], reference=paper.name, split=split)
+    ev = compare_harmonizers(scored, methods, modalities=["T1w"], reference=paper.name, split=split,
+                             jobs=args.jobs)
     write_results(out, ev, args, training_sites=ds.train_sites, unseen_sites=ds.unseen_sites)
 
 

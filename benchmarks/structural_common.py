@@ -5,6 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def add_jobs(ap) -> None:
+    """The ``--jobs`` option of the structural benchmarks: processes that score the subjects."""
+    ap.add_argument("--jobs", type=int, default=2,
+                    help="processes that score subjects and modalities side by side (default 2, the "
+                         "benchmark machine's cores; the rows do not depend on it)")
+
+
 def structural_data(out: Path, preset: str, seed: int):
     """``out/data``, simulated (T1w, T2w, FLAIR) unless it is there already: (folder, dataset)."""
     from mrharmony.data.structural import load_structural

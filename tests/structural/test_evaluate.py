@@ -111,6 +111,13 @@ def test_trained_models_give_the_split_the_sites_and_the_modalities(setup):
                if r["method"] == "hail_unet" and r["input_site"] == "siteD" and r["target_site"] == "siteA")
     assert (row["nwd_ip"], row["nwd_tp"]) == nwd(x, p, t, input_mask=m, target_mask=tm)
     assert set(METRICS) <= set(row)
+    # scored in two processes (a modality each): the same rows in the same order
+    two = compare_harmonizers(data, [base / "run-ihf", "none", base / "run-hail" / "model.pt"], jobs=2, quiet=True)
+    assert [list(r) for r in two.rows] == [list(r) for r in ev.rows]
+    for a, b in zip(ev.rows, two.rows):
+        assert {k: v for k, v in a.items() if isinstance(v, str)} == {k: v for k, v in b.items() if isinstance(v, str)}
+        assert [b[k] for k in a if isinstance(a[k], float)] == pytest.approx(
+            [a[k] for k in a if isinstance(a[k], float)], rel=1e-6, abs=1e-9, nan_ok=True)
 
 
 def test_names_and_refusals(setup, tmp_path):

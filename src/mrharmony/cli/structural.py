@@ -110,6 +110,9 @@ def add_evaluate(q) -> None:
                                        "first trained model)")
     q.add_argument("--pair", action="append", metavar="INPUT_SITE:TARGET_SITE",
                    help="a site pair to score (repeatable; default: every ordered pair)")
+    q.add_argument("--jobs", type=int, default=1,
+                   help="processes that score subjects and modalities side by side, sharing PyTorch's threads "
+                        "(default: 1; the rows do not depend on it)")
     add_force(q, "replace an existing --out folder")
 
 
@@ -125,7 +128,8 @@ def run_evaluate(args) -> int:
 
             raise InputError(f"--pair {bad[0]!r} is not INPUT_SITE:TARGET_SITE.")
     ev = evaluate_structural(args.dataset, args.out, methods=args.methods, modalities=args.modality,
-                             reference=args.reference, pairs=pairs, force=args.force, quiet=args.quiet)
+                             reference=args.reference, pairs=pairs, jobs=args.jobs, force=args.force,
+                             quiet=args.quiet)
     print(ev.table())
     say(args, f"results in {args.out}: table.md, rows.csv, summary.json")
     return 0

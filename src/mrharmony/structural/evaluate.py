@@ -111,7 +111,7 @@ class StructuralEvaluation:
 
 def evaluate_structural(dataset, out: str | os.PathLike, *, methods, modalities: Sequence[str] | None = None,
                         split: Mapping[str, Sequence[str]] | None = None, reference: str | None = None,
-                        pairs: Sequence[tuple[str, str]] | None = None, force: bool = False,
+                        pairs: Sequence[tuple[str, str]] | None = None, jobs: int = 1, force: bool = False,
                         quiet: bool = False) -> StructuralEvaluation:
     """Evaluate ``methods`` on ``dataset`` (see the module docstring) and write the results into
     the folder ``out`` (built under a temporary name and moved into place; an existing, non-empty
@@ -128,12 +128,14 @@ def evaluate_structural(dataset, out: str | os.PathLike, *, methods, modalities:
         reference: the method the paired tests compare to every other (default: the first
             trained model, else the first method).
         pairs: the (input site, target site) pairs to score (default: every ordered pair).
+        jobs: processes that score the subjects and modalities side by side (each with its share
+            of PyTorch's threads); the rows are the same as with one, in the same order.
     """
     from mrharmony.io import staged_output_dir
 
     with staged_output_dir(out, force=force) as tmp:
         ev = compare_harmonizers(dataset, methods, modalities=modalities, split=split, reference=reference,
-                                 pairs=pairs, quiet=quiet)
+                                 pairs=pairs, jobs=jobs, quiet=quiet)
         ev.write(tmp, info=relative_info(ev.info, Path(out)))
     return ev
 
@@ -159,7 +161,8 @@ def resolved_info(info: dict, folder: Path) -> dict:
 
 def compare_harmonizers(dataset, methods, *, modalities: Sequence[str] | None = None,
                         split: Mapping[str, Sequence[str]] | None = None, reference: str | None = None,
-                        pairs: Sequence[tuple[str, str]] | None = None, quiet: bool = False) -> StructuralEvaluation:
+                        pairs: Sequence[tuple[str, str]] | None = None, jobs: int = 1,
+                        quiet: bool = False) -> StructuralEvaluation:
     """What :func:`evaluate_structural` computes, without writing it."""
     from mrharmony.data.structural import (
         STRUCTURAL_FILE,
@@ -189,10 +192,13 @@ def compare_harmonizers(dataset, methods, *, modalities: Sequence[str] | None = 
     elif reference not in names:
         raise InputError(f"the reference method {reference!r} is not among the methods ({', '.join(names)}).")
     t0 = time.perf_counter()
-    rows: list[dict] = []
-    for modality in modalities:
-        rows += score_pairs(ds, hs, subjects=subjects, reference_subject=reference_subject, seen_sites=seen,
-                            modality=modality, pairs=pairs, quiet=quiet)
+    common = {"reference_subject": reference_subject, "seen_sites": seen, "pairs": pairs}
+    tasks = [(modality, subject) for modality in modalities for subject in subjects]
+    if jobs > 1 and len(tasks) > 1:
+        rows = _score_in_processes(ds, hs, tasks, min(jobs, len(tasks)), common, quiet=quiet)
+    else:
+        rows = [r for modality in modalities
+                for r in score_pairs(ds, hs, subjects=subjects, modality=modality, quiet=quiet, **common)]
     seconds = time.perf_counter() - t0
     extra = (TEXTURE,) + ((ROUNDTRIP,) if any(h.invertible for h in hs) else ())
     info = {"dataset": str(ds.root), "methods": {h.name: _origin(h) for h in hs}, "modalities": list(modalities),
@@ -288,6 +294,47 @@ def score_pairs(dataset, harmonizers: Sequence[ImageHarmonizer], *, subjects: Se
             bar.update(1)
     bar.close()
     return rows
+
+
+#: what each process of :func:`_score_in_processes` scores with: the dataset and the harmonizers
+_WORKER: dict = {}
+
+
+def _score_in_processes(ds, hs, tasks: list[tuple[str, str]], jobs: int, common: dict, *, quiet: bool) -> list[dict]:
+    """:func:`score_pairs` of each (modality, subject) of ``tasks`` in ``jobs`` new processes
+    (spawned, not forked: PyTorch's thread pool does not survive a fork), each with its share of
+    PyTorch's threads; the rows in the order of ``tasks``, as one process gives them."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import torch
+
+    from mrharmony.progress import Progress
+
+    threads = max(1, torch.get_num_threads() // jobs)
+    bar = Progress(total=len(tasks), unit="subjects", desc=f"structural evaluation ({jobs} processes)", quiet=quiet)
+    parts = []
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                             initargs=(ds, hs, threads)) as pool:
+        for part in pool.map(_score_task, [(m, s, common) for m, s in tasks]):
+            parts.append(part)
+            bar.update(1)
+    bar.close()
+    return [r for part in parts for r in part]
+
+
+def _start_worker(ds, hs, threads: int) -> None:
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(limits=threads)  # numpy's BLAS as well, for the life of the process
+    _WORKER.update(ds=ds, hs=hs)
+
+
+def _score_task(task) -> list[dict]:
+    modality, subject, common = task
+    return score_pairs(_WORKER["ds"], _WORKER["hs"], subjects=[subject], modality=modality, quiet=True, **common)
 
 
 def _subjects_and_sites(ds, trained: list[TrainedImageHarmonizer], split, source):
