@@ -9,7 +9,7 @@ def add_jobs(ap) -> None:
     """The ``--jobs`` option of the structural benchmarks: processes that score the subjects."""
     ap.add_argument("--jobs", type=int, default=2,
                     help="processes that score subjects and modalities side by side (default 2, the "
-                         "benchmark machine's cores; the rows do not depend on it)")
+                         "benchmark machine's cores; the rows do not depend on it, to float rounding)")
 
 
 def structural_data(out: Path, preset: str, seed: int):

@@ -189,6 +189,8 @@ def test_platform_file_errors(tmp_path):
     bad.write_text(yaml.safe_dump(spec))
     with pytest.raises(InputError, match="whole multiple"):
         simulate(tmp_path / "x", preset="tiny", platforms_file=bad, quiet=True)
+    with pytest.raises(InputError, match=r"number of processes \(--jobs\) must be at least 1, not 0"):
+        simulate(tmp_path / "x", preset="tiny", jobs=0, quiet=True)
     assert not (tmp_path / "x").exists()
 
 

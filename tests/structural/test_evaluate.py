@@ -143,6 +143,8 @@ def test_names_and_refusals(setup, tmp_path):
         compare_harmonizers(data, ["none"], modalities=["FLAIR"], quiet=True)
     with pytest.raises(InputError, match="reference method 'hail' is not among"):
         compare_harmonizers(data, ["none"], reference="hail", quiet=True)
+    with pytest.raises(InputError, match=r"number of processes \(--jobs\) must be at least 1, not 0"):
+        compare_harmonizers(data, ["none"], jobs=0, quiet=True)
     with pytest.raises(InputError, match="is also a test subject"):
         compare_harmonizers(data, ["none"], split={"test": ["sub-01"], "validation": ["sub-01"]}, quiet=True)
     with pytest.raises(InputError, match="has no subject 'sub-09'"):

@@ -112,7 +112,7 @@ def add_evaluate(q) -> None:
                    help="a site pair to score (repeatable; default: every ordered pair)")
     q.add_argument("--jobs", type=int, default=1,
                    help="processes that score subjects and modalities side by side, sharing PyTorch's threads "
-                        "(default: 1; the rows do not depend on it)")
+                        "(default: 1; the rows do not depend on it, to float rounding)")
     add_force(q, "replace an existing --out folder")
 
 

@@ -126,6 +126,8 @@ def simulate(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, pla
         if not 0.0 < effect < 0.3:
             raise InputError(f"the patients' effect on the intra-axonal fraction must be in (0, 0.3), not {effect}.")
         n_subjects = cohort
+    if jobs is not None and jobs < 1:
+        raise InputError(f"the number of processes (--jobs) must be at least 1, not {jobs}.")
     pre = pick_preset(PRESETS, preset, n_subjects)
     plats = load_platforms(platforms_file)
     geom = make_geometry(pre, plats)

@@ -101,7 +101,7 @@ class StructuralEvaluation:
         w.writerows(self.rows)
         write_text(folder / "rows.csv", buf.getvalue())
         write_text(folder / "table.md", self.table())
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        cores = _cores()
         write_text(folder / "summary.json", json.dumps({
             **(self.info if info is None else info), "machine": f"{platform.machine()}, {cores} cores, CPU",
             "summary": self.summary, "wilcoxon": self.tests,
@@ -129,7 +129,8 @@ def evaluate_structural(dataset, out: str | os.PathLike, *, methods, modalities:
             trained model, else the first method).
         pairs: the (input site, target site) pairs to score (default: every ordered pair).
         jobs: processes that score the subjects and modalities side by side (each with its share
-            of PyTorch's threads); the rows are the same as with one, in the same order.
+            of PyTorch's threads; at most the CPU cores); the rows are those of one process, in
+            the same order, to float rounding (the networks' sums may be split otherwise).
     """
     from mrharmony.io import staged_output_dir
 
@@ -191,11 +192,14 @@ def compare_harmonizers(dataset, methods, *, modalities: Sequence[str] | None = 
         reference = (trained or hs)[0].name
     elif reference not in names:
         raise InputError(f"the reference method {reference!r} is not among the methods ({', '.join(names)}).")
+    if jobs < 1:
+        raise InputError(f"the number of processes (--jobs) must be at least 1, not {jobs}.")
     t0 = time.perf_counter()
     common = {"reference_subject": reference_subject, "seen_sites": seen, "pairs": pairs}
     tasks = [(modality, subject) for modality in modalities for subject in subjects]
-    if jobs > 1 and len(tasks) > 1:
-        rows = _score_in_processes(ds, hs, tasks, min(jobs, len(tasks)), common, quiet=quiet)
+    jobs = min(jobs, len(tasks), _cores())
+    if jobs > 1:
+        rows = _score_in_processes(ds, hs, tasks, jobs, common, quiet=quiet)
     else:
         rows = [r for modality in modalities
                 for r in score_pairs(ds, hs, subjects=subjects, modality=modality, quiet=quiet, **common)]
@@ -312,15 +316,22 @@ def _score_in_processes(ds, hs, tasks: list[tuple[str, str]], jobs: int, common:
     from mrharmony.progress import Progress
 
     threads = max(1, torch.get_num_threads() // jobs)
-    bar = Progress(total=len(tasks), unit="subjects", desc=f"structural evaluation ({jobs} processes)", quiet=quiet)
+    bar = Progress(total=len(tasks), unit="subject-modalities", desc=f"structural evaluation ({jobs} processes)",
+                   quiet=quiet)
     parts = []
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                             initargs=(ds, hs, threads)) as pool:
-        for part in pool.map(_score_task, [(m, s, common) for m, s in tasks]):
-            parts.append(part)
-            bar.update(1)
-    bar.close()
+    try:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                                 initargs=(ds, hs, threads)) as pool:
+            for part in pool.map(_score_task, [(m, s, common) for m, s in tasks]):
+                parts.append(part)
+                bar.update(1)
+    finally:
+        bar.close()
     return [r for part in parts for r in part]
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _start_worker(ds, hs, threads: int) -> None:
