@@ -113,11 +113,7 @@ def test_trained_models_give_the_split_the_sites_and_the_modalities(setup):
     assert set(METRICS) <= set(row)
     # scored in two processes (a modality each): the same rows in the same order
     two = compare_harmonizers(data, [base / "run-ihf", "none", base / "run-hail" / "model.pt"], jobs=2, quiet=True)
-    assert [list(r) for r in two.rows] == [list(r) for r in ev.rows]
-    for a, b in zip(ev.rows, two.rows):
-        assert {k: v for k, v in a.items() if isinstance(v, str)} == {k: v for k, v in b.items() if isinstance(v, str)}
-        assert [b[k] for k in a if isinstance(a[k], float)] == pytest.approx(
-            [a[k] for k in a if isinstance(a[k], float)], rel=1e-6, abs=1e-9, nan_ok=True)
+    assert_same_rows(two.rows, ev.rows)
 
 
 def test_names_and_refusals(setup, tmp_path):
@@ -188,3 +184,28 @@ def test_chosen_site_pairs_only(setup, tmp_path, capsys):
                  "--quiet"]) == 2
     assert "--pair 'siteA-siteB' is not INPUT_SITE:TARGET_SITE." in capsys.readouterr().err
     assert not (tmp_path / "e").exists()
+
+
+def test_several_processes_keep_the_subjects_order(tmp_path):
+    """Two test subjects of one modality scored in two processes: the rows of one process, in its order."""
+    from mrharmony.simulate.structural import simulate_structural
+
+    (tmp_path / "sites.yaml").write_text(yaml.safe_dump({"sites": SITES}))
+    data = simulate_structural(tmp_path / "st", preset="tiny", seed=7, n_subjects=3, sites_file=tmp_path / "sites.yaml",
+                               quiet=True)
+    kw = {"modalities": ["T1w"], "split": {"test": ["sub-03", "sub-02"], "validation": ["sub-01"]},
+          "pairs": [("siteA", "siteB"), ("siteD", "siteA")], "quiet": True}
+    one = compare_harmonizers(data, ["none", "nyul"], **kw)
+    two = compare_harmonizers(data, ["none", "nyul"], jobs=2, **kw)
+    assert [r["subject"] for r in one.rows][::3] == ["sub-03", "sub-03", "sub-02", "sub-02"]  # 3 rows a pair
+    assert_same_rows(two.rows, one.rows)
+
+
+def assert_same_rows(rows, expected):
+    """The same rows in the same order: the same keys and labels, the values to float rounding (the
+    processes' thread counts may split sums otherwise)."""
+    assert [list(r) for r in rows] == [list(r) for r in expected]
+    for a, b in zip(expected, rows):
+        assert {k: v for k, v in a.items() if isinstance(v, str)} == {k: v for k, v in b.items() if isinstance(v, str)}
+        assert [b[k] for k in a if isinstance(a[k], float)] == pytest.approx(
+            [a[k] for k in a if isinstance(a[k], float)], rel=1e-6, abs=1e-9, nan_ok=True)
