@@ -27,13 +27,19 @@ The per-patch table of each fold stays in its ``evaluation.json`` (the paper's s
 Usage:
     python benchmarks/dmri.py --budget {smoke,cpu,gpu} --out DIR [--folds K] [--seeds 0 1 2]
         [--seed-folds F]
-        [--cohort N] [--preset NAME] [--pauses FILE]
+        [--cohort N] [--preset NAME] [--pauses FILE] [--record RECORD]
     (run with .venv-combat/bin/python for the ComBat rows)
 
 Resumable: finished runs, evaluations and cohort scores are kept and skipped (an evaluation or
 cohort score is redone when rows were added since it was made), an interrupted training resumes
 from its checkpoint; the wall time of every step is added up in
 ``DIR/timing.json``. Writes ``DIR/summary.json`` and ``DIR/summary.md``.
+
+Resumable across machines with ``--record RECORD``: the small files the summary is made from (each
+fold and seed's ``evaluation.json`` and ``cohort.json``, ``timing.json``) are copied into RECORD, a
+folder to keep under version control, as each step finishes; a later run on a machine that has
+lost DIR copies them back and skips the folds and seeds they finish (their models are not kept:
+to redo one, delete its folder in RECORD and in DIR).
 """
 
 from __future__ import annotations
@@ -191,13 +197,63 @@ def pauses_of(path: Path | None) -> list[tuple[float, float]]:
     return out
 
 
+#: the files of a fold and seed the summary is made from, kept in ``--record`` (paths under its folder)
+RECORDED = ("evaluation/evaluation.json", "evaluation/evaluation.json.runs", "cohort.json", "cohort.json.runs")
+
+
+def restore_record(record: Path, root: Path) -> list[str]:
+    """Copy into ``root`` the recorded files it lacks (a machine that lost DIR); the fold/seed
+    folders restored."""
+    import shutil
+
+    restored = []
+    names = {Path(n).name for n in RECORDED} | {"timing.json"}
+    for src in sorted(record.rglob("*")):
+        dst = root / src.relative_to(record)
+        if src.is_file() and src.name in names and not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+            if src.name == "evaluation.json.runs":
+                restored.append(str(src.parent.parent.relative_to(record)))
+    return restored
+
+
+def save_record(record: Path | None, root: Path, work: Path | None = None) -> None:
+    """Copy ``timing.json`` and, for the fold/seed folder ``work``, its finished files into ``record``
+    (each file whole: written beside, then renamed)."""
+    if record is None:
+        return
+    import shutil
+
+    files = [root / "timing.json"] + ([work / name for name in RECORDED] if work is not None else [])
+    for src in files:
+        if src.exists():
+            dst = record / src.relative_to(root)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dst.with_name(dst.name + ".tmp")
+            shutil.copy2(src, tmp)
+            os.replace(tmp, dst)
+
+
+def recorded_only(work: Path, cohort: Path | None) -> bool:
+    """Whether a fold and seed was finished on another machine: its evaluation (and cohort score)
+    restored from the record, its runs not here."""
+    return ((work / "evaluation" / "evaluation.json.runs").exists() and not (work / "runs").exists()
+            and (cohort is None or (work / "cohort.json.runs").exists()))
+
+
 def run_fold_seed(root: Path, data: Path, cohort: Path | None, fold: int, held_out: list[str], seed: int, *,
-                  first_seed: bool, budget: dict, volume_voxels: int | None, timing: Timing, quiet: bool) -> None:
-    """Train, evaluate and score the cohort for one fold and seed (each step skipped when done)."""
+                  first_seed: bool, budget: dict, volume_voxels: int | None, timing: Timing, quiet: bool,
+                  record: Path | None = None) -> None:
+    """Train, evaluate and score the cohort for one fold and seed (each step skipped when done; the
+    whole fold and seed when it was finished on another machine and restored from ``record``)."""
     from mrharmony.dmri.evaluate import evaluate
     from mrharmony.dmri.tables import write_tables
 
     work = root / f"fold-{fold}" / f"seed-{seed}"
+    if recorded_only(work, cohort):
+        print(f"fold {fold} seed {seed}: scored on another machine (restored from the record)", flush=True)
+        return
     data_cfg = {"dataset": str(data.resolve()), "split": "subject", "test_subjects": held_out, "split_seed": 0}
     with timing.step(f"fold-{fold}/seed-{seed}/train"):
         runs = train_methods(work, data_cfg, budget, seed=seed, control_target="prisma_st", quiet=quiet,
@@ -209,6 +265,7 @@ def run_fold_seed(root: Path, data: Path, cohort: Path | None, fold: int, held_o
             ev = evaluate(runs, first_stages=True, floors=first_seed, volume_voxels=volume_voxels, quiet=quiet)
             write_tables(ev, work / "evaluation")
             mark_done(work / "evaluation" / "evaluation.json", names)
+        save_record(record, root, work)
     if cohort is not None and not done(work / "cohort.json", names):
         from mrharmony.dmri.cohort import regional_values
         from mrharmony.dmri.evaluate import table_rows_of
@@ -220,6 +277,7 @@ def run_fold_seed(root: Path, data: Path, cohort: Path | None, fold: int, held_o
             values = regional_values(list(zip(rows.names, rows.harmonizers)), cohort, quiet=quiet)
             write_json(work / "cohort.json", {"fold": fold, "seed": seed, "rows": values})
             mark_done(work / "cohort.json", names)
+        save_record(record, root, work)
 
 
 def done(path: Path, runs: list[str]) -> bool:
@@ -606,6 +664,9 @@ def main() -> int:
     ap.add_argument("--preset", help="dataset preset (default: the budget's)")
     ap.add_argument("--pauses", type=Path, help="log of the times the run was stopped (SIGSTOP) while other jobs had "
                     "the machine, one line each: '... for N s during ...'; left out of the wall time")
+    ap.add_argument("--record", type=Path,
+                    help="folder (to keep under version control) the summary's small files are copied into as "
+                         "each step finishes, and copied back from on a machine that lost --out")
     ap.add_argument("--summarize-only", action="store_true",
                     help="train and score nothing: summarize the folds and seeds scored so far into "
                          "DIR/summary-partial.json and .md")
@@ -631,6 +692,14 @@ def main() -> int:
             raise SettingError(f"--pauses {args.pauses} is not a file.")
         root = Path(args.out)
         data, cohort = root / "data", root / "cohort"
+        if args.record is not None:
+            if args.record.exists() and not args.record.is_dir():
+                raise SettingError(f"--record {args.record} is not a folder.")
+            if args.record.resolve() == root.resolve():
+                raise SettingError("--record must be a folder other than --out.")
+            if args.record.is_dir():
+                for work in restore_record(args.record, root):
+                    print(f"restored {work} from {args.record}", flush=True)
         if args.summarize_only:
             if not (data / "dataset.yaml").exists() or not scored(args, root, folds_of(
                     load_dataset(data, check_data=False).subjects, args.folds)):
@@ -658,7 +727,9 @@ def main() -> int:
             # them, and the first fold's (every seed) keep its cost at a fifth
             run_fold_seed(root, data, cohort if args.cohort and f == 0 else None, f, held_out, s,
                           first_seed=s == args.seeds[0], budget=BUDGETS[args.budget],
-                          volume_voxels=setting["volume_voxels"], timing=timing, quiet=args.quiet)
+                          volume_voxels=setting["volume_voxels"], timing=timing, quiet=args.quiet,
+                          record=args.record)
+    save_record(args.record, root)
     return write_summary(args, root, timing)
 
 

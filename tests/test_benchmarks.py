@@ -27,6 +27,18 @@ def test_dmri_benchmark_refuses_impossible_settings(tmp_path, args, message):
     assert not out.exists()
 
 
+def test_dmri_benchmark_refuses_a_record_that_is_no_folder_of_its_own(tmp_path):
+    out, note = tmp_path / "bench", tmp_path / "note.txt"
+    note.write_text("x\n")
+    for record, message in [(note, f"--record {note} is not a folder."),
+                            (out, "--record must be a folder other than --out.")]:
+        r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dmri.py"), "--budget", "smoke", "--out",
+                            str(out), "--record", str(record)], capture_output=True, text=True, timeout=120, check=False)
+        assert r.returncode == 2 and r.stdout == ""
+        assert r.stderr.strip() == f"dmri.py: error: {message}"
+        assert not out.exists()
+
+
 def test_simulate_refuses_a_cohort_too_small(tmp_path):
     from mrharmony.cli import main
 
@@ -346,3 +358,36 @@ def test_the_dmri_summary_tests_only_its_claims_and_shows_no_interval_for_two_su
     assert "| diqt_widened | 2 |" in text and "0.5 (n=2)" in text and "[0.4, 0.6]" not in text
     assert "| diqt | 10 |" in text and "0.3 [0.2, 0.4]" in text
     assert "## Spread over seeds" in text and "| prisma_st | diqt_widened |" in text
+
+
+def test_dmri_benchmark_record_brings_finished_folds_to_a_machine_that_lost_its_output(tmp_path):
+    import json
+
+    dmri = _dmri_module()
+    root, record = tmp_path / "out", tmp_path / "record"
+    work = root / "fold-0" / "seed-0"
+    (work / "evaluation").mkdir(parents=True)
+    (work / "runs" / "diqt-prisma_st").mkdir(parents=True)  # models: not recorded
+    (work / "evaluation" / "evaluation.json").write_text(json.dumps({"volume_errors": []}))
+    dmri.mark_done(work / "evaluation" / "evaluation.json", ["diqt-prisma_st"])
+    (work / "evaluation" / "fold.md").write_text("a table\n")  # the fold's own tables: not recorded
+    (root / "timing.json").write_text(json.dumps({"intervals": {"data": [[0, 1]]}}))
+    dmri.save_record(record, root, work)
+    kept = sorted(str(p.relative_to(record)) for p in record.rglob("*") if p.is_file())
+    assert kept == ["fold-0/seed-0/evaluation/evaluation.json", "fold-0/seed-0/evaluation/evaluation.json.runs",
+                    "timing.json"]
+    # a fold and seed with its runs here is not "recorded only": its steps are checked as before
+    assert not dmri.recorded_only(work, None)
+
+    fresh = tmp_path / "fresh"
+    (record / "notes.txt").write_text("a log kept beside the record\n")
+    assert dmri.restore_record(record, fresh) == ["fold-0/seed-0"]
+    assert not (fresh / "notes.txt").exists()
+    assert json.loads((fresh / "timing.json").read_text()) == {"intervals": {"data": [[0, 1]]}}
+    restored = fresh / "fold-0" / "seed-0"
+    assert dmri.recorded_only(restored, None)
+    assert not dmri.recorded_only(restored, tmp_path / "cohort")  # its cohort score is missing: not finished
+    assert dmri.scored(type("A", (), {"seeds": [0], "seed_folds": None})(), fresh, [["s1"]]) == [(0, 0)]
+    # what the fresh machine has already is not overwritten
+    (fresh / "timing.json").write_text("{}")
+    assert dmri.restore_record(record, fresh) == [] and (fresh / "timing.json").read_text() == "{}"
