@@ -30,7 +30,9 @@ Usage:
         [--cohort N] [--preset NAME] [--pauses FILE] [--record RECORD]
     (run with .venv-combat/bin/python for the ComBat rows)
 
-Resumable: finished runs, evaluations and cohort scores are kept and skipped (an evaluation or
+The first seed of every fold runs first, then the further seeds (a partial summary,
+``--summarize-only``, covers every subject as early as it can). Resumable: finished runs,
+evaluations and cohort scores are kept and skipped (an evaluation or
 cohort score is redone when rows were added since it was made), an interrupted training resumes
 from its checkpoint; the wall time of every step is added up in
 ``DIR/timing.json``. Writes ``DIR/summary.json`` and ``DIR/summary.md``.
@@ -293,6 +295,13 @@ def mark_done(path: Path, runs: list[str]) -> None:
 def seeds_of(args, fold: int) -> list[int]:
     """The seeds fold ``fold`` is trained with: every seed on the first ``--seed-folds`` folds, else the first."""
     return list(args.seeds) if args.seed_folds is None or fold < args.seed_folds else list(args.seeds[:1])
+
+
+def run_order(args, n_folds: int) -> list[tuple[int, int]]:
+    """The (fold, seed) pairs in the order they are run: the first seed of every fold, then the
+    further seeds, so that a partial summary covers every subject as early as it can."""
+    first = [(f, args.seeds[0]) for f in range(n_folds)]
+    return first + [(f, s) for f in range(n_folds) for s in seeds_of(args, f) if s != args.seeds[0]]
 
 
 def scored(args, root: Path, folds: list[list[str]]) -> list[tuple[int, int]]:
@@ -721,14 +730,14 @@ def main() -> int:
         return 2
     subjects = load_dataset(data, check_data=False).subjects
     folds = folds_of(subjects, args.folds)
-    for f, held_out in enumerate(folds):
-        for s in seeds_of(args, f):
-            # the cohort's people are none of the traveling heads: any fold's harmonizers are a fair test of
-            # them, and the first fold's (every seed) keep its cost at a fifth
-            run_fold_seed(root, data, cohort if args.cohort and f == 0 else None, f, held_out, s,
-                          first_seed=s == args.seeds[0], budget=BUDGETS[args.budget],
-                          volume_voxels=setting["volume_voxels"], timing=timing, quiet=args.quiet,
-                          record=args.record)
+    for f, s in run_order(args, len(folds)):
+        held_out = folds[f]
+        # the cohort's people are none of the traveling heads: any fold's harmonizers are a fair test of
+        # them, and the first fold's (every seed) keep its cost at a fifth
+        run_fold_seed(root, data, cohort if args.cohort and f == 0 else None, f, held_out, s,
+                      first_seed=s == args.seeds[0], budget=BUDGETS[args.budget],
+                      volume_voxels=setting["volume_voxels"], timing=timing, quiet=args.quiet,
+                      record=args.record)
     save_record(args.record, root)
     return write_summary(args, root, timing)
 

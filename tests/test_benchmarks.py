@@ -391,3 +391,12 @@ def test_dmri_benchmark_record_brings_finished_folds_to_a_machine_that_lost_its_
     # what the fresh machine has already is not overwritten
     (fresh / "timing.json").write_text("{}")
     assert dmri.restore_record(record, fresh) == [] and (fresh / "timing.json").read_text() == "{}"
+
+
+def test_dmri_benchmark_runs_the_first_seed_of_every_fold_before_the_further_seeds():
+    dmri = _dmri_module()
+    args = type("A", (), {"seeds": [0, 1, 2], "seed_folds": 1})()
+    assert dmri.run_order(args, 3) == [(0, 0), (1, 0), (2, 0), (0, 1), (0, 2)]
+    args.seed_folds = None
+    assert sorted(dmri.run_order(args, 2)) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    assert dmri.run_order(args, 2)[:2] == [(0, 0), (1, 0)]
