@@ -688,7 +688,6 @@ def main() -> int:
     args.cohort = setting["cohort"] if args.cohort is None else args.cohort
     args.preset = setting["preset"] if args.preset is None else args.preset
 
-    from mrharmony.data import load_dataset
     from mrharmony.dmri.features.prepare import prepare
     from mrharmony.errors import InputError
     from mrharmony.simulate import PRESETS, simulate
@@ -709,45 +708,60 @@ def main() -> int:
             if args.record.is_dir():
                 for work in restore_record(args.record, root):
                     print(f"restored {work} from {args.record}", flush=True)
+        subjects = benchmark_subjects(args, data)
         if args.summarize_only:
-            if not (data / "dataset.yaml").exists() or not scored(args, root, folds_of(
-                    load_dataset(data, check_data=False).subjects, args.folds)):
+            if not scored(args, root, folds_of(subjects, args.folds)):
                 raise SettingError(f"{root} has no fold scored yet; nothing to summarize.")
-            return write_summary(args, root, Timing(root / "timing.json"), partial=True)
+            return write_summary(args, root, subjects, Timing(root / "timing.json"), partial=True)
         root.mkdir(parents=True, exist_ok=True)
         timing = Timing(root / "timing.json")
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped run still records its time
-        with timing.step("data"):
-            if not (data / "dataset.yaml").exists():
-                simulate(data, preset=args.preset, seed=0, quiet=args.quiet)
-            if args.cohort and not (cohort / "dataset.yaml").exists():
-                simulate(cohort, preset=args.preset, seed=0, cohort=args.cohort, quiet=args.quiet)
-            prepare(data, quiet=args.quiet)
-            if args.cohort:
-                prepare(cohort, quiet=args.quiet)
     except (SettingError, InputError) as e:
         print(f"dmri.py: error: {e}", file=sys.stderr)
         return 2
-    subjects = load_dataset(data, check_data=False).subjects
     folds = folds_of(subjects, args.folds)
+    made: set[Path] = set()
+
+    def ready(path: Path, step: str, **cohort_size) -> None:
+        """Simulate and prepare a dataset the first time a fold and seed to be run needs it (a run
+        whose folds and seeds are all in the record simulates nothing)."""
+        if path not in made:
+            with timing.step(step):
+                if not (path / "dataset.yaml").exists():
+                    simulate(path, preset=args.preset, seed=0, quiet=args.quiet, **cohort_size)
+                prepare(path, quiet=args.quiet)
+            made.add(path)
+
     for f, s in run_order(args, len(folds)):
-        held_out = folds[f]
         # the cohort's people are none of the traveling heads: any fold's harmonizers are a fair test of
         # them, and the first fold's (every seed) keep its cost at a fifth
-        run_fold_seed(root, data, cohort if args.cohort and f == 0 else None, f, held_out, s,
+        uses_cohort = cohort if args.cohort and f == 0 else None
+        if not recorded_only(root / f"fold-{f}" / f"seed-{s}", uses_cohort):
+            ready(data, "data")
+            if uses_cohort is not None:
+                ready(cohort, "cohort-data", cohort=args.cohort)
+        run_fold_seed(root, data, uses_cohort, f, folds[f], s,
                       first_seed=s == args.seeds[0], budget=BUDGETS[args.budget],
                       volume_voxels=setting["volume_voxels"], timing=timing, quiet=args.quiet,
                       record=args.record)
     save_record(args.record, root)
-    return write_summary(args, root, timing)
+    return write_summary(args, root, subjects, timing)
 
 
-def write_summary(args, root: Path, timing: Timing, *, partial: bool = False) -> int:
+def benchmark_subjects(args, data: Path) -> list[str]:
+    """The traveling heads: those of the simulated data where they are here, else the names the
+    preset's data will have (a machine that has the record only)."""
+    from mrharmony.data import load_dataset
+    from mrharmony.simulate import PRESETS, subject_names
+
+    if (data / "dataset.yaml").exists():
+        return load_dataset(data, check_data=False).subjects
+    return subject_names(PRESETS[args.preset].n_subjects)
+
+
+def write_summary(args, root: Path, subjects: list[str], timing: Timing, *, partial: bool = False) -> int:
     """Summarize into DIR/summary.json and .md (``partial``: what is scored so far, into
     summary-partial.json and .md), and print the Markdown."""
-    from mrharmony.data import load_dataset
-
-    subjects = load_dataset(root / "data", check_data=False).subjects
     summary = summarize(args, root, subjects, folds_of(subjects, args.folds), timing, partial=partial)
     name = "summary-partial" if partial else "summary"
     (root / f"{name}.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -400,3 +400,33 @@ def test_dmri_benchmark_runs_the_first_seed_of_every_fold_before_the_further_see
     args.seed_folds = None
     assert sorted(dmri.run_order(args, 2)) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
     assert dmri.run_order(args, 2)[:2] == [(0, 0), (1, 0)]
+
+
+def test_dmri_benchmark_whose_folds_are_all_recorded_simulates_nothing_and_summarizes(tmp_path):
+    import json
+
+    dmri = _dmri_module()
+    record, out = tmp_path / "record", tmp_path / "out"
+    args = type("A", (), {"seeds": [0, 1], "seed_folds": 2})()  # the smoke budget's
+    subjects = ["sub-01", "sub-02", "sub-03"]  # the tiny preset's, as simulate names them
+    for f, held_out in enumerate(dmri.folds_of(subjects, 3)):
+        for s in dmri.seeds_of(args, f):
+            work = record / f"fold-{f}" / f"seed-{s}"
+            (work / "evaluation").mkdir(parents=True)
+            rows = [{"method": m, "target": "prisma_st", "subject": x, "fa_mae": v + 0.01 * s, "md_mae": v * 1e-4}
+                    for x in held_out for m, v in (("none", 0.05), ("rish", 0.04), ("diqt", 0.03), ("rescan", 0.03))]
+            (work / "evaluation" / "evaluation.json").write_text(json.dumps({"volume_errors": rows}))
+            dmri.mark_done(work / "evaluation" / "evaluation.json", ["diqt-prisma_st"])
+            if f == 0:
+                (work / "cohort.json").write_text(json.dumps({"fold": f, "seed": s, "rows": []}))
+                dmri.mark_done(work / "cohort.json", ["diqt-prisma_st"])
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dmri.py"), "--budget", "smoke", "--out", str(out),
+                        "--record", str(record), "--quiet"], capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr
+    assert not (out / "data").exists() and not (out / "cohort").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["subjects"] == subjects
+    fa = summary["targets"]["prisma_st"]["diqt"]["fa_scan"]
+    # a subject's value is its mean over seeds: 0.035 on the two folds trained with seeds 0 and 1, 0.03 on the third
+    assert fa["n_subjects"] == 3 and abs(fa["mean"] - (2 * 0.035 + 0.03) / 3) < 1e-12
+    assert not (record / "timing.json").exists()  # no step ran, none was timed

@@ -32,6 +32,12 @@ def test_layout_shapes_and_affines(tiny_dataset):
             np.testing.assert_allclose(img.affine @ [-0.5, -0.5, -0.5, 1], ref.affine @ [-0.5, -0.5, -0.5, 1])
 
 
+def test_subject_names_are_those_simulate_gives(tiny_dataset):
+    from mrharmony.simulate import PRESETS, subject_names
+
+    assert load_dataset(tiny_dataset).subjects == subject_names(PRESETS["tiny"].n_subjects)
+
+
 def test_gradient_tables(tiny_dataset):
     ds = load_dataset(tiny_dataset, check_data=False)
     tables = {}

@@ -131,7 +131,7 @@ def simulate(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, pla
     pre = pick_preset(PRESETS, preset, n_subjects)
     plats = load_platforms(platforms_file)
     geom = make_geometry(pre, plats)
-    subjects = [f"sub-{i + 1:02d}" for i in range(pre.n_subjects)]
+    subjects = subject_names(pre.n_subjects)
     out = Path(out)
     with staged_output_dir(out, force=force) as tmp:
         progress = Progress(total=pre.n_subjects * (len(plats) + 1), unit="scans", desc=f"simulate {preset}",
@@ -185,6 +185,11 @@ def _subject_task_single_thread(task) -> int:
 
     with threadpool_limits(limits=1):
         return _subject_task(task)
+
+
+def subject_names(n: int) -> list[str]:
+    """The names ``simulate`` gives ``n`` subjects, in the dataset's order."""
+    return [f"sub-{i + 1:02d}" for i in range(n)]
 
 
 def cohort_design(subjects: list[str], effect: float) -> dict:
