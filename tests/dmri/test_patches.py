@@ -104,6 +104,10 @@ def test_batch_equals_single_samples(tiny_prepared):
         np.testing.assert_array_equal(xb[b], x)
         for t in s.target_names:
             np.testing.assert_array_equal(yb[t][b], ys[t])
+    targets_only = s.target_batch(idx)  # what scoring cuts: the same target patches, no inputs
+    assert sorted(targets_only) == sorted(s.target_names)
+    for t in s.target_names:
+        np.testing.assert_array_equal(targets_only[t], yb[t])
     # the centre voxel of an input patch is the normalized feature of its centre voxel
     from mrharmony.dmri.features.prepare import load_features
 

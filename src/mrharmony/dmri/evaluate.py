@@ -111,7 +111,7 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
         f = load_features(ds, subject, ds.input_platform.name)
         sel = np.flatnonzero(subj_of[test] == s)
         # patches are cut and scored one subject at a time: memory stays that of one subject
-        _, true = truth.batch(test[sel])
+        true = truth.target_batch(test[sel])
         reference = (TargetReference(ds, subject, max_voxels=volume_voxels)
                      if volume_metrics and subject in splits.test_subjects else None)
         if keep_references and reference is not None:
@@ -127,7 +127,7 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
                                   {t: [pred[t]] for t in mine[i]},
                                   {t: [finer_affine(f.affine, ratios[t])] for t in mine[i]},
                                   size=data.patch_size, target_sizes={t: eval_size * ratios[t] for t in mine[i]})
-            _, cut = cutter.batch(test[sel] - offsets[s])
+            cut = cutter.target_batch(test[sel] - offsets[s])
             for t in mine[i]:
                 errors[i][t][sel] = ((cut[t] - true[t]) ** 2).reshape(len(sel), -1).mean(axis=1)
             if reference is not None:

@@ -191,15 +191,21 @@ class PatchSampler:
         indices = np.asarray(indices, dtype=np.int64)
         p = self.size
         x = np.empty((len(indices), p, p, p, self.in_channels), np.float32)
+        for b, n in enumerate(indices):
+            self._cut_input(n, x[b])
+        return np.moveaxis(x, -1, 1), self.target_batch(indices)
+
+    def target_batch(self, indices) -> dict[str, np.ndarray]:
+        """The target patches of a minibatch only, {target: (B, C', q, q, q)}, as :meth:`batch`
+        gives them (for scoring, where the input patches are not needed)."""
+        indices = np.asarray(indices, dtype=np.int64)
         ys = {}
         for t in self.target_names:
             c, q = self.target_shape(t)[:2]
             ys[t] = np.empty((len(indices), q, q, q, c), np.float32)
-        for b, n in enumerate(indices):
-            self._cut_input(n, x[b])
-            for t in self.target_names:
+            for b, n in enumerate(indices):
                 self._cut_target(t, n, ys[t][b])
-        return np.moveaxis(x, -1, 1), {t: np.moveaxis(y, -1, 1) for t, y in ys.items()}
+        return {t: np.moveaxis(y, -1, 1) for t, y in ys.items()}
 
     def subject_index(self) -> np.ndarray:
         """Subject index (into ``subjects``) of every patch."""
