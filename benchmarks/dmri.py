@@ -1,23 +1,30 @@
 """The dMRI benchmark: does harmonization make FA and MD agree across scanners, and keep a group effect?
 
 On the synthetic traveling heads (``mrharmony simulate``), every subject is held out once
-(k folds over the subjects, split by subject). In each fold every method of Table 1 is trained on
-the other subjects (``table1.train_methods``: the single networks, CPM, HNED, MSP, MSP's own first
-stage, the compute-matched ``diqt_continued`` (and ``diqt_widened``, as wide as MSP, on the first fold
-only: it is the costliest single run and no claim of the summary rests on it), ``diqt_tuned`` (this project's
-recipe, ``table1.TUNED_TRAINING``) with its compute-matched rival ``diqt_long``, and the statistical
-methods); the networks a claim rests on (single networks, MSP, the continued first stage,
-``diqt_tuned``) are trained again with further seeds. Each fold and seed is scored with ``mrharmony evaluate`` on its
-held-out subjects: whole-volume errors against the target scan and against its noiseless truth
-(SH, FA, MD: every row through one path, so a perfect prediction scores 0), with the ``rescan``
-and ``oracle`` floors. The trained harmonizers are then applied to a study cohort
+(k folds over the subjects, split by subject). The claims rest on rows declared in this file
+before a run (:data:`PRIMARY`; the summary records the commit): the paper's MSP (its features
+scaled per platform) and its twin with the paper's per-scan normalization ``msp_scannorm``, the
+primary learned row (per fold and target the :data:`RECIPES` candidate of lower validation loss on
+a validation subject) and the primary practice row (MP-PCA denoising, then linear RISH through a
+SyN template). In each fold, every method of Table 1 is trained on the other subjects
+(``table1.train_methods``: the single networks, CPM, HNED, MSP, MSP's own first stage, its
+compute-matched rival ``diqt_continued``, and the statistical methods), with the declared rows,
+the tuned candidate's compute-matched rival ``diqt_residual_long`` and the practice rows
+(:data:`PRACTICE`: RISH through a SyN template, and none, RISH and ComBat after MP-PCA);
+with further seeds (the ``gpu`` budget), the networks of the MSP claim are trained again. Each
+fold and seed is scored with ``mrharmony evaluate`` on its held-out subjects: whole-volume errors
+against the raw truth, the target scan's own fit and its noiseless render (SH per order, FA, MD:
+every row through one path, so a perfect prediction scores 0), with the ``rescan`` and ``oracle``
+floors. The declared rows' harmonizers of every fold are then applied to a study cohort
 (``mrharmony simulate --cohort``: other people, half of them patients with a lower intra-axonal
-fraction in one white-matter region): the patients-vs-controls effect after harmonization is set
-beside the same effect measured on the target platform (with the first fold's harmonizers, every
-seed: the cohort's people are none of the traveling heads, so any fold's models are a fair test).
+fraction in one white-matter region and every tissue diffusivity higher): the patients-vs-controls
+differences after harmonization are set beside the same differences measured on the target
+platform (the cohort's people are none of the traveling heads, so every fold's models are a fair test).
 
-Statistics are over subjects: each subject's value is its mean over seeds; a row's mean over
-subjects carries a 95% bootstrap interval over subjects; paired Wilcoxon signed-rank tests across
+The declared goals (:func:`declared_goals`) carry intervals with the fold (the training run) as
+the unit, a Student-t interval over folds, and over subjects beside them. Otherwise statistics are
+over subjects: each subject's value is its mean over seeds; a row's mean over subjects carries a
+95% bootstrap interval over subjects; paired Wilcoxon signed-rank tests across
 subjects (Bonferroni over all of them, seven per target: with 10 subjects and 21 tests only a
 difference in the same direction for every subject can pass) compare MSP with its compute-matched rival,
 its own first stage and the best single network (SH), and the best learned row with the best
@@ -61,7 +68,43 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from table1 import BUDGETS, train_methods  # the benchmark's training of every row
+from table1 import (  # the benchmark's training of every row
+    BUDGETS,
+    TARGETS,
+    TUNED_STEPS,
+    TUNED_TRAINING,
+    budget_epochs,
+    budget_setting,
+    statistical_methods,
+    train_dmri_run,
+    train_methods,
+)
+
+#: The rows the claims rest on, declared here before any run (the summary records the commit that
+#: ran it); the goals are judged on these rows only, the "best of" tables beside them say so.
+PRIMARY = {
+    "msp": "msp",  # the paper's MSP, its features scaled per platform
+    "msp_scannorm": "msp_scannorm",  # its twin with the paper's per-scan normalization
+    "learned": "diqt_primary",  # per fold and target, the RECIPES candidate of lower validation loss
+    "practice": "rish_syn_mppca",  # as practice runs it: MP-PCA denoising, then linear RISH through a SyN template
+}
+#: the candidate recipes of the primary learned row: DIQT with a residual on its input (``skip``, so
+#: that a change of the person passes through even where training saw none like it), with the
+#: paper's recipe or this project's (``table1.TUNED_TRAINING``, TUNED_STEPS times the steps). Each is
+#: trained in every fold with one training subject held out for validation (``validation:
+#: subject``), and the one of lower validation loss on it is the fold's primary row: the recipe is
+#: chosen on validation subjects only, never on the fold's test subjects.
+RECIPES = {
+    "diqt_residual": {"model": {"method": "diqt", "skip": True}, "training": {}},
+    "diqt_tuned_residual": {"model": {"method": "diqt", "skip": True}, "training": "tuned"},
+}
+#: the practice rows, as their users run them: (label, method, settings, denoising of the input)
+PRACTICE = (
+    ("rish_syn", "rish", {"registration": "syn"}, "none"),
+    ("none_mppca", "none", {}, "mppca"),
+    ("rish_syn_mppca", "rish", {"registration": "syn"}, "mppca"),
+    ("combat_mppca", "combat", {}, "mppca"),
+)
 
 #: per budget: dataset preset, folds, seeds, the folds trained with every seed (the others with the
 #: first seed only; None: all), cohort size, and the seeded brain voxels per subject and target on which
@@ -71,15 +114,19 @@ from table1 import BUDGETS, train_methods  # the benchmark's training of every r
 SETTINGS = {
     "smoke": {"preset": "tiny", "folds": 3, "seeds": [0, 1], "seed_folds": 2, "cohort": 4,
               "volume_voxels": None},
-    "cpu": {"preset": "mushac", "folds": 5, "seeds": [0, 1, 2], "seed_folds": 1, "cohort": 20,
+    "cpu": {"preset": "mushac", "folds": 5, "seeds": [0], "seed_folds": None, "cohort": 20,
             "volume_voxels": 40000},
     "gpu": {"preset": "mushac", "folds": 5, "seeds": [0, 1, 2], "seed_folds": None, "cohort": 20,
             "volume_voxels": 40000},
 }
 METRICS = {  # summary key -> evaluation key
-    "sh_noiseless": "sh_mse_noiseless", "sh_scan": "sh_mse", "fa_scan": "fa_mae", "md_scan": "md_mae",
+    "sh_noiseless": "sh_rel_noiseless", "sh_scan": "sh_rel", "fa_scan": "fa_mae", "md_scan": "md_mae",
     "fa_noiseless": "fa_mae_noiseless", "md_noiseless": "md_mae_noiseless",
+    # each subject's white-matter means, harmonized and of the noiseless truth (offsets_kept)
+    "fa_wm": "fa_wm", "md_wm": "md_wm", "fa_wm_truth": "fa_wm_truth", "md_wm_truth": "md_wm_truth",
 }
+#: the metrics that are values of a person, not errors: no row of the error tables
+OFFSETS = ("fa_wm", "md_wm", "fa_wm_truth", "md_wm_truth")
 SINGLE = ("diqt", "cnn_rish", "shresnet")
 #: MSP's compute-matched rival under one name where MSP chose different first-stage networks across
 #: folds, seeds or targets (its rows ``<network>_continued`` merged per subject)
@@ -259,7 +306,8 @@ def run_fold_seed(root: Path, data: Path, cohort: Path | None, fold: int, held_o
     data_cfg = {"dataset": str(data.resolve()), "split": "subject", "test_subjects": held_out, "split_seed": 0}
     with timing.step(f"fold-{fold}/seed-{seed}/train"):
         runs = train_methods(work, data_cfg, budget, seed=seed, control_target="prisma_st", quiet=quiet,
-                             every_row=first_seed, widened=fold == 0)
+                             every_row=first_seed, widened=False, tuned=False)
+        runs += train_declared(work, data_cfg, budget, seed=seed, quiet=quiet, every_row=first_seed)
     names = sorted(Path(r).name for r in runs)  # a step is redone when rows were added since it ran
     if not done(work / "evaluation" / "evaluation.json", names):
         print(f"[{time.strftime('%H:%M:%S')}] fold {fold} seed {seed}: evaluating", flush=True)
@@ -275,11 +323,88 @@ def run_fold_seed(root: Path, data: Path, cohort: Path | None, fold: int, held_o
 
         print(f"[{time.strftime('%H:%M:%S')}] fold {fold} seed {seed}: cohort", flush=True)
         with timing.step(f"fold-{fold}/seed-{seed}/cohort"):
-            rows = table_rows_of(runs, first_stages=True)
-            values = regional_values(list(zip(rows.names, rows.harmonizers)), cohort, quiet=quiet)
+            rows = table_rows_of(runs, first_stages=False)
+            chosen = primary_choice(work)
+            pairs = [(primary_name(n, h, chosen), h) for n, h in zip(rows.names, rows.harmonizers)]
+            values = regional_values([(n, h) for n, h in pairs if n in PRIMARY.values() or n == "none"], cohort,
+                                     quiet=quiet)
             write_json(work / "cohort.json", {"fold": fold, "seed": seed, "rows": values})
             mark_done(work / "cohort.json", names)
         save_record(record, root, work)
+
+
+def train_declared(work: Path, data_cfg: dict, budget: dict, *, seed: int, quiet: bool,
+                   every_row: bool = True) -> list[Path]:
+    """Train (or find, or resume) the declared rows beside Table 1's under ``work/runs``: the
+    candidates of the primary learned row (:data:`RECIPES`, one training subject held out for
+    validation) and the compute-matched rival of the tuned one (``diqt_residual_long``, the paper's
+    recipe for as many steps, on the control target), MSP's twin with per-scan normalization
+    (``msp_scannorm``: the first-stage networks MSP chose, trained again with that normalization,
+    then MSP over them) and, with ``every_row``, the practice rows (:data:`PRACTICE`)."""
+    from mrharmony.engine.checkpoint import read_checkpoint
+
+    work = Path(work).resolve()
+    tag = "/".join(work.parts[-2:])
+
+    def run(name: str, model: dict, targets, label: str, training: dict | None = None,
+            data: dict | None = None) -> Path:
+        cfg = {"preset": budget["preset"], "label": label,
+               "data": {**data_cfg, **(data or {}), **({"targets": targets} if targets else {})},
+               "model": model, "training": {**budget["training"], **(training or {}), "seed": seed}}
+        return train_dmri_run(work, name, cfg, tag=tag, quiet=quiet)
+
+    epochs, decay = budget_epochs(budget), budget_setting(budget, "lr_decay_every")
+    validation = {"validation": "subject", "n_validation_subjects": 1}
+    runs = []
+    for label, recipe in RECIPES.items():
+        training = ({"epochs": TUNED_STEPS * epochs, **TUNED_TRAINING} if recipe["training"] == "tuned"
+                    else recipe["training"])
+        runs += [run(f"{label}-{t}", recipe["model"], [t], label, training, validation) for t in TARGETS]
+    runs.append(run("diqt-residual-long-prisma_st", {"method": "diqt", "skip": True}, ["prisma_st"],
+                    "diqt_residual_long", {"epochs": TUNED_STEPS * epochs, "lr_decay_every": TUNED_STEPS * decay},
+                    validation))
+    msp = read_checkpoint(work / "runs" / "msp" / "model.pt")["meta"]
+    firsts = []
+    for t, first in msp["first_stage_runs"].items():
+        method = read_checkpoint((work / "runs" / "msp" / first).resolve() / "model.pt")["meta"]["model"]["method"]
+        firsts.append(run(f"{method}-scannorm-{t}", {"method": method}, [t], f"{method}_scannorm",
+                          data={"normalization": "scan"}))
+    model = {k: v for k, v in msp["model"].items() if k not in ("first_stage_runs", "first_stage")}
+    runs.append(run("msp-scannorm", {**model, "first_stage_runs": [str(p) for p in firsts]}, None, "msp_scannorm",
+                    data={"normalization": "scan"}))
+    if every_row:
+        have = statistical_methods()
+        for label, method, settings, denoise in PRACTICE:
+            if method in have:
+                runs.append(run(label, {"method": method, **settings}, None, label, data={"denoise": denoise}))
+    return runs
+
+
+def primary_choice(work: Path) -> dict[str, str]:
+    """Per target, the :data:`RECIPES` candidate of lowest best validation loss (on the validation
+    subject, never a test one) in the fold and seed ``work``; written to ``work/primary.json``."""
+    from mrharmony.engine.checkpoint import read_checkpoint
+    from mrharmony.io import write_json
+
+    chosen, losses = {}, {}
+    for t in TARGETS:
+        found = {}
+        for label in RECIPES:
+            path = work / "runs" / f"{label}-{t}" / "model.pt"
+            if path.exists():
+                found[label] = float(read_checkpoint(path)["meta"]["best_validation_loss"][t])
+        if found:
+            chosen[t] = min(found, key=found.get)
+            losses[t] = found
+    write_json(work / "primary.json", {"chosen": chosen, "validation_loss": losses})
+    return chosen
+
+
+def primary_name(name: str, h, chosen: dict[str, str]) -> str:
+    """A row's name in the claims: the chosen candidate of a target is the primary learned row."""
+    if name in RECIPES and len(h.targets) == 1 and chosen.get(h.targets[0]) == name:
+        return PRIMARY["learned"]
+    return name
 
 
 def done(path: Path, runs: list[str]) -> bool:
@@ -321,17 +446,20 @@ def gather(root: Path, pairs: list[tuple[int, int]]) -> tuple[dict, dict, list]:
     for f, s in pairs:
         work = root / f"fold-{f}" / f"seed-{s}"
         ev = json.loads((work / "evaluation" / "evaluation.json").read_text())
+        chosen = json.loads((work / "primary.json").read_text())["chosen"] if (work / "primary.json").exists() else {}
         for r in ev["volume_errors"]:
             # MSP's rival is the first-stage network it chose, trained on: one rival whatever that network was
             names = (r["method"], CONTINUED) if r["method"].endswith("_continued") else (r["method"],)
+            if r["method"] in RECIPES and chosen.get(r["target"]) == r["method"]:  # the fold's primary learned row
+                names = (r["method"], PRIMARY["learned"])
             for key, src in METRICS.items():
                 if r.get(src) is None:
                     continue
                 for name in names:
                     per_subject.setdefault((name, r["target"], r["subject"]), {}).setdefault(key, []).append(r[src])
                     per_seed.setdefault((name, r["target"], s), {}).setdefault(key, {})[r["subject"]] = r[src]
-        if f == 0 and (work / "cohort.json.runs").exists():  # the cohort is scored with the first fold's models
-            cohort_rows += [{**r, "model": f"{f}/{s}/{r['model']}"}
+        if (work / "cohort.json.runs").exists():  # the cohort through every fold's (primary) harmonizers
+            cohort_rows += [{**r, "model": f"{f}/{s}/{r['model']}", "fold": f}
                             for r in json.loads((work / "cohort.json").read_text())["rows"]]
     for t in {t for _, t, _ in per_subject}:  # one network's rows need no second name
         if len({r for r, tt, _ in per_subject if tt == t and r.endswith("_continued") and r != CONTINUED}) == 1:
@@ -379,9 +507,12 @@ def summarize(args, root: Path, subjects: list[str], folds: list[list[str]], tim
             out_targets[t][row] = entry
     tests = subject_tests(values, targets)
     bonferroni(tests)
-    goals = goal_ratios(values, targets)
+    best_of = goal_ratios(values, targets)
     cohort = group_summary(cohort_rows) if cohort_rows else {}
-    cohort_goals(goals, cohort)
+    cohort_goals(best_of, cohort)
+    goals = declared_goals(values, targets, folds, cohort_rows, cohort)
+    primary = {f"fold-{f}/seed-{s}": json.loads((root / f"fold-{f}" / f"seed-{s}" / "primary.json").read_text())
+               for f, s in pairs if (root / f"fold-{f}" / f"seed-{s}" / "primary.json").exists()}
     summary = {
         **({"partial": True, "scored": [f"fold-{f}/seed-{s}" for f, s in pairs]} if partial else {}),
         "budget": args.budget, "folds": len(folds), "seeds": list(args.seeds), "seed_folds": args.seed_folds, "subjects": subjects,
@@ -389,7 +520,14 @@ def summarize(args, root: Path, subjects: list[str], folds: list[list[str]], tim
         "cohort": cohort,
         "cohort_subjects": len({r["subject"] for r in cohort_rows}),
         "tests": tests,
+        # the declared claims (PRIMARY), judged on the rows named before the run
+        "primary": {"rows": PRIMARY, "recipes": list(RECIPES), "chosen": primary, "commit": commit_of_checkout()},
         "goals": goals,
+        # each person's own values: per target and row, the correlation across held-out subjects of the
+        # white-matter mean FA and MD after harmonization with the noiseless target's
+        "offsets_kept": offsets_kept(values, targets),
+        # the earlier claims on the best rows of each measure (chosen after the run: labelled "best of")
+        "best_of": best_of,
         "headline": headline(values, targets),
         "training_minutes": fold_training_minutes(timing, pauses, [(f, s) for f, s in pairs if s == args.seeds[0]]),
         # every subject's value (its mean over seeds): target -> row -> metric -> subject -> value
@@ -404,6 +542,127 @@ def summarize(args, root: Path, subjects: list[str], folds: list[list[str]], tim
         "command": "python benchmarks/dmri.py " + " ".join(sys.argv[1:]),
     }
     return summary
+
+
+def commit_of_checkout() -> str | None:
+    """The commit of the checkout this script runs from (None outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True,
+                             check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() or None
+
+
+#: the declared goals: (name, row a (a PRIMARY key), row b (a PRIMARY key, "rescan" or "rival": MSP's
+#: compute-matched rival), metric as the result names it, the summary's key, the largest ratio that meets it)
+DECLARED_GOALS = (
+    ("primary_vs_practice", "learned", "practice", "fa_truth", "fa_noiseless", 0.7),
+    ("primary_vs_practice", "learned", "practice", "md_truth", "md_noiseless", 0.7),
+    ("primary_vs_rescan", "learned", "rescan", "fa_scan", "fa_scan", 1.0),
+    ("primary_vs_rescan", "learned", "rescan", "md_scan", "md_scan", 1.0),
+    ("msp_vs_rival", "msp", "rival", "sh_truth", "sh_noiseless", 0.8),
+)
+#: the cohort's goals: the harmonized raw patients-minus-controls difference over the target platform's
+EFFECT_GOALS = (("regional_fa", "regional_fa_diff_ratio"), ("global_md", "global_md_diff_ratio"))
+EFFECT_WINDOW = (0.9, 1.1)
+
+
+def offsets_kept(values: dict, targets: list[str]) -> dict:
+    """Per target and row: Pearson's r across subjects of the row's white-matter mean FA (and MD)
+    with the noiseless target's (``fa_wm_r``, ``md_wm_r``, and ``n``): each person's own values
+    kept (r near that of a rescan) or replaced by an average (r near 0)."""
+    out: dict = {}
+    for t in targets:
+        for row, metrics in values.get(t, {}).items():
+            cell = {}
+            for m in ("fa", "md"):
+                mine, truth = metrics.get(f"{m}_wm", {}), metrics.get(f"{m}_wm_truth", {})
+                common = sorted(set(mine) & set(truth))
+                if len(common) >= 3:
+                    a, b = [mine[s] for s in common], [truth[s] for s in common]
+                    cell[f"{m}_wm_r"] = float(np.corrcoef(a, b)[0, 1]) if np.std(a) > 0 and np.std(b) > 0 else None
+                    cell["n"] = len(common)
+            if cell:
+                out.setdefault(t, {})[row] = cell
+    return out
+
+
+def t_interval(values) -> dict:
+    """Mean and 95% Student-t interval of independent units (folds): ``{"mean", "ci95", "n"}``."""
+    from scipy.stats import t as student
+
+    v = np.asarray(values, np.float64)
+    m = float(v.mean())
+    if v.size < 2:
+        return {"mean": m, "ci95": [m, m], "n": int(v.size)}
+    half = float(student.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return {"mean": m, "ci95": [m - half, m + half], "n": int(v.size)}
+
+
+def declared_goals(values: dict, targets: list[str], folds: list[list[str]], cohort_rows: list[dict],
+                   cohort: dict) -> list[dict]:
+    """The goals of the declared rows (:data:`PRIMARY`), one entry per target, goal, metric and unit:
+    ``{"target", "name", "a", "b", "metric", "mean", "ci95", "unit", "n", "goal", "met"}``. For a ratio
+    (:data:`DECLARED_GOALS`) each subject's ratio a / b; unit ``fold``: the mean over each fold's
+    held-out subjects, a Student-t interval over the folds (the training run is the unit of a claim
+    that rests on training); unit ``subject``: a bootstrap interval over subjects beside it. For the
+    cohort (:data:`EFFECT_GOALS`, the primary rows' effect over the target platform's), unit ``fold``:
+    each fold's harmonizers on the cohort, a t-interval over folds; unit ``subject``: all folds'
+    harmonizers (a subject's value their mean), a bootstrap over the cohort's subjects. Met: the
+    mean within the goal, and for ``msp_vs_rival`` the interval below 1 as well."""
+    from mrharmony.dmri.cohort import group_summary
+    from mrharmony.stats import mean_ci
+
+    fold_of = {s: f for f, part in enumerate(folds) for s in part}
+    out = []
+
+    def entry(t, name, a, b, metric, cell, unit, goal):
+        if isinstance(goal, tuple):
+            met = goal[0] <= cell["mean"] <= goal[1]
+        else:
+            met = cell["mean"] <= goal and (name != "msp_vs_rival" or cell["ci95"][1] < 1.0)
+        return {"target": t, "name": name, "a": a, "b": b, "metric": metric, "mean": cell["mean"],
+                "ci95": list(cell["ci95"]), "unit": unit, "n": cell["n"],
+                "goal": list(goal) if isinstance(goal, tuple) else goal, "met": bool(met)}
+
+    for t in targets:
+        rows = values.get(t, {})
+        for name, a_key, b_key, metric, key, goal in DECLARED_GOALS:
+            a = PRIMARY[a_key]
+            b = {"rescan": "rescan", "rival": continued_rival(rows)}.get(b_key) or PRIMARY.get(b_key)
+            if b is None or key not in rows.get(a, {}) or key not in rows.get(b, {}):
+                continue
+            have_a, have_b = rows[a][key], rows[b][key]
+            common = sorted(set(have_a) & set(have_b))
+            ratio = {s: have_a[s] / have_b[s] for s in common}
+            by_fold: dict = {}
+            for s in common:
+                by_fold.setdefault(fold_of.get(s), []).append(ratio[s])
+            fold_means = [np.mean(v) for f, v in sorted(by_fold.items(), key=lambda kv: str(kv[0]))]
+            out.append(entry(t, name, a, b, metric, t_interval(fold_means), "fold", goal))
+            out.append(entry(t, name, a, b, metric, {**mean_ci([ratio[s] for s in common]), "n": len(common)},
+                             "subject", goal))
+        if not cohort_rows:
+            continue
+        folds_scored = sorted({r["fold"] for r in cohort_rows})
+        per_fold = {f: group_summary([r for r in cohort_rows if r["fold"] == f]) for f in folds_scored}
+        n_subjects = len({r["subject"] for r in cohort_rows})
+        for key in ("learned", "msp", "practice"):
+            a = PRIMARY[key]
+            for metric, ratio_key in EFFECT_GOALS:
+                vals = [per_fold[f].get(t, {}).get(a, {}).get(ratio_key, {}).get("mean") for f in folds_scored]
+                vals = [v for v in vals if v is not None]
+                if vals:
+                    out.append(entry(t, "effect_kept", a, "target_truth", metric, t_interval(vals), "fold",
+                                     EFFECT_WINDOW))
+                pooled = cohort.get(t, {}).get(a, {}).get(ratio_key)
+                if pooled is not None:
+                    out.append(entry(t, "effect_kept", a, "target_truth", metric, {**pooled, "n": n_subjects},
+                                     "subject", EFFECT_WINDOW))
+    return out
 
 
 def best_row(candidates, have: dict) -> str | None:
@@ -590,7 +849,7 @@ def markdown(summary: dict) -> str:
                 lines.append(f"| {t} | {key} | {cell(rows.get('none', {}).get(key))} | {named[0]} | {named[1]} | "
                              f"{cell(rows.get('rescan', {}).get(key))} | {cell(rows.get('oracle', {}).get(key))} |")
         lines.append("")
-    keys = list(METRICS)
+    keys = [k for k in METRICS if k not in OFFSETS]
     for t, rows in summary["targets"].items():
         lines += [f"## {t}", "", "| row | subjects | " + " | ".join(keys)
                   + " | FA vs scan / rescan | MD vs scan / rescan |", "| --- | --- |" + " --- |" * (len(keys) + 2)]
@@ -611,9 +870,39 @@ def markdown(summary: dict) -> str:
                                                           for k in keys) + " |")
         lines.append("")
     if summary.get("goals"):
-        lines += ["## Goals: ratios per subject", "",
-                  ("learned_vs_statistical: the best learned row over the best non-learned row, none or a statistical "
-                   "method (noiseless truth); "
+        prim = summary.get("primary", {})
+        lines += ["## Goals of the declared rows", "",
+                  (f"Rows declared in benchmarks/dmri.py before the run (commit {prim.get('commit') or 'unknown'}): "
+                   + ", ".join(f"{k} `{v}`" for k, v in prim.get("rows", {}).items())
+                   + ". The primary learned row is, per fold and target, the candidate ("
+                   + ", ".join(prim.get("recipes", [])) + ") of lower validation loss on a validation subject. "
+                   "Unit fold: the mean over each fold's held-out subjects of a subject's ratio, a Student-t "
+                   "interval over folds; unit subject: a bootstrap interval over subjects. effect_kept: the "
+                   "harmonized raw patients-minus-controls difference over the target platform's."), "",
+                  "| target | goal | metric | a / b | unit | n | mean [95% interval] | goal | met |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for g in summary["goals"]:
+            goal = g["goal"]
+            goal = f"{goal[0]}-{goal[1]}" if isinstance(goal, list) else f"<= {goal}"
+            lines.append(f"| {g['target']} | {g['name']} | {g['metric']} | {g['a']} / {g['b']} | {g['unit']} | "
+                         f"{g['n']} | {g['mean']:.4g} [{g['ci95'][0]:.4g}, {g['ci95'][1]:.4g}] | {goal} | "
+                         f"{'yes' if g['met'] else 'no'} |")
+        lines.append("")
+    if summary.get("offsets_kept"):
+        lines += ["## Each person's own values", "",
+                  ("Pearson's r across held-out subjects of the white-matter mean FA and MD after harmonization "
+                   "with the noiseless target's (the simulator gives every subject its own tissue offsets): near the "
+                   "rescan's r, each person's values are kept; near 0, replaced by an average."), "",
+                  "| target | row | n | FA r | MD r |", "| --- | --- | --- | --- | --- |"]
+        for t, rows in summary["offsets_kept"].items():
+            for row, c in rows.items():
+                cells = ["" if c.get(k) is None else f"{c[k]:.3f}" for k in ("fa_wm_r", "md_wm_r")]
+                lines.append(f"| {t} | {row} | {c['n']} | {cells[0]} | {cells[1]} |")
+        lines.append("")
+    if summary.get("best_of"):
+        lines += ["## Best of: ratios of the rows chosen after the run", "",
+                  ("Not the claims (those are the declared rows above). learned_vs_statistical: the best learned "
+                   "row over the best non-learned row, none or a statistical method (noiseless truth); "
                    "learned_vs_rescan: the best learned row over the rescan floor (target scan); msp_vs_rivals: MSP "
                    "over the better of its compute-matched rival (its first stage trained on) and the best single network (SH, "
                    "noiseless truth). Rows chosen "
@@ -622,7 +911,7 @@ def markdown(summary: dict) -> str:
                    "target platform. Met: the mean within the goal (and, for msp_vs_rivals, the interval below 1)."), "",
                   "| target | comparison | metric | a / b | ratio [95% interval] | goal | met |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
-        for t, goals in summary["goals"].items():
+        for t, goals in summary["best_of"].items():
             for kind, by_metric in goals.items():
                 for key, g in by_metric.items():
                     verdict = "" if "met" not in g else ("yes" if g["met"] else "no")
@@ -730,6 +1019,8 @@ def main() -> int:
                 if not (path / "dataset.yaml").exists():
                     simulate(path, preset=args.preset, seed=0, quiet=args.quiet, **cohort_size)
                 prepare(path, quiet=args.quiet)
+                for denoise in sorted({d for *_, d in PRACTICE if d != "none"}):  # the practice rows' input
+                    prepare(path, quiet=args.quiet, denoise=denoise)
             made.add(path)
 
     for f, s in run_order(args, len(folds)):

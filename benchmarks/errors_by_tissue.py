@@ -65,9 +65,7 @@ def main() -> None:
         tf, gradients = ref.scan(args.target)
         groups = tissue_groups(ds, subject, args.target, tf.mask)
         f = load_features(ds, subject, ds.input_platform.name)
-        identity = rows.identity
-        clean_fa, clean_md, _ = identity.dti_of(ref.noiseless_features(args.target), args.target, tf.mask,
-                                                 gradients=gradients)
+        clean_fa, clean_md, _ = ref.maps("noiseless", args.target, tf.mask)
         share = ", ".join(f"{k} {m.sum() / tf.mask.sum():.0%}" for k, m in groups.items() if k != "all")
         print(f"\n{subject}, {args.target}: FA and MD against the noiseless target, per tissue of the truth "
               f"(share of the brain's voxels: {share}); FA MAE / FA bias / MD MAE (1e-5 mm^2/s)\n")
@@ -78,8 +76,7 @@ def main() -> None:
         by_distance = []
         for name, h in entries:
             if h is None:
-                fa, md, _ = identity.dti_of(ref.rescan_features(args.target), args.target, tf.mask,
-                                            gradients=gradients)
+                fa, md, _ = ref.maps("rescan", args.target, tf.mask)
             elif h.predicts_sh:
                 fa, md, _ = h.dti_of(h.predict(f)[args.target], args.target, tf.mask, gradients=gradients)
             else:

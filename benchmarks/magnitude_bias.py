@@ -66,11 +66,14 @@ def noise_sigma(scan_dwi: np.ndarray, clean_dwi: np.ndarray, b0: np.ndarray, mas
 
 
 def bias_of(y: np.ndarray, h, reference, target: str, where: np.ndarray) -> dict:
-    """FA and MD differences of features ``y`` from the noiseless target's (absolute and signed
-    means), and from the target scan's (absolute means, ``*_scan``), on the voxels ``where``."""
-    fa, md, _ = h.dti_of(y, target, where, gradients=reference.scan(target)[1])
-    fa_c, md_c = reference.noiseless_dti(h, target, where)
-    fa_s, md_s = reference.dti(h, target, where)
+    """FA and MD differences of raw SH coefficients ``y`` from the noiseless target's (absolute and
+    signed means), and from the target scan's (absolute means, ``*_scan``), on the voxels ``where``."""
+    from mrharmony.dmri.features.dti import dti_from_sh
+
+    tf, gradients = reference.scan(target)
+    fa, md, _ = dti_from_sh(y, *gradients, tf.sh, where)
+    fa_c, md_c = reference.noiseless_dti(target, where)
+    fa_s, md_s = reference.dti(target, where)
     dfa, dmd = (fa - fa_c)[where], (md - md_c)[where]
     return {"fa_mae": float(np.abs(dfa).mean()), "fa_mean_diff": float(dfa.mean()),
             "md_mae": float(np.abs(dmd).mean()), "md_mean_diff": float(dmd.mean()),
@@ -111,7 +114,7 @@ def main() -> int:
             sigma = noise_sigma(stored, clean.dwi, b0, tf.mask)
             expected = np.zeros_like(clean.dwi)
             expected[where] = expected_magnitude(clean.dwi[where], sigma, coils[t])
-            y = tf.stats.apply(fit_sh(expected, bvals, bvecs, where, tf.sh), where)
+            y = fit_sh(expected, bvals, bvecs, where, tf.sh)
             b0_p90 = float(np.percentile(clean.dwi[..., b0].mean(-1)[tf.mask], 90))
             rows = {"expected scan": bias_of(y, h, ref, t, where), "scan": bias_of(tf.data, h, ref, t, where),
                     "rescan": bias_of(ref.rescan_features(t), h, ref, t, where)}

@@ -76,19 +76,18 @@ def main() -> None:
             rng = np.random.default_rng(0)
             fm = np.zeros_like(m)
             fm.flat[np.sort(rng.choice(idx, min(args.fa_voxels, idx.size), replace=False))] = True
-            # FA of every row through the evaluation's one path (features -> platform scale -> signal on the
+            # FA of every row through the evaluation's one path (raw coefficients -> signal on the
             # scan's gradient table -> DTI), the truth's and the noisy target's included
-            path = next(h for h, pred in zip(hs, preds) if t in pred)
-            fa_clean = path.dti_of(truth, t, fm, gradients=(bvals, bvecs))[0][fm]
-            fa_noisy = path.dti_of(tf.data, t, fm, gradients=(bvals, bvecs))[0][fm]
+            fa_clean = reference.noiseless_dti(t, fm)[0][fm]
+            fa_noisy = reference.dti(t, fm)[0][fm]
             orders = sh_orders(tf.sh.sh_order_max)
             add("noisy target", t, (tf.data[m] - truth[m]) ** 2, orders, fa_noisy - fa_clean)
             for name, h, pred in zip(names, hs, preds):
                 if t not in pred:
                     continue
-                y = pred[t]
+                y = h.target_coefficients(pred[t], t, m)  # raw coefficients, as the truth
                 err_noisy = ((y[m] - tf.data[m]) ** 2).mean()
-                fa_p = h.dti_of(y, t, fm, gradients=(bvals, bvecs))[0][fm]
+                fa_p = h.dti_of(pred[t], t, fm, gradients=(bvals, bvecs))[0][fm]
                 add(name, t, (y[m] - truth[m]) ** 2, orders, fa_p - fa_clean)
                 sums[(name, t)].setdefault("sq_noisy", 0.0)
                 sums[(name, t)]["sq_noisy"] += float(err_noisy) * int(m.sum())

@@ -106,12 +106,15 @@ def train_dmri_run(root: Path, name: str, cfg: dict, *, tag: str | None = None, 
 
 
 def train_methods(work: Path, data_cfg: dict, budget: dict, *, seed: int, control_target: str, quiet: bool,
-                  every_row: bool = True, widened: bool = True) -> list[Path]:
+                  every_row: bool = True, widened: bool = True, tuned: bool = True,
+                  statistical: bool = True) -> list[Path]:
     """Train (or find finished, or resume) every run of Table 1 under ``work/runs`` with the data
     section ``data_cfg`` and training seed ``seed``; the run directories, in table order.
     ``every_row=False`` trains only the rows a claim about MSP rests on (the single networks,
     MSP and its continued first stage), as for extra seeds; ``widened=False`` leaves out
-    ``diqt_widened`` (a DIQT with MSP's parameter count, the costliest single run)."""
+    ``diqt_widened`` (a DIQT with MSP's parameter count, the costliest single run);
+    ``tuned=False`` leaves out ``diqt_tuned`` and its rival ``diqt_long``; ``statistical=False``
+    the statistical methods (a caller that fits its own)."""
     from mrharmony.engine.checkpoint import read_checkpoint
 
     work = Path(work).resolve()  # the configs name runs by absolute path (a relative one would be read from configs/)
@@ -145,20 +148,21 @@ def train_methods(work: Path, data_cfg: dict, budget: dict, *, seed: int, contro
                         label=f"{method}_continued"))
     epochs = budget_epochs(budget)
     longer = {"epochs": TUNED_STEPS * epochs}
-    for t in TARGETS:  # this project's recipe (a claim rests on it: trained with every seed)
+    for t in TARGETS if tuned else ():  # this project's recipe (a claim rests on it: trained with every seed)
         runs.append(run(f"diqt-tuned-{t}", {"method": "diqt"}, [t], label="diqt_tuned",
                         training={**longer, **TUNED_TRAINING}))
     if not every_row:
         return runs
     decay = budget_setting(budget, "lr_decay_every")
-    runs.append(run(f"diqt-long-{control_target}", {"method": "diqt"}, [control_target], label="diqt_long",
-                    training={**longer, "lr_decay_every": TUNED_STEPS * decay}))
+    if tuned:
+        runs.append(run(f"diqt-long-{control_target}", {"method": "diqt"}, [control_target], label="diqt_long",
+                        training={**longer, "lr_decay_every": TUNED_STEPS * decay}))
     if widened:
         ratio = 2 if control_target == "connectom_sa" else 1
         width = widened_diqt_features(msp_meta["parameter_count"], ratio)
         runs.append(run(f"diqt-wide-{control_target}", {"method": "diqt", "features": width}, [control_target],
                         label="diqt_widened"))
-    for method in statistical_methods():
+    for method in statistical_methods() if statistical else ():
         runs.append(run(method, {"method": method}, None))
     return runs
 

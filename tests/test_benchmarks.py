@@ -317,7 +317,7 @@ def test_msps_rival_is_its_chosen_first_stage_trained_on_whichever_network_that_
         ev = tmp_path / f"fold-{fold}" / "seed-0" / "evaluation"
         ev.mkdir(parents=True)
         (ev / "evaluation.json").write_text(json.dumps({"volume_errors": [
-            {"method": m, "target": t, "subject": s, "sh_mse_noiseless": v} for m, t, s, v in rows]}))
+            {"method": m, "target": t, "subject": s, "sh_rel_noiseless": v} for m, t, s, v in rows]}))
 
     # prisma_st: MSP chose DIQT on fold 0 and CNN-RISH on fold 1; connectom_st: DIQT on both
     write(0, [("diqt_continued", "prisma_st", "s1", 0.1), ("diqt_continued", "connectom_st", "s1", 0.3)])
@@ -430,3 +430,66 @@ def test_dmri_benchmark_whose_folds_are_all_recorded_simulates_nothing_and_summa
     # a subject's value is its mean over seeds: 0.035 on the two folds trained with seeds 0 and 1, 0.03 on the third
     assert fa["n_subjects"] == 3 and abs(fa["mean"] - (2 * 0.035 + 0.03) / 3) < 1e-12
     assert not (record / "timing.json").exists()  # no step ran, none was timed
+
+
+def test_the_declared_goals_judge_the_primary_rows_with_folds_as_the_unit():
+    """The goals of the dMRI summary: one entry per target, goal, metric and unit, on the rows
+    declared before the run; the fold unit averages each fold's subject ratios and takes a t-interval
+    over the folds; the cohort's effect_kept is each fold's ratio of raw differences."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from dmri import PRIMARY, declared_goals
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from scipy.stats import t as student
+
+    folds = [["s1", "s2"], ["s3", "s4"], ["s5", "s6"]]
+    subjects = [s for f in folds for s in f]
+
+    def row(*values):
+        return dict(zip(subjects, values))
+
+    learned, practice = PRIMARY["learned"], PRIMARY["practice"]
+    values = {"prisma_st": {
+        learned: {"fa_noiseless": row(1, 1, 2, 2, 3, 3), "fa_scan": row(1, 1, 1, 1, 1, 1)},
+        practice: {"fa_noiseless": row(2, 2, 4, 4, 6, 6)},  # ratio 0.5 on every subject
+        "rescan": {"fa_scan": row(2, 1, 1, 1, 1, 1)},  # fold means 0.75, 1, 1
+        "msp": {"sh_noiseless": row(9, 9, 9, 9, 9, 9)},
+        "diqt_continued": {"sh_noiseless": row(10, 10, 10, 10, 10, 10)},
+        "diqt": {"fa_noiseless": row(0.1, 0.1, 0.1, 0.1, 0.1, 0.1)},  # the best of, but not declared: no goal
+    }}
+    goals = declared_goals(values, ["prisma_st"], folds, [], {})
+    keys = {"target", "name", "a", "b", "metric", "mean", "ci95", "unit", "n", "goal", "met"}
+    assert all(set(g) == keys for g in goals)
+    by = {(g["name"], g["metric"], g["unit"]): g for g in goals}
+    g = by[("primary_vs_practice", "fa_truth", "fold")]
+    assert (g["a"], g["b"], g["n"], g["mean"], g["met"]) == (learned, practice, 3, 0.5, True)
+    assert g["ci95"] == [0.5, 0.5]
+    r = by[("primary_vs_rescan", "fa_scan", "fold")]
+    m = (0.75 + 1 + 1) / 3
+    half = student.ppf(0.975, 2) * np.std([0.75, 1, 1], ddof=1) / np.sqrt(3)
+    assert r["mean"] == pytest.approx(m) and r["ci95"] == pytest.approx([m - half, m + half])
+    assert r["met"] is True and by[("primary_vs_rescan", "fa_scan", "subject")]["n"] == 6
+    msp = by[("msp_vs_rival", "sh_truth", "fold")]
+    assert (msp["a"], msp["b"], msp["mean"], msp["goal"], msp["met"]) == ("msp", "diqt_continued", 0.9, 0.8, False)
+    assert not any(g["a"] == "diqt" for g in goals)
+    # the cohort: patients minus controls, through every fold's harmonizers
+    rows = []
+    for f in range(3):
+        for i, group in enumerate(["control", "patient"] * 2):
+            fa_t = 0.5 - 0.05 * (group == "patient") + 0.01 * i
+            md_t = 7e-4 * (1 + 0.1 * (group == "patient")) + 1e-6 * i
+            kept = 1.0 if f < 2 else 0.5  # the third fold's model keeps half of each difference
+            base_fa, base_md = 0.5 + 0.01 * i, 7e-4 + 1e-6 * i
+            rows.append({"method": learned, "model": 0, "subject": f"c{i}", "group": group, "target": "prisma_st",
+                         "fold": f, "fa": base_fa + kept * (fa_t - base_fa), "md": base_md + kept * (md_t - base_md),
+                         "fa_target": fa_t, "md_target": md_t, "fa_wm": base_fa + kept * (fa_t - base_fa),
+                         "md_wm": base_md + kept * (md_t - base_md), "fa_wm_target": fa_t, "md_wm_target": md_t})
+    from mrharmony.dmri.cohort import group_summary
+
+    goals = declared_goals(values, ["prisma_st"], folds, rows, group_summary(rows))
+    kept = {(g["metric"], g["unit"]): g for g in goals if g["name"] == "effect_kept" and g["a"] == learned}
+    fold = kept[("global_md", "fold")]
+    # the third fold: half the patients' 7e-5 rise, with the subjects' own 1e-6 steps whole (3.6 / 7.1)
+    assert fold["n"] == 3 and fold["mean"] == pytest.approx((1 + 1 + 3.6 / 7.1) / 3) and fold["goal"] == [0.9, 1.1]
+    assert fold["met"] is False and kept[("regional_fa", "subject")]["n"] == 4

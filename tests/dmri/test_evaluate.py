@@ -60,16 +60,18 @@ def test_evaluate_scores_every_method_on_the_same_held_out_patches(runs, tmp_pat
     for per in ev.patch_errors.values():
         for e in per.values():
             assert e.shape == (200,) and np.all(e >= 0)
-    # the "none" row is the MSE between the input's coefficients, normalized as the target's, and the target's
+    # the "none" row is the MSE between the input's raw coefficients and the target's, both on the
+    # target platform's fixed scale (nothing standardized per scan)
     from mrharmony.data import load_dataset
     from mrharmony.dmri.features.prepare import load_features
     from mrharmony.dmri.loading import load_harmonizer
 
     ds = load_dataset(_dataset_of(runs["hned-all"]), check_data=False)
-    fin, ft = load_features(ds, "sub-03", "ge_st"), load_features(ds, "sub-03", "prisma_st")
+    fin, ft = load_features(ds, "sub-03", "ge_st"), load_features(ds, "sub-03", "prisma_st", normalized=False)
     st = load_harmonizer(runs["hned-all"]).reference["target_stats"]["prisma_st"]
-    as_target = (fin.stats.invert(fin.data, fin.mask) - np.asarray(st["mean"])) / np.asarray(st["std"])
-    voxel_mse = float(((as_target - ft.data)[fin.mask] ** 2).mean())
+    as_target = (fin.raw() - np.asarray(st["mean"])) / np.asarray(st["std"])
+    truth = (ft.data - np.asarray(st["mean"])) / np.asarray(st["std"])
+    voxel_mse = float(((as_target - truth)[fin.mask] ** 2).mean())
     assert 0.3 * voxel_mse < ev.patch_errors["none"]["prisma_st"].mean() < 3 * voxel_mse
     # whole-volume errors on the held-out subject
     rows = [r for r in ev.volume_errors if r["method"] == "diqt"]
@@ -84,14 +86,15 @@ def test_evaluate_scores_every_method_on_the_same_held_out_patches(runs, tmp_pat
     rows = {(r["method"], r["target"]): r for r in ev.volume_errors}
     for t in ("prisma_st", "connectom_st", "connectom_sa"):
         oracle, rescan, none = rows[("oracle", t)], rows[("rescan", t)], rows[("none", t)]
-        assert 1.5 < rescan["sh_mse"] / oracle["sh_mse"] < 2.5, t
+        assert 1.5 < rescan["sh_rel"] / oracle["sh_rel"] < 2.5, t
+        assert 1.5 < rescan["sh_mse_l4"] / oracle["sh_mse_l4"] < 2.5, t  # per order too
         for k in ("fa_mae", "md_mae"):
             if t != "connectom_sa":
                 assert 0 < oracle[k] < rescan[k] < none[k], (t, k)
             else:
                 assert oracle[k] > rescan[k] > 0, (t, k)
         # against the noiseless target the oracle scores 0, the rescan its own noise
-        assert oracle["sh_mse_noiseless"] == 0 and oracle["fa_mae_noiseless"] == 0
+        assert oracle["sh_rel_noiseless"] == 0 and oracle["fa_mae_noiseless"] == 0
         assert rescan["fa_mae_noiseless"] > 0
     # FA and MD on a seeded sample of the brain: the same voxels for every row, close to the whole volume
     sampled = evaluate([runs["diqt-prisma_st"]], max_patches=50, volume_voxels=300, quiet=True)
@@ -99,14 +102,14 @@ def test_evaluate_scores_every_method_on_the_same_held_out_patches(runs, tmp_pat
     assert sampled.summary()["volume_voxels"] == 300
     for key in (("diqt", "prisma_st"), ("none", "prisma_st"), ("rescan", "prisma_st")):
         assert part[key]["fa_mae"] == pytest.approx(rows[key]["fa_mae"], rel=0.2), key
-        assert part[key]["sh_mse"] == rows[key]["sh_mse"]  # SH errors stay whole-volume
+        assert part[key]["sh_rel"] == rows[key]["sh_rel"]  # SH errors stay whole-volume
     assert part[("oracle", "prisma_st")]["fa_mae_noiseless"] == 0
     from mrharmony.dmri.tables import markdown, rescan_ratios
 
     ratios = {(r["method"], r["target"]): r for r in rescan_ratios(ev)}
     assert ratios[("none", "prisma_st")]["fa_mae"] == pytest.approx(
         rows[("none", "prisma_st")]["fa_mae"] / rows[("rescan", "prisma_st")]["fa_mae"])
-    assert ratios[("none", "prisma_st")]["sh_mse"] > 1 and ("oracle", "prisma_st") not in ratios
+    assert ratios[("none", "prisma_st")]["sh_rel"] > 1 and ("oracle", "prisma_st") not in ratios
     assert "as a multiple of the rescan floor" in markdown(ev)
     assert "| FA MAE, noiseless |" in markdown(ev) and "seeded brain voxels" in markdown(sampled)
     # the command line writes the three formats
@@ -120,32 +123,57 @@ def test_evaluate_scores_every_method_on_the_same_held_out_patches(runs, tmp_pat
 
 
 def test_a_perfect_prediction_scores_zero_through_the_evaluation_path(runs):
-    """The target scan's own features as a method's prediction: SH, FA and MD errors 0, through
-    the code the evaluation runs (volume_errors and TargetReference), for a 1x and a 2x target."""
+    """The target scan's own coefficients as a method's prediction: SH, FA and MD errors 0 against
+    the scan, and the noiseless target's: 0 against the noiseless truth, through the code the
+    evaluation runs (volume_errors and TargetReference), for a 1x and a 2x target. A prediction
+    standardized per scan (the MSP paper's normalization: the right shape with the training
+    subjects' average scale) scores clearly above 0: the raw truth sees what it erases."""
     from mrharmony.data import load_dataset
     from mrharmony.dmri.evaluate import TargetReference, volume_errors
+    from mrharmony.dmri.features.normalization import ChannelStats
     from mrharmony.dmri.features.prepare import load_features
     from mrharmony.dmri.harmonizer import Harmonizer
     from mrharmony.dmri.loading import load_harmonizer
 
     ds = load_dataset(_dataset_of(runs["hned-all"]), check_data=False)
     trained = load_harmonizer(runs["hned-all"])
+    reference = TargetReference(ds, "sub-03")
 
-    class TargetItself(Harmonizer):
-        method = "target_itself"
+    class Returns(Harmonizer):
+        method = "returns"
+
+        def __init__(self, kind, **kwargs):
+            super().__init__(**kwargs)
+            self.kind = kind
 
         def predict(self, scan):
-            return {t: load_features(ds, "sub-03", t).data for t in self.targets}
+            out = {}
+            for t in self.targets:
+                scale = ChannelStats.from_dict(self.reference["target_stats"][t])
+                raw = reference.features("noiseless" if self.kind != "scan" else "scan", t)
+                mask = reference.scan(t)[0].mask
+                own = ChannelStats.fit(raw, mask)
+                # per-scan standardization, mapped back with the platform's average scale
+                out[t] = own.apply(raw, mask) if self.kind == "standardized" else scale.apply(raw, mask)
+            return out
 
         def save(self, directory):
             raise NotImplementedError
 
-    h = TargetItself(targets=trained.targets, ratios=trained.ratios, reference=trained.reference)
     f = load_features(ds, "sub-03", ds.input_platform.name)
-    rows = volume_errors(h, "target itself", f, h.predict(f), TargetReference(ds, "sub-03"))
-    assert {r["target"] for r in rows} == {"prisma_st", "connectom_st", "connectom_sa"}
-    for r in rows:
-        assert r["sh_mse"] == 0 and r["fa_mae"] == 0 and r["md_mae"] == 0, r
+    scores = {}
+    for kind in ("scan", "noiseless", "standardized"):
+        h = Returns(kind, targets=trained.targets, ratios=trained.ratios, reference=trained.reference)
+        rows = volume_errors(h, kind, f, h.predict(f), reference)
+        assert {r["target"] for r in rows} == {"prisma_st", "connectom_st", "connectom_sa"}
+        scores[kind] = rows
+    for r in scores["scan"]:
+        assert r["sh_rel"] < 1e-10 and r["fa_mae"] < 1e-6 and r["md_mae"] < 1e-9, r
+    for r in scores["noiseless"]:
+        assert r["sh_rel_noiseless"] < 1e-10 and r["fa_mae_noiseless"] < 1e-6 and r["md_mae_noiseless"] < 1e-9, r
+    for r, clean in zip(scores["standardized"], scores["noiseless"]):
+        assert r["sh_mse_l0_noiseless"] > 1e-6, r
+        assert r["md_mae_noiseless"] > 1e-6 and r["md_mae_noiseless"] > 3 * clean["md_mae_noiseless"], r
 
 
 def _dataset_of(run):

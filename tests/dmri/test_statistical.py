@@ -204,3 +204,104 @@ def test_dti_of_a_region_is_the_whole_volume_fit_there():
     for x, y in zip(a, b):
         np.testing.assert_allclose(y[region], x[region], rtol=1e-5, atol=1e-7)
         assert not y[~region].any()
+
+
+def test_resampling_keeps_the_edge_slices_of_a_slab_shifted_by_a_fraction_of_a_voxel():
+    slab = np.ones((6, 6, 4), np.float32)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    for shift_vox, last in ((0.3, 1.0), (-0.45, 1.0), (0.7, 0.0)):
+        m = np.eye(4)
+        m[2, 3] = 2.0 * shift_vox  # output voxel z takes the slab's value at z + shift
+        out = resample(slab, affine, slab.shape, affine, m)
+        inner_z = slice(1, -1)
+        np.testing.assert_allclose(out[:, :, inner_z], 1.0)  # away from the edge: the slab's value
+        edge = out[:, :, -1] if shift_vox > 0 else out[:, :, 0]
+        # within half a voxel of the outer voxel centre the edge holds; further out nothing
+        np.testing.assert_allclose(edge, last)
+
+
+@pytest.fixture(scope="module")
+def rish_syn_run(tmp_path_factory, tiny_prepared):
+    """RISH with its common space a SyN template of the training subjects, trained through the
+    command line."""
+    from mrharmony.cli import main
+
+    base = tmp_path_factory.mktemp("syn")
+    cfg = {"data": {"dataset": str(tiny_prepared), "split": "subject", "test_subjects": ["sub-03"]},
+           "model": {"method": "rish", "registration": "syn", "syn_level_iters": [10, 5], "template_rounds": 2}}
+    (base / "rish_syn.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(base / "rish_syn.yaml"), "--out", str(base / "run"), "--quiet"]) == 0
+    return base / "run"
+
+
+def test_rish_syn_learns_in_a_template_and_applies_to_a_held_out_scan(rish_syn_run, stat_runs, tiny_prepared):
+    from mrharmony.data import load_dataset
+
+    h = load_harmonizer(rish_syn_run)
+    assert h.settings["registration"] == "syn" and h.space.registration == "syn"
+    assert h.space.level_iters == (10, 5) and h.settings["template_rounds"] == 2
+    # the common space is the template of both training subjects, not the first one's own map
+    ds = load_dataset(tiny_prepared, check_data=False)
+    first = load_features(ds, "sub-01", "ge_st", normalized=False)
+    assert h.space.image.shape == first.mask.shape
+    assert not np.allclose(h.space.image, first.data[..., 0] * first.mask, atol=1e-3)
+    fin = _held_out(tiny_prepared, "ge_st")
+    orders = sh_orders(fin.sh.sh_order_max)
+    out = h.predict(fin)
+    none = load_harmonizer(stat_runs["none"]).predict(fin)
+    for target in ("prisma_st", "connectom_sa"):
+        ft = _held_out(tiny_prepared, target)
+        assert out[target].shape == ft.data.shape and np.isfinite(out[target]).all()
+        truth = _energy_per_order(ft.stats.invert(ft.data, ft.mask), ft.mask, orders)
+        errors = {}
+        for name, pred in (("none", none), ("syn", out)):
+            y = h.target_coefficients(pred[target], target, ft.mask)
+            errors[name] = np.abs(_energy_per_order(y, ft.mask, orders) / truth - 1)
+        assert np.all(errors["syn"] < errors["none"]), errors
+    ft = _held_out(tiny_prepared, "prisma_st")
+    mse = {k: float(((v["prisma_st"] - ft.data)[ft.mask] ** 2).mean()) for k, v in (("none", none), ("syn", out))}
+    assert mse["syn"] < mse["none"], mse
+
+
+def test_a_saved_rish_syn_model_applies_alone_with_the_same_predictions(rish_syn_run, tiny_prepared, tmp_path,
+                                                                     monkeypatch):
+    import shutil
+
+    import mrharmony.registration as registration
+    from mrharmony.dmri import statistical
+
+    fin = _held_out(tiny_prepared, "ge_st")
+    h = load_harmonizer(rish_syn_run)
+    first = h.predict(fin)
+    # the saved model alone (moved away from its run and its data), with no registration kept
+    # from before: it registers the scan to its stored template again, to the same result
+    moved = tmp_path / "model"
+    shutil.copytree(rish_syn_run, moved)
+    monkeypatch.setattr(statistical, "_REGISTRATIONS", {})
+    calls = []
+    syn = registration.register_syn
+    monkeypatch.setattr(registration, "register_syn", lambda *a, **k: calls.append(1) or syn(*a, **k))
+    again = load_harmonizer(moved)
+    np.testing.assert_array_equal(again.space.image, h.space.image)
+    np.testing.assert_array_equal(again.space.mask, h.space.mask)
+    np.testing.assert_array_equal(again.space.affine, h.space.affine)
+    for t, y in again.predict(fin).items():
+        np.testing.assert_array_equal(y, first[t])
+    # a scan is registered once: the second prediction reuses the registration
+    again.predict(fin)
+    assert len(calls) == 1
+
+
+def test_syn_settings_are_checked(tmp_path, tiny_prepared):
+    from mrharmony.dmri.config import load_run_config
+
+    cfg = tmp_path / "c.yaml"
+    for model, key in (({"method": "rish", "registration": "syn", "syn_level_iters": [10, 0]}, "syn_level_iters"),
+                       ({"method": "rish", "registration": "syn", "template_rounds": 0}, "template_rounds"),
+                       ({"method": "meanvar_global", "template_rounds": 2}, "template_rounds")):
+        cfg.write_text(yaml.safe_dump({"data": {"dataset": str(tiny_prepared)}, "model": model}))
+        with pytest.raises(InputError, match=key):
+            load_run_config(cfg)
+    cfg.write_text(yaml.safe_dump({"data": {"dataset": str(tiny_prepared)},
+                                   "model": {"method": "meanvar_voxel", "registration": "syn"}}))
+    assert load_run_config(cfg).model.settings()["syn_level_iters"] == [10, 5]

@@ -176,7 +176,7 @@ def test_two_process_ddp_matches_one_process(tmp_path, tiny_prepared):
     assert proc.returncode == 0, proc.stderr[-2000:]
     a, b = _weights(one), _weights(tmp_path / "two")
     for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=2e-6, rtol=1e-5)
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-5)  # the order of float sums differs
 
 
 def test_data_and_runs_can_move_together(tmp_path, tiny_prepared):
@@ -287,21 +287,23 @@ def test_dense_training_on_tiles_trains_the_same_function_on_every_output_voxel(
             train(path, tmp_path / f"bad{bad}", quiet=True)
 
 
-@pytest.mark.parametrize("axis", [0, 1, 2])
-def test_mirrored_samples_are_the_features_of_the_mirrored_scan(tiny_prepared, axis):
-    """Flip augmentation: mirroring normalized features (with the SH reflection and the scan's own
-    statistics) gives exactly the features of the scan mirrored before the SH fit, its gradient
-    directions reflected."""
+@pytest.mark.parametrize("axis,kind", [(0, "platform"), (1, "scan"), (2, "platform")])
+def test_mirrored_samples_are_the_features_of_the_mirrored_scan(tiny_prepared, axis, kind):
+    """Flip augmentation: mirroring normalized features (with the SH reflection and the statistics
+    that scaled the scan, its platform's or its own) gives exactly the features of the scan
+    mirrored before the SH fit, its gradient directions reflected."""
     from mrharmony.data import load_dataset
+    from mrharmony.dmri.features.normalization import FeatureScaling
     from mrharmony.dmri.features.prepare import load_features
     from mrharmony.dmri.features.sh import SHConfig, fit_sh
     from mrharmony.dmri.training import Reflections
 
     ds = load_dataset(tiny_prepared, check_data=False)
-    f = load_features(ds, "sub-02", "prisma_st")
+    scaling = FeatureScaling.from_dataset(kind, ds, ["ge_st", "prisma_st"], ["sub-01", "sub-02"])
+    f = load_features(ds, "sub-02", "prisma_st", scaling=scaling)
     refl = Reflections(ds, ["sub-01", "sub-02"], {"input": "ge_st", "prisma_st": "prisma_st"},
                        {"sh_order_max": 6, "basis": f.sh.basis, "legacy": f.sh.legacy, "smooth": f.sh.smooth,
-                        "b0_threshold": f.sh.b0_threshold, "shell": f.sh.shell})
+                        "b0_threshold": f.sh.b0_threshold, "shell": f.sh.shell}, scaling)
     x = np.moveaxis(f.data, -1, 0)[None]
     flips = np.zeros((1, 3), bool)
     flips[0, axis] = True
@@ -373,11 +375,14 @@ def test_position_channels_follow_a_mirrored_sample(tiny_prepared, axis):
     f = load_features(ds, "sub-02", "ge_st")
     sh = {"sh_order_max": 6, "basis": f.sh.basis, "legacy": f.sh.legacy, "smooth": f.sh.smooth,
           "b0_threshold": f.sh.b0_threshold, "shell": f.sh.shell}
-    refl = Reflections(ds, ["sub-01", "sub-02"], {"input": "ge_st"}, sh, position=True)
+    from mrharmony.dmri.features.normalization import FeatureScaling
+
+    scaling = FeatureScaling.from_dataset("platform", ds, ["ge_st"], ["sub-01", "sub-02"])
+    refl = Reflections(ds, ["sub-01", "sub-02"], {"input": "ge_st"}, sh, scaling, position=True)
     x = np.moveaxis(with_position(f.data, f.mask, f.affine), -1, 0)[None]
     flips = np.zeros((1, 3), bool)
     flips[0, axis] = True
-    plain = Reflections(ds, ["sub-01", "sub-02"], {"input": "ge_st"}, sh)
+    plain = Reflections(ds, ["sub-01", "sub-02"], {"input": "ge_st"}, sh, scaling)
     mirrored, _ = refl((x, {}), np.array([1]), flips)
     sh_only, _ = plain((x[:, :28], {}), np.array([1]), flips)
     np.testing.assert_array_equal(mirrored[0, :28], sh_only[0])  # the SH channels as without position

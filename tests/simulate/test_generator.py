@@ -305,30 +305,3 @@ def test_gradient_nonlinearity_varies_b_over_the_head():
         update={"gradient_nonlinearity": (0.0, 0.0, 0.0)}), b, g, pos)
     assert flat.shape == (1, 3)
 
-
-def test_cohort_has_patients_with_a_lower_intra_axonal_fraction_in_the_region(tmp_path):
-    from mrharmony.simulate import render_scan
-
-    out = simulate(tmp_path / "cohort", preset="tiny", seed=3, cohort=4, effect=0.1, quiet=True)
-    groups = dict(line.split("\t") for line in (out / "participants.tsv").read_text().splitlines()[1:])
-    assert groups == {"sub-01": "control", "sub-02": "patient", "sub-03": "control", "sub-04": "patient"}
-    heads = simulate(tmp_path / "heads", preset="tiny", seed=3, n_subjects=1, quiet=True)
-    a = nib.load(heads / "truth" / "sub-01" / "tissue.nii.gz").get_fdata()[..., 0]
-    b = nib.load(out / "truth" / "sub-01" / "tissue.nii.gz").get_fdata()[..., 0]
-    assert np.abs(a - b).mean() > 0.02  # other people than the traveling heads of the seed
-    for s, change in (("sub-01", 0.0), ("sub-02", -0.1)):
-        info = yaml.safe_load((out / "truth" / s / "subject.yaml").read_text())
-        assert info["f_intra_change_in_region"] == change and info["group"] == groups[s]
-        tissue = nib.load(out / "truth" / s / "tissue.nii.gz").get_fdata()
-        region = np.asanyarray(nib.load(out / "truth" / s / "region.nii.gz").dataobj) > 0
-        wm = tissue[..., 0] > 0.5
-        assert (region & wm).sum() > 100
-        inside = tissue[..., 3][region & wm].mean()
-        assert (inside < info["tissue"]["f_intra"] - 0.07) == (change < 0)
-    stored = np.asanyarray(nib.load(out / "sub-02" / "ge_st" / "dwi.nii.gz").dataobj)
-    np.testing.assert_array_equal(render_scan(out, "sub-02", "ge_st").dwi, stored)
-    with pytest.raises(InputError, match="at least 4 subjects"):
-        simulate(tmp_path / "x", preset="tiny", cohort=3, quiet=True)
-    with pytest.raises(InputError, match="--subjects does not apply"):
-        simulate(tmp_path / "x", preset="tiny", cohort=4, n_subjects=4, quiet=True)
-    assert not (tmp_path / "x").exists()

@@ -29,6 +29,9 @@ def add_simulate(sp) -> None:
                          "every platform) instead of the traveling heads")
     sp.add_argument("--effect", type=float, default=0.08,
                     help="dmri cohort: the patients' lower intra-axonal fraction in the region (default 0.08)")
+    sp.add_argument("--global-md-effect", type=float, metavar="FRACTION",
+                    help="dmri cohort: the patients' higher diffusivities everywhere in the brain's tissue, a "
+                         "fraction: MD rises about that much, FA stays (default 0.10; 0: none)")
     add_force(sp, "replace an existing output folder")
 
 
@@ -38,8 +41,9 @@ def run_simulate(args) -> int:
 
         if args.platforms:
             raise usage_error("--platforms describes dMRI platforms; structural sites come from --sites")
-        if args.cohort is not None:
-            raise usage_error("--cohort makes a dMRI study cohort; it does not apply to --kind structural")
+        if args.cohort is not None or args.global_md_effect is not None:
+            raise usage_error("--cohort and --global-md-effect make a dMRI study cohort; they do not apply to "
+                              "--kind structural")
         out = simulate_structural(args.out, preset=args.preset, seed=args.seed, sites_file=args.sites,
                                   n_subjects=args.subjects, force=args.force, quiet=args.quiet)
         say(args, f"wrote the {args.preset} multi-site structural dataset to {out}")
@@ -48,9 +52,12 @@ def run_simulate(args) -> int:
 
     if args.sites:
         raise usage_error("--sites describes structural sites; dMRI platforms come from --platforms")
+    if args.global_md_effect is not None and args.cohort is None:
+        raise usage_error("--global-md-effect sets the patients' effect in a cohort; it needs --cohort")
+    extra = {} if args.global_md_effect is None else {"global_md_effect": args.global_md_effect}
     out = simulate(args.out, preset=args.preset, seed=args.seed, platforms_file=args.platforms,
                    n_subjects=args.subjects, force=args.force, quiet=args.quiet, jobs=args.jobs,
-                   cohort=args.cohort, effect=args.effect)
+                   cohort=args.cohort, effect=args.effect, **extra)
     what = "traveling-heads dataset" if args.cohort is None else f"cohort of {args.cohort} subjects"
     say(args, f"wrote the {args.preset} {what} to {out}")
     return 0
@@ -64,6 +71,9 @@ def add_prepare(sp) -> None:
     sp.add_argument("--basis", choices=["descoteaux07", "tournier07"], help="dipy SH basis (default descoteaux07)")
     sp.add_argument("--smooth", type=float, help="Laplace-Beltrami regularization (default 0.006)")
     add_force(sp, "recompute even the scans that are up to date")
+    sp.add_argument("--denoise", choices=["mppca"],
+                    help="also write the features of the input platform's scans denoised first (dipy), for runs "
+                         "with data.denoise (the scans without denoising are prepared as well)")
     sp.add_argument("--register", action="store_true",
                     help="first register target scans that are not co-registered with the subject's input scan "
                          "(rigid, dipy); copies go to derivatives/mrharmony-registered")
@@ -82,6 +92,10 @@ def run_prepare(args) -> int:
     report = prepare(args.dataset, cfg=cfg, force=args.force, quiet=args.quiet, register=args.register)
     say(args, f"SH features in {report.out_dir}: {len(report.computed)} scans computed, "
               f"{len(report.cached)} up to date")
+    if args.denoise:
+        report = prepare(args.dataset, cfg=cfg, force=args.force, quiet=args.quiet, denoise=args.denoise)
+        say(args, f"SH features of the input scans denoised by {args.denoise}: {len(report.computed)} scans "
+                  f"computed, {len(report.cached)} up to date")
     return 0
 
 

@@ -2,8 +2,10 @@
 
 Harmonizes a new subject's scan on the input platform to one or all target platforms:
 
-1. the SH features of the scan (the model's SH settings), normalized with the scan's own
-   per-channel statistics inside its mask, as in training;
+1. the SH features of the scan (the model's SH settings; denoised first where the model's training
+   denoised its input scans), scaled as the model's training scaled
+   its input platform (by default with the platform's fixed statistics, so that what differs
+   between this person and others survives; :mod:`mrharmony.dmri.features.normalization`);
 2. the harmonizer on the whole volume (tiled);
 3. back to the target platform's scale (the mean of its training scans' statistics);
 4. written as float32 NIfTI, BIDS-derivative style, per target ``<prefix>_space-<target>``:
@@ -41,9 +43,13 @@ def harmonize_arrays(h, dwi: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, m
     from mrharmony.dmri.features.sh import SHConfig, fit_sh
 
     cfg = SHConfig(**h.reference["sh"])
+    if h.denoise != "none":  # as the model's training denoised its input scans
+        from mrharmony.dmri.features.denoise import denoise_dwi
+
+        dwi = denoise_dwi(dwi, bvals, mask, h.denoise, b0_threshold=cfg.b0_threshold)
     coeffs = fit_sh(dwi, bvals, bvecs, mask, cfg, source=source)
-    stats = ChannelStats.fit(coeffs, mask)
-    scan = ScanFeatures(data=stats.apply(coeffs, mask), mask=mask, affine=affine, stats=stats, sh=cfg)
+    scan = h.scaled_input(ScanFeatures(data=coeffs, mask=mask, affine=affine, stats=ChannelStats.fit(coeffs, mask),
+                                       sh=cfg, normalized=False))
     out = {}
     if not h.predicts_sh:  # methods that harmonize the DTI maps (ComBat)
         maps = h.predict_dti(scan)

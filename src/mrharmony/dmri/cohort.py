@@ -1,19 +1,35 @@
-"""A group effect that harmonization must keep: trained harmonizers applied to a study cohort.
+"""Group effects that harmonization must keep: trained harmonizers applied to a study cohort.
 
 A cohort (``mrharmony simulate OUT --cohort N``) is N subjects other than the traveling heads,
 controls and patients (``participants.tsv``), scanned on the input platform (what a study would
-harmonize) and, for scoring, on the targets. Patients have a lower intra-axonal fraction in one
-white-matter region (``truth/<subject>/region.nii.gz``).
+harmonize) and, for scoring, on the targets. Patients differ in two ways, as the effects studies
+look for do: a lower intra-axonal fraction in one white-matter region
+(``truth/<subject>/region.nii.gz``: lower FA there) and higher diffusivities everywhere (a
+higher MD over the whole white matter).
 
 :func:`regional_values` applies each harmonizer to every cohort subject's input scan and
-measures the mean FA and MD inside the region (its white matter, inside the target scan's brain
-and where the method predicts), of the harmonized maps and of the target scan itself, both
-through the harmonizer's one path from features to DTI
-(:meth:`~mrharmony.dmri.harmonizer.Harmonizer.dti_of`, as the evaluation does).
-:func:`group_summary` turns those values into what a study cares about: the patients-vs-controls
-effect (Cohen's d) after harmonization beside the same effect measured on the target platform
-(``target_truth``), and the platform bias left in the regional values, with 95% bootstrap
-intervals over subjects.
+measures, of the harmonized maps and of the target scan itself, the mean FA and MD inside the
+region (its white matter) and over the white matter (voxels at least half white matter in
+``truth/<subject>/tissue.nii.gz``; a fixed random sample of them, the same for every row, keeps
+the DTI fits cheap), both inside the target scan's brain and where the method predicts. The
+harmonized maps come through the harmonizer's one path from features to DTI
+(:meth:`~mrharmony.dmri.harmonizer.Harmonizer.predict_dti`), the target's through the same
+DTI fit of its own features (:class:`~mrharmony.dmri.evaluate.TargetReference`).
+
+:func:`group_summary` turns those values into what a study reports, per target and row, each
+``{"mean", "ci95"}`` with a 95% bootstrap interval over subjects (resampled within each group):
+
+* ``fa_effect_d``, ``md_effect_d``: Cohen's d of the regional FA and MD, **controls minus
+  patients**; ``fa_effect_ratio``, ``md_effect_ratio``: that d over the target scans' d;
+  ``fa_bias``, ``md_bias``: the regional values minus the target scan's, per subject;
+* for each effect of :data:`EFFECTS`, ``regional_fa`` (the region's FA) and ``global_md`` (the
+  white matter's MD), all **patients minus controls**: ``<effect>_diff``, the raw difference of
+  the group means in the measure's unit (FA: none; MD: mm^2/s); ``<effect>_sd``, the pooled
+  within-group standard deviation; ``<effect>_d``, their quotient (Cohen's d); and
+  ``<effect>_diff_ratio``, the row's raw difference over the target scans' of the same subjects,
+  the quantity an "effect kept" goal judges (1: kept; the same resamples on both sides).
+
+The row ``target_truth`` holds the same for the target platform's own scans (no ratio, no bias).
 """
 
 from __future__ import annotations
@@ -27,6 +43,11 @@ from mrharmony.errors import InputError
 
 #: The cohort's row for the effect measured on the target platform's own scans.
 TARGET_ROW = "target_truth"
+#: The effects :func:`group_summary` reports raw: name -> the value of :func:`regional_values`'
+#: rows it compares between the groups.
+EFFECTS = {"regional_fa": "fa", "global_md": "md_wm"}
+#: White-matter voxels per subject and target whose mean FA and MD stand for the white matter's.
+WM_SAMPLE_VOXELS = 4000
 
 
 def cohort_groups(root: str | os.PathLike) -> dict[str, str]:
@@ -46,39 +67,59 @@ def cohort_groups(root: str | os.PathLike) -> dict[str, str]:
 def region_mask(root: str | os.PathLike, subject: str, voxel_mm: float, shape) -> np.ndarray:
     """The cohort's region on a platform grid: voxels at least half in the region and half white
     matter (the truth on the 1.2 mm simulation grid, averaged over each platform voxel)."""
-    import nibabel as nib
+    from mrharmony.simulate.truth import truth_masks
 
-    from mrharmony.registration import block_mean
-    from mrharmony.simulate.params import FINE_VOXEL_MM
+    return truth_masks(root, subject, voxel_mm, shape)[0]
 
-    truth = Path(root) / "truth" / subject
-    region = np.asanyarray(nib.load(truth / "region.nii.gz").dataobj).astype(np.float32)
-    wm = np.asanyarray(nib.load(truth / "tissue.nii.gz").dataobj)[..., 0].astype(np.float32)
-    k = int(round(voxel_mm / FINE_VOXEL_MM))
-    inside = (block_mean(region, k) >= 0.5) & (block_mean(wm, k) >= 0.5)
-    if inside.shape != tuple(shape):
-        raise InputError(f"subject {subject}: the truth's grid does not match the {voxel_mm:g} mm scans.", truth)
-    return inside
+
+def white_matter_mask(root: str | os.PathLike, subject: str, voxel_mm: float, shape) -> np.ndarray:
+    """The subject's white matter on a platform grid: voxels at least half white matter (channel 0
+    of the truth's ``tissue.nii.gz``, averaged over each platform voxel)."""
+    from mrharmony.simulate.truth import truth_masks
+
+    return truth_masks(root, subject, voxel_mm, shape, region=False)[1]
+
+
+def white_matter_sample(candidates: np.ndarray, key: str, n: int | None = WM_SAMPLE_VOXELS) -> np.ndarray:
+    """At most ``n`` voxels of ``candidates`` (all of them when ``n`` is None or not fewer): each
+    voxel of the grid gets a random rank from a generator seeded with ``key`` (the subject and
+    target), and the ``n`` best-ranked candidates are kept. The same candidates give the same
+    voxels whatever the row; candidates that differ a little give samples that differ as little."""
+    import zlib
+
+    m = np.asarray(candidates, bool)
+    idx = np.flatnonzero(m)
+    if n is None or idx.size <= n:
+        return m.copy()
+    rank = np.random.default_rng(zlib.crc32(key.encode())).random(m.size)
+    keep = np.zeros(m.size, bool)
+    keep[idx[np.argsort(rank[idx], kind="stable")[:n]]] = True
+    return keep.reshape(m.shape)
 
 
 def regional_values(harmonizers: list[tuple[str, object]], root: str | os.PathLike, *,
-                    quiet: bool = False) -> list[dict]:
-    """Regional mean FA and MD of every cohort subject, per (row, harmonizer) and target.
+                    wm_voxels: int | None = WM_SAMPLE_VOXELS, quiet: bool = False) -> list[dict]:
+    """Regional and white-matter mean FA and MD of every cohort subject, per (row, harmonizer)
+    and target.
 
     Args:
         harmonizers: (row name, harmonizer) pairs; several harmonizers may share a row (one per
             target, or one per fold and seed).
         root: a prepared cohort dataset.
+        wm_voxels: white-matter voxels sampled per subject and target
+            (:func:`white_matter_sample`; None: all of them).
 
     Returns:
         One dict per (harmonizer, subject, target): ``method, model (index in harmonizers),
-        subject, group, target, fa, md`` (the harmonized regional means) and ``fa_target,
-        md_target`` (the target scan's, through the same harmonizer's path).
+        subject, group, target``; ``fa, md``, the harmonized means in the region, and ``fa_wm,
+        md_wm``, over the white-matter sample (``wm_voxels`` of them); ``fa_target, md_target,
+        fa_wm_target, md_wm_target``: the target scan's own on the same voxels.
     """
     from mrharmony.data import load_dataset
     from mrharmony.dmri.evaluate import TargetReference
     from mrharmony.dmri.features.prepare import load_features
     from mrharmony.progress import Progress
+    from mrharmony.simulate.truth import truth_masks
 
     groups = cohort_groups(root)
     ds = load_dataset(root, check_data=False)
@@ -89,32 +130,43 @@ def regional_values(harmonizers: list[tuple[str, object]], root: str | os.PathLi
     rows = []
     progress = Progress(total=len(groups) * len(harmonizers), unit="volumes", desc="cohort", quiet=quiet)
     for subject, group in groups.items():
-        scan = load_features(ds, subject, ds.input_platform.name)
+        inputs = {"none": load_features(ds, subject, ds.input_platform.name)}  # per denoising of the input
         reference = TargetReference(ds, subject)
+        truth = {}  # target -> (region, white matter) on its grid, read once per subject
         for i, (name, h) in enumerate(harmonizers):
+            if h.denoise not in inputs:
+                inputs[h.denoise] = h.input_features(ds, subject)
+            scan = inputs[h.denoise]
             targets = [t for t in h.targets if t in ds.platforms]
             if not targets:  # none of its targets were scanned in this cohort
                 progress.update(1)
                 continue
             gradients = {t: reference.scan(t)[1] for t in targets}
-            rois = {}
+            rois, wms = {}, {}
             for t in targets:
                 tf, _ = reference.scan(t)
-                roi = region_mask(root, subject, ds.platforms[t].voxel_size[0], tf.mask.shape)
-                rois[t] = roi & tf.mask & h.target_mask(scan.mask, t)
+                if t not in truth:
+                    truth[t] = truth_masks(root, subject, ds.platforms[t].voxel_size[0], tf.mask.shape)
+                where = tf.mask & h.target_mask(scan.mask, t)
+                rois[t] = truth[t][0] & where
+                wms[t] = white_matter_sample(truth[t][1] & where, f"{subject}/{t}", wm_voxels)
                 if not rois[t].any():
                     raise InputError(f"subject {subject}: the region has no white matter inside the {t} "
                                      "scan's brain.", root)
-            pred = ({t: y for t, y in predict_where(h, scan, h.input_region(rois)).items() if t in targets}
+            fit = {t: rois[t] | wms[t] for t in targets}  # DTI fits in the region and the sample only
+            pred = ({t: y for t, y in predict_where(h, scan, h.input_region(fit)).items() if t in targets}
                     if h.predicts_sh else None)
-            maps = h.predict_dti(scan, gradients=gradients, pred=pred, masks=rois)  # DTI fits in the region only
+            maps = h.predict_dti(scan, gradients=gradients, pred=pred, masks=fit)
             for t in targets:
                 fa, md, _ = maps[t]
-                roi = rois[t]
-                fa_t, md_t = reference.dti(h, t, roi)
+                fa_t, md_t = reference.dti(t, fit[t])
+                roi, wm = rois[t], wms[t]
                 rows.append({"method": name, "model": i, "subject": subject, "group": group, "target": t,
                              "fa": float(fa[roi].mean()), "md": float(md[roi].mean()),
-                             "fa_target": float(fa_t[roi].mean()), "md_target": float(md_t[roi].mean())})
+                             "fa_target": float(fa_t[roi].mean()), "md_target": float(md_t[roi].mean()),
+                             "fa_wm": float(fa[wm].mean()), "md_wm": float(md[wm].mean()),
+                             "fa_wm_target": float(fa_t[wm].mean()), "md_wm_target": float(md_t[wm].mean()),
+                             "wm_voxels": int(wm.sum())})
             progress.update(1)
     progress.close()
     return rows
@@ -130,30 +182,30 @@ def predict_where(h, scan, region):
 
 
 def group_summary(rows: list[dict], *, seed: int = 0) -> dict:
-    """Per target and row: ``fa_effect_d``, ``md_effect_d`` (Cohen's d, controls minus patients),
-    ``fa_effect_ratio``, ``md_effect_ratio`` (that effect over the same effect in the target
-    scans, the same subjects resampled on both sides) and ``fa_bias``, ``md_bias`` (harmonized
-    minus target scan, per subject), each ``{"mean", "ci95"}`` over subjects (a subject's value is
-    its mean over the row's harmonizers); and the row ``target_truth``: the effect in the target
-    scans themselves."""
+    """Per target and row, the group effects of :func:`regional_values`' rows (the keys in the
+    module docstring), each ``{"mean", "ci95"}`` over subjects (a subject's value is its mean over
+    the row's harmonizers); and the row ``target_truth``: the effects in the target scans
+    themselves. Rows without the white-matter values (made before they were measured) give the
+    regional keys only."""
     from mrharmony.stats import effect_ci, effect_ratio_ci, mean_ci
 
     out: dict = {}
+    measures = ["fa", "md"] + (["fa_wm", "md_wm"] if rows and all("md_wm" in r for r in rows) else [])
     targets = list(dict.fromkeys(r["target"] for r in rows))
     for t in targets:
         mine = [r for r in rows if r["target"] == t]
         per: dict = {}
         for r in mine:
-            for row, fa, md in ((r["method"], r["fa"], r["md"]), (TARGET_ROW, r["fa_target"], r["md_target"])):
-                per.setdefault(row, {}).setdefault(r["subject"], {"group": r["group"], "fa": [], "md": [],
-                                                                  "fa_bias": [], "md_bias": []})
-                cell = per[row][r["subject"]]
-                cell["fa"].append(fa)
-                cell["md"].append(md)
-                cell["fa_bias"].append(fa - r["fa_target"])
-                cell["md_bias"].append(md - r["md_target"])
-        means = {row: {k: {s: float(np.mean(v[k])) for s, v in subjects.items()}
-                       for k in ("fa", "md", "fa_bias", "md_bias")} for row, subjects in per.items()}
+            for row, target_side in ((r["method"], False), (TARGET_ROW, True)):
+                cell = per.setdefault(row, {}).setdefault(r["subject"], {"group": r["group"]})
+                for k in measures:
+                    value = r[f"{k}_target"] if target_side else r[k]
+                    cell.setdefault(k, []).append(value)
+                    if k in ("fa", "md"):
+                        cell.setdefault(f"{k}_bias", []).append(value - r[f"{k}_target"])
+        keys = measures + ["fa_bias", "md_bias"]
+        means = {row: {k: {s: float(np.mean(v[k])) for s, v in subjects.items()} for k in keys}
+                 for row, subjects in per.items()}
         res = {}
         for row, subjects in per.items():
             mean, truth = means[row], means[TARGET_ROW]
@@ -168,6 +220,66 @@ def group_summary(rows: list[dict], *, seed: int = 0) -> dict:
                     entry[f"{k}_effect_ratio"] = effect_ratio_ci(a, b, [truth[k][s] for s in controls],
                                                                  [truth[k][s] for s in patients], seed=seed)
                     entry[f"{k}_bias"] = mean_ci(list(mean[f"{k}_bias"].values()), seed=seed)
+            for effect, k in EFFECTS.items():
+                if k not in measures:
+                    continue
+                ref = (() if row == TARGET_ROW else
+                       ([truth[k][s] for s in controls], [truth[k][s] for s in patients]))
+                diff = group_difference([mean[k][s] for s in controls], [mean[k][s] for s in patients], *ref,
+                                        seed=seed)
+                entry.update({f"{effect}_{name}": v for name, v in diff.items()})
             res[row] = entry
         out[t] = res
     return out
+
+
+def group_difference(controls, patients, ref_controls=None, ref_patients=None, *, n_boot: int = 4000,
+                     seed: int = 0) -> dict:
+    """The difference between two groups, **patients minus controls**, as a study reports it:
+    ``diff`` (the difference of the group means, in the values' unit), ``sd`` (the pooled
+    within-group standard deviation) and ``d`` (Cohen's d, ``diff / sd``); with ``ref_controls``
+    and ``ref_patients``, the same subjects measured another way (the target scans),
+    ``diff_ratio``: ``diff`` over theirs. Each is ``{"mean", "ci95"}``: the value and a 95%
+    percentile bootstrap interval over resamples of the subjects within each group (the same
+    resamples on both sides of the ratio; a resample without spread counts for no ``d``, one
+    without a reference difference for no ratio).
+
+    Examples:
+        >>> group_difference([1.0, 2.0, 3.0], [3.0, 4.0, 5.0])["d"]["mean"]
+        2.0
+    """
+    a, b = np.asarray(controls, np.float64), np.asarray(patients, np.float64)
+    if a.size < 2 or b.size < 2:
+        raise ValueError("a group difference needs at least two subjects per group")
+    paired = ref_controls is not None
+    if paired:
+        a_ref, b_ref = np.asarray(ref_controls, np.float64), np.asarray(ref_patients, np.float64)
+        if a_ref.shape != a.shape or b_ref.shape != b.shape:
+            raise ValueError("each group needs the same subjects on both sides")
+    rng = np.random.default_rng(seed)
+    ia, ib = rng.integers(0, a.size, (n_boot, a.size)), rng.integers(0, b.size, (n_boot, b.size))
+    point, boot = _difference(a[None], b[None]), _difference(a[ia], b[ib])
+    if paired:
+        point["diff_ratio"] = _ratio(point["diff"], _difference(a_ref[None], b_ref[None])["diff"])
+        boot["diff_ratio"] = _ratio(boot["diff"], _difference(a_ref[ia], b_ref[ib])["diff"])
+    out = {}
+    for k, v in point.items():
+        sample = boot[k][np.isfinite(boot[k])]
+        value = float(v[0])
+        ci = np.percentile(sample, [2.5, 97.5]) if sample.size else (value, value)
+        out[k] = {"mean": value, "ci95": [float(ci[0]), float(ci[1])]}
+    return out
+
+
+def _difference(a: np.ndarray, b: np.ndarray) -> dict:
+    """diff, sd and d of groups ``a`` (k, n_a) and ``b`` (k, n_b), one value per row k."""
+    diff = b.mean(axis=1) - a.mean(axis=1)
+    na, nb = a.shape[1], b.shape[1]
+    sd = np.sqrt(((na - 1) * a.var(axis=1, ddof=1) + (nb - 1) * b.var(axis=1, ddof=1)) / (na + nb - 2))
+    return {"diff": diff, "sd": sd, "d": _ratio(diff, sd)}
+
+
+def _ratio(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x / y, NaN where y is 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(y != 0, x / np.where(y != 0, y, 1.0), np.nan)

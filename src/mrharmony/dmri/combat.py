@@ -5,8 +5,8 @@ site-specific location and scale around a common mean; the site effects are shru
 their brain-wide distribution by empirical Bayes. Here the sites are the input platform and one
 target platform, the target is the reference batch (its data are left as they are, the input is
 mapped onto it), and the voxels are those of a common space: the training subjects' maps are
-brought into the reference subject's space as for the voxelwise statistical harmonizers
-(:class:`~mrharmony.dmri.statistical.CommonSpace`).
+brought into the reference subject's space, or into their template (``registration: syn``), as
+for the voxelwise statistical harmonizers (:class:`~mrharmony.dmri.statistical.CommonSpace`).
 
 FA and MD are those of a DTI fit (dipy) of the signal of each scan's SH coefficients on the
 target platform's gradient table, for the input as for the target scans (target maps averaged
@@ -17,7 +17,7 @@ in an extra). Without covariates (none are modelled here; the traveling heads ma
 only difference between a subject's scans) ComBat's adjustment of a voxel is affine in its
 value, so the learned model is stored as per-voxel maps of slope and offset, read by probing
 the neuroHarmonize model with the values 0 and 1; applying a saved model therefore needs
-neither neuroHarmonize nor pandas. A new scan is registered to the reference, the maps are
+neither neuroHarmonize nor pandas. A new scan is registered to the common space, the maps are
 brought to its grid, and its FA / MD are adjusted voxel by voxel (voxels outside the maps'
 support are left as they are).
 
@@ -32,10 +32,9 @@ import io
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
 
 from mrharmony.dmri.statistical import (
-    StatisticalConfig,
+    CommonSpaceConfig,
     VoxelwiseHarmonizer,
     subjects_in_reference,
 )
@@ -52,10 +51,8 @@ def require_neuroharmonize() -> None:
                          "(in an environment with numpy<2).") from None
 
 
-class ComBatConfig(StatisticalConfig):
+class ComBatConfig(CommonSpaceConfig):
     method: Literal["combat"]
-    registration: Literal["affine", "rigid", "none"] = Field(
-        default="affine", description="how subjects meet in the reference space")
 
     @classmethod
     def harmonizer(cls):
@@ -82,7 +79,7 @@ class ComBatHarmonizer(VoxelwiseHarmonizer):
         from mrharmony.registration import upsample_masked
 
         mask = np.asarray(scan.mask, bool)
-        raw = scan.stats.invert(scan.data, mask)
+        raw = scan.raw()
         maps = self.scan_maps(raw, mask, scan)
         out = {}
         for t in self.targets:

@@ -77,10 +77,20 @@ class DataConfig(StrictModel):
         "n_validation_subjects training subjects, held out of training")
     n_validation_subjects: int = Field(default=1, ge=1)
     split_seed: int = 0
+    normalization: Literal["platform", "scan"] = Field(
+        default="platform", description="platform: every scan of a platform scaled by statistics fixed at training "
+        "(the mean of its training scans' channel means and stds), so that what differs between people survives; "
+        "scan: the MSP paper's per-acquisition normalization, each scan standardized by its own statistics, which "
+        "replaces every brain-wide property of a person with the training average (rows named <method>_scannorm)")
+    denoise: Literal["none", "mppca"] = Field(
+        default="none", description="denoise the input platform's scans (dipy) before their SH fit, in training and "
+        "when the model is applied ('mrharmony prepare --denoise' writes those features); the targets stay as acquired")
 
 
 #: data settings that choose validation patches only: runs that differ in them share their test split
 VALIDATION_KEYS = ("validation_fraction", "validation", "n_validation_subjects")
+#: data settings that leave the split alone (how features are scaled): runs that differ in them are compared
+SCALING_KEYS = ("normalization", "denoise")
 
 
 def comparable_data(section: dict) -> dict:
@@ -88,7 +98,18 @@ def comparable_data(section: dict) -> dict:
     validation settings left out, settings added since the run was made at their defaults."""
     filled = DataConfig(**section).model_dump(mode="json")
     filled["dataset"] = section["dataset"]  # as recorded (relative to the run), not re-resolved
-    return {k: v for k, v in filled.items() if k != "targets" and k not in VALIDATION_KEYS}
+    return {k: v for k, v in filled.items() if k != "targets" and k not in VALIDATION_KEYS + SCALING_KEYS}
+
+
+def test_subjects_of(data: DataConfig, subjects: list[str], *, source=None) -> list[str]:
+    """The held-out subjects of a run's split, from the subjects' names alone (the ones
+    :func:`make_splits` holds out; none for the paper's split by patch)."""
+    if data.split == "patch":
+        return []
+    from mrharmony.data.splits import held_out_subjects
+
+    return sorted(held_out_subjects(list(subjects), named=data.test_subjects, n=data.n_test_subjects,
+                                    seed=data.split_seed, keep=1, source=source))
 
 
 class TrainingConfig(StrictModel):

@@ -11,6 +11,16 @@ import numpy as np
 from mrharmony.dmri.harmonizer import Harmonizer
 
 
+def default_name(meta: dict) -> str:
+    """A saved network's row name when its run has no label: its method, with the suffix of the
+    paper's per-scan normalization where it was trained that way (models saved before the choice
+    existed were)."""
+    from mrharmony.dmri.features.normalization import SCAN_SUFFIX
+
+    method = meta["model"]["method"]
+    return method + SCAN_SUFFIX if (meta.get("normalization") or "scan") == "scan" else method
+
+
 class DeepHarmonizer(Harmonizer):
     """A trained network of :mod:`mrharmony.dmri.models`, applied with tiled whole-volume inference."""
 
@@ -19,9 +29,10 @@ class DeepHarmonizer(Harmonizer):
         """``output``: which of each target's supervised outputs is the prediction (-1, the final
         one; 0, the first stage of a multi-stage network such as MSP's y1)."""
         super().__init__(targets=meta["targets"], ratios=meta["ratios"],
-                         reference={k: meta.get(k) for k in ("target_stats", "target_gradients", "sh", "voxel_sizes",
+                         reference={k: meta.get(k) for k in ("normalization", "denoise", "input_stats", "target_stats",
+                                                             "target_gradients", "sh", "voxel_sizes",
                                                              "input_protocol")},
-                         name=name or meta.get("label") or meta["model"]["method"])
+                         name=name or meta.get("label") or default_name(meta))
         self.method = meta["model"]["method"]
         self.net, self.meta, self.source = net, meta, source
         self.tile = tile
@@ -77,6 +88,7 @@ class DeepHarmonizer(Harmonizer):
 
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         sizes = {t: v[self.output] for t, v in self.meta["output_sizes"].items()}
+        scan = self.scaled_input(scan)
         features, mask = scan.data, np.asarray(scan.mask, bool)
         if region is not None and np.shape(region) != mask.shape:
             raise ValueError(f"region of shape {np.shape(region)} for a scan of shape {mask.shape}")

@@ -1,6 +1,8 @@
 """``mrharmony evaluate RUN_DIR [RUN_DIR ...]``: how good is each method on the same test data?
 
-* The MSP paper's metric: the MSE in normalized SH space of each test patch (the central
+* The MSP paper's metric: the MSE in normalized SH space of each test patch, every row and the
+  truth put on one fixed scale per target platform (the raw coefficients through the platform's
+  training statistics: nothing standardized per scan, so a perfect prediction scores 0) (the central
   ``eval_size``^3 input voxels of the patch, ``r eval_size``^3 voxels for a 2x target, so
   every method is scored on the same voxels whatever its output size), mean (std) per target;
   one row per method, one column per target, like Table 1. Predictions are made on whole
@@ -10,10 +12,10 @@
 * The split is the runs' own (they must share dataset and split): by patch (the paper's) or by
   held-out subject, and the table says which.
 * For held-out subjects, whole-volume errors inside the target's mask (and the input's, brought
-  to the target grid, where every method predicts): SH-space MSE, and the absolute FA and MD
-  differences. Every row's FA and MD, the reference's included, come through one path
-  (:meth:`~mrharmony.dmri.harmonizer.Harmonizer.dti_of`: features at the platform's SH scale,
-  their signal on the target scan's gradient table, a DTI fit), so a perfect prediction scores 0
+  to the target grid, where every method predicts) against the raw truth: the SH errors per order
+  and order-balanced (:func:`sh_errors`), and the absolute FA and MD differences. Every row's FA
+  and MD, the reference's included, come through one path (raw SH coefficients, their signal on
+  the target scan's gradient table, a DTI fit), so a perfect prediction scores 0
   (:class:`TargetReference`). On a dataset made by ``mrharmony simulate`` two floors sit beside
   the methods, through the same path: ``rescan``, a second session of the subject on the target
   platform (new noise, bias field and small misregistration; MUSHAC judged harmonization by
@@ -76,6 +78,7 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
     ``keep_references``: the evaluation keeps each held-out subject's :class:`TargetReference`
     (its target scans, noiseless and rescan renders as read here) for a report to reuse."""
     from mrharmony.dmri.config import DataConfig, make_splits
+    from mrharmony.dmri.features.normalization import ChannelStats, FeatureScaling, platform_stats
     from mrharmony.dmri.patches import PatchSampler
     from mrharmony.progress import Progress
     from mrharmony.registration import finer_affine
@@ -84,8 +87,12 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
     rows = table_rows_of(runs, first_stages=first_stages, baseline=baseline)
     names, hs, identity, data, ds = rows.names, rows.harmonizers, rows.identity, rows.data, rows.dataset
     targets, ratios = rows.targets, rows.ratios
+    # the raw truth at each target platform's fixed scale: predictions are put on the same scale
+    scale = {t: ChannelStats.from_dict(identity.reference["target_stats"][t]) for t in targets}
     truth = PatchSampler.from_dataset(ds, subjects=data.subjects, targets=targets, size=data.patch_size,
-                                      target_sizes={t: eval_size * r for t, r in ratios.items()})
+                                      target_sizes={t: eval_size * r for t, r in ratios.items()},
+                                      scaling=FeatureScaling("platform", {**scale, ds.input_platform.name: platform_stats(
+                                          ds, ds.input_platform.name, list(data.subjects or ds.subjects))}))
     splits = make_splits(truth, DataConfig(**data.model_dump()))
     test = splits.test
     if max_patches and len(test) > max_patches:
@@ -109,6 +116,7 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
     for s in subjects_needed:  # each subject's volumes are read once, whatever the number of methods
         subject = truth.subjects[s]
         f = load_features(ds, subject, ds.input_platform.name)
+        variants = {"none": f}  # the input as each row takes it (denoised or not)
         sel = np.flatnonzero(subj_of[test] == s)
         # patches are cut and scored one subject at a time: memory stays that of one subject
         true = truth.target_batch(test[sel])
@@ -117,21 +125,26 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
         if keep_references and reference is not None:
             ev.references[subject] = reference
         for i, (name, h) in enumerate(zip(names, hs)):
+            if h.denoise not in variants:
+                variants[h.denoise] = h.input_features(ds, subject)
+            fh = variants[h.denoise]
             if not h.predicts_sh:  # DTI-map methods: whole-volume rows only
                 if reference is not None:
-                    ev.volume_errors.extend(volume_errors(h, name, f, None, reference))
+                    ev.volume_errors.extend(volume_errors(h, name, fh, None, reference))
                 progress.update(1)
                 continue
-            pred = h.predict(f)
+            pred = h.predict(fh)
+            on_scale = {t: scale[t].apply(h.target_coefficients(pred[t], t), h.target_mask(f.mask, t))
+                        for t in mine[i]}
             cutter = PatchSampler([f.data], [f.affine], [f.mask],
-                                  {t: [pred[t]] for t in mine[i]},
+                                  {t: [on_scale[t]] for t in mine[i]},
                                   {t: [finer_affine(f.affine, ratios[t])] for t in mine[i]},
                                   size=data.patch_size, target_sizes={t: eval_size * ratios[t] for t in mine[i]})
             cut = cutter.target_batch(test[sel] - offsets[s])
             for t in mine[i]:
                 errors[i][t][sel] = ((cut[t] - true[t]) ** 2).reshape(len(sel), -1).mean(axis=1)
             if reference is not None:
-                ev.volume_errors.extend(volume_errors(h, name, f, pred, reference))
+                ev.volume_errors.extend(volume_errors(h, name, fh, pred, reference))
             progress.update(1)
         if floors and reference is not None and reference.simulated:
             ev.volume_errors.extend(floor_errors(identity, f, reference))
@@ -228,23 +241,24 @@ def method_labels(hs, runs) -> list[str]:
 class TargetReference:
     """One held-out subject's target scans as every row is scored against them, read once.
 
-    FA and MD of the reference are those of the target scan's own normalized SH features through
-    :meth:`~mrharmony.dmri.harmonizer.Harmonizer.dti_of`, the path of every prediction (the
-    features at the platform's SH scale, their signal on the scan's gradient table, a DTI fit):
-    a prediction equal to the target's features scores 0, and the SH fit's own bias on FA / MD
+    Everything here is at the coefficients' own scale (the raw truth): the target scan's SH
+    features as ``prepare`` fitted them, and on a simulated dataset the subject's targets rendered
+    again without noise (the ``oracle`` row) and as a second session (the ``rescan`` row), fitted
+    the same way; nothing is re-standardized. Their FA and MD come through the path of every
+    prediction (the coefficients' signal on the scan's gradient table, a DTI fit: :meth:`maps`), so
+    a prediction equal to the target's coefficients scores 0, and the SH fit's own bias on FA / MD
     (about -7% / -3% on white matter with 30 directions, tests/dmri/test_dti.py) is on both sides.
-    On a simulated dataset the subject's targets are also rendered again: without noise (the
-    ``oracle`` row) and as a second session (the ``rescan`` row), both through the same path.
     """
 
     def __init__(self, ds, subject: str, *, max_voxels: int | None = None):
         self.ds, self.subject = ds, subject
         self.max_voxels = max_voxels
         self.scans: dict = {}
-        self.maps: dict = {}
+        self.cache: dict = {}
         self.noiseless: dict = {}
         self.rescans: dict = {}
         self.samples: dict = {}
+        self.wm: dict = {}
 
     def sample(self, target: str, mask: np.ndarray) -> np.ndarray:
         """The voxels of ``mask`` where FA and MD are compared: all of them, or ``max_voxels`` of
@@ -270,96 +284,148 @@ class TargetReference:
         return (self.ds.root / "simulation.yaml").is_file()
 
     def scan(self, target: str):
-        """(features, gradient table) of the subject's scan on ``target``."""
+        """(features at their own scale, gradient table) of the subject's scan on ``target``."""
         if target not in self.scans:
             from mrharmony.dmri.features.prepare import load_features
 
-            self.scans[target] = (load_features(self.ds, self.subject, target),
+            self.scans[target] = (load_features(self.ds, self.subject, target, normalized=False),
                                   self.ds.scan(self.subject, target).gradients())
         return self.scans[target]
 
-    def dti(self, h, target: str, where: np.ndarray | None = None):
-        """FA and MD of the target scan's features through ``h``'s path, fitted on ``where``
-        (default: the scan's brain); cached per platform scale and voxels."""
-        tf, _ = self.scan(target)
-        return self._dti(h, target, "scan", tf.data, tf.mask if where is None else where)
+    def features(self, kind: str, target: str) -> np.ndarray:
+        """The raw SH coefficients of the target ``scan``, the ``noiseless`` target or a ``rescan``."""
+        return {"scan": lambda: self.scan(target)[0].data, "noiseless": lambda: self.noiseless_features(target),
+                "rescan": lambda: self.rescan_features(target)}[kind]()
 
-    def noiseless_dti(self, h, target: str, where: np.ndarray | None = None):
-        """FA and MD of the noiseless target through ``h``'s path (as :meth:`dti`)."""
-        tf, _ = self.scan(target)
-        return self._dti(h, target, "noiseless", None, tf.mask if where is None else where)
-
-    def _dti(self, h, target: str, kind: str, features, where: np.ndarray):
+    def maps(self, kind: str, target: str, where: np.ndarray | None = None) -> tuple:
+        """(FA, MD, DEC FA) of :meth:`features` on the scan's gradient table, fitted on ``where``
+        (default: the scan's brain); cached per voxels."""
         import hashlib
 
-        key = (kind, target, repr(h.reference["target_stats"][target]), repr(h.reference["sh"]),
-               hashlib.sha1(np.packbits(where)).hexdigest())
-        if key not in self.maps:
-            y = self.noiseless_features(target) if features is None else features
-            self.maps[key] = h.dti_of(y, target, where, gradients=self.scan(target)[1])[:2]
-        return self.maps[key]
+        from mrharmony.dmri.features.dti import dti_from_sh
+
+        tf, gradients = self.scan(target)
+        where = tf.mask if where is None else where
+        key = (kind, target, hashlib.sha1(np.packbits(where)).hexdigest())
+        if key not in self.cache:
+            self.cache[key] = dti_from_sh(self.features(kind, target), *gradients, tf.sh, where)
+        return self.cache[key]
+
+    def dti(self, target: str, where: np.ndarray | None = None):
+        """FA and MD of the target scan (:meth:`maps`)."""
+        return self.maps("scan", target, where)[:2]
+
+    def noiseless_dti(self, target: str, where: np.ndarray | None = None):
+        """FA and MD of the noiseless target (:meth:`maps`)."""
+        return self.maps("noiseless", target, where)[:2]
+
+    def white_matter(self, target: str, where: np.ndarray) -> np.ndarray | None:
+        """The voxels of ``where`` in the simulated subject's white matter (its truth, on the
+        target's grid); None for data that are not simulated."""
+        if not self.simulated:
+            return None
+        if target not in self.wm:
+            from mrharmony.simulate.truth import truth_masks
+
+            tf, _ = self.scan(target)
+            self.wm[target] = truth_masks(self.ds.root, self.subject, self.ds.platforms[target].voxel_size[0],
+                                          tf.mask.shape, region=False)[1]
+        return self.wm[target] & where
 
     def noiseless_features(self, target: str) -> np.ndarray:
-        """The target rendered again without noise, fitted and normalized as the scan was."""
+        """The target rendered again without noise, fitted as the scan was (raw coefficients)."""
         if target not in self.noiseless:
             from mrharmony.dmri.features.sh import fit_sh
             from mrharmony.simulate import render_scan
 
             tf, _ = self.scan(target)
             clean = render_scan(self.ds.root, self.subject, target, noise=False)
-            self.noiseless[target] = tf.stats.apply(fit_sh(clean.dwi, clean.bvals, clean.bvecs, tf.mask, tf.sh),
-                                                    tf.mask)
+            self.noiseless[target] = fit_sh(clean.dwi, clean.bvals, clean.bvecs, tf.mask, tf.sh)
         return self.noiseless[target]
 
     def rescan_features(self, target: str) -> np.ndarray:
         """A second session of the subject on ``target`` (new noise, bias field and small
-        misregistration), its SH features fitted and normalized with its own statistics inside the
-        scan's brain mask, as ``prepare`` treats every scan."""
+        misregistration), its SH features fitted inside the scan's brain mask as ``prepare`` fits
+        every scan (raw coefficients)."""
         if target not in self.rescans:
-            from mrharmony.dmri.features.normalization import ChannelStats
             from mrharmony.dmri.features.sh import fit_sh
             from mrharmony.simulate import render_scan
 
             tf, _ = self.scan(target)
             again = render_scan(self.ds.root, self.subject, target, session=2)
-            coeffs = fit_sh(again.dwi.astype(np.float32), again.bvals, again.bvecs, tf.mask, tf.sh)
-            self.rescans[target] = ChannelStats.fit(coeffs, tf.mask).apply(coeffs, tf.mask)
+            self.rescans[target] = fit_sh(again.dwi.astype(np.float32), again.bvals, again.bvecs, tf.mask, tf.sh)
         return self.rescans[target]
+
+
+def sh_errors(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, orders: np.ndarray, suffix: str = "") -> dict:
+    """SH errors of raw coefficients inside ``mask``: ``sh_mse_l<l>`` (the mean squared error of
+    the coefficients of order l) and ``sh_rel``, the order-balanced relative error: the mean over
+    orders of each order's squared error over the truth's energy of that order (order 0 would
+    otherwise weigh about a hundred times the others). ``suffix`` is added to every key."""
+    d, t = pred[mask].astype(np.float64), truth[mask].astype(np.float64)
+    out, rel = {}, []
+    for l in np.unique(orders):
+        sel = orders == l
+        err = float(((d[:, sel] - t[:, sel]) ** 2).mean())
+        out[f"sh_mse_l{int(l)}{suffix}"] = err
+        rel.append(err / max(float((t[:, sel] ** 2).mean()), 1e-30))
+    out[f"sh_rel{suffix}"] = float(np.mean(rel))
+    return out
 
 
 def volume_errors(h, name: str, scan, pred: dict | None, reference: TargetReference) -> list[dict]:
     """Whole-volume errors of one method on one held-out subject, inside the target's brain where
-    the method predicts: the MSE of the normalized SH features against the target scan's
-    (``pred``: the method's predictions; None for methods of DTI maps), and the mean absolute FA
-    and MD differences against the reference (see :class:`TargetReference`); on a simulated
-    dataset the same three against the noiseless target (``*_noiseless``)."""
-    rows = []
+    the method predicts, against the raw truth (:class:`TargetReference`): the SH errors of its
+    coefficients at the platform's scale (:func:`sh_errors`; ``pred``: the method's normalized
+    predictions, None for methods of DTI maps) and the mean absolute FA and MD differences, against
+    the target scan and, on a simulated dataset, the noiseless target (``*_noiseless``)."""
     gradients = {t: reference.scan(t)[1] for t in h.targets}
     # where the target has brain and the method a prediction; FA and MD on the reference's sample of it
     masks = {t: reference.scan(t)[0].mask & h.target_mask(scan.mask, t) for t in h.targets}
     where = {t: reference.sample(t, m) for t, m in masks.items()}
-    for t, (fa_p, md_p, _) in h.predict_dti(scan, gradients=gradients, pred=pred, masks=where).items():
-        tf, _ = reference.scan(t)
-        m, w = masks[t], where[t]
-        fa_t, md_t = reference.dti(h, t, w)
-        sh_mse = float(((pred[t][m] - tf.data[m]) ** 2).mean()) if pred is not None else None
-        row = {"method": name, "subject": reference.subject, "target": t, "sh_mse": sh_mse,
-               "fa_mae": float(np.abs(fa_p[w] - fa_t[w]).mean()),
-               "md_mae": float(np.abs(md_p[w] - md_t[w]).mean())}
-        if reference.simulated:
-            clean = reference.noiseless_features(t)
-            fa_c, md_c = reference.noiseless_dti(h, t, w)
-            row.update({"sh_mse_noiseless": float(((pred[t][m] - clean[m]) ** 2).mean()) if pred is not None else None,
-                        "fa_mae_noiseless": float(np.abs(fa_p[w] - fa_c[w]).mean()),
-                        "md_mae_noiseless": float(np.abs(md_p[w] - md_c[w]).mean())})
-        rows.append(row)
-    return rows
+    maps = h.predict_dti(scan, gradients=gradients, pred=pred, masks=where)
+    raw = None if pred is None else {t: h.target_coefficients(pred[t], t, masks[t]) for t in h.targets}
+    return [score_row(name, reference, t, None if raw is None else raw[t], maps[t][:2], masks[t], where[t])
+            for t in h.targets]
+
+
+def score_row(name: str, reference: TargetReference, target: str, raw: np.ndarray | None, fa_md: tuple,
+              mask: np.ndarray, where: np.ndarray) -> dict:
+    """One row of :func:`volume_errors`: raw coefficients ``raw`` (None: no SH) and maps ``fa_md``
+    of a row on ``target``, scored on ``mask`` (SH) and ``where`` (FA, MD)."""
+    from mrharmony.dmri.features.sh import sh_orders
+
+    tf, _ = reference.scan(target)
+    orders = sh_orders(tf.sh.sh_order_max)
+    fa_p, md_p = fa_md
+    row = {"method": name, "subject": reference.subject, "target": target}
+    kinds = [("scan", "")] + ([("noiseless", "_noiseless")] if reference.simulated else [])
+    for kind, suffix in kinds:
+        fa_t, md_t = reference.maps(kind, target, where)[:2]
+        if raw is not None:
+            row.update(sh_errors(raw, reference.features(kind, target), mask, orders, suffix))
+        else:
+            row[f"sh_rel{suffix}"] = None
+        row.update({f"fa_mae{suffix}": float(np.abs(fa_p[where] - fa_t[where]).mean()),
+                    f"md_mae{suffix}": float(np.abs(md_p[where] - md_t[where]).mean())})
+    wm = reference.white_matter(target, where)
+    if wm is not None and wm.any():  # each person's own values: the row's and the truth's white-matter means
+        fa_c, md_c = reference.maps("noiseless", target, where)[:2]
+        row.update({"fa_wm": float(fa_p[wm].mean()), "md_wm": float(md_p[wm].mean()),
+                    "fa_wm_truth": float(fa_c[wm].mean()), "md_wm_truth": float(md_c[wm].mean())})
+    return row
 
 
 def floor_errors(h, scan, reference: TargetReference) -> list[dict]:
-    """The floors of a simulated dataset, scored as predictions through ``h``'s path: ``rescan``
-    (a second session of the subject on the target platform: what harmonization can at best
-    reach, as MUSHAC judged it) and ``oracle`` (the noiseless target: the target scan's own
+    """The floors of a simulated dataset, scored as predictions on ``h``'s targets and voxels:
+    ``rescan`` (a second session of the subject on the target platform: what harmonization can at
+    best reach, as MUSHAC judged it) and ``oracle`` (the noiseless target: the target scan's own
     noise)."""
-    return (volume_errors(h, "rescan", scan, {t: reference.rescan_features(t) for t in h.targets}, reference)
-            + volume_errors(h, "oracle", scan, {t: reference.noiseless_features(t) for t in h.targets}, reference))
+    rows = []
+    for kind, name in (("rescan", "rescan"), ("noiseless", "oracle")):
+        for t in h.targets:
+            mask = reference.scan(t)[0].mask & h.target_mask(scan.mask, t)
+            where = reference.sample(t, mask)
+            rows.append(score_row(name, reference, t, reference.features(kind, t),
+                                  reference.maps(kind, t, where)[:2], mask, where))
+    return rows

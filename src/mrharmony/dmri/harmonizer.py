@@ -6,8 +6,9 @@ of one or more target platforms:
 * ``fit(...)`` learns the mapping from a traveling-heads dataset (deep methods: through the
   training engine, see :mod:`mrharmony.engine.loop` and :mod:`mrharmony.dmri.training`);
 * ``predict(scan)`` takes the input scan's :class:`~mrharmony.dmri.features.prepare.ScanFeatures`
-  (``data``: (X, Y, Z, C) normalized to mean 0 / std 1 per channel inside ``mask``, with the
-  scan's own ``stats``, its ``affine`` and SH settings) and returns ``{target: features}`` in
+  (``data``: (X, Y, Z, C) normalized per channel inside ``mask`` with any ``stats``, which map
+  it back to the coefficients' own scale; its ``affine`` and SH settings), scales it as the
+  method was trained (:meth:`Harmonizer.scaled_input`) and returns ``{target: features}`` in
   the targets' normalized space, on each target's grid (r times finer for a 2x target, aligned
   with the input's), zero outside the (upsampled) mask; :meth:`Harmonizer.target_coefficients`
   maps them to the target platform's scale;
@@ -43,6 +44,35 @@ class Harmonizer(ABC):
         self.ratios = dict(ratios)
         self.reference = reference
         self.name = name or self.method
+
+    @property
+    def denoise(self) -> str:
+        """How the method denoises an input scan before its SH fit (``none`` for models saved
+        before the choice existed)."""
+        return self.reference.get("denoise") or "none"
+
+    def input_features(self, ds, subject: str):
+        """The prepared input-platform features of ``subject`` as this method takes them (of the
+        scan denoised as the method's training denoised them)."""
+        from mrharmony.dmri.features.prepare import load_features
+
+        return load_features(ds, subject, ds.input_platform.name, denoise=self.denoise)
+
+    @property
+    def normalization(self) -> str:
+        """How the method scales its input (:mod:`mrharmony.dmri.features.normalization`): models
+        saved before the choice existed were trained with the paper's per-scan scaling."""
+        return self.reference.get("normalization") or "scan"
+
+    def scaled_input(self, scan):
+        """``scan`` (:class:`~mrharmony.dmri.features.prepare.ScanFeatures`, normalized in any way)
+        scaled as this method's training scaled its input platform's scans: by the platform's
+        fixed statistics, or (``scan`` scheme) by the scan's own."""
+        from mrharmony.dmri.features.normalization import ChannelStats
+
+        if self.normalization == "scan":
+            return scan.scaled(ChannelStats.fit(scan.raw(), np.asarray(scan.mask, bool)))
+        return scan.scaled(ChannelStats.from_dict(self.reference["input_stats"]))
 
     @abstractmethod
     def predict(self, scan, *, region: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -115,31 +145,34 @@ class Harmonizer(ABC):
         return m.repeat(r, 0).repeat(r, 1).repeat(r, 2) if r > 1 else m
 
 
-def platform_reference(ds, targets: list[str], subjects: list[str]) -> dict:
+def platform_reference(ds, targets: list[str], subjects: list[str], *, normalization: str = "platform",
+                       denoise: str = "none") -> dict:
     """What applying the model to a new scan needs from the training data, per target platform.
 
-    ``target_stats``: the mean over training subjects of the per-scan channel means and stds of
-    the target's SH features, to map normalized predictions back to the platform's scale;
+    ``normalization``: how the features were scaled (:mod:`mrharmony.dmri.features.normalization`);
+    ``denoise``: how the input platform's scans were denoised before their SH fit
+    (:mod:`mrharmony.dmri.features.denoise`; a new scan is denoised the same way);
+    ``input_stats`` and ``target_stats``: each platform's fixed scale, the mean over training
+    subjects of the per-scan channel means and stds (the input's scales a new scan under the
+    ``platform`` scheme; a target's maps normalized predictions back to the platform's scale);
     ``target_gradients``: the platform's gradient table (of the first training subject), on
     which the harmonized signal is written; ``sh``: the SH settings of the features;
     ``input_protocol``: the input platform's shell, voxel size, number of directions and TE, which
     ``apply`` checks a new scan against.
     """
+    from mrharmony.dmri.features.normalization import platform_stats
     from mrharmony.dmri.features.prepare import feature_paths
 
-    stats, grads, sh = {}, {}, None
+    inp = ds.input_platform
+    stats, grads = {}, {}
     for t in targets:
-        means, stds = [], []
-        for s in subjects:
-            meta = json.loads(feature_paths(ds.root, s, t)[1].read_text())
-            means.append(meta["normalization"]["mean"])
-            stds.append(meta["normalization"]["std"])
-            sh = meta["sh"]
-        stats[t] = {"mean": np.mean(means, axis=0).tolist(), "std": np.mean(stds, axis=0).tolist()}
+        stats[t] = platform_stats(ds, t, subjects).to_dict()
         bvals, bvecs = ds.scan(subjects[0], t).gradients()
         grads[t] = {"bvals": bvals.tolist(), "bvecs": bvecs.tolist()}
-    inp = ds.input_platform
+    sh = json.loads(feature_paths(ds.root, subjects[0], inp.name)[1].read_text())["sh"]
     protocol = {"platform": inp.name, "shell": float(max(inp.bvalues)), "voxel_size": list(inp.voxel_size),
                 "n_directions": inp.n_directions, "te_ms": inp.te_ms}
-    return {"target_stats": stats, "target_gradients": grads, "sh": sh,
+    return {"normalization": normalization, "denoise": denoise,
+            "input_stats": platform_stats(ds, inp.name, subjects, denoise).to_dict(),
+            "target_stats": stats, "target_gradients": grads, "sh": sh,
             "voxel_sizes": {t: list(ds.platform(t).voxel_size) for t in targets}, "input_protocol": protocol}

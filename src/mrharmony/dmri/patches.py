@@ -132,9 +132,11 @@ class PatchSampler:
     @classmethod
     def from_dataset(cls, ds, *, subjects: list[str] | None = None, targets: list[str] | None = None,
                      size: int = 11, target_sizes: dict | None = None, normalized: bool = True,
-                     position: bool = False) -> "PatchSampler":
-        """Load the prepared SH features of ``subjects`` (default: all) of a dataset; with
-        ``position``, the inputs carry the position channels (:mod:`mrharmony.dmri.features.position`)."""
+                     scaling=None, position: bool = False) -> "PatchSampler":
+        """Load the prepared SH features of ``subjects`` (default: all) of a dataset, normalized
+        with ``scaling`` (:class:`~mrharmony.dmri.features.normalization.FeatureScaling`; default:
+        each scan by its own statistics) unless not ``normalized``; with ``position``, the inputs
+        carry the position channels (:mod:`mrharmony.dmri.features.position`)."""
         from mrharmony.dmri.features.position import with_position
         from mrharmony.dmri.features.prepare import load_features
 
@@ -145,12 +147,13 @@ class PatchSampler:
         tvols = {t: [] for t in targets}
         taff = {t: [] for t in targets}
         for s in subjects:
-            f = load_features(ds, s, inp, normalized=normalized)
+            f = load_features(ds, s, inp, normalized=normalized, scaling=scaling,
+                              denoise=scaling.denoise_of(inp) if scaling is not None else "none")
             inputs.append(with_position(f.data, f.mask, f.affine) if position else f.data)
             in_aff.append(f.affine)
             masks.append(f.mask)
             for t in targets:
-                ft = load_features(ds, s, t, normalized=normalized)
+                ft = load_features(ds, s, t, normalized=normalized, scaling=scaling)
                 tvols[t].append(ft.data)
                 taff[t].append(ft.affine)
         return cls(inputs, in_aff, masks, tvols, taff, size=size, target_sizes=target_sizes, subjects=subjects)

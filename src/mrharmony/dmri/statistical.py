@@ -1,17 +1,18 @@
 """The statistical harmonizers practice uses today, behind the same contract as the networks.
 
 They work on the SH coefficients at their own scale (of the b0-normalized signal), not on the
-per-scan normalized features: ``predict`` maps the input scan's features back with the scan's
-own channel statistics, transforms them, and normalizes the result with the target platform's
+normalized features: ``predict`` maps the input scan's features back to that scale, transforms them, and normalizes the result with the target platform's
 training statistics (the ``target_stats`` of the reference), as the networks' outputs are
 mapped back. For a 2x target the input coefficients are first interpolated linearly (inside
 the mask) onto the target grid.
 
 * ``none`` (:class:`IdentityHarmonizer`): the input coefficients taken as the target's, no
   harmonization.
-* ``meanvar_global``: each SH channel of the scan standardized and given the
-  target platform's mean and standard deviation (training subjects' average). In the
-  normalized space of the evaluation this is the normalized input itself.
+* ``meanvar_global``: each SH channel of the scan standardized by its own brain mean and
+  spread and given the target platform's mean and standard deviation (training subjects'
+  average). By construction it replaces each person's brain-wide values with the training
+  average (it does not keep what differs between people); it is the per-scan normalization of
+  the MSP paper with no network.
 * ``meanvar_voxel``: per voxel and channel, the mean and standard deviation of
   the input platform's coefficients across training subjects mapped onto the target's
   ("align the means and variances", voxelwise).
@@ -20,13 +21,20 @@ the mask) onto the target grid.
   subjects in a common space for each platform; per order the scale map
   sqrt(E_l,target / E_l,input) multiplies the input's coefficients of that order.
 
-The voxelwise methods learn their maps in the space of one training subject (the reference,
-the first training subject): every training subject's input scan is registered to it (dipy,
-affine by default; ``registration: none`` takes world coordinates as aligned), its target scans
-follow the same transform (the platforms of a subject are co-registered). Maps live on the
-input platform's grid (target scans are averaged down to it first) and are smoothed by pooling
-the moments over a Gaussian neighbourhood (``smoothing_fwhm_mm``). A new scan is registered to
-the reference and the maps are brought to its grid with the inverse transform.
+The voxelwise methods learn their maps in a common space (:class:`CommonSpace`), which is
+either the space of one training subject (the first), to which every training subject's input
+scan is registered linearly (dipy; ``registration: affine`` by default, ``rigid``, or ``none``,
+which takes world coordinates as aligned), or (``registration: syn``) a nonlinear template of the
+training subjects' input l=0 maps, as the RISH reference pipeline builds one
+(:mod:`mrharmony.template`: affine alignment, then ``template_rounds`` rounds of dipy's SyN with
+``syn_level_iters`` iterations per level, each subject brought to the template by its own map).
+A subject's target scans follow its input scan's transform (the platforms of a subject are
+co-registered). Maps live on the input platform's grid (target scans are averaged down to it
+first) and are smoothed by pooling the moments over a Gaussian neighbourhood
+(``smoothing_fwhm_mm``). A new scan is registered to the common space (for ``syn``: affine,
+then SyN to the template) and the maps are brought to its grid with the inverse transform; a
+saved model holds the common space's image, mask and grid, so it applies without the training
+data.
 """
 
 from __future__ import annotations
@@ -38,11 +46,12 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mrharmony.config import StrictModel
 from mrharmony.dmri.harmonizer import Harmonizer
 from mrharmony.errors import InputError
+from mrharmony.registration import SYN_LEVEL_ITERS
 
 
 class RawSpaceHarmonizer(Harmonizer):
@@ -60,7 +69,7 @@ class RawSpaceHarmonizer(Harmonizer):
         if scan.stats is None:
             raise ValueError(f"{self.method} needs the input scan's channel statistics")
         mask = np.asarray(scan.mask, bool)
-        raw = scan.stats.invert(scan.data, mask)
+        raw = scan.raw()
         maps = self.scan_maps(raw, mask, scan)
         out = {}
         for t in self.targets:
@@ -146,7 +155,9 @@ class GlobalMeanVariance(RawSpaceHarmonizer):
     method = "meanvar_global"
 
     def scan_maps(self, raw, mask, scan):
-        return scan.stats  # standardized with the scan's own statistics, as the method does
+        from mrharmony.dmri.features.normalization import ChannelStats
+
+        return ChannelStats.fit(raw, mask)  # standardized with the scan's own statistics, as the method does
 
     def transform(self, raw, mask, target, maps):
         ts = self.reference["target_stats"][target]
@@ -154,53 +165,64 @@ class GlobalMeanVariance(RawSpaceHarmonizer):
         return z * np.asarray(ts["std"], np.float32) + np.asarray(ts["mean"], np.float32)
 
 
-#: Recent registrations of scans to a common space: (digest of both images, kind) -> matrix.
-_REGISTRATIONS: dict[tuple[str, str], np.ndarray] = {}
+#: Recent registrations of scans to a common space: (digest of both images, settings) -> warp.
+_REGISTRATIONS: dict[tuple[str, str], object] = {}
 
 
 @dataclass
 class CommonSpace:
-    """The reference subject's input-platform space in which voxelwise maps are learned."""
+    """The space in which voxelwise maps are learned: the reference subject's input-platform
+    space (``registration``: ``affine``, ``rigid`` or ``none``) or the template of the training
+    subjects (``syn``), with its image, brain mask and grid.
 
-    image: np.ndarray  # the reference's l=0 coefficient map inside its mask
+    A scan meets the space through a :class:`~mrharmony.registration.Warp` from the space onto
+    the scan: a world matrix (linear registration to the image) or, for ``syn``, an affine
+    pre-alignment and a SyN map to the template.
+    """
+
+    image: np.ndarray  # the l=0 coefficient map inside the mask (the reference's, or the template's)
     mask: np.ndarray
     affine: np.ndarray
     registration: str
+    level_iters: tuple[int, ...] = SYN_LEVEL_ITERS  # SyN's iterations per level (``syn``)
 
-    def matrix(self, image: np.ndarray, affine: np.ndarray) -> np.ndarray:
-        """World transform reference -> scan (identity for the reference itself).
+    def transform(self, image: np.ndarray, affine: np.ndarray):
+        """The :class:`~mrharmony.registration.Warp` space -> scan of a scan's l=0 map ``image``
+        (the identity for the space's own image).
 
-        Registration is deterministic, so its result is kept for the last few (reference, scan)
-        pairs: the harmonizers that share a reference (voxelwise mean/variance, RISH, ComBat
-        fitted on the same subjects) register a scan once.
+        Registration is deterministic, so its result is kept for the last few (space, scan)
+        pairs: the harmonizers that share a space (voxelwise mean/variance, RISH, ComBat fitted
+        on the same subjects) register a scan once.
         """
         import hashlib
 
-        from mrharmony.registration import register
+        from mrharmony.registration import Warp, register, register_syn
 
         if image.shape == self.image.shape and np.allclose(affine, self.affine) and np.array_equal(image, self.image):
-            return np.eye(4)
+            return Warp(np.eye(4))
         digest = hashlib.sha1()
         for a in (self.image, self.affine, image, affine):
             a = np.ascontiguousarray(a)
             digest.update(str((a.shape, a.dtype)).encode())
             digest.update(a.tobytes())
-        key = (digest.hexdigest(), self.registration)
+        key = (digest.hexdigest(), f"{self.registration} {tuple(self.level_iters)}")
         if key not in _REGISTRATIONS:
             if len(_REGISTRATIONS) >= 8:
                 _REGISTRATIONS.pop(next(iter(_REGISTRATIONS)))
-            _REGISTRATIONS[key] = register(self.image, self.affine, image, affine, kind=self.registration)
-        return _REGISTRATIONS[key].copy()
+            if self.registration == "syn":
+                _REGISTRATIONS[key] = register_syn(self.image, self.affine, image, affine, kind="affine",
+                                                   level_iters=tuple(self.level_iters))
+            else:
+                _REGISTRATIONS[key] = Warp(register(self.image, self.affine, image, affine, kind=self.registration))
+        return _REGISTRATIONS[key]
 
-    def to_reference(self, data, affine, matrix) -> np.ndarray:
-        from mrharmony.registration import resample
+    def to_reference(self, data, affine, warp) -> np.ndarray:
+        """Data of a scan's space (3D or 4D, on the grid ``affine``) on the space's grid."""
+        return warp.to_static(data, affine, self.image.shape, self.affine)
 
-        return resample(data, affine, self.image.shape, self.affine, matrix)
-
-    def to_scan(self, data, shape, affine, matrix) -> np.ndarray:
-        from mrharmony.registration import resample
-
-        return resample(data, self.affine, shape, affine, np.linalg.inv(matrix))
+    def to_scan(self, data, shape, affine, warp) -> np.ndarray:
+        """Data on the space's grid brought to the scan grid ``(shape, affine)``."""
+        return warp.to_moving(data, self.affine, shape, affine)
 
 
 class VoxelwiseHarmonizer(RawSpaceHarmonizer):
@@ -214,7 +236,7 @@ class VoxelwiseHarmonizer(RawSpaceHarmonizer):
 
     def scan_maps(self, raw, mask, scan):
         affine = scan.affine
-        m = self.space.matrix(raw[..., 0] * mask, affine)
+        m = self.space.transform(raw[..., 0] * mask, affine)
         support = self.space.to_scan(self.space.mask.astype(np.float32), mask.shape, affine, m) > 0.5
         out = {}
         for t in self.targets:
@@ -232,14 +254,18 @@ class VoxelwiseHarmonizer(RawSpaceHarmonizer):
     def _restore(self, arrays):
         space, affine = arrays["space"]
         self.space = CommonSpace(image=space[..., 0], mask=space[..., 1] > 0.5, affine=affine,
-                                 registration=self.settings.get("registration", "affine"))
+                                 **space_settings(self.settings))
         self.maps = {t: arrays[f"maps-{t}"][0] for t in self.targets}
         self.fallback = {t: np.asarray(v, np.float32) for t, v in self.settings.get("fallback", {}).items()}
 
     def fit_maps(self, ds, subjects: list[str], *, quiet: bool = False) -> None:
         from mrharmony.progress import Progress
 
-        progress = Progress(total=len(subjects), unit="subjects", desc=f"fit {self.method}", quiet=quiet)
+        steps = 1  # per subject: its statistics; before them, for a syn template, its registrations
+        if self.settings.get("registration") == "syn":
+            steps += 1 + int(self.settings.get("template_rounds", 2))
+        progress = Progress(total=steps * len(subjects), unit="steps" if steps > 1 else "subjects",
+                            desc=f"fit {self.method}", quiet=quiet)
         self.learn(ds, subjects, progress)
         progress.close()
 
@@ -349,7 +375,8 @@ def fit_statistical(cfg, out: str | os.PathLike, *, force: bool = False, quiet: 
         "fit_subjects": fit_subjects,
         **({"label": cfg.label} if cfg.label else {}),
     }
-    reference = platform_reference(ds, targets, fit_subjects)
+    reference = platform_reference(ds, targets, fit_subjects, normalization=cfg.data.normalization,
+                                   denoise=cfg.data.denoise)
     h = cls(targets=targets, ratios=ratios, reference=reference, settings=model.settings())
     h.fit_maps(ds, fit_subjects, quiet=quiet)
     with staged_output_dir(out, force=force) as tmp:
@@ -360,21 +387,53 @@ def fit_statistical(cfg, out: str | os.PathLike, *, force: bool = False, quiet: 
     return out
 
 
+def space_settings(settings: dict) -> dict:
+    """The :class:`CommonSpace` settings of a harmonizer's saved settings (defaults for older models)."""
+    return {"registration": settings.get("registration", "affine"),
+            "level_iters": tuple(int(n) for n in settings.get("syn_level_iters", SYN_LEVEL_ITERS))}
+
+
 def subjects_in_reference(h: VoxelwiseHarmonizer, ds, subjects: list[str], progress):
-    """For each training subject: its name, its input features (at their own scale), the world
-    transform reference -> subject and its brain on the reference grid. The first subject's
-    input space becomes ``h.space``, the reference."""
+    """For each training subject: its name, its input features (at their own scale), the
+    :class:`~mrharmony.registration.Warp` common space -> subject and its brain on the space's
+    grid. Sets ``h.space``: the first subject's input space, or (``registration: syn``) the
+    template of the subjects' l=0 maps, to which each subject is brought by its own SyN map."""
     from mrharmony.dmri.features.prepare import load_features
 
+    warps = None
+    if h.settings["registration"] == "syn":
+        warps = _template_space(h, ds, subjects, progress)
     for i, s in enumerate(subjects):
-        f = load_features(ds, s, ds.input_platform.name, normalized=False)
+        f = load_features(ds, s, ds.input_platform.name, normalized=False, denoise=h.denoise)
         image = f.data[..., 0] * f.mask
-        if i == 0:
-            h.space = CommonSpace(image=image, mask=f.mask.copy(), affine=f.affine,
-                                  registration=h.settings["registration"])
-        m = h.space.matrix(image, f.affine)
-        yield s, f, m, h.space.to_reference(f.mask.astype(np.float32), f.affine, m) > 0.5
+        if warps is not None:
+            w = warps[i]
+        else:
+            if i == 0:
+                h.space = CommonSpace(image=image, mask=f.mask.copy(), affine=f.affine, **space_settings(h.settings))
+            w = h.space.transform(image, f.affine)
+        yield s, f, w, h.space.to_reference(f.mask.astype(np.float32), f.affine, w) > 0.5
         progress.update(1)
+
+
+def _template_space(h: VoxelwiseHarmonizer, ds, subjects: list[str], progress) -> list:
+    """Build the template of the subjects' input l=0 maps (inside their masks) as ``h.space``;
+    each subject's warp template -> subject."""
+    from mrharmony.dmri.features.prepare import load_features
+    from mrharmony.template import build_template
+
+    images, affines, masks = [], [], []
+    for s in subjects:
+        f = load_features(ds, s, ds.input_platform.name, normalized=False, denoise=h.denoise)
+        images.append(f.data[..., 0] * f.mask)
+        affines.append(f.affine)
+        masks.append(f.mask)
+        del f
+    settings = space_settings(h.settings)
+    t = build_template(images, affines, masks=masks, rounds=int(h.settings.get("template_rounds", 2)),
+                       level_iters=settings["level_iters"], prealign="affine", progress=progress)
+    h.space = CommonSpace(image=t.image, mask=t.mask, affine=t.affine, **settings)
+    return t.warps
 
 
 def learn_moment_maps(h: VoxelwiseHarmonizer, ds, subjects: list[str], progress) -> None:
@@ -460,11 +519,29 @@ class MeanVarGlobalConfig(StatisticalConfig):
         return GlobalMeanVariance
 
 
-class VoxelwiseConfig(StatisticalConfig):
+class CommonSpaceConfig(StatisticalConfig):
+    """Settings of the common space in which a method learns voxelwise maps."""
+
+    registration: Literal["affine", "rigid", "none", "syn"] = Field(
+        default="affine", description="how subjects meet: linear registration to the first training subject "
+        "(affine, rigid; none takes world coordinates as aligned), or a nonlinear template of the training "
+        "subjects, each brought to it by dipy's SyN after an affine pre-alignment (syn)")
+    template_rounds: int = Field(default=2, ge=1, le=10, description="syn: rounds of template construction")
+    syn_level_iters: tuple[int, ...] = Field(
+        default=SYN_LEVEL_ITERS, min_length=1, max_length=4,
+        description="syn: SyN iterations per pyramid level, coarsest first")
+
+    @field_validator("syn_level_iters")
+    @classmethod
+    def _positive_iterations(cls, v):
+        if any(n < 1 for n in v):
+            raise ValueError("every level needs at least one iteration")
+        return v
+
+
+class VoxelwiseConfig(CommonSpaceConfig):
     """Settings of the methods whose maps are learned in a common space."""
 
-    registration: Literal["affine", "rigid", "none"] = Field(
-        default="affine", description="how subjects meet in the reference space")
     smoothing_fwhm_mm: float = Field(default=6.0, ge=0, description="smoothing of the maps")
 
 

@@ -67,7 +67,8 @@ def table_rows(ev) -> list[tuple[str, str, list[tuple[str, bool] | None]]]:
 def markdown(ev) -> str:
     split = ("by patch (the paper's 90/10: test patches come from subjects seen in training)" if ev.split == "patch"
              else f"by held-out subject ({', '.join(ev.test_subjects)}: never seen in training)")
-    lines = [f"Patch MSE in normalized SH space, mean (std) over {ev.n_patches} test patches "
+    lines = [f"Patch MSE in normalized SH space (raw coefficients on each target platform's fixed scale), mean (std) "
+             f"over {ev.n_patches} test patches "
              f"(central {ev.eval_size}^3 input voxels of each patch); split {split}.", ""]
     lines.append("| method | parameters | " + " | ".join(ev.targets) + " |")
     lines.append("| --- | --- | " + " | ".join("---" for _ in ev.targets) + " |")
@@ -85,29 +86,30 @@ def markdown(ev) -> str:
                      f"{format_p(row['p_bonferroni'])} |")
     if ev.volume_errors:
         noiseless = all("fa_mae_noiseless" in r for r in ev.volume_errors)
-        lines += ["", "Whole-volume errors on held-out subjects inside the target's and the input's masks (SH MSE in normalized "
-                  "space; mean absolute FA and MD differences, every row's and the target scan's FA and MD through one path: "
-                  "the features' signal on the target scan's gradient table, a DTI fit; methods that harmonize the DTI maps "
-                  "themselves have no SH MSE; on simulated data two floors through the same path: `rescan`, a second "
+        lines += ["", "Whole-volume errors on held-out subjects inside the target's and the input's masks, against the "
+                  "raw truth (SH rel: the order-balanced relative SH error, the mean over SH orders of each order's squared "
+                  "error over the truth's energy of that order; mean absolute FA and MD differences, every row's and the "
+                  "target scan's FA and MD through one path: raw SH coefficients, their signal on the target scan's "
+                  "gradient table, a DTI fit; methods that harmonize the DTI maps themselves have no SH error; on simulated data two floors through the same path: `rescan`, a second "
                   "session of the subject on the target platform, and `oracle`, the noiseless target"
                   + ("; the same three errors against the noiseless target in the last columns" if noiseless else "")
                   + (f"; FA and MD on {ev.volume_voxels:,} seeded brain voxels per subject and target, the same for "
                      "every row" if ev.volume_voxels else "") + "):", ""]
-        extra = " SH MSE, noiseless | FA MAE, noiseless | MD MAE, noiseless |" if noiseless else ""
-        lines += ["| method | subject | target | SH MSE | FA MAE | MD MAE (mm^2/s) |" + extra,
+        extra = " SH rel, noiseless | FA MAE, noiseless | MD MAE, noiseless |" if noiseless else ""
+        lines += ["| method | subject | target | SH rel | FA MAE | MD MAE (mm^2/s) |" + extra,
                   "| --- | --- | --- | --- | --- | --- |" + " --- |" * (3 if noiseless else 0)]
         for r in ev.volume_errors:
-            cells = (f" {format_cell(r['sh_mse_noiseless'])} | {r['fa_mae_noiseless']:.4f} | {r['md_mae_noiseless']:.2e} |"
+            cells = (f" {format_cell(r['sh_rel_noiseless'])} | {r['fa_mae_noiseless']:.4f} | {r['md_mae_noiseless']:.2e} |"
                      if noiseless else "")
-            lines.append(f"| {r['method']} | {r['subject']} | {r['target']} | {format_cell(r['sh_mse'])} | {r['fa_mae']:.4f} | "
+            lines.append(f"| {r['method']} | {r['subject']} | {r['target']} | {format_cell(r['sh_rel'])} | {r['fa_mae']:.4f} | "
                          f"{r['md_mae']:.2e} |" + cells)
         ratios = rescan_ratios(ev)
         if ratios:
             lines += ["", "Each method's whole-volume error as a multiple of the rescan floor (mean over held-out subjects; "
                       "1 is as good as scanning the subject again on the target scanner):", "",
-                      "| method | target | SH MSE / rescan | FA MAE / rescan | MD MAE / rescan |", "| --- | --- | --- | --- | --- |"]
+                      "| method | target | SH rel / rescan | FA MAE / rescan | MD MAE / rescan |", "| --- | --- | --- | --- | --- |"]
             for r in ratios:
-                cells = " | ".join("" if r[k] is None else f"{r[k]:.2f}" for k in ("sh_mse", "fa_mae", "md_mae"))
+                cells = " | ".join("" if r[k] is None else f"{r[k]:.2f}" for k in ("sh_rel", "fa_mae", "md_mae"))
                 lines.append(f"| {r['method']} | {r['target']} | {cells} |")
     return "\n".join(lines) + "\n"
 
@@ -123,7 +125,7 @@ def rescan_ratios(ev) -> list[dict]:
         if r["method"] in ("rescan", "oracle") or (r["subject"], r["target"]) not in floor:
             continue
         f = floor[(r["subject"], r["target"])]
-        per = sums.setdefault((r["method"], r["target"]), {k: [] for k in ("sh_mse", "fa_mae", "md_mae")})
+        per = sums.setdefault((r["method"], r["target"]), {k: [] for k in ("sh_rel", "fa_mae", "md_mae")})
         for k in per:
             if r[k] is not None and f[k]:
                 per[k].append(r[k] / f[k])

@@ -87,19 +87,21 @@ class Reflections:
 
     A mirrored scan's SH coefficients are ``signs * c`` (:func:`~mrharmony.dmri.features.sh.
     reflection_signs`); in the normalized space of a scan (mean ``m``, std ``d`` per channel, zero
-    outside the brain) that is ``x' = signs * x + (signs - 1) m / d`` inside the brain. Each scan's
-    statistics come from its feature sidecar. Gradient directions are taken to be in the voxel
+    outside the brain) that is ``x' = signs * x + (signs - 1) m / d`` inside the brain, with the
+    statistics that scaled the scan (``scaling``: its platform's, or its own from its sidecar). Gradient directions are taken to be in the voxel
     frame (as FSL-style bvecs are), so that mirroring voxel axis a reflects direction component a.
     """
 
-    def __init__(self, ds, subjects: list[str], platforms: dict[str, str], sh: dict, *, position: bool = False):
+    def __init__(self, ds, subjects: list[str], platforms: dict[str, str], sh: dict, scaling, *,
+                 position: bool = False):
         from mrharmony.dmri.features.sh import SHConfig, reflection_signs
 
         cfg = SHConfig(**sh)
         self.signs = [reflection_signs(cfg, a) for a in range(3)]
         self.position = position  # the input's last 3 channels: a voxel's position (mirroring negates one)
         # per platform role ("input" or a target), per subject: (mean / std) of the scan's channels
-        self.ratio = {role: np.stack([scan_mean_over_std(ds, s, p) for s in subjects]) for role, p in platforms.items()}
+        self.ratio = {role: np.stack([mean_over_std(scaling.of_scan(ds, s, p)) for s in subjects])
+                      for role, p in platforms.items()}
 
     def __call__(self, batch, subjects: np.ndarray, flips: np.ndarray):
         """Mirror each sample b of ``batch`` (x, {target: y}) along the axes where ``flips[b]``."""
@@ -127,12 +129,9 @@ class Reflections:
         return np.flip(out, axis=1 + axis)
 
 
-def scan_mean_over_std(ds, subject: str, platform: str) -> np.ndarray:
-    """Mean over std of each channel of a scan's features (from its sidecar)."""
-    from mrharmony.dmri.features.prepare import feature_paths
-
-    norm = json.loads(feature_paths(ds.root, subject, platform)[1].read_text())["normalization"]
-    return (np.asarray(norm["mean"], np.float32) / np.asarray(norm["std"], np.float32))
+def mean_over_std(stats) -> np.ndarray:
+    """Mean over std of each channel of a :class:`~mrharmony.dmri.features.normalization.ChannelStats`."""
+    return np.asarray(stats.mean, np.float32) / np.asarray(stats.std, np.float32)
 
 
 def to_torch(batch, device):
@@ -194,7 +193,8 @@ class NetworkTrainee(Trainee):
         import torch
 
         from mrharmony import __version__
-        from mrharmony.dmri.config import make_splits, target_platforms
+        from mrharmony.dmri.config import make_splits, target_platforms, test_subjects_of
+        from mrharmony.dmri.features.normalization import FeatureScaling
         from mrharmony.dmri.harmonizer import platform_reference
         from mrharmony.dmri.patches import PatchSampler
         from mrharmony.engine.checkpoint import parameter_count
@@ -229,9 +229,18 @@ class NetworkTrainee(Trainee):
             net = cfg.model.with_position(net, ratios, in_channels)
         if cfg.model.init_from:
             start_from(net, cfg, targets, source)
-        self.sampler = PatchSampler.from_dataset(ds, subjects=cfg.data.subjects, targets=targets,
-                                                 size=tile, target_sizes=tile_targets, position=position)
+        # the scale of each platform's features, fixed from the subjects that hold no test data
+        subjects = list(cfg.data.subjects or ds.subjects)
+        held_out = test_subjects_of(cfg.data, subjects, source=source)
+        fit_subjects = [s for s in subjects if s not in held_out]
+        denoised = (ds.input_platform.name, cfg.data.denoise) if cfg.data.denoise != "none" else None
+        scaling = FeatureScaling.from_dataset(cfg.data.normalization, ds, [ds.input_platform.name, *targets],
+                                              fit_subjects, denoised=denoised)
+        self.sampler = PatchSampler.from_dataset(ds, subjects=subjects, targets=targets, size=tile,
+                                                 target_sizes=tile_targets, position=position, scaling=scaling)
         self.splits = make_splits(self.sampler, cfg.data, source=source)
+        if sorted(self.splits.test_subjects) != held_out:  # the scale must not have seen a test subject
+            raise AssertionError(f"held-out subjects {self.splits.test_subjects} are not {held_out}")
         n_train = min(tc.patches_per_epoch or len(self.splits.train), len(self.splits.train))
         self.steps_per_epoch = n_train // tc.batch_size
         if n_train < tc.batch_size:
@@ -253,8 +262,8 @@ class NetworkTrainee(Trainee):
             "first_stage_models": first.models,
             "input_platform": ds.input_platform.name,
             **({"label": cfg.label} if cfg.label else {}),
-            **platform_reference(ds, targets, [s for s in self.sampler.subjects
-                                               if s not in self.splits.test_subjects]),
+            **platform_reference(ds, targets, fit_subjects, normalization=cfg.data.normalization,
+                                 denoise=cfg.data.denoise),
         }
         # channels-last: the patch sampler already delivers that layout, and oneDNN / cuDNN are faster on it
         self.net = net.to(machine.device, memory_format=torch.channels_last_3d)
@@ -269,7 +278,7 @@ class NetworkTrainee(Trainee):
             self.channel_weights = torch.from_numpy(w).to(machine.device)
         self.reflections = (Reflections(ds, self.sampler.subjects, {"input": ds.input_platform.name,
                                                                      **{t: t for t in targets}}, self.meta["sh"],
-                                        position=position)
+                                        scaling, position=position)
                             if tc.augment == "flips" else None)
         self.val_idx = self.splits.validation
         if tc.validation_patches and len(self.val_idx) > tc.validation_patches:

@@ -117,34 +117,40 @@ class HeldOutSubject:
         self.reference = reference or TargetReference(rows.dataset, subject)
         self.features = load_features(rows.dataset, subject, rows.dataset.input_platform.name)
         self._predictions: dict = {}
+        self._inputs: dict = {}
 
     def harmonizer(self, name: str, target: str):
         if name == "input":
             return self.rows.identity
         return next(h for n, h in zip(self.rows.names, self.rows.harmonizers) if n == name and target in h.targets)
 
+    def input_of(self, h):
+        """The input's features as ``h`` takes them (denoised or not)."""
+        if h.denoise == "none":
+            return self.features
+        if h.denoise not in self._inputs:
+            self._inputs[h.denoise] = h.input_features(self.rows.dataset, self.subject)
+        return self._inputs[h.denoise]
+
     def predict(self, h) -> dict:
         """``h``'s predictions for every target it has (once per harmonizer)."""
         if id(h) not in self._predictions:
-            self._predictions[id(h)] = h.predict(self.features)
+            self._predictions[id(h)] = h.predict(self.input_of(h))
         return self._predictions[id(h)]
 
     def maps(self, name: str, target: str, where: np.ndarray) -> tuple:
-        """(FA, MD, DEC FA, features or None) of a row (``input``: no harmonization) on ``where``."""
+        """(FA, MD, DEC FA, raw SH coefficients or None) of a row (``input``: no harmonization) on ``where``."""
         h = self.harmonizer(name, target)
         _, gradients = self.reference.scan(target)
         if not h.predicts_sh:  # a method of DTI maps
-            fa, md, dec = h.predict_dti(self.features, gradients={target: gradients}, masks={target: where})[target]
+            fa, md, dec = h.predict_dti(self.input_of(h), gradients={target: gradients}, masks={target: where})[target]
             return fa, md, dec, None
         y = self.predict(h)[target]
-        return (*h.dti_of(y, target, where, gradients=gradients), y)
+        return (*h.dti_of(y, target, where, gradients=gradients), h.target_coefficients(y, target))
 
     def reference_maps(self, kind: str, target: str, where: np.ndarray) -> tuple:
-        """(FA, MD, DEC FA, features) of the target ``scan``, the ``noiseless`` target or a ``rescan``."""
-        tf, gradients = self.reference.scan(target)
-        y = {"scan": lambda: tf.data, "noiseless": lambda: self.reference.noiseless_features(target),
-             "rescan": lambda: self.reference.rescan_features(target)}[kind]()
-        return (*self.rows.identity.dti_of(y, target, where, gradients=gradients), y)
+        """(FA, MD, DEC FA, raw SH coefficients) of the target ``scan``, the ``noiseless`` target or a ``rescan``."""
+        return (*self.reference.maps(kind, target, where), self.reference.features(kind, target))
 
 
 def subject_maps(subject: HeldOutSubject, target: str, methods: list[str]) -> tuple[dict, np.ndarray]:

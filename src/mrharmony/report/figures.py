@@ -60,7 +60,8 @@ def training_curves(runs: dict[str, Path]) -> bytes:
 
 
 def fig3_views(columns: dict[str, dict[str, np.ndarray]], mask: np.ndarray, *, title: str) -> bytes:
-    """``columns``: label -> {"sh": normalized SH (X, Y, Z, C), "dec": DEC FA (X, Y, Z, 3)}; the first is the truth."""
+    """``columns``: label -> {"sh": SH coefficients at their own scale (X, Y, Z, C), "dec": DEC FA (X, Y, Z, 3)};
+    the first is the truth."""
     plt = _plt()
     labels = list(columns)
     z = int(np.argmax(mask.sum(axis=(0, 1)))) if mask.any() else mask.shape[2] // 2

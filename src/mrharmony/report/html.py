@@ -71,12 +71,12 @@ def _volume_table(ev) -> str:
     noiseless = any("fa_mae_noiseless" in r for r in ev.volume_errors)
 
     def cells(r, suffix=""):
-        return (f"<td>{format_cell(r.get('sh_mse' + suffix))}</td><td>{r['fa_mae' + suffix]:.4f}</td>"
+        return (f"<td>{format_cell(r.get('sh_rel' + suffix))}</td><td>{r['fa_mae' + suffix]:.4f}</td>"
                 f"<td>{r['md_mae' + suffix]:.2e}</td>")
 
     rows = "".join(f"<tr><td>{html.escape(r['method'])}</td><td>{r['subject']}</td><td>{r['target']}</td>"
                    f"{cells(r)}{cells(r, '_noiseless') if noiseless else ''}</tr>" for r in ev.volume_errors)
-    head = "<th>SH MSE</th><th>FA MAE</th><th>MD MAE (mm&sup2;/s)</th>"
+    head = "<th>SH rel</th><th>FA MAE</th><th>MD MAE (mm&sup2;/s)</th>"
     second = head.replace("</th>", " vs noiseless</th>") if noiseless else ""
     return (f"<table><tr><th>method</th><th>subject</th><th>target</th>{head}{second}</tr>{rows}</table>"
             "<p class='note'>FA and MD of every row and of the target scan come through one path (the features' "

@@ -11,17 +11,28 @@ as int16, as a scanner does. The result follows the MUSHAC layout that
   intra-axonal fraction, crossing fraction, fibre directions) and the subject's parameters.
 
 With ``cohort=N`` the dataset is a study cohort instead: N other people (not the traveling heads
-of the same seed), alternately controls and patients; a patient's intra-axonal fraction is lower
-by ``effect`` in a named white-matter region (:data:`~mrharmony.simulate.params.COHORT_REGION`,
-which moves with the anatomy). Every subject is scanned on every platform: the input scans are
-what a study would harmonize, the target scans say what the group effect looks like on the
-target platform. ``participants.tsv`` lists each subject's group; ``truth/<subject>/region.nii.gz``
-is the region on the fine grid.
+of the same seed), alternately controls and patients. A patient differs in two ways:
 
-Random draws come from generators seeded by ``(seed, subject index, stream)``, so a subject's
-data does not depend on how many subjects are generated, and the same seed gives the same
-files. ``simulation.yaml`` records :data:`SIMULATOR_VERSION`; a dataset of another version is
-refused by :func:`render_scan` (its scans could not be rendered again the same way).
+* regionally: the intra-axonal fraction is lower by ``effect`` in a named white-matter region
+  (:data:`~mrharmony.simulate.params.COHORT_REGION`, which moves with the anatomy);
+* globally: every tissue diffusivity (white matter's intra- and extra-axonal compartments, grey
+  matter's) is higher by the fraction ``global_md_effect``, so that MD rises about that much
+  everywhere in the brain and FA stays about the same (free water, CSF, is set by the
+  temperature and does not change); a single-shell DTI fit sees a little less than the fraction,
+  as diffusion in tissue is not Gaussian.
+
+Every subject is scanned on every platform: the input scans are what a study would harmonize,
+the target scans say what the group effect looks like on the target platform.
+``participants.tsv`` lists each subject's group; ``truth/<subject>/region.nii.gz`` is the region
+on the fine grid; ``simulation.yaml``'s ``cohort`` records the design (:func:`cohort_design`).
+
+Random draws come from generators seeded by ``(seed, subject index, stream)`` (:func:`scan_seed`),
+so a subject's data does not depend on how many subjects are generated, and the same seed gives
+the same files. A cohort's subject i draws everything, anatomy as well as each scan's noise, bias
+field and misregistration, as index ``COHORT_INDEX_OFFSET + i``: independently of the traveling
+head i of the same seed. ``simulation.yaml`` records :data:`SIMULATOR_VERSION` (and a cohort its
+:data:`COHORT_VERSION`); a dataset of another version is refused by :func:`render_scan` (its
+scans could not be rendered again the same way).
 """
 
 from __future__ import annotations
@@ -73,6 +84,12 @@ WM_SNR_THRESHOLD = 0.7  # white-matter fraction of the voxels over which SNR is 
 #: study cohorts.
 SIMULATOR_VERSION = 2
 COHORT_INDEX_OFFSET = 1000  # a cohort's subject i draws as index 1000 + i: other people than the heads
+#: Version of a cohort's design, in ``simulation.yaml``'s ``cohort``; 2: the scans' noise, bias field
+#: and misregistration drawn with the cohort's index (version 1 reused the traveling heads'), and
+#: the patients' global rise of the tissue diffusivities.
+COHORT_VERSION = 2
+#: The patients' default global rise of the tissue diffusivities (a fraction).
+DEFAULT_GLOBAL_MD_EFFECT = 0.10
 
 
 @dataclass
@@ -103,7 +120,8 @@ def make_geometry(preset: Preset, platforms: list[SimPlatform]) -> Geometry:
 
 def simulate(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, platforms_file=None,
              n_subjects: int | None = None, force: bool = False, quiet: bool = False,
-             jobs: int | None = None, cohort: int | None = None, effect: float = 0.08) -> Path:
+             jobs: int | None = None, cohort: int | None = None, effect: float = 0.08,
+             global_md_effect: float = DEFAULT_GLOBAL_MD_EFFECT) -> Path:
     """Generate a synthetic traveling-heads dataset in ``out`` (see the module docstring).
 
     Args:
@@ -117,6 +135,7 @@ def simulate(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, pla
         cohort: make a study cohort of this many subjects (at least 4, half of them patients)
             instead of the traveling heads; ``n_subjects`` does not apply.
         effect: the patients' reduction of the intra-axonal fraction in the cohort's region.
+        global_md_effect: the patients' rise of every tissue diffusivity, a fraction (0: none).
     """
     if cohort is not None:
         if n_subjects is not None:
@@ -125,6 +144,9 @@ def simulate(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, pla
             raise InputError(f"a cohort needs at least 4 subjects (2 controls and 2 patients), not {cohort}.")
         if not 0.0 < effect < 0.3:
             raise InputError(f"the patients' effect on the intra-axonal fraction must be in (0, 0.3), not {effect}.")
+        if not 0.0 <= global_md_effect < 0.5:
+            raise InputError("the patients' global rise of the diffusivities (--global-md-effect) must be in "
+                             f"[0, 0.5), not {global_md_effect}.")
         n_subjects = cohort
     if jobs is not None and jobs < 1:
         raise InputError(f"the number of processes (--jobs) must be at least 1, not {jobs}.")
@@ -137,7 +159,7 @@ def simulate(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, pla
         progress = Progress(total=pre.n_subjects * (len(plats) + 1), unit="scans", desc=f"simulate {preset}",
                             quiet=quiet)
         fields = template_fields(geom.corner, geom.corner + np.asarray(geom.fine_shape) * FINE_VOXEL_MM)
-        design = None if cohort is None else cohort_design(subjects, effect)
+        design = None if cohort is None else cohort_design(subjects, effect, global_md_effect)
         tasks = [(tmp, subject, i, seed, fields, geom, plats, design) for i, subject in enumerate(subjects)]
         jobs = min(jobs or min(os.cpu_count() or 1, 4), len(tasks))
         if jobs > 1 and "fork" in multiprocessing.get_all_start_methods():
@@ -192,29 +214,47 @@ def subject_names(n: int) -> list[str]:
     return [f"sub-{i + 1:02d}" for i in range(n)]
 
 
-def cohort_design(subjects: list[str], effect: float) -> dict:
+def cohort_design(subjects: list[str], effect: float, global_md_effect: float = DEFAULT_GLOBAL_MD_EFFECT) -> dict:
     """The cohort's record in ``simulation.yaml``: groups (alternately control and patient), the
-    region and the patients' change of the intra-axonal fraction there."""
+    region and the patients' change of the intra-axonal fraction there (``f_intra_change``), the
+    patients' relative change of every tissue diffusivity (``global_md_change``: each is
+    multiplied by ``1 + global_md_change``) and :data:`COHORT_VERSION`."""
     return {"groups": {s: ("control" if i % 2 == 0 else "patient") for i, s in enumerate(subjects)},
-            "region": dict(COHORT_REGION), "f_intra_change": -float(effect)}
+            "region": dict(COHORT_REGION), "f_intra_change": -float(effect),
+            "global_md_change": float(global_md_effect), "cohort_version": COHORT_VERSION}
+
+
+def draw_index(index: int, design: dict | None = None) -> int:
+    """The index that keys the random draws of the dataset's subject ``index`` (0-based): the
+    index itself for the traveling heads, ``COHORT_INDEX_OFFSET + index`` in a cohort (``design``)."""
+    return index + (COHORT_INDEX_OFFSET if design else 0)
+
+
+def scan_seed(seed: int, index: int, platform_index: int, design: dict | None = None,
+              session: int = 1) -> list[int]:
+    """The seed of the generator that draws one scan's misregistration, bias field and noise: the
+    dataset's seed, the subject's :func:`draw_index`, ``1 +`` the platform's index, and the
+    session when it is a later one (stream 0 is the subject's anatomy and tissue)."""
+    return [int(seed), draw_index(index, design), 1 + platform_index] + ([session] if session > 1 else [])
 
 
 @dataclass
 class _Subject:
     """What every scan of one subject shares: deformation, tissue properties, f_intra field, and
-    for a cohort's patient the change of f_intra in the cohort's region."""
+    for a cohort's patient the change of f_intra in the cohort's region and the factor on every
+    tissue diffusivity."""
 
     warp: SubjectWarp
     tissue: TissueProperties
     fic_field: SubjectWarp
     change: float = 0.0
     region: dict | None = None
+    diffusivity_scale: float = 1.0
 
     @classmethod
     def draw(cls, seed: int, index: int, geom: Geometry, design: dict | None = None,
              subject: str = "") -> "_Subject":
-        key = index + (COHORT_INDEX_OFFSET if design else 0)
-        rng = np.random.default_rng([seed, key, 0])
+        rng = np.random.default_rng([seed, draw_index(index, design), 0])
         lo = geom.corner
         hi = geom.corner + np.asarray(geom.fine_shape) * FINE_VOXEL_MM
         warp = SubjectWarp.random(rng, lo, hi)
@@ -223,8 +263,10 @@ class _Subject:
         fic_field = SubjectWarp.random(rng, lo, hi, amplitude_mm=1.0, spacing_mm=12.0)
         if design is None:
             return cls(warp, tissue, fic_field)
-        patient = design["groups"][subject] == "patient"
-        return cls(warp, tissue, fic_field, design["f_intra_change"] if patient else 0.0, design["region"])
+        if design["groups"][subject] != "patient":
+            return cls(warp, tissue, fic_field, 0.0, design["region"])
+        return cls(warp, tissue, fic_field, design["f_intra_change"], design["region"],
+                   1.0 + float(design.get("global_md_change", 0.0)))
 
     def in_region(self, points: np.ndarray) -> np.ndarray:
         """Whether each point (3, N; scanner mm) lies in the cohort's region (template space)."""
@@ -263,17 +305,19 @@ def _simulate_subject(root: Path, subject: str, index: int, seed: int, fields, g
         "tissue": subj.tissue.as_dict(),
         "size_scale": subj.warp.scale.tolist(),
         "restricted_diffusivities": {
-            p.name: dict(zip(("axial", "radial"), restricted_diffusivities(subj.tissue, p))) for p in plats
+            p.name: dict(zip(("axial", "radial"), restricted_diffusivities(subj.tissue, p, subj.diffusivity_scale)))
+            for p in plats
         },
-        "extra_axonal_radial_excess": {p.name: extra_radial_excess(p) for p in plats},
+        "extra_axonal_radial_excess": {p.name: extra_radial_excess(p, subj.diffusivity_scale) for p in plats},
     }
     if design:
         info["group"] = design["groups"][subject]
         info["f_intra_change_in_region"] = subj.change
+        info["diffusivity_scale"] = subj.diffusivity_scale
     write_text(truth_dir / "subject.yaml", dump_yaml(info))
     del anat, tissue_maps
     for j, plat in enumerate(plats):
-        scan = _render_scan(np.random.default_rng([seed, index, 1 + j]), plat, fields, subj, geom)
+        scan = _render_scan(np.random.default_rng(scan_seed(seed, index, j, design)), plat, fields, subj, geom)
         _write_scan(root / subject / plat.name, scan)
 
 
@@ -312,6 +356,11 @@ def render_scan(dataset: str | os.PathLike, subject: str, platform: str, *, nois
     if version != SIMULATOR_VERSION:
         raise InputError(f"was made by simulator version {version}; this mrharmony renders version "
                          f"{SIMULATOR_VERSION} only: simulate the dataset again.", sim_file)
+    design = sim.get("cohort")
+    if design and design.get("cohort_version", 1) != COHORT_VERSION:
+        raise InputError(f"describes a cohort of version {design.get('cohort_version', 1)}, whose scans this "
+                         f"mrharmony cannot render again (it renders version {COHORT_VERSION}): simulate the "
+                         "cohort again.", sim_file)
     spec = read_dataset_spec(root)
     if subject not in spec.subjects:
         raise InputError(f"has no subject {subject!r}.", root)
@@ -325,9 +374,9 @@ def render_scan(dataset: str | os.PathLike, subject: str, platform: str, *, nois
     if not isinstance(session, int) or session < 1:
         raise InputError(f"has no session {session!r}; sessions are numbered from 1.", sim_file)
     index, j = spec.subjects.index(subject), names.index(platform)
-    subj = _Subject.draw(int(sim["seed"]), index, geom, sim.get("cohort"), subject)
+    subj = _Subject.draw(int(sim["seed"]), index, geom, design, subject)
     # session 1 is the stored scan (its generator's seed unchanged); a later session draws anew
-    key = [int(sim["seed"]), index, 1 + j] + ([session] if session > 1 else [])
+    key = scan_seed(int(sim["seed"]), index, j, design, session)
     return _render_scan(np.random.default_rng(key), plats[j], fields, subj, geom, noise=noise)
 
 
@@ -346,7 +395,7 @@ def _render_scan(rng: np.random.Generator, plat: SimPlatform, fields, subj: _Sub
     # positions in the scanner frame (mm from the isocentre), where the gradient coil's non-linearity acts
     fine_pts = _world_coords_flat(fine_affine, fine_shape, inside) - geom.centre[None, :]
     sig = compartment_signal(flat, subj.f_intra(pts[:, inside]), tissue, plat, bvals, bvecs,
-                             positions_mm=fine_pts)
+                             positions_mm=fine_pts, diffusivity_scale=subj.diffusivity_scale)
     del fine_pts
     brain_in = anat["brain"].ravel()[inside]
     wm_in = flat["wm"]

@@ -22,6 +22,13 @@ NeuroImage 2015): ``D_perp(Delta) = D_perp,inf + B ln(Delta / t_c) / Delta``. Wi
 systems of MUSHAC (40, 80 and 300 mT/m: Delta of about 32, 24 and 16 ms at b = 1200) these terms
 change FA as well as MD between platforms.
 
+A subject's tissue diffusivities may all be scaled by one factor (``diffusivity_scale``: a cohort's
+patients, whose MD is higher everywhere): the intra-axonal apparent diffusivities, the extra-axonal
+ones (with their time dependence) and grey matter's; free water (CSF) keeps its diffusivity, which
+the temperature sets. Scaling every diffusivity of a compartment scales its MD and keeps its FA;
+a DTI fit of the voxel's signal at one shell sees MD rise a little less than the factor (diffusion
+in tissue is not Gaussian) and FA change a little.
+
 A platform's gradient coil may be non-linear: each gradient axis k delivers ``1 + c_k r^2 /
 (100 mm)^2`` of its nominal strength at distance r from the isocentre, so that the effective b
 and direction of every volume vary over the head (strong on the Connectom's short, powerful coil).
@@ -86,21 +93,24 @@ class TissueProperties:
         return asdict(self)
 
 
-def restricted_diffusivities(tissue: TissueProperties, platform: SimPlatform) -> tuple[float, float]:
-    """Apparent axial and radial diffusivity (mm^2/s) of the intra-axonal compartment."""
+def restricted_diffusivities(tissue: TissueProperties, platform: SimPlatform,
+                             diffusivity_scale: float = 1.0) -> tuple[float, float]:
+    """Apparent axial and radial diffusivity (mm^2/s) of the intra-axonal compartment, times
+    ``diffusivity_scale``."""
     delta, big_delta = platform.pulse_timing()
     a = tissue.axon_radius_um * 1e-6
     d0 = D0_INTRA * 1e-6
     radial = 7.0 / 48.0 * a**4 / (d0 * delta * (big_delta - delta / 3.0)) * 1e6
     radial = min(radial, 0.5e-3)
     axial = tissue.d_axial + AXIAL_TIME_A / np.sqrt(big_delta)
-    return float(axial), float(radial)
+    return float(axial * diffusivity_scale), float(radial * diffusivity_scale)
 
 
-def extra_radial_excess(platform: SimPlatform) -> float:
-    """Excess extra-axonal radial diffusivity (mm^2/s) at the platform's diffusion time."""
+def extra_radial_excess(platform: SimPlatform, diffusivity_scale: float = 1.0) -> float:
+    """Excess extra-axonal radial diffusivity (mm^2/s) at the platform's diffusion time, times
+    ``diffusivity_scale``."""
     _, big_delta = platform.pulse_timing()
-    return float(EXTRA_RADIAL_TIME_B * np.log(big_delta / EXTRA_RADIAL_TIME_TC) / big_delta)
+    return float(EXTRA_RADIAL_TIME_B * np.log(big_delta / EXTRA_RADIAL_TIME_TC) / big_delta * diffusivity_scale)
 
 
 def effective_gradients(platform: SimPlatform, b: np.ndarray, g: np.ndarray,
@@ -122,7 +132,8 @@ def effective_gradients(platform: SimPlatform, b: np.ndarray, g: np.ndarray,
 
 def compartment_signal(anat: dict[str, np.ndarray], f_intra_map: np.ndarray, tissue: TissueProperties,
                        platform: SimPlatform, bvals: np.ndarray, bvecs: np.ndarray,
-                       *, positions_mm: np.ndarray | None = None, chunk: int = 65536) -> np.ndarray:
+                       *, positions_mm: np.ndarray | None = None, diffusivity_scale: float = 1.0,
+                       chunk: int = 65536) -> np.ndarray:
     """Noiseless signal (N, M) of N voxels for M volumes, in units of the fully relaxed PD.
 
     Args:
@@ -132,16 +143,19 @@ def compartment_signal(anat: dict[str, np.ndarray], f_intra_map: np.ndarray, tis
         bvals, bvecs: the platform's nominal gradient table; the effective b is
             ``bvals * platform.b_scale``, varied over the head by the platform's gradient
             non-linearity at ``positions_mm`` (N, 3: mm from the isocentre).
+        diffusivity_scale: the factor on every tissue diffusivity (not on free water's).
     """
     te = platform.te_ms
-    d_ax, d_rad = restricted_diffusivities(tissue, platform)
+    d_ax, d_rad = restricted_diffusivities(tissue, platform, diffusivity_scale)
     # orientation dispersion of the axons, to second order (the dispersed compartment's tensor)
     c2 = tissue.dispersion
     i_par = d_rad + (d_ax - d_rad) * c2
     i_perp = d_rad + (d_ax - d_rad) * (1.0 - c2) / 2.0
     b_nominal = (np.asarray(bvals, np.float64) * platform.b_scale).astype(np.float32)
     g_nominal = np.asarray(bvecs, np.float32)
-    de_excess = extra_radial_excess(platform)
+    de_excess = extra_radial_excess(platform, diffusivity_scale)
+    d_extra_axial = tissue.d_extra_axial * diffusivity_scale
+    gm_d_par, gm_d_perp = tissue.gm_d_par * diffusivity_scale, tissue.gm_d_perp * diffusivity_scale
     n = anat["wm"].shape[0]
     out = np.empty((n, b_nominal.size), np.float32)
     e_ic = np.exp(-te / tissue.t2_intra)
@@ -157,13 +171,13 @@ def compartment_signal(anat: dict[str, np.ndarray], f_intra_map: np.ndarray, tis
         cross = anat["crossing"][sl, None]
         w_ic = wm * tissue.pd_wm * fic * e_ic
         w_ec = wm * tissue.pd_wm * (1.0 - fic) * e_ec
-        de_perp = tissue.d_extra_axial * (1.0 - fic) + de_excess  # tortuosity, and the time dependence
-        sig = anat["gm"][sl, None] * w_gm_c * _zeppelin(anat["radial"][sl], g, b, tissue.gm_d_par, tissue.gm_d_perp)
+        de_perp = d_extra_axial * (1.0 - fic) + de_excess  # tortuosity, and the time dependence
+        sig = anat["gm"][sl, None] * w_gm_c * _zeppelin(anat["radial"][sl], g, b, gm_d_par, gm_d_perp)
         sig += anat["csf"][sl, None] * w_csf_c * np.exp(-b * FREE_WATER)
         for fibre, weight in (("fibre1", 1.0 - cross), ("fibre2", cross)):
             cos2 = _cos2(anat[fibre][sl], g)
             intra = np.exp(-b * (i_perp + (i_par - i_perp) * cos2))
-            extra = np.exp(-b * (de_perp + (tissue.d_extra_axial - de_perp) * cos2))
+            extra = np.exp(-b * (de_perp + (d_extra_axial - de_perp) * cos2))
             sig += weight * (w_ic * intra + w_ec * extra)
         out[sl] = sig
     return out

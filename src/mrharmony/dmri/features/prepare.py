@@ -5,8 +5,12 @@ For each scan it writes, under ``DATASET/derivatives/mrharmony-sh/<subject>/<pla
 * ``<subject>_model-sh_desc-b0norm_dwimap.nii.gz``: float32 SH coefficients (X, Y, Z, 28) of the
   b0-normalized shell, zero outside the mask;
 * the same name with ``.json``: the SH settings (basis, order, regularization), the per-channel
-  mean and std inside the mask (the paper's normalization, applied when features are loaded)
-  and a fingerprint of the source files.
+  mean and std inside the mask (the scan's statistics: a platform's fixed scale is their average
+  over training scans, the paper's per-scan normalization uses them alone; see
+  :mod:`mrharmony.dmri.features.normalization`) and a fingerprint of the source files.
+
+The features themselves are stored at their own scale: no normalization is baked into them,
+so they serve every normalization scheme.
 
 The folder gets a ``dataset_description.json`` (``DatasetType: derivative``). A scan whose
 sources and settings have not changed since its features were written is skipped, so running
@@ -27,23 +31,12 @@ from mrharmony import FORMAT_VERSION, __version__
 from mrharmony.data.dataset import Scan, TravelingHeads, load_dataset
 from mrharmony.data.images import read_float32, read_image
 from mrharmony.data.validate import check_overlap, check_scan_data
-from mrharmony.dmri.features.normalization import ChannelStats
+from mrharmony.dmri.features.normalization import ChannelStats, FeatureScaling
+from mrharmony.dmri.features.paths import DERIVATIVE, feature_dir, feature_paths  # noqa: F401 (re-exported)
 from mrharmony.dmri.features.sh import SHConfig, fit_sh, n_coefficients, select_shell
 from mrharmony.errors import InputError
 from mrharmony.io import check_format_version, save_nifti, write_json
 from mrharmony.progress import Progress
-
-DERIVATIVE = "mrharmony-sh"
-
-
-def feature_dir(root: Path) -> Path:
-    return Path(root) / "derivatives" / DERIVATIVE
-
-
-def feature_paths(root: Path, subject: str, platform: str) -> tuple[Path, Path]:
-    base = feature_dir(root) / subject / platform / f"{subject}_model-sh_desc-b0norm_dwimap"
-    return base.with_name(base.name + ".nii.gz"), base.with_name(base.name + ".json")
-
 
 def _fingerprint(scan: Scan) -> dict:
     out = {}
@@ -59,8 +52,8 @@ def _fingerprint(scan: Scan) -> dict:
     return out
 
 
-def _is_current(root: Path, scan: Scan, cfg: SHConfig) -> bool:
-    nii, side = feature_paths(root, scan.subject, scan.platform.name)
+def _is_current(root: Path, scan: Scan, cfg: SHConfig, denoise: str = "none") -> bool:
+    nii, side = feature_paths(root, scan.subject, scan.platform.name, denoise)
     if not (nii.is_file() and side.is_file()):
         return False
     try:
@@ -80,13 +73,16 @@ class PrepareReport:
 
 
 def prepare(dataset: str | os.PathLike | TravelingHeads, *, cfg: SHConfig | None = None,
-            force: bool = False, quiet: bool = False, register: bool = False) -> PrepareReport:
+            force: bool = False, quiet: bool = False, register: bool = False,
+            denoise: str = "none") -> PrepareReport:
     """Compute the SH features of every scan of a traveling-heads dataset (see module docstring).
 
     The whole dataset is validated first (headers of every scan, and the voxel data of every
     scan that needs work), so bad input stops the run before anything is written. With
     ``register``, target scans that are not co-registered with their subject's input scan are
-    first registered to it (:mod:`mrharmony.dmri.register`).
+    first registered to it (:mod:`mrharmony.dmri.register`). With ``denoise`` (``mppca``:
+    :mod:`mrharmony.dmri.features.denoise`), the features of the input platform's scans denoised first are written
+    beside the others (the targets stay as acquired: they are the truth).
     """
     cfg = cfg or SHConfig()
     if register:
@@ -96,10 +92,11 @@ def prepare(dataset: str | os.PathLike | TravelingHeads, *, cfg: SHConfig | None
         register_to_input(load_dataset(root, check_data=False, coregistered=False), quiet=quiet)
         dataset = root
     ds = dataset if isinstance(dataset, TravelingHeads) else load_dataset(dataset, check_data=False)
-    todo = [s for s in ds.scans() if force or not _is_current(ds.root, s, cfg)]
-    report = PrepareReport(out_dir=feature_dir(ds.root))
-    report.cached = [(s.subject, s.platform.name) for s in ds.scans() if s not in todo]
     inp = ds.input_platform.name
+    scans = [s for s in ds.scans() if denoise == "none" or s.platform.name == inp]
+    todo = [s for s in scans if force or not _is_current(ds.root, s, cfg, denoise)]
+    report = PrepareReport(out_dir=feature_dir(ds.root))
+    report.cached = [(s.subject, s.platform.name) for s in scans if s not in todo]
     for scan in todo:  # voxel-level checks before any work
         check_scan_data(scan)
         select_shell(scan.gradients()[0], cfg, source=scan.bval)
@@ -108,7 +105,7 @@ def prepare(dataset: str | os.PathLike | TravelingHeads, *, cfg: SHConfig | None
     _write_description(ds)
     progress = Progress(total=len(todo), unit="scans", desc="prepare", quiet=quiet)
     for scan in todo:
-        _prepare_scan(ds, scan, cfg)
+        _prepare_scan(ds, scan, cfg, denoise)
         report.computed.append((scan.subject, scan.platform.name))
         progress.update(1)
     progress.close()
@@ -127,14 +124,18 @@ def _write_description(ds: TravelingHeads) -> None:
     })
 
 
-def _prepare_scan(ds: TravelingHeads, scan: Scan, cfg: SHConfig) -> None:
+def _prepare_scan(ds: TravelingHeads, scan: Scan, cfg: SHConfig, denoise: str = "none") -> None:
+    from mrharmony.dmri.features.denoise import denoise_dwi
+
     dwi, affine = scan.load_dwi()
     mask = scan.load_mask()
     bvals, bvecs = scan.gradients()
+    if denoise != "none":
+        dwi = denoise_dwi(dwi, bvals, mask, denoise, b0_threshold=cfg.b0_threshold)
     coeffs = fit_sh(dwi, bvals, bvecs, mask, cfg, source=scan.bval)
     del dwi
     stats = ChannelStats.fit(coeffs, mask)
-    nii, side = feature_paths(ds.root, scan.subject, scan.platform.name)
+    nii, side = feature_paths(ds.root, scan.subject, scan.platform.name, denoise)
     save_nifti(nii, coeffs, affine)
     mask_path = scan.mask
     if mask_path is None:  # computed (automatic_mask): kept with the features
@@ -145,7 +146,9 @@ def _prepare_scan(ds: TravelingHeads, scan: Scan, cfg: SHConfig) -> None:
         "generated_by": {"name": "mrharmony prepare", "version": __version__},
         "Description": "real symmetric SH coefficients of the b0-normalized diffusion signal",
         "sh": cfg.model_dump(mode="json"),
+        "denoise": denoise,
         "n_coefficients": n_coefficients(cfg.sh_order_max),
+        # the scan's own channel statistics: its per-scan normalization, and a platform's average
         "normalization": {"kind": "zscore-in-mask", **stats.to_dict()},
         "platform": scan.platform.name,
         "subject": scan.subject,
@@ -158,18 +161,33 @@ def _prepare_scan(ds: TravelingHeads, scan: Scan, cfg: SHConfig) -> None:
 class ScanFeatures:
     """SH features of one scan as loaded for training or evaluation."""
 
-    data: np.ndarray  # (X, Y, Z, C) float32; normalized if asked, zero outside the mask
+    data: np.ndarray  # (X, Y, Z, C) float32; normalized with ``stats`` if ``normalized``, zero outside the mask
     mask: np.ndarray  # (X, Y, Z) bool
     affine: np.ndarray
     stats: ChannelStats
     sh: SHConfig
+    normalized: bool = True
+
+    def raw(self) -> np.ndarray:
+        """The SH coefficients at their own scale (of the b0-normalized signal)."""
+        return self.stats.invert(self.data, self.mask) if self.normalized else self.data
+
+    def scaled(self, stats: ChannelStats) -> "ScanFeatures":
+        """The same scan normalized with ``stats`` instead."""
+        return ScanFeatures(data=stats.apply(self.raw(), self.mask), mask=self.mask, affine=self.affine, stats=stats,
+                            sh=self.sh)
 
 
-def load_features(ds: TravelingHeads, subject: str, platform: str, *, normalized: bool = True) -> ScanFeatures:
-    """Read the features ``prepare`` wrote for one scan (normalized to mean 0 / std 1 by default)."""
-    nii, side = feature_paths(ds.root, subject, platform)
+def load_features(ds: TravelingHeads, subject: str, platform: str, *, normalized: bool = True,
+                  scaling: FeatureScaling | None = None, denoise: str = "none") -> ScanFeatures:
+    """Read the features ``prepare`` wrote for one scan (``denoise``: of the scan denoised first):
+    normalized (by default) with ``scaling`` (:class:`~mrharmony.dmri.features.normalization.
+    FeatureScaling`; default: the scan's own statistics), or at their own scale; ``stats`` maps
+    ``data`` back to that scale."""
+    nii, side = feature_paths(ds.root, subject, platform, denoise)
     if not side.is_file() or not nii.is_file():
-        raise InputError("is missing; run 'mrharmony prepare' on the dataset first.", nii)
+        remedy = "" if denoise == "none" else f" --denoise {denoise}"
+        raise InputError(f"is missing; run 'mrharmony prepare{remedy}' on the dataset first.", nii)
     try:
         meta = json.loads(side.read_text())
     except ValueError:
@@ -185,6 +203,9 @@ def load_features(ds: TravelingHeads, subject: str, platform: str, *, normalized
     else:
         mask = ds.scan(subject, platform).load_mask()
     stats = ChannelStats.from_dict(meta["normalization"])
+    if scaling is not None:
+        stats = scaling.stats(platform, stats, denoise)
     if normalized:
         data = stats.apply(data, mask)
-    return ScanFeatures(data=data, mask=mask, affine=img.affine, stats=stats, sh=SHConfig(**meta["sh"]))
+    return ScanFeatures(data=data, mask=mask, affine=img.affine, stats=stats, sh=SHConfig(**meta["sh"]),
+                        normalized=normalized)

@@ -197,6 +197,10 @@ def check_same_data(run: str, meta: dict, data) -> None:
     from mrharmony.dmri.config import comparable_data
 
     theirs, ours = comparable_data(meta["data"]), comparable_data(data.model_dump(mode="json"))
+    scaled = meta.get("normalization") or "scan"  # models saved before the choice were scaled per scan
+    if scaled != data.normalization:
+        raise InputError(f"was trained with the {scaled} normalization of the features; MSP's first stage must be "
+                         f"scaled as MSP is ({data.normalization}).", run)
     if theirs != ours:
         diff = sorted(k for k in ours if theirs.get(k) != ours[k])
         raise InputError(
