@@ -122,6 +122,9 @@ SETTINGS = {
 METRICS = {  # summary key -> evaluation key
     "sh_noiseless": "sh_rel_noiseless", "sh_scan": "sh_rel", "fa_scan": "fa_mae", "md_scan": "md_mae",
     "fa_noiseless": "fa_mae_noiseless", "md_noiseless": "md_mae_noiseless",
+    # regional means in the named white-matter regions (mean absolute error over the regions)
+    "fa_region_scan": "fa_region_mae", "md_region_scan": "md_region_mae",
+    "fa_region_noiseless": "fa_region_mae_noiseless", "md_region_noiseless": "md_region_mae_noiseless",
     # each subject's white-matter means, harmonized and of the noiseless truth (offsets_kept)
     "fa_wm": "fa_wm", "md_wm": "md_wm", "fa_wm_truth": "fa_wm_truth", "md_wm_truth": "md_wm_truth",
 }
@@ -247,7 +250,8 @@ def pauses_of(path: Path | None) -> list[tuple[float, float]]:
 
 
 #: the files of a fold and seed the summary is made from, kept in ``--record`` (paths under its folder)
-RECORDED = ("evaluation/evaluation.json", "evaluation/evaluation.json.runs", "cohort.json", "cohort.json.runs")
+RECORDED = ("evaluation/evaluation.json", "evaluation/evaluation.json.runs", "cohort.json", "cohort.json.runs",
+            "primary.json")
 
 
 def restore_record(record: Path, root: Path) -> list[str]:
@@ -308,6 +312,7 @@ def run_fold_seed(root: Path, data: Path, cohort: Path | None, fold: int, held_o
         runs = train_methods(work, data_cfg, budget, seed=seed, control_target="prisma_st", quiet=quiet,
                              every_row=first_seed, widened=False, tuned=False)
         runs += train_declared(work, data_cfg, budget, seed=seed, quiet=quiet, every_row=first_seed)
+    primary_choice(work)
     names = sorted(Path(r).name for r in runs)  # a step is redone when rows were added since it ran
     if not done(work / "evaluation" / "evaluation.json", names):
         print(f"[{time.strftime('%H:%M:%S')}] fold {fold} seed {seed}: evaluating", flush=True)
@@ -324,7 +329,7 @@ def run_fold_seed(root: Path, data: Path, cohort: Path | None, fold: int, held_o
         print(f"[{time.strftime('%H:%M:%S')}] fold {fold} seed {seed}: cohort", flush=True)
         with timing.step(f"fold-{fold}/seed-{seed}/cohort"):
             rows = table_rows_of(runs, first_stages=False)
-            chosen = primary_choice(work)
+            chosen = json.loads((work / "primary.json").read_text())["chosen"]
             pairs = [(primary_name(n, h, chosen), h) for n, h in zip(rows.names, rows.harmonizers)]
             values = regional_values([(n, h) for n, h in pairs if n in PRIMARY.values() or n == "none"], cohort,
                                      quiet=quiet)
@@ -1024,9 +1029,9 @@ def main() -> int:
             made.add(path)
 
     for f, s in run_order(args, len(folds)):
-        # the cohort's people are none of the traveling heads: any fold's harmonizers are a fair test of
-        # them, and the first fold's (every seed) keep its cost at a fifth
-        uses_cohort = cohort if args.cohort and f == 0 else None
+        # the cohort's people are none of the traveling heads: every fold's harmonizers are a fair test of
+        # them (the declared rows only, so that the cost stays small)
+        uses_cohort = cohort if args.cohort else None
         if not recorded_only(root / f"fold-{f}" / f"seed-{s}", uses_cohort):
             ready(data, "data")
             if uses_cohort is not None:

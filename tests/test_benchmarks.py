@@ -417,9 +417,8 @@ def test_dmri_benchmark_whose_folds_are_all_recorded_simulates_nothing_and_summa
                     for x in held_out for m, v in (("none", 0.05), ("rish", 0.04), ("diqt", 0.03), ("rescan", 0.03))]
             (work / "evaluation" / "evaluation.json").write_text(json.dumps({"volume_errors": rows}))
             dmri.mark_done(work / "evaluation" / "evaluation.json", ["diqt-prisma_st"])
-            if f == 0:
-                (work / "cohort.json").write_text(json.dumps({"fold": f, "seed": s, "rows": []}))
-                dmri.mark_done(work / "cohort.json", ["diqt-prisma_st"])
+            (work / "cohort.json").write_text(json.dumps({"fold": f, "seed": s, "rows": []}))  # every fold's
+            dmri.mark_done(work / "cohort.json", ["diqt-prisma_st"])
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dmri.py"), "--budget", "smoke", "--out", str(out),
                         "--record", str(record), "--quiet"], capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stderr
@@ -493,3 +492,30 @@ def test_the_declared_goals_judge_the_primary_rows_with_folds_as_the_unit():
     # the third fold: half the patients' 7e-5 rise, with the subjects' own 1e-6 steps whole (3.6 / 7.1)
     assert fold["n"] == 3 and fold["mean"] == pytest.approx((1 + 1 + 3.6 / 7.1) / 3) and fold["goal"] == [0.9, 1.1]
     assert fold["met"] is False and kept[("regional_fa", "subject")]["n"] == 4
+
+
+def test_the_primary_learned_row_is_the_candidate_of_lower_validation_loss(tmp_path):
+    """Per fold and target the declared candidate recipes compete on their validation loss (a
+    validation subject's, written by training), never on test data; the choice is recorded and
+    names the chosen candidate's rows as the primary learned row."""
+    import json
+
+    import torch
+
+    dmri = _dmri_module()
+    losses = {("diqt_residual", "prisma_st"): 0.5, ("diqt_tuned_residual", "prisma_st"): 0.4,
+              ("diqt_residual", "connectom_sa"): 0.7, ("diqt_tuned_residual", "connectom_sa"): 0.9}
+    for (label, t), v in losses.items():
+        (tmp_path / "runs" / f"{label}-{t}").mkdir(parents=True)
+        torch.save({"format_version": 1, "meta": {"best_validation_loss": {t: v}}},
+                   tmp_path / "runs" / f"{label}-{t}" / "model.pt")
+    chosen = dmri.primary_choice(tmp_path)
+    assert chosen == {"prisma_st": "diqt_tuned_residual", "connectom_sa": "diqt_residual"}
+    assert json.loads((tmp_path / "primary.json").read_text())["chosen"] == chosen
+
+    class H:
+        targets = ["connectom_sa"]
+
+    assert dmri.primary_name("diqt_residual", H, chosen) == dmri.PRIMARY["learned"]
+    assert dmri.primary_name("diqt_tuned_residual", H, chosen) == "diqt_tuned_residual"
+    assert dmri.primary_name("rish", H, chosen) == "rish"

@@ -95,6 +95,10 @@ def test_evaluate_scores_every_method_on_the_same_held_out_patches(runs, tmp_pat
                 assert oracle[k] > rescan[k] > 0, (t, k)
         # against the noiseless target the oracle scores 0, the rescan its own noise
         assert oracle["sh_rel_noiseless"] == 0 and oracle["fa_mae_noiseless"] == 0
+        # regional means in the named white-matter regions, and each person's white-matter means
+        assert oracle["fa_region_mae_noiseless"] == 0 and oracle["md_region_mae_noiseless"] == 0
+        assert none["fa_region_mae_noiseless"] > 0 and rescan["md_region_mae"] > 0
+        assert oracle["fa_wm"] == oracle["fa_wm_truth"] and 0.2 < none["fa_wm_truth"] < 0.8
         assert rescan["fa_mae_noiseless"] > 0
     # FA and MD on a seeded sample of the brain: the same voxels for every row, close to the whole volume
     sampled = evaluate([runs["diqt-prisma_st"]], max_patches=50, volume_voxels=300, quiet=True)

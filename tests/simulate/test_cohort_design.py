@@ -165,3 +165,25 @@ def test_the_command_passes_the_global_effect_and_refuses_it_without_a_cohort(tm
     assert "global_md_effect" not in seen  # the simulator's default
     assert main(["simulate", str(tmp_path / "h"), "--preset", "tiny", "--global-md-effect", "0.1", "--quiet"]) == 2
     assert "needs --cohort" in capsys.readouterr().err
+
+
+def test_named_white_matter_regions_follow_each_subjects_anatomy(tmp_path):
+    """The named regions of the evaluation: spheres in template space carried by each subject's warp
+    (two subjects' regions differ), kept where the subject has white matter, the same on every call."""
+    from mrharmony.simulate import simulate
+    from mrharmony.simulate.generator import white_matter_regions as fine_regions
+    from mrharmony.simulate.truth import truth_masks, white_matter_regions
+
+    root = simulate(tmp_path / "t", preset="tiny", seed=7, quiet=True)
+    labels, _, names = fine_regions(root, "sub-01")
+    assert "right corona radiata" in names and labels.max() <= len(names)
+    again, _, _ = fine_regions(root, "sub-01")
+    other, _, _ = fine_regions(root, "sub-02")
+    np.testing.assert_array_equal(labels, again)
+    assert (labels != other).any()
+    shape = (13, 13, 8)  # the tiny preset's 2.4 mm grid
+    regions = white_matter_regions(root, "sub-01", 2.4, shape)
+    _, wm = truth_masks(root, "sub-01", 2.4, shape, region=False)
+    assert regions["right corona radiata"].sum() > 50  # the tiny block lies in it
+    assert "left corona radiata" not in regions  # outside the tiny block: no voxel, no region
+    assert all(not (m & ~wm).any() for m in regions.values())

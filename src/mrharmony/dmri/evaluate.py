@@ -259,6 +259,7 @@ class TargetReference:
         self.rescans: dict = {}
         self.samples: dict = {}
         self.wm: dict = {}
+        self.named: dict = {}
 
     def sample(self, target: str, mask: np.ndarray) -> np.ndarray:
         """The voxels of ``mask`` where FA and MD are compared: all of them, or ``max_voxels`` of
@@ -331,6 +332,24 @@ class TargetReference:
             self.wm[target] = truth_masks(self.ds.root, self.subject, self.ds.platforms[target].voxel_size[0],
                                           tf.mask.shape, region=False)[1]
         return self.wm[target] & where
+
+    #: the fewest voxels of a named region where FA and MD are compared for its regional mean to count
+    MIN_REGION_VOXELS = 5
+
+    def regions(self, target: str, where: np.ndarray) -> list[np.ndarray]:
+        """The named white-matter regions of the simulated subject (:data:`~mrharmony.simulate.params.
+        WM_REGIONS`) on the target's grid, restricted to ``where``: those with at least
+        :data:`MIN_REGION_VOXELS` voxels there; empty for data that are not simulated."""
+        if not self.simulated:
+            return []
+        if target not in self.named:
+            from mrharmony.simulate.truth import white_matter_regions
+
+            tf, _ = self.scan(target)
+            self.named[target] = white_matter_regions(self.ds.root, self.subject,
+                                                      self.ds.platforms[target].voxel_size[0], tf.mask.shape)
+        masks = [m & where for m in self.named[target].values()]
+        return [m for m in masks if m.sum() >= self.MIN_REGION_VOXELS]
 
     def noiseless_features(self, target: str) -> np.ndarray:
         """The target rendered again without noise, fitted as the scan was (raw coefficients)."""
@@ -408,6 +427,11 @@ def score_row(name: str, reference: TargetReference, target: str, raw: np.ndarra
             row[f"sh_rel{suffix}"] = None
         row.update({f"fa_mae{suffix}": float(np.abs(fa_p[where] - fa_t[where]).mean()),
                     f"md_mae{suffix}": float(np.abs(md_p[where] - md_t[where]).mean())})
+    regions = reference.regions(target, where)
+    for kind, suffix in kinds if regions else ():  # as studies report regions: the error of each region's mean
+        fa_t, md_t = reference.maps(kind, target, where)[:2]
+        row.update({f"{m}_region_mae{suffix}": float(np.mean([abs(p[r].mean() - q[r].mean()) for r in regions]))
+                    for m, p, q in (("fa", fa_p, fa_t), ("md", md_p, md_t))})
     wm = reference.white_matter(target, where)
     if wm is not None and wm.any():  # each person's own values: the row's and the truth's white-matter means
         fa_c, md_c = reference.maps("noiseless", target, where)[:2]

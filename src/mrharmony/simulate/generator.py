@@ -63,6 +63,7 @@ from mrharmony.simulate.params import (
     FINE_VOXEL_MM,
     PRESETS,
     Preset,
+    WM_REGIONS,
     SimPlatform,
     fov_grid,
     load_platforms,
@@ -333,17 +334,9 @@ class RenderedScan:
     bvecs: np.ndarray
 
 
-def render_scan(dataset: str | os.PathLike, subject: str, platform: str, *, noise: bool = True,
-                session: int = 1) -> RenderedScan:
-    """Render one scan of a simulated dataset again from its ``simulation.yaml``.
-
-    With ``noise=True`` this reproduces the stored scan exactly; with ``noise=False`` it gives
-    the same scan without the Rician noise (and without int16 rounding): the noiseless truth the
-    harmonized prediction of a noisy target can be compared with. ``session=2`` (or more) renders
-    another session of the same subject on the same platform, as a rescan: the same anatomy and
-    tissue, a new draw of the head's small misregistration (the platform's), of the bias field
-    and of the noise.
-    """
+def _simulation(dataset, subject: str):
+    """What renders a subject of a simulated dataset again: (the simulation record, its file, the
+    dataset spec, the platforms, the geometry, the cohort design or None); errors name the file."""
     from mrharmony.config import read_yaml
     from mrharmony.data.dataset import read_dataset_spec
 
@@ -365,11 +358,42 @@ def render_scan(dataset: str | os.PathLike, subject: str, platform: str, *, nois
     if subject not in spec.subjects:
         raise InputError(f"has no subject {subject!r}.", root)
     plats = [SimPlatform(**p) for p in sim["platforms"]]
+    return sim, sim_file, spec, plats, make_geometry(Preset(**sim["preset"]), plats), design
+
+
+def white_matter_regions(dataset: str | os.PathLike, subject: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The named white-matter regions (:data:`~mrharmony.simulate.params.WM_REGIONS`) of a simulated
+    subject on the 1.2 mm simulation grid: (labels (0: none, i + 1: region i), the grid's affine,
+    the regions' names). Each region is a sphere in template space carried by the subject's warp,
+    as atlas regions are carried to a subject by registration."""
+    sim, _, spec, _, geom, design = _simulation(dataset, subject)
+    subj = _Subject.draw(int(sim["seed"]), spec.subjects.index(subject), geom, design, subject)
+    affine, shape = geom.grid(FINE_VOXEL_MM)
+    idx = np.indices(shape, dtype=np.float32).reshape(3, -1)
+    points = affine[:3, :3] @ idx + affine[:3, 3:4]
+    q = subj.warp(points)
+    labels = np.zeros(q.shape[1], np.uint8)
+    for i, r in enumerate(WM_REGIONS):
+        inside = np.sum((q - np.asarray(r["centre_mm"], float)[:, None]) ** 2, axis=0) <= float(r["radius_mm"]) ** 2
+        labels[inside & (labels == 0)] = i + 1
+    return labels.reshape(shape), affine, [r["name"] for r in WM_REGIONS]
+
+
+def render_scan(dataset: str | os.PathLike, subject: str, platform: str, *, noise: bool = True,
+                session: int = 1) -> RenderedScan:
+    """Render one scan of a simulated dataset again from its ``simulation.yaml``.
+
+    With ``noise=True`` this reproduces the stored scan exactly; with ``noise=False`` it gives
+    the same scan without the Rician noise (and without int16 rounding): the noiseless truth the
+    harmonized prediction of a noisy target can be compared with. ``session=2`` (or more) renders
+    another session of the same subject on the same platform, as a rescan: the same anatomy and
+    tissue, a new draw of the head's small misregistration (the platform's), of the bias field
+    and of the noise.
+    """
+    sim, sim_file, spec, plats, geom, design = _simulation(dataset, subject)
     names = [p.name for p in plats]
     if platform not in names:
         raise InputError(f"has no platform {platform!r}.", sim_file)
-    pre = Preset(**sim["preset"])
-    geom = make_geometry(pre, plats)
     fields = template_fields(geom.corner, geom.corner + np.asarray(geom.fine_shape) * FINE_VOXEL_MM)
     if not isinstance(session, int) or session < 1:
         raise InputError(f"has no session {session!r}; sessions are numbered from 1.", sim_file)

@@ -24,6 +24,20 @@ GAMMA = 2.6752218744e8  # proton gyromagnetic ratio, rad/s/T
 #: Where a simulated cohort's patients differ: a sphere in the right corona radiata (MNI mm),
 #: inside the field of view of every preset.
 COHORT_REGION = {"name": "right corona radiata", "centre_mm": [20.0, -15.0, 20.0], "radius_mm": 9.0}
+#: Named white-matter regions, where studies report regional FA and MD (as atlas or skeleton regions
+#: of the JHU atlas): spheres around approximate MNI centres, each carried to a subject by its warp
+#: and kept where the subject has white matter. A region outside a preset's field of view is empty.
+WM_REGIONS = (
+    {"name": "genu of corpus callosum", "centre_mm": [0.0, 24.0, 10.0], "radius_mm": 7.0},
+    {"name": "body of corpus callosum", "centre_mm": [0.0, -8.0, 24.0], "radius_mm": 7.0},
+    {"name": "splenium of corpus callosum", "centre_mm": [0.0, -36.0, 12.0], "radius_mm": 7.0},
+    {"name": "right corona radiata", "centre_mm": [20.0, -15.0, 20.0], "radius_mm": 9.0},
+    {"name": "left corona radiata", "centre_mm": [-20.0, -15.0, 20.0], "radius_mm": 9.0},
+    {"name": "right posterior limb of internal capsule", "centre_mm": [22.0, -14.0, 8.0], "radius_mm": 6.0},
+    {"name": "left posterior limb of internal capsule", "centre_mm": [-22.0, -14.0, 8.0], "radius_mm": 6.0},
+    {"name": "right superior longitudinal fasciculus", "centre_mm": [36.0, -30.0, 28.0], "radius_mm": 7.0},
+    {"name": "left superior longitudinal fasciculus", "centre_mm": [-36.0, -30.0, 28.0], "radius_mm": 7.0},
+)
 
 
 class SimPlatform(PlatformSpec):

@@ -28,3 +28,22 @@ def truth_masks(root, subject: str, voxel_mm: float, shape, *, region: bool = Tr
         return None, wm
     inside = block_mean(np.asanyarray(nib.load(truth / "region.nii.gz").dataobj).astype(np.float32), k) >= 0.5
     return inside & wm, wm
+
+
+def white_matter_regions(root, subject: str, voxel_mm: float, shape) -> dict[str, np.ndarray]:
+    """The named white-matter regions of a simulated subject on the grid of ``voxel_mm``
+    (:func:`mrharmony.simulate.generator.white_matter_regions`): per region with voxels there, the
+    voxels at least half in the region and half white matter."""
+    from mrharmony.registration import block_mean
+    from mrharmony.simulate.generator import white_matter_regions as fine_regions
+    from mrharmony.simulate.params import FINE_VOXEL_MM
+
+    labels, _, names = fine_regions(root, subject)
+    _, wm = truth_masks(root, subject, voxel_mm, shape, region=False)
+    k = int(round(voxel_mm / FINE_VOXEL_MM))
+    out = {}
+    for i, name in enumerate(names):
+        m = (block_mean((labels == i + 1).astype(np.float32), k) >= 0.5) & wm
+        if m.any():
+            out[name] = m
+    return out
