@@ -526,7 +526,8 @@ def summarize(args, root: Path, subjects: list[str], folds: list[list[str]], tim
         "cohort_subjects": len({r["subject"] for r in cohort_rows}),
         "tests": tests,
         # the declared claims (PRIMARY), judged on the rows named before the run
-        "primary": {"rows": PRIMARY, "recipes": list(RECIPES), "chosen": primary, "commit": commit_of_checkout()},
+        "primary": {"rows": PRIMARY, "recipes": list(RECIPES), "chosen": primary,
+                    "invocations": invocations(root, args.record)},
         "goals": goals,
         # each person's own values: per target and row, the correlation across held-out subjects of the
         # white-matter mean FA and MD after harmonization with the noiseless target's
@@ -547,6 +548,23 @@ def summarize(args, root: Path, subjects: list[str], folds: list[list[str]], tim
         "command": "python benchmarks/dmri.py " + " ".join(sys.argv[1:]),
     }
     return summary
+
+
+def invocations(root: Path, record: Path | None) -> list[dict]:
+    """The invocations of the run (:func:`log_invocation`), oldest first."""
+    path = (record or root) / "invocations.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def log_invocation(root: Path, record: Path | None) -> None:
+    """Add this invocation (its start and the commit it runs) to ``root/invocations.json`` and the
+    record: the rows were declared at the commit of the first, before any result existed."""
+    path = (record or root) / "invocations.json"
+    runs = json.loads(path.read_text()) if path.exists() else []
+    runs.append({"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "commit": commit_of_checkout(),
+                 "command": "python benchmarks/dmri.py " + " ".join(sys.argv[1:])})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(runs, indent=1) + "\n")
 
 
 def commit_of_checkout() -> str | None:
@@ -877,7 +895,8 @@ def markdown(summary: dict) -> str:
     if summary.get("goals"):
         prim = summary.get("primary", {})
         lines += ["## Goals of the declared rows", "",
-                  (f"Rows declared in benchmarks/dmri.py before the run (commit {prim.get('commit') or 'unknown'}): "
+                  ("Rows declared in benchmarks/dmri.py before the run (its first invocation ran commit "
+                   f"{(prim.get('invocations') or [{}])[0].get('commit') or 'unknown'}): "
                    + ", ".join(f"{k} `{v}`" for k, v in prim.get("rows", {}).items())
                    + ". The primary learned row is, per fold and target, the candidate ("
                    + ", ".join(prim.get("recipes", [])) + ") of lower validation loss on a validation subject. "
@@ -1008,6 +1027,7 @@ def main() -> int:
                 raise SettingError(f"{root} has no fold scored yet; nothing to summarize.")
             return write_summary(args, root, subjects, Timing(root / "timing.json"), partial=True)
         root.mkdir(parents=True, exist_ok=True)
+        log_invocation(root, args.record)
         timing = Timing(root / "timing.json")
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped run still records its time
     except (SettingError, InputError) as e:

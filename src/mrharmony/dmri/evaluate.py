@@ -376,20 +376,29 @@ class TargetReference:
         return self.rescans[target]
 
 
-def sh_errors(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, orders: np.ndarray, suffix: str = "") -> dict:
+def sh_errors(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, orders: np.ndarray, energy: dict,
+              suffix: str = "") -> dict:
     """SH errors of raw coefficients inside ``mask``: ``sh_mse_l<l>`` (the mean squared error of
     the coefficients of order l) and ``sh_rel``, the order-balanced relative error: the mean over
-    orders of each order's squared error over the truth's energy of that order (order 0 would
-    otherwise weigh about a hundred times the others). ``suffix`` is added to every key."""
+    orders of each order's squared error over ``energy[l]``, the target scan's mean energy of that
+    order (order 0 would otherwise weigh about a hundred times the others; the scan's energy, not
+    the noiseless truth's, so that an order the truth has almost none of does not blow up).
+    ``suffix`` is added to every key."""
     d, t = pred[mask].astype(np.float64), truth[mask].astype(np.float64)
     out, rel = {}, []
     for l in np.unique(orders):
         sel = orders == l
         err = float(((d[:, sel] - t[:, sel]) ** 2).mean())
         out[f"sh_mse_l{int(l)}{suffix}"] = err
-        rel.append(err / max(float((t[:, sel] ** 2).mean()), 1e-30))
+        rel.append(err / max(energy[int(l)], 1e-30))
     out[f"sh_rel{suffix}"] = float(np.mean(rel))
     return out
+
+
+def order_energy(coeffs: np.ndarray, mask: np.ndarray, orders: np.ndarray) -> dict[int, float]:
+    """The mean squared coefficient of each SH order inside ``mask``."""
+    c = coeffs[mask].astype(np.float64)
+    return {int(l): float((c[:, orders == l] ** 2).mean()) for l in np.unique(orders)}
 
 
 def volume_errors(h, name: str, scan, pred: dict | None, reference: TargetReference) -> list[dict]:
@@ -419,10 +428,11 @@ def score_row(name: str, reference: TargetReference, target: str, raw: np.ndarra
     fa_p, md_p = fa_md
     row = {"method": name, "subject": reference.subject, "target": target}
     kinds = [("scan", "")] + ([("noiseless", "_noiseless")] if reference.simulated else [])
+    energy = order_energy(reference.features("scan", target), mask, orders) if raw is not None else None
     for kind, suffix in kinds:
         fa_t, md_t = reference.maps(kind, target, where)[:2]
         if raw is not None:
-            row.update(sh_errors(raw, reference.features(kind, target), mask, orders, suffix))
+            row.update(sh_errors(raw, reference.features(kind, target), mask, orders, energy, suffix))
         else:
             row[f"sh_rel{suffix}"] = None
         row.update({f"fa_mae{suffix}": float(np.abs(fa_p[where] - fa_t[where]).mean()),

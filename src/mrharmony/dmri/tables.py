@@ -88,7 +88,7 @@ def markdown(ev) -> str:
         noiseless = all("fa_mae_noiseless" in r for r in ev.volume_errors)
         lines += ["", "Whole-volume errors on held-out subjects inside the target's and the input's masks, against the "
                   "raw truth (SH rel: the order-balanced relative SH error, the mean over SH orders of each order's squared "
-                  "error over the truth's energy of that order; mean absolute FA and MD differences, every row's and the "
+                  "error over the target scan's energy of that order; mean absolute FA and MD differences, every row's and the "
                   "target scan's FA and MD through one path: raw SH coefficients, their signal on the target scan's "
                   "gradient table, a DTI fit; methods that harmonize the DTI maps themselves have no SH error; on simulated data two floors through the same path: `rescan`, a second "
                   "session of the subject on the target platform, and `oracle`, the noiseless target"

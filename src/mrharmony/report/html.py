@@ -262,10 +262,11 @@ def _dmri_sections(runs, out: Path, *, evaluation, target, subject, quiet) -> tu
 {curves}
 <details><summary>Whole-volume errors per subject</summary>{_volume_table(ev)}</details>
 <details><summary>Patch MSE (Table 1 of the MSP paper) and paired Wilcoxon tests</summary>
-<p>Mean (std) of the MSE in normalized SH space over {s['n_patches']} test patches (central {ev.eval_size}&sup3;
+<p>Mean (std) of the MSE in normalized SH space (every row's coefficients and the target scan's on one fixed
+scale per target platform) over {s['n_patches']} test patches (central {ev.eval_size}&sup3;
 input voxels of each patch; lower is better, best per target in bold). The "none" row takes the input's SH
-coefficients, at their own scale, as the target's (no harmonization); "meanvar_global" is the input standardized
-per channel. Patches overlap, so their count overstates the evidence: the intervals above are over subjects.</p>
+coefficients, at their own scale, as the target's (no harmonization); "meanvar_global" standardizes each scan
+per channel and gives it the target platform's average. Patches overlap, so their count overstates the evidence: the intervals above are over subjects.</p>
 {_table(ev)}{_tests(ev)}</details>
 <details><summary>Fig. 3 of the MSP paper: SH and DEC FA errors of {html.escape(subject)} on {html.escape(target)}
 </summary>{_fig3(held, ev, target)}</details>
