@@ -613,18 +613,6 @@ def offsets_kept(values: dict, targets: list[str]) -> dict:
     return out
 
 
-def t_interval(values) -> dict:
-    """Mean and 95% Student-t interval of independent units (folds): ``{"mean", "ci95", "n"}``."""
-    from scipy.stats import t as student
-
-    v = np.asarray(values, np.float64)
-    m = float(v.mean())
-    if v.size < 2:
-        return {"mean": m, "ci95": [m, m], "n": int(v.size)}
-    half = float(student.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
-    return {"mean": m, "ci95": [m - half, m + half], "n": int(v.size)}
-
-
 def declared_goals(values: dict, targets: list[str], folds: list[list[str]], cohort_rows: list[dict],
                    cohort: dict) -> list[dict]:
     """The goals of the declared rows (:data:`PRIMARY`), one entry per target, goal, metric and unit:
@@ -637,7 +625,7 @@ def declared_goals(values: dict, targets: list[str], folds: list[list[str]], coh
     harmonizers (a subject's value their mean), a bootstrap over the cohort's subjects. Met: the
     mean within the goal, and for ``msp_vs_rival`` the interval below 1 as well."""
     from mrharmony.dmri.cohort import group_summary
-    from mrharmony.stats import mean_ci
+    from mrharmony.stats import mean_ci, t_interval
 
     fold_of = {s: f for f, part in enumerate(folds) for s in part}
     out = []

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mrharmony.stats import cohens_d, effect_ci, effect_ratio_ci, mean_ci
+from mrharmony.stats import cohens_d, effect_ci, effect_ratio_ci, group_difference, mean_ci, t_interval
 
 
 def test_mean_ci_covers_the_mean_and_narrows_with_more_subjects():
@@ -44,3 +44,32 @@ def test_effect_ratio_is_one_for_the_same_measurements_and_halves_with_half_the_
     assert noisy["ci95"][1] - noisy["ci95"][0] > r["ci95"][1] - r["ci95"][0]
     with pytest.raises(ValueError):
         effect_ratio_ci(controls, patients, controls[:5], patients)
+
+
+def test_group_difference_is_patients_minus_controls():
+    controls, patients = [1.0, 2.0, 3.0, 2.5], [3.0, 4.0, 5.0]
+    g = group_difference(controls, patients)
+    assert g["diff"]["mean"] == pytest.approx(4.0 - 2.125)
+    assert g["d"]["mean"] == pytest.approx(-cohens_d(controls, patients))
+    assert g["d"]["mean"] == pytest.approx(g["diff"]["mean"] / g["sd"]["mean"])
+    assert group_difference(patients, controls)["diff"]["mean"] == pytest.approx(-g["diff"]["mean"])
+    assert g["diff"]["ci95"][0] < g["diff"]["mean"] < g["diff"]["ci95"][1] and "diff_ratio" not in g
+    # the same subjects measured on a scale twice as large: half the raw difference, the same d,
+    # in every resample
+    r = group_difference(controls, patients, [2 * v for v in controls], [2 * v for v in patients])
+    assert r["diff_ratio"] == {"mean": 0.5, "ci95": [0.5, 0.5]}
+    assert r["d"] == g["d"]
+    with pytest.raises(ValueError, match="two subjects per group"):
+        group_difference([1.0], patients)
+    with pytest.raises(ValueError, match="same subjects"):
+        group_difference(controls, patients, controls, patients[:2])
+
+
+def test_t_interval_is_students_over_the_units():
+    from scipy.stats import t as student
+
+    r = t_interval([0.75, 1.0, 1.0])
+    half = student.ppf(0.975, 2) * np.std([0.75, 1.0, 1.0], ddof=1) / np.sqrt(3)
+    assert r["n"] == 3 and r["mean"] == pytest.approx(2.75 / 3)
+    assert r["ci95"] == pytest.approx([2.75 / 3 - half, 2.75 / 3 + half])
+    assert t_interval([0.4]) == {"mean": 0.4, "ci95": [0.4, 0.4], "n": 1}

@@ -5,6 +5,9 @@ scores) on the same items, :func:`bonferroni` corrects a table of such tests for
 :func:`paired_tests` runs them between every pair of methods (the dMRI wing's patch errors);
 the structural wing's :func:`mrharmony.structural.metrics.paired_tests` pairs its test subjects
 (each one's mean over its site pairs) and calls :func:`paired_test` for each comparison.
+Intervals: :func:`mean_ci` (a bootstrap over subjects), :func:`t_interval` (Student's t over
+training runs), and for group effects :func:`effect_ci`, :func:`effect_ratio_ci` and
+:func:`group_difference` (patients minus controls, raw and standardized).
 
 Examples:
     >>> import numpy as np
@@ -130,3 +133,68 @@ def _group_bootstrap(statistic, spread, n_a: int, n_b: int, *, point: float, n_b
             boot.append(statistic(ia, ib))
     lo, hi = np.nanpercentile(boot, [2.5, 97.5]) if boot else (point, point)
     return [float(lo), float(hi)]
+
+
+def group_difference(controls, patients, ref_controls=None, ref_patients=None, *, n_boot: int = 4000,
+                     seed: int = 0) -> dict:
+    """The difference between two groups, **patients minus controls**, as a study reports it:
+    ``diff`` (the difference of the group means, in the values' unit), ``sd`` (the pooled
+    within-group standard deviation) and ``d`` (Cohen's d, ``diff / sd``); with ``ref_controls``
+    and ``ref_patients``, the same subjects measured another way (the target scans),
+    ``diff_ratio``: ``diff`` over theirs. Each is ``{"mean", "ci95"}``: the value and a 95%
+    percentile bootstrap interval over resamples of the subjects within each group (the same
+    resamples on both sides of the ratio; a resample without spread counts for no ``d``, one
+    without a reference difference for no ratio).
+
+    Examples:
+        >>> group_difference([1.0, 2.0, 3.0], [3.0, 4.0, 5.0])["d"]["mean"]
+        2.0
+    """
+    a, b = np.asarray(controls, np.float64), np.asarray(patients, np.float64)
+    if a.size < 2 or b.size < 2:
+        raise ValueError("a group difference needs at least two subjects per group")
+    paired = ref_controls is not None
+    if paired:
+        a_ref, b_ref = np.asarray(ref_controls, np.float64), np.asarray(ref_patients, np.float64)
+        if a_ref.shape != a.shape or b_ref.shape != b.shape:
+            raise ValueError("each group needs the same subjects on both sides")
+    rng = np.random.default_rng(seed)
+    ia, ib = rng.integers(0, a.size, (n_boot, a.size)), rng.integers(0, b.size, (n_boot, b.size))
+    point, boot = _difference(a[None], b[None]), _difference(a[ia], b[ib])
+    if paired:
+        point["diff_ratio"] = _ratio(point["diff"], _difference(a_ref[None], b_ref[None])["diff"])
+        boot["diff_ratio"] = _ratio(boot["diff"], _difference(a_ref[ia], b_ref[ib])["diff"])
+    out = {}
+    for k, v in point.items():
+        sample = boot[k][np.isfinite(boot[k])]
+        value = float(v[0])
+        ci = np.percentile(sample, [2.5, 97.5]) if sample.size else (value, value)
+        out[k] = {"mean": value, "ci95": [float(ci[0]), float(ci[1])]}
+    return out
+
+
+def _difference(a: np.ndarray, b: np.ndarray) -> dict:
+    """diff, sd and d of groups ``a`` (k, n_a) and ``b`` (k, n_b), one value per row k."""
+    diff = b.mean(axis=1) - a.mean(axis=1)
+    na, nb = a.shape[1], b.shape[1]
+    sd = np.sqrt(((na - 1) * a.var(axis=1, ddof=1) + (nb - 1) * b.var(axis=1, ddof=1)) / (na + nb - 2))
+    return {"diff": diff, "sd": sd, "d": _ratio(diff, sd)}
+
+
+def _ratio(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x / y, NaN where y is 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(y != 0, x / np.where(y != 0, y, 1.0), np.nan)
+
+
+def t_interval(values) -> dict:
+    """Mean and 95% Student-t interval of independent units (training runs, folds): ``{"mean",
+    "ci95", "n"}`` (the interval is the mean itself for a single unit)."""
+    from scipy.stats import t as student
+
+    v = np.asarray(values, np.float64)
+    m = float(v.mean())
+    if v.size < 2:
+        return {"mean": m, "ci95": [m, m], "n": int(v.size)}
+    half = float(student.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return {"mean": m, "ci95": [m - half, m + half], "n": int(v.size)}

@@ -7,14 +7,13 @@ from mrharmony.dmri.cohort import (
     TARGET_ROW,
     WM_SAMPLE_VOXELS,
     cohort_groups,
-    group_difference,
     group_summary,
     region_mask,
     regional_values,
-    white_matter_mask,
     white_matter_sample,
 )
 from mrharmony.errors import InputError
+from mrharmony.simulate.truth import truth_masks
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +57,7 @@ def test_the_effect_is_seen_on_the_target_and_kept_by_no_harmonization(cohort, n
     fa_t, md_t = reference.dti("prisma_st")
     where = reference.scan("prisma_st")[0].mask & load_features(cds, "sub-02", "ge_st").mask  # same grid
     roi = region_mask(cohort, "sub-02", 2.4, fa_t.shape) & where
-    wm = white_matter_mask(cohort, "sub-02", 2.4, fa_t.shape) & where
+    wm = truth_masks(cohort, "sub-02", 2.4, fa_t.shape, region=False)[1] & where
     assert roi.sum() > 5 and wm.sum() > 4 * roi.sum() and wm.sum() < WM_SAMPLE_VOXELS  # all of it, here
     assert r["fa_target"] == pytest.approx(float(fa_t[roi].mean()), rel=1e-5)
     assert r["md_wm_target"] == pytest.approx(float(md_t[wm].mean()), rel=1e-5) and r["wm_voxels"] == wm.sum()
@@ -130,27 +129,6 @@ def test_the_global_md_effect_is_seen_on_the_target_and_kept_by_no_harmonization
     old = [{k: v for k, v in r.items() if "_wm" not in k} for r in prisma]
     s = group_summary(old)["prisma_st"]["none"]
     assert "fa_effect_ratio" in s and "regional_fa_diff_ratio" in s and "global_md_diff" not in s
-
-
-def test_group_difference_is_patients_minus_controls():
-    from mrharmony.stats import cohens_d
-
-    controls, patients = [1.0, 2.0, 3.0, 2.5], [3.0, 4.0, 5.0]
-    g = group_difference(controls, patients)
-    assert g["diff"]["mean"] == pytest.approx(4.0 - 2.125)
-    assert g["d"]["mean"] == pytest.approx(-cohens_d(controls, patients))
-    assert g["d"]["mean"] == pytest.approx(g["diff"]["mean"] / g["sd"]["mean"])
-    assert group_difference(patients, controls)["diff"]["mean"] == pytest.approx(-g["diff"]["mean"])
-    assert g["diff"]["ci95"][0] < g["diff"]["mean"] < g["diff"]["ci95"][1] and "diff_ratio" not in g
-    # the same subjects measured on a scale twice as large: half the raw difference, the same d,
-    # in every resample
-    r = group_difference(controls, patients, [2 * v for v in controls], [2 * v for v in patients])
-    assert r["diff_ratio"] == {"mean": 0.5, "ci95": [0.5, 0.5]}
-    assert r["d"] == g["d"]
-    with pytest.raises(ValueError, match="two subjects per group"):
-        group_difference([1.0], patients)
-    with pytest.raises(ValueError, match="same subjects"):
-        group_difference(controls, patients, controls, patients[:2])
 
 
 def test_the_white_matter_sample_is_fixed_by_subject_and_target():

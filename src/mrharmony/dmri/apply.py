@@ -46,7 +46,7 @@ def harmonize_arrays(h, dwi: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, m
     if h.denoise != "none":  # as the model's training denoised its input scans
         from mrharmony.dmri.features.denoise import denoise_dwi
 
-        dwi = denoise_dwi(dwi, bvals, mask, h.denoise, b0_threshold=cfg.b0_threshold)
+        dwi = denoise_dwi(dwi, mask, h.denoise)
     coeffs = fit_sh(dwi, bvals, bvecs, mask, cfg, source=source)
     scan = h.scaled_input(ScanFeatures(data=coeffs, mask=mask, affine=affine, stats=ChannelStats.fit(coeffs, mask),
                                        sh=cfg, normalized=False))

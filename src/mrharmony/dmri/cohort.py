@@ -72,14 +72,6 @@ def region_mask(root: str | os.PathLike, subject: str, voxel_mm: float, shape) -
     return truth_masks(root, subject, voxel_mm, shape)[0]
 
 
-def white_matter_mask(root: str | os.PathLike, subject: str, voxel_mm: float, shape) -> np.ndarray:
-    """The subject's white matter on a platform grid: voxels at least half white matter (channel 0
-    of the truth's ``tissue.nii.gz``, averaged over each platform voxel)."""
-    from mrharmony.simulate.truth import truth_masks
-
-    return truth_masks(root, subject, voxel_mm, shape, region=False)[1]
-
-
 def white_matter_sample(candidates: np.ndarray, key: str, n: int | None = WM_SAMPLE_VOXELS) -> np.ndarray:
     """At most ``n`` voxels of ``candidates`` (all of them when ``n`` is None or not fewer): each
     voxel of the grid gets a random rank from a generator seeded with ``key`` (the subject and
@@ -187,7 +179,7 @@ def group_summary(rows: list[dict], *, seed: int = 0) -> dict:
     the row's harmonizers); and the row ``target_truth``: the effects in the target scans
     themselves. Rows without the white-matter values (made before they were measured) give the
     regional keys only."""
-    from mrharmony.stats import effect_ci, effect_ratio_ci, mean_ci
+    from mrharmony.stats import effect_ci, effect_ratio_ci, group_difference, mean_ci
 
     out: dict = {}
     measures = ["fa", "md"] + (["fa_wm", "md_wm"] if rows and all("md_wm" in r for r in rows) else [])
@@ -231,55 +223,3 @@ def group_summary(rows: list[dict], *, seed: int = 0) -> dict:
             res[row] = entry
         out[t] = res
     return out
-
-
-def group_difference(controls, patients, ref_controls=None, ref_patients=None, *, n_boot: int = 4000,
-                     seed: int = 0) -> dict:
-    """The difference between two groups, **patients minus controls**, as a study reports it:
-    ``diff`` (the difference of the group means, in the values' unit), ``sd`` (the pooled
-    within-group standard deviation) and ``d`` (Cohen's d, ``diff / sd``); with ``ref_controls``
-    and ``ref_patients``, the same subjects measured another way (the target scans),
-    ``diff_ratio``: ``diff`` over theirs. Each is ``{"mean", "ci95"}``: the value and a 95%
-    percentile bootstrap interval over resamples of the subjects within each group (the same
-    resamples on both sides of the ratio; a resample without spread counts for no ``d``, one
-    without a reference difference for no ratio).
-
-    Examples:
-        >>> group_difference([1.0, 2.0, 3.0], [3.0, 4.0, 5.0])["d"]["mean"]
-        2.0
-    """
-    a, b = np.asarray(controls, np.float64), np.asarray(patients, np.float64)
-    if a.size < 2 or b.size < 2:
-        raise ValueError("a group difference needs at least two subjects per group")
-    paired = ref_controls is not None
-    if paired:
-        a_ref, b_ref = np.asarray(ref_controls, np.float64), np.asarray(ref_patients, np.float64)
-        if a_ref.shape != a.shape or b_ref.shape != b.shape:
-            raise ValueError("each group needs the same subjects on both sides")
-    rng = np.random.default_rng(seed)
-    ia, ib = rng.integers(0, a.size, (n_boot, a.size)), rng.integers(0, b.size, (n_boot, b.size))
-    point, boot = _difference(a[None], b[None]), _difference(a[ia], b[ib])
-    if paired:
-        point["diff_ratio"] = _ratio(point["diff"], _difference(a_ref[None], b_ref[None])["diff"])
-        boot["diff_ratio"] = _ratio(boot["diff"], _difference(a_ref[ia], b_ref[ib])["diff"])
-    out = {}
-    for k, v in point.items():
-        sample = boot[k][np.isfinite(boot[k])]
-        value = float(v[0])
-        ci = np.percentile(sample, [2.5, 97.5]) if sample.size else (value, value)
-        out[k] = {"mean": value, "ci95": [float(ci[0]), float(ci[1])]}
-    return out
-
-
-def _difference(a: np.ndarray, b: np.ndarray) -> dict:
-    """diff, sd and d of groups ``a`` (k, n_a) and ``b`` (k, n_b), one value per row k."""
-    diff = b.mean(axis=1) - a.mean(axis=1)
-    na, nb = a.shape[1], b.shape[1]
-    sd = np.sqrt(((na - 1) * a.var(axis=1, ddof=1) + (nb - 1) * b.var(axis=1, ddof=1)) / (na + nb - 2))
-    return {"diff": diff, "sd": sd, "d": _ratio(diff, sd)}
-
-
-def _ratio(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """x / y, NaN where y is 0."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(y != 0, x / np.where(y != 0, y, 1.0), np.nan)

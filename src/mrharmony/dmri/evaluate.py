@@ -408,13 +408,20 @@ def volume_errors(h, name: str, scan, pred: dict | None, reference: TargetRefere
     predictions, None for methods of DTI maps) and the mean absolute FA and MD differences, against
     the target scan and, on a simulated dataset, the noiseless target (``*_noiseless``)."""
     gradients = {t: reference.scan(t)[1] for t in h.targets}
-    # where the target has brain and the method a prediction; FA and MD on the reference's sample of it
-    masks = {t: reference.scan(t)[0].mask & h.target_mask(scan.mask, t) for t in h.targets}
-    where = {t: reference.sample(t, m) for t, m in masks.items()}
+    masks, where = {}, {}
+    for t in h.targets:
+        masks[t], where[t] = scored_voxels(h, scan, reference, t)
     maps = h.predict_dti(scan, gradients=gradients, pred=pred, masks=where)
     raw = None if pred is None else {t: h.target_coefficients(pred[t], t, masks[t]) for t in h.targets}
     return [score_row(name, reference, t, None if raw is None else raw[t], maps[t][:2], masks[t], where[t])
             for t in h.targets]
+
+
+def scored_voxels(h, scan, reference: TargetReference, target: str) -> tuple[np.ndarray, np.ndarray]:
+    """Where a row is scored on ``target``: the target's brain where ``h`` predicts from ``scan``
+    (SH errors), and the reference's sample of it (FA and MD)."""
+    mask = reference.scan(target)[0].mask & h.target_mask(scan.mask, target)
+    return mask, reference.sample(target, mask)
 
 
 def score_row(name: str, reference: TargetReference, target: str, raw: np.ndarray | None, fa_md: tuple,
@@ -429,6 +436,7 @@ def score_row(name: str, reference: TargetReference, target: str, raw: np.ndarra
     row = {"method": name, "subject": reference.subject, "target": target}
     kinds = [("scan", "")] + ([("noiseless", "_noiseless")] if reference.simulated else [])
     energy = order_energy(reference.features("scan", target), mask, orders) if raw is not None else None
+    regions = reference.regions(target, where)
     for kind, suffix in kinds:
         fa_t, md_t = reference.maps(kind, target, where)[:2]
         if raw is not None:
@@ -437,11 +445,9 @@ def score_row(name: str, reference: TargetReference, target: str, raw: np.ndarra
             row[f"sh_rel{suffix}"] = None
         row.update({f"fa_mae{suffix}": float(np.abs(fa_p[where] - fa_t[where]).mean()),
                     f"md_mae{suffix}": float(np.abs(md_p[where] - md_t[where]).mean())})
-    regions = reference.regions(target, where)
-    for kind, suffix in kinds if regions else ():  # as studies report regions: the error of each region's mean
-        fa_t, md_t = reference.maps(kind, target, where)[:2]
-        row.update({f"{m}_region_mae{suffix}": float(np.mean([abs(p[r].mean() - q[r].mean()) for r in regions]))
-                    for m, p, q in (("fa", fa_p, fa_t), ("md", md_p, md_t))})
+        if regions:  # as studies report regions: the error of each region's mean
+            row.update({f"{m}_region_mae{suffix}": float(np.mean([abs(p[r].mean() - q[r].mean()) for r in regions]))
+                        for m, p, q in (("fa", fa_p, fa_t), ("md", md_p, md_t))})
     wm = reference.white_matter(target, where)
     if wm is not None and wm.any():  # each person's own values: the row's and the truth's white-matter means
         fa_c, md_c = reference.maps("noiseless", target, where)[:2]
@@ -458,8 +464,7 @@ def floor_errors(h, scan, reference: TargetReference) -> list[dict]:
     rows = []
     for kind, name in (("rescan", "rescan"), ("noiseless", "oracle")):
         for t in h.targets:
-            mask = reference.scan(t)[0].mask & h.target_mask(scan.mask, t)
-            where = reference.sample(t, mask)
+            mask, where = scored_voxels(h, scan, reference, t)
             rows.append(score_row(name, reference, t, reference.features(kind, t),
                                   reference.maps(kind, t, where)[:2], mask, where))
     return rows

@@ -11,19 +11,14 @@ returned images at a different scale.)
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
-Denoiser = Literal["none", "mppca"]
 DENOISERS: tuple[str, ...] = ("none", "mppca")
 
 
-def denoise_dwi(dwi: np.ndarray, bvals: np.ndarray, mask: np.ndarray, method: str, *,
-                b0_threshold: float = 50.0) -> np.ndarray:
+def denoise_dwi(dwi: np.ndarray, mask: np.ndarray, method: str) -> np.ndarray:
     """``dwi`` (X, Y, Z, N) denoised by ``method`` (``none`` returns it as float32); voxels outside
-    ``mask`` are left as they were. Deterministic. (``bvals`` and ``b0_threshold`` are for
-    denoisers that treat b=0 volumes apart; MP-PCA does not.)"""
+    ``mask`` are left as they were. Deterministic."""
     if method not in DENOISERS:
         raise ValueError(f"unknown denoising {method!r}; one of {', '.join(DENOISERS)}")
     data = np.asarray(dwi, np.float32)

@@ -22,11 +22,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Literal
-
 import numpy as np
 
-Normalization = Literal["platform", "scan"]
 #: the schemes; the first is the default
 NORMALIZATIONS: tuple[str, ...] = ("platform", "scan")
 #: the row-name suffix of a harmonizer trained with per-scan normalization

@@ -131,7 +131,7 @@ def _prepare_scan(ds: TravelingHeads, scan: Scan, cfg: SHConfig, denoise: str = 
     mask = scan.load_mask()
     bvals, bvecs = scan.gradients()
     if denoise != "none":
-        dwi = denoise_dwi(dwi, bvals, mask, denoise, b0_threshold=cfg.b0_threshold)
+        dwi = denoise_dwi(dwi, mask, denoise)
     coeffs = fit_sh(dwi, bvals, bvecs, mask, cfg, source=scan.bval)
     del dwi
     stats = ChannelStats.fit(coeffs, mask)
