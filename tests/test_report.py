@@ -77,13 +77,13 @@ def test_a_structural_evaluation_is_reported_from_its_folder(tmp_path):
     from mrharmony.report.structural import load_evaluation
     from mrharmony.simulate.structural import simulate_structural
     from mrharmony.structural.evaluate import evaluate_structural
-    from mrharmony.structural.ihf import IHF
+    from mrharmony.structural.ihf.squeeze_flow import SqueezeIHF
 
     (tmp_path / "sites.yaml").write_text(yaml.safe_dump({"sites": SITES}))
     data = simulate_structural(tmp_path / "st", preset="tiny", seed=5, n_subjects=3, sites_file=tmp_path / "sites.yaml",
                                quiet=True)
     torch.manual_seed(0)
-    save_model(tmp_path / "run-ihf" / "model.pt", IHF(dims=2, levels=1, blocks=1, hidden=8, style_dim=8),
+    save_model(tmp_path / "run-ihf" / "model.pt", SqueezeIHF(dims=2, levels=1, blocks=1, hidden=8, style_dim=8),
                {"training_sites": ["siteA"], "split": {"train": [], "validation": ["sub-01"], "test": ["sub-02"]},
                 "mrharmony_version": "0.0.test", "data": {"modalities": ["T1w"]},
                 "model": {"method": "ihf", "flow": "squeeze", "dims": 2, "levels": 1, "blocks": 1, "hidden": 8, "style_dim": 8}})

@@ -3,14 +3,13 @@
 import pytest
 import torch
 
+from mrharmony.structural.blocks import channel_stats, style_loss
 from mrharmony.structural.hail import (
     HAIL,
     HAILConfig,
     adain,
-    channel_stats,
     consistency_loss,
     content_loss,
-    style_loss,
 )
 
 

@@ -13,7 +13,6 @@ from mrharmony.data.masks import brain_mask
 from mrharmony.engine.checkpoint import save_model
 from mrharmony.errors import InputError
 from mrharmony.structural import hail as hail_mod
-from mrharmony.structural import ihf as ihf_mod
 from mrharmony.structural import intensity
 from mrharmony.structural.harmonizer import (
     AUTOMATIC_MASK,
@@ -22,6 +21,9 @@ from mrharmony.structural.harmonizer import (
     TrainedImageHarmonizer,
     load_image_harmonizer,
 )
+from mrharmony.structural.ihf import IHFHarmonizer
+from mrharmony.structural.ihf.inference import harmonize_flow, restore_flow
+from mrharmony.structural.ihf.squeeze_flow import SqueezeIHF
 
 HAIL_META = {"model": {"method": "hail", "widths": [4, 8, 16], "skips": True}, "training_sites": ["siteA", "siteB"],
              "mrharmony_version": "0.0.test", "data": {"modalities": ["T1w"]}}
@@ -37,7 +39,7 @@ def _hail_net():
 
 def _ihf_net(scale=0.02):
     torch.manual_seed(1)
-    net = ihf_mod.IHF(dims=2)
+    net = SqueezeIHF(dims=2)
     with torch.no_grad():
         for p in net.parameters():
             p.add_(scale * torch.randn_like(p))
@@ -74,7 +76,7 @@ def _today(method):
         "whitestripe": lambda *a: _standardized_today(WhiteStripeNormalizer, *a),
         "nyul": nyul,
         "hail": lambda *a: hail_mod.harmonize(_hail_net(), *a),
-        "ihf": lambda *a: ihf_mod.harmonize_flow(_ihf_net(), *a)[0],
+        "ihf": lambda *a: harmonize_flow(_ihf_net(), *a)[0],
     }[method]
 
 
@@ -84,7 +86,7 @@ FACTORIES = {
     "whitestripe": intensity.WhiteStripeHarmonizer,
     "nyul": intensity.NyulHarmonizer,
     "hail": lambda: hail_mod.HAILHarmonizer(_hail_net(), meta=HAIL_META),
-    "ihf": lambda: ihf_mod.IHFHarmonizer(_ihf_net(), meta=IHF_META),
+    "ihf": lambda: IHFHarmonizer(_ihf_net(), meta=IHF_META),
 }
 # harmonizing an image to itself gives it back (to float rounding), for the methods that promise it;
 # an untrained HAIL does not (a trained one is checked in test_training.py)
@@ -173,7 +175,7 @@ def test_masks_are_the_given_ones_or_the_automatic_ones(method, images):
 @pytest.mark.parametrize("method", sorted(IDENTITY))
 def test_identity_case(method, images):
     x, m, *_ = images
-    h = ihf_mod.IHFHarmonizer(ihf_mod.IHF(dims=2)) if method == "ihf-initial" else FACTORIES[method]()
+    h = IHFHarmonizer(SqueezeIHF(dims=2)) if method == "ihf-initial" else FACTORIES[method]()
     out = h.transform(x, target=x, mask=m, target_mask=m).image
     np.testing.assert_allclose(out, x, rtol=0, atol=IDENTITY[method] * float(x.max()))
     if method == "none":  # whatever the target
@@ -187,7 +189,7 @@ def test_restore_inverts_the_invertible_and_only_them(images):
         if h.invertible:
             assert method == "ihf" and set(res.sidecar) == {"InputScale", "TargetScale", "StyleCode"}
             back = h.restore(res)  # what the inverse needs is in the result
-            np.testing.assert_array_equal(back, ihf_mod.restore_flow(h.net, res.image, {**res.sidecar, **res.arrays}))
+            np.testing.assert_array_equal(back, restore_flow(h.net, res.image, {**res.sidecar, **res.arrays}))
             assert np.linalg.norm(back - x) / np.linalg.norm(x) < 1e-5
             # a result written before the record held the style code is restored with the target image
             old = HarmonizedImage(res.image, {"InputScale": res.sidecar["InputScale"]}, res.arrays)
@@ -268,6 +270,6 @@ def test_train_delegates_to_the_training_engine(monkeypatch, tmp_path):
     assert isinstance(h, hail_mod.HAILHarmonizer) and h.model_file == tmp_path / "run" / "model.pt"
     assert calls[0] == ("hail.yaml", tmp_path / "run", {"method": "hail", "force": True, "quiet": True})
     (tmp_path / "run" / "model.pt").unlink()
-    assert ihf_mod.IHFHarmonizer.train("ihf.yaml", tmp_path / "run", stop_after_epochs=1) is None
+    assert IHFHarmonizer.train("ihf.yaml", tmp_path / "run", stop_after_epochs=1) is None
     assert calls[1][2] == {"method": "ihf", "stop_after_epochs": 1}
-    assert issubclass(ihf_mod.IHFHarmonizer, TrainedImageHarmonizer)
+    assert issubclass(IHFHarmonizer, TrainedImageHarmonizer)

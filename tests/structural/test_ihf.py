@@ -6,16 +6,9 @@ import torch
 from torch.nn import functional as F
 
 from mrharmony.errors import InputError
-from mrharmony.structural.ihf import (
-    AAN,
-    IHF,
-    VGG19,
-    VGGFeatures,
-    load_vgg_weights,
-    self_similarity_loss,
-    squeeze,
-    unsqueeze,
-)
+from mrharmony.structural.ihf.losses import self_similarity_loss
+from mrharmony.structural.ihf.squeeze_flow import AAN, SqueezeIHF, squeeze, unsqueeze
+from mrharmony.structural.ihf.vgg import VGG19, VGGFeatures, load_vgg_weights
 
 
 def _rand(*shape, seed=0):
@@ -37,7 +30,7 @@ def test_squeeze_is_a_permutation_and_unsqueeze_its_inverse(shape):
 
 def _perturbed(dims, scale=0.02, seed=1):
     torch.manual_seed(seed)
-    net = IHF(dims=dims)
+    net = SqueezeIHF(dims=dims)
     with torch.no_grad():
         for p in net.parameters():
             p.add_(scale * torch.randn_like(p))
@@ -46,7 +39,7 @@ def _perturbed(dims, scale=0.02, seed=1):
 
 @pytest.mark.parametrize("dims", [2, 3])
 def test_the_flow_starts_as_the_identity(dims):
-    net = IHF(dims=dims)
+    net = SqueezeIHF(dims=dims)
     x = _rand(2, 1, *[16] * dims)
     code = net.style_code(_rand(1, 1, *[16] * dims, seed=1))
     assert torch.equal(net(x, code), x)

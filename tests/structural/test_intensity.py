@@ -6,11 +6,7 @@ import numpy as np
 import pytest
 
 from mrharmony.errors import InputError
-from mrharmony.structural.intensity import (
-    INTENSITY_METHODS,
-    harmonize_intensity,
-    intensity_harmonizer,
-)
+from mrharmony.structural.intensity import INTENSITY_METHODS, intensity_harmonizer
 from mrharmony.structural.metrics import nwd
 
 
@@ -54,11 +50,3 @@ def test_every_baseline_moves_the_input_towards_the_target_site(pair):
     np.testing.assert_array_equal(_run("none", img, m, tgt, tm), img.astype(np.float32))
     with pytest.raises(InputError, match="unknown intensity method"):
         _run("gan", img, m, tgt, tm)
-
-
-def test_the_function_is_the_class(pair):
-    img, m, tgt, tm, _ = pair
-    for meth in INTENSITY_METHODS:
-        np.testing.assert_array_equal(harmonize_intensity(meth, img, m, tgt, tm), _run(meth, img, m, tgt, tm))
-    with pytest.raises(InputError, match="unknown intensity method"):
-        harmonize_intensity("gan", img, m, tgt, tm)

@@ -147,15 +147,16 @@ def test_structural_metrics_command(tmp_path, capsys):
 
     from mrharmony.cli import main
     from mrharmony.simulate.structural import simulate_structural
-    from mrharmony.structural.intensity import harmonize_intensity
+    from mrharmony.structural.intensity import intensity_harmonizer
     from mrharmony.structural.metrics import metrics_from_files
 
     root = simulate_structural(tmp_path / "st", preset="tiny", seed=4, n_subjects=2, quiet=True)
     inp, tgt = root / "sub-01" / "siteB" / "T1w.nii.gz", root / "sub-02" / "siteA" / "T1w.nii.gz"
     mask, tmask = root / "sub-01" / "mask.nii.gz", root / "sub-02" / "mask.nii.gz"
     img = nib.load(inp)
-    pred = harmonize_intensity("nyul", img.get_fdata(), nib.load(mask).get_fdata() > 0,
-                               nib.load(tgt).get_fdata(), nib.load(tmask).get_fdata() > 0)
+    pred = intensity_harmonizer("nyul").transform(img.get_fdata(), mask=nib.load(mask).get_fdata() > 0,
+                                                  target=nib.load(tgt).get_fdata(),
+                                                  target_mask=nib.load(tmask).get_fdata() > 0).image
     nib.save(nib.Nifti1Image(pred, img.affine), tmp_path / "pred.nii.gz")
     args = ["structural", "metrics", "--input", str(inp), "--prediction", str(tmp_path / "pred.nii.gz"),
             "--target", str(tgt), "--mask", str(mask), "--target-mask", str(tmask),

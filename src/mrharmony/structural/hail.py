@@ -17,8 +17,8 @@ Choices the paper leaves open, made here: levels of 3x3x3 convolutions with ReLU
 convolutions between levels, no normalization layers in the encoder, whose statistics are what
 AdaIN transfers; two levels by default (16 and 32 channels, the deepest at half resolution: with
 a third level of 64 channels at quarter resolution, the paper's decoder, which sees the deepest
-features only, reconstructed the validation subject's crops of the demo data with twice the L1
-error after the same 480 autoencoder steps, 0.093 against 0.042; docs/benchmarks.md); the decoder
+features only, reconstructed the demo data's validation crops clearly worse after as many
+autoencoder steps: docs/history.md); the decoder
 upsamples trilinearly (no checkerboard artefacts); images enter divided by the 99th percentile of their
 brain, and the prediction is returned on the target's scale; statistics are taken inside the
 brain mask, brought down to each level. The encoder and decoder also come in 2D (``dims=2``),
@@ -32,11 +32,12 @@ AdaIN on the deepest features, then the decoder.
 
 :class:`HAILHarmonizer` is a trained HAIL as an
 :class:`~mrharmony.structural.harmonizer.ImageHarmonizer` (``load``, ``train``, ``transform``).
+The blocks it shares with IHF-Harmony (convolutions of either dimensionality, masked channel
+statistics, the style loss) are in :mod:`mrharmony.structural.blocks`.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 import numpy as np
@@ -46,24 +47,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from mrharmony.structural.base import ImageMethodConfig, brain_scale
+from mrharmony.structural.blocks import channel_stats, conv_class, resize, style_loss
 from mrharmony.structural.harmonizer import HarmonizedImage, TrainedImageHarmonizer
 
 WIDTHS = (16, 32)
-
-
-def conv_class(dims: int):
-    """``nn.Conv3d`` for volumes (``dims=3``), ``nn.Conv2d`` for slices."""
-    return nn.Conv3d if dims == 3 else nn.Conv2d
 
 
 def _block(cin: int, cout: int, stride: int = 1, dims: int = 3) -> nn.Sequential:
     conv = conv_class(dims)
     return nn.Sequential(conv(cin, cout, 3, stride=stride, padding=1), nn.ReLU(inplace=True),
                          conv(cout, cout, 3, padding=1), nn.ReLU(inplace=True))
-
-
-def _resize(f: torch.Tensor, size) -> torch.Tensor:
-    return F.interpolate(f, size=tuple(size), mode="trilinear" if f.dim() == 5 else "bilinear", align_corners=False)
 
 
 class Encoder(nn.Module):
@@ -104,45 +97,13 @@ class Decoder(nn.Module):
         f = feats[-1]
         for k, level in enumerate(self.levels):
             skip = feats[-2 - k]
-            f = _resize(f, skip.shape[2:])
+            f = resize(f, skip.shape[2:])
             if self.skips:
                 f = torch.cat([f, skip], dim=1)
             f = level(f)
         if tuple(f.shape[2:]) != tuple(size):
-            f = _resize(f, size)
+            f = resize(f, size)
         return self.out(f)
-
-
-def mask_at(mask: torch.Tensor | None, f: torch.Tensor) -> torch.Tensor | None:
-    """A mask (N, 1, ...) as 0/1 floats on the grid of the features ``f`` (resized, then
-    thresholded at 0.5); None stays None."""
-    if mask is None:
-        return None
-    if tuple(mask.shape[2:]) == tuple(f.shape[2:]):
-        return (mask > 0.5).float()
-    return (_resize(mask.float(), f.shape[2:]) > 0.5).float()
-
-
-def as_one_sample(f: torch.Tensor, mask: torch.Tensor | None = None):
-    """Features (N, C, ...) and their mask (N, 1, ..., on the features' grid) as one sample
-    (1, C, N * ...): the slices of one volume, whose statistics are taken together."""
-    f = f.transpose(0, 1).reshape(1, f.shape[1], -1)
-    return f, None if mask is None else mask.transpose(0, 1).reshape(1, 1, -1)
-
-
-def channel_stats(f: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-5):
-    """Per-sample, per-channel mean and standard deviation of features (N, C, ...) inside ``mask``
-    (N, 1, ...; brought to the features' size), each (N, C, 1, 1, 1)."""
-    m = mask_at(mask, f)
-    dims = tuple(range(2, f.dim()))
-    if m is None:
-        mean = f.mean(dim=dims, keepdim=True)
-        var = f.var(dim=dims, keepdim=True, unbiased=False)
-    else:
-        n = m.sum(dim=dims, keepdim=True).clamp_min(1.0)
-        mean = (f * m).sum(dim=dims, keepdim=True) / n
-        var = (((f - mean) * m) ** 2).sum(dim=dims, keepdim=True) / n
-    return mean, torch.sqrt(var + eps)
 
 
 def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor,
@@ -181,25 +142,6 @@ class HAIL(nn.Module):
 
     def forward(self, x, target, mask=None, target_mask=None):
         return self.transfer(x, target, mask, target_mask)[0]
-
-
-def style_loss(pred_feats: list[torch.Tensor], target_feats: list[torch.Tensor], mask=None, target_mask=None, *,
-               keep: float = 1.0):
-    """Sum over depths of the distances (MSE) between channel means and between channel stds,
-    inside the masks. ``keep`` < 1 (IHF-Harmony's code): per depth, only that share of channels
-    whose means differ least (the rest, where the two images' content differs most, left out)."""
-    loss = pred_feats[0].new_zeros(())
-    for fp, ft in zip(pred_feats, target_feats):
-        mp, sp = channel_stats(fp, mask)
-        mt, st = channel_stats(ft, target_mask)
-        if keep >= 1.0:
-            loss = loss + F.mse_loss(mp, mt) + F.mse_loss(sp, st)
-            continue
-        dm, ds = ((mp - mt) ** 2).flatten(1), ((sp - st) ** 2).flatten(1)
-        k = max(1, round(keep * dm.shape[1]))
-        idx = torch.topk(dm.detach(), k, dim=1, largest=False).indices
-        loss = loss + dm.gather(1, idx).mean() + ds.gather(1, idx).mean()
-    return loss
 
 
 def content_loss(pred_feats: list[torch.Tensor], styled: list[torch.Tensor]) -> torch.Tensor:
@@ -275,13 +217,6 @@ class HAILHarmonizer(TrainedImageHarmonizer):
 
     def _transform(self, image, mask, target, target_mask) -> HarmonizedImage:
         return HarmonizedImage(harmonize(self.net, image, mask, target, target_mask, device=self.device))
-
-
-def load_hail(path: str | os.PathLike) -> tuple[HAIL, dict]:
-    """A trained HAIL model: ``(network, meta)``; ``path`` is ``model.pt`` or its run directory
-    (:meth:`HAILHarmonizer.load` gives it as a harmonizer)."""
-    h = HAILHarmonizer.load(path)
-    return h.net, h.meta
 
 
 class HAILConfig(ImageMethodConfig):

@@ -120,10 +120,3 @@ def intensity_harmonizer(method: str, *, name: str | None = None) -> IntensityHa
     if method not in INTENSITY_METHODS:
         raise InputError(f"unknown intensity method {method!r}; choose one of {', '.join(INTENSITY_METHODS)}.")
     return get(method, "structural").load()(name=name)
-
-
-def harmonize_intensity(method: str, image: np.ndarray, mask: np.ndarray, target: np.ndarray,
-                        target_mask: np.ndarray) -> np.ndarray:
-    """The input ``image`` with the appearance of ``target`` by one intensity baseline (float32):
-    ``intensity_harmonizer(method).transform(...).image``."""
-    return intensity_harmonizer(method).transform(image, target=target, mask=mask, target_mask=target_mask).image

@@ -1,4 +1,5 @@
-"""IHF-Harmony's hierarchy flow as the paper's public code builds it (``ihf``, ``flow: hierarchy``).
+"""IHF-Harmony's hierarchy flow as the paper's public code builds it (``ihf``, ``flow: hierarchy``):
+:class:`HierarchyFlow`, the paper's name for it.
 
 Read from the paper (arXiv 2602.21536) and its public code, written anew here:
 
@@ -23,11 +24,12 @@ Read from the paper (arXiv 2602.21536) and its public code, written anew here:
 The decode uses the deltas that the encode of the same image computed, so an image goes through
 ``forward`` whole. It is not a bijection of images: the fusion mixes states (a weight of 0.5 keeps
 half of each), and even the decode of the untouched lifted tensor is not the input. The inverse
-exists only in the lifted space, given the deltas: :meth:`HierarchyFlowNet.inverse_lifted`
+exists only in the lifted space, given the deltas: :meth:`HierarchyFlow.inverse_lifted`
 undoes the AAN of a decoded-but-not-fused tensor (what the paper's "lossless" rests on). An
 output written to disk does not carry 160 channels of deltas per pixel, so this model's
 harmonized images are not restored (``structural restore`` refuses them); the exactly
-invertible design is the variant ``ihf_squeeze`` (``flow: squeeze``).
+invertible design is the variant ``ihf_squeeze`` (``flow: squeeze``,
+:mod:`mrharmony.structural.ihf.squeeze_flow`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mrharmony.structural.hail import conv_class
+from mrharmony.structural.blocks import (
+    as_one_sample,
+    channel_stats,
+    conv_class,
+    mask_at,
+)
 
 #: the paper's code: how many deltas each block predicts (channel growth per block)
 PAPER_CHUNKS = (10, 4, 4)
@@ -67,8 +74,6 @@ class StyleEncoder(nn.Module):
         self.fc = nn.Linear(128, style_dim)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *, pool_batch: bool = False) -> torch.Tensor:
-        from mrharmony.structural.hail import as_one_sample, channel_stats, mask_at
-
         f = self.net(x)
         m = mask_at(mask, f)
         if pool_batch:  # one code for the whole batch (the slices of one volume)
@@ -139,7 +144,7 @@ class LiftBlock(nn.Module):
         return r
 
 
-class HierarchyFlowNet(nn.Module):
+class HierarchyFlow(nn.Module):
     """The paper's flow with its style encoder: ``forward(x, code)`` harmonizes a batch of
     images (N, 1, ...) to the style ``code`` (N or 1, style_dim)."""
 
@@ -192,7 +197,7 @@ class HierarchyFlowNet(nn.Module):
 
     def inverse(self, y, code, valid=None):
         raise ValueError("the paper's hierarchy flow has no inverse of its images: it fuses the lifted states "
-                         "(see mrharmony.structural.ihf_hierarchy)")
+                         "(see mrharmony.structural.ihf.paper_flow)")
 
     def inverse_lifted(self, block: int, c: torch.Tensor, lifted_like: torch.Tensor, deltas: torch.Tensor,
                        code: torch.Tensor) -> torch.Tensor:
