@@ -16,5 +16,7 @@ The package is two wings over shared floors (docs/architecture.md):
 __version__ = "0.1.0"
 
 #: Version of the on-disk formats (feature sidecars, saved models). A file written by a newer
-#: format version is refused with a clear error.
-FORMAT_VERSION = 1
+#: format version is refused with a clear error. 2: saved models and training states hold only
+#: tensors and plain values, and are opened without running code (how version 1 opens:
+#: mrharmony.engine.checkpoint).
+FORMAT_VERSION = 2

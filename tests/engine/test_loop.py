@@ -140,8 +140,9 @@ def test_existing_run_needs_force_resume_needs_a_checkpoint_and_a_changed_config
 
     state = read_checkpoint(run / "checkpoints" / "last.pt")
     del state["best_record"], state["format_version"]
-    save_state(run / "checkpoints" / "last.pt", state)  # as an older mrharmony wrote them
-    with pytest.raises(InputError, match="last.pt: was written by an older mrharmony"):
+    save_state(run / "checkpoints" / "last.pt", state)  # a state that lacks what resuming needs
+    with pytest.raises(InputError, match=r"last.pt: is not a training state this mrharmony can resume \(it has no "
+                                         r"best_record\)"):
         train(ToyFamily(), None, run, resume=True, quiet=True)
     train(ToyFamily(), ToyConfig(), run, quiet=True, force=True)
     assert (run / "model.pt").is_file()

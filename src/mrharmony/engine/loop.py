@@ -16,8 +16,11 @@ bf16 autocast, distributed data parallel, progress and ``stop_after_epochs``.
 
 Determinism: the trainee seeds its model from the config's seed and draws epoch ``e``'s batches
 from a generator seeded by ``(seed, e)``; the checkpoint holds the weights, the optimizer and
-scheduler states, the phase, the history and torch's global generator. A run resumed after any
-completed epoch therefore ends, on the CPU, with exactly the weights of an uninterrupted run.
+scheduler states, the phase, the history and torch's global generator (its state, a tensor). A run
+resumed after any completed epoch therefore ends, on the CPU, with exactly the weights of an
+uninterrupted run. Everything a run saves is tensors and plain values
+(:func:`mrharmony.engine.checkpoint.check_plain`; a trainee's ``meta`` is checked before the first
+epoch), so that opening a model or a checkpoint never runs code from it.
 """
 
 from __future__ import annotations
@@ -117,6 +120,10 @@ class Trainee(ABC):
         return type(self).__name__
 
 
+#: what a training state (``checkpoints/last.pt``) holds besides its format version
+RESUME_KEYS = ("model", "optimizer", "scheduler", "phase", "epoch", "best_val", "best_record", "history", "torch_rng")
+
+
 def cosine_decay(base: float, progress: float) -> float:
     """A learning rate decayed by a half cosine from ``base`` at ``progress`` 0 to 0 at 1
     (``progress`` clipped to [0, 1])."""
@@ -169,7 +176,7 @@ def train(family: RunFamily, config, out: str | os.PathLike, *, resume: bool = F
 
     from mrharmony import __version__
     from mrharmony.config import dump_yaml
-    from mrharmony.engine.checkpoint import read_checkpoint, save_model, save_state
+    from mrharmony.engine.checkpoint import check_plain, read_checkpoint, save_model, save_state
     from mrharmony.engine.run import (
         RunLog,
         autocast,
@@ -211,6 +218,7 @@ def train(family: RunFamily, config, out: str | os.PathLike, *, resume: bool = F
     device = select_device(tc.device)
     machine = Machine(device=device, autocast=autocast(device, tc.bf16), rank=rank, world=world)
     trainee = family.trainee(cfg, out, machine, source=source, quiet=quiet)
+    check_plain(trainee.meta, "the trainee's meta")  # saved with every best.pt: refused now, not after an epoch
     net = trainee.net
     model = net
     if world > 1:
@@ -224,9 +232,10 @@ def train(family: RunFamily, config, out: str | os.PathLike, *, resume: bool = F
     start, history, best_val, best_record = 0, [], math.inf, None
     if resume:
         ck = read_checkpoint(ckpt_path)
-        if not {"phase", "best_record"} <= set(ck):
-            raise InputError("was written by an older mrharmony, whose runs this one cannot resume; start the run "
-                             "again (with --force).", ckpt_path)
+        missing = [k for k in RESUME_KEYS if k not in ck]
+        if missing:
+            raise InputError(f"is not a training state this mrharmony can resume (it has no {', '.join(missing)}); "
+                             "start the run again (with --force).", ckpt_path)
         net.load_state_dict(ck["model"])
         opt_phase = ck["phase"]
         opt, sched = trainee.optimizer(opt_phase)
