@@ -12,7 +12,7 @@ compute-matched rival ``diqt_continued``, and the statistical methods), with the
 the tuned candidate's compute-matched rival ``diqt_residual_long`` and the practice rows
 (:data:`PRACTICE`: RISH through a SyN template, and none, RISH and ComBat after MP-PCA);
 with further seeds (the ``gpu`` budget), the networks of the MSP claim are trained again. Each
-fold and seed is scored with ``mrharmony evaluate`` on its held-out subjects: whole-volume errors
+fold and seed is scored with ``mrharmony dmri evaluate`` on its held-out subjects: whole-volume errors
 against the raw truth, the target scan's own fit and its noiseless render (SH per order, FA, MD:
 every row through one path, so a perfect prediction scores 0), with the ``rescan`` and ``oracle``
 floors. The declared rows' harmonizers of every fold are then applied to a study cohort
@@ -136,7 +136,7 @@ SINGLE = ("diqt", "cnn_rish", "shresnet")
 CONTINUED = "first_stage_continued"
 STATISTICAL = ("none", "meanvar_global", "meanvar_voxel", "rish", "combat")
 FLOORS = ("rescan", "oracle")
-#: the goals of the learned harmonizers (docs/benchmarks.md): the largest ratio that meets each; MSP's
+#: the goals of the learned harmonizers (docs/results.md): the largest ratio that meets each; MSP's
 #: also needs its interval below 1
 GOALS = {"learned_vs_statistical": 0.7, "learned_vs_rescan": 1.0, "msp_vs_rivals": 0.8}
 #: the cohort's goal: the best learned row's patients-vs-controls effect within this window of the

@@ -35,9 +35,9 @@ Usage:
     python benchmarks/flow.py --out DIR [--preset demo] [--training-preset demo] [--hail-run RUN] [--dims 3]
         [--epochs N] [--recipe {crops,slices}] [--extra-test-subjects N]
 
-Writes DIR/data, DIR/run-ihf, DIR/run-ihf_squeeze, DIR/run-hail, DIR/rows.csv, DIR/summary.json and DIR/table.md
+Writes DIR/data, DIR/run-ihf, DIR/run-ihf_squeeze, DIR/run-hail, DIR/rows.csv, DIR/evaluation.json and DIR/table.md
 (flows trained otherwise than by default: DIR/run-<flow>-e<N>-slices and DIR/results-e<N>-slices/...;
-with ``--dims 3``: DIR/run-ihf_squeeze-3d and DIR/3d/rows.csv, summary.json, table.md);
+with ``--dims 3``: DIR/run-ihf_squeeze-3d and DIR/3d/rows.csv, evaluation.json, table.md);
 existing data and finished runs are reused, interrupted runs resumed.
 """
 

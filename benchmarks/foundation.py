@@ -4,7 +4,7 @@ Measures, on this machine:
 
 1. ``mrharmony simulate OUT --preset mushac``: wall time and peak memory (resident set of the
    whole process tree, sampled every 0.2 s);
-2. ``mrharmony prepare OUT``: the same;
+2. ``mrharmony dmri prepare OUT``: the same;
 3. patch sampling: minibatches of 12 (input 11^3 and every target) per second from the
    prepared data, against the time of one training step of a DIQT-sized network (3^3 conv to
    50, 1^3 conv to 100, 3^3 conv to 28 r^3 for each of the three targets, Adam, MSE) on the

@@ -28,7 +28,7 @@ simulated beside the data (``DIR/data-plus-N``, the training data's subjects rep
 image), never seen in training: intervals and tests over subjects need more than two.
 
 Writes DIR/data, DIR/run-hail, DIR/run-hail-unet (and DIR/run-hail-noconsistency), DIR/rows.csv (one row per
-subject, site pair and method), DIR/summary.json and DIR/table.md. Existing data and finished
+subject, site pair and method), DIR/evaluation.json and DIR/table.md. Existing data and finished
 runs are reused; an interrupted run is resumed.
 """
 

@@ -18,7 +18,7 @@ asks whether the multi-stage design gains more when both stages are trained the 
 on one fold and seed of a ``benchmarks/dmri.py`` run (its data, held-out subjects and budget),
 evaluated as the benchmark evaluates (the same seeded voxels and patches), beside the fold's own rows
 (read from its ``evaluation/evaluation.json``). The recipe is the benchmark's, fixed before this was
-run: one fold and one seed, a try recorded in docs/benchmarks.md, not a result of the benchmark.
+run: one fold and one seed, a try recorded in docs/history.md, not a result of the benchmark.
 
 Usage:
     python benchmarks/msp_tuned.py BENCH_DIR [--fold 0] [--seed 0] [--budget cpu]

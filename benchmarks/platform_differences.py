@@ -5,7 +5,7 @@ For every subject of a dataset made by ``mrharmony simulate`` and every platform
 (``render_scan(noise=False)``), averaged over the subject's white matter (truth fraction >= 0.9 on
 the platform's grid, inside the brain mask). Each target's difference from the input platform is
 given in percent, mean and range over subjects: what the ``none`` row of the dMRI benchmark
-starts from, to set beside published traveling-head differences (docs/benchmarks.md).
+starts from, to set beside published traveling-head differences (docs/results.md).
 
 Usage:
     python benchmarks/platform_differences.py DATASET [--out FILE.json]

@@ -4,7 +4,7 @@ An exploratory comparison (one held-out subject, one target, one seed: a pointer
 benchmark, not a result of it). After ``mrharmony demo DEMO`` (which trains DIQT for every
 target with the ``demo`` preset and fits the statistical methods), it trains DIQT for
 ``prisma_st`` on the same data and split with variants of the recipe, each for about three to
-four minutes on a 2-core CPU, and evaluates them with the demo's runs (``mrharmony evaluate``:
+four minutes on a 2-core CPU, and evaluates them with the demo's runs (``mrharmony dmri evaluate``:
 whole-volume SH / FA / MD errors on the held-out subject against the target scan and against its
 noiseless truth, beside the ``rescan`` and ``oracle`` floors):
 

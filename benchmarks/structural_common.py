@@ -71,7 +71,7 @@ def train_or_resume(cls, config: dict, run: Path):
 
 
 def write_results(out: Path, evaluation, args, *, training_sites, unseen_sites, **extra) -> list[dict]:
-    """rows.csv, table.md and summary.json in ``out``: the run's settings (``args``: preset, training
+    """table.md, rows.csv and evaluation.json in ``out``: the run's settings (``args``: preset, training
     preset, seed), the evaluation's subjects, the sites, ``extra`` (e.g. training seconds), the
     evaluation's time and, where a row is invertible, its round-trip error; then the machine, the
     summary and the paired tests of the evaluation's reference method against every other. Prints

@@ -9,7 +9,7 @@ baselines (no harmonization, global and voxelwise mean/variance alignment, linea
 ComBat on FA / MD when neuroHarmonize is installed: run with ``.venv-combat/bin/python``), on the ``mushac``
 preset with the paper's protocol: input ge_st; targets prisma_st, connectom_st, connectom_sa;
 11^3 patches; minibatch 12 and Adam. Run once with the paper's split (90/10 by patch) and once
-with held-out subjects, each evaluated with ``mrharmony evaluate`` (patch MSE, Wilcoxon +
+with held-out subjects, each evaluated with ``mrharmony dmri evaluate`` (patch MSE, Wilcoxon +
 Bonferroni, whole-volume errors).
 
 Budgets (``--budget``):

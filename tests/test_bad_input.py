@@ -23,7 +23,7 @@ def model(tmp_path_factory, tiny_prepared):
     cfg.write_text(yaml.safe_dump({"preset": "test", "data": {"dataset": str(tiny_prepared), "split": "subject",
                                                               "test_subjects": ["sub-03"], "targets": ["prisma_st"]},
                                    "model": {"method": "diqt"}, "training": {"epochs": 1}}))
-    assert main(["train", str(cfg), "--out", str(base / "run"), "--quiet"]) == 0
+    assert main(["dmri", "train", str(cfg), "--out", str(base / "run"), "--quiet"]) == 0
     return base / "run"
 
 
@@ -45,7 +45,7 @@ def _config(tmp_path, tiny_prepared, data=None, model=None, extra=None):
 def _apply_args(model, scan, out, **override):
     args = {"--dwi": scan / "dwi.nii.gz", "--bval": scan / "dwi.bval", "--bvec": scan / "dwi.bvec",
             "--mask": scan / "mask.nii.gz", "--out": out, **override}
-    return ["apply", str(model)] + [str(x) for kv in args.items() for x in kv]
+    return ["dmri", "apply", str(model)] + [str(x) for kv in args.items() for x in kv]
 
 
 def _rewrite(path, fn):
@@ -55,42 +55,42 @@ def _rewrite(path, fn):
 
 def _case_config_typo(tmp_path, prepared, model):
     path = _config(tmp_path, prepared, extra={"trainig": {"epochs": 2}})
-    return ["train", str(path), "--out", str(tmp_path / "out")], path, r"unknown key 'trainig'"
+    return ["dmri", "train", str(path), "--out", str(tmp_path / "out")], path, r"unknown key 'trainig'"
 
 
 def _case_config_unknown_platform(tmp_path, prepared, model):
     path = _config(tmp_path, prepared, data={"targets": ["siemens_trio"]})
-    return ["train", str(path), "--out", str(tmp_path / "out")], prepared / "dataset.yaml", "unknown platform 'siemens_trio'"
+    return ["dmri", "train", str(path), "--out", str(tmp_path / "out")], prepared / "dataset.yaml", "unknown platform 'siemens_trio'"
 
 
 def _case_config_unknown_method(tmp_path, prepared, model):
     path = _config(tmp_path, prepared, model={"method": "unet"})
-    return ["train", str(path), "--out", str(tmp_path / "out")], path, "invalid value for 'model.method'"
+    return ["dmri", "train", str(path), "--out", str(tmp_path / "out")], path, "invalid value for 'model.method'"
 
 
 def _case_config_key_of_another_method(tmp_path, prepared, model):
     path = _config(tmp_path, prepared, model={"method": "rish", "revnet_blocks": 2})
-    return ["train", str(path), "--out", str(tmp_path / "out")], path, "'revnet_blocks' does not apply to method rish"
+    return ["dmri", "train", str(path), "--out", str(tmp_path / "out")], path, "'revnet_blocks' does not apply to method rish"
 
 
 def _case_train_output_exists(tmp_path, prepared, model):
     path = _config(tmp_path, prepared)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("mine")
-    return ["train", str(path), "--out", str(tmp_path / "out")], tmp_path / "out", "pass --force"
+    return ["dmri", "train", str(path), "--out", str(tmp_path / "out")], tmp_path / "out", "pass --force"
 
 
 def _case_truncated_checkpoint(tmp_path, prepared, model):
     run = tmp_path / "out"
     shutil.copytree(model, run)
     (run / "checkpoints" / "last.pt").write_bytes((model / "checkpoints" / "last.pt").read_bytes()[:500])
-    return ["train", "--resume", "--out", str(run)], run / "checkpoints" / "last.pt", "truncated or corrupt"
+    return ["dmri", "train", "--resume", "--out", str(run)], run / "checkpoints" / "last.pt", "truncated or corrupt"
 
 
 def _case_newer_model(tmp_path, prepared, model):
     run = tmp_path / "newer"
     shutil.copytree(model, run)
-    state = torch.load(run / "model.pt", weights_only=False)
+    state = torch.load(run / "model.pt", weights_only=True)
     state["format_version"] = 99
     torch.save(state, run / "model.pt")
     return _apply_args(run, _scan(prepared, tmp_path), tmp_path / "out"), run / "model.pt", "newer mrharmony"
@@ -153,7 +153,7 @@ def _case_apply_unknown_target(tmp_path, prepared, model):
 def _case_too_few_directions(tmp_path, prepared, model):
     data = tmp_path / "data"
     shutil.copytree(prepared, data, ignore=shutil.ignore_patterns("derivatives"))
-    return ["prepare", str(data), "--sh-order", "10"], data / "sub-01" / "ge_st" / "dwi.bval", "directions"
+    return ["dmri", "prepare", str(data), "--sh-order", "10"], data / "sub-01" / "ge_st" / "dwi.bval", "directions"
 
 
 def _case_not_coregistered(tmp_path, prepared, model):
@@ -166,7 +166,7 @@ def _case_not_coregistered(tmp_path, prepared, model):
         return out
 
     _rewrite(mask, elsewhere)
-    return ["prepare", str(data)], data / "sub-02" / "prisma_st" / "dwi.nii.gz", "not co-registered"
+    return ["dmri", "prepare", str(data)], data / "sub-02" / "prisma_st" / "dwi.nii.gz", "not co-registered"
 
 
 def _case_model_not_a_model(tmp_path, prepared, model):
@@ -197,7 +197,7 @@ def _structural(tmp_path, *, image=None, target=None, mask=None):
         files[name] = tmp_path / f"{name}.nii.gz"
         nib.save(nib.Nifti1Image(np.asarray(arr, np.float32), np.eye(4)), files[name])
     args = ["structural", "apply", str(tmp_path / "hail.pt"), "--input", str(files["input"]), "--target-image",
-            str(files["target"]), "--mask", str(files["mask"]), "--out", str(tmp_path / "out.nii.gz")]
+            str(files["target"]), "--mask", str(files["mask"]), "--out", str(tmp_path / "out")]
     return args, files
 
 
@@ -266,10 +266,11 @@ def _case_structural_metrics_flat_prediction(tmp_path, prepared, model):
     return args, flat, "has fewer than three intensity levels inside the brain mask"
 
 
-def _case_structural_apply_not_nifti_out(tmp_path, prepared, model):
+def _case_structural_apply_out_is_a_file(tmp_path, prepared, model):
     args, _ = _structural(tmp_path)
+    (tmp_path / "out.png").write_bytes(b"a picture")
     args[-1] = str(tmp_path / "out.png")
-    return args, tmp_path / "out.png", "must be a NIfTI file name"
+    return args, tmp_path / "out.png", "exists and is not a directory"
 
 
 def _case_structural_train_unseen_site(tmp_path, prepared, model):

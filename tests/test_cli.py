@@ -21,7 +21,7 @@ def test_help_and_version(capsys):
         except SystemExit as exc:
             assert exc.code == 0
     out = capsys.readouterr().out
-    assert "simulate" in out and "prepare" in out and "mrharmony 0." in out
+    assert "simulate" in out and "dmri" in out and "structural" in out and "mrharmony 0." in out
 
 
 def test_no_command_prints_help_and_exits_2(capsys):
@@ -112,7 +112,34 @@ def test_the_command_table():
     assert listed == list(COMMANDS)
     assert parser.parse_args(["validate", "x", "--quiet"]).quiet
     args = parser.parse_args(["structural", "metrics", "--input", "i", "--prediction", "p", "--target", "t"])
-    assert callable(args.func) and args.structural_command == "metrics"
+    assert callable(args.func) and args.verb == "metrics"
+
+
+def _help(argv, capsys) -> str:
+    import pytest
+
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--help"])
+    assert exc.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_one_grammar_for_both_wings(capsys):
+    """`mrharmony dmri VERB` and `mrharmony structural VERB`: the verbs both wings have, with --quiet,
+    --out a folder for apply and evaluate, and --force; the verbs of one wing only in that wing."""
+    import re
+
+    listed = {wing: re.findall(r"^    (\w+)(?:  |$)", _help([wing], capsys), flags=re.M)
+              for wing in ("dmri", "structural")}
+    for wing, verbs in listed.items():
+        assert {"train", "apply", "evaluate", "methods"} <= set(verbs), wing
+        for verb in ("train", "apply", "evaluate", "methods"):
+            text = _help([wing, verb], capsys)
+            assert "--quiet" in text, (wing, verb)
+            if verb in ("apply", "evaluate"):
+                assert re.search(r"--out OUT\s+(output )?folder", text) and "--force" in text, (wing, verb)
+    assert "restore" in listed["structural"] and "restore" not in listed["dmri"]
+    assert "prepare" in listed["dmri"] and "prepare" not in listed["structural"]
 
 
 def test_no_private_names_cross_cli_modules():
@@ -164,8 +191,8 @@ def test_structural_train_and_apply_leave_the_method_to_the_files(tmp_path, monk
                                                   "stop_after_epochs": 2})
     assert "stopped (resume with --resume)" in capsys.readouterr().out
     assert main(["structural", "apply", "run", "--input", "i.nii.gz", "--target-image", "t.nii.gz",
-                 "--out", "o.nii.gz", "--quiet"]) == 0
-    assert calls["apply"] == ("run", {"input_path": "i.nii.gz", "target_path": "t.nii.gz", "out": "o.nii.gz",
+                 "--out", "o", "--quiet"]) == 0
+    assert calls["apply"] == ("run", {"input_path": "i.nii.gz", "target_path": "t.nii.gz", "out": "o",
                                       "mask_path": None, "target_mask_path": None, "force": False,
                                       "allow_modality_mismatch": False})
     assert capsys.readouterr().out == ""
@@ -188,27 +215,24 @@ def test_the_overwrite_policy(tmp_path, capsys):
             "--target", "t", "--json", str(out)]
     assert main(args) == 2  # the existing --json is refused before the images are read
     err = capsys.readouterr().err
-    assert err == f"mrharmony structural: error: {out}: already exists; pass --force to overwrite it.\n"
+    assert err == f"mrharmony structural metrics: error: {out}: already exists; pass --force to overwrite it.\n"
     assert out.read_text() == "{}"
 
 
-def test_methods_lists_the_registry(capsys):
-    from mrharmony.engine.registry import METHODS
+def test_methods_lists_each_wings_registry(capsys):
+    from mrharmony.engine.registry import methods
 
-    assert main(["methods"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == len(METHODS)
-    for line, m in zip(lines, METHODS):
-        assert line.split()[:3] == [m.name, m.family, m.kind]
-    assert main(["methods", "--family", "structural"]) == 0
-    assert {line.split()[1] for line in capsys.readouterr().out.splitlines()} == {"structural"}
+    for wing in ("dmri", "structural"):
+        assert main([wing, "methods"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert [line.split()[:2] for line in lines] == [[m.name, m.kind] for m in methods(wing)]
 
 
 def test_each_training_command_names_the_other_for_the_other_wing(tmp_path, capsys):
     (tmp_path / "hail.yaml").write_text("data: {dataset: d}\nmodel: {method: hail}\n")
     (tmp_path / "diqt.yaml").write_text("data: {dataset: d}\nmodel: {method: diqt}\n")
-    assert main(["train", str(tmp_path / "hail.yaml"), "--out", str(tmp_path / "a")]) == 2
+    assert main(["dmri", "train", str(tmp_path / "hail.yaml"), "--out", str(tmp_path / "a")]) == 2
     assert "hail is a structural method; train it with 'mrharmony structural train'" in capsys.readouterr().err
     assert main(["structural", "train", str(tmp_path / "diqt.yaml"), "--out", str(tmp_path / "b")]) == 2
-    assert "configures diqt, a dMRI method; train it with 'mrharmony train'." in capsys.readouterr().err
+    assert "configures diqt, a dMRI method; train it with 'mrharmony dmri train'." in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

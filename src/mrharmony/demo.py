@@ -16,9 +16,9 @@ Structural (``--only structural``):
 1. simulate multi-site structural MRI (T1w, T2w, FLAIR; five sites, two never seen in training;
    ``structural/``);
 2. train HAIL (T1w; its U-Net variant, ``hail_unet``: the paper's model needs about ten minutes
-   of training to be a fair row, more than a demo has, see docs/benchmarks.md) and IHF-Harmony's
+   of training to be a fair row, more than a demo has, see docs/results.md) and IHF-Harmony's
    squeeze variant (``ihf_squeeze``, exactly invertible; all three modalities; the paper's flow
-   takes about twelve times the compute per training step) on the training sites;
+   takes many times its compute per training step) on the training sites;
 3. evaluate them with intensity baselines (none, z-score, Nyul) on a test
    subject, harmonized from a training site to another one (seen) and to a site never seen in
    training (unseen), every modality (``structural-evaluation/``).
@@ -28,7 +28,7 @@ directory in ``runs/``. The training budgets are small, for a demo that ends wit
 benchmarks (``benchmarks/dmri.py``, ``benchmarks/hail.py``, ``benchmarks/flow.py``) train every
 method of the papers and measure them. The single-network and multi-task baselines of the MSP
 paper that the demo leaves out (CNN-RISH, SHResNet, CPM, HNED) train with the same configs
-(``mrharmony train``; examples/).
+(``mrharmony dmri train``; examples/).
 """
 
 from __future__ import annotations
@@ -77,9 +77,9 @@ def run_demo(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, onl
     print("\n".join(printed))
     print(f"report: {out / 'report.html'}")
     if "dmri" in wings:
-        print(f"dMRI tables: {out / 'evaluation'} (table.md, table.csv, evaluation.json)")
+        print(f"dMRI tables: {out / 'evaluation'} (table.md, rows.csv, evaluation.json)")
     if "structural" in wings:
-        print(f"structural tables: {out / 'structural-evaluation'} (table.md, rows.csv, summary.json)")
+        print(f"structural tables: {out / 'structural-evaluation'} (table.md, rows.csv, evaluation.json)")
     print(f"runs: {out / 'runs'}")
     return out
 

@@ -143,3 +143,15 @@ def check_format_version(version, path: str | os.PathLike, *, remedy: str = "upg
     if version > FORMAT_VERSION:
         raise InputError(f"was written by a newer mrharmony (format version {version}, this one reads up to "
                          f"{FORMAT_VERSION}); {remedy}.", path)
+
+
+def write_derivative_description(path: str | os.PathLike, *, name: str, description: str, **extra) -> None:
+    """``dataset_description.json`` of a BIDS derivative that mrharmony wrote (``DatasetType:
+    derivative``, ``GeneratedBy`` naming this version and ``description``); ``extra`` adds keys
+    such as ``SourceDatasets``."""
+    from mrharmony import __version__
+
+    write_json(path, {
+        "Name": name, "BIDSVersion": "1.9.0", "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "mrharmony", "Version": __version__, "Description": description}], **extra,
+    })

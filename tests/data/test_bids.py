@@ -57,7 +57,7 @@ def test_describe_and_read_a_bids_dataset(bids_dir, tiny_dataset, tmp_path):
     auto = s2.load_mask()
     assert auto.shape == s2.load_dwi()[0].shape[:3] and auto.any()
     # prepare writes the features under the study folder, not into the raw BIDS dataset
-    assert main(["prepare", str(study), "--quiet"]) == 0
+    assert main(["dmri", "prepare", str(study), "--quiet"]) == 0
     assert not (bids_dir / "derivatives" / "mrharmony-sh").exists()
     side = json.loads(next((study / "derivatives" / "mrharmony-sh" / "sub-02" / "prismast").glob("*.json")).read_text())
     assert side["mask"].endswith("sub-02_desc-brain_mask.nii.gz")
@@ -90,7 +90,7 @@ def test_bids_app_writes_a_derivative_dataset(bids_dir, tiny_prepared, tmp_path,
     cfg.write_text(yaml.safe_dump({"data": {"dataset": str(tiny_prepared), "split": "subject",
                                             "test_subjects": ["sub-03"]}, "model": {"method": "rish"}}))
     model = tmp_path / "rish"
-    assert main(["train", str(cfg), "--out", str(model), "--quiet"]) == 0
+    assert main(["dmri", "train", str(cfg), "--out", str(model), "--quiet"]) == 0
     out = tmp_path / "harmonized"
     args = ["bids", str(bids_dir), str(out), "participant", "--participant-label", "01", "sub-03",
             "--model", str(model), "--filter", "ses=gest", "--target", "prisma_st", "--quiet"]

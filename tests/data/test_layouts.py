@@ -118,9 +118,9 @@ def test_prepare_register_brings_a_moved_head_back(tmp_path, capsys):
                             motion if s == "sub-02" else np.eye(4), bvecs)
     with pytest.raises(InputError, match=r"sub-02/new/dwi.nii.gz: is not co-registered.*Dice.*prepare --register"):
         load_dataset(root)
-    assert main(["prepare", str(root), "--quiet"]) == 2
+    assert main(["dmri", "prepare", str(root), "--quiet"]) == 2
     assert "--register" in capsys.readouterr().err
-    assert main(["prepare", str(root), "--register", "--quiet"]) == 0
+    assert main(["dmri", "prepare", str(root), "--register", "--quiet"]) == 0
     reg_root = root / "derivatives" / "mrharmony-registered"
     assert sorted(str(p.relative_to(reg_root)) for p in reg_root.glob("*/*")) == ["sub-02/fine", "sub-02/new"]
     ds = load_dataset(root)  # co-registered now: the registered copies are read

@@ -56,7 +56,7 @@ def test_prepare_writes_the_denoised_input_beside_the_features(denoised, tiny_pr
     plain, den = load_features(ds, "sub-01", inp, normalized=False), load_features(ds, "sub-01", inp, normalized=False,
                                                                                   denoise="mppca")
     assert not np.allclose(plain.data, den.data)
-    with pytest.raises(InputError, match=r"run 'mrharmony prepare --denoise other'"):
+    with pytest.raises(InputError, match=r"run 'mrharmony dmri prepare --denoise other'"):
         load_features(ds, "sub-01", inp, denoise="other")
 
 
@@ -80,7 +80,7 @@ def test_a_model_trained_on_denoised_input_denoises_the_scans_it_applies_to(deno
     assert load_harmonizer(run).denoise == "mppca"
     ds = load_dataset(root, check_data=False)
     scan = ds.scan("sub-03", ds.input_platform.name)
-    assert main(["apply", str(run), "--dwi", str(scan.dwi), "--bval", str(scan.bval), "--bvec", str(scan.bvec),
+    assert main(["dmri", "apply", str(run), "--dwi", str(scan.dwi), "--bval", str(scan.bval), "--bvec", str(scan.bvec),
                  "--mask", str(scan.mask), "--out", str(tmp_path / "out"), "--quiet"]) == 0
     got = nib.load(next((tmp_path / "out").glob("*model-sh_desc-harmonized_dwimap.nii.gz"))).get_fdata()
     dwi, _ = scan.load_dwi()

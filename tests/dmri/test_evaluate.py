@@ -108,7 +108,15 @@ def test_evaluate_scores_every_method_on_the_same_held_out_patches(runs, tmp_pat
         assert part[key]["fa_mae"] == pytest.approx(rows[key]["fa_mae"], rel=0.2), key
         assert part[key]["sh_rel"] == rows[key]["sh_rel"]  # SH errors stay whole-volume
     assert part[("oracle", "prisma_st")]["fa_mae_noiseless"] == 0
-    from mrharmony.dmri.tables import markdown, rescan_ratios
+    import csv
+    import io
+
+    from mrharmony.dmri.tables import csv_text, markdown, rescan_ratios
+
+    # rows.csv: one row per method, subject and target, the same numbers
+    written = list(csv.DictReader(io.StringIO(csv_text(sampled))))
+    assert len(written) == len(sampled.volume_errors) and {r["subject"] for r in written} == set(sampled.test_subjects)
+    assert float(written[0]["fa_mae"]) == pytest.approx(sampled.volume_errors[0]["fa_mae"])
 
     ratios = {(r["method"], r["target"]): r for r in rescan_ratios(ev)}
     assert ratios[("none", "prisma_st")]["fa_mae"] == pytest.approx(
@@ -117,13 +125,13 @@ def test_evaluate_scores_every_method_on_the_same_held_out_patches(runs, tmp_pat
     assert "as a multiple of the rescan floor" in markdown(ev)
     assert "| FA MAE, noiseless |" in markdown(ev) and "seeded brain voxels" in markdown(sampled)
     # the command line writes the three formats
-    assert main(["evaluate", str(runs["diqt-prisma_st"]), str(runs["hned-all"]), "--max-patches", "100",
+    assert main(["dmri", "evaluate", str(runs["diqt-prisma_st"]), str(runs["hned-all"]), "--max-patches", "100",
                  "--out", str(tmp_path / "ev"), "--quiet", "--no-volume-metrics"]) == 0
     text = (tmp_path / "ev" / "table.md").read_text()
     assert "by held-out subject (sub-03" in text and "| hned |" in text and "Bonferroni" in text
     data = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     assert data["n_patches"] == 100 and "prisma_st" in data["patch_mse"]["diqt"]
-    assert (tmp_path / "ev" / "table.csv").read_text().startswith("split,method,parameters,target")
+    assert (tmp_path / "ev" / "rows.csv").read_text().splitlines() == ["method,subject,target"]  # no volume errors asked for
 
 
 def test_a_perfect_prediction_scores_zero_through_the_evaluation_path(runs):
@@ -196,7 +204,7 @@ def test_runs_on_other_splits_cannot_share_a_table(runs, tmp_path, tiny_prepared
 def test_apply_writes_float32_derivatives_for_every_target(runs, tiny_prepared, tmp_path, capsys):
     scan = tiny_prepared / "sub-03" / "ge_st"
     out = tmp_path / "out"
-    args = ["apply", str(runs["hned-all"]), "--dwi", str(scan / "dwi.nii.gz"), "--bval", str(scan / "dwi.bval"),
+    args = ["dmri", "apply", str(runs["hned-all"]), "--dwi", str(scan / "dwi.nii.gz"), "--bval", str(scan / "dwi.bval"),
             "--bvec", str(scan / "dwi.bvec"), "--mask", str(scan / "mask.nii.gz"), "--out", str(out),
             "--prefix", "sub-03", "--quiet"]
     assert main(args) == 0

@@ -1,5 +1,5 @@
 """Harmonization keeps what differs between people: a global or regional change in the input scan
-survives ``mrharmony apply`` (on files), for every method that claims it; the MSP paper's per-scan
+survives ``mrharmony dmri apply`` (on files), for every method that claims it; the MSP paper's per-scan
 normalization, kept as a named option, erases it, and so does per-scan mean/variance alignment.
 
 The changes of the person (MD 15% higher, part of the signal made isotropic, more free water) are
@@ -79,7 +79,7 @@ def _harmonized(run, scans, kind, out, measure):
     import nibabel as nib
 
     d = scans["dir"]
-    assert main(["apply", str(run), "--dwi", str(scans["files"][kind]), "--bval", str(d / "dwi.bval"),
+    assert main(["dmri", "apply", str(run), "--dwi", str(scans["files"][kind]), "--bval", str(d / "dwi.bval"),
                  "--bvec", str(d / "dwi.bvec"), "--mask", str(d / "mask.nii.gz"), "--out", str(out), "--quiet"]) == 0
     img = nib.load(next(out.glob(f"*model-tensor_param-{measure}_dwimap.nii.gz")))
     brain = nib.load(next(out.glob("*param-md_dwimap.nii.gz"))).get_fdata() > 0

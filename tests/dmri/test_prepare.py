@@ -72,7 +72,7 @@ def test_bad_scan_stops_before_anything_is_written(tmp_path, capsys):
     data = np.asanyarray(img.dataobj).astype(np.float32)
     data[3, 3, 3, 0] = np.nan
     nib.save(nib.Nifti1Image(data, img.affine), root / "s2" / "fine" / "dwi.nii.gz")
-    assert main(["prepare", str(root), "--quiet"]) == 2
+    assert main(["dmri", "prepare", str(root), "--quiet"]) == 2
     assert "s2/fine/dwi.nii.gz: has 1 voxel with NaN or infinite values." in capsys.readouterr().err
     assert not (root / "derivatives").exists()
 
@@ -83,16 +83,16 @@ def test_too_few_directions_named_in_prepare(tmp_path, capsys):
     plats = [dict(p) for p in PLATFORMS]
     plats[1]["n_directions"] = 20
     root = make_dataset(tmp_path / "ds", platforms=plats)
-    assert main(["prepare", str(root), "--quiet"]) == 2
+    assert main(["dmri", "prepare", str(root), "--quiet"]) == 2
     assert "s1/new/dwi.bval: has 20 directions on the b=1200 shell, too few for SH order 6" in capsys.readouterr().err
-    assert main(["prepare", str(root), "--quiet", "--sh-order", "4"]) == 0
+    assert main(["dmri", "prepare", str(root), "--quiet", "--sh-order", "4"]) == 0
 
 
 def test_config_with_a_typo(tmp_path, capsys):
     root = make_dataset(tmp_path / "ds")
     cfg = tmp_path / "sh.yaml"
     cfg.write_text("sh_order_max: 6\nsmoth: 0.01\n")
-    assert main(["prepare", str(root), "--config", str(cfg)]) == 2
+    assert main(["dmri", "prepare", str(root), "--config", str(cfg)]) == 2
     assert f"{cfg}: unknown key 'smoth'." in capsys.readouterr().err
 
 
@@ -111,5 +111,5 @@ def test_features_from_a_newer_format_are_refused(tmp_path):
 def test_missing_features_say_how_to_make_them(tmp_path):
     root = make_dataset(tmp_path / "ds")
     ds = load_dataset(root, check_data=False)
-    with pytest.raises(InputError, match="run 'mrharmony prepare'"):
+    with pytest.raises(InputError, match="run 'mrharmony dmri prepare'"):
         load_features(ds, "s1", "old")

@@ -230,7 +230,7 @@ def rish_syn_run(tmp_path_factory, tiny_prepared):
     cfg = {"data": {"dataset": str(tiny_prepared), "split": "subject", "test_subjects": ["sub-03"]},
            "model": {"method": "rish", "registration": "syn", "syn_level_iters": [10, 5], "template_rounds": 2}}
     (base / "rish_syn.yaml").write_text(yaml.safe_dump(cfg))
-    assert main(["train", str(base / "rish_syn.yaml"), "--out", str(base / "run"), "--quiet"]) == 0
+    assert main(["dmri", "train", str(base / "rish_syn.yaml"), "--out", str(base / "run"), "--quiet"]) == 0
     return base / "run"
 
 

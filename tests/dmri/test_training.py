@@ -120,7 +120,7 @@ def test_config_errors_name_the_file_and_key(tmp_path, tiny_prepared, capsys):
     raw = yaml.safe_load(cfg.read_text())
     raw["training"]["lerning_rate"] = 0.1
     cfg.write_text(yaml.safe_dump(raw))
-    assert main(["train", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    assert main(["dmri", "train", str(cfg), "--out", str(tmp_path / "r")]) == 2
     assert f"{cfg}: unknown key 'training.lerning_rate'." in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
     raw = yaml.safe_load(_config(tmp_path, tiny_prepared, name="c2.yaml").read_text())
@@ -142,10 +142,10 @@ def test_existing_run_needs_force_and_resume_needs_a_checkpoint(tmp_path, tiny_p
     cfg = _config(tmp_path, tiny_prepared, targets=["prisma_st"], training={"epochs": 1})
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "notes.txt").write_text("mine")
-    assert main(["train", str(cfg), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert main(["dmri", "train", str(cfg), "--out", str(tmp_path / "r"), "--quiet"]) == 2
     assert "pass --force" in capsys.readouterr().err
     assert (tmp_path / "r" / "notes.txt").exists()
-    assert main(["train", "--resume", "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert main(["dmri", "train", "--resume", "--out", str(tmp_path / "r"), "--quiet"]) == 2
     assert "has no checkpoint to resume from" in capsys.readouterr().err
 
 
@@ -154,11 +154,11 @@ def test_truncated_checkpoint_and_newer_model_are_refused(tmp_path, tiny_prepare
     run = train(cfg, tmp_path / "r", quiet=True, stop_after_epochs=1)
     ck = run / "checkpoints" / "last.pt"
     ck.write_bytes(ck.read_bytes()[:1000])
-    assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 2
+    assert main(["dmri", "train", "--resume", "--out", str(run), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "last.pt: could not be read as a mrharmony model or checkpoint (truncated or corrupt" in err
     run2 = train(cfg, tmp_path / "r2", quiet=True)
-    obj = torch.load(run2 / "model.pt", weights_only=False)
+    obj = torch.load(run2 / "model.pt", weights_only=True)
     obj["format_version"] = 99
     torch.save(obj, run2 / "model.pt")
     with pytest.raises(InputError, match=r"model.pt: was written by a newer mrharmony \(format version 99"):
@@ -171,7 +171,7 @@ def test_two_process_ddp_matches_one_process(tmp_path, tiny_prepared):
     one = train(cfg, tmp_path / "one", quiet=True)
     env = {**os.environ, "MRHARMONY_DDP_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "mrharmony", "train", str(cfg), "--out", str(tmp_path / "two"), "--quiet"]
+           "-m", "mrharmony", "dmri", "train", str(cfg), "--out", str(tmp_path / "two"), "--quiet"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     a, b = _weights(one), _weights(tmp_path / "two")
@@ -199,14 +199,14 @@ def test_data_and_runs_can_move_together(tmp_path, tiny_prepared):
 
 def test_config_problems_found_with_the_data_name_the_config(tmp_path, tiny_prepared, capsys):
     cfg = _config(tmp_path, tiny_prepared, targets=["prisma_st"], training={"patches_per_epoch": 2})
-    assert main(["train", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    assert main(["dmri", "train", str(cfg), "--out", str(tmp_path / "r")]) == 2
     assert f"{cfg}: gives 2 training patches per epoch, fewer than one minibatch" in capsys.readouterr().err
-    assert main(["train", str(_config(tmp_path, tiny_prepared, name="all.yaml")), "--out", str(tmp_path / "r")]) == 2
+    assert main(["dmri", "train", str(_config(tmp_path, tiny_prepared, name="all.yaml")), "--out", str(tmp_path / "r")]) == 2
     assert "all.yaml: trains diqt, which predicts one target, for 3 targets" in capsys.readouterr().err
     raw = yaml.safe_load(_config(tmp_path, tiny_prepared, name="held.yaml", targets=["prisma_st"]).read_text())
     raw["data"].update(split="subject", test_subjects=["sub-99"])
     (tmp_path / "held.yaml").write_text(yaml.safe_dump(raw))
-    assert main(["train", str(tmp_path / "held.yaml"), "--out", str(tmp_path / "r")]) == 2
+    assert main(["dmri", "train", str(tmp_path / "held.yaml"), "--out", str(tmp_path / "r")]) == 2
     assert f"{tmp_path / 'held.yaml'}: names held-out subject 'sub-99'" in capsys.readouterr().err
     raw["model"] = {"features": 8}
     (tmp_path / "held.yaml").write_text(yaml.safe_dump(raw))
@@ -404,7 +404,7 @@ def test_a_model_file_made_before_the_position_option_loads_and_predicts_the_sam
     run = train(_config(tmp_path, tiny_prepared, targets=["prisma_st"]), tmp_path / "r", quiet=True)
     f = load_features(load_dataset(tiny_prepared, check_data=False), "sub-01", "ge_st")
     now = load_harmonizer(run).predict(f)["prisma_st"]
-    obj = torch.load(run / "model.pt", weights_only=False)
+    obj = torch.load(run / "model.pt", weights_only=True)
     assert obj["meta"].pop("position_channels") is False
     torch.save(obj, run / "model.pt")
     assert "position_channels" not in read_checkpoint(run / "model.pt")["meta"]

@@ -11,7 +11,8 @@ from mrharmony.engine.checkpoint import save_model
 from mrharmony.errors import InputError
 from mrharmony.structural.apply import AUTOMATIC_MASK, apply_image_model
 from mrharmony.structural.hail import HAIL, harmonize
-from mrharmony.structural.ihf import IHF, harmonize_flow, restore_flow
+from mrharmony.structural.ihf.inference import harmonize_flow, restore_flow
+from mrharmony.structural.ihf.squeeze_flow import SqueezeIHF
 
 META = {"training_sites": ["a", "b"], "mrharmony_version": "0.0.test"}
 
@@ -22,7 +23,7 @@ def files(tmp_path_factory):
     torch.manual_seed(0)
     save_model(d / "hail" / "model.pt", HAIL((4, 8, 16), skips=True),
                {**META, "model": {"method": "hail", "widths": [4, 8, 16], "skips": True}})
-    net = IHF(dims=2)
+    net = SqueezeIHF(dims=2)
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.02 * torch.randn_like(p))
@@ -42,24 +43,30 @@ def _read(path):
     return np.asarray(nib.load(path).dataobj)
 
 
+def _sidecar(image) -> dict:
+    return json.loads(image.with_name(image.name.removesuffix(".nii.gz") + ".json").read_text())
+
+
 def test_the_method_is_read_from_the_model_file(files, tmp_path):
     x, t, m = _read(files / "input.nii.gz"), _read(files / "target.nii.gz"), _read(files / "mask.nii.gz") > 0
     out = apply_image_model(files / "hail", input_path=files / "input.nii.gz", target_path=files / "target.nii.gz",
-                            out=tmp_path / "hail.nii.gz", mask_path=files / "mask.nii.gz")
+                            out=tmp_path / "hail", mask_path=files / "mask.nii.gz")
     net = HAIL((4, 8, 16), skips=True)
-    net.load_state_dict(torch.load(files / "hail" / "model.pt", weights_only=False)["state_dict"])
+    net.load_state_dict(torch.load(files / "hail" / "model.pt", weights_only=True)["state_dict"])
     np.testing.assert_array_equal(_read(out), harmonize(net, x, m, t, m))  # target mask: automatic, here the same
-    side = json.loads((tmp_path / "hail.json").read_text())
+    assert out == tmp_path / "hail" / "input_desc-harmonized.nii.gz"
+    assert json.loads((tmp_path / "hail" / "dataset_description.json").read_text())["DatasetType"] == "derivative"
+    side = _sidecar(out)
     assert "HAIL" in side["Description"] and side["Model"] == str((files / "hail" / "model.pt").resolve())
     assert side["ModelTrainingSites"] == ["a", "b"] and side["GeneratedBy"][0]["Version"] == "0.0.test"
     assert side["TargetBrainMask"] == AUTOMATIC_MASK and "InputScale" not in side
 
     out = apply_image_model(files / "ihf.pt", input_path=files / "input.nii.gz", target_path=files / "target.nii.gz",
-                            out=tmp_path / "ihf.nii.gz")
-    side = json.loads((tmp_path / "ihf.json").read_text())
+                            out=tmp_path / "ihf")
+    side = _sidecar(out)
     assert "IHF-Harmony" in side["Description"] and side["BrainMask"] == AUTOMATIC_MASK
-    net = IHF(dims=2)
-    net.load_state_dict(torch.load(files / "ihf.pt", weights_only=False)["state_dict"])
+    net = SqueezeIHF(dims=2)
+    net.load_state_dict(torch.load(files / "ihf.pt", weights_only=True)["state_dict"])
     pred, record = harmonize_flow(net, x, m, t, m)
     np.testing.assert_array_equal(_read(out), pred)
     assert side["InputScale"] == record["InputScale"] and side["StyleCode"] == record["StyleCode"]
@@ -71,17 +78,17 @@ def test_the_method_is_read_from_the_model_file(files, tmp_path):
 def test_a_given_method_must_be_the_model_s(files, tmp_path):
     kw = dict(input_path=files / "input.nii.gz", target_path=files / "target.nii.gz")
     with pytest.raises(InputError, match=r"ihf\.pt: is a ihf model, not a HAIL model") as err:
-        apply_image_model(files / "ihf.pt", method="hail", out=tmp_path / "o.nii.gz", **kw)
+        apply_image_model(files / "ihf.pt", method="hail", out=tmp_path / "o", **kw)
     assert str(err.value).count(".") >= 1 and "\n" not in str(err.value)
     with pytest.raises(InputError, match="is a hail model, not an IHF-Harmony model"):
-        apply_image_model(files / "hail", method="ihf", out=tmp_path / "o.nii.gz", **kw)
-    assert apply_image_model(files / "hail", method="hail", out=tmp_path / "o.nii.gz", **kw).is_file()
-    # an existing output is refused before the model is read
+        apply_image_model(files / "hail", method="ihf", out=tmp_path / "o", **kw)
+    assert apply_image_model(files / "hail", method="hail", out=tmp_path / "o", **kw).is_file()
+    # an existing output folder is refused before the model is read
     with pytest.raises(InputError, match="already exists"):
-        apply_image_model(tmp_path / "no-model", out=tmp_path / "o.nii.gz", **kw)
+        apply_image_model(tmp_path / "no-model", out=tmp_path / "o", **kw)
     with pytest.raises(InputError, match="model.pt: is missing"):
-        apply_image_model(tmp_path, out=tmp_path / "p.nii.gz", **kw)
-    assert not (tmp_path / "p.nii.gz").exists()
+        apply_image_model(tmp_path / "o", out=tmp_path / "p", **kw)
+    assert not (tmp_path / "p").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_modalities_named_by_bids_suffixes_must_agree(files, tmp_path):
@@ -92,14 +99,14 @@ def test_modalities_named_by_bids_suffixes_must_agree(files, tmp_path):
     shutil.copy(files / "input.nii.gz", tmp_path / "sub-03_T2w.nii.gz")
     shutil.copy(files / "target.nii.gz", tmp_path / "sub-01_T1w.nii.gz")
     args = ["structural", "apply", str(files / "hail"), "--input", str(tmp_path / "sub-03_T2w.nii.gz"),
-            "--target-image", str(tmp_path / "sub-01_T1w.nii.gz"), "--out", str(tmp_path / "out.nii.gz"), "--quiet"]
+            "--target-image", str(tmp_path / "sub-01_T1w.nii.gz"), "--out", str(tmp_path / "out"), "--quiet"]
     with pytest.raises(InputError, match=r"sub-03_T2w.nii.gz: is a T2w image but the target image sub-01_T1w.nii.gz "
                                          r"is T1w; pass --allow-modality-mismatch"):
         apply_image_model(files / "hail", input_path=tmp_path / "sub-03_T2w.nii.gz",
-                          target_path=tmp_path / "sub-01_T1w.nii.gz", out=tmp_path / "out.nii.gz")
-    assert main(args) == 2 and not (tmp_path / "out.nii.gz").exists() and not (tmp_path / "out.json").exists()
+                          target_path=tmp_path / "sub-01_T1w.nii.gz", out=tmp_path / "out")
+    assert main(args) == 2 and not (tmp_path / "out").exists()
     assert main(args + ["--allow-modality-mismatch"]) == 0
-    side = json.loads((tmp_path / "out.json").read_text())
+    side = _sidecar(tmp_path / "out" / "sub-03_desc-harmonized_T2w.nii.gz")
     assert side["ModalityMismatch"] == "T2w input, T1w target"
 
 
@@ -110,11 +117,11 @@ def test_images_of_another_voxel_size_are_harmonized_on_the_model_s_grid(files, 
     save_model(tmp_path / "hail1mm.pt", HAIL((4, 8, 16), skips=True),
                {**META, "voxel_size": [1.0, 1.0, 1.0], "model": {"method": "hail", "widths": [4, 8, 16], "skips": True}})
     out = apply_image_model(tmp_path / "hail1mm.pt", input_path=files / "input.nii.gz",
-                            target_path=files / "target.nii.gz", out=tmp_path / "h.nii.gz")
+                            target_path=files / "target.nii.gz", out=tmp_path / "h")
     img = nib.load(out)
     assert img.shape == nib.load(files / "input.nii.gz").shape
     np.testing.assert_allclose(img.affine, nib.load(files / "input.nii.gz").affine)
-    side = json.loads((tmp_path / "h.json").read_text())
+    side = _sidecar(out)
     assert side["InputResampled"]["VoxelSize"] == [2.0, 2.0, 2.0]
     assert side["InputResampled"]["ModelVoxelSize"] == [1.0, 1.0, 1.0]
     assert side["TargetResampled"]["Method"] == "linear interpolation to the model's voxel size"
@@ -123,9 +130,9 @@ def test_images_of_another_voxel_size_are_harmonized_on_the_model_s_grid(files, 
     torch.manual_seed(0)
     save_model(tmp_path / "hail2mm.pt", HAIL((4, 8, 16), skips=True),
                {**META, "voxel_size": [2.0, 2.0, 2.0], "model": {"method": "hail", "widths": [4, 8, 16], "skips": True}})
-    apply_image_model(tmp_path / "hail2mm.pt", input_path=files / "input.nii.gz",
-                      target_path=files / "target.nii.gz", out=tmp_path / "same.nii.gz")
-    assert "InputResampled" not in json.loads((tmp_path / "same.json").read_text())
+    same = apply_image_model(tmp_path / "hail2mm.pt", input_path=files / "input.nii.gz",
+                             target_path=files / "target.nii.gz", out=tmp_path / "same")
+    assert "InputResampled" not in _sidecar(same)
     # the way to the model's grid and back lands on the input's own voxels (not shifted, flipped or
     # scaled): a voxelwise method gives nearly what it gives without resampling, voxel noise and all
     from mrharmony.structural.intensity import ZScoreHarmonizer
@@ -147,12 +154,12 @@ def test_images_of_another_voxel_size_are_harmonized_on_the_model_s_grid(files, 
     inner[4:12, 4:12, 3:9] = True  # away from the mask's edge, where resampling the mask moves it by a voxel
     assert np.corrcoef(direct[inner], via[inner])[0, 1] > 0.99
     np.testing.assert_allclose(via[inner], direct[inner], rtol=0.05)
-    net = IHF(dims=2)
+    net = SqueezeIHF(dims=2)
     save_model(tmp_path / "ihf1mm.pt", net, {**META, "voxel_size": [1.0, 1.0, 1.0],
                                              "model": {"method": "ihf", "flow": "squeeze", "dims": 2, "levels": 2, "blocks": 3,
                                                        "hidden": 32, "style_dim": 32}})
     with pytest.raises(InputError, match=r"input.nii.gz: has 2 x 2 x 2 mm voxels, but the model learned from "
                                          r"1 x 1 x 1 mm images; IHF-Harmony \(squeeze variant\)'s exact inverse needs the model's grid"):
         apply_image_model(tmp_path / "ihf1mm.pt", input_path=files / "input.nii.gz",
-                          target_path=files / "target.nii.gz", out=tmp_path / "i.nii.gz")
-    assert not (tmp_path / "i.nii.gz").exists()
+                          target_path=files / "target.nii.gz", out=tmp_path / "i")
+    assert not (tmp_path / "i").exists()

@@ -15,7 +15,8 @@ from mrharmony.structural.evaluate import (
     image_harmonizers,
 )
 from mrharmony.structural.hail import HAIL, HAILHarmonizer, harmonize
-from mrharmony.structural.ihf import IHF, IHFHarmonizer
+from mrharmony.structural.ihf import IHFHarmonizer
+from mrharmony.structural.ihf.squeeze_flow import SqueezeIHF
 from mrharmony.structural.intensity import NyulHarmonizer
 from mrharmony.structural.metrics import METRICS, nwd
 
@@ -44,7 +45,7 @@ def setup(tmp_path_factory):
     save_model(base / "run-hail" / "model.pt", HAIL((4, 8, 16), skips=True),
                {**meta, "model": {"method": "hail", "widths": [4, 8, 16], "skips": True},
                 "data": {"modalities": ["T1w"]}})
-    save_model(base / "run-ihf" / "model.pt", IHF(dims=2),
+    save_model(base / "run-ihf" / "model.pt", SqueezeIHF(dims=2),
                {**meta, "model": {"method": "ihf", "flow": "squeeze", "dims": 2, "levels": 2, "blocks": 3, "hidden": 32, "style_dim": 32},
                 "data": {"modalities": ["T1w", "T2w"]}})
     return base, data
@@ -53,7 +54,7 @@ def setup(tmp_path_factory):
 def test_baselines_alone_on_the_default_split(setup, tmp_path):
     base, data = setup
     ev = evaluate_structural(data, tmp_path / "out", methods=["none", "nyul"], quiet=True)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["rows.csv", "summary.json", "table.md"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["evaluation.json", "rows.csv", "table.md"]
     # the first subject is the one-shot reference, the other the test subject; both modalities
     assert ev.info["test_subjects"] == ["sub-02"] and ev.info["one_shot_reference_subject"] == "sub-01"
     assert ev.info["modalities"] == ["T1w", "T2w"] and ev.info["training_sites"] == ["siteA", "siteB"]
@@ -76,7 +77,7 @@ def test_baselines_alone_on_the_default_split(setup, tmp_path):
     with open(tmp_path / "out" / "rows.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == len(ev.rows) and float(rows[5]["ssim"]) == pytest.approx(ev.rows[5]["ssim"])
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "out" / "evaluation.json").read_text())
     assert summary["methods"] == {"none": "none", "nyul": "nyul"} and summary["reference"] == "none"
     assert [t["method"] for t in summary["wilcoxon"]] == ["nyul"] * 8  # 2 modalities x 2 groups x 2 metrics
     assert "| T1w | seen | nyul | 1 | 2 |" in (tmp_path / "out" / "table.md").read_text()  # 1 subject, 2 pairs
@@ -130,7 +131,7 @@ def test_names_and_refusals(setup, tmp_path):
         image_harmonizers(["gan"])
     with pytest.raises(InputError, match="two methods are named 'none'"):
         image_harmonizers(["none", "none"])
-    other = torch.load(base / "run-hail" / "model.pt", weights_only=False)["meta"]
+    other = torch.load(base / "run-hail" / "model.pt", weights_only=True)["meta"]
     save_model(tmp_path / "other" / "model.pt", HAIL((4, 8, 16), skips=True),
                {**other, "split": {"train": [], "validation": ["sub-02"], "test": ["sub-01"]}})
     with pytest.raises(InputError, match="trained on another split or other sites"):
@@ -162,7 +163,7 @@ def test_the_evaluate_command(setup, tmp_path, capsys):
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "| hail_unet |" in printed and (out / "table.md").read_text() in printed
-    assert json.loads((out / "summary.json").read_text())["reference"] == "hail_unet"
+    assert json.loads((out / "evaluation.json").read_text())["reference"] == "hail_unet"
     assert main(args) == 2  # an existing output needs --force
     assert f"{out}: already exists" in capsys.readouterr().err
     assert main(["structural", "evaluate", str(data), "gan", "--out", str(tmp_path / "no"), "--quiet"]) == 2

@@ -11,15 +11,16 @@ import torch
 from mrharmony.cli import main
 from mrharmony.engine.checkpoint import save_model
 from mrharmony.structural.hail import HAIL
-from mrharmony.structural.ihf import AAN, IHF, harmonize_flow, restore_flow
+from mrharmony.structural.ihf.inference import harmonize_flow, restore_flow
+from mrharmony.structural.ihf.squeeze_flow import AAN, SqueezeIHF
 
 META = {"training_sites": ["a", "b"], "mrharmony_version": "0.0.test"}
 
 
-def _random_flow(dims: int, *, levels: int = 2, blocks: int = 3, hidden: int = 32, seed: int = 0) -> IHF:
+def _random_flow(dims: int, *, levels: int = 2, blocks: int = 3, hidden: int = 32, seed: int = 0) -> SqueezeIHF:
     """A flow far from the identity it starts as (its last layers and style maps start at zero)."""
     torch.manual_seed(seed)
-    net = IHF(dims=dims, levels=levels, blocks=blocks, hidden=hidden, style_dim=8)
+    net = SqueezeIHF(dims=dims, levels=levels, blocks=blocks, hidden=hidden, style_dim=8)
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -92,61 +93,69 @@ def files(tmp_path_factory):
     nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine), d / "mask.nii.gz")
     assert main(["structural", "apply", str(d / "ihf"), "--input", str(d / "input.nii.gz"), "--target-image",
                  str(d / "target.nii.gz"), "--mask", str(d / "mask.nii.gz"), "--target-mask", str(d / "mask.nii.gz"),
-                 "--out", str(d / "harmonized.nii.gz"), "--quiet"]) == 0
+                 "--out", str(d / "harmonized"), "--quiet"]) == 0
     return d
 
 
+# what `structural apply --out harmonized` wrote for input.nii.gz: the image, its sidecar, the flow's margin
+HARMONIZED = ("input_desc-harmonized.nii.gz", "input_desc-harmonized.json", "input_desc-harmonized_flowmargin.npy")
+
+
+def _harmonized(files, i: int = 0):
+    return files / "harmonized" / HARMONIZED[i]
+
+
 def test_restore_gives_the_input_back_from_the_files(files, tmp_path):
-    side = json.loads((files / "harmonized.json").read_text())
-    assert side["FlowMargin"] == "harmonized_flowmargin.npy" and (files / side["FlowMargin"]).is_file()
+    side = json.loads(_harmonized(files, 1).read_text())
+    assert side["FlowMargin"] == HARMONIZED[2] and _harmonized(files, 2).is_file()
     assert len(side["StyleCode"]) == 8 and side["TargetScale"] > 0
-    out = tmp_path / "restored.nii.gz"
-    assert main(["structural", "restore", str(files / "ihf"), "--input", str(files / "harmonized.nii.gz"),
+    out = tmp_path / "restored"
+    assert main(["structural", "restore", str(files / "ihf"), "--input", str(_harmonized(files)),
                  "--out", str(out), "--quiet"]) == 0
     x = np.asarray(nib.load(files / "input.nii.gz").dataobj)
-    back = nib.load(out)
+    back = nib.load(out / "input_desc-restored.nii.gz")
     assert _relative(np.asarray(back.dataobj), x) < 1e-5
     np.testing.assert_array_equal(back.affine, nib.load(files / "input.nii.gz").affine)
-    restored = json.loads((tmp_path / "restored.json").read_text())
-    assert "exact inverse" in restored["Description"] and restored["Sources"] == [str(files / "harmonized.nii.gz")]
-    assert main(["structural", "restore", str(files / "ihf"), "--input", str(files / "harmonized.nii.gz"),
+    restored = json.loads((out / "input_desc-restored.json").read_text())
+    assert "exact inverse" in restored["Description"] and restored["Sources"] == [str(_harmonized(files))]
+    assert main(["structural", "restore", str(files / "ihf"), "--input", str(_harmonized(files)),
                  "--out", str(out), "--quiet"]) == 2  # never overwritten without --force
 
 
 def _refused(capsys, args, out):
     assert main(["structural", "restore", *args, "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and not out.exists() and not out.with_name("restored.json").exists()
+    assert err.count("\n") == 0 and not out.exists()
     return err
 
 
 def test_restore_refuses_what_it_cannot_invert(files, tmp_path, capsys):
-    out = tmp_path / "restored.nii.gz"
-    h = str(files / "harmonized.nii.gz")
+    out = tmp_path / "restored"
+    h = str(_harmonized(files))
     assert "not invertible" in _refused(capsys, [str(files / "hail"), "--input", h], out)
     assert "was harmonized by another model" in _refused(capsys, [str(files / "other"), "--input", h], out)
     assert "has no sidecar input.json beside it" in _refused(
         capsys, [str(files / "ihf"), "--input", str(files / "input.nii.gz")], out)
     lonely = tmp_path / "copy"
     lonely.mkdir()
-    for name in ("harmonized.nii.gz", "harmonized.json"):  # the margin file left behind
-        (lonely / name).write_bytes((files / name).read_bytes())
-    err = _refused(capsys, [str(files / "ihf"), "--input", str(lonely / "harmonized.nii.gz")], out)
-    assert "harmonized_flowmargin.npy: is missing" in err
+    for name in HARMONIZED[:2]:  # the margin file left behind
+        (lonely / name).write_bytes((files / "harmonized" / name).read_bytes())
+    err = _refused(capsys, [str(files / "ihf"), "--input", str(lonely / HARMONIZED[0])], out)
+    assert f"{HARMONIZED[2]}: is missing" in err
 
 
 def test_restore_refuses_inconsistent_records(files, tmp_path, capsys):
-    out = tmp_path / "restored.nii.gz"
-    side = json.loads((files / "harmonized.json").read_text())
+    out = tmp_path / "restored"
+    side = json.loads(_harmonized(files, 1).read_text())
 
     def copy(name: str, sidecar: dict, margin=None):
         d = tmp_path / name
         d.mkdir()
-        (d / "harmonized.nii.gz").write_bytes((files / "harmonized.nii.gz").read_bytes())
-        (d / "harmonized.json").write_text(json.dumps(sidecar))
+        (d / HARMONIZED[0]).write_bytes(_harmonized(files).read_bytes())
+        (d / HARMONIZED[1]).write_text(json.dumps(sidecar))
         if margin is not None:
-            np.save(d / "harmonized_flowmargin.npy", margin)
-        return str(d / "harmonized.nii.gz")
+            np.save(d / HARMONIZED[2], margin)
+        return str(d / HARMONIZED[0])
 
     short = copy("short", side, np.zeros(5, np.float32))
     assert "holds 5 values, but restoring an image of shape (37, 45, 9) needs" in _refused(
@@ -159,12 +168,14 @@ def test_restore_refuses_inconsistent_records(files, tmp_path, capsys):
                                                                          copy("half", half)], out)
 
 
-def test_apply_refuses_an_existing_margin_file(files, tmp_path, capsys):
-    (tmp_path / "h_flowmargin.npy").write_bytes(b"an earlier result")
+def test_apply_refuses_an_existing_output_folder(files, tmp_path, capsys):
+    (tmp_path / "h").mkdir()
+    (tmp_path / "h" / "input_desc-harmonized_flowmargin.npy").write_bytes(b"an earlier result")
     args = ["structural", "apply", str(files / "ihf"), "--input", str(files / "input.nii.gz"), "--target-image",
-            str(files / "target.nii.gz"), "--out", str(tmp_path / "h.nii.gz"), "--quiet"]
+            str(files / "target.nii.gz"), "--out", str(tmp_path / "h"), "--quiet"]
     assert main(args) == 2
-    assert "h_flowmargin.npy: already exists; pass --force" in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["h_flowmargin.npy"]
-    assert main([*args, "--force"]) == 0
-    assert np.load(tmp_path / "h_flowmargin.npy").size > 0
+    assert "h: already exists and is not empty; pass --force" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "h").iterdir()] == ["input_desc-harmonized_flowmargin.npy"]
+    assert main([*args, "--force"]) == 0  # the folder is replaced as a whole: nothing of the earlier result stays
+    assert sorted(p.name for p in (tmp_path / "h").iterdir()) == sorted([*HARMONIZED, "dataset_description.json"])
+    assert np.load(tmp_path / "h" / HARMONIZED[2]).size > 0

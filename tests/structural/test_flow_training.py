@@ -11,7 +11,7 @@ import yaml
 
 from mrharmony.cli import main
 from mrharmony.data.structural import load_structural
-from mrharmony.structural.ihf import harmonize_flow, load_ihf, restore_flow
+from mrharmony.structural.ihf import IHFHarmonizer
 from mrharmony.structural.training import train_structural
 
 
@@ -47,7 +47,8 @@ def _relative(a, b):
 
 
 def test_training_changes_the_flow_and_it_stays_exactly_invertible(structural, trained2d):
-    net, meta = load_ihf(trained2d)
+    h = IHFHarmonizer.load(trained2d)
+    net, meta = h.net, h.meta
     assert meta["model"]["dims"] == 2 and meta["training_sites"] == ["siteA", "siteB", "siteC"]
     ds = load_structural(structural)
     subject = meta["split"]["test"][0]
@@ -57,10 +58,11 @@ def test_training_changes_the_flow_and_it_stays_exactly_invertible(structural, t
         mask = ds.load_mask(subject)
         tgt, _ = ds.load_image(ref, "siteD", modality)  # a site never seen in training
         tmask = ds.load_mask(ref)
-        out, record = harmonize_flow(net, img, mask, tgt, tmask)
-        assert out.dtype == np.float32 and out.shape == img.shape
-        assert _relative(out / np.percentile(tgt[tmask], 99), img / record["InputScale"]) > 1e-3  # it did something
-        assert _relative(restore_flow(net, out, record), img) < 1e-5
+        res = h.transform(img, mask=mask, target=tgt, target_mask=tmask)
+        assert res.image.dtype == np.float32 and res.image.shape == img.shape
+        scaled_in = img / res.sidecar["InputScale"]
+        assert _relative(res.image / np.percentile(tgt[tmask], 99), scaled_in) > 1e-3  # it did something
+        assert _relative(h.restore(res), img) < 1e-5
     # and on random inputs, as the flow sees them
     code = net.style_code(torch.rand(1, 1, 16, 16))
     x = torch.randn(3, 1, 16, 24, generator=torch.Generator().manual_seed(0))
@@ -72,13 +74,13 @@ def test_training_changes_the_flow_and_it_stays_exactly_invertible(structural, t
 def test_3d_mode_trains_and_inverts(structural, tmp_path):
     cfg = _config(tmp_path, structural, model={"dims": 3}, epochs=1, steps_per_epoch=2)
     run = train_structural(cfg, tmp_path / "run3d", quiet=True, method="ihf")
-    net, meta = load_ihf(run)
-    assert net.dims == 3
+    h = IHFHarmonizer.load(run)
+    assert h.net.dims == 3 and h.invertible
     ds = load_structural(structural)
-    img, _ = ds.load_image(meta["split"]["test"][0], "siteB", "T2w")
-    mask = ds.load_mask(meta["split"]["test"][0])
-    out, record = harmonize_flow(net, img, mask, img, mask)
-    assert _relative(restore_flow(net, out, record), img) < 1e-5
+    img, _ = ds.load_image(h.split["test"][0], "siteB", "T2w")
+    mask = ds.load_mask(h.split["test"][0])
+    res = h.transform(img, mask=mask, target=img, target_mask=mask)
+    assert _relative(h.restore(res), img) < 1e-5
 
 
 def test_a_vgg_weights_file_replaces_the_self_trained_encoder(structural, tmp_path):
@@ -100,14 +102,14 @@ def test_flow_apply_from_the_command_line(structural, trained2d, tmp_path, capsy
     ds = load_structural(structural)
     split = json.loads((trained2d / "split.json").read_text())
     subject, ref = split["test"][0], split["validation"][0]
-    out = tmp_path / "flair_harmonized.nii.gz"
+    out = tmp_path / "harmonized" / "FLAIR_desc-harmonized.nii.gz"
     args = ["structural", "apply", str(trained2d), "--input", str(ds.image_path(subject, "siteC", "FLAIR")),
-            "--target-image", str(ds.image_path(ref, "siteE", "FLAIR")), "--out", str(out),
+            "--target-image", str(ds.image_path(ref, "siteE", "FLAIR")), "--out", str(out.parent),
             "--mask", str(ds.mask_path(subject)), "--target-mask", str(ds.mask_path(ref)), "--quiet"]
     assert main(args) == 0
     img = nib.load(out)
     assert img.get_data_dtype() == np.float32 and img.shape == ds.load_mask(subject).shape
-    side = json.loads(out.with_name("flair_harmonized.json").read_text())
+    side = json.loads(out.with_name("FLAIR_desc-harmonized.json").read_text())
     assert side["InputScale"] > 0
     assert "IHF-Harmony" in side["Description"]  # one command for both methods: the model file decides
     assert main(args) == 2  # the output exists
@@ -140,14 +142,13 @@ def test_crop_size_must_survive_the_squeezes(structural, tmp_path):
 def test_the_papers_hierarchy_flow_trains_harmonizes_and_is_not_restored(structural, tmp_path):
     from mrharmony.errors import InputError
     from mrharmony.structural.apply import restore_image
-    from mrharmony.structural.ihf import IHFHarmonizer
-    from mrharmony.structural.ihf_hierarchy import HierarchyFlowNet
+    from mrharmony.structural.ihf.paper_flow import HierarchyFlow
 
     cfg = _config(tmp_path, structural, model={"flow": "hierarchy", "chunks": [3, 2], "pad": 2, "hidden": 8},
                   pretrain_epochs=1, epochs=2, steps_per_epoch=4, batch_size=2)
     run = train_structural(cfg, tmp_path / "run", quiet=True, method="ihf")
     h = IHFHarmonizer.load(run)
-    assert isinstance(h.net, HierarchyFlowNet) and h.name == "ihf" and not h.invertible
+    assert isinstance(h.net, HierarchyFlow) and h.name == "ihf" and not h.invertible
     rows = (run / "metrics.csv").read_text().splitlines()
     assert "anatomy" in rows[0] and "artefact" in rows[0]
     # the style code and the decode's scale and shift have left zero (what the training changes)
@@ -162,8 +163,8 @@ def test_the_papers_hierarchy_flow_trains_harmonizes_and_is_not_restored(structu
     nib.save(nib.Nifti1Image(res.image, np.eye(4)), files / "h.nii.gz")
     (files / "h.json").write_text(json.dumps({"InputScale": 1.0}))
     with pytest.raises(InputError, match="not invertible from its outputs; only the outputs of IHF-Harmony's squeeze"):
-        restore_image(run, input_path=files / "h.nii.gz", out=files / "r.nii.gz")
-    assert not (files / "r.nii.gz").exists()
+        restore_image(run, input_path=files / "h.nii.gz", out=files / "r")
+    assert not (files / "r").exists()
 
 
 def test_the_flow_trains_on_whole_slices_with_a_cosine_decay_and_resumes_exactly(structural, tmp_path):

@@ -12,7 +12,7 @@ from mrharmony.cli import main
 from mrharmony.data.structural import load_structural
 from mrharmony.structural.config import load_structural_config, split_subjects
 from mrharmony.structural.crops import CropSampler
-from mrharmony.structural.hail import HAIL, harmonize, load_hail
+from mrharmony.structural.hail import HAIL, HAILHarmonizer, harmonize
 from mrharmony.structural.training import train_structural
 
 
@@ -45,7 +45,7 @@ def test_split_never_trains_on_test_or_unseen(structural, trained):
     split = json.loads((trained / "split.json").read_text())
     assert len(split["test"]) == 1 and len(split["validation"]) == 1
     assert not set(split["test"]) & set(split["train"] + split["validation"])
-    _, meta = load_hail(trained)
+    meta = HAILHarmonizer.load(trained).meta
     ds = load_structural(structural)
     assert meta["training_sites"] == ds.train_sites and not set(ds.unseen_sites) & set(meta["training_sites"])
     for name in ("config.yaml", "log.txt", "metrics.csv", "checkpoints/last.pt", "checkpoints/best.pt", "model.pt"):
@@ -59,7 +59,7 @@ def test_same_site_target_leaves_the_image_nearly_unchanged(structural, trained)
     subject = json.loads((trained / "split.json").read_text())["test"][0]
     img, _ = ds.load_image(subject, "siteA")
     mask = ds.load_mask(subject)
-    net, _ = load_hail(trained)
+    net = HAILHarmonizer.load(trained).net
     with torch.no_grad():
         x = torch.from_numpy(img / np.percentile(img[mask], 99))[None, None]
         m = torch.from_numpy(mask.astype(np.float32))[None, None]
@@ -89,9 +89,9 @@ def test_apply_from_the_command_line(structural, trained, tmp_path, capsys):
     ds = load_structural(structural)
     subject = json.loads((trained / "split.json").read_text())["test"][0]
     ref = json.loads((trained / "split.json").read_text())["validation"][0]
-    out = tmp_path / "out" / "sub_T1w_harmonized.nii.gz"
+    out = tmp_path / "out" / "T1w_desc-harmonized.nii.gz"
     args = ["structural", "apply", str(trained), "--input", str(ds.image_path(subject, "siteB")),
-            "--target-image", str(ds.image_path(ref, "siteD")), "--out", str(out), "--quiet"]
+            "--target-image", str(ds.image_path(ref, "siteD")), "--out", str(out.parent), "--quiet"]
     assert main(args + ["--mask", str(ds.mask_path(subject)), "--target-mask", str(ds.mask_path(ref))]) == 0
     img = nib.load(out)
     src = nib.load(ds.image_path(subject, "siteB"))
@@ -102,7 +102,7 @@ def test_apply_from_the_command_line(structural, trained, tmp_path, capsys):
     target = nib.load(ds.image_path(ref, "siteD")).get_fdata()
     # the prediction is on the target's intensity scale, not the input's (siteB stores 2400, siteD 1500)
     assert abs(np.median(data[mask]) / np.median(target[ds.load_mask(ref)]) - 1) < 0.5
-    side = json.loads(out.with_name("sub_T1w_harmonized.json").read_text())
+    side = json.loads(out.with_name("T1w_desc-harmonized.json").read_text())
     assert side["ModelTrainingSites"] == ds.train_sites and "BrainMask" in side
     # an existing output is kept without --force; the automatic mask works without --mask
     before = out.read_bytes()
@@ -115,9 +115,9 @@ def test_metrics_on_a_harmonized_image(structural, trained, tmp_path):
     ds = load_structural(structural)
     subject = json.loads((trained / "split.json").read_text())["test"][0]
     ref = json.loads((trained / "split.json").read_text())["validation"][0]
-    out = tmp_path / "h.nii.gz"
+    out = tmp_path / "h" / "T1w_desc-harmonized.nii.gz"
     assert main(["structural", "apply", str(trained), "--input", str(ds.image_path(subject, "siteA")),
-                 "--target-image", str(ds.image_path(ref, "siteC")), "--out", str(out), "--quiet",
+                 "--target-image", str(ds.image_path(ref, "siteC")), "--out", str(out.parent), "--quiet",
                  "--mask", str(ds.mask_path(subject)), "--target-mask", str(ds.mask_path(ref))]) == 0
     res = tmp_path / "m.json"
     assert main(["structural", "metrics", "--input", str(ds.image_path(subject, "siteA")), "--prediction", str(out),

@@ -6,7 +6,7 @@ its help line. A command module defines, for each of its commands, ``add_<name>(
 the heavy modules (numpy, nibabel, dipy, torch) when they run. :func:`main` imports only the
 module of the command it is given, so that ``mrharmony --help`` answers at once (as dipy's
 workflows import only the flow they run). An :class:`~mrharmony.errors.InputError` becomes one
-line on stderr, ``mrharmony <command>: error: <message>``, and exit code 2.
+line on stderr, ``mrharmony <command> [<verb>]: error: <message>``, and exit code 2.
 """
 
 from __future__ import annotations
@@ -19,28 +19,27 @@ from collections.abc import Iterable
 from mrharmony import __version__
 from mrharmony.cli.common import EXIT_INPUT, add_quiet
 
-# name -> (the module that defines it, its help line); in the order of `mrharmony --help`
+# name -> (the module that defines it, its help line); in the order of `mrharmony --help`. The wings
+# are groups of verbs (`mrharmony dmri VERB`, `mrharmony structural VERB`), the same verbs meaning the
+# same things in both; the commands about data and the whole toolkit stand at the top.
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("mrharmony.cli.data",
                  "Generate synthetic traveling heads: dMRI platforms or structural sites."),
-    "prepare": ("mrharmony.cli.data", "Fit SH features of every scan of a dataset (cached)."),
     "validate": ("mrharmony.cli.data", "Check a traveling-heads dataset and report the first problem."),
-    "methods": ("mrharmony.cli.report", "List the methods of mrharmony (the registry): name, family, kind."),
-    "train": ("mrharmony.cli.dmri",
-              "Train a dMRI network or fit a statistical method from a YAML config (see 'mrharmony methods')."),
-    "evaluate": ("mrharmony.cli.dmri",
-                 "Compare trained methods on their common test split (Table 1 of the MSP paper)."),
-    "apply": ("mrharmony.cli.dmri", "Harmonize a new subject's scan with a trained model."),
     "describe": ("mrharmony.cli.data", "Write dataset.yaml for a BIDS or MUSHAC-layout folder of traveling heads."),
-    "bids": ("mrharmony.cli.dmri",
-             "BIDS App: harmonize the dwi runs of BIDS participants into a derivative dataset."),
+    "dmri": ("mrharmony.cli.dmri",
+             "Diffusion MRI (MSP, its baselines, RISH, ComBat): prepare, train, apply, evaluate, methods."),
     "structural": ("mrharmony.cli.structural",
-                   "Structural harmonization (T1w, T2w, FLAIR): train, apply and evaluate HAIL or IHF-Harmony, "
-                   "and metrics."),
+                   "Structural MRI (HAIL, IHF-Harmony, intensity baselines): train, apply, evaluate, methods, "
+                   "restore, metrics."),
+    "bids": ("mrharmony.cli.bids",
+             "BIDS App: harmonize the dwi runs of BIDS participants into a derivative dataset."),
     "report": ("mrharmony.cli.report", "Write a self-contained HTML report of trained runs."),
     "demo": ("mrharmony.cli.report",
              "Run the whole toolkit (dMRI and structural) on synthetic data: simulate, train, evaluate, report."),
 }
+#: the commands that are groups of verbs (their verbs carry --quiet)
+WINGS = ("dmri", "structural")
 
 
 def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
@@ -54,7 +53,8 @@ def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentPars
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
-        add_quiet(sp)
+        if name not in WINGS:
+            add_quiet(sp)
         if name in fill:
             getattr(importlib.import_module(module), f"add_{name}")(sp)
     return p
@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except InputError as exc:
-        print(f"mrharmony {args.command}: error: {exc}", file=sys.stderr)
+        command = " ".join(w for w in (args.command, getattr(args, "verb", None)) if w)
+        print(f"mrharmony {command}: error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
         print("mrharmony: interrupted", file=sys.stderr)

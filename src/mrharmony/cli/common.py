@@ -5,7 +5,9 @@
   (:func:`check_new_output`, for the outputs the command line writes itself; the library
   functions that write folders apply the same rule);
 * :func:`say` (a summary line, silent with ``--quiet``) and :func:`usage_error` (a wrong
-  combination of arguments, reported like any bad input: one sentence, exit code 2).
+  combination of arguments, reported like any bad input: one sentence, exit code 2);
+* :func:`add_verbs`: the verbs of a wing (``mrharmony dmri VERB``, ``mrharmony structural VERB``),
+  the same verbs meaning the same things in both, and the ``methods`` verb they share.
 
 Nothing heavy is imported here: the command modules import this one to build their parsers.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 EXIT_INPUT = 2
@@ -58,3 +61,34 @@ def add_run_arguments(sp) -> None:
     add_force(sp, "replace an existing run directory")
     sp.add_argument("--stop-after-epochs", type=int, metavar="N",
                     help="stop after N epochs of this call (resumable), e.g. for time-limited jobs")
+
+
+#: a verb of a wing: its name -> (the function that adds its arguments and handler, its help line)
+Verbs = dict[str, tuple[Callable[[argparse.ArgumentParser], None], str]]
+
+
+def add_verbs(parser: argparse.ArgumentParser, verbs: Verbs) -> None:
+    """The verbs of a wing as subcommands of ``parser`` (each with ``--quiet``); the verb given
+    is ``args.verb``."""
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for name, (add_arguments, help_text) in verbs.items():
+        q = sub.add_parser(name, help=help_text, description=help_text)
+        add_quiet(q)
+        add_arguments(q)
+
+
+def add_methods(q: argparse.ArgumentParser, family: str) -> None:
+    """``methods``: the methods of one wing's registry, one line each (name, kind, summary)."""
+    q.set_defaults(func=lambda args: print_methods(family))
+
+
+def print_methods(family: str) -> int:
+    from mrharmony.engine.registry import methods
+
+    rows = methods(family)
+    width = max(len(m.name) for m in rows)
+    kinds = max(len(m.kind) for m in rows)
+    for m in rows:
+        extra = f" (needs mrharmony[{m.extra}])" if m.extra else ""
+        print(f"{m.name:<{width}}  {m.kind:<{kinds}}  {m.summary}{extra}")
+    return 0

@@ -1,4 +1,5 @@
-"""Commands about data: ``simulate``, ``prepare``, ``validate`` and ``describe``.
+"""Commands about data: ``simulate``, ``validate`` and ``describe`` (the dMRI features are
+``mrharmony dmri prepare``).
 
 Each command's ``add_<name>(parser)`` sits beside its handler; the handlers import the data,
 simulation and feature modules when they run.
@@ -60,42 +61,6 @@ def run_simulate(args) -> int:
                    cohort=args.cohort, effect=args.effect, **extra)
     what = "traveling-heads dataset" if args.cohort is None else f"cohort of {args.cohort} subjects"
     say(args, f"wrote the {args.preset} {what} to {out}")
-    return 0
-
-
-def add_prepare(sp) -> None:
-    sp.set_defaults(func=run_prepare)
-    sp.add_argument("dataset", help="traveling-heads dataset folder (with dataset.yaml)")
-    sp.add_argument("--config", help="YAML with SH settings (sh_order_max, basis, legacy, smooth, b0_threshold, shell)")
-    sp.add_argument("--sh-order", type=int, help="maximum SH order (default 6: 28 coefficients)")
-    sp.add_argument("--basis", choices=["descoteaux07", "tournier07"], help="dipy SH basis (default descoteaux07)")
-    sp.add_argument("--smooth", type=float, help="Laplace-Beltrami regularization (default 0.006)")
-    add_force(sp, "recompute even the scans that are up to date")
-    sp.add_argument("--denoise", choices=["mppca"],
-                    help="also write the features of the input platform's scans denoised first (dipy), for runs "
-                         "with data.denoise (the scans without denoising are prepared as well)")
-    sp.add_argument("--register", action="store_true",
-                    help="first register target scans that are not co-registered with the subject's input scan "
-                         "(rigid, dipy); copies go to derivatives/mrharmony-registered")
-
-
-def run_prepare(args) -> int:
-    from mrharmony.config import load_yaml_model
-    from mrharmony.dmri.features.prepare import prepare
-    from mrharmony.dmri.features.sh import SHConfig
-
-    cfg = load_yaml_model(SHConfig, args.config) if args.config else SHConfig()
-    overrides = {k: v for k, v in (("sh_order_max", args.sh_order), ("basis", args.basis),
-                                   ("smooth", args.smooth)) if v is not None}
-    if overrides:
-        cfg = SHConfig(**{**cfg.model_dump(), **overrides})
-    report = prepare(args.dataset, cfg=cfg, force=args.force, quiet=args.quiet, register=args.register)
-    say(args, f"SH features in {report.out_dir}: {len(report.computed)} scans computed, "
-              f"{len(report.cached)} up to date")
-    if args.denoise:
-        report = prepare(args.dataset, cfg=cfg, force=args.force, quiet=args.quiet, denoise=args.denoise)
-        say(args, f"SH features of the input scans denoised by {args.denoise}: {len(report.computed)} scans "
-                  f"computed, {len(report.cached)} up to date")
     return 0
 
 

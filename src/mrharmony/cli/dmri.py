@@ -1,12 +1,61 @@
-"""Commands of the dMRI wing: ``train``, ``evaluate``, ``apply`` and ``bids`` (the BIDS App).
+"""The dMRI wing: ``mrharmony dmri VERB`` with the verbs ``prepare`` (SH features of a dataset),
+``train``, ``apply``, ``evaluate`` and ``methods``, the same verbs as the structural wing's.
 
-Each command's ``add_<name>(parser)`` sits beside its handler; the handlers import
+Each verb's ``add_<verb>(parser)`` sits beside its handler; the handlers import
 :mod:`mrharmony.dmri` (and with it torch and dipy) when they run.
 """
 
 from __future__ import annotations
 
-from mrharmony.cli.common import add_force, add_run_arguments, say, usage_error
+from mrharmony.cli.common import add_force, add_methods, add_run_arguments, add_verbs, say, usage_error
+
+
+def add_dmri(sp) -> None:
+    add_verbs(sp, {
+        "prepare": (add_prepare, "Fit the SH features of every scan of a traveling-heads dataset (cached)."),
+        "train": (add_train, "Train a dMRI network or fit a statistical method from a YAML config "
+                             "(see 'mrharmony dmri methods')."),
+        "apply": (add_apply, "Harmonize a new subject's scan with a trained model into an output folder."),
+        "evaluate": (add_evaluate, "Compare trained methods on their common test split (Table 1 of the MSP "
+                                   "paper) and write table.md, rows.csv and evaluation.json."),
+        "methods": (lambda q: add_methods(q, "dmri"), "List the dMRI methods: name, kind, summary."),
+    })
+
+
+def add_prepare(sp) -> None:
+    sp.set_defaults(func=run_prepare)
+    sp.add_argument("dataset", help="traveling-heads dataset folder (with dataset.yaml)")
+    sp.add_argument("--config", help="YAML with SH settings (sh_order_max, basis, legacy, smooth, b0_threshold, shell)")
+    sp.add_argument("--sh-order", type=int, help="maximum SH order (default 6: 28 coefficients)")
+    sp.add_argument("--basis", choices=["descoteaux07", "tournier07"], help="dipy SH basis (default descoteaux07)")
+    sp.add_argument("--smooth", type=float, help="Laplace-Beltrami regularization (default 0.006)")
+    add_force(sp, "recompute even the scans that are up to date")
+    sp.add_argument("--denoise", choices=["mppca"],
+                    help="also write the features of the input platform's scans denoised first (dipy), for runs "
+                         "with data.denoise (the scans without denoising are prepared as well)")
+    sp.add_argument("--register", action="store_true",
+                    help="first register target scans that are not co-registered with the subject's input scan "
+                         "(rigid, dipy); copies go to derivatives/mrharmony-registered")
+
+
+def run_prepare(args) -> int:
+    from mrharmony.config import load_yaml_model
+    from mrharmony.dmri.features.prepare import prepare
+    from mrharmony.dmri.features.sh import SHConfig
+
+    cfg = load_yaml_model(SHConfig, args.config) if args.config else SHConfig()
+    overrides = {k: v for k, v in (("sh_order_max", args.sh_order), ("basis", args.basis),
+                                   ("smooth", args.smooth)) if v is not None}
+    if overrides:
+        cfg = SHConfig(**{**cfg.model_dump(), **overrides})
+    report = prepare(args.dataset, cfg=cfg, force=args.force, quiet=args.quiet, register=args.register)
+    say(args, f"SH features in {report.out_dir}: {len(report.computed)} scans computed, "
+              f"{len(report.cached)} up to date")
+    if args.denoise:
+        report = prepare(args.dataset, cfg=cfg, force=args.force, quiet=args.quiet, denoise=args.denoise)
+        say(args, f"SH features of the input scans denoised by {args.denoise}: {len(report.computed)} scans "
+                  f"computed, {len(report.cached)} up to date")
+    return 0
 
 
 def add_train(sp) -> None:
@@ -28,7 +77,7 @@ def run_train(args) -> int:
 def add_evaluate(sp) -> None:
     sp.set_defaults(func=run_evaluate)
     sp.add_argument("runs", nargs="+", help="run directories (same dataset and split)")
-    sp.add_argument("--out", help="folder for table.md, table.csv and evaluation.json")
+    sp.add_argument("--out", required=True, help="folder for table.md, rows.csv and evaluation.json")
     sp.add_argument("--eval-size", type=int, default=5, help="central input voxels of each patch that are scored (default 5)")
     sp.add_argument("--max-patches", type=int, default=20000, help="seeded subsample of test patches (0: all)")
     sp.add_argument("--seed", type=int, default=0)
@@ -47,12 +96,10 @@ def run_evaluate(args) -> int:
     ev = evaluate(args.runs, eval_size=args.eval_size, max_patches=args.max_patches or None, seed=args.seed,
                   baseline=not args.no_baseline, volume_metrics=not args.no_volume_metrics,
                   first_stages=args.first_stages, quiet=args.quiet)
-    if args.out:
-        with staged_output_dir(args.out, force=args.force) as tmp:
-            write_tables(ev, tmp)
+    with staged_output_dir(args.out, force=args.force) as tmp:
+        write_tables(ev, tmp)
     print(markdown(ev))
-    if args.out:
-        say(args, f"tables in {args.out}: table.md, table.csv, evaluation.json")
+    say(args, f"results in {args.out}: table.md, rows.csv, evaluation.json")
     return 0
 
 
@@ -83,42 +130,4 @@ def run_apply(args) -> int:
                       targets=args.target, prefix=args.prefix, force=args.force,
                       allow_protocol_mismatch=args.allow_protocol_mismatch)
     say(args, f"harmonized outputs in {out}")
-    return 0
-
-
-def add_bids(sp) -> None:
-    sp.set_defaults(func=run_bids)
-    sp.add_argument("bids_dir")
-    sp.add_argument("output_dir")
-    sp.add_argument("analysis_level", choices=["participant", "group"],
-                    help="participant: harmonize the participants' dwi runs; group: FA / MD per site, before "
-                         "and after, from the participant level's outputs (OUTPUT_DIR/group)")
-    sp.add_argument("--participant-label", nargs="+", help="participants (with or without sub-); default all")
-    sp.add_argument("--model", help="run directory or model.pt (participant level)")
-    sp.add_argument("--site-entity", default="ses", choices=["ses", "acq", "run"],
-                    help="group level: the BIDS entity whose value names a run's site (default ses)")
-    sp.add_argument("--filter", action="append", metavar="ENTITY=VALUE",
-                    help="harmonize only runs with this entity value, e.g. ses=ge (repeatable)")
-    sp.add_argument("--target", action="append", help="target platform (repeatable; default: all the model predicts)")
-    add_protocol_flag(sp)
-    add_force(sp, "replace existing participant outputs")
-
-
-def run_bids(args) -> int:
-    from mrharmony.dmri.bids_app import run_bids_app
-
-    if args.analysis_level == "group":
-        from mrharmony.dmri.bids_group import run_group_level
-
-        out = run_group_level(args.bids_dir, args.output_dir, participants=args.participant_label,
-                              site_entity=args.site_entity, force=args.force, quiet=args.quiet)
-        say(args, f"cross-site summary in {out}")
-        return 0
-    if not args.model:
-        raise usage_error("the participant level needs --model")
-
-    written = run_bids_app(args.bids_dir, args.output_dir, args.analysis_level, model=args.model,
-                           participants=args.participant_label, filters=args.filter, targets=args.target,
-                           force=args.force, quiet=args.quiet, allow_protocol_mismatch=args.allow_protocol_mismatch)
-    say(args, f"harmonized {len(written)} participant(s) into {args.output_dir}")
     return 0

@@ -1,6 +1,5 @@
-"""Commands that present results: ``report`` (the HTML report of trained runs), ``demo`` (the
-whole toolkit, dMRI and structural, on synthetic data, ending in that report) and ``methods``
-(the registry).
+"""Commands that present results: ``report`` (the HTML report of trained runs) and ``demo`` (the
+whole toolkit, dMRI and structural, on synthetic data, ending in that report).
 
 Each command's ``add_<name>(parser)`` sits beside its handler; the handlers import the
 report and demo modules when they run.
@@ -45,20 +44,4 @@ def run_demo(args) -> int:
     from mrharmony.demo import run_demo as demo
 
     demo(args.out, preset=args.preset, seed=args.seed, only=args.only, force=args.force, quiet=args.quiet)
-    return 0
-
-
-def add_methods(sp) -> None:
-    sp.set_defaults(func=run_methods)
-    sp.add_argument("--family", choices=["dmri", "structural"], help="only the methods of one wing")
-
-
-def run_methods(args) -> int:
-    from mrharmony.engine.registry import methods
-
-    rows = methods(args.family)
-    width = max(len(m.name) for m in rows)
-    for m in rows:
-        extra = f" (needs mrharmony[{m.extra}])" if m.extra else ""
-        print(f"{m.name:<{width}}  {m.family:<10}  {m.kind:<11}  {m.summary}{extra}")
     return 0

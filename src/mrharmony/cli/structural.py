@@ -1,38 +1,30 @@
-"""The ``structural`` command group: ``train`` and ``apply`` HAIL or IHF-Harmony, ``evaluate``
-any set of structural harmonizers, and ``metrics`` of one harmonized image.
+"""The structural wing: ``mrharmony structural VERB`` with the verbs of both wings (``train``,
+``apply``, ``evaluate``, ``methods``) and its own: ``restore`` (the input back from an invertible
+model's output) and ``metrics`` (of one harmonized image).
 
-One group serves both methods of the structural wing: ``train`` trains the method the config
-names (``model.method``), ``apply`` applies whichever method the model file holds. Each
-subcommand's parser sits beside its handler; the handlers import :mod:`mrharmony.structural`
-(and with it torch) when they run.
+``train`` trains the method the config names (``model.method``), ``apply`` applies whichever
+method the model file holds. Each verb's parser sits beside its handler; the handlers import
+:mod:`mrharmony.structural` (and with it torch) when they run.
 """
 
 from __future__ import annotations
 
-from mrharmony.cli.common import (
-    add_force,
-    add_quiet,
-    add_run_arguments,
-    check_new_output,
-    say,
-)
+from mrharmony.cli.common import add_force, add_methods, add_run_arguments, add_verbs, check_new_output, say
 
 
 def add_structural(sp) -> None:
-    sub = sp.add_subparsers(dest="structural_command", metavar="SUBCOMMAND", required=True)
-
-    def add(name: str, add_arguments, help_text: str):
-        q = sub.add_parser(name, help=help_text, description=help_text)
-        add_quiet(q)
-        add_arguments(q)
-
-    add("train", add_train, "Train HAIL or IHF-Harmony, whichever the YAML config names (model.method).")
-    add("apply", add_apply, "Harmonize an image to the site of one target image (a HAIL or IHF-Harmony model).")
-    add("restore", add_restore, "The input back from an image IHF-Harmony's squeeze variant (ihf_squeeze) "
-                                "harmonized (its exact inverse; what it needs is read from the image's sidecar).")
-    add("evaluate", add_evaluate, "Evaluate trained models and intensity baselines on the held-out subjects of a "
-                                  "structural dataset, seen and unseen sites, per modality.")
-    add("metrics", add_metrics, "nWD(i,p), nWD(t,p), rAVD and Dice (GM, WM), and SSIM / PSNR against a truth")
+    add_verbs(sp, {
+        "train": (add_train, "Train HAIL or IHF-Harmony, whichever the YAML config names (model.method)."),
+        "apply": (add_apply, "Harmonize an image to the site of one target image (a HAIL or IHF-Harmony model) "
+                             "into an output folder."),
+        "evaluate": (add_evaluate, "Evaluate trained models and intensity baselines on the held-out subjects of a "
+                                   "structural dataset, seen and unseen sites, per modality, and write table.md, "
+                                   "rows.csv and evaluation.json."),
+        "methods": (lambda q: add_methods(q, "structural"), "List the structural methods: name, kind, summary."),
+        "restore": (add_restore, "The input back from an image IHF-Harmony's squeeze variant (ihf_squeeze) "
+                                 "harmonized (its exact inverse; what it needs is read from the image's sidecar)."),
+        "metrics": (add_metrics, "nWD(i,p), nWD(t,p), rAVD and Dice (GM, WM), and SSIM / PSNR against a truth."),
+    })
 
 
 def add_train(q) -> None:
@@ -55,15 +47,16 @@ def add_apply(q) -> None:
     q.add_argument("model", help="HAIL or IHF-Harmony run directory or model.pt")
     q.add_argument("--input", required=True, help="the image to harmonize (3D NIfTI)")
     q.add_argument("--target-image", required=True, help="one image of the target site (any subject, any grid)")
-    q.add_argument("--out", required=True, help="the harmonized image to write (.nii.gz; float32, input's "
-                                                "grid), with a JSON sidecar beside it")
+    q.add_argument("--out", required=True, help="output folder (BIDS-derivative style): the harmonized image, "
+                                                "named after --input with desc-harmonized (float32, the input's "
+                                                "grid), and its JSON sidecar")
     q.add_argument("--mask", help="brain mask of the input (default: Otsu threshold, largest component, "
                                   "holes filled; meant for skull-stripped images)")
     q.add_argument("--target-mask", help="brain mask of the target image (default: as --mask)")
     q.add_argument("--allow-modality-mismatch", action="store_true",
                    help="harmonize although the BIDS suffixes of --input and --target-image name different "
                         "modalities (refused by default); recorded in the sidecar")
-    add_force(q, "overwrite --out and its sidecar")
+    add_force(q, "replace an existing output folder")
 
 
 def run_apply(args) -> int:
@@ -81,11 +74,12 @@ def add_restore(q) -> None:
     q.add_argument("model", help="the IHF-Harmony squeeze-variant (ihf_squeeze) run directory or model.pt that "
                    "harmonized the image")
     q.add_argument("--input", required=True, help="the harmonized image (with the sidecar 'structural apply' wrote)")
-    q.add_argument("--out", required=True, help="the restored image to write (.nii.gz), with a JSON sidecar")
+    q.add_argument("--out", required=True, help="output folder: the restored image, named after --input with "
+                                                "desc-restored, and its JSON sidecar")
     q.add_argument("--target-image", help="the target image it was harmonized to (only for outputs whose sidecar "
                                           "records no style code)")
     q.add_argument("--target-mask", help="brain mask of the target image (with --target-image)")
-    add_force(q, "overwrite --out and its sidecar")
+    add_force(q, "replace an existing output folder")
 
 
 def run_restore(args) -> int:
@@ -103,7 +97,7 @@ def add_evaluate(q) -> None:
     q.add_argument("methods", nargs="+", metavar="METHOD",
                    help="trained models (run directories or model.pt) and intensity baselines "
                         "(none, zscore, whitestripe, nyul), in the order of the table's rows")
-    q.add_argument("--out", required=True, help="folder for rows.csv, table.md and summary.json")
+    q.add_argument("--out", required=True, help="folder for table.md, rows.csv and evaluation.json")
     q.add_argument("--modality", action="append", choices=["T1w", "T2w", "FLAIR"],
                    help="modality to evaluate (repeatable; default: those the trained models were trained on)")
     q.add_argument("--reference", help="the method the paired tests compare with every other (default: the "
@@ -131,7 +125,7 @@ def run_evaluate(args) -> int:
                              reference=args.reference, pairs=pairs, jobs=args.jobs, force=args.force,
                              quiet=args.quiet)
     print(ev.table())
-    say(args, f"results in {args.out}: table.md, rows.csv, summary.json")
+    say(args, f"results in {args.out}: table.md, rows.csv, evaluation.json")
     return 0
 
 

@@ -37,7 +37,7 @@ from mrharmony.errors import InputError
 VOXEL_SIZE_RTOL = 0.01
 MIN_MASK_DICE = 0.8
 MIN_MASK_DICE_COMPUTED = 0.6  # where a mask is computed (automatic_mask), not given
-REGISTER_HINT = "; register it to the input first (mrharmony prepare --register)"
+REGISTER_HINT = "; register it to the input first (mrharmony dmri prepare --register)"
 
 
 @dataclass(frozen=True)

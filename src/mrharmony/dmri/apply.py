@@ -1,4 +1,4 @@
-"""``mrharmony apply MODEL --dwi D --bval B --bvec V --mask M --out DIR [--target T]``.
+"""``mrharmony dmri apply MODEL --dwi D --bval B --bvec V --mask M --out DIR [--target T]``.
 
 Harmonizes a new subject's scan on the input platform to one or all target platforms:
 
@@ -30,7 +30,7 @@ from mrharmony import __version__
 from mrharmony.data.gradients import read_gradients, write_gradients
 from mrharmony.data.images import read_float32, read_image
 from mrharmony.errors import InputError
-from mrharmony.io import save_nifti, staged_output_dir, write_json
+from mrharmony.io import save_nifti, staged_output_dir, write_derivative_description, write_json
 from mrharmony.registration import finer_affine
 
 
@@ -149,7 +149,8 @@ def apply_model(model: str | os.PathLike, *, dwi: str, bval: str, bvec: str, mas
                 "Description": "brain mask computed by mrharmony (median Otsu on the mean b=0 image)",
                 "Sources": [str(Path(dwi).resolve())]})
         if description:
-            _write_description(tmp / "dataset_description.json", h.name)
+            write_derivative_description(tmp / "dataset_description.json", name="mrharmony harmonized diffusion MRI",
+                                         description=f"mrharmony dmri apply ({h.name})")
         for t, res in results.items():
             aff = finer_affine(img.affine, h.ratios[t])
             base = f"{prefix}_space-{t.replace('_', '')}"
@@ -165,13 +166,6 @@ def apply_model(model: str | os.PathLike, *, dwi: str, bval: str, bvec: str, mas
                 what = f"{TENSOR_MAPS[param]} of a DTI fit (dipy) of the harmonized signal"
                 write_json(tmp / f"{base}_model-tensor_param-{param}_dwimap.json", {**side, "Description": what})
     return Path(out)
-
-
-def _write_description(path: Path, method: str) -> None:
-    write_json(path, {
-        "Name": "mrharmony harmonized diffusion MRI", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "mrharmony", "Version": __version__, "Description": f"mrharmony apply ({method})"}],
-    })
 
 
 def _write_signal(tmp: Path, base: str, res: dict, side: dict, gradients, cfg, aff):

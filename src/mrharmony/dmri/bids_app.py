@@ -4,7 +4,7 @@ The BIDS App convention (one participant per cluster job): every dwi run of the 
 participants that matches the ``--filter`` entities (e.g. ``ses=ge``: the scans of the input
 platform) is harmonized with the model and written as a BIDS derivative dataset in OUTPUT_DIR:
 ``dataset_description.json`` (``DatasetType: derivative``, ``GeneratedBy``), and for each run,
-in the run's own ``sub-*/[ses-*/]dwi/`` folder, the outputs of ``mrharmony apply`` named
+in the run's own ``sub-*/[ses-*/]dwi/`` folder, the outputs of ``mrharmony dmri apply`` named
 ``<source entities>_space-<target>_desc-harmonized_...`` with JSON sidecars, float32. A brain
 mask is taken from a ``..._desc-brain_mask.nii.gz`` derivative of the run when there is one,
 else computed and written beside the outputs.
@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mrharmony import __version__
 from mrharmony.errors import InputError
 
 
@@ -33,7 +32,7 @@ def run_bids_app(bids_dir: str | os.PathLike, output_dir: str | os.PathLike, lev
     from mrharmony.data.images import read_image
     from mrharmony.dmri.apply import apply_model, check_protocol
     from mrharmony.dmri.loading import load_harmonizer
-    from mrharmony.io import staged_output_dir, write_json
+    from mrharmony.io import staged_output_dir, write_derivative_description
     from mrharmony.progress import Progress
 
     if level != "participant":
@@ -72,13 +71,9 @@ def run_bids_app(bids_dir: str | os.PathLike, output_dir: str | os.PathLike, lev
         if (out / f"sub-{label}").exists() and not force:
             raise InputError("already exists; pass --force to replace it.", out / f"sub-{label}")
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "dataset_description.json", {
-        "Name": f"{root.name} harmonized by mrharmony ({h.name})", "BIDSVersion": "1.9.0",
-        "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "mrharmony", "Version": __version__,
-                         "Description": f"mrharmony bids: harmonization to {', '.join(targets or h.targets)}"}],
-        "SourceDatasets": [{"URL": root.as_uri()}],
-    })
+    write_derivative_description(out / "dataset_description.json", name=f"{root.name} harmonized by mrharmony ({h.name})",
+                                 description=f"mrharmony bids: harmonization to {', '.join(targets or h.targets)}",
+                                 SourceDatasets=[{"URL": root.as_uri()}])
     written = []
     progress = Progress(total=len(jobs), unit="runs", desc="harmonize", quiet=quiet)
     for label in dict.fromkeys(j[0] for j in jobs):

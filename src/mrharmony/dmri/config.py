@@ -84,7 +84,7 @@ class DataConfig(StrictModel):
         "replaces every brain-wide property of a person with the training average (rows named <method>_scannorm)")
     denoise: Literal["none", "mppca"] = Field(
         default="none", description="denoise the input platform's scans (dipy) before their SH fit, in training and "
-        "when the model is applied ('mrharmony prepare --denoise' writes those features); the targets stay as acquired")
+        "when the model is applied ('mrharmony dmri prepare --denoise' writes those features); the targets stay as acquired")
 
 
 #: data settings that choose validation patches only: runs that differ in them share their test split

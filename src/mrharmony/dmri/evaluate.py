@@ -1,4 +1,4 @@
-"""``mrharmony evaluate RUN_DIR [RUN_DIR ...]``: how good is each method on the same test data?
+"""``mrharmony dmri evaluate RUN_DIR [RUN_DIR ...]``: how good is each method on the same test data?
 
 * The MSP paper's metric: the MSE in normalized SH space of each test patch, every row and the
   truth put on one fixed scale per target platform (the raw coefficients through the platform's

@@ -134,21 +134,21 @@ def rescan_ratios(ev) -> list[dict]:
 
 
 def csv_text(ev) -> str:
-    s = ev.summary()
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["split", "method", "parameters", "target", "n_patches", "mse_mean", "mse_std"])
-    for m in ev.methods:
-        for t in ev.targets:
-            v = s["patch_mse"].get(m, {}).get(t)
-            if v is not None:
-                w.writerow([ev.split, m, ev.parameters.get(m) or "", t, ev.n_patches, v["mean"], v["std"]])
+    """``rows.csv``: one row per method, held-out subject and target, the whole-volume errors
+    (header only when the evaluation skipped them); the per-patch errors are summarized in
+    ``table.md`` and ``evaluation.json``."""
+    buf = io.StringIO(newline="")
+    fields = ["method", "subject", "target"]
+    fields += list(dict.fromkeys(k for r in ev.volume_errors for k in r if k not in fields))
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    w.writerows(ev.volume_errors)
     return buf.getvalue()
 
 
 def write_tables(ev, out: str | os.PathLike) -> dict[str, Path]:
     out = Path(out)
-    paths = {"markdown": out / "table.md", "csv": out / "table.csv", "json": out / "evaluation.json"}
+    paths = {"markdown": out / "table.md", "csv": out / "rows.csv", "json": out / "evaluation.json"}
     write_text(paths["markdown"], markdown(ev))
     write_text(paths["csv"], csv_text(ev))
     write_json(paths["json"], ev.summary())

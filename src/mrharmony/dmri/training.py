@@ -1,5 +1,5 @@
 """Training the dMRI networks (DIQT, CNN-RISH, SHResNet, CPM, HNED, MSP) on the engine, and
-fitting the statistical methods: ``mrharmony train CONFIG --out RUN_DIR``.
+fitting the statistical methods: ``mrharmony dmri train CONFIG --out RUN_DIR``.
 
 The run config is :class:`~mrharmony.dmri.config.RunConfig`. A network trains through the one
 training loop of :mod:`mrharmony.engine.loop`; what this module plugs in is the dMRI trainee:
@@ -158,7 +158,7 @@ def input_channels(ds) -> int:
 
     _, side = feature_paths(ds.root, ds.subjects[0], ds.input_platform.name)
     if not side.is_file():
-        raise InputError("is missing; run 'mrharmony prepare' on the dataset first.", side)
+        raise InputError("is missing; run 'mrharmony dmri prepare' on the dataset first.", side)
     return int(json.loads(side.read_text())["n_coefficients"])
 
 

@@ -184,7 +184,7 @@ def build_report(runs: list[str | os.PathLike], out: str | os.PathLike, *, evalu
             f"</head><body><h1>mrharmony report</h1><p class='note'>Generated {time.strftime('%Y-%m-%d %H:%M')} by "
             f"mrharmony {__version__}. Pictures first, tables in the collapsed sections below them.</p>"
             f"{''.join(sections)}<h2>Provenance</h2>{''.join(provenance)}"
-            "<p class='note'>Every number above is recomputed by <code>mrharmony evaluate</code> (dMRI) and "
+            "<p class='note'>Every number above is recomputed by <code>mrharmony dmri evaluate</code> (dMRI) and "
             "<code>mrharmony structural evaluate</code> on the same runs.</p></body></html>")
     write_text(out, page)
     return out

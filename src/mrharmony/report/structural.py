@@ -32,7 +32,7 @@ def load_evaluation(structural) -> tuple[list[dict], dict, list[dict]]:
     if hasattr(structural, "rows"):
         return structural.rows, structural.info, structural.tests
     folder = Path(structural)
-    summary, rows_file = folder / "summary.json", folder / "rows.csv"
+    summary, rows_file = folder / "evaluation.json", folder / "rows.csv"
     for f in (summary, rows_file):
         if not f.is_file():
             raise InputError("is missing: give the folder that `mrharmony structural evaluate` wrote.", f)

@@ -1,9 +1,11 @@
 """Applying a trained image-to-image harmonizer (HAIL or IHF-Harmony) to NIfTI files:
-``mrharmony structural apply``.
+``mrharmony structural apply`` (and ``restore``, the exact inverse of an invertible one).
 
-The method is the one the model file names (``meta['model']['method']``). The harmonized image
-is written as float32 NIfTI on the input's grid and affine, with a JSON sidecar beside it
-(``OUT`` with ``.json``) naming the model, the images and the masks (and, for IHF-Harmony, the
+The method is the one the model file names (``meta['model']['method']``). The output is a
+folder, as for ``mrharmony dmri apply``: a BIDS derivative (``dataset_description.json``) holding
+the harmonized image, named after the input with ``desc-harmonized`` (``sub-01_T1w.nii.gz`` ->
+``sub-01_desc-harmonized_T1w.nii.gz``), as float32 NIfTI on the input's grid and affine, with a
+JSON sidecar beside it naming the model, the images and the masks (and, for IHF-Harmony, the
 input's intensity scale, with which :meth:`mrharmony.structural.ihf.IHFHarmonizer.restore`
 gives the input back): :meth:`mrharmony.structural.harmonizer.ImageHarmonizer.harmonize_file`.
 Without a mask, each image gets the automatic brain mask of
@@ -16,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mrharmony.structural.harmonizer import AUTOMATIC_MASK, output_paths
+from mrharmony.structural.harmonizer import AUTOMATIC_MASK, derivative_name
 
 __all__ = ["AUTOMATIC_MASK", "apply_image_model", "restore_image"]
 
@@ -25,22 +27,30 @@ def apply_image_model(model: str | os.PathLike, *, input_path, target_path, out,
                       target_mask_path=None, force: bool = False, method: str | None = None,
                       allow_modality_mismatch: bool = False) -> Path:
     """Harmonize the image ``input_path`` to the site of the one image ``target_path`` with a
-    trained model (``model.pt`` or its run directory) and write ``out`` and its sidecar.
+    trained model (``model.pt`` or its run directory) into the folder ``out``; returns the
+    harmonized image's path. Nothing is left at ``out`` when it fails; an existing non-empty
+    ``out`` needs ``force``.
 
     ``method`` (``"hail"`` or ``"ihf"``), when given, is the method the model must hold: a model
     of another one is refused with one sentence naming the file.
 
     Examples:
         >>> apply_image_model("runs/hail", input_path="sub-03_T1w.nii.gz",
-        ...                   target_path="siteD_T1w.nii.gz", out="harmonized_T1w.nii.gz")  # doctest: +SKIP
+        ...                   target_path="siteD_T1w.nii.gz", out="harmonized")  # doctest: +SKIP
+        PosixPath('harmonized/sub-03_desc-harmonized_T1w.nii.gz')
     """
+    from mrharmony.io import staged_output_dir, write_derivative_description
     from mrharmony.structural.harmonizer import load_image_harmonizer
 
-    output_paths(out, force=force)  # before reading the model: a refused output costs nothing
-    harmonizer = load_image_harmonizer(model, method=method)
-    return harmonizer.harmonize_file(input_path=input_path, target_path=target_path, out=out, mask_path=mask_path,
-                                     target_mask_path=target_mask_path, force=force,
-                                     allow_modality_mismatch=allow_modality_mismatch)
+    name = derivative_name(input_path, "harmonized")
+    with staged_output_dir(out, force=force) as tmp:  # checked before the model is read
+        harmonizer = load_image_harmonizer(model, method=method)
+        harmonizer.harmonize_file(input_path=input_path, target_path=target_path, out=tmp / name,
+                                  mask_path=mask_path, target_mask_path=target_mask_path,
+                                  allow_modality_mismatch=allow_modality_mismatch)
+        write_derivative_description(tmp / "dataset_description.json", name="mrharmony harmonized structural MRI",
+                                     description=f"mrharmony structural apply ({harmonizer.name})")
+    return Path(out) / name
 
 
 def restore_image(model: str | os.PathLike, *, input_path, out, target_path=None, target_mask_path=None,
@@ -49,9 +59,23 @@ def restore_image(model: str | os.PathLike, *, input_path, out, target_path=None
     model ``model`` (IHF-Harmony): ``mrharmony structural restore``. What the inverse needs is
     read from the harmonized image's sidecar (and the array files it names); ``target_path`` (the
     target image it was harmonized to) is needed only for outputs written before sidecars recorded
-    the style code. Writes ``out`` (float32 NIfTI on the harmonized image's grid and affine) and
-    its sidecar; existing outputs need ``force``.
+    the style code. Writes the folder ``out``: the restored image (float32 NIfTI on the
+    harmonized image's grid and affine, named with ``desc-restored``) and its sidecar; returns the
+    image's path. An existing non-empty ``out`` needs ``force``.
     """
+    from mrharmony.io import staged_output_dir, write_derivative_description
+
+    input_path = Path(input_path)
+    with staged_output_dir(out, force=force) as tmp:
+        restored = _restore(model, input_path, tmp / derivative_name(input_path, "restored"), target_path,
+                            target_mask_path)
+        write_derivative_description(tmp / "dataset_description.json", name="mrharmony restored structural MRI",
+                                     description="mrharmony structural restore")
+    return Path(out) / restored.name
+
+
+def _restore(model, input_path: Path, out: Path, target_path, target_mask_path) -> Path:
+    """The body of :func:`restore_image`: write ``out`` and its sidecar."""
     import hashlib
     import json
 
@@ -62,8 +86,6 @@ def restore_image(model: str | os.PathLike, *, input_path, out, target_path=None
     from mrharmony.io import save_nifti, write_json
     from mrharmony.structural.harmonizer import HarmonizedImage, load_image_harmonizer, nifti_stem
 
-    out, out_sidecar = output_paths(out, force=force)
-    input_path = Path(input_path)
     side_path = input_path.with_name(nifti_stem(input_path) + ".json")
     if not side_path.is_file():
         raise InputError(f"has no sidecar {side_path.name} beside it; restoring needs the one 'structural apply' "
@@ -85,7 +107,7 @@ def restore_image(model: str | os.PathLike, *, input_path, out, target_path=None
     if "StyleCode" in sidecar and "TargetScale" not in sidecar:
         raise InputError("records a StyleCode but no TargetScale; restoring needs both.", side_path)
     image, affine = read_structural_image(input_path, what="harmonized image")
-    from mrharmony.structural.ihf import margin_size
+    from mrharmony.structural.ihf.inference import margin_size
 
     need = margin_size(harmonizer.net, image.shape)
     arrays = {}
@@ -118,7 +140,7 @@ def restore_image(model: str | os.PathLike, *, input_path, out, target_path=None
                                                    target_mask_path=target_mask_path)
     back = harmonizer.restore(HarmonizedImage(image, sidecar, arrays), target=target, target_mask=target_mask)
     save_nifti(out, back, affine)
-    write_json(out_sidecar, {
+    write_json(out.with_name(nifti_stem(out) + ".json"), {
         "Description": f"the input of a harmonized image, restored by {harmonizer.title}'s exact inverse",
         "GeneratedBy": [{"Name": "mrharmony", "Version": harmonizer.version}],
         "Sources": [str(input_path)], **harmonizer.model_sidecar(),

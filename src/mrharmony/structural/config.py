@@ -95,7 +95,7 @@ def load_structural_config(path: str | os.PathLike) -> StructuralRunConfig:
     data, model = raw.get("data"), raw.get("model")
     image_methods = names("structural", "image")
     if isinstance(model, dict) and model.get("method") in set(names("dmri")) - set(names("structural")):
-        raise InputError(f"configures {model['method']}, a dMRI method; train it with 'mrharmony train'.", path)
+        raise InputError(f"configures {model['method']}, a dMRI method; train it with 'mrharmony dmri train'.", path)
     if not isinstance(model, dict) or model.get("method") not in image_methods:
         raise InputError(f"needs a 'model' section whose 'method' is one of {', '.join(image_methods)}.", path)
     if isinstance(data, dict) and isinstance(data.get("dataset"), str):

@@ -25,7 +25,7 @@ ones; ``split`` overrides the subjects in both cases.
 * ``table.md``: each metric per modality, group and method: its mean over the test subjects
   (a subject's value is its mean over the group's site pairs) with a 95% bootstrap interval over
   subjects (with one test subject, ± the standard deviation over its site pairs);
-* ``summary.json``: the dataset, the methods, subjects and sites, the machine, the summary and
+* ``evaluation.json``: the dataset, the methods, subjects and sites, the machine, the summary and
   the paired Wilcoxon tests over subjects (Bonferroni-corrected) of the reference method against
   every other on SSIM and nWD(t,p).
 
@@ -77,7 +77,7 @@ TEXTURE = "texture_p2"
 class StructuralEvaluation:
     """The result of :func:`compare_harmonizers`: the ``rows``, their ``summary``, the paired
     ``tests`` of ``reference`` against every other method, and ``info`` (subjects, sites,
-    methods, timing) for ``summary.json``."""
+    methods, timing) for ``evaluation.json``."""
 
     rows: list[dict]
     summary: list[dict]
@@ -90,7 +90,7 @@ class StructuralEvaluation:
         return markdown_table(self.summary)
 
     def write(self, folder: str | os.PathLike, *, info: dict | None = None) -> Path:
-        """Write ``rows.csv``, ``table.md`` and ``summary.json`` (``info``, default the
+        """Write ``table.md``, ``rows.csv`` and ``evaluation.json`` (``info``, default the
         evaluation's own, then the machine, the summary and the tests) into ``folder``."""
         from mrharmony.io import write_text
 
@@ -102,7 +102,7 @@ class StructuralEvaluation:
         write_text(folder / "rows.csv", buf.getvalue())
         write_text(folder / "table.md", self.table())
         cores = _cores()
-        write_text(folder / "summary.json", json.dumps({
+        write_text(folder / "evaluation.json", json.dumps({
             **(self.info if info is None else info), "machine": f"{platform.machine()}, {cores} cores, CPU",
             "summary": self.summary, "wilcoxon": self.tests,
         }, indent=2) + "\n")
@@ -143,7 +143,7 @@ def evaluate_structural(dataset, out: str | os.PathLike, *, methods, modalities:
 
 def relative_info(info: dict, folder: Path) -> dict:
     """``info`` with the dataset and the model files named relative to ``folder`` (where
-    ``summary.json`` is written), so that a moved folder of results still finds them
+    ``evaluation.json`` is written), so that a moved folder of results still finds them
     (:func:`resolved_info` reads them back)."""
     from mrharmony.engine.run import relative_path
 
@@ -152,7 +152,7 @@ def relative_info(info: dict, folder: Path) -> dict:
 
 
 def resolved_info(info: dict, folder: Path) -> dict:
-    """The inverse of :func:`relative_info`: paths of ``summary.json`` in ``folder`` made absolute."""
+    """The inverse of :func:`relative_info`: paths of ``evaluation.json`` in ``folder`` made absolute."""
     def resolved(p: str) -> str:
         return str((Path(folder) / p).resolve())
 

@@ -371,6 +371,17 @@ def load_image_harmonizer(path: str | os.PathLike, *, method: str | None = None,
     return cls.from_saved(obj, path, name=name, **options)
 
 
+def derivative_name(path: str | os.PathLike, desc: str) -> str:
+    """The BIDS-derivative name of an image made from ``path``: ``desc-<desc>`` before its suffix
+    (``sub-01_ses-a_T1w.nii.gz`` -> ``sub-01_ses-a_desc-harmonized_T1w.nii.gz``), replacing a
+    ``desc`` it has; a name without a BIDS suffix gets ``_desc-<desc>`` at its end."""
+    parts = nifti_stem(path).split("_")
+    if len(parts) > 1 and "-" not in parts[-1]:
+        entities = [p for p in parts[:-1] if not p.startswith("desc-")]
+        return "_".join([*entities, f"desc-{desc}", parts[-1]]) + ".nii.gz"
+    return "_".join([p for p in parts if not p.startswith("desc-")] + [f"desc-{desc}"]) + ".nii.gz"
+
+
 def nifti_stem(path: str | os.PathLike) -> str:
     """A NIfTI file's name without ``.nii.gz`` / ``.nii``."""
     name = Path(path).name

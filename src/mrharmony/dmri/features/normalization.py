@@ -84,7 +84,7 @@ def scan_stats(ds, subject: str, platform: str, denoise: str = "none") -> Channe
 
     side = feature_paths(ds.root, subject, platform, denoise)[1]
     if not side.is_file():
-        raise InputError("is missing; run 'mrharmony prepare' on the dataset first.", side)
+        raise InputError("is missing; run 'mrharmony dmri prepare' on the dataset first.", side)
     return ChannelStats.from_dict(json.loads(side.read_text())["normalization"])
 
 

@@ -1,4 +1,4 @@
-"""``mrharmony prepare DATASET``: SH features of every scan, as BIDS-like derivatives.
+"""``mrharmony dmri prepare DATASET``: SH features of every scan, as BIDS-like derivatives.
 
 For each scan it writes, under ``DATASET/derivatives/mrharmony-sh/<subject>/<platform>/``:
 
@@ -35,7 +35,7 @@ from mrharmony.dmri.features.normalization import ChannelStats, FeatureScaling
 from mrharmony.dmri.features.paths import DERIVATIVE, feature_dir, feature_paths  # noqa: F401 (re-exported)
 from mrharmony.dmri.features.sh import SHConfig, fit_sh, n_coefficients, select_shell
 from mrharmony.errors import InputError
-from mrharmony.io import check_format_version, save_nifti, write_json
+from mrharmony.io import check_format_version, save_nifti, write_derivative_description, write_json
 from mrharmony.progress import Progress
 
 def _fingerprint(scan: Scan) -> dict:
@@ -116,12 +116,7 @@ def _write_description(ds: TravelingHeads) -> None:
     path = feature_dir(ds.root) / "dataset_description.json"
     if path.exists():
         return
-    write_json(path, {
-        "Name": f"SH features of {ds.spec.name}",
-        "BIDSVersion": "1.9.0",
-        "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "mrharmony", "Version": __version__, "Description": "mrharmony prepare"}],
-    })
+    write_derivative_description(path, name=f"SH features of {ds.spec.name}", description="mrharmony dmri prepare")
 
 
 def _prepare_scan(ds: TravelingHeads, scan: Scan, cfg: SHConfig, denoise: str = "none") -> None:
@@ -143,7 +138,7 @@ def _prepare_scan(ds: TravelingHeads, scan: Scan, cfg: SHConfig, denoise: str = 
         save_nifti(mask_path, mask.astype(np.uint8), affine, dtype=np.uint8)
     write_json(side, {
         "format_version": FORMAT_VERSION,
-        "generated_by": {"name": "mrharmony prepare", "version": __version__},
+        "generated_by": {"name": "mrharmony dmri prepare", "version": __version__},
         "Description": "real symmetric SH coefficients of the b0-normalized diffusion signal",
         "sh": cfg.model_dump(mode="json"),
         "denoise": denoise,
@@ -187,7 +182,7 @@ def load_features(ds: TravelingHeads, subject: str, platform: str, *, normalized
     nii, side = feature_paths(ds.root, subject, platform, denoise)
     if not side.is_file() or not nii.is_file():
         remedy = "" if denoise == "none" else f" --denoise {denoise}"
-        raise InputError(f"is missing; run 'mrharmony prepare{remedy}' on the dataset first.", nii)
+        raise InputError(f"is missing; run 'mrharmony dmri prepare{remedy}' on the dataset first.", nii)
     try:
         meta = json.loads(side.read_text())
     except ValueError:
