@@ -62,7 +62,7 @@ def main() -> None:
 
     from mrharmony.structural.evaluate import compare_harmonizers
     from mrharmony.structural.hail import HAILHarmonizer
-    from mrharmony.structural.intensity import INTENSITY_METHODS
+    from mrharmony.structural.registry import INTENSITY_METHODS
 
     out = Path(args.out)
     data, ds = structural_data(out, args.preset, args.seed)

@@ -50,21 +50,23 @@ def evaluation_data(out: Path, preset: str, seed: int, ds, model, extra: int):
 
 
 def train_or_resume(cls, config: dict, run: Path):
-    """The trained harmonizer of class ``cls`` (an ImageHarmonizer with ``train``) in ``run``: a
-    finished run as it is, an interrupted one resumed, else a new one trained from the ``config``
-    mapping (written beside the run as ``<run>.yaml``)."""
+    """The trained harmonizer of class ``cls`` (a TrainedImageHarmonizer) in ``run``: a finished run
+    as it is, an interrupted one resumed, else a new one trained from the ``config`` mapping
+    (written beside the run as ``<run>.yaml``)."""
     import yaml
+
+    from mrharmony.structural.training import train_harmonizer
 
     run = Path(run)
     if (run / "model.pt").is_file():
         return cls.load(run)
     if (run / "checkpoints" / "last.pt").is_file():
-        h = cls.train(None, run, resume=True, quiet=True)
+        h = train_harmonizer(cls, None, run, resume=True, quiet=True)
     else:
         path = run.with_name(run.name + ".yaml")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(config))
-        h = cls.train(path, run, quiet=True, force=True)
+        h = train_harmonizer(cls, path, run, quiet=True, force=True)
     if h is None:
         raise SystemExit(f"{run} stopped before its end; run the benchmark again to resume it.")
     return h

@@ -128,9 +128,9 @@ def train_methods(work: Path, data_cfg: dict, budget: dict, *, seed: int, contro
                "model": model, "training": {**budget["training"], **(training or {}), "seed": seed}}
         return train_dmri_run(work, name, cfg, tag=tag, quiet=quiet)
 
-    from mrharmony.engine.registry import methods
+    from mrharmony.dmri.registry import REGISTRY
 
-    networks = [(m.name, m.load()) for m in methods("dmri", "network")]
+    networks = [(m.name, m.config) for m in REGISTRY.methods("network")]
     singles = [run(f"{m}-{t}", {"method": m}, [t]) for m, cls in networks if cls.single_target for t in TARGETS]
     runs = list(singles)
     for m, cls in networks:  # every target at once; MSP from the single networks above
@@ -169,13 +169,13 @@ def train_methods(work: Path, data_cfg: dict, budget: dict, *, seed: int, contro
 
 def statistical_methods() -> list[str]:
     """The statistical baselines; ComBat where neuroHarmonize is installed (.venv-combat)."""
-    from mrharmony.engine.registry import methods
+    from mrharmony.dmri.registry import REGISTRY
     from mrharmony.errors import InputError
 
     names = []
-    for m in methods("dmri", "statistical"):
+    for m in REGISTRY.methods("statistical"):
         try:
-            m.load().harmonizer().check_requirements()
+            m.config.harmonizer().check_requirements()
             names.append(m.name)
         except InputError:  # its extra is not installed here
             print(f"{m.name} needs the {m.extra} extra: no {m.name} rows (run with .venv-combat/bin/python for them)")

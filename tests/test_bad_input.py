@@ -65,7 +65,7 @@ def _case_config_unknown_platform(tmp_path, prepared, model):
 
 def _case_config_unknown_method(tmp_path, prepared, model):
     path = _config(tmp_path, prepared, model={"method": "unet"})
-    return ["dmri", "train", str(path), "--out", str(tmp_path / "out")], path, "invalid value for 'model.method'"
+    return ["dmri", "train", str(path), "--out", str(tmp_path / "out")], path, "'unet' is not a dMRI method"
 
 
 def _case_config_key_of_another_method(tmp_path, prepared, model):

@@ -99,13 +99,12 @@ def test_each_command_imports_only_its_module():
 
 def test_the_command_table():
     """Every command of the table is defined by its module, listed in order, and has --quiet."""
-    import importlib
     import re
 
     from mrharmony.cli import COMMANDS, build_parser
 
     for name, (module, help_text) in COMMANDS.items():
-        assert callable(getattr(importlib.import_module(module), f"add_{name}")), name
+        assert callable(getattr(module(), f"add_{name}")), name
         assert help_text.strip()
     parser = build_parser()
     listed = re.findall(r"^    (\w+)(?:  |$)", parser.format_help(), flags=re.M)
@@ -220,19 +219,23 @@ def test_the_overwrite_policy(tmp_path, capsys):
 
 
 def test_methods_lists_each_wings_registry(capsys):
-    from mrharmony.engine.registry import methods
+    from mrharmony.dmri.registry import REGISTRY as DMRI
+    from mrharmony.structural.registry import REGISTRY as STRUCTURAL
 
-    for wing in ("dmri", "structural"):
+    for wing, registry in (("dmri", DMRI), ("structural", STRUCTURAL)):
         assert main([wing, "methods"]) == 0
         lines = capsys.readouterr().out.splitlines()
-        assert [line.split()[:2] for line in lines] == [[m.name, m.kind] for m in methods(wing)]
+        assert [line.split()[:2] for line in lines] == [[m.name, m.kind] for m in registry.methods()]
 
 
 def test_each_training_command_names_the_other_for_the_other_wing(tmp_path, capsys):
     (tmp_path / "hail.yaml").write_text("data: {dataset: d}\nmodel: {method: hail}\n")
     (tmp_path / "diqt.yaml").write_text("data: {dataset: d}\nmodel: {method: diqt}\n")
     assert main(["dmri", "train", str(tmp_path / "hail.yaml"), "--out", str(tmp_path / "a")]) == 2
-    assert "hail is a structural method; train it with 'mrharmony structural train'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "'hail' is not a dMRI method" in err and "a structural method trains with 'mrharmony structural train'" in err
     assert main(["structural", "train", str(tmp_path / "diqt.yaml"), "--out", str(tmp_path / "b")]) == 2
-    assert "configures diqt, a dMRI method; train it with 'mrharmony dmri train'." in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "needs a 'model' section whose 'method' is one of hail, ihf (structural methods; a dMRI method trains " \
+           "with 'mrharmony dmri train')." in err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

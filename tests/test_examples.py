@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from mrharmony.dmri.config import load_run_config
+from mrharmony.dmri.run_config import load_run_config
 
 FOLDER = Path(__file__).parent.parent / "examples"
 IMAGE_METHODS = ("hail.yaml", "hail_unet.yaml", "ihf.yaml", "ihf_squeeze.yaml")  # mrharmony structural train

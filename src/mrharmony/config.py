@@ -3,6 +3,12 @@
 Every config in mrharmony is a :class:`StrictModel` (a pydantic model that refuses unknown
 keys), read with :func:`load_yaml_model`, which turns any problem into one sentence naming the
 file, the key and what is wrong.
+
+A setting that is a path (or a list or mapping of paths) is marked in its model as
+``Field(..., json_schema_extra={"path": True})``: :func:`resolve_paths` takes such values from the
+folder of the config file that gives them, and :func:`relative_paths` records them relative to a
+run directory (:func:`relative_path`), so that a folder holding both the data and the runs can be
+moved or copied as a whole.
 """
 
 from __future__ import annotations
@@ -119,6 +125,47 @@ def model_from_dict(model: type[M], data: Any, *, source: str | os.PathLike | No
 def load_yaml_model(model: type[M], path: str | os.PathLike) -> M:
     """Read ``path`` as YAML and validate it as ``model``; errors name the file and the key."""
     return model_from_dict(model, read_yaml(path), source=path)
+
+
+def path_fields(model: type[BaseModel]) -> list[str]:
+    """The settings of ``model`` marked as paths (``json_schema_extra={"path": True}``)."""
+    return [name for name, f in model.model_fields.items()
+            if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("path")]
+
+
+def _map_paths(section: dict, model: type[BaseModel], fn) -> dict:
+    """``section`` with ``fn`` applied to each string of its path settings (a string, a list of
+    strings or a mapping to strings); other values are left for validation to judge."""
+    out = dict(section)
+    for name in path_fields(model):
+        v = out.get(name)
+        if isinstance(v, str):
+            out[name] = fn(v)
+        elif isinstance(v, list):
+            out[name] = [fn(x) if isinstance(x, str) else x for x in v]
+        elif isinstance(v, dict):
+            out[name] = {k: fn(x) if isinstance(x, str) else x for k, x in v.items()}
+    return out
+
+
+def resolve_paths(section: dict, model: type[BaseModel], base: Path) -> dict:
+    """``section`` (a config section as read, to be validated as ``model``) with the values of its
+    path settings made absolute from the folder ``base`` (that of the config file)."""
+    base = Path(base)
+    return _map_paths(section, model, lambda v: str((base / v).resolve()))
+
+
+def relative_path(path: str | os.PathLike, run_dir: str | os.PathLike) -> str:
+    """``path`` relative to the run directory, as runs record their data (so that a folder holding
+    both the data and the runs can be moved or copied as a whole)."""
+    return os.path.relpath(Path(path).resolve(), Path(run_dir).resolve())
+
+
+def relative_paths(section: dict, model: type[BaseModel], run_dir: Path) -> dict:
+    """The inverse of :func:`resolve_paths` for recording: ``section`` (a dumped ``model``) with
+    the values of its path settings relative to the run directory ``run_dir``, where the run's
+    ``config.yaml`` is written."""
+    return _map_paths(section, model, lambda v: relative_path(v, run_dir))
 
 
 def dump_yaml(obj: BaseModel | dict) -> str:

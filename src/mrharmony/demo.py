@@ -97,7 +97,7 @@ def _dmri(tmp: Path, preset: str, seed: int, say, quiet: bool):
     from mrharmony.dmri.features.prepare import prepare
     from mrharmony.dmri.tables import write_tables
     from mrharmony.dmri.training import train
-    from mrharmony.engine.registry import methods
+    from mrharmony.dmri.registry import REGISTRY
     from mrharmony.simulate import simulate
 
     say(f"dMRI: simulating the {preset} traveling heads")
@@ -109,7 +109,7 @@ def _dmri(tmp: Path, preset: str, seed: int, say, quiet: bool):
     held_out = ds.subjects[-1]
     data_cfg = {"dataset": "../data", "split": "subject", "test_subjects": [held_out], "split_seed": seed}
     train_preset = "test" if preset == "tiny" else "demo"
-    statistical = [m.name for m in methods("dmri", "statistical") if m.extra is None]  # ComBat needs its extra
+    statistical = [m.name for m in REGISTRY.methods("statistical") if m.extra is None]  # ComBat needs its extra
 
     def run(name: str, model: dict, targets_: list[str] | None, training: dict | None = None) -> Path:
         cfg = {"preset": train_preset, "data": {**data_cfg, **({"targets": targets_} if targets_ else {})},

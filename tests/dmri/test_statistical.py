@@ -164,7 +164,7 @@ def test_evaluate_takes_a_saved_none_run_as_the_reference_row(stat_runs):
 
 
 def test_statistical_config_keys_apply_only_to_voxelwise_methods(tmp_path, tiny_prepared):
-    from mrharmony.dmri.config import load_run_config
+    from mrharmony.dmri.run_config import load_run_config
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({"data": {"dataset": str(tiny_prepared)},
@@ -293,7 +293,7 @@ def test_a_saved_rish_syn_model_applies_alone_with_the_same_predictions(rish_syn
 
 
 def test_syn_settings_are_checked(tmp_path, tiny_prepared):
-    from mrharmony.dmri.config import load_run_config
+    from mrharmony.dmri.run_config import load_run_config
 
     cfg = tmp_path / "c.yaml"
     for model, key in (({"method": "rish", "registration": "syn", "syn_level_iters": [10, 0]}, "syn_level_iters"),

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from mrharmony.cli import main
-from mrharmony.dmri.config import load_run_config
+from mrharmony.dmri.run_config import load_run_config
 from mrharmony.dmri.models import load_model
 from mrharmony.dmri.training import train
 from mrharmony.engine.checkpoint import read_checkpoint
@@ -130,7 +130,7 @@ def test_config_errors_name_the_file_and_key(tmp_path, tiny_prepared, capsys):
         load_run_config(tmp_path / "c2.yaml")
     raw["model"] = {"method": "unet"}
     (tmp_path / "c2.yaml").write_text(yaml.safe_dump(raw))
-    with pytest.raises(InputError, match="invalid value for 'model.method'"):
+    with pytest.raises(InputError, match="'unet' is not a dMRI method"):
         load_run_config(tmp_path / "c2.yaml")
     bad_target = _config(tmp_path, tiny_prepared, name="c3.yaml", targets=["siemens_trio"])
     with pytest.raises(InputError, match="unknown platform 'siemens_trio'"):

@@ -18,7 +18,7 @@ from mrharmony.engine.checkpoint import check_plain, cpu_state, read_checkpoint,
 from mrharmony.engine.loop import train
 from mrharmony.errors import InputError
 from mrharmony.structural.hail import HAIL
-from mrharmony.structural.harmonizer import load_image_harmonizer
+from mrharmony.structural.loading import load_image_harmonizer
 from tests.engine.test_loop import ToyConfig, ToyFamily
 
 

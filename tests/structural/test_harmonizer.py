@@ -13,17 +13,17 @@ from mrharmony.data.masks import brain_mask
 from mrharmony.engine.checkpoint import save_model
 from mrharmony.errors import InputError
 from mrharmony.structural import hail as hail_mod
-from mrharmony.structural import intensity
+from mrharmony.structural import intensity, registry
 from mrharmony.structural.harmonizer import (
     AUTOMATIC_MASK,
     HarmonizedImage,
     ImageHarmonizer,
     TrainedImageHarmonizer,
-    load_image_harmonizer,
 )
 from mrharmony.structural.ihf import IHFHarmonizer
 from mrharmony.structural.ihf.inference import harmonize_flow, restore_flow
 from mrharmony.structural.ihf.squeeze_flow import SqueezeIHF
+from mrharmony.structural.loading import load_image_harmonizer
 
 HAIL_META = {"model": {"method": "hail", "widths": [4, 8, 16], "skips": True}, "training_sites": ["siteA", "siteB"],
              "mrharmony_version": "0.0.test", "data": {"modalities": ["T1w"]}}
@@ -106,7 +106,7 @@ def _concrete_subclasses(cls):
 def test_every_subclass_is_checked_here():
     methods = {c.method for c in _concrete_subclasses(ImageHarmonizer) if c.__module__.startswith("mrharmony.")}
     assert methods == set(FACTORIES)
-    assert set(intensity.INTENSITY_METHODS) <= methods
+    assert set(registry.INTENSITY_METHODS) <= methods
 
 
 @pytest.fixture(scope="module")
@@ -207,10 +207,11 @@ def test_restore_inverts_the_invertible_and_only_them(images):
 def test_modalities_come_from_the_training_data():
     assert FACTORIES["hail"]().applies_to("T1w") and not FACTORIES["hail"]().applies_to("T2w")
     assert FACTORIES["ihf"]().applies_to("FLAIR")
-    assert all(intensity.intensity_harmonizer(m).applies_to("T2w") for m in intensity.INTENSITY_METHODS)
-    assert intensity.intensity_harmonizer("nyul", name="hm").name == "hm"
-    with pytest.raises(InputError, match="unknown intensity method 'gan'"):
-        intensity.intensity_harmonizer("gan")
+    assert all(registry.intensity_harmonizer(m).applies_to("T2w") for m in registry.INTENSITY_METHODS)
+    assert registry.intensity_harmonizer("nyul", name="hm").name == "hm"
+    with pytest.raises(InputError, match="unknown intensity method of the structural wing 'gan'; choose one of "
+                                         "none, zscore, whitestripe, nyul"):
+        registry.intensity_harmonizer("gan")
 
 
 def test_harmonize_file_writes_float32_and_its_sidecar(images, tmp_path):
@@ -254,7 +255,7 @@ def test_saved_models_open_as_their_class(method, tmp_path):
 
 
 def test_train_delegates_to_the_training_engine(monkeypatch, tmp_path):
-    """``train`` hands the config to train_structural with the class's method and reads the model back."""
+    """``train_harmonizer`` hands the config to train_structural with the class's method and reads the model back."""
     import mrharmony.structural.training as training
 
     calls = []
@@ -266,10 +267,10 @@ def test_train_delegates_to_the_training_engine(monkeypatch, tmp_path):
         return tmp_path / "run"
 
     monkeypatch.setattr(training, "train_structural", fake)
-    h = hail_mod.HAILHarmonizer.train("hail.yaml", tmp_path / "run", force=True, quiet=True)
+    h = training.train_harmonizer(hail_mod.HAILHarmonizer, "hail.yaml", tmp_path / "run", force=True, quiet=True)
     assert isinstance(h, hail_mod.HAILHarmonizer) and h.model_file == tmp_path / "run" / "model.pt"
     assert calls[0] == ("hail.yaml", tmp_path / "run", {"method": "hail", "force": True, "quiet": True})
     (tmp_path / "run" / "model.pt").unlink()
-    assert IHFHarmonizer.train("ihf.yaml", tmp_path / "run", stop_after_epochs=1) is None
+    assert training.train_harmonizer(IHFHarmonizer, "ihf.yaml", tmp_path / "run", stop_after_epochs=1) is None
     assert calls[1][2] == {"method": "ihf", "stop_after_epochs": 1}
     assert issubclass(IHFHarmonizer, TrainedImageHarmonizer)

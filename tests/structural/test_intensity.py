@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from mrharmony.errors import InputError
-from mrharmony.structural.intensity import INTENSITY_METHODS, intensity_harmonizer
 from mrharmony.structural.metrics import nwd
+from mrharmony.structural.registry import INTENSITY_METHODS, intensity_harmonizer
 
 
 def _run(method, img, m, tgt, tm):

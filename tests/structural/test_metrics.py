@@ -147,8 +147,8 @@ def test_structural_metrics_command(tmp_path, capsys):
 
     from mrharmony.cli import main
     from mrharmony.simulate.structural import simulate_structural
-    from mrharmony.structural.intensity import intensity_harmonizer
     from mrharmony.structural.metrics import metrics_from_files
+    from mrharmony.structural.registry import intensity_harmonizer
 
     root = simulate_structural(tmp_path / "st", preset="tiny", seed=4, n_subjects=2, quiet=True)
     inp, tgt = root / "sub-01" / "siteB" / "T1w.nii.gz", root / "sub-02" / "siteA" / "T1w.nii.gz"

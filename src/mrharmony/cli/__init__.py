@@ -1,7 +1,7 @@
 """The ``mrharmony`` command line: one command, a table of subcommands.
 
-:data:`COMMANDS` names each subcommand, the small module of this package that defines it, and
-its help line. A command module defines, for each of its commands, ``add_<name>(parser)``
+:data:`COMMANDS` names each subcommand, the function that imports the small module of this
+package that defines it, and its help line. A command module defines, for each of its commands, ``add_<name>(parser)``
 (the arguments, and the handler set as ``func``) beside the handler itself; handlers import
 the heavy modules (numpy, nibabel, dipy, torch) when they run. :func:`main` imports only the
 module of the command it is given, so that ``mrharmony --help`` answers at once (as dipy's
@@ -12,31 +12,61 @@ line on stderr, ``mrharmony <command> [<verb>]: error: <message>``, and exit cod
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from types import ModuleType
 
 from mrharmony import __version__
 from mrharmony.cli.common import EXIT_INPUT, add_quiet
 
-# name -> (the module that defines it, its help line); in the order of `mrharmony --help`. The wings
-# are groups of verbs (`mrharmony dmri VERB`, `mrharmony structural VERB`), the same verbs meaning the
-# same things in both; the commands about data and the whole toolkit stand at the top.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "simulate": ("mrharmony.cli.data",
-                 "Generate synthetic traveling heads: dMRI platforms or structural sites."),
-    "validate": ("mrharmony.cli.data", "Check a traveling-heads dataset and report the first problem."),
-    "describe": ("mrharmony.cli.data", "Write dataset.yaml for a BIDS or MUSHAC-layout folder of traveling heads."),
-    "dmri": ("mrharmony.cli.dmri",
-             "Diffusion MRI (MSP, its baselines, RISH, ComBat): prepare, train, apply, evaluate, methods."),
-    "structural": ("mrharmony.cli.structural",
-                   "Structural MRI (HAIL, IHF-Harmony, intensity baselines): train, apply, evaluate, methods, "
-                   "restore, metrics."),
-    "bids": ("mrharmony.cli.bids",
-             "BIDS App: harmonize the dwi runs of BIDS participants into a derivative dataset."),
-    "report": ("mrharmony.cli.report", "Write a self-contained HTML report of trained runs."),
-    "demo": ("mrharmony.cli.report",
-             "Run the whole toolkit (dMRI and structural) on synthetic data: simulate, train, evaluate, report."),
+# The modules that define the commands, each imported only when one of its commands runs (a static
+# import inside a function: an arrow that import-linter and a reader see).
+
+
+def _data():
+    from mrharmony.cli import data
+
+    return data
+
+
+def _dmri():
+    from mrharmony.cli import dmri
+
+    return dmri
+
+
+def _structural():
+    from mrharmony.cli import structural
+
+    return structural
+
+
+def _bids():
+    from mrharmony.cli import bids
+
+    return bids
+
+
+def _report():
+    from mrharmony.cli import report
+
+    return report
+
+
+# name -> (the function that imports its module, its help line); in the order of `mrharmony --help`.
+# The wings are groups of verbs (`mrharmony dmri VERB`, `mrharmony structural VERB`), the same verbs
+# meaning the same things in both; the commands about data and the whole toolkit stand at the top.
+COMMANDS: dict[str, tuple[Callable[[], ModuleType], str]] = {
+    "simulate": (_data, "Generate synthetic traveling heads: dMRI platforms or structural sites."),
+    "validate": (_data, "Check a traveling-heads dataset and report the first problem."),
+    "describe": (_data, "Write dataset.yaml for a BIDS or MUSHAC-layout folder of traveling heads."),
+    "dmri": (_dmri, "Diffusion MRI (MSP, its baselines, RISH, ComBat): prepare, train, apply, evaluate, methods."),
+    "structural": (_structural, "Structural MRI (HAIL, IHF-Harmony, intensity baselines): train, apply, evaluate, "
+                                "methods, restore, metrics."),
+    "bids": (_bids, "BIDS App: harmonize the dwi runs of BIDS participants into a derivative dataset."),
+    "report": (_report, "Write a self-contained HTML report of trained runs."),
+    "demo": (_report, "Run the whole toolkit (dMRI and structural) on synthetic data: simulate, train, evaluate, "
+                      "report."),
 }
 #: the commands that are groups of verbs (their verbs carry --quiet)
 WINGS = ("dmri", "structural")
@@ -56,7 +86,7 @@ def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentPars
         if name not in WINGS:
             add_quiet(sp)
         if name in fill:
-            getattr(importlib.import_module(module), f"add_{name}")(sp)
+            getattr(module(), f"add_{name}")(sp)
     return p
 
 

@@ -77,15 +77,14 @@ def add_verbs(parser: argparse.ArgumentParser, verbs: Verbs) -> None:
         add_arguments(q)
 
 
-def add_methods(q: argparse.ArgumentParser, family: str) -> None:
-    """``methods``: the methods of one wing's registry, one line each (name, kind, summary)."""
-    q.set_defaults(func=lambda args: print_methods(family))
+def add_methods(q: argparse.ArgumentParser, registry: Callable[[], object]) -> None:
+    """``methods``: the methods of one wing's registry (``registry()`` imports and returns it), one
+    line each: name, kind, summary."""
+    q.set_defaults(func=lambda args: print_methods(registry()))
 
 
-def print_methods(family: str) -> int:
-    from mrharmony.engine.registry import methods
-
-    rows = methods(family)
+def print_methods(registry) -> int:
+    rows = registry.methods()
     width = max(len(m.name) for m in rows)
     kinds = max(len(m.kind) for m in rows)
     for m in rows:

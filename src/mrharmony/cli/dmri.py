@@ -18,8 +18,14 @@ def add_dmri(sp) -> None:
         "apply": (add_apply, "Harmonize a new subject's scan with a trained model into an output folder."),
         "evaluate": (add_evaluate, "Compare trained methods on their common test split (Table 1 of the MSP "
                                    "paper) and write table.md, rows.csv and evaluation.json."),
-        "methods": (lambda q: add_methods(q, "dmri"), "List the dMRI methods: name, kind, summary."),
+        "methods": (lambda q: add_methods(q, registry), "List the dMRI methods: name, kind, summary."),
     })
+
+
+def registry():
+    from mrharmony.dmri.registry import REGISTRY
+
+    return REGISTRY
 
 
 def add_prepare(sp) -> None:

@@ -20,11 +20,17 @@ def add_structural(sp) -> None:
         "evaluate": (add_evaluate, "Evaluate trained models and intensity baselines on the held-out subjects of a "
                                    "structural dataset, seen and unseen sites, per modality, and write table.md, "
                                    "rows.csv and evaluation.json."),
-        "methods": (lambda q: add_methods(q, "structural"), "List the structural methods: name, kind, summary."),
+        "methods": (lambda q: add_methods(q, registry), "List the structural methods: name, kind, summary."),
         "restore": (add_restore, "The input back from an image IHF-Harmony's squeeze variant (ihf_squeeze) "
                                  "harmonized (its exact inverse; what it needs is read from the image's sidecar)."),
         "metrics": (add_metrics, "nWD(i,p), nWD(t,p), rAVD and Dice (GM, WM), and SSIM / PSNR against a truth."),
     })
+
+
+def registry():
+    from mrharmony.structural.registry import REGISTRY
+
+    return REGISTRY
 
 
 def add_train(q) -> None:

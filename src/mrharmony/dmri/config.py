@@ -1,4 +1,6 @@
-"""The run config of the dMRI methods, and the split it defines.
+"""The sections of a dMRI run config that every method shares (``data``, ``training``), and the
+split they define; the whole run config, whose ``model`` section is one of the registry's
+methods, is :mod:`mrharmony.dmri.run_config`.
 
 A run is one YAML file (validated on load, unknown keys are errors)::
 
@@ -9,7 +11,7 @@ A run is one YAML file (validated on load, unknown keys are errors)::
       patch_size: 11
       split: patch               # patch (the paper's 90/10) or subject (held-out subjects)
     model:
-      method: diqt               # any dMRI method of the registry (mrharmony.engine.registry)
+      method: diqt               # any method of the dMRI registry (mrharmony.dmri.registry)
     training:
       epochs: 8
 
@@ -29,13 +31,12 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Literal
 
 import numpy as np
-from pydantic import Field, TypeAdapter, field_validator
+from pydantic import Field
 
-from mrharmony.config import StrictModel, model_from_dict, read_run_yaml
-from mrharmony.engine.registry import config_models, names
+from mrharmony.config import StrictModel
 from mrharmony.engine.run import relative_path
 from mrharmony.errors import InputError
 
@@ -48,18 +49,6 @@ PRESETS: dict[str, dict] = {
     "test": {"epochs": 2, "batch_size": 4, "learning_rate": 1e-3, "lr_decay_every": 1,
              "patches_per_epoch": 16, "validation_patches": 8},
 }
-
-_MODELS = config_models("dmri")
-#: the ``model`` section: the config model of one of the registry's dMRI methods
-ModelConfig = Annotated[Union[tuple(_MODELS)], Field(discriminator="method")]
-_MODEL_ADAPTER = TypeAdapter(ModelConfig)
-_KEYS = {m.model_fields["method"].annotation.__args__[0]: set(m.model_fields) for m in _MODELS}
-
-
-def model_config(section: dict):
-    """Validate a ``model`` section (as a saved model records it) into its method's config model."""
-    return _MODEL_ADAPTER.validate_python(section)
-
 
 class DataConfig(StrictModel):
     dataset: str
@@ -145,53 +134,26 @@ class TrainingConfig(StrictModel):
     threads: int | None = Field(default=None, ge=1)
 
 
-class RunConfig(StrictModel):
-    preset: Literal["paper", "demo", "test"] | None = None
-    label: str | None = Field(default=None, min_length=1,
-                              description="the run's row in evaluation tables (default: its method), e.g. a "
-                                          "variant such as diqt_continued")
-    data: DataConfig
-    model: ModelConfig
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
+def absolute_paths(meta: dict, run_dir: str | os.PathLike) -> dict:
+    """``meta`` with the paths a run records relative to its directory made absolute.
 
-    @field_validator("model", mode="before")
-    @classmethod
-    def _keys_of_the_method(cls, v):
-        if isinstance(v, dict) and v.get("method") in names("structural", "image"):
-            raise ValueError(f"{v['method']} is a structural method; train it with 'mrharmony structural train'")
-        if isinstance(v, dict) and v.get("method") in _KEYS:
-            own = _KEYS[v["method"]]
-            for key in v:
-                if key not in own and any(key in keys for keys in _KEYS.values()):
-                    raise ValueError(f"'{key}' does not apply to method {v['method']}")
-        return v
+    Runs record their dataset and first-stage runs relative to the run directory, so a folder
+    holding both the data and the runs can be moved or copied as a whole.
+    """
+    base = Path(run_dir).resolve()
+
+    def fix(p):
+        return str((base / p).resolve()) if isinstance(p, str) else p
+
+    meta = dict(meta)
+    if "data" in meta:
+        meta["data"] = {**meta["data"], "dataset": fix(meta["data"]["dataset"])}
+    if meta.get("first_stage_runs"):
+        meta["first_stage_runs"] = {t: fix(r) for t, r in meta["first_stage_runs"].items()}
+    return meta
 
 
-def load_run_config(path: str | os.PathLike) -> RunConfig:
-    """Read a run config; the preset fills the training keys the file does not set, and relative
-    paths (dataset, first-stage runs) are taken from the config's folder."""
-    raw = read_run_yaml(path, PRESETS)
-    base = Path(path).resolve().parent
-
-    def resolve(v):
-        return str((base / v).resolve()) if isinstance(v, str) else v
-
-    data, model = raw.get("data"), raw.get("model")
-    if isinstance(data, dict) and "dataset" in data:
-        raw["data"] = {**data, "dataset": resolve(data["dataset"])}
-    if isinstance(model, dict):
-        model = dict(model)
-        if isinstance(model.get("first_stage"), dict):
-            model["first_stage"] = {t: resolve(r) for t, r in model["first_stage"].items()}
-        if isinstance(model.get("first_stage_runs"), list):
-            model["first_stage_runs"] = [resolve(r) for r in model["first_stage_runs"]]
-        if isinstance(model.get("init_from"), str):
-            model["init_from"] = resolve(model["init_from"])
-        raw["model"] = model
-    return model_from_dict(RunConfig, raw, source=path)
-
-
-def resolved_config(cfg: RunConfig, run_dir: Path | None = None) -> dict:
+def resolved_config(cfg, run_dir: Path | None = None) -> dict:
     """The config as a run directory records it: every training and data value written out,
     the model section as given (its keys depend on the method); with ``run_dir``, paths
     relative to it (so that data and runs can move together)."""

@@ -42,19 +42,12 @@ class DeepHarmonizer(Harmonizer):
     def first_stage(self) -> "DeepHarmonizer | None":
         """The harmonizer of this network's first stage (``<name>_stage1``), for networks that
         build on single networks (MSP); None for the others."""
-        from mrharmony.dmri.config import model_config
+        from mrharmony.dmri.run_config import model_config
 
         if not model_config(self.meta["model"]).builds_on_single_networks:
             return None
         return DeepHarmonizer(self.net, self.meta, source=self.source, tile=self.tile, device=self.device, output=0,
                               name=f"{self.name}_stage1")
-
-    @classmethod
-    def fit(cls, config, out: str | os.PathLike, **kwargs) -> "DeepHarmonizer":
-        """Train with the training engine (``config``: a run config or its YAML) into ``out``."""
-        from mrharmony.dmri.training import train
-
-        return cls.load(train(config, out, **kwargs))
 
     @classmethod
     def load(cls, path: str | os.PathLike, **kwargs) -> "DeepHarmonizer":

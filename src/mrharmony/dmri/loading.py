@@ -22,7 +22,7 @@ def load_harmonizer(path: str | os.PathLike) -> Harmonizer:
     if (path / "harmonizer.json").is_file():
         import json
 
-        from mrharmony.engine.registry import methods
+        from mrharmony.dmri.registry import REGISTRY
         from mrharmony.io import check_format_version
 
         try:
@@ -30,10 +30,10 @@ def load_harmonizer(path: str | os.PathLike) -> Harmonizer:
         except ValueError:
             raise InputError("is not valid JSON.", path / "harmonizer.json") from None
         check_format_version(d.get("format_version", 0), path / "harmonizer.json")  # the first ones had none
-        found = [m for m in methods("dmri", "statistical") if m.name == d.get("method")]
+        found = [m for m in REGISTRY.methods("statistical") if m.name == d.get("method")]
         if not found:
             raise InputError(f"names an unknown method {d.get('method')!r}.", path / "harmonizer.json")
-        return found[0].load().harmonizer().load(path)
+        return found[0].config.harmonizer().load(path)
     if path.is_dir() and (path / "checkpoints").is_dir():
         raise InputError("is a run that has not finished (no model.pt); resume it with 'mrharmony dmri train --resume'.",
                          path)

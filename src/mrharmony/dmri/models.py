@@ -10,33 +10,14 @@ sections of its first-stage networks.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from mrharmony.engine.checkpoint import load_weights, model_file, read_checkpoint
 
 
-def absolute_paths(meta: dict, run_dir: str | os.PathLike) -> dict:
-    """``meta`` with the paths a run records relative to its directory made absolute.
-
-    Runs record their dataset and first-stage runs relative to the run directory, so a folder
-    holding both the data and the runs can be moved or copied as a whole.
-    """
-    base = Path(run_dir).resolve()
-
-    def fix(p):
-        return str((base / p).resolve()) if isinstance(p, str) else p
-
-    meta = dict(meta)
-    if "data" in meta:
-        meta["data"] = {**meta["data"], "dataset": fix(meta["data"]["dataset"])}
-    if meta.get("first_stage_runs"):
-        meta["first_stage_runs"] = {t: fix(r) for t, r in meta["first_stage_runs"].items()}
-    return meta
-
-
 def load_model(path: str | os.PathLike):
     """Rebuild a saved network: ``(module, meta)``; ``path`` is ``model.pt`` or its run directory."""
-    from mrharmony.dmri.config import model_config
+    from mrharmony.dmri.config import absolute_paths
+    from mrharmony.dmri.run_config import model_config
 
     path = model_file(path)
     obj = read_checkpoint(path)

@@ -118,7 +118,7 @@ class RawSpaceHarmonizer(Harmonizer):
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "RawSpaceHarmonizer":
         from mrharmony.data.images import read_float32, read_image
-        from mrharmony.dmri.models import absolute_paths
+        from mrharmony.dmri.config import absolute_paths
 
         directory = Path(directory)
         d = json.loads((directory / "harmonizer.json").read_text())

@@ -36,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mrharmony.dmri.config import RunConfig, load_run_config, resolved_config
+from mrharmony.dmri.config import resolved_config
+from mrharmony.dmri.run_config import RunConfig, load_run_config
 from mrharmony.engine.loop import Epoch, Machine, Phase, RunFamily, Trainee
 from mrharmony.errors import InputError
 

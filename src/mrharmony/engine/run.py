@@ -7,6 +7,9 @@ never overwritten without ``force``.
 
 The machine: the device a config asks for (``auto``, ``cpu``, ``cuda``), bf16 autocast on a
 GPU, and the process group when started by ``torchrun`` (distributed data parallel).
+
+Runs record their data relative to themselves: :func:`relative_path` (from :mod:`mrharmony.config`,
+where the configs' path settings are resolved and recorded) is importable from here too.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from mrharmony.config import relative_path  # noqa: F401 (re-exported)
 from mrharmony.errors import InputError
 
 
@@ -41,12 +45,6 @@ def new_run_dir(out: str | os.PathLike, force: bool) -> None:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot be created ({exc.strerror}).", out) from None
-
-
-def relative_path(path: str | os.PathLike, run_dir: str | os.PathLike) -> str:
-    """``path`` relative to the run directory, as runs record their data (so that a folder holding
-    both the data and the runs can be moved or copied as a whole)."""
-    return os.path.relpath(Path(path).resolve(), Path(run_dir).resolve())
 
 
 class RunLog:

@@ -278,12 +278,12 @@ def _fig3(held, ev, target: str) -> str:
     """The MSP paper's Fig. 3 for one held-out subject: the target scan, the best single network
     (patch MSE) and MSP; SH and DEC FA (every column through the evaluation's one path) on the
     slice with the most brain, errors over that slice."""
-    from mrharmony.engine.registry import methods
+    from mrharmony.dmri.registry import REGISTRY
     from mrharmony.report.dmri import slice_with_most_brain
     from mrharmony.report.figures import fig3_views
 
     s = ev.summary()["patch_mse"]
-    single = {m.name for m in methods("dmri", "network") if m.load().single_target}
+    single = {m.name for m in REGISTRY.methods("network") if m.config.single_target}
     singles = [m for m in ev.methods if m in single and target in s.get(m, {})]
     chosen = []
     if singles:

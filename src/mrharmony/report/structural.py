@@ -52,7 +52,7 @@ def _value(v: str):
 
 
 def _kind(method: str, info: dict) -> str:
-    from mrharmony.structural.intensity import INTENSITY_METHODS
+    from mrharmony.structural.registry import INTENSITY_METHODS
 
     origin = info.get("methods", {}).get(method, method)
     return "none" if method == "none" else "baseline" if origin in INTENSITY_METHODS else "trained"

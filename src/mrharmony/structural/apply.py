@@ -40,7 +40,7 @@ def apply_image_model(model: str | os.PathLike, *, input_path, target_path, out,
         PosixPath('harmonized/sub-03_desc-harmonized_T1w.nii.gz')
     """
     from mrharmony.io import staged_output_dir, write_derivative_description
-    from mrharmony.structural.harmonizer import load_image_harmonizer
+    from mrharmony.structural.loading import load_image_harmonizer
 
     name = derivative_name(input_path, "harmonized")
     with staged_output_dir(out, force=force) as tmp:  # checked before the model is read
@@ -84,7 +84,8 @@ def _restore(model, input_path: Path, out: Path, target_path, target_mask_path) 
     from mrharmony.data.structural import read_structural_image
     from mrharmony.errors import InputError
     from mrharmony.io import save_nifti, write_json
-    from mrharmony.structural.harmonizer import HarmonizedImage, load_image_harmonizer, nifti_stem
+    from mrharmony.structural.harmonizer import HarmonizedImage, nifti_stem
+    from mrharmony.structural.loading import load_image_harmonizer
 
     side_path = input_path.with_name(nifti_stem(input_path) + ".json")
     if not side_path.is_file():

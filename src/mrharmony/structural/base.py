@@ -3,7 +3,7 @@ their config models, which tells the training engine what a method trains and ho
 intensity scale of the images their networks see.
 
 A method's module defines a subclass of :class:`ImageMethodConfig` (the ``model`` section of its
-run config) and names it in the registry (:mod:`mrharmony.engine.registry`); the run config of
+run config) and names it in the registry (:mod:`mrharmony.structural.registry`); the run config of
 the structural wing (:mod:`mrharmony.structural.config`) takes the registry's models as its
 ``model`` section, and the image trainee (:mod:`mrharmony.structural.training`) asks the config
 model for the network, what trains in phase 2, the losses and what is deployed.

@@ -12,14 +12,16 @@ A run is one YAML file (validated on load, unknown keys are errors); for HAIL::
       crop_size: 48                 # training crops (voxels), or 'slice': whole slices (2D methods);
                                     # whole volumes at apply time
     model:
-      method: hail                  # any image method of the registry (mrharmony.engine.registry)
+      method: hail                  # any image method of the registry (mrharmony.structural.registry)
     training:
       pretrain_epochs: 6            # phase 1: the feature autoencoder
       epochs: 6                     # phase 2: the method, encoder frozen
 
 The ``model`` section is the config model of its method (:class:`~mrharmony.structural.hail.HAILConfig`,
-:class:`~mrharmony.structural.ihf.IHFConfig`). The dataset (and VGG weights) paths are taken from
-the config's folder and recorded relative to the run directory.
+:class:`~mrharmony.structural.ihf.IHFConfig`). Its path settings (``Field(json_schema_extra={"path":
+True})``: the dataset, IHF-Harmony's VGG weights) are taken from the config's folder and recorded
+relative to the run directory (:func:`mrharmony.config.resolve_paths`,
+:func:`mrharmony.config.relative_paths`).
 """
 
 from __future__ import annotations
@@ -30,9 +32,15 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, field_validator
 
-from mrharmony.config import StrictModel, model_from_dict, read_run_yaml
-from mrharmony.engine.registry import config_models, names
+from mrharmony.config import (
+    StrictModel,
+    model_from_dict,
+    read_run_yaml,
+    relative_paths,
+    resolve_paths,
+)
 from mrharmony.errors import InputError
+from mrharmony.structural.registry import REGISTRY
 
 PRESETS: dict[str, dict] = {
     "full": {"pretrain_epochs": 20, "epochs": 20, "steps_per_epoch": 100, "batch_size": 2},
@@ -42,7 +50,7 @@ PRESETS: dict[str, dict] = {
 
 
 class StructuralDataConfig(StrictModel):
-    dataset: str
+    dataset: str = Field(json_schema_extra={"path": True})
     modalities: list[str] = Field(default_factory=lambda: ["T1w"], min_length=1)
     sites: list[str] | None = Field(default=None, description="training sites; default: every site of role train")
     test_subjects: list[str] | None = None
@@ -61,7 +69,7 @@ class StructuralDataConfig(StrictModel):
 
 
 #: the ``model`` section: the config model of one of the registry's image methods
-ImageModelConfig = Annotated[Union[tuple(config_models("structural", ("image",)))], Field(discriminator="method")]
+ImageModelConfig = Annotated[Union[tuple(REGISTRY.config_models(("image",)))], Field(discriminator="method")]
 
 
 class StructuralTrainingConfig(StrictModel):
@@ -89,19 +97,17 @@ class StructuralRunConfig(StrictModel):
 
 def load_structural_config(path: str | os.PathLike) -> StructuralRunConfig:
     """Read a HAIL or IHF-Harmony run config; the preset fills the training keys the file does not
-    set, and the dataset (and VGG weights) paths are taken from the config's folder."""
+    set, and its path settings (the dataset, VGG weights) are taken from the config's folder."""
     raw = read_run_yaml(path, PRESETS)
     base = Path(path).resolve().parent
     data, model = raw.get("data"), raw.get("model")
-    image_methods = names("structural", "image")
-    if isinstance(model, dict) and model.get("method") in set(names("dmri")) - set(names("structural")):
-        raise InputError(f"configures {model['method']}, a dMRI method; train it with 'mrharmony dmri train'.", path)
+    image_methods = REGISTRY.names("image")
     if not isinstance(model, dict) or model.get("method") not in image_methods:
-        raise InputError(f"needs a 'model' section whose 'method' is one of {', '.join(image_methods)}.", path)
-    if isinstance(data, dict) and isinstance(data.get("dataset"), str):
-        raw["data"] = {**data, "dataset": str((base / data["dataset"]).resolve())}
-    if isinstance(model, dict) and isinstance(model.get("vgg_weights"), str):
-        raw["model"] = {**model, "vgg_weights": str((base / model["vgg_weights"]).resolve())}
+        raise InputError(f"needs a 'model' section whose 'method' is one of {', '.join(image_methods)} (structural "
+                         "methods; a dMRI method trains with 'mrharmony dmri train').", path)
+    if isinstance(data, dict):
+        raw["data"] = resolve_paths(data, StructuralDataConfig, base)
+    raw["model"] = resolve_paths(model, REGISTRY.get(model["method"], "image").config, base)
     return model_from_dict(StructuralRunConfig, raw, source=path)
 
 
@@ -122,9 +128,8 @@ def split_subjects(subjects: list[str], data: StructuralDataConfig, source) -> d
 
 
 def resolved_structural_config(cfg: StructuralRunConfig, run_dir: Path) -> dict:
-    """The config as the run directory records it (the dataset relative to the run directory)."""
-    from mrharmony.engine.run import relative_path
-
+    """The config as the run directory records it (its path settings relative to the run directory)."""
     out = cfg.model_dump(mode="json")
-    out["data"]["dataset"] = relative_path(cfg.data.dataset, run_dir)
+    out["data"] = relative_paths(out["data"], StructuralDataConfig, run_dir)
+    out["model"] = relative_paths(out["model"], type(cfg.model), run_dir)
     return out

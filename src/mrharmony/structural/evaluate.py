@@ -51,7 +51,6 @@ import numpy as np
 
 from mrharmony.errors import InputError
 from mrharmony.structural.harmonizer import ImageHarmonizer, TrainedImageHarmonizer
-from mrharmony.structural.intensity import INTENSITY_METHODS, intensity_harmonizer
 from mrharmony.structural.metrics import (
     TRUTH_ROW,
     dice,
@@ -64,6 +63,7 @@ from mrharmony.structural.metrics import (
     summarize,
     texture_ratio,
 )
+from mrharmony.structural.registry import INTENSITY_METHODS, intensity_harmonizer
 
 #: the methods that can be given by name (the intensity baselines); anything else is a model path
 BASELINES = INTENSITY_METHODS
@@ -145,7 +145,7 @@ def relative_info(info: dict, folder: Path) -> dict:
     """``info`` with the dataset and the model files named relative to ``folder`` (where
     ``evaluation.json`` is written), so that a moved folder of results still finds them
     (:func:`resolved_info` reads them back)."""
-    from mrharmony.engine.run import relative_path
+    from mrharmony.config import relative_path
 
     return {**info, "dataset": relative_path(info["dataset"], folder),
             "methods": {m: relative_path(o, folder) if os.path.isabs(o) else o for m, o in info["methods"].items()}}
@@ -219,7 +219,7 @@ def compare_harmonizers(dataset, methods, *, modalities: Sequence[str] | None = 
 def image_harmonizers(methods) -> list[ImageHarmonizer]:
     """The harmonizers ``methods`` name (see :func:`evaluate_structural`), with unique names: two
     trained models of one method are told apart by their run directories."""
-    from mrharmony.structural.harmonizer import load_image_harmonizer
+    from mrharmony.structural.loading import load_image_harmonizer
 
     named = methods.items() if isinstance(methods, Mapping) else [(None, m) for m in methods]
     hs: list[ImageHarmonizer] = []

@@ -31,7 +31,8 @@ the content loss covers every restyled depth. The default (``skips: false``) is 
 AdaIN on the deepest features, then the decoder.
 
 :class:`HAILHarmonizer` is a trained HAIL as an
-:class:`~mrharmony.structural.harmonizer.ImageHarmonizer` (``load``, ``train``, ``transform``).
+:class:`~mrharmony.structural.harmonizer.ImageHarmonizer` (``load``, ``transform``; trained by
+:func:`mrharmony.structural.training.train_harmonizer`).
 The blocks it shares with IHF-Harmony (convolutions of either dimensionality, masked channel
 statistics, the style loss) are in :mod:`mrharmony.structural.blocks`.
 """

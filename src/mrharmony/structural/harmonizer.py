@@ -14,10 +14,10 @@ image (one-shot: any subject of that site, on any grid), anatomy kept:
 * ``harmonize_file(...)`` does the same on NIfTI files: the output as float32 NIfTI on the
   input's grid and affine, with a sidecar (``OUT`` with ``.json``: :meth:`ImageHarmonizer.sidecar`);
 * ``modalities``: those it was trained on (None: any);
-* trained methods (:class:`TrainedImageHarmonizer`: HAIL, IHF-Harmony) are built with
-  ``train(config, out)`` (the training engine, :func:`mrharmony.structural.training.train_structural`)
-  and read back with ``load(path)``; :func:`load_image_harmonizer` opens any saved model and
-  picks its class from the method the model names.
+* trained methods (:class:`TrainedImageHarmonizer`: HAIL, IHF-Harmony) are trained by the
+  training engine (:func:`mrharmony.structural.training.train_harmonizer`) and read back with
+  ``load(path)``; :func:`mrharmony.structural.loading.load_image_harmonizer` opens any saved model
+  and picks its class from the method the model names.
 
 This base owns the plumbing (masks, input checks, files, the sidecar); a subclass implements
 only the maths, :meth:`ImageHarmonizer._transform` (and ``_restore`` if it is invertible), and
@@ -29,6 +29,7 @@ IHF-Harmony (:mod:`mrharmony.structural.ihf`) and the intensity baselines
 Examples:
     >>> from mrharmony.structural.intensity import ZScoreHarmonizer          # doctest: +SKIP
     >>> result = ZScoreHarmonizer().transform(image, target=target)          # doctest: +SKIP
+    >>> from mrharmony.structural.loading import load_image_harmonizer       # doctest: +SKIP
     >>> h = load_image_harmonizer("runs/hail")                               # doctest: +SKIP
     >>> h.harmonize_file(input_path="sub-03_T1w.nii.gz", target_path="siteD_T1w.nii.gz",
     ...                  out="sub-03_desc-harmonized_T1w.nii.gz")            # doctest: +SKIP
@@ -301,17 +302,6 @@ class TrainedImageHarmonizer(ImageHarmonizer):
         load_weights(net, obj, path)
         return cls(net, meta=meta, model_file=path, name=name, **options)
 
-    @classmethod
-    def train(cls, config, out: str | os.PathLike, **options) -> "TrainedImageHarmonizer | None":
-        """Train the method into the run directory ``out`` with the training engine
-        (:func:`mrharmony.structural.training.train_structural`; ``options``: its keyword
-        arguments such as ``resume``, ``force``, ``quiet``); the config must name this method.
-        Returns the trained harmonizer, or None when the run stopped before its end (resumable)."""
-        from mrharmony.structural.training import train_structural
-
-        run = Path(train_structural(config, out, method=cls.method, **options))
-        return cls.load(run) if (run / "model.pt").is_file() else None
-
     @property
     def version(self) -> str | None:
         return self.meta.get("mrharmony_version")
@@ -336,39 +326,6 @@ class TrainedImageHarmonizer(ImageHarmonizer):
         return {"Model": str(self.model_file.resolve()),
                 "ModelSHA256": hashlib.sha256(self.model_file.read_bytes()).hexdigest(),
                 "ModelTrainingSites": self.training_sites}
-
-
-def trained_class(method: str) -> type[TrainedImageHarmonizer] | None:
-    """The harmonizer class of a trained image method of the registry (``hail``, ``ihf``), or None."""
-    from mrharmony.engine.registry import methods
-
-    found = [m for m in methods("structural", "image") if m.name == method]
-    return found[0].load().harmonizer() if found else None
-
-
-def load_image_harmonizer(path: str | os.PathLike, *, method: str | None = None, name: str | None = None,
-                          **options) -> TrainedImageHarmonizer:
-    """Any saved structural model (``model.pt`` or its run directory), of the class its
-    ``meta['model']['method']`` names; ``method``, when given, is the one it must name (else one
-    sentence naming the file refuses it). ``options`` go to the class (HAIL: ``device``)."""
-    from mrharmony.engine.checkpoint import model_file, read_checkpoint
-
-    if method is not None:
-        cls = trained_class(method)
-        if cls is None:
-            from mrharmony.engine.registry import names
-
-            raise InputError(f"unknown structural method {method!r}; choose one of "
-                             f"{', '.join(names('structural', 'image'))}.")
-        return cls.load(path, name=name, **options)
-    path = model_file(path)
-    obj = read_checkpoint(path)
-    found = obj.get("meta", {}).get("model", {}).get("method")
-    cls = trained_class(str(found))
-    if cls is None:
-        raise InputError(f"is a {found or 'non-structural'} model, not a HAIL or IHF-Harmony model (train one with "
-                         "'mrharmony structural train').", path)
-    return cls.from_saved(obj, path, name=name, **options)
 
 
 def derivative_name(path: str | os.PathLike, desc: str) -> str:

@@ -11,8 +11,8 @@ appearance of one target image, intensities only (no spatial model), inside brai
   its brain), so the input's landmarks land on the target's.
 
 These are what HAIL is measured against; each needs only the two images, like HAIL's one shot.
-Each is an :class:`~mrharmony.structural.harmonizer.ImageHarmonizer` (:func:`intensity_harmonizer`
-picks one by name); only the maths is here.
+Each is an :class:`~mrharmony.structural.harmonizer.ImageHarmonizer`
+(:func:`mrharmony.structural.registry.intensity_harmonizer` picks one by name); only the maths is here.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from abc import abstractmethod
 
 import numpy as np
 
-from mrharmony.engine.registry import get, names
-from mrharmony.errors import InputError
 from mrharmony.structural.harmonizer import HarmonizedImage, ImageHarmonizer
 
 
@@ -109,14 +107,3 @@ class NyulHarmonizer(IntensityHarmonizer):
         nyul = NyulNormalizer(output_min_value=float(lo), output_max_value=float(hi))
         nyul.fit_population([tgt], [tmsk])
         return HarmonizedImage(nyul.transform(img, msk).get_data().astype(np.float32))
-
-
-#: the intensity baselines, as the registry (:mod:`mrharmony.engine.registry`) lists them
-INTENSITY_METHODS = tuple(names("structural", "intensity"))
-
-
-def intensity_harmonizer(method: str, *, name: str | None = None) -> IntensityHarmonizer:
-    """The intensity baseline ``method`` (one of :data:`INTENSITY_METHODS`)."""
-    if method not in INTENSITY_METHODS:
-        raise InputError(f"unknown intensity method {method!r}; choose one of {', '.join(INTENSITY_METHODS)}.")
-    return get(method, "structural").load()(name=name)

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mrharmony.config import relative_path
 from mrharmony.engine.loop import Epoch, Machine, Phase, RunFamily, Trainee
 from mrharmony.errors import InputError
 from mrharmony.structural.config import (
@@ -56,6 +57,7 @@ from mrharmony.structural.config import (
     split_subjects,
 )
 from mrharmony.structural.crops import CropSampler, load_images
+from mrharmony.structural.harmonizer import TrainedImageHarmonizer
 
 
 def torch_batch(batch: dict, device, dims: int = 3) -> dict:
@@ -74,7 +76,6 @@ class ImageTrainee(Trainee):
         from mrharmony import __version__
         from mrharmony.data.structural import load_structural
         from mrharmony.engine.checkpoint import parameter_count
-        from mrharmony.engine.run import relative_path
 
         self.cfg, self.machine = cfg, machine
         ds = load_structural(cfg.data.dataset)
@@ -232,6 +233,21 @@ def train_structural(config: StructuralRunConfig | str | os.PathLike | None, out
 
     return train(ImageFamily(method), config, out, resume=resume, force=force, quiet=quiet,
                  stop_after_epochs=stop_after_epochs)
+
+
+def train_harmonizer(cls: type[TrainedImageHarmonizer], config: StructuralRunConfig | str | os.PathLike | None,
+                     out: str | os.PathLike, **options) -> TrainedImageHarmonizer | None:
+    """Train the method of the harmonizer class ``cls`` (HAIL, IHF-Harmony) into the run directory
+    ``out`` with :func:`train_structural` (``options``: its keyword arguments such as ``resume``,
+    ``force``, ``quiet``); the config must name that method. Returns the trained harmonizer, or
+    None when the run stopped before its end (resumable).
+
+    Examples:
+        >>> from mrharmony.structural.hail import HAILHarmonizer                       # doctest: +SKIP
+        >>> h = train_harmonizer(HAILHarmonizer, "hail.yaml", "runs/hail", quiet=True)  # doctest: +SKIP
+    """
+    run = Path(train_structural(config, out, method=cls.method, **options))
+    return cls.load(run) if (run / "model.pt").is_file() else None
 
 
 def training_voxel_size(ds, subject: str, site: str, modality: str) -> list[float]:

@@ -1,5 +1,5 @@
 """What every dMRI network's config model provides: it validates the method's settings and
-builds the network (the registry, :mod:`mrharmony.engine.registry`, names one per method).
+builds the network (the wing's registry, :mod:`mrharmony.dmri.registry`, names one per method).
 
 A network maps normalized SH features of the input platform to those of its targets with valid
 convolutions: ``forward(x) -> {target: [outputs]}``, the last output of each list the final

@@ -29,7 +29,7 @@ from torch import nn
 
 from mrharmony.dmri.networks.base import FirstStage, NetworkConfig
 from mrharmony.dmri.networks.blocks import Upsample2, center_crop
-from mrharmony.dmri.networks.single import SINGLE_NETS, SingleNet
+from mrharmony.dmri.networks.single import SINGLE_CONFIGS, SINGLE_NETS, SingleNet
 from mrharmony.errors import InputError
 
 
@@ -130,14 +130,11 @@ class MSPConfig(NetworkConfig):
         return MSP({t: first[t] for t in targets}, patch_size=patch_size, **self.width())
 
     def first_stage_networks(self, targets: list[str], data) -> FirstStage:
-        from mrharmony.dmri.models import load_model
-
         first = FirstStage()
         runs = select_first_stage(self.first_stage_runs, targets, data)
         runs.update(self.first_stage)
         for t, run in runs.items():
-            net, meta = load_model(run)
-            refuse_position_channels(meta, run)
+            net, meta = load_single_network(run)
             if meta["targets"] != [t]:
                 raise InputError(f"predicts {meta['targets']}, not {t!r}.", run)
             check_same_data(run, meta, data)
@@ -168,7 +165,7 @@ def select_first_stage(runs: list[str], targets: list[str], data) -> dict[str, s
     """
     from pathlib import Path
 
-    from mrharmony.dmri.models import absolute_paths
+    from mrharmony.dmri.config import absolute_paths
     from mrharmony.engine.checkpoint import read_checkpoint
     best: dict[str, tuple[float, str]] = {}
     for run in runs:
@@ -182,6 +179,25 @@ def select_first_stage(runs: list[str], targets: list[str], data) -> dict[str, s
         if t in targets and (t not in best or loss < best[t][0]):
             best[t] = (loss, run)
     return {t: r for t, (_, r) in best.items()}
+
+
+def load_single_network(run) -> tuple[SingleNet, dict]:
+    """A trained single network (a run directory or its ``model.pt``) and its metadata, for MSP's
+    first stage: built from the single networks' own config models, so MSP needs no other method."""
+    from mrharmony.dmri.config import absolute_paths
+    from mrharmony.engine.checkpoint import load_weights, model_file, read_checkpoint
+
+    path = model_file(run)
+    obj = read_checkpoint(path)
+    meta = absolute_paths(obj["meta"], path.parent)
+    method = meta["model"]["method"]
+    if method not in SINGLE_CONFIGS:
+        raise InputError(f"is a {method} run; MSP's first stage takes single networks.", run)
+    refuse_position_channels(meta, run)
+    net = SINGLE_CONFIGS[method](**meta["model"]).build(meta["ratios"], meta["in_channels"],
+                                                       patch_size=meta["patch_size"])
+    load_weights(net, obj, path)
+    return net, meta
 
 
 def refuse_position_channels(meta: dict, run) -> None:

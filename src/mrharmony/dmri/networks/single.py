@@ -210,3 +210,8 @@ class CNNRISHConfig(SingleNetConfig):
 
 class SHResNetConfig(SingleNetConfig):
     method: Literal["shresnet"]
+
+
+#: the single networks' config models by method name (MSP's first stage is built from them)
+SINGLE_CONFIGS = {cls.model_fields["method"].annotation.__args__[0]: cls
+                  for cls in (DIQTConfig, CNNRISHConfig, SHResNetConfig)}

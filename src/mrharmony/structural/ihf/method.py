@@ -111,8 +111,9 @@ class IHFConfig(ImageMethodConfig):
                                         "artefact loss (None: all); hierarchy: every level but the deepest")
     widths: tuple[int, ...] = Field(default=(16, 32, 64), min_length=2,
                                     description="the self-trained feature encoder of the losses")
-    vgg_weights: str | None = Field(default=None, description="a torchvision-style VGG-19 file (2D): the losses' "
-                                                              "feature encoder instead of a self-trained one")
+    vgg_weights: str | None = Field(default=None, json_schema_extra={"path": True},
+                                    description="a torchvision-style VGG-19 file (2D): the losses' feature encoder "
+                                                "instead of a self-trained one")
 
     @model_validator(mode="after")
     def _vgg_is_2d(self) -> IHFConfig:

@@ -1,0 +1,54 @@
+"""The structural wing's methods: one line each, the method's config model (or, for an intensity
+baseline, its harmonizer) imported here.
+
+A run config's ``model`` section is the config model of one of its image methods
+(``method: hail``; :mod:`mrharmony.structural.config`); the command line (``mrharmony structural
+methods``), evaluation, the report and the docs read this table, and the lookups by name live
+beside it: :func:`intensity_harmonizer` (a baseline) and :func:`trained_class` (the harmonizer
+class of a trained method; :func:`mrharmony.structural.loading.load_image_harmonizer` opens a saved
+model with it). A new structural method is its module, its test and one line here.
+"""
+
+from __future__ import annotations
+
+from mrharmony.engine.registry import Method, Registry
+from mrharmony.structural.hail import HAILConfig
+from mrharmony.structural.harmonizer import TrainedImageHarmonizer
+from mrharmony.structural.ihf import IHFConfig
+from mrharmony.structural.intensity import (
+    IntensityHarmonizer,
+    NoHarmonization,
+    NyulHarmonizer,
+    WhiteStripeHarmonizer,
+    ZScoreHarmonizer,
+)
+
+REGISTRY = Registry("structural", (
+    # image-to-image methods trained by the engine
+    Method("hail", "image", HAILConfig, "HAIL: one-shot style transfer (AdaIN) with a consistency loss"),
+    Method("ihf", "image", IHFConfig,
+           "IHF-Harmony: unpaired harmonization through a hierarchy flow (flow: squeeze, the exactly invertible "
+           "variant ihf_squeeze)"),
+    # one-shot intensity baselines (nothing to train)
+    Method("none", "intensity", NoHarmonization, "no harmonization: the input as it is"),
+    Method("zscore", "intensity", ZScoreHarmonizer,
+           "the brain's mean and standard deviation of the target image (intensity-normalization)"),
+    Method("whitestripe", "intensity", WhiteStripeHarmonizer,
+           "WhiteStripe: the white-matter stripe's mean and standard deviation of the target image"),
+    Method("nyul", "intensity", NyulHarmonizer, "Nyul histogram matching to the target image's landmarks"),
+))
+
+#: the intensity baselines, in table order
+INTENSITY_METHODS = tuple(REGISTRY.names("intensity"))
+
+
+def intensity_harmonizer(method: str, *, name: str | None = None) -> IntensityHarmonizer:
+    """The intensity baseline ``method`` (one of :data:`INTENSITY_METHODS`); an unknown one is
+    refused in one sentence naming them."""
+    return REGISTRY.get(method, "intensity").config(name=name)
+
+
+def trained_class(method: str) -> type[TrainedImageHarmonizer] | None:
+    """The harmonizer class of a trained image method (``hail``, ``ihf``), or None."""
+    found = [m for m in REGISTRY.methods("image") if m.name == method]
+    return found[0].config.harmonizer() if found else None
