@@ -167,3 +167,21 @@ def test_config_errors(structural, tmp_path):
     with pytest.raises(InputError, match="training needs"):
         split_subjects(ds.subjects, load_structural_config(_config(tmp_path, structural)).data.model_copy(
             update={"n_test_subjects": 3}), bad)
+
+
+def test_the_model_card_says_what_the_model_learned_from(structural, trained, tmp_path):
+    from mrharmony.engine.card import card_hash, read_card
+
+    card, _ = read_card(trained)
+    split = json.loads((trained / "split.json").read_text())
+    assert (card["wing"], card["method"]) == ("structural", "hail") and card["variant"] in ("hail", "hail_unet")
+    data = card["training_data"]
+    assert data["synthetic"] and data["subjects_held_out"] == split["test"] and data["voxel_size"]
+    assert set(data["sites"]) <= set(load_structural(structural).train_sites)
+    assert card["validation"]["best_epoch"] >= 1 and card["budget"]["epochs"] >= 1
+    ds = load_structural(structural)
+    out = tmp_path / "h" / "T1w_desc-harmonized.nii.gz"
+    assert main(["structural", "apply", str(trained), "--input", str(ds.image_path(split["test"][0], "siteA")),
+                 "--target-image", str(ds.image_path(split["validation"][0], "siteC")), "--out", str(out.parent),
+                 "--quiet"]) == 0
+    assert json.loads(out.with_name("T1w_desc-harmonized.json").read_text())["ModelCardSHA256"] == card_hash(card)

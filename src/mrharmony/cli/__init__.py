@@ -65,6 +65,7 @@ COMMANDS: dict[str, tuple[Callable[[], ModuleType], str]] = {
                                 "methods, restore, metrics."),
     "bids": (_bids, "BIDS App: harmonize the dwi runs of BIDS participants into a derivative dataset."),
     "report": (_report, "Write a self-contained HTML report of trained runs."),
+    "card": (_report, "Print the model card of a saved model: what it is, what it learned from, what it is for."),
     "demo": (_report, "Run the whole toolkit (dMRI and structural) on synthetic data: simulate, train, evaluate, "
                       "report."),
 }

@@ -1,5 +1,6 @@
-"""Commands that present results: ``report`` (the HTML report of trained runs) and ``demo`` (the
-whole toolkit, dMRI and structural, on synthetic data, ending in that report).
+"""Commands that present results: ``report`` (the HTML report of trained runs), ``demo`` (the
+whole toolkit, dMRI and structural, on synthetic data, ending in that report) and ``card`` (the
+model card of a saved model, of either wing).
 
 Each command's ``add_<name>(parser)`` sits beside its handler; the handlers import the
 report and demo modules when they run.
@@ -44,4 +45,21 @@ def run_demo(args) -> int:
     from mrharmony.demo import run_demo as demo
 
     demo(args.out, preset=args.preset, seed=args.seed, only=args.only, force=args.force, quiet=args.quiet)
+    return 0
+
+
+def add_card(sp) -> None:
+    sp.set_defaults(func=run_card)
+    sp.add_argument("model", help="a saved model of either wing: run directory, model.pt, or a statistical "
+                                  "method's folder (harmonizer.json)")
+    sp.add_argument("--json", action="store_true", help="print the card as JSON")
+
+
+def run_card(args) -> int:
+    import json
+
+    from mrharmony.engine.card import card_text, read_card
+
+    card, file = read_card(args.model)
+    print(json.dumps(card, indent=2) if args.json else card_text(card, file))
     return 0

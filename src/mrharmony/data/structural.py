@@ -108,6 +108,8 @@ class StructuralDataset:
     subjects: list[str]
     sites: list[SiteSpec]
     modalities: list[str]
+    #: what wrote the dataset (the simulator records itself), if it says
+    generated_by: dict | None = None
 
     @cached_property
     def site_names(self) -> list[str]:
@@ -183,7 +185,7 @@ def load_structural(root: str | os.PathLike) -> StructuralDataset:
                          "(see 'mrharmony simulate --kind structural').", path)
     spec = load_yaml_model(StructuralSpec, path)
     return StructuralDataset(root=root, subjects=list(spec.subjects), sites=list(spec.sites),
-                             modalities=list(spec.modalities))
+                             modalities=list(spec.modalities), generated_by=spec.generated_by)
 
 
 def write_structural_spec(root: str | os.PathLike, spec: StructuralSpec) -> None:

@@ -29,8 +29,14 @@ import numpy as np
 from mrharmony import __version__
 from mrharmony.data.gradients import read_gradients, write_gradients
 from mrharmony.data.images import read_float32, read_image
+from mrharmony.engine.card import card_hash, card_of
 from mrharmony.errors import InputError
-from mrharmony.io import save_nifti, staged_output_dir, write_derivative_description, write_json
+from mrharmony.io import (
+    save_nifti,
+    staged_output_dir,
+    write_derivative_description,
+    write_json,
+)
 from mrharmony.registration import finer_affine
 
 
@@ -155,6 +161,7 @@ def apply_model(model: str | os.PathLike, *, dwi: str, bval: str, bvec: str, mas
             aff = finer_affine(img.affine, h.ratios[t])
             base = f"{prefix}_space-{t.replace('_', '')}"
             side = {"Method": h.name, "TargetPlatform": t, "Model": str(Path(model).resolve()),
+                    "ModelCardSHA256": card_hash(card_of(getattr(h, "meta", None) or {})),
                     "SphericalHarmonics": h.reference["sh"], "mrharmonyVersion": __version__,
                     **({"ProtocolMismatch": mismatches} if mismatches else {})}
             if "dti" in res:

@@ -37,7 +37,7 @@ import numpy as np
 from pydantic import Field
 
 from mrharmony.config import StrictModel
-from mrharmony.engine.run import relative_path
+from mrharmony.config import relative_paths
 from mrharmony.errors import InputError
 
 PRESETS: dict[str, dict] = {
@@ -51,7 +51,7 @@ PRESETS: dict[str, dict] = {
 }
 
 class DataConfig(StrictModel):
-    dataset: str
+    dataset: str = Field(json_schema_extra={"path": True})
     targets: list[str] | None = None
     subjects: list[str] | None = None
     patch_size: int = Field(default=11, ge=1)
@@ -134,11 +134,12 @@ class TrainingConfig(StrictModel):
     threads: int | None = Field(default=None, ge=1)
 
 
-def absolute_paths(meta: dict, run_dir: str | os.PathLike) -> dict:
-    """``meta`` with the paths a run records relative to its directory made absolute.
+def absolute_paths(meta: dict, run_dir: str | os.PathLike, keys: tuple[str, ...] = ()) -> dict:
+    """``meta`` with the paths a run records relative to its directory made absolute: the dataset,
+    and the values of ``keys`` (the paths a method records, ``NetworkConfig.meta_paths``).
 
-    Runs record their dataset and first-stage runs relative to the run directory, so a folder
-    holding both the data and the runs can be moved or copied as a whole.
+    Runs record their paths relative to the run directory, so a folder holding both the data and
+    the runs can be moved or copied as a whole.
     """
     base = Path(run_dir).resolve()
 
@@ -148,26 +149,41 @@ def absolute_paths(meta: dict, run_dir: str | os.PathLike) -> dict:
     meta = dict(meta)
     if "data" in meta:
         meta["data"] = {**meta["data"], "dataset": fix(meta["data"]["dataset"])}
-    if meta.get("first_stage_runs"):
-        meta["first_stage_runs"] = {t: fix(r) for t, r in meta["first_stage_runs"].items()}
+    for key in keys:
+        v = meta.get(key)
+        meta[key] = ({k: fix(x) for k, x in v.items()} if isinstance(v, dict) else
+                     [fix(x) for x in v] if isinstance(v, list) else fix(v))
     return meta
 
 
 def resolved_config(cfg, run_dir: Path | None = None) -> dict:
     """The config as a run directory records it: every training and data value written out,
-    the model section as given (its keys depend on the method); with ``run_dir``, paths
-    relative to it (so that data and runs can move together)."""
+    the model section as given (its keys depend on the method); with ``run_dir``, the path
+    settings of the data and model sections relative to it (so that data and runs can move
+    together)."""
     out = cfg.model_dump(mode="json")
     out["model"] = cfg.model.model_dump(mode="json", exclude_unset=True)
     if run_dir is not None:
-        out["data"] = {**out["data"], "dataset": relative_path(out["data"]["dataset"], run_dir)}
-        if "first_stage" in out["model"]:
-            out["model"]["first_stage"] = {t: relative_path(r, run_dir) for t, r in out["model"]["first_stage"].items()}
-        if "first_stage_runs" in out["model"]:
-            out["model"]["first_stage_runs"] = [relative_path(r, run_dir) for r in out["model"]["first_stage_runs"]]
-        if out["model"].get("init_from"):
-            out["model"]["init_from"] = relative_path(out["model"]["init_from"], run_dir)
+        out["data"] = relative_paths(out["data"], DataConfig, run_dir)
+        out["model"] = relative_paths(out["model"], type(cfg.model), run_dir)
     return out
+
+
+def check_same_data(run, meta: dict, data: DataConfig) -> None:
+    """Refuse a run (a method's starting point: MSP's first stage, ``init_from``) trained with
+    other data settings than ``data``: same dataset and test split, same feature scaling."""
+    theirs, ours = comparable_data(meta["data"]), comparable_data(data.model_dump(mode="json"))
+    scaled = meta.get("normalization") or "scan"  # models saved before the choice were scaled per scan
+    if scaled != data.normalization:
+        raise InputError(f"was trained with the {scaled} normalization of the features; a run that another starts "
+                         f"from must be scaled as that one is ({data.normalization}).", run)
+    if theirs != ours:
+        diff = sorted(k for k in ours if theirs.get(k) != ours[k])
+        raise InputError(
+            f"was trained with other data settings ({', '.join(diff)}); a run that another starts from must share "
+            "its dataset and split so that no test patch was seen in training.",
+            run,
+        )
 
 
 def target_platforms(data: DataConfig):

@@ -21,11 +21,9 @@ def load_model(path: str | os.PathLike):
 
     path = model_file(path)
     obj = read_checkpoint(path)
-    meta = absolute_paths(obj["meta"], path.parent)
-    cfg = model_config(meta["model"])
-    first = {t: model_config(m).build({t: meta["ratios"][t]}, meta["in_channels"])
-             for t, m in meta.get("first_stage_models", {}).items()}
-    net = cfg.build(meta["ratios"], meta["in_channels"], patch_size=meta["patch_size"], first_stage_nets=first)
+    cfg = model_config(obj["meta"]["model"])
+    meta = absolute_paths(obj["meta"], path.parent, cfg.meta_paths)
+    net = cfg.build_saved(meta)
     if meta.get("position_channels"):  # training.inputs: sh+position (models made before it have none)
         net = cfg.with_position(net, meta["ratios"], meta["in_channels"])
     load_weights(net, obj, path)

@@ -11,7 +11,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, TypeAdapter, field_validator
 
-from mrharmony.config import StrictModel, model_from_dict, read_run_yaml
+from mrharmony.config import StrictModel, model_from_dict, read_run_yaml, resolve_paths
 from mrharmony.dmri.config import PRESETS, DataConfig, TrainingConfig
 from mrharmony.dmri.registry import REGISTRY
 
@@ -52,23 +52,13 @@ class RunConfig(StrictModel):
 
 def load_run_config(path: str | os.PathLike) -> RunConfig:
     """Read a run config; the preset fills the training keys the file does not set, and relative
-    paths (dataset, first-stage runs) are taken from the config's folder."""
+    paths (the settings typed as paths: the dataset, runs a method starts from) are taken from the
+    config's folder."""
     raw = read_run_yaml(path, PRESETS)
     base = Path(path).resolve().parent
-
-    def resolve(v):
-        return str((base / v).resolve()) if isinstance(v, str) else v
-
     data, model = raw.get("data"), raw.get("model")
-    if isinstance(data, dict) and "dataset" in data:
-        raw["data"] = {**data, "dataset": resolve(data["dataset"])}
-    if isinstance(model, dict):
-        model = dict(model)
-        if isinstance(model.get("first_stage"), dict):
-            model["first_stage"] = {t: resolve(r) for t, r in model["first_stage"].items()}
-        if isinstance(model.get("first_stage_runs"), list):
-            model["first_stage_runs"] = [resolve(r) for r in model["first_stage_runs"]]
-        if isinstance(model.get("init_from"), str):
-            model["init_from"] = resolve(model["init_from"])
-        raw["model"] = model
+    if isinstance(data, dict):
+        raw["data"] = resolve_paths(data, DataConfig, base)
+    if isinstance(model, dict) and model.get("method") in _KEYS:
+        raw["model"] = resolve_paths(model, REGISTRY.get(model["method"]).config, base)
     return model_from_dict(RunConfig, raw, source=path)

@@ -352,6 +352,7 @@ def fit_statistical(cfg, out: str | os.PathLike, *, force: bool = False, quiet: 
         target_platforms,
         write_split,
     )
+    from mrharmony.dmri.card import training_card
     from mrharmony.dmri.harmonizer import platform_reference
     from mrharmony.dmri.patches import PatchSampler
     from mrharmony.engine.run import relative_path
@@ -374,6 +375,8 @@ def fit_statistical(cfg, out: str | os.PathLike, *, force: bool = False, quiet: 
         "targets": targets, "ratios": ratios, "input_platform": ds.input_platform.name,
         "fit_subjects": fit_subjects,
         **({"label": cfg.label} if cfg.label else {}),
+        "card": training_card(cfg, ds, targets, fit_subjects, list(splits.test_subjects),
+                              variant=cfg.label or model.method, budget=None),
     }
     reference = platform_reference(ds, targets, fit_subjects, normalization=cfg.data.normalization,
                                    denoise=cfg.data.denoise)

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mrharmony.config import path_fields
 from mrharmony.dmri.config import resolved_config
 from mrharmony.dmri.run_config import RunConfig, load_run_config
 from mrharmony.engine.loop import Epoch, Machine, Phase, RunFamily, Trainee
@@ -167,16 +168,17 @@ def start_from(net, cfg: RunConfig, targets: list[str], source) -> None:
     """Put the weights of the finished run ``cfg.model.init_from`` into ``net``: the same network
     (method and settings), the same targets, trained on the same data and split (so that no test
     patch of this run was a training patch of that one)."""
+    from mrharmony.dmri.config import check_same_data
     from mrharmony.dmri.models import load_model
-    from mrharmony.dmri.networks.msp import check_same_data
 
     run = cfg.model.init_from
     if not (Path(run) / "model.pt").is_file():
         raise InputError(f"names init_from {run}, which is not a finished run (no model.pt).", source)
     other, meta = load_model(run)
+    paths = path_fields(type(cfg.model))  # where a run finds other runs: its network is the same without them
     ours = {k: v for k, v in cfg.model.model_dump(mode="json", exclude_unset=True).items()
-            if k not in ("init_from", "first_stage", "first_stage_runs")}
-    theirs = {k: v for k, v in meta["model"].items() if k not in ("init_from", "first_stage", "first_stage_runs")}
+            if k not in paths}
+    theirs = {k: v for k, v in meta["model"].items() if k not in paths}
     ours["inputs"] = cfg.training.inputs
     theirs["inputs"] = "sh+position" if meta.get("position_channels") else "sh"
     if theirs != ours or meta["targets"] != targets:
@@ -194,7 +196,9 @@ class NetworkTrainee(Trainee):
         import torch
 
         from mrharmony import __version__
+        from mrharmony.dmri.card import training_card
         from mrharmony.dmri.config import make_splits, target_platforms, test_subjects_of
+        from mrharmony.dmri.deep import default_name
         from mrharmony.dmri.features.normalization import FeatureScaling
         from mrharmony.dmri.harmonizer import platform_reference
         from mrharmony.dmri.patches import PatchSampler
@@ -209,14 +213,14 @@ class NetworkTrainee(Trainee):
         if cfg.model.single_target and len(targets) != 1:
             raise InputError(f"trains {cfg.model.method}, which predicts one target, for {len(targets)} targets "
                              f"({', '.join(targets)}); name one in data.targets.", source)
-        first = cfg.model.first_stage_networks(targets, cfg.data)
         torch.manual_seed(tc.seed)
         position = tc.inputs == "sh+position"
         if position and cfg.model.builds_on_single_networks:
             raise InputError(f"sets training.inputs to sh+position, which {cfg.model.method} does not take (its first "
                              "stage is made of networks trained on the SH features alone).", source)
         in_channels = input_channels(ds)
-        net = cfg.model.build(ratios, in_channels, patch_size=cfg.data.patch_size, first_stage_nets=first.nets)
+        net, rebuild = cfg.model.build_for_training(ratios, in_channels, patch_size=cfg.data.patch_size,
+                                                    data=cfg.data, run_dir=out)
         sizes = output_sizes(net, in_channels, cfg.data.patch_size)
         self.patch_targets = {t: max(s) for t, s in sizes.items()}
         # dense training cuts tiles around the same centres; validation scores their centred patches
@@ -259,8 +263,10 @@ class NetworkTrainee(Trainee):
             "patch_size": cfg.data.patch_size,
             "output_sizes": sizes,
             "parameter_count": parameter_count(net),
-            "first_stage_runs": {t: relative_path(r, out) for t, r in first.runs.items()},
-            "first_stage_models": first.models,
+            **rebuild,
+            "card": training_card(cfg, ds, targets, fit_subjects, held_out, variant=cfg.label or default_name(
+                {"model": {"method": cfg.model.method}, "normalization": cfg.data.normalization}),
+                budget=cfg.training.model_dump(mode="json")),
             "input_platform": ds.input_platform.name,
             **({"label": cfg.label} if cfg.label else {}),
             **platform_reference(ds, targets, fit_subjects, normalization=cfg.data.normalization,

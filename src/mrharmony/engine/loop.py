@@ -313,8 +313,11 @@ def train(family: RunFamily, config, out: str | os.PathLike, *, resume: bool = F
         best = read_checkpoint(out / "checkpoints" / "best.pt")
         deploy = trainee.deployed()
         deploy.load_state_dict(best["state_dict"])
-        save_model(out / "model.pt", deploy, {**trainee.meta, "epochs": total, "best_epoch": best["meta"]["epoch"],
-                                              "best_validation_loss": best_record})
+        meta = {**trainee.meta, "epochs": total, "best_epoch": best["meta"]["epoch"], "best_validation_loss": best_record}
+        if isinstance(meta.get("card"), dict):  # the model card records how it validated
+            meta["card"] = {**meta["card"], "validation": {"best_validation_loss": best_record,
+                                                           "best_epoch": best["meta"]["epoch"]}}
+        save_model(out / "model.pt", deploy, meta)
         log(f"done: model.pt holds the weights of epoch {best['meta']['epoch']} (validation {best_val:.4f})")
     barrier(world)
     return out

@@ -24,8 +24,8 @@ import numpy as np
 from mrharmony import __version__
 from mrharmony.dmri.tables import format_cell
 from mrharmony.errors import InputError
-from mrharmony.report.format import img_tag, interval_note, number, readable_p
 from mrharmony.io import check_new_file, write_text
+from mrharmony.report.format import img_tag, interval_note, number, readable_p
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1180px;margin:2em auto;color:#222;padding:0 1em}
@@ -222,10 +222,13 @@ def _dmri_sections(runs, out: Path, *, evaluation, target, subject, quiet) -> tu
     def shown(path) -> str:  # paths relative to the report, so that a moved report folder stays right
         return os.path.relpath(Path(path).resolve(), out.resolve().parent)
 
+    from mrharmony.engine.card import card_hash, card_of
+
     def about(h) -> str:
-        if "parameter_count" not in h.meta:  # a statistical method, fitted on the training subjects
-            return f"fitted on {', '.join(h.meta.get('fit_subjects', []))}"
-        return f"{h.meta['parameter_count']:,} parameters, best epoch {h.meta.get('best_epoch')}"
+        card = card_of(h.meta or {})
+        what = (f"fitted on {', '.join(h.meta.get('fit_subjects', []))}" if "parameter_count" not in h.meta else
+                f"{h.meta['parameter_count']:,} parameters, best epoch {h.meta.get('best_epoch')}")
+        return f"{what}; model card {card.get('variant') or card.get('method')}, SHA-256 {card_hash(card)[:12]}"
 
     pictures = ""
     held = HeldOutSubject(rows, subject, ev.references.get(subject))

@@ -204,5 +204,19 @@ with fewer, mean ± std over their site pairs)</summary><pre>{html.escape(table)
 (Bonferroni)</summary>{tests_html}</details>
 """
     methods = "".join(f"<li>{html.escape(m)}: <code>{html.escape(shown(o) if os.path.sep in str(o) else str(o))}</code>"
-                      "</li>" for m, o in info.get("methods", {}).items())
+                      f"{html.escape(_card_line(o))}</li>" for m, o in info.get("methods", {}).items())
     return body, f"<h3>Structural methods</h3><ul>{methods}</ul>"
+
+
+def _card_line(model) -> str:
+    """``; model card VARIANT, SHA-256 …`` for a saved model (nothing for a baseline or a model
+    that is no longer there)."""
+    from mrharmony.engine.card import card_hash, read_card
+
+    if os.path.sep not in str(model) or not Path(model).exists():
+        return ""
+    try:
+        card, _ = read_card(model)
+    except InputError:
+        return ""
+    return f"; model card {card.get('variant') or card.get('method')}, SHA-256 {card_hash(card)[:12]}"

@@ -31,6 +31,10 @@ class ImageMethodConfig(StrictModel):
 
     method: str
 
+    def row_name(self) -> str:
+        """The name of the method's rows, sidecars and model card (a variant's own where it is one)."""
+        return self.method
+
     def spatial_dims(self) -> int:
         """3 for networks on volumes, 2 for networks on slices."""
         return 3

@@ -231,6 +231,9 @@ class HAILConfig(ImageMethodConfig):
     style_weight: float = Field(default=100.0, ge=0)
     consistency_weight: float = Field(default=1.0, ge=0)
 
+    def row_name(self) -> str:
+        return UNET_NAME if self.skips else self.method
+
     def build(self):
         return HAIL(tuple(self.widths), self.skips)
 

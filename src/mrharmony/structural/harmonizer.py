@@ -323,8 +323,11 @@ class TrainedImageHarmonizer(ImageHarmonizer):
     def model_sidecar(self) -> dict:
         if self.model_file is None:
             return {"Model": None, "ModelSHA256": None, "ModelTrainingSites": self.training_sites}
+        from mrharmony.engine.card import card_hash, card_of
+
         return {"Model": str(self.model_file.resolve()),
                 "ModelSHA256": hashlib.sha256(self.model_file.read_bytes()).hexdigest(),
+                "ModelCardSHA256": card_hash(card_of(self.meta or {})),
                 "ModelTrainingSites": self.training_sites}
 
 

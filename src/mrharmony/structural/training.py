@@ -67,6 +67,30 @@ def torch_batch(batch: dict, device, dims: int = 3) -> dict:
     return {k: torch.from_numpy(v if dims == 3 else v[..., 0]).to(device) for k, v in batch.items()}
 
 
+def structural_card(cfg: StructuralRunConfig, ds, sites: list[str], split: dict, voxel_size) -> dict:
+    """The model card of a HAIL or IHF-Harmony run (:mod:`mrharmony.engine.card`)."""
+    from mrharmony.engine.card import make_card
+
+    synthetic = bool(getattr(ds, "generated_by", None))
+    limits = ["learned from the training sites listed; a site never seen in training is reached through its one "
+              "target image, as far as the method generalizes",
+              f"images are harmonized on the training images' grid ({' x '.join(f'{v:g}' for v in voxel_size)} mm); "
+              "others are resampled to it and back",
+              "research use: not validated for clinical decisions"]
+    if synthetic:
+        limits.insert(0, "trained on synthetic data (mrharmony simulate): a demonstration, not a model for real scans")
+    return make_card(
+        wing="structural", method=cfg.model.method, variant=cfg.model.row_name(),
+        training_data={"dataset": Path(cfg.data.dataset).name, "synthetic": synthetic, "sites": sites,
+                       "modalities": list(cfg.data.modalities), "voxel_size": list(voxel_size),
+                       "subjects_fitted_on": split["train"], "subjects_validation": split["validation"],
+                       "subjects_held_out": split["test"]},
+        budget=cfg.training.model_dump(mode="json"), seed=cfg.training.seed,
+        intended_use="harmonizing structural images (the modalities listed) to the site of one target image, so "
+                     "that group studies can pool them",
+        limits="; ".join(limits))
+
+
 class ImageTrainee(Trainee):
     """HAIL or IHF-Harmony on triplets of crops (see the module docstring)."""
 
@@ -121,6 +145,7 @@ class ImageTrainee(Trainee):
                      "training_sites": sites, "split": split, "parameter_count": parameter_count(self.deployed()),
                      "normalization": "brain 99th percentile",
                      "voxel_size": training_voxel_size(ds, split["train"][0], sites[0], cfg.data.modalities[0])}
+        self.meta["card"] = structural_card(cfg, ds, sites, split, self.meta["voxel_size"])
         self.phases = [Phase("autoencoder", tc.pretrain_epochs if cfg.model.pretrains() else 0, select_best=False),
                        Phase("transfer", tc.epochs)]
 

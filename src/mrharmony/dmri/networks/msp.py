@@ -21,13 +21,14 @@ size they all cover, centred; at ``a = 0``, y2_T equals y1_T on that region exac
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from mrharmony.dmri.networks.base import FirstStage, NetworkConfig
+from mrharmony.dmri.networks.base import NetworkConfig
 from mrharmony.dmri.networks.blocks import Upsample2, center_crop
 from mrharmony.dmri.networks.single import SINGLE_CONFIGS, SINGLE_NETS, SingleNet
 from mrharmony.errors import InputError
@@ -105,11 +106,12 @@ class MSPConfig(NetworkConfig):
     ``alpha_start_epoch`` to ``alpha_end_epoch``."""
 
     builds_on_single_networks = True
+    meta_paths = ("first_stage_runs",)
 
     method: Literal["msp"]
-    first_stage: dict[str, str] = Field(default_factory=dict,
+    first_stage: dict[str, str] = Field(default_factory=dict, json_schema_extra={"path": True},
                                         description="target -> run directory of a trained single network")
-    first_stage_runs: list[str] = Field(default_factory=list,
+    first_stage_runs: list[str] = Field(default_factory=list, json_schema_extra={"path": True},
                                         description="runs to choose from, per target the lowest validation loss")
     first_stage_default: Literal["diqt", "cnn_rish", "shresnet"] = "diqt"
     alpha_start_epoch: float = Field(default=0.0, ge=0)
@@ -122,26 +124,43 @@ class MSPConfig(NetworkConfig):
         return self
 
     def build(self, targets: dict[str, int], in_channels: int, *, patch_size: int = 11,
-              first_stage_nets: dict | None = None) -> MSP:
-        first = dict(first_stage_nets or {})
+              first: dict[str, SingleNet] | None = None) -> MSP:
+        """MSP on the first-stage networks ``first`` (per target; a new ``first_stage_default``
+        network for a target without one)."""
+        first = dict(first or {})
         for t, r in targets.items():
             if t not in first:
                 first[t] = SINGLE_NETS[self.first_stage_default](t, in_channels, r)
         return MSP({t: first[t] for t in targets}, patch_size=patch_size, **self.width())
 
-    def first_stage_networks(self, targets: list[str], data) -> FirstStage:
-        first = FirstStage()
-        runs = select_first_stage(self.first_stage_runs, targets, data)
+    def build_for_training(self, targets: dict[str, int], in_channels: int, *, patch_size: int, data,
+                           run_dir: Path) -> tuple[MSP, dict]:
+        """MSP on its trained first stage (per target the run of ``first_stage``, else the one of
+        ``first_stage_runs`` with the lowest validation loss); records each first-stage network's
+        model section and run, which rebuild it (:meth:`build_saved`)."""
+        from mrharmony.config import relative_path
+        from mrharmony.dmri.config import check_same_data
+
+        runs = select_first_stage(self.first_stage_runs, list(targets), data)
         runs.update(self.first_stage)
+        nets, models = {}, {}
         for t, run in runs.items():
             net, meta = load_single_network(run)
             if meta["targets"] != [t]:
                 raise InputError(f"predicts {meta['targets']}, not {t!r}.", run)
             check_same_data(run, meta, data)
-            first.nets[t], first.models[t], first.runs[t] = net, meta["model"], run
+            nets[t], models[t] = net, meta["model"]
         for t in targets:
-            first.models.setdefault(t, {"method": self.first_stage_default})
-        return first
+            models.setdefault(t, {"method": self.first_stage_default})
+        record = {"first_stage_runs": {t: relative_path(r, run_dir) for t, r in runs.items()},
+                  "first_stage_models": models}
+        return self.build(targets, in_channels, patch_size=patch_size, first=nets), record
+
+    def build_saved(self, meta: dict) -> MSP:
+        """MSP of a saved model: its first stage rebuilt from the model sections it records."""
+        first = {t: SINGLE_CONFIGS[m["method"]](**m).build({t: meta["ratios"][t]}, meta["in_channels"])
+                 for t, m in meta.get("first_stage_models", {}).items()}
+        return self.build(meta["ratios"], meta["in_channels"], patch_size=meta["patch_size"], first=first)
 
     def on_progress(self, net, epoch: float) -> None:
         net.set_alpha(self.alpha(epoch))
@@ -163,10 +182,9 @@ def select_first_stage(runs: list[str], targets: list[str], data) -> dict[str, s
     The runs must have been trained on the same dataset with the same split, so that no test
     patch of this run was a training patch of its first stage.
     """
-    from pathlib import Path
-
-    from mrharmony.dmri.config import absolute_paths
+    from mrharmony.dmri.config import absolute_paths, check_same_data
     from mrharmony.engine.checkpoint import read_checkpoint
+
     best: dict[str, tuple[float, str]] = {}
     for run in runs:
         meta = absolute_paths(read_checkpoint(Path(run) / "model.pt")["meta"], run)
@@ -206,21 +224,3 @@ def refuse_position_channels(meta: dict, run) -> None:
     if meta.get("position_channels"):
         raise InputError("was trained with the position channels; MSP's first stage takes networks of the SH "
                          "features alone.", run)
-
-
-def check_same_data(run: str, meta: dict, data) -> None:
-    """Refuse a first-stage run trained with other data settings than ``data`` (a DataConfig)."""
-    from mrharmony.dmri.config import comparable_data
-
-    theirs, ours = comparable_data(meta["data"]), comparable_data(data.model_dump(mode="json"))
-    scaled = meta.get("normalization") or "scan"  # models saved before the choice were scaled per scan
-    if scaled != data.normalization:
-        raise InputError(f"was trained with the {scaled} normalization of the features; MSP's first stage must be "
-                         f"scaled as MSP is ({data.normalization}).", run)
-    if theirs != ours:
-        diff = sorted(k for k in ours if theirs.get(k) != ours[k])
-        raise InputError(
-            f"was trained with other data settings ({', '.join(diff)}); MSP's first stage must share its "
-            "dataset and split so that no test patch was seen in training.",
-            run,
-        )

@@ -106,14 +106,12 @@ class CPMConfig(NetworkConfig):
     method: Literal["cpm"]
     stages: int = Field(default=2, ge=1, le=3, description="prediction stages")
 
-    def build(self, targets: dict[str, int], in_channels: int, *, patch_size: int = 11,
-              first_stage_nets: dict | None = None) -> CPM:
+    def build(self, targets: dict[str, int], in_channels: int, *, patch_size: int = 11) -> CPM:
         return CPM(targets, in_channels, **self.width(), stages=self.stages)
 
 
 class HNEDConfig(NetworkConfig):
     method: Literal["hned"]
 
-    def build(self, targets: dict[str, int], in_channels: int, *, patch_size: int = 11,
-              first_stage_nets: dict | None = None) -> HNED:
+    def build(self, targets: dict[str, int], in_channels: int, *, patch_size: int = 11) -> HNED:
         return HNED(targets, in_channels, **self.width())

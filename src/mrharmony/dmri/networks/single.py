@@ -182,8 +182,7 @@ class SingleNetConfig(NetworkConfig):
 
     single_target = True
 
-    def build(self, targets: dict[str, int], in_channels: int, *, patch_size: int = 11,
-              first_stage_nets: dict | None = None) -> SingleNet:
+    def build(self, targets: dict[str, int], in_channels: int, *, patch_size: int = 11) -> SingleNet:
         if len(targets) != 1:
             raise InputError(f"method {self.method} predicts one target; the config names {len(targets)}.")
         (t, r), = targets.items()

@@ -115,6 +115,9 @@ class IHFConfig(ImageMethodConfig):
                                     description="a torchvision-style VGG-19 file (2D): the losses' feature encoder "
                                                 "instead of a self-trained one")
 
+    def row_name(self) -> str:
+        return SQUEEZE_NAME if self.flow == "squeeze" else self.method
+
     @model_validator(mode="after")
     def _vgg_is_2d(self) -> IHFConfig:
         if self.vgg_weights and self.dims != 2:
