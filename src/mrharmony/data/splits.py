@@ -27,3 +27,22 @@ def held_out_subjects(subjects: list[str], *, named: list[str] | None = None, n:
     if not 0 < n <= len(subjects) - keep:
         raise InputError(f"cannot hold out {n} of {len(subjects)} subjects.", source)
     return [str(s) for s in np.random.default_rng(seed).choice(subjects, size=n, replace=False)]
+
+
+def training_subjects(subjects: list[str], train_subjects, *, source=None) -> tuple[list[str], list[str]]:
+    """The subjects a fit learns from, ``train_subjects`` (a non-empty list of distinct names of
+    ``subjects``), and the others, held out of it; both in the order of ``subjects``. Anything
+    else is refused in one sentence naming ``source`` (the dataset)."""
+    if isinstance(train_subjects, (str, bytes)) or not hasattr(train_subjects, "__iter__"):
+        raise InputError(f"train_subjects must be a list of subject names, not {train_subjects!r}.", source)
+    named = list(train_subjects)
+    if not named:
+        raise InputError("train_subjects is empty; name at least one subject of the dataset to fit on.", source)
+    unknown = [s for s in named if s not in subjects]
+    if unknown:
+        raise InputError(f"train_subjects names {unknown[0]!r}, which is not among the dataset's subjects "
+                         f"({', '.join(subjects)}).", source)
+    twice = sorted({s for s in named if named.count(s) > 1})
+    if twice:
+        raise InputError(f"train_subjects names {twice[0]!r} twice.", source)
+    return [s for s in subjects if s in named], [s for s in subjects if s not in named]

@@ -1,0 +1,1 @@
+from mrharmony.structural.api import fit  # noqa: F401 (the Python API)
