@@ -1,8 +1,8 @@
 """What the demo's budget allows: the benchmark's DIQT recipe trained at one and three times the demo's steps.
 
 After ``mrharmony demo DEMO`` (DIQT for every target and MSP at the ``demo`` training preset,
-the statistical methods), this trains ``diqt_tuned`` (``table1.TUNED_TRAINING``: flips, the
-order-weighted loss, the position channels, a warm-up and cosine decay) on the demo's data and
+the statistical methods), this trains ``diqt_tuned`` (the recipe's options, mrharmony.dmri.recipes:
+flips, the order-weighted loss, the position channels, a warm-up and cosine decay) on the demo's data and
 split for ``--targets``, at the ``demo`` preset's epochs times each of ``--multiples``, and
 evaluates every row on the demo's held-out subject as the demo does (2,000 patches; FA and MD on
 10,000 seeded voxels per target, against the target scan and its noiseless truth, beside the
@@ -25,11 +25,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from table1 import (  # the benchmark's recipe and its training
-    TUNED_TRAINING,
-    train_dmri_run,
-)
+from mrharmony.bench.dmri import train_dmri_run
+from mrharmony.dmri.recipes import recipe
 
 DEMO_ROWS = ("msp", "none", "meanvar_global", "meanvar_voxel", "rish")
 
@@ -53,12 +50,13 @@ def main() -> int:
               file=sys.stderr)
         return 2
     data = yaml.safe_load((root / "configs" / f"diqt-{args.targets[0]}.yaml").read_text())["data"]
+    best = recipe("diqt_tuned")
     for k in args.multiples:
         tuned = []
         for t in args.targets:
-            cfg = {"preset": "demo", "label": "diqt_tuned", "data": {**data, "targets": [t]},
-                   "model": {"method": "diqt"},
-                   "training": {"seed": 0, "epochs": k * PRESETS["demo"]["epochs"], **TUNED_TRAINING}}
+            cfg = {"preset": "demo", "label": best.name, "data": {**data, "targets": [t]},
+                   "model": dict(best.model),
+                   "training": {"seed": 0, "epochs": k * PRESETS["demo"]["epochs"], **best.options}}
             tuned.append(train_dmri_run(root, f"tuned-x{k}-{t}", cfg))
         ev = evaluate(demo_runs + tuned, max_patches=2000, volume_voxels=10000, quiet=True)
         write_tables(ev, root / "demo-budget" / f"x{k}")

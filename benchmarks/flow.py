@@ -47,7 +47,7 @@ import argparse
 import time
 from pathlib import Path
 
-from structural_common import add_jobs
+from mrharmony.bench.structural import add_jobs
 
 #: epochs of the flow stage at the demo training preset (40 steps each)
 DEFAULT_EPOCHS = 40
@@ -96,13 +96,12 @@ def main() -> None:
     if args.dims == 3:
         return volumes(args)
 
-    from structural_common import (
+    from mrharmony.bench.structural import (
         evaluation_data,
         structural_data,
         train_or_resume,
         write_results,
     )
-
     from mrharmony.structural.evaluate import compare_harmonizers
     from mrharmony.structural.hail import HAILHarmonizer
     from mrharmony.structural.ihf import IHFHarmonizer
@@ -154,13 +153,12 @@ def main() -> None:
 
 def volumes(args) -> None:
     """The squeeze flow in 3D against none and Nyul: DIR/run-ihf_squeeze-3d, results in DIR/3d."""
-    from structural_common import (
+    from mrharmony.bench.structural import (
         evaluation_data,
         structural_data,
         train_or_resume,
         write_results,
     )
-
     from mrharmony.structural.evaluate import compare_harmonizers
     from mrharmony.structural.ihf import IHFHarmonizer
 

@@ -19,7 +19,6 @@ Writes ``foundation.json`` in the output folder and prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -28,6 +27,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from mrharmony.bench.summary import dump_json
 
 
 def _tree_rss_bytes(root_pid: int) -> int:
@@ -161,11 +162,11 @@ def main() -> None:
         "preset": args.preset,
     }
     res["simulate"] = run_measured([exe, "simulate", str(data), "--preset", args.preset, "--force", "--quiet"])
-    res["prepare"] = run_measured([exe, "prepare", str(data), "--quiet"])
-    res["prepare_again_cached"] = run_measured([exe, "prepare", str(data), "--quiet"])
+    res["prepare"] = run_measured([exe, "dmri", "prepare", str(data), "--quiet"])
+    res["prepare_again_cached"] = run_measured([exe, "dmri", "prepare", str(data), "--quiet"])
     res["dataset_gib_on_disk"] = round(sum(f.stat().st_size for f in data.rglob("*") if f.is_file()) / 2**30, 2)
     res["patches"] = patch_rate(data)
-    (out / "foundation.json").write_text(json.dumps(res, indent=2) + "\n")
+    dump_json(out / "foundation.json", res, indent=2)
     if not args.keep:
         shutil.rmtree(data)
     p = res["patches"]

@@ -37,7 +37,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from structural_common import add_jobs
+from mrharmony.bench.structural import add_jobs
 
 
 def main() -> None:
@@ -53,13 +53,12 @@ def main() -> None:
     add_jobs(ap)
     args = ap.parse_args()
 
-    from structural_common import (
+    from mrharmony.bench.structural import (
         evaluation_data,
         structural_data,
         train_or_resume,
         write_results,
     )
-
     from mrharmony.structural.evaluate import compare_harmonizers
     from mrharmony.structural.hail import HAILHarmonizer
     from mrharmony.structural.registry import INTENSITY_METHODS

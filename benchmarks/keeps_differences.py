@@ -21,7 +21,6 @@ import json
 import sys
 from pathlib import Path
 
-
 #: the rows ``--tiny`` trains: name -> (model section, normalization, epochs)
 TINY_ROWS = {
     "none": ({"method": "none"}, "platform", 1),

@@ -28,12 +28,13 @@ gives the path from features to DTI; the path does not depend on its weights).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from mrharmony.bench.summary import dump_json
 
 
 def expected_magnitude(nu: np.ndarray, sigma: float, coils: int) -> np.ndarray:
@@ -124,7 +125,7 @@ def main() -> int:
                       f"| {r['md_mae'] * 1e5:.2f} | {r['md_mean_diff'] * 1e5:+.2f} | {r['fa_mae_scan']:.4f} "
                       f"| {r['md_mae_scan'] * 1e5:.2f} |", flush=True)
     if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+        dump_json(Path(args.out), results, indent=1)
     return 0
 
 

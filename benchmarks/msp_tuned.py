@@ -2,12 +2,12 @@
 
 In the dMRI benchmark the paper's MSP beats its compute-matched rivals (``diqt_continued``, the
 best single network) by 4-7% in SH error against the noiseless truth, and ``diqt_tuned`` (DIQT with
-``table1.TUNED_TRAINING`` and ``table1.TUNED_STEPS`` times the steps) beats MSP on every target. This
+the recipe ``diqt_tuned`` of mrharmony.dmri.recipes, four times the steps) beats MSP on every target. This
 asks whether the multi-stage design gains more when both stages are trained the tuned way:
 
-    diqt_tuned_sh            MSP's first stage: DIQT for each target with the tuned recipe less the
-                             position channels (MSP's first stage takes the SH features alone),
-                             TUNED_STEPS times the budget's epochs
+    diqt_tuned_sh            MSP's first stage: DIQT for each target with the recipe diqt_tuned_sh
+                             (diqt_tuned less the position channels: MSP's first stage takes the SH
+                             features alone), its multiple of the budget's epochs
     msp_tuned                MSP over them; its second stage with the budget's epochs and the
                              benchmark's alpha ramp, and the tuned recipe (flips, the order-weighted
                              loss, a warm-up and cosine decay); ``msp_tuned_stage1``: its first stage
@@ -38,19 +38,20 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dmri import METRICS, SETTINGS, best_row, folds_of
-from table1 import (
+from mrharmony.bench.dmri import (
     BUDGETS,
+    SETTINGS,
     TARGETS,
-    TUNED_STEPS,
-    TUNED_TRAINING,
     budget_epochs,
     train_dmri_run,
 )
+from mrharmony.bench.dmri_summary import METRICS, best_row
+from mrharmony.bench.plan import folds_of
+from mrharmony.bench.summary import command, write_summary
+from mrharmony.dmri.recipes import recipe
 
 #: the tuned recipe as MSP's first stage can take it (no position channels)
-TUNED_SH = {k: v for k, v in TUNED_TRAINING.items() if k != "inputs"}
+TUNED_SH = recipe("diqt_tuned_sh")
 #: the fold's own rows shown beside the try
 FOLD_ROWS = ("diqt", "diqt_continued", "msp", "msp_stage1", "diqt_tuned")
 #: the try's run directories, in the order they are trained
@@ -71,15 +72,17 @@ def train_try(work: Path, data_cfg: dict, budget: dict, seed: int) -> list[Path]
                 "model": model, "training": {**budget["training"], **training, "seed": seed}}
 
     first = [train_dmri_run(work, f"diqt-tuned-sh-{t}",
-                           cfg("diqt_tuned_sh", {"method": "diqt"}, [t], {**TUNED_SH, "epochs": TUNED_STEPS * epochs}))
+                           cfg(TUNED_SH.name, dict(TUNED_SH.model), [t],
+                               {**TUNED_SH.options, "epochs": TUNED_SH.steps * epochs}))
              for t in TARGETS]
     msp = train_dmri_run(work, "msp-tuned", cfg("msp_tuned", {
         "method": "msp", "first_stage_runs": [str(p) for p in first], "alpha_end_epoch": max(1.0, epochs / 3)},
-        None, TUNED_SH))
+        None, dict(TUNED_SH.options)))
     chosen = read_checkpoint(msp / "model.pt")["meta"]["first_stage_runs"]
     continued = [train_dmri_run(work, f"diqt-tuned-sh-continued-{t}",
                                cfg("diqt_tuned_sh_continued",
-                                   {"method": "diqt", "init_from": str((msp / chosen[t]).resolve())}, [t], TUNED_SH))
+                                   {"method": "diqt", "init_from": str((msp / chosen[t]).resolve())}, [t],
+                                   dict(TUNED_SH.options)))
                  for t in TARGETS]
     return [*first, msp, *continued]
 
@@ -98,7 +101,8 @@ def per_subject(ev_rows: list[dict], rows) -> dict:
 
 def claims(values: dict) -> list[dict]:
     """Per target and claim: the row's SH error (noiseless truth) over the better of its rivals,
-    per subject (the better rival chosen as the benchmark's goals choose it, ``dmri.best_row``)."""
+    per subject (the better rival chosen as the benchmark's goals choose it,
+    :func:`mrharmony.bench.dmri_summary.best_row`)."""
     out = []
     for t, rows in values.items():
         for row, rivals in CLAIMS:
@@ -179,14 +183,11 @@ def main() -> int:
         r for r in json.loads(fold_ev.read_text())["volume_errors"] if r["method"] in FOLD_ROWS]
     names = ("diqt_tuned_sh", "msp_tuned", "msp_tuned_stage1", "diqt_tuned_sh_continued", *FOLD_ROWS)
     values = per_subject(rows, names)
-    summary = {"command": "python benchmarks/msp_tuned.py " + " ".join(sys.argv[1:]), "fold": args.fold,
+    summary = {"command": command("benchmarks/msp_tuned.py"), "fold": args.fold,
                "seed": args.seed, "budget": args.budget, "held_out": held_out,
                **minutes,
                "values": values, "claims": claims(values)}
-    (work / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    text = markdown(summary)
-    (work / "summary.md").write_text(text)
-    print(text)
+    write_summary(work, "summary", summary, markdown(summary))
     return 0
 
 

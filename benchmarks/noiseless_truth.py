@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mrharmony.bench.summary import dump_json
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -106,7 +108,7 @@ def main() -> None:
             "fa_mae_vs_noiseless": s["fa"] / s["n_fa"],
         })
     out = {"runs": [str(r) for r in runs], "subjects": subjects, "targets": targets, "rows": rows}
-    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    dump_json(Path(args.out), out, indent=2)
     print(_markdown(rows, targets))
 
 

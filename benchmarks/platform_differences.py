@@ -14,11 +14,12 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+
+from mrharmony.bench.summary import dump_json
 
 
 def wm_on_grid(root: Path, subject: str, factor: int) -> np.ndarray:
@@ -81,7 +82,7 @@ def main() -> None:
                                                                                                float(d.max())]}
         summary[name] = row
 
-        def pct(key):
+        def pct(key, row=row):
             p = row[key]
             return f"{p['mean']:+.1f} [{p['range'][0]:+.1f}, {p['range'][1]:+.1f}]"
 
@@ -90,8 +91,8 @@ def main() -> None:
                      f"{pct('fa_noiseless_vs_input_percent')} | {pct('md_noiseless_vs_input_percent')} |")
     print("\n".join(lines))
     if args.out:
-        Path(args.out).write_text(json.dumps({"dataset": str(root), "subjects": ds.subjects, "summary": summary,
-                                              "values": values}, indent=2) + "\n")
+        dump_json(Path(args.out), {"dataset": str(root), "subjects": ds.subjects, "summary": summary, "values": values},
+                  indent=2)
 
 
 if __name__ == "__main__":

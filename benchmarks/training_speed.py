@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mrharmony.bench.summary import dump_json
 from mrharmony.dmri.networks.blocks import center_crop
 from mrharmony.dmri.networks.msp import MSP
 from mrharmony.dmri.networks.mtl import CPM, HNED
@@ -157,8 +157,7 @@ def main() -> None:
            "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device), "bf16": args.bf16,
            "batch": args.batch, "conv3d_gflops_start": round(ref / 1e9, 1), "conv3d_gflops_end": round(ref_end / 1e9, 1),
            "networks": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+    dump_json(Path(args.out), res, indent=2)
     print(f"\n{res['machine']}, torch {res['torch']}, {res['threads']} threads, device {device}, bf16 {args.bf16}, "
           f"batch {args.batch}; dense conv3d: {res['conv3d_gflops_start']} GFLOP/s (start), "
           f"{res['conv3d_gflops_end']} GFLOP/s (end)\n")

@@ -1,5 +1,7 @@
-"""The benchmark scripts refuse impossible settings with one sentence, exit 2, nothing written."""
+"""The benchmark scripts refuse impossible settings with one sentence, exit 2, nothing written; what
+they declare and what they share (mrharmony.bench) does what it says."""
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -7,7 +9,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mrharmony.bench import dmri_summary as summary
+from mrharmony.bench.dmri import RECORDED, primary_choice, primary_name, train_dmri_run
+from mrharmony.bench.plan import Plan, folds_of
+from mrharmony.bench.record import mark_done, recorded_only, restore_record, save_record
+from mrharmony.bench.timing import Timing, pauses_of
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str):
+    """A benchmark script as a module (its declarations), loaded from its file."""
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CLAIMS = _script("dmri").CLAIMS
 
 
 @pytest.mark.parametrize("args, message", [
@@ -49,11 +68,7 @@ def test_simulate_refuses_a_cohort_too_small(tmp_path):
 def test_best_row_of_the_dmri_summary_is_chosen_among_rows_scored_on_every_subject():
     """A row trained on the first fold only (two subjects) is not the "best" of a test across
     subjects, however low its mean."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from dmri import best_row
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    best_row = summary.best_row
     have = {"diqt": {"s1": 0.3, "s2": 0.3, "s3": 0.3}, "msp": {"s1": 0.2, "s2": 0.4, "s3": 0.2},
             "diqt_widened": {"s1": 0.1, "s2": 0.1}, "rish": {"s1": 0.5, "s2": 0.5, "s3": 0.5}}
     assert best_row(["diqt", "msp", "diqt_widened"], have) == "msp"
@@ -65,11 +80,6 @@ def test_dmri_benchmark_timing_leaves_out_logged_pauses_and_keeps_a_killed_steps
     import json
     import time
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from dmri import Timing, pauses_of
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
     (tmp_path / "timing.json").write_text(json.dumps({"data": 100.0}))  # the first layout: seconds per step
     timing = Timing(tmp_path / "timing.json")
     timing.HEARTBEAT = 0.05
@@ -100,11 +110,7 @@ def test_expected_magnitude_of_the_noise_floor_benchmark_matches_the_simulators_
 
     from mrharmony.simulate.signal import magnitude_noise
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from magnitude_bias import expected_magnitude
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    expected_magnitude = _script("magnitude_bias").expected_magnitude
     nu = np.array([0.0, 0.5, 1.0, 2.0, 5.0, 27.0, 29.0, 60.0])
     rng = np.random.default_rng(0)
     drawn = np.array([magnitude_noise(rng, np.full(200_000, v), 2.0, coils).mean() for v in 2.0 * nu])
@@ -133,11 +139,7 @@ def test_msp_tuned_try_needs_a_scored_fold_of_the_benchmark(tmp_path):
 
 
 def test_msp_tuned_try_judges_msp_against_its_better_rival_per_subject():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from msp_tuned import claims
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    claims = _script("msp_tuned").claims
     values = {"prisma_st": {
         "msp_tuned": {"sh_noiseless": {"a": 0.9, "b": 0.6}},
         "diqt_tuned_sh": {"sh_noiseless": {"a": 1.0, "b": 1.0}},  # mean 1.0: the better rival
@@ -152,14 +154,10 @@ def test_msp_tuned_try_judges_msp_against_its_better_rival_per_subject():
 def test_structural_benchmarks_score_extra_subjects_that_repeat_the_training_data(tmp_path):
     from types import SimpleNamespace
 
+    from mrharmony.bench.structural import evaluation_data
     from mrharmony.data.structural import load_structural
     from mrharmony.simulate.structural import simulate_structural
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from structural_common import evaluation_data
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
     ds = load_structural(simulate_structural(tmp_path / "data", preset="tiny", seed=0, quiet=True))
     model = SimpleNamespace(split={"test": ["sub-04"], "validation": ["sub-02"], "train": ["sub-01", "sub-03"]})
     assert evaluation_data(tmp_path, "tiny", 0, ds, model, 0) == (ds, None)
@@ -173,11 +171,9 @@ def test_structural_benchmarks_score_extra_subjects_that_repeat_the_training_dat
 
 
 def test_goal_ratios_of_the_dmri_summary_are_per_subject_ratios_of_the_chosen_rows():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from dmri import goal_ratios
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    def goal_ratios(values, targets):
+        return summary.goal_ratios(values, targets, CLAIMS)
+
     subjects = ["s1", "s2", "s3"]
 
     def row(*values):
@@ -225,18 +221,14 @@ def test_dmri_benchmark_summarizes_only_what_is_scored(tmp_path):
 
 
 def test_dmri_summary_judges_the_cohort_goal_and_the_training_time_and_names_the_rows_compared(tmp_path):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from dmri import Timing, cohort_goals, fold_training_minutes, headline
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    headline = summary.headline
     ratio = {"mean": 0.95, "ci95": [0.7, 1.2]}
     goals = {"prisma_st": {"learned_vs_statistical": {"fa_noiseless": {"a": "diqt_tuned"},
                                                       "md_noiseless": {"a": "shresnet"}}},
              "connectom_sa": {"learned_vs_statistical": {"fa_noiseless": {"a": "diqt"}}}}
     cohort = {"prisma_st": {"diqt_tuned": {"fa_effect_ratio": ratio, "md_effect_ratio": {"mean": 0.6, "ci95": [0.2, 1]}},
                             "shresnet": {"md_effect_ratio": {"mean": 1.12, "ci95": [0.8, 1.5]}}}}
-    cohort_goals(goals, cohort)
+    summary.cohort_goals(goals, cohort, CLAIMS)
     fa, md = (goals["prisma_st"]["cohort_effect"][k] for k in ("fa_effect_ratio", "md_effect_ratio"))
     # each measure judged with the learned row chosen on it: diqt_tuned's FA effect, shresnet's MD effect
     assert (fa["a"], fa["mean"], fa["goal"], fa["met"]) == ("diqt_tuned", 0.95, [0.9, 1.1], True)
@@ -256,19 +248,14 @@ def test_dmri_summary_judges_the_cohort_goal_and_the_training_time_and_names_the
     timing.before = {"fold-0/seed-0/train": 100.0}  # timed before intervals were recorded: left out
     timing.intervals = {"fold-0/seed-0/train": [[0.0, 10.0]], "fold-1/seed-0/train": [[0.0, 3000.0], [5000.0, 6000.0]],
                         "fold-2/seed-0/train": [[0.0, 3500.0]]}
-    tm = fold_training_minutes(timing, [(1000.0, 1600.0)], [(0, 0), (1, 0), (2, 0)])
+    tm = summary.fold_training_minutes(timing, [(1000.0, 1600.0)], [(0, 0), (1, 0), (2, 0)], CLAIMS)
     assert tm["per_fold"] == {"fold-1": pytest.approx(3400 / 60), "fold-2": pytest.approx(2900 / 60)}
     assert tm["goal"] == 60.0 and tm["met"] is True and tm["not_timed"] == ["fold-0"]
-    tm = fold_training_minutes(timing, [], [(1, 0)])
+    tm = summary.fold_training_minutes(timing, [], [(1, 0)], CLAIMS)
     assert tm["per_fold"] == {"fold-1": pytest.approx(4000 / 60)} and tm["met"] is False
 
 
 def test_a_benchmark_run_is_trained_once_resumed_from_its_checkpoint_and_its_config_kept(tmp_path, monkeypatch):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from table1 import train_dmri_run
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
     import yaml
 
     import mrharmony.dmri.training as training
@@ -299,19 +286,8 @@ def test_a_benchmark_run_is_trained_once_resumed_from_its_checkpoint_and_its_con
     assert train_dmri_run(tmp_path, "rish", cfg) == tmp_path / "runs" / "rish" and len(calls) == 2
 
 
-def _dmri_module():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import dmri
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return dmri
-
-
 def test_msps_rival_is_its_chosen_first_stage_trained_on_whichever_network_that_was(tmp_path):
     import json
-
-    dmri = _dmri_module()
 
     def write(fold, rows):
         ev = tmp_path / f"fold-{fold}" / "seed-0" / "evaluation"
@@ -322,17 +298,16 @@ def test_msps_rival_is_its_chosen_first_stage_trained_on_whichever_network_that_
     # prisma_st: MSP chose DIQT on fold 0 and CNN-RISH on fold 1; connectom_st: DIQT on both
     write(0, [("diqt_continued", "prisma_st", "s1", 0.1), ("diqt_continued", "connectom_st", "s1", 0.3)])
     write(1, [("cnn_rish_continued", "prisma_st", "s2", 0.2), ("diqt_continued", "connectom_st", "s2", 0.4)])
-    per_subject, _, _ = dmri.gather(tmp_path, [(0, 0), (1, 0)])
-    assert per_subject[(dmri.CONTINUED, "prisma_st", "s1")]["sh_noiseless"] == [0.1]
-    assert per_subject[(dmri.CONTINUED, "prisma_st", "s2")]["sh_noiseless"] == [0.2]
-    assert not any(k[0] == dmri.CONTINUED and k[1] == "connectom_st" for k in per_subject)  # one network: one name
-    assert dmri.continued_rival({"diqt_continued": {}, dmri.CONTINUED: {}, "msp": {}}) == dmri.CONTINUED
-    assert dmri.continued_rival({"diqt_continued": {}, "msp": {}}) == "diqt_continued"
-    assert dmri.continued_rival({"msp": {}}) is None
+    per_subject, _, _ = summary.gather(tmp_path, [(0, 0), (1, 0)], CLAIMS)
+    assert per_subject[(summary.CONTINUED, "prisma_st", "s1")]["sh_noiseless"] == [0.1]
+    assert per_subject[(summary.CONTINUED, "prisma_st", "s2")]["sh_noiseless"] == [0.2]
+    assert not any(k[0] == summary.CONTINUED and k[1] == "connectom_st" for k in per_subject)  # one network: one name
+    assert summary.continued_rival({"diqt_continued": {}, summary.CONTINUED: {}, "msp": {}}) == summary.CONTINUED
+    assert summary.continued_rival({"diqt_continued": {}, "msp": {}}) == "diqt_continued"
+    assert summary.continued_rival({"msp": {}}) is None
 
 
 def test_the_dmri_summary_tests_only_its_claims_and_shows_no_interval_for_two_subjects():
-    dmri = _dmri_module()
     rng = np.random.default_rng(0)
     subjects = [f"s{i}" for i in range(10)]
 
@@ -344,17 +319,17 @@ def test_the_dmri_summary_tests_only_its_claims_and_shows_no_interval_for_two_su
     values = {"prisma_st": {"msp": row(1.0), "msp_stage1": row(1.1), "diqt_continued": row(1.05), "diqt": row(1.2),
                             "cnn_rish": row(1.3), "diqt_tuned": row(0.5), "rish": row(2.0), "none": row(3.0),
                             "rescan": row(0.4), "oracle": row(0.0)}}
-    tests = dmri.subject_tests(values, ["prisma_st"])
+    tests = summary.subject_tests(values, ["prisma_st"])
     assert [(x["metric"], x["a"], x["b"]) for x in tests] == [
         ("sh_noiseless", "msp", "diqt_continued"), ("sh_noiseless", "msp", "msp_stage1"), ("sh_noiseless", "msp", "diqt"),
         ("fa_noiseless", "diqt_tuned", "rish"), ("fa_scan", "diqt_tuned", "rescan")]
     assert all(x["n"] == 10 for x in tests)
-    summary = {"budget": "cpu", "command": "c", "machine": {"node": "n", "cpus": 2}, "wall_hours": 1.0, "seeds": [0],
+    made = {"budget": "cpu", "command": "c", "machine": {"node": "n", "cpus": 2}, "wall_hours": 1.0, "seeds": [0],
                "subjects": subjects, "folds": 5, "cohort": {}, "tests": [], "goals": {},
                "targets": {"prisma_st": {"diqt_widened": {"fa_scan": {"mean": 0.5, "ci95": [0.4, 0.6], "n_subjects": 2,
                                                                       "seed_sd": 0.01}},
                                          "diqt": {"fa_scan": {"mean": 0.3, "ci95": [0.2, 0.4], "n_subjects": 10}}}}}
-    text = dmri.markdown(summary)
+    text = summary.markdown(made)
     assert "| diqt_widened | 2 |" in text and "0.5 (n=2)" in text and "[0.4, 0.6]" not in text
     assert "| diqt | 10 |" in text and "0.3 [0.2, 0.4]" in text
     assert "## Spread over seeds" in text and "| prisma_st | diqt_widened |" in text
@@ -363,69 +338,65 @@ def test_the_dmri_summary_tests_only_its_claims_and_shows_no_interval_for_two_su
 def test_dmri_benchmark_record_brings_finished_folds_to_a_machine_that_lost_its_output(tmp_path):
     import json
 
-    dmri = _dmri_module()
     root, record = tmp_path / "out", tmp_path / "record"
     work = root / "fold-0" / "seed-0"
     (work / "evaluation").mkdir(parents=True)
     (work / "runs" / "diqt-prisma_st").mkdir(parents=True)  # models: not recorded
     (work / "evaluation" / "evaluation.json").write_text(json.dumps({"volume_errors": []}))
-    dmri.mark_done(work / "evaluation" / "evaluation.json", ["diqt-prisma_st"])
+    mark_done(work / "evaluation" / "evaluation.json", ["diqt-prisma_st"])
     (work / "evaluation" / "fold.md").write_text("a table\n")  # the fold's own tables: not recorded
     (root / "timing.json").write_text(json.dumps({"intervals": {"data": [[0, 1]]}}))
-    dmri.save_record(record, root, work)
+    save_record(record, root, work, RECORDED)
     kept = sorted(str(p.relative_to(record)) for p in record.rglob("*") if p.is_file())
     assert kept == ["fold-0/seed-0/evaluation/evaluation.json", "fold-0/seed-0/evaluation/evaluation.json.runs",
                     "timing.json"]
     # a fold and seed with its runs here is not "recorded only": its steps are checked as before
-    assert not dmri.recorded_only(work, None)
+    assert not recorded_only(work, [summary.EVALUATED])
 
     fresh = tmp_path / "fresh"
     (record / "notes.txt").write_text("a log kept beside the record\n")
-    assert dmri.restore_record(record, fresh) == ["fold-0/seed-0"]
+    assert restore_record(record, fresh, RECORDED, summary.EVALUATED) == ["fold-0/seed-0"]
     assert not (fresh / "notes.txt").exists()
     assert json.loads((fresh / "timing.json").read_text()) == {"intervals": {"data": [[0, 1]]}}
     restored = fresh / "fold-0" / "seed-0"
-    assert dmri.recorded_only(restored, None)
-    assert not dmri.recorded_only(restored, tmp_path / "cohort")  # its cohort score is missing: not finished
-    assert dmri.scored(type("A", (), {"seeds": [0], "seed_folds": None})(), fresh, [["s1"]]) == [(0, 0)]
+    assert recorded_only(restored, [summary.EVALUATED])
+    assert not recorded_only(restored, [summary.EVALUATED, summary.COHORT_SCORED])  # its cohort score is missing
+    assert Plan(1, [0], None).scored(fresh, summary.EVALUATED) == [(0, 0)]
     # what the fresh machine has already is not overwritten
     (fresh / "timing.json").write_text("{}")
-    assert dmri.restore_record(record, fresh) == [] and (fresh / "timing.json").read_text() == "{}"
+    assert restore_record(record, fresh, RECORDED, summary.EVALUATED) == [] and (fresh / "timing.json").read_text() == "{}"
 
 
 def test_dmri_benchmark_runs_the_first_seed_of_every_fold_before_the_further_seeds():
-    dmri = _dmri_module()
-    args = type("A", (), {"seeds": [0, 1, 2], "seed_folds": 1})()
-    assert dmri.run_order(args, 3) == [(0, 0), (1, 0), (2, 0), (0, 1), (0, 2)]
-    args.seed_folds = None
-    assert sorted(dmri.run_order(args, 2)) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
-    assert dmri.run_order(args, 2)[:2] == [(0, 0), (1, 0)]
+    assert Plan(3, [0, 1, 2], 1).run_order() == [(0, 0), (1, 0), (2, 0), (0, 1), (0, 2)]
+    plan = Plan(2, [0, 1, 2], None)
+    assert sorted(plan.run_order()) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    assert plan.run_order()[:2] == [(0, 0), (1, 0)]
 
 
 def test_dmri_benchmark_whose_folds_are_all_recorded_simulates_nothing_and_summarizes(tmp_path):
     import json
 
-    dmri = _dmri_module()
     record, out = tmp_path / "record", tmp_path / "out"
-    args = type("A", (), {"seeds": [0, 1], "seed_folds": 2})()  # the smoke budget's
+    plan = Plan(3, [0, 1], 2)  # the smoke budget's
     subjects = ["sub-01", "sub-02", "sub-03"]  # the tiny preset's, as simulate names them
-    for f, held_out in enumerate(dmri.folds_of(subjects, 3)):
-        for s in dmri.seeds_of(args, f):
+    for f, held_out in enumerate(folds_of(subjects, 3)):
+        for s in plan.seeds_of(f):
             work = record / f"fold-{f}" / f"seed-{s}"
             (work / "evaluation").mkdir(parents=True)
             rows = [{"method": m, "target": "prisma_st", "subject": x, "fa_mae": v + 0.01 * s, "md_mae": v * 1e-4}
                     for x in held_out for m, v in (("none", 0.05), ("rish", 0.04), ("diqt", 0.03), ("rescan", 0.03))]
             (work / "evaluation" / "evaluation.json").write_text(json.dumps({"volume_errors": rows}))
-            dmri.mark_done(work / "evaluation" / "evaluation.json", ["diqt-prisma_st"])
+            mark_done(work / "evaluation" / "evaluation.json", ["diqt-prisma_st"])
             (work / "cohort.json").write_text(json.dumps({"fold": f, "seed": s, "rows": []}))  # every fold's
-            dmri.mark_done(work / "cohort.json", ["diqt-prisma_st"])
+            mark_done(work / "cohort.json", ["diqt-prisma_st"])
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dmri.py"), "--budget", "smoke", "--out", str(out),
                         "--record", str(record), "--quiet"], capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stderr
     assert not (out / "data").exists() and not (out / "cohort").exists()
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["subjects"] == subjects
-    fa = summary["targets"]["prisma_st"]["diqt"]["fa_scan"]
+    written = json.loads((out / "summary.json").read_text())
+    assert written["subjects"] == subjects
+    fa = written["targets"]["prisma_st"]["diqt"]["fa_scan"]
     # a subject's value is its mean over seeds: 0.035 on the two folds trained with seeds 0 and 1, 0.03 on the third
     assert fa["n_subjects"] == 3 and abs(fa["mean"] - (2 * 0.035 + 0.03) / 3) < 1e-12
     assert not (record / "timing.json").exists()  # no step ran, none was timed
@@ -435,11 +406,6 @@ def test_the_declared_goals_judge_the_primary_rows_with_folds_as_the_unit():
     """The goals of the dMRI summary: one entry per target, goal, metric and unit, on the rows
     declared before the run; the fold unit averages each fold's subject ratios and takes a t-interval
     over the folds; the cohort's effect_kept is each fold's ratio of raw differences."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        from dmri import PRIMARY, declared_goals
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
     from scipy.stats import t as student
 
     folds = [["s1", "s2"], ["s3", "s4"], ["s5", "s6"]]
@@ -448,7 +414,7 @@ def test_the_declared_goals_judge_the_primary_rows_with_folds_as_the_unit():
     def row(*values):
         return dict(zip(subjects, values))
 
-    learned, practice = PRIMARY["learned"], PRIMARY["practice"]
+    learned, practice = CLAIMS.primary["learned"], CLAIMS.primary["practice"]
     values = {"prisma_st": {
         learned: {"fa_noiseless": row(1, 1, 2, 2, 3, 3), "fa_scan": row(1, 1, 1, 1, 1, 1)},
         practice: {"fa_noiseless": row(2, 2, 4, 4, 6, 6)},  # ratio 0.5 on every subject
@@ -457,7 +423,7 @@ def test_the_declared_goals_judge_the_primary_rows_with_folds_as_the_unit():
         "diqt_continued": {"sh_noiseless": row(10, 10, 10, 10, 10, 10)},
         "diqt": {"fa_noiseless": row(0.1, 0.1, 0.1, 0.1, 0.1, 0.1)},  # the best of, but not declared: no goal
     }}
-    goals = declared_goals(values, ["prisma_st"], folds, [], {})
+    goals = summary.declared_goals(values, ["prisma_st"], folds, [], {}, CLAIMS)
     keys = {"target", "name", "a", "b", "metric", "mean", "ci95", "unit", "n", "goal", "met"}
     assert all(set(g) == keys for g in goals)
     by = {(g["name"], g["metric"], g["unit"]): g for g in goals}
@@ -486,7 +452,7 @@ def test_the_declared_goals_judge_the_primary_rows_with_folds_as_the_unit():
                          "md_wm": base_md + kept * (md_t - base_md), "fa_wm_target": fa_t, "md_wm_target": md_t})
     from mrharmony.dmri.cohort import group_summary
 
-    goals = declared_goals(values, ["prisma_st"], folds, rows, group_summary(rows))
+    goals = summary.declared_goals(values, ["prisma_st"], folds, rows, group_summary(rows), CLAIMS)
     kept = {(g["metric"], g["unit"]): g for g in goals if g["name"] == "effect_kept" and g["a"] == learned}
     fold = kept[("global_md", "fold")]
     # the third fold: half the patients' 7e-5 rise, with the subjects' own 1e-6 steps whole (3.6 / 7.1)
@@ -502,20 +468,19 @@ def test_the_primary_learned_row_is_the_candidate_of_lower_validation_loss(tmp_p
 
     import torch
 
-    dmri = _dmri_module()
     losses = {("diqt_residual", "prisma_st"): 0.5, ("diqt_tuned_residual", "prisma_st"): 0.4,
               ("diqt_residual", "connectom_sa"): 0.7, ("diqt_tuned_residual", "connectom_sa"): 0.9}
     for (label, t), v in losses.items():
         (tmp_path / "runs" / f"{label}-{t}").mkdir(parents=True)
         torch.save({"format_version": 1, "meta": {"best_validation_loss": {t: v}}},
                    tmp_path / "runs" / f"{label}-{t}" / "model.pt")
-    chosen = dmri.primary_choice(tmp_path)
+    chosen = primary_choice(tmp_path, CLAIMS.candidates)
     assert chosen == {"prisma_st": "diqt_tuned_residual", "connectom_sa": "diqt_residual"}
     assert json.loads((tmp_path / "primary.json").read_text())["chosen"] == chosen
 
     class H:
         targets = ["connectom_sa"]
 
-    assert dmri.primary_name("diqt_residual", H, chosen) == dmri.PRIMARY["learned"]
-    assert dmri.primary_name("diqt_tuned_residual", H, chosen) == "diqt_tuned_residual"
-    assert dmri.primary_name("rish", H, chosen) == "rish"
+    assert primary_name("diqt_residual", H, chosen, CLAIMS) == CLAIMS.primary["learned"]
+    assert primary_name("diqt_tuned_residual", H, chosen, CLAIMS) == "diqt_tuned_residual"
+    assert primary_name("rish", H, chosen, CLAIMS) == "rish"

@@ -1,4 +1,5 @@
-"""What the structural benchmarks (hail.py, flow.py) share: their data, their runs and their result files."""
+"""What the structural benchmarks (``benchmarks/hail.py``, ``benchmarks/flow.py``) share: their
+data, their runs and their result files."""
 
 from __future__ import annotations
 
@@ -6,14 +7,28 @@ from pathlib import Path
 
 
 def add_jobs(ap) -> None:
-    """The ``--jobs`` option of the structural benchmarks: processes that score the subjects."""
+    """Add the ``--jobs`` option of the structural benchmarks (processes that score the subjects)
+    to the argument parser ``ap``."""
     ap.add_argument("--jobs", type=int, default=2,
                     help="processes that score subjects and modalities side by side (default 2, the "
                          "benchmark machine's cores; the rows do not depend on it, to float rounding)")
 
 
 def structural_data(out: Path, preset: str, seed: int):
-    """``out/data``, simulated (T1w, T2w, FLAIR) unless it is there already: (folder, dataset)."""
+    """The structural data of a benchmark.
+
+    Parameters
+    ----------
+    out : Path
+        The benchmark's output folder; the data are ``out/data``.
+    preset, seed
+        The simulator's preset and seed.
+
+    Returns
+    -------
+    (Path, StructuralDataset)
+        ``out/data``, simulated (T1w, T2w, FLAIR) unless it is there already, and the dataset.
+    """
     from mrharmony.data.structural import load_structural
     from mrharmony.simulate.structural import simulate_structural
 
@@ -25,12 +40,35 @@ def structural_data(out: Path, preset: str, seed: int):
 
 
 def evaluation_data(out: Path, preset: str, seed: int, ds, model, extra: int):
-    """The dataset and subject split a benchmark scores on: ``(ds, None)``, the training data with
-    the models' own held-out test subjects; or, with ``extra`` > 0, ``out/data-plus-<extra>``: the
-    same simulation with ``extra`` more subjects (its first subjects are the training data's,
-    image for image, as the simulator seeds each subject by its index), scored on the models' test
-    subjects and the ``extra`` new people, none of whom the models saw. ``model``: a trained
-    harmonizer whose split (test and validation subjects) is kept."""
+    """The dataset and subject split a benchmark scores on.
+
+    Parameters
+    ----------
+    out : Path
+        The benchmark's output folder.
+    preset, seed
+        The simulator's preset and seed of the training data ``ds``.
+    ds : StructuralDataset
+        The training data.
+    model
+        A trained harmonizer whose split (test and validation subjects) is kept.
+    extra : int
+        More simulated people to score, never seen in training.
+
+    Returns
+    -------
+    (StructuralDataset, dict or None)
+        ``(ds, None)``: the training data with the models' own held-out test subjects; or, with
+        ``extra`` > 0, ``out/data-plus-<extra>``: the same simulation with ``extra`` more subjects
+        (its first subjects are the training data's, image for image, as the simulator seeds each
+        subject by its index), and the split that scores the models' test subjects and the new
+        people.
+
+    Raises
+    ------
+    SystemExit
+        When ``out/data-plus-<extra>`` does not repeat the training data's subjects.
+    """
     import numpy as np
 
     from mrharmony.data.structural import load_structural
@@ -50,9 +88,22 @@ def evaluation_data(out: Path, preset: str, seed: int, ds, model, extra: int):
 
 
 def train_or_resume(cls, config: dict, run: Path):
-    """The trained harmonizer of class ``cls`` (a TrainedImageHarmonizer) in ``run``: a finished run
-    as it is, an interrupted one resumed, else a new one trained from the ``config`` mapping
-    (written beside the run as ``<run>.yaml``)."""
+    """The trained harmonizer of class ``cls`` (a TrainedImageHarmonizer) in ``run``.
+
+    Parameters
+    ----------
+    cls : type
+        The harmonizer's class.
+    config : dict
+        The run config of a new run (written beside the run as ``<run>.yaml``).
+    run : Path
+        The run's folder: a finished run is loaded as it is, an interrupted one resumed, else a
+        new one trained.
+
+    Returns
+    -------
+    The trained harmonizer.
+    """
     import yaml
 
     from mrharmony.structural.training import train_harmonizer
@@ -73,11 +124,32 @@ def train_or_resume(cls, config: dict, run: Path):
 
 
 def write_results(out: Path, evaluation, args, *, training_sites, unseen_sites, **extra) -> list[dict]:
-    """table.md, rows.csv and evaluation.json in ``out``: the run's settings (``args``: preset, training
-    preset, seed), the evaluation's subjects, the sites, ``extra`` (e.g. training seconds), the
-    evaluation's time and, where a row is invertible, its round-trip error; then the machine, the
-    summary and the paired tests of the evaluation's reference method against every other. Prints
-    the table, the tests and the round trip."""
+    """Write a structural benchmark's results and print them.
+
+    Parameters
+    ----------
+    out : Path
+        The folder of ``table.md``, ``rows.csv`` and ``evaluation.json``.
+    evaluation
+        The evaluation (``compare_harmonizers``).
+    args : argparse.Namespace
+        The run's settings: ``preset``, ``training_preset``, ``seed``.
+    training_sites, unseen_sites
+        The sites.
+    **extra
+        More of the run to record (e.g. training seconds).
+
+    Returns
+    -------
+    list of dict
+        The paired tests of the evaluation's reference method against every other.
+
+    Notes
+    -----
+    The record holds the settings, the evaluation's subjects, the sites, ``extra``, the
+    evaluation's time and, where a row is invertible, its round-trip error; the evaluation adds
+    the machine, the summary and the tests. Prints the table, the tests and the round trip.
+    """
     info = evaluation.info
     record = {"preset": args.preset, "training_preset": args.training_preset, "seed": args.seed,
               "test_subjects": info["test_subjects"], "one_shot_reference_subject": info["one_shot_reference_subject"],
