@@ -190,7 +190,7 @@ def test_dmri_two_fold_loop(tiny_prepared, tmp_path, method, options):
                 for a in (m.fa, m.md, m.decfa, m.sh):
                     assert np.all(np.isfinite(a))
                 inside = m.mask
-                assert inside.any() and 0 <= m.fa[inside].min() and m.fa[inside].max() <= 1
+                assert inside.any() and m.fa[inside].min() >= 0 and m.fa[inside].max() <= 1
                 assert m.md[inside].mean() > 0 and not m.fa[~inside].any()
 
 

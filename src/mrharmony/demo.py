@@ -15,10 +15,11 @@ Structural (``--only structural``):
 
 1. simulate multi-site structural MRI (T1w, T2w, FLAIR; five sites, two never seen in training;
    ``structural/``);
-2. train HAIL (T1w; its U-Net variant, ``hail_unet``: the paper's model needs about ten minutes
-   of training to be a fair row, more than a demo has, see docs/results.md) and IHF-Harmony's
-   squeeze variant (``ihf_squeeze``, exactly invertible; all three modalities; the paper's flow
-   takes many times its compute per training step) on the training sites;
+2. train HAIL (T1w; its U-Net variant, ``hail_unet``: the paper's model needs longer training
+   than a demo has to be a fair row; its training time in ``benchmarks/hail.py`` is in
+   docs/history.md) and IHF-Harmony's squeeze variant (``ihf_squeeze``, exactly invertible; all
+   three modalities; the paper's flow takes much more compute per training step; both are timed
+   in docs/results.md) on the training sites;
 3. evaluate them with intensity baselines (none, z-score, Nyul) on a test
    subject, harmonized from a training site to another one (seen) and to a site never seen in
    training (unseen), every modality (``structural-evaluation/``).
@@ -95,9 +96,9 @@ def _dmri(tmp: Path, preset: str, seed: int, say, quiet: bool):
     from mrharmony.data import load_dataset
     from mrharmony.dmri.evaluate import evaluate
     from mrharmony.dmri.features.prepare import prepare
+    from mrharmony.dmri.registry import REGISTRY
     from mrharmony.dmri.tables import write_tables
     from mrharmony.dmri.training import train
-    from mrharmony.dmri.registry import REGISTRY
     from mrharmony.simulate import simulate
 
     say(f"dMRI: simulating the {preset} traveling heads")

@@ -86,7 +86,7 @@ def test_a_cohort_needs_its_groups(tmp_path, cohort):
     with pytest.raises(InputError, match="both controls and patients"):
         cohort_groups(tmp_path)
     assert set(cohort_groups(cohort).values()) == {"control", "patient"}
-    assert np.sum(list(g == "patient" for g in cohort_groups(cohort).values())) == 2
+    assert np.sum([g == "patient" for g in cohort_groups(cohort).values()]) == 2
 
 
 def test_the_global_md_effect_is_seen_on_the_target_and_kept_by_no_harmonization(cohort, none_rows):

@@ -58,7 +58,7 @@ def test_a_region_skips_tiles_without_changing_the_voxels_it_holds():
     vol = np.random.default_rng(2).standard_normal((30, 12, 10, 28)).astype(np.float32)
     region = np.zeros(vol.shape[:3], bool)
     region[2:5, 3:6, 4:6] = True
-    kw = dict(output_sizes={"t": 14}, ratios={"t": 2}, patch=11, tile=14)
+    kw = {"output_sizes": {"t": 14}, "ratios": {"t": 2}, "patch": 11, "tile": 14}
     full = predict_volume(net, vol, **kw)["t"]
     part = predict_volume(net, vol, region=region, **kw)["t"]
     fine = region.repeat(2, 0).repeat(2, 1).repeat(2, 2)

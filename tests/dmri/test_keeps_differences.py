@@ -12,7 +12,6 @@ import pytest
 import yaml
 
 from mrharmony.cli import main
-
 from mrharmony.simulate.person import CHANGES, change_scan
 
 #: how much of the input's change a method that keeps differences may lose or add

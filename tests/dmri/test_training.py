@@ -9,8 +9,8 @@ import torch
 import yaml
 
 from mrharmony.cli import main
-from mrharmony.dmri.run_config import load_run_config
 from mrharmony.dmri.models import load_model
+from mrharmony.dmri.run_config import load_run_config
 from mrharmony.dmri.training import train
 from mrharmony.engine.checkpoint import read_checkpoint
 from mrharmony.errors import InputError

@@ -76,7 +76,7 @@ def test_the_method_is_read_from_the_model_file(files, tmp_path):
 
 
 def test_a_given_method_must_be_the_model_s(files, tmp_path):
-    kw = dict(input_path=files / "input.nii.gz", target_path=files / "target.nii.gz")
+    kw = {"input_path": files / "input.nii.gz", "target_path": files / "target.nii.gz"}
     with pytest.raises(InputError, match=r"ihf\.pt: is a ihf model, not a HAIL model") as err:
         apply_image_model(files / "ihf.pt", method="hail", out=tmp_path / "o", **kw)
     assert str(err.value).count(".") >= 1 and "\n" not in str(err.value)
@@ -144,8 +144,8 @@ def test_images_of_another_voxel_size_are_harmonized_on_the_model_s_grid(files, 
     x, y, _ = np.indices(brain.shape)
     ramp = (brain * (100.0 + 20 * x + 7 * y)).astype(np.float32)  # smooth, asymmetric: a flip or shift shows
     nib.save(nib.Nifti1Image(ramp, np.diag([2.0, 2.0, 2.0, 1.0])), tmp_path / "ramp.nii.gz")
-    kw = dict(input_path=tmp_path / "ramp.nii.gz", target_path=files / "target.nii.gz",
-              mask_path=files / "mask.nii.gz", target_mask_path=files / "mask.nii.gz")
+    kw = {"input_path": tmp_path / "ramp.nii.gz", "target_path": files / "target.nii.gz",
+              "mask_path": files / "mask.nii.gz", "target_mask_path": files / "mask.nii.gz"}
     ZScoreHarmonizer().harmonize_file(out=tmp_path / "z.nii.gz", **kw)
     ZScoreAt1mm().harmonize_file(out=tmp_path / "z1.nii.gz", **kw)
     assert "InputResampled" in json.loads((tmp_path / "z1.json").read_text())

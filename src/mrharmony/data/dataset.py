@@ -33,20 +33,22 @@ copy, ``ROOT/derivatives/mrharmony-registered/<subject>/<platform>/``.
 :mod:`mrharmony.data.validate`); a problem is one :class:`~mrharmony.errors.InputError`
 naming the file.
 
-Examples:
-    >>> ds = load_dataset("th-demo")                                     # doctest: +SKIP
-    >>> ds.input_platform.name, [p.name for p in ds.target_platforms]    # doctest: +SKIP
-    ('ge_st', ['prisma_st', 'connectom_st', 'connectom_sa'])
-    >>> dwi, affine = ds.scan("sub-01", "ge_st").load_dwi()              # doctest: +SKIP
+Examples
+--------
+>>> ds = load_dataset("th-demo")                                     # doctest: +SKIP
+>>> ds.input_platform.name, [p.name for p in ds.target_platforms]    # doctest: +SKIP
+('ge_st', ['prisma_st', 'connectom_st', 'connectom_sa'])
+>>> dwi, affine = ds.scan("sub-01", "ge_st").load_dwi()              # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -62,7 +64,27 @@ _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 
 
 class PlatformSpec(StrictModel):
-    """One acquisition platform (scanner + protocol) as ``dataset.yaml`` describes it."""
+    """One acquisition platform (scanner + protocol) as ``dataset.yaml`` describes it.
+
+    Attributes
+    ----------
+    name : str
+        A plain name (letters, digits, ``_``, ``.``, ``-``).
+    role : {'input', 'target'}
+        The platform harmonized from (exactly one per dataset) or to.
+    voxel_size : tuple of float
+        Voxel edges in mm (one number in the file: isotropic).
+    bvalues : list of float
+        The nominal shells in s/mm^2, b=0 included.
+    te_ms : float, optional
+        The echo time; simulated platforms need it.
+    n_directions : int
+        Gradient directions per non-zero shell.
+    scanner, protocol : str, optional
+        The MUSHAC layout's folders of the platform.
+    description : str, optional
+        Free text.
+    """
 
     name: str = Field(pattern=_NAME)
     role: Literal["input", "target"]
@@ -97,7 +119,28 @@ class PlatformSpec(StrictModel):
 
 
 class DatasetSpec(StrictModel):
-    """The contents of ``dataset.yaml``."""
+    """The contents of ``dataset.yaml`` (strict: an unknown key is an error).
+
+    Attributes
+    ----------
+    name : str
+        The dataset's name.
+    description : str, optional
+        Free text.
+    layout : str
+        Where the scans lie: one of :data:`mrharmony.data.layouts.LAYOUTS` (``mrharmony``,
+        ``mushac``, ``bids``).
+    data_root : str, optional
+        Where the scans are, relative to ``dataset.yaml`` (default: beside it).
+    bids_entity : {'ses', 'acq', 'run'}, optional
+        For the BIDS layout: the entity that tells the platforms apart.
+    platforms : list of PlatformSpec
+        At least two, exactly one of role ``input``, with distinct names.
+    subjects : list of str, optional
+        The subjects (default: those the layout finds).
+    generated_by : dict, optional
+        What wrote the dataset (the simulator records itself).
+    """
 
     name: str = "traveling-heads"
     description: str | None = None
@@ -119,7 +162,7 @@ class DatasetSpec(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _roles(self) -> "DatasetSpec":
+    def _roles(self) -> DatasetSpec:
         names = [p.name for p in self.platforms]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -143,7 +186,19 @@ class DatasetSpec(StrictModel):
 
 @dataclass(frozen=True)
 class Scan:
-    """One subject on one platform: its files, read on demand."""
+    """One subject on one platform: its files, read on demand.
+
+    Attributes
+    ----------
+    subject : str
+        The subject.
+    platform : PlatformSpec
+        The platform.
+    dwi, bval, bvec : pathlib.Path
+        The 4D series and its FSL gradient table.
+    mask : pathlib.Path or None
+        The brain mask; None: computed from the b=0 volumes (:func:`automatic_mask`).
+    """
 
     subject: str
     platform: PlatformSpec
@@ -153,8 +208,20 @@ class Scan:
     mask: Path | None  # None: computed from the b=0 volumes (see automatic_mask)
 
     @classmethod
-    def in_folder(cls, subject: str, platform: PlatformSpec, folder: Path) -> "Scan":
-        """A scan of the folder layouts: ``dwi.nii.gz``, ``dwi.bval``, ``dwi.bvec``, ``mask.nii.gz``."""
+    def in_folder(cls, subject: str, platform: PlatformSpec, folder: Path) -> Scan:
+        """A scan of the folder layouts: ``dwi.nii.gz``, ``dwi.bval``, ``dwi.bvec``, ``mask.nii.gz``.
+
+        Parameters
+        ----------
+        subject, platform
+            The scan's subject and platform.
+        folder
+            The folder holding the four files (the mask may be missing).
+
+        Returns
+        -------
+        Scan
+        """
         return cls(subject, platform, *ScanFiles.in_folder(folder))
 
     @property
@@ -162,14 +229,36 @@ class Scan:
         return self.dwi.parent
 
     def load_dwi(self) -> tuple[np.ndarray, np.ndarray]:
-        """The DWI series as float32 (X, Y, Z, N) and its affine."""
+        """Read the DWI series.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            The series as float32 (X, Y, Z, N) and its affine.
+
+        Raises
+        ------
+        InputError
+            A missing, unreadable or corrupt file, naming it.
+        """
         from mrharmony.data.images import read_float32, read_image
 
         img = read_image(self.dwi)
         return read_float32(img, self.dwi), img.affine
 
     def load_mask(self) -> np.ndarray:
-        """The brain mask as a boolean (X, Y, Z) array (computed when the scan has none)."""
+        """Read the brain mask, or compute it when the scan has none (:func:`automatic_mask`).
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean (X, Y, Z).
+
+        Raises
+        ------
+        InputError
+            A missing, unreadable or corrupt file, naming it.
+        """
         from mrharmony.data.images import read_image
 
         if self.mask is None:
@@ -182,15 +271,43 @@ class Scan:
         return data > 0
 
     def gradients(self) -> tuple[np.ndarray, np.ndarray]:
-        """b-values (N,) and unit gradient directions (N, 3)."""
+        """Read and check the gradient table (:func:`mrharmony.data.gradients.read_gradients`).
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            b-values (N,) in s/mm^2 and unit gradient directions (N, 3), zero for b=0 volumes.
+
+        Raises
+        ------
+        InputError
+            A missing or malformed file, naming it.
+        """
         from mrharmony.data.gradients import read_gradients
 
         return read_gradients(self.bval, self.bvec)
 
 
 def automatic_mask(dwi: np.ndarray, bvals: np.ndarray, b0_threshold: float = 50.0) -> np.ndarray:
-    """A brain mask from the mean b=0 image: dipy's median Otsu (median radius 2, 1 pass), the
-    largest connected component, holes filled (:func:`mrharmony.data.masks.b0_brain_mask`). Deterministic."""
+    """A brain mask from the mean b=0 image (:func:`mrharmony.data.masks.b0_brain_mask`).
+
+    dipy's median Otsu (median radius 2, 1 pass), the largest connected component, holes
+    filled. Deterministic.
+
+    Parameters
+    ----------
+    dwi
+        The DWI series (X, Y, Z, N).
+    bvals
+        Its b-values (N,).
+    b0_threshold
+        The largest b-value of a b=0 volume (s/mm^2).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean (X, Y, Z).
+    """
     from mrharmony.data.masks import b0_brain_mask
 
     return b0_brain_mask(dwi, bvals, b0_threshold)
@@ -198,7 +315,22 @@ def automatic_mask(dwi: np.ndarray, bvals: np.ndarray, b0_threshold: float = 50.
 
 @dataclass
 class TravelingHeads:
-    """A validated traveling-heads dataset: subjects x platforms of co-registered scans."""
+    """A validated traveling-heads dataset: subjects x platforms of co-registered scans
+    (made by :func:`load_dataset`).
+
+    Attributes
+    ----------
+    root : pathlib.Path
+        The dataset folder (holding ``dataset.yaml``).
+    spec : DatasetSpec
+        The contents of ``dataset.yaml``.
+    subjects : list of str
+        The subjects, in order.
+    platforms : dict of str to PlatformSpec
+        The platforms by name, the input first.
+    index : dict
+        (subject, platform name) -> :class:`Scan`.
+    """
 
     root: Path
     spec: DatasetSpec
@@ -208,13 +340,22 @@ class TravelingHeads:
 
     @property
     def input_platform(self) -> PlatformSpec:
+        """The platform of role ``input`` (the one harmonized from)."""
         return next(p for p in self.platforms.values() if p.role == "input")
 
     @property
     def target_platforms(self) -> list[PlatformSpec]:
+        """The platforms of role ``target``, in the order of ``dataset.yaml``."""
         return [p for p in self.platforms.values() if p.role == "target"]
 
     def platform(self, name: str) -> PlatformSpec:
+        """The platform called ``name``.
+
+        Raises
+        ------
+        InputError
+            An unknown platform, naming the dataset's.
+        """
         try:
             return self.platforms[name]
         except KeyError:
@@ -227,24 +368,51 @@ class TravelingHeads:
         return (self.root / self.spec.data_root).resolve() if self.spec.data_root else self.root
 
     def scan(self, subject: str, platform: str) -> Scan:
+        """The scan of ``subject`` on the platform called ``platform``.
+
+        Raises
+        ------
+        InputError
+            An unknown subject or platform.
+        """
         if subject not in self.subjects:
             raise InputError(f"unknown subject {subject!r}.", self.root)
         self.platform(platform)
         return self.index[(subject, platform)]
 
     def scans(self, subjects: list[str] | None = None) -> Iterator[Scan]:
+        """Every scan of ``subjects`` (default: every subject), subject by subject, the input platform's first."""
         for s in subjects or self.subjects:
             for p in self.platforms:
                 yield self.scan(s, p)
 
     def voxel_ratio(self, target: str) -> int:
-        """How many target voxels fit along one input voxel (1, or 2 for a 2x finer target)."""
+        """How many target voxels fit along one input voxel.
+
+        Parameters
+        ----------
+        target
+            A platform's name.
+
+        Returns
+        -------
+        int
+            1, or 2 for a 2x finer target.
+        """
         vin = np.asarray(self.input_platform.voxel_size)
         vt = np.asarray(self.platform(target).voxel_size)
         return int(round(float(vin[0] / vt[0])))
 
 
 def read_dataset_spec(root: str | os.PathLike) -> DatasetSpec:
+    """Read and validate ``dataset.yaml`` of a dataset folder (no scan is read).
+
+    Raises
+    ------
+    InputError
+        A missing folder or file, or an invalid ``dataset.yaml``: one sentence naming the file
+        and the key.
+    """
     root = Path(root)
     if not root.exists():
         raise InputError("does not exist.", root)
@@ -260,19 +428,37 @@ def load_dataset(
     root: str | os.PathLike, *, check_data: bool = True, subjects: list[str] | None = None,
     coregistered: bool = True,
 ) -> TravelingHeads:
-    """Read and validate a traveling-heads dataset.
+    """Read and validate a traveling-heads dataset (see :mod:`mrharmony.data.validate`).
 
-    Args:
-        root: the dataset folder (holding ``dataset.yaml``).
-        check_data: also read every image to look for NaN/Inf values and empty masks (slower;
-            the header checks always run).
-        subjects: restrict to these subjects (default: those listed in ``dataset.yaml``, or
-            else every folder of ``root`` that holds a platform folder).
-        coregistered: check that each subject's platforms are co-registered (False: leave it
-            to ``prepare --register``).
+    Parameters
+    ----------
+    root
+        The dataset folder (holding ``dataset.yaml``).
+    check_data
+        Also read every image to look for NaN/Inf values and empty masks (slower; the header
+        checks always run).
+    subjects
+        Restrict to these subjects (default: those listed in ``dataset.yaml``, or else every
+        folder of ``root`` that holds a platform folder).
+    coregistered
+        Check that each subject's platforms are co-registered (False: leave it to
+        ``prepare --register``).
 
-    Raises:
-        InputError: the first problem found, as one sentence naming the file.
+    Returns
+    -------
+    TravelingHeads
+        The dataset; a scan registered by ``prepare --register`` is read from its registered copy.
+
+    Raises
+    ------
+    InputError
+        The first problem found, as one sentence naming the file.
+
+    Examples
+    --------
+    >>> ds = load_dataset("th-demo", check_data=False)                  # doctest: +SKIP
+    >>> ds.subjects[:2], ds.voxel_ratio("connectom_sa")                 # doctest: +SKIP
+    (['sub-01', 'sub-02'], 2)
     """
     from mrharmony.data.validate import validate_dataset
 
@@ -304,7 +490,20 @@ REGISTERED = "mrharmony-registered"
 
 
 def registered_folder(root: Path, subject: str, platform: str) -> Path:
-    """Where ``prepare --register`` writes a scan registered to its subject's input scan."""
+    """Where ``prepare --register`` writes a scan registered to its subject's input scan.
+
+    Parameters
+    ----------
+    root
+        The dataset folder.
+    subject, platform
+        The scan's subject and platform name.
+
+    Returns
+    -------
+    pathlib.Path
+        ``ROOT/derivatives/mrharmony-registered/<subject>/<platform>``.
+    """
     return Path(root) / "derivatives" / REGISTERED / subject / platform
 
 
@@ -316,6 +515,7 @@ def _use_registered_copies(ds: TravelingHeads) -> None:
 
 
 def write_dataset_spec(root: Path, spec: DatasetSpec) -> None:
+    """Write ``spec`` as ``ROOT/dataset.yaml`` (atomically; unset keys left out)."""
     from mrharmony.io import write_text
 
     write_text(root / DATASET_FILE, dump_yaml(spec.model_dump(mode="json", exclude_none=True)))

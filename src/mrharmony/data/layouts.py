@@ -52,7 +52,7 @@ class ScanFiles(NamedTuple):
     mask: Path | None
 
     @classmethod
-    def in_folder(cls, folder: Path) -> "ScanFiles":
+    def in_folder(cls, folder: Path) -> ScanFiles:
         """The four files of the folder layouts: ``dwi.nii.gz``, ``dwi.bval``, ``dwi.bvec``, ``mask.nii.gz``."""
         return cls(folder / "dwi.nii.gz", folder / "dwi.bval", folder / "dwi.bvec", folder / "mask.nii.gz")
 

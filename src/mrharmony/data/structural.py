@@ -90,7 +90,7 @@ class StructuralSpec(StrictModel):
         return v or ["T1w"]
 
     @model_validator(mode="after")
-    def _names(self) -> "StructuralSpec":
+    def _names(self) -> StructuralSpec:
         for what, names in (("subject", self.subjects), ("site", [s.name for s in self.sites]),
                             ("modality", self.modalities)):
             bad = [n for n in names if not re.match(_NAME, n)]

@@ -86,8 +86,9 @@ def fit(method: str, dataset: str | os.PathLike, *, train_subjects: Sequence[str
     Raises
     ------
     InputError
-        A subject that the dataset lacks, an empty ``train_subjects``, an unknown method or
-        setting: one sentence.
+        A subject that the dataset lacks, an empty ``train_subjects``, an unknown method, preset
+        or setting, a ``data`` key that fit sets itself, or several targets for a single-target
+        network: one sentence.
 
     Examples
     --------
@@ -180,6 +181,13 @@ def transform(harmonizer: Harmonizer, dataset: str | os.PathLike, subject: str, 
     dict of str to HarmonizedScan
         Per target platform, the harmonized scan.
 
+    Raises
+    ------
+    InputError
+        A dataset that does not load, a subject it lacks, a target the harmonizer does not
+        predict, or a scan that cannot be harmonized (see :func:`transform_dwi`): one sentence
+        naming the file.
+
     Examples
     --------
     >>> maps = transform(h, "study", "sub-03", targets=["prisma"])   # doctest: +SKIP
@@ -225,6 +233,13 @@ def transform_dwi(harmonizer: Harmonizer, dwi: np.ndarray, bvals: np.ndarray, bv
     -------
     dict of str to HarmonizedScan
         Per target platform, the harmonized scan.
+
+    Raises
+    ------
+    InputError
+        A target the harmonizer does not predict, a series that is not 4D or holds NaN or
+        infinite values, a mask that is empty or not on the series' grid, or a gradient table
+        without the model's shell: one sentence naming ``source``.
     """
     import numpy as np
 

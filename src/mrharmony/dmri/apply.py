@@ -43,7 +43,38 @@ from mrharmony.registration import finer_affine
 def harmonize_arrays(h, dwi: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, mask: np.ndarray,
                      affine: np.ndarray, *, targets: list[str] | None = None,
                      source=None) -> dict[str, dict[str, np.ndarray]]:
-    """Steps 1-3 on arrays: per target, ``sh`` (target-scale SH coefficients) and ``mask``."""
+    """Steps 1-3 of the module docstring on arrays: SH fit, the method, the target's scale.
+
+    Parameters
+    ----------
+    h
+        A fitted :class:`~mrharmony.dmri.harmonizer.Harmonizer`.
+    dwi
+        The DWI series (X, Y, Z, N); denoised here first where the model's training denoised
+        its input scans.
+    bvals, bvecs
+        Its gradient table, (N,) and (N, 3).
+    mask
+        Its brain mask (X, Y, Z), boolean.
+    affine
+        Its voxel-to-world affine.
+    targets
+        The target platforms (default: every target of the harmonizer).
+    source
+        The file named in errors.
+
+    Returns
+    -------
+    dict of str to dict
+        Per target, ``sh`` (the harmonized SH coefficients at the platform's scale) and ``mask``
+        (the input's brain on the target's grid); for the methods that harmonize DTI maps
+        (ComBat), ``dti`` (FA, MD, DEC FA) instead of ``sh``.
+
+    Raises
+    ------
+    InputError
+        A gradient table without the model's shell, naming ``source``.
+    """
     from mrharmony.dmri.features.normalization import ChannelStats
     from mrharmony.dmri.features.prepare import ScanFeatures
     from mrharmony.dmri.features.sh import SHConfig, fit_sh
@@ -75,9 +106,29 @@ TENSOR_MAPS = {"fa": "fractional anisotropy", "md": "mean diffusivity (mm^2/s)",
 
 
 def protocol_mismatches(h, zooms, bvals: np.ndarray, *, dwi, bval) -> list[tuple[str, object]]:
-    """Where a scan's protocol differs from the one the model learned from (its ``input_protocol``),
-    beyond the tolerances: a list of (sentence, file the sentence names); empty when it matches or
-    when the model predates the record (nothing to check against)."""
+    """Where a scan's protocol differs from the one the model learned from, beyond the tolerances.
+
+    The shell's b-value may be as far from the model's ``input_protocol`` as b-values of one shell
+    are (``SHELL_TOLERANCE`` of :mod:`mrharmony.dmri.features.sh`), each voxel edge
+    :data:`VOXEL_TOLERANCE` of it (relative).
+
+    Parameters
+    ----------
+    h
+        A fitted harmonizer.
+    zooms
+        The scan's voxel size (mm; the first three values are read).
+    bvals
+        Its b-values (N,).
+    dwi, bval
+        Its files, named in the sentences.
+
+    Returns
+    -------
+    list of tuple
+        (sentence, the file it names) per mismatch; empty when the protocol matches or when the
+        model predates the record (nothing to check against).
+    """
     from mrharmony.dmri.features.sh import SHELL_TOLERANCE, SHConfig, select_shell
 
     proto = h.reference.get("input_protocol")
@@ -99,8 +150,25 @@ def protocol_mismatches(h, zooms, bvals: np.ndarray, *, dwi, bval) -> list[tuple
 
 
 def check_protocol(h, zooms, bvals: np.ndarray, *, dwi, bval, allow: bool) -> list[str]:
-    """Refuse a scan whose protocol the model was not trained for (one sentence, naming both
-    values), unless ``allow``; the mismatches, to record in every sidecar."""
+    """Refuse a scan whose protocol the model was not trained for, unless allowed.
+
+    Parameters
+    ----------
+    h, zooms, bvals, dwi, bval
+        As for :func:`protocol_mismatches`.
+    allow
+        Harmonize it anyway (``--allow-protocol-mismatch``).
+
+    Returns
+    -------
+    list of str
+        The mismatches, each prefixed with its file's name, to record in every sidecar.
+
+    Raises
+    ------
+    InputError
+        A mismatch and not ``allow``: one sentence naming both values and the file.
+    """
     found = protocol_mismatches(h, zooms, bvals, dwi=dwi, bval=bval)
     if found and not allow:
         text, source = found[0]
@@ -111,10 +179,51 @@ def check_protocol(h, zooms, bvals: np.ndarray, *, dwi, bval, allow: bool) -> li
 def apply_model(model: str | os.PathLike, *, dwi: str, bval: str, bvec: str, mask: str | None,
                 out: str | os.PathLike, targets: list[str] | None = None, prefix: str | None = None,
                 force: bool = False, description: bool = True, allow_protocol_mismatch: bool = False) -> Path:
-    """Harmonize one scan (see the module docstring). Without ``mask``, a brain mask is computed
-    from the b=0 volumes (:func:`mrharmony.data.dataset.automatic_mask`) and written with the
-    outputs. ``description=False`` leaves out ``dataset_description.json`` (for outputs nested in
-    a derivative dataset that has one)."""
+    """Harmonize one scan into a new output folder (``mrharmony dmri apply``; see the module docstring).
+
+    Parameters
+    ----------
+    model
+        A saved harmonizer (:func:`mrharmony.dmri.loading.load_harmonizer`).
+    dwi, bval, bvec
+        The scan on the model's input platform: its 4D NIfTI series and FSL gradient table.
+    mask
+        Its brain mask; None: computed from the b=0 volumes
+        (:func:`mrharmony.data.dataset.automatic_mask`) and written with the outputs.
+    out
+        The output folder (built under a temporary name and moved into place at the end).
+    targets
+        The target platforms (default: every target of the model).
+    prefix
+        The start of the output names (default: the DWI's name without ``_dwi``).
+    force
+        Replace an existing output folder.
+    description
+        Write ``dataset_description.json`` (False for outputs nested in a derivative dataset
+        that has one).
+    allow_protocol_mismatch
+        Harmonize a scan whose protocol differs from the model's (the mismatch is recorded in
+        every sidecar).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+
+    Raises
+    ------
+    InputError
+        A model or file that cannot be read, a target the model does not predict, a series that
+        is not 4D or holds NaN or infinite values, a mask on another grid or empty, a protocol
+        the model was not trained for, or an existing ``out`` without ``force``: one sentence
+        naming the file. A failed call leaves nothing behind.
+
+    Examples
+    --------
+    >>> apply_model("runs/diqt", dwi="sub-09_dwi.nii.gz", bval="sub-09_dwi.bval",
+    ...             bvec="sub-09_dwi.bvec", mask=None, out="harmonized")  # doctest: +SKIP
+    PosixPath('harmonized')
+    """
     from mrharmony.dmri.features.sh import SHConfig
     from mrharmony.dmri.loading import load_harmonizer
 

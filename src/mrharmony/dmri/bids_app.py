@@ -27,9 +27,9 @@ def run_bids_app(bids_dir: str | os.PathLike, output_dir: str | os.PathLike, lev
                  participants: list[str] | None = None, filters: list[str] | None = None,
                  targets: list[str] | None = None, force: bool = False, quiet: bool = False,
                  allow_protocol_mismatch: bool = False) -> list[Path]:
-    from mrharmony.data.layouts import ENTITIES, find_brain_mask, open_bids
     from mrharmony.data.gradients import read_gradients
     from mrharmony.data.images import read_image
+    from mrharmony.data.layouts import ENTITIES, find_brain_mask, open_bids
     from mrharmony.dmri.apply import apply_model, check_protocol
     from mrharmony.dmri.loading import load_harmonizer
     from mrharmony.io import staged_output_dir, write_derivative_description

@@ -36,14 +36,13 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from mrharmony.config import StrictModel
-from mrharmony.config import relative_paths
+from mrharmony.config import StrictModel, relative_paths
 from mrharmony.errors import InputError
 
 PRESETS: dict[str, dict] = {
     # the MSP paper: minibatch 12, Adam, 1e-4 divided by sqrt(2) every 15 epochs, 50 epochs
     "paper": {"epochs": 50, "batch_size": 12, "learning_rate": 1e-4, "lr_decay_every": 15},
-    # the demo: every method of Table 1 in a few minutes of CPU
+    # the demo: short CPU runs of any method of Table 1 (the demo's timing: docs/results.md, "The demo")
     "demo": {"epochs": 4, "batch_size": 12, "learning_rate": 1e-3, "lr_decay_every": 2,
              "patches_per_epoch": 1200, "validation_patches": 400},
     "test": {"epochs": 2, "batch_size": 4, "learning_rate": 1e-3, "lr_decay_every": 1,
@@ -51,6 +50,46 @@ PRESETS: dict[str, dict] = {
 }
 
 class DataConfig(StrictModel):
+    """The ``data`` section of a dMRI run config: the dataset, the targets, the patches and the split.
+
+    Attributes
+    ----------
+    dataset : str
+        The prepared traveling-heads dataset folder (a path setting: taken from the config's folder).
+    targets : list of str, optional
+        The target platforms (default: every target of the dataset).
+    subjects : list of str, optional
+        The subjects to use (default: every subject of the dataset).
+    patch_size : int
+        The input patch's edge in voxels (11, as in the MSP paper).
+    split : {'patch', 'subject'}
+        ``patch``: the paper's split, a seeded random ``test_fraction`` of the patches;
+        ``subject``: every patch of held-out subjects.
+    test_fraction : float
+        The share of test patches of the split by patch.
+    test_subjects : list of str, optional
+        The held-out subjects of the split by subject (default: ``n_test_subjects`` drawn).
+    n_test_subjects : int
+        How many subjects the split by subject draws when ``test_subjects`` names none.
+    validation_fraction : float
+        The share of the remaining patches drawn for validation (``validation: patch``).
+    validation : {'patch', 'subject'}
+        ``patch``: validation patches drawn among the training subjects' (the paper's);
+        ``subject``: every patch of ``n_validation_subjects`` training subjects, held out of
+        training.
+    n_validation_subjects : int
+        How many training subjects validate (``validation: subject``).
+    split_seed : int
+        The seed of the test and validation draws.
+    normalization : {'platform', 'scan'}
+        How features are scaled (:mod:`mrharmony.dmri.features.normalization`): by each
+        platform's statistics fixed at training (the default), or each scan by its own (the MSP
+        paper's; rows named ``<method>_scannorm``).
+    denoise : {'none', 'mppca'}
+        Denoising of the input platform's scans before their SH fit, in training and when the
+        model is applied (:mod:`mrharmony.dmri.features.denoise`).
+    """
+
     dataset: str = Field(json_schema_extra={"path": True})
     targets: list[str] | None = None
     subjects: list[str] | None = None
@@ -83,16 +122,47 @@ SCALING_KEYS = ("normalization", "denoise")
 
 
 def comparable_data(section: dict) -> dict:
-    """A run's data section as runs are compared (same dataset and test split?): its targets and
-    validation settings left out, settings added since the run was made at their defaults."""
+    """A run's data section as runs are compared: do they share the dataset and test split?
+
+    Parameters
+    ----------
+    section
+        A ``data`` section as a run records it.
+
+    Returns
+    -------
+    dict
+        The section with its targets, validation settings (:data:`VALIDATION_KEYS`) and scaling
+        settings (:data:`SCALING_KEYS`) left out, and settings added since the run was made at
+        their defaults.
+    """
     filled = DataConfig(**section).model_dump(mode="json")
     filled["dataset"] = section["dataset"]  # as recorded (relative to the run), not re-resolved
     return {k: v for k, v in filled.items() if k != "targets" and k not in VALIDATION_KEYS + SCALING_KEYS}
 
 
 def test_subjects_of(data: DataConfig, subjects: list[str], *, source=None) -> list[str]:
-    """The held-out subjects of a run's split, from the subjects' names alone (the ones
-    :func:`make_splits` holds out; none for the paper's split by patch)."""
+    """The held-out subjects of a run's split, from the subjects' names alone.
+
+    Parameters
+    ----------
+    data
+        The run's data section.
+    subjects
+        The dataset's subjects.
+    source
+        The file named in errors (the config).
+
+    Returns
+    -------
+    list of str
+        The subjects :func:`make_splits` holds out, sorted; none for the paper's split by patch.
+
+    Raises
+    ------
+    InputError
+        Named test subjects that the dataset lacks, or too few subjects to hold any out.
+    """
     if data.split == "patch":
         return []
     from mrharmony.data.splits import held_out_subjects
@@ -102,6 +172,51 @@ def test_subjects_of(data: DataConfig, subjects: list[str], *, source=None) -> l
 
 
 class TrainingConfig(StrictModel):
+    """The ``training`` section of a dMRI run config; a preset (:data:`PRESETS`) fills the keys
+    the file does not set.
+
+    Attributes
+    ----------
+    epochs : int
+        Training epochs.
+    batch_size : int
+        The global minibatch (shared among the processes of distributed data parallel).
+    learning_rate : float
+        Adam's learning rate at the start.
+    lr_decay_every, lr_decay_factor
+        The paper's step decay: the learning rate divided by ``lr_decay_factor`` (sqrt(2)) every
+        ``lr_decay_every`` epochs.
+    lr_schedule : {'step', 'cosine'}
+        ``step``: the paper's decay; ``cosine``: a linear warm-up over ``warmup_epochs``, then a
+        cosine decay to zero at the last step.
+    warmup_epochs : float
+        The cosine schedule's warm-up.
+    patches_per_epoch : int, optional
+        Training patches (or tiles) drawn per epoch (default: every training patch).
+    tile_size : int, optional
+        Dense training: input tiles of this edge, the loss on every output voxel inside the
+        target's brain (default: the paper's patches, one output per patch centre).
+    validation_patches : int, optional
+        A seeded subset of this many validation patches (default: every one).
+    loss_weighting : {'channel', 'order'}
+        ``channel``: the paper's MSE, every normalized SH channel weighing the same; ``order``:
+        every SH order weighing the same (the validation loss stays the paper's).
+    augment : {'none', 'flips'}
+        ``flips``: each sample mirrored along a random set of the three axes, its SH coefficients
+        reflected to match.
+    inputs : {'sh', 'sh+position'}
+        ``sh+position``: three more input channels, each voxel's position
+        (:mod:`mrharmony.dmri.features.position`).
+    seed : int
+        The seed of the network's weights and of every epoch's draws.
+    device : {'auto', 'cpu', 'cuda'}
+        Where to train (``auto``: the process's GPU if there is one).
+    bf16 : bool
+        bf16 autocast on a GPU.
+    threads : int, optional
+        PyTorch's CPU threads (default: PyTorch's own choice).
+    """
+
     epochs: int = Field(default=50, ge=1)
     batch_size: int = Field(default=12, ge=1)
     learning_rate: float = Field(default=1e-4, gt=0)
@@ -135,11 +250,25 @@ class TrainingConfig(StrictModel):
 
 
 def absolute_paths(meta: dict, run_dir: str | os.PathLike, keys: tuple[str, ...] = ()) -> dict:
-    """``meta`` with the paths a run records relative to its directory made absolute: the dataset,
-    and the values of ``keys`` (the paths a method records, ``NetworkConfig.meta_paths``).
+    """A saved model's metadata with the paths it records relative to its run directory made absolute.
 
     Runs record their paths relative to the run directory, so a folder holding both the data and
     the runs can be moved or copied as a whole.
+
+    Parameters
+    ----------
+    meta
+        The metadata.
+    run_dir
+        The run directory the paths are relative to.
+    keys
+        The keys of further paths (those a method records, ``NetworkConfig.meta_paths``): a
+        path, or a list or mapping of paths.
+
+    Returns
+    -------
+    dict
+        A copy of ``meta`` with the dataset and the values of ``keys`` made absolute.
     """
     base = Path(run_dir).resolve()
 
@@ -157,10 +286,22 @@ def absolute_paths(meta: dict, run_dir: str | os.PathLike, keys: tuple[str, ...]
 
 
 def resolved_config(cfg, run_dir: Path | None = None) -> dict:
-    """The config as a run directory records it: every training and data value written out,
-    the model section as given (its keys depend on the method); with ``run_dir``, the path
-    settings of the data and model sections relative to it (so that data and runs can move
-    together)."""
+    """The config as a run directory records it (``config.yaml``).
+
+    Parameters
+    ----------
+    cfg
+        A validated run config (:class:`~mrharmony.dmri.run_config.RunConfig`).
+    run_dir
+        The run directory; the path settings of the data and model sections are recorded
+        relative to it (so that data and runs can move together).
+
+    Returns
+    -------
+    dict
+        Every training and data value written out, the model section as given (its keys depend
+        on the method).
+    """
     out = cfg.model_dump(mode="json")
     out["model"] = cfg.model.model_dump(mode="json", exclude_unset=True)
     if run_dir is not None:
@@ -170,8 +311,23 @@ def resolved_config(cfg, run_dir: Path | None = None) -> dict:
 
 
 def check_same_data(run, meta: dict, data: DataConfig) -> None:
-    """Refuse a run (a method's starting point: MSP's first stage, ``init_from``) trained with
-    other data settings than ``data``: same dataset and test split, same feature scaling."""
+    """Refuse a run that another starts from (MSP's first stage, ``init_from``) if its data differ.
+
+    Parameters
+    ----------
+    run
+        The run (named in errors).
+    meta
+        Its saved model's metadata.
+    data
+        The data section of the run that starts from it.
+
+    Raises
+    ------
+    InputError
+        Another feature scaling, or another dataset or test split (so that a test patch might
+        have been seen in training).
+    """
     theirs, ours = comparable_data(meta["data"]), comparable_data(data.model_dump(mode="json"))
     scaled = meta.get("normalization") or "scan"  # models saved before the choice were scaled per scan
     if scaled != data.normalization:
@@ -187,7 +343,24 @@ def check_same_data(run, meta: dict, data: DataConfig) -> None:
 
 
 def target_platforms(data: DataConfig):
-    """The dataset of a run (headers only), its targets and their voxel ratios."""
+    """The dataset of a run, its targets and their voxel ratios.
+
+    Parameters
+    ----------
+    data
+        The run's data section.
+
+    Returns
+    -------
+    tuple
+        The dataset (:class:`~mrharmony.data.dataset.TravelingHeads`, headers checked only), the
+        target platforms, and target -> voxel ratio.
+
+    Raises
+    ------
+    InputError
+        A dataset that does not load, or a target that is the input platform or unknown.
+    """
     from mrharmony.data import load_dataset
 
     ds = load_dataset(data.dataset, check_data=False, subjects=data.subjects)
@@ -200,6 +373,16 @@ def target_platforms(data: DataConfig):
 
 @dataclass
 class Splits:
+    """The patches of a run's split (indices into its patch sampler).
+
+    Attributes
+    ----------
+    train, validation, test : numpy.ndarray
+        Sorted patch indices of each part.
+    test_subjects : list of str
+        The held-out subjects (none for the split by patch).
+    """
+
     train: np.ndarray
     validation: np.ndarray
     test: np.ndarray
@@ -207,8 +390,26 @@ class Splits:
 
 
 def make_splits(sampler, data: DataConfig, *, source=None) -> Splits:
-    """Test patches (by patch or subject), then validation patches drawn from the rest; seeded.
-    Errors name ``source`` (the config)."""
+    """A run's split: test patches (by patch or subject), then validation patches from the rest.
+
+    Parameters
+    ----------
+    sampler
+        The run's :class:`~mrharmony.dmri.patches.PatchSampler`.
+    data
+        The run's data section (split settings and ``split_seed``, which seeds every draw).
+    source
+        The file named in errors (the config).
+
+    Returns
+    -------
+    Splits
+
+    Raises
+    ------
+    InputError
+        Named test subjects that the sampler lacks, or too few subjects to hold out.
+    """
     from mrharmony.dmri.patches import split_by_patch, split_by_subject
 
     if data.split == "patch":
@@ -236,7 +437,20 @@ def make_splits(sampler, data: DataConfig, *, source=None) -> Splits:
 
 
 def split_record(splits: Splits, subjects: list[str]) -> dict:
-    """``split.json``: the sizes, the test subjects and a fingerprint of the test patches."""
+    """The content of a run's ``split.json``.
+
+    Parameters
+    ----------
+    splits
+        The split.
+    subjects
+        The sampler's subjects.
+
+    Returns
+    -------
+    dict
+        The sizes, the test subjects, the subjects and a fingerprint (SHA-256) of the test patches.
+    """
     import hashlib
 
     return {
@@ -247,6 +461,7 @@ def split_record(splits: Splits, subjects: list[str]) -> dict:
 
 
 def write_split(path: Path, splits: Splits, subjects: list[str]) -> None:
+    """Write :func:`split_record` to ``path`` (atomically)."""
     from mrharmony.io import write_json
 
     write_json(path, split_record(splits, subjects))

@@ -39,7 +39,7 @@ class DeepHarmonizer(Harmonizer):
         self.device = device
         self.output = output
 
-    def first_stage(self) -> "DeepHarmonizer | None":
+    def first_stage(self) -> DeepHarmonizer | None:
         """The harmonizer of this network's first stage (``<name>_stage1``), for networks that
         build on single networks (MSP); None for the others."""
         from mrharmony.dmri.run_config import model_config
@@ -50,7 +50,7 @@ class DeepHarmonizer(Harmonizer):
                               name=f"{self.name}_stage1")
 
     @classmethod
-    def load(cls, path: str | os.PathLike, **kwargs) -> "DeepHarmonizer":
+    def load(cls, path: str | os.PathLike, **kwargs) -> DeepHarmonizer:
         from mrharmony.dmri.models import load_model
 
         path = Path(path)

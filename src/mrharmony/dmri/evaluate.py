@@ -39,6 +39,35 @@ from mrharmony.errors import InputError
 
 @dataclass
 class Evaluation:
+    """What :func:`evaluate` found: the patch table, its tests and the whole-volume errors.
+
+    Attributes
+    ----------
+    split : str
+        ``patch`` (the paper's split) or ``subject`` (held-out subjects).
+    n_patches : int
+        Test patches scored.
+    eval_size : int
+        The edge (input voxels) of the central part of each patch that is scored.
+    targets, methods : list of str
+        The columns and the rows of the table.
+    parameters : dict
+        Per method, the trained parameters (None for methods without a network).
+    patch_errors : dict
+        Method -> target -> the per-patch MSE (N,).
+    tests : dict
+        Target -> the paired tests between every pair of methods (:func:`mrharmony.stats.paired_tests`,
+        Bonferroni over the whole table).
+    volume_errors : list of dict
+        One row per (method, held-out subject, target): :func:`score_row`.
+    test_subjects : list of str
+        The held-out subjects (none for the split by patch).
+    volume_voxels : int or None
+        FA and MD errors on this many seeded voxels per subject and target (None: all).
+    references : dict
+        The held-out subjects' :class:`TargetReference` (``keep_references``; not saved).
+    """
+
     split: str
     n_patches: int
     eval_size: int
@@ -54,6 +83,8 @@ class Evaluation:
     references: dict = field(default_factory=dict, repr=False, compare=False)
 
     def summary(self) -> dict:
+        """The evaluation as plain values (``evaluation.json``): the patch MSE as mean and std per
+        method and target, the tests and the whole-volume rows."""
         return {
             "split": self.split, "n_patches": self.n_patches, "eval_size": self.eval_size,
             "volume_voxels": self.volume_voxels,
@@ -69,14 +100,53 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
              seed: int = 0, baseline: bool = True, volume_metrics: bool = True, first_stages: bool = False,
              floors: bool = True, volume_voxels: int | None = None, keep_references: bool = False,
              quiet: bool = False) -> Evaluation:
-    """Evaluate saved harmonizers (run directories) on their common test split; with
-    ``first_stages``, networks that build on single networks (MSP) also get the row of their own
-    first stage (``msp_stage1``: the first-stage networks as MSP's training left them).
-    ``floors=False`` leaves out the ``rescan`` and ``oracle`` rows (a benchmark that scores
-    several seeds on one split needs them once). ``volume_voxels``: FA and MD errors on that many
-    seeded brain voxels per subject and target, the same for every row (default: every voxel).
-    ``keep_references``: the evaluation keeps each held-out subject's :class:`TargetReference`
-    (its target scans, noiseless and rescan renders as read here) for a report to reuse."""
+    """Evaluate saved harmonizers on their common test split (``mrharmony dmri evaluate``; see the
+    module docstring).
+
+    Parameters
+    ----------
+    runs
+        Run directories (or saved models) of harmonizers trained on one dataset and split.
+    eval_size
+        The edge (input voxels) of the central part of each test patch that is scored.
+    max_patches
+        Score a seeded sample of at most this many test patches (None: all).
+    seed
+        The seed of that sample.
+    baseline
+        Add the ``none`` row (no harmonization) unless a saved ``none`` run is among ``runs``.
+    volume_metrics
+        Score whole volumes of the held-out subjects (SH, FA and MD errors).
+    first_stages
+        Networks that build on single networks (MSP) also get the row of their own first stage
+        (``msp_stage1``: the first-stage networks as MSP's training left them).
+    floors
+        Add the ``rescan`` and ``oracle`` rows on a simulated dataset (a benchmark that scores
+        several seeds on one split needs them once).
+    volume_voxels
+        FA and MD errors on that many seeded brain voxels per subject and target, the same for
+        every row (default: every voxel).
+    keep_references
+        Keep each held-out subject's :class:`TargetReference` (its target scans, noiseless and
+        rescan renders as read here) for a report to reuse.
+    quiet
+        No progress output.
+
+    Returns
+    -------
+    Evaluation
+
+    Raises
+    ------
+    InputError
+        No run, a run that cannot be loaded or was trained with other data settings than the
+        first: one sentence naming the run.
+
+    Examples
+    --------
+    >>> ev = evaluate(["runs/diqt", "runs/rish"], volume_voxels=10000)    # doctest: +SKIP
+    >>> ev.summary()["patch_mse"]["rish"]                                  # doctest: +SKIP
+    """
     from mrharmony.dmri.config import DataConfig, make_splits
     from mrharmony.dmri.features.normalization import ChannelStats, FeatureScaling, platform_stats
     from mrharmony.dmri.patches import PatchSampler
@@ -163,9 +233,25 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
 
 @dataclass
 class TableRows:
-    """The rows of an evaluation: labels and harmonizers (first stages and ``none`` included), the
-    ``none`` harmonizer (input taken as target, on the runs' platform scale), the runs' shared data
-    configuration and dataset, the targets any run predicts, and their voxel ratios."""
+    """The rows of an evaluation (:func:`table_rows_of`).
+
+    Attributes
+    ----------
+    names : list of str
+        The row label of each harmonizer (first stages and ``none`` included).
+    harmonizers : list
+        The harmonizers, in the order of ``names``.
+    identity : Harmonizer
+        The ``none`` harmonizer: the input taken as the target, on the runs' platform scale.
+    data : DataConfig
+        The runs' shared data configuration.
+    dataset : TravelingHeads
+        Their dataset.
+    targets : list of str
+        The targets any run predicts.
+    ratios : dict of str to int
+        Their voxel ratios.
+    """
 
     names: list[str]
     harmonizers: list
@@ -177,7 +263,23 @@ class TableRows:
 
 
 def table_rows_of(runs: list[str | os.PathLike], *, first_stages: bool = False, baseline: bool = True) -> TableRows:
-    """Load the saved runs as the rows of one table (see :func:`evaluate`)."""
+    """Load saved runs as the rows of one table.
+
+    Parameters
+    ----------
+    runs, first_stages, baseline
+        As for :func:`evaluate`.
+
+    Returns
+    -------
+    TableRows
+
+    Raises
+    ------
+    InputError
+        No run, a run that cannot be loaded or was trained with other data settings than the
+        first.
+    """
     from mrharmony.data import load_dataset
     from mrharmony.dmri.loading import load_harmonizer
     from mrharmony.dmri.statistical import IdentityHarmonizer
@@ -207,8 +309,27 @@ def table_rows_of(runs: list[str | os.PathLike], *, first_stages: bool = False, 
 
 
 def shared_data_config(hs, runs):
-    """The data configuration (``DataConfig``, targets aside) that the trained runs ``runs``
-    (their harmonizers ``hs``) share; an error naming the run that differs or has none."""
+    """The data configuration that trained runs share.
+
+    Parameters
+    ----------
+    hs
+        The runs' harmonizers.
+    runs
+        The runs, named in errors.
+
+    Returns
+    -------
+    DataConfig
+        Their shared data settings (targets, validation and scaling settings aside:
+        :func:`~mrharmony.dmri.config.comparable_data`).
+
+    Raises
+    ------
+    InputError
+        A run that is not a trained run with a data configuration, or one that differs from the
+        first, naming it.
+    """
     from mrharmony.dmri.config import DataConfig, comparable_data
 
     datas = []
@@ -226,8 +347,21 @@ def shared_data_config(hs, runs):
 
 
 def method_labels(hs, runs) -> list[str]:
-    """Row labels: the method's name; single networks of one method for different targets share
-    a row (as in Table 1); a second run of a method for the same target is labelled by its run."""
+    """The row labels of harmonizers.
+
+    Parameters
+    ----------
+    hs
+        The harmonizers.
+    runs
+        Their run directories.
+
+    Returns
+    -------
+    list of str
+        Each harmonizer's name; single networks of one method for different targets share a row
+        (as in Table 1); a second run of a method for the same target is labelled by its run.
+    """
     out, covered = [], set()
     for h, r in zip(hs, runs):
         label = h.name
@@ -247,7 +381,17 @@ class TargetReference:
     the same way; nothing is re-standardized. Their FA and MD come through the path of every
     prediction (the coefficients' signal on the scan's gradient table, a DTI fit: :meth:`maps`), so
     a prediction equal to the target's coefficients scores 0, and the SH fit's own bias on FA / MD
-    (about -7% / -3% on white matter with 30 directions, tests/dmri/test_dti.py) is on both sides.
+    (FA and MD read low on white matter; measured in docs/history.md) is on both sides.
+
+    Parameters
+    ----------
+    ds
+        The traveling-heads dataset (prepared).
+    subject
+        The held-out subject.
+    max_voxels
+        Compare FA and MD on at most this many seeded voxels per target (None: every voxel;
+        :meth:`sample`).
     """
 
     def __init__(self, ds, subject: str, *, max_voxels: int | None = None):
@@ -262,9 +406,22 @@ class TargetReference:
         self.named: dict = {}
 
     def sample(self, target: str, mask: np.ndarray) -> np.ndarray:
-        """The voxels of ``mask`` where FA and MD are compared: all of them, or ``max_voxels`` of
-        them drawn by a generator seeded with the subject and target, the same for every row (an
-        unbiased estimate of the whole-volume mean at a fraction of the DTI fits' cost)."""
+        """The voxels of a mask where FA and MD are compared.
+
+        Parameters
+        ----------
+        target
+            The target platform.
+        mask
+            Candidate voxels on the target's grid.
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean: all of ``mask``, or ``max_voxels`` of its voxels drawn by a generator seeded
+            with the subject and target, the same for every row (an unbiased estimate of the
+            whole-volume mean at a fraction of the DTI fits' cost).
+        """
         import hashlib
         import zlib
 
@@ -285,7 +442,14 @@ class TargetReference:
         return (self.ds.root / "simulation.yaml").is_file()
 
     def scan(self, target: str):
-        """(features at their own scale, gradient table) of the subject's scan on ``target``."""
+        """The subject's scan on a target platform, read once.
+
+        Returns
+        -------
+        tuple
+            Its :class:`~mrharmony.dmri.features.prepare.ScanFeatures` at their own scale and its
+            gradient table (bvals, bvecs).
+        """
         if target not in self.scans:
             from mrharmony.dmri.features.prepare import load_features
 
@@ -294,13 +458,39 @@ class TargetReference:
         return self.scans[target]
 
     def features(self, kind: str, target: str) -> np.ndarray:
-        """The raw SH coefficients of the target ``scan``, the ``noiseless`` target or a ``rescan``."""
+        """Raw SH coefficients of the target scan or of a floor.
+
+        Parameters
+        ----------
+        kind
+            ``scan`` (the target scan), ``noiseless`` (the target rendered without noise) or
+            ``rescan`` (a second session).
+        target
+            The target platform.
+
+        Returns
+        -------
+        numpy.ndarray
+            (X, Y, Z, C) on the target's grid.
+        """
         return {"scan": lambda: self.scan(target)[0].data, "noiseless": lambda: self.noiseless_features(target),
                 "rescan": lambda: self.rescan_features(target)}[kind]()
 
     def maps(self, kind: str, target: str, where: np.ndarray | None = None) -> tuple:
-        """(FA, MD, DEC FA) of :meth:`features` on the scan's gradient table, fitted on ``where``
-        (default: the scan's brain); cached per voxels."""
+        """DTI maps of :meth:`features`: their signal on the scan's gradient table, a DTI fit.
+
+        Parameters
+        ----------
+        kind, target
+            As for :meth:`features`.
+        where
+            The voxels to fit (default: the scan's brain); the maps are cached per voxels.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            FA, MD and DEC FA.
+        """
         import hashlib
 
         from mrharmony.dmri.features.dti import dti_from_sh
@@ -321,8 +511,14 @@ class TargetReference:
         return self.maps("noiseless", target, where)[:2]
 
     def white_matter(self, target: str, where: np.ndarray) -> np.ndarray | None:
-        """The voxels of ``where`` in the simulated subject's white matter (its truth, on the
-        target's grid); None for data that are not simulated."""
+        """The voxels of ``where`` in the simulated subject's white matter.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            Boolean, on the target's grid (from the simulator's truth); None for data that are
+            not simulated.
+        """
         if not self.simulated:
             return None
         if target not in self.wm:
@@ -337,9 +533,15 @@ class TargetReference:
     MIN_REGION_VOXELS = 5
 
     def regions(self, target: str, where: np.ndarray) -> list[np.ndarray]:
-        """The named white-matter regions of the simulated subject (:data:`~mrharmony.simulate.params.
-        WM_REGIONS`) on the target's grid, restricted to ``where``: those with at least
-        :data:`MIN_REGION_VOXELS` voxels there; empty for data that are not simulated."""
+        """The named white-matter regions of the simulated subject, restricted to ``where``.
+
+        Returns
+        -------
+        list of numpy.ndarray
+            Boolean masks on the target's grid of the regions of
+            :data:`~mrharmony.simulate.params.WM_REGIONS` with at least ``MIN_REGION_VOXELS``
+            voxels in ``where``; empty for data that are not simulated.
+        """
         if not self.simulated:
             return []
         if target not in self.named:
@@ -378,12 +580,29 @@ class TargetReference:
 
 def sh_errors(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, orders: np.ndarray, energy: dict,
               suffix: str = "") -> dict:
-    """SH errors of raw coefficients inside ``mask``: ``sh_mse_l<l>`` (the mean squared error of
-    the coefficients of order l) and ``sh_rel``, the order-balanced relative error: the mean over
-    orders of each order's squared error over ``energy[l]``, the target scan's mean energy of that
-    order (order 0 would otherwise weigh about a hundred times the others; the scan's energy, not
-    the noiseless truth's, so that an order the truth has almost none of does not blow up).
-    ``suffix`` is added to every key."""
+    """SH errors of raw coefficients inside a mask, per order and order-balanced.
+
+    Parameters
+    ----------
+    pred, truth
+        Raw SH coefficients (X, Y, Z, C) of a row and of the truth.
+    mask
+        The voxels scored.
+    orders
+        The SH order of each coefficient (C,).
+    energy
+        Order -> the target scan's mean energy of that order (:func:`order_energy`): the scan's,
+        not the noiseless truth's, so that an order the truth has almost none of does not blow up.
+    suffix
+        Added to every key.
+
+    Returns
+    -------
+    dict of str to float
+        ``sh_mse_l<l>``, the mean squared error of the coefficients of order l, and ``sh_rel``,
+        the order-balanced relative error: the mean over orders of each order's squared error over
+        its energy (order 0, which holds most of the energy, would otherwise outweigh the others).
+    """
     d, t = pred[mask].astype(np.float64), truth[mask].astype(np.float64)
     out, rel = {}, []
     for l in np.unique(orders):
@@ -396,17 +615,51 @@ def sh_errors(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, orders: np.
 
 
 def order_energy(coeffs: np.ndarray, mask: np.ndarray, orders: np.ndarray) -> dict[int, float]:
-    """The mean squared coefficient of each SH order inside ``mask``."""
+    """The mean squared coefficient of each SH order inside a mask.
+
+    Parameters
+    ----------
+    coeffs
+        SH coefficients (X, Y, Z, C).
+    mask
+        The voxels.
+    orders
+        The SH order of each coefficient (C,).
+
+    Returns
+    -------
+    dict of int to float
+    """
     c = coeffs[mask].astype(np.float64)
     return {int(l): float((c[:, orders == l] ** 2).mean()) for l in np.unique(orders)}
 
 
 def volume_errors(h, name: str, scan, pred: dict | None, reference: TargetReference) -> list[dict]:
-    """Whole-volume errors of one method on one held-out subject, inside the target's brain where
-    the method predicts, against the raw truth (:class:`TargetReference`): the SH errors of its
-    coefficients at the platform's scale (:func:`sh_errors`; ``pred``: the method's normalized
-    predictions, None for methods of DTI maps) and the mean absolute FA and MD differences, against
-    the target scan and, on a simulated dataset, the noiseless target (``*_noiseless``)."""
+    """Whole-volume errors of one method on one held-out subject, against the raw truth.
+
+    Scored inside the target's brain where the method predicts (:func:`scored_voxels`).
+
+    Parameters
+    ----------
+    h
+        The harmonizer.
+    name
+        Its row label.
+    scan
+        The subject's input features as ``h`` takes them.
+    pred
+        ``h``'s normalized predictions for ``scan``; None for methods of DTI maps.
+    reference
+        The subject's target scans.
+
+    Returns
+    -------
+    list of dict
+        One row per target of ``h`` (:func:`score_row`): the SH errors of its coefficients at
+        the platform's scale (:func:`sh_errors`) and the mean absolute FA and MD differences,
+        against the target scan and, on a simulated dataset, the noiseless target
+        (``*_noiseless``).
+    """
     gradients = {t: reference.scan(t)[1] for t in h.targets}
     masks, where = {}, {}
     for t in h.targets:
@@ -418,16 +671,45 @@ def volume_errors(h, name: str, scan, pred: dict | None, reference: TargetRefere
 
 
 def scored_voxels(h, scan, reference: TargetReference, target: str) -> tuple[np.ndarray, np.ndarray]:
-    """Where a row is scored on ``target``: the target's brain where ``h`` predicts from ``scan``
-    (SH errors), and the reference's sample of it (FA and MD)."""
+    """Where a row is scored on a target.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        The target's brain where ``h`` predicts from ``scan`` (SH errors), and the reference's
+        sample of it (FA and MD; :meth:`TargetReference.sample`).
+    """
     mask = reference.scan(target)[0].mask & h.target_mask(scan.mask, target)
     return mask, reference.sample(target, mask)
 
 
 def score_row(name: str, reference: TargetReference, target: str, raw: np.ndarray | None, fa_md: tuple,
               mask: np.ndarray, where: np.ndarray) -> dict:
-    """One row of :func:`volume_errors`: raw coefficients ``raw`` (None: no SH) and maps ``fa_md``
-    of a row on ``target``, scored on ``mask`` (SH) and ``where`` (FA, MD)."""
+    """One row of :func:`volume_errors`.
+
+    Parameters
+    ----------
+    name
+        The row's label.
+    reference
+        The subject's target scans.
+    target
+        The target platform.
+    raw
+        The row's raw SH coefficients (None: it has no SH).
+    fa_md
+        The row's FA and MD maps.
+    mask, where
+        The voxels of the SH errors and of the FA and MD errors (:func:`scored_voxels`).
+
+    Returns
+    -------
+    dict
+        ``method``, ``subject``, ``target``; the SH errors, ``fa_mae`` and ``md_mae`` (and the
+        errors of the named regions' means on simulated data) against the target scan, the same
+        with ``_noiseless`` against the noiseless target; on simulated data the row's and the
+        truth's white-matter means (``fa_wm``, ``md_wm``, ``fa_wm_truth``, ``md_wm_truth``).
+    """
     from mrharmony.dmri.features.sh import sh_orders
 
     tf, _ = reference.scan(target)
@@ -457,10 +739,24 @@ def score_row(name: str, reference: TargetReference, target: str, raw: np.ndarra
 
 
 def floor_errors(h, scan, reference: TargetReference) -> list[dict]:
-    """The floors of a simulated dataset, scored as predictions on ``h``'s targets and voxels:
-    ``rescan`` (a second session of the subject on the target platform: what harmonization can at
-    best reach, as MUSHAC judged it) and ``oracle`` (the noiseless target: the target scan's own
-    noise)."""
+    """The floors of a simulated dataset, scored as predictions on ``h``'s targets and voxels.
+
+    Parameters
+    ----------
+    h
+        The harmonizer whose targets and voxels are scored (the ``none`` row's).
+    scan
+        The subject's input features.
+    reference
+        The subject's target scans.
+
+    Returns
+    -------
+    list of dict
+        :func:`score_row` rows of ``rescan`` (a second session of the subject on the target
+        platform: what harmonization can at best reach, as MUSHAC judged it) and ``oracle`` (the
+        noiseless target: the target scan's own noise), per target.
+    """
     rows = []
     for kind, name in (("rescan", "rescan"), ("noiseless", "oracle")):
         for t in h.targets:

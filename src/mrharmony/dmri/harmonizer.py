@@ -32,6 +32,30 @@ import numpy as np
 
 
 class Harmonizer(ABC):
+    """The contract of a dMRI harmonization method (see the module docstring).
+
+    Parameters
+    ----------
+    targets
+        The target platforms it predicts.
+    ratios
+        Per target, its voxels per input voxel along each axis (1, or 2 for a 2x finer target).
+    reference
+        What applying it to a new scan needs from the training data (:func:`platform_reference`).
+    name
+        Its row name in evaluation tables (default: its ``method``).
+
+    Attributes
+    ----------
+    method : str
+        Short name of the method (``diqt``, ``msp``, ``rish``, ...).
+    predicts_sh : bool
+        Whether :meth:`predict` gives SH features; False for the methods that harmonize DTI maps
+        only (ComBat), which provide :meth:`predict_dti` and have no row in the patch table.
+    targets, ratios, reference, name
+        As given.
+    """
+
     #: short name of the method (``diqt``, ``msp``, ``rish``, ...)
     method: str = "harmonizer"
 
@@ -47,27 +71,62 @@ class Harmonizer(ABC):
 
     @property
     def denoise(self) -> str:
-        """How the method denoises an input scan before its SH fit (``none`` for models saved
-        before the choice existed)."""
+        """How the method denoises an input scan before its SH fit.
+
+        Returns
+        -------
+        str
+            A method of :mod:`mrharmony.dmri.features.denoise`, or ``none`` (also for models saved
+            before the choice existed).
+        """
         return self.reference.get("denoise") or "none"
 
     def input_features(self, ds, subject: str):
-        """The prepared input-platform features of ``subject`` as this method takes them (of the
-        scan denoised as the method's training denoised them)."""
+        """The prepared input-platform features of a subject as this method takes them.
+
+        Parameters
+        ----------
+        ds
+            The traveling-heads dataset (:class:`~mrharmony.data.dataset.TravelingHeads`), prepared.
+        subject
+            One of its subjects.
+
+        Returns
+        -------
+        ScanFeatures
+            The features of the subject's input scan, denoised first as the method's training
+            denoised its input scans (:func:`~mrharmony.dmri.features.prepare.load_features`).
+        """
         from mrharmony.dmri.features.prepare import load_features
 
         return load_features(ds, subject, ds.input_platform.name, denoise=self.denoise)
 
     @property
     def normalization(self) -> str:
-        """How the method scales its input (:mod:`mrharmony.dmri.features.normalization`): models
-        saved before the choice existed were trained with the paper's per-scan scaling."""
+        """How the method scales its input (:mod:`mrharmony.dmri.features.normalization`).
+
+        Returns
+        -------
+        str
+            ``platform`` or ``scan``; ``scan`` (the paper's per-scan scaling) for models saved
+            before the choice existed.
+        """
         return self.reference.get("normalization") or "scan"
 
     def scaled_input(self, scan):
-        """``scan`` (:class:`~mrharmony.dmri.features.prepare.ScanFeatures`, normalized in any way)
-        scaled as this method's training scaled its input platform's scans: by the platform's
-        fixed statistics, or (``scan`` scheme) by the scan's own."""
+        """A scan scaled as this method's training scaled its input platform's scans.
+
+        Parameters
+        ----------
+        scan
+            Its :class:`~mrharmony.dmri.features.prepare.ScanFeatures`, normalized in any way.
+
+        Returns
+        -------
+        ScanFeatures
+            The same scan scaled by the input platform's fixed statistics, or (``scan`` scheme)
+            by the scan's own.
+        """
         from mrharmony.dmri.features.normalization import ChannelStats
 
         if self.normalization == "scan":
@@ -78,12 +137,40 @@ class Harmonizer(ABC):
     def predict(self, scan, *, region: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Normalized target features of one scan (see the module docstring).
 
-        ``region``: the input voxels where the prediction will be read (default: the scan's
-        brain); a method may skip work elsewhere (the networks skip tiles without them) and
-        may predict more."""
+        Parameters
+        ----------
+        scan
+            The input scan's :class:`~mrharmony.dmri.features.prepare.ScanFeatures`, normalized
+            in any way (the method scales it as it was trained: :meth:`scaled_input`).
+        region
+            The input voxels (X, Y, Z) where the prediction will be read (default: the scan's
+            brain); a method may skip work elsewhere (the networks skip tiles without them) and
+            may predict more.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            Per target, its features (rX, rY, rZ, C) in the target's normalized space on the
+            target's grid, zero outside the (upsampled) mask.
+        """
 
     def target_coefficients(self, y: np.ndarray, target: str, mask: np.ndarray | None = None) -> np.ndarray:
-        """A prediction for ``target`` mapped back to the platform's SH scale (zero outside ``mask``)."""
+        """A prediction mapped back to the target platform's SH scale.
+
+        Parameters
+        ----------
+        y
+            Normalized features of ``target`` (a result of :meth:`predict`).
+        target
+            The target platform.
+        mask
+            Where the result is kept (default: everywhere); zero outside it.
+
+        Returns
+        -------
+        numpy.ndarray
+            The SH coefficients at the platform's scale, the shape of ``y``.
+        """
         from mrharmony.dmri.features.normalization import ChannelStats
 
         st = self.reference["target_stats"][target]
@@ -91,28 +178,71 @@ class Harmonizer(ABC):
 
     @abstractmethod
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write the harmonizer to ``directory``; return the path that :func:`load_harmonizer` reads."""
+        """Write the harmonizer to a folder.
+
+        Parameters
+        ----------
+        directory
+            The folder to write.
+
+        Returns
+        -------
+        pathlib.Path
+            The path that :func:`mrharmony.dmri.loading.load_harmonizer` reads.
+        """
 
     def predict_dti(self, scan, *, gradients: dict | None = None, pred: dict | None = None,
                     masks: dict | None = None) -> dict[str, tuple]:
-        """Per target, (FA, MD, DEC FA) on the target's grid: a DTI fit (dipy) of the harmonized
-        signal on the target's gradient table (``gradients``: target -> (bvals, bvecs); by default
-        the platform's from the reference). ``pred``: the result of :meth:`predict`, if at hand;
-        ``masks``: target -> the voxels to fit (default: the input's brain on the target grid);
-        a method may give maps on more voxels than asked."""
+        """DTI maps of the harmonized signal of one scan, per target, on the target's grid.
+
+        Parameters
+        ----------
+        scan
+            The input scan's :class:`~mrharmony.dmri.features.prepare.ScanFeatures`.
+        gradients
+            Target -> (bvals, bvecs), the gradient table the harmonized signal is written on
+            (default: the platform's, from the reference).
+        pred
+            The result of :meth:`predict` for ``scan``, if at hand.
+        masks
+            Target -> the voxels to fit (default: the input's brain on the target grid); a method
+            may give maps on more voxels than asked.
+
+        Returns
+        -------
+        dict of str to tuple
+            Per target, (FA, MD, DEC FA) of a DTI fit (dipy) of the harmonized signal
+            (:meth:`dti_of`).
+        """
         pred = self.predict(scan) if pred is None else pred
         return {t: self.dti_of(y, t, (masks or {}).get(t, self.target_mask(scan.mask, t)),
                                gradients=(gradients or {}).get(t))
                 for t, y in pred.items()}
 
     def dti_of(self, y: np.ndarray, target: str, mask: np.ndarray, *, gradients: tuple | None = None) -> tuple:
-        """(FA, MD, DEC FA) of normalized features ``y`` of ``target``: mapped to the platform's SH
-        scale (:meth:`target_coefficients`), the signal on the target's gradient table
-        (``gradients``, default the platform's), a DTI fit (dipy) inside ``mask``.
+        """DTI maps of normalized features of a target: the one path from features to DTI maps.
 
-        The one path from features to DTI maps: the evaluation puts every row through it, the
-        predictions as well as the target scan's own features (the reference) and the noiseless
-        target's (the oracle), so that a perfect prediction scores 0.
+        The features are mapped to the platform's SH scale (:meth:`target_coefficients`), their
+        signal is written on the target's gradient table and fitted with DTI (dipy) inside
+        ``mask``. The evaluation puts every row through this path, the predictions as well as the
+        target scan's own features (the reference) and the noiseless target's (the oracle), so
+        that a perfect prediction scores 0.
+
+        Parameters
+        ----------
+        y
+            Normalized features of ``target`` (X, Y, Z, C).
+        target
+            The target platform.
+        mask
+            The voxels to fit (X, Y, Z).
+        gradients
+            (bvals, bvecs) to write the signal on (default: the platform's).
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            FA, MD (mm^2/s) and DEC FA (X, Y, Z, 3), zero outside ``mask``.
         """
         from mrharmony.dmri.features.dti import dti_from_sh
 
@@ -120,14 +250,35 @@ class Harmonizer(ABC):
         return dti_from_sh(self.target_coefficients(y, target, mask), bvals, bvecs, self.reference["sh"], mask)
 
     def target_gradients(self, target: str) -> tuple[np.ndarray, np.ndarray]:
-        """The target platform's gradient table (bvals, bvecs) from the training data."""
+        """The target platform's gradient table, from the training data.
+
+        Parameters
+        ----------
+        target
+            The target platform.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            bvals (N,) and bvecs (N, 3).
+        """
         g = self.reference["target_gradients"][target]
         return np.asarray(g["bvals"], float), np.asarray(g["bvecs"], float)
 
     def input_region(self, masks: dict[str, np.ndarray]) -> np.ndarray:
-        """The input voxels whose prediction the target voxels of ``masks`` (target -> mask on
-        the target's grid) read: those that hold them, grown by one voxel (linear interpolation
-        onto a finer grid reads each voxel's neighbours)."""
+        """The input voxels whose prediction the given target voxels read.
+
+        Parameters
+        ----------
+        masks
+            Target -> a mask on the target's grid.
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean (X, Y, Z) on the input grid: the voxels that hold the masks' voxels, grown by
+            one voxel (linear interpolation onto a finer grid reads each voxel's neighbours).
+        """
         from scipy import ndimage
 
         from mrharmony.registration import block_mean
@@ -139,7 +290,20 @@ class Harmonizer(ABC):
         return ndimage.binary_dilation(region, np.ones((3, 3, 3), bool))
 
     def target_mask(self, mask: np.ndarray, target: str) -> np.ndarray:
-        """The input mask on a target's grid (each input voxel becomes r^3 target voxels)."""
+        """The input mask on a target's grid.
+
+        Parameters
+        ----------
+        mask
+            A mask (X, Y, Z) on the input grid.
+        target
+            The target platform.
+
+        Returns
+        -------
+        numpy.ndarray
+            Boolean (rX, rY, rZ): each input voxel becomes r^3 target voxels.
+        """
         r = self.ratios[target]
         m = np.asarray(mask, bool)
         return m.repeat(r, 0).repeat(r, 1).repeat(r, 2) if r > 1 else m

@@ -11,7 +11,31 @@ from mrharmony.errors import InputError
 
 
 def load_harmonizer(path: str | os.PathLike) -> Harmonizer:
-    """Load any saved harmonizer: a run directory or ``model.pt`` of a deep method."""
+    """Load any saved dMRI harmonizer.
+
+    Parameters
+    ----------
+    path
+        A network's run directory or its ``model.pt``, or a statistical method's folder
+        (``harmonizer.json`` and its maps).
+
+    Returns
+    -------
+    Harmonizer
+        The harmonizer of the method the file names.
+
+    Raises
+    ------
+    InputError
+        A path that does not exist, a run that has not finished, a ``harmonizer.json`` that is not
+        valid JSON, of a newer format or of an unknown method, or a folder that is no saved model:
+        one sentence naming the file.
+
+    Examples
+    --------
+    >>> h = load_harmonizer("runs/diqt")                                   # doctest: +SKIP
+    >>> h.targets                                                          # doctest: +SKIP
+    """
     from mrharmony.dmri.deep import DeepHarmonizer
 
     path = Path(path)

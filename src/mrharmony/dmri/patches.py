@@ -39,7 +39,7 @@ class TargetGeometry:
 
     @classmethod
     def from_affines(cls, input_affine: np.ndarray, target_affine: np.ndarray, size: int,
-                     target_size: int | None, name: str) -> "TargetGeometry":
+                     target_size: int | None, name: str) -> TargetGeometry:
         m = np.linalg.inv(target_affine) @ input_affine  # input voxel -> target voxel
         diag = np.diag(m[:3, :3])
         r = int(round(float(diag[0])))
@@ -132,7 +132,7 @@ class PatchSampler:
     @classmethod
     def from_dataset(cls, ds, *, subjects: list[str] | None = None, targets: list[str] | None = None,
                      size: int = 11, target_sizes: dict | None = None, normalized: bool = True,
-                     scaling=None, position: bool = False) -> "PatchSampler":
+                     scaling=None, position: bool = False) -> PatchSampler:
         """Load the prepared SH features of ``subjects`` (default: all) of a dataset, normalized
         with ``scaling`` (:class:`~mrharmony.dmri.features.normalization.FeatureScaling`; default:
         each scan by its own statistics) unless not ``normalized``; with ``position``, the inputs

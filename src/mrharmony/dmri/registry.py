@@ -3,6 +3,20 @@
 A run config's ``model`` section is the config model of one of these (``method: NAME``); the
 command line (``mrharmony dmri methods``), the demo, the report and the docs read this table. A
 new dMRI method is its module, its test and one line here.
+
+Attributes
+----------
+REGISTRY : mrharmony.engine.registry.Registry
+    The wing's methods in table order: the networks of the MSP paper (kind ``network``: ``diqt``,
+    ``cnn_rish``, ``shresnet``, ``cpm``, ``hned``, ``msp``) and the statistical methods used in
+    practice (kind ``statistical``: ``none``, ``meanvar_global``, ``meanvar_voxel``, ``rish``,
+    ``combat``).
+
+Examples
+--------
+>>> from mrharmony.dmri.registry import REGISTRY
+>>> REGISTRY.get("rish").kind
+'statistical'
 """
 
 from __future__ import annotations

@@ -116,7 +116,7 @@ class RawSpaceHarmonizer(Harmonizer):
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> "RawSpaceHarmonizer":
+    def load(cls, directory: str | os.PathLike) -> RawSpaceHarmonizer:
         from mrharmony.data.images import read_float32, read_image
         from mrharmony.dmri.config import absolute_paths
 
@@ -346,13 +346,13 @@ def fit_statistical(cfg, out: str | os.PathLike, *, force: bool = False, quiet: 
     """
     from mrharmony import __version__
     from mrharmony.config import dump_yaml
+    from mrharmony.dmri.card import training_card
     from mrharmony.dmri.config import (
         make_splits,
         resolved_config,
         target_platforms,
         write_split,
     )
-    from mrharmony.dmri.card import training_card
     from mrharmony.dmri.harmonizer import platform_reference
     from mrharmony.dmri.patches import PatchSampler
     from mrharmony.engine.run import relative_path

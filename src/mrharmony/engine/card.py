@@ -32,7 +32,32 @@ FIELDS = ("wing", "method", "variant", "training_data", "budget", "seed", "valid
 
 def make_card(*, wing: str, method: str, variant: str, training_data: dict, budget: dict, seed: int | None,
               intended_use: str, limits: str) -> dict:
-    """A model card (see the module docstring); ``validation`` is filled in when the model is saved."""
+    """A new model card (see the module docstring).
+
+    Parameters
+    ----------
+    wing
+        ``dmri`` or ``structural``.
+    method
+        The method's name in its wing's registry.
+    variant
+        The row name (e.g. ``diqt_scannorm``).
+    training_data
+        The dataset, its platforms or sites with their protocols (:func:`protocol`), the subjects
+        it was fitted on and those held out.
+    budget
+        The training settings.
+    seed
+        The seed of the training run (None where nothing is drawn).
+    intended_use, limits
+        One sentence each.
+
+    Returns
+    -------
+    dict
+        The card, its fields in :data:`FIELDS` order; ``validation`` is None until the training
+        engine fills it in when the model is saved.
+    """
     from mrharmony import FORMAT_VERSION, __version__
 
     return {"wing": wing, "method": method, "variant": variant, "training_data": training_data, "budget": budget,
@@ -41,8 +66,19 @@ def make_card(*, wing: str, method: str, variant: str, training_data: dict, budg
 
 
 def protocol(spec) -> dict:
-    """The protocol of a platform or site as a card records it (a ``PlatformSpec``-like object:
-    name, role, voxel size, b-values, directions, TE, scanner; what it lacks is left out)."""
+    """The protocol of a platform or site as a card records it.
+
+    Parameters
+    ----------
+    spec
+        A ``PlatformSpec``-like object (:class:`~mrharmony.data.dataset.PlatformSpec`, a site).
+
+    Returns
+    -------
+    dict
+        Its name, role, voxel size, b-values, directions, TE, scanner and protocol, leaving out
+        what it lacks; tuples become lists.
+    """
     keys = ("name", "role", "voxel_size", "bvalues", "n_directions", "te_ms", "scanner", "protocol")
     out = {}
     for k in keys:
@@ -53,8 +89,25 @@ def protocol(spec) -> dict:
 
 
 def card_of(meta: dict) -> dict:
-    """The card of a saved model's metadata; for a model saved before cards, one derived from what
-    its metadata records (``derived: true``)."""
+    """The card of a saved model's metadata.
+
+    Parameters
+    ----------
+    meta
+        The metadata of a saved model (``meta`` of ``model.pt`` or of ``harmonizer.json``).
+
+    Returns
+    -------
+    dict
+        Its card; for a model saved before cards, one derived from what its metadata records
+        (``derived: true``).
+
+    Examples
+    --------
+    >>> card = card_of({"method": "rish", "label": "rish"})
+    >>> card["derived"], card["method"], card["variant"]
+    (True, 'rish', 'rish')
+    """
     if isinstance(meta.get("card"), dict):
         return meta["card"]
     model = meta.get("model") if isinstance(meta.get("model"), dict) else {}
@@ -70,13 +123,48 @@ def card_of(meta: dict) -> dict:
 
 
 def card_hash(card: dict) -> str:
-    """SHA-256 of the card's canonical JSON (sorted keys): what harmonized outputs name."""
+    """The hash that harmonized outputs name (``ModelCardSHA256`` in their sidecars).
+
+    Parameters
+    ----------
+    card
+        A model card.
+
+    Returns
+    -------
+    str
+        The hexadecimal SHA-256 of the card's canonical JSON (sorted keys).
+    """
     return hashlib.sha256(json.dumps(card, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def read_card(path: str | os.PathLike) -> tuple[dict, Path]:
-    """(card, file) of a saved model: a run directory, its ``model.pt``, or a statistical
-    method's folder with ``harmonizer.json``. Opening reads tensors and plain values only."""
+    """The card of a saved model of either wing, read from its file.
+
+    Opening reads tensors and plain values only (:func:`mrharmony.engine.checkpoint.read_checkpoint`).
+
+    Parameters
+    ----------
+    path
+        A run directory, its ``model.pt``, or a statistical method's folder with
+        ``harmonizer.json``.
+
+    Returns
+    -------
+    tuple of (dict, pathlib.Path)
+        The card (:func:`card_of`) and the file it was read from.
+
+    Raises
+    ------
+    InputError
+        A file that is missing, not valid JSON, or not a model that opens safely: one sentence
+        naming the file.
+
+    Examples
+    --------
+    >>> card, file = read_card("runs/diqt")                                 # doctest: +SKIP
+    >>> print(card_text(card, file))                                        # doctest: +SKIP
+    """
     from mrharmony.engine.checkpoint import model_file, read_checkpoint
 
     path = Path(path)
@@ -94,7 +182,21 @@ def read_card(path: str | os.PathLike) -> tuple[dict, Path]:
 
 
 def card_text(card: dict, file: Path | None = None) -> str:
-    """The card as text to print: one ``key: value`` line per field, nested values indented."""
+    """The card as text to print (``mrharmony card``).
+
+    Parameters
+    ----------
+    card
+        A model card.
+    file
+        The file it was read from, named in the first line.
+
+    Returns
+    -------
+    str
+        One ``key: value`` line per field (in :data:`FIELDS` order, then any others), nested
+        values indented, and last the card's hash (:func:`card_hash`).
+    """
 
     def lines(value, indent: str) -> list[str]:
         out = []

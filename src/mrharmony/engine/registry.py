@@ -51,6 +51,11 @@ class Registry:
         ``dmri`` or ``structural``: the command group that trains and applies them.
     methods
         Its lines; names are unique within a wing.
+
+    Raises
+    ------
+    ValueError
+        Two lines with one name.
     """
 
     def __init__(self, wing: str, methods: Iterable[Method]):
@@ -61,15 +66,52 @@ class Registry:
             raise ValueError(f"the {wing} registry names a method twice")
 
     def methods(self, kind: str | None = None) -> list[Method]:
-        """The methods of one kind (default: all), in table order."""
+        """The methods of one kind, in table order.
+
+        Parameters
+        ----------
+        kind
+            ``network``, ``statistical``, ``image`` or ``intensity`` (default: every kind).
+
+        Returns
+        -------
+        list of Method
+        """
         return [m for m in self.lines if kind is None or m.kind == kind]
 
     def names(self, kind: str | None = None) -> list[str]:
+        """The names of :meth:`methods`, in table order.
+
+        Parameters
+        ----------
+        kind
+            As for :meth:`methods`.
+
+        Returns
+        -------
+        list of str
+        """
         return [m.name for m in self.methods(kind)]
 
     def get(self, name: str, kind: str | None = None) -> Method:
-        """The method ``name`` (of ``kind``, when given); an unknown one is refused in one sentence
-        naming the wing's methods."""
+        """One method, by name.
+
+        Parameters
+        ----------
+        name
+            The method's name.
+        kind
+            The kind it must be of (default: any).
+
+        Returns
+        -------
+        Method
+
+        Raises
+        ------
+        InputError
+            An unknown name (or one of another kind), in one sentence naming the wing's methods.
+        """
         for m in self.methods(kind):
             if m.name == name:
                 return m
@@ -78,5 +120,16 @@ class Registry:
                          f"(see 'mrharmony {self.wing} methods').")
 
     def config_models(self, kinds: tuple[str, ...] | None = None) -> list[type]:
-        """The config models of the methods of ``kinds`` (default: all)."""
+        """The config models of the methods of some kinds.
+
+        Parameters
+        ----------
+        kinds
+            The kinds (default: every kind).
+
+        Returns
+        -------
+        list of type
+            Their ``config``, in table order.
+        """
         return [m.config for m in self.lines if kinds is None or m.kind in kinds]

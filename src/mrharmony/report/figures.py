@@ -40,7 +40,8 @@ def training_curves(runs: dict[str, Path]) -> bytes:
     plt = _plt()
     groups = {"single networks (one target)": {}, "multi-task networks (sum over targets)": {}}
     for label, run in runs.items():
-        rows = list(csv.DictReader(open(Path(run) / "metrics.csv")))
+        with open(Path(run) / "metrics.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
         n_targets = sum(1 for k in rows[0] if k.startswith("val_loss_"))
         groups[list(groups)[n_targets > 1]][label] = rows
     panels = [(title, g) for title, g in groups.items() if g]
@@ -74,7 +75,7 @@ def fig3_views(columns: dict[str, dict[str, np.ndarray]], mask: np.ndarray, *, t
     e1 = max(float(np.percentile(err_sh[k][mask], 99)) for k in labels[1:]) if len(labels) > 1 else 1.0
     e2 = max(float(np.percentile(err_dec[k][mask], 99)) for k in labels[1:]) if len(labels) > 1 else 1.0
     for j, k in enumerate(labels):
-        def show(i, img, **kw):
+        def show(i, img, j=j, **kw):
             ax = axes[i, j]
             ax.imshow(np.rot90(img), **kw)
             ax.set_xticks([])

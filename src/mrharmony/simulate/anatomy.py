@@ -160,7 +160,7 @@ class SubjectWarp:
 
     @classmethod
     def random(cls, rng: np.random.Generator, lo_mm, hi_mm, *, amplitude_mm: float = 3.0,
-               spacing_mm: float = 8.0, size_sd: float = 0.05) -> "SubjectWarp":
+               spacing_mm: float = 8.0, size_sd: float = 0.05) -> SubjectWarp:
         lo = np.asarray(lo_mm, float) - MARGIN_MM
         hi = np.asarray(hi_mm, float) + MARGIN_MM
         shape = tuple(int(s) for s in np.ceil((hi - lo) / spacing_mm).astype(int) + 1)
@@ -256,8 +256,8 @@ def principal_direction(tens: np.ndarray, iterations: int = 12) -> np.ndarray:
     """Unit eigenvector of the largest eigenvalue of each symmetric PSD 3x3 matrix (N, 3, 3).
 
     Power iteration from the column with the largest diagonal entry: the interpolated
-    orientation tensors are close to rank one, so it converges in a few steps and is several
-    times faster than a batched eigendecomposition. Zero matrices give (0, 0, 1).
+    orientation tensors are close to rank one, so it converges in a few steps and is faster
+    than a batched eigendecomposition. Zero matrices give (0, 0, 1).
     """
     n = tens.shape[0]
     start = np.argmax(np.einsum("nii->ni", tens), axis=1)

@@ -62,8 +62,8 @@ from mrharmony.simulate.params import (
     COHORT_REGION,
     FINE_VOXEL_MM,
     PRESETS,
-    Preset,
     WM_REGIONS,
+    Preset,
     SimPlatform,
     fov_grid,
     load_platforms,
@@ -123,20 +123,46 @@ def simulate(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, pla
              n_subjects: int | None = None, force: bool = False, quiet: bool = False,
              jobs: int | None = None, cohort: int | None = None, effect: float = 0.08,
              global_md_effect: float = DEFAULT_GLOBAL_MD_EFFECT) -> Path:
-    """Generate a synthetic traveling-heads dataset in ``out`` (see the module docstring).
+    """Generate a synthetic traveling-heads dataset (see the module docstring).
 
-    Args:
-        out: output folder; must not exist or be empty, unless ``force``.
-        preset: ``tiny``, ``demo`` or ``mushac``.
-        seed: seed of every random draw.
-        platforms_file: a platforms YAML (default: the packaged ``platforms.yaml``).
-        n_subjects: override the preset's number of subjects.
-        jobs: subjects rendered in parallel (default: the number of CPU cores, at most 4); the
-            result does not depend on it.
-        cohort: make a study cohort of this many subjects (at least 4, half of them patients)
-            instead of the traveling heads; ``n_subjects`` does not apply.
-        effect: the patients' reduction of the intra-axonal fraction in the cohort's region.
-        global_md_effect: the patients' rise of every tissue diffusivity, a fraction (0: none).
+    Parameters
+    ----------
+    out
+        The output folder; it must not exist or be empty, unless ``force``. It is built under a
+        temporary name and moved into place at the end.
+    preset
+        ``tiny``, ``demo`` or ``mushac`` (:data:`mrharmony.simulate.params.PRESETS`).
+    seed
+        The seed of every random draw.
+    platforms_file
+        A platforms YAML (default: the packaged ``platforms.yaml``).
+    n_subjects
+        Override the preset's number of subjects.
+    force
+        Replace an existing non-empty ``out``.
+    quiet
+        No progress output.
+    jobs
+        Subjects rendered in parallel (default: the number of CPU cores, at most 4); the result
+        does not depend on it.
+    cohort
+        Make a study cohort of this many subjects (at least 4, half of them patients) instead of
+        the traveling heads; ``n_subjects`` does not apply.
+    effect
+        The patients' reduction of the intra-axonal fraction in the cohort's region, in (0, 0.3).
+    global_md_effect
+        The patients' rise of every tissue diffusivity, a fraction in [0, 0.5) (0: none).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+
+    Raises
+    ------
+    InputError
+        An unknown preset, a bad platforms file, settings out of range, or an existing non-empty
+        ``out`` without ``force``: one sentence.
     """
     if cohort is not None:
         if n_subjects is not None:
@@ -211,7 +237,23 @@ def _subject_task_single_thread(task) -> int:
 
 
 def subject_names(n: int) -> list[str]:
-    """The names ``simulate`` gives ``n`` subjects, in the dataset's order."""
+    """The names :func:`simulate` gives its subjects.
+
+    Parameters
+    ----------
+    n
+        The number of subjects.
+
+    Returns
+    -------
+    list of str
+        ``sub-01``, ``sub-02``, ..., in the dataset's order.
+
+    Examples
+    --------
+    >>> subject_names(3)
+    ['sub-01', 'sub-02', 'sub-03']
+    """
     return [f"sub-{i + 1:02d}" for i in range(n)]
 
 
@@ -254,7 +296,7 @@ class _Subject:
 
     @classmethod
     def draw(cls, seed: int, index: int, geom: Geometry, design: dict | None = None,
-             subject: str = "") -> "_Subject":
+             subject: str = "") -> _Subject:
         rng = np.random.default_rng([seed, draw_index(index, design), 0])
         lo = geom.corner
         hi = geom.corner + np.asarray(geom.fine_shape) * FINE_VOXEL_MM
@@ -383,12 +425,32 @@ def render_scan(dataset: str | os.PathLike, subject: str, platform: str, *, nois
                 session: int = 1) -> RenderedScan:
     """Render one scan of a simulated dataset again from its ``simulation.yaml``.
 
-    With ``noise=True`` this reproduces the stored scan exactly; with ``noise=False`` it gives
-    the same scan without the Rician noise (and without int16 rounding): the noiseless truth the
-    harmonized prediction of a noisy target can be compared with. ``session=2`` (or more) renders
-    another session of the same subject on the same platform, as a rescan: the same anatomy and
-    tissue, a new draw of the head's small misregistration (the platform's), of the bias field
-    and of the noise.
+    Parameters
+    ----------
+    dataset
+        A dataset written by :func:`simulate` (of this simulator version).
+    subject, platform
+        The scan's subject and platform.
+    noise
+        True: the stored scan, reproduced exactly; False: the same scan without the noise (and
+        without int16 rounding), the noiseless truth the harmonized prediction of a noisy target
+        can be compared with.
+    session
+        2 (or more): another session of the same subject on the same platform, as a rescan: the
+        same anatomy and tissue, a new draw of the head's small misregistration (the platform's),
+        of the bias field and of the noise.
+
+    Returns
+    -------
+    RenderedScan
+        The DWI series (int16 scanner units, or float32 without noise), its brain mask, affine
+        and gradient table.
+
+    Raises
+    ------
+    InputError
+        A dataset that is not simulated or of another simulator version, an unknown subject or
+        platform, or a session below 1: one sentence naming the file.
     """
     sim, sim_file, spec, plats, geom, design = _simulation(dataset, subject)
     names = [p.name for p in plats]

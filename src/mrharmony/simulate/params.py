@@ -41,7 +41,44 @@ WM_REGIONS = (
 
 
 class SimPlatform(PlatformSpec):
-    """A platform with the parameters of its signal signature (see ``platforms.yaml``)."""
+    """A platform with the parameters of its signal signature (``platforms.yaml`` beside this
+    module describes each, with its sources).
+
+    Besides the fields of :class:`~mrharmony.data.dataset.PlatformSpec` (isotropic voxels, a whole
+    multiple of the simulation grid; one non-zero shell):
+
+    Attributes
+    ----------
+    n_b0 : int
+        b=0 volumes in the series.
+    max_gradient_mt_m : float
+        Gradient strength; sets the pulse timing of the shell (:meth:`pulse_timing`).
+    gap_ms : float
+        Time between the two gradient pulses.
+    snr : float
+        Mean b=0 white-matter signal over the noise sigma of one channel, derived from the file's
+        ``snr_reference`` (never set per platform).
+    coil_sensitivity, n_averages, g_factor : float, int, float
+        The terms of the SNR beside voxel volume and TE.
+    noise_coils : int
+        Coil channels combined by root sum of squares (1: Rician noise; N: non-central chi with
+        2N degrees of freedom).
+    gradient_nonlinearity : tuple of float
+        Relative change of each gradient axis' strength at 100 mm from the isocentre.
+    receiver_gain : float
+        Scanner units of a white-matter b=0 voxel (stored as int16).
+    b_scale : float
+        Calibration of the gradient system: effective b = b * b_scale.
+    psf_fwhm_mm : float
+        Blur of the point-spread function before sampling at the voxel size.
+    bias_linear, bias_radial
+        The receive field: gradient along x, y, z (relative change per 100 mm) and brightening
+        at 80 mm from the head centre.
+    misregistration_mm, misregistration_deg : float
+        Standard deviations of the residual translation and rotation of each scan.
+    gradient_seed : int
+        Seed of the platform's gradient directions (fixed per protocol).
+    """
 
     n_b0: int = Field(ge=1)
     max_gradient_mt_m: float = Field(gt=0)
@@ -62,7 +99,7 @@ class SimPlatform(PlatformSpec):
     gradient_seed: int = 0
 
     @model_validator(mode="after")
-    def _grid(self) -> "SimPlatform":
+    def _grid(self) -> SimPlatform:
         if len(set(self.voxel_size)) != 1:
             raise ValueError("simulated platforms must have isotropic voxels")
         k = self.voxel_size[0] / FINE_VOXEL_MM
@@ -78,14 +115,24 @@ class SimPlatform(PlatformSpec):
 
     @property
     def fine_factor(self) -> int:
-        """Fine simulation voxels per platform voxel along each axis."""
+        """Fine simulation voxels per platform voxel along each axis.
+
+        Returns
+        -------
+        int
+        """
         return int(round(self.voxel_size[0] / FINE_VOXEL_MM))
 
     def pulse_timing(self) -> tuple[float, float]:
-        """Gradient pulse duration delta and separation Delta (seconds) of the shell.
+        """Gradient pulse duration and separation of the shell.
 
         Solves b = (gamma G delta)^2 (Delta - delta/3) with Delta = delta + gap at the
         platform's maximum gradient strength: stronger gradients give shorter pulses.
+
+        Returns
+        -------
+        tuple of float
+            delta and Delta, in seconds.
         """
         from scipy.optimize import brentq
 
@@ -100,7 +147,12 @@ class SimPlatform(PlatformSpec):
         return delta, delta + gap
 
     def spec(self) -> PlatformSpec:
-        """The part that goes into ``dataset.yaml``."""
+        """The part that goes into ``dataset.yaml``.
+
+        Returns
+        -------
+        PlatformSpec
+        """
         return PlatformSpec(**{k: getattr(self, k) for k in PlatformSpec.model_fields})
 
 
@@ -146,7 +198,7 @@ class PlatformsFile(StrictModel):
         return {**data, "platforms": plats}
 
     @model_validator(mode="after")
-    def _roles(self) -> "PlatformsFile":
+    def _roles(self) -> PlatformsFile:
         from mrharmony.data.dataset import DatasetSpec
 
         DatasetSpec(platforms=[p.spec() for p in self.platforms])  # same rules as dataset.yaml
@@ -163,6 +215,24 @@ def default_platforms_path() -> Path:
 
 
 def load_platforms(path: str | os.PathLike | None = None) -> list[SimPlatform]:
+    """Read a platforms file.
+
+    Parameters
+    ----------
+    path
+        A platforms YAML (default: the packaged ``platforms.yaml``).
+
+    Returns
+    -------
+    list of SimPlatform
+        Its platforms, each with its SNR derived from the file's ``snr_reference``.
+
+    Raises
+    ------
+    InputError
+        A file that cannot be read or is not a valid platforms file: one sentence naming the
+        file and the key.
+    """
     return load_yaml_model(PlatformsFile, path or default_platforms_path()).platforms
 
 

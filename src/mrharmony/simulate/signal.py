@@ -70,7 +70,7 @@ class TissueProperties:
     pd_csf: float
 
     @classmethod
-    def random(cls, rng: np.random.Generator) -> "TissueProperties":
+    def random(cls, rng: np.random.Generator) -> TissueProperties:
         n = rng.normal
         return cls(
             f_intra=float(np.clip(n(0.55, 0.04), 0.4, 0.75)),

@@ -164,7 +164,7 @@ def simulate_structural(out: str | os.PathLike, *, preset: str = "demo", seed: i
             save_nifti(tmp / "truth" / subject / "tissue.nii.gz", tissue, affine)
             save_nifti(tmp / subject / "mask.nii.gz", brain.astype(np.uint8), affine, dtype=np.uint8)
             for j, site in enumerate(sites):
-                for k, modality in enumerate(modalities):  # T1w: stream 100 + j, T2w 200 + j, FLAIR 300 + j
+                for _k, modality in enumerate(modalities):  # T1w: stream 100 + j, T2w 200 + j, FLAIR 300 + j
                     rng = np.random.default_rng([seed, i, 100 * (MODALITIES.index(modality) + 1) + j])
                     img = render_site(rng, site, tissue, brain, pre.voxel_mm, modality)
                     save_nifti(tmp / subject / site.name / f"{modality}.nii.gz", img, affine)

@@ -80,8 +80,9 @@ def fit(method: str, dataset: str | os.PathLike | None = None, *, train_subjects
     Raises
     ------
     InputError
-        A subject that the dataset lacks, an empty ``train_subjects``, a learned method without
-        a dataset, subjects or run directory, an unknown method or setting: one sentence.
+        A subject that the dataset lacks, an empty ``train_subjects`` (or too few to leave
+        validation subjects), a learned method without a dataset, subjects or run directory, an
+        unknown method, preset or setting, a ``data`` key that fit sets itself: one sentence.
 
     Examples
     --------
@@ -128,8 +129,27 @@ def fit(method: str, dataset: str | os.PathLike | None = None, *, train_subjects
 
 
 def held_out_of(dataset: str | os.PathLike | None, train_subjects: Sequence[str]) -> list[str]:
-    """The subjects of a structural dataset that ``train_subjects`` leaves out (these checked:
-    :func:`mrharmony.data.splits.training_subjects`)."""
+    """The subjects of a structural dataset that ``train_subjects`` leaves out.
+
+    Parameters
+    ----------
+    dataset
+        The structural dataset folder (holding ``structural.yaml``).
+    train_subjects
+        The subjects a fit learns from, checked as
+        :func:`mrharmony.data.splits.training_subjects` checks them.
+
+    Returns
+    -------
+    list of str
+        The dataset's other subjects, in the dataset's order.
+
+    Raises
+    ------
+    InputError
+        No dataset, a dataset that does not load, or ``train_subjects`` that are empty, repeat a
+        name or name a subject the dataset lacks: one sentence.
+    """
     from mrharmony.data.splits import training_subjects
     from mrharmony.data.structural import load_structural
 

@@ -26,18 +26,45 @@ __all__ = ["AUTOMATIC_MASK", "apply_image_model", "restore_image"]
 def apply_image_model(model: str | os.PathLike, *, input_path, target_path, out, mask_path=None,
                       target_mask_path=None, force: bool = False, method: str | None = None,
                       allow_modality_mismatch: bool = False) -> Path:
-    """Harmonize the image ``input_path`` to the site of the one image ``target_path`` with a
-    trained model (``model.pt`` or its run directory) into the folder ``out``; returns the
-    harmonized image's path. Nothing is left at ``out`` when it fails; an existing non-empty
-    ``out`` needs ``force``.
+    """Harmonize an image to the site of one target image with a trained model, into a new folder.
 
-    ``method`` (``"hail"`` or ``"ihf"``), when given, is the method the model must hold: a model
-    of another one is refused with one sentence naming the file.
+    Parameters
+    ----------
+    model
+        A trained model: ``model.pt`` or its run directory.
+    input_path
+        The image to harmonize (NIfTI).
+    target_path
+        One image of the target site.
+    out
+        The output folder (see the module docstring).
+    mask_path, target_mask_path
+        Their brain masks (default: the automatic mask of each image).
+    force
+        Replace an existing non-empty ``out``.
+    method
+        The method the model must hold (``"hail"`` or ``"ihf"``; default: any).
+    allow_modality_mismatch
+        Harmonize where BIDS suffixes show that the two images are of different modalities.
 
-    Examples:
-        >>> apply_image_model("runs/hail", input_path="sub-03_T1w.nii.gz",
-        ...                   target_path="siteD_T1w.nii.gz", out="harmonized")  # doctest: +SKIP
-        PosixPath('harmonized/sub-03_desc-harmonized_T1w.nii.gz')
+    Returns
+    -------
+    pathlib.Path
+        The harmonized image's path.
+
+    Raises
+    ------
+    InputError
+        An existing non-empty ``out`` without ``force``, a model of another method, a file that
+        cannot be read, or an input the model refuses
+        (:meth:`~mrharmony.structural.harmonizer.ImageHarmonizer.harmonize_file`): one sentence
+        naming the file. Nothing is left at ``out`` when it fails.
+
+    Examples
+    --------
+    >>> apply_image_model("runs/hail", input_path="sub-03_T1w.nii.gz",
+    ...                   target_path="siteD_T1w.nii.gz", out="harmonized")  # doctest: +SKIP
+    PosixPath('harmonized/sub-03_desc-harmonized_T1w.nii.gz')
     """
     from mrharmony.io import staged_output_dir, write_derivative_description
     from mrharmony.structural.loading import load_image_harmonizer
@@ -55,13 +82,44 @@ def apply_image_model(model: str | os.PathLike, *, input_path, target_path, out,
 
 def restore_image(model: str | os.PathLike, *, input_path, out, target_path=None, target_mask_path=None,
                   force: bool = False) -> Path:
-    """The input image back from an image that ``structural apply`` harmonized with the invertible
-    model ``model`` (IHF-Harmony): ``mrharmony structural restore``. What the inverse needs is
-    read from the harmonized image's sidecar (and the array files it names); ``target_path`` (the
-    target image it was harmonized to) is needed only for outputs written before sidecars recorded
-    the style code. Writes the folder ``out``: the restored image (float32 NIfTI on the
-    harmonized image's grid and affine, named with ``desc-restored``) and its sidecar; returns the
-    image's path. An existing non-empty ``out`` needs ``force``.
+    """The input image back from an image that ``structural apply`` harmonized with an invertible
+    model (IHF-Harmony's ``ihf_squeeze``): ``mrharmony structural restore``.
+
+    What the inverse needs is read from the harmonized image's sidecar (and the array files it
+    names).
+
+    Parameters
+    ----------
+    model
+        The model that harmonized it: ``model.pt`` or its run directory.
+    input_path
+        The harmonized image, its sidecar beside it.
+    out
+        The output folder: the restored image (float32 NIfTI on the harmonized image's grid and
+        affine, named with ``desc-restored``) and its sidecar.
+    target_path, target_mask_path
+        The target image it was harmonized to and its mask, needed only for outputs written
+        before sidecars recorded the style code.
+    force
+        Replace an existing non-empty ``out``.
+
+    Returns
+    -------
+    pathlib.Path
+        The restored image's path.
+
+    Raises
+    ------
+    InputError
+        An existing non-empty ``out`` without ``force``, a missing or invalid sidecar, a model
+        that is not invertible or not the one that harmonized the image, or a file that cannot be
+        read: one sentence naming the file.
+
+    Examples
+    --------
+    >>> restore_image("runs/ihf_squeeze", input_path="harmonized/sub-03_desc-harmonized_T1w.nii.gz",
+    ...               out="restored")                                   # doctest: +SKIP
+    PosixPath('restored/sub-03_desc-restored_T1w.nii.gz')
     """
     from mrharmony.io import staged_output_dir, write_derivative_description
 

@@ -50,6 +50,30 @@ PRESETS: dict[str, dict] = {
 
 
 class StructuralDataConfig(StrictModel):
+    """The ``data`` section of a structural run config: the dataset, the sites, the split and the crops.
+
+    Attributes
+    ----------
+    dataset : str
+        The structural dataset folder (``structural.yaml``; a path setting: taken from the
+        config's folder).
+    modalities : list of str
+        The modalities trained on (one drawn per triplet).
+    sites : list of str, optional
+        The training sites (default: every site of role ``train``).
+    test_subjects : list of str, optional
+        The subjects held out of training entirely (default: ``n_test_subjects`` drawn).
+    n_test_subjects : int
+        How many test subjects are drawn when ``test_subjects`` names none.
+    n_validation_subjects : int
+        How many of the other subjects validate.
+    split_seed : int
+        The seed of the test and validation draws.
+    crop_size : int or 'slice'
+        The edge of the training crops (voxels, at least 8), or ``slice``: whole slices, as a 2D
+        method is applied. Whole volumes are harmonized at apply time.
+    """
+
     dataset: str = Field(json_schema_extra={"path": True})
     modalities: list[str] = Field(default_factory=lambda: ["T1w"], min_length=1)
     sites: list[str] | None = Field(default=None, description="training sites; default: every site of role train")
@@ -69,10 +93,41 @@ class StructuralDataConfig(StrictModel):
 
 
 #: the ``model`` section: the config model of one of the registry's image methods
-ImageModelConfig = Annotated[Union[tuple(REGISTRY.config_models(("image",)))], Field(discriminator="method")]
+ImageModelConfig = Annotated[Union[tuple(REGISTRY.config_models(("image",)))], Field(discriminator="method")]  # noqa: UP007 (built at run time)
 
 
 class StructuralTrainingConfig(StrictModel):
+    """The ``training`` section of a structural run config; a preset (:data:`PRESETS`) fills the
+    keys the file does not set.
+
+    Attributes
+    ----------
+    pretrain_epochs : int
+        Phase 1: epochs of the feature autoencoder (0: none).
+    epochs : int
+        Phase 2: epochs of the method, the encoder frozen.
+    steps_per_epoch : int
+        Optimizer steps per epoch.
+    batch_size : int
+        Triplets of crops per step.
+    learning_rate : float
+        Phase 1's learning rate (the autoencoder).
+    transfer_learning_rate : float
+        Phase 2's learning rate (the method).
+    lr_schedule : {'constant', 'cosine'}
+        Phase 2's learning rate: constant, or a cosine decay to 0 over its epochs.
+    validation_batches : int
+        Fixed validation batches of triplets, scored after every epoch.
+    seed : int
+        The seed of the networks' weights and of every epoch's crops.
+    device : {'auto', 'cpu', 'cuda'}
+        Where to train (``auto``: the process's GPU if there is one).
+    bf16 : bool
+        bf16 autocast on a GPU.
+    threads : int, optional
+        PyTorch's CPU threads (default: PyTorch's own choice).
+    """
+
     pretrain_epochs: int = Field(default=20, ge=0)
     epochs: int = Field(default=20, ge=1)
     steps_per_epoch: int = Field(default=100, ge=1)
@@ -89,6 +144,22 @@ class StructuralTrainingConfig(StrictModel):
 
 
 class StructuralRunConfig(StrictModel):
+    """A whole structural run config, as ``mrharmony structural train CONFIG`` reads it
+    (:func:`load_structural_config`; see the module docstring).
+
+    Attributes
+    ----------
+    preset : {'full', 'demo', 'test'}, optional
+        The defaults of the training section (:data:`PRESETS`).
+    data : StructuralDataConfig
+        The dataset, sites, split and crops.
+    model : ImageModelConfig
+        The config model of one of the registry's image methods, chosen by its ``method``
+        (:class:`~mrharmony.structural.hail.HAILConfig`, :class:`~mrharmony.structural.ihf.IHFConfig`).
+    training : StructuralTrainingConfig
+        The training settings.
+    """
+
     preset: Literal["full", "demo", "test"] | None = None
     data: StructuralDataConfig
     model: ImageModelConfig
@@ -96,8 +167,32 @@ class StructuralRunConfig(StrictModel):
 
 
 def load_structural_config(path: str | os.PathLike) -> StructuralRunConfig:
-    """Read a HAIL or IHF-Harmony run config; the preset fills the training keys the file does not
-    set, and its path settings (the dataset, VGG weights) are taken from the config's folder."""
+    """Read a HAIL or IHF-Harmony run config file.
+
+    The preset fills the training keys the file does not set, and its path settings (the
+    dataset, VGG weights) are taken from the config's folder.
+
+    Parameters
+    ----------
+    path
+        The YAML file.
+
+    Returns
+    -------
+    StructuralRunConfig
+
+    Raises
+    ------
+    InputError
+        A file that cannot be read, has no ``model`` section naming an image method, or is not a
+        valid run config: one sentence naming the file and the key.
+
+    Examples
+    --------
+    >>> cfg = load_structural_config("examples/hail.yaml")                 # doctest: +SKIP
+    >>> cfg.model.method                                                   # doctest: +SKIP
+    'hail'
+    """
     raw = read_run_yaml(path, PRESETS)
     base = Path(path).resolve().parent
     data, model = raw.get("data"), raw.get("model")
@@ -112,7 +207,27 @@ def load_structural_config(path: str | os.PathLike) -> StructuralRunConfig:
 
 
 def split_subjects(subjects: list[str], data: StructuralDataConfig, source) -> dict[str, list[str]]:
-    """Test, validation and training subjects (seeded by ``split_seed``)."""
+    """A run's test, validation and training subjects.
+
+    Parameters
+    ----------
+    subjects
+        The dataset's subjects.
+    data
+        The run's data section (its draws are seeded by ``split_seed``).
+    source
+        The file named in errors (the config).
+
+    Returns
+    -------
+    dict of str to list of str
+        ``test``, ``validation`` and ``train`` subjects.
+
+    Raises
+    ------
+    InputError
+        Named test subjects that the dataset lacks, or too few subjects left to validate and train.
+    """
     from mrharmony.data.splits import held_out_subjects
 
     test = held_out_subjects(subjects, named=data.test_subjects, n=data.n_test_subjects, seed=[data.split_seed, 0],
@@ -128,7 +243,20 @@ def split_subjects(subjects: list[str], data: StructuralDataConfig, source) -> d
 
 
 def resolved_structural_config(cfg: StructuralRunConfig, run_dir: Path) -> dict:
-    """The config as the run directory records it (its path settings relative to the run directory)."""
+    """The config as the run directory records it (``config.yaml``).
+
+    Parameters
+    ----------
+    cfg
+        A validated run config.
+    run_dir
+        The run directory.
+
+    Returns
+    -------
+    dict
+        Every value written out, the path settings relative to ``run_dir``.
+    """
     out = cfg.model_dump(mode="json")
     out["data"] = relative_paths(out["data"], StructuralDataConfig, run_dir)
     out["model"] = relative_paths(out["model"], type(cfg.model), run_dir)

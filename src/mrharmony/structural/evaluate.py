@@ -29,10 +29,11 @@ ones; ``split`` overrides the subjects in both cases.
   the paired Wilcoxon tests over subjects (Bonferroni-corrected) of the reference method against
   every other on SSIM and nWD(t,p).
 
-Examples:
-    >>> ev = evaluate_structural("structural-demo", "eval-hail",
-    ...                          methods=["runs/hail", "none", "nyul"])           # doctest: +SKIP
-    >>> print(ev.table())                                                        # doctest: +SKIP
+Examples
+--------
+>>> ev = evaluate_structural("structural-demo", "eval-hail",
+...                          methods=["runs/hail", "none", "nyul"])           # doctest: +SKIP
+>>> print(ev.table())                                                        # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -75,9 +76,23 @@ TEXTURE = "texture_p2"
 
 @dataclass
 class StructuralEvaluation:
-    """The result of :func:`compare_harmonizers`: the ``rows``, their ``summary``, the paired
-    ``tests`` of ``reference`` against every other method, and ``info`` (subjects, sites,
-    methods, timing) for ``evaluation.json``."""
+    """The result of :func:`compare_harmonizers` (and :func:`evaluate_structural`).
+
+    Attributes
+    ----------
+    rows : list of dict
+        One per (subject, modality, input site, target site, method), the truth's row included
+        (:func:`score_pairs`).
+    summary : list of dict
+        Each metric per modality, group and method (:func:`~mrharmony.structural.metrics.summarize`).
+    tests : list of dict
+        The paired tests of ``reference`` against every other method
+        (:func:`~mrharmony.structural.metrics.paired_tests`).
+    reference : str
+        The method the tests compare to every other.
+    info : dict
+        Subjects, sites, methods and timing, for ``evaluation.json``.
+    """
 
     rows: list[dict]
     summary: list[dict]
@@ -86,12 +101,30 @@ class StructuralEvaluation:
     info: dict = field(default_factory=dict)
 
     def table(self) -> str:
-        """The summary as a Markdown table."""
+        """The summary as a Markdown table (:func:`~mrharmony.structural.metrics.markdown_table`).
+
+        Returns
+        -------
+        str
+        """
         return markdown_table(self.summary)
 
     def write(self, folder: str | os.PathLike, *, info: dict | None = None) -> Path:
-        """Write ``table.md``, ``rows.csv`` and ``evaluation.json`` (``info``, default the
-        evaluation's own, then the machine, the summary and the tests) into ``folder``."""
+        """Write ``table.md``, ``rows.csv`` and ``evaluation.json`` into a folder.
+
+        Parameters
+        ----------
+        folder
+            An existing folder.
+        info
+            What ``evaluation.json`` records first (default: the evaluation's own ``info``), then
+            the machine, the summary and the tests.
+
+        Returns
+        -------
+        pathlib.Path
+            ``folder``.
+        """
         from mrharmony.io import write_text
 
         folder = Path(folder)
@@ -113,24 +146,48 @@ def evaluate_structural(dataset, out: str | os.PathLike, *, methods, modalities:
                         split: Mapping[str, Sequence[str]] | None = None, reference: str | None = None,
                         pairs: Sequence[tuple[str, str]] | None = None, jobs: int = 1, force: bool = False,
                         quiet: bool = False) -> StructuralEvaluation:
-    """Evaluate ``methods`` on ``dataset`` (see the module docstring) and write the results into
-    the folder ``out`` (built under a temporary name and moved into place; an existing, non-empty
-    ``out`` needs ``force``).
+    """Evaluate harmonizers on a structural dataset and write the results into a new folder (see
+    the module docstring; ``mrharmony structural evaluate``).
 
-    Args:
-        dataset: a structural dataset folder (``structural.yaml``) or a loaded one.
-        methods: trained models (run directories or ``model.pt``), baseline names
-            (:data:`BASELINES`) and :class:`ImageHarmonizer` objects, in the order of the table's
-            rows; or a mapping from row names to them.
-        modalities: default: those of the dataset that a trained model was trained on (every
-            modality of the dataset without trained models).
-        split: ``{"test": [...], "validation": [reference subject, ...]}`` instead of the models'.
-        reference: the method the paired tests compare to every other (default: the first
-            trained model, else the first method).
-        pairs: the (input site, target site) pairs to score (default: every ordered pair).
-        jobs: processes that score the subjects and modalities side by side (each with its share
-            of PyTorch's threads; at most the CPU cores); the rows are those of one process, in
-            the same order, to float rounding (the networks' sums may be split otherwise).
+    Parameters
+    ----------
+    dataset
+        A structural dataset folder (``structural.yaml``) or a loaded one.
+    out
+        The output folder, built under a temporary name and moved into place.
+    methods
+        Trained models (run directories or ``model.pt``), baseline names (:data:`BASELINES`) and
+        :class:`ImageHarmonizer` objects, in the order of the table's rows; or a mapping from row
+        names to them.
+    modalities
+        The modalities to score (default: those of the dataset that a trained model was trained
+        on; every modality of the dataset without trained models).
+    split
+        ``{"test": [...], "validation": [reference subject, ...]}`` instead of the models'.
+    reference
+        The method the paired tests compare to every other (default: the first trained model,
+        else the first method).
+    pairs
+        The (input site, target site) pairs to score (default: every ordered pair).
+    jobs
+        Processes that score the subjects and modalities side by side (each with its share of
+        PyTorch's threads; at most the CPU cores); the rows are those of one process, in the same
+        order, to float rounding (the networks' sums may be split otherwise).
+    force
+        Replace an existing, non-empty ``out``.
+    quiet
+        No progress output.
+
+    Returns
+    -------
+    StructuralEvaluation
+
+    Raises
+    ------
+    InputError
+        An existing non-empty ``out`` without ``force``, a method that is neither a saved model
+        nor a baseline, two methods of one name, trained models of different splits, an unknown
+        modality, site or reference method: one sentence. A failed call leaves nothing behind.
     """
     from mrharmony.io import staged_output_dir
 
@@ -142,9 +199,21 @@ def evaluate_structural(dataset, out: str | os.PathLike, *, methods, modalities:
 
 
 def relative_info(info: dict, folder: Path) -> dict:
-    """``info`` with the dataset and the model files named relative to ``folder`` (where
-    ``evaluation.json`` is written), so that a moved folder of results still finds them
-    (:func:`resolved_info` reads them back)."""
+    """An evaluation's ``info`` with its paths relative to the folder of ``evaluation.json``.
+
+    Parameters
+    ----------
+    info
+        :attr:`StructuralEvaluation.info`.
+    folder
+        Where ``evaluation.json`` is written.
+
+    Returns
+    -------
+    dict
+        ``info`` with the dataset and the model files named relative to ``folder``, so that a
+        moved folder of results still finds them (:func:`resolved_info` reads them back).
+    """
     from mrharmony.config import relative_path
 
     return {**info, "dataset": relative_path(info["dataset"], folder),
@@ -152,7 +221,20 @@ def relative_info(info: dict, folder: Path) -> dict:
 
 
 def resolved_info(info: dict, folder: Path) -> dict:
-    """The inverse of :func:`relative_info`: paths of ``evaluation.json`` in ``folder`` made absolute."""
+    """The inverse of :func:`relative_info`.
+
+    Parameters
+    ----------
+    info
+        The ``info`` read from ``evaluation.json``.
+    folder
+        The folder of ``evaluation.json``.
+
+    Returns
+    -------
+    dict
+        ``info`` with the dataset and the model files' paths made absolute.
+    """
     def resolved(p: str) -> str:
         return str((Path(folder) / p).resolve())
 
@@ -164,7 +246,22 @@ def compare_harmonizers(dataset, methods, *, modalities: Sequence[str] | None = 
                         split: Mapping[str, Sequence[str]] | None = None, reference: str | None = None,
                         pairs: Sequence[tuple[str, str]] | None = None, jobs: int = 1,
                         quiet: bool = False) -> StructuralEvaluation:
-    """What :func:`evaluate_structural` computes, without writing it."""
+    """What :func:`evaluate_structural` computes, without writing it.
+
+    Parameters
+    ----------
+    dataset, methods, modalities, split, reference, pairs, jobs, quiet
+        As for :func:`evaluate_structural`.
+
+    Returns
+    -------
+    StructuralEvaluation
+
+    Raises
+    ------
+    InputError
+        As :func:`evaluate_structural` does, but writes nothing.
+    """
     from mrharmony.data.structural import (
         STRUCTURAL_FILE,
         StructuralDataset,
@@ -217,8 +314,24 @@ def compare_harmonizers(dataset, methods, *, modalities: Sequence[str] | None = 
 
 
 def image_harmonizers(methods) -> list[ImageHarmonizer]:
-    """The harmonizers ``methods`` name (see :func:`evaluate_structural`), with unique names: two
-    trained models of one method are told apart by their run directories."""
+    """The harmonizers that ``methods`` name (see :func:`evaluate_structural`).
+
+    Parameters
+    ----------
+    methods
+        As for :func:`evaluate_structural`.
+
+    Returns
+    -------
+    list of ImageHarmonizer
+        With unique names: two trained models of one method are told apart by their run
+        directories.
+
+    Raises
+    ------
+    InputError
+        No method, one that is neither a saved model nor a baseline, or two of one name.
+    """
     from mrharmony.structural.loading import load_image_harmonizer
 
     named = methods.items() if isinstance(methods, Mapping) else [(None, m) for m in methods]
@@ -253,9 +366,34 @@ def image_harmonizers(methods) -> list[ImageHarmonizer]:
 def score_pairs(dataset, harmonizers: Sequence[ImageHarmonizer], *, subjects: Sequence[str], reference_subject: str,
                 seen_sites: Sequence[str], modality: str = "T1w", pairs: Sequence[tuple[str, str]] | None = None,
                 quiet: bool = False) -> list[dict]:
-    """The rows of one modality (see the module docstring): every harmonizer that applies to
-    ``modality`` on every ordered pair of sites (input site, target site) of each test subject,
-    or on ``pairs``."""
+    """The rows of one modality (see the module docstring).
+
+    Parameters
+    ----------
+    dataset
+        A loaded structural dataset.
+    harmonizers
+        The harmonizers; those that do not apply to ``modality`` are left out.
+    subjects
+        The test subjects.
+    reference_subject
+        The one-shot reference subject, whose image on the target site is the target image.
+    seen_sites
+        The training sites (a pair of two of them is ``seen``, any other ``unseen``).
+    modality
+        The modality scored.
+    pairs
+        The (input site, target site) pairs to score (default: every ordered pair).
+    quiet
+        No progress output.
+
+    Returns
+    -------
+    list of dict
+        One row per test subject, pair and harmonizer, and the truth's row: the metrics of
+        :mod:`mrharmony.structural.metrics`, ``texture_p2`` and, for an invertible method,
+        ``roundtrip``.
+    """
     from mrharmony.progress import Progress
 
     hs = [h for h in harmonizers if h.applies_to(modality)]

@@ -26,13 +26,14 @@ IHF-Harmony (:mod:`mrharmony.structural.ihf`) and the intensity baselines
 (:mod:`mrharmony.structural.intensity`) are its subclasses; evaluation
 (:mod:`mrharmony.structural.evaluate`), ``apply`` and the benchmarks use them only through it.
 
-Examples:
-    >>> from mrharmony.structural.intensity import ZScoreHarmonizer          # doctest: +SKIP
-    >>> result = ZScoreHarmonizer().transform(image, target=target)          # doctest: +SKIP
-    >>> from mrharmony.structural.loading import load_image_harmonizer       # doctest: +SKIP
-    >>> h = load_image_harmonizer("runs/hail")                               # doctest: +SKIP
-    >>> h.harmonize_file(input_path="sub-03_T1w.nii.gz", target_path="siteD_T1w.nii.gz",
-    ...                  out="sub-03_desc-harmonized_T1w.nii.gz")            # doctest: +SKIP
+Examples
+--------
+>>> from mrharmony.structural.intensity import ZScoreHarmonizer          # doctest: +SKIP
+>>> result = ZScoreHarmonizer().transform(image, target=target)          # doctest: +SKIP
+>>> from mrharmony.structural.loading import load_image_harmonizer       # doctest: +SKIP
+>>> h = load_image_harmonizer("runs/hail")                               # doctest: +SKIP
+>>> h.harmonize_file(input_path="sub-03_T1w.nii.gz", target_path="siteD_T1w.nii.gz",
+...                  out="sub-03_desc-harmonized_T1w.nii.gz")            # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -78,7 +79,37 @@ class HarmonizedImage:
 
 
 class ImageHarmonizer(ABC):
-    """Base of the structural harmonizers (see the module docstring)."""
+    """Base of the structural harmonizers (see the module docstring).
+
+    Parameters
+    ----------
+    name
+        Its row name in evaluation tables (default: its ``method``).
+    modalities
+        The modalities it was trained on (None: any).
+
+    Attributes
+    ----------
+    method : str
+        Short name of the method (``hail``, ``ihf``, ``none``, ``zscore``, ...).
+    title : str
+        The method as papers and tables name it.
+    description : str
+        The ``Description`` of the sidecar of an image it harmonized.
+    invertible : bool
+        Whether :meth:`restore` takes a prediction back to the input.
+    array_keys : tuple of str
+        The arrays a result may carry beside its image (written as ``<stem>_<key>.npy``).
+    name, modalities
+        As given.
+
+    Examples
+    --------
+    >>> from mrharmony.structural.intensity import ZScoreHarmonizer          # doctest: +SKIP
+    >>> result = ZScoreHarmonizer().transform(image, target=target)          # doctest: +SKIP
+    >>> result.image.dtype                                                   # doctest: +SKIP
+    dtype('float32')
+    """
 
     #: short name of the method (``hail``, ``ihf``, ``none``, ``zscore``, ...)
     method: ClassVar[str] = "image"
@@ -102,8 +133,30 @@ class ImageHarmonizer(ABC):
 
     def transform(self, image: np.ndarray, *, target: np.ndarray, mask: np.ndarray | None = None,
                   target_mask: np.ndarray | None = None) -> HarmonizedImage:
-        """``image`` (3D) with the appearance of the site of ``target`` (3D, any grid), inside
-        brain masks (default: :func:`mrharmony.data.masks.brain_mask` of each image)."""
+        """An image given the appearance of the site of one target image, anatomy kept.
+
+        Parameters
+        ----------
+        image
+            The image to harmonize (3D); it is not changed.
+        target
+            One image of the target site (3D, any subject, any grid).
+        mask, target_mask
+            Their brain masks (default: :func:`mrharmony.data.masks.brain_mask` of each image);
+            statistics are taken inside them.
+
+        Returns
+        -------
+        HarmonizedImage
+            The prediction (float32, on the input's grid, on the target's intensity scale) and
+            the values its sidecar records.
+
+        Raises
+        ------
+        ValueError
+            An image that is not a real, finite 3D array, or a mask that is empty or not on its
+            image's grid.
+        """
         image, mask = self._checked(image, mask, "image")
         target, target_mask = self._checked(target, target_mask, "target")
         out = self._transform(image, mask, target, target_mask)
@@ -114,8 +167,26 @@ class ImageHarmonizer(ABC):
 
     def restore(self, result: HarmonizedImage, *, target: np.ndarray | None = None,
                 target_mask: np.ndarray | None = None) -> np.ndarray:
-        """The input image back from its :class:`HarmonizedImage` (invertible methods only); the
-        target image is needed only by a result that does not record what the inverse needs."""
+        """The input image back from its harmonized image (invertible methods only).
+
+        Parameters
+        ----------
+        result
+            What :meth:`transform` returned.
+        target, target_mask
+            The target image and its mask, needed only by a result that does not record what the
+            inverse needs.
+
+        Returns
+        -------
+        numpy.ndarray
+            The input image, float32.
+
+        Raises
+        ------
+        TypeError
+            The method is not invertible.
+        """
         if not self.invertible:
             raise TypeError(f"{self.title} is not invertible: its predictions cannot be restored")
         if target is not None:
@@ -123,24 +194,60 @@ class ImageHarmonizer(ABC):
         return np.asarray(self._restore(result, target, target_mask), np.float32)
 
     def applies_to(self, modality: str) -> bool:
-        """Whether it harmonizes images of ``modality`` (those it was trained on; any for methods
-        that learn nothing)."""
+        """Whether it harmonizes images of a modality.
+
+        Parameters
+        ----------
+        modality
+            A BIDS suffix (``T1w``, ``T2w``, ``FLAIR``).
+
+        Returns
+        -------
+        bool
+            True for the modalities it was trained on, and for any modality where it learned
+            nothing.
+        """
         return self.modalities is None or modality in self.modalities
 
     def harmonize_file(self, *, input_path, target_path, out, mask_path=None, target_mask_path=None,
                        force: bool = False, allow_modality_mismatch: bool = False) -> Path:
-        """Harmonize the NIfTI image ``input_path`` to the site of ``target_path``; write ``out``
-        (float32 NIfTI, the input's grid and affine), its JSON sidecar and the result's arrays
-        (:data:`ARRAYS` of the method, ``<stem>_<key>.npy``, named in the sidecar; written last).
-        Existing outputs need ``force``; with it, an array file the new result does not have is
-        removed.
+        """Harmonize a NIfTI image to the site of a target image and write the result.
 
-        Where BIDS suffixes show that the input and the target image are of different modalities
-        the file is refused (one sentence) unless ``allow_modality_mismatch``. A trained model
-        that records its training images' voxel size harmonizes images of another voxel size on
-        that grid: resampled to it (linear; masks nearest) and the prediction back to the input's
-        grid, recorded in the sidecar (an invertible method refuses them instead: its exact
-        inverse needs the model's grid)."""
+        The output is float32 NIfTI on the input's grid and affine, with its JSON sidecar and the
+        result's arrays (the method's ``array_keys``, ``<stem>_<key>.npy``, named in the sidecar;
+        written last). A trained model that records its training images' voxel size harmonizes
+        images of another voxel size on that grid: resampled to it (linear; masks nearest) and
+        the prediction back to the input's grid, recorded in the sidecar (an invertible method
+        refuses them instead: its exact inverse needs the model's grid).
+
+        Parameters
+        ----------
+        input_path
+            The image to harmonize.
+        target_path
+            One image of the target site.
+        out
+            The output NIfTI file; its sidecar is ``out`` with ``.json``.
+        mask_path, target_mask_path
+            Their brain masks (default: the automatic mask of each image).
+        force
+            Replace existing outputs; an array file the new result does not have is removed.
+        allow_modality_mismatch
+            Harmonize where BIDS suffixes show that the input and the target image are of
+            different modalities (else refused).
+
+        Returns
+        -------
+        pathlib.Path
+            The harmonized image's path.
+
+        Raises
+        ------
+        InputError
+            An output that exists without ``force``, a file that cannot be read, a modality
+            mismatch, or (an invertible method) an image off the model's grid: one sentence
+            naming the file.
+        """
         from mrharmony.data.images import voxel_size
         from mrharmony.io import check_new_file, save_nifti, write_json
 
@@ -197,14 +304,34 @@ class ImageHarmonizer(ABC):
 
     @property
     def training_voxel_size(self) -> np.ndarray | None:
-        """The voxel size (mm) of the images the model learned from; None when it learned nothing
-        or does not record it."""
+        """The voxel size of the images the model learned from.
+
+        Returns
+        -------
+        numpy.ndarray or None
+            Its three edges (mm); None when it learned nothing or does not record it.
+        """
         return None
 
     def sidecar(self, result: HarmonizedImage, *, input_path, target_path, mask_path=None,
                 target_mask_path=None) -> dict:
-        """The JSON sidecar of a harmonized image: what it is, what made it, from which images
-        and masks, and the result's own values."""
+        """The JSON sidecar of a harmonized image.
+
+        Parameters
+        ----------
+        result
+            What :meth:`transform` returned.
+        input_path, target_path
+            The input and the target image.
+        mask_path, target_mask_path
+            Their brain masks (None: the automatic mask).
+
+        Returns
+        -------
+        dict
+            What the image is, what made it (the version and :meth:`model_sidecar`), from which
+            images and masks, and the result's own values.
+        """
         return {
             "Description": self.description,
             "GeneratedBy": [{"Name": "mrharmony", "Version": self.version}],
@@ -223,7 +350,14 @@ class ImageHarmonizer(ABC):
         return __version__
 
     def model_sidecar(self) -> dict:
-        """Sidecar entries describing the model (none for methods that learn nothing)."""
+        """Sidecar entries describing the model.
+
+        Returns
+        -------
+        dict
+            The model's file and hashes and its training sites; empty for methods that learn
+            nothing.
+        """
         return {}
 
     # ---- the maths, in subclasses -------------------------------------------------------
@@ -283,7 +417,7 @@ class TrainedImageHarmonizer(ImageHarmonizer):
         """The untrained network that ``meta['model']`` (the method's settings) describes."""
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, name: str | None = None, **options) -> "TrainedImageHarmonizer":
+    def load(cls, path: str | os.PathLike, *, name: str | None = None, **options) -> TrainedImageHarmonizer:
         """A trained model (``model.pt`` or its run directory); a model of another method is
         refused with one sentence naming the file and the command that trains this one."""
         from mrharmony.engine.checkpoint import read_method_model
@@ -293,7 +427,7 @@ class TrainedImageHarmonizer(ImageHarmonizer):
 
     @classmethod
     def from_saved(cls, obj: dict, path: str | os.PathLike, *, name: str | None = None,
-                   **options) -> "TrainedImageHarmonizer":
+                   **options) -> TrainedImageHarmonizer:
         """The harmonizer from the contents ``obj`` of a saved model read from ``path``."""
         from mrharmony.engine.checkpoint import load_weights
 

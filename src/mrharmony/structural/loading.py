@@ -12,12 +12,35 @@ from mrharmony.structural.registry import REGISTRY, trained_class
 
 def load_image_harmonizer(path: str | os.PathLike, *, method: str | None = None, name: str | None = None,
                           **options) -> TrainedImageHarmonizer:
-    """Any saved structural model (``model.pt`` or its run directory), of the class its
-    ``meta['model']['method']`` names; ``method``, when given, is the one it must name (else one
-    sentence naming the file refuses it). ``options`` go to the class (HAIL: ``device``).
+    """Open any saved structural model as the harmonizer of the method it names.
 
-    Examples:
-        >>> h = load_image_harmonizer("runs/hail")                             # doctest: +SKIP
+    Parameters
+    ----------
+    path
+        A run directory or its ``model.pt``.
+    method
+        The method the model must name (``hail``, ``ihf``); default: whichever it names
+        (``meta['model']['method']``).
+    name
+        The harmonizer's row name (default: the method's, or its variant's).
+    **options
+        Keyword arguments of the harmonizer class (HAIL: ``device``).
+
+    Returns
+    -------
+    TrainedImageHarmonizer
+        The trained harmonizer (:class:`~mrharmony.structural.hail.HAILHarmonizer` or
+        :class:`~mrharmony.structural.ihf.IHFHarmonizer`).
+
+    Raises
+    ------
+    InputError
+        A file that cannot be opened, a model that is not a structural one, or one of another
+        method than ``method``: one sentence naming the file.
+
+    Examples
+    --------
+    >>> h = load_image_harmonizer("runs/hail")                             # doctest: +SKIP
     """
     from mrharmony.engine.checkpoint import model_file, read_checkpoint
 

@@ -27,6 +27,7 @@ CLASSES = {"csf": 1, "gm": 2, "wm": 3}
 
 
 def wasserstein(a: np.ndarray, b: np.ndarray) -> float:
+    """The 1-Wasserstein distance (scipy) between the values of two arrays (flattened)."""
     from scipy.stats import wasserstein_distance
 
     return float(wasserstein_distance(np.ravel(a), np.ravel(b)))
@@ -34,7 +35,31 @@ def wasserstein(a: np.ndarray, b: np.ndarray) -> float:
 
 def nwd(input_img: np.ndarray, pred: np.ndarray, target: np.ndarray, *, input_mask: np.ndarray,
         target_mask: np.ndarray) -> tuple[float, float]:
-    """(nWD(i, p), nWD(t, p)); ``pred`` lies on the input's grid and mask."""
+    """The normalized Wasserstein distances of a prediction to its input and to its target.
+
+    Parameters
+    ----------
+    input_img
+        The input image.
+    pred
+        The prediction, on the input's grid.
+    target
+        The target image (any grid).
+    input_mask, target_mask
+        The brain masks of input (and prediction) and of target.
+
+    Returns
+    -------
+    tuple of float
+        nWD(i, p) and nWD(t, p): the distances of the brain intensity distributions of input and
+        prediction, and of target and prediction, each divided by that of input and target (a
+        prediction with the target's appearance scores 1 and 0).
+
+    Raises
+    ------
+    ValueError
+        Input and target with the same intensity distribution (nWD is undefined).
+    """
     i, p, t = input_img[input_mask], pred[input_mask], target[target_mask]
     base = wasserstein(i, t)
     if base == 0:
@@ -57,16 +82,36 @@ TISSUE_ORDER = {"T1w": ("csf", "gm", "wm"), "T2w": ("wm", "gm", "csf"), "FLAIR":
 
 def segment_tissues(img: np.ndarray, mask: np.ndarray, *, modality: str = "T1w", beta: float = 0.1,
                     max_iter: int = 20, tolerance: float = 1e-5) -> np.ndarray:
-    """Labels 0 (outside), 1 CSF, 2 GM, 3 WM of an image inside ``mask``: dipy's hidden Markov
-    random field classifier (its observation model and iterated conditional modes, as in
-    ``TissueClassifierHMRF``) with three classes by intensity, named by the modality's tissue
-    order :data:`TISSUE_ORDER`.
+    """Tissue labels of an image inside a mask: dipy's hidden Markov random field classifier.
 
-    Two things differ from ``TissueClassifierHMRF.classify``: the class means start from a 1D
-    k-means of the brain's intensities rather than evenly spaced, so that two close tissues
-    (GM and WM in T2w, where CSF is far brighter) are not merged; and the background gets fixed
-    small values rather than draws from the global random generator, so that a segmentation is
-    the same on every run.
+    Its observation model and iterated conditional modes, as in ``TissueClassifierHMRF``, with
+    three classes by intensity, named by the modality's tissue order :data:`TISSUE_ORDER`. Two
+    things differ from ``TissueClassifierHMRF.classify``: the class means start from a 1D k-means
+    of the brain's intensities rather than evenly spaced, so that two close tissues (GM and WM in
+    T2w, where CSF is far brighter) are not merged; and the background gets fixed small values
+    rather than draws from the global random generator, so that a segmentation is the same on
+    every run.
+
+    Parameters
+    ----------
+    img
+        The image (3D).
+    mask
+        Its brain mask.
+    modality
+        ``T1w``, ``T2w`` or ``FLAIR``: which tissue is dark and which bright.
+    beta
+        The smoothness of the Markov random field.
+    max_iter
+        Iterations at most.
+    tolerance
+        Stop when the energy of the last five iterations spans less than this share of its whole
+        span (0: run ``max_iter``).
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 labels: 0 outside the mask, 1 CSF, 2 GM, 3 WM (:data:`CLASSES`).
     """
     from dipy.segment.mrf import ConstantObservationModel, IteratedConditionalModes
     from scipy.cluster.vq import kmeans2
@@ -111,7 +156,25 @@ def segment_tissues(img: np.ndarray, mask: np.ndarray, *, modality: str = "T1w",
 
 
 def dice(labels_a: np.ndarray, labels_b: np.ndarray) -> dict[str, float]:
-    """Dice overlap of GM and of WM between two segmentations (anatomy kept: 1)."""
+    """Dice overlap of GM and of WM between two segmentations.
+
+    Parameters
+    ----------
+    labels_a, labels_b
+        Labels of :func:`segment_tissues`.
+
+    Returns
+    -------
+    dict of str to float
+        ``gm`` and ``wm``: 1 where the anatomy is kept voxel by voxel; NaN for a tissue neither has.
+
+    Examples
+    --------
+    >>> a = np.zeros((4, 4, 4), np.uint8)
+    >>> a[:2], a[2:] = 2, 3
+    >>> dice(a, a)
+    {'gm': 1.0, 'wm': 1.0}
+    """
     out = {}
     for t in ("gm", "wm"):
         a, b = labels_a == CLASSES[t], labels_b == CLASSES[t]
@@ -121,17 +184,46 @@ def dice(labels_a: np.ndarray, labels_b: np.ndarray) -> dict[str, float]:
 
 
 def tissue_volumes(labels: np.ndarray, voxel_volume: float = 1.0) -> dict[str, float]:
+    """The volume of each tissue of a segmentation (``csf``, ``gm``, ``wm``), in units of ``voxel_volume``."""
     return {name: float((labels == k).sum()) * voxel_volume for name, k in CLASSES.items()}
 
 
 def ravd(labels_input: np.ndarray, labels_pred: np.ndarray) -> dict[str, float]:
-    """Relative absolute volume difference of GM and WM between two segmentations."""
+    """Relative absolute volume difference of GM and WM between two segmentations.
+
+    Parameters
+    ----------
+    labels_input, labels_pred
+        Labels of :func:`segment_tissues` of the input and of the prediction.
+
+    Returns
+    -------
+    dict of str to float
+        ``gm`` and ``wm``: ``|V_p - V_i| / V_i`` (0: the volumes kept); NaN for a tissue the
+        input lacks.
+    """
     vi, vp = tissue_volumes(labels_input), tissue_volumes(labels_pred)
     return {t: abs(vp[t] - vi[t]) / vi[t] if vi[t] > 0 else float("nan") for t in ("gm", "wm")}
 
 
 def ssim_psnr(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
-    """SSIM (mean of the SSIM map inside ``mask``) and PSNR (dB) of ``pred`` against ``truth``."""
+    """SSIM and PSNR of a prediction against the truth, inside a mask.
+
+    Parameters
+    ----------
+    pred
+        The prediction.
+    truth
+        The truth, on the same grid (the same subject seen by the target site).
+    mask
+        The brain mask.
+
+    Returns
+    -------
+    tuple of float
+        SSIM (scikit-image's SSIM map, Gaussian window of sigma 1.5, averaged over the mask) and
+        PSNR in dB (on the truth's range inside the mask; infinite for a perfect prediction).
+    """
     from skimage.metrics import structural_similarity
 
     m = np.asarray(mask, bool)
@@ -147,8 +239,33 @@ def metrics_from_files(*, input_path, prediction_path, target_path, input_mask_p
                        truth_path=None, modality: str = "T1w") -> dict:
     """Every metric of this module from NIfTI files (``mrharmony structural metrics``).
 
-    The prediction (and the truth) must lie on the input's grid; masks default to
-    :func:`brain_mask` of the input and of the target.
+    Parameters
+    ----------
+    input_path
+        The input image.
+    prediction_path
+        The harmonized image, on the input's grid.
+    target_path
+        The target image.
+    input_mask_path, target_mask_path
+        Brain masks (default: :func:`brain_mask` of the input and of the target).
+    truth_path
+        The truth, on the input's grid (for SSIM and PSNR).
+    modality
+        The images' modality (for the tissue segmentations).
+
+    Returns
+    -------
+    dict of str to float
+        ``nwd_ip``, ``nwd_tp``, ``ravd_gm``, ``ravd_wm``, ``dice_gm``, ``dice_wm`` and, with a
+        truth, ``ssim`` and ``psnr_db``.
+
+    Raises
+    ------
+    InputError
+        A file that cannot be read or is on the wrong grid, an empty mask, a target with the
+        input's intensity distribution, an image with fewer than three intensity levels in the
+        brain, or a truth too small for SSIM: one sentence naming the file.
     """
     from mrharmony.data.structural import read_structural_image
     from mrharmony.errors import InputError
@@ -187,12 +304,33 @@ def metrics_from_files(*, input_path, prediction_path, target_path, input_mask_p
 
 
 def period2_power(change: np.ndarray, mask: np.ndarray, *, reach: int = 4) -> float:
-    """Energy of the coherent 2-voxel pattern of ``change`` (an image's change, output minus
-    input, zero outside ``mask``): in each 2 x 2 block of every slice (the blocks a 2D squeeze
-    makes), the three Haar details (alternating along the first axis, the second, and both), each
-    averaged over ``reach`` x ``reach`` neighbouring blocks, so that noise, whose details change
-    sign from block to block, averages out while a texture repeating every 2 voxels stays; the
-    mean of their squares over the blocks inside the mask."""
+    """Energy of the coherent 2-voxel pattern of an image's change.
+
+    In each 2 x 2 block of every slice (the blocks a 2D squeeze makes), the three Haar details
+    (alternating along the first axis, the second, and both), each averaged over ``reach`` x
+    ``reach`` neighbouring blocks, so that noise, whose details change sign from block to block,
+    averages out while a texture repeating every 2 voxels stays.
+
+    Parameters
+    ----------
+    change
+        An image's change, output minus input (zero outside ``mask`` is assumed).
+    mask
+        The brain mask.
+    reach
+        The neighbouring blocks averaged along each axis of a slice.
+
+    Returns
+    -------
+    float
+        The mean of the averaged details' squares over the blocks inside the mask, summed over
+        the three details.
+
+    Raises
+    ------
+    ValueError
+        An empty mask, or one that holds no whole 2 x 2 block.
+    """
     from scipy import ndimage
 
     m = np.asarray(mask, bool)
@@ -213,9 +351,26 @@ def period2_power(change: np.ndarray, mask: np.ndarray, *, reach: int = 4) -> fl
 
 
 def texture_ratio(prediction: np.ndarray, image: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
-    """:func:`period2_power` of the prediction's change over that of the truth's (1: as much
-    coherent 2-voxel pattern as the real difference between the two sites' images has; above 1:
-    a texture the method added)."""
+    """How much 2-voxel texture a method's change adds, relative to the real difference.
+
+    Parameters
+    ----------
+    prediction
+        The harmonized image.
+    image
+        The input image.
+    truth
+        The truth (the same subject seen by the target site).
+    mask
+        The brain mask.
+
+    Returns
+    -------
+    float
+        :func:`period2_power` of ``prediction - image`` over that of ``truth - image`` (1: as
+        much coherent 2-voxel pattern as the real difference between the two sites' images has;
+        above 1: a texture the method added).
+    """
     return period2_power(prediction - image, mask) / max(period2_power(truth - image, mask), 1e-30)
 
 
@@ -224,10 +379,23 @@ TRUTH_ROW = "truth"
 
 
 def summarize(rows: list[dict], extra_metrics=()) -> list[dict]:
-    """Each metric per (modality, group, method), in the rows' method order: its mean over the
-    test subjects of each subject's mean over its site pairs (``k``), a 95% bootstrap interval over
-    subjects (``k_ci95``) and the standard deviation over site pairs (``k_sd``); ``extra_metrics``
-    (such as a round-trip error) where a method's rows have them."""
+    """Each metric per modality, group and method, in the rows' method order.
+
+    Parameters
+    ----------
+    rows
+        The rows of an evaluation (:func:`mrharmony.structural.evaluate.score_pairs`).
+    extra_metrics
+        Further keys to summarize where a method's rows have them (such as a round-trip error).
+
+    Returns
+    -------
+    list of dict
+        Per (modality, group, method): ``n_pairs``, ``n_subjects`` and, for each metric ``k``,
+        its mean over the test subjects of each subject's mean over its site pairs (``k``), a 95%
+        bootstrap interval over subjects (``k_ci95``) and the standard deviation over site pairs
+        (``k_sd``).
+    """
     from mrharmony.stats import mean_ci
 
     out = []
@@ -251,12 +419,27 @@ def summarize(rows: list[dict], extra_metrics=()) -> list[dict]:
 
 
 def paired_tests(rows: list[dict], *, reference: str, metrics=("ssim", "nwd_tp")) -> list[dict]:
-    """Paired Wilcoxon signed-rank tests of ``reference`` against every other method over the test
-    subjects (each subject's mean over the site pairs of the group, the pairs both methods were
-    scored on), per modality, group and metric; Bonferroni over every test of the table.
+    """Paired Wilcoxon signed-rank tests of one method against every other, over the test subjects.
 
-    The subjects are paired here; the tests are :func:`mrharmony.stats.paired_test` and
-    :func:`mrharmony.stats.bonferroni`, those of the dMRI wing."""
+    Each subject's value is its mean over the site pairs of the group that both methods were
+    scored on. The subjects are paired here; the tests are :func:`mrharmony.stats.paired_test`
+    and :func:`mrharmony.stats.bonferroni`, those of the dMRI wing.
+
+    Parameters
+    ----------
+    rows
+        The rows of an evaluation.
+    reference
+        The method compared to every other (the truth's row aside).
+    metrics
+        The metrics tested.
+
+    Returns
+    -------
+    list of dict
+        Per modality, group, method and metric: ``n``, ``median_difference`` (reference minus
+        method), ``p`` and ``p_bonferroni`` (over every test of the table).
+    """
     from mrharmony.stats import bonferroni, paired_test
 
     tests = []
@@ -283,9 +466,20 @@ def paired_tests(rows: list[dict], *, reference: str, metrics=("ssim", "nwd_tp")
 
 
 def markdown_table(summary: list[dict]) -> str:
-    """The summary as a Markdown table (rAVD in percent): each metric's mean over the test subjects
-    with its 95% bootstrap interval over them, or, with fewer than ``MIN_INTERVAL_SUBJECTS`` test
-    subjects, ± the standard deviation over their site pairs."""
+    """The summary as a Markdown table (rAVD in percent).
+
+    Parameters
+    ----------
+    summary
+        The result of :func:`summarize`.
+
+    Returns
+    -------
+    str
+        One row per summary row: each metric's mean over the test subjects with its 95%
+        bootstrap interval over them, or, with fewer than ``MIN_INTERVAL_SUBJECTS``
+        (:mod:`mrharmony.stats`) test subjects, ± the standard deviation over their site pairs.
+    """
     from mrharmony.stats import MIN_INTERVAL_SUBJECTS
 
     cols = [("nwd_ip", "nWD(i,p) (1 ideal)", 1.0, 3), ("nwd_tp", "nWD(t,p) (0 ideal)", 1.0, 3),

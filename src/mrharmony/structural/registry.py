@@ -7,6 +7,21 @@ methods``), evaluation, the report and the docs read this table, and the lookups
 beside it: :func:`intensity_harmonizer` (a baseline) and :func:`trained_class` (the harmonizer
 class of a trained method; :func:`mrharmony.structural.loading.load_image_harmonizer` opens a saved
 model with it). A new structural method is its module, its test and one line here.
+
+Attributes
+----------
+REGISTRY : mrharmony.engine.registry.Registry
+    The wing's methods in table order: the image-to-image methods trained by the engine (kind
+    ``image``: ``hail``, ``ihf``) and the one-shot intensity baselines (kind ``intensity``:
+    ``none``, ``zscore``, ``whitestripe``, ``nyul``).
+INTENSITY_METHODS : tuple of str
+    The intensity baselines, in table order.
+
+Examples
+--------
+>>> from mrharmony.structural.registry import intensity_harmonizer
+>>> intensity_harmonizer("nyul")
+NyulHarmonizer(name='nyul')
 """
 
 from __future__ import annotations
@@ -43,12 +58,41 @@ INTENSITY_METHODS = tuple(REGISTRY.names("intensity"))
 
 
 def intensity_harmonizer(method: str, *, name: str | None = None) -> IntensityHarmonizer:
-    """The intensity baseline ``method`` (one of :data:`INTENSITY_METHODS`); an unknown one is
-    refused in one sentence naming them."""
+    """An intensity baseline, by name.
+
+    Parameters
+    ----------
+    method
+        One of :data:`INTENSITY_METHODS`.
+    name
+        Its row name (default: the method's).
+
+    Returns
+    -------
+    IntensityHarmonizer
+        The baseline (it learns nothing: ready to use).
+
+    Raises
+    ------
+    InputError
+        An unknown method, in one sentence naming the baselines.
+    """
     return REGISTRY.get(method, "intensity").config(name=name)
 
 
 def trained_class(method: str) -> type[TrainedImageHarmonizer] | None:
-    """The harmonizer class of a trained image method (``hail``, ``ihf``), or None."""
+    """The harmonizer class of a trained image method.
+
+    Parameters
+    ----------
+    method
+        A method name (``hail``, ``ihf``).
+
+    Returns
+    -------
+    type or None
+        Its :class:`~mrharmony.structural.harmonizer.TrainedImageHarmonizer` subclass; None for a
+        name that is no trained image method.
+    """
     found = [m for m in REGISTRY.methods("image") if m.name == method]
     return found[0].config.harmonizer() if found else None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+
 import numpy as np
 
 #: the schemes; the first is the default
@@ -38,7 +39,7 @@ class ChannelStats:
     std: np.ndarray
 
     @classmethod
-    def fit(cls, data: np.ndarray, mask: np.ndarray) -> "ChannelStats":
+    def fit(cls, data: np.ndarray, mask: np.ndarray) -> ChannelStats:
         vals = data[mask].astype(np.float64)
         if vals.shape[0] == 0:
             raise ValueError("cannot compute channel statistics on an empty mask")
@@ -47,7 +48,7 @@ class ChannelStats:
         return cls(vals.mean(axis=0).astype(np.float32), std.astype(np.float32))
 
     @classmethod
-    def average(cls, stats: list["ChannelStats"]) -> "ChannelStats":
+    def average(cls, stats: list[ChannelStats]) -> ChannelStats:
         """The mean of several scans' means and of their standard deviations (a platform's scale)."""
         if not stats:
             raise ValueError("no scans to average")
@@ -72,7 +73,7 @@ class ChannelStats:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ChannelStats":
+    def from_dict(cls, d: dict) -> ChannelStats:
         return cls(np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32))
 
 
@@ -129,7 +130,7 @@ class FeatureScaling:
 
     @classmethod
     def from_dataset(cls, kind: str, ds, platforms: list[str], subjects: list[str], *,
-                     denoised: tuple[str, str] | None = None) -> "FeatureScaling":
+                     denoised: tuple[str, str] | None = None) -> FeatureScaling:
         """The scaling learned from the training ``subjects``' prepared features."""
         d = dict([denoised]) if denoised else {}
         return cls(kind, {p: platform_stats(ds, p, subjects, d.get(p, "none")) for p in platforms}, denoised)

@@ -38,6 +38,7 @@ from mrharmony.errors import InputError
 from mrharmony.io import check_format_version, save_nifti, write_derivative_description, write_json
 from mrharmony.progress import Progress
 
+
 def _fingerprint(scan: Scan) -> dict:
     out = {}
     for key, path in (("dwi", scan.dwi), ("bval", scan.bval), ("bvec", scan.bvec), ("mask", scan.mask)):
@@ -167,7 +168,7 @@ class ScanFeatures:
         """The SH coefficients at their own scale (of the b0-normalized signal)."""
         return self.stats.invert(self.data, self.mask) if self.normalized else self.data
 
-    def scaled(self, stats: ChannelStats) -> "ScanFeatures":
+    def scaled(self, stats: ChannelStats) -> ScanFeatures:
         """The same scan normalized with ``stats`` instead."""
         return ScanFeatures(data=stats.apply(self.raw(), self.mask), mask=self.mask, affine=self.affine, stats=stats,
                             sh=self.sh)

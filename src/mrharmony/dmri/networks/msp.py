@@ -118,7 +118,7 @@ class MSPConfig(NetworkConfig):
     alpha_end_epoch: float = Field(default=5.0, ge=0)
 
     @model_validator(mode="after")
-    def _ramp(self) -> "MSPConfig":
+    def _ramp(self) -> MSPConfig:
         if self.alpha_end_epoch < self.alpha_start_epoch:
             raise ValueError("alpha_end_epoch must not come before alpha_start_epoch")
         return self
