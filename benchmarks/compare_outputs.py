@@ -39,12 +39,15 @@ def compare_runs(a: Path, b: Path) -> dict[str, float]:
             if sa.keys() != sb.keys():
                 out[run.name] = float("inf")
                 continue
-            out[run.name] = max(float((sa[k].double() - sb[k].double()).abs().max()) if sa[k].numel() else 0.0
-                                for k in sa)
+            out[run.name] = max(
+                float((sa[k].double() - sb[k].double()).abs().max()) if sa[k].numel() else 0.0 for k in sa
+            )
         else:
             files = sorted(f.name for f in run.glob("*.nii.gz"))
-            out[run.name] = max((float(np.abs(nib.load(run / f).get_fdata() - nib.load(other / f).get_fdata()).max())
-                                 for f in files), default=0.0)
+            out[run.name] = max(
+                (float(np.abs(nib.load(run / f).get_fdata() - nib.load(other / f).get_fdata()).max()) for f in files),
+                default=0.0,
+            )
     return out
 
 
@@ -52,8 +55,11 @@ def compare_evaluations(a: Path, b: Path) -> dict[str, float]:
     """Largest absolute difference of the patch MSE and of each whole-volume error."""
     ea = json.loads((a / "evaluation" / "evaluation.json").read_text())
     eb = json.loads((b / "evaluation" / "evaluation.json").read_text())
-    out = {"patch_mse": max(abs(v["mean"] - eb["patch_mse"][m][t]["mean"])
-                            for m, per in ea["patch_mse"].items() for t, v in per.items())}
+    out = {
+        "patch_mse": max(
+            abs(v["mean"] - eb["patch_mse"][m][t]["mean"]) for m, per in ea["patch_mse"].items() for t, v in per.items()
+        )
+    }
     rows_b = {(r["method"], r["subject"], r["target"]): r for r in eb["volume_errors"]}
     for r in ea["volume_errors"]:
         other = rows_b[(r["method"], r["subject"], r["target"])]

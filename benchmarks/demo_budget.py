@@ -46,29 +46,39 @@ def main() -> int:
     demo_runs = [root / "runs" / r for r in (*(f"diqt-{t}" for t in args.targets), *DEMO_ROWS)]
     missing = [r for r in demo_runs if not r.is_dir()]
     if missing:
-        print(f"demo_budget.py: error: {root} has no run {missing[0].name}; run 'mrharmony demo {root}' first.",
-              file=sys.stderr)
+        print(
+            f"demo_budget.py: error: {root} has no run {missing[0].name}; run 'mrharmony demo {root}' first.",
+            file=sys.stderr,
+        )
         return 2
     data = yaml.safe_load((root / "configs" / f"diqt-{args.targets[0]}.yaml").read_text())["data"]
     best = recipe("diqt_tuned")
     for k in args.multiples:
         tuned = []
         for t in args.targets:
-            cfg = {"preset": "demo", "label": best.name, "data": {**data, "targets": [t]},
-                   "model": dict(best.model),
-                   "training": {"seed": 0, "epochs": k * PRESETS["demo"]["epochs"], **best.options}}
+            cfg = {
+                "preset": "demo",
+                "label": best.name,
+                "data": {**data, "targets": [t]},
+                "model": dict(best.model),
+                "training": {"seed": 0, "epochs": k * PRESETS["demo"]["epochs"], **best.options},
+            }
             tuned.append(train_dmri_run(root, f"tuned-x{k}-{t}", cfg))
         ev = evaluate(demo_runs + tuned, max_patches=2000, volume_voxels=10000, quiet=True)
         write_tables(ev, root / "demo-budget" / f"x{k}")
         print(f"\n## diqt_tuned at {k} x the demo's epochs\n")
-        print("| target | row | FA vs scan | FA vs noiseless | MD vs scan (1e-5) | MD vs noiseless (1e-5) |\n"
-              "| --- | --- | --- | --- | --- | --- |")
+        print(
+            "| target | row | FA vs scan | FA vs noiseless | MD vs scan (1e-5) | MD vs noiseless (1e-5) |\n"
+            "| --- | --- | --- | --- | --- | --- |"
+        )
         rows = ev.volume_errors
         for t in args.targets:
             for m in dict.fromkeys(r["method"] for r in rows if r["target"] == t):
                 sel = [r for r in rows if r["target"] == t and r["method"] == m]
-                fa, fa_c, md, md_c = (float(np.mean([r[key] for r in sel]))
-                                      for key in ("fa_mae", "fa_mae_noiseless", "md_mae", "md_mae_noiseless"))
+                fa, fa_c, md, md_c = (
+                    float(np.mean([r[key] for r in sel]))
+                    for key in ("fa_mae", "fa_mae_noiseless", "md_mae", "md_mae_noiseless")
+                )
                 print(f"| {t} | {m} | {fa:.4f} | {fa_c:.4f} | {md * 1e5:.2f} | {md_c * 1e5:.2f} |", flush=True)
     return 0
 

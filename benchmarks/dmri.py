@@ -119,9 +119,16 @@ GOALS = {"learned_vs_statistical": 0.7, "learned_vs_rescan": 1.0, "msp_vs_rivals
 COHORT_GOAL = (0.9, 1.1)
 #: the training goal: every row of one fold (one seed) trained and fitted within this many minutes
 TRAINING_GOAL_MINUTES = 60.0
-CLAIMS = Claims(primary=PRIMARY, candidates=tuple(RECIPES), declared_goals=DECLARED_GOALS, effect_goals=EFFECT_GOALS,
-                effect_window=EFFECT_WINDOW, best_of_goals=GOALS, cohort_goal=COHORT_GOAL,
-                training_goal_minutes=TRAINING_GOAL_MINUTES)
+CLAIMS = Claims(
+    primary=PRIMARY,
+    candidates=tuple(RECIPES),
+    declared_goals=DECLARED_GOALS,
+    effect_goals=EFFECT_GOALS,
+    effect_window=EFFECT_WINDOW,
+    best_of_goals=GOALS,
+    cohort_goal=COHORT_GOAL,
+    training_goal_minutes=TRAINING_GOAL_MINUTES,
+)
 #: this script, as the summary's command names it
 SCRIPT = "benchmarks/dmri.py"
 
@@ -130,13 +137,23 @@ def train_rows(work: Path, data_cfg: dict, budget: dict, *, seed: int, quiet: bo
     """Every row of one fold and seed: Table 1's (the single networks, CPM, HNED, MSP, its first stage
     and its compute-matched rival, the statistical methods; with ``every_row`` False only those a
     claim about MSP rests on), then the declared ones (:func:`train_declared`)."""
-    runs = train_methods(work, data_cfg, budget, seed=seed, control_target="prisma_st", quiet=quiet,
-                         every_row=every_row, widened=False, tuned=False)
+    runs = train_methods(
+        work,
+        data_cfg,
+        budget,
+        seed=seed,
+        control_target="prisma_st",
+        quiet=quiet,
+        every_row=every_row,
+        widened=False,
+        tuned=False,
+    )
     return runs + train_declared(work, data_cfg, budget, seed=seed, quiet=quiet, every_row=every_row)
 
 
-def train_declared(work: Path, data_cfg: dict, budget: dict, *, seed: int, quiet: bool,
-                   every_row: bool = True) -> list[Path]:
+def train_declared(
+    work: Path, data_cfg: dict, budget: dict, *, seed: int, quiet: bool, every_row: bool = True
+) -> list[Path]:
     """Train (or find, or resume) the declared rows beside Table 1's under ``work/runs``: the
     candidates of the primary learned row (:data:`RECIPES`, one training subject held out for
     validation) and the compute-matched rival of the tuned one (``diqt_residual_long``: the recipe
@@ -148,11 +165,16 @@ def train_declared(work: Path, data_cfg: dict, budget: dict, *, seed: int, quiet
     work = Path(work).resolve()
     tag = "/".join(work.parts[-2:])
 
-    def run(name: str, model: dict, targets, label: str, training: dict | None = None,
-            data: dict | None = None) -> Path:
-        cfg = {"preset": budget["preset"], "label": label,
-               "data": {**data_cfg, **(data or {}), **({"targets": targets} if targets else {})},
-               "model": model, "training": {**budget["training"], **(training or {}), "seed": seed}}
+    def run(
+        name: str, model: dict, targets, label: str, training: dict | None = None, data: dict | None = None
+    ) -> Path:
+        cfg = {
+            "preset": budget["preset"],
+            "label": label,
+            "data": {**data_cfg, **(data or {}), **({"targets": targets} if targets else {})},
+            "model": model,
+            "training": {**budget["training"], **(training or {}), "seed": seed},
+        }
         return train_dmri_run(work, name, cfg, tag=tag, quiet=quiet)
 
     epochs, decay = budget_epochs(budget), budget_setting(budget, "lr_decay_every")
@@ -161,18 +183,33 @@ def train_declared(work: Path, data_cfg: dict, budget: dict, *, seed: int, quiet
     for label, candidate in RECIPES.items():
         training = recipe(candidate["recipe"]).training(epochs=epochs) if candidate["recipe"] else {}
         runs += [run(f"{label}-{t}", candidate["model"], [t], label, training, validation) for t in TARGETS]
-    runs.append(run("diqt-residual-long-prisma_st", {"method": "diqt", "skip": True}, ["prisma_st"],
-                    "diqt_residual_long", recipe("diqt_long").training(epochs=epochs, lr_decay_every=decay),
-                    validation))
+    runs.append(
+        run(
+            "diqt-residual-long-prisma_st",
+            {"method": "diqt", "skip": True},
+            ["prisma_st"],
+            "diqt_residual_long",
+            recipe("diqt_long").training(epochs=epochs, lr_decay_every=decay),
+            validation,
+        )
+    )
     msp = read_checkpoint(work / "runs" / "msp" / "model.pt")["meta"]
     firsts = []
     for t, first in msp["first_stage_runs"].items():
         method = read_checkpoint((work / "runs" / "msp" / first).resolve() / "model.pt")["meta"]["model"]["method"]
-        firsts.append(run(f"{method}-scannorm-{t}", {"method": method}, [t], f"{method}_scannorm",
-                          data={"normalization": "scan"}))
+        firsts.append(
+            run(f"{method}-scannorm-{t}", {"method": method}, [t], f"{method}_scannorm", data={"normalization": "scan"})
+        )
     model = {k: v for k, v in msp["model"].items() if k not in ("first_stage_runs", "first_stage")}
-    runs.append(run("msp-scannorm", {**model, "first_stage_runs": [str(p) for p in firsts]}, None, "msp_scannorm",
-                    data={"normalization": "scan"}))
+    runs.append(
+        run(
+            "msp-scannorm",
+            {**model, "first_stage_runs": [str(p) for p in firsts]},
+            None,
+            "msp_scannorm",
+            data={"normalization": "scan"},
+        )
+    )
     if every_row:
         have = statistical_methods()
         for label, method, settings, denoise in PRACTICE:
@@ -187,23 +224,41 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--folds", type=int, help="folds over the subjects (default: the budget's)")
     ap.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: the budget's)")
-    ap.add_argument("--seed-folds", type=int,
-                    help="folds trained with every seed, the others with the first only (default: the budget's)")
+    ap.add_argument(
+        "--seed-folds",
+        type=int,
+        help="folds trained with every seed, the others with the first only (default: the budget's)",
+    )
     ap.add_argument("--cohort", type=int, help="cohort size (default: the budget's)")
     ap.add_argument("--preset", help="dataset preset (default: the budget's)")
-    ap.add_argument("--pauses", type=Path, help="log of the times the run was stopped (SIGSTOP) while other jobs had "
-                    "the machine, one line each: '... for N s during ...'; left out of the wall time")
-    ap.add_argument("--record", type=Path,
-                    help="folder (to keep under version control) the summary's small files are copied into as "
-                         "each step finishes, and copied back from on a machine that lost --out")
-    ap.add_argument("--summarize-only", action="store_true",
-                    help="train and score nothing: summarize the folds and seeds scored so far into "
-                         "DIR/summary-partial.json and .md")
+    ap.add_argument(
+        "--pauses",
+        type=Path,
+        help="log of the times the run was stopped (SIGSTOP) while other jobs had "
+        "the machine, one line each: '... for N s during ...'; left out of the wall time",
+    )
+    ap.add_argument(
+        "--record",
+        type=Path,
+        help="folder (to keep under version control) the summary's small files are copied into as "
+        "each step finishes, and copied back from on a machine that lost --out",
+    )
+    ap.add_argument(
+        "--summarize-only",
+        action="store_true",
+        help="train and score nothing: summarize the folds and seeds scored so far into "
+        "DIR/summary-partial.json and .md",
+    )
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
-    return run_benchmark(args, claims=CLAIMS, train_rows=train_rows,
-                         denoise=tuple(sorted({d for *_, d in PRACTICE if d != "none"})), script=SCRIPT,
-                         checkout=Path(__file__).resolve().parent)
+    return run_benchmark(
+        args,
+        claims=CLAIMS,
+        train_rows=train_rows,
+        denoise=tuple(sorted({d for *_, d in PRACTICE if d != "none"})),
+        script=SCRIPT,
+        checkout=Path(__file__).resolve().parent,
+    )
 
 
 if __name__ == "__main__":

@@ -67,8 +67,10 @@ def main() -> None:
         f = load_features(ds, subject, ds.input_platform.name)
         clean_fa, clean_md, _ = ref.maps("noiseless", args.target, tf.mask)
         share = ", ".join(f"{k} {m.sum() / tf.mask.sum():.0%}" for k, m in groups.items() if k != "all")
-        print(f"\n{subject}, {args.target}: FA and MD against the noiseless target, per tissue of the truth "
-              f"(share of the brain's voxels: {share}); FA MAE / FA bias / MD MAE (1e-5 mm^2/s)\n")
+        print(
+            f"\n{subject}, {args.target}: FA and MD against the noiseless target, per tissue of the truth "
+            f"(share of the brain's voxels: {share}); FA MAE / FA bias / MD MAE (1e-5 mm^2/s)\n"
+        )
         print("| row | " + " | ".join(groups) + " |")
         print("|" + " --- |" * (len(groups) + 1))
         voxels = np.argwhere(tf.mask)
@@ -80,18 +82,23 @@ def main() -> None:
             elif h.predicts_sh:
                 fa, md, _ = h.dti_of(h.predict(f)[args.target], args.target, tf.mask, gradients=gradients)
             else:
-                fa, md, _ = h.predict_dti(f, gradients={args.target: gradients},
-                                          masks={args.target: tf.mask})[args.target]
+                fa, md, _ = h.predict_dti(f, gradients={args.target: gradients}, masks={args.target: tf.mask})[
+                    args.target
+                ]
             cells = []
             for m in groups.values():
                 d = fa[m] - clean_fa[m]
-                cells.append(f"{np.abs(d).mean():.4f} / {d.mean():+.4f} / {1e5 * np.abs(md[m] - clean_md[m]).mean():.2f}")
+                cells.append(
+                    f"{np.abs(d).mean():.4f} / {d.mean():+.4f} / {1e5 * np.abs(md[m] - clean_md[m]).mean():.2f}"
+                )
             print(f"| {name} | " + " | ".join(cells) + " |")
             rel = md[tf.mask] / np.maximum(clean_md[tf.mask], 1e-6) - 1
             by_distance.append((name, [np.median(rel[(distance >= a) & (distance < b)]) for a, b in DISTANCE_BINS]))
         if args.distance:
-            print(f"\n{subject}, {args.target}: median signed relative MD error against the noiseless target, by "
-                  "distance from the brain's centroid (mm)\n")
+            print(
+                f"\n{subject}, {args.target}: median signed relative MD error against the noiseless target, by "
+                "distance from the brain's centroid (mm)\n"
+            )
             print("| row | " + " | ".join(f"{a}-{b}" for a, b in DISTANCE_BINS) + " |")
             print("|" + " --- |" * (len(DISTANCE_BINS) + 1))
             for name, values in by_distance:

@@ -56,8 +56,7 @@ DEFAULT_EPOCHS = 40
 #: how the 2D flows are trained: on 64 x 64 crops inside the brain's extent at a constant learning
 #: rate, or as the IHF-Harmony code trains, on whole slices (as the flow is applied) with a cosine
 #: decay of the learning rate
-RECIPES = {"crops": ({"crop_size": 64}, {}),
-           "slices": ({"crop_size": "slice"}, {"lr_schedule": "cosine"})}
+RECIPES = {"crops": ({"crop_size": 64}, {}), "slices": ({"crop_size": "slice"}, {"lr_schedule": "cosine"})}
 
 
 def run_suffix(epochs: int, recipe: str = "crops") -> str:
@@ -78,17 +77,35 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--hail-run", help="a HAIL run on the same data and split (default: trained here)")
     ap.add_argument("--modalities", nargs="+", default=["T1w", "T2w", "FLAIR"])
-    ap.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
-                    help=f"epochs of the flow (after 20 of the feature autoencoder), for both flows; runs of "
-                         f"other than {DEFAULT_EPOCHS} go to DIR/run-<flow>-e<N>, their results to DIR/results-e<N>")
-    ap.add_argument("--recipe", choices=sorted(RECIPES), default="crops",
-                    help="2D training: 64 x 64 crops at a constant learning rate (crops), or whole slices with a "
-                         "cosine decay, as the IHF-Harmony code trains (slices); runs and results of 'slices' go "
-                         "to DIR/run-<flow>[-e<N>]-slices and DIR/results[-e<N>]-slices")
-    ap.add_argument("--extra-test-subjects", type=int, default=0, metavar="N",
-                    help="also score N more simulated people, never seen in training (intervals over subjects)")
-    ap.add_argument("--dims", type=int, choices=[2, 3], default=2,
-                    help="3: the squeeze flow on volumes (3D crops) instead of slices")
+    ap.add_argument(
+        "--epochs",
+        type=int,
+        default=DEFAULT_EPOCHS,
+        help=f"epochs of the flow (after 20 of the feature autoencoder), for both flows; runs of "
+        f"other than {DEFAULT_EPOCHS} go to DIR/run-<flow>-e<N>, their results to DIR/results-e<N>",
+    )
+    ap.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default="crops",
+        help="2D training: 64 x 64 crops at a constant learning rate (crops), or whole slices with a "
+        "cosine decay, as the IHF-Harmony code trains (slices); runs and results of 'slices' go "
+        "to DIR/run-<flow>[-e<N>]-slices and DIR/results[-e<N>]-slices",
+    )
+    ap.add_argument(
+        "--extra-test-subjects",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also score N more simulated people, never seen in training (intervals over subjects)",
+    )
+    ap.add_argument(
+        "--dims",
+        type=int,
+        choices=[2, 3],
+        default=2,
+        help="3: the squeeze flow on volumes (3D crops) instead of slices",
+    )
     add_jobs(ap)
     args = ap.parse_args()
     if args.dims == 3 and args.recipe != "crops":
@@ -113,22 +130,33 @@ def main() -> None:
         data_recipe = {"crop_size": 16}
     seconds = {}
     flows = {}
-    for name, model in (("ihf", {"method": "ihf", "flow": "hierarchy"}),
-                        ("ihf_squeeze", {"method": "ihf", "flow": "squeeze"})):
+    for name, model in (
+        ("ihf", {"method": "ihf", "flow": "hierarchy"}),
+        ("ihf_squeeze", {"method": "ihf", "flow": "squeeze"}),
+    ):
         t0 = time.perf_counter()
-        flows[name] = train_or_resume(IHFHarmonizer, {"preset": args.training_preset,
-                                                      "data": {"dataset": str(data.resolve()),
-                                                               "modalities": args.modalities, **data_recipe},
-                                                      "model": model,
-                                                      "training": {"batch_size": 8, "pretrain_epochs": 20,
-                                                                   "epochs": args.epochs, **training_recipe}},
-                                      run_dir(out, name, args.epochs, args.recipe))
+        flows[name] = train_or_resume(
+            IHFHarmonizer,
+            {
+                "preset": args.training_preset,
+                "data": {"dataset": str(data.resolve()), "modalities": args.modalities, **data_recipe},
+                "model": model,
+                "training": {"batch_size": 8, "pretrain_epochs": 20, "epochs": args.epochs, **training_recipe},
+            },
+            run_dir(out, name, args.epochs, args.recipe),
+        )
         seconds[name] = round(time.perf_counter() - t0, 1)
     ihf = flows["ihf"]
-    hail_config = {"preset": args.training_preset, "data": {"dataset": str(data.resolve()), "modalities": ["T1w"]},
-                   "model": {"method": "hail"}}
-    hail = (HAILHarmonizer.load(args.hail_run) if args.hail_run
-            else train_or_resume(HAILHarmonizer, hail_config, out / "run-hail"))
+    hail_config = {
+        "preset": args.training_preset,
+        "data": {"dataset": str(data.resolve()), "modalities": ["T1w"]},
+        "model": {"method": "hail"},
+    }
+    hail = (
+        HAILHarmonizer.load(args.hail_run)
+        if args.hail_run
+        else train_or_resume(HAILHarmonizer, hail_config, out / "run-hail")
+    )
     if hail.split != ihf.split or hail.training_sites != ihf.training_sites:
         raise SystemExit(f"{hail.model_file} was trained on another split or other sites than {ihf.model_file}.")
     hail.modalities = ["T1w"]  # HAIL is scored on T1w images only
@@ -144,11 +172,18 @@ def main() -> None:
         else:
             print(f"{crops_run} was trained on another split or other sites: not scored beside the flows")
     scored, split = evaluation_data(out, args.preset, args.seed, ds, ihf, args.extra_test_subjects)
-    ev = compare_harmonizers(scored, rows, modalities=args.modalities, reference="ihf", split=split,
-                             jobs=args.jobs)
+    ev = compare_harmonizers(scored, rows, modalities=args.modalities, reference="ihf", split=split, jobs=args.jobs)
     suffix = run_suffix(args.epochs, args.recipe)
-    write_results(out / f"results{suffix}" if suffix else out, ev, args, training_sites=ihf.training_sites,
-                  unseen_sites=ds.unseen_sites, training_seconds=seconds, recipe=args.recipe, epochs=args.epochs)
+    write_results(
+        out / f"results{suffix}" if suffix else out,
+        ev,
+        args,
+        training_sites=ihf.training_sites,
+        unseen_sites=ds.unseen_sites,
+        training_seconds=seconds,
+        recipe=args.recipe,
+        epochs=args.epochs,
+    )
 
 
 def volumes(args) -> None:
@@ -165,19 +200,35 @@ def volumes(args) -> None:
     out = Path(args.out)
     data, ds = structural_data(out, args.preset, args.seed)
     t0 = time.perf_counter()
-    flow = train_or_resume(IHFHarmonizer, {"preset": args.training_preset,
-                                           "data": {"dataset": str(data.resolve()), "modalities": args.modalities,
-                                                    "crop_size": 32 if args.preset != "tiny" else 16},
-                                           "model": {"method": "ihf", "flow": "squeeze", "dims": 3},
-                                           "training": {"batch_size": 2, "pretrain_epochs": 20, "epochs": args.epochs}},
-                           run_dir(out, "ihf_squeeze-3d", args.epochs))
+    flow = train_or_resume(
+        IHFHarmonizer,
+        {
+            "preset": args.training_preset,
+            "data": {
+                "dataset": str(data.resolve()),
+                "modalities": args.modalities,
+                "crop_size": 32 if args.preset != "tiny" else 16,
+            },
+            "model": {"method": "ihf", "flow": "squeeze", "dims": 3},
+            "training": {"batch_size": 2, "pretrain_epochs": 20, "epochs": args.epochs},
+        },
+        run_dir(out, "ihf_squeeze-3d", args.epochs),
+    )
     flow.name = f"{flow.name} (3D)"
     seconds = round(time.perf_counter() - t0, 1)
     scored, split = evaluation_data(out, args.preset, args.seed, ds, flow, args.extra_test_subjects)
-    ev = compare_harmonizers(scored, [flow, "none", "nyul"], modalities=args.modalities, reference=flow.name,
-                             split=split, jobs=args.jobs)
-    write_results(out / "3d", ev, args, training_sites=flow.training_sites, unseen_sites=ds.unseen_sites,
-                  dims=3, training_seconds={flow.name: seconds})
+    ev = compare_harmonizers(
+        scored, [flow, "none", "nyul"], modalities=args.modalities, reference=flow.name, split=split, jobs=args.jobs
+    )
+    write_results(
+        out / "3d",
+        ev,
+        args,
+        training_sites=flow.training_sites,
+        unseen_sites=ds.unseen_sites,
+        dims=3,
+        training_seconds={flow.name: seconds},
+    )
 
 
 if __name__ == "__main__":

@@ -54,17 +54,22 @@ def main() -> None:
                 mask, target_mask = ds.load_mask(subject, x), ds.load_mask(reference, target)
                 whole = h.transform(x, target=target, mask=mask, target_mask=target_mask).image
                 centre = np.argwhere(mask).mean(0).round().astype(int)[:2]
-                window = tuple(slice(max(0, int(c) - args.size // 2), max(0, int(c) - args.size // 2) + args.size)
-                               for c in centre)
+                window = tuple(
+                    slice(max(0, int(c) - args.size // 2), max(0, int(c) - args.size // 2) + args.size) for c in centre
+                )
                 crop = h.transform(x[window], target=target, mask=mask[window], target_mask=target_mask).image
                 m, t = mask[window], truth[window]
                 s_whole, s_crop = ssim_psnr(whole[window], t, m)[0], ssim_psnr(crop, t, m)[0]
                 gains.append(s_crop - s_whole)
-                print(f"| {mod} | {subject} | {i} -> {j} | {s_whole:.4f} | {s_crop:.4f} | "
-                      f"{np.median(whole[window][m]) / np.median(t[m]):.3f} | {np.median(crop[m]) / np.median(t[m]):.3f} |",
-                      flush=True)
-    print(f"\nSSIM on crops minus on whole slices: mean {np.mean(gains):+.4f}, range {min(gains):+.4f} to "
-          f"{max(gains):+.4f} over {len(gains)} images")
+                print(
+                    f"| {mod} | {subject} | {i} -> {j} | {s_whole:.4f} | {s_crop:.4f} | "
+                    f"{np.median(whole[window][m]) / np.median(t[m]):.3f} | {np.median(crop[m]) / np.median(t[m]):.3f} |",
+                    flush=True,
+                )
+    print(
+        f"\nSSIM on crops minus on whole slices: mean {np.mean(gains):+.4f}, range {min(gains):+.4f} to "
+        f"{max(gains):+.4f} over {len(gains)} images"
+    )
 
 
 if __name__ == "__main__":

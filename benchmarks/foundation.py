@@ -115,8 +115,9 @@ def training_step_seconds(sampler, *, batch: int, seed: int, steps: int = 5) -> 
     nets, losses_shape = {}, {}
     for t in sampler.target_names:
         r = sampler.geometry[t][0].ratio
-        nets[t] = nn.Sequential(nn.Conv3d(c, 50, 3), nn.ReLU(), nn.Conv3d(50, 100, 1), nn.ReLU(),
-                                nn.Conv3d(100, c * r**3, 3))
+        nets[t] = nn.Sequential(
+            nn.Conv3d(c, 50, 3), nn.ReLU(), nn.Conv3d(50, 100, 1), nn.ReLU(), nn.Conv3d(100, c * r**3, 3)
+        )
         losses_shape[t] = r
     params = [p for n in nets.values() for p in n.parameters()]
     opt = torch.optim.Adam(params, lr=1e-4)
@@ -132,10 +133,14 @@ def training_step_seconds(sampler, *, batch: int, seed: int, steps: int = 5) -> 
             r = losses_shape[t]
             if r > 1:
                 b, _, d, h, w = out.shape
-                out = out.view(b, c, r, r, r, d, h, w).permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(b, c, d * r, h * r, w * r)
+                out = (
+                    out.view(b, c, r, r, r, d, h, w).permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(b, c, d * r, h * r, w * r)
+                )
             y = ys[t]
             m = (y.shape[-1] - out.shape[-1]) // 2
-            loss = loss + torch.mean((out - y[..., m:m + out.shape[-1], m:m + out.shape[-1], m:m + out.shape[-1]]) ** 2)
+            loss = loss + torch.mean(
+                (out - y[..., m : m + out.shape[-1], m : m + out.shape[-1], m : m + out.shape[-1]]) ** 2
+            )
         loss.backward()
         opt.step()
 
@@ -158,7 +163,7 @@ def main() -> None:
     exe = str(Path(sys.executable).parent / "mrharmony")
     res = {
         "machine": f"{platform.node()} ({os.cpu_count()} cores, {platform.machine()}, "
-                   f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB)",
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB)",
         "preset": args.preset,
     }
     res["simulate"] = run_measured([exe, "simulate", str(data), "--preset", args.preset, "--force", "--quiet"])
@@ -174,10 +179,12 @@ def main() -> None:
     print("| step | wall time | peak memory |\n| --- | --- | --- |")
     for k in ("simulate", "prepare", "prepare_again_cached"):
         print(f"| {k} | {res[k]['seconds']} s | {res[k]['peak_memory_gib']} GiB |")
-    print(f"\npatch sampling: {p['sample_ms_per_batch']} ms per minibatch of {p['batch_size']} "
-          f"({p['patch_sets_per_second']} patch sets/s, {p['patches']} patches); one DIQT training "
-          f"step for all targets: {p['training_step_ms']} ms; sampling is "
-          f"{p['sampling_speedup_over_training']}x faster than training needs.")
+    print(
+        f"\npatch sampling: {p['sample_ms_per_batch']} ms per minibatch of {p['batch_size']} "
+        f"({p['patch_sets_per_second']} patch sets/s, {p['patches']} patches); one DIQT training "
+        f"step for all targets: {p['training_step_ms']} ms; sampling is "
+        f"{p['sampling_speedup_over_training']}x faster than training needs."
+    )
 
 
 if __name__ == "__main__":

@@ -46,10 +46,16 @@ def main() -> None:
     ap.add_argument("--preset", default="demo", choices=["tiny", "demo", "full"], help="simulated data size")
     ap.add_argument("--training-preset", default="demo", choices=["test", "demo", "full"])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--extra-test-subjects", type=int, default=0, metavar="N",
-                    help="also score N more simulated people, never seen in training (intervals over subjects)")
-    ap.add_argument("--ablation", action="store_true",
-                    help="also train and score the paper's HAIL without the consistency loss")
+    ap.add_argument(
+        "--extra-test-subjects",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also score N more simulated people, never seen in training (intervals over subjects)",
+    )
+    ap.add_argument(
+        "--ablation", action="store_true", help="also train and score the paper's HAIL without the consistency loss"
+    )
     add_jobs(ap)
     args = ap.parse_args()
 
@@ -65,15 +71,20 @@ def main() -> None:
 
     out = Path(args.out)
     data, ds = structural_data(out, args.preset, args.seed)
-    config = {"preset": args.training_preset, "data": {"dataset": str(data.resolve()), "modalities": ["T1w"]},
-              "model": {"method": "hail"}}
+    config = {
+        "preset": args.training_preset,
+        "data": {"dataset": str(data.resolve()), "modalities": ["T1w"]},
+        "model": {"method": "hail"},
+    }
     if args.training_preset == "demo":
         config["training"] = {"pretrain_epochs": 12, "epochs": 12}
     # rows named by the models themselves (a reused run of the U-Net is hail_unet, whatever its folder)
     paper = train_or_resume(HAILHarmonizer, config, out / "run-hail")
-    unet = train_or_resume(HAILHarmonizer,
-                           {**config, "model": {"method": "hail", "skips": True, "widths": [16, 32, 64]}},
-                           out / "run-hail-unet")
+    unet = train_or_resume(
+        HAILHarmonizer,
+        {**config, "model": {"method": "hail", "skips": True, "widths": [16, 32, 64]}},
+        out / "run-hail-unet",
+    )
     methods = {paper.name: paper, unet.name: unet}
     if args.ablation:
         config["model"]["consistency_weight"] = 0.0
@@ -81,8 +92,7 @@ def main() -> None:
         methods[f"{ablated.name} (no consistency)"] = ablated
     methods.update({m: m for m in INTENSITY_METHODS})
     scored, split = evaluation_data(out, args.preset, args.seed, ds, paper, args.extra_test_subjects)
-    ev = compare_harmonizers(scored, methods, modalities=["T1w"], reference=paper.name, split=split,
-                             jobs=args.jobs)
+    ev = compare_harmonizers(scored, methods, modalities=["T1w"], reference=paper.name, split=split, jobs=args.jobs)
     write_results(out, ev, args, training_sites=ds.train_sites, unseen_sites=ds.unseen_sites)
 
 

@@ -47,8 +47,15 @@ def main() -> None:
         f.data = with_position(f.data, f.mask, f.affine)
     sizes = {t: v[-1] for t, v in meta["output_sizes"].items()}
     t0 = time.perf_counter()
-    full = predict_volume(net, f.data, output_sizes=sizes, ratios=meta["ratios"], patch=meta["patch_size"],
-                          tile=args.tile, out_channels=meta["in_channels"])
+    full = predict_volume(
+        net,
+        f.data,
+        output_sizes=sizes,
+        ratios=meta["ratios"],
+        patch=meta["patch_size"],
+        tile=args.tile,
+        out_channels=meta["in_channels"],
+    )
     tiled_s = time.perf_counter() - t0
     brain = np.argwhere(f.mask)
     rng = np.random.default_rng(args.seed)
@@ -58,15 +65,27 @@ def main() -> None:
     patch_s = time.perf_counter() - t0
     diff = 0.0
     for t, r in meta["ratios"].items():
-        blocks = np.stack([full[t][a * r:(a + 1) * r, b * r:(b + 1) * r, d * r:(d + 1) * r] for a, b, d in sample])
+        blocks = np.stack(
+            [full[t][a * r : (a + 1) * r, b * r : (b + 1) * r, d * r : (d + 1) * r] for a, b, d in sample]
+        )
         diff = max(diff, float(np.abs(blocks - ref[t]).max()))
     patch_all_s = patch_s / len(sample) * len(brain)
-    res = {"machine": f"{platform.node()} ({os.cpu_count()} cores)", "run": args.run, "method": meta["model"]["method"],
-           "targets": meta["targets"], "subject": subject, "volume_shape": list(f.data.shape[:3]),
-           "brain_voxels": int(len(brain)), "tile": args.tile, "tiled_seconds": round(tiled_s, 2),
-           "patchwise_seconds_for_sample": round(patch_s, 2), "sample": int(len(sample)),
-           "patchwise_seconds_all_brain_extrapolated": round(patch_all_s, 1),
-           "speedup": round(patch_all_s / tiled_s, 1), "max_abs_difference": diff}
+    res = {
+        "machine": f"{platform.node()} ({os.cpu_count()} cores)",
+        "run": args.run,
+        "method": meta["model"]["method"],
+        "targets": meta["targets"],
+        "subject": subject,
+        "volume_shape": list(f.data.shape[:3]),
+        "brain_voxels": int(len(brain)),
+        "tile": args.tile,
+        "tiled_seconds": round(tiled_s, 2),
+        "patchwise_seconds_for_sample": round(patch_s, 2),
+        "sample": int(len(sample)),
+        "patchwise_seconds_all_brain_extrapolated": round(patch_all_s, 1),
+        "speedup": round(patch_all_s / tiled_s, 1),
+        "max_abs_difference": diff,
+    }
     print(json.dumps(res, indent=2))
 
 

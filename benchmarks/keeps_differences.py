@@ -49,10 +49,19 @@ def train_tiny(out: Path) -> list[str]:
     for name, (model, norm, epochs) in TINY_ROWS.items():
         run = out / name
         if not ((run / "model.pt").is_file() or (run / "harmonizer.json").is_file()):
-            cfg = {"preset": "test", "label": name,
-                   "data": {"dataset": str(data.resolve()), "targets": ["prisma_st"], "split": "subject",
-                            "test_subjects": ["sub-03"], "normalization": norm},
-                   "model": model, "training": {"epochs": epochs, "patches_per_epoch": 400}}
+            cfg = {
+                "preset": "test",
+                "label": name,
+                "data": {
+                    "dataset": str(data.resolve()),
+                    "targets": ["prisma_st"],
+                    "split": "subject",
+                    "test_subjects": ["sub-03"],
+                    "normalization": norm,
+                },
+                "model": model,
+                "training": {"epochs": epochs, "patches_per_epoch": 400},
+            }
             (out / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
             train(out / f"{name}.yaml", run, quiet=True, force=True)
         runs.append(str(run))
@@ -81,8 +90,9 @@ def main(argv=None) -> int:
     data = shared_data_config(hs, args.runs)
     ds = load_dataset(data.dataset, check_data=False)
     splits = [Path(r if Path(r).is_dir() else Path(r).parent) / "split.json" for r in args.runs]
-    subjects = args.subject or sorted({s for f in splits if f.is_file()
-                                       for s in json.loads(f.read_text()).get("test_subjects", [])})
+    subjects = args.subject or sorted(
+        {s for f in splits if f.is_file() for s in json.loads(f.read_text()).get("test_subjects", [])}
+    )
     if not subjects:
         p.error("no held-out subjects in the runs' splits; name them with --subject")
     rows = []
@@ -95,13 +105,16 @@ def main(argv=None) -> int:
             for t in h.targets:
                 for kind, r in kept_changes(h, dwi.astype(np.float32), bvals, bvecs, mask, affine, t).items():
                     rows.append({"method": name, "subject": s, "target": t, "change": kind, **r})
-                    print(f"{name} {s} {t} {kind}: given {r['given']:+.4f} kept {r['kept']:+.4f} "
-                          f"({r['fraction']:.3f})", flush=True)
-    print("\n| method | target | change | measure | kept / given (mean over subjects) |\n| --- | --- | --- | --- | --- |")
+                    print(
+                        f"{name} {s} {t} {kind}: given {r['given']:+.4f} kept {r['kept']:+.4f} ({r['fraction']:.3f})",
+                        flush=True,
+                    )
+    print(
+        "\n| method | target | change | measure | kept / given (mean over subjects) |\n| --- | --- | --- | --- | --- |"
+    )
     for key in dict.fromkeys((r["method"], r["target"], r["change"]) for r in rows):
         sel = [r for r in rows if (r["method"], r["target"], r["change"]) == key]
-        print(f"| {key[0]} | {key[1]} | {key[2]} | {sel[0]['measure']} | "
-              f"{np.mean([r['fraction'] for r in sel]):.3f} |")
+        print(f"| {key[0]} | {key[1]} | {key[2]} | {sel[0]['measure']} | {np.mean([r['fraction'] for r in sel]):.3f} |")
     if args.json:
         from mrharmony.io import write_json
 

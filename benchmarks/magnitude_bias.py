@@ -76,9 +76,14 @@ def bias_of(y: np.ndarray, h, reference, target: str, where: np.ndarray) -> dict
     fa_c, md_c = reference.noiseless_dti(target, where)
     fa_s, md_s = reference.dti(target, where)
     dfa, dmd = (fa - fa_c)[where], (md - md_c)[where]
-    return {"fa_mae": float(np.abs(dfa).mean()), "fa_mean_diff": float(dfa.mean()),
-            "md_mae": float(np.abs(dmd).mean()), "md_mean_diff": float(dmd.mean()),
-            "fa_mae_scan": float(np.abs(fa - fa_s)[where].mean()), "md_mae_scan": float(np.abs(md - md_s)[where].mean())}
+    return {
+        "fa_mae": float(np.abs(dfa).mean()),
+        "fa_mean_diff": float(dfa.mean()),
+        "md_mae": float(np.abs(dmd).mean()),
+        "md_mean_diff": float(dmd.mean()),
+        "fa_mae_scan": float(np.abs(fa - fa_s)[where].mean()),
+        "md_mae_scan": float(np.abs(md - md_s)[where].mean()),
+    }
 
 
 def main() -> int:
@@ -100,10 +105,14 @@ def main() -> int:
 
     ds = load_dataset(args.dataset, check_data=False)
     h = load_harmonizer(args.run)
-    coils = {p["name"]: int(p.get("noise_coils", 1)) for p in read_yaml(Path(args.dataset) / "simulation.yaml")["platforms"]}
+    coils = {
+        p["name"]: int(p.get("noise_coils", 1)) for p in read_yaml(Path(args.dataset) / "simulation.yaml")["platforms"]
+    }
     results = []
-    print("| subject | target | sigma / b0 (90th centile) | row | FA MAE | FA mean diff | MD MAE (1e-5) | MD mean diff (1e-5) "
-          "| FA MAE vs scan | MD MAE vs scan (1e-5) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "| subject | target | sigma / b0 (90th centile) | row | FA MAE | FA mean diff | MD MAE (1e-5) | MD mean diff (1e-5) "
+        "| FA MAE vs scan | MD MAE vs scan (1e-5) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    )
     for subject in args.subjects or ds.subjects[-1:]:
         ref = TargetReference(ds, subject, max_voxels=args.voxels)
         for t in args.targets or h.targets:
@@ -117,13 +126,19 @@ def main() -> int:
             expected[where] = expected_magnitude(clean.dwi[where], sigma, coils[t])
             y = fit_sh(expected, bvals, bvecs, where, tf.sh)
             b0_p90 = float(np.percentile(clean.dwi[..., b0].mean(-1)[tf.mask], 90))
-            rows = {"expected scan": bias_of(y, h, ref, t, where), "scan": bias_of(tf.data, h, ref, t, where),
-                    "rescan": bias_of(ref.rescan_features(t), h, ref, t, where)}
+            rows = {
+                "expected scan": bias_of(y, h, ref, t, where),
+                "scan": bias_of(tf.data, h, ref, t, where),
+                "rescan": bias_of(ref.rescan_features(t), h, ref, t, where),
+            }
             for name, r in rows.items():
                 results.append({"subject": subject, "target": t, "sigma": sigma, "row": name, **r})
-                print(f"| {subject} | {t} | {sigma / b0_p90:.3f} | {name} | {r['fa_mae']:.4f} | {r['fa_mean_diff']:+.4f} "
-                      f"| {r['md_mae'] * 1e5:.2f} | {r['md_mean_diff'] * 1e5:+.2f} | {r['fa_mae_scan']:.4f} "
-                      f"| {r['md_mae_scan'] * 1e5:.2f} |", flush=True)
+                print(
+                    f"| {subject} | {t} | {sigma / b0_p90:.3f} | {name} | {r['fa_mae']:.4f} | {r['fa_mean_diff']:+.4f} "
+                    f"| {r['md_mae'] * 1e5:.2f} | {r['md_mean_diff'] * 1e5:+.2f} | {r['fa_mae_scan']:.4f} "
+                    f"| {r['md_mae_scan'] * 1e5:.2f} |",
+                    flush=True,
+                )
     if args.out:
         dump_json(Path(args.out), results, indent=1)
     return 0

@@ -67,23 +67,46 @@ def train_try(work: Path, data_cfg: dict, budget: dict, seed: int) -> list[Path]
     epochs = budget_epochs(budget)
 
     def cfg(label: str, model: dict, targets: list[str] | None, training: dict) -> dict:
-        return {"preset": budget["preset"], "label": label,
-                "data": {**data_cfg, **({"targets": targets} if targets else {})},
-                "model": model, "training": {**budget["training"], **training, "seed": seed}}
+        return {
+            "preset": budget["preset"],
+            "label": label,
+            "data": {**data_cfg, **({"targets": targets} if targets else {})},
+            "model": model,
+            "training": {**budget["training"], **training, "seed": seed},
+        }
 
-    first = [train_dmri_run(work, f"diqt-tuned-sh-{t}",
-                           cfg(TUNED_SH.name, dict(TUNED_SH.model), [t],
-                               {**TUNED_SH.options, "epochs": TUNED_SH.steps * epochs}))
-             for t in TARGETS]
-    msp = train_dmri_run(work, "msp-tuned", cfg("msp_tuned", {
-        "method": "msp", "first_stage_runs": [str(p) for p in first], "alpha_end_epoch": max(1.0, epochs / 3)},
-        None, dict(TUNED_SH.options)))
+    first = [
+        train_dmri_run(
+            work,
+            f"diqt-tuned-sh-{t}",
+            cfg(TUNED_SH.name, dict(TUNED_SH.model), [t], {**TUNED_SH.options, "epochs": TUNED_SH.steps * epochs}),
+        )
+        for t in TARGETS
+    ]
+    msp = train_dmri_run(
+        work,
+        "msp-tuned",
+        cfg(
+            "msp_tuned",
+            {"method": "msp", "first_stage_runs": [str(p) for p in first], "alpha_end_epoch": max(1.0, epochs / 3)},
+            None,
+            dict(TUNED_SH.options),
+        ),
+    )
     chosen = read_checkpoint(msp / "model.pt")["meta"]["first_stage_runs"]
-    continued = [train_dmri_run(work, f"diqt-tuned-sh-continued-{t}",
-                               cfg("diqt_tuned_sh_continued",
-                                   {"method": "diqt", "init_from": str((msp / chosen[t]).resolve())}, [t],
-                                   dict(TUNED_SH.options)))
-                 for t in TARGETS]
+    continued = [
+        train_dmri_run(
+            work,
+            f"diqt-tuned-sh-continued-{t}",
+            cfg(
+                "diqt_tuned_sh_continued",
+                {"method": "diqt", "init_from": str((msp / chosen[t]).resolve())},
+                [t],
+                dict(TUNED_SH.options),
+            ),
+        )
+        for t in TARGETS
+    ]
     return [*first, msp, *continued]
 
 
@@ -111,8 +134,15 @@ def claims(values: dict) -> list[dict]:
             if rival is None:
                 continue
             ratios = {s: have[row][s] / have[rival][s] for s in sorted(have[row])}
-            out.append({"target": t, "row": row, "rival": rival, "ratio_per_subject": ratios,
-                        "ratio_mean": float(np.mean(list(ratios.values())))})
+            out.append(
+                {
+                    "target": t,
+                    "row": row,
+                    "rival": rival,
+                    "ratio_per_subject": ratios,
+                    "ratio_mean": float(np.mean(list(ratios.values()))),
+                }
+            )
     return out
 
 
@@ -120,22 +150,37 @@ def markdown(summary: dict) -> str:
     def minutes(m: float | None) -> str:
         return "not recorded" if m is None else f"{m:.1f} min"
 
-    lines = ["# MSP trained the tuned way (one fold, one seed: a try)", "",
-             (f"Command: `{summary['command']}`; fold {summary['fold']} (held out: "
-             f"{', '.join(summary['held_out'])}), seed {summary['seed']}, budget `{summary['budget']}`; "
-             f"training {minutes(summary['train_minutes'])}, evaluation {minutes(summary['evaluate_minutes'])} "
-             "(wall time, when they ran)."), "",
-             ("Mean over the held-out subjects. SH: MSE against the noiseless truth; FA / MD: mean absolute "
-             "error against the noiseless truth (MD in 1e-5 mm^2/s)."), ""]
+    lines = [
+        "# MSP trained the tuned way (one fold, one seed: a try)",
+        "",
+        (
+            f"Command: `{summary['command']}`; fold {summary['fold']} (held out: "
+            f"{', '.join(summary['held_out'])}), seed {summary['seed']}, budget `{summary['budget']}`; "
+            f"training {minutes(summary['train_minutes'])}, evaluation {minutes(summary['evaluate_minutes'])} "
+            "(wall time, when they ran)."
+        ),
+        "",
+        (
+            "Mean over the held-out subjects. SH: MSE against the noiseless truth; FA / MD: mean absolute "
+            "error against the noiseless truth (MD in 1e-5 mm^2/s)."
+        ),
+        "",
+    ]
     for t, rows in summary["values"].items():
         lines += [f"## {t}", "", "| row | SH | FA | MD |", "| --- | --- | --- | --- |"]
         for row, m in rows.items():
-            sh, fa, md = (np.mean(list(m[k].values())) if k in m else float("nan")
-                          for k in ("sh_noiseless", "fa_noiseless", "md_noiseless"))
+            sh, fa, md = (
+                np.mean(list(m[k].values())) if k in m else float("nan")
+                for k in ("sh_noiseless", "fa_noiseless", "md_noiseless")
+            )
             lines.append(f"| {row} | {sh:.5f} | {fa:.4f} | {md * 1e5:.2f} |")
         lines.append("")
-    lines += ["## MSP over the better of its rivals (SH, noiseless truth)", "",
-              "| target | row | rival | ratio, mean | per subject |", "| --- | --- | --- | --- | --- |"]
+    lines += [
+        "## MSP over the better of its rivals (SH, noiseless truth)",
+        "",
+        "| target | row | rival | ratio, mean | per subject |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for c in summary["claims"]:
         per = ", ".join(f"{s} {v:.3f}" for s, v in c["ratio_per_subject"].items())
         lines.append(f"| {c['target']} | {c['row']} | {c['rival']} | {c['ratio_mean']:.3f} | {per} |")
@@ -157,8 +202,10 @@ def main() -> int:
     fold_dir = args.bench / f"fold-{args.fold}" / f"seed-{args.seed}"
     fold_ev = fold_dir / "evaluation" / "evaluation.json"
     if not fold_ev.is_file():
-        print(f"msp_tuned.py: error: {fold_ev} does not exist; run benchmarks/dmri.py for that fold and seed first.",
-              file=sys.stderr)
+        print(
+            f"msp_tuned.py: error: {fold_ev} does not exist; run benchmarks/dmri.py for that fold and seed first.",
+            file=sys.stderr,
+        )
         return 2
     setting = SETTINGS[args.budget]
     data = (args.bench / "data").resolve()
@@ -180,13 +227,20 @@ def main() -> int:
         write_tables(ev, work / "evaluation")
         minutes["evaluate_minutes"] = (time.time() - t1) / 60
     rows = json.loads(ev_json.read_text())["volume_errors"] + [
-        r for r in json.loads(fold_ev.read_text())["volume_errors"] if r["method"] in FOLD_ROWS]
+        r for r in json.loads(fold_ev.read_text())["volume_errors"] if r["method"] in FOLD_ROWS
+    ]
     names = ("diqt_tuned_sh", "msp_tuned", "msp_tuned_stage1", "diqt_tuned_sh_continued", *FOLD_ROWS)
     values = per_subject(rows, names)
-    summary = {"command": command("benchmarks/msp_tuned.py"), "fold": args.fold,
-               "seed": args.seed, "budget": args.budget, "held_out": held_out,
-               **minutes,
-               "values": values, "claims": claims(values)}
+    summary = {
+        "command": command("benchmarks/msp_tuned.py"),
+        "fold": args.fold,
+        "seed": args.seed,
+        "budget": args.budget,
+        "held_out": held_out,
+        **minutes,
+        "values": values,
+        "claims": claims(values),
+    }
     write_summary(work, "summary", summary, markdown(summary))
     return 0
 

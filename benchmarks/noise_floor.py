@@ -57,7 +57,9 @@ def main() -> None:
         share = (rel2[:, None] * gain[None, :]).mean(axis=0) / f.stats.std**2
         orders = sh_orders(cfg.sh_order_max)
         per = [share[orders == l].mean() for l in sorted(set(orders.tolist()))]
-        print(f"| {name} | {share.mean():.2f} | " + " | ".join(f"{v:.3f}" if v < 0.1 else f"{v:.2f}" for v in per) + " |")
+        print(
+            f"| {name} | {share.mean():.2f} | " + " | ".join(f"{v:.3f}" if v < 0.1 else f"{v:.2f}" for v in per) + " |"
+        )
 
 
 if __name__ == "__main__":

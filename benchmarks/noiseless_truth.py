@@ -34,10 +34,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--out", required=True, help="JSON file for the results")
-    ap.add_argument("--fa-voxels", type=int, default=30000,
-                    help="FA errors on this many seeded brain voxels per subject and target (DTI fits are slow)")
+    ap.add_argument(
+        "--fa-voxels",
+        type=int,
+        default=30000,
+        help="FA errors on this many seeded brain voxels per subject and target (DTI fits are slow)",
+    )
     args = ap.parse_args()
-
 
     from mrharmony.data import load_dataset
     from mrharmony.dmri.evaluate import TargetReference, method_labels, shared_data_config
@@ -99,14 +102,18 @@ def main() -> None:
     rows = []
     for (row, t), s in sums.items():
         per_channel = s["sq"] / s["n"]
-        rows.append({
-            "method": row, "target": t,
-            "mse_vs_noiseless": float(per_channel.mean()),
-            "mse_vs_noisy": None if "sq_noisy" not in s else s["sq_noisy"] / s["n"],
-            "mse_vs_noiseless_by_order": {int(l): float(per_channel[orders == l].mean())
-                                         for l in sorted(set(orders.tolist()))},
-            "fa_mae_vs_noiseless": s["fa"] / s["n_fa"],
-        })
+        rows.append(
+            {
+                "method": row,
+                "target": t,
+                "mse_vs_noiseless": float(per_channel.mean()),
+                "mse_vs_noisy": None if "sq_noisy" not in s else s["sq_noisy"] / s["n"],
+                "mse_vs_noiseless_by_order": {
+                    int(l): float(per_channel[orders == l].mean()) for l in sorted(set(orders.tolist()))
+                },
+                "fa_mae_vs_noiseless": s["fa"] / s["n_fa"],
+            }
+        )
     out = {"runs": [str(r) for r in runs], "subjects": subjects, "targets": targets, "rows": rows}
     dump_json(Path(args.out), out, indent=2)
     print(_markdown(rows, targets))
@@ -115,8 +122,10 @@ def main() -> None:
 def _markdown(rows: list[dict], targets: list[str]) -> str:
     methods = list(dict.fromkeys(r["method"] for r in rows))
     by = {(r["method"], r["target"]): r for r in rows}
-    lines = ["| method | " + " | ".join(f"{t}: vs noisy / vs noiseless / FA MAE" for t in targets) + " |",
-             "| --- |" + " --- |" * len(targets)]
+    lines = [
+        "| method | " + " | ".join(f"{t}: vs noisy / vs noiseless / FA MAE" for t in targets) + " |",
+        "| --- |" + " --- |" * len(targets),
+    ]
     for m in methods:
         cells = []
         for t in targets:

@@ -59,17 +59,23 @@ def main() -> None:
             k = int(round(ds.platforms[name].voxel_size[0] / 1.2))
             wm = (wm_on_grid(root, subject, k) >= 0.9) & scan.load_mask()
             clean = render_scan(root, subject, name, noise=False)
-            values.setdefault(name, []).append({
-                "subject": subject,
-                "noisy": wm_means(dwi.astype(np.float32), bvals, bvecs, wm),
-                "noiseless": wm_means(clean.dwi, bvals, bvecs, wm),
-            })
+            values.setdefault(name, []).append(
+                {
+                    "subject": subject,
+                    "noisy": wm_means(dwi.astype(np.float32), bvals, bvecs, wm),
+                    "noiseless": wm_means(clean.dwi, bvals, bvecs, wm),
+                }
+            )
     summary = {}
     ref = names[0]
-    lines = [f"Mean white-matter FA and MD per platform, {len(ds.subjects)} subjects of {root}; difference from "
-             f"{ref} in percent, mean [min, max] over subjects.", "",
-             "| platform | FA | MD (1e-3 mm^2/s) | FA vs input | MD vs input | FA vs input, noiseless | "
-             "MD vs input, noiseless |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"Mean white-matter FA and MD per platform, {len(ds.subjects)} subjects of {root}; difference from "
+        f"{ref} in percent, mean [min, max] over subjects.",
+        "",
+        "| platform | FA | MD (1e-3 mm^2/s) | FA vs input | MD vs input | FA vs input, noiseless | "
+        "MD vs input, noiseless |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for name in names:
         row = {}
         for kind in ("noisy", "noiseless"):
@@ -78,21 +84,28 @@ def main() -> None:
                 r = np.array([s[kind][i] for s in values[ref]])
                 d = 100 * (v - r) / r
                 row[f"{metric}_{kind}"] = float(v.mean())
-                row[f"{metric}_{kind}_vs_input_percent"] = {"mean": float(d.mean()), "range": [float(d.min()),
-                                                                                               float(d.max())]}
+                row[f"{metric}_{kind}_vs_input_percent"] = {
+                    "mean": float(d.mean()),
+                    "range": [float(d.min()), float(d.max())],
+                }
         summary[name] = row
 
         def pct(key, row=row):
             p = row[key]
             return f"{p['mean']:+.1f} [{p['range'][0]:+.1f}, {p['range'][1]:+.1f}]"
 
-        lines.append(f"| {name} | {row['fa_noisy']:.3f} | {1e3 * row['md_noisy']:.3f} | "
-                     f"{pct('fa_noisy_vs_input_percent')} | {pct('md_noisy_vs_input_percent')} | "
-                     f"{pct('fa_noiseless_vs_input_percent')} | {pct('md_noiseless_vs_input_percent')} |")
+        lines.append(
+            f"| {name} | {row['fa_noisy']:.3f} | {1e3 * row['md_noisy']:.3f} | "
+            f"{pct('fa_noisy_vs_input_percent')} | {pct('md_noisy_vs_input_percent')} | "
+            f"{pct('fa_noiseless_vs_input_percent')} | {pct('md_noiseless_vs_input_percent')} |"
+        )
     print("\n".join(lines))
     if args.out:
-        dump_json(Path(args.out), {"dataset": str(root), "subjects": ds.subjects, "summary": summary, "values": values},
-                  indent=2)
+        dump_json(
+            Path(args.out),
+            {"dataset": str(root), "subjects": ds.subjects, "summary": summary, "values": values},
+            indent=2,
+        )
 
 
 if __name__ == "__main__":

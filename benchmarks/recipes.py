@@ -73,10 +73,20 @@ def main() -> None:
     held_out = yaml.safe_load((root / "configs" / "diqt-prisma_st.yaml").read_text())["data"]["test_subjects"]
     runs = [root / "runs" / b for b in BASELINES[:1]]
     for name, training in VARIANTS.items():
-        cfg = {"preset": "demo", "label": name,
-               "data": {"dataset": "../data", "split": "subject", "test_subjects": held_out, "split_seed": 0,
-                        "targets": ["prisma_st"], **DATA.get(name, {})},
-               "model": {"method": "diqt", **MODEL.get(name, {})}, "training": {"seed": 0, **training}}
+        cfg = {
+            "preset": "demo",
+            "label": name,
+            "data": {
+                "dataset": "../data",
+                "split": "subject",
+                "test_subjects": held_out,
+                "split_seed": 0,
+                "targets": ["prisma_st"],
+                **DATA.get(name, {}),
+            },
+            "model": {"method": "diqt", **MODEL.get(name, {})},
+            "training": {"seed": 0, **training},
+        }
         runs.append(train_dmri_run(root, name, cfg))
     runs += [root / "runs" / b for b in BASELINES[1:]]
     ev = evaluate(runs, max_patches=3000, quiet=True)

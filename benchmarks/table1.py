@@ -82,14 +82,25 @@ def main() -> None:
         simulate(data, preset=args.preset, seed=args.seed, quiet=args.quiet)
     prepare(data, quiet=args.quiet)
     budget = BUDGETS[args.budget]
-    tables = {s: run_split(root, data, s, budget, seed=args.seed, control_target=args.control_target,
-                           quiet=args.quiet) for s in args.splits}
+    tables = {
+        s: run_split(root, data, s, budget, seed=args.seed, control_target=args.control_target, quiet=args.quiet)
+        for s in args.splits
+    }
     hours = (time.time() - t0) / 3600
-    head = [f"# Table 1 on the synthetic `{args.preset}` benchmark", "",
-            (f"Command: `python benchmarks/table1.py --out {args.out} --budget {args.budget} "
-             f"--splits {' '.join(args.splits)} --preset {args.preset}`"), "",
-            (f"Machine: {platform.node()} ({os.cpu_count()} cores); budget `{args.budget}`: "
-             f"preset {budget['preset']} with {budget['training'] or 'no changes'}; {hours:.2f} h in all."), ""]
+    head = [
+        f"# Table 1 on the synthetic `{args.preset}` benchmark",
+        "",
+        (
+            f"Command: `python benchmarks/table1.py --out {args.out} --budget {args.budget} "
+            f"--splits {' '.join(args.splits)} --preset {args.preset}`"
+        ),
+        "",
+        (
+            f"Machine: {platform.node()} ({os.cpu_count()} cores); budget `{args.budget}`: "
+            f"preset {budget['preset']} with {budget['training'] or 'no changes'}; {hours:.2f} h in all."
+        ),
+        "",
+    ]
     body = []
     for s, path in tables.items():
         body += [f"## Split: {s}", "", path.read_text(), ""]

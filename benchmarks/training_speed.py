@@ -68,8 +68,9 @@ def step_rate(net, x, targets, *, steps: int, autocast) -> float:
         opt.zero_grad(set_to_none=True)
         with autocast():
             out = net(x)
-        loss = sum(torch.mean((o.float() - center_crop(targets[t], o.shape[-1])) ** 2)
-                   for t, outs in out.items() for o in outs)
+        loss = sum(
+            torch.mean((o.float() - center_crop(targets[t], o.shape[-1])) ** 2) for t, outs in out.items() for o in outs
+        )
         loss.backward()
         opt.step()
 
@@ -141,30 +142,51 @@ def main() -> None:
             net.set_alpha(0.5)
         x = torch.randn(args.batch, C, P, P, P, device=device).contiguous(memory_format=torch.channels_last_3d)
         names = net.targets
-        targets = {t: torch.randn(args.batch, C, P * TARGETS[t], P * TARGETS[t], P * TARGETS[t], device=device)
-                   for t in names}
+        targets = {
+            t: torch.randn(args.batch, C, P * TARGETS[t], P * TARGETS[t], P * TARGETS[t], device=device) for t in names
+        }
         fl = 3 * forward_flops(net, x)
         rate = step_rate(net, x, targets, steps=args.steps, autocast=autocast)
-        rows.append({"network": name, "parameters": sum(p.numel() for p in net.parameters()),
-                     "patches_per_s": round(rate * args.batch, 1), "gflop_per_step": round(fl / 1e9, 2),
-                     "gflops": round(rate * fl / 1e9, 1), "flops": rate * fl})
+        rows.append(
+            {
+                "network": name,
+                "parameters": sum(p.numel() for p in net.parameters()),
+                "patches_per_s": round(rate * args.batch, 1),
+                "gflop_per_step": round(fl / 1e9, 2),
+                "gflops": round(rate * fl / 1e9, 1),
+                "flops": rate * fl,
+            }
+        )
     # the conv rate again at the end; fractions are of the mean of the two, and the spread says
     # how steady the machine was during the run
     ref_end = conv_rate(device, batch=args.batch, autocast=autocast, steps=args.steps)
     for r in rows:
         r["fraction_of_conv3d"] = round(r.pop("flops") / ((ref + ref_end) / 2), 2)
-    res = {"machine": f"{platform.node()} ({os.cpu_count()} cores) {torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}",
-           "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device), "bf16": args.bf16,
-           "batch": args.batch, "conv3d_gflops_start": round(ref / 1e9, 1), "conv3d_gflops_end": round(ref_end / 1e9, 1),
-           "networks": rows}
+    res = {
+        "machine": f"{platform.node()} ({os.cpu_count()} cores) {torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "bf16": args.bf16,
+        "batch": args.batch,
+        "conv3d_gflops_start": round(ref / 1e9, 1),
+        "conv3d_gflops_end": round(ref_end / 1e9, 1),
+        "networks": rows,
+    }
     dump_json(Path(args.out), res, indent=2)
-    print(f"\n{res['machine']}, torch {res['torch']}, {res['threads']} threads, device {device}, bf16 {args.bf16}, "
-          f"batch {args.batch}; dense conv3d: {res['conv3d_gflops_start']} GFLOP/s (start), "
-          f"{res['conv3d_gflops_end']} GFLOP/s (end)\n")
-    print("| network | parameters | patches/s | GFLOP/step | GFLOP/s | fraction of conv3d |\n| --- | --- | --- | --- | --- | --- |")
+    print(
+        f"\n{res['machine']}, torch {res['torch']}, {res['threads']} threads, device {device}, bf16 {args.bf16}, "
+        f"batch {args.batch}; dense conv3d: {res['conv3d_gflops_start']} GFLOP/s (start), "
+        f"{res['conv3d_gflops_end']} GFLOP/s (end)\n"
+    )
+    print(
+        "| network | parameters | patches/s | GFLOP/step | GFLOP/s | fraction of conv3d |\n| --- | --- | --- | --- | --- | --- |"
+    )
     for r in rows:
-        print(f"| {r['network']} | {r['parameters']:,} | {r['patches_per_s']} | {r['gflop_per_step']} | {r['gflops']} | "
-              f"{r['fraction_of_conv3d']} |")
+        print(
+            f"| {r['network']} | {r['parameters']:,} | {r['patches_per_s']} | {r['gflop_per_step']} | {r['gflops']} | "
+            f"{r['fraction_of_conv3d']} |"
+        )
 
 
 if __name__ == "__main__":

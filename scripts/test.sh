@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# Set up the environments (scripts/setup.sh) and run the test suite; extra arguments go to pytest.
-# The ComBat tests (marker "combat") run in the ComBat extra's own environment, .venv-combat.
+# Set up the environments (scripts/setup.sh), check the code (ruff lint and format, mypy), build the
+# API reference (mkdocs), and run the test suite; extra arguments go to pytest (with arguments the
+# checks are left out: a run of chosen tests). The ComBat tests (marker "combat") run in the ComBat
+# extra's own environment, .venv-combat.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+if [ "$#" -eq 0 ]; then
+  .venv/bin/ruff check src tests benchmarks
+  .venv/bin/ruff format --check -q src tests benchmarks
+  .venv/bin/mypy
+  .venv/bin/mkdocs build --strict -q -d "$(mktemp -d)"
+fi
 .venv/bin/python -m pytest -q "$@"
 bash scripts/setup.sh --combat
 rc=0

@@ -49,8 +49,9 @@ def write_scan(folder: Path, voxel: float, n_dirs: int = 30, *, seed: int = 0, n
 def make_dataset(root: Path, *, subjects=("s1", "s2"), platforms=None) -> Path:
     platforms = platforms or PLATFORMS
     root.mkdir(parents=True, exist_ok=True)
-    (root / "dataset.yaml").write_text(yaml.safe_dump({"name": "test", "platforms": platforms,
-                                                       "subjects": list(subjects)}))
+    (root / "dataset.yaml").write_text(
+        yaml.safe_dump({"name": "test", "platforms": platforms, "subjects": list(subjects)})
+    )
     for i, s in enumerate(subjects):
         for j, p in enumerate(platforms):
             write_scan(root / s / p["name"], p["voxel_size"], p["n_directions"], seed=10 * i + j)

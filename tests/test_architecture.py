@@ -33,8 +33,13 @@ def _private_uses(path: Path, root: Path = ROOT) -> list[str]:
                 if a.name.startswith("mrharmony"):
                     aliases.add((a.asname or a.name).split(".")[0])
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
-                and isinstance(node.value, ast.Name) and node.value.id in aliases):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+        ):
             found.append(f"{path.relative_to(root)}:{node.lineno}: {node.value.id}.{node.attr}")
     return found
 

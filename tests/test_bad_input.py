@@ -20,9 +20,21 @@ def model(tmp_path_factory, tiny_prepared):
     """A small trained run (DIQT, test preset) and a scan of the input platform to apply it to."""
     base = tmp_path_factory.mktemp("bad")
     cfg = base / "diqt.yaml"
-    cfg.write_text(yaml.safe_dump({"preset": "test", "data": {"dataset": str(tiny_prepared), "split": "subject",
-                                                              "test_subjects": ["sub-03"], "targets": ["prisma_st"]},
-                                   "model": {"method": "diqt"}, "training": {"epochs": 1}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "preset": "test",
+                "data": {
+                    "dataset": str(tiny_prepared),
+                    "split": "subject",
+                    "test_subjects": ["sub-03"],
+                    "targets": ["prisma_st"],
+                },
+                "model": {"method": "diqt"},
+                "training": {"epochs": 1},
+            }
+        )
+    )
     assert main(["dmri", "train", str(cfg), "--out", str(base / "run"), "--quiet"]) == 0
     return base / "run"
 
@@ -35,16 +47,26 @@ def _scan(tiny_prepared, tmp_path):
 
 
 def _config(tmp_path, tiny_prepared, data=None, model=None, extra=None):
-    cfg = {"preset": "test", "data": {"dataset": str(tiny_prepared), "targets": ["prisma_st"], **(data or {})},
-           "model": model or {"method": "diqt"}, **(extra or {})}
+    cfg = {
+        "preset": "test",
+        "data": {"dataset": str(tiny_prepared), "targets": ["prisma_st"], **(data or {})},
+        "model": model or {"method": "diqt"},
+        **(extra or {}),
+    }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
 def _apply_args(model, scan, out, **override):
-    args = {"--dwi": scan / "dwi.nii.gz", "--bval": scan / "dwi.bval", "--bvec": scan / "dwi.bvec",
-            "--mask": scan / "mask.nii.gz", "--out": out, **override}
+    args = {
+        "--dwi": scan / "dwi.nii.gz",
+        "--bval": scan / "dwi.bval",
+        "--bvec": scan / "dwi.bvec",
+        "--mask": scan / "mask.nii.gz",
+        "--out": out,
+        **override,
+    }
     return ["dmri", "apply", str(model)] + [str(x) for kv in args.items() for x in kv]
 
 
@@ -60,7 +82,11 @@ def _case_config_typo(tmp_path, prepared, model):
 
 def _case_config_unknown_platform(tmp_path, prepared, model):
     path = _config(tmp_path, prepared, data={"targets": ["siemens_trio"]})
-    return ["dmri", "train", str(path), "--out", str(tmp_path / "out")], prepared / "dataset.yaml", "unknown platform 'siemens_trio'"
+    return (
+        ["dmri", "train", str(path), "--out", str(tmp_path / "out")],
+        prepared / "dataset.yaml",
+        "unknown platform 'siemens_trio'",
+    )
 
 
 def _case_config_unknown_method(tmp_path, prepared, model):
@@ -70,7 +96,11 @@ def _case_config_unknown_method(tmp_path, prepared, model):
 
 def _case_config_key_of_another_method(tmp_path, prepared, model):
     path = _config(tmp_path, prepared, model={"method": "rish", "revnet_blocks": 2})
-    return ["dmri", "train", str(path), "--out", str(tmp_path / "out")], path, "'revnet_blocks' does not apply to method rish"
+    return (
+        ["dmri", "train", str(path), "--out", str(tmp_path / "out")],
+        path,
+        "'revnet_blocks' does not apply to method rish",
+    )
 
 
 def _case_train_output_exists(tmp_path, prepared, model):
@@ -160,6 +190,7 @@ def _case_not_coregistered(tmp_path, prepared, model):
     data = tmp_path / "data"
     shutil.copytree(prepared, data, ignore=shutil.ignore_patterns("derivatives"))
     mask = data / "sub-02" / "prisma_st" / "mask.nii.gz"
+
     def elsewhere(d):  # this scan's brain lies in a corner of its field of view only
         out = np.zeros_like(d)
         out[:4, :4] = 1
@@ -176,8 +207,11 @@ def _case_model_not_a_model(tmp_path, prepared, model):
 
 
 def _case_describe_unknown_input(tmp_path, prepared, model):
-    return (["describe", str(prepared), "--layout", "mushac", "--input", "ge/st", "--out", str(tmp_path / "out")],
-            prepared, "holds no <subject>/<scanner>/<protocol>")
+    return (
+        ["describe", str(prepared), "--layout", "mushac", "--input", "ge/st", "--out", str(tmp_path / "out")],
+        prepared,
+        "holds no <subject>/<scanner>/<protocol>",
+    )
 
 
 def _structural(tmp_path, *, image=None, target=None, mask=None):
@@ -186,8 +220,11 @@ def _structural(tmp_path, *, image=None, target=None, mask=None):
     from mrharmony.structural.hail import HAIL
 
     torch.manual_seed(0)
-    save_model(tmp_path / "hail.pt", HAIL((4, 8, 16), skips=True),
-               {"model": {"method": "hail", "widths": [4, 8, 16], "skips": True}, "training_sites": ["a", "b"]})
+    save_model(
+        tmp_path / "hail.pt",
+        HAIL((4, 8, 16), skips=True),
+        {"model": {"method": "hail", "widths": [4, 8, 16], "skips": True}, "training_sites": ["a", "b"]},
+    )
     rng = np.random.default_rng(0)
     brain = np.zeros((12, 12, 12), np.float32)
     brain[2:10, 2:10, 2:10] = 1
@@ -196,8 +233,19 @@ def _structural(tmp_path, *, image=None, target=None, mask=None):
         arr = data if data is not None else (brain if name == "mask" else brain * (1 + rng.random(brain.shape)))
         files[name] = tmp_path / f"{name}.nii.gz"
         nib.save(nib.Nifti1Image(np.asarray(arr, np.float32), np.eye(4)), files[name])
-    args = ["structural", "apply", str(tmp_path / "hail.pt"), "--input", str(files["input"]), "--target-image",
-            str(files["target"]), "--mask", str(files["mask"]), "--out", str(tmp_path / "out")]
+    args = [
+        "structural",
+        "apply",
+        str(tmp_path / "hail.pt"),
+        "--input",
+        str(files["input"]),
+        "--target-image",
+        str(files["target"]),
+        "--mask",
+        str(files["mask"]),
+        "--out",
+        str(tmp_path / "out"),
+    ]
     return args, files
 
 
@@ -243,15 +291,37 @@ def _metrics_images(tmp_path, size=12):
 
 def _case_structural_metrics_same_input_and_target(tmp_path, prepared, model):
     a, _ = _metrics_images(tmp_path)
-    args = ["structural", "metrics", "--input", str(a), "--prediction", str(a), "--target", str(a),
-            "--json", str(tmp_path / "m.json")]
+    args = [
+        "structural",
+        "metrics",
+        "--input",
+        str(a),
+        "--prediction",
+        str(a),
+        "--target",
+        str(a),
+        "--json",
+        str(tmp_path / "m.json"),
+    ]
     return args, a, r"has the same intensity distribution .* as the input image .*nWD is undefined"
 
 
 def _case_structural_metrics_too_small_for_ssim(tmp_path, prepared, model):
     a, b = _metrics_images(tmp_path, size=8)
-    args = ["structural", "metrics", "--input", str(a), "--prediction", str(a), "--target", str(b),
-            "--truth", str(b), "--json", str(tmp_path / "m.json")]
+    args = [
+        "structural",
+        "metrics",
+        "--input",
+        str(a),
+        "--prediction",
+        str(a),
+        "--target",
+        str(b),
+        "--truth",
+        str(b),
+        "--json",
+        str(tmp_path / "m.json"),
+    ]
     return args, b, r"has shape \(8, 8, 8\); SSIM needs at least 11 voxels"
 
 
@@ -261,8 +331,22 @@ def _case_structural_metrics_flat_prediction(tmp_path, prepared, model):
     data = np.zeros((12,) * 3, np.float32)
     data[2:-2, 2:-2, 2:-2] = 1.0
     nib.save(nib.Nifti1Image(data, np.eye(4)), flat)
-    args = ["structural", "metrics", "--input", str(a), "--prediction", str(flat), "--target", str(b),
-            "--mask", str(flat), "--target-mask", str(flat), "--json", str(tmp_path / "m.json")]
+    args = [
+        "structural",
+        "metrics",
+        "--input",
+        str(a),
+        "--prediction",
+        str(flat),
+        "--target",
+        str(b),
+        "--mask",
+        str(flat),
+        "--target-mask",
+        str(flat),
+        "--json",
+        str(tmp_path / "m.json"),
+    ]
     return args, flat, "has fewer than three intensity levels inside the brain mask"
 
 
@@ -278,8 +362,15 @@ def _case_structural_train_unseen_site(tmp_path, prepared, model):
 
     data = simulate_structural(tmp_path / "st", preset="tiny", n_subjects=3, quiet=True)
     cfg = tmp_path / "hail.yaml"
-    cfg.write_text(yaml.safe_dump({"preset": "test", "data": {"dataset": str(data), "sites": ["siteA", "siteE"],
-                                                              "n_test_subjects": 1}, "model": {"method": "hail"}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "preset": "test",
+                "data": {"dataset": str(data), "sites": ["siteA", "siteE"], "n_test_subjects": 1},
+                "model": {"method": "hail"},
+            }
+        )
+    )
     return ["structural", "train", str(cfg), "--out", str(tmp_path / "run")], cfg, "holds out of training"
 
 
@@ -287,9 +378,12 @@ def _case_apply_other_shell(tmp_path, prepared, model):
     scan = _scan(prepared, tmp_path)
     bval = scan / "dwi.bval"
     bval.write_text(bval.read_text().replace("1200", "2000"))
-    return (_apply_args(model, scan, tmp_path / "out"), bval,
-            r"has its shell at b=2000 s/mm\^2, but the model learned from b=1200 s/mm\^2 scans \(ge_st; tolerance 100\); "
-            r"pass --allow-protocol-mismatch")
+    return (
+        _apply_args(model, scan, tmp_path / "out"),
+        bval,
+        r"has its shell at b=2000 s/mm\^2, but the model learned from b=1200 s/mm\^2 scans \(ge_st; tolerance 100\); "
+        r"pass --allow-protocol-mismatch",
+    )
 
 
 def _case_apply_other_voxel_size(tmp_path, prepared, model):
@@ -298,8 +392,11 @@ def _case_apply_other_voxel_size(tmp_path, prepared, model):
     affine = img.affine.copy()
     affine[:3, :3] *= 0.5  # 1.2 mm voxels
     nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj), affine), scan / "dwi.nii.gz")
-    return (_apply_args(model, scan, tmp_path / "out"), scan / "dwi.nii.gz",
-            r"has 1.2 x 1.2 x 1.2 mm voxels, but the model learned from 2.4 x 2.4 x 2.4 mm scans")
+    return (
+        _apply_args(model, scan, tmp_path / "out"),
+        scan / "dwi.nii.gz",
+        r"has 1.2 x 1.2 x 1.2 mm voxels, but the model learned from 2.4 x 2.4 x 2.4 mm scans",
+    )
 
 
 CASES = {name.removeprefix("_case_"): fn for name, fn in dict(globals()).items() if name.startswith("_case_")}
@@ -337,5 +434,7 @@ def test_apply_with_a_protocol_mismatch_allowed_records_it_in_every_sidecar(tmp_
     assert len(sidecars) >= 5  # SH, signal, FA, MD, DEC FA
     for side in sidecars:
         found = json.loads(side.read_text())["ProtocolMismatch"]
-        assert found == ["dwi.bval has its shell at b=2000 s/mm^2, but the model learned from b=1200 s/mm^2 scans "
-                         "(ge_st; tolerance 100)"], side
+        assert found == [
+            "dwi.bval has its shell at b=2000 s/mm^2, but the model learned from b=1200 s/mm^2 scans "
+            "(ge_st; tolerance 100)"
+        ], side

@@ -7,9 +7,11 @@ from mrharmony.cli import main
 
 def test_help_imports_no_heavy_module():
     """`mrharmony --help` stays instant: the command line imports numpy, torch, dipy lazily."""
-    code = ("import sys; from mrharmony.cli import build_parser; build_parser(); "
-            "heavy = [m for m in ('numpy', 'torch', 'dipy', 'nibabel', 'scipy', 'nilearn') if m in sys.modules]; "
-            "print(','.join(heavy))")
+    code = (
+        "import sys; from mrharmony.cli import build_parser; build_parser(); "
+        "heavy = [m for m in ('numpy', 'torch', 'dipy', 'nibabel', 'scipy', 'nilearn') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
 
@@ -34,7 +36,9 @@ def test_console_script_runs(tmp_path):
 
     exe = Path(sys.executable).parent / "mrharmony"  # installed beside the interpreter
     assert exe.exists(), "the mrharmony console script is installed"
-    out = subprocess.run([str(exe), "simulate", str(tmp_path / "x"), "--preset", "nope"], capture_output=True, text=True)
+    out = subprocess.run(
+        [str(exe), "simulate", str(tmp_path / "x"), "--preset", "nope"], capture_output=True, text=True
+    )
     assert out.returncode == 2 and "invalid choice" in out.stderr
 
 
@@ -75,24 +79,42 @@ def test_demo_on_the_tiny_preset(tmp_path, capsys):
     # the structural results name the data relative to themselves: the moved folder still reports
     moved = tmp_path / "moved"
     out.rename(moved)
-    assert main(["report", "--structural", str(moved / "structural-evaluation"), "--out", str(tmp_path / "r.html"),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--structural",
+                str(moved / "structural-evaluation"),
+                "--out",
+                str(tmp_path / "r.html"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
 
 
 def test_demo_of_one_wing(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", str(out), "--preset", "tiny", "--only", "structural", "--quiet"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["configs", "report.html", "runs", "structural",
-                                                     "structural-evaluation"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "configs",
+        "report.html",
+        "runs",
+        "structural",
+        "structural-evaluation",
+    ]
     assert "dMRI" not in (out / "report.html").read_text().split("<h2>Provenance")[0]
 
 
 def test_each_command_imports_only_its_module():
     """The table is lazy: `mrharmony structural --help` imports the structural command module only."""
-    code = ("import sys\nfrom mrharmony.cli import main\ntry:\n    main(['structural', '--help'])\n"
-            "except SystemExit:\n    pass\n"
-            "print(','.join(sorted(m for m in sys.modules if m.startswith('mrharmony.cli.') or "
-            "m.split('.')[0] in ('numpy', 'torch', 'dipy', 'nibabel', 'scipy'))))")
+    code = (
+        "import sys\nfrom mrharmony.cli import main\ntry:\n    main(['structural', '--help'])\n"
+        "except SystemExit:\n    pass\n"
+        "print(','.join(sorted(m for m in sys.modules if m.startswith('mrharmony.cli.') or "
+        "m.split('.')[0] in ('numpy', 'torch', 'dipy', 'nibabel', 'scipy'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().split("\n")[-1] == "mrharmony.cli.common,mrharmony.cli.structural"
 
@@ -128,8 +150,9 @@ def test_one_grammar_for_both_wings(capsys):
     --out a folder for apply and evaluate, and --force; the verbs of one wing only in that wing."""
     import re
 
-    listed = {wing: re.findall(r"^    (\w+)(?:  |$)", _help([wing], capsys), flags=re.M)
-              for wing in ("dmri", "structural")}
+    listed = {
+        wing: re.findall(r"^    (\w+)(?:  |$)", _help([wing], capsys), flags=re.M) for wing in ("dmri", "structural")
+    }
     for wing, verbs in listed.items():
         assert {"train", "apply", "evaluate", "methods"} <= set(verbs), wing
         for verb in ("train", "apply", "evaluate", "methods"):
@@ -150,7 +173,9 @@ def test_no_private_names_cross_cli_modules():
     for path in Path(mrharmony.cli.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mrharmony"):
-                assert not [a.name for a in node.names if a.name.startswith("_") and not a.name.endswith("__")], path.name
+                assert not [a.name for a in node.names if a.name.startswith("_") and not a.name.endswith("__")], (
+                    path.name
+                )
 
 
 def test_flow_is_gone_structural_has_one_group(capsys):
@@ -186,14 +211,30 @@ def test_structural_train_and_apply_leave_the_method_to_the_files(tmp_path, monk
     monkeypatch.setattr(mrharmony.structural.training, "train_structural", fake_train)
     monkeypatch.setattr(mrharmony.structural.apply, "apply_image_model", fake_apply)
     assert main(["structural", "train", "ihf.yaml", "--out", "run", "--stop-after-epochs", "2"]) == 0
-    assert calls["train"] == ("ihf.yaml", "run", {"resume": False, "force": False, "quiet": False,
-                                                  "stop_after_epochs": 2})
+    assert calls["train"] == (
+        "ihf.yaml",
+        "run",
+        {"resume": False, "force": False, "quiet": False, "stop_after_epochs": 2},
+    )
     assert "stopped (resume with --resume)" in capsys.readouterr().out
-    assert main(["structural", "apply", "run", "--input", "i.nii.gz", "--target-image", "t.nii.gz",
-                 "--out", "o", "--quiet"]) == 0
-    assert calls["apply"] == ("run", {"input_path": "i.nii.gz", "target_path": "t.nii.gz", "out": "o",
-                                      "mask_path": None, "target_mask_path": None, "force": False,
-                                      "allow_modality_mismatch": False})
+    assert (
+        main(
+            ["structural", "apply", "run", "--input", "i.nii.gz", "--target-image", "t.nii.gz", "--out", "o", "--quiet"]
+        )
+        == 0
+    )
+    assert calls["apply"] == (
+        "run",
+        {
+            "input_path": "i.nii.gz",
+            "target_path": "t.nii.gz",
+            "out": "o",
+            "mask_path": None,
+            "target_mask_path": None,
+            "force": False,
+            "allow_modality_mismatch": False,
+        },
+    )
     assert capsys.readouterr().out == ""
 
 
@@ -210,8 +251,18 @@ def test_the_overwrite_policy(tmp_path, capsys):
     with pytest.raises(InputError, match="m.json: already exists; pass --force to overwrite it."):
         check_new_output(out, force=False)
     assert check_new_output(out, force=True) == out
-    args = ["structural", "metrics", "--input", str(tmp_path / "missing.nii.gz"), "--prediction", "p",
-            "--target", "t", "--json", str(out)]
+    args = [
+        "structural",
+        "metrics",
+        "--input",
+        str(tmp_path / "missing.nii.gz"),
+        "--prediction",
+        "p",
+        "--target",
+        "t",
+        "--json",
+        str(out),
+    ]
     assert main(args) == 2  # the existing --json is refused before the images are read
     err = capsys.readouterr().err
     assert err == f"mrharmony structural metrics: error: {out}: already exists; pass --force to overwrite it.\n"
@@ -233,9 +284,13 @@ def test_each_training_command_names_the_other_for_the_other_wing(tmp_path, caps
     (tmp_path / "diqt.yaml").write_text("data: {dataset: d}\nmodel: {method: diqt}\n")
     assert main(["dmri", "train", str(tmp_path / "hail.yaml"), "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err
-    assert "'hail' is not a dMRI method" in err and "a structural method trains with 'mrharmony structural train'" in err
+    assert (
+        "'hail' is not a dMRI method" in err and "a structural method trains with 'mrharmony structural train'" in err
+    )
     assert main(["structural", "train", str(tmp_path / "diqt.yaml"), "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
-    assert "needs a 'model' section whose 'method' is one of hail, ihf (structural methods; a dMRI method trains " \
-           "with 'mrharmony dmri train')." in err
+    assert (
+        "needs a 'model' section whose 'method' is one of hail, ihf (structural methods; a dMRI method trains "
+        "with 'mrharmony dmri train')." in err
+    )
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -56,6 +56,7 @@ def _same_weights(a: Path, b: Path) -> bool:
 
 # ---- (a) no leak ----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def two_datasets(tmp_path_factory, tiny_prepared):
     """The tiny dataset twice: as it is, and with the held-out subject sub-01's scans (every
@@ -68,10 +69,14 @@ def two_datasets(tmp_path_factory, tiny_prepared):
     return same, other
 
 
-@pytest.mark.parametrize("method,options", [
-    ("rish", {}),
-    ("diqt", {"targets": ["prisma_st"], "preset": "test", "training": {"threads": 1}}),
-], ids=["statistical", "network"])
+@pytest.mark.parametrize(
+    "method,options",
+    [
+        ("rish", {}),
+        ("diqt", {"targets": ["prisma_st"], "preset": "test", "training": {"threads": 1}}),
+    ],
+    ids=["statistical", "network"],
+)
 def test_dmri_fit_never_sees_a_held_out_subject(two_datasets, tmp_path, method, options):
     same, other = two_datasets
     train = ["sub-02", "sub-03"]
@@ -91,7 +96,9 @@ def test_dmri_fit_never_sees_a_held_out_subject(two_datasets, tmp_path, method, 
         files = sorted(p.name for p in (tmp_path / "a").glob("*.nii.gz"))
         assert files and files == sorted(p.name for p in (tmp_path / "b").glob("*.nii.gz"))
         for name in files:  # the saved arrays: the common space and the RISH scale maps
-            assert np.array_equal(nib.load(tmp_path / "a" / name).get_fdata(), nib.load(tmp_path / "b" / name).get_fdata())
+            assert np.array_equal(
+                nib.load(tmp_path / "a" / name).get_fdata(), nib.load(tmp_path / "b" / name).get_fdata()
+            )
         assert a.settings == b.settings
     else:
         assert _same_weights(tmp_path / "a", tmp_path / "b")
@@ -114,18 +121,22 @@ def test_structural_fit_never_sees_a_held_out_subject(sites, tmp_path):
 
 # ---- (b) bad training subjects ------------------------------------------------------------------
 
+
 def _one_sentence(err: InputError) -> str:
     text = str(err)
     assert "\n" not in text and text.endswith(".") and text.count(". ") == 0, text
     return text
 
 
-@pytest.mark.parametrize("subjects,says", [
-    (["sub-01", "sub-09"], "'sub-09', which is not among the dataset's subjects"),
-    ([], "train_subjects is empty"),
-    ("sub-01", "must be a list of subject names"),
-    (["sub-01", "sub-01"], "'sub-01' twice"),
-])
+@pytest.mark.parametrize(
+    "subjects,says",
+    [
+        (["sub-01", "sub-09"], "'sub-09', which is not among the dataset's subjects"),
+        ([], "train_subjects is empty"),
+        ("sub-01", "must be a list of subject names"),
+        (["sub-01", "sub-01"], "'sub-01' twice"),
+    ],
+)
 def test_bad_training_subjects_are_refused_in_one_sentence(tiny_prepared, sites, tmp_path, subjects, says):
     with pytest.raises(InputError) as dm:
         dmri.fit("rish", tiny_prepared, train_subjects=subjects, out=tmp_path / "rish")
@@ -142,8 +153,9 @@ def test_other_misuse_is_refused_in_one_sentence(tiny_prepared, sites, tmp_path)
     cases = [
         lambda: dmri.fit("nonsense", tiny_prepared, train_subjects=SUBJECTS[:2], out=tmp_path / "x"),
         lambda: dmri.fit("rish", tiny_prepared, train_subjects=SUBJECTS[:2], out=tmp_path / "x", smoothing=3),
-        lambda: dmri.fit("rish", tiny_prepared, train_subjects=SUBJECTS[:2], out=tmp_path / "x",
-                         data={"test_subjects": ["sub-03"]}),
+        lambda: dmri.fit(
+            "rish", tiny_prepared, train_subjects=SUBJECTS[:2], out=tmp_path / "x", data={"test_subjects": ["sub-03"]}
+        ),
         lambda: structural.fit("hail", sites, out=tmp_path / "x"),
         lambda: structural.fit("nyul", widths=[4]),
     ]
@@ -161,16 +173,22 @@ def test_a_baseline_needs_no_data():
     assert isinstance(h, NyulHarmonizer)
     rng = np.random.default_rng(0)
     image, target = rng.random((12, 12, 12)) + 1, 2 * rng.random((12, 12, 12)) + 5
-    assert np.isfinite(h.transform(image, target=target, mask=np.ones(image.shape, bool),
-                                   target_mask=np.ones(image.shape, bool)).image).all()
+    assert np.isfinite(
+        h.transform(image, target=target, mask=np.ones(image.shape, bool), target_mask=np.ones(image.shape, bool)).image
+    ).all()
 
 
 # ---- (c) a cross-validation loop ----------------------------------------------------------------
 
-@pytest.mark.parametrize("method,options", [
-    ("rish", {"registration": "none"}),
-    ("diqt", {"targets": ["connectom_sa"], "preset": "test", "training": {"threads": 1}}),
-], ids=["statistical", "network"])
+
+@pytest.mark.parametrize(
+    "method,options",
+    [
+        ("rish", {"registration": "none"}),
+        ("diqt", {"targets": ["connectom_sa"], "preset": "test", "training": {"threads": 1}}),
+    ],
+    ids=["statistical", "network"],
+)
 def test_dmri_two_fold_loop(tiny_prepared, tmp_path, method, options):
     from mrharmony.data import load_dataset
 
@@ -201,8 +219,9 @@ def test_dmri_transform_of_arrays_matches_the_subject(tiny_prepared, tmp_path):
     scan = load_dataset(tiny_prepared, check_data=False).scan("sub-03", "ge_st")
     dwi, affine = scan.load_dwi()
     by_name = dmri.transform(h, tiny_prepared, "sub-03", targets=["prisma_st"])
-    by_arrays = dmri.transform_dwi(h, dwi, *scan.gradients(), affine=affine, mask=scan.load_mask(),
-                                   targets=["prisma_st"])
+    by_arrays = dmri.transform_dwi(
+        h, dwi, *scan.gradients(), affine=affine, mask=scan.load_mask(), targets=["prisma_st"]
+    )
     assert list(by_name) == list(by_arrays) == ["prisma_st"]
     assert np.array_equal(by_name["prisma_st"].fa, by_arrays["prisma_st"].fa)
     with pytest.raises(InputError, match="not 'nowhere'"):
@@ -221,12 +240,12 @@ def test_structural_two_fold_loop(sites, tmp_path):
         target, _ = ds.load_image(train[0], "siteB")
         for subject in held_out:
             image, _ = ds.load_image(subject, "siteA")
-            result = h.transform(image, mask=ds.load_mask(subject), target=target,
-                                 target_mask=ds.load_mask(train[0]))
+            result = h.transform(image, mask=ds.load_mask(subject), target=target, target_mask=ds.load_mask(train[0]))
             assert result.image.shape == image.shape and np.all(np.isfinite(result.image))
 
 
 # ---- the guide's examples --------------------------------------------------------------------
+
 
 def test_the_guides_examples_run(tiny_prepared, sites, tmp_path, monkeypatch, capsys):
     """Every ```python block of docs/python-api.md, run in order with the tiny datasets' paths

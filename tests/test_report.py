@@ -16,17 +16,40 @@ from mrharmony.report.format import readable_p
 def _evaluation(n_subjects: int) -> Evaluation:
     """An evaluation of two statistical methods, two networks and the floors on one target."""
     rng = np.random.default_rng(0)
-    base = {"none": 0.10, "rish": 0.07, "meanvar_global": 0.08, "diqt": 0.05, "msp": 0.06, "rescan": 0.04,
-            "oracle": 0.02}
+    base = {
+        "none": 0.10,
+        "rish": 0.07,
+        "meanvar_global": 0.08,
+        "diqt": 0.05,
+        "msp": 0.06,
+        "rescan": 0.04,
+        "oracle": 0.02,
+    }
     rows = []
     for m, v in base.items():
         for s in range(n_subjects):
             e = v + 0.002 * rng.standard_normal()
-            rows.append({"method": m, "subject": f"sub-{s:02d}", "target": "prisma_st", "sh_mse": None,
-                         "fa_mae": e, "md_mae": e * 1e-3})
+            rows.append(
+                {
+                    "method": m,
+                    "subject": f"sub-{s:02d}",
+                    "target": "prisma_st",
+                    "sh_mse": None,
+                    "fa_mae": e,
+                    "md_mae": e * 1e-3,
+                }
+            )
     params = {"none": None, "rish": None, "meanvar_global": None, "diqt": 1000, "msp": 5000}
-    return Evaluation(split="subject", n_patches=0, eval_size=5, targets=["prisma_st"], methods=list(params),
-                      parameters=params, volume_errors=rows, test_subjects=[f"sub-{s:02d}" for s in range(n_subjects)])
+    return Evaluation(
+        split="subject",
+        n_patches=0,
+        eval_size=5,
+        targets=["prisma_st"],
+        methods=list(params),
+        parameters=params,
+        volume_errors=rows,
+        test_subjects=[f"sub-{s:02d}" for s in range(n_subjects)],
+    )
 
 
 def test_the_summary_is_the_mean_over_subjects_of_the_evaluation():
@@ -63,10 +86,30 @@ def test_p_values_are_written_readably():
 
 
 SITES = [
-    {"name": "siteA", "role": "train", "t1w": [0.25, 0.62, 1.0], "t2w": [1.0, 0.55, 0.38], "scale": 900.0, "snr": 30.0,
-     "blur_fwhm_mm": [1.0, 1.0, 1.0], "bias": 0.15, "ringing": 1.0, "ghosting": 0.0},
-    {"name": "siteD", "role": "unseen", "t1w": [0.2, 0.56, 1.0], "t2w": [1.0, 0.52, 0.33], "scale": 1500.0,
-     "snr": 25.0, "blur_fwhm_mm": [1.0, 1.0, 3.0], "bias": 0.35, "ringing": 0.7, "ghosting": 0.0},
+    {
+        "name": "siteA",
+        "role": "train",
+        "t1w": [0.25, 0.62, 1.0],
+        "t2w": [1.0, 0.55, 0.38],
+        "scale": 900.0,
+        "snr": 30.0,
+        "blur_fwhm_mm": [1.0, 1.0, 1.0],
+        "bias": 0.15,
+        "ringing": 1.0,
+        "ghosting": 0.0,
+    },
+    {
+        "name": "siteD",
+        "role": "unseen",
+        "t1w": [0.2, 0.56, 1.0],
+        "t2w": [1.0, 0.52, 0.33],
+        "scale": 1500.0,
+        "snr": 25.0,
+        "blur_fwhm_mm": [1.0, 1.0, 3.0],
+        "bias": 0.35,
+        "ringing": 0.7,
+        "ghosting": 0.0,
+    },
 ]
 
 
@@ -80,25 +123,54 @@ def test_a_structural_evaluation_is_reported_from_its_folder(tmp_path):
     from mrharmony.structural.ihf.squeeze_flow import SqueezeIHF
 
     (tmp_path / "sites.yaml").write_text(yaml.safe_dump({"sites": SITES}))
-    data = simulate_structural(tmp_path / "st", preset="tiny", seed=5, n_subjects=3, sites_file=tmp_path / "sites.yaml",
-                               quiet=True)
+    data = simulate_structural(
+        tmp_path / "st", preset="tiny", seed=5, n_subjects=3, sites_file=tmp_path / "sites.yaml", quiet=True
+    )
     torch.manual_seed(0)
-    save_model(tmp_path / "run-ihf" / "model.pt", SqueezeIHF(dims=2, levels=1, blocks=1, hidden=8, style_dim=8),
-               {"training_sites": ["siteA"], "split": {"train": [], "validation": ["sub-01"], "test": ["sub-02"]},
-                "mrharmony_version": "0.0.test", "data": {"modalities": ["T1w"]},
-                "model": {"method": "ihf", "flow": "squeeze", "dims": 2, "levels": 1, "blocks": 1, "hidden": 8, "style_dim": 8}})
-    ev = evaluate_structural(data, tmp_path / "eval", methods=[str(tmp_path / "run-ihf"), "none", "zscore", "nyul"],
-                             split={"test": ["sub-02", "sub-03"], "validation": ["sub-01"]}, quiet=True)
+    save_model(
+        tmp_path / "run-ihf" / "model.pt",
+        SqueezeIHF(dims=2, levels=1, blocks=1, hidden=8, style_dim=8),
+        {
+            "training_sites": ["siteA"],
+            "split": {"train": [], "validation": ["sub-01"], "test": ["sub-02"]},
+            "mrharmony_version": "0.0.test",
+            "data": {"modalities": ["T1w"]},
+            "model": {
+                "method": "ihf",
+                "flow": "squeeze",
+                "dims": 2,
+                "levels": 1,
+                "blocks": 1,
+                "hidden": 8,
+                "style_dim": 8,
+            },
+        },
+    )
+    ev = evaluate_structural(
+        data,
+        tmp_path / "eval",
+        methods=[str(tmp_path / "run-ihf"), "none", "zscore", "nyul"],
+        split={"test": ["sub-02", "sub-03"], "validation": ["sub-01"]},
+        quiet=True,
+    )
     rows, info, tests = load_evaluation(tmp_path / "eval")
     assert len(rows) == len(ev.rows) and info["test_subjects"] == ["sub-02", "sub-03"] and tests
     # read back from rows.csv, the summary is that of the evaluation itself: per subject, then over subjects
     g = structural_glance(rows, info)[("T1w", "unseen")]["ssim"]
 
     def ssim(m):
-        return np.mean([np.mean([r["ssim"] for r in ev.rows if r["method"] == m and r["group"] == "unseen"
-                                 and r["subject"] == s]) for s in ("sub-02", "sub-03")])
+        return np.mean(
+            [
+                np.mean(
+                    [r["ssim"] for r in ev.rows if r["method"] == m and r["group"] == "unseen" and r["subject"] == s]
+                )
+                for s in ("sub-02", "sub-03")
+            ]
+        )
 
-    assert g["none"]["mean"] == pytest.approx(ssim("none")) and g["ihf_squeeze"]["mean"] == pytest.approx(ssim("ihf_squeeze"))
+    assert g["none"]["mean"] == pytest.approx(ssim("none")) and g["ihf_squeeze"]["mean"] == pytest.approx(
+        ssim("ihf_squeeze")
+    )
     best = max(("zscore", "nyul"), key=ssim)
     assert g["best baseline"]["method"] == best and g["best baseline"]["mean"] == pytest.approx(ssim(best))
     assert g["ihf_squeeze"]["n"] == 2 and g["ihf_squeeze"]["ci95"] is None

@@ -39,8 +39,7 @@ def test_effect_ratio_is_one_for_the_same_measurements_and_halves_with_half_the_
     r = effect_ratio_ci(controls, half, controls, patients)
     assert r["mean"] == pytest.approx(0.5) and r["ci95"][0] < 0.5 < r["ci95"][1] < 1.0
     # a harmonizer adding noise of its own (not shared with the reference) widens the interval
-    noisy = effect_ratio_ci(controls + rng.normal(0, 0.03, 10), patients + rng.normal(0, 0.03, 10),
-                            controls, patients)
+    noisy = effect_ratio_ci(controls + rng.normal(0, 0.03, 10), patients + rng.normal(0, 0.03, 10), controls, patients)
     assert noisy["ci95"][1] - noisy["ci95"][0] > r["ci95"][1] - r["ci95"][0]
     with pytest.raises(ValueError):
         effect_ratio_ci(controls, patients, controls[:5], patients)

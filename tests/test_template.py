@@ -57,10 +57,12 @@ def test_syn_recovers_a_known_smooth_warp_better_than_affine_registration():
     # the values of dipy's own warping of the images (away from the volume's edge, which
     # registration.resample's rule treats)
     inner = (slice(3, -3),) * 3
-    np.testing.assert_allclose(warp.to_static(moving, AFFINE, SHAPE, AFFINE)[inner],
-                               warp.diffeo.transform(moving)[inner], atol=1e-5)
-    np.testing.assert_allclose(warp.to_moving(static, AFFINE, SHAPE, AFFINE)[inner],
-                               warp.diffeo.transform_inverse(static)[inner], atol=1e-5)
+    np.testing.assert_allclose(
+        warp.to_static(moving, AFFINE, SHAPE, AFFINE)[inner], warp.diffeo.transform(moving)[inner], atol=1e-5
+    )
+    np.testing.assert_allclose(
+        warp.to_moving(static, AFFINE, SHAPE, AFFINE)[inner], warp.diffeo.transform_inverse(static)[inner], atol=1e-5
+    )
     # 4D data are warped channel by channel, linearly: a channel scaled by 2 comes out scaled by 2
     both = warp.to_static(np.stack([moving, 2 * moving], -1), AFFINE, SHAPE, AFFINE)
     assert both.shape == (*SHAPE, 2) and both.dtype == np.float32

@@ -96,8 +96,10 @@ def describe_validation_error(exc: ValidationError, data: Any = None) -> str:
     elif err["type"] == "union_tag_invalid":  # a section whose kind is chosen by one key (the method)
         ctx = err.get("ctx", {})
         key = str(ctx.get("discriminator", "")).strip("'")
-        text = (f"invalid value for '{loc}.{key}': {ctx.get('tag')!r} is not one of "
-                f"{str(ctx.get('expected_tags', '')).replace(chr(39), '')}")
+        text = (
+            f"invalid value for '{loc}.{key}': {ctx.get('tag')!r} is not one of "
+            f"{str(ctx.get('expected_tags', '')).replace(chr(39), '')}"
+        )
     else:
         if err["type"] == "value_error" and "error" in err.get("ctx", {}):
             msg = str(err["ctx"]["error"])  # a validator's own words, as it wrote them
@@ -129,8 +131,11 @@ def load_yaml_model(model: type[M], path: str | os.PathLike) -> M:
 
 def path_fields(model: type[BaseModel]) -> list[str]:
     """The settings of ``model`` marked as paths (``json_schema_extra={"path": True}``)."""
-    return [name for name, f in model.model_fields.items()
-            if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("path")]
+    return [
+        name
+        for name, f in model.model_fields.items()
+        if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("path")
+    ]
 
 
 def _map_paths(section: dict, model: type[BaseModel], fn) -> dict:

@@ -49,8 +49,15 @@ IHF_TRAINING = {"batch_size": 8, "pretrain_epochs": 5, "epochs": 10}
 INTENSITY_BASELINES = ("none", "zscore", "nyul")
 
 
-def run_demo(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, only: str | None = None,
-             force: bool = False, quiet: bool = False) -> Path:
+def run_demo(
+    out: str | os.PathLike,
+    *,
+    preset: str = "demo",
+    seed: int = 0,
+    only: str | None = None,
+    force: bool = False,
+    quiet: bool = False,
+) -> Path:
     """Run the demo (both wings, or ``only`` one) into the new folder ``out``."""
     from mrharmony.io import staged_output_dir
     from mrharmony.report.html import build_report
@@ -113,19 +120,30 @@ def _dmri(tmp: Path, preset: str, seed: int, say, quiet: bool):
     statistical = [m.name for m in REGISTRY.methods("statistical") if m.extra is None]  # ComBat needs its extra
 
     def run(name: str, model: dict, targets_: list[str] | None, training: dict | None = None) -> Path:
-        cfg = {"preset": train_preset, "data": {**data_cfg, **({"targets": targets_} if targets_ else {})},
-               "model": model, "training": {"seed": seed, **(training or {})}}
+        cfg = {
+            "preset": train_preset,
+            "data": {**data_cfg, **({"targets": targets_} if targets_ else {})},
+            "model": model,
+            "training": {"seed": seed, **(training or {})},
+        }
         say(f"dMRI: {'fitting' if model['method'] in statistical else 'training'} {name}")
         return train(_config(tmp, name, cfg), tmp / "runs" / name, quiet=quiet)
 
     singles = [run(f"diqt-{t}", {"method": "diqt"}, [t]) for t in targets]
     msp_training = {} if preset == "tiny" else {"epochs": MSP_EPOCHS}
-    runs = singles + [run("msp", {"method": "msp", "first_stage_runs": [f"../runs/{p.name}" for p in singles],
-                                  "alpha_end_epoch": 1.0}, None, msp_training)]
+    runs = singles + [
+        run(
+            "msp",
+            {"method": "msp", "first_stage_runs": [f"../runs/{p.name}" for p in singles], "alpha_end_epoch": 1.0},
+            None,
+            msp_training,
+        )
+    ]
     runs += [run(m, {"method": m}, None) for m in statistical]
     say(f"dMRI: evaluating on the held-out subject {held_out}")
-    ev = evaluate(runs, max_patches=2000, volume_voxels=None if preset == "tiny" else 10000, keep_references=True,
-                  quiet=quiet)
+    ev = evaluate(
+        runs, max_patches=2000, volume_voxels=None if preset == "tiny" else 10000, keep_references=True, quiet=quiet
+    )
     write_tables(ev, tmp / "evaluation")
     return runs, ev
 
@@ -144,20 +162,35 @@ def _structural(tmp: Path, preset: str, seed: int, say, quiet: bool):
     train_preset = "test" if preset == "tiny" else "demo"
     data_cfg = {"dataset": "../structural", "n_test_subjects": 1, "n_validation_subjects": 1, "split_seed": seed}
     configs = {
-        "hail": {"data": {**data_cfg, "modalities": ["T1w"], "crop_size": 16 if preset == "tiny" else 32},
-                 "model": {"method": "hail", "skips": True, "widths": [16, 32, 64]}, "training": HAIL_TRAINING},
-        "ihf": {"data": {**data_cfg, "modalities": ["T1w", "T2w", "FLAIR"], "crop_size": 16 if preset == "tiny" else 64},
-                "model": {"method": "ihf", "flow": "squeeze", "dims": 2}, "training": IHF_TRAINING},
+        "hail": {
+            "data": {**data_cfg, "modalities": ["T1w"], "crop_size": 16 if preset == "tiny" else 32},
+            "model": {"method": "hail", "skips": True, "widths": [16, 32, 64]},
+            "training": HAIL_TRAINING,
+        },
+        "ihf": {
+            "data": {**data_cfg, "modalities": ["T1w", "T2w", "FLAIR"], "crop_size": 16 if preset == "tiny" else 64},
+            "model": {"method": "ihf", "flow": "squeeze", "dims": 2},
+            "training": IHF_TRAINING,
+        },
     }
     runs = {}
     for name, cfg in configs.items():
         training = {} if preset == "tiny" else cfg["training"]
-        path = _config(tmp, name, {"preset": train_preset, "data": cfg["data"], "model": cfg["model"],
-                                   "training": {"seed": seed, **training}})
+        path = _config(
+            tmp,
+            name,
+            {
+                "preset": train_preset,
+                "data": cfg["data"],
+                "model": cfg["model"],
+                "training": {"seed": seed, **training},
+            },
+        )
         say(f"structural: training {'HAIL (U-Net variant)' if name == 'hail' else 'IHF-Harmony (squeeze variant)'}")
         runs[name] = str(train_structural(path, tmp / "runs" / name, quiet=quiet))
     seen, unseen = ds.train_sites, ds.unseen_sites
     pairs = [(seen[0], seen[1]), (seen[0], unseen[0])]  # a training site to another one, and to a new site
     say("structural: evaluating (a training site to another, and to a site never seen in training)")
-    return evaluate_structural(data, tmp / "structural-evaluation", methods=[*runs.values(), *INTENSITY_BASELINES],
-                               pairs=pairs, quiet=quiet)
+    return evaluate_structural(
+        data, tmp / "structural-evaluation", methods=[*runs.values(), *INTENSITY_BASELINES], pairs=pairs, quiet=quiet
+    )

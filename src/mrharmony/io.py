@@ -131,8 +131,13 @@ def staged_output_dir(path: str | os.PathLike, *, force: bool) -> Iterator[Path]
         raise
 
 
-def check_format_version(version, path: str | os.PathLike, *, remedy: str = "upgrade mrharmony to use it",
-                         unversioned: str = "it was not written by mrharmony, or is damaged") -> None:
+def check_format_version(
+    version,
+    path: str | os.PathLike,
+    *,
+    remedy: str = "upgrade mrharmony to use it",
+    unversioned: str = "it was not written by mrharmony, or is damaged",
+) -> None:
     """Refuse a file written by a newer on-disk format, or with no version: one sentence naming
     the file, its version, the newest this mrharmony reads and ``remedy`` (``unversioned``: what
     to say of a file with no version)."""
@@ -141,8 +146,11 @@ def check_format_version(version, path: str | os.PathLike, *, remedy: str = "upg
     if not isinstance(version, int) or isinstance(version, bool):
         raise InputError(f"has no valid format version ({version!r}); {unversioned}.", path)
     if version > FORMAT_VERSION:
-        raise InputError(f"was written by a newer mrharmony (format version {version}, this one reads up to "
-                         f"{FORMAT_VERSION}); {remedy}.", path)
+        raise InputError(
+            f"was written by a newer mrharmony (format version {version}, this one reads up to "
+            f"{FORMAT_VERSION}); {remedy}.",
+            path,
+        )
 
 
 def write_derivative_description(path: str | os.PathLike, *, name: str, description: str, **extra) -> None:
@@ -151,7 +159,13 @@ def write_derivative_description(path: str | os.PathLike, *, name: str, descript
     such as ``SourceDatasets``."""
     from mrharmony import __version__
 
-    write_json(path, {
-        "Name": name, "BIDSVersion": "1.9.0", "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "mrharmony", "Version": __version__, "Description": description}], **extra,
-    })
+    write_json(
+        path,
+        {
+            "Name": name,
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "derivative",
+            "GeneratedBy": [{"Name": "mrharmony", "Version": __version__, "Description": description}],
+            **extra,
+        },
+    )

@@ -13,8 +13,14 @@ class Progress:
         if not quiet:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, dynamic_ncols=True,
-                             bar_format="{desc}: {n_fmt}/{total_fmt} {unit} [{elapsed}<{remaining}, {rate_fmt}]")
+            self._bar = tqdm(
+                total=total,
+                unit=unit,
+                desc=desc,
+                file=sys.stderr,
+                dynamic_ncols=True,
+                bar_format="{desc}: {n_fmt}/{total_fmt} {unit} [{elapsed}<{remaining}, {rate_fmt}]",
+            )
 
     def update(self, n: int = 1) -> None:
         if self._bar is not None:

@@ -25,8 +25,15 @@ Kind = Literal["rigid", "affine", "none"]
 SYN_LEVEL_ITERS = (10, 5)
 
 
-def register(static: np.ndarray, static_affine: np.ndarray, moving: np.ndarray, moving_affine: np.ndarray,
-             *, kind: Kind = "affine", level_iters: tuple[int, ...] = (200, 100, 50)) -> np.ndarray:
+def register(
+    static: np.ndarray,
+    static_affine: np.ndarray,
+    moving: np.ndarray,
+    moving_affine: np.ndarray,
+    *,
+    kind: Kind = "affine",
+    level_iters: tuple[int, ...] = (200, 100, 50),
+) -> np.ndarray:
     """The world transform ``M`` that maps ``static``'s space onto ``moving``'s (3D images).
 
     ``kind="none"`` returns the identity: the images are taken as already aligned in world
@@ -55,21 +62,39 @@ def register(static: np.ndarray, static_affine: np.ndarray, moving: np.ndarray, 
     n = min(len(level_iters), 3)
     while n > 1 and min(static.shape[:3] + moving.shape[:3]) / [4, 2, 1][-n] < 8:
         n -= 1
-    reg = AffineRegistration(metric=MutualInformationMetric(nbins=32, sampling_proportion=None),
-                             level_iters=list(level_iters)[-n:], sigmas=[3.0, 1.0, 0.0][-n:],
-                             factors=[4, 2, 1][-n:], verbosity=0)
+    reg = AffineRegistration(
+        metric=MutualInformationMetric(nbins=32, sampling_proportion=None),
+        level_iters=list(level_iters)[-n:],
+        sigmas=[3.0, 1.0, 0.0][-n:],
+        factors=[4, 2, 1][-n:],
+        verbosity=0,
+    )
     matrix = transform_centers_of_mass(static, static_affine, moving, moving_affine).affine
     stages = [TranslationTransform3D(), RigidTransform3D()] + ([AffineTransform3D()] if kind == "affine" else [])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # dipy's notes on its own optimizer settings
         for transform in stages:
-            matrix = reg.optimize(static, moving, transform, None, static_grid2world=static_affine,
-                                  moving_grid2world=moving_affine, starting_affine=matrix).affine
+            matrix = reg.optimize(
+                static,
+                moving,
+                transform,
+                None,
+                static_grid2world=static_affine,
+                moving_grid2world=moving_affine,
+                starting_affine=matrix,
+            ).affine
     return np.asarray(matrix, np.float64)
 
 
-def resample(data: np.ndarray, data_affine: np.ndarray, out_shape: tuple[int, int, int], out_affine: np.ndarray,
-             matrix: np.ndarray | None = None, *, order: int = 1) -> np.ndarray:
+def resample(
+    data: np.ndarray,
+    data_affine: np.ndarray,
+    out_shape: tuple[int, int, int],
+    out_affine: np.ndarray,
+    matrix: np.ndarray | None = None,
+    *,
+    order: int = 1,
+) -> np.ndarray:
     """``data`` (3D or 4D, channels last) sampled on the grid ``(out_shape, out_affine)``.
 
     Each output voxel at world point ``x`` takes the value of ``data`` at ``matrix @ x``
@@ -88,8 +113,9 @@ def _affine_transform(volume: np.ndarray, vox: np.ndarray, out_shape, order: int
     from scipy import ndimage
 
     # the volume is padded by one voxel on each side: its voxel i is the data's voxel i - 1
-    return ndimage.affine_transform(volume, vox[:3, :3], vox[:3, 3] + 1, output_shape=out_shape, order=order,
-                                    mode="constant", cval=0.0)
+    return ndimage.affine_transform(
+        volume, vox[:3, :3], vox[:3, 3] + 1, output_shape=out_shape, order=order, mode="constant", cval=0.0
+    )
 
 
 def _sample(data: np.ndarray, interpolate, *, order: int = 1) -> np.ndarray:
@@ -170,13 +196,22 @@ def _warped(data, data_affine, shape, affine, transform_points) -> np.ndarray:
     world = np.asarray(transform_points(grid, coord2world=np.asarray(affine, np.float64)), np.float64)
     inv = np.linalg.inv(data_affine)
     coords = (world @ inv[:3, :3].T + inv[:3, 3] + 1).T  # in the volume padded by one voxel
-    return _sample(data, lambda v, o: ndimage.map_coordinates(v, coords, order=o, mode="constant",
-                                                             cval=0.0).reshape(shape))
+    return _sample(
+        data, lambda v, o: ndimage.map_coordinates(v, coords, order=o, mode="constant", cval=0.0).reshape(shape)
+    )
 
 
-def register_syn(static: np.ndarray, static_affine: np.ndarray, moving: np.ndarray, moving_affine: np.ndarray,
-                 *, prealign: np.ndarray | None = None, kind: Kind = "affine",
-                 level_iters: tuple[int, ...] = SYN_LEVEL_ITERS, radius: int = 2) -> Warp:
+def register_syn(
+    static: np.ndarray,
+    static_affine: np.ndarray,
+    moving: np.ndarray,
+    moving_affine: np.ndarray,
+    *,
+    prealign: np.ndarray | None = None,
+    kind: Kind = "affine",
+    level_iters: tuple[int, ...] = SYN_LEVEL_ITERS,
+    radius: int = 2,
+) -> Warp:
     """The nonlinear :class:`Warp` from ``static``'s space to ``moving``'s (3D images).
 
     A linear pre-alignment (``prealign``, or :func:`register` of kind ``kind``), then dipy's
@@ -195,9 +230,13 @@ def register_syn(static: np.ndarray, static_affine: np.ndarray, moving: np.ndarr
     level_iters, radius = syn_plan(static.shape, level_iters, radius)
     syn = SymmetricDiffeomorphicRegistration(CCMetric(3, radius=radius), level_iters=list(level_iters))
     syn.verbosity = 0  # dipy reports every pyramid level otherwise
-    diffeo = syn.optimize(static, moving, static_grid2world=np.asarray(static_affine, np.float64),
-                          moving_grid2world=np.asarray(moving_affine, np.float64),
-                          prealign=np.asarray(prealign, np.float64))
+    diffeo = syn.optimize(
+        static,
+        moving,
+        static_grid2world=np.asarray(static_affine, np.float64),
+        moving_grid2world=np.asarray(moving_affine, np.float64),
+        prealign=np.asarray(prealign, np.float64),
+    )
     return Warp(prealign, diffeo)
 
 
@@ -299,6 +338,6 @@ def upsample_masked(data: np.ndarray, mask: np.ndarray, r: int) -> np.ndarray:
     out = np.zeros((*weight.shape, data.shape[-1]), np.float32)
     w = weight[ok][:, None]
     for c in range(0, data.shape[-1], 4):  # a few channels at a time: memory of the output and a little more
-        v = upsample_linear(np.where(m[..., None], data[..., c:c + 4], 0).astype(np.float32), r)
-        out[..., c:c + 4][ok] = v[ok] / w
+        v = upsample_linear(np.where(m[..., None], data[..., c : c + 4], 0).astype(np.float32), r)
+        out[..., c : c + 4][ok] = v[ok] / w
     return out

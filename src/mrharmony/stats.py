@@ -99,8 +99,15 @@ def effect_ci(a, b, *, n_boot: int = 4000, seed: int = 0) -> dict:
     resampled within each group): ``{"mean": d, "ci95": [lo, hi]}``."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     d = cohens_d(a, b)
-    ci = _group_bootstrap(lambda ia, ib: cohens_d(a[ia], b[ib]), lambda ia, ib: np.ptp(a[ia]) > 0 or np.ptp(b[ib]) > 0,
-                          a.size, b.size, point=d, n_boot=n_boot, seed=seed)
+    ci = _group_bootstrap(
+        lambda ia, ib: cohens_d(a[ia], b[ib]),
+        lambda ia, ib: np.ptp(a[ia]) > 0 or np.ptp(b[ib]) > 0,
+        a.size,
+        b.size,
+        point=d,
+        n_boot=n_boot,
+        seed=seed,
+    )
     return {"mean": d, "ci95": ci}
 
 
@@ -114,9 +121,15 @@ def effect_ratio_ci(a, b, a_ref, b_ref, *, n_boot: int = 4000, seed: int = 0) ->
     if a.shape != a_ref.shape or b.shape != b_ref.shape:
         raise ValueError("each group needs the same subjects on both sides")
     ratio = cohens_d(a, b) / cohens_d(a_ref, b_ref)
-    ci = _group_bootstrap(lambda ia, ib: cohens_d(a[ia], b[ib]) / cohens_d(a_ref[ia], b_ref[ib]),
-                          lambda ia, ib: np.ptp(a_ref[ia]) > 0 or np.ptp(b_ref[ib]) > 0,
-                          a.size, b.size, point=ratio, n_boot=n_boot, seed=seed)
+    ci = _group_bootstrap(
+        lambda ia, ib: cohens_d(a[ia], b[ib]) / cohens_d(a_ref[ia], b_ref[ib]),
+        lambda ia, ib: np.ptp(a_ref[ia]) > 0 or np.ptp(b_ref[ib]) > 0,
+        a.size,
+        b.size,
+        point=ratio,
+        n_boot=n_boot,
+        seed=seed,
+    )
     return {"mean": float(ratio), "ci95": ci}
 
 
@@ -135,8 +148,9 @@ def _group_bootstrap(statistic, spread, n_a: int, n_b: int, *, point: float, n_b
     return [float(lo), float(hi)]
 
 
-def group_difference(controls, patients, ref_controls=None, ref_patients=None, *, n_boot: int = 4000,
-                     seed: int = 0) -> dict:
+def group_difference(
+    controls, patients, ref_controls=None, ref_patients=None, *, n_boot: int = 4000, seed: int = 0
+) -> dict:
     """The difference between two groups, **patients minus controls**, as a study reports it:
     ``diff`` (the difference of the group means, in the values' unit), ``sd`` (the pooled
     within-group standard deviation) and ``d`` (Cohen's d, ``diff / sd``); with ``ref_controls``

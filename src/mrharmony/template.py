@@ -68,11 +68,19 @@ class Template:
         return self.warps[i].to_moving(data, self.affine, shape, affine)
 
 
-def build_template(images: Sequence[np.ndarray], affines: Sequence[np.ndarray], *,
-                   masks: Sequence[np.ndarray] | None = None, rounds: int = 2,
-                   level_iters: tuple[int, ...] = SYN_LEVEL_ITERS, radius: int = 2,
-                   prealign: Kind = "affine", shape_step: float = 1.0, reference: int = 0,
-                   progress=None) -> Template:
+def build_template(
+    images: Sequence[np.ndarray],
+    affines: Sequence[np.ndarray],
+    *,
+    masks: Sequence[np.ndarray] | None = None,
+    rounds: int = 2,
+    level_iters: tuple[int, ...] = SYN_LEVEL_ITERS,
+    radius: int = 2,
+    prealign: Kind = "affine",
+    shape_step: float = 1.0,
+    reference: int = 0,
+    progress=None,
+) -> Template:
     """The template of ``images`` (3D, one contrast) and each one's map to it (see the module).
 
     Args:
@@ -102,8 +110,9 @@ def build_template(images: Sequence[np.ndarray], affines: Sequence[np.ndarray], 
     shape, affine = images[reference].shape, affines[reference]
     matrices = []
     for i in range(n):
-        matrices.append(np.eye(4) if i == reference else
-                        register(images[reference], affine, images[i], affines[i], kind=prealign))
+        matrices.append(
+            np.eye(4) if i == reference else register(images[reference], affine, images[i], affines[i], kind=prealign)
+        )
         _tick(progress)
     matrices = _average_frame(matrices, images[reference], affine)
     warps = [Warp(m) for m in matrices]
@@ -111,8 +120,17 @@ def build_template(images: Sequence[np.ndarray], affines: Sequence[np.ndarray], 
     for k in range(rounds):
         warps = []
         for i in range(n):
-            warps.append(register_syn(template, affine, images[i], affines[i], prealign=matrices[i],
-                                      level_iters=level_iters, radius=radius))
+            warps.append(
+                register_syn(
+                    template,
+                    affine,
+                    images[i],
+                    affines[i],
+                    prealign=matrices[i],
+                    level_iters=level_iters,
+                    radius=radius,
+                )
+            )
             _tick(progress)
         mean = _mean_in_template(images, affines, warps, shape, affine)
         if k == rounds - 1 or shape_step == 0:
@@ -192,8 +210,15 @@ def _reshaped(mean: np.ndarray, affine: np.ndarray, warps: list[Warp], step: flo
     u = u.reshape(*shape, 3).astype(np.float32)
     world2grid = np.linalg.inv(affine)
     spacing = np.sqrt((affine[:3, :3] ** 2).sum(0))
-    psi = DiffeomorphicMap(3, shape, disp_grid2world=affine, domain_shape=shape, domain_grid2world=affine,
-                           codomain_shape=shape, codomain_grid2world=affine)
+    psi = DiffeomorphicMap(
+        3,
+        shape,
+        disp_grid2world=affine,
+        domain_shape=shape,
+        domain_grid2world=affine,
+        codomain_shape=shape,
+        codomain_grid2world=affine,
+    )
     psi.forward = u
     psi.backward = np.asarray(invert_vector_field_fixed_point_3d(u, world2grid, spacing, 20, 1e-3), np.float32)
     return Warp(np.eye(4), psi).to_moving(mean, affine, shape, affine), linear

@@ -33,14 +33,17 @@ def test_scored_pairs_are_those_whose_step_is_finished(tmp_path):
     assert plan.scored(tmp_path / "elsewhere", "evaluation/evaluation.json.runs") == []
 
 
-@pytest.mark.parametrize("plan, n, message", [
-    (Plan(1, [0]), 10, "--folds must be at least 2, not 1."),
-    (Plan(4, [0]), 3, "--folds 4 needs at least 4 subjects; the preset has 3."),
-    (Plan(2, [0]), 3, "with 3 subjects and 2 folds fewer than 2 subjects are left to train on."),
-    (Plan(3, [1, 1]), 10, "--seeds must be distinct non-negative integers."),
-    (Plan(3, [-1]), 10, "--seeds must be distinct non-negative integers."),
-    (Plan(3, [0, 1], 4), 10, "--seed-folds must be between 1 and --folds (3), not 4."),
-])
+@pytest.mark.parametrize(
+    "plan, n, message",
+    [
+        (Plan(1, [0]), 10, "--folds must be at least 2, not 1."),
+        (Plan(4, [0]), 3, "--folds 4 needs at least 4 subjects; the preset has 3."),
+        (Plan(2, [0]), 3, "with 3 subjects and 2 folds fewer than 2 subjects are left to train on."),
+        (Plan(3, [1, 1]), 10, "--seeds must be distinct non-negative integers."),
+        (Plan(3, [-1]), 10, "--seeds must be distinct non-negative integers."),
+        (Plan(3, [0, 1], 4), 10, "--seed-folds must be between 1 and --folds (3), not 4."),
+    ],
+)
 def test_impossible_folds_and_seeds_are_refused_in_one_sentence(plan, n, message):
     with pytest.raises(SettingError) as e:
         plan.check(n)

@@ -23,8 +23,14 @@ def test_every_recipe_gives_a_valid_training_section(name):
 
 def test_the_tuned_recipe_and_its_rivals():
     tuned = recipe("diqt_tuned")
-    assert tuned.training(epochs=6) == {"epochs": 24, "augment": "flips", "loss_weighting": "order",
-                                        "inputs": "sh+position", "lr_schedule": "cosine", "warmup_epochs": 1}
+    assert tuned.training(epochs=6) == {
+        "epochs": 24,
+        "augment": "flips",
+        "loss_weighting": "order",
+        "inputs": "sh+position",
+        "lr_schedule": "cosine",
+        "warmup_epochs": 1,
+    }
     assert recipe("diqt_tuned_sh").options == {k: v for k, v in tuned.options.items() if k != "inputs"}
     assert recipe("diqt_long").training(epochs=6, lr_decay_every=2) == {"epochs": 24, "lr_decay_every": 8}
     with pytest.raises(ValueError, match="lr_decay_every"):

@@ -54,8 +54,11 @@ def test_the_record_round_trip_brings_back_the_small_files_and_not_the_models(tm
         save_record(record, root, work, FILES)
     save_record(None, root, works[0], FILES)  # no record: nothing to do
     kept = sorted(str(p.relative_to(record)) for p in record.rglob("*") if p.is_file())
-    assert kept == sorted([f"fold-{f}/seed-{s}/{name}" for f, s in [(0, 0), (0, 1)] for name in FILES]
-                          + [f"fold-1/seed-0/{name}" for name in FILES[:2]] + ["timing.json"])
+    assert kept == sorted(
+        [f"fold-{f}/seed-{s}/{name}" for f, s in [(0, 0), (0, 1)] for name in FILES]
+        + [f"fold-1/seed-0/{name}" for name in FILES[:2]]
+        + ["timing.json"]
+    )
     assert not list(record.rglob(".*"))  # copied whole: no temporary file left beside
     (record / "notes.txt").write_text("a log kept beside the record\n")
 

@@ -15,9 +15,11 @@ def _date(t: float) -> str:
 
 def test_pauses_are_read_from_the_log_and_notes_passed_over(tmp_path):
     log = tmp_path / "pauses.txt"
-    log.write_text(f"{_date(1000)}: restarted after the session ended\n"
-                   f"paused (SIGSTOP) from {_date(1000)} for 30 s during the run (tests of a change)\n"
-                   f"paused (SIGSTOP) from Mon Nov  2 09:05:01 UTC 2026 for 2.5 s during fold-0 train\n")
+    log.write_text(
+        f"{_date(1000)}: restarted after the session ended\n"
+        f"paused (SIGSTOP) from {_date(1000)} for 30 s during the run (tests of a change)\n"
+        f"paused (SIGSTOP) from Mon Nov  2 09:05:01 UTC 2026 for 2.5 s during fold-0 train\n"
+    )
     first, second = pauses_of(log)
     assert first == (1000.0, 1030.0)
     assert second[1] - second[0] == 2.5 and _date(second[0]) == "Mon Nov 02 09:05:01 UTC 2026"
@@ -28,9 +30,11 @@ def test_a_steps_time_leaves_out_the_pauses_inside_it(tmp_path):
     timing = Timing(tmp_path / "timing.json")
     timing.intervals = {"train": [[1000.0, 1100.0], [2000.0, 2050.0]], "evaluate": [[3000.0, 3010.0]]}
     log = tmp_path / "pauses.txt"
-    log.write_text(f"paused (SIGSTOP) from {_date(990)} for 20 s during train\n"  # 10 s inside the first interval
-                   f"paused (SIGSTOP) from {_date(2040)} for 100 s during train\n"  # the last 10 s of the second
-                   f"paused (SIGSTOP) from {_date(2500)} for 100 s during nothing\n")  # between steps
+    log.write_text(
+        f"paused (SIGSTOP) from {_date(990)} for 20 s during train\n"  # 10 s inside the first interval
+        f"paused (SIGSTOP) from {_date(2040)} for 100 s during train\n"  # the last 10 s of the second
+        f"paused (SIGSTOP) from {_date(2500)} for 100 s during nothing\n"
+    )  # between steps
     pauses = pauses_of(log)
     assert timing.seconds("train") == 150.0 and timing.seconds("train", pauses) == 130.0
     assert timing.seconds("evaluate", pauses) == 10.0 and timing.seconds("missing", pauses) == 0.0
@@ -60,5 +64,5 @@ def test_an_interrupted_step_keeps_its_time(tmp_path):
     with pytest.raises(KeyboardInterrupt), timing.step("train"):
         time.sleep(0.05)
         raise KeyboardInterrupt
-    (a, b), = json.loads((tmp_path / "timing.json").read_text())["intervals"]["train"]
+    ((a, b),) = json.loads((tmp_path / "timing.json").read_text())["intervals"]["train"]
     assert b - a >= 0.05

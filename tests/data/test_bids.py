@@ -41,8 +41,24 @@ def bids_dir(tmp_path_factory, tiny_dataset):
 
 def test_describe_and_read_a_bids_dataset(bids_dir, tiny_dataset, tmp_path):
     study = tmp_path / "study"
-    assert main(["describe", str(bids_dir), "--layout", "bids", "--entity", "ses", "--input", "gest",
-                 "--out", str(study), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "describe",
+                str(bids_dir),
+                "--layout",
+                "bids",
+                "--entity",
+                "ses",
+                "--input",
+                "gest",
+                "--out",
+                str(study),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     spec = yaml.safe_load((study / "dataset.yaml").read_text())
     assert spec["layout"] == "bids" and spec["bids_entity"] == "ses"
     plats = {p["name"]: p for p in spec["platforms"]}
@@ -68,14 +84,45 @@ def test_describe_and_read_a_bids_dataset(bids_dir, tiny_dataset, tmp_path):
 
 
 def test_bids_errors_name_the_problem(bids_dir, tmp_path, capsys):
-    assert main(["describe", str(bids_dir), "--layout", "bids", "--entity", "acq", "--input", "gest",
-                 "--out", str(tmp_path / "a")]) == 2
+    assert (
+        main(
+            [
+                "describe",
+                str(bids_dir),
+                "--layout",
+                "bids",
+                "--entity",
+                "acq",
+                "--input",
+                "gest",
+                "--out",
+                str(tmp_path / "a"),
+            ]
+        )
+        == 2
+    )
     assert "no dwi runs with acq-gest" in capsys.readouterr().err
     broken = tmp_path / "broken"
     shutil.copytree(bids_dir, broken)
     study = tmp_path / "s"
-    assert main(["describe", str(broken), "--layout", "bids", "--entity", "ses", "--input", "gest",
-                 "--out", str(study), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "describe",
+                str(broken),
+                "--layout",
+                "bids",
+                "--entity",
+                "ses",
+                "--input",
+                "gest",
+                "--out",
+                str(study),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     shutil.rmtree(broken / "sub-03" / "ses-connectomst")
     spec = yaml.safe_load((study / "dataset.yaml").read_text())
     with pytest.raises(InputError, match=r"no dwi run with ses-connectomst for subject sub-03"):
@@ -87,13 +134,33 @@ def test_bids_errors_name_the_problem(bids_dir, tmp_path, capsys):
 
 def test_bids_app_writes_a_derivative_dataset(bids_dir, tiny_prepared, tmp_path, capsys):
     cfg = tmp_path / "rish.yaml"
-    cfg.write_text(yaml.safe_dump({"data": {"dataset": str(tiny_prepared), "split": "subject",
-                                            "test_subjects": ["sub-03"]}, "model": {"method": "rish"}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"dataset": str(tiny_prepared), "split": "subject", "test_subjects": ["sub-03"]},
+                "model": {"method": "rish"},
+            }
+        )
+    )
     model = tmp_path / "rish"
     assert main(["dmri", "train", str(cfg), "--out", str(model), "--quiet"]) == 0
     out = tmp_path / "harmonized"
-    args = ["bids", str(bids_dir), str(out), "participant", "--participant-label", "01", "sub-03",
-            "--model", str(model), "--filter", "ses=gest", "--target", "prisma_st", "--quiet"]
+    args = [
+        "bids",
+        str(bids_dir),
+        str(out),
+        "participant",
+        "--participant-label",
+        "01",
+        "sub-03",
+        "--model",
+        str(model),
+        "--filter",
+        "ses=gest",
+        "--target",
+        "prisma_st",
+        "--quiet",
+    ]
     assert main(args) == 0
     desc = json.loads((out / "dataset_description.json").read_text())
     assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Name"] == "mrharmony"
@@ -125,15 +192,26 @@ def test_bids_app_writes_a_derivative_dataset(bids_dir, tiny_prepared, tmp_path,
     sa[sa.index("ses=gest")] = "ses=connectomsa"
     assert main(sa) == 2
     err = capsys.readouterr().err.strip()
-    assert "sub-01_ses-connectomsa_dwi.nii.gz: has 1.2 x 1.2 x 1.2 mm voxels, but the model learned from " \
-           "2.4 x 2.4 x 2.4 mm scans (ge_st; tolerance 10%); pass --allow-protocol-mismatch" in err
+    assert (
+        "sub-01_ses-connectomsa_dwi.nii.gz: has 1.2 x 1.2 x 1.2 mm voxels, but the model learned from "
+        "2.4 x 2.4 x 2.4 mm scans (ge_st; tolerance 10%); pass --allow-protocol-mismatch" in err
+    )
     assert not other.exists()
     # the group level: FA / MD per site, before (every session as acquired) and after (the harmonized runs)
     group = ["bids", str(bids_dir), str(out), "group", "--participant-label", "01", "sub-03", "--quiet"]
     assert main(group) == 0
     summary = (out / "group" / "summary.tsv").read_text().splitlines()
-    assert summary[0].split("\t") == ["site", "stage", "target", "region", "runs", "fa_mean", "fa_sd", "md_mean",
-                                       "md_sd"]
+    assert summary[0].split("\t") == [
+        "site",
+        "stage",
+        "target",
+        "region",
+        "runs",
+        "fa_mean",
+        "fa_sd",
+        "md_mean",
+        "md_sd",
+    ]
     cells = {tuple(r.split("\t")[:4]): r.split("\t") for r in summary[1:]}
     assert set(LABELS.values()) <= {site for site, _, _, _ in cells}
     after = cells[("gest", "after", "prismast", "white_matter")]
@@ -146,7 +224,9 @@ def test_bids_app_writes_a_derivative_dataset(bids_dir, tiny_prepared, tmp_path,
     fa = np.asarray(nib.load(d1 / "sub-01_ses-gest_space-prismast_model-tensor_param-fa_dwimap.nii.gz").dataobj)
     md = np.asarray(nib.load(d1 / "sub-01_ses-gest_space-prismast_model-tensor_param-md_dwimap.nii.gz").dataobj)
     wm = (md > 0) & (fa >= 0.2)
-    row = next(r.split("\t") for r in rows if r.startswith("sub-01\tsub-01_ses-gest\tgest\tafter\tprismast\twhite_matter"))
+    row = next(
+        r.split("\t") for r in rows if r.startswith("sub-01\tsub-01_ses-gest\tgest\tafter\tprismast\twhite_matter")
+    )
     assert float(row[6]) == pytest.approx(float(fa[wm].mean()), rel=1e-5)
     assert float(row[7]) == pytest.approx(float(md[wm].mean()), rel=1e-5) and int(row[8]) == int(wm.sum())
     assert (out / "group" / "fa_md_by_site.png").stat().st_size > 1000

@@ -18,12 +18,16 @@ def test_written_tables_read_back(tmp_path):
 
 def test_the_format(tmp_path):
     """One row of %g b-values; three rows (x, y, z) of six decimals; a newline at the end."""
-    write_gradients(tmp_path / "a.bval", tmp_path / "a.bvec", np.array([0.0, 1000.0, 2500.5]),
-                    np.array([[0, 0, 0], [1, 0, 0], [0, -0.6, 0.8]]))
+    write_gradients(
+        tmp_path / "a.bval",
+        tmp_path / "a.bvec",
+        np.array([0.0, 1000.0, 2500.5]),
+        np.array([[0, 0, 0], [1, 0, 0], [0, -0.6, 0.8]]),
+    )
     assert (tmp_path / "a.bval").read_text() == "0 1000 2500.5\n"
-    assert (tmp_path / "a.bvec").read_text() == ("0.000000 1.000000 0.000000\n"
-                                                "0.000000 0.000000 -0.600000\n"
-                                                "0.000000 0.000000 0.800000\n")
+    assert (tmp_path / "a.bvec").read_text() == (
+        "0.000000 1.000000 0.000000\n0.000000 0.000000 -0.600000\n0.000000 0.000000 0.800000\n"
+    )
 
 
 def test_a_table_of_the_wrong_shape_is_refused(tmp_path):
@@ -50,6 +54,9 @@ def test_b0_directions_may_be_nan_and_either_orientation_is_read(tmp_path):
     bvec.write_text("nan nan nan\n1 0 0\n0 1 0\n0 0 0\n")  # N x 3
     np.testing.assert_array_equal(read_gradients(bval, bvec)[1], bvecs)
     bvec.write_text("0 1 nan 0\n0 0 0 0\n0 0 1 0\n")
-    with pytest.raises(InputError, match=r"dwi.bvec: holds NaN or infinite components in the direction of volume 2, "
-                                         r"which is diffusion-weighted \(b=1000\)"):
+    with pytest.raises(
+        InputError,
+        match=r"dwi.bvec: holds NaN or infinite components in the direction of volume 2, "
+        r"which is diffusion-weighted \(b=1000\)",
+    ):
         read_gradients(bval, bvec)

@@ -114,8 +114,9 @@ def test_prepare_register_brings_a_moved_head_back(tmp_path, capsys):
     for s in ("sub-01", "sub-02"):
         _write_phantom_scan(root / s / "old", 2.4, base, np.eye(4), bvecs)
         _write_phantom_scan(root / s / "new", 2.4, base, motion if s == "sub-02" else np.eye(4), bvecs)
-        _write_phantom_scan(root / s / "fine", 1.2, tuple(2 * n for n in base),
-                            motion if s == "sub-02" else np.eye(4), bvecs)
+        _write_phantom_scan(
+            root / s / "fine", 1.2, tuple(2 * n for n in base), motion if s == "sub-02" else np.eye(4), bvecs
+        )
     with pytest.raises(InputError, match=r"sub-02/new/dwi.nii.gz: is not co-registered.*Dice.*prepare --register"):
         load_dataset(root)
     assert main(["dmri", "prepare", str(root), "--quiet"]) == 2
@@ -157,8 +158,11 @@ def test_automatic_mask_finds_the_head(tmp_path):
 
 def _folder_of(name, root):
     """A folder in layout ``name`` (empty files: recognising a layout reads no file)."""
-    files = {"mrharmony": ["sub-01/ge_st/dwi.nii.gz"], "mushac": ["sub-01/ge/st/dwi.nii.gz"],
-             "bids": ["dataset_description.json", "sub-01/ses-ge/dwi/sub-01_ses-ge_dwi.nii.gz"]}[name]
+    files = {
+        "mrharmony": ["sub-01/ge_st/dwi.nii.gz"],
+        "mushac": ["sub-01/ge/st/dwi.nii.gz"],
+        "bids": ["dataset_description.json", "sub-01/ses-ge/dwi/sub-01_ses-ge_dwi.nii.gz"],
+    }[name]
     for f in files:
         (root / f).parent.mkdir(parents=True, exist_ok=True)
         (root / f).write_text("")
@@ -181,7 +185,9 @@ def test_dataset_yaml_names_a_layout_of_the_table(tiny_dataset, tmp_path):
     root = _copy(tiny_dataset, tmp_path)
     spec = yaml.safe_load((root / "dataset.yaml").read_text())
     (root / "dataset.yaml").write_text(yaml.safe_dump({**spec, "layout": "cdmri"}))
-    with pytest.raises(InputError, match=r"invalid value for 'layout': input should be 'mrharmony', 'mushac' or 'bids'"):
+    with pytest.raises(
+        InputError, match=r"invalid value for 'layout': input should be 'mrharmony', 'mushac' or 'bids'"
+    ):
         load_dataset(root)
     # a key of another layout does not go with this one
     (root / "dataset.yaml").write_text(yaml.safe_dump({**spec, "bids_entity": "ses"}))

@@ -14,9 +14,16 @@ from mrharmony.data.structural import (
 )
 from mrharmony.errors import InputError
 
-GOOD = {"kind": "structural", "subjects": ["sub-01", "sub-02"], "modalities": ["T1w", "T2w"],
-        "sites": [{"name": "siteA", "role": "train"}, {"name": "siteB", "role": "train"},
-                  {"name": "siteD", "role": "unseen"}]}
+GOOD = {
+    "kind": "structural",
+    "subjects": ["sub-01", "sub-02"],
+    "modalities": ["T1w", "T2w"],
+    "sites": [
+        {"name": "siteA", "role": "train"},
+        {"name": "siteB", "role": "train"},
+        {"name": "siteD", "role": "unseen"},
+    ],
+}
 
 
 def _write(root, spec):
@@ -36,9 +43,12 @@ def test_a_good_file_is_read(tmp_path):
 
 
 def test_the_writer_and_the_reader_agree(tmp_path):
-    spec = StructuralSpec(kind="structural", subjects=["a", "b"], sites=[SiteSpec(name="x", role="train"),
-                          SiteSpec(name="y", role="unseen", description="held out")],
-                          generated_by={"name": "test", "seed": 1})
+    spec = StructuralSpec(
+        kind="structural",
+        subjects=["a", "b"],
+        sites=[SiteSpec(name="x", role="train"), SiteSpec(name="y", role="unseen", description="held out")],
+        generated_by={"name": "test", "seed": 1},
+    )
     write_structural_spec(tmp_path, spec)
     assert "description: held out" in (tmp_path / STRUCTURAL_FILE).read_text()
     ds = load_structural(tmp_path)
@@ -48,10 +58,18 @@ def test_the_writer_and_the_reader_agree(tmp_path):
 def test_a_file_of_the_older_simulator_is_read(tmp_path):
     """Before ``generated_by``, the simulator wrote its version, preset and seed at the top level
     and each site's parameters in the site's entry."""
-    old = {"kind": "structural", "mrharmony_version": "0.1.0", "preset": {"name": "tiny", "voxel_mm": 2.0},
-           "seed": 3, "subjects": ["sub-01"], "modalities": ["T1w"],
-           "sites": [{"name": "siteA", "role": "train", "t1w": [0.25, 0.62, 1.0], "scale": 900.0},
-                     {"name": "siteD", "role": "unseen", "t1w": [0.3, 0.7, 1.0], "snr": 20.0}]}
+    old = {
+        "kind": "structural",
+        "mrharmony_version": "0.1.0",
+        "preset": {"name": "tiny", "voxel_mm": 2.0},
+        "seed": 3,
+        "subjects": ["sub-01"],
+        "modalities": ["T1w"],
+        "sites": [
+            {"name": "siteA", "role": "train", "t1w": [0.25, 0.62, 1.0], "scale": 900.0},
+            {"name": "siteD", "role": "unseen", "t1w": [0.3, 0.7, 1.0], "snr": 20.0},
+        ],
+    }
     ds = load_structural(_write(tmp_path, old))
     assert [(s.name, s.role) for s in ds.sites] == [("siteA", "train"), ("siteD", "unseen")]
 

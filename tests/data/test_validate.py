@@ -64,56 +64,112 @@ S1 = "s1/old"
 CASES = {
     # name: (mutation(root), file named in the message (relative), message pattern)
     "dataset.yaml missing": (lambda r: (r / "dataset.yaml").unlink(), "dataset.yaml", "is missing"),
-    "typo'd key in dataset.yaml": (lambda r: _edit_yaml(r, lambda s: s["platforms"][0].update(voxle_size=2)),
-                                   "dataset.yaml", r"unknown key 'platforms.0.voxle_size'"),
-    "two input platforms": (lambda r: _edit_yaml(r, lambda s: s["platforms"][1].update(role="input")),
-                            "dataset.yaml", "exactly one platform must have role 'input'"),
-    "unknown role": (lambda r: _edit_yaml(r, lambda s: s["platforms"][1].update(role="output")),
-                     "dataset.yaml", "invalid value for 'platforms.1.role'"),
+    "typo'd key in dataset.yaml": (
+        lambda r: _edit_yaml(r, lambda s: s["platforms"][0].update(voxle_size=2)),
+        "dataset.yaml",
+        r"unknown key 'platforms.0.voxle_size'",
+    ),
+    "two input platforms": (
+        lambda r: _edit_yaml(r, lambda s: s["platforms"][1].update(role="input")),
+        "dataset.yaml",
+        "exactly one platform must have role 'input'",
+    ),
+    "unknown role": (
+        lambda r: _edit_yaml(r, lambda s: s["platforms"][1].update(role="output")),
+        "dataset.yaml",
+        "invalid value for 'platforms.1.role'",
+    ),
     "not YAML": (lambda r: (r / "dataset.yaml").write_text("platforms: [unclosed\n"), "dataset.yaml", "not valid YAML"),
     "listed subject missing": (lambda r: shutil.rmtree(r / "s2"), "s2", "is missing"),
-    "platform missing for a subject": (lambda r: shutil.rmtree(r / "s2" / "fine"), "s2/fine",
-                                       "subject s2 has no scan on platform fine"),
+    "platform missing for a subject": (
+        lambda r: shutil.rmtree(r / "s2" / "fine"),
+        "s2/fine",
+        "subject s2 has no scan on platform fine",
+    ),
     "dwi missing": (lambda r: (r / S1 / "dwi.nii.gz").unlink(), f"{S1}/dwi.nii.gz", "is missing"),
     "bval missing": (lambda r: (r / S1 / "dwi.bval").unlink(), f"{S1}/dwi.bval", "is missing"),
     "bvec missing": (lambda r: (r / S1 / "dwi.bvec").unlink(), f"{S1}/dwi.bvec", "is missing"),
     "mask missing": (lambda r: (r / S1 / "mask.nii.gz").unlink(), f"{S1}/mask.nii.gz", "is missing"),
-    "truncated dwi": (lambda r: (r / S1 / "dwi.nii.gz").write_bytes((r / S1 / "dwi.nii.gz").read_bytes()[:300]),
-                      f"{S1}/dwi.nii.gz", "could not be read as NIfTI"),
-    "dwi not NIfTI": (lambda r: (r / S1 / "dwi.nii.gz").write_bytes(gzip.compress(b"hello world" * 50)),
-                      f"{S1}/dwi.nii.gz", "could not be read as NIfTI"),
-    "3D dwi": (lambda r: _rewrite_dwi(r / S1 / "dwi.nii.gz", lambda d: d[..., 0]), f"{S1}/dwi.nii.gz",
-               "is 3D .* must be 4D"),
-    "mask of another shape": (lambda r: nib.save(nib.Nifti1Image(np.ones((5, 6, 4), np.uint8), grid_affine(2.4)),
-                                                 r / S1 / "mask.nii.gz"), f"{S1}/mask.nii.gz", r"has shape \(5, 6, 4\)"),
-    "mask on another affine": (lambda r: _set_affine(r / S1 / "mask.nii.gz", grid_affine(2.4, corner=(0, 0, 0))),
-                               f"{S1}/mask.nii.gz", "affine that differs"),
-    "empty mask": (lambda r: nib.save(nib.Nifti1Image(np.zeros((6, 6, 4), np.uint8), grid_affine(2.4)),
-                                      r / S1 / "mask.nii.gz"), f"{S1}/mask.nii.gz", "is empty"),
+    "truncated dwi": (
+        lambda r: (r / S1 / "dwi.nii.gz").write_bytes((r / S1 / "dwi.nii.gz").read_bytes()[:300]),
+        f"{S1}/dwi.nii.gz",
+        "could not be read as NIfTI",
+    ),
+    "dwi not NIfTI": (
+        lambda r: (r / S1 / "dwi.nii.gz").write_bytes(gzip.compress(b"hello world" * 50)),
+        f"{S1}/dwi.nii.gz",
+        "could not be read as NIfTI",
+    ),
+    "3D dwi": (
+        lambda r: _rewrite_dwi(r / S1 / "dwi.nii.gz", lambda d: d[..., 0]),
+        f"{S1}/dwi.nii.gz",
+        "is 3D .* must be 4D",
+    ),
+    "mask of another shape": (
+        lambda r: nib.save(nib.Nifti1Image(np.ones((5, 6, 4), np.uint8), grid_affine(2.4)), r / S1 / "mask.nii.gz"),
+        f"{S1}/mask.nii.gz",
+        r"has shape \(5, 6, 4\)",
+    ),
+    "mask on another affine": (
+        lambda r: _set_affine(r / S1 / "mask.nii.gz", grid_affine(2.4, corner=(0, 0, 0))),
+        f"{S1}/mask.nii.gz",
+        "affine that differs",
+    ),
+    "empty mask": (
+        lambda r: nib.save(nib.Nifti1Image(np.zeros((6, 6, 4), np.uint8), grid_affine(2.4)), r / S1 / "mask.nii.gz"),
+        f"{S1}/mask.nii.gz",
+        "is empty",
+    ),
     "NaN voxels": (lambda r: _rewrite_dwi(r / S1 / "dwi.nii.gz", _nan), f"{S1}/dwi.nii.gz", "1 voxel with NaN"),
     "Inf voxels": (lambda r: _rewrite_dwi(r / S1 / "dwi.nii.gz", _inf), f"{S1}/dwi.nii.gz", "NaN or infinite"),
-    "bval count": (lambda r: (r / S1 / "dwi.bval").write_text("0 0 " + "1200 " * 29), f"{S1}/dwi.bval",
-                   "has 31 b-values but the DWI series has 32 volumes"),
+    "bval count": (
+        lambda r: (r / S1 / "dwi.bval").write_text("0 0 " + "1200 " * 29),
+        f"{S1}/dwi.bval",
+        "has 31 b-values but the DWI series has 32 volumes",
+    ),
     "bvec count": (lambda r: _bvec_rows(r, lambda v: v[:, :-1]), f"{S1}/dwi.bvec", "has 31 directions"),
     "bvec two rows": (lambda r: _bvec_rows(r, lambda v: v[:2]), f"{S1}/dwi.bvec", "must hold three rows"),
-    "bvec not unit": (lambda r: _bvec_rows(r, lambda v: np.where(np.arange(v.shape[1]) == 5, v * 0.8, v)),
-                      f"{S1}/dwi.bvec", "volume 5 has length 0.800"),
-    "bvec zero on a DW volume": (lambda r: _bvec_rows(r, lambda v: np.where(np.arange(v.shape[1]) == 7, 0 * v, v)),
-                                 f"{S1}/dwi.bvec", "volume 7 has length 0.000"),
+    "bvec not unit": (
+        lambda r: _bvec_rows(r, lambda v: np.where(np.arange(v.shape[1]) == 5, v * 0.8, v)),
+        f"{S1}/dwi.bvec",
+        "volume 5 has length 0.800",
+    ),
+    "bvec zero on a DW volume": (
+        lambda r: _bvec_rows(r, lambda v: np.where(np.arange(v.shape[1]) == 7, 0 * v, v)),
+        f"{S1}/dwi.bvec",
+        "volume 7 has length 0.000",
+    ),
     "no b0": (lambda r: (r / S1 / "dwi.bval").write_text("1200 " * 32), f"{S1}/dwi.bval", "has no b=0 volume"),
-    "negative bval": (lambda r: (r / S1 / "dwi.bval").write_text("0 -5 " + "1200 " * 30), f"{S1}/dwi.bval",
-                      "negative b-values"),
-    "text in bval": (lambda r: (r / S1 / "dwi.bval").write_text("0 0 b1200 " + "1200 " * 29), f"{S1}/dwi.bval",
-                     "not a number"),
-    "voxel size unlike dataset.yaml": (lambda r: _edit_yaml(r, lambda s: s["platforms"][1].update(voxel_size=2.0)),
-                                       "s1/new/dwi.nii.gz", "declares 2 x 2 x 2 mm"),
+    "negative bval": (
+        lambda r: (r / S1 / "dwi.bval").write_text("0 -5 " + "1200 " * 30),
+        f"{S1}/dwi.bval",
+        "negative b-values",
+    ),
+    "text in bval": (
+        lambda r: (r / S1 / "dwi.bval").write_text("0 0 b1200 " + "1200 " * 29),
+        f"{S1}/dwi.bval",
+        "not a number",
+    ),
+    "voxel size unlike dataset.yaml": (
+        lambda r: _edit_yaml(r, lambda s: s["platforms"][1].update(voxel_size=2.0)),
+        "s1/new/dwi.nii.gz",
+        "declares 2 x 2 x 2 mm",
+    ),
     "affines disagree between platforms": (
-        lambda r: _set_affine(r / "s2" / "new" / "dwi.nii.gz", grid_affine(2.4, corner=(-8.0, -20.0, 5.0)))
-        or _set_affine(r / "s2" / "new" / "mask.nii.gz", grid_affine(2.4, corner=(-8.0, -20.0, 5.0))),
-        "s2/new/dwi.nii.gz", r"disagrees with the input platform's scan by 2.00 mm"),
+        lambda r: (
+            _set_affine(r / "s2" / "new" / "dwi.nii.gz", grid_affine(2.4, corner=(-8.0, -20.0, 5.0)))
+            or _set_affine(r / "s2" / "new" / "mask.nii.gz", grid_affine(2.4, corner=(-8.0, -20.0, 5.0)))
+        ),
+        "s2/new/dwi.nii.gz",
+        r"disagrees with the input platform's scan by 2.00 mm",
+    ),
     "oriented differently": (
-        lambda r: [_set_affine(r / "s1" / "new" / f, _flipped_x(grid_affine(2.4))) for f in ("dwi.nii.gz", "mask.nii.gz")],
-        "s1/new/dwi.nii.gz", "oriented differently"),
+        lambda r: [
+            _set_affine(r / "s1" / "new" / f, _flipped_x(grid_affine(2.4))) for f in ("dwi.nii.gz", "mask.nii.gz")
+        ],
+        "s1/new/dwi.nii.gz",
+        "oriented differently",
+    ),
 }
 
 
@@ -161,7 +217,9 @@ def test_non_integer_voxel_ratio(tmp_path):
         for f in ("dwi.nii.gz", "mask.nii.gz"):
             img = nib.load(root / s / "new" / f)
             nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj)[:, :, :], grid_affine(1.6)), root / s / "new" / f)
-    with pytest.raises(InputError, match=r"s1/new/dwi.nii.gz: has voxel size 1.6 x 1.6 x 1.6 mm, which does not divide"):
+    with pytest.raises(
+        InputError, match=r"s1/new/dwi.nii.gz: has voxel size 1.6 x 1.6 x 1.6 mm, which does not divide"
+    ):
         load_dataset(root)
 
 
@@ -178,8 +236,7 @@ def _write(tmp_path, bvals, bvecs):
 
 
 @settings(max_examples=60, deadline=None)
-@given(dirs=st.lists(unit, min_size=1, max_size=40), n_b0=st.integers(1, 4),
-       b=st.floats(100, 5000, allow_nan=False))
+@given(dirs=st.lists(unit, min_size=1, max_size=40), n_b0=st.integers(1, 4), b=st.floats(100, 5000, allow_nan=False))
 def test_any_valid_table_is_accepted_and_normalized(tmp_path_factory, dirs, n_b0, b):
     d = np.array(dirs, float)
     d /= np.linalg.norm(d, axis=1, keepdims=True)
@@ -193,8 +250,11 @@ def test_any_valid_table_is_accepted_and_normalized(tmp_path_factory, dirs, n_b0
 
 
 @settings(max_examples=60, deadline=None)
-@given(dirs=st.lists(unit, min_size=1, max_size=20), which=st.integers(0, 19),
-       scale=st.one_of(st.floats(0.0, 0.985), st.floats(1.015, 3.0)))
+@given(
+    dirs=st.lists(unit, min_size=1, max_size=20),
+    which=st.integers(0, 19),
+    scale=st.one_of(st.floats(0.0, 0.985), st.floats(1.015, 3.0)),
+)
 def test_any_wrong_length_direction_is_refused(tmp_path_factory, dirs, which, scale):
     d = np.array(dirs, float)
     d /= np.linalg.norm(d, axis=1, keepdims=True)

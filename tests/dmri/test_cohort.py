@@ -76,7 +76,8 @@ def test_the_effect_is_seen_on_the_target_and_kept_by_no_harmonization(cohort, n
     assert s["perfect"]["fa_effect_ratio"] == {"mean": 1.0, "ci95": [1.0, 1.0]}
     assert "fa_effect_ratio" not in s[TARGET_ROW]
     assert summary["prisma_st"]["none"]["md_effect_ratio"]["mean"] == pytest.approx(
-        summary["prisma_st"]["none"]["md_effect_d"]["mean"] / summary["prisma_st"][TARGET_ROW]["md_effect_d"]["mean"])
+        summary["prisma_st"]["none"]["md_effect_d"]["mean"] / summary["prisma_st"][TARGET_ROW]["md_effect_d"]["mean"]
+    )
 
 
 def test_a_cohort_needs_its_groups(tmp_path, cohort):

@@ -26,11 +26,16 @@ def test_saved_combat_maps_adjust_fa_and_md_voxelwise(tiny_prepared, tmp_path):
     ds = load_dataset(tiny_prepared, check_data=False)
     ref = platform_reference(ds, ["prisma_st"], ["sub-01", "sub-02"])
     fin = _held_out(tiny_prepared, "ge_st")
-    h = ComBatHarmonizer(targets=["prisma_st"], ratios={"prisma_st": 1}, reference=ref,
-                         settings={"registration": "affine"})
+    h = ComBatHarmonizer(
+        targets=["prisma_st"], ratios={"prisma_st": 1}, reference=ref, settings={"registration": "affine"}
+    )
     # the reference space is the scan's own: maps apply as they are
-    h.space = CommonSpace(image=fin.stats.invert(fin.data, fin.mask)[..., 0] * fin.mask, mask=fin.mask,
-                          affine=fin.affine, registration="affine")
+    h.space = CommonSpace(
+        image=fin.stats.invert(fin.data, fin.mask)[..., 0] * fin.mask,
+        mask=fin.mask,
+        affine=fin.affine,
+        registration="affine",
+    )
     maps = np.zeros((*fin.mask.shape, 4), np.float32)
     maps[..., 0], maps[..., 1], maps[..., 2], maps[..., 3] = 0.5, 0.1, 1.2, 1e-5
     h.maps = {"prisma_st": maps}
@@ -56,8 +61,14 @@ def test_combat_without_neuroharmonize_fails_before_any_work(tiny_prepared, tmp_
 
     monkeypatch.setitem(sys.modules, "neuroHarmonize", None)  # as if not installed
     cfg = tmp_path / "combat.yaml"
-    cfg.write_text(yaml.safe_dump({"data": {"dataset": str(tiny_prepared), "split": "subject",
-                                            "test_subjects": ["sub-03"]}, "model": {"method": "combat"}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"dataset": str(tiny_prepared), "split": "subject", "test_subjects": ["sub-03"]},
+                "model": {"method": "combat"},
+            }
+        )
+    )
     with pytest.raises(InputError, match=r"mrharmony\[combat\]"):
         train(cfg, tmp_path / "run", quiet=True)
     assert not (tmp_path / "run").exists()
@@ -76,8 +87,14 @@ def test_combat_learned_with_neuroharmonize_moves_fa_towards_the_target(tiny_pre
         cfg = tmp_path / f"{method}.yaml"
         # the tiny subjects share the MNI box and are too small a block to register: no registration
         model = {"method": method, **({"registration": "none"} if method == "combat" else {})}
-        cfg.write_text(yaml.safe_dump({"data": {"dataset": str(tiny_prepared), "split": "subject",
-                                                "test_subjects": ["sub-03"]}, "model": model}))
+        cfg.write_text(
+            yaml.safe_dump(
+                {
+                    "data": {"dataset": str(tiny_prepared), "split": "subject", "test_subjects": ["sub-03"]},
+                    "model": model,
+                }
+            )
+        )
         runs[method] = load_harmonizer(train(cfg, tmp_path / method, quiet=True))
     fin, ft = _held_out(tiny_prepared, "ge_st"), _held_out(tiny_prepared, "connectom_st")
     bvals, bvecs = runs["none"].target_gradients("connectom_st")
@@ -90,8 +107,8 @@ def test_combat_learned_with_neuroharmonize_moves_fa_towards_the_target(tiny_pre
     data = np.concatenate([rng.normal(0.3, 0.05, (4, 50)), rng.normal(0.4, 0.08, (4, 50))])
     covars = pd.DataFrame({"SITE": ["a"] * 4 + ["b"] * 4})
     model, _ = harmonizationLearn(data, covars, ref_batch="b", seed=0)
-    probe = harmonizationApply(np.stack([np.zeros(50), np.ones(50), data[-1]]),
-                               pd.DataFrame({"SITE": ["a", "a", "b"]}), model)
-    direct = harmonizationApply(np.vstack([data[:4], data[-1:]]), pd.DataFrame({"SITE": ["a"] * 4 + ["b"]}),
-                                model)[:4]
+    probe = harmonizationApply(
+        np.stack([np.zeros(50), np.ones(50), data[-1]]), pd.DataFrame({"SITE": ["a", "a", "b"]}), model
+    )
+    direct = harmonizationApply(np.vstack([data[:4], data[-1:]]), pd.DataFrame({"SITE": ["a"] * 4 + ["b"]}), model)[:4]
     np.testing.assert_allclose(direct, (probe[1] - probe[0]) * data[:4] + probe[0], atol=1e-8)

@@ -53,8 +53,10 @@ def test_prepare_writes_the_denoised_input_beside_the_features(denoised, tiny_pr
     nii, side = feature_paths(root, "sub-01", inp, "mppca")
     assert nii.name == "sub-01_model-sh_desc-b0normmppca_dwimap.nii.gz"
     assert json.loads(side.read_text())["denoise"] == "mppca"
-    plain, den = load_features(ds, "sub-01", inp, normalized=False), load_features(ds, "sub-01", inp, normalized=False,
-                                                                                  denoise="mppca")
+    plain, den = (
+        load_features(ds, "sub-01", inp, normalized=False),
+        load_features(ds, "sub-01", inp, normalized=False, denoise="mppca"),
+    )
     assert not np.allclose(plain.data, den.data)
     with pytest.raises(InputError, match=r"run 'mrharmony dmri prepare --denoise other'"):
         load_features(ds, "sub-01", inp, denoise="other")
@@ -73,15 +75,43 @@ def test_a_model_trained_on_denoised_input_denoises_the_scans_it_applies_to(deno
     from mrharmony.dmri.training import train
 
     root, _ = denoised
-    cfg = {"preset": "test", "data": {"dataset": str(root), "targets": ["prisma_st"], "split": "subject",
-                                      "test_subjects": ["sub-03"], "denoise": "mppca"}, "model": {"method": "none"}}
+    cfg = {
+        "preset": "test",
+        "data": {
+            "dataset": str(root),
+            "targets": ["prisma_st"],
+            "split": "subject",
+            "test_subjects": ["sub-03"],
+            "denoise": "mppca",
+        },
+        "model": {"method": "none"},
+    }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     run = train(tmp_path / "c.yaml", tmp_path / "run", quiet=True)
     assert load_harmonizer(run).denoise == "mppca"
     ds = load_dataset(root, check_data=False)
     scan = ds.scan("sub-03", ds.input_platform.name)
-    assert main(["dmri", "apply", str(run), "--dwi", str(scan.dwi), "--bval", str(scan.bval), "--bvec", str(scan.bvec),
-                 "--mask", str(scan.mask), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "dmri",
+                "apply",
+                str(run),
+                "--dwi",
+                str(scan.dwi),
+                "--bval",
+                str(scan.bval),
+                "--bvec",
+                str(scan.bvec),
+                "--mask",
+                str(scan.mask),
+                "--out",
+                str(tmp_path / "out"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     got = nib.load(next((tmp_path / "out").glob("*model-sh_desc-harmonized_dwimap.nii.gz"))).get_fdata()
     dwi, _ = scan.load_dwi()
     bvals, bvecs = scan.gradients()

@@ -34,8 +34,10 @@ def _fa_md(evals):
 
 
 # (directions, b, largest relative FA bias, largest relative MD bias) of the SH path
-@pytest.mark.parametrize("n, b, fa_tol, md_tol", [(30, 1000.0, 0.08, 0.04), (30, 1200.0, 0.08, 0.04),
-                                                  (60, 1000.0, 0.045, 0.025), (60, 1200.0, 0.045, 0.025)])
+@pytest.mark.parametrize(
+    "n, b, fa_tol, md_tol",
+    [(30, 1000.0, 0.08, 0.04), (30, 1200.0, 0.08, 0.04), (60, 1000.0, 0.045, 0.025), (60, 1200.0, 0.045, 0.025)],
+)
 def test_fa_and_md_of_a_white_matter_tensor_through_sh_and_back(n, b, fa_tol, md_tol):
     evals = (1.7e-3, 0.3e-3, 0.3e-3)
     fa, md = _fa_md(evals)

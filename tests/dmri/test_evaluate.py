@@ -40,9 +40,12 @@ def runs(tmp_path_factory, tiny_prepared):
     base = tmp_path_factory.mktemp("runs")
     out = {}
     for method, targets in (("diqt", ["prisma_st"]), ("diqt", ["connectom_sa"]), ("hned", None)):
-        cfg = {"preset": "test", "data": {"dataset": str(tiny_prepared), "split": "subject",
-                                          "test_subjects": ["sub-03"]},
-               "model": {"method": method}, "training": {"epochs": 1}}
+        cfg = {
+            "preset": "test",
+            "data": {"dataset": str(tiny_prepared), "split": "subject", "test_subjects": ["sub-03"]},
+            "model": {"method": method},
+            "training": {"epochs": 1},
+        }
         if targets:
             cfg["data"]["targets"] = targets
         name = f"{method}-{'-'.join(targets or ['all'])}"
@@ -120,18 +123,36 @@ def test_evaluate_scores_every_method_on_the_same_held_out_patches(runs, tmp_pat
 
     ratios = {(r["method"], r["target"]): r for r in rescan_ratios(ev)}
     assert ratios[("none", "prisma_st")]["fa_mae"] == pytest.approx(
-        rows[("none", "prisma_st")]["fa_mae"] / rows[("rescan", "prisma_st")]["fa_mae"])
+        rows[("none", "prisma_st")]["fa_mae"] / rows[("rescan", "prisma_st")]["fa_mae"]
+    )
     assert ratios[("none", "prisma_st")]["sh_rel"] > 1 and ("oracle", "prisma_st") not in ratios
     assert "as a multiple of the rescan floor" in markdown(ev)
     assert "| FA MAE, noiseless |" in markdown(ev) and "seeded brain voxels" in markdown(sampled)
     # the command line writes the three formats
-    assert main(["dmri", "evaluate", str(runs["diqt-prisma_st"]), str(runs["hned-all"]), "--max-patches", "100",
-                 "--out", str(tmp_path / "ev"), "--quiet", "--no-volume-metrics"]) == 0
+    assert (
+        main(
+            [
+                "dmri",
+                "evaluate",
+                str(runs["diqt-prisma_st"]),
+                str(runs["hned-all"]),
+                "--max-patches",
+                "100",
+                "--out",
+                str(tmp_path / "ev"),
+                "--quiet",
+                "--no-volume-metrics",
+            ]
+        )
+        == 0
+    )
     text = (tmp_path / "ev" / "table.md").read_text()
     assert "by held-out subject (sub-03" in text and "| hned |" in text and "Bonferroni" in text
     data = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     assert data["n_patches"] == 100 and "prisma_st" in data["patch_mse"]["diqt"]
-    assert (tmp_path / "ev" / "rows.csv").read_text().splitlines() == ["method,subject,target"]  # no volume errors asked for
+    assert (tmp_path / "ev" / "rows.csv").read_text().splitlines() == [
+        "method,subject,target"
+    ]  # no volume errors asked for
 
 
 def test_a_perfect_prediction_scores_zero_through_the_evaluation_path(runs):
@@ -193,8 +214,12 @@ def _dataset_of(run):
 
 
 def test_runs_on_other_splits_cannot_share_a_table(runs, tmp_path, tiny_prepared):
-    cfg = {"preset": "test", "data": {"dataset": str(tiny_prepared), "targets": ["prisma_st"]},
-           "model": {"method": "diqt"}, "training": {"epochs": 1}}
+    cfg = {
+        "preset": "test",
+        "data": {"dataset": str(tiny_prepared), "targets": ["prisma_st"]},
+        "model": {"method": "diqt"},
+        "training": {"epochs": 1},
+    }
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(cfg))
     other = train(tmp_path / "p.yaml", tmp_path / "patch-split", quiet=True)
     with pytest.raises(InputError, match=r"other data settings .*\(split, test_subjects\)"):
@@ -204,9 +229,24 @@ def test_runs_on_other_splits_cannot_share_a_table(runs, tmp_path, tiny_prepared
 def test_apply_writes_float32_derivatives_for_every_target(runs, tiny_prepared, tmp_path, capsys):
     scan = tiny_prepared / "sub-03" / "ge_st"
     out = tmp_path / "out"
-    args = ["dmri", "apply", str(runs["hned-all"]), "--dwi", str(scan / "dwi.nii.gz"), "--bval", str(scan / "dwi.bval"),
-            "--bvec", str(scan / "dwi.bvec"), "--mask", str(scan / "mask.nii.gz"), "--out", str(out),
-            "--prefix", "sub-03", "--quiet"]
+    args = [
+        "dmri",
+        "apply",
+        str(runs["hned-all"]),
+        "--dwi",
+        str(scan / "dwi.nii.gz"),
+        "--bval",
+        str(scan / "dwi.bval"),
+        "--bvec",
+        str(scan / "dwi.bvec"),
+        "--mask",
+        str(scan / "mask.nii.gz"),
+        "--out",
+        str(out),
+        "--prefix",
+        "sub-03",
+        "--quiet",
+    ]
     assert main(args) == 0
     desc = json.loads((out / "dataset_description.json").read_text())
     assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Name"] == "mrharmony"

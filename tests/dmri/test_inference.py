@@ -33,7 +33,7 @@ def test_tiled_inference_equals_patch_by_patch(net):
     ref = predict_patchwise(net, vol, vox, output_sizes=sizes, ratios=ratios, patch=11)
     for t, r in ratios.items():
         assert full[t].shape == (13 * r, 10 * r, 9 * r, 28)
-        blocks = np.stack([full[t][a * r:(a + 1) * r, b * r:(b + 1) * r, d * r:(d + 1) * r] for a, b, d in vox])
+        blocks = np.stack([full[t][a * r : (a + 1) * r, b * r : (b + 1) * r, d * r : (d + 1) * r] for a, b, d in vox])
         np.testing.assert_allclose(blocks, ref[t], atol=1e-5)
 
 

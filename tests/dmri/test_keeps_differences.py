@@ -59,15 +59,27 @@ def models(tmp_path_factory, tiny_prepared):
     from mrharmony.dmri.training import train
 
     out = tmp_path_factory.mktemp("models")
-    specs = {"none": ({"method": "none"}, "platform"), "rish": ({"method": "rish"}, "platform"),
-             "diqt_skip": ({"method": "diqt", "skip": True}, "platform"),
-             "diqt_skip_scannorm": ({"method": "diqt", "skip": True}, "scan"),
-             "meanvar_global": ({"method": "meanvar_global"}, "platform")}
+    specs = {
+        "none": ({"method": "none"}, "platform"),
+        "rish": ({"method": "rish"}, "platform"),
+        "diqt_skip": ({"method": "diqt", "skip": True}, "platform"),
+        "diqt_skip_scannorm": ({"method": "diqt", "skip": True}, "scan"),
+        "meanvar_global": ({"method": "meanvar_global"}, "platform"),
+    }
     runs = {}
     for name, (model, norm) in specs.items():
-        cfg = {"preset": "test", "data": {"dataset": str(tiny_prepared), "targets": ["prisma_st"], "split": "subject",
-                                          "test_subjects": ["sub-03"], "normalization": norm},
-               "model": model, "training": {"epochs": 2, "patches_per_epoch": 200}}
+        cfg = {
+            "preset": "test",
+            "data": {
+                "dataset": str(tiny_prepared),
+                "targets": ["prisma_st"],
+                "split": "subject",
+                "test_subjects": ["sub-03"],
+                "normalization": norm,
+            },
+            "model": model,
+            "training": {"epochs": 2, "patches_per_epoch": 200},
+        }
         path = out / f"{name}.yaml"
         path.write_text(yaml.safe_dump(cfg))
         runs[name] = train(path, out / name, quiet=True)
@@ -78,8 +90,27 @@ def _harmonized(run, scans, kind, out, measure):
     import nibabel as nib
 
     d = scans["dir"]
-    assert main(["dmri", "apply", str(run), "--dwi", str(scans["files"][kind]), "--bval", str(d / "dwi.bval"),
-                 "--bvec", str(d / "dwi.bvec"), "--mask", str(d / "mask.nii.gz"), "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "dmri",
+                "apply",
+                str(run),
+                "--dwi",
+                str(scans["files"][kind]),
+                "--bval",
+                str(d / "dwi.bval"),
+                "--bvec",
+                str(d / "dwi.bvec"),
+                "--mask",
+                str(d / "mask.nii.gz"),
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     img = nib.load(next(out.glob(f"*model-tensor_param-{measure}_dwimap.nii.gz")))
     brain = nib.load(next(out.glob("*param-md_dwimap.nii.gz"))).get_fdata() > 0
     return float(img.get_fdata()[brain].mean())
@@ -130,9 +161,10 @@ def test_platform_scaling_keeps_a_shift_that_scan_scaling_erases():
     raw = rng.normal(1.0, 0.3, (6, 6, 6, 3)).astype(np.float32)
     changed = raw.copy()
     changed[..., 0] *= 0.85  # a brain-wide change of the person (the l=0 coefficient)
-    stats = {"input_stats": ChannelStats(np.ones(3, np.float32), np.full(3, 0.3, np.float32)).to_dict(),
-             "target_stats": {"t": ChannelStats(np.full(3, 1.2, np.float32),
-                                                np.full(3, 0.36, np.float32)).to_dict()}}
+    stats = {
+        "input_stats": ChannelStats(np.ones(3, np.float32), np.full(3, 0.3, np.float32)).to_dict(),
+        "target_stats": {"t": ChannelStats(np.full(3, 1.2, np.float32), np.full(3, 0.36, np.float32)).to_dict()},
+    }
 
     class Identity(Harmonizer):
         def predict(self, scan, *, region=None):
@@ -143,8 +175,9 @@ def test_platform_scaling_keeps_a_shift_that_scan_scaling_erases():
 
     def harmonized(kind, coeffs):
         h = Identity(targets=["t"], ratios={"t": 1}, reference={"normalization": kind, **stats})
-        scan = ScanFeatures(data=coeffs, mask=mask, affine=np.eye(4), stats=ChannelStats.fit(coeffs, mask),
-                            sh=None, normalized=False)
+        scan = ScanFeatures(
+            data=coeffs, mask=mask, affine=np.eye(4), stats=ChannelStats.fit(coeffs, mask), sh=None, normalized=False
+        )
         return h.target_coefficients(h.predict(scan)["t"], "t", mask)[mask].mean(0)
 
     given = changed[mask].mean(0) - raw[mask].mean(0)

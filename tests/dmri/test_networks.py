@@ -14,11 +14,14 @@ def _x(n=2, size=11, seed=0):
     return torch.randn(n, C, size, size, size, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("cls,out1,z1,out2,z2", [
-    (DIQT, 7, (100, 9), 14, (100, 9)),
-    (CNNRISH, 5, (64, 5), 10, (64, 10)),
-    (SHResNet, 5, (128, 5), 10, (128, 10)),
-])
+@pytest.mark.parametrize(
+    "cls,out1,z1,out2,z2",
+    [
+        (DIQT, 7, (100, 9), 14, (100, 9)),
+        (CNNRISH, 5, (64, 5), 10, (64, 10)),
+        (SHResNet, 5, (128, 5), 10, (128, 10)),
+    ],
+)
 def test_single_network_shapes_at_both_resolutions(cls, out1, z1, out2, z2):
     for ratio, out, (zc, zs) in ((1, out1, z1), (2, out2, z2)):
         net = cls("t", C, ratio)
@@ -58,13 +61,22 @@ def test_diqt_with_a_skip_starts_as_the_identity_and_stays_tileable():
     torch.manual_seed(0)
     plain = DIQT("t", C, 1)
     torch.manual_seed(0)
-    assert all(torch.equal(a, b) for a, b in zip(plain.conv1.parameters(), DIQT("t", C, 1, skip=True).conv1.parameters()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(plain.conv1.parameters(), DIQT("t", C, 1, skip=True).conv1.parameters())
+    )
 
 
 def test_valid_convolutions_make_outputs_translation_equivariant():
     """A bigger input gives a bigger output whose centre equals the patch output: tiling is exact."""
     torch.manual_seed(0)
-    for net in (DIQT("t", C, 2), CNNRISH("t", C, 2), SHResNet("t", C, 2), CPM(TARGETS, C), HNED(TARGETS, C), _msp(True)):
+    for net in (
+        DIQT("t", C, 2),
+        CNNRISH("t", C, 2),
+        SHResNet("t", C, 2),
+        CPM(TARGETS, C),
+        HNED(TARGETS, C),
+        _msp(True),
+    ):
         net.eval()
         big = _x(1, 13)
         with torch.no_grad():
@@ -85,9 +97,11 @@ def test_multitask_shapes():
 
 
 def _msp(mixed=False):
-    first = {"prisma_st": (SHResNet if mixed else DIQT)("prisma_st", C, 1),
-             "connectom_st": DIQT("connectom_st", C, 1),
-             "connectom_sa": (CNNRISH if mixed else DIQT)("connectom_sa", C, 2)}
+    first = {
+        "prisma_st": (SHResNet if mixed else DIQT)("prisma_st", C, 1),
+        "connectom_st": DIQT("connectom_st", C, 1),
+        "connectom_sa": (CNNRISH if mixed else DIQT)("connectom_sa", C, 2),
+    }
     return MSP(first)
 
 
@@ -130,19 +144,30 @@ def test_every_msp_subnetwork_gets_gradients_when_alpha_is_positive():
     assert len(msp.connections) == 6
 
 
-@pytest.mark.parametrize("make", [
-    lambda: DIQT("connectom_sa", C, 2), lambda: CNNRISH("prisma_st", C, 1), lambda: SHResNet("connectom_sa", C, 2),
-    lambda: CPM(TARGETS, C), lambda: HNED(TARGETS, C), lambda: _msp(),
-], ids=["diqt", "cnn_rish", "shresnet", "cpm", "hned", "msp"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: DIQT("connectom_sa", C, 2),
+        lambda: CNNRISH("prisma_st", C, 1),
+        lambda: SHResNet("connectom_sa", C, 2),
+        lambda: CPM(TARGETS, C),
+        lambda: HNED(TARGETS, C),
+        lambda: _msp(),
+    ],
+    ids=["diqt", "cnn_rish", "shresnet", "cpm", "hned", "msp"],
+)
 def test_each_network_overfits_a_fixed_small_batch(make):
     torch.manual_seed(3)
     net = make()
     if isinstance(net, MSP):
         net.set_alpha(1.0)
     x = _x(1, seed=4)
-    targets = {t: torch.randn(1, C, 22, 22, 22, generator=torch.Generator().manual_seed(5)) if r == 2
-               else torch.randn(1, C, 11, 11, 11, generator=torch.Generator().manual_seed(6))
-               for t, r in TARGETS.items()}
+    targets = {
+        t: torch.randn(1, C, 22, 22, 22, generator=torch.Generator().manual_seed(5))
+        if r == 2
+        else torch.randn(1, C, 11, 11, 11, generator=torch.Generator().manual_seed(6))
+        for t, r in TARGETS.items()
+    }
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
 
     def loss_fn():

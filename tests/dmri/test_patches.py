@@ -63,8 +63,9 @@ def test_patches_near_the_edge_are_zero_padded():
     x = np.ones((4, 4, 4, 2), np.float32)
     mask = np.zeros((4, 4, 4), bool)
     mask[0, 0, 0] = True
-    s = PatchSampler([x], [aff], [mask], {"t": [np.ones((8, 8, 8, 2), np.float32)]}, {"t": [_affine(1.2, (0, 0, 0))]},
-                     size=5)
+    s = PatchSampler(
+        [x], [aff], [mask], {"t": [np.ones((8, 8, 8, 2), np.float32)]}, {"t": [_affine(1.2, (0, 0, 0))]}, size=5
+    )
     xp, ys = s[0]
     assert xp[:, :2].sum() == 0 and xp[:, 2:, 2:, 2:].min() == 1
     assert ys["t"][:, :4].sum() == 0 and ys["t"][:, 4:, 4:, 4:].min() == 1
@@ -88,8 +89,14 @@ def test_half_voxel_shift_is_refused():
     aff = _affine(2.4, (0, 0, 0))
     x = np.zeros((4, 4, 4, 1), np.float32)
     with pytest.raises(InputError, match="fraction of a voxel"):
-        PatchSampler([x], [aff], [np.ones((4, 4, 4), bool)], {"t": [np.zeros((8, 8, 8, 1))]},
-                     {"t": [_affine(1.2, (0.6, 0, 0))]}, size=3)
+        PatchSampler(
+            [x],
+            [aff],
+            [np.ones((4, 4, 4), bool)],
+            {"t": [np.zeros((8, 8, 8, 1))]},
+            {"t": [_affine(1.2, (0.6, 0, 0))]},
+            size=3,
+        )
 
 
 def test_batch_equals_single_samples(tiny_prepared):
@@ -159,6 +166,9 @@ def test_validation_by_subject_holds_a_training_subject_out_of_training(tiny_pre
     assert len(by_subject.train) + len(by_subject.validation) == len(by_patch.train) + len(by_patch.validation)
     assert len(set(subj[by_patch.validation].tolist())) == 2  # by patch: drawn from both training subjects
     # a run recorded before the setting existed compares equal to one with its default
-    old = {k: v for k, v in DataConfig(**base).model_dump(mode="json").items()
-           if k not in ("validation", "n_validation_subjects")}
+    old = {
+        k: v
+        for k, v in DataConfig(**base).model_dump(mode="json").items()
+        if k not in ("validation", "n_validation_subjects")
+    }
     assert comparable_data(old) == comparable_data(DataConfig(**base).model_dump(mode="json"))

@@ -41,8 +41,7 @@ def test_fit_equals_dipy_reference_on_real_data(basis, legacy):
     cfg = SHConfig(basis=basis, legacy=legacy)
     ours = fit_sh(data, bvals, bvecs, mask, cfg)
     norm = normalize_data(data.astype(np.float64), b0, min_signal=1e-12)
-    ref = sf_to_sh(norm[..., dw], Sphere(xyz=bvecs[dw]), sh_order_max=6, basis_type=basis, legacy=legacy,
-                   smooth=0.006)
+    ref = sf_to_sh(norm[..., dw], Sphere(xyz=bvecs[dw]), sh_order_max=6, basis_type=basis, legacy=legacy, smooth=0.006)
     assert ours.shape == data.shape[:3] + (28,)
     np.testing.assert_allclose(ours[mask], ref[mask], rtol=1e-4, atol=1e-5)
     assert np.all(ours[~mask] == 0)
@@ -106,8 +105,14 @@ def test_too_few_directions_for_the_order(tmp_path):
     bvals = np.r_[0.0, np.full(20, 1200.0)]
     dwi = np.ones((2, 2, 2, 21), np.float32)
     with pytest.raises(InputError, match="dwi.bval: has 20 directions on the b=1200 shell, too few for SH order 6"):
-        fit_sh(dwi, bvals, np.r_[np.zeros((1, 3)), dirs], np.ones((2, 2, 2), bool), SHConfig(),
-               source=tmp_path / "dwi.bval")
+        fit_sh(
+            dwi,
+            bvals,
+            np.r_[np.zeros((1, 3)), dirs],
+            np.ones((2, 2, 2), bool),
+            SHConfig(),
+            source=tmp_path / "dwi.bval",
+        )
     fit_sh(dwi, bvals, np.r_[np.zeros((1, 3)), dirs], np.ones((2, 2, 2), bool), SHConfig(sh_order_max=4))
 
 

@@ -54,8 +54,12 @@ def test_upsample_masked_keeps_linear_fields_and_the_mask():
     assert up.shape == (12, 10, 8, 2)
     assert np.all(up[:2] == 0)
     inner = up[4:10, 2:8, 2:6]  # away from the mask's edge and the volume's border
-    fx, fy, fz = np.meshgrid((np.arange(4, 10) + 0.5) / 2 - 0.5, (np.arange(2, 8) + 0.5) / 2 - 0.5,
-                             (np.arange(2, 6) + 0.5) / 2 - 0.5, indexing="ij")
+    fx, fy, fz = np.meshgrid(
+        (np.arange(4, 10) + 0.5) / 2 - 0.5,
+        (np.arange(2, 8) + 0.5) / 2 - 0.5,
+        (np.arange(2, 6) + 0.5) / 2 - 0.5,
+        indexing="ij",
+    )
     np.testing.assert_allclose(inner[..., 0], 2 * fx - fy + 0.5 * fz, atol=1e-4)
     np.testing.assert_allclose(up[2:][..., 1], 1.0, atol=1e-6)  # constant stays constant up to the edge
     np.testing.assert_array_equal(upsample_masked(data, mask, 1)[1:], data[1:])
@@ -64,8 +68,7 @@ def test_upsample_masked_keeps_linear_fields_and_the_mask():
 
 
 def _scan(data, mask, stats):
-    return ScanFeatures(data=stats.apply(data, mask), mask=mask, affine=np.eye(4), stats=stats,
-                        sh=SHConfig())
+    return ScanFeatures(data=stats.apply(data, mask), mask=mask, affine=np.eye(4), stats=stats, sh=SHConfig())
 
 
 def test_none_takes_the_input_coefficients_as_the_target_s():
@@ -76,8 +79,9 @@ def test_none_takes_the_input_coefficients_as_the_target_s():
     raw[~mask] = 0
     stats = ChannelStats.fit(raw, mask)
     ts = {"mean": [0.5] * 5, "std": [2.0] * 5}
-    h = IdentityHarmonizer(targets=["a", "b"], ratios={"a": 1, "b": 2},
-                           reference={"sh": {}, "target_stats": {"a": ts, "b": ts}})
+    h = IdentityHarmonizer(
+        targets=["a", "b"], ratios={"a": 1, "b": 2}, reference={"sh": {}, "target_stats": {"a": ts, "b": ts}}
+    )
     out = h.predict(_scan(raw, mask, stats))
     np.testing.assert_allclose(out["a"][1:], (raw[1:] - 0.5) / 2.0, atol=1e-5)
     assert np.all(out["a"][0] == 0) and out["b"].shape == (6, 8, 4, 5) and np.all(out["b"][:2] == 0)
@@ -89,8 +93,10 @@ def stat_runs(tmp_path_factory, tiny_prepared):
     base = tmp_path_factory.mktemp("stat")
     out = {}
     for method in ("none", "meanvar_global", "meanvar_voxel", "rish"):
-        cfg = {"data": {"dataset": str(tiny_prepared), "split": "subject", "test_subjects": ["sub-03"]},
-               "model": {"method": method}}
+        cfg = {
+            "data": {"dataset": str(tiny_prepared), "split": "subject", "test_subjects": ["sub-03"]},
+            "model": {"method": method},
+        }
         (base / f"{method}.yaml").write_text(yaml.safe_dump(cfg))
         out[method] = train(base / f"{method}.yaml", base / method, quiet=True)
     return out
@@ -167,8 +173,9 @@ def test_statistical_config_keys_apply_only_to_voxelwise_methods(tmp_path, tiny_
     from mrharmony.dmri.run_config import load_run_config
 
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"data": {"dataset": str(tiny_prepared)},
-                                   "model": {"method": "diqt", "smoothing_fwhm_mm": 4}}))
+    cfg.write_text(
+        yaml.safe_dump({"data": {"dataset": str(tiny_prepared)}, "model": {"method": "diqt", "smoothing_fwhm_mm": 4}})
+    )
     with pytest.raises(InputError, match="smoothing_fwhm_mm"):
         load_run_config(cfg)
 
@@ -227,8 +234,10 @@ def rish_syn_run(tmp_path_factory, tiny_prepared):
     from mrharmony.cli import main
 
     base = tmp_path_factory.mktemp("syn")
-    cfg = {"data": {"dataset": str(tiny_prepared), "split": "subject", "test_subjects": ["sub-03"]},
-           "model": {"method": "rish", "registration": "syn", "syn_level_iters": [10, 5], "template_rounds": 2}}
+    cfg = {
+        "data": {"dataset": str(tiny_prepared), "split": "subject", "test_subjects": ["sub-03"]},
+        "model": {"method": "rish", "registration": "syn", "syn_level_iters": [10, 5], "template_rounds": 2},
+    }
     (base / "rish_syn.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["dmri", "train", str(base / "rish_syn.yaml"), "--out", str(base / "run"), "--quiet"]) == 0
     return base / "run"
@@ -263,8 +272,9 @@ def test_rish_syn_learns_in_a_template_and_applies_to_a_held_out_scan(rish_syn_r
     assert mse["syn"] < mse["none"], mse
 
 
-def test_a_saved_rish_syn_model_applies_alone_with_the_same_predictions(rish_syn_run, tiny_prepared, tmp_path,
-                                                                     monkeypatch):
+def test_a_saved_rish_syn_model_applies_alone_with_the_same_predictions(
+    rish_syn_run, tiny_prepared, tmp_path, monkeypatch
+):
     import shutil
 
     import mrharmony.registration as registration
@@ -296,12 +306,17 @@ def test_syn_settings_are_checked(tmp_path, tiny_prepared):
     from mrharmony.dmri.run_config import load_run_config
 
     cfg = tmp_path / "c.yaml"
-    for model, key in (({"method": "rish", "registration": "syn", "syn_level_iters": [10, 0]}, "syn_level_iters"),
-                       ({"method": "rish", "registration": "syn", "template_rounds": 0}, "template_rounds"),
-                       ({"method": "meanvar_global", "template_rounds": 2}, "template_rounds")):
+    for model, key in (
+        ({"method": "rish", "registration": "syn", "syn_level_iters": [10, 0]}, "syn_level_iters"),
+        ({"method": "rish", "registration": "syn", "template_rounds": 0}, "template_rounds"),
+        ({"method": "meanvar_global", "template_rounds": 2}, "template_rounds"),
+    ):
         cfg.write_text(yaml.safe_dump({"data": {"dataset": str(tiny_prepared)}, "model": model}))
         with pytest.raises(InputError, match=key):
             load_run_config(cfg)
-    cfg.write_text(yaml.safe_dump({"data": {"dataset": str(tiny_prepared)},
-                                   "model": {"method": "meanvar_voxel", "registration": "syn"}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {"data": {"dataset": str(tiny_prepared)}, "model": {"method": "meanvar_voxel", "registration": "syn"}}
+        )
+    )
     assert load_run_config(cfg).model.settings()["syn_level_iters"] == [10, 5]

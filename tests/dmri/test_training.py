@@ -19,8 +19,12 @@ from mrharmony.errors import InputError
 def _config(tmp_path, dataset, name="run.yaml", **model):
     data = {"dataset": str(dataset), "targets": model.pop("targets", None)}
     training = model.pop("training", {})
-    cfg = {"preset": "test", "data": {k: v for k, v in data.items() if v is not None},
-           "model": {"method": "diqt", **model}, "training": training}
+    cfg = {
+        "preset": "test",
+        "data": {k: v for k, v in data.items() if v is not None},
+        "model": {"method": "diqt", **model},
+        "training": training,
+    }
     path = tmp_path / name
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -33,8 +37,15 @@ def _weights(run):
 def test_a_run_writes_its_directory(tmp_path, tiny_prepared):
     cfg = _config(tmp_path, tiny_prepared, targets=["connectom_sa"])
     run = train(cfg, tmp_path / "run", quiet=True)
-    for f in ("config.yaml", "log.txt", "metrics.csv", "split.json", "model.pt", "checkpoints/last.pt",
-              "checkpoints/best.pt"):
+    for f in (
+        "config.yaml",
+        "log.txt",
+        "metrics.csv",
+        "split.json",
+        "model.pt",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+    ):
         assert (run / f).is_file(), f
     rows = (run / "metrics.csv").read_text().splitlines()
     assert rows[0] == "epoch,lr,train_loss,val_loss,val_loss_connectom_sa,seconds,patches_per_s" and len(rows) == 3
@@ -57,7 +68,10 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path, tin
     a, b = _weights(full), _weights(part)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert (full / "metrics.csv").read_text().splitlines()[1:] != []
-    assert read_checkpoint(part / "model.pt")["meta"]["best_epoch"] == read_checkpoint(full / "model.pt")["meta"]["best_epoch"]
+    assert (
+        read_checkpoint(part / "model.pt")["meta"]["best_epoch"]
+        == read_checkpoint(full / "model.pt")["meta"]["best_epoch"]
+    )
 
 
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path, tiny_prepared):
@@ -76,8 +90,15 @@ def test_msp_chooses_its_first_stage_on_validation_loss(tmp_path, tiny_prepared)
         for t in ("prisma_st", "connectom_sa"):
             cfg = _config(tmp_path, tiny_prepared, name=f"{method}-{t}.yaml", method=method, targets=[t])
             runs.append(str(train(cfg, tmp_path / f"{method}-{t}", quiet=True)))
-    msp_cfg = _config(tmp_path, tiny_prepared, name="msp.yaml", method="msp", targets=["prisma_st", "connectom_sa"],
-                      first_stage_runs=runs, alpha_end_epoch=1.0)
+    msp_cfg = _config(
+        tmp_path,
+        tiny_prepared,
+        name="msp.yaml",
+        method="msp",
+        targets=["prisma_st", "connectom_sa"],
+        first_stage_runs=runs,
+        alpha_end_epoch=1.0,
+    )
     run = train(msp_cfg, tmp_path / "msp", quiet=True)
     assert (run / "metrics.csv").read_text().startswith("epoch,lr,alpha,train_loss,val_loss,")
     # resumed mid-ramp of alpha, MSP ends with the uninterrupted run's weights
@@ -109,8 +130,14 @@ def test_msp_chooses_its_first_stage_on_validation_loss(tmp_path, tiny_prepared)
     raw["data"]["split_seed"] = 9
     other.write_text(yaml.safe_dump(raw))
     bad_run = train(other, tmp_path / "other", quiet=True)
-    bad = _config(tmp_path, tiny_prepared, name="bad.yaml", method="msp", targets=["prisma_st", "connectom_sa"],
-                  first_stage={"prisma_st": str(bad_run)})
+    bad = _config(
+        tmp_path,
+        tiny_prepared,
+        name="bad.yaml",
+        method="msp",
+        targets=["prisma_st", "connectom_sa"],
+        first_stage={"prisma_st": str(bad_run)},
+    )
     with pytest.raises(InputError, match=r"other data settings \(split_seed\)"):
         train(bad, tmp_path / "msp-bad", quiet=True)
 
@@ -170,8 +197,22 @@ def test_two_process_ddp_matches_one_process(tmp_path, tiny_prepared):
     cfg = _config(tmp_path, tiny_prepared, targets=["prisma_st"], training={"epochs": 1, "threads": 1})
     one = train(cfg, tmp_path / "one", quiet=True)
     env = {**os.environ, "MRHARMONY_DDP_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "mrharmony", "dmri", "train", str(cfg), "--out", str(tmp_path / "two"), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "mrharmony",
+        "dmri",
+        "train",
+        str(cfg),
+        "--out",
+        str(tmp_path / "two"),
+        "--quiet",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     a, b = _weights(one), _weights(tmp_path / "two")
@@ -201,7 +242,10 @@ def test_config_problems_found_with_the_data_name_the_config(tmp_path, tiny_prep
     cfg = _config(tmp_path, tiny_prepared, targets=["prisma_st"], training={"patches_per_epoch": 2})
     assert main(["dmri", "train", str(cfg), "--out", str(tmp_path / "r")]) == 2
     assert f"{cfg}: gives 2 training patches per epoch, fewer than one minibatch" in capsys.readouterr().err
-    assert main(["dmri", "train", str(_config(tmp_path, tiny_prepared, name="all.yaml")), "--out", str(tmp_path / "r")]) == 2
+    assert (
+        main(["dmri", "train", str(_config(tmp_path, tiny_prepared, name="all.yaml")), "--out", str(tmp_path / "r")])
+        == 2
+    )
     assert "all.yaml: trains diqt, which predicts one target, for 3 targets" in capsys.readouterr().err
     raw = yaml.safe_load(_config(tmp_path, tiny_prepared, name="held.yaml", targets=["prisma_st"]).read_text())
     raw["data"].update(split="subject", test_subjects=["sub-99"])
@@ -222,21 +266,31 @@ def test_config_problems_found_with_the_data_name_the_config(tmp_path, tiny_prep
 def test_a_run_can_start_from_a_finished_run_of_the_same_network(tmp_path, tiny_prepared):
     first = train(_config(tmp_path, tiny_prepared, name="a.yaml", targets=["prisma_st"]), tmp_path / "a", quiet=True)
     # continued with a vanishing learning rate, the network keeps the weights it started from
-    cfg = _config(tmp_path, tiny_prepared, name="b.yaml", targets=["prisma_st"], init_from="a",
-                  training={"epochs": 1, "learning_rate": 1e-12})
+    cfg = _config(
+        tmp_path,
+        tiny_prepared,
+        name="b.yaml",
+        targets=["prisma_st"],
+        init_from="a",
+        training={"epochs": 1, "learning_rate": 1e-12},
+    )
     cont = train(cfg, tmp_path / "b", quiet=True)
     a, b = (read_checkpoint(r / "model.pt")["state_dict"] for r in (first, cont))
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert yaml.safe_load((cont / "config.yaml").read_text())["model"]["init_from"] == "../a"
-    labelled = _config(tmp_path, tiny_prepared, name="l.yaml", targets=["prisma_st"], init_from="a",
-                       training={"epochs": 1})
+    labelled = _config(
+        tmp_path, tiny_prepared, name="l.yaml", targets=["prisma_st"], init_from="a", training={"epochs": 1}
+    )
     raw = yaml.safe_load(labelled.read_text())
     labelled.write_text(yaml.safe_dump({**raw, "label": "diqt_continued"}))
     from mrharmony.dmri.loading import load_harmonizer
 
     assert load_harmonizer(train(labelled, tmp_path / "l", quiet=True)).name == "diqt_continued"
-    other = train(_config(tmp_path, tiny_prepared, name="c.yaml", method="cnn_rish", targets=["prisma_st"]),
-                  tmp_path / "c", quiet=True)
+    other = train(
+        _config(tmp_path, tiny_prepared, name="c.yaml", method="cnn_rish", targets=["prisma_st"]),
+        tmp_path / "c",
+        quiet=True,
+    )
     bad = _config(tmp_path, tiny_prepared, name="d.yaml", targets=["prisma_st"], init_from=str(other))
     with pytest.raises(InputError, match="init_from needs the network this run trains"):
         train(bad, tmp_path / "d", quiet=True)
@@ -267,8 +321,11 @@ def test_dense_training_on_tiles_trains_the_same_function_on_every_output_voxel(
     xs, ys = crop_batch((x.numpy(), {"t": y.numpy()}), 11, {"t": 14})
     assert xs.shape[-1] == 11 and ys["t"].shape[-1] == 14
     with torch.no_grad():
-        np.testing.assert_allclose(net(torch.from_numpy(np.ascontiguousarray(xs)))["t"][-1].numpy(),
-                                   out["t"][-1][..., 4:18, 4:18, 4:18].numpy(), atol=1e-5)
+        np.testing.assert_allclose(
+            net(torch.from_numpy(np.ascontiguousarray(xs)))["t"][-1].numpy(),
+            out["t"][-1][..., 4:18, 4:18, 4:18].numpy(),
+            atol=1e-5,
+        )
 
     cfg = _config(tmp_path, tiny_prepared, targets=["connectom_sa"], training={"tile_size": 15})
     run = train(cfg, tmp_path / "tiles", quiet=True)
@@ -281,8 +338,9 @@ def test_dense_training_on_tiles_trains_the_same_function_on_every_output_voxel(
     f = load_features(load_dataset(tiny_prepared, check_data=False), "sub-01", "ge_st")
     assert h.predict(f)["connectom_sa"].shape[:3] == tuple(2 * n for n in f.data.shape[:3])
     for bad in (14, 11):
-        path = _config(tmp_path, tiny_prepared, name=f"bad{bad}.yaml", targets=["prisma_st"],
-                       training={"tile_size": bad})
+        path = _config(
+            tmp_path, tiny_prepared, name=f"bad{bad}.yaml", targets=["prisma_st"], training={"tile_size": bad}
+        )
         with pytest.raises(InputError, match=f"tile_size {bad}; a tile must be odd and larger than the patch"):
             train(path, tmp_path / f"bad{bad}", quiet=True)
 
@@ -301,9 +359,20 @@ def test_mirrored_samples_are_the_features_of_the_mirrored_scan(tiny_prepared, a
     ds = load_dataset(tiny_prepared, check_data=False)
     scaling = FeatureScaling.from_dataset(kind, ds, ["ge_st", "prisma_st"], ["sub-01", "sub-02"])
     f = load_features(ds, "sub-02", "prisma_st", scaling=scaling)
-    refl = Reflections(ds, ["sub-01", "sub-02"], {"input": "ge_st", "prisma_st": "prisma_st"},
-                       {"sh_order_max": 6, "basis": f.sh.basis, "legacy": f.sh.legacy, "smooth": f.sh.smooth,
-                        "b0_threshold": f.sh.b0_threshold, "shell": f.sh.shell}, scaling)
+    refl = Reflections(
+        ds,
+        ["sub-01", "sub-02"],
+        {"input": "ge_st", "prisma_st": "prisma_st"},
+        {
+            "sh_order_max": 6,
+            "basis": f.sh.basis,
+            "legacy": f.sh.legacy,
+            "smooth": f.sh.smooth,
+            "b0_threshold": f.sh.b0_threshold,
+            "shell": f.sh.shell,
+        },
+        scaling,
+    )
     x = np.moveaxis(f.data, -1, 0)[None]
     flips = np.zeros((1, 3), bool)
     flips[0, axis] = True
@@ -325,8 +394,9 @@ def test_order_weighting_gives_each_sh_order_the_same_share_of_the_loss(tmp_path
     from mrharmony.dmri.training import NetworkTrainee, patch_loss
     from mrharmony.engine.loop import Machine
 
-    cfg = load_run_config(_config(tmp_path, tiny_prepared, targets=["prisma_st"],
-                                  training={"loss_weighting": "order", "device": "cpu"}))
+    cfg = load_run_config(
+        _config(tmp_path, tiny_prepared, targets=["prisma_st"], training={"loss_weighting": "order", "device": "cpu"})
+    )
     import contextlib
 
     trainee = NetworkTrainee(cfg, tmp_path / "w", Machine(device=torch.device("cpu"), autocast=contextlib.nullcontext))
@@ -345,8 +415,12 @@ def test_order_weighting_gives_each_sh_order_the_same_share_of_the_loss(tmp_path
 
 
 def test_cosine_schedule_warms_up_decays_to_zero_and_resumes_exactly(tmp_path, tiny_prepared):
-    cfg = _config(tmp_path, tiny_prepared, targets=["prisma_st"],
-                  training={"epochs": 3, "lr_schedule": "cosine", "warmup_epochs": 1, "learning_rate": 0.002})
+    cfg = _config(
+        tmp_path,
+        tiny_prepared,
+        targets=["prisma_st"],
+        training={"epochs": 3, "lr_schedule": "cosine", "warmup_epochs": 1, "learning_rate": 0.002},
+    )
     whole = train(cfg, tmp_path / "whole", quiet=True)
     lrs = [float(r.split(",")[1]) for r in (whole / "metrics.csv").read_text().splitlines()[1:]]
     # the rate of each epoch's last step (4 steps an epoch): the warm-up's end, then the cosine at
@@ -373,8 +447,14 @@ def test_position_channels_follow_a_mirrored_sample(tiny_prepared, axis):
 
     ds = load_dataset(tiny_prepared, check_data=False)
     f = load_features(ds, "sub-02", "ge_st")
-    sh = {"sh_order_max": 6, "basis": f.sh.basis, "legacy": f.sh.legacy, "smooth": f.sh.smooth,
-          "b0_threshold": f.sh.b0_threshold, "shell": f.sh.shell}
+    sh = {
+        "sh_order_max": 6,
+        "basis": f.sh.basis,
+        "legacy": f.sh.legacy,
+        "smooth": f.sh.smooth,
+        "b0_threshold": f.sh.b0_threshold,
+        "shell": f.sh.shell,
+    }
     from mrharmony.dmri.features.normalization import FeatureScaling
 
     scaling = FeatureScaling.from_dataset("platform", ds, ["ge_st"], ["sub-01", "sub-02"])
@@ -417,8 +497,13 @@ def test_a_network_with_position_channels_trains_applies_and_guards_its_first_st
     from mrharmony.dmri.loading import load_harmonizer
     from mrharmony.dmri.networks.position import PositionModulated
 
-    run = train(_config(tmp_path, tiny_prepared, targets=["prisma_st"],
-                        training={"inputs": "sh+position", "learning_rate": 0.01}), tmp_path / "pos", quiet=True)
+    run = train(
+        _config(
+            tmp_path, tiny_prepared, targets=["prisma_st"], training={"inputs": "sh+position", "learning_rate": 0.01}
+        ),
+        tmp_path / "pos",
+        quiet=True,
+    )
     net, meta = load_model(run)
     assert meta["position_channels"] is True and meta["in_channels"] == 28
     assert isinstance(net, PositionModulated)
@@ -433,15 +518,31 @@ def test_a_network_with_position_channels_trains_applies_and_guards_its_first_st
     f.mask[tuple(np.argwhere(f.mask)[0])] = False
     assert not np.allclose(h.predict(f)["prisma_st"][f.mask], y[f.mask])
     # dense training on tiles takes the position channels too
-    tiled = train(_config(tmp_path, tiny_prepared, name="tiles.yaml", targets=["prisma_st"],
-                          training={"inputs": "sh+position", "tile_size": 13}), tmp_path / "pos-tiles", quiet=True)
+    tiled = train(
+        _config(
+            tmp_path,
+            tiny_prepared,
+            name="tiles.yaml",
+            targets=["prisma_st"],
+            training={"inputs": "sh+position", "tile_size": 13},
+        ),
+        tmp_path / "pos-tiles",
+        quiet=True,
+    )
     assert load_model(tiled)[1]["position_channels"] is True
     # MSP takes first stages of the SH features alone, and does not take the position itself
-    path = _config(tmp_path, tiny_prepared, name="msp.yaml", method="msp", targets=["prisma_st"],
-                   first_stage_runs=[str(run)])
+    path = _config(
+        tmp_path, tiny_prepared, name="msp.yaml", method="msp", targets=["prisma_st"], first_stage_runs=[str(run)]
+    )
     with pytest.raises(InputError, match="trained with the position channels; MSP's first stage"):
         train(path, tmp_path / "msp", quiet=True)
-    path = _config(tmp_path, tiny_prepared, name="msp2.yaml", method="msp", targets=["prisma_st"],
-                   training={"inputs": "sh+position"})
+    path = _config(
+        tmp_path,
+        tiny_prepared,
+        name="msp2.yaml",
+        method="msp",
+        targets=["prisma_st"],
+        training={"inputs": "sh+position"},
+    )
     with pytest.raises(InputError, match="sets training.inputs to sh\\+position, which msp does not take"):
         train(path, tmp_path / "msp2", quiet=True)

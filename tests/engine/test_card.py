@@ -55,9 +55,25 @@ def test_the_card_command_and_the_sidecars_name_the_same_card(runs, tiny_prepare
     text = capsys.readouterr().out
     assert text.startswith("model card of ") and "method: rish" in text and "intended_use:" in text
     scan = tiny_prepared / "sub-03" / "ge_st"
-    assert main(["dmri", "apply", str(runs / "diqt"), "--dwi", str(scan / "dwi.nii.gz"), "--bval",
-                 str(scan / "dwi.bval"), "--bvec", str(scan / "dwi.bvec"), "--out", str(tmp_path / "h"),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "dmri",
+                "apply",
+                str(runs / "diqt"),
+                "--dwi",
+                str(scan / "dwi.nii.gz"),
+                "--bval",
+                str(scan / "dwi.bval"),
+                "--bvec",
+                str(scan / "dwi.bvec"),
+                "--out",
+                str(tmp_path / "h"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     sidecars = [json.loads(p.read_text()) for p in (tmp_path / "h").glob("*space-*.json")]
     assert sidecars and {s["ModelCardSHA256"] for s in sidecars} == {card_hash(card)}
 
@@ -81,8 +97,16 @@ def test_an_unreadable_model_is_refused_in_one_sentence(tmp_path, capsys):
 
 
 def test_card_text_prints_every_field_in_order():
-    card = card_of({"card": {"limits": "l", "wing": "dmri", "method": "m", "training_data": {
-        "platforms": [{"name": "a", "bvalues": [0, 1000]}]}}})
+    card = card_of(
+        {
+            "card": {
+                "limits": "l",
+                "wing": "dmri",
+                "method": "m",
+                "training_data": {"platforms": [{"name": "a", "bvalues": [0, 1000]}]},
+            }
+        }
+    )
     text = card_text(card)
     assert text.index("wing: dmri") < text.index("method: m") < text.index("limits: l")
     assert "  - name: a" in text and "bvalues: 0, 1000" in text and text.endswith(card_hash(card))

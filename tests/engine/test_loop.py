@@ -35,8 +35,10 @@ class ToyTrainee(Trainee):
         self.cfg = cfg
         torch.manual_seed(cfg.training.seed)
         self.net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
-        self.phases = [Phase("first", cfg.training.epochs[0], select_best=False),
-                       Phase("second", cfg.training.epochs[1])]
+        self.phases = [
+            Phase("first", cfg.training.epochs[0], select_best=False),
+            Phase("second", cfg.training.epochs[1]),
+        ]
         self.meta = {"model": {"method": "toy"}}
         self.progress: list[float] = []
 
@@ -90,8 +92,15 @@ def _weights(run: Path, name: str = "model.pt") -> dict:
 
 def test_two_phases_write_the_run_directory_and_select_best_in_the_second(tmp_path):
     run = train(ToyFamily(), ToyConfig(), tmp_path / "run", quiet=True)
-    for f in ("config.yaml", "log.txt", "metrics.csv", "split.json", "model.pt", "checkpoints/last.pt",
-              "checkpoints/best.pt"):
+    for f in (
+        "config.yaml",
+        "log.txt",
+        "metrics.csv",
+        "split.json",
+        "model.pt",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+    ):
         assert (run / f).is_file(), f
     rows = (run / "metrics.csv").read_text().splitlines()
     assert rows[0] == "epoch,phase,lr,train_loss,train_mse,val_loss,seconds,samples_per_s" and len(rows) == 6
@@ -141,8 +150,11 @@ def test_existing_run_needs_force_resume_needs_a_checkpoint_and_a_changed_config
     state = read_checkpoint(run / "checkpoints" / "last.pt")
     del state["best_record"], state["format_version"]
     save_state(run / "checkpoints" / "last.pt", state)  # a state that lacks what resuming needs
-    with pytest.raises(InputError, match=r"last.pt: is not a training state this mrharmony can resume \(it has no "
-                                         r"best_record\)"):
+    with pytest.raises(
+        InputError,
+        match=r"last.pt: is not a training state this mrharmony can resume \(it has no "
+        r"best_record\)",
+    ):
         train(ToyFamily(), None, run, resume=True, quiet=True)
     train(ToyFamily(), ToyConfig(), run, quiet=True, force=True)
     assert (run / "model.pt").is_file()

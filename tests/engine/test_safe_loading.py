@@ -27,8 +27,11 @@ def _argv(wing: str, verb: str, *args) -> list[str]:
     return [wing, verb, *(str(a) for a in args)]
 
 
-HAIL_META = {"mrharmony_version": "0.0.test", "training_sites": ["a", "b"],
-             "model": {"method": "hail", "widths": [4, 8, 16], "skips": True}}
+HAIL_META = {
+    "mrharmony_version": "0.0.test",
+    "training_sites": ["a", "b"],
+    "model": {"method": "hail", "widths": [4, 8, 16], "skips": True},
+}
 
 
 class RunsCode:
@@ -56,8 +59,11 @@ def _format_1(path: Path, contents: dict) -> Path:
 def _hostile(path: Path, marker: Path, *, bare: bool = False) -> Path:
     """A model file (a ``torch.save`` zip, or a bare pickle) whose unpickling would create ``marker``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    obj = {"format_version": FORMAT_VERSION, "meta": {**HAIL_META, "note": RunsCode(marker)},
-           "state_dict": cpu_state(_hail())}
+    obj = {
+        "format_version": FORMAT_VERSION,
+        "meta": {**HAIL_META, "note": RunsCode(marker)},
+        "state_dict": cpu_state(_hail()),
+    }
     if bare:
         path.write_bytes(pickle.dumps(obj, protocol=4))
     else:
@@ -73,10 +79,16 @@ def test_every_file_a_run_writes_opens_tensors_only_and_has_the_current_version(
         assert torch.load(run / name, weights_only=True)["format_version"] == FORMAT_VERSION, name
 
 
-@pytest.mark.parametrize("value, kind", [
-    (np.float64(0.5), "numpy.float64"), (np.arange(3), "numpy.ndarray"), (Path("/data"), "PosixPath|WindowsPath"),
-    (np.random.get_state(), "numpy.ndarray"), ({1.5j}, "builtins.set"),
-])
+@pytest.mark.parametrize(
+    "value, kind",
+    [
+        (np.float64(0.5), "numpy.float64"),
+        (np.arange(3), "numpy.ndarray"),
+        (Path("/data"), "PosixPath|WindowsPath"),
+        (np.random.get_state(), "numpy.ndarray"),
+        ({1.5j}, "builtins.set"),
+    ],
+)
 def test_saving_anything_but_tensors_and_plain_values_is_refused_before_the_file_is_written(tmp_path, value, kind):
     with pytest.raises(TypeError, match=rf"the saved state\['meta'\]\['x'\](\[1\])? is a \S*({kind});"):
         save_state(tmp_path / "bad.pt", {"meta": {"x": value}, "state_dict": {}})
@@ -86,8 +98,10 @@ def test_saving_anything_but_tensors_and_plain_values_is_refused_before_the_file
 def test_plain_states_are_saved_as_they_are(tmp_path):
     """An optimizer's state and numpy's generator state as a plain dict of ints are plain."""
     rng = np.random.default_rng(0).bit_generator.state
-    opt = {"state": {0: {"step": torch.tensor(3.0)}}, "param_groups": [{"lr": 0.1, "betas": (0.9, 0.99),
-                                                                         "params": [0], "fused": None}]}
+    opt = {
+        "state": {0: {"step": torch.tensor(3.0)}},
+        "param_groups": [{"lr": 0.1, "betas": (0.9, 0.99), "params": [0], "fused": None}],
+    }
     check_plain(opt)
     save_state(tmp_path / "ok.pt", {"rng": rng, "optimizer": opt})
     back = read_checkpoint(tmp_path / "ok.pt")
@@ -155,17 +169,21 @@ def test_a_format_1_training_state_resumes_to_the_uninterrupted_weights(tmp_path
 def test_a_format_1_file_holding_numpy_objects_is_refused_in_one_sentence(tmp_path):
     """mrharmony 0.1.0 never saved numpy objects; a version-1 file that holds some was not written
     by it, and is refused as any other file that is not tensors and plain values."""
-    path = _format_1(tmp_path / "model.pt", {"meta": {**HAIL_META, "voxel_size": np.ones(3)},
-                                            "state_dict": cpu_state(_hail())})
+    path = _format_1(
+        tmp_path / "model.pt", {"meta": {**HAIL_META, "voxel_size": np.ones(3)}, "state_dict": cpu_state(_hail())}
+    )
     with pytest.raises(InputError, match=r"model.pt: holds objects other than tensors and plain values \(.*numpy"):
         read_checkpoint(path)
 
 
-@pytest.mark.parametrize("version, expected", [
-    (3, r"was written by a newer mrharmony \(format version 3, this one reads up to 2\); upgrade mrharmony"),
-    (0, r"has format version 0, which no mrharmony wrote"),
-    ("2", r"has no valid format version \('2'\)"),
-])
+@pytest.mark.parametrize(
+    "version, expected",
+    [
+        (3, r"was written by a newer mrharmony \(format version 3, this one reads up to 2\); upgrade mrharmony"),
+        (0, r"has format version 0, which no mrharmony wrote"),
+        ("2", r"has no valid format version \('2'\)"),
+    ],
+)
 def test_unknown_and_newer_format_versions_are_refused_in_one_sentence(tmp_path, version, expected):
     path = tmp_path / "model.pt"
     torch.save({"format_version": version, "meta": HAIL_META, "state_dict": cpu_state(_hail())}, path)
@@ -179,8 +197,13 @@ def _broken(tmp_path: Path, kind: str) -> Path:
     save_model(good, _hail(), HAIL_META)
     path = tmp_path / kind / "model.pt"
     path.parent.mkdir()
-    data = {"truncated": good.read_bytes()[:2000], "empty": b"", "text": b"a model, honest\n",
-            "zip-of-other": None, "list": None}[kind]
+    data = {
+        "truncated": good.read_bytes()[:2000],
+        "empty": b"",
+        "text": b"a model, honest\n",
+        "zip-of-other": None,
+        "list": None,
+    }[kind]
     if kind == "zip-of-other":
         import zipfile
 
@@ -193,13 +216,16 @@ def _broken(tmp_path: Path, kind: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind, expected", [
-    ("truncated", "could not be read as a mrharmony model or checkpoint (truncated or corrupt"),
-    ("empty", "could not be read as a mrharmony model or checkpoint (truncated or corrupt"),
-    ("text", "could not be read as a mrharmony model or checkpoint (truncated or corrupt"),
-    ("zip-of-other", "could not be read as a mrharmony model or checkpoint (truncated or corrupt"),
-    ("list", "is not a mrharmony model or checkpoint."),
-])
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("truncated", "could not be read as a mrharmony model or checkpoint (truncated or corrupt"),
+        ("empty", "could not be read as a mrharmony model or checkpoint (truncated or corrupt"),
+        ("text", "could not be read as a mrharmony model or checkpoint (truncated or corrupt"),
+        ("zip-of-other", "could not be read as a mrharmony model or checkpoint (truncated or corrupt"),
+        ("list", "is not a mrharmony model or checkpoint."),
+    ],
+)
 def test_unreadable_files_are_refused_in_one_sentence(tmp_path, kind, expected):
     path = _broken(tmp_path, kind)
     with pytest.raises(InputError) as err:
@@ -238,11 +264,33 @@ def test_the_command_line_refuses_a_code_running_model_with_exit_2_and_one_line(
     marker = tmp_path / "ran"
     _hostile(tmp_path / "run" / "model.pt", marker)
     if wing == "dmri":
-        argv = _argv("dmri", "apply", tmp_path / "run", "--dwi", images / "dwi.nii.gz", "--bval", images / "dwi.bval",
-                     "--bvec", images / "dwi.bvec", "--mask", images / "mask.nii.gz", "--out", tmp_path / "out")
+        argv = _argv(
+            "dmri",
+            "apply",
+            tmp_path / "run",
+            "--dwi",
+            images / "dwi.nii.gz",
+            "--bval",
+            images / "dwi.bval",
+            "--bvec",
+            images / "dwi.bvec",
+            "--mask",
+            images / "mask.nii.gz",
+            "--out",
+            tmp_path / "out",
+        )
     else:
-        argv = _argv("structural", "apply", tmp_path / "run", "--input", images / "input.nii.gz",
-                     "--target-image", images / "target.nii.gz", "--out", tmp_path / "out")
+        argv = _argv(
+            "structural",
+            "apply",
+            tmp_path / "run",
+            "--input",
+            images / "input.nii.gz",
+            "--target-image",
+            images / "target.nii.gz",
+            "--out",
+            tmp_path / "out",
+        )
     assert main(argv) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1, err

@@ -26,6 +26,7 @@ def made(tmp_path_factory):
             if isinstance(seed, list):
                 seen.append(list(seed))
             return real(seed)
+
         return default_rng
 
     with pytest.MonkeyPatch.context() as mp:
@@ -41,8 +42,9 @@ def test_traveling_heads_keep_their_draws_and_a_cohort_draws_as_other_people(mad
     # the keys the traveling heads have always used: (seed, subject, 0) for the anatomy and tissue,
     # (seed, subject, 1 + platform) for each scan; a change here changes every stored dataset
     assert keys["heads"] == [[SEED, 0, 0]] + [[SEED, 0, 1 + j] for j in range(n_plats)]
-    assert keys["cohort"] == [k for i in range(4) for k in
-                              [[SEED, 1000 + i, 0]] + [[SEED, 1000 + i, 1 + j] for j in range(n_plats)]]
+    assert keys["cohort"] == [
+        k for i in range(4) for k in [[SEED, 1000 + i, 0]] + [[SEED, 1000 + i, 1 + j] for j in range(n_plats)]
+    ]
 
 
 def _noise(root, subject, platform):
@@ -114,17 +116,22 @@ def test_patients_have_a_higher_md_everywhere_and_the_same_fa(made, tmp_path):
     sim = yaml.safe_load((cohort / "simulation.yaml").read_text())
     effect = sim["cohort"]["global_md_change"]
     assert effect == 0.1 and sim["cohort"]["cohort_version"] == 2  # the default, recorded
-    scale = {s: yaml.safe_load((cohort / "truth" / s / "subject.yaml").read_text())["diffusivity_scale"]
-             for s in ("sub-01", "sub-02")}
+    scale = {
+        s: yaml.safe_load((cohort / "truth" / s / "subject.yaml").read_text())["diffusivity_scale"]
+        for s in ("sub-01", "sub-02")
+    }
     assert scale == {"sub-01": 1.0, "sub-02": 1.1}
     off = _without_global_effect(cohort, tmp_path)
     # a control is rendered the same with or without the patients' effect
-    np.testing.assert_array_equal(render_scan(cohort, "sub-01", "prisma_st", noise=False).dwi,
-                                  render_scan(off, "sub-01", "prisma_st", noise=False).dwi)
+    np.testing.assert_array_equal(
+        render_scan(cohort, "sub-01", "prisma_st", noise=False).dwi,
+        render_scan(off, "sub-01", "prisma_st", noise=False).dwi,
+    )
     with_effect = render_scan(cohort, "sub-02", "prisma_st", noise=False)
     without = render_scan(off, "sub-02", "prisma_st", noise=False)
-    wm_fraction = block_mean(nib.load(cohort / "truth" / "sub-02" / "tissue.nii.gz").get_fdata()[..., 0]
-                             .astype(np.float32), 2)
+    wm_fraction = block_mean(
+        nib.load(cohort / "truth" / "sub-02" / "tissue.nii.gz").get_fdata()[..., 0].astype(np.float32), 2
+    )
     wm = (wm_fraction >= 0.5) & (with_effect.mask > 0)
     assert wm.sum() > 300
     (fa1, md1), (fa0, md0) = _wm_dti(with_effect, wm), _wm_dti(without, wm)
@@ -157,8 +164,12 @@ def test_the_command_passes_the_global_effect_and_refuses_it_without_a_cohort(tm
 
     seen = {}
     monkeypatch.setattr(mrharmony.simulate, "simulate", lambda out, **kw: seen.update(kw) or out)
-    assert main(["simulate", str(tmp_path / "c"), "--preset", "tiny", "--cohort", "4",
-                 "--global-md-effect", "0", "--quiet"]) == 0
+    assert (
+        main(
+            ["simulate", str(tmp_path / "c"), "--preset", "tiny", "--cohort", "4", "--global-md-effect", "0", "--quiet"]
+        )
+        == 0
+    )
     assert seen["global_md_effect"] == 0.0 and seen["cohort"] == 4
     seen.clear()
     assert main(["simulate", str(tmp_path / "c"), "--preset", "tiny", "--cohort", "4", "--quiet"]) == 0

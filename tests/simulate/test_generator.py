@@ -24,7 +24,10 @@ def test_layout_shapes_and_affines(tiny_dataset):
         for p in ds.platforms.values():
             img = nib.load(ds.scan(s, p.name).dwi)
             assert img.get_data_dtype() == np.int16
-            assert img.shape[3] == p.n_directions + {"ge_st": 4, "prisma_st": 4, "connectom_st": 4, "connectom_sa": 6}[p.name]
+            assert (
+                img.shape[3]
+                == p.n_directions + {"ge_st": 4, "prisma_st": 4, "connectom_st": 4, "connectom_sa": 6}[p.name]
+            )
             np.testing.assert_allclose(img.header.get_zooms()[:3], p.voxel_size)
             r = int(round(2.4 / p.voxel_size[0]))
             assert img.shape[:3] == tuple(r * n for n in ref.shape[:3])
@@ -52,7 +55,9 @@ def test_gradient_tables(tiny_dataset):
         assert cos.max() < np.cos(np.deg2rad(10))
         tables[p.name] = bvecs[dw]
         # the protocol is fixed: every subject has the same table
-        np.testing.assert_array_equal(ds.scan("sub-02", p.name).gradients()[1], ds.scan("sub-01", p.name).gradients()[1])
+        np.testing.assert_array_equal(
+            ds.scan("sub-02", p.name).gradients()[1], ds.scan("sub-01", p.name).gradients()[1]
+        )
     assert not np.allclose(tables["prisma_st"], tables["connectom_st"])  # each platform its own gradient set
 
 
@@ -266,7 +271,9 @@ def test_render_scan_refuses_a_dataset_of_another_simulator_version(tmp_path, ti
     sim = yaml.safe_load((old / "simulation.yaml").read_text())
     del sim["simulator_version"]  # as version 1 wrote it
     (old / "simulation.yaml").write_text(yaml.safe_dump(sim))
-    with pytest.raises(InputError, match=r"simulation.yaml: was made by simulator version 1; .* simulate the dataset again"):
+    with pytest.raises(
+        InputError, match=r"simulation.yaml: was made by simulator version 1; .* simulate the dataset again"
+    ):
         render_scan(old, "sub-01", "prisma_st")
 
 
@@ -301,7 +308,12 @@ def test_gradient_nonlinearity_varies_b_over_the_head():
     assert be[2, 1] == pytest.approx(1200 * (1 + cx * 0.64) ** 2, rel=1e-5)
     assert (be[:, 0] == 0).all()
     np.testing.assert_allclose(np.linalg.norm(ge[:, 1:], axis=-1), 1.0, rtol=1e-5)
-    flat, _ = effective_gradients(next(p for p in load_platforms() if p.name == "ge_st").model_copy(
-        update={"gradient_nonlinearity": (0.0, 0.0, 0.0)}), b, g, pos)
+    flat, _ = effective_gradients(
+        next(p for p in load_platforms() if p.name == "ge_st").model_copy(
+            update={"gradient_nonlinearity": (0.0, 0.0, 0.0)}
+        ),
+        b,
+        g,
+        pos,
+    )
     assert flat.shape == (1, 3)
-

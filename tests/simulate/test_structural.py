@@ -15,8 +15,7 @@ from mrharmony.simulate.structural import (
 
 @pytest.fixture(scope="module")
 def structural(tmp_path_factory):
-    return simulate_structural(tmp_path_factory.mktemp("st") / "tiny", preset="tiny", seed=3, n_subjects=2,
-                               quiet=True)
+    return simulate_structural(tmp_path_factory.mktemp("st") / "tiny", preset="tiny", seed=3, n_subjects=2, quiet=True)
 
 
 def test_layout_every_subject_on_every_site_on_one_grid(structural):
@@ -66,8 +65,10 @@ def test_t1w_does_not_depend_on_the_other_modalities(structural, tmp_path):
     t1 = simulate_structural(tmp_path / "t1", preset="tiny", seed=3, n_subjects=1, sites_file=only, quiet=True)
     assert yaml.safe_load((t1 / "structural.yaml").read_text())["modalities"] == ["T1w"]
     assert not (t1 / "sub-01" / "siteA" / "T2w.nii.gz").exists()
-    np.testing.assert_array_equal(nib.load(t1 / "sub-01" / "siteC" / "T1w.nii.gz").get_fdata(),
-                                  nib.load(structural / "sub-01" / "siteC" / "T1w.nii.gz").get_fdata())
+    np.testing.assert_array_equal(
+        nib.load(t1 / "sub-01" / "siteC" / "T1w.nii.gz").get_fdata(),
+        nib.load(structural / "sub-01" / "siteC" / "T1w.nii.gz").get_fdata(),
+    )
 
 
 def test_sites_differ_and_the_same_seed_gives_the_same_files(structural, tmp_path):
@@ -76,8 +77,10 @@ def test_sites_differ_and_the_same_seed_gives_the_same_files(structural, tmp_pat
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.6  # one anatomy
     assert abs(np.median(a) / np.median(b) - 1) > 0.3  # two appearances
     again = simulate_structural(tmp_path / "again", preset="tiny", seed=3, n_subjects=1, quiet=True)
-    np.testing.assert_array_equal(nib.load(again / "sub-01" / "siteB" / "T1w.nii.gz").get_fdata(),
-                                  nib.load(structural / "sub-01" / "siteB" / "T1w.nii.gz").get_fdata())
+    np.testing.assert_array_equal(
+        nib.load(again / "sub-01" / "siteB" / "T1w.nii.gz").get_fdata(),
+        nib.load(structural / "sub-01" / "siteB" / "T1w.nii.gz").get_fdata(),
+    )
 
 
 def test_structural_bad_input(tmp_path, capsys):

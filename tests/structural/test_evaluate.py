@@ -21,12 +21,42 @@ from mrharmony.structural.intensity import NyulHarmonizer
 from mrharmony.structural.metrics import METRICS, nwd
 
 SITES = [  # three sites, T1w and T2w only: small and quick
-    {"name": "siteA", "role": "train", "t1w": [0.25, 0.62, 1.0], "t2w": [1.0, 0.55, 0.38], "scale": 900.0, "snr": 30.0,
-     "blur_fwhm_mm": [1.0, 1.0, 1.0], "bias": 0.15, "ringing": 1.0, "ghosting": 0.0},
-    {"name": "siteB", "role": "train", "t1w": [0.15, 0.5, 1.0], "t2w": [1.0, 0.48, 0.3], "scale": 2400.0, "snr": 22.0,
-     "blur_fwhm_mm": [1.2, 1.2, 2.0], "bias": 0.3, "ringing": 0.8, "ghosting": 0.0},
-    {"name": "siteD", "role": "unseen", "t1w": [0.2, 0.56, 1.0], "t2w": [1.0, 0.52, 0.33], "scale": 1500.0,
-     "snr": 25.0, "blur_fwhm_mm": [1.0, 1.0, 3.0], "bias": 0.35, "ringing": 0.7, "ghosting": 0.0},
+    {
+        "name": "siteA",
+        "role": "train",
+        "t1w": [0.25, 0.62, 1.0],
+        "t2w": [1.0, 0.55, 0.38],
+        "scale": 900.0,
+        "snr": 30.0,
+        "blur_fwhm_mm": [1.0, 1.0, 1.0],
+        "bias": 0.15,
+        "ringing": 1.0,
+        "ghosting": 0.0,
+    },
+    {
+        "name": "siteB",
+        "role": "train",
+        "t1w": [0.15, 0.5, 1.0],
+        "t2w": [1.0, 0.48, 0.3],
+        "scale": 2400.0,
+        "snr": 22.0,
+        "blur_fwhm_mm": [1.2, 1.2, 2.0],
+        "bias": 0.3,
+        "ringing": 0.8,
+        "ghosting": 0.0,
+    },
+    {
+        "name": "siteD",
+        "role": "unseen",
+        "t1w": [0.2, 0.56, 1.0],
+        "t2w": [1.0, 0.52, 0.33],
+        "scale": 1500.0,
+        "snr": 25.0,
+        "blur_fwhm_mm": [1.0, 1.0, 3.0],
+        "bias": 0.35,
+        "ringing": 0.7,
+        "ghosting": 0.0,
+    },
 ]
 SPLIT = {"train": [], "validation": ["sub-01"], "test": ["sub-02"]}
 
@@ -38,16 +68,33 @@ def setup(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("eval")
     (base / "sites.yaml").write_text(yaml.safe_dump({"sites": SITES}))
-    data = simulate_structural(base / "st", preset="tiny", seed=5, n_subjects=2, sites_file=base / "sites.yaml",
-                               quiet=True)
+    data = simulate_structural(
+        base / "st", preset="tiny", seed=5, n_subjects=2, sites_file=base / "sites.yaml", quiet=True
+    )
     meta = {"training_sites": ["siteA", "siteB"], "split": SPLIT, "mrharmony_version": "0.0.test"}
     torch.manual_seed(0)
-    save_model(base / "run-hail" / "model.pt", HAIL((4, 8, 16), skips=True),
-               {**meta, "model": {"method": "hail", "widths": [4, 8, 16], "skips": True},
-                "data": {"modalities": ["T1w"]}})
-    save_model(base / "run-ihf" / "model.pt", SqueezeIHF(dims=2),
-               {**meta, "model": {"method": "ihf", "flow": "squeeze", "dims": 2, "levels": 2, "blocks": 3, "hidden": 32, "style_dim": 32},
-                "data": {"modalities": ["T1w", "T2w"]}})
+    save_model(
+        base / "run-hail" / "model.pt",
+        HAIL((4, 8, 16), skips=True),
+        {**meta, "model": {"method": "hail", "widths": [4, 8, 16], "skips": True}, "data": {"modalities": ["T1w"]}},
+    )
+    save_model(
+        base / "run-ihf" / "model.pt",
+        SqueezeIHF(dims=2),
+        {
+            **meta,
+            "model": {
+                "method": "ihf",
+                "flow": "squeeze",
+                "dims": 2,
+                "levels": 2,
+                "blocks": 3,
+                "hidden": 32,
+                "style_dim": 32,
+            },
+            "data": {"modalities": ["T1w", "T2w"]},
+        },
+    )
     return base, data
 
 
@@ -70,8 +117,14 @@ def test_baselines_alone_on_the_default_split(setup, tmp_path):
     x, t = ds.load_image("sub-02", "siteB", "T2w")[0], ds.load_image("sub-01", "siteD", "T2w")[0]
     m, tm = ds.load_mask("sub-02"), ds.load_mask("sub-01")
     p = NyulHarmonizer().transform(x, target=t, mask=m, target_mask=tm).image
-    row = next(r for r in ev.rows if r["method"] == "nyul" and r["modality"] == "T2w" and r["input_site"] == "siteB"
-               and r["target_site"] == "siteD")
+    row = next(
+        r
+        for r in ev.rows
+        if r["method"] == "nyul"
+        and r["modality"] == "T2w"
+        and r["input_site"] == "siteB"
+        and r["target_site"] == "siteD"
+    )
     assert (row["nwd_ip"], row["nwd_tp"]) == nwd(x, p, t, input_mask=m, target_mask=tm)
     # the files hold what was computed
     with open(tmp_path / "out" / "rows.csv", newline="") as fh:
@@ -108,8 +161,9 @@ def test_trained_models_give_the_split_the_sites_and_the_modalities(setup):
     x, t = ds.load_image("sub-02", "siteD", "T1w")[0], ds.load_image("sub-01", "siteA", "T1w")[0]
     m, tm = ds.load_mask("sub-02"), ds.load_mask("sub-01")
     p = harmonize(h.net, x, m, t, tm)
-    row = next(r for r in ev.rows
-               if r["method"] == "hail_unet" and r["input_site"] == "siteD" and r["target_site"] == "siteA")
+    row = next(
+        r for r in ev.rows if r["method"] == "hail_unet" and r["input_site"] == "siteD" and r["target_site"] == "siteA"
+    )
     assert (row["nwd_ip"], row["nwd_tp"]) == nwd(x, p, t, input_mask=m, target_mask=tm)
     assert set(METRICS) <= set(row)
     # scored in two processes (a modality each): the same rows in the same order
@@ -132,8 +186,11 @@ def test_names_and_refusals(setup, tmp_path):
     with pytest.raises(InputError, match="two methods are named 'none'"):
         image_harmonizers(["none", "none"])
     other = torch.load(base / "run-hail" / "model.pt", weights_only=True)["meta"]
-    save_model(tmp_path / "other" / "model.pt", HAIL((4, 8, 16), skips=True),
-               {**other, "split": {"train": [], "validation": ["sub-02"], "test": ["sub-01"]}})
+    save_model(
+        tmp_path / "other" / "model.pt",
+        HAIL((4, 8, 16), skips=True),
+        {**other, "split": {"train": [], "validation": ["sub-02"], "test": ["sub-01"]}},
+    )
     with pytest.raises(InputError, match="trained on another split or other sites"):
         compare_harmonizers(data, [base / "run-hail", tmp_path / "other"], quiet=True)
     with pytest.raises(InputError, match="has no modality 'FLAIR'"):
@@ -158,8 +215,18 @@ def test_the_evaluate_command(setup, tmp_path, capsys):
 
     base, data = setup
     out = tmp_path / "ev"
-    args = ["structural", "evaluate", str(data), str(base / "run-hail"), "none", "--modality", "T1w",
-            "--out", str(out), "--quiet"]
+    args = [
+        "structural",
+        "evaluate",
+        str(data),
+        str(base / "run-hail"),
+        "none",
+        "--modality",
+        "T1w",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "| hail_unet |" in printed and (out / "table.md").read_text() in printed
@@ -181,8 +248,22 @@ def test_chosen_site_pairs_only(setup, tmp_path, capsys):
     assert none and all(r["dice_wm"] == 1.0 and r["ravd_wm"] == 0.0 for r in none)  # the input's own labels
     with pytest.raises(InputError, match="has no site 'siteZ', which a pair to score names"):
         compare_harmonizers(data, ["none"], pairs=[("siteA", "siteZ")], quiet=True)
-    assert main(["structural", "evaluate", str(data), "none", "--out", str(tmp_path / "e"), "--pair", "siteA-siteB",
-                 "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "structural",
+                "evaluate",
+                str(data),
+                "none",
+                "--out",
+                str(tmp_path / "e"),
+                "--pair",
+                "siteA-siteB",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "--pair 'siteA-siteB' is not INPUT_SITE:TARGET_SITE." in capsys.readouterr().err
     assert not (tmp_path / "e").exists()
 
@@ -192,10 +273,15 @@ def test_several_processes_keep_the_subjects_order(tmp_path):
     from mrharmony.simulate.structural import simulate_structural
 
     (tmp_path / "sites.yaml").write_text(yaml.safe_dump({"sites": SITES}))
-    data = simulate_structural(tmp_path / "st", preset="tiny", seed=7, n_subjects=3, sites_file=tmp_path / "sites.yaml",
-                               quiet=True)
-    kw = {"modalities": ["T1w"], "split": {"test": ["sub-03", "sub-02"], "validation": ["sub-01"]},
-          "pairs": [("siteA", "siteB"), ("siteD", "siteA")], "quiet": True}
+    data = simulate_structural(
+        tmp_path / "st", preset="tiny", seed=7, n_subjects=3, sites_file=tmp_path / "sites.yaml", quiet=True
+    )
+    kw = {
+        "modalities": ["T1w"],
+        "split": {"test": ["sub-03", "sub-02"], "validation": ["sub-01"]},
+        "pairs": [("siteA", "siteB"), ("siteD", "siteA")],
+        "quiet": True,
+    }
     one = compare_harmonizers(data, ["none", "nyul"], **kw)
     two = compare_harmonizers(data, ["none", "nyul"], jobs=2, **kw)
     assert [r["subject"] for r in one.rows][::3] == ["sub-03", "sub-03", "sub-02", "sub-02"]  # 3 rows a pair
@@ -209,4 +295,5 @@ def assert_same_rows(rows, expected):
     for a, b in zip(expected, rows):
         assert {k: v for k, v in a.items() if isinstance(v, str)} == {k: v for k, v in b.items() if isinstance(v, str)}
         assert [b[k] for k in a if isinstance(a[k], float)] == pytest.approx(
-            [a[k] for k in a if isinstance(a[k], float)], rel=1e-6, abs=1e-9, nan_ok=True)
+            [a[k] for k in a if isinstance(a[k], float)], rel=1e-6, abs=1e-9, nan_ok=True
+        )

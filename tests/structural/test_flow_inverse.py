@@ -42,8 +42,9 @@ def _relative(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-@pytest.mark.parametrize("dims, shape", [(2, (70, 90, 3)), (2, (73, 91, 2)), (2, (72, 92, 2)), (3, (13, 17, 11)),
-                                         (3, (16, 20, 12))])
+@pytest.mark.parametrize(
+    "dims, shape", [(2, (70, 90, 3)), (2, (73, 91, 2)), (2, (72, 92, 2)), (3, (13, 17, 11)), (3, (16, 20, 12))]
+)
 def test_the_round_trip_is_exact_at_any_size(dims, shape):
     net = _random_flow(dims)
     x, m = _volume(shape)
@@ -84,16 +85,37 @@ def files(tmp_path_factory):
     save_model(d / "ihf" / "model.pt", net, {**META, "model": model})
     save_model(d / "other" / "model.pt", _random_flow(2, hidden=8, seed=1), {**META, "model": model})
     torch.manual_seed(0)
-    save_model(d / "hail" / "model.pt", HAIL((4, 8, 16), skips=True),
-               {**META, "model": {"method": "hail", "widths": [4, 8, 16], "skips": True}})
+    save_model(
+        d / "hail" / "model.pt",
+        HAIL((4, 8, 16), skips=True),
+        {**META, "model": {"method": "hail", "widths": [4, 8, 16], "skips": True}},
+    )
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     for name, seed, scale in (("input", 0, 1.0), ("target", 1, 4.0)):
         img, mask = _volume((37, 45, 9), seed)
         nib.save(nib.Nifti1Image(img * scale, affine), d / f"{name}.nii.gz")
     nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine), d / "mask.nii.gz")
-    assert main(["structural", "apply", str(d / "ihf"), "--input", str(d / "input.nii.gz"), "--target-image",
-                 str(d / "target.nii.gz"), "--mask", str(d / "mask.nii.gz"), "--target-mask", str(d / "mask.nii.gz"),
-                 "--out", str(d / "harmonized"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "structural",
+                "apply",
+                str(d / "ihf"),
+                "--input",
+                str(d / "input.nii.gz"),
+                "--target-image",
+                str(d / "target.nii.gz"),
+                "--mask",
+                str(d / "mask.nii.gz"),
+                "--target-mask",
+                str(d / "mask.nii.gz"),
+                "--out",
+                str(d / "harmonized"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return d
 
 
@@ -110,16 +132,42 @@ def test_restore_gives_the_input_back_from_the_files(files, tmp_path):
     assert side["FlowMargin"] == HARMONIZED[2] and _harmonized(files, 2).is_file()
     assert len(side["StyleCode"]) == 8 and side["TargetScale"] > 0
     out = tmp_path / "restored"
-    assert main(["structural", "restore", str(files / "ihf"), "--input", str(_harmonized(files)),
-                 "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "structural",
+                "restore",
+                str(files / "ihf"),
+                "--input",
+                str(_harmonized(files)),
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     x = np.asarray(nib.load(files / "input.nii.gz").dataobj)
     back = nib.load(out / "input_desc-restored.nii.gz")
     assert _relative(np.asarray(back.dataobj), x) < 1e-5
     np.testing.assert_array_equal(back.affine, nib.load(files / "input.nii.gz").affine)
     restored = json.loads((out / "input_desc-restored.json").read_text())
     assert "exact inverse" in restored["Description"] and restored["Sources"] == [str(_harmonized(files))]
-    assert main(["structural", "restore", str(files / "ihf"), "--input", str(_harmonized(files)),
-                 "--out", str(out), "--quiet"]) == 2  # never overwritten without --force
+    assert (
+        main(
+            [
+                "structural",
+                "restore",
+                str(files / "ihf"),
+                "--input",
+                str(_harmonized(files)),
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 2
+    )  # never overwritten without --force
 
 
 def _refused(capsys, args, out):
@@ -135,7 +183,8 @@ def test_restore_refuses_what_it_cannot_invert(files, tmp_path, capsys):
     assert "not invertible" in _refused(capsys, [str(files / "hail"), "--input", h], out)
     assert "was harmonized by another model" in _refused(capsys, [str(files / "other"), "--input", h], out)
     assert "has no sidecar input.json beside it" in _refused(
-        capsys, [str(files / "ihf"), "--input", str(files / "input.nii.gz")], out)
+        capsys, [str(files / "ihf"), "--input", str(files / "input.nii.gz")], out
+    )
     lonely = tmp_path / "copy"
     lonely.mkdir()
     for name in HARMONIZED[:2]:  # the margin file left behind
@@ -159,20 +208,33 @@ def test_restore_refuses_inconsistent_records(files, tmp_path, capsys):
 
     short = copy("short", side, np.zeros(5, np.float32))
     assert "holds 5 values, but restoring an image of shape (37, 45, 9) needs" in _refused(
-        capsys, [str(files / "ihf"), "--input", short], out)
+        capsys, [str(files / "ihf"), "--input", short], out
+    )
     old = {k: v for k, v in side.items() if k not in ("StyleCode", "TargetScale", "FlowMargin")}
-    assert "cannot be restored" in _refused(capsys, [str(files / "ihf"), "--input", copy("old", old),
-                                                     "--target-image", str(files / "target.nii.gz")], out)
+    assert "cannot be restored" in _refused(
+        capsys, [str(files / "ihf"), "--input", copy("old", old), "--target-image", str(files / "target.nii.gz")], out
+    )
     half = {k: v for k, v in side.items() if k != "TargetScale"}
-    assert "records a StyleCode but no TargetScale" in _refused(capsys, [str(files / "ihf"), "--input",
-                                                                         copy("half", half)], out)
+    assert "records a StyleCode but no TargetScale" in _refused(
+        capsys, [str(files / "ihf"), "--input", copy("half", half)], out
+    )
 
 
 def test_apply_refuses_an_existing_output_folder(files, tmp_path, capsys):
     (tmp_path / "h").mkdir()
     (tmp_path / "h" / "input_desc-harmonized_flowmargin.npy").write_bytes(b"an earlier result")
-    args = ["structural", "apply", str(files / "ihf"), "--input", str(files / "input.nii.gz"), "--target-image",
-            str(files / "target.nii.gz"), "--out", str(tmp_path / "h"), "--quiet"]
+    args = [
+        "structural",
+        "apply",
+        str(files / "ihf"),
+        "--input",
+        str(files / "input.nii.gz"),
+        "--target-image",
+        str(files / "target.nii.gz"),
+        "--out",
+        str(tmp_path / "h"),
+        "--quiet",
+    ]
     assert main(args) == 2
     assert "h: already exists and is not empty; pass --force" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "h").iterdir()] == ["input_desc-harmonized_flowmargin.npy"]

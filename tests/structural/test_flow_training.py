@@ -24,14 +24,28 @@ def structural(tmp_path_factory):
 
 def _config(folder, dataset, model=None, **training):
     path = folder / "flow.yaml"
-    path.write_text(yaml.safe_dump({
-        "preset": "test",
-        "data": {"dataset": str(dataset), "n_test_subjects": 1, "crop_size": 16,
-                 "modalities": ["T1w", "T2w", "FLAIR"]},
-        "model": {"method": "ihf", "flow": "squeeze", "hidden": 8, "style_dim": 8, "widths": [4, 8, 16],
-                  **(model or {})},
-        "training": {"threads": 1, **training},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "preset": "test",
+                "data": {
+                    "dataset": str(dataset),
+                    "n_test_subjects": 1,
+                    "crop_size": 16,
+                    "modalities": ["T1w", "T2w", "FLAIR"],
+                },
+                "model": {
+                    "method": "ihf",
+                    "flow": "squeeze",
+                    "hidden": 8,
+                    "style_dim": 8,
+                    "widths": [4, 8, 16],
+                    **(model or {}),
+                },
+                "training": {"threads": 1, **training},
+            }
+        )
+    )
     return path
 
 
@@ -103,9 +117,22 @@ def test_flow_apply_from_the_command_line(structural, trained2d, tmp_path, capsy
     split = json.loads((trained2d / "split.json").read_text())
     subject, ref = split["test"][0], split["validation"][0]
     out = tmp_path / "harmonized" / "FLAIR_desc-harmonized.nii.gz"
-    args = ["structural", "apply", str(trained2d), "--input", str(ds.image_path(subject, "siteC", "FLAIR")),
-            "--target-image", str(ds.image_path(ref, "siteE", "FLAIR")), "--out", str(out.parent),
-            "--mask", str(ds.mask_path(subject)), "--target-mask", str(ds.mask_path(ref)), "--quiet"]
+    args = [
+        "structural",
+        "apply",
+        str(trained2d),
+        "--input",
+        str(ds.image_path(subject, "siteC", "FLAIR")),
+        "--target-image",
+        str(ds.image_path(ref, "siteE", "FLAIR")),
+        "--out",
+        str(out.parent),
+        "--mask",
+        str(ds.mask_path(subject)),
+        "--target-mask",
+        str(ds.mask_path(ref)),
+        "--quiet",
+    ]
     assert main(args) == 0
     img = nib.load(out)
     assert img.get_data_dtype() == np.float32 and img.shape == ds.load_mask(subject).shape
@@ -144,8 +171,15 @@ def test_the_papers_hierarchy_flow_trains_harmonizes_and_is_not_restored(structu
     from mrharmony.structural.apply import restore_image
     from mrharmony.structural.ihf.paper_flow import HierarchyFlow
 
-    cfg = _config(tmp_path, structural, model={"flow": "hierarchy", "chunks": [3, 2], "pad": 2, "hidden": 8},
-                  pretrain_epochs=1, epochs=2, steps_per_epoch=4, batch_size=2)
+    cfg = _config(
+        tmp_path,
+        structural,
+        model={"flow": "hierarchy", "chunks": [3, 2], "pad": 2, "hidden": 8},
+        pretrain_epochs=1,
+        epochs=2,
+        steps_per_epoch=4,
+        batch_size=2,
+    )
     run = train_structural(cfg, tmp_path / "run", quiet=True, method="ihf")
     h = IHFHarmonizer.load(run)
     assert isinstance(h.net, HierarchyFlow) and h.name == "ihf" and not h.invertible
@@ -170,8 +204,17 @@ def test_the_papers_hierarchy_flow_trains_harmonizes_and_is_not_restored(structu
 def test_the_flow_trains_on_whole_slices_with_a_cosine_decay_and_resumes_exactly(structural, tmp_path):
     from mrharmony.errors import InputError
 
-    cfg = _config(tmp_path, structural, model={"flow": "hierarchy"}, pretrain_epochs=1, epochs=2, steps_per_epoch=2,
-                  batch_size=2, lr_schedule="cosine", transfer_learning_rate=1e-3)
+    cfg = _config(
+        tmp_path,
+        structural,
+        model={"flow": "hierarchy"},
+        pretrain_epochs=1,
+        epochs=2,
+        steps_per_epoch=2,
+        batch_size=2,
+        lr_schedule="cosine",
+        transfer_learning_rate=1e-3,
+    )
     raw = yaml.safe_load(cfg.read_text())
     raw["data"]["crop_size"] = "slice"
     cfg.write_text(yaml.safe_dump(raw))
@@ -197,8 +240,12 @@ def test_whole_slice_crops_are_the_slices_as_they_are():
     vol = np.arange(6 * 7 * 5, dtype=np.float32).reshape(6, 7, 5) + 1
     mask = np.zeros(vol.shape, bool)
     mask[2:5, 3:6, 1:4] = True  # off centre: a crop centred on the brain would cut the slice
-    t = CropSampler({"a": {"T1w": {"x": vol, "y": vol}}, "b": {"T1w": {"x": vol, "y": vol}}},
-                    {"a": mask, "b": mask}, crop=(8, 8, 1), whole_slices=True).triplets(np.random.default_rng(0), 6)
+    t = CropSampler(
+        {"a": {"T1w": {"x": vol, "y": vol}}, "b": {"T1w": {"x": vol, "y": vol}}},
+        {"a": mask, "b": mask},
+        crop=(8, 8, 1),
+        whole_slices=True,
+    ).triplets(np.random.default_rng(0), 6)
     for k in range(6):
         z = int(np.argwhere(vol == t["x"][k, 0, 0, 0, 0])[0][2])
         assert 1 <= z < 4  # a slice of the brain
@@ -217,5 +264,7 @@ def test_a_crop_size_that_is_neither_an_edge_nor_slice_is_refused_in_one_sentenc
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(InputError) as e:
         load_structural_config(path)
-    assert str(e.value) == (f"{path}: invalid value for 'data.crop_size': {value!r} is neither a crop edge of at "
-                            "least 8 voxels nor 'slice' (whole slices).")
+    assert str(e.value) == (
+        f"{path}: invalid value for 'data.crop_size': {value!r} is neither a crop edge of at "
+        "least 8 voxels nor 'slice' (whole slices)."
+    )

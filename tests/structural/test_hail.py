@@ -55,7 +55,7 @@ def test_hail_shapes_and_losses(skips):
     assert len(styled) == (3 if skips else 1) and styled[-1].shape == tfeats[-1].shape
     pf = net.encoder(pred)
     assert content_loss(pf, styled) >= 0 and style_loss(pf, tfeats) > 0
-    assert content_loss(tfeats, tfeats[3 - len(styled):]) == 0
+    assert content_loss(tfeats, tfeats[3 - len(styled) :]) == 0
     assert style_loss(tfeats, tfeats) < 1e-10  # the target's own statistics
     assert consistency_loss(x, x) == 0
     mask = torch.zeros_like(x)

@@ -25,11 +25,18 @@ from mrharmony.structural.ihf.inference import harmonize_flow, restore_flow
 from mrharmony.structural.ihf.squeeze_flow import SqueezeIHF
 from mrharmony.structural.loading import load_image_harmonizer
 
-HAIL_META = {"model": {"method": "hail", "widths": [4, 8, 16], "skips": True}, "training_sites": ["siteA", "siteB"],
-             "mrharmony_version": "0.0.test", "data": {"modalities": ["T1w"]}}
-IHF_META = {"model": {"method": "ihf", "flow": "squeeze", "dims": 2, "levels": 2, "blocks": 3, "hidden": 32, "style_dim": 32},
-            "training_sites": ["siteA", "siteB"], "mrharmony_version": "0.0.test",
-            "data": {"modalities": ["T1w", "T2w", "FLAIR"]}}
+HAIL_META = {
+    "model": {"method": "hail", "widths": [4, 8, 16], "skips": True},
+    "training_sites": ["siteA", "siteB"],
+    "mrharmony_version": "0.0.test",
+    "data": {"modalities": ["T1w"]},
+}
+IHF_META = {
+    "model": {"method": "ihf", "flow": "squeeze", "dims": 2, "levels": 2, "blocks": 3, "hidden": 32, "style_dim": 32},
+    "training_sites": ["siteA", "siteB"],
+    "mrharmony_version": "0.0.test",
+    "data": {"modalities": ["T1w", "T2w", "FLAIR"]},
+}
 
 
 def _hail_net():
@@ -67,8 +74,9 @@ def _today(method):
         lo, hi = np.percentile(np.asarray(target, np.float64)[target_mask], [1, 99])
         n = NyulNormalizer(output_min_value=float(lo), output_max_value=float(hi))
         n.fit_population([A(np.asarray(target, np.float64))], [A(np.asarray(target_mask, np.float64))])
-        return n.transform(A(np.asarray(image, np.float64)), A(np.asarray(mask, np.float64))).get_data().astype(
-            np.float32)
+        return (
+            n.transform(A(np.asarray(image, np.float64)), A(np.asarray(mask, np.float64))).get_data().astype(np.float32)
+        )
 
     return {
         "none": lambda image, *_: np.asarray(image, np.float32),
@@ -90,8 +98,7 @@ FACTORIES = {
 }
 # harmonizing an image to itself gives it back (to float rounding), for the methods that promise it;
 # an untrained HAIL does not (a trained one is checked in test_training.py)
-IDENTITY = {"none": 0.0, "zscore": 1e-6, "whitestripe": 1e-6, "nyul": 1e-6,
-            "ihf-initial": 1e-6}
+IDENTITY = {"none": 0.0, "zscore": 1e-6, "whitestripe": 1e-6, "nyul": 1e-6, "ihf-initial": 1e-6}
 
 
 def _concrete_subclasses(cls):
@@ -115,11 +122,17 @@ def images(tmp_path_factory):
     from mrharmony.data.structural import read_structural_image
     from mrharmony.simulate.structural import simulate_structural
 
-    root = simulate_structural(tmp_path_factory.mktemp("contract") / "st", preset="tiny", seed=2, n_subjects=2,
-                               quiet=True)
+    root = simulate_structural(
+        tmp_path_factory.mktemp("contract") / "st", preset="tiny", seed=2, n_subjects=2, quiet=True
+    )
     read = lambda *p: read_structural_image(root.joinpath(*p))[0]  # noqa: E731
-    return (read("sub-01", "siteB", "T1w.nii.gz"), read("sub-01", "mask.nii.gz") > 0,
-            read("sub-02", "siteA", "T1w.nii.gz"), read("sub-02", "mask.nii.gz") > 0, root)
+    return (
+        read("sub-01", "siteB", "T1w.nii.gz"),
+        read("sub-01", "mask.nii.gz") > 0,
+        read("sub-02", "siteA", "T1w.nii.gz"),
+        read("sub-02", "mask.nii.gz") > 0,
+        root,
+    )
 
 
 @pytest.mark.parametrize("method", list(FACTORIES))
@@ -139,9 +152,10 @@ def test_the_contract(method, images):
     # the same numbers as the method's own maths, bit for bit
     np.testing.assert_array_equal(res.image, _today(method)(x, m, t, tm))
     # float64 images (nibabel's get_fdata) give today's numbers too
-    np.testing.assert_array_equal(h.transform(x.astype(np.float64), target=t.astype(np.float64), mask=m,
-                                              target_mask=tm).image,
-                                  _today(method)(x.astype(np.float64), m, t.astype(np.float64), tm))
+    np.testing.assert_array_equal(
+        h.transform(x.astype(np.float64), target=t.astype(np.float64), mask=m, target_mask=tm).image,
+        _today(method)(x.astype(np.float64), m, t.astype(np.float64), tm),
+    )
     # the target may lie on another grid
     assert h.transform(x, target=t[2:-2, 1:, :-1], mask=m, target_mask=tm[2:-2, 1:, :-1]).image.shape == x.shape
 
@@ -153,8 +167,7 @@ def test_masks_are_the_given_ones_or_the_automatic_ones(method, images):
     x, m, t, tm, _ = images
     h = FACTORIES[method]()
     auto = h.transform(x, target=t).image
-    np.testing.assert_array_equal(auto, h.transform(x, target=t, mask=brain_mask(x),
-                                                    target_mask=brain_mask(t)).image)
+    np.testing.assert_array_equal(auto, h.transform(x, target=t, mask=brain_mask(x), target_mask=brain_mask(t)).image)
     small, tsmall = ndimage.binary_erosion(m, iterations=2), ndimage.binary_erosion(tm, iterations=2)
     given = h.transform(x, target=t, mask=small, target_mask=tsmall).image
     np.testing.assert_array_equal(given, _today(method)(x, small, t, tsmall))
@@ -193,7 +206,9 @@ def test_restore_inverts_the_invertible_and_only_them(images):
             assert np.linalg.norm(back - x) / np.linalg.norm(x) < 1e-5
             # a result written before the record held the style code is restored with the target image
             old = HarmonizedImage(res.image, {"InputScale": res.sidecar["InputScale"]}, res.arrays)
-            np.testing.assert_allclose(h.restore(old, target=t, target_mask=tm), back, rtol=0, atol=1e-5 * np.abs(x).max())
+            np.testing.assert_allclose(
+                h.restore(old, target=t, target_mask=tm), back, rtol=0, atol=1e-5 * np.abs(x).max()
+            )
             with pytest.raises(ValueError, match="needs the target image"):
                 h.restore(old)
             with pytest.raises(ValueError, match="InputScale"):
@@ -209,8 +224,10 @@ def test_modalities_come_from_the_training_data():
     assert FACTORIES["ihf"]().applies_to("FLAIR")
     assert all(registry.intensity_harmonizer(m).applies_to("T2w") for m in registry.INTENSITY_METHODS)
     assert registry.intensity_harmonizer("nyul", name="hm").name == "hm"
-    with pytest.raises(InputError, match="unknown intensity method of the structural wing 'gan'; choose one of "
-                                         "none, zscore, whitestripe, nyul"):
+    with pytest.raises(
+        InputError,
+        match="unknown intensity method of the structural wing 'gan'; choose one of none, zscore, whitestripe, nyul",
+    ):
         registry.intensity_harmonizer("gan")
 
 
@@ -218,8 +235,9 @@ def test_harmonize_file_writes_float32_and_its_sidecar(images, tmp_path):
     x, m, t, tm, root = images
     h = intensity.NyulHarmonizer()
     inp, tgt = root / "sub-01" / "siteB" / "T1w.nii.gz", root / "sub-02" / "siteA" / "T1w.nii.gz"
-    out = h.harmonize_file(input_path=inp, target_path=tgt, out=tmp_path / "o.nii.gz",
-                           mask_path=root / "sub-01" / "mask.nii.gz")
+    out = h.harmonize_file(
+        input_path=inp, target_path=tgt, out=tmp_path / "o.nii.gz", mask_path=root / "sub-01" / "mask.nii.gz"
+    )
     img = nib.load(out)
     assert img.get_data_dtype() == np.float32
     np.testing.assert_array_equal(img.affine, nib.load(inp).affine)

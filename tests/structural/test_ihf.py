@@ -106,13 +106,16 @@ def test_vgg_weights_load_from_a_torchvision_style_file(tmp_path):
     assert [f.shape[1] for f in feats] == [64, 128, 256, 512]
     assert [f.shape[-1] for f in feats] == [24, 12, 6, 3]
     # relu1_1 by hand: the grey image as RGB, ImageNet-normalized, then conv 0 and ReLU
-    rgb = (x.expand(-1, 3, -1, -1) - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / \
-        torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    rgb = (x.expand(-1, 3, -1, -1) - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(
+        [0.229, 0.224, 0.225]
+    ).view(1, 3, 1, 1)
     by_hand = F.relu(F.conv2d(rgb, state["features.0.weight"], state["features.0.bias"], padding=1))
     torch.testing.assert_close(feats[0], by_hand)
     # the features' own state dict (torchvision's vgg19().features) loads too
-    torch.save({k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")},
-               tmp_path / "features.pth")
+    torch.save(
+        {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")},
+        tmp_path / "features.pth",
+    )
     torch.testing.assert_close(load_vgg_weights(tmp_path / "features.pth")(x)[2], feats[2])
 
 

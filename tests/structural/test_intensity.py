@@ -18,12 +18,16 @@ def _run(method, img, m, tgt, tm):
 def pair(tmp_path_factory):
     from mrharmony.simulate.structural import simulate_structural
 
-    root = simulate_structural(tmp_path_factory.mktemp("int") / "st", preset="tiny", seed=2, n_subjects=2,
-                               quiet=True)
+    root = simulate_structural(tmp_path_factory.mktemp("int") / "st", preset="tiny", seed=2, n_subjects=2, quiet=True)
     load = lambda *p: nib.load(root.joinpath(*p)).get_fdata()  # noqa: E731
     mask = load("sub-01", "mask.nii.gz") > 0
-    return (load("sub-01", "siteB", "T1w.nii.gz"), mask, load("sub-02", "siteA", "T1w.nii.gz"),
-            load("sub-02", "mask.nii.gz") > 0, load("sub-01", "siteA", "T1w.nii.gz"))
+    return (
+        load("sub-01", "siteB", "T1w.nii.gz"),
+        mask,
+        load("sub-02", "siteA", "T1w.nii.gz"),
+        load("sub-02", "mask.nii.gz") > 0,
+        load("sub-01", "siteA", "T1w.nii.gz"),
+    )
 
 
 def test_zscore_takes_the_target_mean_and_std(pair):
@@ -42,8 +46,9 @@ def test_nyul_puts_the_input_landmarks_on_the_target_s(pair):
 
 def test_every_baseline_moves_the_input_towards_the_target_site(pair):
     img, m, tgt, tm, _ = pair
-    scores = {meth: nwd(img, _run(meth, img, m, tgt, tm), tgt, input_mask=m, target_mask=tm)
-              for meth in INTENSITY_METHODS}
+    scores = {
+        meth: nwd(img, _run(meth, img, m, tgt, tm), tgt, input_mask=m, target_mask=tm) for meth in INTENSITY_METHODS
+    }
     assert scores["none"] == pytest.approx((0.0, 1.0))
     for meth in ("zscore", "whitestripe", "nyul"):
         assert scores[meth][1] < 0.3, (meth, scores[meth])  # close to the target's distribution

@@ -28,8 +28,9 @@ def test_wasserstein_and_nwd_by_hand():
     assert nwd(i, i + 2.5, t, input_mask=mi, target_mask=mt) == pytest.approx((0.25, 0.75))
     # only the mask's voxels count
     big = np.array([0.0, 1.0, 2.0, 1000.0])
-    assert nwd(big, big + 10, np.r_[t, 0], input_mask=np.array([1, 1, 1, 0], bool),
-               target_mask=np.array([1, 1, 1, 0], bool)) == pytest.approx((1.0, 0.0))
+    assert nwd(
+        big, big + 10, np.r_[t, 0], input_mask=np.array([1, 1, 1, 0], bool), target_mask=np.array([1, 1, 1, 0], bool)
+    ) == pytest.approx((1.0, 0.0))
     with pytest.raises(ValueError, match="undefined"):
         nwd(i, t, i, input_mask=mi, target_mask=mt)
 
@@ -115,9 +116,18 @@ def _rows(rng, methods=("truth", "hail", "none", "nyul")):
     for group in ("seen", "unseen"):
         for subject in range(8):
             for method in methods:
-                rows.append({"subject": f"s{subject}", "modality": "T1w", "input_site": "A", "target_site": "B",
-                             "group": group, "method": method, "ssim": 0.5 if method == "none" else float(rng.random()),
-                             "nwd_tp": float(rng.random())})
+                rows.append(
+                    {
+                        "subject": f"s{subject}",
+                        "modality": "T1w",
+                        "input_site": "A",
+                        "target_site": "B",
+                        "group": group,
+                        "method": method,
+                        "ssim": 0.5 if method == "none" else float(rng.random()),
+                        "nwd_tp": float(rng.random()),
+                    }
+                )
     return rows
 
 
@@ -129,7 +139,11 @@ def test_structural_paired_tests_pair_rows_and_share_the_tests_of_both_wings():
     rows = _rows(np.random.default_rng(0))
     tests = paired_tests(rows, reference="hail")
     assert [(t["group"], t["method"], t["metric"]) for t in tests][:4] == [
-        ("seen", "none", "ssim"), ("seen", "none", "nwd_tp"), ("seen", "nyul", "ssim"), ("seen", "nyul", "nwd_tp")]
+        ("seen", "none", "ssim"),
+        ("seen", "none", "nwd_tp"),
+        ("seen", "nyul", "ssim"),
+        ("seen", "nyul", "nwd_tp"),
+    ]
     assert len(tests) == 2 * 2 * 2  # groups x other methods (not the truth) x metrics
     t = tests[2]
     a = np.array([r["ssim"] for r in rows if r["group"] == "seen" and r["method"] == "hail"])
@@ -154,20 +168,49 @@ def test_structural_metrics_command(tmp_path, capsys):
     inp, tgt = root / "sub-01" / "siteB" / "T1w.nii.gz", root / "sub-02" / "siteA" / "T1w.nii.gz"
     mask, tmask = root / "sub-01" / "mask.nii.gz", root / "sub-02" / "mask.nii.gz"
     img = nib.load(inp)
-    pred = intensity_harmonizer("nyul").transform(img.get_fdata(), mask=nib.load(mask).get_fdata() > 0,
-                                                  target=nib.load(tgt).get_fdata(),
-                                                  target_mask=nib.load(tmask).get_fdata() > 0).image
+    pred = (
+        intensity_harmonizer("nyul")
+        .transform(
+            img.get_fdata(),
+            mask=nib.load(mask).get_fdata() > 0,
+            target=nib.load(tgt).get_fdata(),
+            target_mask=nib.load(tmask).get_fdata() > 0,
+        )
+        .image
+    )
     nib.save(nib.Nifti1Image(pred, img.affine), tmp_path / "pred.nii.gz")
-    args = ["structural", "metrics", "--input", str(inp), "--prediction", str(tmp_path / "pred.nii.gz"),
-            "--target", str(tgt), "--mask", str(mask), "--target-mask", str(tmask),
-            "--truth", str(root / "sub-01" / "siteA" / "T1w.nii.gz"), "--json", str(tmp_path / "m.json")]
+    args = [
+        "structural",
+        "metrics",
+        "--input",
+        str(inp),
+        "--prediction",
+        str(tmp_path / "pred.nii.gz"),
+        "--target",
+        str(tgt),
+        "--mask",
+        str(mask),
+        "--target-mask",
+        str(tmask),
+        "--truth",
+        str(root / "sub-01" / "siteA" / "T1w.nii.gz"),
+        "--json",
+        str(tmp_path / "m.json"),
+    ]
     assert main(args) == 0
     res = json.loads((tmp_path / "m.json").read_text())
     assert set(res) == {"nwd_ip", "nwd_tp", "ravd_gm", "ravd_wm", "dice_gm", "dice_wm", "ssim", "psnr_db"}
     assert res["nwd_ip"] > 0.7 and res["nwd_tp"] < 0.3 and 0 < res["ssim"] <= 1
-    assert res == pytest.approx(metrics_from_files(input_path=inp, prediction_path=tmp_path / "pred.nii.gz",
-                                                   target_path=tgt, input_mask_path=mask, target_mask_path=tmask,
-                                                   truth_path=root / "sub-01" / "siteA" / "T1w.nii.gz"))
+    assert res == pytest.approx(
+        metrics_from_files(
+            input_path=inp,
+            prediction_path=tmp_path / "pred.nii.gz",
+            target_path=tgt,
+            input_mask_path=mask,
+            target_mask_path=tmask,
+            truth_path=root / "sub-01" / "siteA" / "T1w.nii.gz",
+        )
+    )
     capsys.readouterr()
     assert main(args) == 2  # the JSON exists
     assert "already exists" in capsys.readouterr().err
@@ -222,11 +265,22 @@ def test_structural_summary_and_tests_are_over_subjects_not_site_pairs():
     for subject in range(5):
         for pair in (("A", "B"), ("B", "A")):
             for method in ("hail", "nyul"):
-                rows.append({"subject": f"s{subject}", "modality": "T1w", "input_site": pair[0], "target_site": pair[1],
-                             "group": "seen", "method": method, "ssim": float(rng.random()),
-                             "nwd_tp": float(rng.random())})
-    by_subject = {m: [np.mean([r["ssim"] for r in rows if r["method"] == m and r["subject"] == f"s{s}"])
-                      for s in range(5)] for m in ("hail", "nyul")}
+                rows.append(
+                    {
+                        "subject": f"s{subject}",
+                        "modality": "T1w",
+                        "input_site": pair[0],
+                        "target_site": pair[1],
+                        "group": "seen",
+                        "method": method,
+                        "ssim": float(rng.random()),
+                        "nwd_tp": float(rng.random()),
+                    }
+                )
+    by_subject = {
+        m: [np.mean([r["ssim"] for r in rows if r["method"] == m and r["subject"] == f"s{s}"]) for s in range(5)]
+        for m in ("hail", "nyul")
+    }
     hail = next(r for r in summarize(rows) if r["method"] == "hail")
     assert hail["n_subjects"] == 5 and hail["n_pairs"] == 10
     assert hail["ssim"] == pytest.approx(np.mean(by_subject["hail"]))

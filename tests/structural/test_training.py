@@ -25,12 +25,16 @@ def structural(tmp_path_factory):
 
 def _config(folder, dataset, **training):
     path = folder / "hail.yaml"
-    path.write_text(yaml.safe_dump({
-        "preset": "test",
-        "data": {"dataset": str(dataset), "n_test_subjects": 1, "crop_size": 16},
-        "model": {"method": "hail", "widths": [4, 8, 16], "skips": True},  # the U-Net variant, hail_unet
-        "training": {"threads": 1, **training},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "preset": "test",
+                "data": {"dataset": str(dataset), "n_test_subjects": 1, "crop_size": 16},
+                "model": {"method": "hail", "widths": [4, 8, 16], "skips": True},  # the U-Net variant, hail_unet
+                "training": {"threads": 1, **training},
+            }
+        )
+    )
     return path
 
 
@@ -90,8 +94,18 @@ def test_apply_from_the_command_line(structural, trained, tmp_path, capsys):
     subject = json.loads((trained / "split.json").read_text())["test"][0]
     ref = json.loads((trained / "split.json").read_text())["validation"][0]
     out = tmp_path / "out" / "T1w_desc-harmonized.nii.gz"
-    args = ["structural", "apply", str(trained), "--input", str(ds.image_path(subject, "siteB")),
-            "--target-image", str(ds.image_path(ref, "siteD")), "--out", str(out.parent), "--quiet"]
+    args = [
+        "structural",
+        "apply",
+        str(trained),
+        "--input",
+        str(ds.image_path(subject, "siteB")),
+        "--target-image",
+        str(ds.image_path(ref, "siteD")),
+        "--out",
+        str(out.parent),
+        "--quiet",
+    ]
     assert main(args + ["--mask", str(ds.mask_path(subject)), "--target-mask", str(ds.mask_path(ref))]) == 0
     img = nib.load(out)
     src = nib.load(ds.image_path(subject, "siteB"))
@@ -116,14 +130,52 @@ def test_metrics_on_a_harmonized_image(structural, trained, tmp_path):
     subject = json.loads((trained / "split.json").read_text())["test"][0]
     ref = json.loads((trained / "split.json").read_text())["validation"][0]
     out = tmp_path / "h" / "T1w_desc-harmonized.nii.gz"
-    assert main(["structural", "apply", str(trained), "--input", str(ds.image_path(subject, "siteA")),
-                 "--target-image", str(ds.image_path(ref, "siteC")), "--out", str(out.parent), "--quiet",
-                 "--mask", str(ds.mask_path(subject)), "--target-mask", str(ds.mask_path(ref))]) == 0
+    assert (
+        main(
+            [
+                "structural",
+                "apply",
+                str(trained),
+                "--input",
+                str(ds.image_path(subject, "siteA")),
+                "--target-image",
+                str(ds.image_path(ref, "siteC")),
+                "--out",
+                str(out.parent),
+                "--quiet",
+                "--mask",
+                str(ds.mask_path(subject)),
+                "--target-mask",
+                str(ds.mask_path(ref)),
+            ]
+        )
+        == 0
+    )
     res = tmp_path / "m.json"
-    assert main(["structural", "metrics", "--input", str(ds.image_path(subject, "siteA")), "--prediction", str(out),
-                 "--target", str(ds.image_path(ref, "siteC")), "--mask", str(ds.mask_path(subject)),
-                 "--target-mask", str(ds.mask_path(ref)), "--truth", str(ds.image_path(subject, "siteC")),
-                 "--json", str(res), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "structural",
+                "metrics",
+                "--input",
+                str(ds.image_path(subject, "siteA")),
+                "--prediction",
+                str(out),
+                "--target",
+                str(ds.image_path(ref, "siteC")),
+                "--mask",
+                str(ds.mask_path(subject)),
+                "--target-mask",
+                str(ds.mask_path(ref)),
+                "--truth",
+                str(ds.image_path(subject, "siteC")),
+                "--json",
+                str(res),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     m = json.loads(res.read_text())
     assert m["nwd_ip"] > 0.5 and m["nwd_tp"] < 0.5  # moved towards the target's intensities
 
@@ -132,8 +184,10 @@ def test_crops_keep_their_place_and_are_padded():
     vol = np.arange(6 * 7 * 5, dtype=np.float32).reshape(6, 7, 5)
     mask = np.zeros(vol.shape, bool)
     mask[1:5, 2:6, 1:4] = True
-    images = {"a": {"T1w": {"x": vol, "y": vol + 1}, "T2w": {"x": -vol, "y": -vol - 1}},
-              "b": {"T1w": {"x": vol * 2, "y": vol * 3}, "T2w": {"x": -vol * 2, "y": -vol * 3}}}
+    images = {
+        "a": {"T1w": {"x": vol, "y": vol + 1}, "T2w": {"x": -vol, "y": -vol - 1}},
+        "b": {"T1w": {"x": vol * 2, "y": vol * 3}, "T2w": {"x": -vol * 2, "y": -vol * 3}},
+    }
     s = CropSampler(images, {"a": mask, "b": mask}, crop=(3, 3, 3))
     t = s.triplets(np.random.default_rng(0), 16)
     assert t["x"].shape == (16, 1, 3, 3, 3) and t["mx"].max() == 1
@@ -142,7 +196,7 @@ def test_crops_keep_their_place_and_are_padded():
         assert len({np.sign(t[key][k].sum()) for key in ("x", "t", "s")}) == 1
     assert {np.sign(t["x"][k].sum()) for k in range(16)} == {-1.0, 1.0}
     big = CropSampler({"a": {"T1w": {"x": vol}}}, {"a": mask}, crop=(8, 8, 8))._cut(vol, "a", np.zeros(3))
-    assert big.shape == (8, 8, 8) and big.sum() > 0 and (big == 0).sum() > 8 ** 3 - vol.size
+    assert big.shape == (8, 8, 8) and big.sum() > 0 and (big == 0).sum() > 8**3 - vol.size
     flat = CropSampler({"a": {"T1w": {"x": vol}}}, {"a": mask}, crop=(4, 4, 1)).triplets(np.random.default_rng(1), 2)
     assert flat["x"].shape == (2, 1, 4, 4, 1)
 
@@ -151,12 +205,14 @@ def test_config_errors(structural, tmp_path):
     from mrharmony.errors import InputError
 
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"data": {"dataset": str(structural), "sites": ["siteD"]},
-                                   "model": {"method": "hail"}}))
+    bad.write_text(
+        yaml.safe_dump({"data": {"dataset": str(structural), "sites": ["siteD"]}, "model": {"method": "hail"}})
+    )
     with pytest.raises(InputError, match="holds out of training"):
         train_structural(bad, tmp_path / "r")
-    bad.write_text(yaml.safe_dump({"data": {"dataset": str(structural)}, "model": {"method": "hail",
-                                                                                  "style_wieght": 1}}))
+    bad.write_text(
+        yaml.safe_dump({"data": {"dataset": str(structural)}, "model": {"method": "hail", "style_wieght": 1}})
+    )
     with pytest.raises(InputError, match="style_wieght"):
         load_structural_config(bad)
     bad.write_text(yaml.safe_dump({"data": {"dataset": str(structural)}, "model": {"method": "hial"}}))
@@ -165,8 +221,11 @@ def test_config_errors(structural, tmp_path):
     assert not (tmp_path / "r").exists()
     ds = load_structural(structural)
     with pytest.raises(InputError, match="training needs"):
-        split_subjects(ds.subjects, load_structural_config(_config(tmp_path, structural)).data.model_copy(
-            update={"n_test_subjects": 3}), bad)
+        split_subjects(
+            ds.subjects,
+            load_structural_config(_config(tmp_path, structural)).data.model_copy(update={"n_test_subjects": 3}),
+            bad,
+        )
 
 
 def test_the_model_card_says_what_the_model_learned_from(structural, trained, tmp_path):
@@ -181,7 +240,21 @@ def test_the_model_card_says_what_the_model_learned_from(structural, trained, tm
     assert card["validation"]["best_epoch"] >= 1 and card["budget"]["epochs"] >= 1
     ds = load_structural(structural)
     out = tmp_path / "h" / "T1w_desc-harmonized.nii.gz"
-    assert main(["structural", "apply", str(trained), "--input", str(ds.image_path(split["test"][0], "siteA")),
-                 "--target-image", str(ds.image_path(split["validation"][0], "siteC")), "--out", str(out.parent),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "structural",
+                "apply",
+                str(trained),
+                "--input",
+                str(ds.image_path(split["test"][0], "siteA")),
+                "--target-image",
+                str(ds.image_path(split["validation"][0], "siteC")),
+                "--out",
+                str(out.parent),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert json.loads(out.with_name("T1w_desc-harmonized.json").read_text())["ModelCardSHA256"] == card_hash(card)

@@ -50,10 +50,20 @@ TARGETS = ("prisma_st", "connectom_st", "connectom_sa")
 #: 2,400 patches with a larger step; ``smoke``: the ``test`` preset, a check of a script end to end)
 BUDGETS = {
     "paper": {"preset": "paper", "training": {}},
-    "gpu": {"preset": "paper", "training": {"epochs": 25, "patches_per_epoch": 40000, "lr_decay_every": 8,
-                                            "validation_patches": 5000}},
-    "cpu": {"preset": "paper", "training": {"epochs": 6, "patches_per_epoch": 2400, "learning_rate": 1e-3,
-                                            "lr_decay_every": 2, "validation_patches": 600}},
+    "gpu": {
+        "preset": "paper",
+        "training": {"epochs": 25, "patches_per_epoch": 40000, "lr_decay_every": 8, "validation_patches": 5000},
+    },
+    "cpu": {
+        "preset": "paper",
+        "training": {
+            "epochs": 6,
+            "patches_per_epoch": 2400,
+            "learning_rate": 1e-3,
+            "lr_decay_every": 2,
+            "validation_patches": 600,
+        },
+    },
     "smoke": {"preset": "test", "training": {}},  # checks the script end to end in a minute
 }
 
@@ -62,12 +72,16 @@ BUDGETS = {
 #: voxels per subject and target on which FA / MD errors are computed (None: all; DTI fits of whole
 #: brains at 1.2 mm dominate the evaluation's time otherwise)
 SETTINGS = {
-    "smoke": {"preset": "tiny", "folds": 3, "seeds": [0, 1], "seed_folds": 2, "cohort": 4,
-              "volume_voxels": None},
-    "cpu": {"preset": "mushac", "folds": 5, "seeds": [0], "seed_folds": None, "cohort": 20,
-            "volume_voxels": 40000},
-    "gpu": {"preset": "mushac", "folds": 5, "seeds": [0, 1, 2], "seed_folds": None, "cohort": 20,
-            "volume_voxels": 40000},
+    "smoke": {"preset": "tiny", "folds": 3, "seeds": [0, 1], "seed_folds": 2, "cohort": 4, "volume_voxels": None},
+    "cpu": {"preset": "mushac", "folds": 5, "seeds": [0], "seed_folds": None, "cohort": 20, "volume_voxels": 40000},
+    "gpu": {
+        "preset": "mushac",
+        "folds": 5,
+        "seeds": [0, 1, 2],
+        "seed_folds": None,
+        "cohort": 20,
+        "volume_voxels": 40000,
+    },
 }
 
 #: the files of a fold and seed the summary is made from, kept in the record (paths under its folder)
@@ -94,8 +108,12 @@ def widened_diqt_features(n_params: int, target_ratio: int, in_channels: int = 2
     """The DIQT width whose parameter count is closest to ``n_params``."""
     from mrharmony.dmri.networks.single import DIQT
 
-    return min(range(8, 1024, 2), key=lambda f: abs(sum(p.numel() for p in DIQT("t", in_channels, target_ratio,
-                                                                                features=f).parameters()) - n_params))
+    return min(
+        range(8, 1024, 2),
+        key=lambda f: abs(
+            sum(p.numel() for p in DIQT("t", in_channels, target_ratio, features=f).parameters()) - n_params
+        ),
+    )
 
 
 def train_dmri_run(root: Path, name: str, cfg: dict, *, tag: str | None = None, quiet: bool = True) -> Path:
@@ -142,9 +160,19 @@ def train_dmri_run(root: Path, name: str, cfg: dict, *, tag: str | None = None, 
     return out
 
 
-def train_methods(work: Path, data_cfg: dict, budget: dict, *, seed: int, control_target: str, quiet: bool,
-                  every_row: bool = True, widened: bool = True, tuned: bool = True,
-                  statistical: bool = True) -> list[Path]:
+def train_methods(
+    work: Path,
+    data_cfg: dict,
+    budget: dict,
+    *,
+    seed: int,
+    control_target: str,
+    quiet: bool,
+    every_row: bool = True,
+    widened: bool = True,
+    tuned: bool = True,
+    statistical: bool = True,
+) -> list[Path]:
     """Train (or find finished, or resume) every run of the MSP paper's Table 1.
 
     Parameters
@@ -184,11 +212,16 @@ def train_methods(work: Path, data_cfg: dict, budget: dict, *, seed: int, contro
     (work / "configs").mkdir(parents=True, exist_ok=True)
     tag = "/".join(work.parts[-2:])  # e.g. fold-0/seed-1, or table1/subject
 
-    def run(name: str, model: dict, targets: list[str] | None, label: str | None = None,
-            training: dict | None = None) -> Path:
-        cfg = {"preset": budget["preset"], **({"label": label} if label else {}),
-               "data": {**data_cfg, **({"targets": targets} if targets else {})},
-               "model": model, "training": {**budget["training"], **(training or {}), "seed": seed}}
+    def run(
+        name: str, model: dict, targets: list[str] | None, label: str | None = None, training: dict | None = None
+    ) -> Path:
+        cfg = {
+            "preset": budget["preset"],
+            **({"label": label} if label else {}),
+            "data": {**data_cfg, **({"targets": targets} if targets else {})},
+            "model": model,
+            "training": {**budget["training"], **(training or {}), "seed": seed},
+        }
         return train_dmri_run(work, name, cfg, tag=tag, quiet=quiet)
 
     networks = [(m.name, m.config) for m in REGISTRY.methods("network")]
@@ -196,8 +229,11 @@ def train_methods(work: Path, data_cfg: dict, budget: dict, *, seed: int, contro
     runs = list(singles)
     for m, cls in networks:  # every target at once; MSP from the single networks above
         if not cls.single_target and (every_row or cls.builds_on_single_networks):
-            first = ({"first_stage_runs": [str(p) for p in singles],
-                      "alpha_end_epoch": max(1.0, budget_epochs(budget) / 3)} if cls.builds_on_single_networks else {})
+            first = (
+                {"first_stage_runs": [str(p) for p in singles], "alpha_end_epoch": max(1.0, budget_epochs(budget) / 3)}
+                if cls.builds_on_single_networks
+                else {}
+            )
             runs.append(run(m, {"method": m, **first}, None))
     msp_meta = read_checkpoint(work / "runs" / "msp" / "model.pt")["meta"]
     # compute-matched rivals of MSP: its chosen first-stage networks trained on for the same budget and
@@ -205,24 +241,41 @@ def train_methods(work: Path, data_cfg: dict, budget: dict, *, seed: int, contro
     for t, first in msp_meta["first_stage_runs"].items():
         first = (work / "runs" / "msp" / first).resolve()
         method = read_checkpoint(first / "model.pt")["meta"]["model"]["method"]
-        runs.append(run(f"{method}-continued-{t}", {"method": method, "init_from": str(first)}, [t],
-                        label=f"{method}_continued"))
+        runs.append(
+            run(
+                f"{method}-continued-{t}", {"method": method, "init_from": str(first)}, [t], label=f"{method}_continued"
+            )
+        )
     epochs = budget_epochs(budget)
     best = recipe("diqt_tuned")
     for t in TARGETS if tuned else ():  # this project's recipe (a claim rests on it: trained with every seed)
-        runs.append(run(f"diqt-tuned-{t}", dict(best.model), [t], label=best.name,
-                        training=best.training(epochs=epochs)))
+        runs.append(
+            run(f"diqt-tuned-{t}", dict(best.model), [t], label=best.name, training=best.training(epochs=epochs))
+        )
     if not every_row:
         return runs
     if tuned:
         rival = recipe("diqt_long")
-        runs.append(run(f"diqt-long-{control_target}", dict(rival.model), [control_target], label=rival.name,
-                        training=rival.training(epochs=epochs, lr_decay_every=budget_setting(budget, "lr_decay_every"))))
+        runs.append(
+            run(
+                f"diqt-long-{control_target}",
+                dict(rival.model),
+                [control_target],
+                label=rival.name,
+                training=rival.training(epochs=epochs, lr_decay_every=budget_setting(budget, "lr_decay_every")),
+            )
+        )
     if widened:
         ratio = 2 if control_target == "connectom_sa" else 1
         width = widened_diqt_features(msp_meta["parameter_count"], ratio)
-        runs.append(run(f"diqt-wide-{control_target}", {"method": "diqt", "features": width}, [control_target],
-                        label="diqt_widened"))
+        runs.append(
+            run(
+                f"diqt-wide-{control_target}",
+                {"method": "diqt", "features": width},
+                [control_target],
+                label="diqt_widened",
+            )
+        )
     for method in statistical_methods() if statistical else ():
         runs.append(run(method, {"method": method}, None))
     return runs
@@ -271,7 +324,7 @@ def primary_choice(work: Path, candidates: tuple[str, ...]) -> dict[str, str]:
             if path.exists():
                 found[label] = float(read_checkpoint(path)["meta"]["best_validation_loss"][t])
         if found:
-            chosen[t] = min(found, key=found.get)
+            chosen[t] = min(found, key=lambda label: found[label])
             losses[t] = found
     write_json(work / CHOICE, {"chosen": chosen, "validation_loss": losses})
     return chosen
@@ -291,9 +344,23 @@ def finished_markers(cohort: Path | None) -> list[str]:
     return [EVALUATED] + ([COHORT_SCORED] if cohort is not None else [])
 
 
-def run_fold_seed(root: Path, data: Path, cohort: Path | None, fold: int, held_out: list[str], seed: int, *,
-                  first_seed: bool, budget: dict, volume_voxels: int | None, timing: Timing, quiet: bool,
-                  claims: Claims, train_rows: TrainRows, record: Path | None = None) -> None:
+def run_fold_seed(
+    root: Path,
+    data: Path,
+    cohort: Path | None,
+    fold: int,
+    held_out: list[str],
+    seed: int,
+    *,
+    first_seed: bool,
+    budget: dict,
+    volume_voxels: int | None,
+    timing: Timing,
+    quiet: bool,
+    claims: Claims,
+    train_rows: TrainRows,
+    record: Path | None = None,
+) -> None:
     """Train, evaluate and score the cohort for one fold and seed.
 
     Each step is skipped when done (redone when rows were added since it ran); the whole fold and
@@ -351,8 +418,9 @@ def run_fold_seed(root: Path, data: Path, cohort: Path | None, fold: int, held_o
             rows = table_rows_of(runs, first_stages=False)
             chosen = json.loads((work / CHOICE).read_text())["chosen"]
             pairs = [(primary_name(n, h, chosen, claims), h) for n, h in zip(rows.names, rows.harmonizers)]
-            values = regional_values([(n, h) for n, h in pairs if n in claims.primary.values() or n == "none"],
-                                     cohort, quiet=quiet)
+            values = regional_values(
+                [(n, h) for n, h in pairs if n in claims.primary.values() or n == "none"], cohort, quiet=quiet
+            )
             write_json(work / COHORT, {"fold": fold, "seed": seed, "rows": values})
             mark_done(work / COHORT, names)
         save_record(record, root, work, RECORDED)
@@ -378,18 +446,21 @@ def with_budget(args) -> dict:
     return setting
 
 
-def write_dmri_summary(args, root: Path, subjects: list[str], timing: Timing, *, claims: Claims, script: str,
-                       partial: bool = False) -> int:
+def write_dmri_summary(
+    args, root: Path, subjects: list[str], timing: Timing, *, claims: Claims, script: str, partial: bool = False
+) -> int:
     """Summarize into ``root/summary.json`` and ``.md`` (``partial``: what is scored so far, into
     ``summary-partial.json`` and ``.md``), and print the Markdown."""
-    summary = summarize(args, root, subjects, folds_of(subjects, args.folds), timing, claims=claims, partial=partial,
-                        script=script)
+    summary = summarize(
+        args, root, subjects, folds_of(subjects, args.folds), timing, claims=claims, partial=partial, script=script
+    )
     write_summary(root, "summary-partial" if partial else "summary", summary, markdown(summary, script=script))
     return 0
 
 
-def run_benchmark(args, *, claims: Claims, train_rows: TrainRows, denoise: tuple[str, ...], script: str,
-                  checkout: Path) -> int:
+def run_benchmark(
+    args, *, claims: Claims, train_rows: TrainRows, denoise: tuple[str, ...], script: str, checkout: Path
+) -> int:
     """The dMRI benchmark's run: every fold and seed trained, scored and summarized, resumably.
 
     Parameters
@@ -438,8 +509,9 @@ def run_benchmark(args, *, claims: Claims, train_rows: TrainRows, denoise: tuple
         if args.summarize_only:
             if not plan.scored(root, EVALUATED):
                 raise SettingError(f"{root} has no fold scored yet; nothing to summarize.")
-            return write_dmri_summary(args, root, subjects, Timing(root / "timing.json"), claims=claims,
-                                      script=script, partial=True)
+            return write_dmri_summary(
+                args, root, subjects, Timing(root / "timing.json"), claims=claims, script=script, partial=True
+            )
         root.mkdir(parents=True, exist_ok=True)
         log_invocation(root, args.record, command(script), checkout)
         timing = Timing(root / "timing.json")
@@ -470,8 +542,21 @@ def run_benchmark(args, *, claims: Claims, train_rows: TrainRows, denoise: tuple
             ready(data, "data")
             if uses_cohort is not None:
                 ready(cohort, "cohort-data", cohort=args.cohort)
-        run_fold_seed(root, data, uses_cohort, f, folds[f], s, first_seed=s == args.seeds[0],
-                      budget=BUDGETS[args.budget], volume_voxels=setting["volume_voxels"], timing=timing,
-                      quiet=args.quiet, claims=claims, train_rows=train_rows, record=args.record)
+        run_fold_seed(
+            root,
+            data,
+            uses_cohort,
+            f,
+            folds[f],
+            s,
+            first_seed=s == args.seeds[0],
+            budget=BUDGETS[args.budget],
+            volume_voxels=setting["volume_voxels"],
+            timing=timing,
+            quiet=args.quiet,
+            claims=claims,
+            train_rows=train_rows,
+            record=args.record,
+        )
     save_record(args.record, root)
     return write_dmri_summary(args, root, subjects, timing, claims=claims, script=script)

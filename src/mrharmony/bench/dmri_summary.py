@@ -27,13 +27,22 @@ from mrharmony.bench.timing import Timing, pauses_of
 
 #: the summary's metrics: summary key -> evaluation key
 METRICS = {
-    "sh_noiseless": "sh_rel_noiseless", "sh_scan": "sh_rel", "fa_scan": "fa_mae", "md_scan": "md_mae",
-    "fa_noiseless": "fa_mae_noiseless", "md_noiseless": "md_mae_noiseless",
+    "sh_noiseless": "sh_rel_noiseless",
+    "sh_scan": "sh_rel",
+    "fa_scan": "fa_mae",
+    "md_scan": "md_mae",
+    "fa_noiseless": "fa_mae_noiseless",
+    "md_noiseless": "md_mae_noiseless",
     # regional means in the named white-matter regions (mean absolute error over the regions)
-    "fa_region_scan": "fa_region_mae", "md_region_scan": "md_region_mae",
-    "fa_region_noiseless": "fa_region_mae_noiseless", "md_region_noiseless": "md_region_mae_noiseless",
+    "fa_region_scan": "fa_region_mae",
+    "md_region_scan": "md_region_mae",
+    "fa_region_noiseless": "fa_region_mae_noiseless",
+    "md_region_noiseless": "md_region_mae_noiseless",
     # each subject's white-matter means, harmonized and of the noiseless truth (offsets_kept)
-    "fa_wm": "fa_wm", "md_wm": "md_wm", "fa_wm_truth": "fa_wm_truth", "md_wm_truth": "md_wm_truth",
+    "fa_wm": "fa_wm",
+    "md_wm": "md_wm",
+    "fa_wm_truth": "fa_wm_truth",
+    "md_wm_truth": "md_wm_truth",
 }
 #: the metrics that are values of a person, not errors: no row of the error tables
 OFFSETS = ("fa_wm", "md_wm", "fa_wm_truth", "md_wm_truth")
@@ -141,8 +150,10 @@ def gather(root: Path, pairs: list[tuple[int, int]], claims: Claims) -> tuple[di
                     per_subject.setdefault((name, r["target"], r["subject"]), {}).setdefault(key, []).append(r[src])
                     per_seed.setdefault((name, r["target"], s), {}).setdefault(key, {})[r["subject"]] = r[src]
         if (work / COHORT_SCORED).exists():  # the cohort through every fold's (primary) harmonizers
-            cohort_rows += [{**r, "model": f"{f}/{s}/{r['model']}", "fold": f}
-                            for r in json.loads((work / COHORT).read_text())["rows"]]
+            cohort_rows += [
+                {**r, "model": f"{f}/{s}/{r['model']}", "fold": f}
+                for r in json.loads((work / COHORT).read_text())["rows"]
+            ]
     for t in {t for _, t, _ in per_subject}:  # one network's rows need no second name
         if len({r for r, tt, _ in per_subject if tt == t and r.endswith("_continued") and r != CONTINUED}) == 1:
             for k in [k for k in per_subject if k[0] == CONTINUED and k[1] == t]:
@@ -150,8 +161,17 @@ def gather(root: Path, pairs: list[tuple[int, int]], claims: Claims) -> tuple[di
     return per_subject, per_seed, cohort_rows
 
 
-def summarize(args, root: Path, subjects: list[str], folds: list[list[str]], timing: Timing, *, claims: Claims,
-              partial: bool = False, script: str = "benchmarks/dmri.py") -> dict:
+def summarize(
+    args,
+    root: Path,
+    subjects: list[str],
+    folds: list[list[str]],
+    timing: Timing,
+    *,
+    claims: Claims,
+    partial: bool = False,
+    script: str = "benchmarks/dmri.py",
+) -> dict:
     """The summary of a dMRI benchmark run.
 
     Parameters
@@ -212,8 +232,10 @@ def summarize(args, root: Path, subjects: list[str], folds: list[list[str]], tim
                     entry[key]["seed_sd"] = float(np.std(seed_means, ddof=1))
                 if key in ("sh_scan", "fa_scan", "md_scan") and key in rescan and row not in FLOORS:
                     common = sorted(set(by_subject) & set(rescan[key]))
-                    entry[f"{key}_vs_rescan"] = {**mean_ci([by_subject[s] / rescan[key][s] for s in common]),
-                                                 "n_subjects": len(common)}
+                    entry[f"{key}_vs_rescan"] = {
+                        **mean_ci([by_subject[s] / rescan[key][s] for s in common]),
+                        "n_subjects": len(common),
+                    }
             out_targets[t][row] = entry
     tests = subject_tests(values, targets)
     bonferroni(tests)
@@ -221,18 +243,31 @@ def summarize(args, root: Path, subjects: list[str], folds: list[list[str]], tim
     cohort = group_summary(cohort_rows) if cohort_rows else {}
     cohort_goals(best_of, cohort, claims)
     goals = declared_goals(values, targets, folds, cohort_rows, cohort, claims)
-    primary = {f"fold-{f}/seed-{s}": json.loads((work_dir(root, f, s) / CHOICE).read_text())
-               for f, s in pairs if (work_dir(root, f, s) / CHOICE).exists()}
+    primary = {
+        f"fold-{f}/seed-{s}": json.loads((work_dir(root, f, s) / CHOICE).read_text())
+        for f, s in pairs
+        if (work_dir(root, f, s) / CHOICE).exists()
+    }
     summary = {
         **({"partial": True, "scored": [f"fold-{f}/seed-{s}" for f, s in pairs]} if partial else {}),
-        "budget": args.budget, "folds": len(folds), "seeds": list(args.seeds), "seed_folds": args.seed_folds, "subjects": subjects,
-        "fold_subjects": folds, "preset": args.preset, "targets": out_targets,
+        "budget": args.budget,
+        "folds": len(folds),
+        "seeds": list(args.seeds),
+        "seed_folds": args.seed_folds,
+        "subjects": subjects,
+        "fold_subjects": folds,
+        "preset": args.preset,
+        "targets": out_targets,
         "cohort": cohort,
         "cohort_subjects": len({r["subject"] for r in cohort_rows}),
         "tests": tests,
         # the declared claims (claims.primary), judged on the rows named before the run
-        "primary": {"rows": dict(claims.primary), "recipes": list(claims.candidates), "chosen": primary,
-                    "invocations": invocations(root, args.record)},
+        "primary": {
+            "rows": dict(claims.primary),
+            "recipes": list(claims.candidates),
+            "chosen": primary,
+            "invocations": invocations(root, args.record),
+        },
         "goals": goals,
         # each person's own values: per target and row, the correlation across held-out subjects of the
         # white-matter mean FA and MD after harmonization with the noiseless target's
@@ -240,8 +275,9 @@ def summarize(args, root: Path, subjects: list[str], folds: list[list[str]], tim
         # the earlier claims on the best rows of each measure (chosen after the run: labelled "best of")
         "best_of": best_of,
         "headline": headline(values, targets),
-        "training_minutes": fold_training_minutes(timing, pauses, [(f, s) for f, s in pairs if s == args.seeds[0]],
-                                                  claims),
+        "training_minutes": fold_training_minutes(
+            timing, pauses, [(f, s) for f, s in pairs if s == args.seeds[0]], claims
+        ),
         # every subject's value (its mean over seeds): target -> row -> metric -> subject -> value
         "per_subject": values,
         "machine": machine(),
@@ -281,8 +317,9 @@ def offsets_kept(values: dict, targets: list[str]) -> dict:
     return out
 
 
-def declared_goals(values: dict, targets: list[str], folds: list[list[str]], cohort_rows: list[dict],
-                   cohort: dict, claims: Claims) -> list[dict]:
+def declared_goals(
+    values: dict, targets: list[str], folds: list[list[str]], cohort_rows: list[dict], cohort: dict, claims: Claims
+) -> list[dict]:
     """The goals of the declared rows (``claims.primary``).
 
     One entry per target, goal, metric and unit:
@@ -323,9 +360,19 @@ def declared_goals(values: dict, targets: list[str], folds: list[list[str]], coh
             met = goal[0] <= cell["mean"] <= goal[1]
         else:
             met = cell["mean"] <= goal and (name != "msp_vs_rival" or cell["ci95"][1] < 1.0)
-        return {"target": t, "name": name, "a": a, "b": b, "metric": metric, "mean": cell["mean"],
-                "ci95": list(cell["ci95"]), "unit": unit, "n": cell["n"],
-                "goal": list(goal) if isinstance(goal, tuple) else goal, "met": bool(met)}
+        return {
+            "target": t,
+            "name": name,
+            "a": a,
+            "b": b,
+            "metric": metric,
+            "mean": cell["mean"],
+            "ci95": list(cell["ci95"]),
+            "unit": unit,
+            "n": cell["n"],
+            "goal": list(goal) if isinstance(goal, tuple) else goal,
+            "met": bool(met),
+        }
 
     for t in targets:
         rows = values.get(t, {})
@@ -342,8 +389,9 @@ def declared_goals(values: dict, targets: list[str], folds: list[list[str]], coh
                 by_fold.setdefault(fold_of.get(s), []).append(ratio[s])
             fold_means = [np.mean(v) for f, v in sorted(by_fold.items(), key=lambda kv: str(kv[0]))]
             out.append(entry(t, name, a, b, metric, t_interval(fold_means), "fold", goal))
-            out.append(entry(t, name, a, b, metric, {**mean_ci([ratio[s] for s in common]), "n": len(common)},
-                             "subject", goal))
+            out.append(
+                entry(t, name, a, b, metric, {**mean_ci([ratio[s] for s in common]), "n": len(common)}, "subject", goal)
+            )
         if not cohort_rows:
             continue
         folds_scored = sorted({r["fold"] for r in cohort_rows})
@@ -355,12 +403,25 @@ def declared_goals(values: dict, targets: list[str], folds: list[list[str]], coh
                 vals = [per_fold[f].get(t, {}).get(a, {}).get(ratio_key, {}).get("mean") for f in folds_scored]
                 vals = [v for v in vals if v is not None]
                 if vals:
-                    out.append(entry(t, "effect_kept", a, "target_truth", metric, t_interval(vals), "fold",
-                                     claims.effect_window))
+                    out.append(
+                        entry(
+                            t, "effect_kept", a, "target_truth", metric, t_interval(vals), "fold", claims.effect_window
+                        )
+                    )
                 pooled = cohort.get(t, {}).get(a, {}).get(ratio_key)
                 if pooled is not None:
-                    out.append(entry(t, "effect_kept", a, "target_truth", metric, {**pooled, "n": n_subjects},
-                                     "subject", claims.effect_window))
+                    out.append(
+                        entry(
+                            t,
+                            "effect_kept",
+                            a,
+                            "target_truth",
+                            metric,
+                            {**pooled, "n": n_subjects},
+                            "subject",
+                            claims.effect_window,
+                        )
+                    )
     return out
 
 
@@ -409,8 +470,12 @@ def chosen_rows(rows: dict, key: str) -> tuple[dict, dict, str | None, str | Non
     methods = {r: h for r, h in have.items() if r not in FLOORS}
     if not methods:
         return have, methods, None, None
-    return (have, methods, best_row([r for r in methods if r not in STATISTICAL], methods),
-            best_row(STATISTICAL, methods))
+    return (
+        have,
+        methods,
+        best_row([r for r in methods if r not in STATISTICAL], methods),
+        best_row(STATISTICAL, methods),
+    )
 
 
 def continued_rival(rows) -> str | None:
@@ -467,10 +532,14 @@ def goal_ratios(values: dict, targets: list[str], claims: Claims) -> dict:
 
     out: dict = {}
     for t in targets:
-        rows, goals = values[t], {}
-        for key, kind in (("fa_noiseless", "learned_vs_statistical"), ("md_noiseless", "learned_vs_statistical"),
-                          ("fa_scan", "learned_vs_rescan"), ("md_scan", "learned_vs_rescan"),
-                          ("sh_noiseless", "msp_vs_rivals")):
+        rows, goals = values[t], {}  # type: dict, dict
+        for key, kind in (
+            ("fa_noiseless", "learned_vs_statistical"),
+            ("md_noiseless", "learned_vs_statistical"),
+            ("fa_scan", "learned_vs_rescan"),
+            ("md_scan", "learned_vs_rescan"),
+            ("sh_noiseless", "msp_vs_rivals"),
+        ):
             have, methods, learned, non_learned = chosen_rows(rows, key)
             if not methods:
                 continue
@@ -508,8 +577,12 @@ def cohort_goals(goals: dict, cohort: dict, claims: Claims) -> None:
             if cell is not None:
                 lo, hi = claims.cohort_goal
                 by_kind.setdefault("cohort_effect", {})[f"{m}_effect_ratio"] = {
-                    "a": row, "b": "target_truth", **cell, "goal": list(claims.cohort_goal),
-                    "met": bool(lo <= cell["mean"] <= hi)}
+                    "a": row,
+                    "b": "target_truth",
+                    **cell,
+                    "goal": list(claims.cohort_goal),
+                    "met": bool(lo <= cell["mean"] <= hi),
+                }
 
 
 def headline(values: dict, targets: list[str]) -> dict:
@@ -530,8 +603,9 @@ def headline(values: dict, targets: list[str]) -> dict:
     return out
 
 
-def fold_training_minutes(timing: Timing, pauses: list[tuple[float, float]], pairs: list[tuple[int, int]],
-                          claims: Claims) -> dict:
+def fold_training_minutes(
+    timing: Timing, pauses: list[tuple[float, float]], pairs: list[tuple[int, int]], claims: Claims
+) -> dict:
     """The training time of each fold against the training goal.
 
     Parameters
@@ -552,14 +626,18 @@ def fold_training_minutes(timing: Timing, pauses: list[tuple[float, float]], pai
         fitted) where it was timed by intervals; ``not_timed``: the folds whose step was not;
         ``goal``; ``met``, judged on the timed folds.
     """
+
     def timed(f: int, s: int) -> bool:
         key = f"fold-{f}/seed-{s}/train"
         return key in timing.intervals and key not in timing.before
 
     per_fold = {f"fold-{f}": timing.seconds(f"fold-{f}/seed-{s}/train", pauses) / 60 for f, s in pairs if timed(f, s)}
-    return {"per_fold": per_fold, "not_timed": [f"fold-{f}" for f, s in pairs if not timed(f, s)],
-            "goal": claims.training_goal_minutes,
-            "met": bool(per_fold) and max(per_fold.values()) <= claims.training_goal_minutes}
+    return {
+        "per_fold": per_fold,
+        "not_timed": [f"fold-{f}" for f, s in pairs if not timed(f, s)],
+        "goal": claims.training_goal_minutes,
+        "met": bool(per_fold) and max(per_fold.values()) <= claims.training_goal_minutes,
+    }
 
 
 def subject_tests(values: dict, targets: list[str]) -> list[dict]:
@@ -586,6 +664,7 @@ def subject_tests(values: dict, targets: list[str]) -> list[dict]:
             have, methods, learned, non_learned = chosen_rows(rows, key)
             if not methods:
                 continue
+            pairs: list[tuple[str | None, str | None]]
             if key == "sh_noiseless":
                 pairs = [("msp", continued_rival(methods)), ("msp", "msp_stage1"), ("msp", best_row(SINGLE, methods))]
             elif key.endswith("_noiseless"):
@@ -613,97 +692,166 @@ def markdown(summary: dict, *, script: str = "benchmarks/dmri.py") -> str:
             return f"{m['mean']:.4g} (n={m['n_subjects']})"
         return f"{m['mean']:.4g} [{m['ci95'][0]:.4g}, {m['ci95'][1]:.4g}]"
 
-    lines = [f"# dMRI benchmark, budget `{summary['budget']}`", "",
-             *([f"Partial: the folds and seeds scored so far ({', '.join(summary['scored'])}).", ""]
-               if summary.get("partial") else []),
-             f"Command: `{summary['command']}`; machine {summary['machine']['node']} ({summary['machine']['cpus']} "
-             f"cores); {summary['wall_hours']:.2f} h of wall time in all, less the pauses logged while other jobs "
-             f"had the machine"
-             + (f" (steps timed before intervals were recorded, not counted: {', '.join(summary['unmeasured_step_hours'])})"
-                if summary.get("unmeasured_step_hours") else "") + ".", "",
-             f"{len(summary['subjects'])} traveling heads, {summary['folds']} folds (every subject held out once), "
-             f"seeds {summary['seeds']} (the networks of the MSP claim and diqt_tuned; the others seed {summary['seeds'][0]})"
-             + (f" on the first {summary['seed_folds']} fold(s), seed {summary['seeds'][0]} on the others"
-                if summary.get("seed_folds") else "") + ". "
-             "Mean over subjects [95% bootstrap interval over subjects]; a subject's value is its mean over seeds.", ""]
+    lines = [
+        f"# dMRI benchmark, budget `{summary['budget']}`",
+        "",
+        *(
+            [f"Partial: the folds and seeds scored so far ({', '.join(summary['scored'])}).", ""]
+            if summary.get("partial")
+            else []
+        ),
+        f"Command: `{summary['command']}`; machine {summary['machine']['node']} ({summary['machine']['cpus']} "
+        f"cores); {summary['wall_hours']:.2f} h of wall time in all, less the pauses logged while other jobs "
+        f"had the machine"
+        + (
+            f" (steps timed before intervals were recorded, not counted: {', '.join(summary['unmeasured_step_hours'])})"
+            if summary.get("unmeasured_step_hours")
+            else ""
+        )
+        + ".",
+        "",
+        f"{len(summary['subjects'])} traveling heads, {summary['folds']} folds (every subject held out once), "
+        f"seeds {summary['seeds']} (the networks of the MSP claim and diqt_tuned; the others seed {summary['seeds'][0]})"
+        + (
+            f" on the first {summary['seed_folds']} fold(s), seed {summary['seeds'][0]} on the others"
+            if summary.get("seed_folds")
+            else ""
+        )
+        + ". "
+        "Mean over subjects [95% bootstrap interval over subjects]; a subject's value is its mean over seeds.",
+        "",
+    ]
     if summary.get("headline"):
-        lines += ["## FA and MD at a glance", "",
-                  ("Mean absolute error over the brain (FA; MD in mm^2/s), against the noiseless target and against "
-                   "the target scan: no harmonization, the best non-learned row (none or a statistical method) and the "
-                   "best learned row (by their mean among the rows scored on every subject), and the floors."), "",
-                  "| target | measure | none | best non-learned | best learned | rescan | oracle |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "## FA and MD at a glance",
+            "",
+            (
+                "Mean absolute error over the brain (FA; MD in mm^2/s), against the noiseless target and against "
+                "the target scan: no harmonization, the best non-learned row (none or a statistical method) and the "
+                "best learned row (by their mean among the rows scored on every subject), and the floors."
+            ),
+            "",
+            "| target | measure | none | best non-learned | best learned | rescan | oracle |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for t, by_key in summary["headline"].items():
             rows = summary["targets"][t]
             for key, chosen in by_key.items():
-                named = [f"{cell(rows[r].get(key))} {r}" if r else "" for r in (chosen["best_statistical"],
-                                                                                  chosen["best_learned"])]
-                lines.append(f"| {t} | {key} | {cell(rows.get('none', {}).get(key))} | {named[0]} | {named[1]} | "
-                             f"{cell(rows.get('rescan', {}).get(key))} | {cell(rows.get('oracle', {}).get(key))} |")
+                named = [
+                    f"{cell(rows[r].get(key))} {r}" if r else ""
+                    for r in (chosen["best_statistical"], chosen["best_learned"])
+                ]
+                lines.append(
+                    f"| {t} | {key} | {cell(rows.get('none', {}).get(key))} | {named[0]} | {named[1]} | "
+                    f"{cell(rows.get('rescan', {}).get(key))} | {cell(rows.get('oracle', {}).get(key))} |"
+                )
         lines.append("")
     keys = [k for k in METRICS if k not in OFFSETS]
     for t, rows in summary["targets"].items():
-        lines += [f"## {t}", "", "| row | subjects | " + " | ".join(keys)
-                  + " | FA vs scan / rescan | MD vs scan / rescan |", "| --- | --- |" + " --- |" * (len(keys) + 2)]
+        lines += [
+            f"## {t}",
+            "",
+            "| row | subjects | " + " | ".join(keys) + " | FA vs scan / rescan | MD vs scan / rescan |",
+            "| --- | --- |" + " --- |" * (len(keys) + 2),
+        ]
         for row, e in rows.items():
             n = max((m.get("n_subjects", 0) for m in e.values()), default=0)
-            lines.append(f"| {row} | {n} | " + " | ".join(cell(e.get(k)) for k in keys)
-                         + f" | {cell(e.get('fa_scan_vs_rescan'))} | {cell(e.get('md_scan_vs_rescan'))} |")
+            lines.append(
+                f"| {row} | {n} | "
+                + " | ".join(cell(e.get(k)) for k in keys)
+                + f" | {cell(e.get('fa_scan_vs_rescan'))} | {cell(e.get('md_scan_vs_rescan'))} |"
+            )
         lines.append("")
-    spread = [(t, row, e) for t, rows in summary["targets"].items() for row, e in rows.items()
-              if any("seed_sd" in e.get(k, {}) for k in keys)]
+    spread = [
+        (t, row, e)
+        for t, rows in summary["targets"].items()
+        for row, e in rows.items()
+        if any("seed_sd" in e.get(k, {}) for k in keys)
+    ]
     if spread:
-        lines += ["## Spread over seeds", "",
-                  ("Standard deviation over the training seeds of a row's mean over the subjects trained with every "
-                   "seed (rows trained with several seeds)."), "",
-                  "| target | row | " + " | ".join(keys) + " |", "| --- | --- |" + " --- |" * len(keys)]
+        lines += [
+            "## Spread over seeds",
+            "",
+            (
+                "Standard deviation over the training seeds of a row's mean over the subjects trained with every "
+                "seed (rows trained with several seeds)."
+            ),
+            "",
+            "| target | row | " + " | ".join(keys) + " |",
+            "| --- | --- |" + " --- |" * len(keys),
+        ]
         for t, row, e in spread:
-            lines.append(f"| {t} | {row} | " + " | ".join(f"{e[k]['seed_sd']:.2g}" if "seed_sd" in e.get(k, {}) else ""
-                                                          for k in keys) + " |")
+            lines.append(
+                f"| {t} | {row} | "
+                + " | ".join(f"{e[k]['seed_sd']:.2g}" if "seed_sd" in e.get(k, {}) else "" for k in keys)
+                + " |"
+            )
         lines.append("")
     if summary.get("goals"):
         prim = summary.get("primary", {})
-        lines += ["## Goals of the declared rows", "",
-                  (f"Rows declared in {script} before the run (its first invocation ran commit "
-                   f"{(prim.get('invocations') or [{}])[0].get('commit') or 'unknown'}): "
-                   + ", ".join(f"{k} `{v}`" for k, v in prim.get("rows", {}).items())
-                   + ". The primary learned row is, per fold and target, the candidate ("
-                   + ", ".join(prim.get("recipes", [])) + ") of lower validation loss on a validation subject. "
-                   "Unit fold: the mean over each fold's held-out subjects of a subject's ratio, a Student-t "
-                   "interval over folds; unit subject: a bootstrap interval over subjects. effect_kept: the "
-                   "harmonized raw patients-minus-controls difference over the target platform's."), "",
-                  "| target | goal | metric | a / b | unit | n | mean [95% interval] | goal | met |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "## Goals of the declared rows",
+            "",
+            (
+                f"Rows declared in {script} before the run (its first invocation ran commit "
+                f"{(prim.get('invocations') or [{}])[0].get('commit') or 'unknown'}): "
+                + ", ".join(f"{k} `{v}`" for k, v in prim.get("rows", {}).items())
+                + ". The primary learned row is, per fold and target, the candidate ("
+                + ", ".join(prim.get("recipes", []))
+                + ") of lower validation loss on a validation subject. "
+                "Unit fold: the mean over each fold's held-out subjects of a subject's ratio, a Student-t "
+                "interval over folds; unit subject: a bootstrap interval over subjects. effect_kept: the "
+                "harmonized raw patients-minus-controls difference over the target platform's."
+            ),
+            "",
+            "| target | goal | metric | a / b | unit | n | mean [95% interval] | goal | met |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for g in summary["goals"]:
             goal = g["goal"]
             goal = f"{goal[0]}-{goal[1]}" if isinstance(goal, list) else f"<= {goal}"
-            lines.append(f"| {g['target']} | {g['name']} | {g['metric']} | {g['a']} / {g['b']} | {g['unit']} | "
-                         f"{g['n']} | {g['mean']:.4g} [{g['ci95'][0]:.4g}, {g['ci95'][1]:.4g}] | {goal} | "
-                         f"{'yes' if g['met'] else 'no'} |")
+            lines.append(
+                f"| {g['target']} | {g['name']} | {g['metric']} | {g['a']} / {g['b']} | {g['unit']} | "
+                f"{g['n']} | {g['mean']:.4g} [{g['ci95'][0]:.4g}, {g['ci95'][1]:.4g}] | {goal} | "
+                f"{'yes' if g['met'] else 'no'} |"
+            )
         lines.append("")
     if summary.get("offsets_kept"):
-        lines += ["## Each person's own values", "",
-                  ("Pearson's r across held-out subjects of the white-matter mean FA and MD after harmonization "
-                   "with the noiseless target's (the simulator gives every subject its own tissue offsets): near the "
-                   "rescan's r, each person's values are kept; near 0, replaced by an average."), "",
-                  "| target | row | n | FA r | MD r |", "| --- | --- | --- | --- | --- |"]
+        lines += [
+            "## Each person's own values",
+            "",
+            (
+                "Pearson's r across held-out subjects of the white-matter mean FA and MD after harmonization "
+                "with the noiseless target's (the simulator gives every subject its own tissue offsets): near the "
+                "rescan's r, each person's values are kept; near 0, replaced by an average."
+            ),
+            "",
+            "| target | row | n | FA r | MD r |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         for t, rows in summary["offsets_kept"].items():
             for row, c in rows.items():
                 cells = ["" if c.get(k) is None else f"{c[k]:.3f}" for k in ("fa_wm_r", "md_wm_r")]
                 lines.append(f"| {t} | {row} | {c['n']} | {cells[0]} | {cells[1]} |")
         lines.append("")
     if summary.get("best_of"):
-        lines += ["## Best of: ratios of the rows chosen after the run", "",
-                  ("Not the claims (those are the declared rows above). learned_vs_statistical: the best learned "
-                   "row over the best non-learned row, none or a statistical method (noiseless truth); "
-                   "learned_vs_rescan: the best learned row over the rescan floor (target scan); msp_vs_rivals: MSP "
-                   "over the better of its compute-matched rival (its first stage trained on) and the best single network (SH, "
-                   "noiseless truth). Rows chosen "
-                   "by their mean among those scored on every subject; cohort_effect: the patients-vs-controls "
-                   "effect after harmonization with the learned row chosen on the same measure, over the effect on the "
-                   "target platform. Met: the mean within the goal (and, for msp_vs_rivals, the interval below 1)."), "",
-                  "| target | comparison | metric | a / b | ratio [95% interval] | goal | met |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "## Best of: ratios of the rows chosen after the run",
+            "",
+            (
+                "Not the claims (those are the declared rows above). learned_vs_statistical: the best learned "
+                "row over the best non-learned row, none or a statistical method (noiseless truth); "
+                "learned_vs_rescan: the best learned row over the rescan floor (target scan); msp_vs_rivals: MSP "
+                "over the better of its compute-matched rival (its first stage trained on) and the best single network (SH, "
+                "noiseless truth). Rows chosen "
+                "by their mean among those scored on every subject; cohort_effect: the patients-vs-controls "
+                "effect after harmonization with the learned row chosen on the same measure, over the effect on the "
+                "target platform. Met: the mean within the goal (and, for msp_vs_rivals, the interval below 1)."
+            ),
+            "",
+            "| target | comparison | metric | a / b | ratio [95% interval] | goal | met |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for t, goals in summary["best_of"].items():
             for kind, by_metric in goals.items():
                 for key, g in by_metric.items():
@@ -714,31 +862,54 @@ def markdown(summary: dict, *, script: str = "benchmarks/dmri.py") -> str:
         lines.append("")
     if summary.get("training_minutes", {}).get("per_fold"):
         tm = summary["training_minutes"]
-        lines += ["Training of every row of one fold (first seed; training and fitting, timed by intervals, pauses "
-                  "left out): " + ", ".join(f"{k} {v:.1f} min" for k, v in tm["per_fold"].items())
-                  + (f" ({', '.join(tm['not_timed'])} not timed by intervals)" if tm.get("not_timed") else "")
-                  + f"; goal at most {tm['goal']:.0f} min: {'met' if tm['met'] else 'not met'}"
-                  + (" on the timed folds." if tm.get("not_timed") else "."), ""]
+        lines += [
+            "Training of every row of one fold (first seed; training and fitting, timed by intervals, pauses "
+            "left out): "
+            + ", ".join(f"{k} {v:.1f} min" for k, v in tm["per_fold"].items())
+            + (f" ({', '.join(tm['not_timed'])} not timed by intervals)" if tm.get("not_timed") else "")
+            + f"; goal at most {tm['goal']:.0f} min: {'met' if tm['met'] else 'not met'}"
+            + (" on the timed folds." if tm.get("not_timed") else "."),
+            "",
+        ]
     if summary["cohort"]:
-        lines += [f"## Cohort: patients vs controls ({summary['cohort_subjects']} subjects)", "",
-                  ("Cohen's d (controls minus patients) of regional FA and MD, its ratio to the same effect on the "
-                   "target scans (1: the effect kept), and the bias left in the regional values (harmonized minus the "
-                   "target scan)."), ""]
+        lines += [
+            f"## Cohort: patients vs controls ({summary['cohort_subjects']} subjects)",
+            "",
+            (
+                "Cohen's d (controls minus patients) of regional FA and MD, its ratio to the same effect on the "
+                "target scans (1: the effect kept), and the bias left in the regional values (harmonized minus the "
+                "target scan)."
+            ),
+            "",
+        ]
         for t, rows in summary["cohort"].items():
-            lines += [f"### {t}", "", "| row | FA d | FA d / target's | MD d | MD d / target's | FA bias | MD bias |",
-                      "| --- | --- | --- | --- | --- | --- | --- |"]
+            lines += [
+                f"### {t}",
+                "",
+                "| row | FA d | FA d / target's | MD d | MD d / target's | FA bias | MD bias |",
+                "| --- | --- | --- | --- | --- | --- | --- |",
+            ]
             for row, e in rows.items():
-                lines.append(f"| {row} | {cell(e.get('fa_effect_d'))} | {cell(e.get('fa_effect_ratio'))} | "
-                             f"{cell(e.get('md_effect_d'))} | {cell(e.get('md_effect_ratio'))} | "
-                             f"{cell(e.get('fa_bias'))} | {cell(e.get('md_bias'))} |")
+                lines.append(
+                    f"| {row} | {cell(e.get('fa_effect_d'))} | {cell(e.get('fa_effect_ratio'))} | "
+                    f"{cell(e.get('md_effect_d'))} | {cell(e.get('md_effect_ratio'))} | "
+                    f"{cell(e.get('fa_bias'))} | {cell(e.get('md_bias'))} |"
+                )
             lines.append("")
-    lines += ["## Paired tests across subjects", "",
-              ("Wilcoxon signed-rank, two-sided; median difference a - b; Bonferroni over every test listed (the claims "
-               "only: with 10 subjects the smallest two-sided p is 2 / 2^10)."), "",
-              "| target | metric | a | b | n | median a - b | p | p (Bonferroni) |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "## Paired tests across subjects",
+        "",
+        (
+            "Wilcoxon signed-rank, two-sided; median difference a - b; Bonferroni over every test listed (the claims "
+            "only: with 10 subjects the smallest two-sided p is 2 / 2^10)."
+        ),
+        "",
+        "| target | metric | a | b | n | median a - b | p | p (Bonferroni) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for x in summary["tests"]:
-        lines.append(f"| {x['target']} | {x['metric']} | {x['a']} | {x['b']} | {x['n']} | "
-                     f"{x['median_difference']:.3g} | {x['p']:.3g} | {x['p_bonferroni']:.3g} |")
+        lines.append(
+            f"| {x['target']} | {x['metric']} | {x['a']} | {x['b']} | {x['n']} | "
+            f"{x['median_difference']:.3g} | {x['p']:.3g} | {x['p_bonferroni']:.3g} |"
+        )
     return "\n".join(lines) + "\n"
-

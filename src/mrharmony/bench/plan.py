@@ -72,11 +72,13 @@ class Plan:
         if self.folds < 2:
             raise SettingError(f"--folds must be at least 2, not {self.folds}.")
         if self.folds > n_subjects:
-            raise SettingError(f"--folds {self.folds} needs at least {self.folds} subjects; the preset has "
-                               f"{n_subjects}.")
+            raise SettingError(
+                f"--folds {self.folds} needs at least {self.folds} subjects; the preset has {n_subjects}."
+            )
         if n_subjects - int(np.ceil(n_subjects / self.folds)) < 2:
-            raise SettingError(f"with {n_subjects} subjects and {self.folds} folds fewer than 2 subjects are left to "
-                               "train on.")
+            raise SettingError(
+                f"with {n_subjects} subjects and {self.folds} folds fewer than 2 subjects are left to train on."
+            )
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise SettingError("--seeds must be distinct non-negative integers.")
         if self.seed_folds is not None and not 1 <= self.seed_folds <= self.folds:

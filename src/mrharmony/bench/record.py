@@ -142,8 +142,13 @@ def log_invocation(root: Path, record: Path | None, command: str, checkout: Path
     """
     path = (record or root) / INVOCATIONS
     runs = json.loads(path.read_text()) if path.exists() else []
-    runs.append({"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                 "commit": commit_of_checkout(checkout), "command": command})
+    runs.append(
+        {
+            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+            "commit": commit_of_checkout(checkout),
+            "command": command,
+        }
+    )
     write_text(path, json.dumps(runs, indent=1) + "\n")
 
 

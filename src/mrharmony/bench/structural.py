@@ -9,9 +9,13 @@ from pathlib import Path
 def add_jobs(ap) -> None:
     """Add the ``--jobs`` option of the structural benchmarks (processes that score the subjects)
     to the argument parser ``ap``."""
-    ap.add_argument("--jobs", type=int, default=2,
-                    help="processes that score subjects and modalities side by side (default 2, the "
-                         "benchmark machine's cores; the rows do not depend on it, to float rounding)")
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        help="processes that score subjects and modalities side by side (default 2, the "
+        "benchmark machine's cores; the rows do not depend on it, to float rounding)",
+    )
 
 
 def structural_data(out: Path, preset: str, seed: int):
@@ -82,7 +86,7 @@ def evaluation_data(out: Path, preset: str, seed: int, ds, model, extra: int):
         simulate_structural(path, preset=preset, seed=seed, n_subjects=n + extra, quiet=True)
     more = load_structural(path)
     first = (ds.subjects[0], ds.site_names[0])
-    if more.subjects[:n] != ds.subjects or not np.array_equal(*(d.load_image(*first)[0] for d in (ds, more))):
+    if more.subjects[:n] != ds.subjects or not np.array_equal(ds.load_image(*first)[0], more.load_image(*first)[0]):
         raise SystemExit(f"{path} does not repeat the training data's subjects; remove it and run the benchmark again.")
     return more, {"test": [*model.split["test"], *more.subjects[n:]], "validation": list(model.split["validation"])}
 
@@ -151,18 +155,29 @@ def write_results(out: Path, evaluation, args, *, training_sites, unseen_sites, 
     the machine, the summary and the tests. Prints the table, the tests and the round trip.
     """
     info = evaluation.info
-    record = {"preset": args.preset, "training_preset": args.training_preset, "seed": args.seed,
-              "test_subjects": info["test_subjects"], "one_shot_reference_subject": info["one_shot_reference_subject"],
-              "training_sites": list(training_sites), "unseen_sites": list(unseen_sites), **extra,
-              "evaluation_seconds": info["evaluation_seconds"]}
+    record = {
+        "preset": args.preset,
+        "training_preset": args.training_preset,
+        "seed": args.seed,
+        "test_subjects": info["test_subjects"],
+        "one_shot_reference_subject": info["one_shot_reference_subject"],
+        "training_sites": list(training_sites),
+        "unseen_sites": list(unseen_sites),
+        **extra,
+        "evaluation_seconds": info["evaluation_seconds"],
+    }
     if "roundtrip_relative_error" in info:
         record["roundtrip_relative_error"] = info["roundtrip_relative_error"]
     evaluation.write(out, info=record)
     print(evaluation.table())
     for t in evaluation.tests:
-        print(f"{t['modality']:5s} {t['group']:7s} {evaluation.reference} vs {t['method']:22s} {t['metric']:7s} "
-              f"median diff {t['median_difference']:+.4f}  p_bonf {t['p_bonferroni']:.2g}")
+        print(
+            f"{t['modality']:5s} {t['group']:7s} {evaluation.reference} vs {t['method']:22s} {t['metric']:7s} "
+            f"median diff {t['median_difference']:+.4f}  p_bonf {t['p_bonferroni']:.2g}"
+        )
     if "roundtrip_relative_error" in record:
-        print("round trip of the invertible rows (input restored from its harmonized image): max relative error "
-              f"{record['roundtrip_relative_error']['max']:.2e}")
+        print(
+            "round trip of the invertible rows (input restored from its harmonized image): max relative error "
+            f"{record['roundtrip_relative_error']['max']:.2e}"
+        )
     return evaluation.tests

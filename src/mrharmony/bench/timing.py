@@ -14,6 +14,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -60,8 +61,9 @@ class Timing:
 
     def _write(self) -> None:
         with self._lock:  # whole or not at all: a reader (a partial summary) or a kill never sees half a file
-            write_text(self.path, json.dumps({"intervals": self.intervals, "before_intervals": self.before},
-                                             indent=1) + "\n")
+            write_text(
+                self.path, json.dumps({"intervals": self.intervals, "before_intervals": self.before}, indent=1) + "\n"
+            )
 
     @contextlib.contextmanager
     def step(self, key: str):
@@ -95,7 +97,7 @@ class Timing:
             span[1] = time.time()
             self._write()
 
-    def seconds(self, key: str, pauses: list[tuple[float, float]] = ()) -> float:
+    def seconds(self, key: str, pauses: Sequence[tuple[float, float]] = ()) -> float:
         """The wall seconds of a step's intervals, less the parts of ``pauses`` inside them.
 
         Parameters
@@ -105,10 +107,11 @@ class Timing:
         pauses : list of (float, float)
             ``(start, end)`` Unix times of pauses (:func:`pauses_of`).
         """
-        return sum((b - a) - sum(max(0.0, min(b, q) - max(a, p)) for p, q in pauses)
-                   for a, b in self.intervals.get(key, []))
+        return sum(
+            (b - a) - sum(max(0.0, min(b, q) - max(a, p)) for p, q in pauses) for a, b in self.intervals.get(key, [])
+        )
 
-    def hours(self, pauses: list[tuple[float, float]] = ()) -> float:
+    def hours(self, pauses: Sequence[tuple[float, float]] = ()) -> float:
         """The hours of every step timed by intervals, less ``pauses`` (first-layout totals apart)."""
         return sum(self.seconds(k, pauses) for k in self.intervals) / 3600
 

@@ -61,13 +61,17 @@ COMMANDS: dict[str, tuple[Callable[[], ModuleType], str]] = {
     "validate": (_data, "Check a traveling-heads dataset and report the first problem."),
     "describe": (_data, "Write dataset.yaml for a BIDS or MUSHAC-layout folder of traveling heads."),
     "dmri": (_dmri, "Diffusion MRI (MSP, its baselines, RISH, ComBat): prepare, train, apply, evaluate, methods."),
-    "structural": (_structural, "Structural MRI (HAIL, IHF-Harmony, intensity baselines): train, apply, evaluate, "
-                                "methods, restore, metrics."),
+    "structural": (
+        _structural,
+        "Structural MRI (HAIL, IHF-Harmony, intensity baselines): train, apply, evaluate, methods, restore, metrics.",
+    ),
     "bids": (_bids, "BIDS App: harmonize the dwi runs of BIDS participants into a derivative dataset."),
     "report": (_report, "Write a self-contained HTML report of trained runs."),
     "card": (_report, "Print the model card of a saved model: what it is, what it learned from, what it is for."),
-    "demo": (_report, "Run the whole toolkit (dMRI and structural) on synthetic data: simulate, train, evaluate, "
-                      "report."),
+    "demo": (
+        _report,
+        "Run the whole toolkit (dMRI and structural) on synthetic data: simulate, train, evaluate, report.",
+    ),
 }
 #: the commands that are groups of verbs (their verbs carry --quiet)
 WINGS = ("dmri", "structural")

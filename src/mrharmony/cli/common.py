@@ -59,8 +59,12 @@ def add_run_arguments(sp) -> None:
     sp.add_argument("--out", required=True, help="run directory (config, log, metrics, checkpoints, model.pt)")
     sp.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     add_force(sp, "replace an existing run directory")
-    sp.add_argument("--stop-after-epochs", type=int, metavar="N",
-                    help="stop after N epochs of this call (resumable), e.g. for time-limited jobs")
+    sp.add_argument(
+        "--stop-after-epochs",
+        type=int,
+        metavar="N",
+        help="stop after N epochs of this call (resumable), e.g. for time-limited jobs",
+    )
 
 
 #: a verb of a wing: its name -> (the function that adds its arguments and handler, its help line)

@@ -15,24 +15,44 @@ from mrharmony.cli.common import add_force, say, usage_error
 def add_simulate(sp) -> None:
     sp.set_defaults(func=run_simulate)
     sp.add_argument("out", help="output folder (must not exist, or be empty, unless --force)")
-    sp.add_argument("--kind", default="dmri", choices=["dmri", "structural"],
-                    help="dmri: traveling-heads diffusion MRI (default); structural: multi-site T1-weighted MRI")
-    sp.add_argument("--preset", default="demo", choices=["tiny", "demo", "mushac", "full"],
-                    help="size: tiny (tests, seconds), demo, and mushac (dmri: 10 subjects, whole brain) or "
-                         "full (structural: 16 subjects, whole brain)")
+    sp.add_argument(
+        "--kind",
+        default="dmri",
+        choices=["dmri", "structural"],
+        help="dmri: traveling-heads diffusion MRI (default); structural: multi-site T1-weighted MRI",
+    )
+    sp.add_argument(
+        "--preset",
+        default="demo",
+        choices=["tiny", "demo", "mushac", "full"],
+        help="size: tiny (tests, seconds), demo, and mushac (dmri: 10 subjects, whole brain) or "
+        "full (structural: 16 subjects, whole brain)",
+    )
     sp.add_argument("--sites", help="structural: sites YAML (default: the packaged sites.yaml)")
     sp.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     sp.add_argument("--platforms", help="platforms YAML describing the scanners (default: the packaged one)")
     sp.add_argument("--subjects", type=int, help="number of subjects (default: the preset's)")
     sp.add_argument("--jobs", type=int, help="subjects rendered in parallel (default: CPU cores, at most 4)")
-    sp.add_argument("--cohort", type=int, metavar="N",
-                    help="dmri: a study cohort of N other subjects (alternately controls and patients, scanned on "
-                         "every platform) instead of the traveling heads")
-    sp.add_argument("--effect", type=float, default=0.08,
-                    help="dmri cohort: the patients' lower intra-axonal fraction in the region (default 0.08)")
-    sp.add_argument("--global-md-effect", type=float, metavar="FRACTION",
-                    help="dmri cohort: the patients' higher diffusivities everywhere in the brain's tissue, a "
-                         "fraction: MD rises about that much, FA stays (default 0.10; 0: none)")
+    sp.add_argument(
+        "--cohort",
+        type=int,
+        metavar="N",
+        help="dmri: a study cohort of N other subjects (alternately controls and patients, scanned on "
+        "every platform) instead of the traveling heads",
+    )
+    sp.add_argument(
+        "--effect",
+        type=float,
+        default=0.08,
+        help="dmri cohort: the patients' lower intra-axonal fraction in the region (default 0.08)",
+    )
+    sp.add_argument(
+        "--global-md-effect",
+        type=float,
+        metavar="FRACTION",
+        help="dmri cohort: the patients' higher diffusivities everywhere in the brain's tissue, a "
+        "fraction: MD rises about that much, FA stays (default 0.10; 0: none)",
+    )
     add_force(sp, "replace an existing output folder")
 
 
@@ -43,10 +63,18 @@ def run_simulate(args) -> int:
         if args.platforms:
             raise usage_error("--platforms describes dMRI platforms; structural sites come from --sites")
         if args.cohort is not None or args.global_md_effect is not None:
-            raise usage_error("--cohort and --global-md-effect make a dMRI study cohort; they do not apply to "
-                              "--kind structural")
-        out = simulate_structural(args.out, preset=args.preset, seed=args.seed, sites_file=args.sites,
-                                  n_subjects=args.subjects, force=args.force, quiet=args.quiet)
+            raise usage_error(
+                "--cohort and --global-md-effect make a dMRI study cohort; they do not apply to --kind structural"
+            )
+        out = simulate_structural(
+            args.out,
+            preset=args.preset,
+            seed=args.seed,
+            sites_file=args.sites,
+            n_subjects=args.subjects,
+            force=args.force,
+            quiet=args.quiet,
+        )
         say(args, f"wrote the {args.preset} multi-site structural dataset to {out}")
         return 0
     from mrharmony.simulate import simulate
@@ -56,9 +84,19 @@ def run_simulate(args) -> int:
     if args.global_md_effect is not None and args.cohort is None:
         raise usage_error("--global-md-effect sets the patients' effect in a cohort; it needs --cohort")
     extra = {} if args.global_md_effect is None else {"global_md_effect": args.global_md_effect}
-    out = simulate(args.out, preset=args.preset, seed=args.seed, platforms_file=args.platforms,
-                   n_subjects=args.subjects, force=args.force, quiet=args.quiet, jobs=args.jobs,
-                   cohort=args.cohort, effect=args.effect, **extra)
+    out = simulate(
+        args.out,
+        preset=args.preset,
+        seed=args.seed,
+        platforms_file=args.platforms,
+        n_subjects=args.subjects,
+        force=args.force,
+        quiet=args.quiet,
+        jobs=args.jobs,
+        cohort=args.cohort,
+        effect=args.effect,
+        **extra,
+    )
     what = "traveling-heads dataset" if args.cohort is None else f"cohort of {args.cohort} subjects"
     say(args, f"wrote the {args.preset} {what} to {out}")
     return 0
@@ -75,8 +113,11 @@ def run_validate(args) -> int:
 
     ds = load_dataset(args.dataset, check_data=not args.headers_only)
     targets = ", ".join(p.name for p in ds.target_platforms)
-    say(args, f"{ds.root}: valid traveling-heads dataset, {len(ds.subjects)} subjects, "
-              f"input {ds.input_platform.name}, targets {targets}")
+    say(
+        args,
+        f"{ds.root}: valid traveling-heads dataset, {len(ds.subjects)} subjects, "
+        f"input {ds.input_platform.name}, targets {targets}",
+    )
     return 0
 
 
@@ -84,8 +125,11 @@ def add_describe(sp) -> None:
     sp.set_defaults(func=run_describe)
     sp.add_argument("data", help="the BIDS dataset or the MUSHAC-layout folder")
     sp.add_argument("--layout", required=True, choices=["bids", "mushac"])
-    sp.add_argument("--input", required=True,
-                    help="the input platform: the entity value (BIDS, e.g. ge) or scanner/protocol (MUSHAC, e.g. ge/st)")
+    sp.add_argument(
+        "--input",
+        required=True,
+        help="the input platform: the entity value (BIDS, e.g. ge) or scanner/protocol (MUSHAC, e.g. ge/st)",
+    )
     sp.add_argument("--entity", choices=["ses", "acq", "run"], help="BIDS: the entity that names the platform")
     sp.add_argument("--out", required=True, help="folder for dataset.yaml (and later the derivatives)")
     sp.add_argument("--name", help="dataset name (default: the data folder's)")
@@ -95,7 +139,14 @@ def add_describe(sp) -> None:
 def run_describe(args) -> int:
     from mrharmony.data.describe import describe
 
-    path = describe(args.data, args.out, layout=args.layout, input_platform=args.input, entity=args.entity,
-                    name=args.name, force=args.force)
+    path = describe(
+        args.data,
+        args.out,
+        layout=args.layout,
+        input_platform=args.input,
+        entity=args.entity,
+        name=args.name,
+        force=args.force,
+    )
     say(args, f"wrote {path}; check it, then: mrharmony validate {Path(path).parent}")
     return 0

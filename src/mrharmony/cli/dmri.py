@@ -11,15 +11,23 @@ from mrharmony.cli.common import add_force, add_methods, add_run_arguments, add_
 
 
 def add_dmri(sp) -> None:
-    add_verbs(sp, {
-        "prepare": (add_prepare, "Fit the SH features of every scan of a traveling-heads dataset (cached)."),
-        "train": (add_train, "Train a dMRI network or fit a statistical method from a YAML config "
-                             "(see 'mrharmony dmri methods')."),
-        "apply": (add_apply, "Harmonize a new subject's scan with a trained model into an output folder."),
-        "evaluate": (add_evaluate, "Compare trained methods on their common test split (Table 1 of the MSP "
-                                   "paper) and write table.md, rows.csv and evaluation.json."),
-        "methods": (lambda q: add_methods(q, registry), "List the dMRI methods: name, kind, summary."),
-    })
+    add_verbs(
+        sp,
+        {
+            "prepare": (add_prepare, "Fit the SH features of every scan of a traveling-heads dataset (cached)."),
+            "train": (
+                add_train,
+                "Train a dMRI network or fit a statistical method from a YAML config (see 'mrharmony dmri methods').",
+            ),
+            "apply": (add_apply, "Harmonize a new subject's scan with a trained model into an output folder."),
+            "evaluate": (
+                add_evaluate,
+                "Compare trained methods on their common test split (Table 1 of the MSP "
+                "paper) and write table.md, rows.csv and evaluation.json.",
+            ),
+            "methods": (lambda q: add_methods(q, registry), "List the dMRI methods: name, kind, summary."),
+        },
+    )
 
 
 def registry():
@@ -36,12 +44,18 @@ def add_prepare(sp) -> None:
     sp.add_argument("--basis", choices=["descoteaux07", "tournier07"], help="dipy SH basis (default descoteaux07)")
     sp.add_argument("--smooth", type=float, help="Laplace-Beltrami regularization (default 0.006)")
     add_force(sp, "recompute even the scans that are up to date")
-    sp.add_argument("--denoise", choices=["mppca"],
-                    help="also write the features of the input platform's scans denoised first (dipy), for runs "
-                         "with data.denoise (the scans without denoising are prepared as well)")
-    sp.add_argument("--register", action="store_true",
-                    help="first register target scans that are not co-registered with the subject's input scan "
-                         "(rigid, dipy); copies go to derivatives/mrharmony-registered")
+    sp.add_argument(
+        "--denoise",
+        choices=["mppca"],
+        help="also write the features of the input platform's scans denoised first (dipy), for runs "
+        "with data.denoise (the scans without denoising are prepared as well)",
+    )
+    sp.add_argument(
+        "--register",
+        action="store_true",
+        help="first register target scans that are not co-registered with the subject's input scan "
+        "(rigid, dipy); copies go to derivatives/mrharmony-registered",
+    )
 
 
 def run_prepare(args) -> int:
@@ -50,17 +64,24 @@ def run_prepare(args) -> int:
     from mrharmony.dmri.features.sh import SHConfig
 
     cfg = load_yaml_model(SHConfig, args.config) if args.config else SHConfig()
-    overrides = {k: v for k, v in (("sh_order_max", args.sh_order), ("basis", args.basis),
-                                   ("smooth", args.smooth)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (("sh_order_max", args.sh_order), ("basis", args.basis), ("smooth", args.smooth))
+        if v is not None
+    }
     if overrides:
         cfg = SHConfig(**{**cfg.model_dump(), **overrides})
     report = prepare(args.dataset, cfg=cfg, force=args.force, quiet=args.quiet, register=args.register)
-    say(args, f"SH features in {report.out_dir}: {len(report.computed)} scans computed, "
-              f"{len(report.cached)} up to date")
+    say(
+        args, f"SH features in {report.out_dir}: {len(report.computed)} scans computed, {len(report.cached)} up to date"
+    )
     if args.denoise:
         report = prepare(args.dataset, cfg=cfg, force=args.force, quiet=args.quiet, denoise=args.denoise)
-        say(args, f"SH features of the input scans denoised by {args.denoise}: {len(report.computed)} scans "
-                  f"computed, {len(report.cached)} up to date")
+        say(
+            args,
+            f"SH features of the input scans denoised by {args.denoise}: {len(report.computed)} scans "
+            f"computed, {len(report.cached)} up to date",
+        )
     return 0
 
 
@@ -74,8 +95,14 @@ def run_train(args) -> int:
 
     if args.config is None and not args.resume:
         raise usage_error("a CONFIG is needed unless --resume continues a run")
-    run = train(args.config, args.out, resume=args.resume, force=args.force, quiet=args.quiet,
-                stop_after_epochs=args.stop_after_epochs)
+    run = train(
+        args.config,
+        args.out,
+        resume=args.resume,
+        force=args.force,
+        quiet=args.quiet,
+        stop_after_epochs=args.stop_after_epochs,
+    )
     say(args, f"run directory: {run}")
     return 0
 
@@ -84,13 +111,18 @@ def add_evaluate(sp) -> None:
     sp.set_defaults(func=run_evaluate)
     sp.add_argument("runs", nargs="+", help="run directories (same dataset and split)")
     sp.add_argument("--out", required=True, help="folder for table.md, rows.csv and evaluation.json")
-    sp.add_argument("--eval-size", type=int, default=5, help="central input voxels of each patch that are scored (default 5)")
+    sp.add_argument(
+        "--eval-size", type=int, default=5, help="central input voxels of each patch that are scored (default 5)"
+    )
     sp.add_argument("--max-patches", type=int, default=20000, help="seeded subsample of test patches (0: all)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--no-baseline", action="store_true", help="leave out the 'none' (no harmonization) row")
     sp.add_argument("--no-volume-metrics", action="store_true", help="skip whole-volume SH/FA/MD errors")
-    sp.add_argument("--first-stages", action="store_true",
-                    help="also score the first stage of networks built on single networks (row msp_stage1)")
+    sp.add_argument(
+        "--first-stages",
+        action="store_true",
+        help="also score the first stage of networks built on single networks (row msp_stage1)",
+    )
     add_force(sp, "replace an existing --out folder")
 
 
@@ -99,9 +131,16 @@ def run_evaluate(args) -> int:
     from mrharmony.dmri.tables import markdown, write_tables
     from mrharmony.io import staged_output_dir
 
-    ev = evaluate(args.runs, eval_size=args.eval_size, max_patches=args.max_patches or None, seed=args.seed,
-                  baseline=not args.no_baseline, volume_metrics=not args.no_volume_metrics,
-                  first_stages=args.first_stages, quiet=args.quiet)
+    ev = evaluate(
+        args.runs,
+        eval_size=args.eval_size,
+        max_patches=args.max_patches or None,
+        seed=args.seed,
+        baseline=not args.no_baseline,
+        volume_metrics=not args.no_volume_metrics,
+        first_stages=args.first_stages,
+        quiet=args.quiet,
+    )
     with staged_output_dir(args.out, force=args.force) as tmp:
         write_tables(ev, tmp)
     print(markdown(ev))
@@ -124,16 +163,28 @@ def add_apply(sp) -> None:
 
 
 def add_protocol_flag(sp) -> None:
-    sp.add_argument("--allow-protocol-mismatch", action="store_true",
-                    help="harmonize a scan whose shell b-value or voxel size differs from the model's training data "
-                         "(refused by default); the mismatch is recorded in every sidecar")
+    sp.add_argument(
+        "--allow-protocol-mismatch",
+        action="store_true",
+        help="harmonize a scan whose shell b-value or voxel size differs from the model's training data "
+        "(refused by default); the mismatch is recorded in every sidecar",
+    )
 
 
 def run_apply(args) -> int:
     from mrharmony.dmri.apply import apply_model
 
-    out = apply_model(args.model, dwi=args.dwi, bval=args.bval, bvec=args.bvec, mask=args.mask, out=args.out,
-                      targets=args.target, prefix=args.prefix, force=args.force,
-                      allow_protocol_mismatch=args.allow_protocol_mismatch)
+    out = apply_model(
+        args.model,
+        dwi=args.dwi,
+        bval=args.bval,
+        bvec=args.bvec,
+        mask=args.mask,
+        out=args.out,
+        targets=args.target,
+        prefix=args.prefix,
+        force=args.force,
+        allow_protocol_mismatch=args.allow_protocol_mismatch,
+    )
     say(args, f"harmonized outputs in {out}")
     return 0

@@ -15,8 +15,11 @@ def add_report(sp) -> None:
     sp.set_defaults(func=run_report)
     sp.add_argument("runs", nargs="*", help="dMRI run directories (same dataset and split)")
     sp.add_argument("--out", required=True, help="the HTML file to write")
-    sp.add_argument("--structural", metavar="EVAL_DIR",
-                    help="also report a structural evaluation (the folder `mrharmony structural evaluate` wrote)")
+    sp.add_argument(
+        "--structural",
+        metavar="EVAL_DIR",
+        help="also report a structural evaluation (the folder `mrharmony structural evaluate` wrote)",
+    )
     sp.add_argument("--target", help="target platform of the dMRI pictures (default connectom_sa)")
     sp.add_argument("--subject", help="subject of the dMRI pictures (default: the first held-out one)")
     add_force(sp, "replace an existing report")
@@ -25,8 +28,15 @@ def add_report(sp) -> None:
 def run_report(args) -> int:
     from mrharmony.report.html import build_report
 
-    out = build_report(args.runs, args.out, target=args.target, subject=args.subject, structural=args.structural,
-                       force=args.force, quiet=args.quiet)
+    out = build_report(
+        args.runs,
+        args.out,
+        target=args.target,
+        subject=args.subject,
+        structural=args.structural,
+        force=args.force,
+        quiet=args.quiet,
+    )
     say(args, f"report: {out}")
     return 0
 
@@ -34,8 +44,12 @@ def run_report(args) -> int:
 def add_demo(sp) -> None:
     sp.set_defaults(func=run_demo)
     sp.add_argument("out", nargs="?", default="demo-output", help="output folder (default demo-output)")
-    sp.add_argument("--preset", default="demo", choices=["tiny", "demo", "mushac"],
-                    help="data size (default demo; tiny for a quick check)")
+    sp.add_argument(
+        "--preset",
+        default="demo",
+        choices=["tiny", "demo", "mushac"],
+        help="data size (default demo; tiny for a quick check)",
+    )
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--only", choices=["dmri", "structural"], help="run one wing only (default: both)")
     add_force(sp, "replace an existing output folder")
@@ -50,8 +64,11 @@ def run_demo(args) -> int:
 
 def add_card(sp) -> None:
     sp.set_defaults(func=run_card)
-    sp.add_argument("model", help="a saved model of either wing: run directory, model.pt, or a statistical "
-                                  "method's folder (harmonizer.json)")
+    sp.add_argument(
+        "model",
+        help="a saved model of either wing: run directory, model.pt, or a statistical "
+        "method's folder (harmonizer.json)",
+    )
     sp.add_argument("--json", action="store_true", help="print the card as JSON")
 
 

@@ -360,7 +360,9 @@ class TravelingHeads:
             return self.platforms[name]
         except KeyError:
             known = ", ".join(self.platforms)
-            raise InputError(f"unknown platform {name!r}; this dataset has {known}.", self.root / DATASET_FILE) from None
+            raise InputError(
+                f"unknown platform {name!r}; this dataset has {known}.", self.root / DATASET_FILE
+            ) from None
 
     @property
     def data_root(self) -> Path:
@@ -425,7 +427,10 @@ def read_dataset_spec(root: str | os.PathLike) -> DatasetSpec:
 
 
 def load_dataset(
-    root: str | os.PathLike, *, check_data: bool = True, subjects: list[str] | None = None,
+    root: str | os.PathLike,
+    *,
+    check_data: bool = True,
+    subjects: list[str] | None = None,
     coregistered: bool = True,
 ) -> TravelingHeads:
     """Read and validate a traveling-heads dataset (see :mod:`mrharmony.data.validate`).

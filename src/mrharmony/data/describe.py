@@ -34,8 +34,16 @@ from mrharmony.errors import InputError
 from mrharmony.io import check_new_file
 
 
-def describe(data: str | os.PathLike, out: str | os.PathLike, *, layout: str | None, input_platform: str,
-             entity: str | None = None, name: str | None = None, force: bool = False) -> Path:
+def describe(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    layout: str | None,
+    input_platform: str,
+    entity: str | None = None,
+    name: str | None = None,
+    force: bool = False,
+) -> Path:
     """Write ``out/dataset.yaml`` for the scans in ``data``.
 
     Args:
@@ -57,8 +65,13 @@ def describe(data: str | os.PathLike, out: str | os.PathLike, *, layout: str | N
         raise InputError("is not a directory.", data)
     cls = _describing_layout(layout, data)
     found = cls.describe_folder(data, input_platform=input_platform, entity=entity)
-    spec = DatasetSpec(name=name or data.name, platforms=[_platform_spec(p) for p in found.platforms],
-                       subjects=found.subjects, data_root=os.path.relpath(data, out.resolve()), **found.keys)
+    spec = DatasetSpec(
+        name=name or data.name,
+        platforms=[_platform_spec(p) for p in found.platforms],
+        subjects=found.subjects,
+        data_root=os.path.relpath(data, out.resolve()),
+        **found.keys,
+    )
     out.mkdir(parents=True, exist_ok=True)
     write_dataset_spec(out, spec)
     return target
@@ -87,9 +100,16 @@ def _platform_spec(p: PlatformFiles) -> PlatformSpec:
     dw = bvals[bvals > B0_THRESHOLD]
     shells = sorted({float(round(b / 100.0) * 100) for b in dw})
     te = p.metadata.get("EchoTime")
-    scanner = " ".join(str(p.metadata[k]) for k in ("Manufacturer", "ManufacturersModelName")
-                       if p.metadata.get(k)) or None
+    scanner = (
+        " ".join(str(p.metadata[k]) for k in ("Manufacturer", "ManufacturersModelName") if p.metadata.get(k)) or None
+    )
     keys = {**({"scanner": scanner} if scanner else {}), **p.keys}  # the layout's own names win
-    return PlatformSpec(name=p.name, role="input" if p.is_input else "target", voxel_size=zooms,
-                        bvalues=[0.0, *shells], te_ms=float(te) * 1000.0 if te else None,
-                        n_directions=max(1, int(round(len(dw) / max(len(shells), 1)))), **keys)
+    return PlatformSpec(
+        name=p.name,
+        role="input" if p.is_input else "target",
+        voxel_size=zooms,
+        bvalues=[0.0, *shells],
+        te_ms=float(te) * 1000.0 if te else None,
+        n_directions=max(1, int(round(len(dw) / max(len(shells), 1)))),
+        **keys,
+    )

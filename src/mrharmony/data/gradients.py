@@ -79,8 +79,11 @@ def read_gradients(
     broken = ~np.all(np.isfinite(bvecs), axis=1) & ~b0
     if broken.any():
         i = int(np.flatnonzero(broken)[0])
-        raise InputError(f"holds NaN or infinite components in the direction of volume {i}, which is "
-                         f"diffusion-weighted (b={bvals[i]:g}).", bvec_path)
+        raise InputError(
+            f"holds NaN or infinite components in the direction of volume {i}, which is "
+            f"diffusion-weighted (b={bvals[i]:g}).",
+            bvec_path,
+        )
     bvecs = np.where(b0[:, None], 0.0, bvecs)
     norms = np.linalg.norm(bvecs[~b0], axis=1)
     bad = np.flatnonzero(np.abs(norms - 1.0) > BVEC_NORM_TOL)

@@ -145,12 +145,18 @@ class FolderLayout(Layout):
 
     def find_subjects(self) -> list[str]:
         inp = self.platform_folder(self.input_platform)
-        return sorted(d.name for d in self.data_root.iterdir() if d.is_dir() and not d.name.startswith(".")
-                      and d.name != "derivatives" and (d / inp).is_dir())
+        return sorted(
+            d.name
+            for d in self.data_root.iterdir()
+            if d.is_dir() and not d.name.startswith(".") and d.name != "derivatives" and (d / inp).is_dir()
+        )
 
     def index(self, subjects: list[str]) -> dict[tuple[str, str], ScanFiles]:
-        return {(s, p.name): ScanFiles.in_folder(self.data_root / s / self.platform_folder(p))
-                for s in subjects for p in self.spec.platforms}
+        return {
+            (s, p.name): ScanFiles.in_folder(self.data_root / s / self.platform_folder(p))
+            for s in subjects
+            for p in self.spec.platforms
+        }
 
     def check_subject(self, subject: str, folders: dict[str, Path]) -> None:
         subject_dir = self.data_root / subject
@@ -203,16 +209,25 @@ class MushacLayout(FolderLayout):
         names = [f"{a}/{b}" for a, b in pairs]
         if input_platform not in names:
             raise InputError(f"has no platform {input_platform!r} (found: {', '.join(names)}).", data)
-        subjects = sorted(d.name for d in data.iterdir() if d.is_dir() and all((d / n / "dwi.nii.gz").is_file()
-                                                                                 for n in names))
+        subjects = sorted(
+            d.name for d in data.iterdir() if d.is_dir() and all((d / n / "dwi.nii.gz").is_file() for n in names)
+        )
         if not subjects:
             raise InputError("has no subject with every scanner/protocol.", data)
         platforms = []
         for (scanner, protocol), n in zip(pairs, names):
             files = ScanFiles.in_folder(data / subjects[0] / n)
-            platforms.append(PlatformFiles(f"{scanner}_{protocol}", n == input_platform, files.dwi, files.bval,
-                                           files.bvec, json_sidecar(files.dwi),
-                                           {"scanner": scanner, "protocol": protocol}))
+            platforms.append(
+                PlatformFiles(
+                    f"{scanner}_{protocol}",
+                    n == input_platform,
+                    files.dwi,
+                    files.bval,
+                    files.bvec,
+                    json_sidecar(files.dwi),
+                    {"scanner": scanner, "protocol": protocol},
+                )
+            )
         return FolderDescription(subjects, platforms, {"layout": cls.name})
 
 
@@ -300,12 +315,16 @@ class BidsLayout(Layout):
                 name = p.name
                 files = self.runs.get((s, name), [])
                 if not files:
-                    raise InputError(f"has no dwi run with {entity}-{name} for subject {s} (platform {name}).",
-                                     root / s)
+                    raise InputError(
+                        f"has no dwi run with {entity}-{name} for subject {s} (platform {name}).", root / s
+                    )
                 if len(files) > 1:
                     names = ", ".join(f.filename for f, _ in files)
-                    raise InputError(f"holds {len(files)} dwi runs with {entity}-{name} for subject {s} ({names}); "
-                                     "keep one per platform or tell them apart by another entity.", root / s)
+                    raise InputError(
+                        f"holds {len(files)} dwi runs with {entity}-{name} for subject {s} ({names}); "
+                        "keep one per platform or tell them apart by another entity.",
+                        root / s,
+                    )
                 f, layout = files[0]
                 dwi = Path(f.path)
                 bval, bvec = layout.get_bval(f.path), layout.get_bvec(f.path)
@@ -322,8 +341,9 @@ class BidsLayout(Layout):
         runs = _dwi_runs(data, entity)
         values = sorted({v for _, v in runs})
         if input_platform not in values:
-            raise InputError(f"has no dwi runs with {entity}-{input_platform} (found: {', '.join(values) or 'none'}).",
-                             data)
+            raise InputError(
+                f"has no dwi runs with {entity}-{input_platform} (found: {', '.join(values) or 'none'}).", data
+            )
         subjects = sorted({s for s, _ in runs if all((s, v) in runs for v in values)})
         if not subjects:
             raise InputError(f"has no subject with a dwi run for every {entity} ({', '.join(values)}).", data)
@@ -334,8 +354,16 @@ class BidsLayout(Layout):
                 meta = dict(layout.get_metadata(f.path))
             except Exception:  # noqa: BLE001 - metadata is optional
                 meta = {}
-            platforms.append(PlatformFiles(v, v == input_platform, Path(f.path), Path(layout.get_bval(f.path)),
-                                           Path(layout.get_bvec(f.path)), meta))
+            platforms.append(
+                PlatformFiles(
+                    v,
+                    v == input_platform,
+                    Path(f.path),
+                    Path(layout.get_bval(f.path)),
+                    Path(layout.get_bvec(f.path)),
+                    meta,
+                )
+            )
         return FolderDescription(subjects, platforms, {"layout": cls.name, "bids_entity": entity})
 
 

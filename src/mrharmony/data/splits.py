@@ -11,16 +11,20 @@ import numpy as np
 from mrharmony.errors import InputError
 
 
-def held_out_subjects(subjects: list[str], *, named: list[str] | None = None, n: int = 1, seed=0, keep: int = 0,
-                      source=None) -> list[str]:
+def held_out_subjects(
+    subjects: list[str], *, named: list[str] | None = None, n: int = 1, seed=0, keep: int = 0, source=None
+) -> list[str]:
     """``named`` subjects (each must be among ``subjects``), or ``n`` of them drawn without
     replacement by a generator seeded with ``seed`` (an int or a sequence of ints), leaving at
     least ``keep`` subjects; errors name ``source`` (the config)."""
     if named is not None:
         unknown = [s for s in named if s not in subjects]
         if unknown:
-            raise InputError(f"names held-out subject {unknown[0]!r}, which is not among the dataset's subjects "
-                             f"({', '.join(subjects)}).", source)
+            raise InputError(
+                f"names held-out subject {unknown[0]!r}, which is not among the dataset's subjects "
+                f"({', '.join(subjects)}).",
+                source,
+            )
         return list(named)
     if n == 0:
         return []
@@ -40,8 +44,10 @@ def training_subjects(subjects: list[str], train_subjects, *, source=None) -> tu
         raise InputError("train_subjects is empty; name at least one subject of the dataset to fit on.", source)
     unknown = [s for s in named if s not in subjects]
     if unknown:
-        raise InputError(f"train_subjects names {unknown[0]!r}, which is not among the dataset's subjects "
-                         f"({', '.join(subjects)}).", source)
+        raise InputError(
+            f"train_subjects names {unknown[0]!r}, which is not among the dataset's subjects ({', '.join(subjects)}).",
+            source,
+        )
     twice = sorted({s for s in named if named.count(s) > 1})
     if twice:
         raise InputError(f"train_subjects names {twice[0]!r} twice.", source)

@@ -91,8 +91,11 @@ class StructuralSpec(StrictModel):
 
     @model_validator(mode="after")
     def _names(self) -> StructuralSpec:
-        for what, names in (("subject", self.subjects), ("site", [s.name for s in self.sites]),
-                            ("modality", self.modalities)):
+        for what, names in (
+            ("subject", self.subjects),
+            ("site", [s.name for s in self.sites]),
+            ("modality", self.modalities),
+        ):
             bad = [n for n in names if not re.match(_NAME, n)]
             if bad:
                 raise ValueError(f"{what} name {bad[0]!r} is not a plain folder or file name")
@@ -152,8 +155,9 @@ class StructuralDataset:
         return mask
 
 
-def read_structural_image(path: str | os.PathLike, *, what: str = "image",
-                          shape: tuple[int, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_structural_image(
+    path: str | os.PathLike, *, what: str = "image", shape: tuple[int, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """A 3D NIfTI as (float32 data, affine); one-sentence errors for a missing, corrupt, 4D,
     non-finite or wrongly shaped file."""
     from mrharmony.data.images import read_float32, read_image
@@ -181,11 +185,18 @@ def load_structural(root: str | os.PathLike) -> StructuralDataset:
     root = Path(root)
     path = root / STRUCTURAL_FILE
     if not path.is_file():
-        raise InputError(f"is missing; a structural dataset needs {STRUCTURAL_FILE} "
-                         "(see 'mrharmony simulate --kind structural').", path)
+        raise InputError(
+            f"is missing; a structural dataset needs {STRUCTURAL_FILE} (see 'mrharmony simulate --kind structural').",
+            path,
+        )
     spec = load_yaml_model(StructuralSpec, path)
-    return StructuralDataset(root=root, subjects=list(spec.subjects), sites=list(spec.sites),
-                             modalities=list(spec.modalities), generated_by=spec.generated_by)
+    return StructuralDataset(
+        root=root,
+        subjects=list(spec.subjects),
+        sites=list(spec.sites),
+        modalities=list(spec.modalities),
+        generated_by=spec.generated_by,
+    )
 
 
 def write_structural_spec(root: str | os.PathLike, spec: StructuralSpec) -> None:

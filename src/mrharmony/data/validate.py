@@ -82,9 +82,7 @@ def _check_mask_header(scan, dwi) -> None:
     if len(mshape) != 3:
         raise InputError(f"is {len(mshape)}D with shape {tuple(mask.shape)}; a mask must be 3D.", scan.mask)
     if mshape != tuple(dwi.shape[:3]):
-        raise InputError(
-            f"has shape {mshape} but {scan.dwi.name} has spatial shape {tuple(dwi.shape[:3])}.", scan.mask
-        )
+        raise InputError(f"has shape {mshape} but {scan.dwi.name} has spatial shape {tuple(dwi.shape[:3])}.", scan.mask)
     if not np.allclose(mask.affine, dwi.affine, atol=1e-3):
         raise InputError(f"has an affine that differs from that of {scan.dwi.name}.", scan.mask)
 

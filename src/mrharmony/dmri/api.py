@@ -36,10 +36,21 @@ if TYPE_CHECKING:  # numpy and the harmonizers load lazily: the command line imp
 OWN_DATA_KEYS = ("dataset", "targets", "subjects", "split", "test_subjects", "n_test_subjects")
 
 
-def fit(method: str, dataset: str | os.PathLike, *, train_subjects: Sequence[str], out: str | os.PathLike,
-        targets: list[str] | None = None, preset: str | None = None, training: dict | None = None,
-        data: dict | None = None, label: str | None = None, force: bool = False, quiet: bool = True,
-        **settings) -> Harmonizer:
+def fit(
+    method: str,
+    dataset: str | os.PathLike,
+    *,
+    train_subjects: Sequence[str],
+    out: str | os.PathLike,
+    targets: list[str] | None = None,
+    preset: str | None = None,
+    training: dict | None = None,
+    data: dict | None = None,
+    label: str | None = None,
+    force: bool = False,
+    quiet: bool = True,
+    **settings,
+) -> Harmonizer:
     """Fit a dMRI harmonization method on the training subjects of a traveling-heads dataset.
 
     Parameters
@@ -112,19 +123,26 @@ def fit(method: str, dataset: str | os.PathLike, *, train_subjects: Sequence[str
     data = dict(data or {})
     own = [k for k in data if k in OWN_DATA_KEYS]
     if own:
-        raise InputError(f"data sets {own[0]!r}, which fit sets from its own arguments (dataset, train_subjects, "
-                         "targets).")
+        raise InputError(
+            f"data sets {own[0]!r}, which fit sets from its own arguments (dataset, train_subjects, targets)."
+        )
     if preset is not None and preset not in PRESETS:
         raise InputError(f"preset {preset!r} is not one of {', '.join(PRESETS)}.")
-    cfg = model_from_dict(RunConfig, {
-        "preset": preset, "label": label,
-        "data": {"dataset": str(root), "targets": targets, "split": "subject", "test_subjects": held_out, **data},
-        "model": resolve_paths({"method": method, **settings}, chosen.config, Path.cwd()),
-        "training": {**PRESETS.get(preset, {}), **(training or {})},
-    })
+    cfg = model_from_dict(
+        RunConfig,
+        {
+            "preset": preset,
+            "label": label,
+            "data": {"dataset": str(root), "targets": targets, "split": "subject", "test_subjects": held_out, **data},
+            "model": resolve_paths({"method": method, **settings}, chosen.config, Path.cwd()),
+            "training": {**PRESETS.get(preset, {}), **(training or {})},
+        },
+    )
     if getattr(cfg.model, "single_target", False) and len(cfg.data.targets or ds.target_platforms) != 1:
-        raise InputError(f"{method} predicts one target platform; pass targets=[NAME], NAME one of "
-                         f"{', '.join(p.name for p in ds.target_platforms)}.")
+        raise InputError(
+            f"{method} predicts one target platform; pass targets=[NAME], NAME one of "
+            f"{', '.join(p.name for p in ds.target_platforms)}."
+        )
     prepare(root, quiet=quiet)
     if cfg.data.denoise != "none":
         prepare(root, quiet=quiet, denoise=cfg.data.denoise)
@@ -159,8 +177,9 @@ class HarmonizedScan:
     sh: np.ndarray | None = None
 
 
-def transform(harmonizer: Harmonizer, dataset: str | os.PathLike, subject: str, *,
-              targets: list[str] | None = None) -> dict[str, HarmonizedScan]:
+def transform(
+    harmonizer: Harmonizer, dataset: str | os.PathLike, subject: str, *, targets: list[str] | None = None
+) -> dict[str, HarmonizedScan]:
     """Harmonize a subject's scan on the input platform of a dataset (such as a subject held
     out of the fit).
 
@@ -204,9 +223,17 @@ def transform(harmonizer: Harmonizer, dataset: str | os.PathLike, subject: str, 
     return transform_dwi(harmonizer, dwi, bvals, bvecs, affine=affine, mask=mask, targets=targets, source=scan.dwi)
 
 
-def transform_dwi(harmonizer: Harmonizer, dwi: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, *,
-                  affine: np.ndarray, mask: np.ndarray | None = None, targets: list[str] | None = None,
-                  source: str | os.PathLike | None = None) -> dict[str, HarmonizedScan]:
+def transform_dwi(
+    harmonizer: Harmonizer,
+    dwi: np.ndarray,
+    bvals: np.ndarray,
+    bvecs: np.ndarray,
+    *,
+    affine: np.ndarray,
+    mask: np.ndarray | None = None,
+    targets: list[str] | None = None,
+    source: str | os.PathLike | None = None,
+) -> dict[str, HarmonizedScan]:
     """Harmonize a DWI series given as arrays, as ``mrharmony dmri apply`` harmonizes a file
     (:func:`mrharmony.dmri.apply.harmonize_arrays`: SH fit, scaled as the method was trained,
     the method, back to the target platform's scale), and fit DTI to the result.
@@ -262,13 +289,20 @@ def transform_dwi(harmonizer: Harmonizer, dwi: np.ndarray, bvals: np.ndarray, bv
     if mask.shape != dwi.shape[:3] or not mask.any():
         raise InputError(f"the brain mask of shape {mask.shape} is empty or not the DWI's {dwi.shape[:3]}.", source)
     out = {}
-    for t, res in harmonize_arrays(harmonizer, dwi, bvals, bvecs, mask, np.asarray(affine), targets=targets,
-                                   source=source).items():
+    for t, res in harmonize_arrays(
+        harmonizer, dwi, bvals, bvecs, mask, np.asarray(affine), targets=targets, source=source
+    ).items():
         if "dti" in res:
             (fa, md, dec), sh = res["dti"], None
         else:
             sh = res["sh"]
             fa, md, dec = dti_from_sh(sh, *harmonizer.target_gradients(t), harmonizer.reference["sh"], res["mask"])
-        out[t] = HarmonizedScan(fa=fa, md=md, decfa=dec, mask=res["mask"], sh=sh,
-                                affine=finer_affine(np.asarray(affine), harmonizer.ratios[t]))
+        out[t] = HarmonizedScan(
+            fa=fa,
+            md=md,
+            decfa=dec,
+            mask=res["mask"],
+            sh=sh,
+            affine=finer_affine(np.asarray(affine), harmonizer.ratios[t]),
+        )
     return out

@@ -40,9 +40,17 @@ from mrharmony.io import (
 from mrharmony.registration import finer_affine
 
 
-def harmonize_arrays(h, dwi: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, mask: np.ndarray,
-                     affine: np.ndarray, *, targets: list[str] | None = None,
-                     source=None) -> dict[str, dict[str, np.ndarray]]:
+def harmonize_arrays(
+    h,
+    dwi: np.ndarray,
+    bvals: np.ndarray,
+    bvecs: np.ndarray,
+    mask: np.ndarray,
+    affine: np.ndarray,
+    *,
+    targets: list[str] | None = None,
+    source=None,
+) -> dict[str, dict[str, np.ndarray]]:
     """Steps 1-3 of the module docstring on arrays: SH fit, the method, the target's scale.
 
     Parameters
@@ -85,8 +93,11 @@ def harmonize_arrays(h, dwi: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, m
 
         dwi = denoise_dwi(dwi, mask, h.denoise)
     coeffs = fit_sh(dwi, bvals, bvecs, mask, cfg, source=source)
-    scan = h.scaled_input(ScanFeatures(data=coeffs, mask=mask, affine=affine, stats=ChannelStats.fit(coeffs, mask),
-                                       sh=cfg, normalized=False))
+    scan = h.scaled_input(
+        ScanFeatures(
+            data=coeffs, mask=mask, affine=affine, stats=ChannelStats.fit(coeffs, mask), sh=cfg, normalized=False
+        )
+    )
     out = {}
     if not h.predicts_sh:  # methods that harmonize the DTI maps (ComBat)
         maps = h.predict_dti(scan)
@@ -101,8 +112,7 @@ def harmonize_arrays(h, dwi: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, m
 #: How far each voxel dimension of a scan may be from the model's input protocol (relative); its
 #: shell's b-value may be as far as b-values of one shell are (``features.sh.SHELL_TOLERANCE``).
 VOXEL_TOLERANCE = 0.10
-TENSOR_MAPS = {"fa": "fractional anisotropy", "md": "mean diffusivity (mm^2/s)",
-               "decfa": "direction-encoded colour FA"}
+TENSOR_MAPS = {"fa": "fractional anisotropy", "md": "mean diffusivity (mm^2/s)", "decfa": "direction-encoded colour FA"}
 
 
 def protocol_mismatches(h, zooms, bvals: np.ndarray, *, dwi, bval) -> list[tuple[str, object]]:
@@ -138,14 +148,24 @@ def protocol_mismatches(h, zooms, bvals: np.ndarray, *, dwi, bval) -> list[tuple
     sel = select_shell(bvals, SHConfig(**h.reference["sh"]), source=bval)
     shell = float(np.mean(bvals[sel]))
     if abs(shell - proto["shell"]) > SHELL_TOLERANCE:
-        out.append((f"has its shell at b={shell:g} s/mm^2, but the model learned from b={proto['shell']:g} s/mm^2 "
-                    f"scans ({proto['platform']}; tolerance {SHELL_TOLERANCE:g})", bval))
+        out.append(
+            (
+                f"has its shell at b={shell:g} s/mm^2, but the model learned from b={proto['shell']:g} s/mm^2 "
+                f"scans ({proto['platform']}; tolerance {SHELL_TOLERANCE:g})",
+                bval,
+            )
+        )
     zooms = np.asarray(zooms[:3], float)
     want = np.asarray(proto["voxel_size"], float)
     if np.any(np.abs(zooms - want) > VOXEL_TOLERANCE * want):
-        out.append((f"has {' x '.join(f'{z:g}' for z in zooms)} mm voxels, but the model learned from "
-                    f"{' x '.join(f'{z:g}' for z in want)} mm scans ({proto['platform']}; tolerance "
-                    f"{VOXEL_TOLERANCE:.0%})", dwi))
+        out.append(
+            (
+                f"has {' x '.join(f'{z:g}' for z in zooms)} mm voxels, but the model learned from "
+                f"{' x '.join(f'{z:g}' for z in want)} mm scans ({proto['platform']}; tolerance "
+                f"{VOXEL_TOLERANCE:.0%})",
+                dwi,
+            )
+        )
     return out
 
 
@@ -176,9 +196,20 @@ def check_protocol(h, zooms, bvals: np.ndarray, *, dwi, bval, allow: bool) -> li
     return [f"{Path(source).name} {text}" for text, source in found]
 
 
-def apply_model(model: str | os.PathLike, *, dwi: str, bval: str, bvec: str, mask: str | None,
-                out: str | os.PathLike, targets: list[str] | None = None, prefix: str | None = None,
-                force: bool = False, description: bool = True, allow_protocol_mismatch: bool = False) -> Path:
+def apply_model(
+    model: str | os.PathLike,
+    *,
+    dwi: str,
+    bval: str,
+    bvec: str,
+    mask: str | None,
+    out: str | os.PathLike,
+    targets: list[str] | None = None,
+    prefix: str | None = None,
+    force: bool = False,
+    description: bool = True,
+    allow_protocol_mismatch: bool = False,
+) -> Path:
     """Harmonize one scan into a new output folder (``mrharmony dmri apply``; see the module docstring).
 
     Parameters
@@ -238,8 +269,9 @@ def apply_model(model: str | os.PathLike, *, dwi: str, bval: str, bvec: str, mas
     if mask is not None:
         mimg = read_image(mask)
         if tuple(mimg.shape[:3]) != tuple(img.shape[:3]):
-            raise InputError(f"has shape {tuple(mimg.shape)} but {Path(dwi).name} has spatial shape "
-                             f"{tuple(img.shape[:3])}.", mask)
+            raise InputError(
+                f"has shape {tuple(mimg.shape)} but {Path(dwi).name} has spatial shape {tuple(img.shape[:3])}.", mask
+            )
     bvals, bvecs = read_gradients(bval, bvec, n_volumes=int(img.shape[3]))
     mismatches = check_protocol(h, img.header.get_zooms(), bvals, dwi=dwi, bval=bval, allow=allow_protocol_mismatch)
     data = read_float32(img, dwi)
@@ -260,19 +292,31 @@ def apply_model(model: str | os.PathLike, *, dwi: str, bval: str, bvec: str, mas
     with staged_output_dir(out, force=force) as tmp:
         if mask is None:
             save_nifti(tmp / f"{prefix}_desc-brain_mask.nii.gz", m.astype(np.uint8), img.affine, dtype=np.uint8)
-            write_json(tmp / f"{prefix}_desc-brain_mask.json", {
-                "Description": "brain mask computed by mrharmony (median Otsu on the mean b=0 image)",
-                "Sources": [str(Path(dwi).resolve())]})
+            write_json(
+                tmp / f"{prefix}_desc-brain_mask.json",
+                {
+                    "Description": "brain mask computed by mrharmony (median Otsu on the mean b=0 image)",
+                    "Sources": [str(Path(dwi).resolve())],
+                },
+            )
         if description:
-            write_derivative_description(tmp / "dataset_description.json", name="mrharmony harmonized diffusion MRI",
-                                         description=f"mrharmony dmri apply ({h.name})")
+            write_derivative_description(
+                tmp / "dataset_description.json",
+                name="mrharmony harmonized diffusion MRI",
+                description=f"mrharmony dmri apply ({h.name})",
+            )
         for t, res in results.items():
             aff = finer_affine(img.affine, h.ratios[t])
             base = f"{prefix}_space-{t.replace('_', '')}"
-            side = {"Method": h.name, "TargetPlatform": t, "Model": str(Path(model).resolve()),
-                    "ModelCardSHA256": card_hash(card_of(getattr(h, "meta", None) or {})),
-                    "SphericalHarmonics": h.reference["sh"], "mrharmonyVersion": __version__,
-                    **({"ProtocolMismatch": mismatches} if mismatches else {})}
+            side = {
+                "Method": h.name,
+                "TargetPlatform": t,
+                "Model": str(Path(model).resolve()),
+                "ModelCardSHA256": card_hash(card_of(getattr(h, "meta", None) or {})),
+                "SphericalHarmonics": h.reference["sh"],
+                "mrharmonyVersion": __version__,
+                **({"ProtocolMismatch": mismatches} if mismatches else {}),
+            }
             if "dti" in res:
                 fa, md, dec = res["dti"]
             else:

@@ -23,10 +23,19 @@ from pathlib import Path
 from mrharmony.errors import InputError
 
 
-def run_bids_app(bids_dir: str | os.PathLike, output_dir: str | os.PathLike, level: str, *, model: str,
-                 participants: list[str] | None = None, filters: list[str] | None = None,
-                 targets: list[str] | None = None, force: bool = False, quiet: bool = False,
-                 allow_protocol_mismatch: bool = False) -> list[Path]:
+def run_bids_app(
+    bids_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    level: str,
+    *,
+    model: str,
+    participants: list[str] | None = None,
+    filters: list[str] | None = None,
+    targets: list[str] | None = None,
+    force: bool = False,
+    quiet: bool = False,
+    allow_protocol_mismatch: bool = False,
+) -> list[Path]:
     from mrharmony.data.gradients import read_gradients
     from mrharmony.data.images import read_image
     from mrharmony.data.layouts import ENTITIES, find_brain_mask, open_bids
@@ -64,16 +73,20 @@ def run_bids_app(bids_dir: str | os.PathLike, output_dir: str | os.PathLike, lev
                 raise InputError("has no .bval / .bvec beside it or inherited.", f.path)
             # every run's protocol is checked before anything is written
             bvals, _ = read_gradients(bval, bvec)
-            check_protocol(h, read_image(f.path).header.get_zooms(), bvals, dwi=f.path, bval=bval,
-                           allow=allow_protocol_mismatch)
+            check_protocol(
+                h, read_image(f.path).header.get_zooms(), bvals, dwi=f.path, bval=bval, allow=allow_protocol_mismatch
+            )
             jobs.append((label, Path(f.path), bval, bvec))
     for label in dict.fromkeys(j[0] for j in jobs):
         if (out / f"sub-{label}").exists() and not force:
             raise InputError("already exists; pass --force to replace it.", out / f"sub-{label}")
     out.mkdir(parents=True, exist_ok=True)
-    write_derivative_description(out / "dataset_description.json", name=f"{root.name} harmonized by mrharmony ({h.name})",
-                                 description=f"mrharmony bids: harmonization to {', '.join(targets or h.targets)}",
-                                 SourceDatasets=[{"URL": root.as_uri()}])
+    write_derivative_description(
+        out / "dataset_description.json",
+        name=f"{root.name} harmonized by mrharmony ({h.name})",
+        description=f"mrharmony bids: harmonization to {', '.join(targets or h.targets)}",
+        SourceDatasets=[{"URL": root.as_uri()}],
+    )
     written = []
     progress = Progress(total=len(jobs), unit="runs", desc="harmonize", quiet=quiet)
     for label in dict.fromkeys(j[0] for j in jobs):
@@ -84,9 +97,18 @@ def run_bids_app(bids_dir: str | os.PathLike, output_dir: str | os.PathLike, lev
                 mask = find_brain_mask(dwi, root)
                 prefix = dwi.name.split(".")[0].removesuffix("_dwi")
                 run_dir = tmp / f".run-{prefix}"
-                apply_model(model, dwi=str(dwi), bval=bval, bvec=bvec, mask=str(mask) if mask else None, out=run_dir,
-                            targets=targets, prefix=prefix, description=False,
-                            allow_protocol_mismatch=allow_protocol_mismatch)
+                apply_model(
+                    model,
+                    dwi=str(dwi),
+                    bval=bval,
+                    bvec=bvec,
+                    mask=str(mask) if mask else None,
+                    out=run_dir,
+                    targets=targets,
+                    prefix=prefix,
+                    description=False,
+                    allow_protocol_mismatch=allow_protocol_mismatch,
+                )
                 dest.mkdir(parents=True, exist_ok=True)
                 for item in run_dir.iterdir():
                     os.replace(item, dest / item.name)

@@ -35,9 +35,15 @@ def regional_means(fa: np.ndarray, md: np.ndarray, brain: np.ndarray) -> dict[st
     return out
 
 
-def run_group_level(bids_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
-                    participants: list[str] | None = None, site_entity: str = "ses", force: bool = False,
-                    quiet: bool = False) -> Path:
+def run_group_level(
+    bids_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    participants: list[str] | None = None,
+    site_entity: str = "ses",
+    force: bool = False,
+    quiet: bool = False,
+) -> Path:
     """Summarize the participant level's outputs across sites (see the module docstring)."""
     from mrharmony.data.dataset import automatic_mask
     from mrharmony.data.gradients import read_gradients
@@ -49,8 +55,9 @@ def run_group_level(bids_dir: str | os.PathLike, output_dir: str | os.PathLike, 
 
     root, out = Path(bids_dir).resolve(), Path(output_dir)
     if not (out / "dataset_description.json").is_file():
-        raise InputError("holds no participant-level outputs (no dataset_description.json); run the participant "
-                         "level first.", out)
+        raise InputError(
+            "holds no participant-level outputs (no dataset_description.json); run the participant level first.", out
+        )
     if site_entity not in ENTITIES:
         raise InputError(f"site entity {site_entity!r} is not one of {', '.join(ENTITIES)}.")
     check_new_file(out / "group", force=force)
@@ -59,8 +66,11 @@ def run_group_level(bids_dir: str | os.PathLike, output_dir: str | os.PathLike, 
     unknown = sorted(set(labels) - set(layout.get_subjects()))
     if unknown:
         raise InputError(f"has no participant sub-{unknown[0]}.", root)
-    files = [f for label in labels
-             for f in layout.get(subject=label, suffix="dwi", extension=[".nii.gz", ".nii"], return_type="object")]
+    files = [
+        f
+        for label in labels
+        for f in layout.get(subject=label, suffix="dwi", extension=[".nii.gz", ".nii"], return_type="object")
+    ]
     rows = []
     progress = Progress(total=len(files), unit="runs", desc="group", quiet=quiet)
     for f in files:
@@ -76,32 +86,46 @@ def run_group_level(bids_dir: str | os.PathLike, output_dir: str | os.PathLike, 
         fa, md, _ = dti_maps(data, bvals, bvecs, brain)
         base = {"participant": f"sub-{label}", "run": prefix, "site": site}
         for region, (v_fa, v_md, n) in regional_means(fa, md, brain).items():
-            rows.append({**base, "stage": "before", "target": "", "region": region, "fa": v_fa, "md": v_md,
-                         "voxels": n})
+            rows.append(
+                {**base, "stage": "before", "target": "", "region": region, "fa": v_fa, "md": v_md, "voxels": n}
+            )
         harmonized = out / dwi.parent.relative_to(root)
         for fa_file in sorted(harmonized.glob(f"{prefix}_space-*_model-tensor_param-fa_dwimap.nii.gz")):
-            space = fa_file.name[len(prefix) + len("_space-"):].split("_", 1)[0]
+            space = fa_file.name[len(prefix) + len("_space-") :].split("_", 1)[0]
             fa_h = read_float32(read_image(fa_file), fa_file)
             md_file = fa_file.with_name(fa_file.name.replace("param-fa", "param-md"))
             md_h = read_float32(read_image(md_file), md_file)
             for region, (v_fa, v_md, n) in regional_means(fa_h, md_h, md_h > 0).items():
-                rows.append({**base, "stage": "after", "target": space, "region": region, "fa": v_fa, "md": v_md,
-                             "voxels": n})
+                rows.append(
+                    {**base, "stage": "after", "target": space, "region": region, "fa": v_fa, "md": v_md, "voxels": n}
+                )
         progress.update(1)
     progress.close()
     if not any(r["stage"] == "after" for r in rows):
-        raise InputError("holds no harmonized FA / MD maps of these participants; run the participant level first.",
-                         out)
+        raise InputError(
+            "holds no harmonized FA / MD maps of these participants; run the participant level first.", out
+        )
     summary = summarize(rows)
     with staged_output_dir(out / "group", force=force) as tmp:
-        write_text(tmp / "regional.tsv", tsv(rows, ["participant", "run", "site", "stage", "target", "region", "fa",
-                                                    "md", "voxels"]))
-        write_text(tmp / "summary.tsv", tsv(summary, ["site", "stage", "target", "region", "runs", "fa_mean", "fa_sd",
-                                                      "md_mean", "md_sd"]))
+        write_text(
+            tmp / "regional.tsv",
+            tsv(rows, ["participant", "run", "site", "stage", "target", "region", "fa", "md", "voxels"]),
+        )
+        write_text(
+            tmp / "summary.tsv",
+            tsv(summary, ["site", "stage", "target", "region", "runs", "fa_mean", "fa_sd", "md_mean", "md_sd"]),
+        )
         figure(summary, tmp / "fa_md_by_site.png")
-        write_json(tmp / "group.json", {"bids_dir": str(root), "site_entity": site_entity,
-                                        "participants": [f"sub-{p}" for p in labels], "white_matter_fa": WM_FA,
-                                        "runs": len(files)})
+        write_json(
+            tmp / "group.json",
+            {
+                "bids_dir": str(root),
+                "site_entity": site_entity,
+                "participants": [f"sub-{p}" for p in labels],
+                "white_matter_fa": WM_FA,
+                "runs": len(files),
+            },
+        )
     return out / "group"
 
 
@@ -113,9 +137,19 @@ def summarize(rows: list[dict]) -> list[dict]:
     out = []
     for (site, stage, target, region), rs in sorted(groups.items()):
         fa, md = np.array([r["fa"] for r in rs]), np.array([r["md"] for r in rs])
-        out.append({"site": site, "stage": stage, "target": target, "region": region, "runs": len(rs),
-                    "fa_mean": float(fa.mean()), "fa_sd": float(fa.std(ddof=1)) if len(rs) > 1 else 0.0,
-                    "md_mean": float(md.mean()), "md_sd": float(md.std(ddof=1)) if len(rs) > 1 else 0.0})
+        out.append(
+            {
+                "site": site,
+                "stage": stage,
+                "target": target,
+                "region": region,
+                "runs": len(rs),
+                "fa_mean": float(fa.mean()),
+                "fa_sd": float(fa.std(ddof=1)) if len(rs) > 1 else 0.0,
+                "md_mean": float(md.mean()),
+                "md_sd": float(md.std(ddof=1)) if len(rs) > 1 else 0.0,
+            }
+        )
     return out
 
 

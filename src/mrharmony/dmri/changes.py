@@ -20,8 +20,17 @@ def brain_mean(coeffs: np.ndarray, bvals, bvecs, sh, mask: np.ndarray, measure: 
     return float({"fa": fa, "md": md}[measure][mask].mean())
 
 
-def kept_changes(h, dwi: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, mask: np.ndarray, affine: np.ndarray,
-                 target: str, *, kinds=None) -> dict[str, dict]:
+def kept_changes(
+    h,
+    dwi: np.ndarray,
+    bvals: np.ndarray,
+    bvecs: np.ndarray,
+    mask: np.ndarray,
+    affine: np.ndarray,
+    target: str,
+    *,
+    kinds=None,
+) -> dict[str, dict]:
     """Per change: ``given`` (the input's relative change of the measure), ``kept`` (the
     harmonized relative change on ``target``) and ``fraction`` (kept / given)."""
     from mrharmony.dmri.apply import harmonize_arrays

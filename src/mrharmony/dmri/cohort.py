@@ -89,8 +89,13 @@ def white_matter_sample(candidates: np.ndarray, key: str, n: int | None = WM_SAM
     return keep.reshape(m.shape)
 
 
-def regional_values(harmonizers: list[tuple[str, object]], root: str | os.PathLike, *,
-                    wm_voxels: int | None = WM_SAMPLE_VOXELS, quiet: bool = False) -> list[dict]:
+def regional_values(
+    harmonizers: list[tuple[str, object]],
+    root: str | os.PathLike,
+    *,
+    wm_voxels: int | None = WM_SAMPLE_VOXELS,
+    quiet: bool = False,
+) -> list[dict]:
     """Regional and white-matter mean FA and MD of every cohort subject, per (row, harmonizer)
     and target.
 
@@ -117,8 +122,9 @@ def regional_values(harmonizers: list[tuple[str, object]], root: str | os.PathLi
     ds = load_dataset(root, check_data=False)
     missing = [s for s in groups if s not in ds.subjects]
     if missing:
-        raise InputError(f"lists subject {missing[0]!r}, which the dataset does not have.",
-                         Path(root) / "participants.tsv")
+        raise InputError(
+            f"lists subject {missing[0]!r}, which the dataset does not have.", Path(root) / "participants.tsv"
+        )
     rows = []
     progress = Progress(total=len(groups) * len(harmonizers), unit="volumes", desc="cohort", quiet=quiet)
     for subject, group in groups.items():
@@ -143,22 +149,38 @@ def regional_values(harmonizers: list[tuple[str, object]], root: str | os.PathLi
                 rois[t] = truth[t][0] & where
                 wms[t] = white_matter_sample(truth[t][1] & where, f"{subject}/{t}", wm_voxels)
                 if not rois[t].any():
-                    raise InputError(f"subject {subject}: the region has no white matter inside the {t} "
-                                     "scan's brain.", root)
+                    raise InputError(
+                        f"subject {subject}: the region has no white matter inside the {t} scan's brain.", root
+                    )
             fit = {t: rois[t] | wms[t] for t in targets}  # DTI fits in the region and the sample only
-            pred = ({t: y for t, y in predict_where(h, scan, h.input_region(fit)).items() if t in targets}
-                    if h.predicts_sh else None)
+            pred = (
+                {t: y for t, y in predict_where(h, scan, h.input_region(fit)).items() if t in targets}
+                if h.predicts_sh
+                else None
+            )
             maps = h.predict_dti(scan, gradients=gradients, pred=pred, masks=fit)
             for t in targets:
                 fa, md, _ = maps[t]
                 fa_t, md_t = reference.dti(t, fit[t])
                 roi, wm = rois[t], wms[t]
-                rows.append({"method": name, "model": i, "subject": subject, "group": group, "target": t,
-                             "fa": float(fa[roi].mean()), "md": float(md[roi].mean()),
-                             "fa_target": float(fa_t[roi].mean()), "md_target": float(md_t[roi].mean()),
-                             "fa_wm": float(fa[wm].mean()), "md_wm": float(md[wm].mean()),
-                             "fa_wm_target": float(fa_t[wm].mean()), "md_wm_target": float(md_t[wm].mean()),
-                             "wm_voxels": int(wm.sum())})
+                rows.append(
+                    {
+                        "method": name,
+                        "model": i,
+                        "subject": subject,
+                        "group": group,
+                        "target": t,
+                        "fa": float(fa[roi].mean()),
+                        "md": float(md[roi].mean()),
+                        "fa_target": float(fa_t[roi].mean()),
+                        "md_target": float(md_t[roi].mean()),
+                        "fa_wm": float(fa[wm].mean()),
+                        "md_wm": float(md[wm].mean()),
+                        "fa_wm_target": float(fa_t[wm].mean()),
+                        "md_wm_target": float(md_t[wm].mean()),
+                        "wm_voxels": int(wm.sum()),
+                    }
+                )
             progress.update(1)
     progress.close()
     return rows
@@ -196,8 +218,10 @@ def group_summary(rows: list[dict], *, seed: int = 0) -> dict:
                     if k in ("fa", "md"):
                         cell.setdefault(f"{k}_bias", []).append(value - r[f"{k}_target"])
         keys = measures + ["fa_bias", "md_bias"]
-        means = {row: {k: {s: float(np.mean(v[k])) for s, v in subjects.items()} for k in keys}
-                 for row, subjects in per.items()}
+        means = {
+            row: {k: {s: float(np.mean(v[k])) for s, v in subjects.items()} for k in keys}
+            for row, subjects in per.items()
+        }
         res = {}
         for row, subjects in per.items():
             mean, truth = means[row], means[TARGET_ROW]
@@ -209,16 +233,15 @@ def group_summary(rows: list[dict], *, seed: int = 0) -> dict:
                 a, b = [mean[k][s] for s in controls], [mean[k][s] for s in patients]
                 entry[f"{k}_effect_d"] = effect_ci(a, b, seed=seed)
                 if row != TARGET_ROW:
-                    entry[f"{k}_effect_ratio"] = effect_ratio_ci(a, b, [truth[k][s] for s in controls],
-                                                                 [truth[k][s] for s in patients], seed=seed)
+                    entry[f"{k}_effect_ratio"] = effect_ratio_ci(
+                        a, b, [truth[k][s] for s in controls], [truth[k][s] for s in patients], seed=seed
+                    )
                     entry[f"{k}_bias"] = mean_ci(list(mean[f"{k}_bias"].values()), seed=seed)
             for effect, k in EFFECTS.items():
                 if k not in measures:
                     continue
-                ref = (() if row == TARGET_ROW else
-                       ([truth[k][s] for s in controls], [truth[k][s] for s in patients]))
-                diff = group_difference([mean[k][s] for s in controls], [mean[k][s] for s in patients], *ref,
-                                        seed=seed)
+                ref = () if row == TARGET_ROW else ([truth[k][s] for s in controls], [truth[k][s] for s in patients])
+                diff = group_difference([mean[k][s] for s in controls], [mean[k][s] for s in patients], *ref, seed=seed)
                 entry.update({f"{effect}_{name}": v for name, v in diff.items()})
             res[row] = entry
         out[t] = res

@@ -47,8 +47,9 @@ def require_neuroharmonize() -> None:
         import neuroHarmonize  # noqa: F401
         import pandas  # noqa: F401
     except ImportError:
-        raise InputError("ComBat needs the neuroHarmonize package: pip install 'mrharmony[combat]' "
-                         "(in an environment with numpy<2).") from None
+        raise InputError(
+            "ComBat needs the neuroHarmonize package: pip install 'mrharmony[combat]' (in an environment with numpy<2)."
+        ) from None
 
 
 class ComBatConfig(CommonSpaceConfig):
@@ -73,8 +74,9 @@ class ComBatHarmonizer(VoxelwiseHarmonizer):
     def predict(self, scan, *, region=None):
         raise InputError("ComBat harmonizes FA and MD maps, not SH features; use its DTI maps (predict_dti).")
 
-    def predict_dti(self, scan, *, gradients: dict | None = None, pred: dict | None = None,
-                    masks: dict | None = None) -> dict[str, tuple]:
+    def predict_dti(
+        self, scan, *, gradients: dict | None = None, pred: dict | None = None, masks: dict | None = None
+    ) -> dict[str, tuple]:
         from mrharmony.dmri.features.dti import dti_from_sh
         from mrharmony.registration import upsample_masked
 
@@ -129,13 +131,17 @@ def fit_combat(h: ComBatHarmonizer, ds, subjects: list[str], progress) -> None:
         adjust[..., 0] = adjust[..., 2] = 1.0  # identity outside the support
         covars = pd.DataFrame({"SITE": ["input"] * n + ["target"] * n})
         for k in range(2):  # FA, MD
-            data = np.concatenate([np.stack([x[..., k][support] for x in d["in"]]),
-                                   np.stack([x[..., k][support] for x in d["t"]])]).astype(np.float64)
+            data = np.concatenate(
+                [np.stack([x[..., k][support] for x in d["in"]]), np.stack([x[..., k][support] for x in d["t"]])]
+            ).astype(np.float64)
             with contextlib.redirect_stdout(io.StringIO()):  # neuroHarmonize reports its steps on stdout
                 model, _ = harmonizationLearn(data, covars, ref_batch="target", seed=0)
                 # a target row rides along: neuroHarmonize needs the reference site among the rows it adjusts
-                probe = harmonizationApply(np.stack([np.zeros(data.shape[1]), np.ones(data.shape[1]), data[-1]]),
-                                           pd.DataFrame({"SITE": ["input", "input", "target"]}), model)
+                probe = harmonizationApply(
+                    np.stack([np.zeros(data.shape[1]), np.ones(data.shape[1]), data[-1]]),
+                    pd.DataFrame({"SITE": ["input", "input", "target"]}),
+                    model,
+                )
             adjust[..., 2 * k][support] = probe[1] - probe[0]
             adjust[..., 2 * k + 1][support] = probe[0]
         h.maps[t] = adjust

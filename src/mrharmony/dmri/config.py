@@ -43,11 +43,24 @@ PRESETS: dict[str, dict] = {
     # the MSP paper: minibatch 12, Adam, 1e-4 divided by sqrt(2) every 15 epochs, 50 epochs
     "paper": {"epochs": 50, "batch_size": 12, "learning_rate": 1e-4, "lr_decay_every": 15},
     # the demo: short CPU runs of any method of Table 1 (the demo's timing: docs/results.md, "The demo")
-    "demo": {"epochs": 4, "batch_size": 12, "learning_rate": 1e-3, "lr_decay_every": 2,
-             "patches_per_epoch": 1200, "validation_patches": 400},
-    "test": {"epochs": 2, "batch_size": 4, "learning_rate": 1e-3, "lr_decay_every": 1,
-             "patches_per_epoch": 16, "validation_patches": 8},
+    "demo": {
+        "epochs": 4,
+        "batch_size": 12,
+        "learning_rate": 1e-3,
+        "lr_decay_every": 2,
+        "patches_per_epoch": 1200,
+        "validation_patches": 400,
+    },
+    "test": {
+        "epochs": 2,
+        "batch_size": 4,
+        "learning_rate": 1e-3,
+        "lr_decay_every": 1,
+        "patches_per_epoch": 16,
+        "validation_patches": 8,
+    },
 }
+
 
 class DataConfig(StrictModel):
     """The ``data`` section of a dMRI run config: the dataset, the targets, the patches and the split.
@@ -100,19 +113,25 @@ class DataConfig(StrictModel):
     n_test_subjects: int = Field(default=1, ge=1)
     validation_fraction: float = Field(default=0.1, gt=0, lt=1)
     validation: Literal["patch", "subject"] = Field(
-        default="patch", description="patch: validation patches drawn among the training subjects' (the paper's; "
+        default="patch",
+        description="patch: validation patches drawn among the training subjects' (the paper's; "
         "they share the target scans' noise with neighbouring training patches); subject: every patch of "
-        "n_validation_subjects training subjects, held out of training")
+        "n_validation_subjects training subjects, held out of training",
+    )
     n_validation_subjects: int = Field(default=1, ge=1)
     split_seed: int = 0
     normalization: Literal["platform", "scan"] = Field(
-        default="platform", description="platform: every scan of a platform scaled by statistics fixed at training "
+        default="platform",
+        description="platform: every scan of a platform scaled by statistics fixed at training "
         "(the mean of its training scans' channel means and stds), so that what differs between people survives; "
         "scan: the MSP paper's per-acquisition normalization, each scan standardized by its own statistics, which "
-        "replaces every brain-wide property of a person with the training average (rows named <method>_scannorm)")
+        "replaces every brain-wide property of a person with the training average (rows named <method>_scannorm)",
+    )
     denoise: Literal["none", "mppca"] = Field(
-        default="none", description="denoise the input platform's scans (dipy) before their SH fit, in training and "
-        "when the model is applied ('mrharmony dmri prepare --denoise' writes those features); the targets stay as acquired")
+        default="none",
+        description="denoise the input platform's scans (dipy) before their SH fit, in training and "
+        "when the model is applied ('mrharmony dmri prepare --denoise' writes those features); the targets stay as acquired",
+    )
 
 
 #: data settings that choose validation patches only: runs that differ in them share their test split
@@ -167,8 +186,16 @@ def test_subjects_of(data: DataConfig, subjects: list[str], *, source=None) -> l
         return []
     from mrharmony.data.splits import held_out_subjects
 
-    return sorted(held_out_subjects(list(subjects), named=data.test_subjects, n=data.n_test_subjects,
-                                    seed=data.split_seed, keep=1, source=source))
+    return sorted(
+        held_out_subjects(
+            list(subjects),
+            named=data.test_subjects,
+            n=data.n_test_subjects,
+            seed=data.split_seed,
+            keep=1,
+            source=source,
+        )
+    )
 
 
 class TrainingConfig(StrictModel):
@@ -223,26 +250,40 @@ class TrainingConfig(StrictModel):
     lr_decay_every: int = Field(default=15, ge=1)
     lr_decay_factor: float = Field(default=math.sqrt(2), ge=1)
     lr_schedule: Literal["step", "cosine"] = Field(
-        default="step", description="step: the paper's, divided by lr_decay_factor every lr_decay_every epochs; "
-        "cosine: a linear warm-up over warmup_epochs, then a cosine decay to zero at the last step")
+        default="step",
+        description="step: the paper's, divided by lr_decay_factor every lr_decay_every epochs; "
+        "cosine: a linear warm-up over warmup_epochs, then a cosine decay to zero at the last step",
+    )
     warmup_epochs: float = Field(default=0.0, ge=0)
-    patches_per_epoch: int | None = Field(default=None, ge=1, description="None: every training patch (with "
-                                          "tile_size: tiles per epoch)")
-    tile_size: int | None = Field(default=None, ge=3, description="dense training: input tiles of this edge (odd, "
-                                  "larger than the patch), the loss on every output voxel inside the target's brain; "
-                                  "None: the paper's patches, one output per patch centre")
+    patches_per_epoch: int | None = Field(
+        default=None, ge=1, description="None: every training patch (with tile_size: tiles per epoch)"
+    )
+    tile_size: int | None = Field(
+        default=None,
+        ge=3,
+        description="dense training: input tiles of this edge (odd, "
+        "larger than the patch), the loss on every output voxel inside the target's brain; "
+        "None: the paper's patches, one output per patch centre",
+    )
     validation_patches: int | None = Field(default=None, ge=1, description="None: every validation patch")
     loss_weighting: Literal["channel", "order"] = Field(
-        default="channel", description="channel: the paper's MSE, every normalized SH channel weighing the same; "
+        default="channel",
+        description="channel: the paper's MSE, every normalized SH channel weighing the same; "
         "order: every SH order weighing the same (order 0 one quarter of the loss at order 6, not 1/28); the "
-        "validation loss stays the paper's")
-    augment: Literal["none", "flips"] = Field(default="none", description="flips: each sample mirrored along a "
-                                              "random set of the three axes, its SH coefficients reflected to match "
-                                              "(input and targets alike); none: the paper's samples")
+        "validation loss stays the paper's",
+    )
+    augment: Literal["none", "flips"] = Field(
+        default="none",
+        description="flips: each sample mirrored along a "
+        "random set of the three axes, its SH coefficients reflected to match "
+        "(input and targets alike); none: the paper's samples",
+    )
     inputs: Literal["sh", "sh+position"] = Field(
-        default="sh", description="sh: the paper's input, the SH features; sh+position: three more channels, each "
+        default="sh",
+        description="sh: the paper's input, the SH features; sh+position: three more channels, each "
         "voxel's position from the brain's centroid (mrharmony.dmri.features.position), so that a network can learn "
-        "differences that vary over the head (the gradient coils' non-linearity)")
+        "differences that vary over the head (the gradient coils' non-linearity)",
+    )
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool = True
@@ -280,8 +321,13 @@ def absolute_paths(meta: dict, run_dir: str | os.PathLike, keys: tuple[str, ...]
         meta["data"] = {**meta["data"], "dataset": fix(meta["data"]["dataset"])}
     for key in keys:
         v = meta.get(key)
-        meta[key] = ({k: fix(x) for k, x in v.items()} if isinstance(v, dict) else
-                     [fix(x) for x in v] if isinstance(v, list) else fix(v))
+        meta[key] = (
+            {k: fix(x) for k, x in v.items()}
+            if isinstance(v, dict)
+            else [fix(x) for x in v]
+            if isinstance(v, list)
+            else fix(v)
+        )
     return meta
 
 
@@ -331,8 +377,11 @@ def check_same_data(run, meta: dict, data: DataConfig) -> None:
     theirs, ours = comparable_data(meta["data"]), comparable_data(data.model_dump(mode="json"))
     scaled = meta.get("normalization") or "scan"  # models saved before the choice were scaled per scan
     if scaled != data.normalization:
-        raise InputError(f"was trained with the {scaled} normalization of the features; a run that another starts "
-                         f"from must be scaled as that one is ({data.normalization}).", run)
+        raise InputError(
+            f"was trained with the {scaled} normalization of the features; a run that another starts "
+            f"from must be scaled as that one is ({data.normalization}).",
+            run,
+        )
     if theirs != ours:
         diff = sorted(k for k in ours if theirs.get(k) != ours[k])
         raise InputError(
@@ -416,8 +465,9 @@ def make_splits(sampler, data: DataConfig, *, source=None) -> Splits:
         rest, test = split_by_patch(len(sampler), test_fraction=data.test_fraction, seed=data.split_seed)
         test_subjects: list[str] = []
     else:
-        rest, test = split_by_subject(sampler, test_subjects=data.test_subjects, n_test=data.n_test_subjects,
-                                      seed=data.split_seed, source=source)
+        rest, test = split_by_subject(
+            sampler, test_subjects=data.test_subjects, n_test=data.n_test_subjects, seed=data.split_seed, source=source
+        )
         test_subjects = sorted({sampler.subjects[i] for i in np.unique(sampler.subject_index()[test])})
     rng = np.random.default_rng([data.split_seed, 1])
     if data.validation == "subject":
@@ -425,15 +475,16 @@ def make_splits(sampler, data: DataConfig, *, source=None) -> Splits:
 
         subj = sampler.subject_index()
         training = sorted({sampler.subjects[i] for i in np.unique(subj[rest])})
-        chosen = held_out_subjects(training, n=data.n_validation_subjects, seed=[data.split_seed, 1], keep=1,
-                                   source=source)
+        chosen = held_out_subjects(
+            training, n=data.n_validation_subjects, seed=[data.split_seed, 1], keep=1, source=source
+        )
         is_val = np.isin(subj[rest], [sampler.subjects.index(s) for s in chosen])
-        return Splits(train=np.sort(rest[~is_val]), validation=np.sort(rest[is_val]), test=test,
-                      test_subjects=test_subjects)
+        return Splits(
+            train=np.sort(rest[~is_val]), validation=np.sort(rest[is_val]), test=test, test_subjects=test_subjects
+        )
     perm = rng.permutation(rest)
     n_val = max(1, int(round(len(rest) * data.validation_fraction)))
-    return Splits(train=np.sort(perm[n_val:]), validation=np.sort(perm[:n_val]), test=test,
-                  test_subjects=test_subjects)
+    return Splits(train=np.sort(perm[n_val:]), validation=np.sort(perm[:n_val]), test=test, test_subjects=test_subjects)
 
 
 def split_record(splits: Splits, subjects: list[str]) -> dict:
@@ -454,8 +505,11 @@ def split_record(splits: Splits, subjects: list[str]) -> dict:
     import hashlib
 
     return {
-        "n_train": len(splits.train), "n_validation": len(splits.validation), "n_test": len(splits.test),
-        "test_subjects": splits.test_subjects, "subjects": list(subjects),
+        "n_train": len(splits.train),
+        "n_validation": len(splits.validation),
+        "n_test": len(splits.test),
+        "test_subjects": splits.test_subjects,
+        "subjects": list(subjects),
         "test_sha256": hashlib.sha256(np.asarray(splits.test, np.int64).tobytes()).hexdigest(),
     }
 

@@ -24,15 +24,37 @@ def default_name(meta: dict) -> str:
 class DeepHarmonizer(Harmonizer):
     """A trained network of :mod:`mrharmony.dmri.models`, applied with tiled whole-volume inference."""
 
-    def __init__(self, net, meta: dict, *, source: Path | None = None, tile: int = 48, device: str | None = None,
-                 output: int = -1, name: str | None = None):
+    def __init__(
+        self,
+        net,
+        meta: dict,
+        *,
+        source: Path | None = None,
+        tile: int = 48,
+        device: str | None = None,
+        output: int = -1,
+        name: str | None = None,
+    ):
         """``output``: which of each target's supervised outputs is the prediction (-1, the final
         one; 0, the first stage of a multi-stage network such as MSP's y1)."""
-        super().__init__(targets=meta["targets"], ratios=meta["ratios"],
-                         reference={k: meta.get(k) for k in ("normalization", "denoise", "input_stats", "target_stats",
-                                                             "target_gradients", "sh", "voxel_sizes",
-                                                             "input_protocol")},
-                         name=name or meta.get("label") or default_name(meta))
+        super().__init__(
+            targets=meta["targets"],
+            ratios=meta["ratios"],
+            reference={
+                k: meta.get(k)
+                for k in (
+                    "normalization",
+                    "denoise",
+                    "input_stats",
+                    "target_stats",
+                    "target_gradients",
+                    "sh",
+                    "voxel_sizes",
+                    "input_protocol",
+                )
+            },
+            name=name or meta.get("label") or default_name(meta),
+        )
         self.method = meta["model"]["method"]
         self.net, self.meta, self.source = net, meta, source
         self.tile = tile
@@ -46,8 +68,15 @@ class DeepHarmonizer(Harmonizer):
 
         if not model_config(self.meta["model"]).builds_on_single_networks:
             return None
-        return DeepHarmonizer(self.net, self.meta, source=self.source, tile=self.tile, device=self.device, output=0,
-                              name=f"{self.name}_stage1")
+        return DeepHarmonizer(
+            self.net,
+            self.meta,
+            source=self.source,
+            tile=self.tile,
+            device=self.device,
+            output=0,
+            name=f"{self.name}_stage1",
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike, **kwargs) -> DeepHarmonizer:
@@ -89,9 +118,18 @@ class DeepHarmonizer(Harmonizer):
             from mrharmony.dmri.features.position import with_position
 
             features = with_position(features, mask, scan.affine)
-        out = predict_volume(self.net, features, output_sizes=sizes, ratios=self.ratios,
-                             patch=self.meta["patch_size"], tile=self.tile, device=device, output=self.output,
-                             region=mask if region is None else mask & region, out_channels=self.meta["in_channels"])
+        out = predict_volume(
+            self.net,
+            features,
+            output_sizes=sizes,
+            ratios=self.ratios,
+            patch=self.meta["patch_size"],
+            tile=self.tile,
+            device=device,
+            output=self.output,
+            region=mask if region is None else mask & region,
+            out_channels=self.meta["in_channels"],
+        )
         for t, y in out.items():
             y[~self.target_mask(mask, t)] = 0.0
         return out

@@ -29,6 +29,7 @@ run is among the runs.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,20 +87,37 @@ class Evaluation:
         """The evaluation as plain values (``evaluation.json``): the patch MSE as mean and std per
         method and target, the tests and the whole-volume rows."""
         return {
-            "split": self.split, "n_patches": self.n_patches, "eval_size": self.eval_size,
+            "split": self.split,
+            "n_patches": self.n_patches,
+            "eval_size": self.eval_size,
             "volume_voxels": self.volume_voxels,
-            "targets": self.targets, "methods": self.methods, "parameters": self.parameters,
+            "targets": self.targets,
+            "methods": self.methods,
+            "parameters": self.parameters,
             "test_subjects": self.test_subjects,
-            "patch_mse": {m: {t: {"mean": float(e.mean()), "std": float(e.std())} for t, e in per.items()}
-                          for m, per in self.patch_errors.items()},
-            "tests": self.tests, "volume_errors": self.volume_errors,
+            "patch_mse": {
+                m: {t: {"mean": float(e.mean()), "std": float(e.std())} for t, e in per.items()}
+                for m, per in self.patch_errors.items()
+            },
+            "tests": self.tests,
+            "volume_errors": self.volume_errors,
         }
 
 
-def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: int | None = 20000,
-             seed: int = 0, baseline: bool = True, volume_metrics: bool = True, first_stages: bool = False,
-             floors: bool = True, volume_voxels: int | None = None, keep_references: bool = False,
-             quiet: bool = False) -> Evaluation:
+def evaluate(
+    runs: Sequence[str | os.PathLike],
+    *,
+    eval_size: int = 5,
+    max_patches: int | None = 20000,
+    seed: int = 0,
+    baseline: bool = True,
+    volume_metrics: bool = True,
+    first_stages: bool = False,
+    floors: bool = True,
+    volume_voxels: int | None = None,
+    keep_references: bool = False,
+    quiet: bool = False,
+) -> Evaluation:
     """Evaluate saved harmonizers on their common test split (``mrharmony dmri evaluate``; see the
     module docstring).
 
@@ -159,10 +177,20 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
     targets, ratios = rows.targets, rows.ratios
     # the raw truth at each target platform's fixed scale: predictions are put on the same scale
     scale = {t: ChannelStats.from_dict(identity.reference["target_stats"][t]) for t in targets}
-    truth = PatchSampler.from_dataset(ds, subjects=data.subjects, targets=targets, size=data.patch_size,
-                                      target_sizes={t: eval_size * r for t, r in ratios.items()},
-                                      scaling=FeatureScaling("platform", {**scale, ds.input_platform.name: platform_stats(
-                                          ds, ds.input_platform.name, list(data.subjects or ds.subjects))}))
+    truth = PatchSampler.from_dataset(
+        ds,
+        subjects=data.subjects,
+        targets=targets,
+        size=data.patch_size,
+        target_sizes={t: eval_size * r for t, r in ratios.items()},
+        scaling=FeatureScaling(
+            "platform",
+            {
+                **scale,
+                ds.input_platform.name: platform_stats(ds, ds.input_platform.name, list(data.subjects or ds.subjects)),
+            },
+        ),
+    )
     splits = make_splits(truth, DataConfig(**data.model_dump()))
     test = splits.test
     if max_patches and len(test) > max_patches:
@@ -173,9 +201,16 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
     for n, h in zip(names, hs):
         count = getattr(h, "parameter_count", None)
         params[n] = None if count is None else (params.get(n) or 0) + count  # a row's networks together
-    ev = Evaluation(split=data.split, n_patches=len(test), eval_size=eval_size, targets=targets,
-                    methods=list(dict.fromkeys(names)), parameters=params, test_subjects=splits.test_subjects,
-                    volume_voxels=volume_voxels)
+    ev = Evaluation(
+        split=data.split,
+        n_patches=len(test),
+        eval_size=eval_size,
+        targets=targets,
+        methods=list(dict.fromkeys(names)),
+        parameters=params,
+        test_subjects=splits.test_subjects,
+        volume_voxels=volume_voxels,
+    )
     offsets = np.searchsorted(subj_of, np.arange(len(truth.subjects)))
     progress = Progress(total=len(hs) * len(subjects_needed), unit="volumes", desc="evaluate", quiet=quiet)
     from mrharmony.dmri.features.prepare import load_features
@@ -190,8 +225,11 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
         sel = np.flatnonzero(subj_of[test] == s)
         # patches are cut and scored one subject at a time: memory stays that of one subject
         true = truth.target_batch(test[sel])
-        reference = (TargetReference(ds, subject, max_voxels=volume_voxels)
-                     if volume_metrics and subject in splits.test_subjects else None)
+        reference = (
+            TargetReference(ds, subject, max_voxels=volume_voxels)
+            if volume_metrics and subject in splits.test_subjects
+            else None
+        )
         if keep_references and reference is not None:
             ev.references[subject] = reference
         for i, (name, h) in enumerate(zip(names, hs)):
@@ -204,12 +242,16 @@ def evaluate(runs: list[str | os.PathLike], *, eval_size: int = 5, max_patches: 
                 progress.update(1)
                 continue
             pred = h.predict(fh)
-            on_scale = {t: scale[t].apply(h.target_coefficients(pred[t], t), h.target_mask(f.mask, t))
-                        for t in mine[i]}
-            cutter = PatchSampler([f.data], [f.affine], [f.mask],
-                                  {t: [on_scale[t]] for t in mine[i]},
-                                  {t: [finer_affine(f.affine, ratios[t])] for t in mine[i]},
-                                  size=data.patch_size, target_sizes={t: eval_size * ratios[t] for t in mine[i]})
+            on_scale = {t: scale[t].apply(h.target_coefficients(pred[t], t), h.target_mask(f.mask, t)) for t in mine[i]}
+            cutter = PatchSampler(
+                [f.data],
+                [f.affine],
+                [f.mask],
+                {t: [on_scale[t]] for t in mine[i]},
+                {t: [finer_affine(f.affine, ratios[t])] for t in mine[i]},
+                size=data.patch_size,
+                target_sizes={t: eval_size * ratios[t] for t in mine[i]},
+            )
             cut = cutter.target_batch(test[sel] - offsets[s])
             for t in mine[i]:
                 errors[i][t][sel] = ((cut[t] - true[t]) ** 2).reshape(len(sel), -1).mean(axis=1)
@@ -262,7 +304,7 @@ class TableRows:
     ratios: dict[str, int]
 
 
-def table_rows_of(runs: list[str | os.PathLike], *, first_stages: bool = False, baseline: bool = True) -> TableRows:
+def table_rows_of(runs: Sequence[str | os.PathLike], *, first_stages: bool = False, baseline: bool = True) -> TableRows:
     """Load saved runs as the rows of one table.
 
     Parameters
@@ -341,8 +383,11 @@ def shared_data_config(hs, runs):
     for d, r in zip(datas[1:], runs[1:]):
         if d != datas[0]:
             diff = sorted(k for k in d if d[k] != datas[0].get(k))
-            raise InputError(f"was trained with other data settings than {runs[0]} ({', '.join(diff)}); "
-                             "methods are compared on one dataset and split.", r)
+            raise InputError(
+                f"was trained with other data settings than {runs[0]} ({', '.join(diff)}); "
+                "methods are compared on one dataset and split.",
+                r,
+            )
     return DataConfig(**datas[0])
 
 
@@ -453,8 +498,10 @@ class TargetReference:
         if target not in self.scans:
             from mrharmony.dmri.features.prepare import load_features
 
-            self.scans[target] = (load_features(self.ds, self.subject, target, normalized=False),
-                                  self.ds.scan(self.subject, target).gradients())
+            self.scans[target] = (
+                load_features(self.ds, self.subject, target, normalized=False),
+                self.ds.scan(self.subject, target).gradients(),
+            )
         return self.scans[target]
 
     def features(self, kind: str, target: str) -> np.ndarray:
@@ -473,8 +520,11 @@ class TargetReference:
         numpy.ndarray
             (X, Y, Z, C) on the target's grid.
         """
-        return {"scan": lambda: self.scan(target)[0].data, "noiseless": lambda: self.noiseless_features(target),
-                "rescan": lambda: self.rescan_features(target)}[kind]()
+        return {
+            "scan": lambda: self.scan(target)[0].data,
+            "noiseless": lambda: self.noiseless_features(target),
+            "rescan": lambda: self.rescan_features(target),
+        }[kind]()
 
     def maps(self, kind: str, target: str, where: np.ndarray | None = None) -> tuple:
         """DTI maps of :meth:`features`: their signal on the scan's gradient table, a DTI fit.
@@ -525,8 +575,9 @@ class TargetReference:
             from mrharmony.simulate.truth import truth_masks
 
             tf, _ = self.scan(target)
-            self.wm[target] = truth_masks(self.ds.root, self.subject, self.ds.platforms[target].voxel_size[0],
-                                          tf.mask.shape, region=False)[1]
+            self.wm[target] = truth_masks(
+                self.ds.root, self.subject, self.ds.platforms[target].voxel_size[0], tf.mask.shape, region=False
+            )[1]
         return self.wm[target] & where
 
     #: the fewest voxels of a named region where FA and MD are compared for its regional mean to count
@@ -548,8 +599,9 @@ class TargetReference:
             from mrharmony.simulate.truth import white_matter_regions
 
             tf, _ = self.scan(target)
-            self.named[target] = white_matter_regions(self.ds.root, self.subject,
-                                                      self.ds.platforms[target].voxel_size[0], tf.mask.shape)
+            self.named[target] = white_matter_regions(
+                self.ds.root, self.subject, self.ds.platforms[target].voxel_size[0], tf.mask.shape
+            )
         masks = [m & where for m in self.named[target].values()]
         return [m for m in masks if m.sum() >= self.MIN_REGION_VOXELS]
 
@@ -578,8 +630,9 @@ class TargetReference:
         return self.rescans[target]
 
 
-def sh_errors(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, orders: np.ndarray, energy: dict,
-              suffix: str = "") -> dict:
+def sh_errors(
+    pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, orders: np.ndarray, energy: dict, suffix: str = ""
+) -> dict:
     """SH errors of raw coefficients inside a mask, per order and order-balanced.
 
     Parameters
@@ -666,8 +719,10 @@ def volume_errors(h, name: str, scan, pred: dict | None, reference: TargetRefere
         masks[t], where[t] = scored_voxels(h, scan, reference, t)
     maps = h.predict_dti(scan, gradients=gradients, pred=pred, masks=where)
     raw = None if pred is None else {t: h.target_coefficients(pred[t], t, masks[t]) for t in h.targets}
-    return [score_row(name, reference, t, None if raw is None else raw[t], maps[t][:2], masks[t], where[t])
-            for t in h.targets]
+    return [
+        score_row(name, reference, t, None if raw is None else raw[t], maps[t][:2], masks[t], where[t])
+        for t in h.targets
+    ]
 
 
 def scored_voxels(h, scan, reference: TargetReference, target: str) -> tuple[np.ndarray, np.ndarray]:
@@ -683,8 +738,15 @@ def scored_voxels(h, scan, reference: TargetReference, target: str) -> tuple[np.
     return mask, reference.sample(target, mask)
 
 
-def score_row(name: str, reference: TargetReference, target: str, raw: np.ndarray | None, fa_md: tuple,
-              mask: np.ndarray, where: np.ndarray) -> dict:
+def score_row(
+    name: str,
+    reference: TargetReference,
+    target: str,
+    raw: np.ndarray | None,
+    fa_md: tuple,
+    mask: np.ndarray,
+    where: np.ndarray,
+) -> dict:
     """One row of :func:`volume_errors`.
 
     Parameters
@@ -725,16 +787,30 @@ def score_row(name: str, reference: TargetReference, target: str, raw: np.ndarra
             row.update(sh_errors(raw, reference.features(kind, target), mask, orders, energy, suffix))
         else:
             row[f"sh_rel{suffix}"] = None
-        row.update({f"fa_mae{suffix}": float(np.abs(fa_p[where] - fa_t[where]).mean()),
-                    f"md_mae{suffix}": float(np.abs(md_p[where] - md_t[where]).mean())})
+        row.update(
+            {
+                f"fa_mae{suffix}": float(np.abs(fa_p[where] - fa_t[where]).mean()),
+                f"md_mae{suffix}": float(np.abs(md_p[where] - md_t[where]).mean()),
+            }
+        )
         if regions:  # as studies report regions: the error of each region's mean
-            row.update({f"{m}_region_mae{suffix}": float(np.mean([abs(p[r].mean() - q[r].mean()) for r in regions]))
-                        for m, p, q in (("fa", fa_p, fa_t), ("md", md_p, md_t))})
+            row.update(
+                {
+                    f"{m}_region_mae{suffix}": float(np.mean([abs(p[r].mean() - q[r].mean()) for r in regions]))
+                    for m, p, q in (("fa", fa_p, fa_t), ("md", md_p, md_t))
+                }
+            )
     wm = reference.white_matter(target, where)
     if wm is not None and wm.any():  # each person's own values: the row's and the truth's white-matter means
         fa_c, md_c = reference.maps("noiseless", target, where)[:2]
-        row.update({"fa_wm": float(fa_p[wm].mean()), "md_wm": float(md_p[wm].mean()),
-                    "fa_wm_truth": float(fa_c[wm].mean()), "md_wm_truth": float(md_c[wm].mean())})
+        row.update(
+            {
+                "fa_wm": float(fa_p[wm].mean()),
+                "md_wm": float(md_p[wm].mean()),
+                "fa_wm_truth": float(fa_c[wm].mean()),
+                "md_wm_truth": float(md_c[wm].mean()),
+            }
+        )
     return row
 
 
@@ -761,6 +837,9 @@ def floor_errors(h, scan, reference: TargetReference) -> list[dict]:
     for kind, name in (("rescan", "rescan"), ("noiseless", "oracle")):
         for t in h.targets:
             mask, where = scored_voxels(h, scan, reference, t)
-            rows.append(score_row(name, reference, t, reference.features(kind, t),
-                                  reference.maps(kind, t, where)[:2], mask, where))
+            rows.append(
+                score_row(
+                    name, reference, t, reference.features(kind, t), reference.maps(kind, t, where)[:2], mask, where
+                )
+            )
     return rows

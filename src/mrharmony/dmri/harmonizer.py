@@ -191,8 +191,9 @@ class Harmonizer(ABC):
             The path that :func:`mrharmony.dmri.loading.load_harmonizer` reads.
         """
 
-    def predict_dti(self, scan, *, gradients: dict | None = None, pred: dict | None = None,
-                    masks: dict | None = None) -> dict[str, tuple]:
+    def predict_dti(
+        self, scan, *, gradients: dict | None = None, pred: dict | None = None, masks: dict | None = None
+    ) -> dict[str, tuple]:
         """DTI maps of the harmonized signal of one scan, per target, on the target's grid.
 
         Parameters
@@ -215,9 +216,12 @@ class Harmonizer(ABC):
             (:meth:`dti_of`).
         """
         pred = self.predict(scan) if pred is None else pred
-        return {t: self.dti_of(y, t, (masks or {}).get(t, self.target_mask(scan.mask, t)),
-                               gradients=(gradients or {}).get(t))
-                for t, y in pred.items()}
+        return {
+            t: self.dti_of(
+                y, t, (masks or {}).get(t, self.target_mask(scan.mask, t)), gradients=(gradients or {}).get(t)
+            )
+            for t, y in pred.items()
+        }
 
     def dti_of(self, y: np.ndarray, target: str, mask: np.ndarray, *, gradients: tuple | None = None) -> tuple:
         """DTI maps of normalized features of a target: the one path from features to DTI maps.
@@ -309,8 +313,9 @@ class Harmonizer(ABC):
         return m.repeat(r, 0).repeat(r, 1).repeat(r, 2) if r > 1 else m
 
 
-def platform_reference(ds, targets: list[str], subjects: list[str], *, normalization: str = "platform",
-                       denoise: str = "none") -> dict:
+def platform_reference(
+    ds, targets: list[str], subjects: list[str], *, normalization: str = "platform", denoise: str = "none"
+) -> dict:
     """What applying the model to a new scan needs from the training data, per target platform.
 
     ``normalization``: how the features were scaled (:mod:`mrharmony.dmri.features.normalization`);
@@ -334,9 +339,20 @@ def platform_reference(ds, targets: list[str], subjects: list[str], *, normaliza
         bvals, bvecs = ds.scan(subjects[0], t).gradients()
         grads[t] = {"bvals": bvals.tolist(), "bvecs": bvecs.tolist()}
     sh = json.loads(feature_paths(ds.root, subjects[0], inp.name)[1].read_text())["sh"]
-    protocol = {"platform": inp.name, "shell": float(max(inp.bvalues)), "voxel_size": list(inp.voxel_size),
-                "n_directions": inp.n_directions, "te_ms": inp.te_ms}
-    return {"normalization": normalization, "denoise": denoise,
-            "input_stats": platform_stats(ds, inp.name, subjects, denoise).to_dict(),
-            "target_stats": stats, "target_gradients": grads, "sh": sh,
-            "voxel_sizes": {t: list(ds.platform(t).voxel_size) for t in targets}, "input_protocol": protocol}
+    protocol = {
+        "platform": inp.name,
+        "shell": float(max(inp.bvalues)),
+        "voxel_size": list(inp.voxel_size),
+        "n_directions": inp.n_directions,
+        "te_ms": inp.te_ms,
+    }
+    return {
+        "normalization": normalization,
+        "denoise": denoise,
+        "input_stats": platform_stats(ds, inp.name, subjects, denoise).to_dict(),
+        "target_stats": stats,
+        "target_gradients": grads,
+        "sh": sh,
+        "voxel_sizes": {t: list(ds.platform(t).voxel_size) for t in targets},
+        "input_protocol": protocol,
+    }

@@ -32,10 +32,20 @@ def _final(outputs: dict, output: int = -1) -> dict:
     return {t: outs[output] for t, outs in outputs.items()}
 
 
-def predict_volume(net, volume: np.ndarray, *, output_sizes: dict[str, int], ratios: dict[str, int],
-                   patch: int, tile: int = 48, device: str = "cpu", bf16: bool = False,
-                   output: int = -1, region: np.ndarray | None = None,
-                   out_channels: int | None = None) -> dict[str, np.ndarray]:
+def predict_volume(
+    net,
+    volume: np.ndarray,
+    *,
+    output_sizes: dict[str, int],
+    ratios: dict[str, int],
+    patch: int,
+    tile: int = 48,
+    device: str = "cpu",
+    bf16: bool = False,
+    output: int = -1,
+    region: np.ndarray | None = None,
+    out_channels: int | None = None,
+) -> dict[str, np.ndarray]:
     """Final predictions of every target for a whole volume (``output``: which of each target's
     outputs, by default the final one; ``output_sizes`` are that output's).
 
@@ -78,9 +88,9 @@ def predict_volume(net, volume: np.ndarray, *, output_sizes: dict[str, int], rat
             for j in starts[1]:
                 for k in starts[2]:
                     n = [min(core, shape[a] - s) for a, s in enumerate((i, j, k))]
-                    if region is not None and not region[i:i + n[0], j:j + n[1], k:k + n[2]].any():
+                    if region is not None and not region[i : i + n[0], j : j + n[1], k : k + n[2]].any():
                         continue
-                    block = vol[i:i + n[0] + 2 * m, j:j + n[1] + 2 * m, k:k + n[2] + 2 * m]
+                    block = vol[i : i + n[0] + 2 * m, j : j + n[1] + 2 * m, k : k + n[2] + 2 * m]
                     x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(block, -1, 0))[None]).to(dev)
                     x = x.contiguous(memory_format=torch.channels_last_3d)
                     with autocast():
@@ -88,14 +98,23 @@ def predict_volume(net, volume: np.ndarray, *, output_sizes: dict[str, int], rat
                     for t, y in preds.items():
                         r, e = ratios[t], m - sh[t]  # e: extra margin this target still has
                         y = y[0].float()
-                        y = y[:, e * r:y.shape[1] - e * r, e * r:y.shape[2] - e * r, e * r:y.shape[3] - e * r]
-                        out[t][i * r:(i + n[0]) * r, j * r:(j + n[1]) * r, k * r:(k + n[2]) * r] = (
-                            y.permute(1, 2, 3, 0).cpu().numpy())
+                        y = y[:, e * r : y.shape[1] - e * r, e * r : y.shape[2] - e * r, e * r : y.shape[3] - e * r]
+                        out[t][i * r : (i + n[0]) * r, j * r : (j + n[1]) * r, k * r : (k + n[2]) * r] = (
+                            y.permute(1, 2, 3, 0).cpu().numpy()
+                        )
     return out
 
 
-def predict_patchwise(net, volume: np.ndarray, voxels: np.ndarray, *, output_sizes: dict[str, int],
-                      ratios: dict[str, int], patch: int, batch: int = 64) -> dict[str, np.ndarray]:
+def predict_patchwise(
+    net,
+    volume: np.ndarray,
+    voxels: np.ndarray,
+    *,
+    output_sizes: dict[str, int],
+    ratios: dict[str, int],
+    patch: int,
+    batch: int = 64,
+) -> dict[str, np.ndarray]:
     """Reference inference: for each input voxel (N, 3), the patch centred on it, the output's centre.
 
     Returns ``{target: (N, r, r, r, C)}``: the r^3 target voxels inside each input voxel.
@@ -109,12 +128,12 @@ def predict_patchwise(net, volume: np.ndarray, voxels: np.ndarray, *, output_siz
     res = {t: [] for t in output_sizes}
     with torch.no_grad():
         for s in range(0, len(voxels), batch):
-            idx = voxels[s:s + batch]
-            xs = np.stack([vol[a:a + patch, b:b + patch, d:d + patch] for a, b, d in idx])
+            idx = voxels[s : s + batch]
+            xs = np.stack([vol[a : a + patch, b : b + patch, d : d + patch] for a, b, d in idx])
             x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(xs, -1, 1)))
             for t, y in _final(net(x)).items():
                 r = ratios[t]
                 centre = (h - sh[t]) * r  # first target voxel of the centre input voxel
-                y = y[:, :, centre:centre + r, centre:centre + r, centre:centre + r]
+                y = y[:, :, centre : centre + r, centre : centre + r, centre : centre + r]
                 res[t].append(y.permute(0, 2, 3, 4, 1).numpy())
     return {t: np.concatenate(v) for t, v in res.items()}

@@ -59,6 +59,7 @@ def load_harmonizer(path: str | os.PathLike) -> Harmonizer:
             raise InputError(f"names an unknown method {d.get('method')!r}.", path / "harmonizer.json")
         return found[0].config.harmonizer().load(path)
     if path.is_dir() and (path / "checkpoints").is_dir():
-        raise InputError("is a run that has not finished (no model.pt); resume it with 'mrharmony dmri train --resume'.",
-                         path)
+        raise InputError(
+            "is a run that has not finished (no model.pt); resume it with 'mrharmony dmri train --resume'.", path
+        )
     raise InputError("is not a saved mrharmony model (no model.pt).", path)

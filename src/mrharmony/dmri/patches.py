@@ -38,8 +38,9 @@ class TargetGeometry:
     size: int  # the size actually cut (centred crop of full_size)
 
     @classmethod
-    def from_affines(cls, input_affine: np.ndarray, target_affine: np.ndarray, size: int,
-                     target_size: int | None, name: str) -> TargetGeometry:
+    def from_affines(
+        cls, input_affine: np.ndarray, target_affine: np.ndarray, size: int, target_size: int | None, name: str
+    ) -> TargetGeometry:
         m = np.linalg.inv(target_affine) @ input_affine  # input voxel -> target voxel
         diag = np.diag(m[:3, :3])
         r = int(round(float(diag[0])))
@@ -72,8 +73,18 @@ class PatchSampler:
         subjects: names of the subjects, for reporting and splits.
     """
 
-    def __init__(self, inputs, input_affines, masks, targets: dict, target_affines: dict, *, size: int = 11,
-                 target_sizes: dict | None = None, subjects: list[str] | None = None):
+    def __init__(
+        self,
+        inputs,
+        input_affines,
+        masks,
+        targets: dict,
+        target_affines: dict,
+        *,
+        size: int = 11,
+        target_sizes: dict | None = None,
+        subjects: list[str] | None = None,
+    ):
         if size < 1 or size % 2 == 0:
             raise InputError(f"the patch size must be a positive odd number, got {size}.")
         self.size = size
@@ -130,9 +141,18 @@ class PatchSampler:
         return canvas
 
     @classmethod
-    def from_dataset(cls, ds, *, subjects: list[str] | None = None, targets: list[str] | None = None,
-                     size: int = 11, target_sizes: dict | None = None, normalized: bool = True,
-                     scaling=None, position: bool = False) -> PatchSampler:
+    def from_dataset(
+        cls,
+        ds,
+        *,
+        subjects: list[str] | None = None,
+        targets: list[str] | None = None,
+        size: int = 11,
+        target_sizes: dict | None = None,
+        normalized: bool = True,
+        scaling=None,
+        position: bool = False,
+    ) -> PatchSampler:
         """Load the prepared SH features of ``subjects`` (default: all) of a dataset, normalized
         with ``scaling`` (:class:`~mrharmony.dmri.features.normalization.FeatureScaling`; default:
         each scan by its own statistics) unless not ``normalized``; with ``position``, the inputs
@@ -147,8 +167,14 @@ class PatchSampler:
         tvols = {t: [] for t in targets}
         taff = {t: [] for t in targets}
         for s in subjects:
-            f = load_features(ds, s, inp, normalized=normalized, scaling=scaling,
-                              denoise=scaling.denoise_of(inp) if scaling is not None else "none")
+            f = load_features(
+                ds,
+                s,
+                inp,
+                normalized=normalized,
+                scaling=scaling,
+                denoise=scaling.denoise_of(inp) if scaling is not None else "none",
+            )
             inputs.append(with_position(f.data, f.mask, f.affine) if position else f.data)
             in_aff.append(f.affine)
             masks.append(f.mask)
@@ -169,14 +195,14 @@ class PatchSampler:
     def _cut_input(self, n: int, out: np.ndarray) -> None:
         s, i, j, k = self.centres[n]
         p = self.size
-        out[...] = self._inputs[s][i:i + p, j:j + p, k:k + p]
+        out[...] = self._inputs[s][i : i + p, j : j + p, k : k + p]
 
     def _cut_target(self, name: str, n: int, out: np.ndarray) -> None:
         s, i, j, k = self.centres[n]
         g = self.geometry[name][s]
         r, c = g.ratio, (g.full_size - g.size) // 2
         a, b, d, e = r * i + c, r * j + c, r * k + c, g.size
-        out[...] = self._targets[name][s][a:a + e, b:b + e, d:d + e]
+        out[...] = self._targets[name][s][a : a + e, b : b + e, d : d + e]
 
     def __getitem__(self, n: int):
         """One sample: (input patch (C, p, p, p), {target: patch (C', q, q, q)})."""
@@ -224,8 +250,9 @@ def split_by_patch(n: int, *, test_fraction: float = 0.1, seed: int = 0) -> tupl
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
 
-def split_by_subject(sampler: PatchSampler, *, test_subjects: list[str] | None = None, n_test: int = 1,
-                     seed: int = 0, source=None) -> tuple[np.ndarray, np.ndarray]:
+def split_by_subject(
+    sampler: PatchSampler, *, test_subjects: list[str] | None = None, n_test: int = 1, seed: int = 0, source=None
+) -> tuple[np.ndarray, np.ndarray]:
     """Held-out subjects: every patch of a test subject is in the test split, no other.
 
     Give ``test_subjects`` by name, or ``n_test`` subjects are drawn with ``seed`` (at least one

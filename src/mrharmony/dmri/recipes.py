@@ -76,8 +76,9 @@ class Recipe:
             section["lr_decay_every"] = self.steps * lr_decay_every
         return {**section, **self.options}
 
-    def run_config(self, *, preset: str, data: Mapping[str, Any], epochs: int | None = None,
-                   label: str | None = None) -> dict:
+    def run_config(
+        self, *, preset: str, data: Mapping[str, Any], epochs: int | None = None, label: str | None = None
+    ) -> dict:
         """A whole run config (``mrharmony dmri train``) of this recipe.
 
         Parameters
@@ -102,33 +103,57 @@ class Recipe:
         def schedule(key: str):
             return PRESETS[preset].get(key, TrainingConfig.model_fields[key].default)
 
-        training = self.training(epochs=schedule("epochs") if epochs is None else epochs,
-                                 lr_decay_every=schedule("lr_decay_every") if self.stretch_decay else None)
-        return {"preset": preset, "label": label or self.name, "data": dict(data), "model": dict(self.model),
-                "training": training}
+        training = self.training(
+            epochs=schedule("epochs") if epochs is None else epochs,
+            lr_decay_every=schedule("lr_decay_every") if self.stretch_decay else None,
+        )
+        return {
+            "preset": preset,
+            "label": label or self.name,
+            "data": dict(data),
+            "model": dict(self.model),
+            "training": training,
+        }
 
 
 #: the departures of ``diqt_tuned`` from the paper's recipe, each a named option
-_TUNED_OPTIONS = {"augment": "flips", "loss_weighting": "order", "inputs": "sh+position", "lr_schedule": "cosine",
-                  "warmup_epochs": 1}
+_TUNED_OPTIONS = {
+    "augment": "flips",
+    "loss_weighting": "order",
+    "inputs": "sh+position",
+    "lr_schedule": "cosine",
+    "warmup_epochs": 1,
+}
 #: ``diqt_tuned``'s multiple of the schedule's optimizer steps
 _TUNED_STEPS = 4
 
 #: The named recipes, by name.
-RECIPES: dict[str, Recipe] = {r.name: r for r in (
-    Recipe("diqt_tuned",
-           "DIQT with mirrored samples (augment flips), every SH order weighing the same in the loss "
-           "(loss_weighting order), the position channels (inputs sh+position), a warm-up and cosine decay, "
-           "and four times the schedule's optimizer steps",
-           options=_TUNED_OPTIONS, steps=_TUNED_STEPS),
-    Recipe("diqt_tuned_sh",
-           "diqt_tuned without the position channels: the SH features alone, as MSP's first stage takes them",
-           options={k: v for k, v in _TUNED_OPTIONS.items() if k != "inputs"}, steps=_TUNED_STEPS),
-    Recipe("diqt_long",
-           "DIQT with the paper's recipe for as many optimizer steps as diqt_tuned, its step decay stretched "
-           "to them: diqt_tuned's compute-matched rival",
-           steps=_TUNED_STEPS, stretch_decay=True),
-)}
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe(
+            "diqt_tuned",
+            "DIQT with mirrored samples (augment flips), every SH order weighing the same in the loss "
+            "(loss_weighting order), the position channels (inputs sh+position), a warm-up and cosine decay, "
+            "and four times the schedule's optimizer steps",
+            options=_TUNED_OPTIONS,
+            steps=_TUNED_STEPS,
+        ),
+        Recipe(
+            "diqt_tuned_sh",
+            "diqt_tuned without the position channels: the SH features alone, as MSP's first stage takes them",
+            options={k: v for k, v in _TUNED_OPTIONS.items() if k != "inputs"},
+            steps=_TUNED_STEPS,
+        ),
+        Recipe(
+            "diqt_long",
+            "DIQT with the paper's recipe for as many optimizer steps as diqt_tuned, its step decay stretched "
+            "to them: diqt_tuned's compute-matched rival",
+            steps=_TUNED_STEPS,
+            stretch_decay=True,
+        ),
+    )
+}
 
 
 def recipe(name: str) -> Recipe:

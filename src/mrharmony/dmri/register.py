@@ -94,14 +94,17 @@ def _register_scan(ds: TravelingHeads, subject: str, name: str) -> None:
         save_nifti(tmp / "dwi.nii.gz", reg, out_aff)
         save_nifti(tmp / "mask.nii.gz", reg_mask.astype(np.uint8), out_aff, dtype=np.uint8)
         write_gradients(tmp / "dwi.bval", tmp / "dwi.bvec", bvals, new_bvecs)
-        write_json(tmp / "registration.json", {
-            "Description": f"{name} of {subject} registered rigidly to its {ds.input_platform.name} scan",
-            "Sources": [str(scan.dwi), str(scan.bval), str(scan.bvec), str(scan.mask) if scan.mask else None],
-            "Transform": "world (mm) of this grid -> world of the source scan",
-            "Matrix": matrix.tolist(),
-            "MaskDiceBefore": _dice_any_grid(ref_mask, ref_aff, mask, aff),
-            "MaskDiceAfter": mask_dice(ref_mask, reg_mask),
-        })
+        write_json(
+            tmp / "registration.json",
+            {
+                "Description": f"{name} of {subject} registered rigidly to its {ds.input_platform.name} scan",
+                "Sources": [str(scan.dwi), str(scan.bval), str(scan.bvec), str(scan.mask) if scan.mask else None],
+                "Transform": "world (mm) of this grid -> world of the source scan",
+                "Matrix": matrix.tolist(),
+                "MaskDiceBefore": _dice_any_grid(ref_mask, ref_aff, mask, aff),
+                "MaskDiceAfter": mask_dice(ref_mask, reg_mask),
+            },
+        )
 
 
 def _fsl_flip(affine: np.ndarray) -> np.ndarray:

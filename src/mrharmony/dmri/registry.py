@@ -28,22 +28,45 @@ from mrharmony.dmri.networks.single import CNNRISHConfig, DIQTConfig, SHResNetCo
 from mrharmony.dmri.statistical import MeanVarGlobalConfig, MeanVarVoxelConfig, NoneConfig, RISHConfig
 from mrharmony.engine.registry import Method, Registry
 
-REGISTRY = Registry("dmri", (
-    # the networks of the MSP paper (Blumberg et al. 2019), trained on SH patches
-    Method("diqt", "network", DIQTConfig,
-           "DIQT: three valid 3D convolutions and a sub-voxel shuffle (one target per network)"),
-    Method("cnn_rish", "network", CNNRISHConfig, "CNN-RISH: five-layer 3D CNN (one target per network)"),
-    Method("shresnet", "network", SHResNetConfig, "SHResNet: a residual branch per SH order (one target per network)"),
-    Method("cpm", "network", CPMConfig, "CPM: stages that refine the predictions of every target (multi-task)"),
-    Method("hned", "network", HNEDConfig, "HNED: one stream with a side output per target (multi-task)"),
-    Method("msp", "network", MSPConfig,
-           "MSP: trained single networks informed by each other through connection networks"),
-    # statistical methods used in practice, fitted in one pass
-    Method("none", "statistical", NoneConfig, "no harmonization: the input's SH coefficients as the target's"),
-    Method("meanvar_global", "statistical", MeanVarGlobalConfig,
-           "each SH channel given the target platform's mean and standard deviation"),
-    Method("meanvar_voxel", "statistical", MeanVarVoxelConfig,
-           "voxelwise mean and variance alignment in a common space"),
-    Method("rish", "statistical", RISHConfig, "linear RISH: per SH order, scale maps of the rotation-invariant energy"),
-    Method("combat", "statistical", ComBatConfig, "ComBat on FA and MD maps (neuroHarmonize)", extra="combat"),
-))
+REGISTRY = Registry(
+    "dmri",
+    (
+        # the networks of the MSP paper (Blumberg et al. 2019), trained on SH patches
+        Method(
+            "diqt",
+            "network",
+            DIQTConfig,
+            "DIQT: three valid 3D convolutions and a sub-voxel shuffle (one target per network)",
+        ),
+        Method("cnn_rish", "network", CNNRISHConfig, "CNN-RISH: five-layer 3D CNN (one target per network)"),
+        Method(
+            "shresnet", "network", SHResNetConfig, "SHResNet: a residual branch per SH order (one target per network)"
+        ),
+        Method("cpm", "network", CPMConfig, "CPM: stages that refine the predictions of every target (multi-task)"),
+        Method("hned", "network", HNEDConfig, "HNED: one stream with a side output per target (multi-task)"),
+        Method(
+            "msp",
+            "network",
+            MSPConfig,
+            "MSP: trained single networks informed by each other through connection networks",
+        ),
+        # statistical methods used in practice, fitted in one pass
+        Method("none", "statistical", NoneConfig, "no harmonization: the input's SH coefficients as the target's"),
+        Method(
+            "meanvar_global",
+            "statistical",
+            MeanVarGlobalConfig,
+            "each SH channel given the target platform's mean and standard deviation",
+        ),
+        Method(
+            "meanvar_voxel",
+            "statistical",
+            MeanVarVoxelConfig,
+            "voxelwise mean and variance alignment in a common space",
+        ),
+        Method(
+            "rish", "statistical", RISHConfig, "linear RISH: per SH order, scale maps of the rotation-invariant energy"
+        ),
+        Method("combat", "statistical", ComBatConfig, "ComBat on FA and MD maps (neuroHarmonize)", extra="combat"),
+    ),
+)

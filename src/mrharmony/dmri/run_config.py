@@ -63,9 +63,11 @@ class RunConfig(StrictModel):
     """
 
     preset: Literal["paper", "demo", "test"] | None = None
-    label: str | None = Field(default=None, min_length=1,
-                              description="the run's row in evaluation tables (default: its method), e.g. a "
-                                          "variant such as diqt_continued")
+    label: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the run's row in evaluation tables (default: its method), e.g. a variant such as diqt_continued",
+    )
     data: DataConfig
     model: ModelConfig
     training: TrainingConfig = Field(default_factory=TrainingConfig)
@@ -74,8 +76,10 @@ class RunConfig(StrictModel):
     @classmethod
     def _keys_of_the_method(cls, v):
         if isinstance(v, dict) and isinstance(v.get("method"), str) and v["method"] not in _KEYS:
-            raise ValueError(f"{v['method']!r} is not a dMRI method (those are {', '.join(_KEYS)}; a structural "
-                             "method trains with 'mrharmony structural train')")
+            raise ValueError(
+                f"{v['method']!r} is not a dMRI method (those are {', '.join(_KEYS)}; a structural "
+                "method trains with 'mrharmony structural train')"
+            )
         if isinstance(v, dict) and v.get("method") in _KEYS:
             own = _KEYS[v["method"]]
             for key in v:

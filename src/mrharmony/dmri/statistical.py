@@ -57,8 +57,9 @@ from mrharmony.registration import SYN_LEVEL_ITERS
 class RawSpaceHarmonizer(Harmonizer):
     """A harmonizer that maps SH coefficients at their own scale (see the module docstring)."""
 
-    def __init__(self, *, targets, ratios, reference, name=None, meta: dict | None = None,
-                 settings: dict | None = None):
+    def __init__(
+        self, *, targets, ratios, reference, name=None, meta: dict | None = None, settings: dict | None = None
+    ):
         super().__init__(targets=targets, ratios=ratios, reference=reference, name=name)
         self.meta = meta
         self.settings = dict(settings or {})
@@ -108,11 +109,20 @@ class RawSpaceHarmonizer(Harmonizer):
         directory = Path(directory)
         for name, (data, affine) in self._arrays().items():
             save_nifti(directory / f"{name}.nii.gz", data, affine)
-        write_json(directory / "harmonizer.json", {
-            "format_version": FORMAT_VERSION, "mrharmony_version": __version__, "method": self.method,
-            "targets": self.targets, "ratios": self.ratios, "reference": self.reference,
-            "settings": self.settings, "meta": self.meta, "files": sorted(self._arrays()),
-        })
+        write_json(
+            directory / "harmonizer.json",
+            {
+                "format_version": FORMAT_VERSION,
+                "mrharmony_version": __version__,
+                "method": self.method,
+                "targets": self.targets,
+                "ratios": self.ratios,
+                "reference": self.reference,
+                "settings": self.settings,
+                "meta": self.meta,
+                "files": sorted(self._arrays()),
+            },
+        )
         return directory
 
     @classmethod
@@ -130,9 +140,14 @@ class RawSpaceHarmonizer(Harmonizer):
             img = read_image(path)
             arrays[name] = (read_float32(img, path), img.affine)
         meta = absolute_paths(d["meta"], directory) if d.get("meta") else None
-        h = cls(targets=d["targets"], ratios={t: int(r) for t, r in d["ratios"].items()}, reference=d["reference"],
-                name=(d.get("meta") or {}).get("label"),
-                meta=meta, settings=d.get("settings") or {})
+        h = cls(
+            targets=d["targets"],
+            ratios={t: int(r) for t, r in d["ratios"].items()},
+            reference=d["reference"],
+            name=(d.get("meta") or {}).get("label"),
+            meta=meta,
+            settings=d.get("settings") or {},
+        )
         h._restore(arrays)
         return h
 
@@ -210,8 +225,9 @@ class CommonSpace:
             if len(_REGISTRATIONS) >= 8:
                 _REGISTRATIONS.pop(next(iter(_REGISTRATIONS)))
             if self.registration == "syn":
-                _REGISTRATIONS[key] = register_syn(self.image, self.affine, image, affine, kind="affine",
-                                                   level_iters=tuple(self.level_iters))
+                _REGISTRATIONS[key] = register_syn(
+                    self.image, self.affine, image, affine, kind="affine", level_iters=tuple(self.level_iters)
+                )
             else:
                 _REGISTRATIONS[key] = Warp(register(self.image, self.affine, image, affine, kind=self.registration))
         return _REGISTRATIONS[key]
@@ -253,8 +269,9 @@ class VoxelwiseHarmonizer(RawSpaceHarmonizer):
 
     def _restore(self, arrays):
         space, affine = arrays["space"]
-        self.space = CommonSpace(image=space[..., 0], mask=space[..., 1] > 0.5, affine=affine,
-                                 **space_settings(self.settings))
+        self.space = CommonSpace(
+            image=space[..., 0], mask=space[..., 1] > 0.5, affine=affine, **space_settings(self.settings)
+        )
         self.maps = {t: arrays[f"maps-{t}"][0] for t in self.targets}
         self.fallback = {t: np.asarray(v, np.float32) for t, v in self.settings.get("fallback", {}).items()}
 
@@ -264,8 +281,12 @@ class VoxelwiseHarmonizer(RawSpaceHarmonizer):
         steps = 1  # per subject: its statistics; before them, for a syn template, its registrations
         if self.settings.get("registration") == "syn":
             steps += 1 + int(self.settings.get("template_rounds", 2))
-        progress = Progress(total=steps * len(subjects), unit="steps" if steps > 1 else "subjects",
-                            desc=f"fit {self.method}", quiet=quiet)
+        progress = Progress(
+            total=steps * len(subjects),
+            unit="steps" if steps > 1 else "subjects",
+            desc=f"fit {self.method}",
+            quiet=quiet,
+        )
         self.learn(ds, subjects, progress)
         progress.close()
 
@@ -304,7 +325,7 @@ class VoxelwiseMeanVariance(VoxelwiseHarmonizer):
     def transform(self, raw, mask, target, maps):
         v = maps[target]
         c = raw.shape[-1]
-        return (raw - v[..., :c]) * v[..., c:2 * c] + v[..., 2 * c:]
+        return (raw - v[..., :c]) * v[..., c : 2 * c] + v[..., 2 * c :]
 
 
 class LinearRISH(VoxelwiseHarmonizer):
@@ -372,14 +393,18 @@ def fit_statistical(cfg, out: str | os.PathLike, *, force: bool = False, quiet: 
         "mrharmony_version": __version__,
         "model": model.model_dump(mode="json", exclude_unset=True),
         "data": cfg.data.model_dump(mode="json"),
-        "targets": targets, "ratios": ratios, "input_platform": ds.input_platform.name,
+        "targets": targets,
+        "ratios": ratios,
+        "input_platform": ds.input_platform.name,
         "fit_subjects": fit_subjects,
         **({"label": cfg.label} if cfg.label else {}),
-        "card": training_card(cfg, ds, targets, fit_subjects, list(splits.test_subjects),
-                              variant=cfg.label or model.method, budget=None),
+        "card": training_card(
+            cfg, ds, targets, fit_subjects, list(splits.test_subjects), variant=cfg.label or model.method, budget=None
+        ),
     }
-    reference = platform_reference(ds, targets, fit_subjects, normalization=cfg.data.normalization,
-                                   denoise=cfg.data.denoise)
+    reference = platform_reference(
+        ds, targets, fit_subjects, normalization=cfg.data.normalization, denoise=cfg.data.denoise
+    )
     h = cls(targets=targets, ratios=ratios, reference=reference, settings=model.settings())
     h.fit_maps(ds, fit_subjects, quiet=quiet)
     with staged_output_dir(out, force=force) as tmp:
@@ -392,8 +417,10 @@ def fit_statistical(cfg, out: str | os.PathLike, *, force: bool = False, quiet: 
 
 def space_settings(settings: dict) -> dict:
     """The :class:`CommonSpace` settings of a harmonizer's saved settings (defaults for older models)."""
-    return {"registration": settings.get("registration", "affine"),
-            "level_iters": tuple(int(n) for n in settings.get("syn_level_iters", SYN_LEVEL_ITERS))}
+    return {
+        "registration": settings.get("registration", "affine"),
+        "level_iters": tuple(int(n) for n in settings.get("syn_level_iters", SYN_LEVEL_ITERS)),
+    }
 
 
 def subjects_in_reference(h: VoxelwiseHarmonizer, ds, subjects: list[str], progress):
@@ -433,8 +460,15 @@ def _template_space(h: VoxelwiseHarmonizer, ds, subjects: list[str], progress) -
         masks.append(f.mask)
         del f
     settings = space_settings(h.settings)
-    t = build_template(images, affines, masks=masks, rounds=int(h.settings.get("template_rounds", 2)),
-                       level_iters=settings["level_iters"], prealign="affine", progress=progress)
+    t = build_template(
+        images,
+        affines,
+        masks=masks,
+        rounds=int(h.settings.get("template_rounds", 2)),
+        level_iters=settings["level_iters"],
+        prealign="affine",
+        progress=progress,
+    )
     h.space = CommonSpace(image=t.image, mask=t.mask, affine=t.affine, **settings)
     return t.warps
 
@@ -526,13 +560,18 @@ class CommonSpaceConfig(StatisticalConfig):
     """Settings of the common space in which a method learns voxelwise maps."""
 
     registration: Literal["affine", "rigid", "none", "syn"] = Field(
-        default="affine", description="how subjects meet: linear registration to the first training subject "
+        default="affine",
+        description="how subjects meet: linear registration to the first training subject "
         "(affine, rigid; none takes world coordinates as aligned), or a nonlinear template of the training "
-        "subjects, each brought to it by dipy's SyN after an affine pre-alignment (syn)")
+        "subjects, each brought to it by dipy's SyN after an affine pre-alignment (syn)",
+    )
     template_rounds: int = Field(default=2, ge=1, le=10, description="syn: rounds of template construction")
     syn_level_iters: tuple[int, ...] = Field(
-        default=SYN_LEVEL_ITERS, min_length=1, max_length=4,
-        description="syn: SyN iterations per pyramid level, coarsest first")
+        default=SYN_LEVEL_ITERS,
+        min_length=1,
+        max_length=4,
+        description="syn: SyN iterations per pyramid level, coarsest first",
+    )
 
     @field_validator("syn_level_iters")
     @classmethod

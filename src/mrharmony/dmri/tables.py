@@ -65,49 +65,82 @@ def table_rows(ev) -> list[tuple[str, str, list[tuple[str, bool] | None]]]:
 
 
 def markdown(ev) -> str:
-    split = ("by patch (the paper's 90/10: test patches come from subjects seen in training)" if ev.split == "patch"
-             else f"by held-out subject ({', '.join(ev.test_subjects)}: never seen in training)")
-    lines = [f"Patch MSE in normalized SH space (raw coefficients on each target platform's fixed scale), mean (std) "
-             f"over {ev.n_patches} test patches "
-             f"(central {ev.eval_size}^3 input voxels of each patch); split {split}.", ""]
+    split = (
+        "by patch (the paper's 90/10: test patches come from subjects seen in training)"
+        if ev.split == "patch"
+        else f"by held-out subject ({', '.join(ev.test_subjects)}: never seen in training)"
+    )
+    lines = [
+        f"Patch MSE in normalized SH space (raw coefficients on each target platform's fixed scale), mean (std) "
+        f"over {ev.n_patches} test patches "
+        f"(central {ev.eval_size}^3 input voxels of each patch); split {split}.",
+        "",
+    ]
     lines.append("| method | parameters | " + " | ".join(ev.targets) + " |")
     lines.append("| --- | --- | " + " | ".join("---" for _ in ev.targets) + " |")
     for m, params, cells in table_rows(ev):
         texts = ["" if c is None else (f"**{c[0]}**" if c[1] else c[0]) for c in cells]
         lines.append(f"| {m} | {params} | " + " | ".join(texts) + " |")
-    lines += ["", "Paired two-sided Wilcoxon signed-rank tests on the same patches of the best method of each "
-              "target against every other, Bonferroni-corrected over all "
-              f"{sum(len(v) for v in ev.tests.values())} pairwise tests of the table (all of them are in "
-              "evaluation.json); median difference of the per-patch MSE, best - other:", ""]
+    lines += [
+        "",
+        "Paired two-sided Wilcoxon signed-rank tests on the same patches of the best method of each "
+        "target against every other, Bonferroni-corrected over all "
+        f"{sum(len(v) for v in ev.tests.values())} pairwise tests of the table (all of them are in "
+        "evaluation.json); median difference of the per-patch MSE, best - other:",
+        "",
+    ]
     lines.append("| target | best | other | median best - other | p | p (Bonferroni) |")
     lines.append("| --- | --- | --- | --- | --- | --- |")
     for t, _, row in tests_against_best(ev):
-        lines.append(f"| {t} | {row['a']} | {row['b']} | {row['median_difference']:+.4f} | {format_p(row['p'])} | "
-                     f"{format_p(row['p_bonferroni'])} |")
+        lines.append(
+            f"| {t} | {row['a']} | {row['b']} | {row['median_difference']:+.4f} | {format_p(row['p'])} | "
+            f"{format_p(row['p_bonferroni'])} |"
+        )
     if ev.volume_errors:
         noiseless = all("fa_mae_noiseless" in r for r in ev.volume_errors)
-        lines += ["", "Whole-volume errors on held-out subjects inside the target's and the input's masks, against the "
-                  "raw truth (SH rel: the order-balanced relative SH error, the mean over SH orders of each order's squared "
-                  "error over the target scan's energy of that order; mean absolute FA and MD differences, every row's and the "
-                  "target scan's FA and MD through one path: raw SH coefficients, their signal on the target scan's "
-                  "gradient table, a DTI fit; methods that harmonize the DTI maps themselves have no SH error; on simulated data two floors through the same path: `rescan`, a second "
-                  "session of the subject on the target platform, and `oracle`, the noiseless target"
-                  + ("; the same three errors against the noiseless target in the last columns" if noiseless else "")
-                  + (f"; FA and MD on {ev.volume_voxels:,} seeded brain voxels per subject and target, the same for "
-                     "every row" if ev.volume_voxels else "") + "):", ""]
+        lines += [
+            "",
+            "Whole-volume errors on held-out subjects inside the target's and the input's masks, against the "
+            "raw truth (SH rel: the order-balanced relative SH error, the mean over SH orders of each order's squared "
+            "error over the target scan's energy of that order; mean absolute FA and MD differences, every row's and the "
+            "target scan's FA and MD through one path: raw SH coefficients, their signal on the target scan's "
+            "gradient table, a DTI fit; methods that harmonize the DTI maps themselves have no SH error; on simulated data two floors through the same path: `rescan`, a second "
+            "session of the subject on the target platform, and `oracle`, the noiseless target"
+            + ("; the same three errors against the noiseless target in the last columns" if noiseless else "")
+            + (
+                f"; FA and MD on {ev.volume_voxels:,} seeded brain voxels per subject and target, the same for "
+                "every row"
+                if ev.volume_voxels
+                else ""
+            )
+            + "):",
+            "",
+        ]
         extra = " SH rel, noiseless | FA MAE, noiseless | MD MAE, noiseless |" if noiseless else ""
-        lines += ["| method | subject | target | SH rel | FA MAE | MD MAE (mm^2/s) |" + extra,
-                  "| --- | --- | --- | --- | --- | --- |" + " --- |" * (3 if noiseless else 0)]
+        lines += [
+            "| method | subject | target | SH rel | FA MAE | MD MAE (mm^2/s) |" + extra,
+            "| --- | --- | --- | --- | --- | --- |" + " --- |" * (3 if noiseless else 0),
+        ]
         for r in ev.volume_errors:
-            cells = (f" {format_cell(r['sh_rel_noiseless'])} | {r['fa_mae_noiseless']:.4f} | {r['md_mae_noiseless']:.2e} |"
-                     if noiseless else "")
-            lines.append(f"| {r['method']} | {r['subject']} | {r['target']} | {format_cell(r['sh_rel'])} | {r['fa_mae']:.4f} | "
-                         f"{r['md_mae']:.2e} |" + cells)
+            cells = (
+                f" {format_cell(r['sh_rel_noiseless'])} | {r['fa_mae_noiseless']:.4f} | {r['md_mae_noiseless']:.2e} |"
+                if noiseless
+                else ""
+            )
+            lines.append(
+                f"| {r['method']} | {r['subject']} | {r['target']} | {format_cell(r['sh_rel'])} | {r['fa_mae']:.4f} | "
+                f"{r['md_mae']:.2e} |" + cells
+            )
         ratios = rescan_ratios(ev)
         if ratios:
-            lines += ["", "Each method's whole-volume error as a multiple of the rescan floor (mean over held-out subjects; "
-                      "1 is as good as scanning the subject again on the target scanner):", "",
-                      "| method | target | SH rel / rescan | FA MAE / rescan | MD MAE / rescan |", "| --- | --- | --- | --- | --- |"]
+            lines += [
+                "",
+                "Each method's whole-volume error as a multiple of the rescan floor (mean over held-out subjects; "
+                "1 is as good as scanning the subject again on the target scanner):",
+                "",
+                "| method | target | SH rel / rescan | FA MAE / rescan | MD MAE / rescan |",
+                "| --- | --- | --- | --- | --- |",
+            ]
             for r in ratios:
                 cells = " | ".join("" if r[k] is None else f"{r[k]:.2f}" for k in ("sh_rel", "fa_mae", "md_mae"))
                 lines.append(f"| {r['method']} | {r['target']} | {cells} |")
@@ -129,8 +162,10 @@ def rescan_ratios(ev) -> list[dict]:
         for k in per:
             if r[k] is not None and f[k]:
                 per[k].append(r[k] / f[k])
-    return [{"method": m, "target": t, **{k: (float(np.mean(v)) if v else None) for k, v in per.items()}}
-            for (m, t), per in sums.items()]
+    return [
+        {"method": m, "target": t, **{k: (float(np.mean(v)) if v else None) for k, v in per.items()}}
+        for (m, t), per in sums.items()
+    ]
 
 
 def csv_text(ev) -> str:

@@ -43,8 +43,7 @@ from mrharmony.engine.loop import Epoch, Machine, Phase, RunFamily, Trainee
 from mrharmony.errors import InputError
 
 
-def patch_loss(outputs: dict, targets: dict, *, final_only: bool = False, in_brain: bool = False,
-               channel_weights=None):
+def patch_loss(outputs: dict, targets: dict, *, final_only: bool = False, in_brain: bool = False, channel_weights=None):
     """Sum over targets (and, unless ``final_only``, over every supervised output) of patch MSE;
     and the final output's loss per target. ``in_brain``: the MSE over the target voxels inside
     the target's brain only (features are zero outside it), as dense training on tiles needs.
@@ -79,7 +78,7 @@ def crop_batch(batch, patch: int, target_sizes: dict[str, int]):
 
     def centre(a, size):
         m = (a.shape[-1] - size) // 2
-        return a[..., m:m + size, m:m + size, m:m + size]
+        return a[..., m : m + size, m : m + size, m : m + size]
 
     return centre(x, patch), {t: centre(y, target_sizes[t]) for t, y in ys.items()}
 
@@ -94,16 +93,19 @@ class Reflections:
     frame (as FSL-style bvecs are), so that mirroring voxel axis a reflects direction component a.
     """
 
-    def __init__(self, ds, subjects: list[str], platforms: dict[str, str], sh: dict, scaling, *,
-                 position: bool = False):
+    def __init__(
+        self, ds, subjects: list[str], platforms: dict[str, str], sh: dict, scaling, *, position: bool = False
+    ):
         from mrharmony.dmri.features.sh import SHConfig, reflection_signs
 
         cfg = SHConfig(**sh)
         self.signs = [reflection_signs(cfg, a) for a in range(3)]
         self.position = position  # the input's last 3 channels: a voxel's position (mirroring negates one)
         # per platform role ("input" or a target), per subject: (mean / std) of the scan's channels
-        self.ratio = {role: np.stack([mean_over_std(scaling.of_scan(ds, s, p)) for s in subjects])
-                      for role, p in platforms.items()}
+        self.ratio = {
+            role: np.stack([mean_over_std(scaling.of_scan(ds, s, p)) for s in subjects])
+            for role, p in platforms.items()
+        }
 
     def __call__(self, batch, subjects: np.ndarray, flips: np.ndarray):
         """Mirror each sample b of ``batch`` (x, {target: y}) along the axes where ``flips[b]``."""
@@ -141,8 +143,10 @@ def to_torch(batch, device):
     import torch
 
     x, ys = batch
-    return (torch.from_numpy(x).to(device, non_blocking=True),
-            {t: torch.from_numpy(y).to(device, non_blocking=True) for t, y in ys.items()})
+    return (
+        torch.from_numpy(x).to(device, non_blocking=True),
+        {t: torch.from_numpy(y).to(device, non_blocking=True) for t, y in ys.items()},
+    )
 
 
 def output_sizes(net, in_channels: int, patch: int) -> dict[str, list[int]]:
@@ -176,15 +180,16 @@ def start_from(net, cfg: RunConfig, targets: list[str], source) -> None:
         raise InputError(f"names init_from {run}, which is not a finished run (no model.pt).", source)
     other, meta = load_model(run)
     paths = path_fields(type(cfg.model))  # where a run finds other runs: its network is the same without them
-    ours = {k: v for k, v in cfg.model.model_dump(mode="json", exclude_unset=True).items()
-            if k not in paths}
+    ours = {k: v for k, v in cfg.model.model_dump(mode="json", exclude_unset=True).items() if k not in paths}
     theirs = {k: v for k, v in meta["model"].items() if k not in paths}
     ours["inputs"] = cfg.training.inputs
     theirs["inputs"] = "sh+position" if meta.get("position_channels") else "sh"
     if theirs != ours or meta["targets"] != targets:
-        raise InputError(f"is a {meta['model']['method']} run for {', '.join(meta['targets'])} with settings "
-                         f"{theirs}; init_from needs the network this run trains ({ours}, for {', '.join(targets)}).",
-                         run)
+        raise InputError(
+            f"is a {meta['model']['method']} run for {', '.join(meta['targets'])} with settings "
+            f"{theirs}; init_from needs the network this run trains ({ours}, for {', '.join(targets)}).",
+            run,
+        )
     check_same_data(run, meta, cfg.data)
     net.load_state_dict(other.state_dict())
 
@@ -211,25 +216,34 @@ class NetworkTrainee(Trainee):
         self.cfg, self.machine = cfg, machine
         ds, targets, ratios = target_platforms(cfg.data)
         if cfg.model.single_target and len(targets) != 1:
-            raise InputError(f"trains {cfg.model.method}, which predicts one target, for {len(targets)} targets "
-                             f"({', '.join(targets)}); name one in data.targets.", source)
+            raise InputError(
+                f"trains {cfg.model.method}, which predicts one target, for {len(targets)} targets "
+                f"({', '.join(targets)}); name one in data.targets.",
+                source,
+            )
         torch.manual_seed(tc.seed)
         position = tc.inputs == "sh+position"
         if position and cfg.model.builds_on_single_networks:
-            raise InputError(f"sets training.inputs to sh+position, which {cfg.model.method} does not take (its first "
-                             "stage is made of networks trained on the SH features alone).", source)
+            raise InputError(
+                f"sets training.inputs to sh+position, which {cfg.model.method} does not take (its first "
+                "stage is made of networks trained on the SH features alone).",
+                source,
+            )
         in_channels = input_channels(ds)
-        net, rebuild = cfg.model.build_for_training(ratios, in_channels, patch_size=cfg.data.patch_size,
-                                                    data=cfg.data, run_dir=out)
+        net, rebuild = cfg.model.build_for_training(
+            ratios, in_channels, patch_size=cfg.data.patch_size, data=cfg.data, run_dir=out
+        )
         sizes = output_sizes(net, in_channels, cfg.data.patch_size)
         self.patch_targets = {t: max(s) for t, s in sizes.items()}
         # dense training cuts tiles around the same centres; validation scores their centred patches
         tile = tc.tile_size or cfg.data.patch_size
         if tc.tile_size and (tile % 2 == 0 or tile <= cfg.data.patch_size):
-            raise InputError(f"sets tile_size {tile}; a tile must be odd and larger than the patch "
-                             f"({cfg.data.patch_size}).", source)
-        tile_targets = ({t: max(s) for t, s in output_sizes(net, in_channels, tile).items()}
-                        if tc.tile_size else self.patch_targets)
+            raise InputError(
+                f"sets tile_size {tile}; a tile must be odd and larger than the patch ({cfg.data.patch_size}).", source
+            )
+        tile_targets = (
+            {t: max(s) for t, s in output_sizes(net, in_channels, tile).items()} if tc.tile_size else self.patch_targets
+        )
         if position:  # the sizes above are the wrapped network's too (it modulates outputs only)
             net = cfg.model.with_position(net, ratios, in_channels)
         if cfg.model.init_from:
@@ -239,18 +253,29 @@ class NetworkTrainee(Trainee):
         held_out = test_subjects_of(cfg.data, subjects, source=source)
         fit_subjects = [s for s in subjects if s not in held_out]
         denoised = (ds.input_platform.name, cfg.data.denoise) if cfg.data.denoise != "none" else None
-        scaling = FeatureScaling.from_dataset(cfg.data.normalization, ds, [ds.input_platform.name, *targets],
-                                              fit_subjects, denoised=denoised)
-        self.sampler = PatchSampler.from_dataset(ds, subjects=subjects, targets=targets, size=tile,
-                                                 target_sizes=tile_targets, position=position, scaling=scaling)
+        scaling = FeatureScaling.from_dataset(
+            cfg.data.normalization, ds, [ds.input_platform.name, *targets], fit_subjects, denoised=denoised
+        )
+        self.sampler = PatchSampler.from_dataset(
+            ds,
+            subjects=subjects,
+            targets=targets,
+            size=tile,
+            target_sizes=tile_targets,
+            position=position,
+            scaling=scaling,
+        )
         self.splits = make_splits(self.sampler, cfg.data, source=source)
         if sorted(self.splits.test_subjects) != held_out:  # the scale must not have seen a test subject
             raise AssertionError(f"held-out subjects {self.splits.test_subjects} are not {held_out}")
         n_train = min(tc.patches_per_epoch or len(self.splits.train), len(self.splits.train))
         self.steps_per_epoch = n_train // tc.batch_size
         if n_train < tc.batch_size:
-            raise InputError(f"gives {n_train} training patches per epoch, fewer than one minibatch of batch_size "
-                             f"{tc.batch_size}; raise patches_per_epoch or lower batch_size.", source)
+            raise InputError(
+                f"gives {n_train} training patches per epoch, fewer than one minibatch of batch_size "
+                f"{tc.batch_size}; raise patches_per_epoch or lower batch_size.",
+                source,
+            )
         self.targets = targets
         self.meta = {
             "mrharmony_version": __version__,
@@ -264,13 +289,21 @@ class NetworkTrainee(Trainee):
             "output_sizes": sizes,
             "parameter_count": parameter_count(net),
             **rebuild,
-            "card": training_card(cfg, ds, targets, fit_subjects, held_out, variant=cfg.label or default_name(
-                {"model": {"method": cfg.model.method}, "normalization": cfg.data.normalization}),
-                budget=cfg.training.model_dump(mode="json")),
+            "card": training_card(
+                cfg,
+                ds,
+                targets,
+                fit_subjects,
+                held_out,
+                variant=cfg.label
+                or default_name({"model": {"method": cfg.model.method}, "normalization": cfg.data.normalization}),
+                budget=cfg.training.model_dump(mode="json"),
+            ),
             "input_platform": ds.input_platform.name,
             **({"label": cfg.label} if cfg.label else {}),
-            **platform_reference(ds, targets, fit_subjects, normalization=cfg.data.normalization,
-                                 denoise=cfg.data.denoise),
+            **platform_reference(
+                ds, targets, fit_subjects, normalization=cfg.data.normalization, denoise=cfg.data.denoise
+            ),
         }
         # channels-last: the patch sampler already delivers that layout, and oneDNN / cuDNN are faster on it
         self.net = net.to(machine.device, memory_format=torch.channels_last_3d)
@@ -283,19 +316,30 @@ class NetworkTrainee(Trainee):
             counts = {int(o): int((orders == o).sum()) for o in np.unique(orders)}
             w = np.array([len(orders) / (len(counts) * counts[int(o)]) for o in orders], np.float32)
             self.channel_weights = torch.from_numpy(w).to(machine.device)
-        self.reflections = (Reflections(ds, self.sampler.subjects, {"input": ds.input_platform.name,
-                                                                     **{t: t for t in targets}}, self.meta["sh"],
-                                        scaling, position=position)
-                            if tc.augment == "flips" else None)
+        self.reflections = (
+            Reflections(
+                ds,
+                self.sampler.subjects,
+                {"input": ds.input_platform.name, **{t: t for t in targets}},
+                self.meta["sh"],
+                scaling,
+                position=position,
+            )
+            if tc.augment == "flips"
+            else None
+        )
         self.val_idx = self.splits.validation
         if tc.validation_patches and len(self.val_idx) > tc.validation_patches:
-            self.val_idx = np.sort(np.random.default_rng([tc.seed, 2]).choice(self.val_idx, tc.validation_patches,
-                                                                               replace=False))
+            self.val_idx = np.sort(
+                np.random.default_rng([tc.seed, 2]).choice(self.val_idx, tc.validation_patches, replace=False)
+            )
 
     def start_line(self) -> str:
         s = self.splits
-        return (f"{self.cfg.model.method} for {', '.join(self.targets)}; {self.meta['parameter_count']} parameters; "
-                f"{len(s.train)} train / {len(s.validation)} validation / {len(s.test)} test patches")
+        return (
+            f"{self.cfg.model.method} for {', '.join(self.targets)}; {self.meta['parameter_count']} parameters; "
+            f"{len(s.train)} train / {len(s.validation)} validation / {len(s.test)} test patches"
+        )
 
     def split_record(self) -> dict:
         from mrharmony.dmri.config import split_record
@@ -334,19 +378,22 @@ class NetworkTrainee(Trainee):
 
         def batches():
             for b in range(n):
-                idx = order[b * tc.batch_size:(b + 1) * tc.batch_size][m.rank * local:(m.rank + 1) * local]
+                idx = order[b * tc.batch_size : (b + 1) * tc.batch_size][m.rank * local : (m.rank + 1) * local]
                 flips = aug.random((tc.batch_size, 3)) < 0.5  # drawn for the global batch: DDP matches one process
                 cut = self.sampler.batch(idx)
                 if self.reflections is not None:
-                    cut = self.reflections(cut, self.sampler.centres[idx, 0], flips[m.rank * local:(m.rank + 1) * local])
+                    cut = self.reflections(
+                        cut, self.sampler.centres[idx, 0], flips[m.rank * local : (m.rank + 1) * local]
+                    )
                 yield to_torch(cut, m.device)
 
         return Epoch(batches(), n, tc.batch_size, "tiles" if tc.tile_size else "patches")
 
     def loss(self, model, batch, phase: int) -> dict:
         x, ys = batch
-        total, _ = patch_loss(model(x), ys, in_brain=bool(self.cfg.training.tile_size),
-                              channel_weights=self.channel_weights)
+        total, _ = patch_loss(
+            model(x), ys, in_brain=bool(self.cfg.training.tile_size), channel_weights=self.channel_weights
+        )
         return {"loss": total}
 
     def validate(self, phase: int) -> dict[str, float]:
@@ -358,7 +405,7 @@ class NetworkTrainee(Trainee):
         sums: dict[str, float] = {}
         with torch.no_grad():
             for s in range(0, len(idx), batch):
-                part = idx[s:s + batch]
+                part = idx[s : s + batch]
                 cut = self.sampler.batch(part)
                 if self.cfg.training.tile_size:
                     cut = crop_batch(cut, self.cfg.data.patch_size, self.patch_targets)
@@ -401,15 +448,25 @@ class NetworkFamily(RunFamily):
         from mrharmony.dmri.networks.base import NetworkConfig
 
         if not isinstance(cfg.model, NetworkConfig):
-            raise InputError(f"configures method {cfg.model.method}, which is fitted in one pass: it has no epochs "
-                             "to train or resume.", source)
+            raise InputError(
+                f"configures method {cfg.model.method}, which is fitted in one pass: it has no epochs "
+                "to train or resume.",
+                source,
+            )
 
     def trainee(self, cfg, out: Path, machine: Machine, *, source, quiet: bool) -> Trainee:
         return NetworkTrainee(cfg, out, machine, source=source)
 
 
-def train(config: RunConfig | str | os.PathLike | None, out: str | os.PathLike, *, resume: bool = False,
-          force: bool = False, quiet: bool = False, stop_after_epochs: int | None = None) -> Path:
+def train(
+    config: RunConfig | str | os.PathLike | None,
+    out: str | os.PathLike,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    quiet: bool = False,
+    stop_after_epochs: int | None = None,
+) -> Path:
     """Train the network of ``config`` into the run directory ``out``, or fit its statistical
     method (see the module docstring and :func:`mrharmony.engine.loop.train` for the arguments)."""
     from mrharmony.dmri.statistical import StatisticalConfig
@@ -421,5 +478,6 @@ def train(config: RunConfig | str | os.PathLike | None, out: str | os.PathLike, 
             from mrharmony.dmri.statistical import fit_statistical
 
             return fit_statistical(cfg, out, force=force, quiet=quiet)
-    return train_run(NetworkFamily(), config, out, resume=resume, force=force, quiet=quiet,
-                     stop_after_epochs=stop_after_epochs)
+    return train_run(
+        NetworkFamily(), config, out, resume=resume, force=force, quiet=quiet, stop_after_epochs=stop_after_epochs
+    )

@@ -26,12 +26,32 @@ from pathlib import Path
 from mrharmony.errors import InputError
 
 #: the order in which a card is printed
-FIELDS = ("wing", "method", "variant", "training_data", "budget", "seed", "validation", "mrharmony_version",
-          "format_version", "intended_use", "limits")
+FIELDS = (
+    "wing",
+    "method",
+    "variant",
+    "training_data",
+    "budget",
+    "seed",
+    "validation",
+    "mrharmony_version",
+    "format_version",
+    "intended_use",
+    "limits",
+)
 
 
-def make_card(*, wing: str, method: str, variant: str, training_data: dict, budget: dict, seed: int | None,
-              intended_use: str, limits: str) -> dict:
+def make_card(
+    *,
+    wing: str,
+    method: str,
+    variant: str,
+    training_data: dict,
+    budget: dict,
+    seed: int | None,
+    intended_use: str,
+    limits: str,
+) -> dict:
     """A new model card (see the module docstring).
 
     Parameters
@@ -60,9 +80,19 @@ def make_card(*, wing: str, method: str, variant: str, training_data: dict, budg
     """
     from mrharmony import FORMAT_VERSION, __version__
 
-    return {"wing": wing, "method": method, "variant": variant, "training_data": training_data, "budget": budget,
-            "seed": seed, "validation": None, "mrharmony_version": __version__, "format_version": FORMAT_VERSION,
-            "intended_use": intended_use, "limits": limits}
+    return {
+        "wing": wing,
+        "method": method,
+        "variant": variant,
+        "training_data": training_data,
+        "budget": budget,
+        "seed": seed,
+        "validation": None,
+        "mrharmony_version": __version__,
+        "format_version": FORMAT_VERSION,
+        "intended_use": intended_use,
+        "limits": limits,
+    }
 
 
 def protocol(spec) -> dict:
@@ -112,14 +142,24 @@ def card_of(meta: dict) -> dict:
         return meta["card"]
     model = meta.get("model") if isinstance(meta.get("model"), dict) else {}
     data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
-    return {"derived": True, "wing": None, "method": model.get("method") or meta.get("method"),
-            "variant": meta.get("label"), "training_data": {"dataset": data.get("dataset"),
-                                                            "targets": meta.get("targets")},
-            "budget": None, "seed": None,
-            "validation": ({"best_validation_loss": meta["best_validation_loss"], "best_epoch": meta.get("best_epoch")}
-                           if "best_validation_loss" in meta else None),
-            "mrharmony_version": meta.get("mrharmony_version"), "format_version": None,
-            "intended_use": None, "limits": "saved before model cards: only what its metadata records is known"}
+    return {
+        "derived": True,
+        "wing": None,
+        "method": model.get("method") or meta.get("method"),
+        "variant": meta.get("label"),
+        "training_data": {"dataset": data.get("dataset"), "targets": meta.get("targets")},
+        "budget": None,
+        "seed": None,
+        "validation": (
+            {"best_validation_loss": meta["best_validation_loss"], "best_epoch": meta.get("best_epoch")}
+            if "best_validation_loss" in meta
+            else None
+        ),
+        "mrharmony_version": meta.get("mrharmony_version"),
+        "format_version": None,
+        "intended_use": None,
+        "limits": "saved before model cards: only what its metadata records is known",
+    }
 
 
 def card_hash(card: dict) -> str:

@@ -75,17 +75,21 @@ def check_plain(value, where: str = "the state") -> None:
     if kind in (dict, collections.OrderedDict):
         for k, v in value.items():
             if type(k) not in PLAIN_TYPES:
-                raise TypeError(f"{where} has a key of type {type(k).__module__}.{type(k).__qualname__}; a saved "
-                                "model or training state holds only tensors and plain values.")
+                raise TypeError(
+                    f"{where} has a key of type {type(k).__module__}.{type(k).__qualname__}; a saved "
+                    "model or training state holds only tensors and plain values."
+                )
             check_plain(v, f"{where}[{k!r}]")
         return
     if kind in (list, tuple):
         for i, v in enumerate(value):
             check_plain(v, f"{where}[{i}]")
         return
-    raise TypeError(f"{where} is a {kind.__module__}.{kind.__qualname__}; a saved model or training state holds only "
-                    "tensors and plain values (dict, list, tuple, str, int, float, bool, None): convert it (a numpy "
-                    "scalar with float(), an array with .tolist() or torch.from_numpy, a path with str()).")
+    raise TypeError(
+        f"{where} is a {kind.__module__}.{kind.__qualname__}; a saved model or training state holds only "
+        "tensors and plain values (dict, list, tuple, str, int, float, bool, None): convert it (a numpy "
+        "scalar with float(), an array with .tolist() or torch.from_numpy, a path with str())."
+    )
 
 
 def save_state(path: str | os.PathLike, state: dict) -> None:
@@ -138,27 +142,38 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         with open(path, "rb") as f:
             pickled = f.read(1) == b"\x80"  # the PROTO opcode that starts every binary pickle
         if pickled:
-            raise InputError("is a bare pickle, not a model or checkpoint that mrharmony saved (opening a pickle "
-                             "could run code); mrharmony does not open it.", path)
-        raise InputError("could not be read as a mrharmony model or checkpoint (truncated or corrupt: it is not the "
-                         "zip archive that torch.save writes).", path)
+            raise InputError(
+                "is a bare pickle, not a model or checkpoint that mrharmony saved (opening a pickle "
+                "could run code); mrharmony does not open it.",
+                path,
+            )
+        raise InputError(
+            "could not be read as a mrharmony model or checkpoint (truncated or corrupt: it is not the "
+            "zip archive that torch.save writes).",
+            path,
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # torch's restricted unpickler met something it does not build
-        raise InputError(f"holds objects other than tensors and plain values{_unsafe_names(path)}, so opening it "
-                         "could run code; mrharmony does not open it (use a model trained with mrharmony).",
-                         path) from None
+        raise InputError(
+            f"holds objects other than tensors and plain values{_unsafe_names(path)}, so opening it "
+            "could run code; mrharmony does not open it (use a model trained with mrharmony).",
+            path,
+        ) from None
     except Exception as exc:  # noqa: BLE001 (any other failure to read an outside file is the file's)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"could not be read as a mrharmony model or checkpoint (truncated or corrupt: {reason}).",
-                         path) from None
+        raise InputError(
+            f"could not be read as a mrharmony model or checkpoint (truncated or corrupt: {reason}).", path
+        ) from None
     if not isinstance(obj, dict) or "format_version" not in obj:
         raise InputError("is not a mrharmony model or checkpoint.", path)
     version = obj["format_version"]
     check_format_version(version, path)
     if version not in MIGRATIONS and version != FORMAT_VERSION:
-        raise InputError(f"has format version {version}, which no mrharmony wrote; it was not written by mrharmony, "
-                         "or is damaged.", path)
+        raise InputError(
+            f"has format version {version}, which no mrharmony wrote; it was not written by mrharmony, or is damaged.",
+            path,
+        )
     while version < FORMAT_VERSION:
         obj = {**MIGRATIONS[version](obj), "format_version": version + 1}
         version += 1
@@ -182,8 +197,9 @@ def load_weights(net, obj: dict, path: str | os.PathLike) -> None:
     try:
         net.load_state_dict(obj["state_dict"])
     except RuntimeError as exc:
-        raise InputError(f"holds weights that do not fit its own description ({str(exc).splitlines()[0]}).",
-                         path) from None
+        raise InputError(
+            f"holds weights that do not fit its own description ({str(exc).splitlines()[0]}).", path
+        ) from None
 
 
 def model_file(path: str | os.PathLike) -> Path:
@@ -200,6 +216,9 @@ def read_method_model(path: str | os.PathLike, method: str, name: str, command: 
     meta = obj.get("meta", {})
     found = meta.get("model", {}).get("method")
     if found != method:
-        raise InputError(f"is a {found or 'non-' + name} model, not {'an' if name[0] in 'AEIOU' else 'a'} {name} "
-                         f"model (train one with 'mrharmony {command}').", path)
+        raise InputError(
+            f"is a {found or 'non-' + name} model, not {'an' if name[0] in 'AEIOU' else 'a'} {name} "
+            f"model (train one with 'mrharmony {command}').",
+            path,
+        )
     return obj, meta, path

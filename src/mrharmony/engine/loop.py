@@ -162,8 +162,16 @@ class RunFamily(ABC):
         """Read the data and build the trainee (its model seeded from the config's seed)."""
 
 
-def train(family: RunFamily, config, out: str | os.PathLike, *, resume: bool = False, force: bool = False,
-          quiet: bool = False, stop_after_epochs: int | None = None) -> Path:
+def train(
+    family: RunFamily,
+    config,
+    out: str | os.PathLike,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    quiet: bool = False,
+    stop_after_epochs: int | None = None,
+) -> Path:
     """Train the run of ``config`` (a config object or its YAML file) into the run directory ``out``.
 
     Args:
@@ -203,8 +211,10 @@ def train(family: RunFamily, config, out: str | os.PathLike, *, resume: bool = F
             raise InputError("has no checkpoint to resume from (checkpoints/last.pt is missing).", out)
         cfg = family.load_config(out / "config.yaml")
         if given is not None and family.resolved(given, out) != family.resolved(cfg, out):
-            raise InputError("differs from the config of the run being resumed; resume without a config or with "
-                             "the same one.", config if isinstance(config, (str, os.PathLike)) else out)
+            raise InputError(
+                "differs from the config of the run being resumed; resume without a config or with the same one.",
+                config if isinstance(config, (str, os.PathLike)) else out,
+            )
         source = out / "config.yaml"
     else:
         if given is None:
@@ -235,8 +245,11 @@ def train(family: RunFamily, config, out: str | os.PathLike, *, resume: bool = F
         ck = read_checkpoint(ckpt_path)
         missing = [k for k in RESUME_KEYS if k not in ck]
         if missing:
-            raise InputError(f"is not a training state this mrharmony can resume (it has no {', '.join(missing)}); "
-                             "start the run again (with --force).", ckpt_path)
+            raise InputError(
+                f"is not a training state this mrharmony can resume (it has no {', '.join(missing)}); "
+                "start the run again (with --force).",
+                ckpt_path,
+            )
         net.load_state_dict(ck["model"])
         opt_phase = ck["phase"]
         opt, sched = trainee.optimizer(opt_phase)
@@ -265,8 +278,12 @@ def train(family: RunFamily, config, out: str | os.PathLike, *, resume: bool = F
         name = f"{trainee.phases[phase].name} " if multi else ""
         t0 = time.perf_counter()
         ep = trainee.epoch(epoch, phase)
-        bar = Progress(total=ep.n_batches * ep.items, unit=ep.unit, desc=f"{name}epoch {epoch + 1}/{total}",
-                       quiet=quiet or rank != 0)
+        bar = Progress(
+            total=ep.n_batches * ep.items,
+            unit=ep.unit,
+            desc=f"{name}epoch {epoch + 1}/{total}",
+            quiet=quiet or rank != 0,
+        )
         model.train()
         sums: dict[str, float] = {}
         for b, batch in enumerate(ep.batches):
@@ -289,35 +306,63 @@ def train(family: RunFamily, config, out: str | os.PathLike, *, resume: bool = F
             train_means = {k: mean_across_processes(v) for k, v in train_means.items()}
         val = trainee.validate(phase)
         seconds = time.perf_counter() - t0
-        row = {"epoch": epoch + 1, **({"phase": phase + 1} if multi else {}), "lr": lr_used, **trainee.columns(),
-               **{f"train_{k}": v for k, v in train_means.items()}, **{f"val_{k}": v for k, v in val.items()},
-               "seconds": round(seconds, 2), f"{ep.unit}_per_s": round(ep.n_batches * ep.items / seconds, 1)}
+        row = {
+            "epoch": epoch + 1,
+            **({"phase": phase + 1} if multi else {}),
+            "lr": lr_used,
+            **trainee.columns(),
+            **{f"train_{k}": v for k, v in train_means.items()},
+            **{f"val_{k}": v for k, v in val.items()},
+            "seconds": round(seconds, 2),
+            f"{ep.unit}_per_s": round(ep.n_batches * ep.items / seconds, 1),
+        }
         history.append(row)
         improved = trainee.phases[phase].select_best and val["loss"] < best_val
         if improved:
             best_val, best_record = val["loss"], trainee.best_record(val)
         if rank == 0:
             if improved:
-                save_model(out / "checkpoints" / "best.pt", trainee.deployed(),
-                           {**trainee.meta, "epoch": epoch + 1, "best_validation_loss": best_record})
-            save_state(ckpt_path, {
-                "model": net.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict() if sched is not None else None, "phase": opt_phase,
-                "epoch": epoch + 1, "best_val": best_val, "best_record": best_record, "history": history,
-                "torch_rng": torch.get_rng_state()})
+                save_model(
+                    out / "checkpoints" / "best.pt",
+                    trainee.deployed(),
+                    {**trainee.meta, "epoch": epoch + 1, "best_validation_loss": best_record},
+                )
+            save_state(
+                ckpt_path,
+                {
+                    "model": net.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict() if sched is not None else None,
+                    "phase": opt_phase,
+                    "epoch": epoch + 1,
+                    "best_val": best_val,
+                    "best_record": best_record,
+                    "history": history,
+                    "torch_rng": torch.get_rng_state(),
+                },
+            )
             write_metrics(out / "metrics.csv", history)
-            log(f"epoch {epoch + 1}{' (' + name.strip() + ')' if multi else ''}: train {train_means['loss']:.4f}, "
+            log(
+                f"epoch {epoch + 1}{' (' + name.strip() + ')' if multi else ''}: train {train_means['loss']:.4f}, "
                 f"validation {val['loss']:.4f}{' (best)' if improved else ''}, "
-                f"{row[f'{ep.unit}_per_s']} {ep.unit}/s")
+                f"{row[f'{ep.unit}_per_s']} {ep.unit}/s"
+            )
         epochs_run += 1
     if len(history) >= total and rank == 0:
         best = read_checkpoint(out / "checkpoints" / "best.pt")
         deploy = trainee.deployed()
         deploy.load_state_dict(best["state_dict"])
-        meta = {**trainee.meta, "epochs": total, "best_epoch": best["meta"]["epoch"], "best_validation_loss": best_record}
+        meta = {
+            **trainee.meta,
+            "epochs": total,
+            "best_epoch": best["meta"]["epoch"],
+            "best_validation_loss": best_record,
+        }
         if isinstance(meta.get("card"), dict):  # the model card records how it validated
-            meta["card"] = {**meta["card"], "validation": {"best_validation_loss": best_record,
-                                                           "best_epoch": best["meta"]["epoch"]}}
+            meta["card"] = {
+                **meta["card"],
+                "validation": {"best_validation_loss": best_record, "best_epoch": best["meta"]["epoch"]},
+            }
         save_model(out / "model.pt", deploy, meta)
         log(f"done: model.pt holds the weights of epoch {best['meta']['epoch']} (validation {best_val:.4f})")
     barrier(world)

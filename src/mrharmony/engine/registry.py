@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from mrharmony.errors import InputError
 
@@ -37,7 +38,7 @@ class Method:
 
     name: str
     kind: str
-    config: type
+    config: type[Any]
     summary: str
     extra: str | None = None
 
@@ -116,8 +117,10 @@ class Registry:
             if m.name == name:
                 return m
         what = f"{kind} method of the {self.wing} wing" if kind else f"{self.wing} method"
-        raise InputError(f"unknown {what} {name!r}; choose one of {', '.join(self.names(kind))} "
-                         f"(see 'mrharmony {self.wing} methods').")
+        raise InputError(
+            f"unknown {what} {name!r}; choose one of {', '.join(self.names(kind))} "
+            f"(see 'mrharmony {self.wing} methods')."
+        )
 
     def config_models(self, kinds: tuple[str, ...] | None = None) -> list[type]:
         """The config models of the methods of some kinds.

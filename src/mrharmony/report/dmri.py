@@ -21,8 +21,12 @@ import numpy as np
 #: the rows that are floors, not methods (simulated data)
 FLOORS = ("rescan", "oracle")
 #: (key of a volume-error row, what it measures), in the order the summary shows them
-MEASURES = (("fa_mae", "FA vs target scan"), ("md_mae", "MD vs target scan"),
-            ("fa_mae_noiseless", "FA vs noiseless target"), ("md_mae_noiseless", "MD vs noiseless target"))
+MEASURES = (
+    ("fa_mae", "FA vs target scan"),
+    ("md_mae", "MD vs target scan"),
+    ("fa_mae_noiseless", "FA vs noiseless target"),
+    ("md_mae_noiseless", "MD vs noiseless target"),
+)
 #: the size of the cubes of the regional means (mm)
 REGION_MM = 10.0
 
@@ -84,8 +88,11 @@ def pictured_methods(ev, target: str) -> list[str]:
     """The methods the held-out subject's maps show for ``target``: every method that predicts it
     (no harmonization is the ``input`` column), or :func:`chosen_methods` where they are more
     than :data:`MAX_PICTURED`."""
-    every = [m for m in ev.methods if m != "none" and m not in FLOORS
-             and any(r["method"] == m and r["target"] == target for r in ev.volume_errors)]
+    every = [
+        m
+        for m in ev.methods
+        if m != "none" and m not in FLOORS and any(r["method"] == m and r["target"] == target for r in ev.volume_errors)
+    ]
     return every if len(every) <= MAX_PICTURED else chosen_methods(ev, target)
 
 
@@ -164,8 +171,12 @@ def subject_maps(subject: HeldOutSubject, target: str, methods: list[str]) -> tu
     where[:, :, z] = tf.mask[:, :, z]
 
     def picked(fa, md, dec, y) -> dict:
-        return {"FA": fa[:, :, z], "MD": md[:, :, z], "DEC FA": dec[:, :, z],
-                "SH c0": None if y is None else y[:, :, z, 0]}
+        return {
+            "FA": fa[:, :, z],
+            "MD": md[:, :, z],
+            "DEC FA": dec[:, :, z],
+            "SH c0": None if y is None else y[:, :, z, 0],
+        }
 
     out = {m: picked(*subject.maps(m, target, where)) for m in ["input", *methods]}
     out["target scan"] = picked(*subject.reference_maps("scan", target, where))
@@ -207,8 +218,10 @@ def regional_agreement(subject: HeldOutSubject, target: str, methods: list[str],
         weight = block_mean(m, r)[keep]
         return {name: block_mean(v * m, r)[keep] / weight for name, v in (("FA", fa), ("MD", md))}
 
-    out = {"scan": regional(*subject.reference_maps("scan", target, where)[:2]),
-           **{m: regional(*subject.maps(m, target, where)[:2]) for m in ["input", *methods]}}
+    out = {
+        "scan": regional(*subject.reference_maps("scan", target, where)[:2]),
+        **{m: regional(*subject.maps(m, target, where)[:2]) for m in ["input", *methods]},
+    }
     if subject.reference.simulated:
         out["rescan"] = regional(*subject.reference_maps("rescan", target, where)[:2])
     return out

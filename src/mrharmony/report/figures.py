@@ -75,6 +75,7 @@ def fig3_views(columns: dict[str, dict[str, np.ndarray]], mask: np.ndarray, *, t
     e1 = max(float(np.percentile(err_sh[k][mask], 99)) for k in labels[1:]) if len(labels) > 1 else 1.0
     e2 = max(float(np.percentile(err_dec[k][mask], 99)) for k in labels[1:]) if len(labels) > 1 else 1.0
     for j, k in enumerate(labels):
+
         def show(i, img, j=j, **kw):
             ax = axes[i, j]
             ax.imshow(np.rot90(img), **kw)
@@ -116,8 +117,9 @@ def error_bars(values: dict[str, dict[str, list[tuple[str, str, float]]]], measu
     targets = list(values)
     keys = [k for k in measures if any(k in values[t] for t in targets)]
     n = max((len(v) for t in targets for v in values[t].values()), default=1)
-    fig, axes = plt.subplots(len(keys), len(targets), figsize=(3.6 * len(targets), 0.28 * n * len(keys) + 1.2),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(keys), len(targets), figsize=(3.6 * len(targets), 0.28 * n * len(keys) + 1.2), squeeze=False
+    )
     for i, key in enumerate(keys):
         for j, t in enumerate(targets):
             ax = axes[i, j]
@@ -137,8 +139,9 @@ def error_bars(values: dict[str, dict[str, list[tuple[str, str, float]]]], measu
     return _png(fig)
 
 
-def map_grid(columns: dict[str, dict[str, np.ndarray | None]], mask: np.ndarray, *, title: str,
-             reference: str) -> bytes:
+def map_grid(
+    columns: dict[str, dict[str, np.ndarray | None]], mask: np.ndarray, *, title: str, reference: str
+) -> bytes:
     """One slice of every map (rows: FA, MD, DEC FA, SH c0 and the FA difference to the column
     ``reference``) for every column, the same window along a row (set by ``reference``)."""
     plt = _plt()
@@ -147,11 +150,14 @@ def map_grid(columns: dict[str, dict[str, np.ndarray | None]], mask: np.ndarray,
     md_hi = float(np.percentile(ref["MD"][mask], 99)) if mask.any() else 3e-3
     sh = ref["SH c0"][mask] if ref["SH c0"] is not None and mask.any() else np.zeros(1)
     sh_lo, sh_hi = (float(v) for v in np.percentile(sh, [1, 99]))
-    rows = [("FA", {"cmap": "gray", "vmin": 0, "vmax": 1}), ("MD", {"cmap": "gray", "vmin": 0, "vmax": md_hi}),
-            ("DEC FA", {}), ("SH c0", {"cmap": "gray", "vmin": sh_lo, "vmax": sh_hi}),
-            (f"FA - {reference}", {"cmap": "RdBu_r", "vmin": -0.25, "vmax": 0.25})]
-    fig, axes = plt.subplots(len(rows), len(labels), figsize=(1.9 * len(labels), 1.9 * len(rows) * 1.05),
-                             squeeze=False)
+    rows = [
+        ("FA", {"cmap": "gray", "vmin": 0, "vmax": 1}),
+        ("MD", {"cmap": "gray", "vmin": 0, "vmax": md_hi}),
+        ("DEC FA", {}),
+        ("SH c0", {"cmap": "gray", "vmin": sh_lo, "vmax": sh_hi}),
+        (f"FA - {reference}", {"cmap": "RdBu_r", "vmin": -0.25, "vmax": 0.25}),
+    ]
+    fig, axes = plt.subplots(len(rows), len(labels), figsize=(1.9 * len(labels), 1.9 * len(rows) * 1.05), squeeze=False)
     for j, label in enumerate(labels):
         col = columns[label]
         for i, (name, kw) in enumerate(rows):
@@ -198,8 +204,14 @@ def bland_altman(per_target: dict[str, dict[str, dict[str, np.ndarray]]], kinds:
                 bias, sd = float(d.mean()), float(d.std(ddof=1)) if d.size > 1 else 0.0
                 scale = 1e3 if name == "MD" else 1.0  # MD in 10^-3 mm^2/s
                 colour = KIND_COLOURS[kinds.get(label, "learned")]
-                ax.scatter((a + b) / 2 * scale, d * scale, s=5, alpha=0.45, color=colour,
-                           label=f"{label}: {bias * scale:+.3f} ± {1.96 * sd * scale:.3f}")
+                ax.scatter(
+                    (a + b) / 2 * scale,
+                    d * scale,
+                    s=5,
+                    alpha=0.45,
+                    color=colour,
+                    label=f"{label}: {bias * scale:+.3f} ± {1.96 * sd * scale:.3f}",
+                )
             ax.axhline(0, color="0.3", lw=0.8)
             unit = " (10⁻³ mm²/s)" if name == "MD" else ""
             ax.set_xlabel(f"mean of the two{unit}", fontsize=7)
@@ -223,8 +235,12 @@ def image_row(columns: dict[str, np.ndarray], mask: np.ndarray, *, title: str) -
     d = max(float(np.percentile(np.abs(diffs[k][mask]), 99)) for k in labels[:-1]) if len(labels) > 1 else 1.0
     fig, axes = plt.subplots(2, len(labels), figsize=(1.75 * len(labels), 4.0), squeeze=False)
     for j, k in enumerate(labels):
-        for i, (img, kw) in enumerate(((columns[k] * mask, {"cmap": "gray", "vmin": lo, "vmax": hi}),
-                                       (diffs[k], {"cmap": "RdBu_r", "vmin": -d, "vmax": d}))):
+        for i, (img, kw) in enumerate(
+            (
+                (columns[k] * mask, {"cmap": "gray", "vmin": lo, "vmax": hi}),
+                (diffs[k], {"cmap": "RdBu_r", "vmin": -d, "vmax": d}),
+            )
+        ):
             ax = axes[i, j]
             ax.set_xticks([])
             ax.set_yticks([])

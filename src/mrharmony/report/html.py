@@ -46,8 +46,9 @@ def _table(ev) -> str:
     head = "".join(f"<th>{html.escape(t)}</th>" for t in ev.targets)
     rows = []
     for m, params, cells in table_rows(ev):
-        tds = "".join("<td></td>" if c is None else ('<td class="best">' if c[1] else "<td>") + c[0] + "</td>"
-                      for c in cells)
+        tds = "".join(
+            "<td></td>" if c is None else ('<td class="best">' if c[1] else "<td>") + c[0] + "</td>" for c in cells
+        )
         rows.append(f"<tr><td>{html.escape(m)}</td><td>{params}</td>{tds}</tr>")
     return f"<table><tr><th>method</th><th>parameters</th>{head}</tr>{''.join(rows)}</table>"
 
@@ -55,14 +56,18 @@ def _table(ev) -> str:
 def _tests(ev) -> str:
     from mrharmony.dmri.tables import tests_against_best
 
-    rows = [f"<tr><td>{html.escape(t)}</td><td>{html.escape(r['a'])}</td><td>{html.escape(r['b'])}</td>"
-            f"<td>{r['median_difference']:+.4f}</td><td title='{r['p']:.3g}'>{readable_p(r['p'])}</td>"
-            f"<td title='{r['p_bonferroni']:.3g}'>{readable_p(r['p_bonferroni'])}</td></tr>"
-            for t, _, r in tests_against_best(ev)]
+    rows = [
+        f"<tr><td>{html.escape(t)}</td><td>{html.escape(r['a'])}</td><td>{html.escape(r['b'])}</td>"
+        f"<td>{r['median_difference']:+.4f}</td><td title='{r['p']:.3g}'>{readable_p(r['p'])}</td>"
+        f"<td title='{r['p_bonferroni']:.3g}'>{readable_p(r['p_bonferroni'])}</td></tr>"
+        for t, _, r in tests_against_best(ev)
+    ]
     total = sum(len(v) for v in ev.tests.values())
-    return (f"<p class='note'>The best method of each target against every other; corrected over all {total} "
-            "pairwise tests of the table.</p><table><tr><th>target</th><th>best</th><th>other</th>"
-            f"<th>median best &minus; other</th><th>p</th><th>p (Bonferroni)</th></tr>{''.join(rows)}</table>")
+    return (
+        f"<p class='note'>The best method of each target against every other; corrected over all {total} "
+        "pairwise tests of the table.</p><table><tr><th>target</th><th>best</th><th>other</th>"
+        f"<th>median best &minus; other</th><th>p</th><th>p (Bonferroni)</th></tr>{''.join(rows)}</table>"
+    )
 
 
 def _volume_table(ev) -> str:
@@ -71,18 +76,25 @@ def _volume_table(ev) -> str:
     noiseless = any("fa_mae_noiseless" in r for r in ev.volume_errors)
 
     def cells(r, suffix=""):
-        return (f"<td>{format_cell(r.get('sh_rel' + suffix))}</td><td>{r['fa_mae' + suffix]:.4f}</td>"
-                f"<td>{r['md_mae' + suffix]:.2e}</td>")
+        return (
+            f"<td>{format_cell(r.get('sh_rel' + suffix))}</td><td>{r['fa_mae' + suffix]:.4f}</td>"
+            f"<td>{r['md_mae' + suffix]:.2e}</td>"
+        )
 
-    rows = "".join(f"<tr><td>{html.escape(r['method'])}</td><td>{r['subject']}</td><td>{r['target']}</td>"
-                   f"{cells(r)}{cells(r, '_noiseless') if noiseless else ''}</tr>" for r in ev.volume_errors)
+    rows = "".join(
+        f"<tr><td>{html.escape(r['method'])}</td><td>{r['subject']}</td><td>{r['target']}</td>"
+        f"{cells(r)}{cells(r, '_noiseless') if noiseless else ''}</tr>"
+        for r in ev.volume_errors
+    )
     head = "<th>SH rel</th><th>FA MAE</th><th>MD MAE (mm&sup2;/s)</th>"
     second = head.replace("</th>", " vs noiseless</th>") if noiseless else ""
-    return (f"<table><tr><th>method</th><th>subject</th><th>target</th>{head}{second}</tr>{rows}</table>"
-            "<p class='note'>FA and MD of every row and of the target scan come through one path (the features' "
-            "signal on the target scan's gradient table, then a DTI fit), so a perfect prediction scores 0; "
-            "<code>oracle</code> (simulated data): the noiseless target through the same path, the floor that the "
-            "target scan's own noise sets.</p>")
+    return (
+        f"<table><tr><th>method</th><th>subject</th><th>target</th>{head}{second}</tr>{rows}</table>"
+        "<p class='note'>FA and MD of every row and of the target scan come through one path (the features' "
+        "signal on the target scan's gradient table, then a DTI fit), so a perfect prediction scores 0; "
+        "<code>oracle</code> (simulated data): the noiseless target through the same path, the floor that the "
+        "target scan's own noise sets.</p>"
+    )
 
 
 def _glance_cell(c: dict | None, none: dict | None = None) -> str:
@@ -104,8 +116,7 @@ def _dmri_glance(ev) -> str:
 
     g = glance(ev)
     if not g:
-        return ("<p class='note'>No whole-volume errors: the runs were split by patch, so no subject was held "
-                "out.</p>")
+        return "<p class='note'>No whole-volume errors: the runs were split by patch, so no subject was held out.</p>"
     names = dict(MEASURES)
     lines, rows = [], []
     n_subjects = max(c["none"]["n"] for per in g.values() for c in per.values())
@@ -113,27 +124,35 @@ def _dmri_glance(ev) -> str:
         fa = per.get("fa_mae")
         if fa and "learned" in fa:
             best, none = fa["learned"], fa["none"]
-            text = (f"<b>{html.escape(t)}</b>: the best learned method (<code>{html.escape(best['method'])}</code>) "
-                    f"leaves an FA difference to the target scan of {number(best['mean'])}, "
-                    f"{100 * (best['mean'] / none['mean'] - 1):+.0f}% against no harmonization ({number(none['mean'])})")
+            text = (
+                f"<b>{html.escape(t)}</b>: the best learned method (<code>{html.escape(best['method'])}</code>) "
+                f"leaves an FA difference to the target scan of {number(best['mean'])}, "
+                f"{100 * (best['mean'] / none['mean'] - 1):+.0f}% against no harmonization ({number(none['mean'])})"
+            )
             if "statistical" in fa:
-                text += (f"; the best statistical method (<code>{html.escape(fa['statistical']['method'])}</code>) "
-                         f"{number(fa['statistical']['mean'])}")
+                text += (
+                    f"; the best statistical method (<code>{html.escape(fa['statistical']['method'])}</code>) "
+                    f"{number(fa['statistical']['mean'])}"
+                )
             if "rescan" in fa:
                 text += f"; a second session on the target scanner differs by {number(fa['rescan']['mean'])}"
             lines.append(f"<li>{text}.</li>")
         for key, c in per.items():
-            rows.append(f"<tr><td>{html.escape(t)}</td><td>{names[key]}</td>{_glance_cell(c['none'])}"
-                        f"{_glance_cell(c.get('statistical'), c['none'])}{_glance_cell(c.get('learned'), c['none'])}"
-                        f"{_glance_cell(c.get('rescan'))}{_glance_cell(c.get('oracle'))}</tr>")
+            rows.append(
+                f"<tr><td>{html.escape(t)}</td><td>{names[key]}</td>{_glance_cell(c['none'])}"
+                f"{_glance_cell(c.get('statistical'), c['none'])}{_glance_cell(c.get('learned'), c['none'])}"
+                f"{_glance_cell(c.get('rescan'))}{_glance_cell(c.get('oracle'))}</tr>"
+            )
     interval = interval_note(n_subjects, "held-out")
-    return (f"<ul class='lead'>{''.join(lines)}</ul>"
-            "<table class='glance'><tr><th>target</th><th>mean absolute difference</th><th>no harmonization</th>"
-            "<th>best statistical</th><th>best learned</th><th>rescan floor</th><th>oracle</th></tr>"
-            f"{''.join(rows)}</table><p class='note'>Mean over voxels of the held-out subjects' brains, then over "
-            f"subjects ({interval}). MD in mm&sup2;/s. <i>rescan</i>: a second session of the subject on the target "
-            "scanner (what harmonization can at best reach); <i>oracle</i>: the noiseless target (the target scan's "
-            "own noise). Every row's FA and MD come through one path, so a perfect prediction scores 0.</p>")
+    return (
+        f"<ul class='lead'>{''.join(lines)}</ul>"
+        "<table class='glance'><tr><th>target</th><th>mean absolute difference</th><th>no harmonization</th>"
+        "<th>best statistical</th><th>best learned</th><th>rescan floor</th><th>oracle</th></tr>"
+        f"{''.join(rows)}</table><p class='note'>Mean over voxels of the held-out subjects' brains, then over "
+        f"subjects ({interval}). MD in mm&sup2;/s. <i>rescan</i>: a second session of the subject on the target "
+        "scanner (what harmonization can at best reach); <i>oracle</i>: the noiseless target (the target scan's "
+        "own noise). Every row's FA and MD come through one path, so a perfect prediction scores 0.</p>"
+    )
 
 
 def _dmri_bars(ev) -> str:
@@ -148,18 +167,30 @@ def _dmri_bars(ev) -> str:
             for r in ev.volume_errors:
                 if r["target"] == t and r.get(key) is not None:
                     by_method.setdefault(r["method"], []).append(r[key])
-            kinds = {m: "floor" if m in FLOORS else "none" if m == "none" else
-                     "learned" if m in learned else "statistical" for m in by_method}
+            kinds = {
+                m: "floor" if m in FLOORS else "none" if m == "none" else "learned" if m in learned else "statistical"
+                for m in by_method
+            }
             if by_method:
-                values.setdefault(t, {})[key] = [(m, kinds[m], float(np.mean(v))) for m, v in by_method.items()
-                                                 if m != "oracle"]
+                values.setdefault(t, {})[key] = [
+                    (m, kinds[m], float(np.mean(v))) for m, v in by_method.items() if m != "oracle"
+                ]
     if not values:
         return ""
     return img_tag(error_bars(values, dict(MEASURES[:2])), "FA and MD differences per method and target")
 
 
-def build_report(runs: list[str | os.PathLike], out: str | os.PathLike, *, evaluation=None, target: str | None = None,
-                 subject: str | None = None, structural=None, force: bool = False, quiet: bool = False) -> Path:
+def build_report(
+    runs: list[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    evaluation=None,
+    target: str | None = None,
+    subject: str | None = None,
+    structural=None,
+    force: bool = False,
+    quiet: bool = False,
+) -> Path:
     """Write the HTML report of the dMRI ``runs`` (evaluated unless ``evaluation`` is given) and,
     with ``structural`` (a structural evaluation or its folder), of the structural wing, to ``out``.
     ``target`` and ``subject`` pick the dMRI pictures' (default connectom_sa and the first held-out
@@ -180,12 +211,14 @@ def build_report(runs: list[str | os.PathLike], out: str | os.PathLike, *, evalu
         body, prov = structural_sections(structural, out)
         sections.append(body)
         provenance.append(prov)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>mrharmony report</title><style>{CSS}</style>"
-            f"</head><body><h1>mrharmony report</h1><p class='note'>Generated {time.strftime('%Y-%m-%d %H:%M')} by "
-            f"mrharmony {__version__}. Pictures first, tables in the collapsed sections below them.</p>"
-            f"{''.join(sections)}<h2>Provenance</h2>{''.join(provenance)}"
-            "<p class='note'>Every number above is recomputed by <code>mrharmony dmri evaluate</code> (dMRI) and "
-            "<code>mrharmony structural evaluate</code> on the same runs.</p></body></html>")
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>mrharmony report</title><style>{CSS}</style>"
+        f"</head><body><h1>mrharmony report</h1><p class='note'>Generated {time.strftime('%Y-%m-%d %H:%M')} by "
+        f"mrharmony {__version__}. Pictures first, tables in the collapsed sections below them.</p>"
+        f"{''.join(sections)}<h2>Provenance</h2>{''.join(provenance)}"
+        "<p class='note'>Every number above is recomputed by <code>mrharmony dmri evaluate</code> (dMRI) and "
+        "<code>mrharmony structural evaluate</code> on the same runs.</p></body></html>"
+    )
     write_text(out, page)
     return out
 
@@ -216,8 +249,11 @@ def _dmri_sections(runs, out: Path, *, evaluation, target, subject, quiet) -> tu
         raise InputError(f"the runs predict no target {target!r} (they predict {', '.join(ev.targets)}).")
     subject = subject or (ev.test_subjects[0] if ev.test_subjects else ds.subjects[-1])
     s = ev.summary()
-    split = ("by patch (the MSP paper's 90/10 split: test patches come from subjects seen in training)"
-             if ev.split == "patch" else f"by held-out subject ({', '.join(ev.test_subjects)}, never seen in training)")
+    split = (
+        "by patch (the MSP paper's 90/10 split: test patches come from subjects seen in training)"
+        if ev.split == "patch"
+        else f"by held-out subject ({', '.join(ev.test_subjects)}, never seen in training)"
+    )
 
     def shown(path) -> str:  # paths relative to the report, so that a moved report folder stays right
         return os.path.relpath(Path(path).resolve(), out.resolve().parent)
@@ -226,8 +262,11 @@ def _dmri_sections(runs, out: Path, *, evaluation, target, subject, quiet) -> tu
 
     def about(h) -> str:
         card = card_of(h.meta or {})
-        what = (f"fitted on {', '.join(h.meta.get('fit_subjects', []))}" if "parameter_count" not in h.meta else
-                f"{h.meta['parameter_count']:,} parameters, best epoch {h.meta.get('best_epoch')}")
+        what = (
+            f"fitted on {', '.join(h.meta.get('fit_subjects', []))}"
+            if "parameter_count" not in h.meta
+            else f"{h.meta['parameter_count']:,} parameters, best epoch {h.meta.get('best_epoch')}"
+        )
         return f"{what}; model card {card.get('variant') or card.get('method')}, SHA-256 {card_hash(card)[:12]}"
 
     pictures = ""
@@ -235,23 +274,33 @@ def _dmri_sections(runs, out: Path, *, evaluation, target, subject, quiet) -> tu
     if ev.test_subjects:  # pictures of a subject no method saw in training
         maps, mask = subject_maps(held, target, pictured_methods(ev, target))
         ref = "noiseless target" if "noiseless target" in maps else "target scan"
-        pictures += (f"<h3>Held-out subject {html.escape(subject)} on {html.escape(target)}</h3>"
-                     f"<p class='note'>One axial slice; the same window along each row. The last row is each column's "
-                     f"FA minus the {ref}'s (red: higher).</p>"
-                     + img_tag(map_grid(maps, mask, title=f"{subject}, {target}", reference=ref), "maps"))
+        pictures += (
+            f"<h3>Held-out subject {html.escape(subject)} on {html.escape(target)}</h3>"
+            f"<p class='note'>One axial slice; the same window along each row. The last row is each column's "
+            f"FA minus the {ref}'s (red: higher).</p>"
+            + img_tag(map_grid(maps, mask, title=f"{subject}, {target}", reference=ref), "maps")
+        )
         learned = set(learned_rows(ev))
-        kinds = {"input": "none", "rescan": "floor", **{m: "learned" if m in learned else "statistical"
-                                                         for m in ev.methods if m not in FLOORS}}
+        kinds = {
+            "input": "none",
+            "rescan": "floor",
+            **{m: "learned" if m in learned else "statistical" for m in ev.methods if m not in FLOORS},
+        }
         agreement = {t: regional_agreement(held, t, chosen_methods(ev, t)) for t in ev.targets}
-        pictures += ("<h3>Regional FA and MD against the target scan (Bland-Altman)</h3><p class='note'>Means over "
-                     f"cubes of about 10 mm inside the brain of {html.escape(subject)} (up to 150 per target, drawn at "
-                     "random with a fixed seed), each method's minus the target "
-                     "scan's; <i>input</i> is no harmonization, <i>rescan</i> a second session on the target scanner."
-                     "</p>" + img_tag(bland_altman(agreement, kinds), "Bland-Altman plots"))
+        pictures += (
+            "<h3>Regional FA and MD against the target scan (Bland-Altman)</h3><p class='note'>Means over "
+            f"cubes of about 10 mm inside the brain of {html.escape(subject)} (up to 150 per target, drawn at "
+            "random with a fixed seed), each method's minus the target "
+            "scan's; <i>input</i> is no harmonization, <i>rescan</i> a second session on the target scanner."
+            "</p>" + img_tag(bland_altman(agreement, kinds), "Bland-Altman plots")
+        )
     curves = img_tag(training_curves(labels), "training curves") if labels else ""
-    runs_list = "".join(f"<li><code>{html.escape(shown(r))}</code>: {html.escape(h.name)}, "
-                        f"targets {html.escape(', '.join(h.targets))}, {html.escape(about(h))}</li>"
-                        for r, h in zip(runs, hs) if h is not rows.identity)
+    runs_list = "".join(
+        f"<li><code>{html.escape(shown(r))}</code>: {html.escape(h.name)}, "
+        f"targets {html.escape(', '.join(h.targets))}, {html.escape(about(h))}</li>"
+        for r, h in zip(runs, hs)
+        if h is not rows.identity
+    )
     body = f"""
 <h2>dMRI: do FA and MD agree with the target scanner after harmonization?</h2>
 <p class="note">Dataset <code>{html.escape(shown(ds.root))}</code> ({len(ds.subjects)} subjects; input platform
@@ -266,7 +315,7 @@ def _dmri_sections(runs, out: Path, *, evaluation, target, subject, quiet) -> tu
 <details><summary>Whole-volume errors per subject</summary>{_volume_table(ev)}</details>
 <details><summary>Patch MSE (Table 1 of the MSP paper) and paired Wilcoxon tests</summary>
 <p>Mean (std) of the MSE in normalized SH space (every row's coefficients and the target scan's on one fixed
-scale per target platform) over {s['n_patches']} test patches (central {ev.eval_size}&sup3;
+scale per target platform) over {s["n_patches"]} test patches (central {ev.eval_size}&sup3;
 input voxels of each patch; lower is better, best per target in bold). The "none" row takes the input's SH
 coefficients, at their own scale, as the target's (no harmonization); "meanvar_global" standardizes each scan
 per channel and gives it the target platform's average. Patches overlap, so their count overstates the evidence: the intervals above are over subjects.</p>

@@ -112,25 +112,34 @@ def glance_html(rows: list[dict], info: dict) -> str:
         trained = [k for k in ssim if k not in ("none", "best baseline")]
         if trained:
             best = max(trained, key=lambda k: ssim[k]["mean"])
-            text = (f"<b>{html.escape(mod)}, {group} sites</b>: <code>{html.escape(best)}</code> reaches SSIM "
-                    f"{ssim[best]['mean']:.3f} against the truth")
+            text = (
+                f"<b>{html.escape(mod)}, {group} sites</b>: <code>{html.escape(best)}</code> reaches SSIM "
+                f"{ssim[best]['mean']:.3f} against the truth"
+            )
             if "best baseline" in ssim:
-                text += (f"; the best intensity baseline (<code>{html.escape(ssim['best baseline']['method'])}</code>) "
-                         f"{ssim['best baseline']['mean']:.3f}")
+                text += (
+                    f"; the best intensity baseline (<code>{html.escape(ssim['best baseline']['method'])}</code>) "
+                    f"{ssim['best baseline']['mean']:.3f}"
+                )
             if "none" in ssim:
                 text += f"; no harmonization {ssim['none']['mean']:.3f}"
             lines.append(f"<li>{text}.</li>")
         for metric, name, higher in GLANCE:
             if metric in per:
-                body.append(f"<tr><td>{html.escape(mod)}</td><td>{group}</td><td>{name} "
-                            f"({'higher' if higher else 'lower'} is better)</td>"
-                            + "".join(_cell(per[metric].get(label), label) for label in labels) + "</tr>")
+                body.append(
+                    f"<tr><td>{html.escape(mod)}</td><td>{group}</td><td>{name} "
+                    f"({'higher' if higher else 'lower'} is better)</td>"
+                    + "".join(_cell(per[metric].get(label), label) for label in labels)
+                    + "</tr>"
+                )
     n = max((c["n"] for per in g.values() for e in per.values() for c in e.values()), default=0)
     interval = interval_note(n, "test")
     head = "".join(f"<th>{html.escape(label)}</th>" for label in labels)
-    return (f"<ul class='lead'>{''.join(lines)}</ul><table class='glance'><tr><th>modality</th><th>sites</th>"
-            f"<th>measure</th>{head}</tr>{''.join(body)}</table><p class='note'>Each test subject's mean over its "
-            f"site pairs, then the mean over subjects ({interval}).</p>")
+    return (
+        f"<ul class='lead'>{''.join(lines)}</ul><table class='glance'><tr><th>modality</th><th>sites</th>"
+        f"<th>measure</th>{head}</tr>{''.join(body)}</table><p class='note'>Each test subject's mean over its "
+        f"site pairs, then the mean over subjects ({interval}).</p>"
+    )
 
 
 def example_images(info: dict, modality: str) -> tuple[dict[str, np.ndarray], np.ndarray, str]:
@@ -170,29 +179,34 @@ def structural_sections(structural, out: Path) -> tuple[str, str]:
     for modality in info.get("modalities", []):
         columns, mask, title = example_images(info, modality)
         pictures += img_tag(image_row(columns, mask, title=title), f"{modality} example")
-    table = markdown_table(summarize(rows, extra_metrics=tuple(k for k in ("texture_p2", "roundtrip")
-                                                               if any(k in r for r in rows))))
+    table = markdown_table(
+        summarize(rows, extra_metrics=tuple(k for k in ("texture_p2", "roundtrip") if any(k in r for r in rows)))
+    )
     test_rows = "".join(
         f"<tr><td>{html.escape(str(x.get('modality', '')))}</td><td>{html.escape(str(x.get('group', '')))}</td>"
         f"<td>{html.escape(str(x.get('metric', '')))}</td><td>{html.escape(str(x.get('method', x.get('b', ''))))}</td>"
         f"<td>{x.get('n', '')}</td><td title='{x['p']:.3g}'>{readable_p(x['p'])}</td>"
-        f"<td title='{x['p_bonferroni']:.3g}'>{readable_p(x['p_bonferroni'])}</td></tr>" for x in tests)
+        f"<td title='{x['p_bonferroni']:.3g}'>{readable_p(x['p_bonferroni'])}</td></tr>"
+        for x in tests
+    )
 
     if max((x.get("n", 0) for x in tests), default=0) < 2:
         tests_html = "<p class='note'>One test subject: no test across subjects.</p>"
     else:
-        tests_html = ("<table><tr><th>modality</th><th>sites</th><th>metric</th><th>other</th><th>subjects</th>"
-                      f"<th>p</th><th>p (Bonferroni)</th></tr>{test_rows}</table>")
+        tests_html = (
+            "<table><tr><th>modality</th><th>sites</th><th>metric</th><th>other</th><th>subjects</th>"
+            f"<th>p</th><th>p (Bonferroni)</th></tr>{test_rows}</table>"
+        )
 
     def shown(path) -> str:
         return os.path.relpath(Path(path).resolve(), out.resolve().parent)
 
     body = f"""
 <h2>Structural: does each image look as the target site's would, with its anatomy kept?</h2>
-<p class="note">Dataset <code>{html.escape(shown(info['dataset']))}</code>; test subjects
-{html.escape(', '.join(info['test_subjects']))}; one-shot target images from {html.escape(info['one_shot_reference_subject'])};
-training sites {html.escape(', '.join(info['training_sites']))}, never seen in training
-{html.escape(', '.join(info.get('unseen_sites', [])) or 'none')}.</p>
+<p class="note">Dataset <code>{html.escape(shown(info["dataset"]))}</code>; test subjects
+{html.escape(", ".join(info["test_subjects"]))}; one-shot target images from {html.escape(info["one_shot_reference_subject"])};
+training sites {html.escape(", ".join(info["training_sites"]))}, never seen in training
+{html.escape(", ".join(info.get("unseen_sites", [])) or "none")}.</p>
 {glance_html(rows, info)}
 <h3>One test subject to a site</h3>
 <p class="note">One axial slice; the same window along the row (that of the truth). Below each image its
@@ -200,11 +214,14 @@ difference to the truth.</p>
 {pictures}
 <details><summary>All metrics (mean over the test subjects [95% interval over them, with three or more];
 with fewer, mean ± std over their site pairs)</summary><pre>{html.escape(table)}</pre></details>
-<details><summary>Paired Wilcoxon tests against {html.escape(info.get('reference', ''))} over the test subjects
+<details><summary>Paired Wilcoxon tests against {html.escape(info.get("reference", ""))} over the test subjects
 (Bonferroni)</summary>{tests_html}</details>
 """
-    methods = "".join(f"<li>{html.escape(m)}: <code>{html.escape(shown(o) if os.path.sep in str(o) else str(o))}</code>"
-                      f"{html.escape(_card_line(o))}</li>" for m, o in info.get("methods", {}).items())
+    methods = "".join(
+        f"<li>{html.escape(m)}: <code>{html.escape(shown(o) if os.path.sep in str(o) else str(o))}</code>"
+        f"{html.escape(_card_line(o))}</li>"
+        for m, o in info.get("methods", {}).items()
+    )
     return body, f"<h3>Structural methods</h3><ul>{methods}</ul>"
 
 

@@ -159,8 +159,16 @@ class SubjectWarp:
     disp_spacing: float
 
     @classmethod
-    def random(cls, rng: np.random.Generator, lo_mm, hi_mm, *, amplitude_mm: float = 3.0,
-               spacing_mm: float = 8.0, size_sd: float = 0.05) -> SubjectWarp:
+    def random(
+        cls,
+        rng: np.random.Generator,
+        lo_mm,
+        hi_mm,
+        *,
+        amplitude_mm: float = 3.0,
+        spacing_mm: float = 8.0,
+        size_sd: float = 0.05,
+    ) -> SubjectWarp:
         lo = np.asarray(lo_mm, float) - MARGIN_MM
         hi = np.asarray(hi_mm, float) + MARGIN_MM
         shape = tuple(int(s) for s in np.ceil((hi - lo) / spacing_mm).astype(int) + 1)
@@ -190,8 +198,9 @@ def rigid(rng: np.random.Generator, translation_sd_mm: float, rotation_sd_deg: f
     return r, t
 
 
-def sample_anatomy(fields: TemplateFields, warp: SubjectWarp, affine: np.ndarray, shape,
-                   scan_rigid=None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def sample_anatomy(
+    fields: TemplateFields, warp: SubjectWarp, affine: np.ndarray, shape, scan_rigid=None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Render a subject's anatomy on a grid (the fine simulation grid of one scan).
 
     Args:
@@ -221,10 +230,12 @@ def sample_anatomy(fields: TemplateFields, warp: SubjectWarp, affine: np.ndarray
     vec = {k: np.zeros((n, 3), np.float32) for k in ("fibre1", "fibre2", "radial")}
     if inside.size:
         vin = vox[:, inside]
-        samp = np.stack([
-            ndimage.map_coordinates(fields.data[c], vin, order=1, mode="constant", cval=0.0)
-            for c in range(1, len(CHANNELS))
-        ])
+        samp = np.stack(
+            [
+                ndimage.map_coordinates(fields.data[c], vin, order=1, mode="constant", cval=0.0)
+                for c in range(1, len(CHANNELS))
+            ]
+        )
         for k in ("gm", "wm", "csf", "crossing"):
             out[k][inside] = samp[CHANNELS.index(k) - 1]
         jac = _jacobian(q.reshape((3, *shape)), affine)[:, inside]  # (9, M): d q / d p

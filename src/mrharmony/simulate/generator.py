@@ -119,10 +119,20 @@ def make_geometry(preset: Preset, platforms: list[SimPlatform]) -> Geometry:
     return Geometry(corner=corner, fine_shape=tuple(int(s * k) for s in shape))
 
 
-def simulate(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, platforms_file=None,
-             n_subjects: int | None = None, force: bool = False, quiet: bool = False,
-             jobs: int | None = None, cohort: int | None = None, effect: float = 0.08,
-             global_md_effect: float = DEFAULT_GLOBAL_MD_EFFECT) -> Path:
+def simulate(
+    out: str | os.PathLike,
+    *,
+    preset: str = "demo",
+    seed: int = 0,
+    platforms_file=None,
+    n_subjects: int | None = None,
+    force: bool = False,
+    quiet: bool = False,
+    jobs: int | None = None,
+    cohort: int | None = None,
+    effect: float = 0.08,
+    global_md_effect: float = DEFAULT_GLOBAL_MD_EFFECT,
+) -> Path:
     """Generate a synthetic traveling-heads dataset (see the module docstring).
 
     Parameters
@@ -172,8 +182,10 @@ def simulate(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, pla
         if not 0.0 < effect < 0.3:
             raise InputError(f"the patients' effect on the intra-axonal fraction must be in (0, 0.3), not {effect}.")
         if not 0.0 <= global_md_effect < 0.5:
-            raise InputError("the patients' global rise of the diffusivities (--global-md-effect) must be in "
-                             f"[0, 0.5), not {global_md_effect}.")
+            raise InputError(
+                "the patients' global rise of the diffusivities (--global-md-effect) must be in "
+                f"[0, 0.5), not {global_md_effect}."
+            )
         n_subjects = cohort
     if jobs is not None and jobs < 1:
         raise InputError(f"the number of processes (--jobs) must be at least 1, not {jobs}.")
@@ -183,8 +195,9 @@ def simulate(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, pla
     subjects = subject_names(pre.n_subjects)
     out = Path(out)
     with staged_output_dir(out, force=force) as tmp:
-        progress = Progress(total=pre.n_subjects * (len(plats) + 1), unit="scans", desc=f"simulate {preset}",
-                            quiet=quiet)
+        progress = Progress(
+            total=pre.n_subjects * (len(plats) + 1), unit="scans", desc=f"simulate {preset}", quiet=quiet
+        )
         fields = template_fields(geom.corner, geom.corner + np.asarray(geom.fine_shape) * FINE_VOXEL_MM)
         design = None if cohort is None else cohort_design(subjects, effect, global_md_effect)
         tasks = [(tmp, subject, i, seed, fields, geom, plats, design) for i, subject in enumerate(subjects)]
@@ -199,12 +212,18 @@ def simulate(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, pla
         progress.close()
         spec = DatasetSpec(
             name=f"mrharmony-synthetic-{preset}" + ("-cohort" if design else ""),
-            description=pre.description if not design else
-            f"a study cohort of {len(subjects)} subjects (controls and patients) on the {preset} preset's field of view",
+            description=pre.description
+            if not design
+            else f"a study cohort of {len(subjects)} subjects (controls and patients) on the {preset} preset's field of view",
             platforms=[p.spec() for p in plats],
             subjects=subjects,
-            generated_by={"name": "mrharmony simulate", "version": __version__, "preset": preset, "seed": seed,
-                          "simulator_version": SIMULATOR_VERSION},
+            generated_by={
+                "name": "mrharmony simulate",
+                "version": __version__,
+                "preset": preset,
+                "seed": seed,
+                "simulator_version": SIMULATOR_VERSION,
+            },
         )
         write_dataset_spec(tmp, spec)
         sim = {
@@ -217,8 +236,10 @@ def simulate(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, pla
         }
         if design:
             sim["cohort"] = design
-            write_text(tmp / "participants.tsv", "participant_id\tgroup\n"
-                       + "".join(f"{s}\t{g}\n" for s, g in design["groups"].items()))
+            write_text(
+                tmp / "participants.tsv",
+                "participant_id\tgroup\n" + "".join(f"{s}\t{g}\n" for s, g in design["groups"].items()),
+            )
         write_text(tmp / "simulation.yaml", dump_yaml(sim))
     return out
 
@@ -262,9 +283,13 @@ def cohort_design(subjects: list[str], effect: float, global_md_effect: float = 
     region and the patients' change of the intra-axonal fraction there (``f_intra_change``), the
     patients' relative change of every tissue diffusivity (``global_md_change``: each is
     multiplied by ``1 + global_md_change``) and :data:`COHORT_VERSION`."""
-    return {"groups": {s: ("control" if i % 2 == 0 else "patient") for i, s in enumerate(subjects)},
-            "region": dict(COHORT_REGION), "f_intra_change": -float(effect),
-            "global_md_change": float(global_md_effect), "cohort_version": COHORT_VERSION}
+    return {
+        "groups": {s: ("control" if i % 2 == 0 else "patient") for i, s in enumerate(subjects)},
+        "region": dict(COHORT_REGION),
+        "f_intra_change": -float(effect),
+        "global_md_change": float(global_md_effect),
+        "cohort_version": COHORT_VERSION,
+    }
 
 
 def draw_index(index: int, design: dict | None = None) -> int:
@@ -273,8 +298,7 @@ def draw_index(index: int, design: dict | None = None) -> int:
     return index + (COHORT_INDEX_OFFSET if design else 0)
 
 
-def scan_seed(seed: int, index: int, platform_index: int, design: dict | None = None,
-              session: int = 1) -> list[int]:
+def scan_seed(seed: int, index: int, platform_index: int, design: dict | None = None, session: int = 1) -> list[int]:
     """The seed of the generator that draws one scan's misregistration, bias field and noise: the
     dataset's seed, the subject's :func:`draw_index`, ``1 +`` the platform's index, and the
     session when it is a later one (stream 0 is the subject's anatomy and tissue)."""
@@ -295,8 +319,7 @@ class _Subject:
     diffusivity_scale: float = 1.0
 
     @classmethod
-    def draw(cls, seed: int, index: int, geom: Geometry, design: dict | None = None,
-             subject: str = "") -> _Subject:
+    def draw(cls, seed: int, index: int, geom: Geometry, design: dict | None = None, subject: str = "") -> _Subject:
         rng = np.random.default_rng([seed, draw_index(index, design), 0])
         lo = geom.corner
         hi = geom.corner + np.asarray(geom.fine_shape) * FINE_VOXEL_MM
@@ -308,8 +331,14 @@ class _Subject:
             return cls(warp, tissue, fic_field)
         if design["groups"][subject] != "patient":
             return cls(warp, tissue, fic_field, 0.0, design["region"])
-        return cls(warp, tissue, fic_field, design["f_intra_change"], design["region"],
-                   1.0 + float(design.get("global_md_change", 0.0)))
+        return cls(
+            warp,
+            tissue,
+            fic_field,
+            design["f_intra_change"],
+            design["region"],
+            1.0 + float(design.get("global_md_change", 0.0)),
+        )
 
     def in_region(self, points: np.ndarray) -> np.ndarray:
         """Whether each point (3, N; scanner mm) lies in the cohort's region (template space)."""
@@ -327,8 +356,16 @@ class _Subject:
         return np.clip(fic, 0.3, 0.8).astype(np.float32)
 
 
-def _simulate_subject(root: Path, subject: str, index: int, seed: int, fields, geom: Geometry,
-                      plats: list[SimPlatform], design: dict | None) -> None:
+def _simulate_subject(
+    root: Path,
+    subject: str,
+    index: int,
+    seed: int,
+    fields,
+    geom: Geometry,
+    plats: list[SimPlatform],
+    design: dict | None,
+) -> None:
     subj = _Subject.draw(seed, index, geom, design, subject)
     fine_affine, fine_shape = geom.grid(FINE_VOXEL_MM)
     # ground truth on the fine grid, without scan misregistration
@@ -339,8 +376,12 @@ def _simulate_subject(root: Path, subject: str, index: int, seed: int, fields, g
     save_nifti(truth_dir / "tissue.nii.gz", tissue_maps, fine_affine)
     save_nifti(truth_dir / "fibres.nii.gz", np.concatenate([anat["fibre1"], anat["fibre2"]], axis=-1), fine_affine)
     if design:
-        save_nifti(truth_dir / "region.nii.gz", subj.in_region(pts).reshape(fine_shape).astype(np.uint8),
-                   fine_affine, dtype=np.uint8)
+        save_nifti(
+            truth_dir / "region.nii.gz",
+            subj.in_region(pts).reshape(fine_shape).astype(np.uint8),
+            fine_affine,
+            dtype=np.uint8,
+        )
     info = {
         "subject": subject,
         "tissue_volumes": ["wm", "gm", "csf", "f_intra", "crossing"],
@@ -389,13 +430,19 @@ def _simulation(dataset, subject: str):
     sim = read_yaml(sim_file)
     version = sim.get("simulator_version", 1)
     if version != SIMULATOR_VERSION:
-        raise InputError(f"was made by simulator version {version}; this mrharmony renders version "
-                         f"{SIMULATOR_VERSION} only: simulate the dataset again.", sim_file)
+        raise InputError(
+            f"was made by simulator version {version}; this mrharmony renders version "
+            f"{SIMULATOR_VERSION} only: simulate the dataset again.",
+            sim_file,
+        )
     design = sim.get("cohort")
     if design and design.get("cohort_version", 1) != COHORT_VERSION:
-        raise InputError(f"describes a cohort of version {design.get('cohort_version', 1)}, whose scans this "
-                         f"mrharmony cannot render again (it renders version {COHORT_VERSION}): simulate the "
-                         "cohort again.", sim_file)
+        raise InputError(
+            f"describes a cohort of version {design.get('cohort_version', 1)}, whose scans this "
+            f"mrharmony cannot render again (it renders version {COHORT_VERSION}): simulate the "
+            "cohort again.",
+            sim_file,
+        )
     spec = read_dataset_spec(root)
     if subject not in spec.subjects:
         raise InputError(f"has no subject {subject!r}.", root)
@@ -421,8 +468,9 @@ def white_matter_regions(dataset: str | os.PathLike, subject: str) -> tuple[np.n
     return labels.reshape(shape), affine, [r["name"] for r in WM_REGIONS]
 
 
-def render_scan(dataset: str | os.PathLike, subject: str, platform: str, *, noise: bool = True,
-                session: int = 1) -> RenderedScan:
+def render_scan(
+    dataset: str | os.PathLike, subject: str, platform: str, *, noise: bool = True, session: int = 1
+) -> RenderedScan:
     """Render one scan of a simulated dataset again from its ``simulation.yaml``.
 
     Parameters
@@ -466,8 +514,9 @@ def render_scan(dataset: str | os.PathLike, subject: str, platform: str, *, nois
     return _render_scan(np.random.default_rng(key), plats[j], fields, subj, geom, noise=noise)
 
 
-def _render_scan(rng: np.random.Generator, plat: SimPlatform, fields, subj: _Subject, geom: Geometry,
-                 *, noise: bool = True) -> RenderedScan:
+def _render_scan(
+    rng: np.random.Generator, plat: SimPlatform, fields, subj: _Subject, geom: Geometry, *, noise: bool = True
+) -> RenderedScan:
     fine_affine, fine_shape = geom.grid(FINE_VOXEL_MM)
     affine, shape = geom.grid(plat.voxel_size[0])
     k = plat.fine_factor
@@ -475,20 +524,32 @@ def _render_scan(rng: np.random.Generator, plat: SimPlatform, fields, subj: _Sub
     tissue = subj.tissue
     anat, pts = sample_anatomy(fields, subj.warp, fine_affine, fine_shape, scan_rigid=misreg)
     inside = np.flatnonzero(anat["brain"].ravel() > 1e-3)
-    flat = {key: anat[key].reshape(-1, *anat[key].shape[3:])[inside] for key in
-            ("wm", "gm", "csf", "crossing", "fibre1", "fibre2", "radial")}
+    flat = {
+        key: anat[key].reshape(-1, *anat[key].shape[3:])[inside]
+        for key in ("wm", "gm", "csf", "crossing", "fibre1", "fibre2", "radial")
+    }
     bvals, bvecs = gradient_table(plat)
     # positions in the scanner frame (mm from the isocentre), where the gradient coil's non-linearity acts
     fine_pts = _world_coords_flat(fine_affine, fine_shape, inside) - geom.centre[None, :]
-    sig = compartment_signal(flat, subj.f_intra(pts[:, inside]), tissue, plat, bvals, bvecs,
-                             positions_mm=fine_pts, diffusivity_scale=subj.diffusivity_scale)
+    sig = compartment_signal(
+        flat,
+        subj.f_intra(pts[:, inside]),
+        tissue,
+        plat,
+        bvals,
+        bvecs,
+        positions_mm=fine_pts,
+        diffusivity_scale=subj.diffusivity_scale,
+    )
     del fine_pts
     brain_in = anat["brain"].ravel()[inside]
     wm_in = flat["wm"]
     del anat, pts, flat
     # scanner units: a white-matter b0 voxel (all white matter, mean properties) reads receiver_gain
-    s0_wm = tissue.pd_wm * (tissue.f_intra * np.exp(-plat.te_ms / tissue.t2_intra)
-                            + (1 - tissue.f_intra) * np.exp(-plat.te_ms / tissue.t2_extra))
+    s0_wm = tissue.pd_wm * (
+        tissue.f_intra * np.exp(-plat.te_ms / tissue.t2_intra)
+        + (1 - tissue.f_intra) * np.exp(-plat.te_ms / tissue.t2_extra)
+    )
     sig *= plat.receiver_gain / s0_wm
     sigma_psf = plat.psf_fwhm_mm / 2.3548 / FINE_VOXEL_MM
 
@@ -517,8 +578,7 @@ def _render_scan(rng: np.random.Generator, plat: SimPlatform, fields, subj: _Sub
     top = np.iinfo(np.int16).max
     for v in range(len(bvals)):
         clean = clean_b0.pop(v) if is_b0[v] else to_platform(sig[:, v]) * bias
-        dwi[..., v] = (np.clip(np.rint(magnitude_noise(rng, clean, sigma, plat.noise_coils)), 0, top)
-                       if noise else clean)
+        dwi[..., v] = np.clip(np.rint(magnitude_noise(rng, clean, sigma, plat.noise_coils)), 0, top) if noise else clean
     del sig
     mask = (brain >= 0.5).astype(np.uint8)
     return RenderedScan(dwi=dwi, mask=mask, affine=affine, bvals=bvals, bvecs=bvecs)

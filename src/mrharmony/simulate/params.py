@@ -184,13 +184,20 @@ class PlatformsFile(StrictModel):
                 plats.append(p)
                 continue
             if "snr" in p:
-                raise ValueError(f"platform {i} sets 'snr', which is derived from snr_reference; set its "
-                                 "coil_sensitivity, n_averages or g_factor instead")
+                raise ValueError(
+                    f"platform {i} sets 'snr', which is derived from snr_reference; set its "
+                    "coil_sensitivity, n_averages or g_factor instead"
+                )
             try:
                 voxel = float(np.prod(np.broadcast_to(np.asarray(p["voxel_size"], float), 3)))
-                factor = (voxel / ref.voxel_size**3 * np.exp(-(float(p["te_ms"]) - ref.te_ms) / ref.t2_wm_ms)
-                          * float(p.get("coil_sensitivity", 1.0)) * np.sqrt(float(p.get("n_averages", 1)))
-                          / float(p.get("g_factor", 1.0)))
+                factor = (
+                    voxel
+                    / ref.voxel_size**3
+                    * np.exp(-(float(p["te_ms"]) - ref.te_ms) / ref.t2_wm_ms)
+                    * float(p.get("coil_sensitivity", 1.0))
+                    * np.sqrt(float(p.get("n_averages", 1)))
+                    / float(p.get("g_factor", 1.0))
+                )
             except (KeyError, TypeError, ValueError):
                 plats.append(p)  # the platform's own validation names what is missing
                 continue

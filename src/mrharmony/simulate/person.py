@@ -22,8 +22,9 @@ CHANGES = {"md": "md", "fa": "fa", "csf": "md"}
 FREE_WATER_D = 3e-3
 
 
-def change_scan(dwi: np.ndarray, bvals: np.ndarray, mask: np.ndarray, kind: str, *,
-                b0_threshold: float = 50.0) -> np.ndarray:
+def change_scan(
+    dwi: np.ndarray, bvals: np.ndarray, mask: np.ndarray, kind: str, *, b0_threshold: float = 50.0
+) -> np.ndarray:
     """``dwi`` (X, Y, Z, N) with the person changed by ``kind`` (see the module docstring) inside
     ``mask``; float32, voxels outside the mask and b=0 volumes unchanged."""
     if kind not in CHANGES:
@@ -34,7 +35,7 @@ def change_scan(dwi: np.ndarray, bvals: np.ndarray, mask: np.ndarray, kind: str,
     inside = (np.asarray(mask, bool) & (s0[..., 0] > 0))[..., None]
     e = np.clip(dwi[..., ~b0] / np.maximum(s0, 1e-6), 1e-6, None)
     if kind == "md":
-        e = e ** 1.15
+        e = e**1.15
     elif kind == "fa":
         e = 0.7 * e + 0.3 * e.mean(-1, keepdims=True)
     else:

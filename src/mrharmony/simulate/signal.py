@@ -93,8 +93,9 @@ class TissueProperties:
         return asdict(self)
 
 
-def restricted_diffusivities(tissue: TissueProperties, platform: SimPlatform,
-                             diffusivity_scale: float = 1.0) -> tuple[float, float]:
+def restricted_diffusivities(
+    tissue: TissueProperties, platform: SimPlatform, diffusivity_scale: float = 1.0
+) -> tuple[float, float]:
     """Apparent axial and radial diffusivity (mm^2/s) of the intra-axonal compartment, times
     ``diffusivity_scale``."""
     delta, big_delta = platform.pulse_timing()
@@ -113,8 +114,9 @@ def extra_radial_excess(platform: SimPlatform, diffusivity_scale: float = 1.0) -
     return float(EXTRA_RADIAL_TIME_B * np.log(big_delta / EXTRA_RADIAL_TIME_TC) / big_delta * diffusivity_scale)
 
 
-def effective_gradients(platform: SimPlatform, b: np.ndarray, g: np.ndarray,
-                        positions_mm: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def effective_gradients(
+    platform: SimPlatform, b: np.ndarray, g: np.ndarray, positions_mm: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Effective b-values (N, M) and unit directions (N, M, 3) of M volumes at N positions (mm
     from the isocentre) under the platform's gradient non-linearity; without non-linearity (or
     positions), b (1, M) and g (1, M, 3) broadcast over the voxels."""
@@ -130,10 +132,18 @@ def effective_gradients(platform: SimPlatform, b: np.ndarray, g: np.ndarray,
     return b[None, :] * np.where(nominal > 1e-6, n2 / nominal, 1.0), unit
 
 
-def compartment_signal(anat: dict[str, np.ndarray], f_intra_map: np.ndarray, tissue: TissueProperties,
-                       platform: SimPlatform, bvals: np.ndarray, bvecs: np.ndarray,
-                       *, positions_mm: np.ndarray | None = None, diffusivity_scale: float = 1.0,
-                       chunk: int = 65536) -> np.ndarray:
+def compartment_signal(
+    anat: dict[str, np.ndarray],
+    f_intra_map: np.ndarray,
+    tissue: TissueProperties,
+    platform: SimPlatform,
+    bvals: np.ndarray,
+    bvecs: np.ndarray,
+    *,
+    positions_mm: np.ndarray | None = None,
+    diffusivity_scale: float = 1.0,
+    chunk: int = 65536,
+) -> np.ndarray:
     """Noiseless signal (N, M) of N voxels for M volumes, in units of the fully relaxed PD.
 
     Args:
@@ -164,8 +174,7 @@ def compartment_signal(anat: dict[str, np.ndarray], f_intra_map: np.ndarray, tis
     w_csf_c = tissue.pd_csf * np.exp(-te / tissue.t2_csf)
     for s in range(0, n, chunk):
         sl = slice(s, min(n, s + chunk))
-        b, g = effective_gradients(platform, b_nominal, g_nominal,
-                                   None if positions_mm is None else positions_mm[sl])
+        b, g = effective_gradients(platform, b_nominal, g_nominal, None if positions_mm is None else positions_mm[sl])
         wm = anat["wm"][sl, None]
         fic = f_intra_map[sl, None]
         cross = anat["crossing"][sl, None]
@@ -194,7 +203,9 @@ def _zeppelin(direction: np.ndarray, g: np.ndarray, b: np.ndarray, d_par: float,
     return np.exp(-b * (d_perp + (d_par - d_perp) * _cos2(direction, g)))
 
 
-def bias_field(rng: np.random.Generator, platform: SimPlatform, coords_mm: np.ndarray, centre: np.ndarray) -> np.ndarray:
+def bias_field(
+    rng: np.random.Generator, platform: SimPlatform, coords_mm: np.ndarray, centre: np.ndarray
+) -> np.ndarray:
     """Smooth receive field of one scan: the platform's pattern, each term jittered by 20%.
 
     ``coords_mm`` is (3, ...) scanner coordinates; returns a positive multiplicative field.

@@ -49,6 +49,7 @@ class StructuralSite(StrictModel):
 
     def contrast(self, modality: str) -> tuple[float, float, float] | None:
         return getattr(self, modality.lower())
+
     scale: float = Field(gt=0)
     snr: float = Field(gt=0)
     blur_fwhm_mm: tuple[float, float, float]
@@ -71,15 +72,30 @@ class StructuralPreset(StrictModel):
 
 
 STRUCTURAL_PRESETS: dict[str, StructuralPreset] = {
-    "tiny": StructuralPreset(name="tiny", n_subjects=4, voxel_mm=2.0, fov_min_mm=(-40.0, -50.0, -10.0),
-                             fov_max_mm=(40.0, 30.0, 30.0),
-                             description="4 subjects, an 80 x 80 x 40 mm block at 2 mm: seconds, for tests"),
-    "demo": StructuralPreset(name="demo", n_subjects=8, voxel_mm=2.0, fov_min_mm=(-72.0, -108.0, -40.0),
-                             fov_max_mm=(72.0, 76.0, 60.0),
-                             description="8 subjects, the brain from the ventricles up at 2 mm"),
-    "full": StructuralPreset(name="full", n_subjects=16, voxel_mm=1.5, fov_min_mm=(-72.0, -108.0, -62.0),
-                             fov_max_mm=(72.0, 76.0, 84.0),
-                             description="16 subjects, whole brain at 1.5 mm"),
+    "tiny": StructuralPreset(
+        name="tiny",
+        n_subjects=4,
+        voxel_mm=2.0,
+        fov_min_mm=(-40.0, -50.0, -10.0),
+        fov_max_mm=(40.0, 30.0, 30.0),
+        description="4 subjects, an 80 x 80 x 40 mm block at 2 mm: seconds, for tests",
+    ),
+    "demo": StructuralPreset(
+        name="demo",
+        n_subjects=8,
+        voxel_mm=2.0,
+        fov_min_mm=(-72.0, -108.0, -40.0),
+        fov_max_mm=(72.0, 76.0, 60.0),
+        description="8 subjects, the brain from the ventricles up at 2 mm",
+    ),
+    "full": StructuralPreset(
+        name="full",
+        n_subjects=16,
+        voxel_mm=1.5,
+        fov_min_mm=(-72.0, -108.0, -62.0),
+        fov_max_mm=(72.0, 76.0, 84.0),
+        description="16 subjects, whole brain at 1.5 mm",
+    ),
 }
 
 
@@ -96,8 +112,14 @@ def load_sites(path: str | os.PathLike | None = None) -> list[StructuralSite]:
     return sites
 
 
-def render_site(rng: np.random.Generator, site: StructuralSite, tissue: np.ndarray, brain: np.ndarray,
-                voxel_mm: float, modality: str = "T1w") -> np.ndarray:
+def render_site(
+    rng: np.random.Generator,
+    site: StructuralSite,
+    tissue: np.ndarray,
+    brain: np.ndarray,
+    voxel_mm: float,
+    modality: str = "T1w",
+) -> np.ndarray:
     """One site's image (``modality``) of a subject's tissue fractions (X, Y, Z, 3: CSF, GM, WM)
     inside ``brain``."""
     from scipy import ndimage
@@ -118,9 +140,17 @@ def render_site(rng: np.random.Generator, site: StructuralSite, tissue: np.ndarr
     # smooth receive field: random low-order polynomial in log space
     coords = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in img.shape], indexing="ij"))
     c = rng.normal(0.0, 1.0, 9)
-    log_bias = (c[0] * coords[0] + c[1] * coords[1] + c[2] * coords[2] + c[3] * coords[0] * coords[1]
-                + c[4] * coords[1] * coords[2] + c[5] * coords[0] * coords[2] + c[6] * coords[0] ** 2
-                + c[7] * coords[1] ** 2 + c[8] * coords[2] ** 2) / 3.0
+    log_bias = (
+        c[0] * coords[0]
+        + c[1] * coords[1]
+        + c[2] * coords[2]
+        + c[3] * coords[0] * coords[1]
+        + c[4] * coords[1] * coords[2]
+        + c[5] * coords[0] * coords[2]
+        + c[6] * coords[0] ** 2
+        + c[7] * coords[1] ** 2
+        + c[8] * coords[2] ** 2
+    ) / 3.0
     img *= np.exp(site.bias * log_bias).astype(np.float32)
     sigma_noise = 1.0 / site.snr  # the brightest tissue's intensity is 1
     re = img + sigma_noise * rng.standard_normal(img.shape, dtype=np.float32)
@@ -128,8 +158,16 @@ def render_site(rng: np.random.Generator, site: StructuralSite, tissue: np.ndarr
     return (np.sqrt(re * re + im * im) * site.scale).astype(np.float32)
 
 
-def simulate_structural(out: str | os.PathLike, *, preset: str = "demo", seed: int = 0, sites_file=None,
-                        n_subjects: int | None = None, force: bool = False, quiet: bool = False) -> Path:
+def simulate_structural(
+    out: str | os.PathLike,
+    *,
+    preset: str = "demo",
+    seed: int = 0,
+    sites_file=None,
+    n_subjects: int | None = None,
+    force: bool = False,
+    quiet: bool = False,
+) -> Path:
     """Generate the synthetic multi-site structural dataset in ``out`` (module docstring)."""
     from mrharmony import __version__
     from mrharmony.data.structural import (
@@ -152,8 +190,12 @@ def simulate_structural(out: str | os.PathLike, *, preset: str = "demo", seed: i
     subjects = [f"sub-{i + 1:02d}" for i in range(pre.n_subjects)]
     with staged_output_dir(Path(out), force=force) as tmp:
         fields = template_fields(lo, hi)
-        progress = Progress(total=len(subjects) * len(sites) * len(modalities), unit="images", desc=f"simulate structural {preset}",
-                            quiet=quiet)
+        progress = Progress(
+            total=len(subjects) * len(sites) * len(modalities),
+            unit="images",
+            desc=f"simulate structural {preset}",
+            quiet=quiet,
+        )
         for i, subject in enumerate(subjects):
             rng = np.random.default_rng([seed, i, 0])
             warp = SubjectWarp.random(rng, lo, hi)
@@ -170,13 +212,25 @@ def simulate_structural(out: str | os.PathLike, *, preset: str = "demo", seed: i
                     save_nifti(tmp / subject / site.name / f"{modality}.nii.gz", img, affine)
                     progress.update(1)
         progress.close()
-        write_structural_spec(tmp, StructuralSpec(
-            kind="structural", subjects=subjects, modalities=modalities,
-            sites=[SiteSpec(name=s.name, role=s.role) for s in sites],
-            generated_by={"name": "mrharmony simulate", "version": __version__, "preset": preset, "seed": seed},
-        ))
-        write_text(tmp / "simulation.yaml", dump_yaml({
-            "mrharmony_version": __version__, "preset": pre.model_dump(mode="json"), "seed": seed,
-            "sites": [s.model_dump(mode="json") for s in sites],
-        }))
+        write_structural_spec(
+            tmp,
+            StructuralSpec(
+                kind="structural",
+                subjects=subjects,
+                modalities=modalities,
+                sites=[SiteSpec(name=s.name, role=s.role) for s in sites],
+                generated_by={"name": "mrharmony simulate", "version": __version__, "preset": preset, "seed": seed},
+            ),
+        )
+        write_text(
+            tmp / "simulation.yaml",
+            dump_yaml(
+                {
+                    "mrharmony_version": __version__,
+                    "preset": pre.model_dump(mode="json"),
+                    "seed": seed,
+                    "sites": [s.model_dump(mode="json") for s in sites],
+                }
+            ),
+        )
     return Path(out)

@@ -34,9 +34,19 @@ if TYPE_CHECKING:
 OWN_DATA_KEYS = ("dataset", "test_subjects", "n_test_subjects")
 
 
-def fit(method: str, dataset: str | os.PathLike | None = None, *, train_subjects: Sequence[str] | None = None,
-        out: str | os.PathLike | None = None, preset: str | None = None, training: dict | None = None,
-        data: dict | None = None, force: bool = False, quiet: bool = True, **settings) -> ImageHarmonizer:
+def fit(
+    method: str,
+    dataset: str | os.PathLike | None = None,
+    *,
+    train_subjects: Sequence[str] | None = None,
+    out: str | os.PathLike | None = None,
+    preset: str | None = None,
+    training: dict | None = None,
+    data: dict | None = None,
+    force: bool = False,
+    quiet: bool = True,
+    **settings,
+) -> ImageHarmonizer:
     """Fit a structural harmonization method on the training subjects of a structural dataset.
 
     Parameters
@@ -114,16 +124,21 @@ def fit(method: str, dataset: str | os.PathLike | None = None, *, train_subjects
     if preset is not None and preset not in PRESETS:
         raise InputError(f"preset {preset!r} is not one of {', '.join(PRESETS)}.")
     held_out = held_out_of(dataset, train_subjects)
-    cfg = model_from_dict(StructuralRunConfig, {
-        "preset": preset,
-        "data": {"dataset": str(Path(dataset).resolve()), "test_subjects": held_out, **data},
-        "model": resolve_paths({"method": method, **settings}, chosen.config, Path.cwd()),
-        "training": {**PRESETS.get(preset, {}), **(training or {})},
-    })
+    cfg = model_from_dict(
+        StructuralRunConfig,
+        {
+            "preset": preset,
+            "data": {"dataset": str(Path(dataset).resolve()), "test_subjects": held_out, **data},
+            "model": resolve_paths({"method": method, **settings}, chosen.config, Path.cwd()),
+            "training": {**PRESETS.get(preset, {}), **(training or {})},
+        },
+    )
     n_val = cfg.data.n_validation_subjects
     if len(train_subjects) <= n_val:
-        raise InputError(f"{method} needs at least {n_val + 1} train_subjects (validation takes {n_val} of them), not "
-                         f"{len(train_subjects)}.")
+        raise InputError(
+            f"{method} needs at least {n_val + 1} train_subjects (validation takes {n_val} of them), not "
+            f"{len(train_subjects)}."
+        )
     train_structural(cfg, out, force=force, quiet=quiet)
     return load_image_harmonizer(out)
 

@@ -23,9 +23,18 @@ from mrharmony.structural.harmonizer import AUTOMATIC_MASK, derivative_name
 __all__ = ["AUTOMATIC_MASK", "apply_image_model", "restore_image"]
 
 
-def apply_image_model(model: str | os.PathLike, *, input_path, target_path, out, mask_path=None,
-                      target_mask_path=None, force: bool = False, method: str | None = None,
-                      allow_modality_mismatch: bool = False) -> Path:
+def apply_image_model(
+    model: str | os.PathLike,
+    *,
+    input_path,
+    target_path,
+    out,
+    mask_path=None,
+    target_mask_path=None,
+    force: bool = False,
+    method: str | None = None,
+    allow_modality_mismatch: bool = False,
+) -> Path:
     """Harmonize an image to the site of one target image with a trained model, into a new folder.
 
     Parameters
@@ -72,16 +81,25 @@ def apply_image_model(model: str | os.PathLike, *, input_path, target_path, out,
     name = derivative_name(input_path, "harmonized")
     with staged_output_dir(out, force=force) as tmp:  # checked before the model is read
         harmonizer = load_image_harmonizer(model, method=method)
-        harmonizer.harmonize_file(input_path=input_path, target_path=target_path, out=tmp / name,
-                                  mask_path=mask_path, target_mask_path=target_mask_path,
-                                  allow_modality_mismatch=allow_modality_mismatch)
-        write_derivative_description(tmp / "dataset_description.json", name="mrharmony harmonized structural MRI",
-                                     description=f"mrharmony structural apply ({harmonizer.name})")
+        harmonizer.harmonize_file(
+            input_path=input_path,
+            target_path=target_path,
+            out=tmp / name,
+            mask_path=mask_path,
+            target_mask_path=target_mask_path,
+            allow_modality_mismatch=allow_modality_mismatch,
+        )
+        write_derivative_description(
+            tmp / "dataset_description.json",
+            name="mrharmony harmonized structural MRI",
+            description=f"mrharmony structural apply ({harmonizer.name})",
+        )
     return Path(out) / name
 
 
-def restore_image(model: str | os.PathLike, *, input_path, out, target_path=None, target_mask_path=None,
-                  force: bool = False) -> Path:
+def restore_image(
+    model: str | os.PathLike, *, input_path, out, target_path=None, target_mask_path=None, force: bool = False
+) -> Path:
     """The input image back from an image that ``structural apply`` harmonized with an invertible
     model (IHF-Harmony's ``ihf_squeeze``): ``mrharmony structural restore``.
 
@@ -125,10 +143,14 @@ def restore_image(model: str | os.PathLike, *, input_path, out, target_path=None
 
     input_path = Path(input_path)
     with staged_output_dir(out, force=force) as tmp:
-        restored = _restore(model, input_path, tmp / derivative_name(input_path, "restored"), target_path,
-                            target_mask_path)
-        write_derivative_description(tmp / "dataset_description.json", name="mrharmony restored structural MRI",
-                                     description="mrharmony structural restore")
+        restored = _restore(
+            model, input_path, tmp / derivative_name(input_path, "restored"), target_path, target_mask_path
+        )
+        write_derivative_description(
+            tmp / "dataset_description.json",
+            name="mrharmony restored structural MRI",
+            description="mrharmony structural restore",
+        )
     return Path(out) / restored.name
 
 
@@ -147,20 +169,25 @@ def _restore(model, input_path: Path, out: Path, target_path, target_mask_path) 
 
     side_path = input_path.with_name(nifti_stem(input_path) + ".json")
     if not side_path.is_file():
-        raise InputError(f"has no sidecar {side_path.name} beside it; restoring needs the one 'structural apply' "
-                         "wrote.", input_path)
+        raise InputError(
+            f"has no sidecar {side_path.name} beside it; restoring needs the one 'structural apply' wrote.", input_path
+        )
     try:
         sidecar = json.loads(side_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InputError("is not valid JSON.", side_path) from None
     harmonizer = load_image_harmonizer(model)
     if not harmonizer.invertible:
-        raise InputError(f"holds {harmonizer.title}, which is not invertible from its outputs; only the outputs of "
-                         "IHF-Harmony's squeeze variant (flow: squeeze) can be restored.", model)
+        raise InputError(
+            f"holds {harmonizer.title}, which is not invertible from its outputs; only the outputs of "
+            "IHF-Harmony's squeeze variant (flow: squeeze) can be restored.",
+            model,
+        )
     sha = hashlib.sha256(harmonizer.model_file.read_bytes()).hexdigest()
     if sidecar.get("ModelSHA256") not in (None, sha):
-        raise InputError(f"was harmonized by another model ({sidecar.get('Model')}); restore it with that one.",
-                         input_path)
+        raise InputError(
+            f"was harmonized by another model ({sidecar.get('Model')}); restore it with that one.", input_path
+        )
     if "InputScale" not in sidecar:
         raise InputError("records no InputScale: it is not an IHF-Harmony output's sidecar.", side_path)
     if "StyleCode" in sidecar and "TargetScale" not in sidecar:
@@ -173,35 +200,54 @@ def _restore(model, input_path: Path, out: Path, target_path, target_mask_path) 
     if "FlowMargin" in sidecar:
         path = input_path.parent / sidecar["FlowMargin"]
         if not path.is_file():
-            raise InputError(f"is missing; the sidecar {side_path.name} names it as the flow's values on the padding, "
-                             "which restoring needs.", path)
+            raise InputError(
+                f"is missing; the sidecar {side_path.name} names it as the flow's values on the padding, "
+                "which restoring needs.",
+                path,
+            )
         try:
             margin = np.load(path, allow_pickle=False)
         except (OSError, ValueError):
             raise InputError("could not be read as a NumPy array file.", path) from None
         if margin.size != need:
-            raise InputError(f"holds {margin.size} values, but restoring an image of shape {image.shape} needs {need}.",
-                             path)
+            raise InputError(
+                f"holds {margin.size} values, but restoring an image of shape {image.shape} needs {need}.", path
+            )
         arrays["FlowMargin"] = margin
     elif need:
-        raise InputError(f"names no file of the flow's values on the padding, which an image of shape {image.shape} "
-                         "needs to be restored" + (" (it was written before IHF-Harmony kept them: such an output "
-                                                   "cannot be restored)" if "StyleCode" not in sidecar else "") + ".",
-                         side_path)
+        raise InputError(
+            f"names no file of the flow's values on the padding, which an image of shape {image.shape} "
+            "needs to be restored"
+            + (
+                " (it was written before IHF-Harmony kept them: such an output cannot be restored)"
+                if "StyleCode" not in sidecar
+                else ""
+            )
+            + ".",
+            side_path,
+        )
     target = target_mask = None
     if "StyleCode" not in sidecar:
         if target_path is None:
-            raise InputError("records no style code (written by an older version); pass --target-image, the image it "
-                             "was harmonized to.", side_path)
+            raise InputError(
+                "records no style code (written by an older version); pass --target-image, the image it "
+                "was harmonized to.",
+                side_path,
+            )
         from mrharmony.structural.harmonizer import read_inputs
 
-        _, _, _, target, target_mask = read_inputs(input_path=input_path, target_path=target_path,
-                                                   target_mask_path=target_mask_path)
+        _, _, _, target, target_mask = read_inputs(
+            input_path=input_path, target_path=target_path, target_mask_path=target_mask_path
+        )
     back = harmonizer.restore(HarmonizedImage(image, sidecar, arrays), target=target, target_mask=target_mask)
     save_nifti(out, back, affine)
-    write_json(out.with_name(nifti_stem(out) + ".json"), {
-        "Description": f"the input of a harmonized image, restored by {harmonizer.title}'s exact inverse",
-        "GeneratedBy": [{"Name": "mrharmony", "Version": harmonizer.version}],
-        "Sources": [str(input_path)], **harmonizer.model_sidecar(),
-    })
+    write_json(
+        out.with_name(nifti_stem(out) + ".json"),
+        {
+            "Description": f"the input of a harmonized image, restored by {harmonizer.title}'s exact inverse",
+            "GeneratedBy": [{"Name": "mrharmony", "Version": harmonizer.version}],
+            "Sources": [str(input_path)],
+            **harmonizer.model_sidecar(),
+        },
+    )
     return out

@@ -69,8 +69,9 @@ def channel_stats(f: torch.Tensor, mask: torch.Tensor | None = None, eps: float 
     return mean, torch.sqrt(var + eps)
 
 
-def style_loss(pred_feats: list[torch.Tensor], target_feats: list[torch.Tensor], mask=None, target_mask=None, *,
-               keep: float = 1.0):
+def style_loss(
+    pred_feats: list[torch.Tensor], target_feats: list[torch.Tensor], mask=None, target_mask=None, *, keep: float = 1.0
+):
     """Sum over depths of the distances (MSE) between channel means and between channel stds,
     inside the masks. ``keep`` < 1 (IHF-Harmony's code): per depth, only that share of channels
     whose means differ least (the rest, where the two images' content differs most, left out)."""

@@ -82,7 +82,8 @@ class StructuralDataConfig(StrictModel):
     n_validation_subjects: int = Field(default=1, ge=1)
     split_seed: int = 0
     crop_size: int | Literal["slice"] = Field(
-        default=48, description="training crops (voxels, at least 8); 'slice': whole slices, as a 2D method is applied")
+        default=48, description="training crops (voxels, at least 8); 'slice': whole slices, as a 2D method is applied"
+    )
 
     @field_validator("crop_size", mode="before")
     @classmethod
@@ -135,7 +136,8 @@ class StructuralTrainingConfig(StrictModel):
     learning_rate: float = Field(default=1e-3, gt=0, description="phase 1 (autoencoder)")
     transfer_learning_rate: float = Field(default=3e-4, gt=0, description="phase 2 (the method)")
     lr_schedule: Literal["constant", "cosine"] = Field(
-        default="constant", description="phase 2's learning rate: constant, or a cosine decay to 0 over its epochs")
+        default="constant", description="phase 2's learning rate: constant, or a cosine decay to 0 over its epochs"
+    )
     validation_batches: int = Field(default=8, ge=1)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -198,8 +200,11 @@ def load_structural_config(path: str | os.PathLike) -> StructuralRunConfig:
     data, model = raw.get("data"), raw.get("model")
     image_methods = REGISTRY.names("image")
     if not isinstance(model, dict) or model.get("method") not in image_methods:
-        raise InputError(f"needs a 'model' section whose 'method' is one of {', '.join(image_methods)} (structural "
-                         "methods; a dMRI method trains with 'mrharmony dmri train').", path)
+        raise InputError(
+            f"needs a 'model' section whose 'method' is one of {', '.join(image_methods)} (structural "
+            "methods; a dMRI method trains with 'mrharmony dmri train').",
+            path,
+        )
     if isinstance(data, dict):
         raw["data"] = resolve_paths(data, StructuralDataConfig, base)
     raw["model"] = resolve_paths(model, REGISTRY.get(model["method"], "image").config, base)
@@ -230,14 +235,18 @@ def split_subjects(subjects: list[str], data: StructuralDataConfig, source) -> d
     """
     from mrharmony.data.splits import held_out_subjects
 
-    test = held_out_subjects(subjects, named=data.test_subjects, n=data.n_test_subjects, seed=[data.split_seed, 0],
-                             source=source)
+    test = held_out_subjects(
+        subjects, named=data.test_subjects, n=data.n_test_subjects, seed=[data.split_seed, 0], source=source
+    )
     if data.test_subjects is None:
         test = sorted(test)
     rest = [s for s in subjects if s not in test]
     if len(rest) < data.n_validation_subjects + 1:
-        raise InputError(f"leaves {len(rest)} subject(s) after the {len(test)} test subject(s); training needs "
-                         f"{data.n_validation_subjects + 1} (validation and training).", source)
+        raise InputError(
+            f"leaves {len(rest)} subject(s) after the {len(test)} test subject(s); training needs "
+            f"{data.n_validation_subjects + 1} (validation and training).",
+            source,
+        )
     val = sorted(held_out_subjects(rest, n=data.n_validation_subjects, seed=[data.split_seed, 1], source=source))
     return {"test": test, "validation": val, "train": [s for s in rest if s not in val]}
 

@@ -18,8 +18,14 @@ class CropSampler:
     the end of each axis to ``crop``), a slice drawn from the brain's extent.
     """
 
-    def __init__(self, images: dict[str, dict[str, dict[str, np.ndarray]]], masks: dict[str, np.ndarray],
-                 crop: tuple[int, int, int], *, whole_slices: bool = False):
+    def __init__(
+        self,
+        images: dict[str, dict[str, dict[str, np.ndarray]]],
+        masks: dict[str, np.ndarray],
+        crop: tuple[int, int, int],
+        *,
+        whole_slices: bool = False,
+    ):
         self.images, self.crop, self.whole_slices = images, np.asarray(crop), whole_slices
         self.masks = {s: m.astype(np.float32) for s, m in masks.items()}  # once, not per crop
         self.subjects = sorted(images)
@@ -70,8 +76,7 @@ def load_images(ds, subjects: list[str], sites: list[str], modalities: list[str]
     from mrharmony.structural.base import brain_scale
 
     images, masks = {}, {}
-    bar = Progress(total=len(subjects) * len(sites) * len(modalities), unit="images", desc="read images",
-                   quiet=quiet)
+    bar = Progress(total=len(subjects) * len(sites) * len(modalities), unit="images", desc="read images", quiet=quiet)
     for s in subjects:
         images[s] = {m: {} for m in modalities}
         for m in modalities:
@@ -80,8 +85,9 @@ def load_images(ds, subjects: list[str], sites: list[str], modalities: list[str]
                 if s not in masks:
                     masks[s] = ds.load_mask(s, img)
                 if img.shape != masks[s].shape:
-                    raise InputError(f"has shape {img.shape} but the subject's mask has {masks[s].shape}.",
-                                     ds.image_path(s, site, m))
+                    raise InputError(
+                        f"has shape {img.shape} but the subject's mask has {masks[s].shape}.", ds.image_path(s, site, m)
+                    )
                 images[s][m][site] = (img / brain_scale(img, masks[s])).astype(np.float32)
                 bar.update(1)
     bar.close()

@@ -135,17 +135,35 @@ class StructuralEvaluation:
         write_text(folder / "rows.csv", buf.getvalue())
         write_text(folder / "table.md", self.table())
         cores = _cores()
-        write_text(folder / "evaluation.json", json.dumps({
-            **(self.info if info is None else info), "machine": f"{platform.machine()}, {cores} cores, CPU",
-            "summary": self.summary, "wilcoxon": self.tests,
-        }, indent=2) + "\n")
+        write_text(
+            folder / "evaluation.json",
+            json.dumps(
+                {
+                    **(self.info if info is None else info),
+                    "machine": f"{platform.machine()}, {cores} cores, CPU",
+                    "summary": self.summary,
+                    "wilcoxon": self.tests,
+                },
+                indent=2,
+            )
+            + "\n",
+        )
         return folder
 
 
-def evaluate_structural(dataset, out: str | os.PathLike, *, methods, modalities: Sequence[str] | None = None,
-                        split: Mapping[str, Sequence[str]] | None = None, reference: str | None = None,
-                        pairs: Sequence[tuple[str, str]] | None = None, jobs: int = 1, force: bool = False,
-                        quiet: bool = False) -> StructuralEvaluation:
+def evaluate_structural(
+    dataset,
+    out: str | os.PathLike,
+    *,
+    methods,
+    modalities: Sequence[str] | None = None,
+    split: Mapping[str, Sequence[str]] | None = None,
+    reference: str | None = None,
+    pairs: Sequence[tuple[str, str]] | None = None,
+    jobs: int = 1,
+    force: bool = False,
+    quiet: bool = False,
+) -> StructuralEvaluation:
     """Evaluate harmonizers on a structural dataset and write the results into a new folder (see
     the module docstring; ``mrharmony structural evaluate``).
 
@@ -192,8 +210,16 @@ def evaluate_structural(dataset, out: str | os.PathLike, *, methods, modalities:
     from mrharmony.io import staged_output_dir
 
     with staged_output_dir(out, force=force) as tmp:
-        ev = compare_harmonizers(dataset, methods, modalities=modalities, split=split, reference=reference,
-                                 pairs=pairs, jobs=jobs, quiet=quiet)
+        ev = compare_harmonizers(
+            dataset,
+            methods,
+            modalities=modalities,
+            split=split,
+            reference=reference,
+            pairs=pairs,
+            jobs=jobs,
+            quiet=quiet,
+        )
         ev.write(tmp, info=relative_info(ev.info, Path(out)))
     return ev
 
@@ -216,8 +242,11 @@ def relative_info(info: dict, folder: Path) -> dict:
     """
     from mrharmony.config import relative_path
 
-    return {**info, "dataset": relative_path(info["dataset"], folder),
-            "methods": {m: relative_path(o, folder) if os.path.isabs(o) else o for m, o in info["methods"].items()}}
+    return {
+        **info,
+        "dataset": relative_path(info["dataset"], folder),
+        "methods": {m: relative_path(o, folder) if os.path.isabs(o) else o for m, o in info["methods"].items()},
+    }
 
 
 def resolved_info(info: dict, folder: Path) -> dict:
@@ -235,17 +264,28 @@ def resolved_info(info: dict, folder: Path) -> dict:
     dict
         ``info`` with the dataset and the model files' paths made absolute.
     """
+
     def resolved(p: str) -> str:
         return str((Path(folder) / p).resolve())
 
-    return {**info, "dataset": resolved(info["dataset"]),
-            "methods": {m: resolved(o) if os.sep in o or o.endswith(".pt") else o for m, o in info["methods"].items()}}
+    return {
+        **info,
+        "dataset": resolved(info["dataset"]),
+        "methods": {m: resolved(o) if os.sep in o or o.endswith(".pt") else o for m, o in info["methods"].items()},
+    }
 
 
-def compare_harmonizers(dataset, methods, *, modalities: Sequence[str] | None = None,
-                        split: Mapping[str, Sequence[str]] | None = None, reference: str | None = None,
-                        pairs: Sequence[tuple[str, str]] | None = None, jobs: int = 1,
-                        quiet: bool = False) -> StructuralEvaluation:
+def compare_harmonizers(
+    dataset,
+    methods,
+    *,
+    modalities: Sequence[str] | None = None,
+    split: Mapping[str, Sequence[str]] | None = None,
+    reference: str | None = None,
+    pairs: Sequence[tuple[str, str]] | None = None,
+    jobs: int = 1,
+    quiet: bool = False,
+) -> StructuralEvaluation:
     """What :func:`evaluate_structural` computes, without writing it.
 
     Parameters
@@ -298,19 +338,34 @@ def compare_harmonizers(dataset, methods, *, modalities: Sequence[str] | None = 
     if jobs > 1:
         rows = _score_in_processes(ds, hs, tasks, jobs, common, quiet=quiet)
     else:
-        rows = [r for modality in modalities
-                for r in score_pairs(ds, hs, subjects=subjects, modality=modality, quiet=quiet, **common)]
+        rows = [
+            r
+            for modality in modalities
+            for r in score_pairs(ds, hs, subjects=subjects, modality=modality, quiet=quiet, **common)
+        ]
     seconds = time.perf_counter() - t0
     extra = (TEXTURE,) + ((ROUNDTRIP,) if any(h.invertible for h in hs) else ())
-    info = {"dataset": str(ds.root), "methods": {h.name: _origin(h) for h in hs}, "modalities": list(modalities),
-            "reference": reference, "test_subjects": list(subjects), "one_shot_reference_subject": reference_subject,
-            "training_sites": list(seen), "unseen_sites": [s for s in ds.site_names if s not in seen],
-            "evaluation_seconds": round(seconds, 1)}
+    info = {
+        "dataset": str(ds.root),
+        "methods": {h.name: _origin(h) for h in hs},
+        "modalities": list(modalities),
+        "reference": reference,
+        "test_subjects": list(subjects),
+        "one_shot_reference_subject": reference_subject,
+        "training_sites": list(seen),
+        "unseen_sites": [s for s in ds.site_names if s not in seen],
+        "evaluation_seconds": round(seconds, 1),
+    }
     roundtrip = [r[ROUNDTRIP] for r in rows if ROUNDTRIP in r]
     if roundtrip:
         info["roundtrip_relative_error"] = {"max": max(roundtrip), "median": float(np.median(roundtrip))}
-    return StructuralEvaluation(rows=rows, summary=summarize(rows, extra_metrics=extra),
-                                tests=paired_tests(rows, reference=reference), reference=reference, info=info)
+    return StructuralEvaluation(
+        rows=rows,
+        summary=summarize(rows, extra_metrics=extra),
+        tests=paired_tests(rows, reference=reference),
+        reference=reference,
+        info=info,
+    )
 
 
 def image_harmonizers(methods) -> list[ImageHarmonizer]:
@@ -363,9 +418,17 @@ def image_harmonizers(methods) -> list[ImageHarmonizer]:
     return hs
 
 
-def score_pairs(dataset, harmonizers: Sequence[ImageHarmonizer], *, subjects: Sequence[str], reference_subject: str,
-                seen_sites: Sequence[str], modality: str = "T1w", pairs: Sequence[tuple[str, str]] | None = None,
-                quiet: bool = False) -> list[dict]:
+def score_pairs(
+    dataset,
+    harmonizers: Sequence[ImageHarmonizer],
+    *,
+    subjects: Sequence[str],
+    reference_subject: str,
+    seen_sites: Sequence[str],
+    modality: str = "T1w",
+    pairs: Sequence[tuple[str, str]] | None = None,
+    quiet: bool = False,
+) -> list[dict]:
     """The rows of one modality (see the module docstring).
 
     Parameters
@@ -398,12 +461,16 @@ def score_pairs(dataset, harmonizers: Sequence[ImageHarmonizer], *, subjects: Se
 
     hs = [h for h in harmonizers if h.applies_to(modality)]
     seen = set(seen_sites)
-    pairs = (list(dict.fromkeys(tuple(p) for p in pairs)) if pairs  # each pair once
-             else [(i, j) for i in dataset.site_names for j in dataset.site_names if i != j])
+    pairs = (
+        list(dict.fromkeys(tuple(p) for p in pairs))
+        if pairs  # each pair once
+        else [(i, j) for i in dataset.site_names for j in dataset.site_names if i != j]
+    )
     sites = list(dict.fromkeys(s for p in pairs for s in p))
     rows: list[dict] = []
-    bar = Progress(total=len(subjects) * len(pairs), unit="pairs", desc=f"structural evaluation ({modality})",
-                   quiet=quiet)
+    bar = Progress(
+        total=len(subjects) * len(pairs), unit="pairs", desc=f"structural evaluation ({modality})", quiet=quiet
+    )
     targets = {j: dataset.load_image(reference_subject, j, modality)[0] for j in sites}
     ref_mask = dataset.load_mask(reference_subject, targets[sites[0]])
     for subject in subjects:
@@ -424,15 +491,35 @@ def score_pairs(dataset, harmonizers: Sequence[ImageHarmonizer], *, subjects: Se
             for name, (p, extra) in preds.items():
                 ip, tp = nwd(x, p, t, input_mask=mask, target_mask=ref_mask)
                 # the truth's labels are those of the target site's image; an unchanged input keeps its own
-                lab = (labels[j] if name == TRUTH_ROW else labels[i] if np.array_equal(p, x)
-                       else segment_tissues(p, mask, modality=modality))
+                lab = (
+                    labels[j]
+                    if name == TRUTH_ROW
+                    else labels[i]
+                    if np.array_equal(p, x)
+                    else segment_tissues(p, mask, modality=modality)
+                )
                 r, d = ravd(labels[i], lab), dice(labels[i], lab)
                 s, q = ssim_psnr(p, truth, mask) if name != TRUTH_ROW else (float("nan"), float("nan"))
                 extra = {TEXTURE: texture_ratio(p, x, truth, mask), **extra}
-                rows.append({"subject": subject, "modality": modality, "input_site": i, "target_site": j,
-                             "group": group, "method": name, "nwd_ip": ip, "nwd_tp": tp, "ravd_gm": r["gm"],
-                             "ravd_wm": r["wm"], "dice_gm": d["gm"], "dice_wm": d["wm"], "ssim": s,
-                             "psnr_db": q, **extra})
+                rows.append(
+                    {
+                        "subject": subject,
+                        "modality": modality,
+                        "input_site": i,
+                        "target_site": j,
+                        "group": group,
+                        "method": name,
+                        "nwd_ip": ip,
+                        "nwd_tp": tp,
+                        "ravd_gm": r["gm"],
+                        "ravd_wm": r["wm"],
+                        "dice_gm": d["gm"],
+                        "dice_wm": d["wm"],
+                        "ssim": s,
+                        "psnr_db": q,
+                        **extra,
+                    }
+                )
             bar.update(1)
     bar.close()
     return rows
@@ -454,12 +541,14 @@ def _score_in_processes(ds, hs, tasks: list[tuple[str, str]], jobs: int, common:
     from mrharmony.progress import Progress
 
     threads = max(1, torch.get_num_threads() // jobs)
-    bar = Progress(total=len(tasks), unit="subject-modalities", desc=f"structural evaluation ({jobs} processes)",
-                   quiet=quiet)
+    bar = Progress(
+        total=len(tasks), unit="subject-modalities", desc=f"structural evaluation ({jobs} processes)", quiet=quiet
+    )
     parts = []
     try:
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                                 initargs=(ds, hs, threads)) as pool:
+        with ProcessPoolExecutor(
+            jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(ds, hs, threads)
+        ) as pool:
             for part in pool.map(_score_task, [(m, s, common) for m, s in tasks]):
                 parts.append(part)
                 bar.update(1)
@@ -494,14 +583,19 @@ def _subjects_and_sites(ds, trained: list[TrainedImageHarmonizer], split, source
         first = trained[0]
         for h in trained[1:]:
             if h.split != first.split or h.training_sites != first.training_sites:
-                raise InputError(f"was trained on another split or other sites than {first.model_file}; "
-                                 "evaluate models of one split together.", h.model_file)
+                raise InputError(
+                    f"was trained on another split or other sites than {first.model_file}; "
+                    "evaluate models of one split together.",
+                    h.model_file,
+                )
         seen = first.training_sites or seen
         run_split = first.split
         for site in seen:
             if site not in ds.site_names:
-                raise InputError(f"was trained on site {site!r}, which {source} does not have "
-                                 f"({', '.join(ds.site_names)}).", first.model_file)
+                raise InputError(
+                    f"was trained on site {site!r}, which {source} does not have ({', '.join(ds.site_names)}).",
+                    first.model_file,
+                )
     split = split if split is not None else run_split
     if split is None and trained:
         raise InputError("records no subject split; give the test and validation subjects.", trained[0].model_file)

@@ -56,8 +56,12 @@ WIDTHS = (16, 32)
 
 def _block(cin: int, cout: int, stride: int = 1, dims: int = 3) -> nn.Sequential:
     conv = conv_class(dims)
-    return nn.Sequential(conv(cin, cout, 3, stride=stride, padding=1), nn.ReLU(inplace=True),
-                         conv(cout, cout, 3, padding=1), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        conv(cin, cout, 3, stride=stride, padding=1),
+        nn.ReLU(inplace=True),
+        conv(cout, cout, 3, padding=1),
+        nn.ReLU(inplace=True),
+    )
 
 
 class Encoder(nn.Module):
@@ -66,9 +70,10 @@ class Encoder(nn.Module):
 
     def __init__(self, widths=WIDTHS, dims: int = 3):
         super().__init__()
-        self.levels = nn.ModuleList([_block(1, widths[0], dims=dims)] +
-                                    [_block(widths[i - 1], widths[i], stride=2, dims=dims)
-                                     for i in range(1, len(widths))])
+        self.levels = nn.ModuleList(
+            [_block(1, widths[0], dims=dims)]
+            + [_block(widths[i - 1], widths[i], stride=2, dims=dims) for i in range(1, len(widths))]
+        )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = []
@@ -90,8 +95,9 @@ class Decoder(nn.Module):
         super().__init__()
         rev = list(widths)[::-1]
         self.skips = skips
-        self.levels = nn.ModuleList([_block(rev[i] + (rev[i + 1] if skips else 0), rev[i + 1], dims=dims)
-                                     for i in range(len(rev) - 1)])
+        self.levels = nn.ModuleList(
+            [_block(rev[i] + (rev[i + 1] if skips else 0), rev[i + 1], dims=dims) for i in range(len(rev) - 1)]
+        )
         self.out = conv_class(dims)(rev[-1], 1, 3, padding=1)
 
     def forward(self, feats: list[torch.Tensor], size) -> torch.Tensor:
@@ -107,8 +113,13 @@ class Decoder(nn.Module):
         return self.out(f)
 
 
-def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor,
-          mask: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
+def adain(
+    content: torch.Tensor,
+    style_mean: torch.Tensor,
+    style_std: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    eps: float = 1e-5,
+) -> torch.Tensor:
     """Adaptive instance normalization: ``content`` standardized per channel (inside ``mask``)
     and given ``style_mean`` and ``style_std``."""
     mean, std = channel_stats(content, mask, eps)
@@ -131,9 +142,13 @@ class HAIL(nn.Module):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x), x.shape[2:])
 
-    def transfer(self, x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
-                 target_mask: torch.Tensor | None = None
-                 ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    def transfer(
+        self,
+        x: torch.Tensor,
+        target: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        target_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """(prediction, AdaIN features of the restyled depths, target features at every depth)."""
         fc = self.encoder(x)
         ft = self.encoder(target)
@@ -167,8 +182,15 @@ def as_volume(a: np.ndarray, device="cpu", multiple: int = 1) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(v, np.float32))[None, None].to(device)
 
 
-def harmonize(net: HAIL, image: np.ndarray, mask: np.ndarray, target: np.ndarray, target_mask: np.ndarray, *,
-              device: str | torch.device = "cpu") -> np.ndarray:
+def harmonize(
+    net: HAIL,
+    image: np.ndarray,
+    mask: np.ndarray,
+    target: np.ndarray,
+    target_mask: np.ndarray,
+    *,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
     """``image`` (3D) with the appearance of the one ``target`` image (any grid), as float32 on the
     target's intensity scale; negative values (none expected) are set to 0.
 
@@ -179,8 +201,12 @@ def harmonize(net: HAIL, image: np.ndarray, mask: np.ndarray, target: np.ndarray
     net = net.to(device).eval()
     s_in, s_t = brain_scale(image, mask), brain_scale(target, target_mask)
     with torch.no_grad():
-        pred = net(as_volume(image / s_in, device), as_volume(target / s_t, device),
-                   as_volume(mask, device), as_volume(target_mask, device))
+        pred = net(
+            as_volume(image / s_in, device),
+            as_volume(target / s_t, device),
+            as_volume(mask, device),
+            as_volume(target_mask, device),
+        )
     out = pred[0, 0].float().cpu().numpy() * s_t
     return np.maximum(out, 0).astype(np.float32)
 
@@ -203,13 +229,29 @@ class HAILHarmonizer(TrainedImageHarmonizer):
     description = "T1-weighted image harmonized by HAIL to the site of the target image"
     train_command = "structural train"
 
-    def __init__(self, net: HAIL, *, meta: dict | None = None, model_file=None, name: str | None = None,
-                 device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        net: HAIL,
+        *,
+        meta: dict | None = None,
+        model_file=None,
+        name: str | None = None,
+        device: str | torch.device = "cpu",
+    ):
         unet = bool((meta or {}).get("model", {}).get("skips", False))
-        super().__init__(net, meta=meta, model_file=model_file, name=name, variant=(
-            UNET_NAME, "HAIL (U-Net variant)",
-            "T1-weighted image harmonized by HAIL's U-Net variant (hail_unet) to the site of the target image")
-            if unet else None)
+        super().__init__(
+            net,
+            meta=meta,
+            model_file=model_file,
+            name=name,
+            variant=(
+                UNET_NAME,
+                "HAIL (U-Net variant)",
+                "T1-weighted image harmonized by HAIL's U-Net variant (hail_unet) to the site of the target image",
+            )
+            if unet
+            else None,
+        )
         self.device = device
 
     @classmethod
@@ -222,11 +264,18 @@ class HAILHarmonizer(TrainedImageHarmonizer):
 
 class HAILConfig(ImageMethodConfig):
     method: Literal["hail"]
-    widths: tuple[int, ...] = Field(default=WIDTHS, min_length=2, description="channels per level (each level after "
-                                    "the first halves the resolution); the U-Net variant was run with (16, 32, 64)")
-    skips: bool = Field(default=False, description="a variant of the paper's model, named hail_unet in every row: "
-                        "AdaIN at every depth and a decoder that gets each depth's restyled features (a U-Net); "
-                        "default the paper's (AdaIN on the deepest features, then the decoder)")
+    widths: tuple[int, ...] = Field(
+        default=WIDTHS,
+        min_length=2,
+        description="channels per level (each level after "
+        "the first halves the resolution); the U-Net variant was run with (16, 32, 64)",
+    )
+    skips: bool = Field(
+        default=False,
+        description="a variant of the paper's model, named hail_unet in every row: "
+        "AdaIN at every depth and a decoder that gets each depth's restyled features (a U-Net); "
+        "default the paper's (AdaIN on the deepest features, then the decoder)",
+    )
     content_weight: float = Field(default=100.0, ge=0)
     style_weight: float = Field(default=100.0, ge=0)
     consistency_weight: float = Field(default=1.0, ge=0)

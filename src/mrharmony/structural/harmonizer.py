@@ -63,8 +63,6 @@ def bids_modality(path) -> str | None:
     return suffix if suffix in BIDS_MODALITIES else None
 
 
-
-
 @dataclass(frozen=True, eq=False)
 class HarmonizedImage:
     """What :meth:`ImageHarmonizer.transform` returns: the harmonized ``image`` (float32, the
@@ -131,8 +129,14 @@ class ImageHarmonizer(ABC):
 
     # ---- the contract -------------------------------------------------------------------
 
-    def transform(self, image: np.ndarray, *, target: np.ndarray, mask: np.ndarray | None = None,
-                  target_mask: np.ndarray | None = None) -> HarmonizedImage:
+    def transform(
+        self,
+        image: np.ndarray,
+        *,
+        target: np.ndarray,
+        mask: np.ndarray | None = None,
+        target_mask: np.ndarray | None = None,
+    ) -> HarmonizedImage:
         """An image given the appearance of the site of one target image, anatomy kept.
 
         Parameters
@@ -165,8 +169,9 @@ class ImageHarmonizer(ABC):
             raise RuntimeError(f"{self.name} returned shape {pred.shape} for an input of shape {image.shape}")
         return out if pred is out.image else HarmonizedImage(pred, dict(out.sidecar), dict(out.arrays))
 
-    def restore(self, result: HarmonizedImage, *, target: np.ndarray | None = None,
-                target_mask: np.ndarray | None = None) -> np.ndarray:
+    def restore(
+        self, result: HarmonizedImage, *, target: np.ndarray | None = None, target_mask: np.ndarray | None = None
+    ) -> np.ndarray:
         """The input image back from its harmonized image (invertible methods only).
 
         Parameters
@@ -209,8 +214,17 @@ class ImageHarmonizer(ABC):
         """
         return self.modalities is None or modality in self.modalities
 
-    def harmonize_file(self, *, input_path, target_path, out, mask_path=None, target_mask_path=None,
-                       force: bool = False, allow_modality_mismatch: bool = False) -> Path:
+    def harmonize_file(
+        self,
+        *,
+        input_path,
+        target_path,
+        out,
+        mask_path=None,
+        target_mask_path=None,
+        force: bool = False,
+        allow_modality_mismatch: bool = False,
+    ) -> Path:
         """Harmonize a NIfTI image to the site of a target image and write the result.
 
         The output is float32 NIfTI on the input's grid and affine, with its JSON sidecar and the
@@ -258,11 +272,15 @@ class ImageHarmonizer(ABC):
         kinds = bids_modality(input_path), bids_modality(target_path)
         if None not in kinds and kinds[0] != kinds[1]:
             if not allow_modality_mismatch:
-                raise InputError(f"is a {kinds[0]} image but the target image {Path(target_path).name} is {kinds[1]}; "
-                                 "pass --allow-modality-mismatch to harmonize across modalities.", input_path)
+                raise InputError(
+                    f"is a {kinds[0]} image but the target image {Path(target_path).name} is {kinds[1]}; "
+                    "pass --allow-modality-mismatch to harmonize across modalities.",
+                    input_path,
+                )
             extra["ModalityMismatch"] = f"{kinds[0]} input, {kinds[1]} target"
-        image, affine, mask, target, tmask = read_inputs(input_path=input_path, target_path=target_path,
-                                                         mask_path=mask_path, target_mask_path=target_mask_path)
+        image, affine, mask, target, tmask = read_inputs(
+            input_path=input_path, target_path=target_path, mask_path=mask_path, target_mask_path=target_mask_path
+        )
         target_affine = read_affine(target_path)
         grid = self.training_voxel_size
         moved = {}
@@ -271,9 +289,12 @@ class ImageHarmonizer(ABC):
                 have = voxel_size(aff)
                 if np.any(np.abs(have - grid) > VOXEL_TOLERANCE * grid):
                     if self.invertible:
-                        raise InputError(f"has {' x '.join(f'{v:g}' for v in have)} mm voxels, but the model learned "
-                                         f"from {' x '.join(f'{v:g}' for v in grid)} mm images; {self.title}'s exact "
-                                         "inverse needs the model's grid: resample the image first.", path)
+                        raise InputError(
+                            f"has {' x '.join(f'{v:g}' for v in have)} mm voxels, but the model learned "
+                            f"from {' x '.join(f'{v:g}' for v in grid)} mm images; {self.title}'s exact "
+                            "inverse needs the model's grid: resample the image first.",
+                            path,
+                        )
                     moved[what] = have
         if "Input" in moved:
             small, small_mask = resample(image, moved["Input"] / grid), resample(mask, moved["Input"] / grid, order=0)
@@ -283,17 +304,31 @@ class ImageHarmonizer(ABC):
             target, tmask = resample(target, moved["Target"] / grid), resample(tmask, moved["Target"] / grid, order=0)
         result = self.transform(small, target=target, mask=small_mask, target_mask=tmask)
         if "Input" in moved:
-            result = HarmonizedImage(resample(result.image, np.asarray(image.shape) / np.asarray(small.shape),
-                                              shape=image.shape), dict(result.sidecar))
+            result = HarmonizedImage(
+                resample(result.image, np.asarray(image.shape) / np.asarray(small.shape), shape=image.shape),
+                dict(result.sidecar),
+            )
         for what, have in moved.items():
-            extra[f"{what}Resampled"] = {"VoxelSize": [float(v) for v in have],
-                                         "ModelVoxelSize": [float(v) for v in grid],
-                                         "Method": "linear interpolation to the model's voxel size"
-                                                   + (" and back" if what == "Input" else "")}
+            extra[f"{what}Resampled"] = {
+                "VoxelSize": [float(v) for v in have],
+                "ModelVoxelSize": [float(v) for v in grid],
+                "Method": "linear interpolation to the model's voxel size" + (" and back" if what == "Input" else ""),
+            }
         extra.update({key: array_path(out, key).name for key in result.arrays})
         save_nifti(out, result.image, affine)
-        write_json(sidecar, {**self.sidecar(result, input_path=input_path, target_path=target_path,
-                                            mask_path=mask_path, target_mask_path=target_mask_path), **extra})
+        write_json(
+            sidecar,
+            {
+                **self.sidecar(
+                    result,
+                    input_path=input_path,
+                    target_path=target_path,
+                    mask_path=mask_path,
+                    target_mask_path=target_mask_path,
+                ),
+                **extra,
+            },
+        )
         for key in self.array_keys:
             path = array_path(out, key)
             if key in result.arrays:
@@ -313,8 +348,9 @@ class ImageHarmonizer(ABC):
         """
         return None
 
-    def sidecar(self, result: HarmonizedImage, *, input_path, target_path, mask_path=None,
-                target_mask_path=None) -> dict:
+    def sidecar(
+        self, result: HarmonizedImage, *, input_path, target_path, mask_path=None, target_mask_path=None
+    ) -> dict:
         """The JSON sidecar of a harmonized image.
 
         Parameters
@@ -363,8 +399,9 @@ class ImageHarmonizer(ABC):
     # ---- the maths, in subclasses -------------------------------------------------------
 
     @abstractmethod
-    def _transform(self, image: np.ndarray, mask: np.ndarray, target: np.ndarray,
-                   target_mask: np.ndarray) -> HarmonizedImage:
+    def _transform(
+        self, image: np.ndarray, mask: np.ndarray, target: np.ndarray, target_mask: np.ndarray
+    ) -> HarmonizedImage:
         """The harmonization itself; masks are boolean and non-empty, shapes checked."""
 
     def _restore(self, result: HarmonizedImage, target: np.ndarray, target_mask: np.ndarray) -> np.ndarray:
@@ -398,13 +435,21 @@ class TrainedImageHarmonizer(ImageHarmonizer):
     #: the command that trains it (named in errors)
     train_command: ClassVar[str] = "structural train"
 
-    def __init__(self, net, *, meta: dict | None = None, model_file: str | os.PathLike | None = None,
-                 name: str | None = None, variant: tuple[str, str, str] | None = None):
+    def __init__(
+        self,
+        net,
+        *,
+        meta: dict | None = None,
+        model_file: str | os.PathLike | None = None,
+        name: str | None = None,
+        variant: tuple[str, str, str] | None = None,
+    ):
         """``variant``: (row name, title, description) of a model that is not its paper's (a
         variant of this project): its rows (unless ``name`` is given), sidecars and reports say so."""
         meta = dict(meta or {})
-        super().__init__(name=name or (variant[0] if variant else None),
-                         modalities=(meta.get("data") or {}).get("modalities"))
+        super().__init__(
+            name=name or (variant[0] if variant else None), modalities=(meta.get("data") or {}).get("modalities")
+        )
         if variant:
             self.title, self.description = variant[1], variant[2]
         self.net = net.eval()
@@ -426,8 +471,9 @@ class TrainedImageHarmonizer(ImageHarmonizer):
         return cls.from_saved(obj, path, name=name, **options)
 
     @classmethod
-    def from_saved(cls, obj: dict, path: str | os.PathLike, *, name: str | None = None,
-                   **options) -> TrainedImageHarmonizer:
+    def from_saved(
+        cls, obj: dict, path: str | os.PathLike, *, name: str | None = None, **options
+    ) -> TrainedImageHarmonizer:
         """The harmonizer from the contents ``obj`` of a saved model read from ``path``."""
         from mrharmony.engine.checkpoint import load_weights
 
@@ -459,10 +505,12 @@ class TrainedImageHarmonizer(ImageHarmonizer):
             return {"Model": None, "ModelSHA256": None, "ModelTrainingSites": self.training_sites}
         from mrharmony.engine.card import card_hash, card_of
 
-        return {"Model": str(self.model_file.resolve()),
-                "ModelSHA256": hashlib.sha256(self.model_file.read_bytes()).hexdigest(),
-                "ModelCardSHA256": card_hash(card_of(self.meta or {})),
-                "ModelTrainingSites": self.training_sites}
+        return {
+            "Model": str(self.model_file.resolve()),
+            "ModelSHA256": hashlib.sha256(self.model_file.read_bytes()).hexdigest(),
+            "ModelCardSHA256": card_hash(card_of(self.meta or {})),
+            "ModelTrainingSites": self.training_sites,
+        }
 
 
 def derivative_name(path: str | os.PathLike, desc: str) -> str:
@@ -479,8 +527,11 @@ def derivative_name(path: str | os.PathLike, desc: str) -> str:
 def nifti_stem(path: str | os.PathLike) -> str:
     """A NIfTI file's name without ``.nii.gz`` / ``.nii``."""
     name = Path(path).name
-    return name[: -len(".nii.gz" if name.endswith(".nii.gz") else ".nii")] if name.endswith((".nii.gz", ".nii")) \
+    return (
+        name[: -len(".nii.gz" if name.endswith(".nii.gz") else ".nii")]
+        if name.endswith((".nii.gz", ".nii"))
         else Path(path).stem
+    )
 
 
 def array_path(out: str | os.PathLike, key: str) -> Path:

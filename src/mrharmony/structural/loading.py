@@ -10,8 +10,9 @@ from mrharmony.structural.harmonizer import TrainedImageHarmonizer
 from mrharmony.structural.registry import REGISTRY, trained_class
 
 
-def load_image_harmonizer(path: str | os.PathLike, *, method: str | None = None, name: str | None = None,
-                          **options) -> TrainedImageHarmonizer:
+def load_image_harmonizer(
+    path: str | os.PathLike, *, method: str | None = None, name: str | None = None, **options
+) -> TrainedImageHarmonizer:
     """Open any saved structural model as the harmonizer of the method it names.
 
     Parameters
@@ -51,6 +52,9 @@ def load_image_harmonizer(path: str | os.PathLike, *, method: str | None = None,
     found = obj.get("meta", {}).get("model", {}).get("method")
     cls = trained_class(str(found))
     if cls is None:
-        raise InputError(f"is a {found or 'non-structural'} model, not a HAIL or IHF-Harmony model (train one with "
-                         "'mrharmony structural train').", path)
+        raise InputError(
+            f"is a {found or 'non-structural'} model, not a HAIL or IHF-Harmony model (train one with "
+            "'mrharmony structural train').",
+            path,
+        )
     return cls.from_saved(obj, path, name=name, **options)

@@ -33,8 +33,9 @@ def wasserstein(a: np.ndarray, b: np.ndarray) -> float:
     return float(wasserstein_distance(np.ravel(a), np.ravel(b)))
 
 
-def nwd(input_img: np.ndarray, pred: np.ndarray, target: np.ndarray, *, input_mask: np.ndarray,
-        target_mask: np.ndarray) -> tuple[float, float]:
+def nwd(
+    input_img: np.ndarray, pred: np.ndarray, target: np.ndarray, *, input_mask: np.ndarray, target_mask: np.ndarray
+) -> tuple[float, float]:
     """The normalized Wasserstein distances of a prediction to its input and to its target.
 
     Parameters
@@ -80,8 +81,15 @@ def _kept(new: tuple, mu: np.ndarray, sigmasq: np.ndarray) -> tuple[np.ndarray, 
 TISSUE_ORDER = {"T1w": ("csf", "gm", "wm"), "T2w": ("wm", "gm", "csf"), "FLAIR": ("csf", "wm", "gm")}
 
 
-def segment_tissues(img: np.ndarray, mask: np.ndarray, *, modality: str = "T1w", beta: float = 0.1,
-                    max_iter: int = 20, tolerance: float = 1e-5) -> np.ndarray:
+def segment_tissues(
+    img: np.ndarray,
+    mask: np.ndarray,
+    *,
+    modality: str = "T1w",
+    beta: float = 0.1,
+    max_iter: int = 20,
+    tolerance: float = 1e-5,
+) -> np.ndarray:
     """Tissue labels of an image inside a mask: dipy's hidden Markov random field classifier.
 
     Its observation model and iterated conditional modes, as in ``TissueClassifierHMRF``, with
@@ -122,8 +130,9 @@ def segment_tissues(img: np.ndarray, mask: np.ndarray, *, modality: str = "T1w",
     image = np.zeros(img.shape, np.float64)
     # into (0, 1]: the classifier's class 0 is the background
     image[m] = 0.01 + 0.99 * np.clip((vals - lo) / max(hi - lo, 1e-12), 0, 1)
-    centers, _ = kmeans2(image[m][:, None], np.percentile(image[m], [10, 50, 90])[:, None], iter=30,
-                         minit="matrix", seed=0)
+    centers, _ = kmeans2(
+        image[m][:, None], np.percentile(image[m], [10, 50, 90])[:, None], iter=30, minit="matrix", seed=0
+    )
     nclasses = 4
     com, icm = ConstantObservationModel(), IteratedConditionalModes()
     mu = np.concatenate([[0.0], np.sort(centers[:, 0])])
@@ -228,15 +237,30 @@ def ssim_psnr(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> tuple[fl
 
     m = np.asarray(mask, bool)
     data_range = float(truth[m].max() - truth[m].min())
-    _, smap = structural_similarity(truth.astype(np.float64), pred.astype(np.float64), data_range=data_range,
-                                    full=True, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    _, smap = structural_similarity(
+        truth.astype(np.float64),
+        pred.astype(np.float64),
+        data_range=data_range,
+        full=True,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+    )
     mse = float(((pred[m] - truth[m]) ** 2).mean())
     psnr = float("inf") if mse == 0 else 10 * np.log10(data_range**2 / mse)
     return float(smap[m].mean()), psnr
 
 
-def metrics_from_files(*, input_path, prediction_path, target_path, input_mask_path=None, target_mask_path=None,
-                       truth_path=None, modality: str = "T1w") -> dict:
+def metrics_from_files(
+    *,
+    input_path,
+    prediction_path,
+    target_path,
+    input_mask_path=None,
+    target_mask_path=None,
+    truth_path=None,
+    modality: str = "T1w",
+) -> dict:
     """Every metric of this module from NIfTI files (``mrharmony structural metrics``).
 
     Parameters
@@ -287,13 +311,17 @@ def metrics_from_files(*, input_path, prediction_path, target_path, input_mask_p
     try:
         nwd_ip, nwd_tp = nwd(i, p, t, input_mask=mi, target_mask=mt)
     except ValueError as exc:  # the one error of nwd: input and target alike, e.g. the same file twice
-        raise InputError(f"has the same intensity distribution in its brain mask as the input image {input_path}, "
-                         "so nWD is undefined; give an image of the target site.", target_path) from exc
+        raise InputError(
+            f"has the same intensity distribution in its brain mask as the input image {input_path}, "
+            "so nWD is undefined; give an image of the target site.",
+            target_path,
+        ) from exc
     out = {"nwd_ip": nwd_ip, "nwd_tp": nwd_tp}
     for img, path in ((i, input_path), (p, prediction_path)):  # three tissue classes need three levels
         if np.unique(img[mi]).size < 3:
-            raise InputError("has fewer than three intensity levels inside the brain mask, so its tissues cannot be "
-                             "segmented.", path)
+            raise InputError(
+                "has fewer than three intensity levels inside the brain mask, so its tissues cannot be segmented.", path
+            )
     li, lp = segment_tissues(i, mi, modality=modality), segment_tissues(p, mi, modality=modality)
     r, d = ravd(li, lp), dice(li, lp)
     out.update({"ravd_gm": r["gm"], "ravd_wm": r["wm"], "dice_gm": d["gm"], "dice_wm": d["wm"]})
@@ -457,11 +485,22 @@ def paired_tests(rows: list[dict], *, reference: str, metrics=("ssim", "nwd_tp")
             pairs = sorted(set(ref) & set(other))
             subjects = list(dict.fromkeys(k[0] for k in pairs))
             for m in metrics:
-                a, b = ([float(np.mean([side[k][m] for k in pairs if k[0] == s])) for s in subjects]
-                        for side in (ref, other))
+                a, b = (
+                    [float(np.mean([side[k][m] for k in pairs if k[0] == s])) for s in subjects]
+                    for side in (ref, other)
+                )
                 t = paired_test(a, b)
-                tests.append({"modality": mod, "group": group, "method": method, "metric": m, "n": t["n"],
-                              "median_difference": t["median_difference"], "p": t["p"]})
+                tests.append(
+                    {
+                        "modality": mod,
+                        "group": group,
+                        "method": method,
+                        "metric": m,
+                        "n": t["n"],
+                        "median_difference": t["median_difference"],
+                        "p": t["p"],
+                    }
+                )
     return bonferroni(tests)
 
 
@@ -482,10 +521,16 @@ def markdown_table(summary: list[dict]) -> str:
     """
     from mrharmony.stats import MIN_INTERVAL_SUBJECTS
 
-    cols = [("nwd_ip", "nWD(i,p) (1 ideal)", 1.0, 3), ("nwd_tp", "nWD(t,p) (0 ideal)", 1.0, 3),
-            ("ravd_gm", "rAVD GM %", 100.0, 1), ("ravd_wm", "rAVD WM %", 100.0, 1),
-            ("dice_gm", "Dice GM", 1.0, 3), ("dice_wm", "Dice WM", 1.0, 3),
-            ("ssim", "SSIM vs truth", 1.0, 3), ("psnr_db", "PSNR vs truth (dB)", 1.0, 1)]
+    cols = [
+        ("nwd_ip", "nWD(i,p) (1 ideal)", 1.0, 3),
+        ("nwd_tp", "nWD(t,p) (0 ideal)", 1.0, 3),
+        ("ravd_gm", "rAVD GM %", 100.0, 1),
+        ("ravd_wm", "rAVD WM %", 100.0, 1),
+        ("dice_gm", "Dice GM", 1.0, 3),
+        ("dice_wm", "Dice WM", 1.0, 3),
+        ("ssim", "SSIM vs truth", 1.0, 3),
+        ("psnr_db", "PSNR vs truth (dB)", 1.0, 1),
+    ]
     if any("texture_p2" in r for r in summary):
         cols.append(("texture_p2", "2-voxel texture (truth 1)", 1.0, 2))
     multi = len({r["modality"] for r in summary}) > 1

@@ -38,20 +38,35 @@ from mrharmony.structural.intensity import (
     ZScoreHarmonizer,
 )
 
-REGISTRY = Registry("structural", (
-    # image-to-image methods trained by the engine
-    Method("hail", "image", HAILConfig, "HAIL: one-shot style transfer (AdaIN) with a consistency loss"),
-    Method("ihf", "image", IHFConfig,
-           "IHF-Harmony: unpaired harmonization through a hierarchy flow (flow: squeeze, the exactly invertible "
-           "variant ihf_squeeze)"),
-    # one-shot intensity baselines (nothing to train)
-    Method("none", "intensity", NoHarmonization, "no harmonization: the input as it is"),
-    Method("zscore", "intensity", ZScoreHarmonizer,
-           "the brain's mean and standard deviation of the target image (intensity-normalization)"),
-    Method("whitestripe", "intensity", WhiteStripeHarmonizer,
-           "WhiteStripe: the white-matter stripe's mean and standard deviation of the target image"),
-    Method("nyul", "intensity", NyulHarmonizer, "Nyul histogram matching to the target image's landmarks"),
-))
+REGISTRY = Registry(
+    "structural",
+    (
+        # image-to-image methods trained by the engine
+        Method("hail", "image", HAILConfig, "HAIL: one-shot style transfer (AdaIN) with a consistency loss"),
+        Method(
+            "ihf",
+            "image",
+            IHFConfig,
+            "IHF-Harmony: unpaired harmonization through a hierarchy flow (flow: squeeze, the exactly invertible "
+            "variant ihf_squeeze)",
+        ),
+        # one-shot intensity baselines (nothing to train)
+        Method("none", "intensity", NoHarmonization, "no harmonization: the input as it is"),
+        Method(
+            "zscore",
+            "intensity",
+            ZScoreHarmonizer,
+            "the brain's mean and standard deviation of the target image (intensity-normalization)",
+        ),
+        Method(
+            "whitestripe",
+            "intensity",
+            WhiteStripeHarmonizer,
+            "WhiteStripe: the white-matter stripe's mean and standard deviation of the target image",
+        ),
+        Method("nyul", "intensity", NyulHarmonizer, "Nyul histogram matching to the target image's landmarks"),
+    ),
+)
 
 #: the intensity baselines, in table order
 INTENSITY_METHODS = tuple(REGISTRY.names("intensity"))

@@ -72,23 +72,35 @@ def structural_card(cfg: StructuralRunConfig, ds, sites: list[str], split: dict,
     from mrharmony.engine.card import make_card
 
     synthetic = bool(getattr(ds, "generated_by", None))
-    limits = ["learned from the training sites listed; a site never seen in training is reached through its one "
-              "target image, as far as the method generalizes",
-              f"images are harmonized on the training images' grid ({' x '.join(f'{v:g}' for v in voxel_size)} mm); "
-              "others are resampled to it and back",
-              "research use: not validated for clinical decisions"]
+    limits = [
+        "learned from the training sites listed; a site never seen in training is reached through its one "
+        "target image, as far as the method generalizes",
+        f"images are harmonized on the training images' grid ({' x '.join(f'{v:g}' for v in voxel_size)} mm); "
+        "others are resampled to it and back",
+        "research use: not validated for clinical decisions",
+    ]
     if synthetic:
         limits.insert(0, "trained on synthetic data (mrharmony simulate): a demonstration, not a model for real scans")
     return make_card(
-        wing="structural", method=cfg.model.method, variant=cfg.model.row_name(),
-        training_data={"dataset": Path(cfg.data.dataset).name, "synthetic": synthetic, "sites": sites,
-                       "modalities": list(cfg.data.modalities), "voxel_size": list(voxel_size),
-                       "subjects_fitted_on": split["train"], "subjects_validation": split["validation"],
-                       "subjects_held_out": split["test"]},
-        budget=cfg.training.model_dump(mode="json"), seed=cfg.training.seed,
+        wing="structural",
+        method=cfg.model.method,
+        variant=cfg.model.row_name(),
+        training_data={
+            "dataset": Path(cfg.data.dataset).name,
+            "synthetic": synthetic,
+            "sites": sites,
+            "modalities": list(cfg.data.modalities),
+            "voxel_size": list(voxel_size),
+            "subjects_fitted_on": split["train"],
+            "subjects_validation": split["validation"],
+            "subjects_held_out": split["test"],
+        },
+        budget=cfg.training.model_dump(mode="json"),
+        seed=cfg.training.seed,
         intended_use="harmonizing structural images (the modalities listed) to the site of one target image, so "
-                     "that group studies can pool them",
-        limits="; ".join(limits))
+        "that group studies can pool them",
+        limits="; ".join(limits),
+    )
 
 
 class ImageTrainee(Trainee):
@@ -106,11 +118,11 @@ class ImageTrainee(Trainee):
         sites = cfg.data.sites or ds.train_sites
         for site in sites:
             if site not in ds.site_names:
-                raise InputError(f"names site {site!r}, which the dataset does not have "
-                                 f"({', '.join(ds.site_names)}).", source)
+                raise InputError(
+                    f"names site {site!r}, which the dataset does not have ({', '.join(ds.site_names)}).", source
+                )
             if site in ds.unseen_sites:
-                raise InputError(f"names site {site!r}, which the dataset holds out of training (role unseen).",
-                                 source)
+                raise InputError(f"names site {site!r}, which the dataset holds out of training (role unseen).", source)
         for m in cfg.data.modalities:
             if m not in ds.modalities:
                 raise InputError(f"asks for modality {m!r}; the dataset has {', '.join(ds.modalities)}.", source)
@@ -118,8 +130,11 @@ class ImageTrainee(Trainee):
         self.dims = cfg.model.spatial_dims()
         whole = c == "slice"
         if whole and self.dims != 2:
-            raise InputError("sets crop_size: slice (whole slices), which only a 2D method trains on; give the crop's "
-                             "edge in voxels.", source)
+            raise InputError(
+                "sets crop_size: slice (whole slices), which only a 2D method trains on; give the crop's "
+                "edge in voxels.",
+                source,
+            )
         if not whole:
             cfg.model.check_crop(c, source)
         self.split = split_subjects(ds.subjects, cfg.data, source)
@@ -130,30 +145,44 @@ class ImageTrainee(Trainee):
             crop = (*(-(-max(m.shape[i] for m in masks.values()) // k) * k for i in (0, 1)), 1)
         else:
             crop = (c, c, c) if self.dims == 3 else (c, c, 1)
-        self.sampler = CropSampler({s: images[s] for s in split["train"]}, {s: masks[s] for s in split["train"]},
-                                   crop, whole_slices=whole)
-        val_s = CropSampler({s: images[s] for s in split["validation"]},
-                            {s: masks[s] for s in split["validation"]}, crop, whole_slices=whole)
+        self.sampler = CropSampler(
+            {s: images[s] for s in split["train"]}, {s: masks[s] for s in split["train"]}, crop, whole_slices=whole
+        )
+        val_s = CropSampler(
+            {s: images[s] for s in split["validation"]},
+            {s: masks[s] for s in split["validation"]},
+            crop,
+            whole_slices=whole,
+        )
         tc = cfg.training
         vrng = np.random.default_rng([tc.seed, 2])
         self.val_batches = [val_s.triplets(vrng, tc.batch_size) for _ in range(tc.validation_batches)]
         torch.manual_seed(tc.seed)
         self.net = cfg.model.build().to(machine.device)
         self.sites = sites
-        self.meta = {"mrharmony_version": __version__, "model": cfg.model.model_dump(mode="json"),
-                     "data": {**cfg.data.model_dump(mode="json"), "dataset": relative_path(cfg.data.dataset, out)},
-                     "training_sites": sites, "split": split, "parameter_count": parameter_count(self.deployed()),
-                     "normalization": "brain 99th percentile",
-                     "voxel_size": training_voxel_size(ds, split["train"][0], sites[0], cfg.data.modalities[0])}
+        self.meta = {
+            "mrharmony_version": __version__,
+            "model": cfg.model.model_dump(mode="json"),
+            "data": {**cfg.data.model_dump(mode="json"), "dataset": relative_path(cfg.data.dataset, out)},
+            "training_sites": sites,
+            "split": split,
+            "parameter_count": parameter_count(self.deployed()),
+            "normalization": "brain 99th percentile",
+            "voxel_size": training_voxel_size(ds, split["train"][0], sites[0], cfg.data.modalities[0]),
+        }
         self.meta["card"] = structural_card(cfg, ds, sites, split, self.meta["voxel_size"])
-        self.phases = [Phase("autoencoder", tc.pretrain_epochs if cfg.model.pretrains() else 0, select_best=False),
-                       Phase("transfer", tc.epochs)]
+        self.phases = [
+            Phase("autoencoder", tc.pretrain_epochs if cfg.model.pretrains() else 0, select_best=False),
+            Phase("transfer", tc.epochs),
+        ]
 
     def start_line(self) -> str:
         s = self.split
-        return (f"{self.cfg.model.method} on {', '.join(self.sites)} ({', '.join(self.cfg.data.modalities)}); "
-                f"{self.meta['parameter_count']} parameters; {len(s['train'])} training / {len(s['validation'])} "
-                f"validation subjects ({len(s['test'])} held out)")
+        return (
+            f"{self.cfg.model.method} on {', '.join(self.sites)} ({', '.join(self.cfg.data.modalities)}); "
+            f"{self.meta['parameter_count']} parameters; {len(s['train'])} training / {len(s['validation'])} "
+            f"validation subjects ({len(s['test'])} held out)"
+        )
 
     def split_record(self) -> dict:
         return self.split
@@ -248,20 +277,32 @@ class ImageFamily(RunFamily):
         return ImageTrainee(cfg, out, machine, source=source, quiet=quiet)
 
 
-def train_structural(config: StructuralRunConfig | str | os.PathLike | None, out: str | os.PathLike, *,
-                     resume: bool = False, force: bool = False, quiet: bool = False,
-                     stop_after_epochs: int | None = None, method: str | None = None) -> Path:
+def train_structural(
+    config: StructuralRunConfig | str | os.PathLike | None,
+    out: str | os.PathLike,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    quiet: bool = False,
+    stop_after_epochs: int | None = None,
+    method: str | None = None,
+) -> Path:
     """Train HAIL or IHF-Harmony, whichever the config names, into the run directory ``out`` (see
     the module docstring and :func:`mrharmony.engine.loop.train`); ``method``, when given, is the
     one the config must name."""
     from mrharmony.engine.loop import train
 
-    return train(ImageFamily(method), config, out, resume=resume, force=force, quiet=quiet,
-                 stop_after_epochs=stop_after_epochs)
+    return train(
+        ImageFamily(method), config, out, resume=resume, force=force, quiet=quiet, stop_after_epochs=stop_after_epochs
+    )
 
 
-def train_harmonizer(cls: type[TrainedImageHarmonizer], config: StructuralRunConfig | str | os.PathLike | None,
-                     out: str | os.PathLike, **options) -> TrainedImageHarmonizer | None:
+def train_harmonizer(
+    cls: type[TrainedImageHarmonizer],
+    config: StructuralRunConfig | str | os.PathLike | None,
+    out: str | os.PathLike,
+    **options,
+) -> TrainedImageHarmonizer | None:
     """Train the method of the harmonizer class ``cls`` (HAIL, IHF-Harmony) into the run directory
     ``out`` with :func:`train_structural` (``options``: its keyword arguments such as ``resume``,
     ``force``, ``quiet``); the config must name that method. Returns the trained harmonizer, or

@@ -52,8 +52,10 @@ class ChannelStats:
         """The mean of several scans' means and of their standard deviations (a platform's scale)."""
         if not stats:
             raise ValueError("no scans to average")
-        return cls(np.mean([s.mean for s in stats], axis=0).astype(np.float32),
-                   np.mean([s.std for s in stats], axis=0).astype(np.float32))
+        return cls(
+            np.mean([s.mean for s in stats], axis=0).astype(np.float32),
+            np.mean([s.std for s in stats], axis=0).astype(np.float32),
+        )
 
     def apply(self, data: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Normalized copy of ``data``; voxels outside ``mask`` (when given) become 0."""
@@ -129,8 +131,9 @@ class FeatureScaling:
         return self.stats(platform, scan_stats(ds, subject, platform, d) if self.kind == "scan" else None, d)
 
     @classmethod
-    def from_dataset(cls, kind: str, ds, platforms: list[str], subjects: list[str], *,
-                     denoised: tuple[str, str] | None = None) -> FeatureScaling:
+    def from_dataset(
+        cls, kind: str, ds, platforms: list[str], subjects: list[str], *, denoised: tuple[str, str] | None = None
+    ) -> FeatureScaling:
         """The scaling learned from the training ``subjects``' prepared features."""
         d = dict([denoised]) if denoised else {}
         return cls(kind, {p: platform_stats(ds, p, subjects, d.get(p, "none")) for p in platforms}, denoised)

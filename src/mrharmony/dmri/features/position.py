@@ -37,4 +37,3 @@ def position_channels(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
 def with_position(data: np.ndarray, mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """Features (X, Y, Z, C) with the position channels appended (X, Y, Z, C + 3)."""
     return np.concatenate([np.asarray(data, np.float32), position_channels(mask, affine)], axis=-1)
-

@@ -73,9 +73,15 @@ class PrepareReport:
     out_dir: Path | None = None
 
 
-def prepare(dataset: str | os.PathLike | TravelingHeads, *, cfg: SHConfig | None = None,
-            force: bool = False, quiet: bool = False, register: bool = False,
-            denoise: str = "none") -> PrepareReport:
+def prepare(
+    dataset: str | os.PathLike | TravelingHeads,
+    *,
+    cfg: SHConfig | None = None,
+    force: bool = False,
+    quiet: bool = False,
+    register: bool = False,
+    denoise: str = "none",
+) -> PrepareReport:
     """Compute the SH features of every scan of a traveling-heads dataset (see module docstring).
 
     The whole dataset is validated first (headers of every scan, and the voxel data of every
@@ -137,20 +143,23 @@ def _prepare_scan(ds: TravelingHeads, scan: Scan, cfg: SHConfig, denoise: str = 
     if mask_path is None:  # computed (automatic_mask): kept with the features
         mask_path = nii.with_name(f"{scan.subject}_desc-brain_mask.nii.gz")
         save_nifti(mask_path, mask.astype(np.uint8), affine, dtype=np.uint8)
-    write_json(side, {
-        "format_version": FORMAT_VERSION,
-        "generated_by": {"name": "mrharmony dmri prepare", "version": __version__},
-        "Description": "real symmetric SH coefficients of the b0-normalized diffusion signal",
-        "sh": cfg.model_dump(mode="json"),
-        "denoise": denoise,
-        "n_coefficients": n_coefficients(cfg.sh_order_max),
-        # the scan's own channel statistics: its per-scan normalization, and a platform's average
-        "normalization": {"kind": "zscore-in-mask", **stats.to_dict()},
-        "platform": scan.platform.name,
-        "subject": scan.subject,
-        "mask": os.path.relpath(mask_path, side.parent),
-        "sources": _fingerprint(scan),
-    })
+    write_json(
+        side,
+        {
+            "format_version": FORMAT_VERSION,
+            "generated_by": {"name": "mrharmony dmri prepare", "version": __version__},
+            "Description": "real symmetric SH coefficients of the b0-normalized diffusion signal",
+            "sh": cfg.model_dump(mode="json"),
+            "denoise": denoise,
+            "n_coefficients": n_coefficients(cfg.sh_order_max),
+            # the scan's own channel statistics: its per-scan normalization, and a platform's average
+            "normalization": {"kind": "zscore-in-mask", **stats.to_dict()},
+            "platform": scan.platform.name,
+            "subject": scan.subject,
+            "mask": os.path.relpath(mask_path, side.parent),
+            "sources": _fingerprint(scan),
+        },
+    )
 
 
 @dataclass
@@ -170,12 +179,20 @@ class ScanFeatures:
 
     def scaled(self, stats: ChannelStats) -> ScanFeatures:
         """The same scan normalized with ``stats`` instead."""
-        return ScanFeatures(data=stats.apply(self.raw(), self.mask), mask=self.mask, affine=self.affine, stats=stats,
-                            sh=self.sh)
+        return ScanFeatures(
+            data=stats.apply(self.raw(), self.mask), mask=self.mask, affine=self.affine, stats=stats, sh=self.sh
+        )
 
 
-def load_features(ds: TravelingHeads, subject: str, platform: str, *, normalized: bool = True,
-                  scaling: FeatureScaling | None = None, denoise: str = "none") -> ScanFeatures:
+def load_features(
+    ds: TravelingHeads,
+    subject: str,
+    platform: str,
+    *,
+    normalized: bool = True,
+    scaling: FeatureScaling | None = None,
+    denoise: str = "none",
+) -> ScanFeatures:
     """Read the features ``prepare`` wrote for one scan (``denoise``: of the scan denoised first):
     normalized (by default) with ``scaling`` (:class:`~mrharmony.dmri.features.normalization.
     FeatureScaling`; default: the scan's own statistics), or at their own scale; ``stats`` maps
@@ -188,8 +205,12 @@ def load_features(ds: TravelingHeads, subject: str, platform: str, *, normalized
         meta = json.loads(side.read_text())
     except ValueError:
         raise InputError("is not valid JSON.", side) from None
-    check_format_version(meta.get("format_version"), side, remedy="upgrade mrharmony or run 'prepare --force'",
-                         unversioned="run 'prepare --force' to write the features again")
+    check_format_version(
+        meta.get("format_version"),
+        side,
+        remedy="upgrade mrharmony or run 'prepare --force'",
+        unversioned="run 'prepare --force' to write the features again",
+    )
     img = read_image(nii)
     data = read_float32(img, nii)
     mask_file = side.parent / meta["mask"] if meta.get("mask") else None
@@ -203,5 +224,6 @@ def load_features(ds: TravelingHeads, subject: str, platform: str, *, normalized
         stats = scaling.stats(platform, stats, denoise)
     if normalized:
         data = stats.apply(data, mask)
-    return ScanFeatures(data=data, mask=mask, affine=img.affine, stats=stats, sh=SHConfig(**meta["sh"]),
-                        normalized=normalized)
+    return ScanFeatures(
+        data=data, mask=mask, affine=img.affine, stats=stats, sh=SHConfig(**meta["sh"]), normalized=normalized
+    )

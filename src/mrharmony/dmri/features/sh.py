@@ -62,8 +62,14 @@ def sh_matrices(bvecs: np.ndarray, cfg: SHConfig) -> tuple[np.ndarray, np.ndarra
     from dipy.reconst.shm import sh_to_sf_matrix
 
     sphere = Sphere(xyz=np.asarray(bvecs, dtype=np.float64))
-    b, inv_b = sh_to_sf_matrix(sphere, sh_order_max=cfg.sh_order_max, basis_type=cfg.basis,
-                               legacy=cfg.legacy, smooth=cfg.smooth, return_inv=True)
+    b, inv_b = sh_to_sf_matrix(
+        sphere,
+        sh_order_max=cfg.sh_order_max,
+        basis_type=cfg.basis,
+        legacy=cfg.legacy,
+        smooth=cfg.smooth,
+        return_inv=True,
+    )
     return b, inv_b
 
 
@@ -115,8 +121,9 @@ def b0_normalize(dwi: np.ndarray, bvals: np.ndarray, mask: np.ndarray, cfg: SHCo
     return out, sel, s0
 
 
-def fit_sh(dwi: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, mask: np.ndarray, cfg: SHConfig,
-           *, source=None) -> np.ndarray:
+def fit_sh(
+    dwi: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, mask: np.ndarray, cfg: SHConfig, *, source=None
+) -> np.ndarray:
     """SH coefficients (X, Y, Z, n_coef) float32 of the b0-normalized shell; zero outside the mask."""
     norm, sel, _ = b0_normalize(dwi, bvals, mask, cfg, source=source)
     _, inv_b = sh_matrices(bvecs[sel], cfg)

@@ -30,9 +30,13 @@ class NetworkConfig(StrictModel):
 
     method: str
     features: int | None = Field(default=None, ge=2, description="width of the network (None: the paper's)")
-    init_from: str | None = Field(default=None, description="a finished run of the same network (method, "
-                                  "settings, targets and data) whose weights this run starts from: its training "
-                                  "continued with this run's optimizer and schedule", json_schema_extra={"path": True})
+    init_from: str | None = Field(
+        default=None,
+        description="a finished run of the same network (method, "
+        "settings, targets and data) whose weights this run starts from: its training "
+        "continued with this run's optimizer and schedule",
+        json_schema_extra={"path": True},
+    )
 
     def width(self) -> dict:
         """Keyword arguments of the network's width (none: its own default)."""
@@ -42,8 +46,9 @@ class NetworkConfig(StrictModel):
         """The torch module for ``targets`` (name -> voxel ratio), with new weights."""
         raise NotImplementedError
 
-    def build_for_training(self, targets: dict[str, int], in_channels: int, *, patch_size: int, data,
-                           run_dir: Path) -> tuple:
+    def build_for_training(
+        self, targets: dict[str, int], in_channels: int, *, patch_size: int, data, run_dir: Path
+    ) -> tuple:
         """The network a run trains and what its saved model records beyond the model section to be
         rebuilt (:meth:`build_saved`); paths in it relative to ``run_dir`` (named in
         :attr:`meta_paths`). Default: a new network, nothing more. ``data`` is the run's

@@ -45,8 +45,7 @@ def center_crop(x: torch.Tensor, size) -> torch.Tensor:
 
 def crop_margin(x: torch.Tensor, m: int) -> torch.Tensor:
     """Remove ``m`` voxels from both sides of each of the last three axes."""
-    return x[..., m:x.shape[-3] - m, m:x.shape[-2] - m, m:x.shape[-1] - m] if m else x
-
+    return x[..., m : x.shape[-3] - m, m : x.shape[-2] - m, m : x.shape[-1] - m] if m else x
 
 
 def under_output(x: torch.Tensor, out_size, ratio: int) -> torch.Tensor:
@@ -58,6 +57,7 @@ def under_output(x: torch.Tensor, out_size, ratio: int) -> torch.Tensor:
     for axis in (-3, -2, -1):
         x = x.repeat_interleave(ratio, dim=axis)
     return x
+
 
 class Conv(nn.Sequential):
     """A valid 3D convolution followed by ReLU (``relu=False`` for output layers)."""
@@ -97,7 +97,8 @@ class _Residual(nn.Module):
         super().__init__()
         pad = kernel // 2
         self.body = nn.Sequential(
-            nn.Conv3d(channels, channels, kernel, padding=pad), nn.ReLU(),
+            nn.Conv3d(channels, channels, kernel, padding=pad),
+            nn.ReLU(),
             nn.Conv3d(channels, channels, kernel, padding=pad),
         )
 

@@ -34,16 +34,18 @@ from mrharmony.dmri.networks.single import SINGLE_CONFIGS, SINGLE_NETS, SingleNe
 from mrharmony.errors import InputError
 
 
-def connection(z_channels: int, z_ratio: int, target_ratio: int, out_channels: int, features: int = 64,
-               *, kernel: int = 3) -> nn.Module:
+def connection(
+    z_channels: int, z_ratio: int, target_ratio: int, out_channels: int, features: int = 64, *, kernel: int = 3
+) -> nn.Module:
     """``N_iT``; ``kernel`` is that of its 3^3 convolution (1 where ``z_i`` is too small for 3)."""
     if z_ratio == target_ratio:
         return nn.Sequential(nn.Conv3d(z_channels, features, kernel), nn.ReLU(), nn.Conv3d(features, out_channels, 1))
     if z_ratio == 1 and target_ratio == 2:
         return nn.Sequential(Upsample2(z_channels, features), nn.Conv3d(features, out_channels, kernel))
     if z_ratio == 2 and target_ratio == 1:
-        return nn.Sequential(nn.Conv3d(z_channels, features, 2, stride=2), nn.ReLU(),
-                             nn.Conv3d(features, out_channels, 1))
+        return nn.Sequential(
+            nn.Conv3d(z_channels, features, 2, stride=2), nn.ReLU(), nn.Conv3d(features, out_channels, 1)
+        )
     raise ValueError(f"cannot connect features at ratio {z_ratio} to a target at ratio {target_ratio}")
 
 
@@ -75,8 +77,9 @@ class MSP(nn.Module):
                 zi, zr, tr = sizes[i][1], first_stage[i].z_ratio, first_stage[t].ratio
                 reach = {(1, 1): zi - 2, (2, 2): zi - 2, (1, 2): 2 * zi - 2, (2, 1): zi // 2}[(zr, tr)]
                 kernel = 3 if reach >= sizes[t][0] or (zr, tr) == (2, 1) else 1
-                conns[f"{i}__{t}"] = connection(first_stage[i].z_channels, zr, tr, self.in_channels, features,
-                                                kernel=kernel)
+                conns[f"{i}__{t}"] = connection(
+                    first_stage[i].z_channels, zr, tr, self.in_channels, features, kernel=kernel
+                )
         self.connections = nn.ModuleDict(conns)
         self.register_buffer("alpha", torch.zeros(()))
 
@@ -109,10 +112,16 @@ class MSPConfig(NetworkConfig):
     meta_paths = ("first_stage_runs",)
 
     method: Literal["msp"]
-    first_stage: dict[str, str] = Field(default_factory=dict, json_schema_extra={"path": True},
-                                        description="target -> run directory of a trained single network")
-    first_stage_runs: list[str] = Field(default_factory=list, json_schema_extra={"path": True},
-                                        description="runs to choose from, per target the lowest validation loss")
+    first_stage: dict[str, str] = Field(
+        default_factory=dict,
+        json_schema_extra={"path": True},
+        description="target -> run directory of a trained single network",
+    )
+    first_stage_runs: list[str] = Field(
+        default_factory=list,
+        json_schema_extra={"path": True},
+        description="runs to choose from, per target the lowest validation loss",
+    )
     first_stage_default: Literal["diqt", "cnn_rish", "shresnet"] = "diqt"
     alpha_start_epoch: float = Field(default=0.0, ge=0)
     alpha_end_epoch: float = Field(default=5.0, ge=0)
@@ -123,8 +132,14 @@ class MSPConfig(NetworkConfig):
             raise ValueError("alpha_end_epoch must not come before alpha_start_epoch")
         return self
 
-    def build(self, targets: dict[str, int], in_channels: int, *, patch_size: int = 11,
-              first: dict[str, SingleNet] | None = None) -> MSP:
+    def build(
+        self,
+        targets: dict[str, int],
+        in_channels: int,
+        *,
+        patch_size: int = 11,
+        first: dict[str, SingleNet] | None = None,
+    ) -> MSP:
         """MSP on the first-stage networks ``first`` (per target; a new ``first_stage_default``
         network for a target without one)."""
         first = dict(first or {})
@@ -133,8 +148,9 @@ class MSPConfig(NetworkConfig):
                 first[t] = SINGLE_NETS[self.first_stage_default](t, in_channels, r)
         return MSP({t: first[t] for t in targets}, patch_size=patch_size, **self.width())
 
-    def build_for_training(self, targets: dict[str, int], in_channels: int, *, patch_size: int, data,
-                           run_dir: Path) -> tuple[MSP, dict]:
+    def build_for_training(
+        self, targets: dict[str, int], in_channels: int, *, patch_size: int, data, run_dir: Path
+    ) -> tuple[MSP, dict]:
         """MSP on its trained first stage (per target the run of ``first_stage``, else the one of
         ``first_stage_runs`` with the lowest validation loss); records each first-stage network's
         model section and run, which rebuild it (:meth:`build_saved`)."""
@@ -152,14 +168,18 @@ class MSPConfig(NetworkConfig):
             nets[t], models[t] = net, meta["model"]
         for t in targets:
             models.setdefault(t, {"method": self.first_stage_default})
-        record = {"first_stage_runs": {t: relative_path(r, run_dir) for t, r in runs.items()},
-                  "first_stage_models": models}
+        record = {
+            "first_stage_runs": {t: relative_path(r, run_dir) for t, r in runs.items()},
+            "first_stage_models": models,
+        }
         return self.build(targets, in_channels, patch_size=patch_size, first=nets), record
 
     def build_saved(self, meta: dict) -> MSP:
         """MSP of a saved model: its first stage rebuilt from the model sections it records."""
-        first = {t: SINGLE_CONFIGS[m["method"]](**m).build({t: meta["ratios"][t]}, meta["in_channels"])
-                 for t, m in meta.get("first_stage_models", {}).items()}
+        first = {
+            t: SINGLE_CONFIGS[m["method"]](**m).build({t: meta["ratios"][t]}, meta["in_channels"])
+            for t, m in meta.get("first_stage_models", {}).items()
+        }
         return self.build(meta["ratios"], meta["in_channels"], patch_size=meta["patch_size"], first=first)
 
     def on_progress(self, net, epoch: float) -> None:
@@ -212,8 +232,9 @@ def load_single_network(run) -> tuple[SingleNet, dict]:
     if method not in SINGLE_CONFIGS:
         raise InputError(f"is a {method} run; MSP's first stage takes single networks.", run)
     refuse_position_channels(meta, run)
-    net = SINGLE_CONFIGS[method](**meta["model"]).build(meta["ratios"], meta["in_channels"],
-                                                       patch_size=meta["patch_size"])
+    net = SINGLE_CONFIGS[method](**meta["model"]).build(
+        meta["ratios"], meta["in_channels"], patch_size=meta["patch_size"]
+    )
     load_weights(net, obj, path)
     return net, meta
 
@@ -222,5 +243,6 @@ def refuse_position_channels(meta: dict, run) -> None:
     """Refuse a first-stage run trained with ``training.inputs: sh+position``: MSP's first stage
     takes networks of the SH features alone."""
     if meta.get("position_channels"):
-        raise InputError("was trained with the position channels; MSP's first stage takes networks of the SH "
-                         "features alone.", run)
+        raise InputError(
+            "was trained with the position channels; MSP's first stage takes networks of the SH features alone.", run
+        )

@@ -31,7 +31,7 @@ class PositionModulated(nn.Module):
             self.modulation[t] = nn.Sequential(nn.Conv3d(N_CHANNELS, hidden, 1), nn.ReLU(inplace=True), last)
 
     def forward(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
-        sh, pos = x[:, :self.sh_channels], x[:, self.sh_channels:]
+        sh, pos = x[:, : self.sh_channels], x[:, self.sh_channels :]
         out = {}
         for t, ys in self.net(sh).items():
             r, mod = self.ratios[t], self.modulation[t]
@@ -42,4 +42,3 @@ class PositionModulated(nn.Module):
                 res.append(y * (1 + a) + b)
             out[t] = res
         return out
-

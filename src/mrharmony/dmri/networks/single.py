@@ -80,8 +80,17 @@ class SingleNet(nn.Module):
 class DIQT(SingleNet):
     name = "diqt"
 
-    def __init__(self, target: str, in_channels: int, ratio: int, *, features: int = 50, revnet_blocks: int = 0,
-                 memory_saving: bool = True, skip: bool = False):
+    def __init__(
+        self,
+        target: str,
+        in_channels: int,
+        ratio: int,
+        *,
+        features: int = 50,
+        revnet_blocks: int = 0,
+        memory_saving: bool = True,
+        skip: bool = False,
+    ):
         super().__init__(target, in_channels, ratio)
         c, f = in_channels, features
 
@@ -185,7 +194,7 @@ class SingleNetConfig(NetworkConfig):
     def build(self, targets: dict[str, int], in_channels: int, *, patch_size: int = 11) -> SingleNet:
         if len(targets) != 1:
             raise InputError(f"method {self.method} predicts one target; the config names {len(targets)}.")
-        (t, r), = targets.items()
+        ((t, r),) = targets.items()
         return SINGLE_NETS[self.method](t, in_channels, r, **self.width(), **self.network_options())
 
     def network_options(self) -> dict:
@@ -195,9 +204,12 @@ class SingleNetConfig(NetworkConfig):
 class DIQTConfig(SingleNetConfig):
     method: Literal["diqt"]
     revnet_blocks: int = Field(default=0, ge=0, description="reversible blocks before each convolution")
-    skip: bool = Field(default=False, description="a departure from the paper: add the input's centre (repeated "
-                       "for a 2x target) to the output, whose last layer starts at zero, so that the network starts "
-                       "as the per-channel standardization (meanvar_global) and learns the correction")
+    skip: bool = Field(
+        default=False,
+        description="a departure from the paper: add the input's centre (repeated "
+        "for a 2x target) to the output, whose last layer starts at zero, so that the network starts "
+        "as the per-channel standardization (meanvar_global) and learns the correction",
+    )
 
     def network_options(self) -> dict:
         return {"revnet_blocks": self.revnet_blocks, "skip": self.skip}
@@ -212,5 +224,6 @@ class SHResNetConfig(SingleNetConfig):
 
 
 #: the single networks' config models by method name (MSP's first stage is built from them)
-SINGLE_CONFIGS = {cls.model_fields["method"].annotation.__args__[0]: cls
-                  for cls in (DIQTConfig, CNNRISHConfig, SHResNetConfig)}
+SINGLE_CONFIGS = {
+    cls.model_fields["method"].annotation.__args__[0]: cls for cls in (DIQTConfig, CNNRISHConfig, SHResNetConfig)
+}

@@ -33,8 +33,15 @@ def _volume(a: np.ndarray, dims: int) -> np.ndarray:
     return np.moveaxis(a[:, 0], 0, 2) if dims == 2 else a[0, 0]
 
 
-def _run_flow(net: Flow, image_n: np.ndarray, code: torch.Tensor, *, inverse: bool,
-              margin: np.ndarray | None = None, chunk: int = 16) -> tuple[np.ndarray, np.ndarray]:
+def _run_flow(
+    net: Flow,
+    image_n: np.ndarray,
+    code: torch.Tensor,
+    *,
+    inverse: bool,
+    margin: np.ndarray | None = None,
+    chunk: int = 16,
+) -> tuple[np.ndarray, np.ndarray]:
     """The flow (or its inverse) on a normalized volume, slice by slice (2D) or whole (3D):
     ``(result on the volume's grid, margin)``.
 
@@ -52,8 +59,10 @@ def _run_flow(net: Flow, image_n: np.ndarray, code: torch.Tensor, *, inverse: bo
         inside[(slice(None), slice(None), *(slice(0, n) for n in x.shape[2:]))] = True
         if inverse:
             if margin is None or margin.size != (~inside).sum():
-                raise ValueError(f"restoring an image of shape {image_n.shape} needs the flow's {(~inside).sum()} "
-                                 "values on its padding")
+                raise ValueError(
+                    f"restoring an image of shape {image_n.shape} needs the flow's {(~inside).sum()} "
+                    "values on its padding"
+                )
             full = np.zeros(inside.shape, np.float32)
             full[inside] = x.ravel()
             full[~inside] = margin
@@ -66,8 +75,8 @@ def _run_flow(net: Flow, image_n: np.ndarray, code: torch.Tensor, *, inverse: bo
     outs = []
     with torch.no_grad():
         for i in range(0, n, step):
-            valid = None if inside is None else torch.from_numpy(inside[i:i + step].astype(np.float32))
-            outs.append(fn(torch.from_numpy(x[i:i + step]), code, valid).numpy())
+            valid = None if inside is None else torch.from_numpy(inside[i : i + step].astype(np.float32))
+            outs.append(fn(torch.from_numpy(x[i : i + step]), code, valid).numpy())
     out = np.concatenate(outs)
     if inside is None:
         return _volume(out, net.dims), np.zeros(0, np.float32)
@@ -92,8 +101,9 @@ def target_code(net: Flow, target: np.ndarray, target_mask: np.ndarray) -> torch
         return net.style_code(t, m, pool_batch=net.dims == 2)
 
 
-def harmonize_flow(net: Flow, image: np.ndarray, mask: np.ndarray, target: np.ndarray,
-                   target_mask: np.ndarray) -> tuple[np.ndarray, dict]:
+def harmonize_flow(
+    net: Flow, image: np.ndarray, mask: np.ndarray, target: np.ndarray, target_mask: np.ndarray
+) -> tuple[np.ndarray, dict]:
     """``image`` with the appearance of ``target`` (float32, the target's intensity scale), and
     the record with which :func:`restore_flow` gives the input back without the target image:
     ``InputScale`` and ``TargetScale`` (the brains' 99th percentiles), ``StyleCode`` and
@@ -103,8 +113,7 @@ def harmonize_flow(net: Flow, image: np.ndarray, mask: np.ndarray, target: np.nd
     s_in, s_t = brain_scale(image, mask), brain_scale(target, target_mask)
     code = target_code(net, target / s_t, target_mask)
     out, margin = _run_flow(net, image / s_in, code, inverse=False)
-    record = {"InputScale": s_in, "TargetScale": s_t, "StyleCode": [float(v) for v in code[0]],
-              "FlowMargin": margin}
+    record = {"InputScale": s_in, "TargetScale": s_t, "StyleCode": [float(v) for v in code[0]], "FlowMargin": margin}
     return (out * s_t).astype(np.float32), record
 
 
@@ -114,6 +123,11 @@ def restore_flow(net: Flow, harmonized: np.ndarray, record: dict) -> np.ndarray:
     net = net.eval()
     code = torch.tensor([record["StyleCode"]], dtype=torch.float32)
     margin = record.get("FlowMargin")
-    back, _ = _run_flow(net, harmonized / record["TargetScale"], code, inverse=True,
-                        margin=None if margin is None else np.asarray(margin, np.float32))
+    back, _ = _run_flow(
+        net,
+        harmonized / record["TargetScale"],
+        code,
+        inverse=True,
+        margin=None if margin is None else np.asarray(margin, np.float32),
+    )
     return (back * record["InputScale"]).astype(np.float32)

@@ -36,8 +36,9 @@ def _flow_features(net: IHFTrainee, batch: dict) -> tuple:
     return fo, fx, ft, mx, mt
 
 
-def squeeze_losses(net: IHFTrainee, batch: dict, *, anatomy_weight: float, artefact_weight: float,
-                   artefact_levels: int | None = None) -> dict:
+def squeeze_losses(
+    net: IHFTrainee, batch: dict, *, anatomy_weight: float, artefact_weight: float, artefact_levels: int | None = None
+) -> dict:
     """Phase 2 of the squeeze variant: anatomy consistency (self-similarity of every feature
     level, output against input, at fixed evenly spread positions) and artefact consistency
     (channel means and stds of the ``artefact_levels`` deepest feature levels, all by default,

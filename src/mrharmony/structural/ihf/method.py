@@ -60,10 +60,22 @@ class IHFHarmonizer(TrainedImageHarmonizer):
 
     def __init__(self, net, *, meta: dict | None = None, model_file=None, name: str | None = None):
         squeeze = isinstance(net, SqueezeIHF)  # the squeeze design; the paper's flow is a HierarchyFlow
-        super().__init__(net, meta=meta, model_file=model_file, name=name, variant=(
-            SQUEEZE_NAME, "IHF-Harmony (squeeze variant)",
-            ("image harmonized by IHF-Harmony's squeeze variant (ihf_squeeze, exactly invertible) to the site of the "
-             "target image")) if squeeze else None)
+        super().__init__(
+            net,
+            meta=meta,
+            model_file=model_file,
+            name=name,
+            variant=(
+                SQUEEZE_NAME,
+                "IHF-Harmony (squeeze variant)",
+                (
+                    "image harmonized by IHF-Harmony's squeeze variant (ihf_squeeze, exactly invertible) to the site of the "
+                    "target image"
+                ),
+            )
+            if squeeze
+            else None,
+        )
         self.invertible = squeeze
 
     @classmethod
@@ -81,8 +93,10 @@ class IHFHarmonizer(TrainedImageHarmonizer):
             raise ValueError("an IHF-Harmony prediction is restored with its InputScale, which this result lacks")
         if "StyleCode" not in record:  # written before the record held the code: the target image gives it
             if target is None:
-                raise ValueError("this IHF-Harmony prediction records no style code: restoring it needs the target "
-                                 "image it was harmonized to")
+                raise ValueError(
+                    "this IHF-Harmony prediction records no style code: restoring it needs the target "
+                    "image it was harmonized to"
+                )
             s_t = brain_scale(target, target_mask)
             record["TargetScale"] = s_t
             record["StyleCode"] = [float(v) for v in target_code(self.net.eval(), target / s_t, target_mask)[0]]
@@ -92,28 +106,42 @@ class IHFHarmonizer(TrainedImageHarmonizer):
 class IHFConfig(ImageMethodConfig):
     method: Literal["ihf"]
     flow: Literal["hierarchy", "squeeze"] = Field(
-        default="hierarchy", description="hierarchy: the paper's flow (lifting by subtracted deltas, no squeeze; "
+        default="hierarchy",
+        description="hierarchy: the paper's flow (lifting by subtracted deltas, no squeeze; "
         "mrharmony.structural.ihf.paper_flow); squeeze: a variant of this project, named ihf_squeeze in every row "
-        "(space-to-channel squeezes and subtractive coupling, exactly invertible from its output)")
+        "(space-to-channel squeezes and subtractive coupling, exactly invertible from its output)",
+    )
     dims: Literal[2, 3] = 2
     chunks: tuple[int, ...] = Field(default=(10, 4, 4), min_length=1, description="hierarchy: deltas per block")
     pad: int = Field(default=10, ge=0, description="hierarchy: reflection padding around the image")
     levels: int = Field(default=2, ge=1, le=4, description="squeeze: levels of squeezes")
     blocks: int = Field(default=3, ge=1, description="squeeze: coupling blocks per level")
-    hidden: int | None = Field(default=None, ge=4, description="hidden channels of the coupling networks "
-                               "(default 64 for hierarchy, 32 for squeeze)")
-    style_dim: int | None = Field(default=None, ge=2, description="style code (default 64 for hierarchy, as the "
-                                  "paper's code, 32 for squeeze)")
+    hidden: int | None = Field(
+        default=None,
+        ge=4,
+        description="hidden channels of the coupling networks (default 64 for hierarchy, 32 for squeeze)",
+    )
+    style_dim: int | None = Field(
+        default=None, ge=2, description="style code (default 64 for hierarchy, as the paper's code, 32 for squeeze)"
+    )
     anatomy_weight: float | None = Field(default=None, ge=0, description="default 1 (both flows)")
-    artefact_weight: float | None = Field(default=None, ge=0, description="default 2 for hierarchy (the paper's "
-                                          "code), 10 for squeeze")
-    artefact_levels: int | None = Field(default=1, ge=1, description="squeeze: deepest feature levels of the "
-                                        "artefact loss (None: all); hierarchy: every level but the deepest")
-    widths: tuple[int, ...] = Field(default=(16, 32, 64), min_length=2,
-                                    description="the self-trained feature encoder of the losses")
-    vgg_weights: str | None = Field(default=None, json_schema_extra={"path": True},
-                                    description="a torchvision-style VGG-19 file (2D): the losses' feature encoder "
-                                                "instead of a self-trained one")
+    artefact_weight: float | None = Field(
+        default=None, ge=0, description="default 2 for hierarchy (the paper's code), 10 for squeeze"
+    )
+    artefact_levels: int | None = Field(
+        default=1,
+        ge=1,
+        description="squeeze: deepest feature levels of the "
+        "artefact loss (None: all); hierarchy: every level but the deepest",
+    )
+    widths: tuple[int, ...] = Field(
+        default=(16, 32, 64), min_length=2, description="the self-trained feature encoder of the losses"
+    )
+    vgg_weights: str | None = Field(
+        default=None,
+        json_schema_extra={"path": True},
+        description="a torchvision-style VGG-19 file (2D): the losses' feature encoder instead of a self-trained one",
+    )
 
     def row_name(self) -> str:
         return SQUEEZE_NAME if self.flow == "squeeze" else self.method
@@ -123,14 +151,20 @@ class IHFConfig(ImageMethodConfig):
         if self.vgg_weights and self.dims != 2:
             raise ValueError("vgg_weights needs dims: 2 (VGG-19 is a 2D network)")
         if self.flow == "hierarchy" and self.dims == 3:
-            raise ValueError("flow: hierarchy is the paper's 2D flow (its 160 lifted channels at full resolution do "
-                             "not fit a whole volume); dims: 3 needs flow: squeeze")
+            raise ValueError(
+                "flow: hierarchy is the paper's 2D flow (its 160 lifted channels at full resolution do "
+                "not fit a whole volume); dims: 3 needs flow: squeeze"
+            )
         other = {"hierarchy": ("levels", "blocks", "artefact_levels"), "squeeze": ("chunks", "pad")}[self.flow]
-        unused = sorted(k for k in other  # a resolved config writes every key at its default: those pass
-                        if getattr(self, k) != type(self).model_fields[k].default)
+        unused = sorted(
+            k
+            for k in other  # a resolved config writes every key at its default: those pass
+            if getattr(self, k) != type(self).model_fields[k].default
+        )
         if unused:
-            raise ValueError(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not a setting of flow: "
-                             f"{self.flow}")
+            raise ValueError(
+                f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not a setting of flow: {self.flow}"
+            )
         return self
 
     def build(self):
@@ -148,8 +182,11 @@ class IHFConfig(ImageMethodConfig):
 
     def check_crop(self, crop_size: int, source) -> None:
         if crop_size % self.crop_multiple():
-            raise InputError(f"sets crop_size {crop_size}, which the flow's {self.levels} squeezes cannot halve; "
-                             f"use a multiple of {self.crop_multiple()}.", source)
+            raise InputError(
+                f"sets crop_size {crop_size}, which the flow's {self.levels} squeezes cannot halve; "
+                f"use a multiple of {self.crop_multiple()}.",
+                source,
+            )
 
     def phase2_modules(self, net) -> tuple:
         return net.ihf, net.features
@@ -160,8 +197,9 @@ class IHFConfig(ImageMethodConfig):
             artefact = 2.0 if self.artefact_weight is None else self.artefact_weight
             return hierarchy_losses(net, batch, anatomy_weight=anatomy, artefact_weight=artefact)
         artefact = 10.0 if self.artefact_weight is None else self.artefact_weight
-        return squeeze_losses(net, batch, anatomy_weight=anatomy, artefact_weight=artefact,
-                              artefact_levels=self.artefact_levels)
+        return squeeze_losses(
+            net, batch, anatomy_weight=anatomy, artefact_weight=artefact, artefact_levels=self.artefact_levels
+        )
 
     def deployed(self, net):
         return net.ihf

@@ -57,8 +57,9 @@ def conv_block(cin: int, cout: int, kernel: int, dims: int, *, stride: int = 1) 
     """Convolution (reflection-free, zero padding ``kernel // 2``), instance norm, leaky ReLU 0.2."""
     conv = conv_class(dims)
     pad = (kernel - 1) // 2 if stride == 1 else 1
-    return nn.Sequential(conv(cin, cout, kernel, stride=stride, padding=pad), _norm(cout, dims),
-                         nn.LeakyReLU(0.2, inplace=True))
+    return nn.Sequential(
+        conv(cin, cout, kernel, stride=stride, padding=pad), _norm(cout, dims), nn.LeakyReLU(0.2, inplace=True)
+    )
 
 
 class StyleEncoder(nn.Module):
@@ -68,9 +69,13 @@ class StyleEncoder(nn.Module):
     def __init__(self, style_dim: int = 64, dims: int = 2):
         super().__init__()
         conv = conv_class(dims)
-        self.net = nn.Sequential(conv(1, 32, 7, padding=3), nn.LeakyReLU(0.2, inplace=True),
-                                 conv_block(32, 64, 4, dims, stride=2), conv_block(64, 128, 4, dims, stride=2),
-                                 conv_block(128, 128, 3, dims))
+        self.net = nn.Sequential(
+            conv(1, 32, 7, padding=3),
+            nn.LeakyReLU(0.2, inplace=True),
+            conv_block(32, 64, 4, dims, stride=2),
+            conv_block(64, 128, 4, dims, stride=2),
+            conv_block(128, 128, 3, dims),
+        )
         self.fc = nn.Linear(128, style_dim)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *, pool_batch: bool = False) -> torch.Tensor:
@@ -120,8 +125,11 @@ class LiftBlock(nn.Module):
         super().__init__()
         self.channels, self.chunks = channels, chunks
         conv = conv_class(dims)
-        self.delta = nn.Sequential(conv_block(channels, hidden, 3, dims), conv_block(hidden, hidden, 3, dims),
-                                   conv(hidden, chunks * channels, 3, padding=1))
+        self.delta = nn.Sequential(
+            conv_block(channels, hidden, 3, dims),
+            conv_block(hidden, hidden, 3, dims),
+            conv(hidden, chunks * channels, 3, padding=1),
+        )
         self.aan = ConditionedAAN(chunks * channels, style_dim)
         self.fuse_logit = nn.Parameter(torch.zeros(()))  # sigmoid(0) = 0.5, as the code starts
 
@@ -196,14 +204,16 @@ class HierarchyFlow(nn.Module):
         return self._cropped(self.decode(lifted, deltas, code), x.shape)
 
     def inverse(self, y, code, valid=None):
-        raise ValueError("the paper's hierarchy flow has no inverse of its images: it fuses the lifted states "
-                         "(see mrharmony.structural.ihf.paper_flow)")
+        raise ValueError(
+            "the paper's hierarchy flow has no inverse of its images: it fuses the lifted states "
+            "(see mrharmony.structural.ihf.paper_flow)"
+        )
 
-    def inverse_lifted(self, block: int, c: torch.Tensor, lifted_like: torch.Tensor, deltas: torch.Tensor,
-                       code: torch.Tensor) -> torch.Tensor:
+    def inverse_lifted(
+        self, block: int, c: torch.Tensor, lifted_like: torch.Tensor, deltas: torch.Tensor, code: torch.Tensor
+    ) -> torch.Tensor:
         """The lifted tensor of ``block`` back from its unfused states ``c`` (the AAN undone, given
         the block's deltas and the instance statistics of ``lifted_like``, the tensor that went in):
         the invertibility the paper's design has before the fusion."""
         mean, std, scale, shift = self.blocks[block].aan.modulation(lifted_like, code.expand(c.shape[0], -1))
         return (c.flatten(1, 2) - deltas - shift) / (1 + scale) * std + mean
-

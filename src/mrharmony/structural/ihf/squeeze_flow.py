@@ -75,9 +75,14 @@ class ArtefactEncoder(nn.Module):
     def __init__(self, style_dim: int = 32, width: int = 16, dims: int = 3):
         super().__init__()
         conv = conv_class(dims)
-        self.net = nn.Sequential(conv(1, width, 3, stride=2, padding=1), nn.ReLU(inplace=True),
-                                 conv(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(inplace=True),
-                                 conv(2 * width, 2 * width, 3, padding=1), nn.ReLU(inplace=True))
+        self.net = nn.Sequential(
+            conv(1, width, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            conv(width, 2 * width, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            conv(2 * width, 2 * width, 3, padding=1),
+            nn.ReLU(inplace=True),
+        )
         self.fc = nn.Linear(4 * width, style_dim)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *, pool_batch: bool = False) -> torch.Tensor:
@@ -145,7 +150,7 @@ class FlowBlock(nn.Module):
         self.f = Coupling(self.na, channels - self.na, hidden, style_dim, dims)
 
     def forward(self, x: torch.Tensor, s: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        a, b = x[:, : self.na], x[:, self.na:]
+        a, b = x[:, : self.na], x[:, self.na :]
         return torch.cat([b - self.f(a, s, valid), a], dim=1)
 
     def inverse(self, y: torch.Tensor, s: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:

@@ -78,7 +78,8 @@ def load_vgg_weights(path: str | os.PathLike) -> VGGFeatures:
         else:
             raise InputError(f"has no weights for the VGG-19 layer 'features.{k}'.", path)
         if tuple(picked[k].shape) != tuple(own[k].shape):
-            raise InputError(f"holds 'features.{k}' of shape {tuple(picked[k].shape)}, not the VGG-19's "
-                             f"{tuple(own[k].shape)}.", path)
+            raise InputError(
+                f"holds 'features.{k}' of shape {tuple(picked[k].shape)}, not the VGG-19's {tuple(own[k].shape)}.", path
+            )
     net.features.load_state_dict(picked)
     return net.eval()
