@@ -1,9 +1,10 @@
 """MSP trained with this project's recipe, against DIQT trained the same way with the same compute.
 
 In the dMRI benchmark the paper's MSP beats its compute-matched rivals (``diqt_continued``, the
-best single network) by 4-7% in SH error against the noiseless truth, and ``diqt_tuned`` (DIQT with
-the recipe ``diqt_tuned`` of mrharmony.dmri.recipes, four times the steps) beats MSP on every target. This
-asks whether the multi-stage design gains more when both stages are trained the tuned way:
+best single network) in SH error against the noiseless truth, and ``diqt_tuned`` (DIQT with the
+recipe ``diqt_tuned`` of mrharmony.dmri.recipes, four times the steps) beats MSP on every target
+(docs/results.md). This asks whether the multi-stage design gains more when both stages are
+trained the tuned way:
 
     diqt_tuned_sh            MSP's first stage: DIQT for each target with the recipe diqt_tuned_sh
                              (diqt_tuned less the position channels: MSP's first stage takes the SH
