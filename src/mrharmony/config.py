@@ -138,11 +138,11 @@ def path_fields(model: type[BaseModel]) -> list[str]:
     ]
 
 
-def _map_paths(section: dict, model: type[BaseModel], fn) -> dict:
-    """``section`` with ``fn`` applied to each string of its path settings (a string, a list of
-    strings or a mapping to strings); other values are left for validation to judge."""
+def map_paths(section: dict, names, fn) -> dict:
+    """``section`` with ``fn`` applied to each string of the values of ``names`` (a string, a list
+    of strings or a mapping to strings); other values, and names it lacks, are left as they are."""
     out = dict(section)
-    for name in path_fields(model):
+    for name in names:
         v = out.get(name)
         if isinstance(v, str):
             out[name] = fn(v)
@@ -157,7 +157,7 @@ def resolve_paths(section: dict, model: type[BaseModel], base: Path) -> dict:
     """``section`` (a config section as read, to be validated as ``model``) with the values of its
     path settings made absolute from the folder ``base`` (that of the config file)."""
     base = Path(base)
-    return _map_paths(section, model, lambda v: str((base / v).resolve()))
+    return map_paths(section, path_fields(model), lambda v: str((base / v).resolve()))
 
 
 def relative_path(path: str | os.PathLike, run_dir: str | os.PathLike) -> str:
@@ -170,7 +170,7 @@ def relative_paths(section: dict, model: type[BaseModel], run_dir: Path) -> dict
     """The inverse of :func:`resolve_paths` for recording: ``section`` (a dumped ``model``) with
     the values of its path settings relative to the run directory ``run_dir``, where the run's
     ``config.yaml`` is written."""
-    return _map_paths(section, model, lambda v: relative_path(v, run_dir))
+    return map_paths(section, path_fields(model), lambda v: relative_path(v, run_dir))
 
 
 def dump_yaml(obj: BaseModel | dict) -> str:

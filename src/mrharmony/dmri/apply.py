@@ -305,6 +305,7 @@ def apply_model(
                 name="mrharmony harmonized diffusion MRI",
                 description=f"mrharmony dmri apply ({h.name})",
             )
+        card_sha = card_hash(card_of(getattr(h, "meta", None) or {}))
         for t, res in results.items():
             aff = finer_affine(img.affine, h.ratios[t])
             base = f"{prefix}_space-{t.replace('_', '')}"
@@ -312,7 +313,7 @@ def apply_model(
                 "Method": h.name,
                 "TargetPlatform": t,
                 "Model": str(Path(model).resolve()),
-                "ModelCardSHA256": card_hash(card_of(getattr(h, "meta", None) or {})),
+                "ModelCardSHA256": card_sha,
                 "SphericalHarmonics": h.reference["sh"],
                 "mrharmonyVersion": __version__,
                 **({"ProtocolMismatch": mismatches} if mismatches else {}),

@@ -36,7 +36,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from mrharmony.config import StrictModel, relative_paths
+from mrharmony.config import StrictModel, map_paths, relative_paths, resolve_paths
 from mrharmony.errors import InputError
 
 PRESETS: dict[str, dict] = {
@@ -312,22 +312,9 @@ def absolute_paths(meta: dict, run_dir: str | os.PathLike, keys: tuple[str, ...]
         A copy of ``meta`` with the dataset and the values of ``keys`` made absolute.
     """
     base = Path(run_dir).resolve()
-
-    def fix(p):
-        return str((base / p).resolve()) if isinstance(p, str) else p
-
-    meta = dict(meta)
+    meta = map_paths(meta, keys, lambda v: str((base / v).resolve()))
     if "data" in meta:
-        meta["data"] = {**meta["data"], "dataset": fix(meta["data"]["dataset"])}
-    for key in keys:
-        v = meta.get(key)
-        meta[key] = (
-            {k: fix(x) for k, x in v.items()}
-            if isinstance(v, dict)
-            else [fix(x) for x in v]
-            if isinstance(v, list)
-            else fix(v)
-        )
+        meta["data"] = resolve_paths(meta["data"], DataConfig, base)
     return meta
 
 

@@ -12,13 +12,17 @@ from mrharmony.dmri.harmonizer import Harmonizer
 
 
 def default_name(meta: dict) -> str:
-    """A saved network's row name when its run has no label: its method, with the suffix of the
-    paper's per-scan normalization where it was trained that way (models saved before the choice
-    existed were)."""
+    """A saved network's row name when its run has no label (:func:`variant_name` of its method
+    and normalization; models saved before the choice existed were scaled per scan)."""
+    return variant_name(meta["model"]["method"], meta.get("normalization") or "scan")
+
+
+def variant_name(method: str, normalization: str) -> str:
+    """The row name of a method trained with a normalization of the features: the method, with the
+    suffix of the paper's per-scan normalization where it was trained that way."""
     from mrharmony.dmri.features.normalization import SCAN_SUFFIX
 
-    method = meta["model"]["method"]
-    return method + SCAN_SUFFIX if (meta.get("normalization") or "scan") == "scan" else method
+    return method + SCAN_SUFFIX if normalization == "scan" else method
 
 
 class DeepHarmonizer(Harmonizer):

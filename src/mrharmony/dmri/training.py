@@ -203,7 +203,7 @@ class NetworkTrainee(Trainee):
         from mrharmony import __version__
         from mrharmony.dmri.card import training_card
         from mrharmony.dmri.config import make_splits, target_platforms, test_subjects_of
-        from mrharmony.dmri.deep import default_name
+        from mrharmony.dmri.deep import variant_name
         from mrharmony.dmri.features.normalization import FeatureScaling
         from mrharmony.dmri.harmonizer import platform_reference
         from mrharmony.dmri.patches import PatchSampler
@@ -295,8 +295,7 @@ class NetworkTrainee(Trainee):
                 targets,
                 fit_subjects,
                 held_out,
-                variant=cfg.label
-                or default_name({"model": {"method": cfg.model.method}, "normalization": cfg.data.normalization}),
+                variant=cfg.label or variant_name(cfg.model.method, cfg.data.normalization),
                 budget=cfg.training.model_dump(mode="json"),
             ),
             "input_platform": ds.input_platform.name,
