@@ -92,3 +92,52 @@ def test_structural_bad_input(tmp_path, capsys):
     err = capsys.readouterr().err
     assert str(bad) in err and err.count("\n") == 1
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_a_rescan_is_the_same_head_moved_a_little_with_new_noise(structural):
+    info = yaml.safe_load((structural / "structural.yaml").read_text())
+    assert info["rescans"] is True
+    first = nib.load(structural / "sub-01" / "siteB" / "T1w.nii.gz").get_fdata()
+    again = nib.load(structural / "sub-01" / "siteB" / "rescan" / "T1w.nii.gz").get_fdata()
+    other = nib.load(structural / "sub-02" / "siteB" / "T1w.nii.gz").get_fdata()
+    r_same, r_other = np.corrcoef(first.ravel(), again.ravel())[0, 1], np.corrcoef(first.ravel(), other.ravel())[0, 1]
+    assert 0.8 < r_same < 0.999 and r_same > r_other + 0.1, (r_same, r_other)  # the same person, another session
+    assert abs(np.median(again) / np.median(first) - 1) < 0.15  # on the same site
+
+
+def test_one_effect_at_a_time():
+    from mrharmony.cli.data import STRUCTURAL_EFFECTS
+    from mrharmony.simulate.structural import EFFECTS, isolate_effect
+
+    assert tuple(EFFECTS) == STRUCTURAL_EFFECTS  # the command line's choices are the simulator's
+    sites = load_sites()
+    blur = isolate_effect(sites, "blur")
+    assert [s.name for s in blur] == [s.name for s in sites]
+    for s, orig in zip(blur, sites):
+        assert s.blur_fwhm_mm == orig.blur_fwhm_mm
+        assert (s.t1w, s.snr, s.bias, s.ringing, s.ghosting, s.scale) == (
+            sites[0].t1w,
+            sites[0].snr,
+            sites[0].bias,
+            sites[0].ringing,
+            sites[0].ghosting,
+            sites[0].scale,
+        )
+    with pytest.raises(Exception, match="no site effect 'colour'"):
+        isolate_effect(sites, "colour")
+
+
+def test_atrophy_thins_the_cortex_and_grows_the_ventricles(structural):
+    from mrharmony.simulate.structural import atrophy
+
+    tissue = nib.load(structural / "truth" / "sub-01" / "tissue.nii.gz").get_fdata().astype(np.float32)
+    brain = nib.load(structural / "sub-01" / "mask.nii.gz").get_fdata() > 0
+    after = atrophy(tissue, brain, gm_loss=0.1)
+    np.testing.assert_allclose(after.sum(-1), tissue.sum(-1), atol=1e-5)  # the brain kept
+    assert after[..., 1].sum() == pytest.approx(0.9 * tissue[..., 1].sum(), rel=0.01)
+    assert after[..., 0].sum() > tissue[..., 0].sum() + 0.1 * tissue[..., 1].sum() * 0.99
+    # thinning where GM meets CSF: GM far from CSF keeps its fraction
+    from scipy import ndimage
+
+    far = (ndimage.gaussian_filter(tissue[..., 0], 1.0) < 1e-3) & (tissue[..., 1] > 0.5)
+    np.testing.assert_allclose(after[..., 1][far], tissue[..., 1][far], atol=1e-3)

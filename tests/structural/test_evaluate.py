@@ -3,6 +3,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -105,7 +106,13 @@ def test_baselines_alone_on_the_default_split(setup, tmp_path):
     # the first subject is the one-shot reference, the other the test subject; both modalities
     assert ev.info["test_subjects"] == ["sub-02"] and ev.info["one_shot_reference_subject"] == "sub-01"
     assert ev.info["modalities"] == ["T1w", "T2w"] and ev.info["training_sites"] == ["siteA", "siteB"]
-    assert len(ev.rows) == 2 * 6 * 3  # modalities x ordered site pairs x (truth, none, nyul)
+    assert len(ev.rows) == 2 * 6 * 4  # modalities x ordered site pairs x (truth, rescan, none, nyul)
+    # what a study measures: the truth agrees with itself, its second session nearly, as a floor
+    truth = [r for r in ev.rows if r["method"] == "truth"]
+    assert all(r["target_vd_gm"] == 0 and r["target_dice_wm"] == 1 and r["gm_ml"] > 0 for r in truth)
+    assert all(np.isfinite(r["truth_vd_gm"]) for r in truth)  # the simulator's fractions are there
+    rescan = [r for r in ev.rows if r["method"] == "rescan"]
+    assert all(0.3 < r["target_dice_wm"] < 1 and 0.3 < r["ssim"] < 1 for r in rescan)
     assert {r["group"] for r in ev.rows if {r["input_site"], r["target_site"]} == {"siteA", "siteB"}} == {"seen"}
     assert {r["group"] for r in ev.rows if "siteD" in (r["input_site"], r["target_site"])} == {"unseen"}
     none = [r for r in ev.rows if r["method"] == "none"]
@@ -134,6 +141,10 @@ def test_baselines_alone_on_the_default_split(setup, tmp_path):
     assert summary["methods"] == {"none": "none", "nyul": "nyul"} and summary["reference"] == "none"
     assert [t["method"] for t in summary["wilcoxon"]] == ["nyul"] * 8  # 2 modalities x 2 groups x 2 metrics
     assert "| T1w | seen | nyul | 1 | 2 |" in (tmp_path / "out" / "table.md").read_text()  # 1 subject, 2 pairs
+    assert (
+        "What a study measures, against the same person's image at the target site"
+        in (tmp_path / "out" / "table.md").read_text()
+    )
     with pytest.raises(InputError, match="already exists and is not empty"):
         evaluate_structural(data, tmp_path / "out", methods=["none"], quiet=True)
 
@@ -284,7 +295,7 @@ def test_several_processes_keep_the_subjects_order(tmp_path):
     }
     one = compare_harmonizers(data, ["none", "nyul"], **kw)
     two = compare_harmonizers(data, ["none", "nyul"], jobs=2, **kw)
-    assert [r["subject"] for r in one.rows][::3] == ["sub-03", "sub-03", "sub-02", "sub-02"]  # 3 rows a pair
+    assert [r["subject"] for r in one.rows][::4] == ["sub-03", "sub-03", "sub-02", "sub-02"]  # 4 rows a pair
     assert_same_rows(two.rows, one.rows)
 
 

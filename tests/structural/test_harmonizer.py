@@ -78,11 +78,21 @@ def _today(method):
             n.transform(A(np.asarray(image, np.float64)), A(np.asarray(mask, np.float64))).get_data().astype(np.float32)
         )
 
+    from mrharmony.structural.bias import n4_correct
+
+    def n4(then):
+        return lambda image, mask, target, target_mask: then(
+            n4_correct(image, mask), mask, n4_correct(target, target_mask), target_mask
+        )
+
     return {
         "none": lambda image, *_: np.asarray(image, np.float32),
         "zscore": lambda *a: _standardized_today(ZScoreNormalizer, *a),
         "whitestripe": lambda *a: _standardized_today(WhiteStripeNormalizer, *a),
         "nyul": nyul,
+        "n4_zscore": n4(lambda *a: _standardized_today(ZScoreNormalizer, *a)),
+        "n4_whitestripe": n4(lambda *a: _standardized_today(WhiteStripeNormalizer, *a)),
+        "n4_nyul": n4(nyul),
         "hail": lambda *a: hail_mod.harmonize(_hail_net(), *a),
         "ihf": lambda *a: harmonize_flow(_ihf_net(), *a)[0],
     }[method]
@@ -93,6 +103,9 @@ FACTORIES = {
     "zscore": intensity.ZScoreHarmonizer,
     "whitestripe": intensity.WhiteStripeHarmonizer,
     "nyul": intensity.NyulHarmonizer,
+    "n4_zscore": intensity.N4ZScoreHarmonizer,
+    "n4_whitestripe": intensity.N4WhiteStripeHarmonizer,
+    "n4_nyul": intensity.N4NyulHarmonizer,
     "hail": lambda: hail_mod.HAILHarmonizer(_hail_net(), meta=HAIL_META),
     "ihf": lambda: IHFHarmonizer(_ihf_net(), meta=IHF_META),
 }

@@ -293,3 +293,21 @@ def test_structural_summary_and_tests_are_over_subjects_not_site_pairs():
     # one test subject: no interval over subjects, the spread over its site pairs instead
     one = summarize([r for r in rows if r["subject"] == "s0"])
     assert one[0]["n_subjects"] == 1 and " ± " in markdown_table(one)
+
+
+def test_agreement_with_the_target_sites_segmentation():
+    from mrharmony.structural.metrics import AGREEMENT, agreement
+
+    target = np.zeros((10, 10, 10), np.uint8)
+    target[:, :, :4], target[:, :, 4:7], target[:, :, 7:] = 1, 2, 3  # CSF 400, GM 300, WM 300 voxels
+    same = agreement(target, target, voxel_ml=0.008, truth_volumes={"csf": 3.2, "gm": 3.0, "wm": 2.0})
+    assert set(same) == set(AGREEMENT)
+    assert same["target_vd_gm"] == 0 and same["target_dice_gm"] == 1 and same["target_dice_wm"] == 1
+    assert same["gm_ml"] == pytest.approx(2.4) and same["csf_ml"] == pytest.approx(3.2)
+    assert same["truth_vd_gm"] == pytest.approx(0.2) and same["truth_vd_wm"] == pytest.approx(0.2)
+    thinner = target.copy()
+    thinner[:, :, 4] = 1  # one GM slab of three becomes CSF
+    a = agreement(thinner, target, voxel_ml=0.008)
+    assert a["target_vd_gm"] == pytest.approx(1 / 3) and a["target_vd_wm"] == 0
+    assert a["target_dice_gm"] == pytest.approx(2 * 200 / 500)
+    assert np.isnan(a["truth_vd_gm"])  # no truth given

@@ -11,6 +11,9 @@ from pathlib import Path
 
 from mrharmony.cli.common import add_force, say, usage_error
 
+#: the site effects of the structural simulator (its EFFECTS), named here so that --help imports nothing heavy
+STRUCTURAL_EFFECTS = ("contrast", "blur", "noise", "bias", "ringing", "ghosting")
+
 
 def add_simulate(sp) -> None:
     sp.set_defaults(func=run_simulate)
@@ -24,9 +27,9 @@ def add_simulate(sp) -> None:
     sp.add_argument(
         "--preset",
         default="demo",
-        choices=["tiny", "demo", "mushac", "full"],
+        choices=["tiny", "small", "demo", "mushac", "full"],
         help="size: tiny (tests, seconds), demo, and mushac (dmri: 10 subjects, whole brain) or "
-        "full (structural: 16 subjects, whole brain)",
+        "small (structural: the demo's brain at 3 mm, for tests) and full (structural: 16 subjects, whole brain)",
     )
     sp.add_argument("--sites", help="structural: sites YAML (default: the packaged sites.yaml)")
     sp.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
@@ -53,6 +56,16 @@ def add_simulate(sp) -> None:
         help="dmri cohort: the patients' higher diffusivities everywhere in the brain's tissue, a "
         "fraction: MD rises about that much, FA stays (default 0.10; 0: none)",
     )
+    sp.add_argument(
+        "--only-effect",
+        choices=list(STRUCTURAL_EFFECTS),  # mrharmony.simulate.structural.EFFECTS (tested)
+        help="structural: sites that differ in this effect alone (every other parameter the first site's)",
+    )
+    sp.add_argument(
+        "--no-rescans",
+        action="store_true",
+        help="structural: no second session of each subject on each site (<site>/rescan/)",
+    )
     add_force(sp, "replace an existing output folder")
 
 
@@ -72,6 +85,8 @@ def run_simulate(args) -> int:
             seed=args.seed,
             sites_file=args.sites,
             n_subjects=args.subjects,
+            rescans=not args.no_rescans,
+            only_effect=args.only_effect,
             force=args.force,
             quiet=args.quiet,
         )
@@ -79,6 +94,8 @@ def run_simulate(args) -> int:
         return 0
     from mrharmony.simulate import simulate
 
+    if args.only_effect or args.no_rescans:
+        raise usage_error("--only-effect and --no-rescans shape structural sites; they do not apply to --kind dmri")
     if args.sites:
         raise usage_error("--sites describes structural sites; dMRI platforms come from --platforms")
     if args.global_md_effect is not None and args.cohort is None:

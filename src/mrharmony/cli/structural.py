@@ -19,7 +19,7 @@ def add_structural(sp) -> None:
             "train": (add_train, "Train HAIL or IHF-Harmony, whichever the YAML config names (model.method)."),
             "apply": (
                 add_apply,
-                "Harmonize an image to the site of one target image (a HAIL or IHF-Harmony model) "
+                "Harmonize an image to the site of one target image (a HAIL or IHF-Harmony model, or a baseline) "
                 "into an output folder.",
             ),
             "evaluate": (
@@ -68,7 +68,11 @@ def run_train(args) -> int:
 
 def add_apply(q) -> None:
     q.set_defaults(func=run_apply)
-    q.add_argument("model", help="HAIL or IHF-Harmony run directory or model.pt")
+    q.add_argument(
+        "model",
+        help="HAIL or IHF-Harmony run directory or model.pt, or an intensity baseline by name "
+        "(see 'mrharmony structural methods')",
+    )
     q.add_argument("--input", required=True, help="the image to harmonize (3D NIfTI)")
     q.add_argument("--target-image", required=True, help="one image of the target site (any subject, any grid)")
     q.add_argument(

@@ -5,6 +5,7 @@ arranged the same way (links are fine)::
 
     ROOT/structural.yaml                   subjects, sites (name and role), modalities
     ROOT/<subject>/<site>/<modality>.nii.gz
+    ROOT/<subject>/<site>/rescan/<modality>.nii.gz   optional: a second session (``rescans: true``)
     ROOT/<subject>/mask.nii.gz             optional: the subject's brain mask
     ROOT/truth/<subject>/tissue.nii.gz     optional (simulated data): CSF, GM, WM fractions
 
@@ -62,6 +63,9 @@ class StructuralSpec(StrictModel):
     subjects: list[str] = Field(min_length=1, description="the subject folders")
     modalities: list[str] = Field(default=["T1w"], description="image names: <subject>/<site>/<modality>.nii.gz")
     sites: list[SiteSpec] = Field(min_length=2)
+    rescans: bool = Field(
+        default=False, description="every subject has a second session on every site: <subject>/<site>/rescan/"
+    )
     generated_by: dict[str, Any] | None = None
 
     @model_validator(mode="before")
@@ -111,6 +115,8 @@ class StructuralDataset:
     subjects: list[str]
     sites: list[SiteSpec]
     modalities: list[str]
+    #: whether every subject has a second session on every site (``<subject>/<site>/rescan/``)
+    rescans: bool = False
     #: what wrote the dataset (the simulator records itself), if it says
     generated_by: dict | None = None
 
@@ -128,6 +134,13 @@ class StructuralDataset:
 
     def image_path(self, subject: str, site: str, modality: str = "T1w") -> Path:
         return self.root / subject / site / f"{modality}.nii.gz"
+
+    def rescan_path(self, subject: str, site: str, modality: str = "T1w") -> Path:
+        return self.root / subject / site / "rescan" / f"{modality}.nii.gz"
+
+    def load_rescan(self, subject: str, site: str, modality: str = "T1w") -> tuple[np.ndarray, np.ndarray]:
+        """(data float32, affine) of a subject's second session on a site."""
+        return read_structural_image(self.rescan_path(subject, site, modality))
 
     def mask_path(self, subject: str) -> Path:
         return self.root / subject / "mask.nii.gz"
@@ -175,6 +188,18 @@ def read_structural_image(
     return data, np.asarray(img.affine, np.float64)
 
 
+def read_tissue(path: str | os.PathLike, shape: tuple[int, ...]) -> np.ndarray:
+    """A simulated subject's CSF, GM and WM fractions (X, Y, Z, 3, float32) on the grid of ``shape``."""
+    from mrharmony.data.images import read_float32, read_image
+
+    data = read_float32(read_image(path), path)
+    if data.shape != (*shape, 3):
+        raise InputError(
+            f"has shape {data.shape}; the tissue fractions of a {tuple(shape)} image are {(*shape, 3)}.", path
+        )
+    return data
+
+
 def load_structural(root: str | os.PathLike) -> StructuralDataset:
     """Read ``ROOT/structural.yaml`` (see the module docstring).
 
@@ -195,6 +220,7 @@ def load_structural(root: str | os.PathLike) -> StructuralDataset:
         subjects=list(spec.subjects),
         sites=list(spec.sites),
         modalities=list(spec.modalities),
+        rescans=spec.rescans,
         generated_by=spec.generated_by,
     )
 

@@ -14,8 +14,15 @@ Layout::
     ROOT/structural.yaml                  subjects, modalities, sites and their roles (mrharmony.data.structural)
     ROOT/simulation.yaml                  the preset, the seed and every site's parameters
     ROOT/<subject>/<site>/<modality>.nii.gz   T1w, T2w, FLAIR as the site stores them (float32)
+    ROOT/<subject>/<site>/rescan/<modality>.nii.gz   a second session on the same site: new noise
+                                          and receive field, the head moved a little (a floor)
     ROOT/<subject>/mask.nii.gz            the subject's brain mask (the same anatomy on every site)
     ROOT/truth/<subject>/tissue.nii.gz    CSF, GM, WM fractions on the common grid
+
+``only_effect`` renders sites that differ in one effect alone (:data:`EFFECTS`; every other
+parameter is the first site's), to measure what each harmonizer fixes of each effect.
+:func:`atrophy` makes a subject's tissue maps more atrophied (less GM, larger ventricles), for
+tests that a harmonizer keeps what differs between people.
 
 Random draws come from generators seeded by ``(seed, subject index, stream)``: the same seed
 gives the same files, whatever the number of subjects.
@@ -36,6 +43,18 @@ from mrharmony.simulate.params import pick_preset
 
 TISSUES = ("csf", "gm", "wm")
 MODALITIES = ("T1w", "T2w", "FLAIR")
+#: the ways a site differs, and the site parameters each one is (``only_effect``)
+EFFECTS: dict[str, tuple[str, ...]] = {
+    "contrast": ("t1w", "t2w", "flair", "scale"),
+    "blur": ("blur_fwhm_mm",),
+    "noise": ("snr",),
+    "bias": ("bias",),
+    "ringing": ("ringing",),
+    "ghosting": ("ghosting",),
+}
+#: the head's movement between the two sessions of a rescan (standard deviations)
+RESCAN_TRANSLATION_SD_MM = 0.5
+RESCAN_ROTATION_SD_DEG = 0.5
 
 
 class StructuralSite(StrictModel):
@@ -80,6 +99,14 @@ STRUCTURAL_PRESETS: dict[str, StructuralPreset] = {
         fov_max_mm=(40.0, 30.0, 30.0),
         description="4 subjects, an 80 x 80 x 40 mm block at 2 mm: seconds, for tests",
     ),
+    "small": StructuralPreset(
+        name="small",
+        n_subjects=4,
+        voxel_mm=3.0,
+        fov_min_mm=(-72.0, -108.0, -40.0),
+        fov_max_mm=(72.0, 76.0, 60.0),
+        description="4 subjects, the demo's field of view at 3 mm: a whole brain's outline in seconds, for tests",
+    ),
     "demo": StructuralPreset(
         name="demo",
         n_subjects=8,
@@ -110,6 +137,82 @@ def load_sites(path: str | os.PathLike | None = None) -> list[StructuralSite]:
     if dup:
         raise InputError(f"names site {dup[0]!r} twice.", path or default_sites_path())
     return sites
+
+
+def isolate_effect(sites: list[StructuralSite], effect: str) -> list[StructuralSite]:
+    """Sites that differ from each other in one effect alone.
+
+    Parameters
+    ----------
+    sites
+        The sites (``sites.yaml``).
+    effect
+        One of :data:`EFFECTS`.
+
+    Returns
+    -------
+    list of StructuralSite
+        Each site with the first site's parameters except those of ``effect``, which stay its own.
+
+    Raises
+    ------
+    InputError
+        An unknown effect.
+    """
+    if effect not in EFFECTS:
+        raise InputError(f"there is no site effect {effect!r}; the effects are {', '.join(EFFECTS)}.")
+    first = sites[0].model_dump()
+    own = EFFECTS[effect]
+    return [
+        StructuralSite(**{k: (v if k in own or k in ("name", "role") else first[k]) for k, v in s.model_dump().items()})
+        for s in sites
+    ]
+
+
+def atrophy(
+    tissue: np.ndarray, brain: np.ndarray, *, gm_loss: float = 0.1, ventricle_growth: float = 0.5
+) -> np.ndarray:
+    """A subject's tissue fractions with more atrophy: thinner cortex and larger ventricles.
+
+    The cortex thins where it meets CSF: GM becomes CSF in proportion to the CSF around each
+    voxel (a 1-voxel Gaussian neighbourhood), scaled so that ``gm_loss`` of all GM is lost; GM
+    away from CSF keeps its fraction. The ventricles grow into the WM around them.
+
+    Parameters
+    ----------
+    tissue
+        CSF, GM and WM fractions (X, Y, Z, 3), as ``truth/<subject>/tissue.nii.gz`` holds them.
+    brain
+        The brain mask.
+    gm_loss
+        The share of the brain's GM that becomes CSF.
+    ventricle_growth
+        The share of the WM next to the ventricles (the CSF away from the brain's surface, one
+        voxel around) that becomes CSF.
+
+    Returns
+    -------
+    numpy.ndarray
+        The new fractions; each voxel's sum is kept, and so is the brain.
+    """
+    from scipy import ndimage
+
+    out = np.array(tissue, np.float32, copy=True)
+    gm = out[..., 1]
+    near_csf = ndimage.gaussian_filter(out[..., 0], 1.0) * gm
+    scale = gm_loss * gm.sum() / max(float(near_csf.sum()), 1e-12)
+    for _ in range(5):  # where a voxel would lose more than its GM, the rest is taken elsewhere
+        moved = np.minimum(scale * near_csf, gm)
+        scale *= gm_loss * gm.sum() / max(float(moved.sum()), 1e-12)
+    out[..., 1] -= moved
+    out[..., 0] += moved
+    inner = ndimage.binary_erosion(np.asarray(brain, bool), iterations=3)
+    ventricles = inner & (tissue[..., 0] > 0.5)
+    rim = ndimage.binary_dilation(ventricles) & ~ventricles & inner
+    grown = ventricle_growth * out[..., 2] * rim
+    out[..., 2] -= grown
+    out[..., 0] += grown
+    return out
 
 
 def render_site(
@@ -165,10 +268,39 @@ def simulate_structural(
     seed: int = 0,
     sites_file=None,
     n_subjects: int | None = None,
+    rescans: bool = True,
+    only_effect: str | None = None,
     force: bool = False,
     quiet: bool = False,
 ) -> Path:
-    """Generate the synthetic multi-site structural dataset in ``out`` (module docstring)."""
+    """Generate the synthetic multi-site structural dataset in ``out`` (module docstring).
+
+    Parameters
+    ----------
+    out
+        The new dataset folder.
+    preset
+        One of :data:`STRUCTURAL_PRESETS`.
+    seed
+        The seed of every random draw.
+    sites_file
+        A sites file instead of the packaged ``sites.yaml``.
+    n_subjects
+        Subjects instead of the preset's number.
+    rescans
+        Render a second session of every subject on every site (``<site>/rescan/``).
+    only_effect
+        Sites that differ in this effect alone (:func:`isolate_effect`).
+    force
+        Replace an existing, non-empty ``out``.
+    quiet
+        No progress output.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+    """
     from mrharmony import __version__
     from mrharmony.data.structural import (
         SiteSpec,
@@ -177,10 +309,12 @@ def simulate_structural(
     )
     from mrharmony.io import save_nifti, staged_output_dir, write_text
     from mrharmony.progress import Progress
-    from mrharmony.simulate.anatomy import SubjectWarp, sample_anatomy, template_fields
+    from mrharmony.simulate.anatomy import SubjectWarp, rigid, sample_anatomy, template_fields
 
     pre = pick_preset(STRUCTURAL_PRESETS, preset, n_subjects, kind="structural ")
     sites = load_sites(sites_file)
+    if only_effect is not None:
+        sites = isolate_effect(sites, only_effect)
     # the modalities every site describes (T1w always)
     modalities = [m for m in MODALITIES if all(site.contrast(m) is not None for site in sites)]
     lo, hi = np.asarray(pre.fov_min_mm, float), np.asarray(pre.fov_max_mm, float)
@@ -191,7 +325,7 @@ def simulate_structural(
     with staged_output_dir(Path(out), force=force) as tmp:
         fields = template_fields(lo, hi)
         progress = Progress(
-            total=len(subjects) * len(sites) * len(modalities),
+            total=len(subjects) * len(sites) * len(modalities) * (2 if rescans else 1),
             unit="images",
             desc=f"simulate structural {preset}",
             quiet=quiet,
@@ -205,12 +339,20 @@ def simulate_structural(
             tissue *= brain[..., None]
             save_nifti(tmp / "truth" / subject / "tissue.nii.gz", tissue, affine)
             save_nifti(tmp / subject / "mask.nii.gz", brain.astype(np.uint8), affine, dtype=np.uint8)
-            for j, site in enumerate(sites):
-                for _k, modality in enumerate(modalities):  # T1w: stream 100 + j, T2w 200 + j, FLAIR 300 + j
-                    rng = np.random.default_rng([seed, i, 100 * (MODALITIES.index(modality) + 1) + j])
-                    img = render_site(rng, site, tissue, brain, pre.voxel_mm, modality)
-                    save_nifti(tmp / subject / site.name / f"{modality}.nii.gz", img, affine)
-                    progress.update(1)
+            sessions = [("", tissue, brain, 0)]
+            if rescans:  # the head moved a little: the anatomy sampled after a small rigid motion
+                moved = rigid(np.random.default_rng([seed, i, 1]), RESCAN_TRANSLATION_SD_MM, RESCAN_ROTATION_SD_DEG)
+                anat2, _ = sample_anatomy(fields, warp, affine, shape, scan_rigid=moved)
+                brain2 = (anat2["brain"] >= 0.5).astype(np.float32)
+                tissue2 = np.stack([anat2[t] for t in TISSUES], axis=-1).astype(np.float32) * brain2[..., None]
+                sessions.append(("rescan", tissue2, brain2, 1000))
+            for folder, tiss, mask, stream in sessions:
+                for j, site in enumerate(sites):
+                    for modality in modalities:  # T1w: stream 100 + j, T2w 200 + j, FLAIR 300 + j (+1000: rescan)
+                        rng = np.random.default_rng([seed, i, stream + 100 * (MODALITIES.index(modality) + 1) + j])
+                        img = render_site(rng, site, tiss, mask, pre.voxel_mm, modality)
+                        save_nifti(tmp / subject / site.name / folder / f"{modality}.nii.gz", img, affine)
+                        progress.update(1)
         progress.close()
         write_structural_spec(
             tmp,
@@ -219,6 +361,7 @@ def simulate_structural(
                 subjects=subjects,
                 modalities=modalities,
                 sites=[SiteSpec(name=s.name, role=s.role) for s in sites],
+                rescans=rescans,
                 generated_by={"name": "mrharmony simulate", "version": __version__, "preset": preset, "seed": seed},
             ),
         )
@@ -229,6 +372,11 @@ def simulate_structural(
                     "mrharmony_version": __version__,
                     "preset": pre.model_dump(mode="json"),
                     "seed": seed,
+                    "only_effect": only_effect,
+                    "rescan_motion_sd": {
+                        "translation_mm": RESCAN_TRANSLATION_SD_MM,
+                        "rotation_deg": RESCAN_ROTATION_SD_DEG,
+                    },
                     "sites": [s.model_dump(mode="json") for s in sites],
                 }
             ),

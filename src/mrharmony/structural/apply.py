@@ -1,7 +1,8 @@
-"""Applying a trained image-to-image harmonizer (HAIL or IHF-Harmony) to NIfTI files:
-``mrharmony structural apply`` (and ``restore``, the exact inverse of an invertible one).
+"""Applying a trained image-to-image harmonizer (HAIL or IHF-Harmony), or an intensity baseline,
+to NIfTI files: ``mrharmony structural apply`` (and ``restore``, the exact inverse of an
+invertible one).
 
-The method is the one the model file names (``meta['model']['method']``). The output is a
+The method is the one the model file names (``meta['model']['method']``), or the baseline named. The output is a
 folder, as for ``mrharmony dmri apply``: a BIDS derivative (``dataset_description.json``) holding
 the harmonized image, named after the input with ``desc-harmonized`` (``sub-01_T1w.nii.gz`` ->
 ``sub-01_desc-harmonized_T1w.nii.gz``), as float32 NIfTI on the input's grid and affine, with a
@@ -40,7 +41,8 @@ def apply_image_model(
     Parameters
     ----------
     model
-        A trained model: ``model.pt`` or its run directory.
+        A trained model: ``model.pt`` or its run directory; or the name of an intensity baseline
+        (:data:`mrharmony.structural.registry.INTENSITY_METHODS`, such as ``n4_nyul``).
     input_path
         The image to harmonize (NIfTI).
     target_path
@@ -77,10 +79,14 @@ def apply_image_model(
     """
     from mrharmony.io import staged_output_dir, write_derivative_description
     from mrharmony.structural.loading import load_image_harmonizer
+    from mrharmony.structural.registry import INTENSITY_METHODS, intensity_harmonizer
 
     name = derivative_name(input_path, "harmonized")
     with staged_output_dir(out, force=force) as tmp:  # checked before the model is read
-        harmonizer = load_image_harmonizer(model, method=method)
+        if method is None and str(model) in INTENSITY_METHODS and not Path(model).exists():
+            harmonizer = intensity_harmonizer(str(model))
+        else:
+            harmonizer = load_image_harmonizer(model, method=method)
         harmonizer.harmonize_file(
             input_path=input_path,
             target_path=target_path,

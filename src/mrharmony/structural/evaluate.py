@@ -53,8 +53,11 @@ import numpy as np
 from mrharmony.errors import InputError
 from mrharmony.structural.harmonizer import ImageHarmonizer, TrainedImageHarmonizer
 from mrharmony.structural.metrics import (
+    RESCAN_ROW,
     TRUTH_ROW,
+    agreement,
     dice,
+    fraction_volumes,
     markdown_table,
     nwd,
     paired_tests,
@@ -474,13 +477,20 @@ def score_pairs(
     targets = {j: dataset.load_image(reference_subject, j, modality)[0] for j in sites}
     ref_mask = dataset.load_mask(reference_subject, targets[sites[0]])
     for subject in subjects:
-        imgs = {j: dataset.load_image(subject, j, modality)[0] for j in sites}
+        loaded = {j: dataset.load_image(subject, j, modality) for j in sites}
+        imgs = {j: v[0] for j, v in loaded.items()}
+        voxel_ml = float(abs(np.linalg.det(loaded[sites[0]][1][:3, :3]))) / 1000.0
         mask = dataset.load_mask(subject, imgs[sites[0]])
         labels = {j: segment_tissues(imgs[j], mask, modality=modality) for j in sites}
+        truth_volumes = _truth_volumes(dataset, subject, mask, voxel_ml)
+        rescans = {j: dataset.load_rescan(subject, j, modality)[0] for j in sites} if dataset.rescans else {}
+        rescan_labels = {j: segment_tissues(r, mask, modality=modality) for j, r in rescans.items()}
         for i, j in pairs:
             x, t, truth = imgs[i], targets[j], imgs[j]
             group = "seen" if i in seen and j in seen else "unseen"
             preds = {TRUTH_ROW: (truth, {})}
+            if rescans:
+                preds[RESCAN_ROW] = (rescans[j], {})
             for h in hs:
                 result = h.transform(x, target=t, mask=mask, target_mask=ref_mask)
                 extra = {}
@@ -494,6 +504,8 @@ def score_pairs(
                 lab = (
                     labels[j]
                     if name == TRUTH_ROW
+                    else rescan_labels[j]
+                    if name == RESCAN_ROW
                     else labels[i]
                     if np.array_equal(p, x)
                     else segment_tissues(p, mask, modality=modality)
@@ -517,12 +529,21 @@ def score_pairs(
                         "dice_wm": d["wm"],
                         "ssim": s,
                         "psnr_db": q,
+                        **agreement(lab, labels[j], voxel_ml=voxel_ml, truth_volumes=truth_volumes),
                         **extra,
                     }
                 )
             bar.update(1)
     bar.close()
     return rows
+
+
+def _truth_volumes(dataset, subject: str, mask: np.ndarray, voxel_ml: float) -> dict[str, float] | None:
+    """A simulated subject's true tissue volumes in millilitres (None without a truth file)."""
+    from mrharmony.data.structural import read_tissue
+
+    path = dataset.truth_path(subject)
+    return fraction_volumes(read_tissue(path, mask.shape), mask, voxel_ml) if path.is_file() else None
 
 
 #: what each process of :func:`_score_in_processes` scores with: the dataset and the harmonizers

@@ -227,6 +227,9 @@ class HAILHarmonizer(TrainedImageHarmonizer):
     method = "hail"
     title = "HAIL"
     description = "T1-weighted image harmonized by HAIL to the site of the target image"
+    #: the decoder re-synthesizes the image from its features: a trained HAIL of the demo's budget
+    #: loses a cortical thinning that the input shows (its reconstruction alone loses it)
+    keeps_differences = False
     train_command = "structural train"
 
     def __init__(

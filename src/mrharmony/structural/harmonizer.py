@@ -96,6 +96,8 @@ class ImageHarmonizer(ABC):
         The ``Description`` of the sidecar of an image it harmonized.
     invertible : bool
         Whether :meth:`restore` takes a prediction back to the input.
+    keeps_differences : bool
+        Whether it claims to keep what differs between people.
     array_keys : tuple of str
         The arrays a result may carry beside its image (written as ``<stem>_<key>.npy``).
     name, modalities
@@ -117,6 +119,9 @@ class ImageHarmonizer(ABC):
     description: ClassVar[str] = "image harmonized to the site of the target image"
     #: whether :meth:`restore` takes a prediction back to the input
     invertible: ClassVar[bool] = False
+    #: whether it claims to keep what differs between people (a more atrophied brain keeps its
+    #: tissue-volume difference): tested for every method on files, whichever it claims
+    keeps_differences: ClassVar[bool] = True
     #: the arrays a result may carry beside its image (written as ``<stem>_<key>.npy``)
     array_keys: ClassVar[tuple[str, ...]] = ()
 

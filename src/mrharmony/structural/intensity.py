@@ -10,6 +10,9 @@ appearance of one target image, intensities only (no spatial model), inside brai
   whose standard scale is the target image's own landmarks (percentiles 1, 10, 20, ..., 90, 99 of
   its brain), so the input's landmarks land on the target's.
 
+* ``n4_zscore``, ``n4_whitestripe``, ``n4_nyul``: the same after N4 bias-field correction of
+  both images (:mod:`mrharmony.structural.bias`), as structural pipelines run them.
+
 These are what HAIL is measured against; each needs only the two images, like HAIL's one shot.
 Each is an :class:`~mrharmony.structural.harmonizer.ImageHarmonizer`
 (:func:`mrharmony.structural.registry.intensity_harmonizer` picks one by name); only the maths is here.
@@ -17,7 +20,10 @@ Each is an :class:`~mrharmony.structural.harmonizer.ImageHarmonizer`
 
 from __future__ import annotations
 
+import hashlib
 from abc import abstractmethod
+from collections import OrderedDict
+from typing import ClassVar
 
 import numpy as np
 
@@ -98,6 +104,9 @@ class NyulHarmonizer(IntensityHarmonizer):
     method = "nyul"
     title = "Nyul"
     description = "image harmonized to the site of the target image by Nyul histogram matching"
+    #: the input's brain histogram is mapped onto the target's, so a brain with more CSF and less
+    #: GM than the target's is given the target's proportions
+    keeps_differences = False
 
     def _transform(self, image, mask, target, target_mask) -> HarmonizedImage:
         from intensity_normalization.normalizers.population.nyul import NyulNormalizer
@@ -107,3 +116,70 @@ class NyulHarmonizer(IntensityHarmonizer):
         nyul = NyulNormalizer(output_min_value=float(lo), output_max_value=float(hi))
         nyul.fit_population([tgt], [tmsk])
         return HarmonizedImage(nyul.transform(img, msk).get_data().astype(np.float32))
+
+
+class N4Corrected(IntensityHarmonizer):
+    """An intensity baseline (:meth:`baseline`) after N4 bias-field correction of both images
+    (:func:`mrharmony.structural.bias.n4_correct`). The last corrections are kept for every N4
+    row alike (up to :attr:`cache_bytes`), so an image harmonized to many targets, by several
+    baselines, or a target given to many inputs, is corrected once."""
+
+    #: the smooth field N4 fits takes up part of a brain-wide change of the cortex's intensity
+    keeps_differences = False
+    #: how many bytes of corrected images are kept, for all N4 rows together
+    cache_bytes: ClassVar[int] = 256 * 2**20
+    _corrected: ClassVar[OrderedDict[str, np.ndarray]] = OrderedDict()
+
+    def corrected(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The N4-corrected image (the B-spline mesh spaced as for 1 mm voxels: the voxel size is not known here)."""
+        from mrharmony.structural.bias import n4_correct
+
+        cache = N4Corrected._corrected
+        key = hashlib.sha1(np.ascontiguousarray(image).tobytes() + np.packbits(mask).tobytes()).hexdigest()
+        if key not in cache:
+            cache[key] = n4_correct(image, mask)
+            while sum(v.nbytes for v in cache.values()) > self.cache_bytes and len(cache) > 1:
+                cache.popitem(last=False)
+        cache.move_to_end(key)
+        return cache[key]
+
+    def _transform(self, image, mask, target, target_mask) -> HarmonizedImage:
+        corrected, corrected_target = self.corrected(image, mask), self.corrected(target, target_mask)
+        return self.baseline()._transform(corrected, mask, corrected_target, target_mask)
+
+    @abstractmethod
+    def baseline(self) -> IntensityHarmonizer:
+        """The intensity baseline that follows the correction."""
+
+
+class N4ZScoreHarmonizer(N4Corrected):
+    """``n4_zscore``: N4 bias-field correction, then ``zscore``."""
+
+    method = "n4_zscore"
+    title = "N4 + z-score"
+    description = "image harmonized to the site of the target image by N4 bias-field correction and z-score"
+
+    def baseline(self) -> IntensityHarmonizer:
+        return ZScoreHarmonizer()
+
+
+class N4WhiteStripeHarmonizer(N4Corrected):
+    """``n4_whitestripe``: N4 bias-field correction, then ``whitestripe``."""
+
+    method = "n4_whitestripe"
+    title = "N4 + WhiteStripe"
+    description = "image harmonized to the site of the target image by N4 bias-field correction and WhiteStripe"
+
+    def baseline(self) -> IntensityHarmonizer:
+        return WhiteStripeHarmonizer()
+
+
+class N4NyulHarmonizer(N4Corrected):
+    """``n4_nyul``: N4 bias-field correction, then ``nyul``."""
+
+    method = "n4_nyul"
+    title = "N4 + Nyul"
+    description = "image harmonized to the site of the target image by N4 bias-field correction and Nyul matching"
+
+    def baseline(self) -> IntensityHarmonizer:
+        return NyulHarmonizer()

@@ -12,6 +12,15 @@
 * ``SSIM`` and ``PSNR`` against the truth (the same subject seen by the target site), inside
   the brain mask (scikit-image's SSIM map averaged over the mask; PSNR on the truth's range).
 
+What a study measures, against the same person's image at the target site (:data:`AGREEMENT`):
+
+* ``gm_ml``, ``wm_ml``, ``csf_ml``: the tissue volumes of the prediction's segmentation.
+* ``target_vd_gm`` / ``_wm``: ``|V_p - V_t| / V_t``, the relative volume difference to the
+  segmentation of the subject's own image on the target site (0: the volume the target site
+  measures); ``target_dice_gm`` / ``_wm``: the Dice overlap with that segmentation.
+* ``truth_vd_gm`` / ``_wm``: the relative volume difference to the simulator's tissue fractions
+  (where the dataset has them): what any segmentation of any site is measured against.
+
 Tables of them: :func:`summarize` (mean and std per modality, group of site pairs and method),
 :func:`paired_tests` (Wilcoxon + Bonferroni, :mod:`mrharmony.stats`) and :func:`markdown_table`;
 the rows come from :mod:`mrharmony.structural.evaluate`.
@@ -211,8 +220,7 @@ def ravd(labels_input: np.ndarray, labels_pred: np.ndarray) -> dict[str, float]:
         ``gm`` and ``wm``: ``|V_p - V_i| / V_i`` (0: the volumes kept); NaN for a tissue the
         input lacks.
     """
-    vi, vp = tissue_volumes(labels_input), tissue_volumes(labels_pred)
-    return {t: abs(vp[t] - vi[t]) / vi[t] if vi[t] > 0 else float("nan") for t in ("gm", "wm")}
+    return relative_volume_difference(tissue_volumes(labels_pred), tissue_volumes(labels_input))
 
 
 def ssim_psnr(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
@@ -402,8 +410,90 @@ def texture_ratio(prediction: np.ndarray, image: np.ndarray, truth: np.ndarray, 
     return period2_power(prediction - image, mask) / max(period2_power(truth - image, mask), 1e-30)
 
 
-METRICS = ("nwd_ip", "nwd_tp", "ravd_gm", "ravd_wm", "dice_gm", "dice_wm", "ssim", "psnr_db")
+#: the image's appearance and the structure it keeps of its input
+APPEARANCE = ("nwd_ip", "nwd_tp", "ravd_gm", "ravd_wm", "dice_gm", "dice_wm", "ssim", "psnr_db")
+#: what a study measures, against the same person's image at the target site (module docstring)
+AGREEMENT = (
+    "target_vd_gm",
+    "target_vd_wm",
+    "target_dice_gm",
+    "target_dice_wm",
+    "truth_vd_gm",
+    "truth_vd_wm",
+    "gm_ml",
+    "wm_ml",
+    "csf_ml",
+)
+METRICS = APPEARANCE + AGREEMENT
+#: the row of the subject's own image on the target site
 TRUTH_ROW = "truth"
+#: the row of the subject's second session on the target site: the floor of every error
+RESCAN_ROW = "rescan"
+
+
+def relative_volume_difference(volumes: dict[str, float], reference: dict[str, float]) -> dict[str, float]:
+    """``|V - V_ref| / V_ref`` of GM and WM.
+
+    Parameters
+    ----------
+    volumes, reference
+        Tissue volumes (:func:`tissue_volumes`, or from tissue fractions).
+
+    Returns
+    -------
+    dict of str to float
+        ``gm`` and ``wm``; NaN for a tissue the reference lacks.
+    """
+    return {
+        t: abs(volumes[t] - reference[t]) / reference[t] if reference[t] > 0 else float("nan") for t in ("gm", "wm")
+    }
+
+
+def fraction_volumes(tissue: np.ndarray, mask: np.ndarray, voxel_volume: float = 1.0) -> dict[str, float]:
+    """The tissue volumes of CSF, GM and WM fractions (X, Y, Z, 3) inside a mask, in units of ``voxel_volume``."""
+    m = np.asarray(mask, bool)
+    return {name: float(tissue[..., k - 1][m].sum()) * voxel_volume for name, k in CLASSES.items()}
+
+
+def agreement(
+    labels: np.ndarray,
+    target_labels: np.ndarray,
+    *,
+    voxel_ml: float,
+    truth_volumes: dict[str, float] | None = None,
+) -> dict[str, float]:
+    """What a study measures of a segmentation, against the target site's (:data:`AGREEMENT`).
+
+    Parameters
+    ----------
+    labels
+        The segmentation of a prediction (:func:`segment_tissues`).
+    target_labels
+        The segmentation of the same subject's image on the target site.
+    voxel_ml
+        The volume of one voxel in millilitres.
+    truth_volumes
+        The true tissue volumes in millilitres (:func:`fraction_volumes`), if known.
+
+    Returns
+    -------
+    dict of str to float
+        The keys of :data:`AGREEMENT` (the ``truth_vd`` ones NaN without ``truth_volumes``).
+    """
+    v, vt = tissue_volumes(labels, voxel_ml), tissue_volumes(target_labels, voxel_ml)
+    vd, d = relative_volume_difference(v, vt), dice(target_labels, labels)
+    tv = relative_volume_difference(v, truth_volumes) if truth_volumes else {"gm": float("nan"), "wm": float("nan")}
+    return {
+        "target_vd_gm": vd["gm"],
+        "target_vd_wm": vd["wm"],
+        "target_dice_gm": d["gm"],
+        "target_dice_wm": d["wm"],
+        "truth_vd_gm": tv["gm"],
+        "truth_vd_wm": tv["wm"],
+        "gm_ml": v["gm"],
+        "wm_ml": v["wm"],
+        "csf_ml": v["csf"],
+    }
 
 
 def summarize(rows: list[dict], extra_metrics=()) -> list[dict]:
@@ -458,7 +548,7 @@ def paired_tests(rows: list[dict], *, reference: str, metrics=("ssim", "nwd_tp")
     rows
         The rows of an evaluation.
     reference
-        The method compared to every other (the truth's row aside).
+        The method compared to every other (the truth's and the rescan's rows aside).
     metrics
         The metrics tested.
 
@@ -479,7 +569,7 @@ def paired_tests(rows: list[dict], *, reference: str, metrics=("ssim", "nwd_tp")
         sel = [r for r in rows if r["group"] == group and r["modality"] == mod]
         ref = {key(r): r for r in sel if r["method"] == reference}
         for method in dict.fromkeys(r["method"] for r in sel):
-            if method in (reference, TRUTH_ROW) or not ref:
+            if method in (reference, TRUTH_ROW, RESCAN_ROW) or not ref:
                 continue
             other = {key(r): r for r in sel if r["method"] == method}
             pairs = sorted(set(ref) & set(other))
@@ -505,7 +595,7 @@ def paired_tests(rows: list[dict], *, reference: str, metrics=("ssim", "nwd_tp")
 
 
 def markdown_table(summary: list[dict]) -> str:
-    """The summary as a Markdown table (rAVD in percent).
+    """The summary as Markdown tables (volume differences in percent).
 
     Parameters
     ----------
@@ -515,13 +605,13 @@ def markdown_table(summary: list[dict]) -> str:
     Returns
     -------
     str
-        One row per summary row: each metric's mean over the test subjects with its 95%
-        bootstrap interval over them, or, with fewer than ``MIN_INTERVAL_SUBJECTS``
-        (:mod:`mrharmony.stats`) test subjects, ± the standard deviation over their site pairs.
+        The appearance table (:data:`APPEARANCE`) and, where the summary has them, the table of
+        what studies measure (:data:`AGREEMENT`): one row per summary row, each metric's mean
+        over the test subjects with its 95% bootstrap interval over them, or, with fewer than
+        ``MIN_INTERVAL_SUBJECTS`` (:mod:`mrharmony.stats`) test subjects, ± the standard
+        deviation over their site pairs.
     """
-    from mrharmony.stats import MIN_INTERVAL_SUBJECTS
-
-    cols = [
+    appearance = [
         ("nwd_ip", "nWD(i,p) (1 ideal)", 1.0, 3),
         ("nwd_tp", "nWD(t,p) (0 ideal)", 1.0, 3),
         ("ravd_gm", "rAVD GM %", 100.0, 1),
@@ -532,7 +622,28 @@ def markdown_table(summary: list[dict]) -> str:
         ("psnr_db", "PSNR vs truth (dB)", 1.0, 1),
     ]
     if any("texture_p2" in r for r in summary):
-        cols.append(("texture_p2", "2-voxel texture (truth 1)", 1.0, 2))
+        appearance.append(("texture_p2", "2-voxel texture (truth 1)", 1.0, 2))
+    measured = [
+        ("gm_ml", "GM mL", 1.0, 1),
+        ("wm_ml", "WM mL", 1.0, 1),
+        ("target_vd_gm", "GM vol. diff. to target site %", 100.0, 1),
+        ("target_vd_wm", "WM vol. diff. to target site %", 100.0, 1),
+        ("target_dice_gm", "Dice GM with target site", 1.0, 3),
+        ("target_dice_wm", "Dice WM with target site", 1.0, 3),
+        ("truth_vd_gm", "GM vol. diff. to true fractions %", 100.0, 1),
+        ("truth_vd_wm", "WM vol. diff. to true fractions %", 100.0, 1),
+    ]
+    out = "Appearance, and the structure kept of the input (rAVD and Dice against the input's segmentation):\n\n"
+    out += _table(summary, appearance)
+    if any("target_vd_gm" in r for r in summary):
+        out += "\nWhat a study measures, against the same person's image at the target site:\n\n"
+        out += _table(summary, measured)
+    return out
+
+
+def _table(summary: list[dict], cols: list[tuple[str, str, float, int]]) -> str:
+    from mrharmony.stats import MIN_INTERVAL_SUBJECTS
+
     multi = len({r["modality"] for r in summary}) > 1
     head = ["modality"] * multi + ["pairs", "method", "subjects", "site pairs"] + [c[1] for c in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]

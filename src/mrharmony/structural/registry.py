@@ -13,7 +13,8 @@ Attributes
 REGISTRY : mrharmony.engine.registry.Registry
     The wing's methods in table order: the image-to-image methods trained by the engine (kind
     ``image``: ``hail``, ``ihf``) and the one-shot intensity baselines (kind ``intensity``:
-    ``none``, ``zscore``, ``whitestripe``, ``nyul``).
+    ``none``, ``zscore``, ``whitestripe``, ``nyul``, and the last three after N4 bias-field correction:
+    ``n4_zscore``, ``n4_whitestripe``, ``n4_nyul``).
 INTENSITY_METHODS : tuple of str
     The intensity baselines, in table order.
 
@@ -32,6 +33,9 @@ from mrharmony.structural.harmonizer import TrainedImageHarmonizer
 from mrharmony.structural.ihf import IHFConfig
 from mrharmony.structural.intensity import (
     IntensityHarmonizer,
+    N4NyulHarmonizer,
+    N4WhiteStripeHarmonizer,
+    N4ZScoreHarmonizer,
     NoHarmonization,
     NyulHarmonizer,
     WhiteStripeHarmonizer,
@@ -42,7 +46,13 @@ REGISTRY = Registry(
     "structural",
     (
         # image-to-image methods trained by the engine
-        Method("hail", "image", HAILConfig, "HAIL: one-shot style transfer (AdaIN) with a consistency loss"),
+        Method(
+            "hail",
+            "image",
+            HAILConfig,
+            "HAIL: one-shot style transfer (AdaIN) with a consistency loss (re-synthesizes the image: does not keep an "
+            "atrophy)",
+        ),
         Method(
             "ihf",
             "image",
@@ -64,7 +74,26 @@ REGISTRY = Registry(
             WhiteStripeHarmonizer,
             "WhiteStripe: the white-matter stripe's mean and standard deviation of the target image",
         ),
-        Method("nyul", "intensity", NyulHarmonizer, "Nyul histogram matching to the target image's landmarks"),
+        Method(
+            "nyul",
+            "intensity",
+            NyulHarmonizer,
+            "Nyul histogram matching to the target image's landmarks (maps tissue proportions onto the target's: "
+            "does not keep an atrophy)",
+        ),
+        Method(
+            "n4_zscore",
+            "intensity",
+            N4ZScoreHarmonizer,
+            "N4 bias-field correction (SimpleITK), then zscore (N4 takes up part of a cortical atrophy)",
+        ),
+        Method(
+            "n4_whitestripe",
+            "intensity",
+            N4WhiteStripeHarmonizer,
+            "N4 bias-field correction (SimpleITK), then whitestripe (N4 takes up part of a cortical atrophy)",
+        ),
+        Method("n4_nyul", "intensity", N4NyulHarmonizer, "N4 bias-field correction (SimpleITK), then nyul"),
     ),
 )
 

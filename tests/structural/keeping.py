@@ -1,0 +1,77 @@
+"""What the tests of 'keep what differs between people' share: a subject and the same subject more
+atrophied, rendered on one site with the same noise and field, harmonized on files, and the
+tissue-volume changes before and after."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from mrharmony.cli import main
+from mrharmony.data.structural import load_structural, read_tissue
+from mrharmony.simulate.structural import atrophy, load_sites, render_site
+from mrharmony.structural.metrics import segment_tissues, tissue_volumes
+
+
+def atrophy_files(
+    dataset: Path, subject: str, site: str, target_subject: str, target_site: str, folder: Path, *, gm_loss: float = 0.1
+) -> Path:
+    """``folder`` with ``before_T1w.nii.gz`` (the subject on ``site``), ``after_T1w.nii.gz`` (the
+    same, more atrophied (:func:`mrharmony.simulate.structural.atrophy`), rendered with the same
+    draws), their ``mask.nii.gz`` and the one-shot target (``target_T1w.nii.gz`` and
+    ``target_mask.nii.gz``)."""
+    ds = load_structural(dataset)
+    image, affine = ds.load_image(subject, site)
+    mask = ds.load_mask(subject)
+    tissue = read_tissue(ds.truth_path(subject), mask.shape)
+    spec = next(s for s in load_sites() if s.name == site)
+    voxel = float(abs(affine[0, 0]))
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, t in (("before", tissue), ("after", atrophy(tissue, mask, gm_loss=gm_loss))):
+        img = render_site(np.random.default_rng(0), spec, t, mask.astype(np.float32), voxel)
+        nib.save(nib.Nifti1Image(img, affine), folder / f"{name}_T1w.nii.gz")
+    nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine), folder / "mask.nii.gz")
+    target, target_affine = ds.load_image(target_subject, target_site)
+    nib.save(nib.Nifti1Image(target, target_affine), folder / "target_T1w.nii.gz")
+    nib.save(
+        nib.Nifti1Image(ds.load_mask(target_subject).astype(np.uint8), target_affine), folder / "target_mask.nii.gz"
+    )
+    return folder
+
+
+def volume_changes(folder: Path, method: str | None = None) -> dict[str, float]:
+    """After minus before, the GM and CSF volumes (voxels) of the two images of :func:`atrophy_files`:
+    as rendered (``method`` None), or harmonized by ``mrharmony structural apply METHOD``."""
+    mask = np.asarray(nib.load(folder / "mask.nii.gz").dataobj) > 0
+    volumes = {}
+    for name in ("before", "after"):
+        path = folder / f"{name}_T1w.nii.gz"
+        if method is not None:
+            out = folder / Path(method).name / name
+            args = [
+                "structural",
+                "apply",
+                method,
+                "--input",
+                str(path),
+                "--target-image",
+                str(folder / "target_T1w.nii.gz"),
+            ]
+            args += ["--mask", str(folder / "mask.nii.gz"), "--target-mask", str(folder / "target_mask.nii.gz")]
+            assert main([*args, "--out", str(out), "--quiet"]) == 0
+            path = out / f"{name}_desc-harmonized_T1w.nii.gz"
+        img = np.asarray(nib.load(path).dataobj, np.float32)
+        volumes[name] = tissue_volumes(segment_tissues(img, mask))
+    return {t: volumes["after"][t] - volumes["before"][t] for t in ("gm", "csf")}
+
+
+def assert_claim(folder: Path, method: str, keeps: bool, tolerance: float = 0.1) -> None:
+    """A method that claims to keep what differs between people keeps the input's GM and CSF volume
+    changes to within ``tolerance`` of their size; one that does not claim it changes one of them by
+    more (so that no claim goes stale)."""
+    before, after = volume_changes(folder), volume_changes(folder, method)
+    assert before["gm"] < 0 < before["csf"], before  # the atrophy is there to keep
+    error = max(abs(after[t] - before[t]) / abs(before[t]) for t in ("gm", "csf"))
+    assert (error <= tolerance) == keeps, (method, keeps, before, after)
