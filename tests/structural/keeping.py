@@ -12,11 +12,19 @@ import numpy as np
 from mrharmony.cli import main
 from mrharmony.data.structural import load_structural, read_tissue
 from mrharmony.simulate.structural import atrophy, load_sites, render_site
-from mrharmony.structural.metrics import segment_tissues, tissue_volumes
+from mrharmony.structural.metrics import measured_volumes, segment_tissues
 
 
 def atrophy_files(
-    dataset: Path, subject: str, site: str, target_subject: str, target_site: str, folder: Path, *, gm_loss: float = 0.1
+    dataset: Path,
+    subject: str,
+    site: str,
+    target_subject: str,
+    target_site: str,
+    folder: Path,
+    *,
+    gm_loss: float = 0.1,
+    ventricle_growth: float = 0.5,
 ) -> Path:
     """``folder`` with ``before_T1w.nii.gz`` (the subject on ``site``), ``after_T1w.nii.gz`` (the
     same, more atrophied (:func:`mrharmony.simulate.structural.atrophy`), rendered with the same
@@ -29,7 +37,10 @@ def atrophy_files(
     spec = next(s for s in load_sites() if s.name == site)
     voxel = float(abs(affine[0, 0]))
     folder.mkdir(parents=True, exist_ok=True)
-    for name, t in (("before", tissue), ("after", atrophy(tissue, mask, gm_loss=gm_loss))):
+    for name, t in (
+        ("before", tissue),
+        ("after", atrophy(tissue, mask, gm_loss=gm_loss, ventricle_growth=ventricle_growth)),
+    ):
         img = render_site(np.random.default_rng(0), spec, t, mask.astype(np.float32), voxel)
         nib.save(nib.Nifti1Image(img, affine), folder / f"{name}_T1w.nii.gz")
     nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine), folder / "mask.nii.gz")
@@ -42,7 +53,7 @@ def atrophy_files(
 
 
 def volume_changes(folder: Path, method: str | None = None) -> dict[str, float]:
-    """After minus before, the GM and CSF volumes (voxels) of the two images of :func:`atrophy_files`:
+    """After minus before, the GM and CSF volumes (voxels, from partial volumes) of the two images of :func:`atrophy_files`:
     as rendered (``method`` None), or harmonized by ``mrharmony structural apply METHOD``."""
     mask = np.asarray(nib.load(folder / "mask.nii.gz").dataobj) > 0
     volumes = {}
@@ -63,7 +74,7 @@ def volume_changes(folder: Path, method: str | None = None) -> dict[str, float]:
             assert main([*args, "--out", str(out), "--quiet"]) == 0
             path = out / f"{name}_desc-harmonized_T1w.nii.gz"
         img = np.asarray(nib.load(path).dataobj, np.float32)
-        volumes[name] = tissue_volumes(segment_tissues(img, mask))
+        volumes[name] = measured_volumes(img, segment_tissues(img, mask), mask)
     return {t: volumes["after"][t] - volumes["before"][t] for t in ("gm", "csf")}
 
 

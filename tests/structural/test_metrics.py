@@ -63,7 +63,7 @@ def test_segmentation_names_the_tissues_by_the_modality_contrast(modality):
     """Three slabs of CSF, GM and WM with a site's contrast in each modality, and noise."""
     from mrharmony.simulate.structural import load_sites
 
-    contrast = load_sites()[0].contrast(modality)
+    contrast = load_sites()[0].intensities(modality)
     truth = np.repeat(np.array([1, 2, 3], np.uint8), 10)[:, None, None] * np.ones((1, 20, 20), np.uint8)
     img = np.asarray(contrast)[truth - 1] + 0.04 * np.random.default_rng(0).standard_normal(truth.shape)
     labels = segment_tissues(img, np.ones(truth.shape, bool), modality=modality)
@@ -81,7 +81,7 @@ def test_segmentation_finds_the_tissues_of_a_synthetic_t1(tmp_path):
     # the tiny block holds little pure CSF, so the three classes split the darker GM: check the
     # voxels the truth calls pure WM and pure GM
     wm, gm = tissue[..., 2] > 0.9, tissue[..., 1] > 0.9
-    assert (labels[wm] == 3).mean() > 0.85
+    assert (labels[wm] == 3).mean() > 0.8  # WM's own T1 varies by several percent (tissue_variation)
     assert (labels[gm] < 3).mean() > 0.9
     assert set(np.unique(labels[mask])) == {1, 2, 3} and not labels[~mask].any()
 
@@ -296,18 +296,28 @@ def test_structural_summary_and_tests_are_over_subjects_not_site_pairs():
 
 
 def test_agreement_with_the_target_sites_segmentation():
-    from mrharmony.structural.metrics import AGREEMENT, agreement
+    from mrharmony.structural.metrics import AGREEMENT, agreement, measured_volumes, partial_volumes, tissue_volumes
 
     target = np.zeros((10, 10, 10), np.uint8)
     target[:, :, :4], target[:, :, 4:7], target[:, :, 7:] = 1, 2, 3  # CSF 400, GM 300, WM 300 voxels
-    same = agreement(target, target, voxel_ml=0.008, truth_volumes={"csf": 3.2, "gm": 3.0, "wm": 2.0})
+    vt = tissue_volumes(target, 0.008)
+    same = agreement(target, target, volumes=vt, target_volumes=vt, truth_volumes={"csf": 3.2, "gm": 3.0, "wm": 2.0})
     assert set(same) == set(AGREEMENT)
     assert same["target_vd_gm"] == 0 and same["target_dice_gm"] == 1 and same["target_dice_wm"] == 1
     assert same["gm_ml"] == pytest.approx(2.4) and same["csf_ml"] == pytest.approx(3.2)
     assert same["truth_vd_gm"] == pytest.approx(0.2) and same["truth_vd_wm"] == pytest.approx(0.2)
     thinner = target.copy()
     thinner[:, :, 4] = 1  # one GM slab of three becomes CSF
-    a = agreement(thinner, target, voxel_ml=0.008)
+    a = agreement(thinner, target, volumes=tissue_volumes(thinner, 0.008), target_volumes=vt)
     assert a["target_vd_gm"] == pytest.approx(1 / 3) and a["target_vd_wm"] == 0
     assert a["target_dice_gm"] == pytest.approx(2 * 200 / 500)
     assert np.isnan(a["truth_vd_gm"])  # no truth given
+    # partial volumes: a voxel halfway between the GM and WM means is half of each
+    img = np.asarray([0.2, 0.6, 1.0, 0.8, 0.4, 1.2, 0.0], np.float32)[:, None, None]
+    labels = np.asarray([1, 2, 3, 3, 2, 3, 1], np.uint8)[:, None, None]
+    mask = np.ones(img.shape, bool)
+    frac = partial_volumes(img, labels, mask)[:, 0, 0]  # means: CSF 0.1, GM 0.5, WM 1.0
+    np.testing.assert_allclose(frac[3], [0, 0.4, 0.6], atol=1e-6)
+    np.testing.assert_allclose(frac[5], [0, 0, 1])  # above the brightest mean: WM alone
+    np.testing.assert_allclose(frac.sum(-1), 1, atol=1e-6)
+    assert measured_volumes(img, labels, mask)["wm"] == pytest.approx(float(frac[:, 2].sum()))

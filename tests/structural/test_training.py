@@ -264,7 +264,16 @@ def test_the_model_card_says_what_the_model_learned_from(structural, trained, tm
 def test_an_atrophy_difference_survives_hail_on_files(structural, trained, tmp_path):
     """Keep what differs between people: a more atrophied brain keeps its GM and CSF volume
     difference, as far as it claims to, through HAIL (tests/structural/test_keeps_differences.py: the baselines). The tiny
-    data is a block inside the brain with little cortex at 2 mm: a thinning of 30% of its GM."""
+    data is a block inside the brain with little cortex at 2 mm: a thinning of 30% of its GM (no ventricles in it to grow)."""
     split = json.loads((trained / "split.json").read_text())
-    files = atrophy_files(structural, split["test"][0], "siteA", split["validation"][0], "siteB", tmp_path, gm_loss=0.3)
+    files = atrophy_files(
+        structural,
+        split["test"][0],
+        "siteA",
+        split["validation"][0],
+        "siteB",
+        tmp_path,
+        gm_loss=0.3,
+        ventricle_growth=0.0,
+    )
     assert_claim(files, str(trained), HAILHarmonizer.keeps_differences)

@@ -3,8 +3,13 @@
 Each subject is the MNI152 2009 anatomy (nilearn's GM, WM and brain maps; CSF the rest of the
 brain) under its own smooth deformation and size, as in the dMRI generator, rendered on every
 site (``sites.yaml``) on one common grid, so that the truth of a harmonization (the same
-subject seen by the target site) is known. A site differs as scanners and sequences do: the
-intensities of CSF, GM and WM in each modality (T1w, T2w, FLAIR: its sequences' contrasts), a smooth receive bias field, Rician noise at its SNR,
+subject seen by the target site) is known. A site differs as scanners and sequences do: its
+field strength and the pulse sequence of each modality (T1w: MPRAGE or spoiled gradient echo,
+T2w: turbo spin echo, FLAIR: inversion recovery), whose signal equations
+(:mod:`mrharmony.simulate.sequences`) give each tissue's signed signal from its T1, T2 and proton
+density, which vary smoothly within each tissue and person (:func:`tissue_variation`), mixed over
+each voxel's tissue fractions before the magnitude is taken (a site may instead give three
+relative intensities, mixed linearly); a smooth receive bias field, Rician noise at its SNR,
 its resolution (an anisotropic point-spread function), truncation ringing (k-space cut to a
 fraction along each axis), an N/2 ghost along the phase-encoding axis, and the scale of the
 stored values. Some sites have role ``unseen``: held out of training entirely.
@@ -35,17 +40,19 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mrharmony.config import StrictModel, dump_yaml, load_yaml_model
 from mrharmony.errors import InputError
 from mrharmony.simulate.params import pick_preset
+from mrharmony.simulate.sequences import RELAXATION, Sequence, tissue_signals
+from mrharmony.simulate.sequences import contrast as sequence_contrast
 
 TISSUES = ("csf", "gm", "wm")
 MODALITIES = ("T1w", "T2w", "FLAIR")
 #: the ways a site differs, and the site parameters each one is (``only_effect``)
 EFFECTS: dict[str, tuple[str, ...]] = {
-    "contrast": ("t1w", "t2w", "flair", "scale"),
+    "contrast": ("field_t", "t1w", "t2w", "flair", "scale"),
     "blur": ("blur_fwhm_mm",),
     "noise": ("snr",),
     "bias": ("bias",),
@@ -57,17 +64,42 @@ RESCAN_TRANSLATION_SD_MM = 0.5
 RESCAN_ROTATION_SD_DEG = 0.5
 
 
+#: a modality's contrast: a pulse sequence (its signal equation at the site's field strength), or
+#: three relative intensities of CSF, GM and WM (the brightest 1)
+Contrast = Sequence | tuple[float, float, float]
+
+
 class StructuralSite(StrictModel):
-    """One site's appearance of a T1-weighted brain (see ``sites.yaml``)."""
+    """One site's appearance of a brain (see ``sites.yaml``)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9]+$")
     role: Literal["train", "unseen"]
-    t1w: tuple[float, float, float] = Field(description="relative T1w intensities of CSF, GM, WM")
-    t2w: tuple[float, float, float] | None = Field(default=None, description="relative T2w intensities")
-    flair: tuple[float, float, float] | None = Field(default=None, description="relative FLAIR intensities")
+    field_t: float | None = Field(
+        default=None, description="field strength in tesla (1.5 or 3): the tissues' relaxation times"
+    )
+    t1w: Contrast = Field(description="the T1w sequence, or relative intensities of CSF, GM, WM")
+    t2w: Contrast | None = Field(default=None, description="the T2w sequence, or relative intensities")
+    flair: Contrast | None = Field(default=None, description="the FLAIR sequence, or relative intensities")
 
-    def contrast(self, modality: str) -> tuple[float, float, float] | None:
+    def contrast(self, modality: str) -> Contrast | None:
+        """The modality's contrast as the site describes it (None: the site lacks the modality)."""
         return getattr(self, modality.lower())
+
+    def intensities(self, modality: str) -> tuple[float, float, float] | None:
+        """The relative magnitudes of pure CSF, GM and WM in a modality, the brightest 1."""
+        c = self.contrast(modality)
+        if isinstance(c, Sequence):
+            return sequence_contrast(c, self.field_t or 0.0)
+        return c
+
+    @model_validator(mode="after")
+    def _field_for_sequences(self) -> StructuralSite:
+        if any(isinstance(self.contrast(m), Sequence) for m in MODALITIES):
+            if self.field_t is None:
+                raise ValueError("a contrast given as a sequence needs the site's field_t (1.5 or 3)")
+            if float(self.field_t) not in RELAXATION:
+                raise ValueError(f"field_t must be one of {', '.join(f'{b:g}' for b in RELAXATION)}")
+        return self
 
     scale: float = Field(gt=0)
     snr: float = Field(gt=0)
@@ -215,6 +247,32 @@ def atrophy(
     return out
 
 
+#: the spread (standard deviation of the log) of each tissue's T1 and proton density within one
+#: person, and the length scale over which they vary
+T1_SPREAD = 0.08
+PD_SPREAD = 0.04
+VARIATION_SCALE_MM = 20.0
+
+
+def tissue_variation(rng: np.random.Generator, shape, voxel_mm: float) -> dict[str, dict[str, np.ndarray]]:
+    """A person's smooth variation of each tissue's T1 and proton density within the tissue (deep
+    grey matter and cortex, tracts and the rest of the white matter differ in myelin and water):
+    ``{"t1": {tissue: factor}, "pd": {tissue: factor}}``, per voxel, each the exponential of an
+    independent Gaussian field of standard deviation :data:`T1_SPREAD` (:data:`PD_SPREAD`) smoothed
+    over :data:`VARIATION_SCALE_MM`. Sequences weigh T1 and proton density differently, so that two
+    sites' intensities are not one function of each other."""
+    from scipy import ndimage
+
+    out: dict[str, dict[str, np.ndarray]] = {"t1": {}, "pd": {}}
+    for what, spread in (("t1", T1_SPREAD), ("pd", PD_SPREAD)):
+        for tissue in TISSUES:
+            field = ndimage.gaussian_filter(
+                rng.standard_normal(shape), VARIATION_SCALE_MM / voxel_mm / 2.0, mode="nearest"
+            )
+            out[what][tissue] = np.exp(spread * field / max(float(field.std()), 1e-12)).astype(np.float32)
+    return out
+
+
 def render_site(
     rng: np.random.Generator,
     site: StructuralSite,
@@ -222,12 +280,38 @@ def render_site(
     brain: np.ndarray,
     voxel_mm: float,
     modality: str = "T1w",
+    variation: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> np.ndarray:
     """One site's image (``modality``) of a subject's tissue fractions (X, Y, Z, 3: CSF, GM, WM)
-    inside ``brain``."""
+    inside ``brain``.
+
+    A contrast given as a sequence sums each tissue's signed signal (at the site's field strength,
+    each tissue's T1 and proton density varied as ``variation`` says: :func:`tissue_variation`) over the voxel's
+    fractions, so that a voxel mixing a tissue before its inversion null with one after it is
+    darker than either; the brightest pure tissue is 1. The point-spread function, truncation,
+    ghost and receive field act on that signed signal, and the stored magnitude carries Rician
+    noise. A contrast given as three intensities mixes them linearly.
+    """
     from scipy import ndimage
 
-    img = np.tensordot(tissue, np.asarray(site.contrast(modality), np.float32), axes=([-1], [0])).astype(np.float32)
+    spec = site.contrast(modality)
+    if isinstance(spec, Sequence):
+        field_t = float(site.field_t or 0.0)
+        pure = tissue_signals(spec, field_t)
+        top = max(abs(float(pure[t])) for t in TISSUES)
+        variation = variation or {}
+        signals = tissue_signals(spec, field_t, t1_scale=variation.get("t1"))
+        pd = variation.get("pd", {})
+        img = (
+            sum(
+                tissue[..., k] * np.asarray(signals[t], np.float32) * pd.get(t, np.float32(1.0))
+                for k, t in enumerate(TISSUES)
+            )
+            / top
+        )
+        img = np.asarray(img, np.float32)
+    else:
+        img = np.tensordot(tissue, np.asarray(spec, np.float32), axes=([-1], [0])).astype(np.float32)
     img *= brain
     sigma = np.asarray(site.blur_fwhm_mm) / 2.3548 / voxel_mm
     img = ndimage.gaussian_filter(img, sigma, mode="constant")
@@ -339,6 +423,7 @@ def simulate_structural(
             tissue *= brain[..., None]
             save_nifti(tmp / "truth" / subject / "tissue.nii.gz", tissue, affine)
             save_nifti(tmp / subject / "mask.nii.gz", brain.astype(np.uint8), affine, dtype=np.uint8)
+            variation = tissue_variation(np.random.default_rng([seed, i, 2]), shape, pre.voxel_mm)
             sessions = [("", tissue, brain, 0)]
             if rescans:  # the head moved a little: the anatomy sampled after a small rigid motion
                 moved = rigid(np.random.default_rng([seed, i, 1]), RESCAN_TRANSLATION_SD_MM, RESCAN_ROTATION_SD_DEG)
@@ -350,7 +435,7 @@ def simulate_structural(
                 for j, site in enumerate(sites):
                     for modality in modalities:  # T1w: stream 100 + j, T2w 200 + j, FLAIR 300 + j (+1000: rescan)
                         rng = np.random.default_rng([seed, i, stream + 100 * (MODALITIES.index(modality) + 1) + j])
-                        img = render_site(rng, site, tiss, mask, pre.voxel_mm, modality)
+                        img = render_site(rng, site, tiss, mask, pre.voxel_mm, modality, variation)
                         save_nifti(tmp / subject / site.name / folder / f"{modality}.nii.gz", img, affine)
                         progress.update(1)
         progress.close()

@@ -59,6 +59,7 @@ from mrharmony.structural.metrics import (
     dice,
     fraction_volumes,
     markdown_table,
+    measured_volumes,
     nwd,
     paired_tests,
     ravd,
@@ -482,6 +483,7 @@ def score_pairs(
         voxel_ml = float(abs(np.linalg.det(loaded[sites[0]][1][:3, :3]))) / 1000.0
         mask = dataset.load_mask(subject, imgs[sites[0]])
         labels = {j: segment_tissues(imgs[j], mask, modality=modality) for j in sites}
+        volumes = {j: measured_volumes(imgs[j], labels[j], mask, voxel_ml) for j in sites}
         truth_volumes = _truth_volumes(dataset, subject, mask, voxel_ml)
         rescans = {j: dataset.load_rescan(subject, j, modality)[0] for j in sites} if dataset.rescans else {}
         rescan_labels = {j: segment_tissues(r, mask, modality=modality) for j, r in rescans.items()}
@@ -529,7 +531,13 @@ def score_pairs(
                         "dice_wm": d["wm"],
                         "ssim": s,
                         "psnr_db": q,
-                        **agreement(lab, labels[j], voxel_ml=voxel_ml, truth_volumes=truth_volumes),
+                        **agreement(
+                            lab,
+                            labels[j],
+                            volumes=volumes[j] if name == TRUTH_ROW else measured_volumes(p, lab, mask, voxel_ml),
+                            target_volumes=volumes[j],
+                            truth_volumes=truth_volumes,
+                        ),
                         **extra,
                     }
                 )

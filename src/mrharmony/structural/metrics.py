@@ -14,10 +14,11 @@
 
 What a study measures, against the same person's image at the target site (:data:`AGREEMENT`):
 
-* ``gm_ml``, ``wm_ml``, ``csf_ml``: the tissue volumes of the prediction's segmentation.
+* ``gm_ml``, ``wm_ml``, ``csf_ml``: the tissue volumes of the prediction: its partial volumes
+  between the class means of its segmentation (:func:`partial_volumes`), summed.
 * ``target_vd_gm`` / ``_wm``: ``|V_p - V_t| / V_t``, the relative volume difference to the
-  segmentation of the subject's own image on the target site (0: the volume the target site
-  measures); ``target_dice_gm`` / ``_wm``: the Dice overlap with that segmentation.
+  volume of the subject's own image on the target site (0: the volume the target site
+  measures); ``target_dice_gm`` / ``_wm``: the Dice overlap with that image's segmentation.
 * ``truth_vd_gm`` / ``_wm``: the relative volume difference to the simulator's tissue fractions
   (where the dataset has them): what any segmentation of any site is measured against.
 
@@ -171,6 +172,49 @@ def segment_tissues(
     labels = lut[ranks]
     labels[~m] = 0
     return labels
+
+
+def partial_volumes(img: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Each voxel's CSF, GM and WM fractions from its intensity, between the class means of a segmentation.
+
+    The tissues are ordered by their mean intensity inside the mask; a voxel whose intensity lies
+    between the means of two neighbouring tissues is a linear mixture of them, one below the
+    darkest or above the brightest is that tissue alone (the two-compartment partial-volume model
+    of FSL's FAST). Volumes summed from these fractions follow a tissue's thinning smoothly, where
+    a hard segmentation moves in whole voxels and with its class boundaries.
+
+    Parameters
+    ----------
+    img
+        The image.
+    labels
+        Its segmentation (:func:`segment_tissues`).
+    mask
+        The brain mask.
+
+    Returns
+    -------
+    numpy.ndarray
+        (X, Y, Z, 3) float32: CSF, GM and WM fractions, 0 outside the mask.
+    """
+    m = np.asarray(mask, bool)
+    out = np.zeros((*img.shape, 3), np.float32)
+    present = [k for k in (1, 2, 3) if np.any(labels[m] == k)]
+    if not present:
+        return out
+    means = {k: float(np.mean(img[m & (labels == k)])) for k in present}
+    order = sorted(present, key=lambda k: means[k])
+    x = img[m].astype(np.float64)
+    frac = np.zeros((x.size, 3))
+    frac[x <= means[order[0]], order[0] - 1] = 1.0
+    frac[x >= means[order[-1]], order[-1] - 1] = 1.0
+    for lo, hi in zip(order[:-1], order[1:]):
+        between = (x > means[lo]) & (x < means[hi])
+        w = (x[between] - means[lo]) / max(means[hi] - means[lo], 1e-12)
+        frac[between, hi - 1] = w
+        frac[between, lo - 1] = 1.0 - w
+    out[m] = frac
+    return out
 
 
 def dice(labels_a: np.ndarray, labels_b: np.ndarray) -> dict[str, float]:
@@ -449,6 +493,14 @@ def relative_volume_difference(volumes: dict[str, float], reference: dict[str, f
     }
 
 
+def measured_volumes(
+    img: np.ndarray, labels: np.ndarray, mask: np.ndarray, voxel_volume: float = 1.0
+) -> dict[str, float]:
+    """The tissue volumes a study measures of an image: its partial volumes (:func:`partial_volumes`)
+    summed inside the mask, in units of ``voxel_volume``."""
+    return fraction_volumes(partial_volumes(img, labels, mask), mask, voxel_volume)
+
+
 def fraction_volumes(tissue: np.ndarray, mask: np.ndarray, voxel_volume: float = 1.0) -> dict[str, float]:
     """The tissue volumes of CSF, GM and WM fractions (X, Y, Z, 3) inside a mask, in units of ``voxel_volume``."""
     m = np.asarray(mask, bool)
@@ -459,19 +511,19 @@ def agreement(
     labels: np.ndarray,
     target_labels: np.ndarray,
     *,
-    voxel_ml: float,
+    volumes: dict[str, float],
+    target_volumes: dict[str, float],
     truth_volumes: dict[str, float] | None = None,
 ) -> dict[str, float]:
-    """What a study measures of a segmentation, against the target site's (:data:`AGREEMENT`).
+    """What a study measures of a prediction, against the same person's image at the target site
+    (:data:`AGREEMENT`).
 
     Parameters
     ----------
-    labels
-        The segmentation of a prediction (:func:`segment_tissues`).
-    target_labels
-        The segmentation of the same subject's image on the target site.
-    voxel_ml
-        The volume of one voxel in millilitres.
+    labels, target_labels
+        The segmentations of the prediction and of the target site's image (:func:`segment_tissues`).
+    volumes, target_volumes
+        Their tissue volumes in millilitres (from :func:`partial_volumes`: :func:`measured_volumes`).
     truth_volumes
         The true tissue volumes in millilitres (:func:`fraction_volumes`), if known.
 
@@ -480,8 +532,8 @@ def agreement(
     dict of str to float
         The keys of :data:`AGREEMENT` (the ``truth_vd`` ones NaN without ``truth_volumes``).
     """
-    v, vt = tissue_volumes(labels, voxel_ml), tissue_volumes(target_labels, voxel_ml)
-    vd, d = relative_volume_difference(v, vt), dice(target_labels, labels)
+    v = volumes
+    vd, d = relative_volume_difference(v, target_volumes), dice(target_labels, labels)
     tv = relative_volume_difference(v, truth_volumes) if truth_volumes else {"gm": float("nan"), "wm": float("nan")}
     return {
         "target_vd_gm": vd["gm"],
