@@ -277,3 +277,25 @@ def test_an_atrophy_difference_survives_hail_on_files(structural, trained, tmp_p
         ventricle_growth=0.0,
     )
     assert_claim(files, str(trained), HAILHarmonizer.keeps_differences)
+
+
+def test_two_processes_train_as_one(structural, tmp_path):
+    """torchrun with 2 CPU processes (gloo) on the same global batches: each takes half of every
+    batch and the gradients are averaged, so the weights are those of one process to float rounding
+    (here every crop is all brain; the consistency loss's masked mean is taken per share)."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = _config(tmp_path, structural, pretrain_epochs=1, epochs=1, steps_per_epoch=3, batch_size=2)
+    one = train_structural(cfg, tmp_path / "one", quiet=True)
+    env = {**os.environ, "MRHARMONY_DDP_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd += ["-m", "mrharmony", "structural", "train", str(cfg), "--out", str(tmp_path / "two"), "--quiet"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    a = torch.load(one / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "two" / "model.pt", weights_only=True)["state_dict"]
+    assert "2 process(es)" in (tmp_path / "two" / "log.txt").read_text()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-5)  # the order of float sums differs

@@ -27,9 +27,10 @@ def add_simulate(sp) -> None:
     sp.add_argument(
         "--preset",
         default="demo",
-        choices=["tiny", "small", "demo", "mushac", "full"],
-        help="size: tiny (tests, seconds), demo, and mushac (dmri: 10 subjects, whole brain) or "
-        "small (structural: the demo's brain at 3 mm, for tests) and full (structural: 16 subjects, whole brain)",
+        choices=["tiny", "small", "demo", "mushac", "full", "1mm"],
+        help="size: tiny (tests, seconds), demo, and mushac (dmri: 10 subjects, whole brain) or, structural, "
+        "small (the demo's brain at 3 mm, for tests), full (16 subjects, whole brain at 1.5 mm) and 1mm "
+        "(8 subjects, whole brain at 1 mm)",
     )
     sp.add_argument("--sites", help="structural: sites YAML (default: the packaged sites.yaml)")
     sp.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")

@@ -144,6 +144,10 @@ class RunFamily(ABC):
     config_type: type
     #: whether its trainee shards batches over processes (distributed data parallel)
     distributed: bool = False
+    #: how the processes' gradients meet: ``ddp`` (the network wrapped in DistributedDataParallel,
+    #: whose gradient hooks expect one forward call a step) or ``all_reduce`` (the gradients averaged
+    #: after the backward pass, for losses that call the network several times a step)
+    gradient_sync: str = "ddp"
 
     @abstractmethod
     def load_config(self, path: str | os.PathLike):
@@ -189,7 +193,9 @@ def train(
     from mrharmony.engine.run import (
         RunLog,
         autocast,
+        average_gradients,
         barrier,
+        broadcast_parameters,
         check_new_run_dir,
         distributed,
         mean_across_processes,
@@ -232,10 +238,13 @@ def train(
     check_plain(trainee.meta, "the trainee's meta")  # saved with every best.pt: refused now, not after an epoch
     net = trainee.net
     model = net
-    if world > 1:
+    all_reduce = world > 1 and family.gradient_sync == "all_reduce"
+    if world > 1 and not all_reduce:
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    elif all_reduce:
+        broadcast_parameters(net)  # every process starts from rank 0's weights, as DDP does
     phase_of = [i for i, ph in enumerate(trainee.phases) for _ in range(ph.epochs)]
     total = len(phase_of)
     multi = len(trainee.phases) > 1
@@ -292,6 +301,8 @@ def train(
             with machine.autocast():
                 losses = trainee.loss(model, batch, phase)
             losses["loss"].backward()
+            if all_reduce:
+                average_gradients(net)
             opt.step()
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())

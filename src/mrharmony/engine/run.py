@@ -126,6 +126,25 @@ def mean_across_processes(value: float) -> float:
     return float(t.item() / dist.get_world_size())
 
 
+def broadcast_parameters(module) -> None:
+    """Give every process rank 0's parameters."""
+    import torch.distributed as dist
+
+    for p in module.parameters():
+        dist.broadcast(p.data, src=0)
+
+
+def average_gradients(module) -> None:
+    """Replace each parameter's gradient by its mean over the processes (after the backward pass)."""
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    for p in module.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world
+
+
 def barrier(world: int) -> None:
     if world > 1:
         import torch.distributed as dist

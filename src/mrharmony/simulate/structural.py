@@ -147,6 +147,14 @@ STRUCTURAL_PRESETS: dict[str, StructuralPreset] = {
         fov_max_mm=(72.0, 76.0, 60.0),
         description="8 subjects, the brain from the ventricles up at 2 mm",
     ),
+    "1mm": StructuralPreset(
+        name="1mm",
+        n_subjects=8,
+        voxel_mm=1.0,
+        fov_min_mm=(-78.0, -112.0, -70.0),
+        fov_max_mm=(78.0, 80.0, 90.0),
+        description="8 subjects, whole brain at 1 mm (156 x 192 x 160), the resolution studies scan T1w at",
+    ),
     "full": StructuralPreset(
         name="full",
         n_subjects=16,

@@ -38,6 +38,11 @@ generator seeded by ``(seed, e)``, the validation triplets from ``(seed, 2)``, s
 run ends with the weights of an uninterrupted one on the CPU. What differs between HAIL and
 IHF-Harmony (the module each trains, what trains in phase 2, its losses, what is deployed) is
 said by the method's config model.
+
+Under torchrun (``torchrun --nproc_per_node N -m mrharmony structural train ...``) every process
+draws the same global batch of triplets and trains on its share of it, and the gradients are
+averaged over the processes before each step (the batch size must divide evenly); only rank 0
+writes.
 """
 
 from __future__ import annotations
@@ -126,6 +131,11 @@ class ImageTrainee(Trainee):
         for m in cfg.data.modalities:
             if m not in ds.modalities:
                 raise InputError(f"asks for modality {m!r}; the dataset has {', '.join(ds.modalities)}.", source)
+        if cfg.training.batch_size % machine.world:
+            raise InputError(
+                f"sets batch_size {cfg.training.batch_size}, which the {machine.world} processes cannot share evenly.",
+                source,
+            )
         c = cfg.data.crop_size
         self.dims = cfg.model.spatial_dims()
         whole = c == "slice"
@@ -228,9 +238,15 @@ class ImageTrainee(Trainee):
         tc = self.cfg.training
         rng = np.random.default_rng([tc.seed, epoch])
 
+        m = self.machine
+        local = tc.batch_size // m.world
+
         def batches():
-            for _ in range(tc.steps_per_epoch):
-                yield torch_batch(self.sampler.triplets(rng, tc.batch_size), self.machine.device, self.dims)
+            for _ in range(tc.steps_per_epoch):  # every process draws the global batch and takes its share
+                triplets = self.sampler.triplets(rng, tc.batch_size)
+                if m.world > 1:
+                    triplets = {k: v[m.rank * local : (m.rank + 1) * local] for k, v in triplets.items()}
+                yield torch_batch(triplets, m.device, self.dims)
 
         return Epoch(batches(), tc.steps_per_epoch, tc.batch_size, "triplets")
 
@@ -259,6 +275,10 @@ class ImageFamily(RunFamily):
     """The runs of the image methods (HAIL, IHF-Harmony)."""
 
     config_type = StructuralRunConfig
+    #: trains under torchrun: each process takes its share of every global batch; the losses call
+    #: the networks several times a step, so the gradients are averaged after the backward pass
+    distributed = True
+    gradient_sync = "all_reduce"
 
     def __init__(self, method: str | None = None):
         self.method = method
