@@ -1,0 +1,246 @@
+"""The structural benchmark: HAIL and IHF-Harmony against the intensity baselines as practice
+runs them, judged by what studies measure, with goals declared before the run.
+
+On the synthetic multi-site data (``mrharmony simulate --kind structural``: sites from signal
+equations, a rescan of every subject on every site):
+
+1. trained on the training sites and subjects: HAIL, the paper's model (``hail``) and its U-Net
+   variant (``hail_unet``), on T1w; IHF-Harmony's paper flow (``ihf``) and its exactly invertible
+   variant (``ihf_squeeze``), 2D, on T1w, T2w and FLAIR (the recipes of ``benchmarks/hail.py`` and
+   ``benchmarks/flow.py``);
+2. every test subject (the split's and more people simulated beside the data, never seen in
+   training: at least six at the ``cpu`` budget) harmonized from each site to each other site by
+   those and by ``none``, ``zscore``, ``whitestripe``, ``nyul`` and the same after N4 bias-field
+   correction; the one target image of a site is the validation subject's image on it; scored by
+   :func:`mrharmony.structural.evaluate.compare_harmonizers` beside the truth and the rescan rows
+   (per modality, each modality's rows kept in ``DIR/rows-<modality>.json`` so that a stopped run
+   scores only what is left);
+3. the goals of :mod:`mrharmony.bench.structural_goals` on the declared rows ``hail`` and
+   ``ihf_squeeze`` (:data:`~mrharmony.bench.structural_goals.DECLARED`), per modality and group of
+   site pairs, intervals over subjects;
+4. what each method fixes of each effect: data whose sites differ in one effect alone
+   (``--only-effect``: contrast, blur, noise, bias, ringing, ghosting), T1w, four site pairs, three
+   test subjects; each method's residual is its 1 - SSIM against the truth over no harmonization's
+   (1: nothing fixed, 0: the target site's image itself).
+
+Usage:
+    python benchmarks/structural.py --budget {smoke,cpu} --out DIR [--record docs/results] [--jobs 2]
+
+``smoke`` (tiny data, a few training steps, one effect) checks the pipeline in minutes; ``cpu`` is
+the run whose summary is committed: ``--record docs/results`` writes
+``docs/results/structural-cpu.json`` and ``.md`` (goals, summary tables, effects, training times,
+the declared rows and the commit). Existing data, finished runs and scored modalities are reused;
+interrupted training is resumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from mrharmony.bench.structural import add_jobs
+
+BUDGETS = {
+    "smoke": {
+        "preset": "tiny",
+        "training_preset": "test",
+        "extra_test_subjects": 2,
+        "hail": {"pretrain_epochs": 2, "epochs": 2, "steps_per_epoch": 4, "batch_size": 2},
+        "hail_crop": 16,
+        "ihf": {"pretrain_epochs": 1, "epochs": 2, "steps_per_epoch": 4, "batch_size": 4},
+        "ihf_crop": 16,
+        "modalities": ["T1w"],
+        "effects": ["blur"],
+    },
+    "cpu": {
+        "preset": "demo",
+        "training_preset": "demo",
+        "extra_test_subjects": 5,
+        "hail": {"pretrain_epochs": 12, "epochs": 12},
+        "hail_crop": None,
+        "ihf": {"batch_size": 8, "pretrain_epochs": 20, "epochs": 40},
+        "ihf_crop": 64,
+        "modalities": ["T1w", "T2w", "FLAIR"],
+        "effects": ["contrast", "blur", "noise", "bias", "ringing", "ghosting"],
+    },
+}
+BASELINES = ["none", "zscore", "whitestripe", "nyul", "n4_zscore", "n4_whitestripe", "n4_nyul"]
+EFFECT_PAIRS = [("siteA", "siteB"), ("siteB", "siteA"), ("siteA", "siteD"), ("siteD", "siteA")]
+
+
+def train_all(out: Path, data: Path, budget: dict) -> tuple[dict, dict]:
+    """The four trained rows and their training seconds."""
+    from mrharmony.bench.structural import train_or_resume
+    from mrharmony.structural.hail import HAILHarmonizer
+    from mrharmony.structural.ihf import IHFHarmonizer
+
+    models, seconds = {}, {}
+    hail_data = {"dataset": str(data.resolve()), "modalities": ["T1w"]}
+    if budget["hail_crop"]:
+        hail_data["crop_size"] = budget["hail_crop"]
+    ihf_data = {"dataset": str(data.resolve()), "modalities": budget["modalities"], "crop_size": budget["ihf_crop"]}
+    plans = [
+        ("hail", HAILHarmonizer, hail_data, {"method": "hail"}, budget["hail"]),
+        (
+            "hail_unet",
+            HAILHarmonizer,
+            hail_data,
+            {"method": "hail", "skips": True, "widths": [16, 32, 64]},
+            budget["hail"],
+        ),
+        ("ihf", IHFHarmonizer, ihf_data, {"method": "ihf", "flow": "hierarchy"}, budget["ihf"]),
+        ("ihf_squeeze", IHFHarmonizer, ihf_data, {"method": "ihf", "flow": "squeeze"}, budget["ihf"]),
+    ]
+    for name, cls, data_cfg, model, training in plans:
+        t0 = time.perf_counter()
+        config = {"preset": budget["training_preset"], "data": data_cfg, "model": model, "training": training}
+        models[name] = train_or_resume(cls, config, out / f"run-{name}")
+        seconds[name] = round(time.perf_counter() - t0, 1)
+    first = models["hail"]
+    for h in models.values():
+        if h.split != first.split or h.training_sites != first.training_sites:
+            raise SystemExit(f"{h.model_file} was trained on another split or other sites than {first.model_file}.")
+    models["hail"].modalities = models["hail_unet"].modalities = ["T1w"]
+    return models, seconds
+
+
+def score(out: Path, scored, split, rows_of: list, modalities: list[str], jobs: int) -> list[dict]:
+    """Every modality's rows, each kept in ``out/rows-<modality>.json`` once scored."""
+    from mrharmony.io import write_text
+    from mrharmony.structural.evaluate import compare_harmonizers
+
+    rows = []
+    for modality in modalities:
+        path = out / f"rows-{modality}.json"
+        if not path.is_file():
+            ev = compare_harmonizers(
+                scored,
+                rows_of,
+                modalities=[modality],
+                reference="hail" if modality == "T1w" else "ihf_squeeze",
+                split=split,
+                jobs=jobs,
+            )
+            write_text(path, json.dumps(ev.rows) + "\n")
+        rows += json.loads(path.read_text())
+    return rows
+
+
+def effects(out: Path, budget: dict, args, models: dict, split: dict) -> list[dict]:
+    """Each method's residual per effect (module docstring, step 4)."""
+    from mrharmony.simulate.structural import simulate_structural
+    from mrharmony.structural.evaluate import compare_harmonizers
+    from mrharmony.structural.metrics import summarize
+
+    table = []
+    subjects = {"test": split["test"][:3], "validation": split["validation"]}
+    n = max(int(s.split("-")[1]) for s in [*subjects["test"], *subjects["validation"]])
+    for effect in budget["effects"]:
+        data = out / f"effect-{effect}"
+        if not (data / "structural.yaml").is_file():
+            simulate_structural(
+                data, preset=budget["preset"], seed=args.seed, n_subjects=n, only_effect=effect, quiet=True
+            )
+        path = out / f"effect-{effect}.json"
+        if not path.is_file():
+            ev = compare_harmonizers(
+                data,
+                [*models.values(), *BASELINES],
+                modalities=["T1w"],
+                split=subjects,
+                pairs=EFFECT_PAIRS,
+                jobs=args.jobs,
+            )
+            path.write_text(json.dumps(summarize([r for r in ev.rows if r["method"] != "truth"])) + "\n")
+        summary = json.loads(path.read_text())
+        none = {r["group"]: r["ssim"] for r in summary if r["method"] == "none"}
+        for r in summary:
+            if r["method"] in ("none",) or r["group"] not in none:
+                continue
+            table.append(
+                {
+                    "effect": effect,
+                    "group": r["group"],
+                    "method": r["method"],
+                    "ssim": r["ssim"],
+                    "none_ssim": none[r["group"]],
+                    "residual": (1 - r["ssim"]) / max(1 - none[r["group"]], 1e-12),
+                }
+            )
+    return table
+
+
+def markdown(summary: dict) -> str:
+    from mrharmony.bench.structural_goals import goals_markdown
+    from mrharmony.structural.metrics import markdown_table
+
+    lines = [
+        f"# Structural benchmark, budget `{summary['budget']}`",
+        "",
+        f"`{summary['command']}` at commit {summary['commit']} ({summary['machine']['cpus']} cores).",
+        f"Declared rows (named in code before the run): {', '.join(f'{k}: `{v}`' for k, v in summary['declared'].items())}.",
+        f"Test subjects: {len(summary['test_subjects'])}; intervals are 95% bootstrap intervals over them.",
+        "",
+        "## Goals",
+        "",
+        goals_markdown(summary["goals"]),
+        "## Each effect alone: residual 1 - SSIM over no harmonization's (T1w)",
+        "",
+        "| effect | pairs | method | SSIM | none's SSIM | residual |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for e in summary["effects"]:
+        lines.append(
+            f"| {e['effect']} | {e['group']} | {e['method']} | {e['ssim']:.3f} | {e['none_ssim']:.3f} | {e['residual']:.2f} |"
+        )
+    lines += ["", "## All rows", "", markdown_table(summary["summary"])]
+    lines += ["Training seconds: " + ", ".join(f"{k} {v:g}" for k, v in summary["training_seconds"].items()), ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--budget", required=True, choices=sorted(BUDGETS))
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--record", help="a folder for structural-<budget>.json and .md (e.g. docs/results)")
+    add_jobs(ap)
+    args = ap.parse_args()
+
+    from mrharmony.bench.record import commit_of_checkout
+    from mrharmony.bench.structural import evaluation_data, structural_data
+    from mrharmony.bench.structural_goals import DECLARED, structural_goals
+    from mrharmony.bench.summary import command, machine, write_summary
+    from mrharmony.structural.metrics import summarize
+
+    budget = BUDGETS[args.budget]
+    out = Path(args.out)
+    data, ds = structural_data(out, budget["preset"], args.seed)
+    models, seconds = train_all(out, data, budget)
+    scored, split = evaluation_data(out, budget["preset"], args.seed, ds, models["hail"], budget["extra_test_subjects"])
+    split = split or {
+        "test": list(models["hail"].split["test"]),
+        "validation": list(models["hail"].split["validation"]),
+    }
+    rows = score(out, scored, split, [*models.values(), *BASELINES], budget["modalities"], args.jobs)
+    summary = {
+        "budget": args.budget,
+        "command": command("benchmarks/structural.py"),
+        "commit": commit_of_checkout(Path(__file__).parent),
+        "machine": machine(),
+        "declared": DECLARED,
+        "test_subjects": split["test"],
+        "one_shot_reference_subject": split["validation"][0],
+        "training_sites": models["hail"].training_sites,
+        "goals": structural_goals(rows),
+        "effects": effects(out, budget, args, models, split),
+        "training_seconds": seconds,
+        "summary": summarize(rows, extra_metrics=("texture_p2", "roundtrip")),
+    }
+    write_summary(Path(args.record) if args.record else out, f"structural-{args.budget}", summary, markdown(summary))
+
+
+if __name__ == "__main__":
+    main()
