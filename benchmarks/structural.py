@@ -21,7 +21,11 @@ equations, a rescan of every subject on every site):
 4. what each method fixes of each effect: data whose sites differ in one effect alone
    (``--only-effect``: contrast, blur, noise, bias, ringing, ghosting), T1w, four site pairs, three
    test subjects; each method's residual is its 1 - SSIM against the truth over no harmonization's
-   (1: nothing fixed, 0: the target site's image itself).
+   (1: nothing fixed, 0: the target site's image itself);
+5. what each method keeps of what differs between people: three test subjects rendered on siteA
+   twice with the same noise, once more atrophied (:func:`mrharmony.simulate.structural.atrophy_pair`),
+   harmonized to siteB; per method and tissue (GM, CSF) the harmonized volume change over the
+   input's (1: kept), beside the method's claim (``keeps_differences``).
 
 Usage:
     python benchmarks/structural.py --budget {smoke,cpu} --out DIR [--record docs/results] [--jobs 2]
@@ -172,6 +176,38 @@ def effects(out: Path, budget: dict, args, models: dict, split: dict) -> list[di
     return table
 
 
+def atrophy_kept(scored, split: dict, models: dict) -> list[dict]:
+    """What each method keeps of an atrophy (module docstring, step 5): per method and tissue, the
+    harmonized volume change over the input's, a mean over three test subjects."""
+    from mrharmony.data.structural import load_structural
+    from mrharmony.simulate.structural import atrophy_pair
+    from mrharmony.stats import mean_ci
+    from mrharmony.structural.evaluate import image_harmonizers
+    from mrharmony.structural.metrics import volume_change
+
+    ds = load_structural(scored) if not hasattr(scored, "root") else scored
+    reference = split["validation"][0]
+    target, target_mask = ds.load_image(reference, "siteB")[0], ds.load_mask(reference)
+    ratios: dict[tuple[str, str], list[float]] = {}
+    harmonizers = image_harmonizers([*models.values(), *BASELINES])
+    for subject in split["test"][:3]:
+        before, after, mask, _ = atrophy_pair(ds, subject, "siteA")
+        change = volume_change(before, after, mask)
+        for h in harmonizers:
+            if not h.applies_to("T1w"):
+                continue
+            out = [h.transform(x, target=target, mask=mask, target_mask=target_mask).image for x in (before, after)]
+            kept = volume_change(out[0], out[1], mask)
+            for t in ("gm", "csf"):
+                ratios.setdefault((h.name, t), []).append(kept[t] / change[t])
+    return [
+        {"method": m, "tissue": t, **mean_ci(v), "n": len(v), "claims_to_keep": bool(h.keeps_differences)}
+        for (m, t), v in ratios.items()
+        for h in harmonizers
+        if h.name == m
+    ]
+
+
 def markdown(summary: dict) -> str:
     from mrharmony.bench.structural_goals import goals_markdown
     from mrharmony.structural.metrics import markdown_table
@@ -194,6 +230,19 @@ def markdown(summary: dict) -> str:
     for e in summary["effects"]:
         lines.append(
             f"| {e['effect']} | {e['group']} | {e['method']} | {e['ssim']:.3f} | {e['none_ssim']:.3f} | {e['residual']:.2f} |"
+        )
+    lines += [
+        "",
+        "## An atrophy kept: the harmonized volume change over the input's (T1w, siteA to siteB; 1 kept)",
+        "",
+        "| method | claims to keep | tissue | kept [95% interval] | subjects |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for a in summary["atrophy"]:
+        lo, hi = a["ci95"]
+        lines.append(
+            f"| {a['method']} | {'yes' if a['claims_to_keep'] else 'no'} | {a['tissue']} | "
+            f"{a['mean']:.2f} [{lo:.2f}, {hi:.2f}] | {a['n']} |"
         )
     lines += ["", "## All rows", "", markdown_table(summary["summary"])]
     lines += ["Training seconds: " + ", ".join(f"{k} {v:g}" for k, v in summary["training_seconds"].items()), ""]
@@ -236,6 +285,7 @@ def main() -> None:
         "training_sites": models["hail"].training_sites,
         "goals": structural_goals(rows),
         "effects": effects(out, budget, args, models, split),
+        "atrophy": atrophy_kept(scored, split, models),
         "training_seconds": seconds,
         "summary": summarize(rows, extra_metrics=("texture_p2", "roundtrip")),
     }

@@ -1,18 +1,19 @@
 """What the tests of 'keep what differs between people' share: a subject and the same subject more
-atrophied, rendered on one site with the same noise and field, harmonized on files, and the
-tissue-volume changes before and after."""
+atrophied (:func:`mrharmony.simulate.structural.atrophy_pair`), written as files, harmonized on
+files, and the tissue-volume changes before and after."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
 from mrharmony.cli import main
-from mrharmony.data.structural import load_structural, read_tissue
-from mrharmony.simulate.structural import atrophy, load_sites, render_site
-from mrharmony.structural.metrics import measured_volumes, segment_tissues
+from mrharmony.data.structural import load_structural
+from mrharmony.simulate.structural import atrophy_pair
+from mrharmony.structural.metrics import volume_change
 
 
 def atrophy_files(
@@ -27,40 +28,31 @@ def atrophy_files(
     ventricle_growth: float = 0.5,
 ) -> Path:
     """``folder`` with ``before_T1w.nii.gz`` (the subject on ``site``), ``after_T1w.nii.gz`` (the
-    same, more atrophied (:func:`mrharmony.simulate.structural.atrophy`), rendered with the same
-    draws), their ``mask.nii.gz`` and the one-shot target (``target_T1w.nii.gz`` and
-    ``target_mask.nii.gz``)."""
+    same, more atrophied, rendered with the same draws), their ``mask.nii.gz`` and the one-shot
+    target (``target_T1w.nii.gz`` and ``target_mask.nii.gz``)."""
     ds = load_structural(dataset)
-    image, affine = ds.load_image(subject, site)
-    mask = ds.load_mask(subject)
-    tissue = read_tissue(ds.truth_path(subject), mask.shape)
-    spec = next(s for s in load_sites() if s.name == site)
-    voxel = float(abs(affine[0, 0]))
+    before, after, mask, affine = atrophy_pair(ds, subject, site, gm_loss=gm_loss, ventricle_growth=ventricle_growth)
     folder.mkdir(parents=True, exist_ok=True)
-    for name, t in (
-        ("before", tissue),
-        ("after", atrophy(tissue, mask, gm_loss=gm_loss, ventricle_growth=ventricle_growth)),
-    ):
-        img = render_site(np.random.default_rng(0), spec, t, mask.astype(np.float32), voxel)
+    for name, img in (("before", before), ("after", after)):
         nib.save(nib.Nifti1Image(img, affine), folder / f"{name}_T1w.nii.gz")
     nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine), folder / "mask.nii.gz")
     target, target_affine = ds.load_image(target_subject, target_site)
     nib.save(nib.Nifti1Image(target, target_affine), folder / "target_T1w.nii.gz")
-    nib.save(
-        nib.Nifti1Image(ds.load_mask(target_subject).astype(np.uint8), target_affine), folder / "target_mask.nii.gz"
-    )
+    target_mask = ds.load_mask(target_subject).astype(np.uint8)
+    nib.save(nib.Nifti1Image(target_mask, target_affine), folder / "target_mask.nii.gz")
     return folder
 
 
 def volume_changes(folder: Path, method: str | None = None) -> dict[str, float]:
-    """After minus before, the GM and CSF volumes (voxels, from partial volumes) of the two images of :func:`atrophy_files`:
-    as rendered (``method`` None), or harmonized by ``mrharmony structural apply METHOD``."""
+    """After minus before, the tissue volumes (voxels, from partial volumes) of the two images of
+    :func:`atrophy_files`: as rendered (``method`` None), or harmonized by ``mrharmony structural
+    apply METHOD``."""
     mask = np.asarray(nib.load(folder / "mask.nii.gz").dataobj) > 0
-    volumes = {}
+    images = []
     for name in ("before", "after"):
         path = folder / f"{name}_T1w.nii.gz"
         if method is not None:
-            out = folder / Path(method).name / name
+            out = folder / "harmonized" / hashlib.sha1(method.encode()).hexdigest()[:10] / name
             args = [
                 "structural",
                 "apply",
@@ -73,9 +65,8 @@ def volume_changes(folder: Path, method: str | None = None) -> dict[str, float]:
             args += ["--mask", str(folder / "mask.nii.gz"), "--target-mask", str(folder / "target_mask.nii.gz")]
             assert main([*args, "--out", str(out), "--quiet"]) == 0
             path = out / f"{name}_desc-harmonized_T1w.nii.gz"
-        img = np.asarray(nib.load(path).dataobj, np.float32)
-        volumes[name] = measured_volumes(img, segment_tissues(img, mask), mask)
-    return {t: volumes["after"][t] - volumes["before"][t] for t in ("gm", "csf")}
+        images.append(np.asarray(nib.load(path).dataobj, np.float32))
+    return volume_change(images[0], images[1], mask)
 
 
 def assert_claim(folder: Path, method: str, keeps: bool, tolerance: float = 0.1) -> None:

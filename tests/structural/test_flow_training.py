@@ -13,7 +13,6 @@ from mrharmony.cli import main
 from mrharmony.data.structural import load_structural
 from mrharmony.structural.ihf import IHFHarmonizer
 from mrharmony.structural.training import train_structural
-from tests.structural.keeping import assert_claim, atrophy_files
 
 
 @pytest.fixture(scope="module")
@@ -269,21 +268,3 @@ def test_a_crop_size_that_is_neither_an_edge_nor_slice_is_refused_in_one_sentenc
         f"{path}: invalid value for 'data.crop_size': {value!r} is neither a crop edge of at "
         "least 8 voxels nor 'slice' (whole slices)."
     )
-
-
-def test_an_atrophy_difference_survives_the_flow_on_files(structural, trained2d, tmp_path):
-    """Keep what differs between people: a more atrophied brain keeps its GM and CSF volume
-    difference, as far as it claims to, through IHF-Harmony (tests/structural/test_keeps_differences.py: the baselines). The
-    tiny data is a block inside the brain with little cortex at 2 mm: a thinning of 30% of its GM (no ventricles in it to grow)."""
-    split = json.loads((trained2d / "split.json").read_text())
-    files = atrophy_files(
-        structural,
-        split["test"][0],
-        "siteA",
-        split["validation"][0],
-        "siteB",
-        tmp_path,
-        gm_loss=0.3,
-        ventricle_growth=0.0,
-    )
-    assert_claim(files, str(trained2d), IHFHarmonizer.keeps_differences)

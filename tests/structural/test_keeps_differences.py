@@ -1,18 +1,19 @@
 """Harmonization changes what the site did, never what the person has: a more atrophied brain
-(thinner cortex, larger ventricles) keeps its tissue-volume difference through every intensity
-baseline that claims to keep it (``keeps_differences``), harmonized on files; one that does not
-claim it is shown to change it, so that no claim goes stale. The trained methods: test_training.py
-and test_flow_training.py."""
+(thinner cortex, larger ventricles) keeps its tissue-volume difference through every method that
+claims to keep it (``keeps_differences``), harmonized on files with ``mrharmony structural apply``;
+one that does not claim it is shown to change it, so that no claim goes stale. The data are whole
+brains at 3 mm (the ``small`` preset, two sites, T1w), the trained methods briefly trained on them."""
 
 import pytest
 import yaml
 
+from mrharmony.structural.hail import HAILHarmonizer
 from mrharmony.structural.registry import INTENSITY_METHODS, intensity_harmonizer
 from tests.structural.keeping import assert_claim, atrophy_files
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def data(tmp_path_factory):
     from mrharmony.simulate.structural import default_sites_path, simulate_structural
 
     folder = tmp_path_factory.mktemp("atrophy")
@@ -23,18 +24,56 @@ def files(tmp_path_factory):
         if s["name"] in ("siteA", "siteB")
     ]
     (folder / "sites.yaml").write_text(yaml.safe_dump(sites))
-    root = simulate_structural(
-        folder / "small",
-        preset="small",
-        seed=8,
-        n_subjects=2,
-        sites_file=folder / "sites.yaml",
-        rescans=False,
-        quiet=True,
+    return simulate_structural(
+        folder / "small", preset="small", seed=8, sites_file=folder / "sites.yaml", rescans=False, quiet=True
     )
-    return atrophy_files(root, "sub-02", "siteA", "sub-01", "siteB", folder / "files")
+
+
+@pytest.fixture(scope="module")
+def files(data, tmp_path_factory):
+    return atrophy_files(data, "sub-04", "siteA", "sub-03", "siteB", tmp_path_factory.mktemp("files"))
+
+
+def _train(data, folder, model: dict, training: dict):
+    from mrharmony.structural.training import train_structural
+
+    path = folder / "config.yaml"
+    config = {
+        "preset": "test",
+        "data": {"dataset": str(data), "n_test_subjects": 1, "crop_size": 16, "split_seed": 0},
+        "model": model,
+        "training": {"threads": 1, **training},
+    }
+    path.write_text(yaml.safe_dump(config))
+    run = train_structural(path, folder / "run", quiet=True)
+    assert "sub-04" in yaml.safe_load((run / "split.json").read_text())["test"]  # never trained on
+    return run
 
 
 @pytest.mark.parametrize("method", INTENSITY_METHODS)
 def test_an_atrophy_difference_survives_every_baseline_that_claims_to_keep_it(files, method):
     assert_claim(files, method, intensity_harmonizer(method).keeps_differences)
+
+
+def test_hail_as_it_claims(data, files, tmp_path):
+    run = _train(
+        data,
+        tmp_path,
+        {"method": "hail", "widths": [4, 8, 16], "skips": True},
+        {"pretrain_epochs": 10, "epochs": 2, "steps_per_epoch": 12, "batch_size": 2},
+    )
+    assert_claim(files, str(run), HAILHarmonizer.keeps_differences)
+
+
+@pytest.mark.parametrize("flow", ["squeeze", "hierarchy"])
+def test_ihf_harmony_as_it_claims(data, files, tmp_path, flow):
+    from mrharmony.structural.loading import load_image_harmonizer
+
+    extra = {"chunks": [3, 2], "pad": 2} if flow == "hierarchy" else {"style_dim": 8, "widths": [4, 8, 16]}
+    run = _train(
+        data,
+        tmp_path,
+        {"method": "ihf", "flow": flow, "hidden": 8, **extra},
+        {"pretrain_epochs": 2, "epochs": 3, "steps_per_epoch": 6, "batch_size": 4},
+    )
+    assert_claim(files, str(run), load_image_harmonizer(run).keeps_differences)

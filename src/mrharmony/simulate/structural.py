@@ -281,6 +281,64 @@ def tissue_variation(rng: np.random.Generator, shape, voxel_mm: float) -> dict[s
     return out
 
 
+def atrophy_pair(
+    dataset,
+    subject: str,
+    site: str,
+    *,
+    modality: str = "T1w",
+    gm_loss: float = 0.1,
+    ventricle_growth: float = 0.5,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A simulated subject on one of its dataset's sites, and the same subject more atrophied.
+
+    Both are rendered as the simulator renders the site (its parameters read from the dataset's
+    ``simulation.yaml``), with the same noise, receive field and within-tissue variation, so that
+    they differ in the atrophy (:func:`atrophy`) alone.
+
+    Parameters
+    ----------
+    dataset
+        A simulated structural dataset (folder or loaded).
+    subject, site, modality
+        What to render.
+    gm_loss, ventricle_growth
+        The atrophy (:func:`atrophy`).
+    seed
+        The seed of the noise, field and variation the two share.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        The image before and after, the subject's brain mask and the images' affine.
+    """
+    from mrharmony.data.structural import load_structural, read_tissue
+
+    ds = dataset if hasattr(dataset, "root") else load_structural(dataset)
+    record = load_yaml_model(SimulationRecord, ds.root / "simulation.yaml")
+    spec = next((s for s in record.sites if s.name == site), None)
+    if spec is None:
+        raise InputError(f"has no site {site!r}.", ds.root / "simulation.yaml")
+    _, affine = ds.load_image(subject, site, modality)
+    mask = ds.load_mask(subject)
+    tissue = read_tissue(ds.truth_path(subject), mask.shape)
+    voxel = float(np.cbrt(abs(np.linalg.det(affine[:3, :3]))))
+    variation = tissue_variation(np.random.default_rng([seed, 1]), mask.shape, voxel)
+    brain = mask.astype(np.float32)
+    before, after = (
+        render_site(np.random.default_rng([seed, 0]), spec, t, brain, voxel, modality, variation)
+        for t in (tissue, atrophy(tissue, mask, gm_loss=gm_loss, ventricle_growth=ventricle_growth))
+    )
+    return before, after, mask, affine
+
+
+class SimulationRecord(StrictModel, extra="ignore"):
+    """What ``simulation.yaml`` records of the sites (the rest is read elsewhere)."""
+
+    sites: list[StructuralSite]
+
+
 def render_site(
     rng: np.random.Generator,
     site: StructuralSite,

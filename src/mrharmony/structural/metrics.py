@@ -501,6 +501,14 @@ def measured_volumes(
     return fraction_volumes(partial_volumes(img, labels, mask), mask, voxel_volume)
 
 
+def volume_change(
+    before: np.ndarray, after: np.ndarray, mask: np.ndarray, *, modality: str = "T1w"
+) -> dict[str, float]:
+    """After minus before, each tissue's volume (voxels; :func:`measured_volumes`) of two images of one person."""
+    v = [measured_volumes(img, segment_tissues(img, mask, modality=modality), mask) for img in (before, after)]
+    return {t: v[1][t] - v[0][t] for t in CLASSES}
+
+
 def fraction_volumes(tissue: np.ndarray, mask: np.ndarray, voxel_volume: float = 1.0) -> dict[str, float]:
     """The tissue volumes of CSF, GM and WM fractions (X, Y, Z, 3) inside a mask, in units of ``voxel_volume``."""
     m = np.asarray(mask, bool)

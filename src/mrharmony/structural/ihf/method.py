@@ -77,6 +77,9 @@ class IHFHarmonizer(TrainedImageHarmonizer):
             else None,
         )
         self.invertible = squeeze
+        # measured (tests/structural/test_keeps_differences.py): the squeeze flow keeps a cortical thinning;
+        # the paper's hierarchy flow, as briefly trained there, loses most of it
+        self.keeps_differences = squeeze
 
     @classmethod
     def build_network(cls, model: dict) -> nn.Module:
