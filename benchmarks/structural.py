@@ -27,8 +27,14 @@ equations, a rescan of every subject on every site):
    harmonized to siteB; per method and tissue (GM, CSF) the harmonized volume change over the
    input's (1: kept), beside the method's claim (``keeps_differences``).
 
+With ``--budget 1mm`` the data are whole brains at 1 mm (the ``1mm`` preset): HAIL, the squeeze
+flow, Nyul and N4 + Nyul on T1w, trained on 1 mm crops and applied to whole 1 mm volumes, one seen
+(siteA to siteB) and one unseen pair (siteA to siteD) per test subject, and each method's time and
+peak memory to harmonize one whole volume through ``structural apply`` in a process of its own
+(also at ``smoke``, to check it).
+
 Usage:
-    python benchmarks/structural.py --budget {smoke,cpu} --out DIR [--record docs/results] [--jobs 2]
+    python benchmarks/structural.py --budget {smoke,cpu,1mm} --out DIR [--record docs/results] [--jobs 2]
 
 ``smoke`` (tiny data, a few training steps, one effect) checks the pipeline in minutes; ``cpu`` is
 the run whose summary is committed: ``--record docs/results`` writes
@@ -57,6 +63,7 @@ BUDGETS = {
         "ihf_crop": 16,
         "modalities": ["T1w"],
         "effects": ["blur"],
+        "resources": True,
     },
     "cpu": {
         "preset": "demo",
@@ -68,6 +75,23 @@ BUDGETS = {
         "ihf_crop": 64,
         "modalities": ["T1w", "T2w", "FLAIR"],
         "effects": ["contrast", "blur", "noise", "bias", "ringing", "ghosting"],
+    },
+    # the resolution studies scan T1w at: the declared rows and Nyul, trained on 1 mm crops and applied
+    # to whole 1 mm volumes, one seen and one unseen pair per test subject, with apply time and memory
+    "1mm": {
+        "preset": "1mm",
+        "training_preset": "demo",
+        "extra_test_subjects": 5,
+        "hail": {"pretrain_epochs": 12, "epochs": 12},
+        "hail_crop": None,
+        "ihf": {"batch_size": 8, "pretrain_epochs": 20, "epochs": 40},
+        "ihf_crop": 64,
+        "modalities": ["T1w"],
+        "effects": [],
+        "rows": ["hail", "ihf_squeeze"],
+        "baselines": ["none", "nyul", "n4_nyul"],
+        "pairs": [("siteA", "siteB"), ("siteA", "siteD")],
+        "resources": True,
     },
 }
 BASELINES = ["none", "zscore", "whitestripe", "nyul", "n4_zscore", "n4_whitestripe", "n4_nyul"]
@@ -98,6 +122,8 @@ def train_all(out: Path, data: Path, budget: dict) -> tuple[dict, dict]:
         ("ihf_squeeze", IHFHarmonizer, ihf_data, {"method": "ihf", "flow": "squeeze"}, budget["ihf"]),
     ]
     for name, cls, data_cfg, model, training in plans:
+        if name not in budget.get("rows", [p[0] for p in plans]):
+            continue
         t0 = time.perf_counter()
         config = {"preset": budget["training_preset"], "data": data_cfg, "model": model, "training": training}
         models[name] = train_or_resume(cls, config, out / f"run-{name}")
@@ -106,11 +132,13 @@ def train_all(out: Path, data: Path, budget: dict) -> tuple[dict, dict]:
     for h in models.values():
         if h.split != first.split or h.training_sites != first.training_sites:
             raise SystemExit(f"{h.model_file} was trained on another split or other sites than {first.model_file}.")
-    models["hail"].modalities = models["hail_unet"].modalities = ["T1w"]
+    for name in ("hail", "hail_unet"):
+        if name in models:
+            models[name].modalities = ["T1w"]
     return models, seconds
 
 
-def score(out: Path, scored, split, rows_of: list, modalities: list[str], jobs: int) -> list[dict]:
+def score(out: Path, scored, split, rows_of: list, modalities: list[str], jobs: int, pairs=None) -> list[dict]:
     """Every modality's rows, each kept in ``out/rows-<modality>.json`` once scored."""
     from mrharmony.io import write_text
     from mrharmony.structural.evaluate import compare_harmonizers
@@ -125,6 +153,7 @@ def score(out: Path, scored, split, rows_of: list, modalities: list[str], jobs: 
                 modalities=[modality],
                 reference="hail" if modality == "T1w" else "ihf_squeeze",
                 split=split,
+                pairs=pairs,
                 jobs=jobs,
             )
             write_text(path, json.dumps(ev.rows) + "\n")
@@ -151,7 +180,7 @@ def effects(out: Path, budget: dict, args, models: dict, split: dict) -> list[di
         if not path.is_file():
             ev = compare_harmonizers(
                 data,
-                [*models.values(), *BASELINES],
+                [*models.values(), *budget.get("baselines", BASELINES)],
                 modalities=["T1w"],
                 split=subjects,
                 pairs=EFFECT_PAIRS,
@@ -176,20 +205,19 @@ def effects(out: Path, budget: dict, args, models: dict, split: dict) -> list[di
     return table
 
 
-def atrophy_kept(scored, split: dict, models: dict) -> list[dict]:
+def atrophy_kept(scored, split: dict, models: dict, baselines: list[str]) -> list[dict]:
     """What each method keeps of an atrophy (module docstring, step 5): per method and tissue, the
     harmonized volume change over the input's, a mean over three test subjects."""
-    from mrharmony.data.structural import load_structural
     from mrharmony.simulate.structural import atrophy_pair
     from mrharmony.stats import mean_ci
     from mrharmony.structural.evaluate import image_harmonizers
     from mrharmony.structural.metrics import volume_change
 
-    ds = load_structural(scored) if not hasattr(scored, "root") else scored
+    ds = scored
     reference = split["validation"][0]
     target, target_mask = ds.load_image(reference, "siteB")[0], ds.load_mask(reference)
     ratios: dict[tuple[str, str], list[float]] = {}
-    harmonizers = image_harmonizers([*models.values(), *BASELINES])
+    harmonizers = image_harmonizers([*models.values(), *baselines])
     for subject in split["test"][:3]:
         before, after, mask, _ = atrophy_pair(ds, subject, "siteA")
         change = volume_change(before, after, mask)
@@ -206,6 +234,55 @@ def atrophy_kept(scored, split: dict, models: dict) -> list[dict]:
         for h in harmonizers
         if h.name == m
     ]
+
+
+#: run in a fresh process per method: apply it to one whole volume, print the seconds and the peak memory
+PROBE = """
+import json, resource, sys, time
+import torch, SimpleITK, intensity_normalization.normalizers.population.nyul
+from mrharmony.structural import loading, registry
+from mrharmony.structural.apply import apply_image_model
+model, image, target, mask, target_mask, out = sys.argv[1:]
+imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+t0 = time.perf_counter()
+apply_image_model(model, input_path=image, target_path=target, out=out, mask_path=mask, target_mask_path=target_mask, force=True)
+seconds = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": seconds, "peak_rss_mib": peak, "imports_rss_mib": imports}))
+"""
+
+
+def apply_resources(out: Path, scored, split: dict, models: dict, baselines: list[str]) -> list[dict]:
+    """Each method's time and peak memory to harmonize one whole volume (the first test subject's
+    siteA image to siteB) through ``structural apply``, each in a fresh process: its peak resident
+    memory, and what the process held after importing the libraries, before the work."""
+    import subprocess
+    import sys
+
+    ds = scored
+    subject, reference = split["test"][0], split["validation"][0]
+    files = [
+        ds.image_path(subject, "siteA"),
+        ds.image_path(reference, "siteB"),
+        ds.mask_path(subject),
+        ds.mask_path(reference),
+    ]
+    table = []
+    for name, spec in [*((n, str(h.model_file)) for n, h in models.items()), *((b, b) for b in baselines)]:
+        proc = subprocess.run(
+            [sys.executable, "-c", PROBE, spec, *map(str, files), str(out / "probe" / name)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        table.append(
+            {
+                "method": name,
+                "shape": list(ds.load_image(subject, "siteA")[0].shape),
+                **json.loads(proc.stdout.splitlines()[-1]),
+            }
+        )
+    return table
 
 
 def markdown(summary: dict) -> str:
@@ -244,6 +321,19 @@ def markdown(summary: dict) -> str:
             f"| {a['method']} | {'yes' if a['claims_to_keep'] else 'no'} | {a['tissue']} | "
             f"{a['mean']:.2f} [{lo:.2f}, {hi:.2f}] | {a['n']} |"
         )
+    if summary.get("resources"):
+        lines += [
+            "",
+            "## One whole volume through `structural apply`, each method in a fresh process",
+            "",
+            "| method | volume | seconds | peak memory (MiB) | of which the imports |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for r in summary["resources"]:
+            lines.append(
+                f"| {r['method']} | {' x '.join(map(str, r['shape']))} | {r['seconds']:.1f} | {r['peak_rss_mib']:.0f} | "
+                f"{r['imports_rss_mib']:.0f} |"
+            )
     lines += ["", "## All rows", "", markdown_table(summary["summary"])]
     lines += ["Training seconds: " + ", ".join(f"{k} {v:g}" for k, v in summary["training_seconds"].items()), ""]
     return "\n".join(lines)
@@ -273,7 +363,14 @@ def main() -> None:
         "test": list(models["hail"].split["test"]),
         "validation": list(models["hail"].split["validation"]),
     }
-    rows = score(out, scored, split, [*models.values(), *BASELINES], budget["modalities"], args.jobs)
+    baselines = budget.get("baselines", BASELINES)
+    rows = score(
+        out, scored, split, [*models.values(), *baselines], budget["modalities"], args.jobs, budget.get("pairs")
+    )
+    if not hasattr(scored, "root"):
+        from mrharmony.data.structural import load_structural
+
+        scored = load_structural(scored)
     summary = {
         "budget": args.budget,
         "command": command("benchmarks/structural.py"),
@@ -285,7 +382,8 @@ def main() -> None:
         "training_sites": models["hail"].training_sites,
         "goals": structural_goals(rows),
         "effects": effects(out, budget, args, models, split),
-        "atrophy": atrophy_kept(scored, split, models),
+        "atrophy": atrophy_kept(scored, split, models, baselines),
+        "resources": apply_resources(out, scored, split, models, baselines) if budget.get("resources") else [],
         "training_seconds": seconds,
         "summary": summarize(rows, extra_metrics=("texture_p2", "roundtrip")),
     }
