@@ -174,7 +174,13 @@ def effects(out: Path, budget: dict, args, models: dict, split: dict) -> list[di
         data = out / f"effect-{effect}"
         if not (data / "structural.yaml").is_file():
             simulate_structural(
-                data, preset=budget["preset"], seed=args.seed, n_subjects=n, only_effect=effect, quiet=True
+                data,
+                preset=budget["preset"],
+                seed=args.seed,
+                n_subjects=n,
+                only_effect=effect,
+                rescans=False,
+                quiet=True,
             )
         path = out / f"effect-{effect}.json"
         if not path.is_file():
@@ -205,7 +211,7 @@ def effects(out: Path, budget: dict, args, models: dict, split: dict) -> list[di
     return table
 
 
-def atrophy_kept(scored, split: dict, models: dict, baselines: list[str]) -> list[dict]:
+def atrophy_kept(scored, split: dict, models: dict, baselines: list[str], seed: int) -> list[dict]:
     """What each method keeps of an atrophy (module docstring, step 5): per method and tissue, the
     harmonized volume change over the input's, a mean over three test subjects."""
     from mrharmony.simulate.structural import atrophy_pair
@@ -219,7 +225,7 @@ def atrophy_kept(scored, split: dict, models: dict, baselines: list[str]) -> lis
     ratios: dict[tuple[str, str], list[float]] = {}
     harmonizers = image_harmonizers([*models.values(), *baselines])
     for subject in split["test"][:3]:
-        before, after, mask, _ = atrophy_pair(ds, subject, "siteA")
+        before, after, mask, _ = atrophy_pair(ds, subject, "siteA", seed=seed)
         change = volume_change(before, after, mask)
         for h in harmonizers:
             if not h.applies_to("T1w"):
@@ -357,6 +363,8 @@ def main() -> None:
     budget = BUDGETS[args.budget]
     out = Path(args.out)
     data, ds = structural_data(out, budget["preset"], args.seed)
+    if not ds.rescans:
+        raise SystemExit(f"{data} was simulated without second sessions (rescans); remove it and run again.")
     models, seconds = train_all(out, data, budget)
     scored, split = evaluation_data(out, budget["preset"], args.seed, ds, models["hail"], budget["extra_test_subjects"])
     split = split or {
@@ -382,7 +390,7 @@ def main() -> None:
         "training_sites": models["hail"].training_sites,
         "goals": structural_goals(rows),
         "effects": effects(out, budget, args, models, split),
-        "atrophy": atrophy_kept(scored, split, models, baselines),
+        "atrophy": atrophy_kept(scored, split, models, baselines, args.seed),
         "resources": apply_resources(out, scored, split, models, baselines) if budget.get("resources") else [],
         "training_seconds": seconds,
         "summary": summarize(rows, extra_metrics=("texture_p2", "roundtrip")),

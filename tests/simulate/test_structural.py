@@ -104,6 +104,9 @@ def test_a_rescan_is_the_same_head_moved_a_little_with_new_noise(structural):
     r_same, r_other = np.corrcoef(first.ravel(), again.ravel())[0, 1], np.corrcoef(first.ravel(), other.ravel())[0, 1]
     assert 0.8 < r_same < 0.999 and r_same > r_other + 0.1, (r_same, r_other)  # the same person, another session
     assert abs(np.median(again) / np.median(first) - 1) < 0.15  # on the same site
+    m1 = nib.load(structural / "sub-01" / "mask.nii.gz").get_fdata() > 0
+    m2 = nib.load(structural / "sub-01" / "rescan_mask.nii.gz").get_fdata() > 0
+    assert 0.85 < 2 * (m1 & m2).sum() / (m1.sum() + m2.sum()) <= 1  # the second session's own brain mask
 
 
 def test_one_effect_at_a_time():

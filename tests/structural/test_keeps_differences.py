@@ -7,7 +7,6 @@ brains at 3 mm (the ``small`` preset, two sites, T1w), the trained methods brief
 import pytest
 import yaml
 
-from mrharmony.structural.hail import HAILHarmonizer
 from mrharmony.structural.registry import INTENSITY_METHODS, intensity_harmonizer
 from tests.structural.keeping import assert_claim, atrophy_files
 
@@ -55,14 +54,18 @@ def test_an_atrophy_difference_survives_every_baseline_that_claims_to_keep_it(fi
     assert_claim(files, method, intensity_harmonizer(method).keeps_differences)
 
 
-def test_hail_as_it_claims(data, files, tmp_path):
+@pytest.mark.parametrize("skips", [False, True], ids=["hail", "hail_unet"])
+def test_hail_as_it_claims(data, files, tmp_path, skips):
+    from mrharmony.structural.loading import load_image_harmonizer
+
+    widths = [4, 8, 16] if skips else [4, 8]
     run = _train(
         data,
         tmp_path,
-        {"method": "hail", "widths": [4, 8, 16], "skips": True},
+        {"method": "hail", "widths": widths, "skips": skips},
         {"pretrain_epochs": 10, "epochs": 2, "steps_per_epoch": 12, "batch_size": 2},
     )
-    assert_claim(files, str(run), HAILHarmonizer.keeps_differences)
+    assert_claim(files, str(run), load_image_harmonizer(run).keeps_differences)
 
 
 @pytest.mark.parametrize("flow", ["squeeze", "hierarchy"])

@@ -320,4 +320,6 @@ def test_agreement_with_the_target_sites_segmentation():
     np.testing.assert_allclose(frac[3], [0, 0.4, 0.6], atol=1e-6)
     np.testing.assert_allclose(frac[5], [0, 0, 1])  # above the brightest mean: WM alone
     np.testing.assert_allclose(frac.sum(-1), 1, atol=1e-6)
+    on_means = partial_volumes(np.asarray([0.1, 0.5, 1.0], np.float32)[:, None, None], labels[[0, 1, 2]], mask[:3])
+    np.testing.assert_allclose(on_means[:, 0, 0], np.eye(3), atol=1e-6)  # a voxel at a class mean is that class
     assert measured_volumes(img, labels, mask)["wm"] == pytest.approx(float(frac[:, 2].sum()))

@@ -6,6 +6,7 @@ arranged the same way (links are fine)::
     ROOT/structural.yaml                   subjects, sites (name and role), modalities
     ROOT/<subject>/<site>/<modality>.nii.gz
     ROOT/<subject>/<site>/rescan/<modality>.nii.gz   optional: a second session (``rescans: true``)
+    ROOT/<subject>/rescan_mask.nii.gz      optional: its brain mask (default: the subject's)
     ROOT/<subject>/mask.nii.gz             optional: the subject's brain mask
     ROOT/truth/<subject>/tissue.nii.gz     optional (simulated data): CSF, GM, WM fractions
 
@@ -141,6 +142,15 @@ class StructuralDataset:
     def load_rescan(self, subject: str, site: str, modality: str = "T1w") -> tuple[np.ndarray, np.ndarray]:
         """(data float32, affine) of a subject's second session on a site."""
         return read_structural_image(self.rescan_path(subject, site, modality))
+
+    def load_rescan_mask(self, subject: str) -> np.ndarray:
+        """The brain mask of a subject's second session (its first session's where there is no file of its own)."""
+        path = self.root / subject / "rescan_mask.nii.gz"
+        if path.is_file():
+            mask = read_structural_image(path, what="mask")[0] > 0
+            if mask.any():
+                return mask
+        return self.load_mask(subject)
 
     def mask_path(self, subject: str) -> Path:
         return self.root / subject / "mask.nii.gz"

@@ -21,6 +21,7 @@ Layout::
     ROOT/<subject>/<site>/<modality>.nii.gz   T1w, T2w, FLAIR as the site stores them (float32)
     ROOT/<subject>/<site>/rescan/<modality>.nii.gz   a second session on the same site: new noise
                                           and receive field, the head moved a little (a floor)
+    ROOT/<subject>/rescan_mask.nii.gz     the brain mask of the second session (the head moved)
     ROOT/<subject>/mask.nii.gz            the subject's brain mask (the same anatomy on every site)
     ROOT/truth/<subject>/tissue.nii.gz    CSF, GM, WM fractions on the common grid
 
@@ -497,6 +498,7 @@ def simulate_structural(
                 brain2 = (anat2["brain"] >= 0.5).astype(np.float32)
                 tissue2 = np.stack([anat2[t] for t in TISSUES], axis=-1).astype(np.float32) * brain2[..., None]
                 sessions.append(("rescan", tissue2, brain2, 1000))
+                save_nifti(tmp / subject / "rescan_mask.nii.gz", brain2.astype(np.uint8), affine, dtype=np.uint8)
             for folder, tiss, mask, stream in sessions:
                 for j, site in enumerate(sites):
                     for modality in modalities:  # T1w: stream 100 + j, T2w 200 + j, FLAIR 300 + j (+1000: rescan)

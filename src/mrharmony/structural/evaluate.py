@@ -486,7 +486,10 @@ def score_pairs(
         volumes = {j: measured_volumes(imgs[j], labels[j], mask, voxel_ml) for j in sites}
         truth_volumes = _truth_volumes(dataset, subject, mask, voxel_ml)
         rescans = {j: dataset.load_rescan(subject, j, modality)[0] for j in sites} if dataset.rescans else {}
-        rescan_labels = {j: segment_tissues(r, mask, modality=modality) for j, r in rescans.items()}
+        # the second session is measured inside its own brain mask (the head moved between sessions)
+        rescan_mask = dataset.load_rescan_mask(subject) if rescans else mask
+        rescan_labels = {j: segment_tissues(r, rescan_mask, modality=modality) for j, r in rescans.items()}
+        rescan_volumes = {j: measured_volumes(r, rescan_labels[j], rescan_mask, voxel_ml) for j, r in rescans.items()}
         for i, j in pairs:
             x, t, truth = imgs[i], targets[j], imgs[j]
             group = "seen" if i in seen and j in seen else "unseen"
@@ -534,7 +537,11 @@ def score_pairs(
                         **agreement(
                             lab,
                             labels[j],
-                            volumes=volumes[j] if name == TRUTH_ROW else measured_volumes(p, lab, mask, voxel_ml),
+                            volumes=volumes[j]
+                            if name == TRUTH_ROW
+                            else rescan_volumes[j]
+                            if name == RESCAN_ROW
+                            else measured_volumes(p, lab, mask, voxel_ml),
                             target_volumes=volumes[j],
                             truth_volumes=truth_volumes,
                         ),

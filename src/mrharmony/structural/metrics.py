@@ -179,9 +179,12 @@ def partial_volumes(img: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> np
 
     The tissues are ordered by their mean intensity inside the mask; a voxel whose intensity lies
     between the means of two neighbouring tissues is a linear mixture of them, one below the
-    darkest or above the brightest is that tissue alone (the two-compartment partial-volume model
-    of FSL's FAST). Volumes summed from these fractions follow a tissue's thinning smoothly, where
-    a hard segmentation moves in whole voxels and with its class boundaries.
+    darkest or above the brightest is that tissue alone (a two-compartment model along the
+    intensity axis only, without FAST's spatial neighbourhoods: where two tissues that meet in
+    space are not neighbours in intensity, as GM and CSF in FLAIR (CSF < WM < GM) or CSF and WM
+    in T1w, their mixtures are read as the tissue between them). Volumes summed from these
+    fractions follow a tissue's thinning smoothly, where a hard segmentation moves in whole voxels
+    and with its class boundaries.
 
     Parameters
     ----------
@@ -209,7 +212,7 @@ def partial_volumes(img: np.ndarray, labels: np.ndarray, mask: np.ndarray) -> np
     frac[x <= means[order[0]], order[0] - 1] = 1.0
     frac[x >= means[order[-1]], order[-1] - 1] = 1.0
     for lo, hi in zip(order[:-1], order[1:]):
-        between = (x > means[lo]) & (x < means[hi])
+        between = (x >= means[lo]) & (x < means[hi])  # a voxel at a class mean is that class alone
         w = (x[between] - means[lo]) / max(means[hi] - means[lo], 1e-12)
         frac[between, hi - 1] = w
         frac[between, lo - 1] = 1.0 - w
