@@ -24,7 +24,12 @@ import numpy as np
 from mrharmony.errors import InputError
 
 #: (metric of a row, what it is, whether higher is better), as the summary shows them
-GLANCE = (("ssim", "SSIM vs truth", True), ("dice_wm", "Dice WM vs input", True), ("nwd_tp", "nWD(t,p)", False))
+GLANCE = (
+    ("ssim", "SSIM vs truth", True),
+    ("target_vd_gm", "GM volume difference to the target site", False),
+    ("dice_wm", "Dice WM vs input", True),
+    ("nwd_tp", "nWD(t,p)", False),
+)
 
 
 def load_evaluation(structural) -> tuple[list[dict], dict, list[dict]]:
@@ -52,15 +57,19 @@ def _value(v: str):
 
 
 def _kind(method: str, info: dict) -> str:
+    from mrharmony.structural.metrics import RESCAN_ROW
     from mrharmony.structural.registry import INTENSITY_METHODS
 
+    if method in ("none", RESCAN_ROW):  # no harmonization, and the target site's second session (a floor)
+        return method
     origin = info.get("methods", {}).get(method, method)
-    return "none" if method == "none" else "baseline" if origin in INTENSITY_METHODS else "trained"
+    return "baseline" if origin in INTENSITY_METHODS else "trained"
 
 
 def glance(rows: list[dict], info: dict) -> dict:
-    """``{(modality, group): {metric: {label: cell}}}`` with the labels ``none``, ``best baseline``
-    (by that metric) and each trained model; a cell is ``{"mean", "ci95" (None under three
+    """``{(modality, group): {metric: {label: cell}}}`` with the labels ``none``, ``rescan`` (the
+    target site's second session, where the dataset has one), ``best baseline`` (by that metric)
+    and each trained model; a cell is ``{"mean", "ci95" (None under three
     subjects), "n", "method"}``."""
     from mrharmony.report.format import subject_cell
 
@@ -77,8 +86,9 @@ def glance(rows: list[dict], info: dict) -> dict:
             for m, by_subject in per.items():
                 cells[m] = {**subject_cell(float(np.mean(by_subject[s])) for s in sorted(by_subject)), "method": m}
             entry = {}
-            if "none" in cells:
-                entry["none"] = cells["none"]
+            for label in ("none", "rescan"):
+                if label in cells:
+                    entry[label] = cells[label]
             baselines = [m for m in cells if _kind(m, info) == "baseline"]
             if baselines:
                 pick = max if higher else min
@@ -109,7 +119,7 @@ def glance_html(rows: list[dict], info: dict) -> str:
     lines, body = [], []
     for (mod, group), per in g.items():
         ssim = per.get("ssim", {})
-        trained = [k for k in ssim if k not in ("none", "best baseline")]
+        trained = [k for k in ssim if k not in ("none", "rescan", "best baseline")]
         if trained:
             best = max(trained, key=lambda k: ssim[k]["mean"])
             text = (

@@ -58,7 +58,7 @@ REGISTRY = Registry(
             "image",
             IHFConfig,
             "IHF-Harmony: unpaired harmonization through a hierarchy flow (flow: squeeze, the exactly invertible "
-            "variant ihf_squeeze)",
+            "variant ihf_squeeze, which keeps an atrophy; the paper's flow does not)",
         ),
         # one-shot intensity baselines (nothing to train)
         Method("none", "intensity", NoHarmonization, "no harmonization: the input as it is"),
