@@ -6,8 +6,8 @@ equations, a rescan of every subject on every site):
 
 1. trained on the training sites and subjects: HAIL, the paper's model (``hail``) and its U-Net
    variant (``hail_unet``), on T1w; IHF-Harmony's paper flow (``ihf``) and its exactly invertible
-   variant (``ihf_squeeze``), 2D, on T1w, T2w and FLAIR (the recipes of ``benchmarks/hail.py`` and
-   ``benchmarks/flow.py``);
+   variants (``ihf_squeeze``, ``ihf_residual``), 2D, on T1w, T2w and FLAIR (the recipes of
+   ``benchmarks/hail.py`` and ``benchmarks/flow.py``);
 2. every test subject (the split's and more people simulated beside the data, never seen in
    training: at least six at the ``cpu`` budget) harmonized from each site to each other site by
    those and by ``none``, ``zscore``, ``whitestripe``, ``nyul`` and the same after N4 bias-field
@@ -16,7 +16,7 @@ equations, a rescan of every subject on every site):
    (per modality, each modality's rows kept in ``DIR/rows-<modality>.json`` so that a stopped run
    scores only what is left);
 3. the goals of :mod:`mrharmony.bench.structural_goals` on the declared rows ``hail`` and
-   ``ihf_squeeze`` (:data:`~mrharmony.bench.structural_goals.DECLARED`), per modality and group of
+   ``ihf_residual`` (:data:`~mrharmony.bench.structural_goals.DECLARED`), per modality and group of
    site pairs, intervals over subjects;
 4. what each method fixes of each effect: data whose sites differ in one effect alone
    (``--only-effect``: contrast, blur, noise, bias, ringing, ghosting), T1w, four site pairs, three
@@ -27,7 +27,7 @@ equations, a rescan of every subject on every site):
    harmonized to siteB; per method and tissue (GM, CSF) the harmonized volume change over the
    input's (1: kept), beside the method's claim (``keeps_differences``).
 
-With ``--budget 1mm`` the data are whole brains at 1 mm (the ``1mm`` preset): HAIL, the squeeze
+With ``--budget 1mm`` the data are whole brains at 1 mm (the ``1mm`` preset): HAIL, the residual
 flow, Nyul and N4 + Nyul on T1w, trained on 1 mm crops and applied to whole 1 mm volumes, one seen
 (siteA to siteB) and one unseen pair (siteA to siteD) per test subject, and each method's time and
 peak memory to harmonize one whole volume through ``structural apply`` in a process of its own
@@ -51,6 +51,7 @@ import time
 from pathlib import Path
 
 from mrharmony.bench.structural import add_jobs
+from mrharmony.bench.structural_goals import DECLARED
 
 BUDGETS = {
     "smoke": {
@@ -88,7 +89,7 @@ BUDGETS = {
         "ihf_crop": 64,
         "modalities": ["T1w"],
         "effects": [],
-        "rows": ["hail", "ihf_squeeze"],
+        "rows": ["hail", "ihf_residual"],
         "baselines": ["none", "nyul", "n4_nyul"],
         "pairs": [("siteA", "siteB"), ("siteA", "siteD")],
         "resources": True,
@@ -120,6 +121,7 @@ def train_all(out: Path, data: Path, budget: dict) -> tuple[dict, dict]:
         ),
         ("ihf", IHFHarmonizer, ihf_data, {"method": "ihf", "flow": "hierarchy"}, budget["ihf"]),
         ("ihf_squeeze", IHFHarmonizer, ihf_data, {"method": "ihf", "flow": "squeeze"}, budget["ihf"]),
+        ("ihf_residual", IHFHarmonizer, ihf_data, {"method": "ihf", "flow": "residual"}, budget["ihf"]),
     ]
     for name, cls, data_cfg, model, training in plans:
         if name not in budget.get("rows", [p[0] for p in plans]):
@@ -151,7 +153,7 @@ def score(out: Path, scored, split, rows_of: list, modalities: list[str], jobs: 
                 scored,
                 rows_of,
                 modalities=[modality],
-                reference="hail" if modality == "T1w" else "ihf_squeeze",
+                reference="hail" if modality == "T1w" else DECLARED["ihf"],
                 split=split,
                 pairs=pairs,
                 jobs=jobs,

@@ -5,7 +5,13 @@ import pytest
 from mrharmony.dmri.run_config import load_run_config
 
 FOLDER = Path(__file__).parent.parent / "examples"
-IMAGE_METHODS = ("hail.yaml", "hail_unet.yaml", "ihf.yaml", "ihf_squeeze.yaml")  # mrharmony structural train
+IMAGE_METHODS = (
+    "hail.yaml",
+    "hail_unet.yaml",
+    "ihf.yaml",
+    "ihf_squeeze.yaml",
+    "ihf_residual.yaml",
+)  # mrharmony structural train
 EXAMPLES = sorted(p for p in FOLDER.glob("*.yaml") if p.name not in IMAGE_METHODS)
 
 
@@ -21,8 +27,9 @@ def test_image_method_example_configs_are_valid(name):
 
     cfg = load_structural_config(FOLDER / name)
     assert cfg.preset == "demo" and cfg.data.dataset.endswith("demo-output/structural")
-    assert cfg.model.method == name.removesuffix(".yaml").removesuffix("_squeeze").removesuffix("_unet")
+    assert cfg.model.method == name.removesuffix(".yaml").split("_")[0]
     if cfg.model.method == "hail":  # the paper's decoder, or the U-Net variant its file is named after
         assert cfg.model.skips == ("unet" in name)
     if cfg.model.method == "ihf":  # the paper's flow, or the variant its file is named after
-        assert cfg.model.flow == ("squeeze" if "squeeze" in name else "hierarchy")
+        assert cfg.model.row_name() == name.removesuffix(".yaml")
+        assert cfg.model.flow == (name.removesuffix(".yaml").split("_")[1] if "_" in name else "hierarchy")

@@ -68,11 +68,13 @@ def test_hail_as_it_claims(data, files, tmp_path, skips):
     assert_claim(files, str(run), load_image_harmonizer(run).keeps_differences)
 
 
-@pytest.mark.parametrize("flow", ["squeeze", "hierarchy"])
+@pytest.mark.parametrize("flow", ["squeeze", "hierarchy", "residual"])
 def test_ihf_harmony_as_it_claims(data, files, tmp_path, flow):
     from mrharmony.structural.loading import load_image_harmonizer
 
     extra = {"chunks": [3, 2], "pad": 2} if flow == "hierarchy" else {"style_dim": 8, "widths": [4, 8, 16]}
+    if flow == "residual":
+        extra["blocks"] = 2
     run = _train(
         data,
         tmp_path,

@@ -16,10 +16,11 @@ import torch
 
 from mrharmony.structural.base import brain_scale
 from mrharmony.structural.ihf.paper_flow import HierarchyFlow
+from mrharmony.structural.ihf.residual_flow import ResidualIHF
 from mrharmony.structural.ihf.squeeze_flow import SqueezeIHF
 
 #: a flow with its style encoder, as a trained model holds it
-Flow = SqueezeIHF | HierarchyFlow
+Flow = SqueezeIHF | HierarchyFlow | ResidualIHF
 
 
 def _layout(volume: np.ndarray, dims: int) -> np.ndarray:

@@ -17,22 +17,42 @@ from mrharmony.structural.harmonizer import HarmonizedImage, TrainedImageHarmoni
 from mrharmony.structural.ihf.inference import harmonize_flow, restore_flow, target_code
 from mrharmony.structural.ihf.losses import hierarchy_losses, squeeze_losses
 from mrharmony.structural.ihf.paper_flow import HierarchyFlow
+from mrharmony.structural.ihf.residual_flow import ResidualIHF
 from mrharmony.structural.ihf.squeeze_flow import SqueezeIHF
 from mrharmony.structural.ihf.trainee import IHFTrainee
 from mrharmony.structural.ihf.vgg import load_vgg_weights
 
 #: the row name of the squeeze design (``flow: squeeze``), a variant of the paper's flow
 SQUEEZE_NAME = "ihf_squeeze"
+#: the row name of the residual design (``flow: residual``), a variant of the paper's flow
+RESIDUAL_NAME = "ihf_residual"
+#: each variant's row name, title and sidecar description
+VARIANTS = {
+    "squeeze": (
+        SQUEEZE_NAME,
+        "IHF-Harmony (squeeze variant)",
+        "image harmonized by IHF-Harmony's squeeze variant (ihf_squeeze, exactly invertible) to the site of the "
+        "target image",
+    ),
+    "residual": (
+        RESIDUAL_NAME,
+        "IHF-Harmony (residual variant)",
+        "image harmonized by IHF-Harmony's residual variant (ihf_residual, exactly invertible, no squeeze) to the "
+        "site of the target image",
+    ),
+}
 
 
 def build_flow(model: dict) -> nn.Module:
     """The flow of a saved or configured ``model`` section: the paper's hierarchy flow, or the
-    squeeze variant (models saved before the ``flow`` key existed are the squeeze design)."""
+    squeeze or residual variant (models saved before the ``flow`` key existed are the squeeze design)."""
     flow = model.get("flow", "squeeze")
     style_dim = model.get("style_dim") or (64 if flow == "hierarchy" else 32)
     hidden = model.get("hidden") or (64 if flow == "hierarchy" else 32)
     if flow == "hierarchy":
         return HierarchyFlow(model["dims"], tuple(model["chunks"]), hidden, style_dim, model["pad"])
+    if flow == "residual":
+        return ResidualIHF(model["dims"], model["levels"], model["blocks"], hidden, style_dim)
     return SqueezeIHF(model["dims"], model["levels"], model["blocks"], hidden, style_dim)
 
 
@@ -59,27 +79,13 @@ class IHFHarmonizer(TrainedImageHarmonizer):
     train_command = "structural train"
 
     def __init__(self, net, *, meta: dict | None = None, model_file=None, name: str | None = None):
-        squeeze = isinstance(net, SqueezeIHF)  # the squeeze design; the paper's flow is a HierarchyFlow
-        super().__init__(
-            net,
-            meta=meta,
-            model_file=model_file,
-            name=name,
-            variant=(
-                SQUEEZE_NAME,
-                "IHF-Harmony (squeeze variant)",
-                (
-                    "image harmonized by IHF-Harmony's squeeze variant (ihf_squeeze, exactly invertible) to the site of the "
-                    "target image"
-                ),
-            )
-            if squeeze
-            else None,
-        )
-        self.invertible = squeeze
-        # measured (tests/structural/test_keeps_differences.py): the squeeze flow keeps a cortical thinning;
-        # the paper's hierarchy flow, as briefly trained there, loses most of it
-        self.keeps_differences = squeeze
+        # the squeeze and residual designs are exactly invertible; the paper's flow is a HierarchyFlow
+        flow = "squeeze" if isinstance(net, SqueezeIHF) else "residual" if isinstance(net, ResidualIHF) else None
+        super().__init__(net, meta=meta, model_file=model_file, name=name, variant=VARIANTS[flow] if flow else None)
+        self.invertible = flow is not None
+        # measured (tests/structural/test_keeps_differences.py): the squeeze and residual flows keep a
+        # cortical thinning; the paper's hierarchy flow, as briefly trained there, loses most of it
+        self.keeps_differences = flow is not None
 
     @classmethod
     def build_network(cls, model: dict) -> nn.Module:
@@ -108,17 +114,19 @@ class IHFHarmonizer(TrainedImageHarmonizer):
 
 class IHFConfig(ImageMethodConfig):
     method: Literal["ihf"]
-    flow: Literal["hierarchy", "squeeze"] = Field(
+    flow: Literal["hierarchy", "squeeze", "residual"] = Field(
         default="hierarchy",
         description="hierarchy: the paper's flow (lifting by subtracted deltas, no squeeze; "
         "mrharmony.structural.ihf.paper_flow); squeeze: a variant of this project, named ihf_squeeze in every row "
-        "(space-to-channel squeezes and subtractive coupling, exactly invertible from its output)",
+        "(space-to-channel squeezes and subtractive coupling, exactly invertible from its output); residual: a "
+        "variant named ihf_residual (subtractive contracting blocks on the image's own grid, dilated by level, "
+        "exactly invertible from its output, nothing tied to pixel parity)",
     )
     dims: Literal[2, 3] = 2
     chunks: tuple[int, ...] = Field(default=(10, 4, 4), min_length=1, description="hierarchy: deltas per block")
     pad: int = Field(default=10, ge=0, description="hierarchy: reflection padding around the image")
-    levels: int = Field(default=2, ge=1, le=4, description="squeeze: levels of squeezes")
-    blocks: int = Field(default=3, ge=1, description="squeeze: coupling blocks per level")
+    levels: int = Field(default=2, ge=1, le=4, description="squeeze: levels of squeezes; residual: of dilations")
+    blocks: int = Field(default=3, ge=1, description="squeeze and residual: blocks per level")
     hidden: int | None = Field(
         default=None,
         ge=4,
@@ -147,7 +155,7 @@ class IHFConfig(ImageMethodConfig):
     )
 
     def row_name(self) -> str:
-        return SQUEEZE_NAME if self.flow == "squeeze" else self.method
+        return VARIANTS[self.flow][0] if self.flow in VARIANTS else self.method
 
     @model_validator(mode="after")
     def _vgg_is_2d(self) -> IHFConfig:
@@ -158,7 +166,11 @@ class IHFConfig(ImageMethodConfig):
                 "flow: hierarchy is the paper's 2D flow (its 160 lifted channels at full resolution do "
                 "not fit a whole volume); dims: 3 needs flow: squeeze"
             )
-        other = {"hierarchy": ("levels", "blocks", "artefact_levels"), "squeeze": ("chunks", "pad")}[self.flow]
+        other = {
+            "hierarchy": ("levels", "blocks", "artefact_levels"),
+            "squeeze": ("chunks", "pad"),
+            "residual": ("chunks", "pad"),
+        }[self.flow]
         unused = sorted(
             k
             for k in other  # a resolved config writes every key at its default: those pass
