@@ -10,9 +10,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from mrharmony.cli import main
 from mrharmony.data.structural import load_structural
 from mrharmony.simulate.structural import atrophy_pair
+from mrharmony.structural.apply import apply_image_model
 from mrharmony.structural.metrics import volume_change
 
 
@@ -45,26 +45,21 @@ def atrophy_files(
 
 def volume_changes(folder: Path, method: str | None = None) -> dict[str, float]:
     """After minus before, the tissue volumes (voxels, from partial volumes) of the two images of
-    :func:`atrophy_files`: as rendered (``method`` None), or harmonized by ``mrharmony structural
-    apply METHOD``."""
+    :func:`atrophy_files`: as rendered (``method`` None), or harmonized on files as ``mrharmony
+    structural apply METHOD`` does (:func:`~mrharmony.structural.apply.apply_image_model`)."""
     mask = np.asarray(nib.load(folder / "mask.nii.gz").dataobj) > 0
     images = []
     for name in ("before", "after"):
         path = folder / f"{name}_T1w.nii.gz"
-        if method is not None:
-            out = folder / "harmonized" / hashlib.sha1(method.encode()).hexdigest()[:10] / name
-            args = [
-                "structural",
-                "apply",
+        if method is not None:  # what 'mrharmony structural apply METHOD ...' runs, in this process
+            path = apply_image_model(
                 method,
-                "--input",
-                str(path),
-                "--target-image",
-                str(folder / "target_T1w.nii.gz"),
-            ]
-            args += ["--mask", str(folder / "mask.nii.gz"), "--target-mask", str(folder / "target_mask.nii.gz")]
-            assert main([*args, "--out", str(out), "--quiet"]) == 0
-            path = out / f"{name}_desc-harmonized_T1w.nii.gz"
+                input_path=path,
+                target_path=folder / "target_T1w.nii.gz",
+                out=folder / "harmonized" / hashlib.sha1(method.encode()).hexdigest()[:10] / name,
+                mask_path=folder / "mask.nii.gz",
+                target_mask_path=folder / "target_mask.nii.gz",
+            )
         images.append(np.asarray(nib.load(path).dataobj, np.float32))
     return volume_change(images[0], images[1], mask)
 

@@ -61,6 +61,19 @@ def _standardized_today(normalizer, image, mask, target, target_mask):
     return (src.transform(img, msk).get_data() * ref.std + ref.mean).astype(np.float32)
 
 
+_N4: dict = {}
+
+
+def _n4(image, mask):
+    """N4 of an image, computed once per image and mask for the reference formulas."""
+    from mrharmony.structural.bias import n4_correct
+
+    key = (np.ascontiguousarray(image, np.float32).tobytes(), np.packbits(mask).tobytes())  # N4 works in float32
+    if key not in _N4:
+        _N4[key] = n4_correct(image, mask)
+    return _N4[key]
+
+
 def _today(method):
     """The maths each class must reproduce: today's functions, and the baselines' formulas."""
     from intensity_normalization.adapters.images import NumpyImageAdapter as A
@@ -78,11 +91,9 @@ def _today(method):
             n.transform(A(np.asarray(image, np.float64)), A(np.asarray(mask, np.float64))).get_data().astype(np.float32)
         )
 
-    from mrharmony.structural.bias import n4_correct
-
     def n4(then):
         return lambda image, mask, target, target_mask: then(
-            n4_correct(image, mask), mask, n4_correct(target, target_mask), target_mask
+            _n4(image, mask), mask, _n4(target, target_mask), target_mask
         )
 
     return {

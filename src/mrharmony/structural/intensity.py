@@ -135,7 +135,8 @@ class N4Corrected(IntensityHarmonizer):
         from mrharmony.structural.bias import n4_correct
 
         cache = N4Corrected._corrected
-        key = hashlib.sha1(np.ascontiguousarray(image).tobytes() + np.packbits(mask).tobytes()).hexdigest()
+        # N4 works in float32 (n4_correct): a float64 copy of an image is the same image
+        key = hashlib.sha1(np.ascontiguousarray(image, np.float32).tobytes() + np.packbits(mask).tobytes()).hexdigest()
         if key not in cache:
             cache[key] = n4_correct(image, mask)
             while sum(v.nbytes for v in cache.values()) > self.cache_bytes and len(cache) > 1:
