@@ -242,3 +242,16 @@ def test_images_of_another_voxel_size_are_harmonized_on_the_model_s_grid(files, 
             out=tmp_path / "i",
         )
     assert not (tmp_path / "i").exists()
+
+
+def test_a_baseline_by_name_on_the_command_line(files, tmp_path):
+    from mrharmony.cli import main
+    from mrharmony.structural.intensity import ZScoreHarmonizer
+
+    args = ["structural", "apply", "zscore", "--input", str(files / "input.nii.gz")]
+    args += ["--target-image", str(files / "target.nii.gz"), "--mask", str(files / "mask.nii.gz")]
+    assert main([*args, "--out", str(tmp_path / "z"), "--quiet"]) == 0
+    out = tmp_path / "z" / "input_desc-harmonized.nii.gz"
+    x, t, m = _read(files / "input.nii.gz"), _read(files / "target.nii.gz"), _read(files / "mask.nii.gz") > 0
+    np.testing.assert_array_equal(_read(out), ZScoreHarmonizer().transform(x, target=t, mask=m, target_mask=m).image)
+    assert "z-score" in _sidecar(out)["Description"]
