@@ -4,8 +4,8 @@ runs them, judged by what studies measure, with goals declared before the run.
 On the synthetic multi-site data (``mrharmony simulate --kind structural``: sites from signal
 equations, a rescan of every subject on every site):
 
-1. trained on the training sites and subjects: HAIL, the paper's model (``hail``) and its U-Net
-   variant (``hail_unet``), on T1w; IHF-Harmony's paper flow (``ihf``) and its exactly invertible
+1. trained on the training sites and subjects: HAIL, the paper's model (``hail``), its U-Net
+   variant (``hail_unet``) and its residual variant (``hail_residual``), on T1w; IHF-Harmony's paper flow (``ihf``) and its exactly invertible
    variants (``ihf_squeeze``, ``ihf_residual``), 2D, on T1w, T2w and FLAIR (the recipes of
    ``benchmarks/hail.py`` and ``benchmarks/flow.py``);
 2. every test subject (the split's and more people simulated beside the data, never seen in
@@ -119,6 +119,7 @@ def train_all(out: Path, data: Path, budget: dict) -> tuple[dict, dict]:
             {"method": "hail", "skips": True, "widths": [16, 32, 64]},
             budget["hail"],
         ),
+        ("hail_residual", HAILHarmonizer, hail_data, {"method": "hail", "residual": True}, budget["hail"]),
         ("ihf", IHFHarmonizer, ihf_data, {"method": "ihf", "flow": "hierarchy"}, budget["ihf"]),
         ("ihf_squeeze", IHFHarmonizer, ihf_data, {"method": "ihf", "flow": "squeeze"}, budget["ihf"]),
         ("ihf_residual", IHFHarmonizer, ihf_data, {"method": "ihf", "flow": "residual"}, budget["ihf"]),
@@ -134,7 +135,7 @@ def train_all(out: Path, data: Path, budget: dict) -> tuple[dict, dict]:
     for h in models.values():
         if h.split != first.split or h.training_sites != first.training_sites:
             raise SystemExit(f"{h.model_file} was trained on another split or other sites than {first.model_file}.")
-    for name in ("hail", "hail_unet"):
+    for name in ("hail", "hail_unet", "hail_residual"):
         if name in models:
             models[name].modalities = ["T1w"]
     return models, seconds

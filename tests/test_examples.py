@@ -8,6 +8,7 @@ FOLDER = Path(__file__).parent.parent / "examples"
 IMAGE_METHODS = (
     "hail.yaml",
     "hail_unet.yaml",
+    "hail_residual.yaml",
     "ihf.yaml",
     "ihf_squeeze.yaml",
     "ihf_residual.yaml",
@@ -29,7 +30,8 @@ def test_image_method_example_configs_are_valid(name):
     assert cfg.preset == "demo" and cfg.data.dataset.endswith("demo-output/structural")
     assert cfg.model.method == name.removesuffix(".yaml").split("_")[0]
     if cfg.model.method == "hail":  # the paper's decoder, or the U-Net variant its file is named after
-        assert cfg.model.skips == ("unet" in name)
+        assert cfg.model.skips == ("unet" in name) and cfg.model.residual == ("residual" in name)
+        assert cfg.model.row_name() == name.removesuffix(".yaml")
     if cfg.model.method == "ihf":  # the paper's flow, or the variant its file is named after
         assert cfg.model.row_name() == name.removesuffix(".yaml")
         assert cfg.model.flow == (name.removesuffix(".yaml").split("_")[1] if "_" in name else "hierarchy")

@@ -127,12 +127,19 @@ def adain(
 
 
 class HAIL(nn.Module):
-    """Encoder + AdaIN + decoder; ``forward(x, target)`` is the harmonized image (normalized scale)."""
+    """Encoder + AdaIN + decoder; ``forward(x, target)`` is the harmonized image (normalized scale).
 
-    def __init__(self, widths=WIDTHS, skips: bool = False, dims: int = 3):
+    With ``residual`` the prediction is the input plus what the restyling changes in the decoded
+    image, ``x + D(AdaIN(E(x))) - D(E(x))``: what the decoder cannot reproduce of the input (fine
+    detail, a person's own anatomy) is taken from the input itself, and an image restyled to its
+    own statistics comes back unchanged.
+    """
+
+    def __init__(self, widths=WIDTHS, skips: bool = False, dims: int = 3, residual: bool = False):
         super().__init__()
         self.encoder = Encoder(widths, dims)
         self.decoder = Decoder(widths, skips, dims)
+        self.residual = residual
 
     @property
     def styled_levels(self) -> int:
@@ -154,7 +161,10 @@ class HAIL(nn.Module):
         ft = self.encoder(target)
         n = len(fc) - self.styled_levels
         styled = [adain(f, *channel_stats(g, target_mask), mask) for f, g in zip(fc[n:], ft[n:])]
-        return self.decoder(fc[:n] + styled, x.shape[2:]), styled, ft
+        pred = self.decoder(fc[:n] + styled, x.shape[2:])
+        if self.residual:
+            pred = x + pred - self.decoder(fc, x.shape[2:])
+        return pred, styled, ft
 
     def forward(self, x, target, mask=None, target_mask=None):
         return self.transfer(x, target, mask, target_mask)[0]
@@ -213,6 +223,13 @@ def harmonize(
 
 #: the row name of HAIL with the U-Net decoder (``skips: true``), a variant of the paper's model
 UNET_NAME = "hail_unet"
+#: the suffix of the row name of HAIL with the input's residual (``residual: true``), a variant
+RESIDUAL_SUFFIX = "_residual"
+
+
+def hail_row_name(skips: bool, residual: bool) -> str:
+    """The row name of a HAIL model: ``hail``, ``hail_unet``, and either with ``_residual``."""
+    return (UNET_NAME if skips else "hail") + (RESIDUAL_SUFFIX if residual else "")
 
 
 class HAILHarmonizer(TrainedImageHarmonizer):
@@ -241,25 +258,32 @@ class HAILHarmonizer(TrainedImageHarmonizer):
         name: str | None = None,
         device: str | torch.device = "cpu",
     ):
-        unet = bool((meta or {}).get("model", {}).get("skips", False))
+        model = (meta or {}).get("model", {})
+        unet, residual = bool(model.get("skips", False)), bool(model.get("residual", False))
+        row = hail_row_name(unet, residual)
+        parts = [p for p, on in (("U-Net", unet), ("residual", residual)) if on]
         super().__init__(
             net,
             meta=meta,
             model_file=model_file,
             name=name,
             variant=(
-                UNET_NAME,
-                "HAIL (U-Net variant)",
-                "T1-weighted image harmonized by HAIL's U-Net variant (hail_unet) to the site of the target image",
+                row,
+                f"HAIL ({' and '.join(parts)} variant)",
+                f"T1-weighted image harmonized by HAIL's {' and '.join(parts)} variant ({row}) to the site of the "
+                "target image",
             )
-            if unet
+            if parts
             else None,
         )
         self.device = device
+        # measured (tests/structural/test_keeps_differences.py): re-synthesized, a briefly trained HAIL
+        # loses a cortical thinning; with the input's residual it keeps it
+        self.keeps_differences = residual
 
     @classmethod
     def build_network(cls, model: dict) -> HAIL:
-        return HAIL(tuple(model["widths"]), model.get("skips", False))
+        return HAIL(tuple(model["widths"]), model.get("skips", False), residual=model.get("residual", False))
 
     def _transform(self, image, mask, target, target_mask) -> HarmonizedImage:
         return HarmonizedImage(harmonize(self.net, image, mask, target, target_mask, device=self.device))
@@ -279,15 +303,21 @@ class HAILConfig(ImageMethodConfig):
         "AdaIN at every depth and a decoder that gets each depth's restyled features (a U-Net); "
         "default the paper's (AdaIN on the deepest features, then the decoder)",
     )
+    residual: bool = Field(
+        default=False,
+        description="a variant of this project, named with _residual in every row: the prediction is the input "
+        "plus what the restyling changes in the decoded image, so that what the decoder cannot reproduce "
+        "(detail, a person's own anatomy) is kept; default the paper's (the decoded image itself)",
+    )
     content_weight: float = Field(default=100.0, ge=0)
     style_weight: float = Field(default=100.0, ge=0)
     consistency_weight: float = Field(default=1.0, ge=0)
 
     def row_name(self) -> str:
-        return UNET_NAME if self.skips else self.method
+        return hail_row_name(self.skips, self.residual)
 
     def build(self):
-        return HAIL(tuple(self.widths), self.skips)
+        return HAIL(tuple(self.widths), self.skips, residual=self.residual)
 
     def phase2_modules(self, net) -> tuple:
         return net.decoder, net.encoder
