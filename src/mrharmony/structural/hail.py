@@ -245,7 +245,8 @@ class HAILHarmonizer(TrainedImageHarmonizer):
     title = "HAIL"
     description = "T1-weighted image harmonized by HAIL to the site of the target image"
     #: the decoder re-synthesizes the image from its features: a trained HAIL of the demo's budget
-    #: loses a cortical thinning that the input shows (its reconstruction alone loses it)
+    #: loses a cortical thinning that the input shows (its reconstruction alone loses it); the
+    #: residual variant keeps it (set per model in ``__init__``)
     keeps_differences = False
     train_command = "structural train"
 

@@ -51,7 +51,7 @@ REGISTRY = Registry(
             "image",
             HAILConfig,
             "HAIL: one-shot style transfer (AdaIN) with a consistency loss (re-synthesizes the image: does not keep an "
-            "atrophy)",
+            "atrophy; the variant hail_residual, residual: true, keeps it)",
         ),
         Method(
             "ihf",
