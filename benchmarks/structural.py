@@ -276,6 +276,7 @@ def apply_resources(out: Path, scored, split: dict, models: dict, baselines: lis
         ds.mask_path(subject),
         ds.mask_path(reference),
     ]
+    shape = list(ds.load_image(subject, "siteA")[0].shape)
     table = []
     for name, spec in [*((n, str(h.model_file)) for n, h in models.items()), *((b, b) for b in baselines)]:
         proc = subprocess.run(
@@ -287,7 +288,7 @@ def apply_resources(out: Path, scored, split: dict, models: dict, baselines: lis
         table.append(
             {
                 "method": name,
-                "shape": list(ds.load_image(subject, "siteA")[0].shape),
+                "shape": shape,
                 **json.loads(proc.stdout.splitlines()[-1]),
             }
         )

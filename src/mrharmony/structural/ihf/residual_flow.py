@@ -144,9 +144,6 @@ class ResidualIHF(nn.Module):
             [ResidualBlock(hidden, style_dim, dims, 2**level) for level in range(levels) for _ in range(blocks)]
         )
 
-    #: whether the harmonized image alone (with the style code) gives the input back
-    exact_inverse = True
-
     @property
     def multiple(self) -> int:
         """Spatial sizes must be multiples of this (any size: there is no squeeze)."""
