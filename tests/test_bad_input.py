@@ -386,6 +386,22 @@ def _case_apply_other_shell(tmp_path, prepared, model):
     )
 
 
+def _case_apply_extra_shell(tmp_path, prepared, model):
+    scan = _scan(prepared, tmp_path)
+    bval = scan / "dwi.bval"
+    values = bval.read_text().split()
+    dw = [i for i, v in enumerate(values) if float(v) > 50]
+    for i in dw[::2]:  # half the directions become a second shell
+        values[i] = "3000"
+    bval.write_text(" ".join(values) + "\n")
+    return (
+        _apply_args(model, scan, tmp_path / "out"),
+        bval,
+        r"has a b=3000 s/mm\^2 shell the model did not learn from \(its shells: b=1200 s/mm\^2; harmonized anyway, "
+        r"that shell is left out\); pass --allow-protocol-mismatch",
+    )
+
+
 def _case_apply_other_voxel_size(tmp_path, prepared, model):
     scan = _scan(prepared, tmp_path)
     img = nib.load(scan / "dwi.nii.gz")

@@ -116,17 +116,39 @@ def test_too_few_directions_for_the_order(tmp_path):
     fit_sh(dwi, bvals, np.r_[np.zeros((1, 3)), dirs], np.ones((2, 2, 2), bool), SHConfig(sh_order_max=4))
 
 
-def test_several_shells_need_a_choice():
-    dirs = np.random.default_rng(0).standard_normal((60, 3))
+def test_every_shell_is_fitted_in_turn_unless_named():
+    rng = np.random.default_rng(0)
+    dirs = rng.standard_normal((60, 3))
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-    bvals = np.r_[0.0, np.full(30, 1200.0), np.full(30, 3000.0)]
+    # the shells interleaved, with b-values of one shell a little apart, as scanners write them
+    bvals = np.r_[0.0, np.tile([1195.0, 2990.0, 1205.0, 3010.0], 15)]
     bvecs = np.r_[np.zeros((1, 3)), dirs]
-    dwi = np.ones((2, 2, 2, 61), np.float32)
+    dwi = rng.uniform(50, 100, (2, 2, 2, 61)).astype(np.float32)
+    dwi[..., 0] = 200
     mask = np.ones((2, 2, 2), bool)
-    with pytest.raises(InputError, match=r"has several shells \(1200, 3000 s/mm\^2\)"):
-        fit_sh(dwi, bvals, bvecs, mask, SHConfig())
-    c = fit_sh(dwi, bvals, bvecs, mask, SHConfig(shell=1200))
-    assert c.shape[-1] == 28
+    both = fit_sh(dwi, bvals, bvecs, mask, SHConfig())
+    assert both.shape[-1] == 56
+    low = bvals < 2000
+    alone = fit_sh(dwi[..., low | (bvals == 0)], bvals[low | (bvals == 0)], bvecs[low | (bvals == 0)], mask, SHConfig())
+    np.testing.assert_allclose(both[..., :28], alone, rtol=1e-5, atol=1e-6)  # the lowest shell first
+    assert fit_sh(dwi, bvals, bvecs, mask, SHConfig(shells=[3000])).shape[-1] == 28
+    np.testing.assert_allclose(fit_sh(dwi, bvals, bvecs, mask, SHConfig(shells=[3000])), both[..., 28:], rtol=1e-5)
+    assert SHConfig(shell=1200).shells == [1200.0]  # settings written before multi-shell features
+    assert SHConfig(shell=None).shells is None
+    with pytest.raises(InputError, match=r"has no volume on the b=2000 s/mm\^2 shell \(its shells: 1200, 3000\)"):
+        fit_sh(dwi, bvals, bvecs, mask, SHConfig(shells=[2000]))
+
+
+def test_channel_layout_of_several_shells():
+    from mrharmony.dmri.features.sh import channel_groups, channel_orders, order_and_shells
+
+    assert list(channel_orders(56, 6)[:6]) == [0, 2, 2, 2, 2, 2]
+    assert list(channel_orders(56, 6)[28:34]) == [0, 2, 2, 2, 2, 2]
+    groups = channel_groups(56, 6)
+    assert groups[0] == 0 and groups[28] == 4 and groups[-1] == 7  # (shell, order) pairs, shell-major
+    assert order_and_shells(56) == (6, 2) and order_and_shells(28) == (6, 1) and order_and_shells(30) == (4, 2)
+    with pytest.raises(ValueError, match="not whole shells"):
+        channel_orders(30, 6)
 
 
 def test_odd_order_is_refused():

@@ -369,7 +369,7 @@ def test_mirrored_samples_are_the_features_of_the_mirrored_scan(tiny_prepared, a
             "legacy": f.sh.legacy,
             "smooth": f.sh.smooth,
             "b0_threshold": f.sh.b0_threshold,
-            "shell": f.sh.shell,
+            "shells": f.sh.shells,
         },
         scaling,
     )
@@ -453,7 +453,7 @@ def test_position_channels_follow_a_mirrored_sample(tiny_prepared, axis):
         "legacy": f.sh.legacy,
         "smooth": f.sh.smooth,
         "b0_threshold": f.sh.b0_threshold,
-        "shell": f.sh.shell,
+        "shells": f.sh.shells,
     }
     from mrharmony.dmri.features.normalization import FeatureScaling
 

@@ -34,7 +34,11 @@ def add_simulate(sp) -> None:
     )
     sp.add_argument("--sites", help="structural: sites YAML (default: the packaged sites.yaml)")
     sp.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
-    sp.add_argument("--platforms", help="platforms YAML describing the scanners (default: the packaged one)")
+    sp.add_argument(
+        "--platforms",
+        help="platforms YAML describing the scanners, or a packaged set: mushac (the default, one shell) or "
+        "multishell (b=1200 and 3000 s/mm^2)",
+    )
     sp.add_argument("--subjects", type=int, help="number of subjects (default: the preset's)")
     sp.add_argument("--jobs", type=int, help="subjects rendered in parallel (default: CPU cores, at most 4)")
     sp.add_argument(

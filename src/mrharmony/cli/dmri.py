@@ -39,7 +39,16 @@ def registry():
 def add_prepare(sp) -> None:
     sp.set_defaults(func=run_prepare)
     sp.add_argument("dataset", help="traveling-heads dataset folder (with dataset.yaml)")
-    sp.add_argument("--config", help="YAML with SH settings (sh_order_max, basis, legacy, smooth, b0_threshold, shell)")
+    sp.add_argument(
+        "--config", help="YAML with SH settings (sh_order_max, basis, legacy, smooth, b0_threshold, shells)"
+    )
+    sp.add_argument(
+        "--shells",
+        type=float,
+        nargs="+",
+        metavar="B",
+        help="b-values (s/mm^2) of the shells to fit, each to its own SH features (default: every non-zero shell)",
+    )
     sp.add_argument("--sh-order", type=int, help="maximum SH order (default 6: 28 coefficients)")
     sp.add_argument("--basis", choices=["descoteaux07", "tournier07"], help="dipy SH basis (default descoteaux07)")
     sp.add_argument("--smooth", type=float, help="Laplace-Beltrami regularization (default 0.006)")
@@ -59,18 +68,23 @@ def add_prepare(sp) -> None:
 
 
 def run_prepare(args) -> int:
-    from mrharmony.config import load_yaml_model
+    from mrharmony.config import load_yaml_model, model_from_dict
     from mrharmony.dmri.features.prepare import prepare
     from mrharmony.dmri.features.sh import SHConfig
 
     cfg = load_yaml_model(SHConfig, args.config) if args.config else SHConfig()
     overrides = {
         k: v
-        for k, v in (("sh_order_max", args.sh_order), ("basis", args.basis), ("smooth", args.smooth))
+        for k, v in (
+            ("sh_order_max", args.sh_order),
+            ("basis", args.basis),
+            ("smooth", args.smooth),
+            ("shells", args.shells),
+        )
         if v is not None
     }
     if overrides:
-        cfg = SHConfig(**{**cfg.model_dump(), **overrides})
+        cfg = model_from_dict(SHConfig, {**cfg.model_dump(), **overrides})  # a bad value: one sentence, exit 2
     report = prepare(args.dataset, cfg=cfg, force=args.force, quiet=args.quiet, register=args.register)
     say(
         args, f"SH features in {report.out_dir}: {len(report.computed)} scans computed, {len(report.cached)} up to date"

@@ -21,6 +21,31 @@ from mrharmony.errors import InputError
 
 B0_THRESHOLD = 50.0  # s/mm^2: volumes at or below it are b=0 volumes
 BVEC_NORM_TOL = 0.01  # dipy's tolerance on the length of a direction
+SHELL_TOLERANCE = 100.0  # s/mm^2: b-values less than this above the previous one belong to its shell
+
+
+def shells_of(bvals, b0_threshold: float = B0_THRESHOLD) -> tuple[list[float], np.ndarray]:
+    """The non-zero shells of a gradient table and the shell of each volume.
+
+    Sorted b-values less than :data:`SHELL_TOLERANCE` above the previous one belong to its shell.
+
+    Returns
+    -------
+    list of float
+        Each shell's mean b-value, ascending.
+    numpy.ndarray
+        The index of each volume's shell in that list (N,); -1 for b=0 volumes.
+    """
+    bvals = np.asarray(bvals, float)
+    labels = np.full(bvals.shape, -1, int)
+    dw = np.flatnonzero(bvals > b0_threshold)
+    order = dw[np.argsort(bvals[dw], kind="stable")]
+    k, prev = -1, None
+    for i in order:
+        if prev is None or bvals[i] - prev > SHELL_TOLERANCE:
+            k += 1
+        labels[i], prev = k, bvals[i]
+    return [float(np.round(bvals[labels == j].mean())) for j in range(k + 1)], labels
 
 
 def _read_numbers(path: Path) -> np.ndarray:

@@ -10,10 +10,12 @@ Harmonizes a new subject's scan on the input platform to one or all target platf
 3. back to the target platform's scale (the mean of its training scans' statistics);
 4. written as float32 NIfTI, BIDS-derivative style, per target ``<prefix>_space-<target>``:
    ``..._model-sh_desc-harmonized_dwimap.nii.gz`` (SH coefficients), ``..._desc-harmonized_dwi``
-   ``.nii.gz/.bval/.bvec`` (b0-normalized signal on the target platform's gradient table, one
-   b=0 volume of 1.0 first), ``..._model-tensor_param-fa/md_dwimap.nii.gz`` and
-   ``..._model-tensor_param-decfa_dwimap.nii.gz`` (direction-encoded colour FA), with JSON
-   sidecars, and a ``dataset_description.json``.
+   ``.nii.gz/.bval/.bvec`` (b0-normalized signal of every shell on the target platform's gradient
+   table, one b=0 volume of 1.0 first), ``..._model-tensor_param-fa/md_dwimap.nii.gz`` and
+   ``..._model-tensor_param-decfa_dwimap.nii.gz`` (direction-encoded colour FA; DTI of the lowest
+   shell), where the target has two shells or more ``..._model-dki_param-mk/ak/rk_dwimap.nii.gz``
+   (mean, axial and radial kurtosis of a DKI fit of every shell), with JSON sidecars, and a
+   ``dataset_description.json``.
 
 The output folder is built under a temporary name and moved into place at the end: a failed
 run leaves nothing behind, and an existing output is kept unless ``force``.
@@ -81,13 +83,13 @@ def harmonize_arrays(
     Raises
     ------
     InputError
-        A gradient table without the model's shell, naming ``source``.
+        A gradient table with fewer shells than the model's, naming ``source``.
     """
     from mrharmony.dmri.features.normalization import ChannelStats
     from mrharmony.dmri.features.prepare import ScanFeatures
-    from mrharmony.dmri.features.sh import SHConfig, fit_sh
+    from mrharmony.dmri.features.sh import fit_sh
 
-    cfg = SHConfig(**h.reference["sh"])
+    cfg = scan_sh(h, bvals, source=source)
     if h.denoise != "none":  # as the model's training denoised its input scans
         from mrharmony.dmri.features.denoise import denoise_dwi
 
@@ -110,17 +112,70 @@ def harmonize_arrays(
 
 
 #: How far each voxel dimension of a scan may be from the model's input protocol (relative); its
-#: shell's b-value may be as far as b-values of one shell are (``features.sh.SHELL_TOLERANCE``).
+#: shells' b-values may be as far as b-values of one shell are (``data.gradients.SHELL_TOLERANCE``).
 VOXEL_TOLERANCE = 0.10
 TENSOR_MAPS = {"fa": "fractional anisotropy", "md": "mean diffusivity (mm^2/s)", "decfa": "direction-encoded colour FA"}
+
+
+def model_shells(h) -> list[float] | None:
+    """The b-values of the shells a model learned from (None: a model that predates the record)."""
+    proto = h.reference.get("input_protocol") or {}
+    if proto.get("shells"):
+        return [float(b) for b in proto["shells"]]
+    if "shell" in proto:  # models saved before multi-shell features
+        return [float(proto["shell"])]
+    return h.reference["sh"].get("shells")
+
+
+def matched_shells(h, bvals: np.ndarray, *, source=None) -> tuple[list[float], list[float]]:
+    """The scan's shell nearest to each of the model's shells (in the model's order), and the scan's
+    shells left over.
+
+    Raises
+    ------
+    InputError
+        A scan with fewer shells than the model: one sentence naming ``source``.
+    """
+    from mrharmony.dmri.features.sh import SHConfig, shell_values
+
+    cfg = SHConfig(**h.reference["sh"])
+    have = shell_values(bvals, cfg.b0_threshold)
+    want = model_shells(h)
+    if want is None:
+        return have, []
+    if len(have) < len(want):
+        listed = ", ".join(f"{b:g}" for b in have) or "none"
+        raise InputError(
+            f"has {len(have)} shell(s) (b={listed} s/mm^2), but the model needs "
+            f"{', '.join(f'b={b:g}' for b in want)} s/mm^2.",
+            source,
+        )
+    free = list(have)
+    chosen = []
+    for b in want:
+        nearest = min(free, key=lambda x: abs(x - b))
+        chosen.append(nearest)
+        free.remove(nearest)
+    return chosen, free
+
+
+def scan_sh(h, bvals: np.ndarray, *, source=None):
+    """The SH settings that fit a new scan's features: the model's, on the scan's shells matched to
+    the model's (:func:`matched_shells`)."""
+    from mrharmony.dmri.features.sh import SHConfig
+
+    chosen, _ = matched_shells(h, bvals, source=source)
+    return SHConfig(**{**h.reference["sh"], "shells": sorted(chosen)})
 
 
 def protocol_mismatches(h, zooms, bvals: np.ndarray, *, dwi, bval) -> list[tuple[str, object]]:
     """Where a scan's protocol differs from the one the model learned from, beyond the tolerances.
 
-    The shell's b-value may be as far from the model's ``input_protocol`` as b-values of one shell
-    are (``SHELL_TOLERANCE`` of :mod:`mrharmony.dmri.features.sh`), each voxel edge
-    :data:`VOXEL_TOLERANCE` of it (relative).
+    Each of the model's shells (its ``input_protocol``) is matched to the scan's nearest one, whose
+    b-value may be as far from it as b-values of one shell are (``SHELL_TOLERANCE`` of
+    :mod:`mrharmony.data.gradients`); a shell of the scan the model does not know is a mismatch
+    too (harmonized anyway, it is left out). Each voxel edge may be :data:`VOXEL_TOLERANCE` from
+    the model's (relative).
 
     Parameters
     ----------
@@ -138,30 +193,44 @@ def protocol_mismatches(h, zooms, bvals: np.ndarray, *, dwi, bval) -> list[tuple
     list of tuple
         (sentence, the file it names) per mismatch; empty when the protocol matches or when the
         model predates the record (nothing to check against).
+
+    Raises
+    ------
+    InputError
+        A scan with fewer shells than the model (no tolerance can make up for a missing shell).
     """
-    from mrharmony.dmri.features.sh import SHELL_TOLERANCE, SHConfig, select_shell
+    from mrharmony.data.gradients import SHELL_TOLERANCE
 
     proto = h.reference.get("input_protocol")
     if not proto:
         return []
     out = []
-    sel = select_shell(bvals, SHConfig(**h.reference["sh"]), source=bval)
-    shell = float(np.mean(bvals[sel]))
-    if abs(shell - proto["shell"]) > SHELL_TOLERANCE:
+    chosen, extra = matched_shells(h, bvals, source=bval)
+    for have, want in zip(chosen, model_shells(h) or []):
+        if abs(have - want) > SHELL_TOLERANCE:
+            out.append(
+                (
+                    f"has its shell at b={have:g} s/mm^2, but the model learned from b={want:g} s/mm^2 "
+                    f"scans ({proto['platform']}; tolerance {SHELL_TOLERANCE:g})",
+                    bval,
+                )
+            )
+    for b in extra:
+        known = ", ".join(f"{x:g}" for x in model_shells(h) or [])
         out.append(
             (
-                f"has its shell at b={shell:g} s/mm^2, but the model learned from b={proto['shell']:g} s/mm^2 "
-                f"scans ({proto['platform']}; tolerance {SHELL_TOLERANCE:g})",
+                f"has a b={b:g} s/mm^2 shell the model did not learn from (its shells: b={known} s/mm^2; "
+                "harmonized anyway, that shell is left out)",
                 bval,
             )
         )
     zooms = np.asarray(zooms[:3], float)
-    want = np.asarray(proto["voxel_size"], float)
-    if np.any(np.abs(zooms - want) > VOXEL_TOLERANCE * want):
+    want_voxel = np.asarray(proto["voxel_size"], float)
+    if np.any(np.abs(zooms - want_voxel) > VOXEL_TOLERANCE * want_voxel):
         out.append(
             (
                 f"has {' x '.join(f'{z:g}' for z in zooms)} mm voxels, but the model learned from "
-                f"{' x '.join(f'{z:g}' for z in want)} mm scans ({proto['platform']}; tolerance "
+                f"{' x '.join(f'{z:g}' for z in want_voxel)} mm scans ({proto['platform']}; tolerance "
                 f"{VOXEL_TOLERANCE:.0%})",
                 dwi,
             )
@@ -255,6 +324,7 @@ def apply_model(
     ...             bvec="sub-09_dwi.bvec", mask=None, out="harmonized")  # doctest: +SKIP
     PosixPath('harmonized')
     """
+    from mrharmony.dmri.features.dti import KURTOSIS_MAPS
     from mrharmony.dmri.features.sh import SHConfig
     from mrharmony.dmri.loading import load_harmonizer
 
@@ -287,7 +357,7 @@ def apply_model(
     if not m.any():
         raise InputError("is empty (no voxel inside the brain).", mask or dwi)
     results = harmonize_arrays(h, data, bvals, bvecs, m, img.affine, targets=targets, source=bval)
-    cfg = SHConfig(**h.reference["sh"])
+    cfg = SHConfig(**h.reference["sh"])  # the coefficients' settings; the target's table gives the shells
     prefix = prefix or Path(dwi).name.split(".")[0].removesuffix("_dwi")
     with staged_output_dir(out, force=force) as tmp:
         if mask is None:
@@ -318,20 +388,26 @@ def apply_model(
                 "mrharmonyVersion": __version__,
                 **({"ProtocolMismatch": mismatches} if mismatches else {}),
             }
+            kurtosis: dict = {}
             if "dti" in res:
                 fa, md, dec = res["dti"]
             else:
-                fa, md, dec = _write_signal(tmp, base, res, side, h.target_gradients(t), cfg, aff)
+                fa, md, dec, kurtosis = _write_signal(tmp, base, res, side, h.target_gradients(t), cfg, aff)
             for param, arr in (("fa", fa), ("md", md), ("decfa", dec)):
                 save_nifti(tmp / f"{base}_model-tensor_param-{param}_dwimap.nii.gz", arr, aff)
-                what = f"{TENSOR_MAPS[param]} of a DTI fit (dipy) of the harmonized signal"
+                what = f"{TENSOR_MAPS[param]} of a DTI fit (dipy) of the harmonized signal's lowest shell"
                 write_json(tmp / f"{base}_model-tensor_param-{param}_dwimap.json", {**side, "Description": what})
+            for param, arr in kurtosis.items():
+                save_nifti(tmp / f"{base}_model-dki_param-{param}_dwimap.nii.gz", arr, aff)
+                what = f"{KURTOSIS_MAPS[param]} of a DKI fit (dipy) of every shell of the harmonized signal"
+                write_json(tmp / f"{base}_model-dki_param-{param}_dwimap.json", {**side, "Description": what})
     return Path(out)
 
 
 def _write_signal(tmp: Path, base: str, res: dict, side: dict, gradients, cfg, aff):
-    """Write the harmonized SH coefficients and signal of one target; return its DTI maps."""
-    from mrharmony.dmri.features.dti import dti_maps, signal_from_sh
+    """Write the harmonized SH coefficients and signal of one target; return its DTI maps and, for a
+    target of two shells or more, its DKI maps (else an empty dict)."""
+    from mrharmony.dmri.features.dti import dki_maps, dti_maps, has_kurtosis, signal_from_sh
 
     save_nifti(tmp / f"{base}_model-sh_desc-harmonized_dwimap.nii.gz", res["sh"], aff)
     write_json(tmp / f"{base}_model-sh_desc-harmonized_dwimap.json", side)
@@ -340,4 +416,5 @@ def _write_signal(tmp: Path, base: str, res: dict, side: dict, gradients, cfg, a
     save_nifti(tmp / f"{base}_desc-harmonized_dwi.nii.gz", signal, aff)
     write_gradients(tmp / f"{base}_desc-harmonized_dwi.bval", tmp / f"{base}_desc-harmonized_dwi.bvec", tb, tv)
     write_json(tmp / f"{base}_desc-harmonized_dwi.json", {**side, "Description": "b0-normalized signal"})
-    return dti_maps(signal, tb, tv, res["mask"])
+    kurtosis = dki_maps(signal, tb, tv, res["mask"]) if has_kurtosis(tb) else {}
+    return (*dti_maps(signal, tb, tv, res["mask"]), kurtosis)

@@ -552,6 +552,25 @@ class TargetReference:
             self.cache[key] = dti_from_sh(self.features(kind, target), *gradients, tf.sh, where)
         return self.cache[key]
 
+    def has_kurtosis(self, target: str) -> bool:
+        """Whether the target's gradient table has the two shells a DKI fit needs."""
+        from mrharmony.dmri.features.dti import has_kurtosis
+
+        return has_kurtosis(self.scan(target)[1][0])
+
+    def kurtosis(self, kind: str, target: str, where: np.ndarray) -> dict[str, np.ndarray]:
+        """DKI maps (``mk``, ``ak``, ``rk``) of :meth:`features` on the scan's gradient table, as
+        :meth:`maps` gives DTI maps (cached per voxels); for targets of two shells or more."""
+        import hashlib
+
+        from mrharmony.dmri.features.dti import dki_from_sh
+
+        tf, gradients = self.scan(target)
+        key = ("dki", kind, target, hashlib.sha1(np.packbits(where)).hexdigest())
+        if key not in self.cache:
+            self.cache[key] = dki_from_sh(self.features(kind, target), *gradients, tf.sh, where)
+        return self.cache[key]
+
     def dti(self, target: str, where: np.ndarray | None = None):
         """FA and MD of the target scan (:meth:`maps`)."""
         return self.maps("scan", target, where)[:2]
@@ -667,6 +686,44 @@ def sh_errors(
     return out
 
 
+def rish_errors(
+    pred: np.ndarray | None,
+    truth: np.ndarray,
+    scan: np.ndarray,
+    mask: np.ndarray,
+    sh_order_max: int,
+    shells: list[float],
+) -> dict[float, float | None]:
+    """Relative errors of the rotation-invariant SH (RISH) features of each shell, as the MUSHAC
+    evaluation (Ning et al. 2020) scored multi-shell harmonization.
+
+    Per shell and order l, the RISH feature E_l (the sum of the squared coefficients of that order)
+    of ``pred`` and ``truth`` inside ``mask``; the error of a shell is the mean over its orders of
+    mean |E_l,pred - E_l,truth| / mean E_l,scan: over the target scan's energy, not the truth's, so
+    that an order the noiseless truth has almost none of does not blow up (as in :func:`sh_errors`).
+
+    Returns
+    -------
+    dict of float to float or None
+        Per shell (its b-value): the error; None for a row without SH.
+    """
+    from mrharmony.dmri.features.sh import channel_groups
+
+    if pred is None:
+        return dict.fromkeys(shells)
+    groups = channel_groups(truth.shape[-1], sh_order_max)
+    n_orders = sh_order_max // 2 + 1
+    p, t, s = (a[mask].astype(np.float64) for a in (pred, truth, scan))
+    out = {}
+    for k, b in enumerate(shells):
+        errs = []
+        for g in range(k * n_orders, (k + 1) * n_orders):
+            ep, et, es = ((a[:, groups == g] ** 2).sum(1) for a in (p, t, s))
+            errs.append(float(np.abs(ep - et).mean() / max(es.mean(), 1e-12)))
+        out[b] = float(np.mean(errs))
+    return out
+
+
 def order_energy(coeffs: np.ndarray, mask: np.ndarray, orders: np.ndarray) -> dict[int, float]:
     """The mean squared coefficient of each SH order inside a mask.
 
@@ -770,12 +827,14 @@ def score_row(
         ``method``, ``subject``, ``target``; the SH errors, ``fa_mae`` and ``md_mae`` (and the
         errors of the named regions' means on simulated data) against the target scan, the same
         with ``_noiseless`` against the noiseless target; on simulated data the row's and the
-        truth's white-matter means (``fa_wm``, ``md_wm``, ``fa_wm_truth``, ``md_wm_truth``).
+        truth's white-matter means (``fa_wm``, ``md_wm``, ``fa_wm_truth``, ``md_wm_truth``). On a
+        target of two shells or more, also ``mk_mae`` (mean kurtosis of a DKI fit of the row's
+        signal, where it has SH) and ``rish_rel_b<b>`` per shell (:func:`rish_errors`).
     """
-    from mrharmony.dmri.features.sh import sh_orders
+    from mrharmony.dmri.features.sh import channel_orders
 
     tf, _ = reference.scan(target)
-    orders = sh_orders(tf.sh.sh_order_max)
+    orders = channel_orders(tf.data.shape[-1], tf.sh.sh_order_max)
     fa_p, md_p = fa_md
     row = {"method": name, "subject": reference.subject, "target": target}
     kinds = [("scan", "")] + ([("noiseless", "_noiseless")] if reference.simulated else [])
@@ -800,6 +859,23 @@ def score_row(
                     for m, p, q in (("fa", fa_p, fa_t), ("md", md_p, md_t))
                 }
             )
+    if reference.has_kurtosis(target):  # a multi-shell target: kurtosis and each shell's RISH features
+        from mrharmony.data.gradients import shells_of
+        from mrharmony.dmri.features.dti import dki_from_sh
+
+        gradients = reference.scan(target)[1]
+        mk_p = None if raw is None else dki_from_sh(raw, *gradients, tf.sh, where)["mk"]
+        shells = shells_of(gradients[0])[0]
+        for kind, suffix in kinds:
+            truth = reference.features(kind, target)
+            row[f"mk_mae{suffix}"] = (
+                None
+                if mk_p is None
+                else float(np.abs(mk_p - reference.kurtosis(kind, target, where)["mk"])[where].mean())
+            )
+            scan = reference.features("scan", target)
+            for b, err in rish_errors(raw, truth, scan, mask, tf.sh.sh_order_max, shells).items():
+                row[f"rish_rel_b{b:g}{suffix}"] = err
     wm = reference.white_matter(target, where)
     if wm is not None and wm.any():  # each person's own values: the row's and the truth's white-matter means
         fa_c, md_c = reference.maps("noiseless", target, where)[:2]

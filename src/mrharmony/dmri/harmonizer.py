@@ -325,23 +325,40 @@ def platform_reference(
     subjects of the per-scan channel means and stds (the input's scales a new scan under the
     ``platform`` scheme; a target's maps normalized predictions back to the platform's scale);
     ``target_gradients``: the platform's gradient table (of the first training subject), on
-    which the harmonized signal is written; ``sh``: the SH settings of the features;
-    ``input_protocol``: the input platform's shell, voxel size, number of directions and TE, which
-    ``apply`` checks a new scan against.
+    which the harmonized signal is written; ``sh``: the SH settings of the features, with the
+    input's ``shells`` (the ones a new scan's features are fitted on); ``input_protocol``: the
+    input platform's shells, voxel size, number of directions and TE, which ``apply`` checks a new
+    scan against. Every target needs as many shells as the input: the model maps each input shell
+    to the target's shell of the same rank.
     """
     from mrharmony.dmri.features.normalization import platform_stats
     from mrharmony.dmri.features.prepare import feature_paths
+    from mrharmony.errors import InputError
 
     inp = ds.input_platform
     stats, grads = {}, {}
+
+    def sidecar(platform: str) -> dict:
+        return json.loads(feature_paths(ds.root, subjects[0], platform)[1].read_text())
+
+    own = sidecar(inp.name)
+    # features prepared before multi-shell support hold one shell and do not list it
+    shells = own.get("shells") or [float(max(inp.bvalues))]
     for t in targets:
         stats[t] = platform_stats(ds, t, subjects).to_dict()
         bvals, bvecs = ds.scan(subjects[0], t).gradients()
         grads[t] = {"bvals": bvals.tolist(), "bvecs": bvecs.tolist()}
-    sh = json.loads(feature_paths(ds.root, subjects[0], inp.name)[1].read_text())["sh"]
+        theirs = sidecar(t).get("shells") or [float(max(ds.platform(t).bvalues))]
+        if len(theirs) != len(shells):
+            raise InputError(
+                f"has {len(theirs)} shells on target {t} but {len(shells)} on the input platform {inp.name}; "
+                "a model maps each input shell to the target's shell of the same rank, so both need as many.",
+                ds.root / "dataset.yaml",
+            )
+    sh = {**own["sh"], "shells": shells}
     protocol = {
         "platform": inp.name,
-        "shell": float(max(inp.bvalues)),
+        "shells": shells,
         "voxel_size": list(inp.voxel_size),
         "n_directions": inp.n_directions,
         "te_ms": inp.te_ms,

@@ -329,21 +329,19 @@ class VoxelwiseMeanVariance(VoxelwiseHarmonizer):
 
 
 class LinearRISH(VoxelwiseHarmonizer):
-    """Linear RISH: per-order scale maps sqrt(E_l,target / E_l,input) multiply the input's coefficients."""
+    """Linear RISH: per-shell, per-order scale maps sqrt(E_l,target / E_l,input) multiply the input's
+    coefficients of that shell and order (each input shell is matched to the target's of the same rank)."""
 
     method = "rish"
 
-    def _orders(self, n_channels: int) -> np.ndarray:
-        from mrharmony.dmri.features.sh import sh_orders
+    def _groups(self, n_channels: int) -> np.ndarray:
+        from mrharmony.dmri.features.sh import channel_groups
 
-        orders = sh_orders(int(self.reference["sh"]["sh_order_max"]))
-        if len(orders) != n_channels:
-            raise ValueError(f"{n_channels} channels do not match SH order {self.reference['sh']['sh_order_max']}")
-        return orders
+        return channel_groups(n_channels, int(self.reference["sh"]["sh_order_max"]))
 
     def statistics(self, coeffs):
-        orders = self._orders(coeffs.shape[-1])
-        return np.stack([(coeffs[..., orders == l] ** 2).sum(-1) for l in np.unique(orders)], axis=-1)
+        groups = self._groups(coeffs.shape[-1])
+        return np.stack([(coeffs[..., groups == g] ** 2).sum(-1) for g in np.unique(groups)], axis=-1)
 
     def maps_from_means(self, mean_in, mean_t):
         eps = 1e-6 * np.median(mean_in[mean_in > 0]) if (mean_in > 0).any() else 1e-12
@@ -351,8 +349,8 @@ class LinearRISH(VoxelwiseHarmonizer):
         return np.clip(scale, 0.05, 20.0).astype(np.float32)
 
     def transform(self, raw, mask, target, maps):
-        orders = self._orders(raw.shape[-1])
-        index = np.searchsorted(np.unique(orders), orders)
+        groups = self._groups(raw.shape[-1])
+        index = np.searchsorted(np.unique(groups), groups)
         return raw * maps[target][..., index]
 
 

@@ -99,7 +99,8 @@ class Reflections:
         from mrharmony.dmri.features.sh import SHConfig, reflection_signs
 
         cfg = SHConfig(**sh)
-        self.signs = [reflection_signs(cfg, a) for a in range(3)]
+        shells = len(cfg.shells) if cfg.shells else 1  # models of one shell may not list it
+        self.signs = [np.tile(reflection_signs(cfg, a), shells) for a in range(3)]
         self.position = position  # the input's last 3 channels: a voxel's position (mirroring negates one)
         # per platform role ("input" or a target), per subject: (mean / std) of the scan's channels
         self.ratio = {
@@ -309,9 +310,9 @@ class NetworkTrainee(Trainee):
         self.phases = [Phase("train", tc.epochs)]
         self.channel_weights = None
         if tc.loss_weighting == "order":
-            from mrharmony.dmri.features.sh import sh_orders
+            from mrharmony.dmri.features.sh import channel_orders
 
-            orders = sh_orders(self.meta["sh"]["sh_order_max"])
+            orders = channel_orders(in_channels, self.meta["sh"]["sh_order_max"])
             counts = {int(o): int((orders == o).sum()) for o in np.unique(orders)}
             w = np.array([len(orders) / (len(counts) * counts[int(o)]) for o in orders], np.float32)
             self.channel_weights = torch.from_numpy(w).to(machine.device)

@@ -45,14 +45,16 @@ class SimPlatform(PlatformSpec):
     module describes each, with its sources).
 
     Besides the fields of :class:`~mrharmony.data.dataset.PlatformSpec` (isotropic voxels, a whole
-    multiple of the simulation grid; one non-zero shell):
+    multiple of the simulation grid; one non-zero shell or several, each with ``n_directions``
+    directions):
 
     Attributes
     ----------
     n_b0 : int
         b=0 volumes in the series.
     max_gradient_mt_m : float
-        Gradient strength; sets the pulse timing of the shell (:meth:`pulse_timing`).
+        Gradient strength; sets the pulse timing of the highest shell (:meth:`pulse_timing`), which
+        the lower shells share at weaker gradients.
     gap_ms : float
         Time between the two gradient pulses.
     snr : float
@@ -105,13 +107,17 @@ class SimPlatform(PlatformSpec):
         k = self.voxel_size[0] / FINE_VOXEL_MM
         if abs(k - round(k)) > 1e-6 or round(k) < 1:
             raise ValueError(f"voxel size must be a whole multiple of the simulation grid ({FINE_VOXEL_MM} mm)")
-        if len([b for b in self.bvalues if b > 50]) != 1:
-            raise ValueError("the simulator supports one non-zero shell")
+        shells = self.shells
+        if not shells:
+            raise ValueError("a platform needs a non-zero shell")
+        if len(shells) > 1 and min(np.diff(shells)) <= 100:
+            raise ValueError("the shells of a platform must be more than 100 s/mm^2 apart")
         return self
 
     @property
-    def shell(self) -> float:
-        return max(self.bvalues)
+    def shells(self) -> list[float]:
+        """The non-zero shells, ascending."""
+        return sorted(float(b) for b in self.bvalues if b > 50)
 
     @property
     def fine_factor(self) -> int:
@@ -124,10 +130,11 @@ class SimPlatform(PlatformSpec):
         return int(round(self.voxel_size[0] / FINE_VOXEL_MM))
 
     def pulse_timing(self) -> tuple[float, float]:
-        """Gradient pulse duration and separation of the shell.
+        """Gradient pulse duration and separation, shared by every shell.
 
-        Solves b = (gamma G delta)^2 (Delta - delta/3) with Delta = delta + gap at the
-        platform's maximum gradient strength: stronger gradients give shorter pulses.
+        Solves b = (gamma G delta)^2 (Delta - delta/3) with Delta = delta + gap for the highest
+        shell at the platform's maximum gradient strength (stronger gradients give shorter
+        pulses); lower shells keep the timing at weaker gradients, as scanners acquire them.
 
         Returns
         -------
@@ -136,7 +143,7 @@ class SimPlatform(PlatformSpec):
         """
         from scipy.optimize import brentq
 
-        b = self.shell * 1e6  # s/mm^2 -> s/m^2
+        b = self.shells[-1] * 1e6  # s/mm^2 -> s/m^2
         gg = (GAMMA * self.max_gradient_mt_m * 1e-3) ** 2
         gap = self.gap_ms * 1e-3
 
@@ -217,8 +224,14 @@ class PlatformsFile(StrictModel):
         return self
 
 
-def default_platforms_path() -> Path:
-    return Path(str(resources.files("mrharmony.simulate") / "platforms.yaml"))
+#: the packaged platforms files, by name: ``mushac`` (the default; one shell, as in the MSP paper) and
+#: ``multishell`` (b=1200 and 3000 on every platform)
+PLATFORM_SETS = {"mushac": "platforms.yaml", "multishell": "platforms-multishell.yaml"}
+
+
+def default_platforms_path(name: str = "mushac") -> Path:
+    """The packaged platforms file ``name`` (:data:`PLATFORM_SETS`)."""
+    return Path(str(resources.files("mrharmony.simulate") / PLATFORM_SETS[name]))
 
 
 def load_platforms(path: str | os.PathLike | None = None) -> list[SimPlatform]:
@@ -227,7 +240,8 @@ def load_platforms(path: str | os.PathLike | None = None) -> list[SimPlatform]:
     Parameters
     ----------
     path
-        A platforms YAML (default: the packaged ``platforms.yaml``).
+        A platforms YAML, or the name of a packaged one (:data:`PLATFORM_SETS`; default
+        ``mushac``, the packaged ``platforms.yaml``).
 
     Returns
     -------
@@ -240,7 +254,9 @@ def load_platforms(path: str | os.PathLike | None = None) -> list[SimPlatform]:
         A file that cannot be read or is not a valid platforms file: one sentence naming the
         file and the key.
     """
-    return load_yaml_model(PlatformsFile, path or default_platforms_path()).platforms
+    if path is None or str(path) in PLATFORM_SETS:
+        path = default_platforms_path(str(path or "mushac"))
+    return load_yaml_model(PlatformsFile, path).platforms
 
 
 class Preset(StrictModel):

@@ -4,7 +4,7 @@ Each change acts on the b0-normalized signal E = S / S0 of every brain voxel, so
 part of the scan (its S0, bias field, noise level) stays as it was:
 
 * ``md``: E -> E^1.15, MD 15% higher everywhere and FA unchanged (what oedema or ageing does);
-* ``fa``: 30% of each voxel's signal made isotropic (its mean over the shell's directions), FA
+* ``fa``: 30% of each voxel's signal made isotropic (its mean over each shell's directions), FA
   lower and MD nearly unchanged;
 * ``csf``: 10% more free water (D = 3e-3 mm^2/s) in every voxel, the tissue unchanged.
 
@@ -37,7 +37,11 @@ def change_scan(
     if kind == "md":
         e = e**1.15
     elif kind == "fa":
-        e = 0.7 * e + 0.3 * e.mean(-1, keepdims=True)
+        from mrharmony.data.gradients import shells_of
+
+        _, labels = shells_of(bvals[~b0], b0_threshold)
+        for k in np.unique(labels):
+            e[..., labels == k] = 0.7 * e[..., labels == k] + 0.3 * e[..., labels == k].mean(-1, keepdims=True)
     else:
         e = 0.9 * e + 0.1 * np.exp(-bvals[~b0] * FREE_WATER_D)
     out = np.array(dwi, np.float32)

@@ -247,16 +247,22 @@ def gradient_directions(n: int, seed: int) -> np.ndarray:
 
 
 def gradient_table(platform: SimPlatform) -> tuple[np.ndarray, np.ndarray]:
-    """bvals (N,) and bvecs (N, 3) of a platform: b0 volumes spread through the series."""
-    dirs = gradient_directions(platform.n_directions, platform.gradient_seed)
-    n = platform.n_directions + platform.n_b0
+    """bvals (N,) and bvecs (N, 3) of a platform: each shell's directions in turn (lowest b first;
+    shell k's directions from seed ``gradient_seed + k``, so the first shell's are those of a
+    one-shell protocol of the same seed), b0 volumes spread through the series."""
+    shells = platform.shells
+    dirs = np.concatenate(
+        [gradient_directions(platform.n_directions, platform.gradient_seed + k) for k in range(len(shells))]
+    )
+    dw_b = np.repeat(shells, platform.n_directions)
+    n = len(dw_b) + platform.n_b0
     b0_pos = set(np.round(np.linspace(0, n - 1, platform.n_b0, endpoint=False)).astype(int).tolist())
     bvals = np.zeros(n)
     bvecs = np.zeros((n, 3))
     k = 0
     for i in range(n):
         if i not in b0_pos:
-            bvals[i] = platform.shell
+            bvals[i] = dw_b[k]
             bvecs[i] = dirs[k]
             k += 1
     return bvals, bvecs

@@ -2,9 +2,10 @@
 
 For each scan it writes, under ``DATASET/derivatives/mrharmony-sh/<subject>/<platform>/``:
 
-* ``<subject>_model-sh_desc-b0norm_dwimap.nii.gz``: float32 SH coefficients (X, Y, Z, 28) of the
-  b0-normalized shell, zero outside the mask;
-* the same name with ``.json``: the SH settings (basis, order, regularization), the per-channel
+* ``<subject>_model-sh_desc-b0norm_dwimap.nii.gz``: float32 SH coefficients (X, Y, Z, 28 per
+  shell) of the b0-normalized shells, one shell after another, zero outside the mask;
+* the same name with ``.json``: the SH settings (basis, order, regularization), the shells fitted
+  (``shells``, their mean b-values), the per-channel
   mean and std inside the mask (the scan's statistics: a platform's fixed scale is their average
   over training scans, the paper's per-scan normalization uses them alone; see
   :mod:`mrharmony.dmri.features.normalization`) and a fingerprint of the source files.
@@ -33,7 +34,7 @@ from mrharmony.data.images import read_float32, read_image
 from mrharmony.data.validate import check_overlap, check_scan_data
 from mrharmony.dmri.features.normalization import ChannelStats, FeatureScaling
 from mrharmony.dmri.features.paths import DERIVATIVE, feature_dir, feature_paths  # noqa: F401 (re-exported)
-from mrharmony.dmri.features.sh import SHConfig, fit_sh, n_coefficients, select_shell
+from mrharmony.dmri.features.sh import SHConfig, fit_sh, n_coefficients, select_shells
 from mrharmony.errors import InputError
 from mrharmony.io import check_format_version, save_nifti, write_derivative_description, write_json
 from mrharmony.progress import Progress
@@ -106,7 +107,7 @@ def prepare(
     report.cached = [(s.subject, s.platform.name) for s in scans if s not in todo]
     for scan in todo:  # voxel-level checks before any work
         check_scan_data(scan)
-        select_shell(scan.gradients()[0], cfg, source=scan.bval)
+        select_shells(scan.gradients()[0], cfg, source=scan.bval)
         if scan.platform.name != inp:
             check_overlap(ds.scan(scan.subject, inp), scan)
     _write_description(ds)
@@ -135,6 +136,7 @@ def _prepare_scan(ds: TravelingHeads, scan: Scan, cfg: SHConfig, denoise: str = 
     if denoise != "none":
         dwi = denoise_dwi(dwi, mask, denoise)
     coeffs = fit_sh(dwi, bvals, bvecs, mask, cfg, source=scan.bval)
+    shells = [b for b, _ in select_shells(bvals, cfg, source=scan.bval)]
     del dwi
     stats = ChannelStats.fit(coeffs, mask)
     nii, side = feature_paths(ds.root, scan.subject, scan.platform.name, denoise)
@@ -151,7 +153,8 @@ def _prepare_scan(ds: TravelingHeads, scan: Scan, cfg: SHConfig, denoise: str = 
             "Description": "real symmetric SH coefficients of the b0-normalized diffusion signal",
             "sh": cfg.model_dump(mode="json"),
             "denoise": denoise,
-            "n_coefficients": n_coefficients(cfg.sh_order_max),
+            "shells": shells,
+            "n_coefficients": n_coefficients(cfg.sh_order_max) * len(shells),
             # the scan's own channel statistics: its per-scan normalization, and a platform's average
             "normalization": {"kind": "zscore-in-mask", **stats.to_dict()},
             "platform": scan.platform.name,

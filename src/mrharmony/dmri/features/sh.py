@@ -1,10 +1,14 @@
-"""Real symmetric spherical-harmonic (SH) features of a diffusion shell, through dipy.
+"""Real symmetric spherical-harmonic (SH) features of diffusion shells, through dipy.
 
-The signal of each voxel is divided by its mean b=0 signal and fitted with real symmetric SH up
-to ``sh_order_max`` (6: 28 coefficients) with Laplace-Beltrami regularization (Descoteaux et
-al. 2007; ``smooth``, 0.006 by default as in dipy's Q-ball model). The SH basis matrices come
-from :func:`dipy.reconst.shm.sh_to_sf_matrix`: one pseudo-inverse per gradient table, applied
-to all voxels as one matrix product.
+The signal of each voxel is divided by its mean b=0 signal and each shell is fitted with real
+symmetric SH up to ``sh_order_max`` (6: 28 coefficients) with Laplace-Beltrami regularization
+(Descoteaux et al. 2007; ``smooth``, 0.006 by default as in dipy's Q-ball model). The SH basis
+matrices come from :func:`dipy.reconst.shm.sh_to_sf_matrix`: one pseudo-inverse per shell's
+directions, applied to all voxels as one matrix product.
+
+A multi-shell scan gives the coefficients of each shell in turn, lowest b-value first: channel
+``k * n + i`` is coefficient ``i`` of shell ``k`` (``n`` coefficients per shell). Shells are
+told apart by :data:`SHELL_TOLERANCE`.
 
 Examples:
     >>> cfg = SHConfig()                                                  # doctest: +SKIP
@@ -14,15 +18,14 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from mrharmony.config import StrictModel
+from mrharmony.data.gradients import SHELL_TOLERANCE, shells_of
 from mrharmony.errors import InputError
-
-SHELL_TOLERANCE = 100.0  # s/mm^2: b-values within this of a shell belong to it
 
 
 class SHConfig(StrictModel):
@@ -33,7 +36,32 @@ class SHConfig(StrictModel):
     legacy: bool = False
     smooth: float = Field(default=0.006, ge=0)
     b0_threshold: float = Field(default=50.0, ge=0)
-    shell: float | None = Field(default=None, description="b-value of the shell to fit; None: the only one")
+    shells: list[float] | None = Field(
+        default=None, description="b-values of the shells to fit, in s/mm^2; None: every non-zero shell of the scan"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_shell(cls, data: Any) -> Any:
+        """Settings written before multi-shell features name one ``shell`` (None: the only one)."""
+        if isinstance(data, dict) and "shell" in data:
+            data = dict(data)
+            shell = data.pop("shell")
+            if shell is not None:
+                data.setdefault("shells", [shell])
+        return data
+
+    @field_validator("shells")
+    @classmethod
+    def _distinct(cls, v: list[float] | None) -> list[float] | None:
+        if v is None:
+            return v
+        if not v or min(v) <= 0:
+            raise ValueError("shells must be a non-empty list of positive b-values")
+        v = sorted(float(b) for b in v)
+        if np.any(np.diff(v) <= SHELL_TOLERANCE):
+            raise ValueError(f"shells must be more than {SHELL_TOLERANCE:g} s/mm^2 apart")
+        return v
 
     @field_validator("sh_order_max")
     @classmethod
@@ -73,63 +101,112 @@ def sh_matrices(bvecs: np.ndarray, cfg: SHConfig) -> tuple[np.ndarray, np.ndarra
     return b, inv_b
 
 
-def select_shell(bvals: np.ndarray, cfg: SHConfig, *, source=None) -> np.ndarray:
-    """Boolean index of the volumes of the shell to fit."""
+def shell_values(bvals: np.ndarray, b0_threshold: float = 50.0) -> list[float]:
+    """The non-zero shells of a gradient table: the mean b-value of each, ascending."""
+    return shells_of(bvals, b0_threshold)[0]
+
+
+def select_shells(bvals: np.ndarray, cfg: SHConfig, *, source=None) -> list[tuple[float, np.ndarray]]:
+    """The shells to fit, lowest b-value first: (mean b-value, boolean index of its volumes) each.
+
+    ``cfg.shells`` names them (each within :data:`SHELL_TOLERANCE`); None takes every non-zero shell.
+
+    Raises
+    ------
+    InputError
+        A named shell the table does not have, or a shell with fewer directions than SH
+        coefficients: one sentence naming ``source``.
+    """
+    bvals = np.asarray(bvals, float)
     dw = bvals > cfg.b0_threshold
-    shells = _shells(bvals[dw])
-    if cfg.shell is None:
-        if len(shells) != 1:
-            listed = ", ".join(f"{s:g}" for s in shells)
-            raise InputError(f"has several shells ({listed} s/mm^2); choose one with the 'shell' setting.", source)
-        shell = shells[0]
-    else:
-        shell = cfg.shell
-    sel = dw & (np.abs(bvals - shell) <= SHELL_TOLERANCE)
-    if not sel.any():
-        raise InputError(f"has no volume on the b={shell:g} s/mm^2 shell.", source)
+    found, labels = shells_of(bvals, cfg.b0_threshold)
+    wanted = cfg.shells if cfg.shells is not None else found
+    if not wanted:
+        raise InputError("has no diffusion-weighted volume (every b-value is at or below the b=0 threshold).", source)
     need = n_coefficients(cfg.sh_order_max)
-    if sel.sum() < need:
-        raise InputError(
-            f"has {int(sel.sum())} directions on the b={shell:g} shell, too few for SH order "
-            f"{cfg.sh_order_max} ({need} coefficients).",
-            source,
-        )
-    return sel
-
-
-def _shells(bvals: np.ndarray) -> list[float]:
-    shells: list[float] = []
-    for b in np.sort(bvals):
-        if not shells or b - shells[-1] > SHELL_TOLERANCE:
-            shells.append(float(b))
-    return [float(np.round(np.mean(bvals[np.abs(bvals - s) <= SHELL_TOLERANCE]))) for s in shells]
+    out = []
+    for k, shell in enumerate(wanted):
+        if cfg.shells is None:
+            sel = labels == k
+        else:  # a named shell holds the b-values within SHELL_TOLERANCE of it
+            sel = dw & (np.abs(bvals - shell) <= SHELL_TOLERANCE)
+        if not sel.any():
+            have = ", ".join(f"{s:g}" for s in shell_values(bvals, cfg.b0_threshold))
+            raise InputError(f"has no volume on the b={shell:g} s/mm^2 shell (its shells: {have}).", source)
+        if sel.sum() < need:
+            raise InputError(
+                f"has {int(sel.sum())} directions on the b={shell:g} shell, too few for SH order "
+                f"{cfg.sh_order_max} ({need} coefficients).",
+                source,
+            )
+        out.append((float(np.round(bvals[sel].mean())), sel))
+    return out
 
 
 def b0_normalize(dwi: np.ndarray, bvals: np.ndarray, mask: np.ndarray, cfg: SHConfig, *, source=None):
-    """Signal of the chosen shell divided by the mean b=0 signal of each voxel.
+    """Signal of the chosen shells divided by the mean b=0 signal of each voxel.
 
     Returns:
-        (normalized signal (X, Y, Z, n) float32, zero outside the mask and where S0 <= 0;
-        index of the shell's volumes; mean b=0 image).
+        (normalized signal (X, Y, Z, n) float32 of the shells' volumes in turn, zero outside the
+        mask and where S0 <= 0; the shells (:func:`select_shells`); mean b=0 image).
     """
     b0 = bvals <= cfg.b0_threshold
-    sel = select_shell(bvals, cfg, source=source)
+    shells = select_shells(bvals, cfg, source=source)
+    index = np.concatenate([np.flatnonzero(sel) for _, sel in shells])
     s0 = dwi[..., b0].mean(axis=-1, dtype=np.float64).astype(np.float32)
     ok = mask & (s0 > 0)
-    out = np.zeros(dwi.shape[:3] + (int(sel.sum()),), np.float32)
-    out[ok] = dwi[ok][:, sel] / s0[ok][:, None]
-    return out, sel, s0
+    out = np.zeros(dwi.shape[:3] + (len(index),), np.float32)
+    out[ok] = dwi[ok][:, index] / s0[ok][:, None]
+    return out, shells, s0
 
 
 def fit_sh(
     dwi: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, mask: np.ndarray, cfg: SHConfig, *, source=None
 ) -> np.ndarray:
-    """SH coefficients (X, Y, Z, n_coef) float32 of the b0-normalized shell; zero outside the mask."""
-    norm, sel, _ = b0_normalize(dwi, bvals, mask, cfg, source=source)
-    _, inv_b = sh_matrices(bvecs[sel], cfg)
-    out = np.zeros(dwi.shape[:3] + (inv_b.shape[1],), np.float32)
-    out[mask] = norm[mask] @ inv_b.astype(np.float32)
+    """SH coefficients (X, Y, Z, n_shells * n_coef) float32 of the b0-normalized shells, one
+    shell's coefficients after another (lowest b first); zero outside the mask."""
+    norm, shells, _ = b0_normalize(dwi, bvals, mask, cfg, source=source)
+    n = n_coefficients(cfg.sh_order_max)
+    out = np.zeros(dwi.shape[:3] + (n * len(shells),), np.float32)
+    start = 0
+    for k, (_, sel) in enumerate(shells):
+        _, inv_b = sh_matrices(bvecs[sel], cfg)
+        count = int(sel.sum())
+        out[mask, k * n : (k + 1) * n] = norm[mask][:, start : start + count] @ inv_b.astype(np.float32)
+        start += count
     return out
+
+
+def shell_count(n_channels: int, sh_order_max: int) -> int:
+    """The number of shells of features with ``n_channels`` channels (see the module docstring)."""
+    n = n_coefficients(sh_order_max)
+    if n_channels < n or n_channels % n:
+        raise ValueError(f"{n_channels} channels are not whole shells of SH order {sh_order_max} ({n} each)")
+    return n_channels // n
+
+
+def channel_orders(n_channels: int, sh_order_max: int) -> np.ndarray:
+    """Order l of each feature channel, shell after shell (:func:`sh_orders` repeated per shell)."""
+    return np.tile(sh_orders(sh_order_max), shell_count(n_channels, sh_order_max))
+
+
+def channel_groups(n_channels: int, sh_order_max: int) -> np.ndarray:
+    """Index of each channel's (shell, order) group, shell after shell: the channels whose energy
+    is one rotation-invariant (RISH) feature."""
+    orders = sh_orders(sh_order_max)
+    n_orders = sh_order_max // 2 + 1
+    k = shell_count(n_channels, sh_order_max)
+    return (np.arange(k)[:, None] * n_orders + orders[None, :] // 2).ravel()
+
+
+def order_and_shells(n_channels: int) -> tuple[int, int]:
+    """(sh_order_max, number of shells) of ``n_channels`` feature channels, for a network that only
+    knows its channel count: the highest even order whose coefficient count divides it (so 5
+    shells of order 2 would read as 2 shells of order 4; features are order 4 or more in practice)."""
+    for order in range(14, -1, -2):
+        if n_channels % n_coefficients(order) == 0:
+            return order, n_channels // n_coefficients(order)
+    raise ValueError(f"{n_channels} channels are not whole shells of any SH order")
 
 
 def reflection_signs(cfg: SHConfig, axis: int) -> np.ndarray:
@@ -162,6 +239,6 @@ def reflection_signs(cfg: SHConfig, axis: int) -> np.ndarray:
 
 
 def sh_to_signal(coeffs: np.ndarray, bvecs: np.ndarray, cfg: SHConfig) -> np.ndarray:
-    """Signal (..., n_dirs) on the given unit directions from SH coefficients (..., n_coef)."""
+    """Signal (..., n_dirs) on the given unit directions from one shell's SH coefficients (..., n_coef)."""
     b, _ = sh_matrices(bvecs, cfg)
     return np.asarray(coeffs, np.float32) @ b.astype(np.float32)

@@ -1,6 +1,6 @@
 """Single networks of the MSP paper's Table 1: one network per target platform.
 
-All three map normalized SH coefficients of the input platform (C = 28 channels for order 6)
+All three map normalized SH coefficients of the input platform (C = 28 channels per shell for order 6)
 to those of one target, with valid convolutions (no padding: see :mod:`mrharmony.dmri.networks.blocks`).
 Each exposes its last feature map ``z`` (before the output layer) through
 :meth:`SingleNet.forward_features`, because MSP feeds it to its connection networks.
@@ -19,7 +19,8 @@ Choices where the papers are silent, for an 11^3 input patch:
   conv to C; output 5^3. For a 2x target the fourth layer, a standard convolution, is replaced
   by a deconvolution (the paper's rule, see :class:`~mrharmony.dmri.networks.blocks.Upsample2`), so ``z``
   and the output are 10^3 at the target's grid.
-* **SHResNet**: the SH coefficients of each order l = 0, 2, 4, 6 go through their own branch of
+* **SHResNet**: the SH coefficients of each order l = 0, 2, 4, 6 (of every shell, for multi-shell
+  features) go through their own branch of
   seven layers: 3^3 conv to 32, two residual blocks (3^3 conv, ReLU, 1^3 conv, with the skip
   connection cropped to match), a 1^3 mixing conv, and a 1^3 output conv back to the order's
   channels; the branch adds its (cropped) input, so each branch learns a correction. Output
@@ -159,12 +160,10 @@ class SHResNet(SingleNet):
 
     def __init__(self, target: str, in_channels: int, ratio: int, *, features: int = 32):
         super().__init__(target, in_channels, ratio)
-        from mrharmony.dmri.features.sh import sh_orders
+        from mrharmony.dmri.features.sh import channel_orders, order_and_shells
 
-        order_max = int(round((-3 + (1 + 8 * in_channels) ** 0.5) / 2))
-        orders = sh_orders(order_max)
-        if len(orders) != in_channels:
-            raise ValueError(f"{in_channels} channels are not a full symmetric SH basis")
+        order_max, shells = order_and_shells(in_channels)
+        orders = channel_orders(in_channels, order_max)  # a branch per order takes it from every shell
         self.groups = [[i for i, l in enumerate(orders) if l == order] for order in sorted(set(orders.tolist()))]
         self.branches = nn.ModuleList(_OrderBranch(len(g), features, ratio) for g in self.groups)
         for i, g in enumerate(self.groups):
