@@ -78,7 +78,8 @@ def harmonize_arrays(
     dict of str to dict
         Per target, ``sh`` (the harmonized SH coefficients at the platform's scale) and ``mask``
         (the input's brain on the target's grid); for the methods that harmonize DTI maps
-        (ComBat), ``dti`` (FA, MD, DEC FA) instead of ``sh``.
+        (ComBat), ``dti`` (FA, MD, DEC FA) instead of ``sh``, and ``kurtosis`` (``{"mk": ...}``) for
+        targets where they harmonize MK too.
 
     Raises
     ------
@@ -101,9 +102,13 @@ def harmonize_arrays(
         )
     )
     out = {}
-    if not h.predicts_sh:  # methods that harmonize the DTI maps (ComBat)
+    if not h.predicts_sh:  # methods that harmonize the DTI maps (ComBat), and MK where the target has it
         maps = h.predict_dti(scan)
-        return {t: {"dti": maps[t], "mask": h.target_mask(mask, t)} for t in targets or h.targets}
+        mk = h.predict_kurtosis(scan)
+        return {
+            t: {"dti": maps[t], "mask": h.target_mask(mask, t), **({"kurtosis": {"mk": mk[t]}} if t in mk else {})}
+            for t in targets or h.targets
+        }
     pred = h.predict(scan)
     for t in targets or h.targets:
         tmask = h.target_mask(mask, t)
@@ -388,18 +393,20 @@ def apply_model(
                 "mrharmonyVersion": __version__,
                 **({"ProtocolMismatch": mismatches} if mismatches else {}),
             }
-            kurtosis: dict = {}
-            if "dti" in res:
+            kurtosis: dict = res.get("kurtosis", {})
+            of = "the harmonized signal"
+            if "dti" in res:  # a method of maps: the input's maps, adjusted
                 fa, md, dec = res["dti"]
+                of = f"the input's signal on the target's gradient table, adjusted by {h.name}"
             else:
                 fa, md, dec, kurtosis = _write_signal(tmp, base, res, side, h.target_gradients(t), cfg, aff)
             for param, arr in (("fa", fa), ("md", md), ("decfa", dec)):
                 save_nifti(tmp / f"{base}_model-tensor_param-{param}_dwimap.nii.gz", arr, aff)
-                what = f"{TENSOR_MAPS[param]} of a DTI fit (dipy) of the harmonized signal's lowest shell"
+                what = f"{TENSOR_MAPS[param]} of a DTI fit (dipy) of the lowest shell of {of}"
                 write_json(tmp / f"{base}_model-tensor_param-{param}_dwimap.json", {**side, "Description": what})
             for param, arr in kurtosis.items():
                 save_nifti(tmp / f"{base}_model-dki_param-{param}_dwimap.nii.gz", arr, aff)
-                what = f"{KURTOSIS_MAPS[param]} of a DKI fit (dipy) of every shell of the harmonized signal"
+                what = f"{KURTOSIS_MAPS[param]} of a DKI fit (dipy) of every shell of {of}"
                 write_json(tmp / f"{base}_model-dki_param-{param}_dwimap.json", {**side, "Description": what})
     return Path(out)
 

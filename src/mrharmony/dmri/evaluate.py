@@ -775,9 +775,12 @@ def volume_errors(h, name: str, scan, pred: dict | None, reference: TargetRefere
     for t in h.targets:
         masks[t], where[t] = scored_voxels(h, scan, reference, t)
     maps = h.predict_dti(scan, gradients=gradients, pred=pred, masks=where)
+    kurtosis = h.predict_kurtosis(scan, gradients=gradients, masks=where)  # methods of maps (ComBat)
     raw = None if pred is None else {t: h.target_coefficients(pred[t], t, masks[t]) for t in h.targets}
     return [
-        score_row(name, reference, t, None if raw is None else raw[t], maps[t][:2], masks[t], where[t])
+        score_row(
+            name, reference, t, None if raw is None else raw[t], maps[t][:2], masks[t], where[t], mk=kurtosis.get(t)
+        )
         for t in h.targets
     ]
 
@@ -803,6 +806,8 @@ def score_row(
     fa_md: tuple,
     mask: np.ndarray,
     where: np.ndarray,
+    *,
+    mk: np.ndarray | None = None,
 ) -> dict:
     """One row of :func:`volume_errors`.
 
@@ -820,6 +825,8 @@ def score_row(
         The row's FA and MD maps.
     mask, where
         The voxels of the SH errors and of the FA and MD errors (:func:`scored_voxels`).
+    mk
+        A row without SH: its mean kurtosis map, where it has one (a method of maps).
 
     Returns
     -------
@@ -864,7 +871,7 @@ def score_row(
         from mrharmony.dmri.features.dti import dki_from_sh
 
         gradients = reference.scan(target)[1]
-        mk_p = None if raw is None else dki_from_sh(raw, *gradients, tf.sh, where)["mk"]
+        mk_p = mk if raw is None else dki_from_sh(raw, *gradients, tf.sh, where)["mk"]
         shells = shells_of(gradients[0])[0]
         for kind, suffix in kinds:
             truth = reference.features(kind, target)

@@ -223,6 +223,14 @@ class Harmonizer(ABC):
             for t, y in pred.items()
         }
 
+    def predict_kurtosis(
+        self, scan, *, gradients: dict | None = None, masks: dict | None = None
+    ) -> dict[str, np.ndarray]:
+        """For a method that harmonizes maps rather than the signal (``predicts_sh`` False): its
+        harmonized mean kurtosis per target that has it. Methods of the signal have none here: their
+        kurtosis is that of a DKI fit of their signal, as every other map."""
+        return {}
+
     def dti_of(self, y: np.ndarray, target: str, mask: np.ndarray, *, gradients: tuple | None = None) -> tuple:
         """DTI maps of normalized features of a target: the one path from features to DTI maps.
 
