@@ -658,3 +658,24 @@ def test_the_primary_learned_row_is_the_candidate_of_lower_validation_loss(tmp_p
     assert primary_name("diqt_residual", H, chosen, CLAIMS) == CLAIMS.primary["learned"]
     assert primary_name("diqt_tuned_residual", H, chosen, CLAIMS) == "diqt_tuned_residual"
     assert primary_name("rish", H, chosen, CLAIMS) == "rish"
+
+
+def test_multishell_benchmark_summarizes_only_what_is_scored(tmp_path):
+    out = tmp_path / "bench"
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "dmri_multishell.py"),
+            "--budget",
+            "smoke",
+            "--out",
+            str(out),
+            "--summarize-only",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"dmri_multishell.py: error: {out} has no fold scored yet; nothing to summarize."

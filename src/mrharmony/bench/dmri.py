@@ -297,7 +297,7 @@ def statistical_methods() -> list[str]:
     return names
 
 
-def primary_choice(work: Path, candidates: tuple[str, ...]) -> dict[str, str]:
+def primary_choice(work: Path, candidates: tuple[str, ...], targets: tuple[str, ...] = TARGETS) -> dict[str, str]:
     """Choose the primary learned row of a fold and seed.
 
     Parameters
@@ -306,6 +306,8 @@ def primary_choice(work: Path, candidates: tuple[str, ...]) -> dict[str, str]:
         The fold and seed's folder; its runs ``runs/<candidate>-<target>``.
     candidates : tuple of str
         The labels of the candidates.
+    targets : tuple of str
+        The benchmark's target platforms.
 
     Returns
     -------
@@ -317,7 +319,7 @@ def primary_choice(work: Path, candidates: tuple[str, ...]) -> dict[str, str]:
     from mrharmony.io import write_json
 
     chosen, losses = {}, {}
-    for t in TARGETS:
+    for t in targets:
         found = {}
         for label in candidates:
             path = work / "runs" / f"{label}-{t}" / "model.pt"
@@ -360,6 +362,7 @@ def run_fold_seed(
     claims: Claims,
     train_rows: TrainRows,
     record: Path | None = None,
+    targets: tuple[str, ...] = TARGETS,
 ) -> None:
     """Train, evaluate and score the cohort for one fold and seed.
 
@@ -388,6 +391,8 @@ def run_fold_seed(
         The benchmark's rows (:data:`TrainRows`).
     record : Path, optional
         The record folder, brought up to date as each step finishes.
+    targets : tuple of str
+        The benchmark's target platforms.
     """
     from mrharmony.dmri.evaluate import evaluate
     from mrharmony.dmri.tables import write_tables
@@ -399,7 +404,7 @@ def run_fold_seed(
     data_cfg = {"dataset": str(data.resolve()), "split": "subject", "test_subjects": held_out, "split_seed": 0}
     with timing.step(f"fold-{fold}/seed-{seed}/train"):
         runs = train_rows(work, data_cfg, budget, seed=seed, quiet=quiet, every_row=first_seed)
-    primary_choice(work, claims.candidates)
+    primary_choice(work, claims.candidates, targets)
     names = sorted(Path(r).name for r in runs)  # a step is redone when rows were added since it ran
     if not done(work / EVALUATION, names):
         print(f"[{time.strftime('%H:%M:%S')}] fold {fold} seed {seed}: evaluating", flush=True)
@@ -437,9 +442,10 @@ def benchmark_subjects(preset: str, data: Path) -> list[str]:
     return subject_names(PRESETS[preset].n_subjects)
 
 
-def with_budget(args) -> dict:
-    """Fill the settings ``args`` leaves out (None) from its budget's (:data:`SETTINGS`); the budget's settings."""
-    setting = SETTINGS[args.budget]
+def with_budget(args, settings: dict | None = None) -> dict:
+    """Fill the settings ``args`` leaves out (None) from its budget's (``settings``, default
+    :data:`SETTINGS`); the budget's settings."""
+    setting = (settings or SETTINGS)[args.budget]
     for key in ("folds", "seeds", "seed_folds", "cohort", "preset"):
         if getattr(args, key) is None:
             setattr(args, key, setting[key])
@@ -459,7 +465,16 @@ def write_dmri_summary(
 
 
 def run_benchmark(
-    args, *, claims: Claims, train_rows: TrainRows, denoise: tuple[str, ...], script: str, checkout: Path
+    args,
+    *,
+    claims: Claims,
+    train_rows: TrainRows,
+    denoise: tuple[str, ...],
+    script: str,
+    checkout: Path,
+    settings: dict | None = None,
+    platforms: str | None = None,
+    targets: tuple[str, ...] = TARGETS,
 ) -> int:
     """The dMRI benchmark's run: every fold and seed trained, scored and summarized, resumably.
 
@@ -479,6 +494,12 @@ def run_benchmark(
         The script, as the summary's command and the error lines name it.
     checkout : Path
         A folder of the checkout that runs, whose commit each invocation logs.
+    settings : dict, optional
+        The settings per budget (default :data:`SETTINGS`).
+    platforms : str, optional
+        The simulated platforms (a packaged set's name or a file; default the packaged MUSHAC set).
+    targets : tuple of str
+        The target platforms the primary learned row is chosen on.
 
     Returns
     -------
@@ -489,7 +510,7 @@ def run_benchmark(
     from mrharmony.errors import InputError
     from mrharmony.simulate import PRESETS, simulate
 
-    setting = with_budget(args)
+    setting = with_budget(args, settings)
     try:
         if args.preset not in PRESETS:
             raise SettingError(f"unknown --preset {args.preset!r}; choose one of {', '.join(PRESETS)}.")
@@ -528,7 +549,9 @@ def run_benchmark(
         if path not in made:
             with timing.step(step):
                 if not (path / "dataset.yaml").exists():
-                    simulate(path, preset=args.preset, seed=0, quiet=args.quiet, **cohort_size)
+                    simulate(
+                        path, preset=args.preset, seed=0, quiet=args.quiet, platforms_file=platforms, **cohort_size
+                    )
                 prepare(path, quiet=args.quiet)
                 for d in denoise:  # the rows' denoised input
                     prepare(path, quiet=args.quiet, denoise=d)
@@ -557,6 +580,7 @@ def run_benchmark(
             claims=claims,
             train_rows=train_rows,
             record=args.record,
+            targets=targets,
         )
     save_record(args.record, root)
     return write_dmri_summary(args, root, subjects, timing, claims=claims, script=script)

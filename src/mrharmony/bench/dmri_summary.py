@@ -38,6 +38,10 @@ METRICS = {
     "md_region_scan": "md_region_mae",
     "fa_region_noiseless": "fa_region_mae_noiseless",
     "md_region_noiseless": "md_region_mae_noiseless",
+    # on targets of two shells or more: mean kurtosis of a DKI fit (and, per shell, the RISH features'
+    # errors under their evaluation keys, rish_rel_b<b>[_noiseless]: see metric_sources)
+    "mk_scan": "mk_mae",
+    "mk_noiseless": "mk_mae_noiseless",
     # each subject's white-matter means, harmonized and of the noiseless truth (offsets_kept)
     "fa_wm": "fa_wm",
     "md_wm": "md_wm",
@@ -53,6 +57,14 @@ SINGLE = ("diqt", "cnn_rish", "shresnet")
 CONTINUED = "first_stage_continued"
 #: the non-learned rows: no harmonization and the statistical methods
 STATISTICAL = ("none", "meanvar_global", "meanvar_voxel", "rish", "combat")
+
+
+def is_statistical(row: str) -> bool:
+    """Whether a row is non-learned: a statistical method, also as practice runs it (``rish_syn_mppca``:
+    RISH through a SyN template after MP-PCA; ``none_mppca``)."""
+    return row in STATISTICAL or any(row.startswith(f"{s}_") for s in STATISTICAL)
+
+
 #: the floors of the evaluation: not methods, never chosen as the best of anything
 FLOORS = ("rescan", "oracle")
 #: a fold and seed's evaluation (under its folder), and the file that says it is finished
@@ -63,6 +75,16 @@ COHORT = "cohort.json"
 COHORT_SCORED = COHORT + ".runs"
 #: a fold and seed's choice of the primary learned row among the candidates
 CHOICE = "primary.json"
+
+
+#: the start of the evaluation's per-shell keys, kept under their own names (their b-values vary by data)
+SHELL_METRICS = "rish_rel_b"
+
+
+def metric_sources(row: dict) -> list[tuple[str, str]]:
+    """(summary key, evaluation key) of every metric an evaluation row may hold: :data:`METRICS`,
+    and the per-shell RISH errors (:data:`SHELL_METRICS`) under their own names."""
+    return list(METRICS.items()) + [(k, k) for k in sorted(row) if k.startswith(SHELL_METRICS)]
 
 
 @dataclass(frozen=True)
@@ -143,7 +165,7 @@ def gather(root: Path, pairs: list[tuple[int, int]], claims: Claims) -> tuple[di
             names = (r["method"], CONTINUED) if r["method"].endswith("_continued") else (r["method"],)
             if r["method"] in claims.candidates and chosen.get(r["target"]) == r["method"]:  # the primary learned row
                 names = (r["method"], claims.primary["learned"])
-            for key, src in METRICS.items():
+            for key, src in metric_sources(r):
                 if r.get(src) is None:
                     continue
                 for name in names:
@@ -228,7 +250,7 @@ def summarize(
                 by_seed = [per_seed[(row, t, s)][key] for s in args.seeds if key in per_seed.get((row, t, s), {})]
                 common = sorted(set.intersection(*(set(b) for b in by_seed))) if by_seed else []
                 seed_means = [np.mean([b[x] for x in common]) for b in by_seed] if common else []
-                if len(seed_means) > 1 and row not in STATISTICAL and row not in FLOORS:  # rows trained with seeds
+                if len(seed_means) > 1 and not is_statistical(row) and row not in FLOORS:  # rows trained with seeds
                     entry[key]["seed_sd"] = float(np.std(seed_means, ddof=1))
                 if key in ("sh_scan", "fa_scan", "md_scan") and key in rescan and row not in FLOORS:
                     common = sorted(set(by_subject) & set(rescan[key]))
@@ -473,8 +495,8 @@ def chosen_rows(rows: dict, key: str) -> tuple[dict, dict, str | None, str | Non
     return (
         have,
         methods,
-        best_row([r for r in methods if r not in STATISTICAL], methods),
-        best_row(STATISTICAL, methods),
+        best_row([r for r in methods if not is_statistical(r)], methods),
+        best_row([r for r in methods if is_statistical(r)], methods),
     )
 
 
@@ -596,7 +618,7 @@ def headline(values: dict, targets: list[str]) -> dict:
     """
     out: dict = {}
     for t in targets:
-        for key in ("fa_noiseless", "md_noiseless", "fa_scan", "md_scan"):
+        for key in ("fa_noiseless", "md_noiseless", "mk_noiseless", "fa_scan", "md_scan", "mk_scan"):
             _, methods, learned, non_learned = chosen_rows(values[t], key)
             if methods:
                 out.setdefault(t, {})[key] = {"best_statistical": non_learned, "best_learned": learned}
@@ -646,7 +668,7 @@ def subject_tests(values: dict, targets: list[str]) -> list[dict]:
     Per target: MSP against its compute-matched rival, its own first stage and the best single
     network (SH against the noiseless truth); the best learned row against the best non-learned
     one (FA and MD against the noiseless truth) and against the rescan floor (FA and MD against the
-    target scan). With ten subjects the smallest two-sided p is 2 / 2^10, so the family is kept to
+    target scan); on a target of two shells or more, the same two for MK. With ten subjects the smallest two-sided p is 2 / 2^10, so the family is kept to
     these seven tests per target for a Bonferroni correction that can still reach 0.05.
 
     Returns
@@ -660,7 +682,7 @@ def subject_tests(values: dict, targets: list[str]) -> list[dict]:
     tests = []
     for t in targets:
         rows = values[t]
-        for key in ("sh_noiseless", "fa_noiseless", "md_noiseless", "fa_scan", "md_scan"):
+        for key in ("sh_noiseless", "fa_noiseless", "md_noiseless", "mk_noiseless", "fa_scan", "md_scan", "mk_scan"):
             have, methods, learned, non_learned = chosen_rows(rows, key)
             if not methods:
                 continue
@@ -746,8 +768,16 @@ def markdown(summary: dict, *, script: str = "benchmarks/dmri.py") -> str:
                     f"{cell(rows.get('rescan', {}).get(key))} | {cell(rows.get('oracle', {}).get(key))} |"
                 )
         lines.append("")
-    keys = [k for k in METRICS if k not in OFFSETS]
+    every_key = [k for k in METRICS if k not in OFFSETS]
+    every_key += sorted(
+        {k for rows in summary["targets"].values() for e in rows.values() for k in e if k.startswith(SHELL_METRICS)}
+    )
+
+    def present(rows) -> list[str]:  # the metrics the rows have (MK and per-shell RISH: multi-shell targets only)
+        return [k for k in every_key if any(k in e for e in rows)]
+
     for t, rows in summary["targets"].items():
+        keys = present(rows.values())
         lines += [
             f"## {t}",
             "",
@@ -762,6 +792,7 @@ def markdown(summary: dict, *, script: str = "benchmarks/dmri.py") -> str:
                 + f" | {cell(e.get('fa_scan_vs_rescan'))} | {cell(e.get('md_scan_vs_rescan'))} |"
             )
         lines.append("")
+    keys = present([e for rows in summary["targets"].values() for e in rows.values()])
     spread = [
         (t, row, e)
         for t, rows in summary["targets"].items()
