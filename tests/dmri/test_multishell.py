@@ -129,13 +129,11 @@ def test_a_change_of_the_person_survives_on_every_shell(runs, dataset, method):
 
 def test_evaluation_scores_kurtosis_and_each_shell(runs):
     from mrharmony.dmri.evaluate import evaluate
+    from mrharmony.dmri.tables import markdown
 
-    rows = {
-        r["method"]: r
-        for r in evaluate(
-            [str(r) for r in runs.values()], volume_voxels=800, max_patches=2000, quiet=True
-        ).volume_errors
-    }
+    ev = evaluate([str(r) for r in runs.values()], volume_voxels=800, max_patches=2000, quiet=True)
+    assert "| mk mae | rish rel b1200 | rish rel b3000 | mk mae noiseless |" in markdown(ev)
+    rows = {r["method"]: r for r in ev.volume_errors}
     assert {"rish", "diqt", "none", "rescan", "oracle"} <= set(rows)
     for name, row in rows.items():
         for key in ("mk_mae", "rish_rel_b1200", "rish_rel_b3000", "mk_mae_noiseless"):

@@ -131,6 +131,7 @@ def markdown(ev) -> str:
                 f"| {r['method']} | {r['subject']} | {r['target']} | {format_cell(r['sh_rel'])} | {r['fa_mae']:.4f} | "
                 f"{r['md_mae']:.2e} |" + cells
             )
+        lines += kurtosis_table(ev)
         ratios = rescan_ratios(ev)
         if ratios:
             lines += [
@@ -145,6 +146,33 @@ def markdown(ev) -> str:
                 cells = " | ".join("" if r[k] is None else f"{r[k]:.2f}" for k in ("sh_rel", "fa_mae", "md_mae"))
                 lines.append(f"| {r['method']} | {r['target']} | {cells} |")
     return "\n".join(lines) + "\n"
+
+
+def kurtosis_table(ev) -> list[str]:
+    """The lines of the multi-shell targets' table: mean kurtosis and each shell's RISH features (empty
+    when no target has two shells)."""
+    rows = [r for r in ev.volume_errors if "mk_mae" in r]
+    if not rows:
+        return []
+    shells = sorted({k for r in rows for k in r if k.startswith("rish_rel_b") and not k.endswith("_noiseless")})
+    noiseless = all("mk_mae_noiseless" in r for r in rows)
+    keys = ["mk_mae", *shells] + (["mk_mae_noiseless", *(f"{k}_noiseless" for k in shells)] if noiseless else [])
+    lines = [
+        "",
+        "Targets of two shells or more: the mean absolute error of mean kurtosis (a DKI fit, dipy, of every shell "
+        "of the row's signal; for a method of maps, its own MK map) and, per shell, the relative error of the RISH "
+        "features (per SH order the mean absolute difference of the energies over the target scan's mean energy, "
+        "averaged over orders)"
+        + (", against the target scan, then against the noiseless target" if noiseless else "")
+        + ":",
+        "",
+        "| method | subject | target | " + " | ".join(k.replace("_", " ") for k in keys) + " |",
+        "| --- | --- | --- |" + " --- |" * len(keys),
+    ]
+    for r in rows:
+        cells = " | ".join("" if r.get(k) is None else f"{r[k]:.4f}" for k in keys)
+        lines.append(f"| {r['method']} | {r['subject']} | {r['target']} | {cells} |")
+    return lines
 
 
 def rescan_ratios(ev) -> list[dict]:
