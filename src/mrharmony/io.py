@@ -153,19 +153,48 @@ def check_format_version(
         )
 
 
+#: set by mrharmony's container images: the kind of image (``docker`` or ``apptainer``) and its tag
+CONTAINER_TYPE_VARIABLE = "MRHARMONY_CONTAINER_TYPE"
+CONTAINER_TAG_VARIABLE = "MRHARMONY_CONTAINER_TAG"
+
+
+def container_record() -> dict[str, str] | None:
+    """The software container mrharmony runs in, as BIDS's ``GeneratedBy.Container`` (``Type``
+    and ``Tag``), from the variables its images set; None outside them.
+
+    The Docker image run by Apptainer keeps the Docker image's variables; Apptainer's own
+    (``APPTAINER_CONTAINER``, or ``SINGULARITY_CONTAINER`` of its predecessor) tell it apart.
+    """
+    kind = os.environ.get(CONTAINER_TYPE_VARIABLE, "").strip()
+    if not kind:
+        return None
+    if kind == "docker" and (os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER")):
+        kind = "apptainer"
+    record = {"Type": kind}
+    tag = os.environ.get(CONTAINER_TAG_VARIABLE, "").strip()
+    if tag:
+        record["Tag"] = tag
+    return record
+
+
 def write_derivative_description(path: str | os.PathLike, *, name: str, description: str, **extra) -> None:
     """``dataset_description.json`` of a BIDS derivative that mrharmony wrote (``DatasetType:
-    derivative``, ``GeneratedBy`` naming this version and ``description``); ``extra`` adds keys
-    such as ``SourceDatasets``."""
+    derivative``, ``GeneratedBy`` naming this version and ``description``, and the container
+    image it ran in, if any: :func:`container_record`); ``extra`` adds keys such as
+    ``SourceDatasets``."""
     from mrharmony import __version__
 
+    generated_by: dict[str, object] = {"Name": "mrharmony", "Version": __version__, "Description": description}
+    container = container_record()
+    if container:
+        generated_by["Container"] = container
     write_json(
         path,
         {
             "Name": name,
             "BIDSVersion": "1.9.0",
             "DatasetType": "derivative",
-            "GeneratedBy": [{"Name": "mrharmony", "Version": __version__, "Description": description}],
+            "GeneratedBy": [generated_by],
             **extra,
         },
     )

@@ -1,16 +1,21 @@
 """BIDS in (pybids), ``mrharmony describe``, and the BIDS App (``mrharmony bids``)."""
 
 import json
+import os
 import shutil
+import tempfile
 
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from mrharmony.cli import main
 from mrharmony.data import load_dataset
+from mrharmony.dmri.bids_app import THREAD_VARIABLES, app_resources
 from mrharmony.errors import InputError
+from mrharmony.io import container_record, write_derivative_description
 
 LABELS = {"ge_st": "gest", "prisma_st": "prismast", "connectom_st": "connectomst", "connectom_sa": "connectomsa"}
 
@@ -132,7 +137,7 @@ def test_bids_errors_name_the_problem(bids_dir, tmp_path, capsys):
     assert load_dataset(study, check_data=False).subjects == ["sub-01", "sub-02"]
 
 
-def test_bids_app_writes_a_derivative_dataset(bids_dir, tiny_prepared, tmp_path, capsys):
+def test_bids_app_writes_a_derivative_dataset(bids_dir, tiny_prepared, tmp_path, capsys, monkeypatch):
     cfg = tmp_path / "rish.yaml"
     cfg.write_text(
         yaml.safe_dump(
@@ -161,9 +166,21 @@ def test_bids_app_writes_a_derivative_dataset(bids_dir, tiny_prepared, tmp_path,
         "prisma_st",
         "--quiet",
     ]
-    assert main(args) == 0
+    # the BIDS Apps' resource options, and the variables the container image sets
+    work = tmp_path / "work"
+    monkeypatch.setenv("MRHARMONY_CONTAINER_TYPE", "docker")
+    monkeypatch.setenv("MRHARMONY_CONTAINER_TAG", "mrharmony:test")
+    threads, mpl = torch.get_num_threads(), os.environ.get("MPLCONFIGDIR")
+    assert main([*args, "--n-cpus", "1", "--mem-gb", "2.5", "--work-dir", str(work)]) == 0
+    assert torch.get_num_threads() == threads and os.environ.get("MPLCONFIGDIR") == mpl  # restored afterwards
+    assert sorted(p.name for p in work.iterdir()) == ["cache", "dipy", "matplotlib", "tmp"]
     desc = json.loads((out / "dataset_description.json").read_text())
     assert desc["DatasetType"] == "derivative" and desc["GeneratedBy"][0]["Name"] == "mrharmony"
+    assert desc["GeneratedBy"][0]["Container"] == {"Type": "docker", "Tag": "mrharmony:test"}
+    log = json.loads((out / "sub-01" / "log" / "participant.json").read_text())
+    assert log["resources"] == {"n_cpus": 1, "mem_gb": 2.5, "work_dir": str(work)}
+    assert log["runs"] == ["sub-01/ses-gest/dwi/sub-01_ses-gest_dwi.nii.gz"] and log["targets"] == ["prisma_st"]
+    assert log["container"] == {"Type": "docker", "Tag": "mrharmony:test"}
     assert sorted(p.name for p in out.iterdir()) == ["dataset_description.json", "sub-01", "sub-03"]
     d1, d3 = out / "sub-01" / "ses-gest" / "dwi", out / "sub-03" / "ses-gest" / "dwi"
     names = sorted(p.name for p in d1.iterdir())
@@ -199,7 +216,10 @@ def test_bids_app_writes_a_derivative_dataset(bids_dir, tiny_prepared, tmp_path,
     assert not other.exists()
     # the group level: FA / MD per site, before (every session as acquired) and after (the harmonized runs)
     group = ["bids", str(bids_dir), str(out), "group", "--participant-label", "01", "sub-03", "--quiet"]
-    assert main(group) == 0
+    assert main([*group, "--n-cpus", "1", "--work-dir", str(work)]) == 0
+    record = json.loads((out / "group" / "group.json").read_text())
+    assert record["resources"] == {"n_cpus": 1, "mem_gb": None, "work_dir": str(work)}
+    assert record["container"] == {"Type": "docker", "Tag": "mrharmony:test"}
     summary = (out / "group" / "summary.tsv").read_text().splitlines()
     assert summary[0].split("\t") == [
         "site",
@@ -233,3 +253,76 @@ def test_bids_app_writes_a_derivative_dataset(bids_dir, tiny_prepared, tmp_path,
     assert main(group) == 2 and "pass --force" in capsys.readouterr().err
     assert main(["bids", str(bids_dir), str(tmp_path / "empty"), "group", "--quiet"]) == 2
     assert "run the participant level first" in capsys.readouterr().err
+
+
+def test_app_resources_limit_threads_and_keep_temporary_files_in_the_work_dir(tmp_path, monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    monkeypatch.setenv("TMPDIR", "/elsewhere")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    threads, tmp, cache = torch.get_num_threads(), tempfile.gettempdir(), os.environ.get("XDG_CACHE_HOME")
+    work = tmp_path / "work" / "new"  # created
+    with app_resources(n_cpus=1, work_dir=work):
+        assert torch.get_num_threads() == 1
+        assert all(p["num_threads"] == 1 for p in threadpool_info())
+        assert all(os.environ[v] == "1" for v in THREAD_VARIABLES)
+        assert os.environ["TMPDIR"] == str(work / "tmp") == tempfile.gettempdir()
+        assert os.environ["XDG_CACHE_HOME"] == str(work / "cache")
+        assert os.environ["MPLCONFIGDIR"] == str(work / "matplotlib") and (work / "matplotlib").is_dir()
+        with tempfile.NamedTemporaryFile() as f:
+            assert f.name.startswith(str(work / "tmp"))
+    assert torch.get_num_threads() == threads and tempfile.gettempdir() == tmp
+    assert os.environ["TMPDIR"] == "/elsewhere" and "OMP_NUM_THREADS" not in os.environ
+    assert os.environ.get("XDG_CACHE_HOME") == cache
+    with app_resources():  # nothing given: nothing changes
+        assert torch.get_num_threads() == threads and os.environ["TMPDIR"] == "/elsewhere"
+
+
+def test_bad_resource_options_are_one_sentence_and_exit_2(tmp_path, capsys):
+    base = ["bids", str(tmp_path / "bids"), str(tmp_path / "out"), "group"]
+    for option, value in (("--n-cpus", "0"), ("--n-cpus", "two"), ("--mem-gb", "-1"), ("--mem-gb", "nan")):
+        with pytest.raises(SystemExit) as exc:
+            main([*base, option, value])
+        assert exc.value.code == 2
+        assert f"argument {option}: {value!r} is not" in capsys.readouterr().err
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert main([*base, "--work-dir", str(afile)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"mrharmony bids: error: {afile}: is not a directory; --work-dir needs a writable directory."
+    )
+    assert main([*base, "--work-dir", str(afile / "below")]) == 2
+    assert "cannot be created as the --work-dir" in capsys.readouterr().err
+    with pytest.raises(InputError, match="--n-cpus 0 is not a whole number"), app_resources(n_cpus=0):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("env", "record"),
+    [
+        ({}, None),
+        (
+            {"MRHARMONY_CONTAINER_TYPE": "docker", "MRHARMONY_CONTAINER_TAG": "mrharmony:0.1.0"},
+            {"Type": "docker", "Tag": "mrharmony:0.1.0"},
+        ),
+        ({"MRHARMONY_CONTAINER_TYPE": "apptainer"}, {"Type": "apptainer"}),
+        # the Docker image run by Apptainer
+        (
+            {
+                "MRHARMONY_CONTAINER_TYPE": "docker",
+                "MRHARMONY_CONTAINER_TAG": "mrharmony:0.1.0",
+                "APPTAINER_CONTAINER": "/images/mrharmony.sif",
+            },
+            {"Type": "apptainer", "Tag": "mrharmony:0.1.0"},
+        ),
+    ],
+)
+def test_generated_by_records_the_container(env, record, tmp_path, monkeypatch):
+    for name in ("MRHARMONY_CONTAINER_TYPE", "MRHARMONY_CONTAINER_TAG", "APPTAINER_CONTAINER", "SINGULARITY_CONTAINER"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert container_record() == record
+    write_derivative_description(tmp_path / "dataset_description.json", name="n", description="d")
+    generated = json.loads((tmp_path / "dataset_description.json").read_text())["GeneratedBy"][0]
+    assert generated.get("Container") == record

@@ -11,16 +11,119 @@ else computed and written beside the outputs.
 
 Each participant's outputs are built under a temporary name and moved into place whole; a
 participant whose outputs exist is an error unless ``--force`` (checked for every participant
-before any work). Only the ``participant`` level
-exists: harmonization has nothing to do at the group level.
+before any work). The participant's ``log/participant.json`` records the run: the model, the
+filters and targets, the runs harmonized, the resources it was given and the container image
+it ran in. The group level is :mod:`mrharmony.dmri.bids_group`.
+
+Both levels run inside :func:`app_resources`, the BIDS Apps' usual resource options:
+``--n-cpus`` (threads of PyTorch and of the numerical libraries, in this process and its
+children), ``--work-dir`` (every temporary file and cache goes under it, so that the app runs
+from a read-only image with only the output and the work directory writable) and ``--mem-gb``
+(advisory: a run is harmonized one at a time in memory that follows the scan and the model's
+tiled inference, not a setting; the value is recorded with the outputs).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from mrharmony.errors import InputError
+
+#: the variables that set the threads of the numerical libraries (OpenMP, MKL, OpenBLAS, numexpr,
+#: Accelerate) where they are read: in child processes, and by libraries loaded later
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
+
+
+def work_dir_variables(work: Path) -> dict[str, Path]:
+    """The variables that send temporary files and caches under the work directory ``work``:
+    temporary files (``TMPDIR``, ``TMP``, ``TEMP``), the XDG cache (PyTorch's among others),
+    matplotlib's configuration and font cache, numba's and dipy's caches."""
+    tmp = work / "tmp"
+    return {
+        "TMPDIR": tmp,
+        "TMP": tmp,
+        "TEMP": tmp,
+        "XDG_CACHE_HOME": work / "cache",
+        "TORCH_HOME": work / "cache" / "torch",
+        "MPLCONFIGDIR": work / "matplotlib",
+        "NUMBA_CACHE_DIR": work / "cache" / "numba",
+        "DIPY_HOME": work / "dipy",
+    }
+
+
+def prepare_work_dir(work_dir: str | os.PathLike) -> Path:
+    """The work directory as an absolute path, created if needed; one sentence naming it if it
+    is not a directory or not writable."""
+    work = Path(work_dir).expanduser().absolute()
+    if work.exists() and not work.is_dir():
+        raise InputError("is not a directory; --work-dir needs a writable directory.", work)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot be created as the --work-dir ({exc.strerror}).", work) from None
+    if not os.access(work, os.W_OK | os.X_OK):
+        raise InputError("is not writable; --work-dir needs a writable directory.", work)
+    return work
+
+
+@contextlib.contextmanager
+def app_resources(*, n_cpus: int | None = None, work_dir: str | os.PathLike | None = None) -> Iterator[None]:
+    """Run the block with at most ``n_cpus`` threads and every temporary file and cache under
+    ``work_dir`` (each left as it is when None); everything is restored afterwards.
+
+    ``n_cpus`` sets PyTorch's threads, limits the BLAS and OpenMP libraries already loaded
+    (threadpoolctl) and sets :data:`THREAD_VARIABLES` for child processes. ``work_dir`` is
+    created if needed, holds ``tmp/`` (Python's :mod:`tempfile` and ``TMPDIR``), ``cache/``,
+    ``matplotlib/`` and ``dipy/`` (:func:`work_dir_variables`).
+
+    Examples
+    --------
+    >>> with app_resources(n_cpus=2, work_dir="work"):  # doctest: +SKIP
+    ...     run_bids_app("bids", "out", "participant", model="runs/diqt")
+    """
+    if n_cpus is not None and (isinstance(n_cpus, bool) or not isinstance(n_cpus, int) or n_cpus < 1):
+        raise InputError(f"--n-cpus {n_cpus!r} is not a whole number of at least 1.")
+    saved: dict[str, str | None] = {}
+
+    def setenv(name: str, value: str) -> None:
+        saved.setdefault(name, os.environ.get(name))
+        os.environ[name] = value
+
+    with contextlib.ExitStack() as stack:
+        try:
+            if work_dir is not None:
+                work = prepare_work_dir(work_dir)
+                for name, path in work_dir_variables(work).items():
+                    path.mkdir(parents=True, exist_ok=True)
+                    setenv(name, str(path))
+                stack.callback(setattr, tempfile, "tempdir", tempfile.tempdir)
+                tempfile.tempdir = str(work / "tmp")
+            if n_cpus is not None:
+                for name in THREAD_VARIABLES:
+                    setenv(name, str(n_cpus))
+                import torch
+                from threadpoolctl import threadpool_limits
+
+                stack.callback(torch.set_num_threads, torch.get_num_threads())
+                torch.set_num_threads(n_cpus)
+                stack.enter_context(threadpool_limits(limits=n_cpus))
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def run_bids_app(
@@ -35,13 +138,18 @@ def run_bids_app(
     force: bool = False,
     quiet: bool = False,
     allow_protocol_mismatch: bool = False,
+    resources: dict | None = None,
 ) -> list[Path]:
+    """Harmonize the participants' dwi runs into the derivative dataset ``output_dir`` (see the
+    module docstring); ``resources`` (e.g. ``{"n_cpus": 2, "mem_gb": 8, "work_dir": ...}``) is
+    recorded in each participant's ``log/participant.json``. Returns the participants' folders."""
+    from mrharmony import __version__
     from mrharmony.data.gradients import read_gradients
     from mrharmony.data.images import read_image
     from mrharmony.data.layouts import ENTITIES, find_brain_mask, open_bids
     from mrharmony.dmri.apply import apply_model, check_protocol
     from mrharmony.dmri.loading import load_harmonizer
-    from mrharmony.io import staged_output_dir, write_derivative_description
+    from mrharmony.io import container_record, staged_output_dir, write_derivative_description, write_json
     from mrharmony.progress import Progress
 
     if level != "participant":
@@ -114,6 +222,21 @@ def run_bids_app(
                     os.replace(item, dest / item.name)
                 run_dir.rmdir()
                 progress.update(1)
+            write_json(
+                tmp / "log" / "participant.json",
+                {
+                    "mrharmony": __version__,
+                    "level": "participant",
+                    "bids_dir": str(root),
+                    "model": str(Path(model).resolve()),
+                    "filters": list(filters or []),
+                    "targets": list(targets or h.targets),
+                    "runs": [str(j[1].relative_to(root)) for j in jobs if j[0] == label],
+                    "allow_protocol_mismatch": allow_protocol_mismatch,
+                    "resources": dict(resources or {}),
+                    "container": container_record(),
+                },
+            )
         written.append(out / f"sub-{label}")
     progress.close()
     return written

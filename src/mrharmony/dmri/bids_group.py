@@ -11,7 +11,8 @@ matter (FA >= 0.2 in the same map). It writes ``OUTPUT_DIR/group/``:
 * ``summary.tsv``: per site, stage, target and region, the number of runs and the mean and
   standard deviation of FA and MD over them;
 * ``fa_md_by_site.png``: white-matter FA and MD per site, before and after;
-* ``group.json``: what was summarized, from where.
+* ``group.json``: what was summarized, from where, with the resources the run was given
+  (:func:`mrharmony.dmri.bids_app.app_resources`) and the container image it ran in.
 """
 
 from __future__ import annotations
@@ -43,14 +44,16 @@ def run_group_level(
     site_entity: str = "ses",
     force: bool = False,
     quiet: bool = False,
+    resources: dict | None = None,
 ) -> Path:
-    """Summarize the participant level's outputs across sites (see the module docstring)."""
+    """Summarize the participant level's outputs across sites (see the module docstring);
+    ``resources`` (e.g. ``{"n_cpus": 2, "mem_gb": 8}``) is recorded in ``group.json``."""
     from mrharmony.data.dataset import automatic_mask
     from mrharmony.data.gradients import read_gradients
     from mrharmony.data.images import read_float32, read_image
     from mrharmony.data.layouts import ENTITIES, find_brain_mask, open_bids
     from mrharmony.dmri.features.dti import dti_maps
-    from mrharmony.io import check_new_file, staged_output_dir, write_json, write_text
+    from mrharmony.io import check_new_file, container_record, staged_output_dir, write_json, write_text
     from mrharmony.progress import Progress
 
     root, out = Path(bids_dir).resolve(), Path(output_dir)
@@ -124,6 +127,8 @@ def run_group_level(
                 "participants": [f"sub-{p}" for p in labels],
                 "white_matter_fa": WM_FA,
                 "runs": len(files),
+                "resources": dict(resources or {}),
+                "container": container_record(),
             },
         )
     return out / "group"
