@@ -21,8 +21,9 @@ def add_simulate(sp) -> None:
     sp.add_argument(
         "--kind",
         default="dmri",
-        choices=["dmri", "structural"],
-        help="dmri: traveling-heads diffusion MRI (default); structural: multi-site T1-weighted MRI",
+        choices=["dmri", "structural", "study"],
+        help="dmri: traveling-heads diffusion MRI (default); structural: multi-site T1-weighted MRI; study: a "
+        "multi-site diffusion study, different people at every site (platforms drawn from a distribution)",
     )
     sp.add_argument(
         "--preset",
@@ -37,7 +38,13 @@ def add_simulate(sp) -> None:
     sp.add_argument(
         "--platforms",
         help="platforms YAML describing the scanners, or a packaged set: mushac (the default, one shell) or "
-        "multishell (b=1200 and 3000 s/mm^2)",
+        "multishell (b=1200 and 3000 s/mm^2); study: the YAML of the distribution the sites' platforms are "
+        "drawn from (default: the packaged platform-distribution.yaml)",
+    )
+    sp.add_argument(
+        "--design",
+        help="study: YAML of the study's design (sites, controls and patients per site, ages, confounds; "
+        "default: 6 sites of 16 controls and 8 patients aged 20 to 80)",
     )
     sp.add_argument("--subjects", type=int, help="number of subjects (default: the preset's)")
     sp.add_argument("--jobs", type=int, help="subjects rendered in parallel (default: CPU cores, at most 4)")
@@ -75,6 +82,37 @@ def add_simulate(sp) -> None:
 
 
 def run_simulate(args) -> int:
+    if args.design and args.kind != "study":
+        raise usage_error("--design describes a multi-site study; it needs --kind study")
+    if args.kind == "study":
+        from mrharmony.simulate.study import simulate_study
+
+        given = [
+            option
+            for option, value in (
+                ("--cohort", args.cohort),
+                ("--subjects", args.subjects),
+                ("--sites", args.sites),
+                ("--only-effect", args.only_effect),
+                ("--no-rescans", args.no_rescans),
+                ("--global-md-effect", args.global_md_effect),
+            )
+            if value is not None and value is not False
+        ]
+        if given:
+            raise usage_error(f"{given[0]} does not apply to --kind study; its people are set by --design")
+        out = simulate_study(
+            args.out,
+            preset=args.preset,
+            seed=args.seed,
+            design=args.design,
+            distribution=args.platforms,
+            force=args.force,
+            quiet=args.quiet,
+            jobs=args.jobs,
+        )
+        say(args, f"wrote the {args.preset} multi-site study to {out}")
+        return 0
     if args.kind == "structural":
         from mrharmony.simulate.structural import simulate_structural
 

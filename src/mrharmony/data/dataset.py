@@ -70,8 +70,9 @@ class PlatformSpec(StrictModel):
     ----------
     name : str
         A plain name (letters, digits, ``_``, ``.``, ``-``).
-    role : {'input', 'target'}
-        The platform harmonized from (exactly one per dataset) or to.
+    role : {'input', 'target', 'site'}
+        The platform harmonized from (exactly one per traveling-heads dataset) or to; ``site``: a
+        platform of a multi-site study (:mod:`mrharmony.data.study`), whose people are scanned there only.
     voxel_size : tuple of float
         Voxel edges in mm (one number in the file: isotropic).
     bvalues : list of float
@@ -87,7 +88,7 @@ class PlatformSpec(StrictModel):
     """
 
     name: str = Field(pattern=_NAME)
-    role: Literal["input", "target"]
+    role: Literal["input", "target", "site"]
     voxel_size: tuple[float, float, float]
     bvalues: list[float] = Field(min_length=2, description="nominal shells in s/mm^2, b=0 included")
     te_ms: float | None = Field(default=None, gt=0, description="echo time; simulated platforms need it")
@@ -167,6 +168,9 @@ class DatasetSpec(StrictModel):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"platform name {dup[0]!r} is used twice")
+        sites = [p.name for p in self.platforms if p.role == "site"]
+        if sites:
+            raise ValueError(f"platform {sites[0]!r} has role 'site', which a traveling-heads dataset does not take")
         inputs = [p.name for p in self.platforms if p.role == "input"]
         if len(inputs) != 1:
             raise ValueError(f"exactly one platform must have role 'input', found {len(inputs)}")

@@ -112,8 +112,10 @@ class Geometry:
         return self.corner + 0.5 * np.asarray(self.fine_shape) * FINE_VOXEL_MM
 
 
-def make_geometry(preset: Preset, platforms: list[SimPlatform]) -> Geometry:
-    vin = next(p for p in platforms if p.role == "input").voxel_size[0]
+def make_geometry(preset: Preset, platforms: list[SimPlatform], grid_voxel_mm: float | None = None) -> Geometry:
+    """The field of view of a preset on a grid of ``grid_voxel_mm`` voxels (default: the input
+    platform's), a whole number of every platform's voxels."""
+    vin = grid_voxel_mm or next(p for p in platforms if p.role == "input").voxel_size[0]
     corner, shape = fov_grid(preset, vin)
     k = int(round(vin / FINE_VOXEL_MM))
     return Geometry(corner=corner, fine_shape=tuple(int(s * k) for s in shape))
@@ -195,21 +197,8 @@ def simulate(
     subjects = subject_names(pre.n_subjects)
     out = Path(out)
     with staged_output_dir(out, force=force) as tmp:
-        progress = Progress(
-            total=pre.n_subjects * (len(plats) + 1), unit="scans", desc=f"simulate {preset}", quiet=quiet
-        )
-        fields = template_fields(geom.corner, geom.corner + np.asarray(geom.fine_shape) * FINE_VOXEL_MM)
         design = None if cohort is None else cohort_design(subjects, effect, global_md_effect)
-        tasks = [(tmp, subject, i, seed, fields, geom, plats, design) for i, subject in enumerate(subjects)]
-        jobs = min(jobs or min(os.cpu_count() or 1, 4), len(tasks))
-        if jobs > 1 and "fork" in multiprocessing.get_all_start_methods():
-            with multiprocessing.get_context("fork").Pool(jobs) as pool:
-                for n_done in pool.imap_unordered(_subject_task_single_thread, tasks):
-                    progress.update(n_done)
-        else:
-            for task in tasks:
-                progress.update(_subject_task(task))
-        progress.close()
+        run_subjects(tmp, subjects, seed, geom, plats, design, jobs=jobs, quiet=quiet, desc=f"simulate {preset}")
         spec = DatasetSpec(
             name=f"mrharmony-synthetic-{preset}" + ("-cohort" if design else ""),
             description=pre.description
@@ -244,9 +233,43 @@ def simulate(
     return out
 
 
+def run_subjects(
+    root: Path,
+    subjects: list[str],
+    seed: int,
+    geom: Geometry,
+    plats: list[SimPlatform],
+    design: dict | None,
+    *,
+    render: dict[str, list[str]] | None = None,
+    jobs: int | None = None,
+    quiet: bool = False,
+    desc: str = "simulate",
+) -> None:
+    """Write every subject's truth and scans under ``root``, in parallel (``jobs`` processes, default
+    the CPU cores, at most 4; the result does not depend on it). ``render``: per subject, the
+    platforms it is scanned on (default: every one)."""
+    fields = template_fields(geom.corner, geom.corner + np.asarray(geom.fine_shape) * FINE_VOXEL_MM)
+    tasks = [
+        (root, subject, i, seed, fields, geom, plats, design, None if render is None else render[subject])
+        for i, subject in enumerate(subjects)
+    ]
+    total = sum(1 + (len(plats) if t[-1] is None else len(t[-1])) for t in tasks)
+    progress = Progress(total=total, unit="scans", desc=desc, quiet=quiet)
+    jobs = min(jobs or min(os.cpu_count() or 1, 4), len(tasks))
+    if jobs > 1 and "fork" in multiprocessing.get_all_start_methods():
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            for n_done in pool.imap_unordered(_subject_task_single_thread, tasks):
+                progress.update(n_done)
+    else:
+        for task in tasks:
+            progress.update(_subject_task(task))
+    progress.close()
+
+
 def _subject_task(task) -> int:
     _simulate_subject(*task)
-    return len(task[-2]) + 1
+    return 1 + (len(task[6]) if task[-1] is None else len(task[-1]))
 
 
 def _subject_task_single_thread(task) -> int:
@@ -292,6 +315,17 @@ def cohort_design(subjects: list[str], effect: float, global_md_effect: float = 
     }
 
 
+def ageing(design: dict, subject: str) -> tuple[float, float]:
+    """The ageing of a study's subject (``design["ageing"]`` and ``design["ages"]``): the factor on every
+    tissue diffusivity and the change of the intra-axonal fraction, each linear in the decades past
+    ``from_age``; (1, 0) for a subject without an age or a design without ageing."""
+    rule, age = design.get("ageing"), (design.get("ages") or {}).get(subject)
+    if not rule or age is None:
+        return 1.0, 0.0
+    decades = max(0.0, (float(age) - float(rule["from_age"])) / 10.0)
+    return 1.0 + float(rule["diffusivity_per_decade"]) * decades, float(rule["f_intra_per_decade"]) * decades
+
+
 def draw_index(index: int, design: dict | None = None) -> int:
     """The index that keys the random draws of the dataset's subject ``index`` (0-based): the
     index itself for the traveling heads, ``COHORT_INDEX_OFFSET + index`` in a cohort (``design``)."""
@@ -329,15 +363,18 @@ class _Subject:
         fic_field = SubjectWarp.random(rng, lo, hi, amplitude_mm=1.0, spacing_mm=12.0)
         if design is None:
             return cls(warp, tissue, fic_field)
+        scale, offset = ageing(design, subject)  # a study's people age (1, 0 in a cohort without ages)
+        if offset:
+            tissue = TissueProperties(**{**tissue.as_dict(), "f_intra": tissue.f_intra + offset})
         if design["groups"][subject] != "patient":
-            return cls(warp, tissue, fic_field, 0.0, design["region"])
+            return cls(warp, tissue, fic_field, 0.0, design["region"], scale)
         return cls(
             warp,
             tissue,
             fic_field,
             design["f_intra_change"],
             design["region"],
-            1.0 + float(design.get("global_md_change", 0.0)),
+            scale * (1.0 + float(design.get("global_md_change", 0.0))),
         )
 
     def in_region(self, points: np.ndarray) -> np.ndarray:
@@ -365,7 +402,10 @@ def _simulate_subject(
     geom: Geometry,
     plats: list[SimPlatform],
     design: dict | None,
+    render: list[str] | None = None,
 ) -> None:
+    """Write one subject's truth and its scans on ``plats`` (``render``: on the platforms of these
+    names only; a study's subject is scanned at its own site)."""
     subj = _Subject.draw(seed, index, geom, design, subject)
     fine_affine, fine_shape = geom.grid(FINE_VOXEL_MM)
     # ground truth on the fine grid, without scan misregistration
@@ -401,8 +441,9 @@ def _simulate_subject(
     write_text(truth_dir / "subject.yaml", dump_yaml(info))
     del anat, tissue_maps
     for j, plat in enumerate(plats):
-        scan = _render_scan(np.random.default_rng(scan_seed(seed, index, j, design)), plat, fields, subj, geom)
-        _write_scan(root / subject / plat.name, scan)
+        if render is None or plat.name in render:
+            scan = _render_scan(np.random.default_rng(scan_seed(seed, index, j, design)), plat, fields, subj, geom)
+            _write_scan(root / subject / plat.name, scan)
 
 
 @dataclass
@@ -419,7 +460,8 @@ class RenderedScan:
 
 def _simulation(dataset, subject: str):
     """What renders a subject of a simulated dataset again: (the simulation record, its file, the
-    dataset spec, the platforms, the geometry, the cohort design or None); errors name the file."""
+    dataset's subjects in order, the platforms, the geometry, the cohort's or study's design or
+    None); errors name the file."""
     from mrharmony.config import read_yaml
     from mrharmony.data.dataset import read_dataset_spec
 
@@ -443,11 +485,19 @@ def _simulation(dataset, subject: str):
             "cohort again.",
             sim_file,
         )
-    spec = read_dataset_spec(root)
-    if subject not in spec.subjects:
+    # a site study lists its people in the design; traveling heads and cohorts in dataset.yaml
+    subjects = list(design["sites"]) if design and "sites" in design else read_dataset_spec(root).subjects
+    if subject not in subjects:
         raise InputError(f"has no subject {subject!r}.", root)
     plats = [SimPlatform(**p) for p in sim["platforms"]]
-    return sim, sim_file, spec, plats, make_geometry(Preset(**sim["preset"]), plats), design
+    return (
+        sim,
+        sim_file,
+        subjects,
+        plats,
+        make_geometry(Preset(**sim["preset"]), plats, sim.get("grid_voxel_mm")),
+        design,
+    )
 
 
 def white_matter_regions(dataset: str | os.PathLike, subject: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -455,8 +505,8 @@ def white_matter_regions(dataset: str | os.PathLike, subject: str) -> tuple[np.n
     subject on the 1.2 mm simulation grid: (labels (0: none, i + 1: region i), the grid's affine,
     the regions' names). Each region is a sphere in template space carried by the subject's warp,
     as atlas regions are carried to a subject by registration."""
-    sim, _, spec, _, geom, design = _simulation(dataset, subject)
-    subj = _Subject.draw(int(sim["seed"]), spec.subjects.index(subject), geom, design, subject)
+    sim, _, subjects, _, geom, design = _simulation(dataset, subject)
+    subj = _Subject.draw(int(sim["seed"]), subjects.index(subject), geom, design, subject)
     affine, shape = geom.grid(FINE_VOXEL_MM)
     idx = np.indices(shape, dtype=np.float32).reshape(3, -1)
     points = affine[:3, :3] @ idx + affine[:3, 3:4]
@@ -500,14 +550,14 @@ def render_scan(
         A dataset that is not simulated or of another simulator version, an unknown subject or
         platform, or a session below 1: one sentence naming the file.
     """
-    sim, sim_file, spec, plats, geom, design = _simulation(dataset, subject)
+    sim, sim_file, subjects, plats, geom, design = _simulation(dataset, subject)
     names = [p.name for p in plats]
     if platform not in names:
         raise InputError(f"has no platform {platform!r}.", sim_file)
     fields = template_fields(geom.corner, geom.corner + np.asarray(geom.fine_shape) * FINE_VOXEL_MM)
     if not isinstance(session, int) or session < 1:
         raise InputError(f"has no session {session!r}; sessions are numbered from 1.", sim_file)
-    index, j = spec.subjects.index(subject), names.index(platform)
+    index, j = subjects.index(subject), names.index(platform)
     subj = _Subject.draw(int(sim["seed"]), index, geom, design, subject)
     # session 1 is the stored scan (its generator's seed unchanged); a later session draws anew
     key = scan_seed(int(sim["seed"]), index, j, design, session)

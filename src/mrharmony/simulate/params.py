@@ -172,6 +172,27 @@ class SNRReference(StrictModel):
     t2_wm_ms: float = Field(gt=0, description="white matter's T2, for the TE term")
 
 
+def with_snr(ref: SNRReference, p):
+    """A platform's entry (a dict) with its SNR derived from the reference acquisition ``ref``:
+    ``snr = snr_ref (V / V_ref) exp(-(TE - TE_ref) / T2) c sqrt(NEX) / g``; an entry that is not a
+    dict, or lacks what the SNR needs, as it is (its own validation names what is missing)."""
+    if not isinstance(p, dict):
+        return p
+    try:
+        voxel = float(np.prod(np.broadcast_to(np.asarray(p["voxel_size"], float), 3)))
+        factor = (
+            voxel
+            / ref.voxel_size**3
+            * np.exp(-(float(p["te_ms"]) - ref.te_ms) / ref.t2_wm_ms)
+            * float(p.get("coil_sensitivity", 1.0))
+            * np.sqrt(float(p.get("n_averages", 1)))
+            / float(p.get("g_factor", 1.0))
+        )
+    except (KeyError, TypeError, ValueError):
+        return p
+    return {**p, "snr": round(float(ref.snr * factor), 3)}
+
+
 class PlatformsFile(StrictModel):
     snr_reference: SNRReference
     platforms: list[SimPlatform] = Field(min_length=2)
@@ -187,28 +208,12 @@ class PlatformsFile(StrictModel):
         ref = SNRReference(**data["snr_reference"])
         plats = []
         for i, p in enumerate(data.get("platforms") or []):
-            if not isinstance(p, dict):
-                plats.append(p)
-                continue
-            if "snr" in p:
+            if isinstance(p, dict) and "snr" in p:
                 raise ValueError(
                     f"platform {i} sets 'snr', which is derived from snr_reference; set its "
                     "coil_sensitivity, n_averages or g_factor instead"
                 )
-            try:
-                voxel = float(np.prod(np.broadcast_to(np.asarray(p["voxel_size"], float), 3)))
-                factor = (
-                    voxel
-                    / ref.voxel_size**3
-                    * np.exp(-(float(p["te_ms"]) - ref.te_ms) / ref.t2_wm_ms)
-                    * float(p.get("coil_sensitivity", 1.0))
-                    * np.sqrt(float(p.get("n_averages", 1)))
-                    / float(p.get("g_factor", 1.0))
-                )
-            except (KeyError, TypeError, ValueError):
-                plats.append(p)  # the platform's own validation names what is missing
-                continue
-            plats.append({**p, "snr": round(float(ref.snr * factor), 3)})
+            plats.append(with_snr(ref, p))
         return {**data, "platforms": plats}
 
     @model_validator(mode="after")
