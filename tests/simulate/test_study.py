@@ -134,3 +134,21 @@ def test_the_command_line_makes_a_study_and_refuses_what_does_not_apply(tmp_path
     assert main(["simulate", str(tmp_path / "u"), "--kind", "study", "--design", str(design), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert str(design) in err and "'site-05' is not one of the study's sites" in err and not (tmp_path / "u").exists()
+
+
+def test_a_study_is_prepared_scan_by_scan(study, tmp_path, capsys):
+    import shutil
+
+    from mrharmony.dmri.features.prepare import load_features, prepare
+
+    copy = tmp_path / "s"
+    shutil.copytree(study, copy)
+    report = prepare(copy, quiet=True)
+    st = load_study(copy)
+    assert sorted(report.computed) == sorted((p.subject, p.site) for p in st.participants)
+    f = load_features(st, st.participants[0].subject, st.participants[0].site, normalized=False)
+    assert f.data.shape[-1] == 28 and f.mask.any()
+    assert prepare(copy, quiet=True).computed == []  # up to date
+    capsys.readouterr()
+    assert main(["dmri", "prepare", str(copy), "--register", "--quiet"]) == 2
+    assert "study.yaml: is a multi-site study: --register aligns" in capsys.readouterr().err

@@ -38,7 +38,9 @@ def registry():
 
 def add_prepare(sp) -> None:
     sp.set_defaults(func=run_prepare)
-    sp.add_argument("dataset", help="traveling-heads dataset folder (with dataset.yaml)")
+    sp.add_argument(
+        "dataset", help="traveling-heads dataset folder (with dataset.yaml), or a multi-site study (with study.yaml)"
+    )
     sp.add_argument(
         "--config", help="YAML with SH settings (sh_order_max, basis, legacy, smooth, b0_threshold, shells)"
     )

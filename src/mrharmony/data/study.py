@@ -93,10 +93,17 @@ class SiteStudy:
                 return p
         raise InputError(f"has no participant {subject!r}.", self.root / PARTICIPANTS_FILE)
 
-    def scan(self, subject: str) -> Scan:
-        """The person's scan at their site."""
+    def scan(self, subject: str, site: str | None = None) -> Scan:
+        """The person's scan at their site (``site``, if given, must be theirs: a person is scanned
+        at one site only)."""
         p = self.participant(subject)
+        if site is not None and site != p.site:
+            raise InputError(f"lists {subject} at {p.site}, not at {site}.", self.root / PARTICIPANTS_FILE)
         return Scan.in_folder(p.subject, self.site(p.site), self.root / p.subject / p.site)
+
+    def scans(self) -> list[Scan]:
+        """Every person's scan, in the file's order."""
+        return [self.scan(p.subject) for p in self.participants]
 
     def require(self, covariates: tuple[str, ...], subjects: list[str] | None = None) -> None:
         """Refuse, in one sentence naming participants.tsv, people without a covariate a method needs."""

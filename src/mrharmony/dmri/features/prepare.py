@@ -31,6 +31,7 @@ import numpy as np
 from mrharmony import FORMAT_VERSION, __version__
 from mrharmony.data.dataset import Scan, TravelingHeads, load_dataset
 from mrharmony.data.images import read_float32, read_image
+from mrharmony.data.study import STUDY_FILE, SiteStudy, load_study
 from mrharmony.data.validate import check_overlap, check_scan_data
 from mrharmony.dmri.features.normalization import ChannelStats, FeatureScaling
 from mrharmony.dmri.features.paths import DERIVATIVE, feature_dir, feature_paths  # noqa: F401 (re-exported)
@@ -75,7 +76,7 @@ class PrepareReport:
 
 
 def prepare(
-    dataset: str | os.PathLike | TravelingHeads,
+    dataset: str | os.PathLike | TravelingHeads | SiteStudy,
     *,
     cfg: SHConfig | None = None,
     force: bool = False,
@@ -83,32 +84,41 @@ def prepare(
     register: bool = False,
     denoise: str = "none",
 ) -> PrepareReport:
-    """Compute the SH features of every scan of a traveling-heads dataset (see module docstring).
+    """Compute the SH features of every scan of a traveling-heads dataset or of a multi-site study
+    (a folder with ``study.yaml``, :mod:`mrharmony.data.study`; see module docstring).
 
     The whole dataset is validated first (headers of every scan, and the voxel data of every
     scan that needs work), so bad input stops the run before anything is written. With
     ``register``, target scans that are not co-registered with their subject's input scan are
     first registered to it (:mod:`mrharmony.dmri.register`). With ``denoise`` (``mppca``:
     :mod:`mrharmony.dmri.features.denoise`), the features of the input platform's scans denoised first are written
-    beside the others (the targets stay as acquired: they are the truth).
+    beside the others (the targets stay as acquired: they are the truth); in a study, every scan's.
     """
     cfg = cfg or SHConfig()
+    root = dataset.root if isinstance(dataset, (TravelingHeads, SiteStudy)) else Path(dataset)
+    if register and (root / STUDY_FILE).is_file():
+        raise InputError(
+            "is a multi-site study: --register aligns one subject's scans of several platforms, and a "
+            "study scans each person once.",
+            root / STUDY_FILE,
+        )
     if register:
         from mrharmony.dmri.register import register_to_input
 
-        root = dataset.root if isinstance(dataset, TravelingHeads) else dataset
         register_to_input(load_dataset(root, check_data=False, coregistered=False), quiet=quiet)
         dataset = root
-    ds = dataset if isinstance(dataset, TravelingHeads) else load_dataset(dataset, check_data=False)
-    inp = ds.input_platform.name
-    scans = [s for s in ds.scans() if denoise == "none" or s.platform.name == inp]
+    ds = dataset if isinstance(dataset, (TravelingHeads, SiteStudy)) else open_scans(dataset)
+    # traveling heads: the input platform's scans are denoised (the targets are the truth); a
+    # study: every site's, each harmonized in turn
+    inp = ds.input_platform.name if isinstance(ds, TravelingHeads) else None
+    scans = [s for s in ds.scans() if denoise == "none" or inp is None or s.platform.name == inp]
     todo = [s for s in scans if force or not _is_current(ds.root, s, cfg, denoise)]
     report = PrepareReport(out_dir=feature_dir(ds.root))
     report.cached = [(s.subject, s.platform.name) for s in scans if s not in todo]
     for scan in todo:  # voxel-level checks before any work
         check_scan_data(scan)
         select_shells(scan.gradients()[0], cfg, source=scan.bval)
-        if scan.platform.name != inp:
+        if isinstance(ds, TravelingHeads) and scan.platform.name != inp:
             check_overlap(ds.scan(scan.subject, inp), scan)
     _write_description(ds)
     progress = Progress(total=len(todo), unit="scans", desc="prepare", quiet=quiet)
@@ -120,14 +130,19 @@ def prepare(
     return report
 
 
-def _write_description(ds: TravelingHeads) -> None:
+def open_scans(root: str | os.PathLike) -> TravelingHeads | SiteStudy:
+    """The folder's multi-site study (a ``study.yaml``) or traveling heads (a ``dataset.yaml``)."""
+    return load_study(root) if (Path(root) / STUDY_FILE).is_file() else load_dataset(root, check_data=False)
+
+
+def _write_description(ds: TravelingHeads | SiteStudy) -> None:
     path = feature_dir(ds.root) / "dataset_description.json"
     if path.exists():
         return
     write_derivative_description(path, name=f"SH features of {ds.spec.name}", description="mrharmony dmri prepare")
 
 
-def _prepare_scan(ds: TravelingHeads, scan: Scan, cfg: SHConfig, denoise: str = "none") -> None:
+def _prepare_scan(ds: TravelingHeads | SiteStudy, scan: Scan, cfg: SHConfig, denoise: str = "none") -> None:
     from mrharmony.dmri.features.denoise import denoise_dwi
 
     dwi, affine = scan.load_dwi()
