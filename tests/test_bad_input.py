@@ -360,7 +360,7 @@ def _case_structural_apply_out_is_a_file(tmp_path, prepared, model):
 def _case_structural_train_unseen_site(tmp_path, prepared, model):
     from mrharmony.simulate.structural import simulate_structural
 
-    data = simulate_structural(tmp_path / "st", preset="tiny", n_subjects=3, quiet=True)
+    data = simulate_structural(tmp_path / "st", preset="tiny", n_subjects=3, rescans=False, quiet=True)
     cfg = tmp_path / "hail.yaml"
     cfg.write_text(
         yaml.safe_dump(

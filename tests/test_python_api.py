@@ -27,7 +27,9 @@ SITE_SUBJECTS = ["sub-01", "sub-02", "sub-03", "sub-04"]  # the tiny structural 
 def sites(tmp_path_factory):
     from mrharmony.simulate.structural import simulate_structural
 
-    return simulate_structural(tmp_path_factory.mktemp("api-st") / "tiny", preset="tiny", seed=5, quiet=True)
+    return simulate_structural(
+        tmp_path_factory.mktemp("api-st") / "tiny", preset="tiny", seed=5, rescans=False, quiet=True
+    )
 
 
 def _noised_copy(src: Path, dst: Path, files) -> Path:

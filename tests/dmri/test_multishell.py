@@ -131,7 +131,7 @@ def test_evaluation_scores_kurtosis_and_each_shell(runs):
     from mrharmony.dmri.evaluate import evaluate
     from mrharmony.dmri.tables import markdown
 
-    ev = evaluate([str(r) for r in runs.values()], volume_voxels=800, max_patches=2000, quiet=True)
+    ev = evaluate([str(r) for r in runs.values()], volume_voxels=400, max_patches=500, quiet=True)
     assert "| mk mae | rish rel b1200 | rish rel b3000 | mk mae noiseless |" in markdown(ev)
     rows = {r["method"]: r for r in ev.volume_errors}
     assert {"rish", "diqt", "none", "rescan", "oracle"} <= set(rows)

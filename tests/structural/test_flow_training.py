@@ -19,7 +19,7 @@ from mrharmony.structural.training import train_structural
 def structural(tmp_path_factory):
     from mrharmony.simulate.structural import simulate_structural
 
-    return simulate_structural(tmp_path_factory.mktemp("st") / "tiny", preset="tiny", seed=6, quiet=True)
+    return simulate_structural(tmp_path_factory.mktemp("st") / "tiny", preset="tiny", seed=6, rescans=False, quiet=True)
 
 
 def _config(folder, dataset, model=None, **training):

@@ -147,7 +147,7 @@ def images(tmp_path_factory):
     from mrharmony.simulate.structural import simulate_structural
 
     root = simulate_structural(
-        tmp_path_factory.mktemp("contract") / "st", preset="tiny", seed=2, n_subjects=2, quiet=True
+        tmp_path_factory.mktemp("contract") / "st", preset="tiny", seed=2, n_subjects=2, rescans=False, quiet=True
     )
     read = lambda *p: read_structural_image(root.joinpath(*p))[0]  # noqa: E731
     return (

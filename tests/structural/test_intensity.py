@@ -18,7 +18,9 @@ def _run(method, img, m, tgt, tm):
 def pair(tmp_path_factory):
     from mrharmony.simulate.structural import simulate_structural
 
-    root = simulate_structural(tmp_path_factory.mktemp("int") / "st", preset="tiny", seed=2, n_subjects=2, quiet=True)
+    root = simulate_structural(
+        tmp_path_factory.mktemp("int") / "st", preset="tiny", seed=2, n_subjects=2, rescans=False, quiet=True
+    )
     load = lambda *p: nib.load(root.joinpath(*p)).get_fdata()  # noqa: E731
     mask = load("sub-01", "mask.nii.gz") > 0
     return (

@@ -73,7 +73,7 @@ def test_segmentation_names_the_tissues_by_the_modality_contrast(modality):
 def test_segmentation_finds_the_tissues_of_a_synthetic_t1(tmp_path):
     from mrharmony.simulate.structural import simulate_structural
 
-    root = simulate_structural(tmp_path / "st", preset="tiny", seed=1, n_subjects=1, quiet=True)
+    root = simulate_structural(tmp_path / "st", preset="tiny", seed=1, n_subjects=1, rescans=False, quiet=True)
     img = nib.load(root / "sub-01" / "siteA" / "T1w.nii.gz").get_fdata()
     mask = nib.load(root / "sub-01" / "mask.nii.gz").get_fdata() > 0
     tissue = nib.load(root / "truth" / "sub-01" / "tissue.nii.gz").get_fdata()
@@ -164,7 +164,7 @@ def test_structural_metrics_command(tmp_path, capsys):
     from mrharmony.structural.metrics import metrics_from_files
     from mrharmony.structural.registry import intensity_harmonizer
 
-    root = simulate_structural(tmp_path / "st", preset="tiny", seed=4, n_subjects=2, quiet=True)
+    root = simulate_structural(tmp_path / "st", preset="tiny", seed=4, n_subjects=2, rescans=False, quiet=True)
     inp, tgt = root / "sub-01" / "siteB" / "T1w.nii.gz", root / "sub-02" / "siteA" / "T1w.nii.gz"
     mask, tmask = root / "sub-01" / "mask.nii.gz", root / "sub-02" / "mask.nii.gz"
     img = nib.load(inp)

@@ -20,7 +20,7 @@ from mrharmony.structural.training import train_structural
 def structural(tmp_path_factory):
     from mrharmony.simulate.structural import simulate_structural
 
-    return simulate_structural(tmp_path_factory.mktemp("st") / "tiny", preset="tiny", seed=5, quiet=True)
+    return simulate_structural(tmp_path_factory.mktemp("st") / "tiny", preset="tiny", seed=5, rescans=False, quiet=True)
 
 
 def _config(folder, dataset, **training):
