@@ -274,12 +274,13 @@ def test_goal_ratios_of_the_dmri_summary_are_per_subject_ratios_of_the_chosen_ro
     assert goal_ratios(values, ["prisma_st"])["prisma_st"]["msp_vs_rivals"]["sh_noiseless"]["met"] is True
 
 
-def test_dmri_benchmark_summarizes_only_what_is_scored(tmp_path):
+@pytest.mark.parametrize("script", ["dmri.py", "dmri_multishell.py"])
+def test_dmri_benchmark_summarizes_only_what_is_scored(tmp_path, script):
     out = tmp_path / "bench"
     r = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "benchmarks" / "dmri.py"),
+            str(ROOT / "benchmarks" / script),
             "--budget",
             "smoke",
             "--out",
@@ -292,7 +293,8 @@ def test_dmri_benchmark_summarizes_only_what_is_scored(tmp_path):
         check=False,
     )
     assert (
-        r.returncode == 2 and r.stderr.strip() == f"dmri.py: error: {out} has no fold scored yet; nothing to summarize."
+        r.returncode == 2
+        and r.stderr.strip() == f"{script}: error: {out} has no fold scored yet; nothing to summarize."
     )
     assert not out.exists()
 
@@ -658,24 +660,3 @@ def test_the_primary_learned_row_is_the_candidate_of_lower_validation_loss(tmp_p
     assert primary_name("diqt_residual", H, chosen, CLAIMS) == CLAIMS.primary["learned"]
     assert primary_name("diqt_tuned_residual", H, chosen, CLAIMS) == "diqt_tuned_residual"
     assert primary_name("rish", H, chosen, CLAIMS) == "rish"
-
-
-def test_multishell_benchmark_summarizes_only_what_is_scored(tmp_path):
-    out = tmp_path / "bench"
-    r = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "dmri_multishell.py"),
-            "--budget",
-            "smoke",
-            "--out",
-            str(out),
-            "--summarize-only",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert r.returncode == 2
-    assert r.stderr.strip() == f"dmri_multishell.py: error: {out} has no fold scored yet; nothing to summarize."
