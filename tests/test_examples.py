@@ -13,7 +13,8 @@ IMAGE_METHODS = (
     "ihf_squeeze.yaml",
     "ihf_residual.yaml",
 )  # mrharmony structural train
-EXAMPLES = sorted(p for p in FOLDER.glob("*.yaml") if p.name not in IMAGE_METHODS)
+STUDY_METHODS = ("rish-study.yaml",)  # learned from a multi-site study's controls
+EXAMPLES = sorted(p for p in FOLDER.glob("*.yaml") if p.name not in IMAGE_METHODS + STUDY_METHODS)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
@@ -35,3 +36,11 @@ def test_image_method_example_configs_are_valid(name):
     if cfg.model.method == "ihf":  # the paper's flow, or the variant its file is named after
         assert cfg.model.row_name() == name.removesuffix(".yaml")
         assert cfg.model.flow == (name.removesuffix(".yaml").split("_")[1] if "_" in name else "hierarchy")
+
+
+@pytest.mark.parametrize("name", STUDY_METHODS)
+def test_study_example_configs_are_valid(name):
+    from mrharmony.dmri.study_fit import load_study_config
+
+    cfg = load_study_config(FOLDER / name)
+    assert cfg.data.study.endswith("/study") and cfg.model["method"] == name.split("-")[0]

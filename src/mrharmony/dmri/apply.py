@@ -383,7 +383,7 @@ def apply_model(
         card_sha = card_hash(card_of(getattr(h, "meta", None) or {}))
         for t, res in results.items():
             aff = finer_affine(img.affine, h.ratios[t])
-            base = f"{prefix}_space-{t.replace('_', '')}"
+            base = f"{prefix}_space-{''.join(ch for ch in t if ch.isalnum())}"  # a BIDS label: letters and digits
             side = {
                 "Method": h.name,
                 "TargetPlatform": t,

@@ -134,6 +134,28 @@ class DataConfig(StrictModel):
     )
 
 
+class StudyDataConfig(StrictModel):
+    """The ``data`` section of a run that learns from a multi-site study (:mod:`mrharmony.dmri.study_fit`).
+
+    Attributes
+    ----------
+    study : str
+        The prepared study folder (:mod:`mrharmony.data.study`; a path setting).
+    source, target : str
+        The site whose people are harmonized, and the site they are harmonized to.
+    controls : int, optional
+        The controls of each site the maps learn from: the first in ``participants.tsv`` (None: all).
+    denoise : {'none', 'mppca'}
+        Denoising of the source site's scans before their SH fit, in training and when the model is applied.
+    """
+
+    study: str = Field(json_schema_extra={"path": True})
+    source: str
+    target: str
+    controls: int | None = Field(default=16, ge=2)
+    denoise: Literal["none", "mppca"] = "none"
+
+
 #: data settings that choose validation patches only: runs that differ in them share their test split
 VALIDATION_KEYS = ("validation_fraction", "validation", "n_validation_subjects")
 #: data settings that leave the split alone (how features are scaled): runs that differ in them are compared
@@ -313,8 +335,9 @@ def absolute_paths(meta: dict, run_dir: str | os.PathLike, keys: tuple[str, ...]
     """
     base = Path(run_dir).resolve()
     meta = map_paths(meta, keys, lambda v: str((base / v).resolve()))
-    if "data" in meta:
-        meta["data"] = resolve_paths(meta["data"], DataConfig, base)
+    if "data" in meta:  # a run of traveling heads, or of a study's sites
+        kind = StudyDataConfig if "study" in meta["data"] else DataConfig
+        meta["data"] = resolve_paths(meta["data"], kind, base)
     return meta
 
 

@@ -448,7 +448,6 @@ def _template_space(h: VoxelwiseHarmonizer, ds, subjects: list[str], progress) -
     """Build the template of the subjects' input l=0 maps (inside their masks) as ``h.space``;
     each subject's warp template -> subject."""
     from mrharmony.dmri.features.prepare import load_features
-    from mrharmony.template import build_template
 
     images, affines, masks = [], [], []
     for s in subjects:
@@ -457,6 +456,14 @@ def _template_space(h: VoxelwiseHarmonizer, ds, subjects: list[str], progress) -
         affines.append(f.affine)
         masks.append(f.mask)
         del f
+    return build_space(h, images, affines, masks, progress)
+
+
+def build_space(h: VoxelwiseHarmonizer, images: list, affines: list, masks: list, progress) -> list:
+    """Build the template of l=0 maps (``images`` inside ``masks``, on the grids ``affines``) as
+    ``h.space`` (:mod:`mrharmony.template`); each image's warp template -> image."""
+    from mrharmony.template import build_template
+
     settings = space_settings(h.settings)
     t = build_template(
         images,
@@ -493,18 +500,31 @@ def learn_moment_maps(h: VoxelwiseHarmonizer, ds, subjects: list[str], progress)
             aff = scaled_affine(ft.affine, r)
             stat_t = h.space.to_reference(stat_t, aff, m)
             w = w_in & (h.space.to_reference(coarse_mask.astype(np.float32), aff, m) > 0.5)
-            acc = sums.setdefault(t, [0.0, 0.0, 0.0])
+            acc = sums.setdefault(t, [0.0, 0.0, 0.0, 0.0])
             acc[0] = acc[0] + stat_in[r] * w[..., None]
             acc[1] = acc[1] + stat_t * w[..., None]
             acc[2] = acc[2] + w.astype(np.float32)
+            acc[3] = acc[2]  # one subject counts on both sides
+    maps_from_sums(h, sums, len(subjects), len(subjects))
+
+
+def maps_from_sums(h: VoxelwiseHarmonizer, sums: dict, n_in: int, n_target: int) -> None:
+    """Set ``h``'s maps (and their brain-wide fallback) from the sums over subjects of its per-voxel
+    statistics in the common space: per target ``[sum of the input's statistics, sum of the target's,
+    input count, target count]`` (the counts per voxel, where each subject's brain covers it). A
+    voxel covered by at least half the subjects of each side is in the maps' support; the sums and
+    counts are smoothed (``smoothing_fwhm_mm``) before the means are taken."""
     sigma = h.settings["smoothing_fwhm_mm"] / 2.3548 / np.abs(np.diag(h.space.affine)[:3])
     fallback = {}
-    for t, (s_in, s_t, n) in sums.items():
-        support = n >= max(1, len(subjects) / 2)
-        n_s, si, st = (_smooth(v, sigma) for v in (n * support, s_in * support[..., None], s_t * support[..., None]))
-        ok = n_s > 1e-3
-        mean_in = np.where(ok[..., None], si / np.maximum(n_s, 1e-3)[..., None], 0.0)
-        mean_t = np.where(ok[..., None], st / np.maximum(n_s, 1e-3)[..., None], 0.0)
+    for t, (s_in, s_t, n_i, n_t) in sums.items():
+        support = (n_i >= max(1, n_in / 2)) & (n_t >= max(1, n_target / 2))
+        ni, nt, si, st = (
+            _smooth(v, sigma)
+            for v in (n_i * support, n_t * support, s_in * support[..., None], s_t * support[..., None])
+        )
+        ok = (ni > 1e-3) & (nt > 1e-3)
+        mean_in = np.where(ok[..., None], si / np.maximum(ni, 1e-3)[..., None], 0.0)
+        mean_t = np.where(ok[..., None], st / np.maximum(nt, 1e-3)[..., None], 0.0)
         maps = h.maps_from_means(mean_in, mean_t)
         # outside the maps' support: the same mapping from the brain-wide means
         fallback[t] = h.maps_from_means(mean_in[support].mean(0)[None], mean_t[support].mean(0)[None])[0]

@@ -472,6 +472,13 @@ def train(
     from mrharmony.dmri.statistical import StatisticalConfig
     from mrharmony.engine.loop import train as train_run
 
+    if config is not None and not resume and not isinstance(config, RunConfig):
+        from mrharmony.config import read_yaml
+        from mrharmony.dmri.study_fit import fit_study, is_study_config, load_study_config
+
+        raw = read_yaml(config)
+        if isinstance(raw, dict) and is_study_config(raw):  # a study's sites, not traveling heads
+            return fit_study(load_study_config(config), out, force=force, quiet=quiet)
     if config is not None and not resume:
         cfg = config if isinstance(config, RunConfig) else load_run_config(config)
         if isinstance(cfg.model, StatisticalConfig):

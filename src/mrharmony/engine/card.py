@@ -47,7 +47,7 @@ def make_card(
     method: str,
     variant: str,
     training_data: dict,
-    budget: dict,
+    budget: dict | None,
     seed: int | None,
     intended_use: str,
     limits: str,
@@ -66,7 +66,7 @@ def make_card(
         The dataset, its platforms or sites with their protocols (:func:`protocol`), the subjects
         it was fitted on and those held out.
     budget
-        The training settings.
+        The training settings (None for a method fitted in one pass, a statistical one).
     seed
         The seed of the training run (None where nothing is drawn).
     intended_use, limits

@@ -1,0 +1,108 @@
+"""RISH learned from a study's site cohorts (no traveling heads): trained from a study run config,
+applied to a person of the source site, its maps matching the sites' controls, keeping a change of
+the person, and refusing what it cannot learn from."""
+
+import numpy as np
+import pytest
+import yaml
+
+from mrharmony.cli import main
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    from mrharmony.dmri.features.prepare import prepare
+    from mrharmony.simulate.study import StudyDesign, simulate_study
+
+    # people under 40 do not age in the simulator: the sites differ by their scanners only
+    design = StudyDesign(sites=2, controls_per_site=3, patients_per_site=1, age_range=(25, 35))
+    root = simulate_study(tmp_path_factory.mktemp("study") / "s", preset="tiny", seed=2, design=design, quiet=True)
+    prepare(root, quiet=True)
+    return root
+
+
+def _config(folder, study, **data):
+    path = folder / "rish.yaml"
+    cfg = {
+        "data": {"study": str(study), "source": "site-01", "target": "site-02", "controls": 3, **data},
+        # the tiny block of every person lies in one MNI box: too small to register, and no need
+        "model": {"method": "rish", "registration": "none"},
+    }
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, study):
+    folder = tmp_path_factory.mktemp("run")
+    assert main(["dmri", "train", str(_config(folder, study)), "--out", str(folder / "rish"), "--quiet"]) == 0
+    return folder / "rish"
+
+
+def _order0(coeffs, mask):
+    return float((coeffs[mask][:, 0] ** 2).mean())
+
+
+def test_the_maps_bring_the_source_controls_to_the_target_controls(study, run):
+    from mrharmony.data.study import load_study
+    from mrharmony.dmri.apply import harmonize_arrays
+    from mrharmony.dmri.features.prepare import load_features
+    from mrharmony.dmri.loading import load_harmonizer
+
+    st = load_study(study)
+    h = load_harmonizer(run)
+    controls = {s: [p.subject for p in st.at(s) if p.group == "control"] for s in ("site-01", "site-02")}
+    targets = [load_features(st, s, "site-02", normalized=False) for s in controls["site-02"]]
+    target = np.mean([_order0(f.data, f.mask) for f in targets])
+    before, after = [], []
+    for s in controls["site-01"]:
+        scan = st.scan(s)
+        dwi, affine = scan.load_dwi()
+        bvals, bvecs = scan.gradients()
+        mask = scan.load_mask()
+        f = load_features(st, s, "site-01", normalized=False)
+        before.append(_order0(f.data, f.mask))
+        res = harmonize_arrays(h, dwi, bvals, bvecs, mask, affine)["site-02"]
+        after.append(_order0(res["sh"], res["mask"]))
+    assert abs(np.mean(after) / target - 1) < 0.03 < abs(np.mean(before) / target - 1)
+
+
+def test_a_person_of_the_source_site_is_harmonized_on_files_keeping_a_change(study, run, tmp_path):
+    from mrharmony.data.study import load_study
+    from mrharmony.dmri.changes import kept_changes
+    from mrharmony.dmri.loading import load_harmonizer
+
+    st = load_study(study)
+    patient = next(p for p in st.at("site-01") if p.group == "patient")
+    folder = study / patient.subject / "site-01"
+    args = ["--dwi", str(folder / "dwi.nii.gz"), "--bval", str(folder / "dwi.bval"), "--bvec", str(folder / "dwi.bvec")]
+    assert main(["dmri", "apply", str(run), *args, "--out", str(tmp_path / "h"), "--quiet"]) == 0
+    assert (tmp_path / "h" / "dwi_space-site02_model-tensor_param-md_dwimap.nii.gz").is_file()
+    h = load_harmonizer(run)
+    assert patient.subject not in h.meta["fit_subjects"] and len(h.meta["fit_subjects"]) == 6
+    scan = st.scan(patient.subject)
+    dwi, affine = scan.load_dwi()
+    bvals, bvecs = scan.gradients()
+    for kind, res in kept_changes(h, dwi, bvals, bvecs, scan.load_mask(), affine, "site-02", kinds=["md"]).items():
+        assert abs(res["kept"] - res["given"]) <= 0.10 * abs(res["given"]), (kind, res)
+
+
+@pytest.mark.parametrize(
+    ("data", "model", "message"),
+    [
+        ({"controls": 5}, None, "participants.tsv: lists 3 controls at site-01, fewer than the 5"),
+        ({"target": "site-01"}, None, "study.yaml: names site-01 as both source and target"),
+        ({"target": "site-09"}, None, "study.yaml: has no site 'site-09'"),
+        ({}, {"method": "diqt"}, "method 'diqt' learns from traveling heads"),
+    ],
+)
+def test_what_a_study_cannot_give_is_refused(study, tmp_path, capsys, data, model, message):
+    cfg = _config(tmp_path, study, **data)
+    if model:
+        raw = yaml.safe_load(cfg.read_text())
+        raw["model"] = model
+        cfg.write_text(yaml.safe_dump(raw))
+    capsys.readouterr()
+    assert main(["dmri", "train", str(cfg), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
