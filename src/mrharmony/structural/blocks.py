@@ -1,6 +1,6 @@
 """The building blocks that HAIL and IHF-Harmony share: convolutions of either dimensionality,
 masks brought to a feature grid, per-channel feature statistics inside a mask, and the style
-loss that compares those statistics.
+loss that compares those statistics; :class:`StyleConditioned`, the style code of IHF-Harmony's flows.
 
 Both methods work on 2D slices or 3D volumes (:func:`conv_class`), take the statistics of their
 features inside the brain (:func:`mask_at`, :func:`channel_stats`; over all the slices of one
@@ -87,3 +87,14 @@ def style_loss(
         idx = torch.topk(dm.detach(), k, dim=1, largest=False).indices
         loss = loss + dm.gather(1, idx).mean() + ds.gather(1, idx).mean()
     return loss
+
+
+class StyleConditioned(nn.Module):
+    """A network conditioned on a target's style code, which its encoder ``style`` (set by the
+    subclass) computes from target images: IHF-Harmony's flows."""
+
+    style: nn.Module
+
+    def style_code(self, target: torch.Tensor, mask: torch.Tensor | None = None, *, pool_batch: bool = False):
+        """The style code (N, style_dim) of ``target`` inside ``mask``; one (1, style_dim) with ``pool_batch``."""
+        return self.style(target, mask, pool_batch=pool_batch)

@@ -39,6 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mrharmony.structural.blocks import (
+    StyleConditioned,
     as_one_sample,
     channel_stats,
     conv_class,
@@ -152,7 +153,7 @@ class LiftBlock(nn.Module):
         return r
 
 
-class HierarchyFlow(nn.Module):
+class HierarchyFlow(StyleConditioned):
     """The paper's flow with its style encoder: ``forward(x, code)`` harmonizes a batch of
     images (N, 1, ...) to the style ``code`` (N or 1, style_dim)."""
 
@@ -170,9 +171,6 @@ class HierarchyFlow(nn.Module):
     def multiple(self) -> int:
         """Spatial sizes must be multiples of this (any size: there is no squeeze)."""
         return 1
-
-    def style_code(self, target: torch.Tensor, mask: torch.Tensor | None = None, *, pool_batch: bool = False):
-        return self.style(target, mask, pool_batch=pool_batch)
 
     def _padded(self, x: torch.Tensor) -> torch.Tensor:
         if not self.pad:

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mrharmony.structural.blocks import conv_class
+from mrharmony.structural.blocks import StyleConditioned, conv_class
 from mrharmony.structural.ihf.squeeze_flow import ArtefactEncoder
 
 #: the largest Lipschitz constant of each block's ``g``: the inverse's iterations shrink the error by it
@@ -109,7 +109,7 @@ class ResidualBlock(nn.Module):
         raise RuntimeError(f"the residual flow's inverse did not converge in {INVERSE_MAX_ITERATIONS} iterations")
 
 
-class ResidualIHF(nn.Module):
+class ResidualIHF(StyleConditioned):
     """The residual variant's whole network, the artefact encoder (``style``) and the blocks:
     ``forward(x, code)`` harmonizes ``x`` (N, 1, ...) to the style ``code`` of a target
     (:meth:`style_code`); :meth:`inverse` takes the harmonized image back to ``x``, at any size.
@@ -148,10 +148,6 @@ class ResidualIHF(nn.Module):
     def multiple(self) -> int:
         """Spatial sizes must be multiples of this (any size: there is no squeeze)."""
         return 1
-
-    def style_code(self, target: torch.Tensor, mask: torch.Tensor | None = None, *, pool_batch: bool = False):
-        """The style code (N, style_dim) of ``target`` inside ``mask``; one (1, style_dim) with ``pool_batch``."""
-        return self.style(target, mask, pool_batch=pool_batch)
 
     def forward(self, x: torch.Tensor, code: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """``valid`` is accepted for the harmonizer's common path and unused (no padding)."""

@@ -34,6 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mrharmony.structural.blocks import (
+    StyleConditioned,
     as_one_sample,
     channel_stats,
     conv_class,
@@ -218,7 +219,7 @@ class SqueezeFlow(nn.Module):
         return y
 
 
-class SqueezeIHF(nn.Module):
+class SqueezeIHF(StyleConditioned):
     """The squeeze variant's whole network, the artefact encoder (``style``) and the flow
     (``flow``): ``forward(x, code)`` harmonizes ``x`` to the style ``code`` of a target
     (:meth:`style_code`); :meth:`inverse` takes the harmonized image back to ``x``.
@@ -249,10 +250,6 @@ class SqueezeIHF(nn.Module):
     def multiple(self) -> int:
         """Spatial sizes must be multiples of this (the squeezes halve them)."""
         return self.flow.multiple
-
-    def style_code(self, target: torch.Tensor, mask: torch.Tensor | None = None, *, pool_batch: bool = False):
-        """The style code (N, style_dim) of ``target`` inside ``mask``; one (1, style_dim) with ``pool_batch``."""
-        return self.style(target, mask, pool_batch=pool_batch)
 
     def forward(self, x: torch.Tensor, code: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         return self.flow(x, code.expand(x.shape[0], -1), valid)
