@@ -211,7 +211,8 @@ def protocol_mismatches(h, zooms, bvals: np.ndarray, *, dwi, bval) -> list[tuple
         return []
     out = []
     chosen, extra = matched_shells(h, bvals, source=bval)
-    for have, want in zip(chosen, model_shells(h) or []):
+    known = model_shells(h) or []
+    for have, want in zip(chosen, known):
         if abs(have - want) > SHELL_TOLERANCE:
             out.append(
                 (
@@ -221,10 +222,10 @@ def protocol_mismatches(h, zooms, bvals: np.ndarray, *, dwi, bval) -> list[tuple
                 )
             )
     for b in extra:
-        known = ", ".join(f"{x:g}" for x in model_shells(h) or [])
+        listed = ", ".join(f"{x:g}" for x in known)
         out.append(
             (
-                f"has a b={b:g} s/mm^2 shell the model did not learn from (its shells: b={known} s/mm^2; "
+                f"has a b={b:g} s/mm^2 shell the model did not learn from (its shells: b={listed} s/mm^2; "
                 "harmonized anyway, that shell is left out)",
                 bval,
             )

@@ -873,6 +873,7 @@ def score_row(
         gradients = reference.scan(target)[1]
         mk_p = mk if raw is None else dki_from_sh(raw, *gradients, tf.sh, where)["mk"]
         shells = shells_of(gradients[0])[0]
+        scan = reference.features("scan", target)  # the RISH errors' scale, for every kind
         for kind, suffix in kinds:
             truth = reference.features(kind, target)
             row[f"mk_mae{suffix}"] = (
@@ -880,7 +881,6 @@ def score_row(
                 if mk_p is None
                 else float(np.abs(mk_p - reference.kurtosis(kind, target, where)["mk"])[where].mean())
             )
-            scan = reference.features("scan", target)
             for b, err in rish_errors(raw, truth, scan, mask, tf.sh.sh_order_max, shells).items():
                 row[f"rish_rel_b{b:g}{suffix}"] = err
     wm = reference.white_matter(target, where)

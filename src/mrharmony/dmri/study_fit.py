@@ -155,21 +155,31 @@ def learn_site_maps(h, study, data: StudyDataConfig, source_subjects: list[str],
     from mrharmony.dmri.features.prepare import load_features
     from mrharmony.dmri.statistical import CommonSpace, build_space, maps_from_sums, space_settings
 
-    groups = [(data.source, s, data.denoise) for s in source_subjects] + [
-        (data.target, s, "none") for s in target_subjects
-    ]
-    feats = [load_features(study, s, site, normalized=False, denoise=d) for site, s, d in groups]
-    images = [f.data[..., 0] * f.mask for f in feats]
+    groups = [(data.source, s, data.denoise) for s in source_subjects]
+    groups += [(data.target, s, "none") for s in target_subjects]
+
+    def features(i: int):
+        site, subject, denoise = groups[i]
+        return load_features(study, subject, site, normalized=False, denoise=denoise)
+
+    # the l=0 maps that place everyone in the space, then each person's statistics there: one
+    # person's features in memory at a time
+    images, affines, masks = [], [], []
+    for i in range(len(groups)):
+        f = features(i)
+        images.append(f.data[..., 0] * f.mask)
+        affines.append(f.affine)
+        masks.append(f.mask)
     if h.settings["registration"] == "syn":
-        warps = build_space(h, images, [f.affine for f in feats], [f.mask for f in feats], progress)
+        warps = build_space(h, images, affines, masks, progress)
     else:
-        h.space = CommonSpace(
-            image=images[0], mask=feats[0].mask.copy(), affine=feats[0].affine, **space_settings(h.settings)
-        )
-        warps = [h.space.transform(im, f.affine) for im, f in zip(images, feats)]
+        h.space = CommonSpace(image=images[0], mask=masks[0].copy(), affine=affines[0], **space_settings(h.settings))
+        warps = [h.space.transform(im, aff) for im, aff in zip(images, affines)]
+    del images
     n_src = len(source_subjects)
     acc = [0.0, 0.0, 0.0, 0.0]  # sums of the source's and the target's statistics, their counts
-    for i, (f, w) in enumerate(zip(feats, warps)):
+    for i, w in enumerate(warps):
+        f = features(i)
         stat = h.space.to_reference(h.statistics(f.data), f.affine, w)
         brain = h.space.to_reference(f.mask.astype(np.float32), f.affine, w) > 0.5
         side = 0 if i < n_src else 1

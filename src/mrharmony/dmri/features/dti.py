@@ -58,23 +58,28 @@ def dti_maps(signal: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, mask: np.
     return fa, md, dec
 
 
-def dti_from_sh(coeffs: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, sh: SHConfig | dict, mask: np.ndarray):
-    """FA, MD and DEC FA of the signal of SH coefficients on a gradient table's lowest shell.
-
-    The signal is made and fitted inside ``mask`` only (each voxel's fit is independent, so the
-    maps are those of a whole-volume fit, at the cost of the mask's voxels); 0 outside.
-    """
+def fit_in_mask(coeffs: np.ndarray, bvals, bvecs, sh: SHConfig | dict, mask: np.ndarray, maps) -> list[np.ndarray]:
+    """The maps ``maps(signal, bvals, bvecs, mask)`` gives (a sequence of arrays, each (X, Y, Z) or
+    (X, Y, Z, k)) of the signal of SH coefficients on a gradient table, made and fitted inside
+    ``mask`` only (each voxel's fit is independent, so the maps are those of a whole-volume fit, at
+    the cost of the mask's voxels); 0 outside."""
     m = np.asarray(mask, bool)
     shape = coeffs.shape[:3]
     if m.shape != shape:
         raise ValueError(f"mask of shape {m.shape} for coefficients of shape {shape}")
-    fa, md = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
-    dec = np.zeros((*shape, 3), np.float32)
-    if not m.any():
-        return fa, md, dec
     b, v, signal = signal_from_sh(np.asarray(coeffs)[m][:, None, None], np.asarray(bvals), np.asarray(bvecs), sh)
-    fa_v, md_v, dec_v = dti_maps(signal, b, v, np.ones(signal.shape[:3], bool))
-    fa[m], md[m], dec[m] = fa_v[:, 0, 0], md_v[:, 0, 0], dec_v[:, 0, 0]
+    out = []
+    for values in maps(signal, b, v, np.ones(signal.shape[:3], bool)):
+        full = np.zeros(shape + values.shape[3:], np.float32)
+        full[m] = values[:, 0, 0]
+        out.append(full)
+    return out
+
+
+def dti_from_sh(coeffs: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, sh: SHConfig | dict, mask: np.ndarray):
+    """FA, MD and DEC FA of the signal of SH coefficients on a gradient table's lowest shell, inside
+    ``mask`` (:func:`fit_in_mask`)."""
+    fa, md, dec = fit_in_mask(coeffs, bvals, bvecs, sh, mask, dti_maps)
     return fa, md, dec
 
 
@@ -114,12 +119,7 @@ def dki_maps(signal: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, mask: np.
 
 
 def dki_from_sh(coeffs: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, sh: SHConfig | dict, mask: np.ndarray):
-    """:func:`dki_maps` of the signal of SH coefficients on a gradient table's shells, inside ``mask``."""
-    m = np.asarray(mask, bool)
-    b, v, signal = signal_from_sh(np.asarray(coeffs)[m][:, None, None], np.asarray(bvals), np.asarray(bvecs), sh)
-    maps = dki_maps(signal, b, v, np.ones(signal.shape[:3], bool))
-    out = {}
-    for k, values in maps.items():
-        out[k] = np.zeros(m.shape, np.float32)
-        out[k][m] = values[:, 0, 0]
-    return out
+    """:func:`dki_maps` of the signal of SH coefficients on a gradient table's shells, inside ``mask``
+    (:func:`fit_in_mask`)."""
+    values = fit_in_mask(coeffs, bvals, bvecs, sh, mask, lambda *a: list(dki_maps(*a).values()))
+    return dict(zip(KURTOSIS_MAPS, values))
