@@ -106,3 +106,114 @@ def test_what_a_study_cannot_give_is_refused(study, tmp_path, capsys, data, mode
     assert main(["dmri", "train", str(cfg), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.combat
+def test_combat_offsets_read_at_the_persons_covariates_match_neuroharmonize():
+    """The plain-value model (offsets probed on an age grid, sex and group terms) gives what
+    neuroHarmonize's own model gives a person, for a straight age line exactly and for the age
+    spline to within its interpolation."""
+    pytest.importorskip("neuroHarmonize")
+    import pandas as pd
+    from neuroHarmonize import harmonizationApply, harmonizationLearn
+
+    from mrharmony.data.study import Participant
+    from mrharmony.dmri.combat import (
+        AGE_GRID,
+        CODED,
+        ComBatHarmonizer,
+        covariate_table,
+        learned_adjustment,
+    )
+
+    rng = np.random.default_rng(0)
+    n, v = 40, 6
+    people = [
+        Participant(f"sub-{i:02d}", "s", age=float(a), sex=str(x), group=str(g))
+        for i, (a, x, g) in enumerate(
+            zip(
+                rng.uniform(20, 80, n),
+                rng.choice(["F", "M"], n),
+                rng.choice(["control", "patient"], n),
+            )
+        )
+    ]
+    sites = ["input"] * (n // 2) + ["target"] * (n // 2)
+    age = np.array([p.age for p in people])
+    data = rng.normal(size=(n, v)) + 0.02 * (age[:, None] - 50) ** 2 / 50 + 0.5 * (np.array(sites) == "input")[:, None]
+    covariates = ["age", "sex", "group"]
+    for term in ("linear", "spline"):
+        knots = {"bounds": [age.min(), age.max()], "interior": np.quantile(age, (1 / 3, 2 / 3)).tolist()}
+        knots = knots if term == "spline" else None
+        table = covariate_table(people, covariates, sites, knots)
+        grid = np.linspace(age.min(), age.max(), AGE_GRID[term])
+        base = Participant("sub-x", "s", age=grid[0], sex="F", group="control")
+        probes = [base] + [Participant("sub-x", "s", age=a, sex="F", group="control") for a in grid[1:]]
+        probes += [
+            Participant("sub-x", "s", age=grid[0], **{**{"sex": "F", "group": "control"}, c: CODED[c]})
+            for c in ("sex", "group")
+        ]
+        probe_table = covariate_table(probes, covariates, ["input"] * len(probes), knots).drop(columns="SITE")
+        slope, offsets = learned_adjustment(data, table, probe_table)
+        h = ComBatHarmonizer(
+            targets=["t"],
+            ratios={"t": 1},
+            reference={},
+            settings={
+                "covariate_model": {
+                    "covariates": covariates,
+                    "age_term": term,
+                    "age_grid": grid.tolist(),
+                    "terms": ["sex", "group"],
+                }
+            },
+        )
+        h.maps = {"t": np.stack([slope, offsets[0]], -1).reshape(v, 1, 1, 2).astype(np.float32)}
+        h.covariate_maps = {"t": (offsets[1:] - offsets[0]).T.reshape(v, 1, 1, -1).astype(np.float32)}
+        person = Participant("sub-y", "s", age=57.3, sex="M", group="patient")
+        mine = h.for_person({"age": 57.3, "sex": "M", "group": "patient"}).maps["t"].reshape(v, 2)
+        with __import__("contextlib").redirect_stdout(__import__("io").StringIO()):
+            model, _ = harmonizationLearn(data, table, ref_batch="target", seed=0)
+            rows = pd.concat([covariate_table([person] * 2, covariates, ["input", "input"], knots), table.iloc[[-1]]])
+            theirs = harmonizationApply(np.stack([np.zeros(v), np.ones(v), data[-1]]), rows, model)
+        tol = 1e-6 if term == "linear" else 0.02
+        np.testing.assert_allclose(mine[:, 0], theirs[1] - theirs[0], atol=1e-6)
+        np.testing.assert_allclose(mine[:, 1], theirs[0], atol=tol * np.abs(theirs[0]).max())
+        # the person's covariates change the offset (a model that ignored them would pass the slope alone)
+        assert np.abs(h.maps["t"].reshape(v, 2)[:, 1] - theirs[0]).max() > 10 * tol * np.abs(theirs[0]).max()
+
+
+@pytest.mark.combat
+def test_combat_with_covariates_is_learned_from_a_study_and_applied_with_the_persons_covariates(study, tmp_path):
+    pytest.importorskip("neuroHarmonize")
+    from mrharmony.data.study import load_study
+
+    cfg = tmp_path / "combat.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"study": str(study), "source": "site-01", "target": "site-02", "people": "everyone"},
+                "model": {"method": "combat", "registration": "none", "covariates": ["age", "group"]},
+            }
+        )
+    )
+    run = tmp_path / "combat"
+    assert main(["dmri", "train", str(cfg), "--out", str(run), "--quiet"]) == 0
+    st = load_study(study)
+    patient = next(p for p in st.at("site-01") if p.group == "patient")
+    folder = study / patient.subject / "site-01"
+    args = ["--dwi", str(folder / "dwi.nii.gz"), "--bval", str(folder / "dwi.bval"), "--bvec", str(folder / "dwi.bvec")]
+    # the person's covariates are needed: refused without them, nothing written
+    assert main(["dmri", "apply", str(run), *args, "--out", str(tmp_path / "none"), "--quiet"]) == 2
+    assert not (tmp_path / "none").exists()
+    out = tmp_path / "h"
+    who = ["--age", str(patient.age), "--group", "patient"]
+    assert main(["dmri", "apply", str(run), *args, *who, "--out", str(out), "--quiet"]) == 0
+    side = __import__("json").loads((out / "dwi_space-site02_model-tensor_param-fa_dwimap.json").read_text())
+    assert side["Covariates"] == {"age": patient.age, "group": "patient"}
+    # fitted on the controls alone, the diagnosis is no covariate: refused naming participants.tsv
+    raw = yaml.safe_load(cfg.read_text())
+    raw["data"].update(people="controls", controls=3)
+    cfg.write_text(yaml.safe_dump(raw))
+    assert main(["dmri", "train", str(cfg), "--out", str(tmp_path / "c2"), "--quiet"]) == 2
+    assert not (tmp_path / "c2").exists()

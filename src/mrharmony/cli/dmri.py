@@ -175,7 +175,21 @@ def add_apply(sp) -> None:
     sp.add_argument("--target", action="append", help="target platform (repeatable; default: all the model predicts)")
     sp.add_argument("--prefix", help="start of the output file names, e.g. sub-01 (default: from the DWI file name)")
     add_protocol_flag(sp)
+    add_covariate_flags(sp)
     add_force(sp, "replace an existing output folder")
+
+
+def add_covariate_flags(sp) -> None:
+    g = sp.add_argument_group("the person's covariates (for a model that adjusts for them: ComBat fitted on a study)")
+    g.add_argument("--age", type=float, help="age in years")
+    g.add_argument("--sex", choices=["F", "M"])
+    g.add_argument("--group", choices=["control", "patient"])
+
+
+def covariates_of(args) -> dict | None:
+    """The person's covariates given on the command line (None: none given)."""
+    given = {c: getattr(args, c, None) for c in ("age", "sex", "group")}
+    return {c: v for c, v in given.items() if v is not None} or None
 
 
 def add_protocol_flag(sp) -> None:
@@ -201,6 +215,7 @@ def run_apply(args) -> int:
         prefix=args.prefix,
         force=args.force,
         allow_protocol_mismatch=args.allow_protocol_mismatch,
+        covariates=covariates_of(args),
     )
     say(args, f"harmonized outputs in {out}")
     return 0

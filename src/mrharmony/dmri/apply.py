@@ -52,6 +52,7 @@ def harmonize_arrays(
     *,
     targets: list[str] | None = None,
     source=None,
+    covariates: dict | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Steps 1-3 of the module docstring on arrays: SH fit, the method, the target's scale.
 
@@ -72,6 +73,9 @@ def harmonize_arrays(
         The target platforms (default: every target of the harmonizer).
     source
         The file named in errors.
+    covariates
+        The person's ``age``, ``sex`` and ``group``, for a model that adjusts for them (ComBat fitted
+        on a study with covariates; :meth:`~mrharmony.dmri.harmonizer.Harmonizer.for_person`).
 
     Returns
     -------
@@ -90,6 +94,7 @@ def harmonize_arrays(
     from mrharmony.dmri.features.prepare import ScanFeatures
     from mrharmony.dmri.features.sh import fit_sh
 
+    h = h.for_person(covariates, source=source)
     cfg = scan_sh(h, bvals, source=source)
     if h.denoise != "none":  # as the model's training denoised its input scans
         from mrharmony.dmri.features.denoise import denoise_dwi
@@ -284,6 +289,7 @@ def apply_model(
     force: bool = False,
     description: bool = True,
     allow_protocol_mismatch: bool = False,
+    covariates: dict | None = None,
 ) -> Path:
     """Harmonize one scan into a new output folder (``mrharmony dmri apply``; see the module docstring).
 
@@ -310,6 +316,9 @@ def apply_model(
     allow_protocol_mismatch
         Harmonize a scan whose protocol differs from the model's (the mismatch is recorded in
         every sidecar).
+    covariates
+        The person's ``age``, ``sex`` and ``group`` (None where unknown), for a model that adjusts for
+        them; recorded in every sidecar.
 
     Returns
     -------
@@ -334,7 +343,7 @@ def apply_model(
     from mrharmony.dmri.features.sh import SHConfig
     from mrharmony.dmri.loading import load_harmonizer
 
-    h = load_harmonizer(model)
+    h = load_harmonizer(model).for_person(covariates, source=model)
     targets = targets or h.targets
     unknown = [t for t in targets if t not in h.targets]
     if unknown:
@@ -393,6 +402,7 @@ def apply_model(
                 "SphericalHarmonics": h.reference["sh"],
                 "mrharmonyVersion": __version__,
                 **({"ProtocolMismatch": mismatches} if mismatches else {}),
+                **({"Covariates": h.person} if h.person else {}),
             }
             kurtosis: dict = res.get("kurtosis", {})
             of = "the harmonized signal"

@@ -12,6 +12,23 @@ FA and MD are those of a DTI fit (dipy) of the signal of each scan's SH coeffici
 target platform's gradient table, for the input as for the target scans (target maps averaged
 down to the input grid), so that both sites are measured alike.
 
+In a multi-site study (a run config whose data names a ``study``, :mod:`mrharmony.dmri.study_fit`)
+the sites' people differ, and ComBat is fitted with covariates, as practice fits it: ``age``,
+``sex`` and ``group`` (diagnosis, with ``people: everyone``; fitted on the controls alone, the
+diagnosis cannot be a covariate and need not be) from ``participants.tsv``, so that an age or
+disease difference between the sites is not taken for the scanner. ``age_term: spline`` models age
+by a cubic regression spline (:func:`age_basis`) instead of a straight line. It is not
+neuroHarmonize's GAM option (``smooth_terms``), which fits and tunes one penalized GAM per feature,
+a cost made for regional volumes rather than the voxels of a brain; the spline enters ComBat's linear model as covariates, as
+the GAM's basis does, without the penalty.
+
+With covariates ComBat's offset depends on the person: the adjustment of a voxel is
+``slope * value + offset(covariates)``, with the offset affine in the covariates (and in the spline
+basis of age). The model stores the offset at the first age of an age grid for a female control,
+and per voxel its change along the grid and for ``sex`` M and ``group`` patient (probed the same
+way); ``apply`` takes the person's covariates (``--age``, ``--sex``, ``--group``) and interpolates
+(:meth:`ComBatHarmonizer.for_person`).
+
 Learning needs neuroHarmonize (``pip install 'mrharmony[combat]'``; it pins numpy<2 and so lives
 in an extra). Without covariates (none are modelled here; the traveling heads make site the
 only difference between a subject's scans) ComBat's adjustment of a voxel is affine in its
@@ -31,10 +48,12 @@ MK) table of the evaluation and none in the patch table.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 from typing import Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from mrharmony.dmri.statistical import (
     CommonSpaceConfig,
@@ -55,8 +74,32 @@ def require_neuroharmonize() -> None:
         ) from None
 
 
+#: the covariates ComBat may adjust for in a study (columns of participants.tsv)
+COVARIATES = ("age", "sex", "group")
+#: how a probe of the model encodes each covariate that is not age (the other value: 0)
+CODED = {"sex": "M", "group": "patient"}
+#: points of the age grid on which the offset is probed, per age term
+AGE_GRID = {"linear": 2, "spline": 21}
+
+
 class ComBatConfig(CommonSpaceConfig):
     method: Literal["combat"]
+    covariates: list[Literal["age", "sex", "group"]] = Field(
+        default_factory=list,
+        description="what ComBat protects in a study (participants.tsv columns): age, sex, group (diagnosis; needs "
+        "data.people: everyone); a person harmonized with the model gives them to apply",
+    )
+    age_term: Literal["linear", "spline"] = Field(
+        default="linear", description="age as a straight line, or a cubic regression spline (two interior knots)"
+    )
+
+    @model_validator(mode="after")
+    def _covariates(self) -> ComBatConfig:
+        if len(set(self.covariates)) != len(self.covariates):
+            raise ValueError("a covariate is named twice")
+        if self.age_term == "spline" and "age" not in self.covariates:
+            raise ValueError("age_term: spline needs age among the covariates")
+        return self
 
     @classmethod
     def harmonizer(cls):
@@ -71,8 +114,87 @@ class ComBatHarmonizer(VoxelwiseHarmonizer):
     def check_requirements(cls) -> None:
         require_neuroharmonize()
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.covariate_maps: dict[str, np.ndarray] = {}
+
     def learn(self, ds, subjects: list[str], progress) -> None:
+        if self.settings.get("covariates"):
+            raise InputError(
+                "ComBat's covariates come from a study's participants.tsv (data.study); traveling heads "
+                "differ by site only.",
+                getattr(ds, "root", None),
+            )
         fit_combat(self, ds, subjects, progress)
+
+    def learn_study(self, study, data, source_subjects: list[str], target_subjects: list[str], progress) -> None:
+        fit_combat_study(self, study, data, source_subjects, target_subjects, progress)
+
+    @property
+    def covariates(self) -> list[str]:
+        """The covariates a person harmonized with the model must give (none without a study)."""
+        return list((self.settings.get("covariate_model") or {}).get("covariates", []))
+
+    def for_person(self, covariates: dict | None, *, source=None) -> ComBatHarmonizer:
+        """The model with the adjustment maps of a person with ``covariates`` (``age``, ``sex``,
+        ``group``; see the module docstring); itself for a model without covariates.
+
+        Raises
+        ------
+        InputError
+            A covariate the model needs that is not given or not valid, or (``age_term: spline``) an
+            age outside the ages the model was fitted on, naming ``source``.
+        """
+        if not self.covariates or (covariates is None and self.person is not None):
+            return self
+        from mrharmony.data.study import GROUPS, SEXES
+
+        given = covariates or {}
+        model = self.settings["covariate_model"]
+        for c in self.covariates:
+            if given.get(c) is None:
+                raise InputError(
+                    f"needs the person's {c}: the model adjusts for {', '.join(self.covariates)} (--{c}).", source
+                )
+        if "sex" in self.covariates and given["sex"] not in SEXES:
+            raise InputError(f"gives sex {given['sex']!r}; the model knows {' and '.join(SEXES)}.", source)
+        if "group" in self.covariates and given["group"] not in GROUPS:
+            raise InputError(f"gives group {given['group']!r}; the model knows {' and '.join(GROUPS)}.", source)
+        grid = np.asarray(model.get("age_grid") or [], float)
+        weights = []  # of the stored terms: the age grid's points after the first, then sex, group
+        if len(grid):
+            age = float(given["age"])
+            if model["age_term"] == "spline" and not grid[0] <= age <= grid[-1]:
+                raise InputError(
+                    f"gives age {age:g}, outside the ages {grid[0]:g} to {grid[-1]:g} the model's age spline was "
+                    "fitted on.",
+                    source,
+                )
+            j = int(np.clip(np.searchsorted(grid, age) - 1, 0, len(grid) - 2))
+            w = (age - grid[j]) / (grid[j + 1] - grid[j])  # beyond the grid: the end segment's line
+            along = np.zeros(len(grid))
+            along[j], along[j + 1] = 1 - w, w
+            weights += list(along[1:])
+        weights += [float(given[c] == CODED[c]) for c in model["terms"]]
+        person = copy.copy(self)
+        person.person = {c: given[c] for c in self.covariates}
+        person.maps = {}
+        for t, base in self.maps.items():
+            adjust = base.copy()
+            terms = self.covariate_maps[t].reshape(*base.shape[:-1], base.shape[-1] // 2, len(weights))
+            adjust[..., 1::2] += terms @ np.asarray(weights, np.float32)
+            person.maps[t] = adjust
+        return person
+
+    def _arrays(self):
+        arrays = super()._arrays()
+        for t, v in self.covariate_maps.items():
+            arrays[f"covariates-{t}"] = (v, self.space.affine)
+        return arrays
+
+    def _restore(self, arrays):
+        super()._restore(arrays)
+        self.covariate_maps = {t: arrays[f"covariates-{t}"][0] for t in self.targets if f"covariates-{t}" in arrays}
 
     def predict(self, scan, *, region=None):
         raise InputError("ComBat harmonizes FA and MD maps, not SH features; use its DTI maps (predict_dti).")
@@ -144,11 +266,42 @@ def _measures(sh, coeffs: np.ndarray, bvals, bvecs, mask: np.ndarray) -> np.ndar
     return np.stack(maps, -1)
 
 
-def fit_combat(h: ComBatHarmonizer, ds, subjects: list[str], progress) -> None:
-    """Learn ComBat's adjustment maps of FA and MD (and MK, :data:`MEASURES`) for each target from
-    the training subjects."""
+def learned_adjustment(data: np.ndarray, people, probes) -> tuple[np.ndarray, np.ndarray]:
+    """ComBat (neuroHarmonize) learned from ``data`` (people x features; the input site's people, then
+    the target's, the reference batch) with the table ``people`` (``SITE`` and the covariate
+    columns), read as plain values: the slope per feature, and the offset per feature for each row
+    of ``probes`` (covariate values of a person of the input site; its first row gives the slope)."""
     import pandas as pd
     from neuroHarmonize import harmonizationApply, harmonizationLearn
+
+    n = data.shape[1]
+    rows = pd.concat([probes, probes.iloc[:1]], ignore_index=True).assign(SITE="input")
+    # a target row rides along: neuroHarmonize needs the reference site among the rows it adjusts
+    rows = pd.concat([rows, people.iloc[[-1]]], ignore_index=True)[list(people.columns)]
+    values = np.concatenate([np.zeros((len(probes), n)), np.ones((1, n)), data[-1:]])
+    with contextlib.redirect_stdout(io.StringIO()):  # neuroHarmonize reports its steps on stdout
+        model, _ = harmonizationLearn(data, people, ref_batch="target", seed=0)
+        out = harmonizationApply(values, rows, model)
+    offsets = out[: len(probes)]
+    return out[len(probes)] - offsets[0], offsets
+
+
+def _support_maps(support: np.ndarray, k_maps: int, n_terms: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Adjustment maps that are the identity (slope 1, offset 0) and covariate maps of zeros."""
+    adjust = np.zeros((*support.shape, 2 * k_maps), np.float32)
+    adjust[..., 0::2] = 1.0
+    return adjust, np.zeros((*support.shape, k_maps * n_terms), np.float32)
+
+
+def _set_fallback(h: ComBatHarmonizer) -> None:
+    h.fallback = {t: np.tile(np.array([1.0, 0.0], np.float32), h.maps[t].shape[-1] // 2) for t in h.targets}
+    h.settings["fallback"] = {t: v.tolist() for t, v in h.fallback.items()}
+
+
+def fit_combat(h: ComBatHarmonizer, ds, subjects: list[str], progress) -> None:
+    """Learn ComBat's adjustment maps of FA and MD (and MK, :data:`MEASURES`) for each target from
+    the training subjects (traveling heads: site the only covariate)."""
+    import pandas as pd
 
     from mrharmony.dmri.features.prepare import load_features
     from mrharmony.registration import block_mean, scaled_affine
@@ -167,26 +320,135 @@ def fit_combat(h: ComBatHarmonizer, ds, subjects: list[str], progress) -> None:
             maps[t]["t"].append(h.space.to_reference(block_mean(theirs, r), aff, m))
             maps[t]["w"].append(w_in & tmask)
     n = len(subjects)
+    people = pd.DataFrame({"SITE": ["input"] * n + ["target"] * n})
     for t, d in maps.items():
         support = np.logical_and.reduce(d["w"]) & h.space.mask
         k_maps = d["in"][0].shape[-1]
-        adjust = np.zeros((*support.shape, 2 * k_maps), np.float32)
-        adjust[..., 0::2] = 1.0  # identity outside the support
-        covars = pd.DataFrame({"SITE": ["input"] * n + ["target"] * n})
+        adjust, _ = _support_maps(support, k_maps)
         for k in range(k_maps):  # FA, MD (, MK)
-            data = np.concatenate(
-                [np.stack([x[..., k][support] for x in d["in"]]), np.stack([x[..., k][support] for x in d["t"]])]
-            ).astype(np.float64)
-            with contextlib.redirect_stdout(io.StringIO()):  # neuroHarmonize reports its steps on stdout
-                model, _ = harmonizationLearn(data, covars, ref_batch="target", seed=0)
-                # a target row rides along: neuroHarmonize needs the reference site among the rows it adjusts
-                probe = harmonizationApply(
-                    np.stack([np.zeros(data.shape[1]), np.ones(data.shape[1]), data[-1]]),
-                    pd.DataFrame({"SITE": ["input", "input", "target"]}),
-                    model,
-                )
-            adjust[..., 2 * k][support] = probe[1] - probe[0]
-            adjust[..., 2 * k + 1][support] = probe[0]
+            data = np.concatenate([np.stack([x[..., k][support] for x in d[side]]) for side in ("in", "t")])
+            slope, offsets = learned_adjustment(data.astype(np.float64), people, people.iloc[:1].drop(columns="SITE"))
+            adjust[..., 2 * k][support] = slope
+            adjust[..., 2 * k + 1][support] = offsets[0]
         h.maps[t] = adjust
-    h.fallback = {t: np.tile(np.array([1.0, 0.0], np.float32), h.maps[t].shape[-1] // 2) for t in h.targets}
-    h.settings["fallback"] = {t: v.tolist() for t, v in h.fallback.items()}
+    _set_fallback(h)
+
+
+#: interior knots of the age spline, at these quantiles of the fitted people's ages
+SPLINE_QUANTILES = (1 / 3, 2 / 3)
+
+
+def age_basis(ages, knots: dict) -> np.ndarray:
+    """The cubic B-spline basis of ``ages`` on ``knots`` (``{"bounds": [low, high], "interior": [...]}``),
+    its first function left out (the basis sums to one, which the intercept already is): one column
+    per function after the first."""
+    from scipy.interpolate import BSpline
+
+    lo, hi = knots["bounds"]
+    t = np.r_[[lo] * 4, knots["interior"], [hi] * 4]
+    x = np.clip(np.asarray(ages, float), lo, hi)
+    return BSpline.design_matrix(x, t, 3).toarray()[:, 1:]
+
+
+def covariate_table(people: list, covariates: list[str], sites: list[str], knots: dict | None):
+    """The table ComBat fits (``SITE``: ``input`` or ``target``, then one column per covariate, age as
+    a line or its spline basis, sex and group coded 1 for :data:`CODED`) of people with covariates
+    (objects with ``age``, ``sex``, ``group``) at the given sites."""
+    import pandas as pd
+
+    table = {"SITE": sites}
+    for c in covariates:
+        if c == "age" and knots is not None:
+            for j, col in enumerate(age_basis([p.age for p in people], knots).T):
+                table[f"AGE_{j}"] = col
+        elif c == "age":
+            table["AGE"] = [float(p.age) for p in people]
+        else:
+            table[c.upper()] = [float(getattr(p, c) == CODED[c]) for p in people]
+    return pd.DataFrame(table)
+
+
+def fit_combat_study(
+    h: ComBatHarmonizer, study, data, source_subjects: list[str], target_subjects: list[str], progress
+):
+    """ComBat's adjustment maps (and covariate maps) of FA, MD (and MK) from two sites' people in their
+    common space, with the covariates of ``participants.tsv`` (see the module docstring).
+
+    Raises
+    ------
+    InputError
+        People without a covariate the model needs, a covariate that does not vary among them, or
+        fewer people than ComBat's model has columns, naming participants.tsv.
+    """
+    from types import SimpleNamespace
+
+    from mrharmony.data.study import PARTICIPANTS_FILE
+    from mrharmony.dmri.study_fit import people_in_space, site_groups
+
+    covariates = list(h.settings.get("covariates") or [])
+    subjects = source_subjects + target_subjects
+    study.require(tuple(covariates), subjects)
+    people = [study.participant(s) for s in subjects]
+    tsv = study.root / PARTICIPANTS_FILE
+    for c in covariates:
+        if len({getattr(p, c) for p in people}) < 2:
+            raise InputError(
+                f"gives every person ComBat learns from (data.people: {data.people}) the same {c}; it cannot be a "
+                "covariate.",
+                tsv,
+            )
+    ages = np.array([p.age for p in people], float) if "age" in covariates else None
+    knots = None
+    if ages is not None and h.settings.get("age_term") == "spline":
+        knots = {
+            "bounds": [float(ages.min()), float(ages.max())],
+            "interior": np.quantile(ages, SPLINE_QUANTILES).tolist(),
+        }
+    sites = ["input"] * len(source_subjects) + ["target"] * len(target_subjects)
+    table = covariate_table(people, covariates, sites, knots)
+    if len(people) <= table.shape[1] + 1:
+        raise InputError(
+            f"lists {len(people)} people at {data.source} and {data.target} for ComBat to learn from, too few for its "
+            f"{table.shape[1] + 1} columns (two sites and the covariates {', '.join(covariates) or 'none'}).",
+            tsv,
+        )
+    # the probes: the first age of the grid for a female control, then the grid's other ages, then
+    # the coded value of each other covariate
+    terms = [c for c in covariates if c != "age"]
+    grid = (
+        np.linspace(ages.min(), ages.max(), AGE_GRID[h.settings.get("age_term", "linear")]) if ages is not None else []
+    )
+    base = {"age": grid[0] if len(grid) else None, "sex": "F", "group": "control"}
+    probes = [base] + [{**base, "age": a} for a in grid[1:]] + [{**base, c: CODED[c]} for c in terms]
+    probe_table = covariate_table([SimpleNamespace(**p) for p in probes], covariates, ["input"] * len(probes), knots)
+    probe_table = probe_table.drop(columns="SITE")
+
+    bvals, bvecs = h.target_gradients(data.target)
+    sh = h.reference["sh"]
+    measures, support = [], None
+    for f, w, brain in people_in_space(h, study, site_groups(data, source_subjects, target_subjects), progress):
+        measures.append(h.space.to_reference(_measures(sh, f.data, bvals, bvecs, f.mask), f.affine, w))
+        support = brain if support is None else support & brain
+    support &= h.space.mask
+    k_maps = measures[0].shape[-1]
+    n_terms = len(probes) - 1
+    adjust, terms_maps = _support_maps(support, k_maps, n_terms)
+    for k in range(k_maps):
+        values = np.stack([x[..., k][support] for x in measures]).astype(np.float64)
+        slope, offsets = learned_adjustment(values, table, probe_table)
+        adjust[..., 2 * k][support] = slope
+        adjust[..., 2 * k + 1][support] = offsets[0]
+        for j in range(n_terms):
+            terms_maps[..., k * n_terms + j][support] = offsets[j + 1] - offsets[0]
+    t = data.target
+    h.maps[t] = adjust
+    if covariates:
+        h.covariate_maps[t] = terms_maps
+    h.settings["covariate_model"] = {
+        "covariates": covariates,
+        "age_term": h.settings.get("age_term", "linear"),
+        "age_grid": [float(a) for a in grid],
+        "terms": terms,
+        **({"age_knots": knots} if knots else {}),
+    }
+    _set_fallback(h)

@@ -145,6 +145,10 @@ class StudyDataConfig(StrictModel):
         The site whose people are harmonized, and the site they are harmonized to.
     controls : int, optional
         The controls of each site the maps learn from: the first in ``participants.tsv`` (None: all).
+    people : {'controls', 'everyone'}
+        Whom the maps learn from: the ``controls`` of each site, or everyone of the two sites
+        (patients included; for ComBat with ``group`` among its covariates, which protect the
+        diagnosis effect).
     denoise : {'none', 'mppca'}
         Denoising of the source site's scans before their SH fit, in training and when the model is applied.
     """
@@ -153,6 +157,7 @@ class StudyDataConfig(StrictModel):
     source: str
     target: str
     controls: int | None = Field(default=16, ge=2)
+    people: Literal["controls", "everyone"] = "controls"
     denoise: Literal["none", "mppca"] = "none"
 
 

@@ -62,6 +62,17 @@ class Harmonizer(ABC):
     #: whether ``predict`` gives SH features; False for methods that harmonize DTI maps only
     #: (ComBat), which provide :meth:`predict_dti` and have no row in the patch table
     predicts_sh: bool = True
+    #: the covariates of the person the model was made for (:meth:`for_person`); None: anyone's
+    person: dict | None = None
+
+    @property
+    def covariates(self) -> list[str]:
+        """The covariates (``age``, ``sex``, ``group``) a person harmonized with the model must give."""
+        return []
+
+    def for_person(self, covariates: dict | None, *, source=None) -> Harmonizer:
+        """The model for a person with these covariates: itself for a method that uses none."""
+        return self
 
     def __init__(self, *, targets: list[str], ratios: dict[str, int], reference: dict, name: str | None = None):
         self.targets = list(targets)

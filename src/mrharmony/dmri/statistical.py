@@ -290,6 +290,12 @@ class VoxelwiseHarmonizer(RawSpaceHarmonizer):
         self.learn(ds, subjects, progress)
         progress.close()
 
+    def learn_study(self, study, data, source_subjects: list[str], target_subjects: list[str], progress) -> None:
+        """Learn the maps from two sites' people of a multi-site study (:mod:`mrharmony.dmri.study_fit`)."""
+        from mrharmony.dmri.study_fit import learn_site_maps
+
+        learn_site_maps(self, study, data, source_subjects, target_subjects, progress)
+
     def learn(self, ds, subjects: list[str], progress) -> None:
         """Learn the maps from the training subjects in the common space."""
         learn_moment_maps(self, ds, subjects, progress)

@@ -11,10 +11,16 @@ A run config whose ``data`` section names a ``study`` (:class:`StudyDataConfig`,
   template, and per order the scale map sqrt(E_target / E_source), smoothed; applied to every person
   of the source site, patients included, as for traveling heads (:class:`~mrharmony.dmri.statistical.
   LinearRISH`).
+* ``combat`` (ComBat on FA and MD, and MK for two shells, through neuroHarmonize, with the
+  covariates of ``participants.tsv``: ``covariates: [age, sex]``, ``age_term: spline`` for a
+  non-linear age, ``group`` with ``people: everyone``; :mod:`mrharmony.dmri.combat`): fitted on the
+  two sites' people in their common space, the target site the reference; applying it needs the
+  person's covariates (``mrharmony dmri apply ... --age 63 --sex F``).
 
 ``controls`` sets how many controls of each site the maps learn from: the first in
-``participants.tsv`` (a study orders them as it matched them). The fitted model is a run directory
-like any other: ``mrharmony dmri apply`` harmonizes a scan of the source site with it.
+``participants.tsv`` (a study orders them as it matched them); ``people: everyone`` learns from
+every person of the two sites instead. The fitted model is a run directory like any other:
+``mrharmony dmri apply`` harmonizes a scan of the source site with it.
 
 Examples
 --------
@@ -43,7 +49,7 @@ from mrharmony.dmri.config import StudyDataConfig
 from mrharmony.errors import InputError
 
 #: the methods that learn from a study's site cohorts
-STUDY_METHODS = ("rish",)
+STUDY_METHODS = ("rish", "combat")
 #: the intended use of a harmonizer learned from a study (its model card's)
 STUDY_USE = (
     "harmonizing diffusion MRI of the source site's protocol to the target site's (SH coefficients, the signal on "
@@ -105,6 +111,19 @@ def site_controls(study, site: str, n: int | None, *, source=None) -> list[str]:
     return controls if n is None else controls[:n]
 
 
+def site_people(study, site: str, data: StudyDataConfig) -> list[str]:
+    """Whom a study's harmonizer learns from at a site (``data.people``): its first ``data.controls``
+    controls, or everyone (at least two)."""
+    from mrharmony.data.study import PARTICIPANTS_FILE
+
+    if data.people == "controls":
+        return site_controls(study, site, data.controls)
+    people = [p.subject for p in study.at(site)]
+    if len(people) < 2:
+        raise InputError(f"lists fewer than 2 people at {site}; site maps need more.", study.root / PARTICIPANTS_FILE)
+    return people
+
+
 def study_reference(study, data: StudyDataConfig, source_subjects: list[str], target_subjects: list[str]) -> dict:
     """What applying a study's harmonizer to a new scan needs (as
     :func:`~mrharmony.dmri.harmonizer.platform_reference` for traveling heads): the two sites' fixed
@@ -148,22 +167,19 @@ def study_reference(study, data: StudyDataConfig, source_subjects: list[str], ta
     }
 
 
-def learn_site_maps(h, study, data: StudyDataConfig, source_subjects: list[str], target_subjects: list[str], progress):
-    """The maps of a voxelwise harmonizer ``h`` from two sites' controls: a common space of both
-    (their template with ``registration: syn``, else the first source control's space), each site's
-    mean statistics in it, and the maps between the means (:func:`~mrharmony.dmri.statistical.maps_from_sums`)."""
+def people_in_space(h, study, groups: list[tuple[str, str, str]], progress):
+    """Bring a study's people into one common space and yield, per person of ``groups`` (site,
+    subject, denoising), its features (at their own scale), the warp space -> person and its brain in
+    the space. Sets ``h.space``: the people's template with ``registration: syn`` (dipy's SyN), else
+    the first person's space. One person's features are in memory at a time."""
     from mrharmony.dmri.features.prepare import load_features
-    from mrharmony.dmri.statistical import CommonSpace, build_space, maps_from_sums, space_settings
-
-    groups = [(data.source, s, data.denoise) for s in source_subjects]
-    groups += [(data.target, s, "none") for s in target_subjects]
+    from mrharmony.dmri.statistical import CommonSpace, build_space, space_settings
 
     def features(i: int):
         site, subject, denoise = groups[i]
         return load_features(study, subject, site, normalized=False, denoise=denoise)
 
-    # the l=0 maps that place everyone in the space, then each person's statistics there: one
-    # person's features in memory at a time
+    # the l=0 maps that place everyone in the space
     images, affines, masks = [], [], []
     for i in range(len(groups)):
         f = features(i)
@@ -176,16 +192,33 @@ def learn_site_maps(h, study, data: StudyDataConfig, source_subjects: list[str],
         h.space = CommonSpace(image=images[0], mask=masks[0].copy(), affine=affines[0], **space_settings(h.settings))
         warps = [h.space.transform(im, aff) for im, aff in zip(images, affines)]
     del images
-    n_src = len(source_subjects)
-    acc = [0.0, 0.0, 0.0, 0.0]  # sums of the source's and the target's statistics, their counts
     for i, w in enumerate(warps):
         f = features(i)
+        yield f, w, h.space.to_reference(f.mask.astype(np.float32), f.affine, w) > 0.5
+        progress.update(1)
+
+
+def site_groups(data: StudyDataConfig, source_subjects: list[str], target_subjects: list[str]) -> list[tuple]:
+    """(site, subject, denoising) of the people a study's harmonizer learns from, the source's first."""
+    return [(data.source, s, data.denoise) for s in source_subjects] + [
+        (data.target, s, "none") for s in target_subjects
+    ]
+
+
+def learn_site_maps(h, study, data: StudyDataConfig, source_subjects: list[str], target_subjects: list[str], progress):
+    """The maps of a voxelwise harmonizer ``h`` from two sites' people: each site's mean statistics
+    in their common space (:func:`people_in_space`) and the maps between the means
+    (:func:`~mrharmony.dmri.statistical.maps_from_sums`)."""
+    from mrharmony.dmri.statistical import maps_from_sums
+
+    n_src = len(source_subjects)
+    acc = [0.0, 0.0, 0.0, 0.0]  # sums of the source's and the target's statistics, their counts
+    groups = site_groups(data, source_subjects, target_subjects)
+    for i, (f, w, brain) in enumerate(people_in_space(h, study, groups, progress)):
         stat = h.space.to_reference(h.statistics(f.data), f.affine, w)
-        brain = h.space.to_reference(f.mask.astype(np.float32), f.affine, w) > 0.5
         side = 0 if i < n_src else 1
         acc[side] = acc[side] + stat * brain[..., None]
         acc[2 + side] = acc[2 + side] + brain.astype(np.float32)
-        progress.update(1)
     maps_from_sums(h, {data.target: acc}, n_src, len(target_subjects))
 
 
@@ -214,23 +247,24 @@ def fit_study(cfg: StudyRunConfig, out: str | os.PathLike, *, force: bool = Fals
     if data.source == data.target:
         raise InputError(f"names {data.source} as both source and target.", study.root / STUDY_FILE)
     model = model_config(cfg.model)
-    source_subjects = site_controls(study, data.source, data.controls)
-    target_subjects = site_controls(study, data.target, data.controls)
     cls = model.harmonizer()
+    cls.check_requirements()
+    source_subjects = site_people(study, data.source, data)
+    target_subjects = site_people(study, data.target, data)
     reference = study_reference(study, data, source_subjects, target_subjects)
     h = cls(targets=[data.target], ratios={data.target: 1}, reference=reference, settings=model.settings())
     steps = len(source_subjects) + len(target_subjects)
     if h.settings["registration"] == "syn":
         steps *= 2 + int(h.settings.get("template_rounds", 2))
     progress = Progress(total=steps, unit="steps", desc=f"fit {h.method} ({data.source} -> {data.target})", quiet=quiet)
-    learn_site_maps(h, study, data, source_subjects, target_subjects, progress)
+    h.learn_study(study, data, source_subjects, target_subjects, progress)
     progress.close()
     synthetic = bool(study.spec.generated_by)
     limits = [
-        f"learned from the controls of two sites of one study: scans of the source site's protocol ({data.source}) only; "
+        f"learned from the {data.people} of two sites of one study: scans of the source site's protocol ({data.source}) only; "
         "another protocol is refused by apply unless the mismatch is allowed and recorded",
-        "a site's controls stand in for its scanner: people who differ from them in age or disease beyond what the "
-        "maps smooth over are scaled as the controls were",
+        "a site's people stand in for its scanner: people who differ from them in age or disease beyond what the "
+        "maps (and covariates) model are adjusted as they were",
         "research use: not validated for clinical decisions",
     ]
     if synthetic:
