@@ -13,7 +13,7 @@ IMAGE_METHODS = (
     "ihf_squeeze.yaml",
     "ihf_residual.yaml",
 )  # mrharmony structural train
-STUDY_METHODS = ("rish-study.yaml",)  # learned from a multi-site study's controls
+STUDY_METHODS = ("rish-study.yaml", "combat-study.yaml")  # learned from a multi-site study
 EXAMPLES = sorted(p for p in FOLDER.glob("*.yaml") if p.name not in IMAGE_METHODS + STUDY_METHODS)
 
 
