@@ -13,8 +13,9 @@ IMAGE_METHODS = (
     "ihf_squeeze.yaml",
     "ihf_residual.yaml",
 )  # mrharmony structural train
-STUDY_METHODS = ("rish-study.yaml", "combat-study.yaml")  # learned from a multi-site study
-EXAMPLES = sorted(p for p in FOLDER.glob("*.yaml") if p.name not in IMAGE_METHODS + STUDY_METHODS)
+STUDY_METHODS = ("rish-study.yaml", "combat-study.yaml")  # fitted on a multi-site study
+UNPAIRED_METHODS = ("stylecode-study.yaml",)  # trained on a multi-site study
+EXAMPLES = sorted(p for p in FOLDER.glob("*.yaml") if p.name not in IMAGE_METHODS + STUDY_METHODS + UNPAIRED_METHODS)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
@@ -44,3 +45,11 @@ def test_study_example_configs_are_valid(name):
 
     cfg = load_study_config(FOLDER / name)
     assert cfg.data.study.endswith("/study") and cfg.model["method"] == name.split("-")[0]
+
+
+@pytest.mark.parametrize("name", UNPAIRED_METHODS)
+def test_unpaired_example_configs_are_valid(name):
+    from mrharmony.dmri.stylecode import load_stylecode_config
+
+    cfg = load_stylecode_config(FOLDER / name)
+    assert cfg.data.study.endswith("/study") and cfg.model.method == name.split("-")[0]

@@ -176,6 +176,12 @@ def add_apply(sp) -> None:
     sp.add_argument("--prefix", help="start of the output file names, e.g. sub-01 (default: from the DWI file name)")
     add_protocol_flag(sp)
     add_covariate_flags(sp)
+    g = sp.add_argument_group("target scans (for a model that reads the target scanner from scans: stylecode)")
+    g.add_argument("--target-dwi", action="append", help="a DWI series of the target scanner, any person (repeatable)")
+    g.add_argument("--target-bval", action="append", help="its b-values (one per --target-dwi)")
+    g.add_argument("--target-bvec", action="append", help="its gradient directions (one per --target-dwi)")
+    g.add_argument("--target-mask", action="append", help="its brain mask (optional; one per --target-dwi)")
+    g.add_argument("--target-name", default="target", help="the target's name in the outputs (default: target)")
     add_force(sp, "replace an existing output folder")
 
 
@@ -201,6 +207,25 @@ def add_protocol_flag(sp) -> None:
     )
 
 
+def target_scans_of(args) -> list[dict] | None:
+    """The target scans given on the command line (None: none)."""
+    dwis = args.target_dwi or []
+    if not dwis:
+        if args.target_bval or args.target_bvec or args.target_mask:
+            raise usage_error("--target-bval, --target-bvec and --target-mask go with --target-dwi")
+        return None
+    for flag in ("target_bval", "target_bvec"):
+        if len(getattr(args, flag) or []) != len(dwis):
+            raise usage_error(f"give one --{flag.replace('_', '-')} per --target-dwi")
+    masks = args.target_mask or []
+    if masks and len(masks) != len(dwis):
+        raise usage_error("give one --target-mask per --target-dwi, or none")
+    return [
+        {"dwi": d, "bval": b, "bvec": v, "mask": masks[i] if masks else None}
+        for i, (d, b, v) in enumerate(zip(dwis, args.target_bval, args.target_bvec))
+    ]
+
+
 def run_apply(args) -> int:
     from mrharmony.dmri.apply import apply_model
 
@@ -216,6 +241,8 @@ def run_apply(args) -> int:
         force=args.force,
         allow_protocol_mismatch=args.allow_protocol_mismatch,
         covariates=covariates_of(args),
+        target_scans=target_scans_of(args),
+        target_name=args.target_name,
     )
     say(args, f"harmonized outputs in {out}")
     return 0

@@ -236,13 +236,14 @@ def protocol_mismatches(h, zooms, bvals: np.ndarray, *, dwi, bval) -> list[tuple
             )
         )
     zooms = np.asarray(zooms[:3], float)
-    want_voxel = np.asarray(proto["voxel_size"], float)
-    if np.any(np.abs(zooms - want_voxel) > VOXEL_TOLERANCE * want_voxel):
+    # one voxel size, or (a model of several sites) any of several
+    sizes = [np.asarray(v, float) for v in proto.get("voxel_sizes") or [proto["voxel_size"]]]
+    if all(np.any(np.abs(zooms - v) > VOXEL_TOLERANCE * v) for v in sizes):
+        listed = " or ".join(" x ".join(f"{z:g}" for z in v) for v in sizes)
         out.append(
             (
                 f"has {' x '.join(f'{z:g}' for z in zooms)} mm voxels, but the model learned from "
-                f"{' x '.join(f'{z:g}' for z in want_voxel)} mm scans ({proto['platform']}; tolerance "
-                f"{VOXEL_TOLERANCE:.0%})",
+                f"{listed} mm scans ({proto['platform']}; tolerance {VOXEL_TOLERANCE:.0%})",
                 dwi,
             )
         )
@@ -290,6 +291,8 @@ def apply_model(
     description: bool = True,
     allow_protocol_mismatch: bool = False,
     covariates: dict | None = None,
+    target_scans: list[dict] | None = None,
+    target_name: str = "target",
 ) -> Path:
     """Harmonize one scan into a new output folder (``mrharmony dmri apply``; see the module docstring).
 
@@ -319,6 +322,10 @@ def apply_model(
     covariates
         The person's ``age``, ``sex`` and ``group`` (None where unknown), for a model that adjusts for
         them; recorded in every sidecar.
+    target_scans
+        For a model that harmonizes to the scanner of given scans (``stylecode``): one or more scans
+        of the target scanner, of any person (``dwi``, ``bval``, ``bvec`` and optionally ``mask``
+        files each); the outputs are named after ``target_name``.
 
     Returns
     -------
@@ -344,6 +351,18 @@ def apply_model(
     from mrharmony.dmri.loading import load_harmonizer
 
     h = load_harmonizer(model).for_person(covariates, source=model)
+    if target_scans:
+        if not hasattr(h, "with_target_scans"):
+            raise InputError(
+                f"is a {h.method} model, which harmonizes to the platforms it learned ({', '.join(h.targets)}); target "
+                "scans are for models that read a scanner from them (stylecode).",
+                model,
+            )
+        if target_name in h.targets:
+            raise InputError(f"names a training site of the model ({target_name}); give the target scans another name.")
+        feats, grads = target_features(h, target_scans)
+        h = h.with_target_scans(target_name, feats, grads)
+        targets = [target_name]
     targets = targets or h.targets
     unknown = [t for t in targets if t not in h.targets]
     if unknown:
@@ -403,6 +422,7 @@ def apply_model(
                 "mrharmonyVersion": __version__,
                 **({"ProtocolMismatch": mismatches} if mismatches else {}),
                 **({"Covariates": h.person} if h.person else {}),
+                **({"TargetScans": [str(Path(f["dwi"]).resolve()) for f in target_scans]} if target_scans else {}),
             }
             kurtosis: dict = res.get("kurtosis", {})
             of = "the harmonized signal"
@@ -436,3 +456,57 @@ def _write_signal(tmp: Path, base: str, res: dict, side: dict, gradients, cfg, a
     write_json(tmp / f"{base}_desc-harmonized_dwi.json", {**side, "Description": "b0-normalized signal"})
     kurtosis = dki_maps(signal, tb, tv, res["mask"]) if has_kurtosis(tb) else {}
     return (*dti_maps(signal, tb, tv, res["mask"]), kurtosis)
+
+
+def target_features(h, scans: list[dict], *, source=None):
+    """The SH features of target scans (``dwi``, ``bval``, ``bvec`` and optional ``mask`` files
+    each) on the model's shells, and the first one's gradient table.
+
+    Raises
+    ------
+    InputError
+        A file that cannot be read, a series that is not 4D, a mask of another grid, or a target scan
+        whose shells are not the model's (within tolerance): one sentence naming the file.
+    """
+    from mrharmony.data.dataset import automatic_mask
+    from mrharmony.data.gradients import SHELL_TOLERANCE
+    from mrharmony.dmri.features.normalization import ChannelStats
+    from mrharmony.dmri.features.prepare import ScanFeatures
+    from mrharmony.dmri.features.sh import fit_sh
+
+    feats, gradients = [], None
+    for files in scans:
+        img = read_image(files["dwi"])
+        if len(img.shape) != 4:
+            raise InputError(f"is {len(img.shape)}D; a target DWI series must be 4D.", files["dwi"])
+        bvals, bvecs = read_gradients(files["bval"], files["bvec"], n_volumes=int(img.shape[3]))
+        chosen, extra = matched_shells(h, bvals, source=files["bval"])
+        for have, want in zip(chosen, model_shells(h) or []):
+            if abs(have - want) > SHELL_TOLERANCE or extra:
+                raise InputError(
+                    f"has shells at b={', '.join(f'{b:g}' for b in sorted(chosen + extra))} s/mm^2; the model learned "
+                    f"from b={', '.join(f'{b:g}' for b in model_shells(h) or [])} s/mm^2 scans.",
+                    files["bval"],
+                )
+        data = read_float32(img, files["dwi"])
+        if files.get("mask"):
+            mimg = read_image(files["mask"])
+            if tuple(mimg.shape[:3]) != tuple(img.shape[:3]):
+                raise InputError(f"has shape {tuple(mimg.shape)}; its DWI has {tuple(img.shape[:3])}.", files["mask"])
+            mask = np.asanyarray(mimg.dataobj) > 0
+        else:
+            mask = automatic_mask(data, bvals)
+        cfg = scan_sh(h, bvals, source=files["bval"])
+        coeffs = fit_sh(data, bvals, bvecs, mask, cfg, source=files["bval"])
+        feats.append(
+            ScanFeatures(
+                data=coeffs,
+                mask=mask,
+                affine=img.affine,
+                stats=ChannelStats.fit(coeffs, mask),
+                sh=cfg,
+                normalized=False,
+            )
+        )
+        gradients = gradients or (bvals, bvecs)
+    return feats, gradients

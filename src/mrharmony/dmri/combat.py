@@ -383,7 +383,7 @@ def fit_combat_study(
     from types import SimpleNamespace
 
     from mrharmony.data.study import PARTICIPANTS_FILE
-    from mrharmony.dmri.study_fit import people_in_space, site_groups
+    from mrharmony.dmri.statistical import people_in_space, site_groups
 
     covariates = list(h.settings.get("covariates") or [])
     subjects = source_subjects + target_subjects

@@ -42,6 +42,11 @@ def load_harmonizer(path: str | os.PathLike) -> Harmonizer:
     if not path.exists():
         raise InputError("does not exist.", path)
     if (path / "model.pt").is_file() or path.suffix == ".pt":
+        from mrharmony.dmri.stylecode import METHOD, StyleCodeHarmonizer
+        from mrharmony.engine.checkpoint import model_file, read_checkpoint
+
+        if read_checkpoint(model_file(path)).get("meta", {}).get("model", {}).get("method") == METHOD:
+            return StyleCodeHarmonizer.load(path)
         return DeepHarmonizer.load(path)
     if (path / "harmonizer.json").is_file():
         import json

@@ -10,7 +10,8 @@ REGISTRY : mrharmony.engine.registry.Registry
     The wing's methods in table order: the networks of the MSP paper (kind ``network``: ``diqt``,
     ``cnn_rish``, ``shresnet``, ``cpm``, ``hned``, ``msp``) and the statistical methods used in
     practice (kind ``statistical``: ``none``, ``meanvar_global``, ``meanvar_voxel``, ``rish``,
-    ``combat``).
+    ``combat``), and the methods that learn from a study's sites without traveling heads (kind
+    ``unpaired``: ``stylecode``).
 
 Examples
 --------
@@ -26,6 +27,7 @@ from mrharmony.dmri.networks.msp import MSPConfig
 from mrharmony.dmri.networks.mtl import CPMConfig, HNEDConfig
 from mrharmony.dmri.networks.single import CNNRISHConfig, DIQTConfig, SHResNetConfig
 from mrharmony.dmri.statistical import MeanVarGlobalConfig, MeanVarVoxelConfig, NoneConfig, RISHConfig
+from mrharmony.dmri.stylecode import StyleCodeModel
 from mrharmony.engine.registry import Method, Registry
 
 REGISTRY = Registry(
@@ -68,5 +70,12 @@ REGISTRY = Registry(
             "rish", "statistical", RISHConfig, "linear RISH: per SH order, scale maps of the rotation-invariant energy"
         ),
         Method("combat", "statistical", ComBatConfig, "ComBat on FA and MD maps (neuroHarmonize)", extra="combat"),
+        # learned from a study's sites (no traveling heads), to the scanner of given target scans
+        Method(
+            "stylecode",
+            "unpaired",
+            StyleCodeModel,
+            "a scanner code from target scans and a generator conditioned on it, learned from unpaired sites",
+        ),
     ),
 )

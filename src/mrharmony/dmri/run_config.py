@@ -15,8 +15,9 @@ from mrharmony.config import StrictModel, model_from_dict, read_run_yaml, resolv
 from mrharmony.dmri.config import PRESETS, DataConfig, TrainingConfig
 from mrharmony.dmri.registry import REGISTRY
 
-_MODELS = REGISTRY.config_models()
-#: the ``model`` section: the config model of one of the registry's dMRI methods
+_MODELS = REGISTRY.config_models(("network", "statistical"))
+#: the ``model`` section: the config model of one of the registry's dMRI methods that learn from
+#: traveling heads (``unpaired`` methods learn from a study's sites: :mod:`mrharmony.dmri.stylecode`)
 ModelConfig = Annotated[Union[tuple(_MODELS)], Field(discriminator="method")]  # noqa: UP007 (a union built at run time)
 _MODEL_ADAPTER = TypeAdapter(ModelConfig)
 _KEYS = {m.model_fields["method"].annotation.__args__[0]: set(m.model_fields) for m in _MODELS}

@@ -292,8 +292,6 @@ class VoxelwiseHarmonizer(RawSpaceHarmonizer):
 
     def learn_study(self, study, data, source_subjects: list[str], target_subjects: list[str], progress) -> None:
         """Learn the maps from two sites' people of a multi-site study (:mod:`mrharmony.dmri.study_fit`)."""
-        from mrharmony.dmri.study_fit import learn_site_maps
-
         learn_site_maps(self, study, data, source_subjects, target_subjects, progress)
 
     def learn(self, ds, subjects: list[str], progress) -> None:
@@ -538,6 +536,58 @@ def maps_from_sums(h: VoxelwiseHarmonizer, sums: dict, n_in: int, n_target: int)
         h.maps[t] = maps
     h.fallback = fallback
     h.settings["fallback"] = {t: v.tolist() for t, v in fallback.items()}
+
+
+def people_in_space(h, study, groups: list[tuple[str, str, str]], progress):
+    """Bring a study's people into one common space and yield, per person of ``groups`` (site,
+    subject, denoising), its features (at their own scale), the warp space -> person and its brain in
+    the space. Sets ``h.space``: the people's template with ``registration: syn`` (dipy's SyN), else
+    the first person's space. One person's features are in memory at a time."""
+    from mrharmony.dmri.features.prepare import load_features
+
+    def features(i: int):
+        site, subject, denoise = groups[i]
+        return load_features(study, subject, site, normalized=False, denoise=denoise)
+
+    # the l=0 maps that place everyone in the space
+    images, affines, masks = [], [], []
+    for i in range(len(groups)):
+        f = features(i)
+        images.append(f.data[..., 0] * f.mask)
+        affines.append(f.affine)
+        masks.append(f.mask)
+    if h.settings["registration"] == "syn":
+        warps = build_space(h, images, affines, masks, progress)
+    else:
+        h.space = CommonSpace(image=images[0], mask=masks[0].copy(), affine=affines[0], **space_settings(h.settings))
+        warps = [h.space.transform(im, aff) for im, aff in zip(images, affines)]
+    del images
+    for i, w in enumerate(warps):
+        f = features(i)
+        yield f, w, h.space.to_reference(f.mask.astype(np.float32), f.affine, w) > 0.5
+        progress.update(1)
+
+
+def site_groups(data, source_subjects: list[str], target_subjects: list[str]) -> list[tuple]:
+    """(site, subject, denoising) of the people a study's harmonizer learns from, the source's first."""
+    return [(data.source, s, data.denoise) for s in source_subjects] + [
+        (data.target, s, "none") for s in target_subjects
+    ]
+
+
+def learn_site_maps(h, study, data, source_subjects: list[str], target_subjects: list[str], progress):
+    """The maps of a voxelwise harmonizer ``h`` from two sites' people: each site's mean statistics
+    in their common space (:func:`people_in_space`) and the maps between the means
+    (:func:`~mrharmony.dmri.statistical.maps_from_sums`)."""
+    n_src = len(source_subjects)
+    acc = [0.0, 0.0, 0.0, 0.0]  # sums of the source's and the target's statistics, their counts
+    groups = site_groups(data, source_subjects, target_subjects)
+    for i, (f, w, brain) in enumerate(people_in_space(h, study, groups, progress)):
+        stat = h.space.to_reference(h.statistics(f.data), f.affine, w)
+        side = 0 if i < n_src else 1
+        acc[side] = acc[side] + stat * brain[..., None]
+        acc[2 + side] = acc[2 + side] + brain.astype(np.float32)
+    maps_from_sums(h, {data.target: acc}, n_src, len(target_subjects))
 
 
 def _smooth(v: np.ndarray, sigma) -> np.ndarray:

@@ -469,15 +469,33 @@ def train(
 ) -> Path:
     """Train the network of ``config`` into the run directory ``out``, or fit its statistical
     method (see the module docstring and :func:`mrharmony.engine.loop.train` for the arguments)."""
+    from mrharmony.config import read_yaml
     from mrharmony.dmri.statistical import StatisticalConfig
+    from mrharmony.dmri.stylecode import StyleCodeFamily, StyleCodeRunConfig, is_stylecode_config
     from mrharmony.engine.loop import train as train_run
 
-    if config is not None and not resume and not isinstance(config, RunConfig):
-        from mrharmony.config import read_yaml
+    recorded = Path(out) / "config.yaml"
+    if isinstance(config, StyleCodeRunConfig) or (
+        resume and config is None and recorded.is_file() and is_stylecode_config(read_yaml(recorded))
+    ):
+        return train_run(
+            StyleCodeFamily(), config, out, resume=resume, force=force, quiet=quiet, stop_after_epochs=stop_after_epochs
+        )
+    if config is not None and not isinstance(config, RunConfig):
         from mrharmony.dmri.study_fit import fit_study, is_study_config, load_study_config
 
         raw = read_yaml(config)
-        if isinstance(raw, dict) and is_study_config(raw):  # a study's sites, not traveling heads
+        if is_stylecode_config(raw):  # learned from a study's sites, one epoch after another
+            return train_run(
+                StyleCodeFamily(),
+                config,
+                out,
+                resume=resume,
+                force=force,
+                quiet=quiet,
+                stop_after_epochs=stop_after_epochs,
+            )
+        if isinstance(raw, dict) and is_study_config(raw) and not resume:  # a study's sites, fitted in one pass
             return fit_study(load_study_config(config), out, force=force, quiet=quiet)
     if config is not None and not resume:
         cfg = config if isinstance(config, RunConfig) else load_run_config(config)
