@@ -93,6 +93,13 @@ class PlatformDistribution(StrictModel):
     bvalues: list[float] = Field(min_length=2)
     reference: dict
     draws: dict[str, Draw]
+    min_snr: float | None = Field(
+        default=None,
+        gt=0,
+        description="the b=0 SNR each site designs its protocol for: a drawn platform below it repeats its "
+        "acquisition (n_averages, at most max_averages) until it reaches it",
+    )
+    max_averages: int = Field(default=16, ge=1)
 
     @model_validator(mode="after")
     def _known(self) -> PlatformDistribution:
@@ -124,6 +131,10 @@ class PlatformDistribution(StrictModel):
             p["psf_fwhm_mm"] = round(voxel * p.pop("psf_fwhm_voxels", 1.1), 3)
             for key in ints & set(p):
                 p[key] = int(round(p[key]))
+            snr = with_snr(self.snr_reference, p)["snr"]
+            if self.min_snr is not None and snr < self.min_snr:  # averages, as a protocol would add them
+                need = int(np.ceil((self.min_snr / snr) ** 2 * p.get("n_averages", 1) - 1e-9))
+                p["n_averages"] = min(self.max_averages, need)
             out.append(SimPlatform(**with_snr(self.snr_reference, p)))
         return out
 
