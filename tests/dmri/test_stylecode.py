@@ -211,6 +211,13 @@ def test_training_resumes_to_the_weights_of_an_uninterrupted_run(study, run, tmp
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_the_report_says_what_a_run_learned_from_a_study(run, tmp_path):
+    assert main(["report", str(run), "--out", str(tmp_path / "r.html"), "--quiet"]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "learned from a study's sites" in page and "the scanner of given target scans" in page
+    assert "site-01, site-02, site-03" in page and "<img" in page  # the sites and the phases' curves
+
+
 def test_bad_input_is_refused_in_one_sentence(study, run, tmp_path, capsys):
     dwi, bvals, bvecs, mask, affine = _scan(study, "sub-001")
     d, b, v = _files(tmp_path, "input", dwi, bvals, bvecs, affine)

@@ -68,3 +68,10 @@ def load_harmonizer(path: str | os.PathLike) -> Harmonizer:
             "is a run that has not finished (no model.pt); resume it with 'mrharmony dmri train --resume'.", path
         )
     raise InputError("is not a saved mrharmony model (no model.pt).", path)
+
+
+def learned_from_study(h: Harmonizer) -> bool:
+    """Whether a harmonizer learned from a multi-site study's sites (no traveling heads): a study fit
+    (RISH, ComBat) or ``stylecode``."""
+    meta = getattr(h, "meta", None) or {}
+    return h.method == "stylecode" or bool((meta.get("data") or {}).get("study"))

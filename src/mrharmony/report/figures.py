@@ -1,6 +1,7 @@
 """Figures of the report, drawn with matplotlib (Agg) and returned as PNG bytes.
 
 * :func:`training_curves`: training and validation loss per epoch of every run;
+* :func:`phase_curves`: the same per phase, for runs of several phases (``stylecode``);
 * :func:`error_bars`, :func:`map_grid`, :func:`bland_altman`, :func:`image_row`: the
   pictures of the report's summary (see :mod:`mrharmony.report.html`);
 * :func:`fig3_views`: the MSP paper's Fig. 3 for one held-out subject and target: per column
@@ -32,6 +33,29 @@ def _png(fig) -> bytes:
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     _plt().close(fig)
     return buf.getvalue()
+
+
+def phase_curves(runs: dict[str, Path]) -> bytes:
+    """Training (dashed) and validation (solid) loss per epoch of each phase of each trained run."""
+    plt = _plt()
+    rows = {}
+    for label, run in runs.items():
+        with open(Path(run) / "metrics.csv", newline="") as fh:
+            rows[label] = list(csv.DictReader(fh))
+    phases = sorted({r.get("phase", "1") for rs in rows.values() for r in rs}, key=int)
+    fig, axes = plt.subplots(1, len(phases), figsize=(5.2 * len(phases), 3.8), squeeze=False)
+    for ax, phase in zip(axes[0], phases):
+        for i, (label, rs) in enumerate(rows.items()):
+            mine = [r for r in rs if r.get("phase", "1") == phase]
+            ep = [int(r["epoch"]) for r in mine]
+            ax.plot(ep, [float(r["val_loss"]) for r in mine], "-o", color=f"C{i % 10}", ms=3, label=label)
+            ax.plot(ep, [float(r["train_loss"]) for r in mine], "--", color=f"C{i % 10}", alpha=0.5)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        ax.set_title(f"phase {phase}: validation (solid), training (dashed)", fontsize=9)
+    return _png(fig)
 
 
 def training_curves(runs: dict[str, Path]) -> bytes:

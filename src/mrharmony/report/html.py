@@ -201,8 +201,19 @@ def build_report(
     if not runs and structural is None:
         raise InputError("name dMRI runs or a structural evaluation to report on.")
     sections, provenance = [], []
+    from mrharmony.dmri.loading import learned_from_study, load_harmonizer
+
+    loaded = [load_harmonizer(r) for r in runs]
+    study = [(r, h) for r, h in zip(runs, loaded) if learned_from_study(h)]
+    runs = [r for r, h in zip(runs, loaded) if not learned_from_study(h)]
     if runs:
         body, prov = _dmri_sections(runs, out, evaluation=evaluation, target=target, subject=subject, quiet=quiet)
+        sections.append(body)
+        provenance.append(prov)
+    if study:
+        from mrharmony.report.study import study_sections
+
+        body, prov = study_sections([r for r, _ in study], [h for _, h in study], out)
         sections.append(body)
         provenance.append(prov)
     if structural is not None:
@@ -216,8 +227,9 @@ def build_report(
         f"</head><body><h1>mrharmony report</h1><p class='note'>Generated {time.strftime('%Y-%m-%d %H:%M')} by "
         f"mrharmony {__version__}. Pictures first, tables in the collapsed sections below them.</p>"
         f"{''.join(sections)}<h2>Provenance</h2>{''.join(provenance)}"
-        "<p class='note'>Every number above is recomputed by <code>mrharmony dmri evaluate</code> (dMRI) and "
-        "<code>mrharmony structural evaluate</code> on the same runs.</p></body></html>"
+        "<p class='note'>Every number above is recomputed by <code>mrharmony dmri evaluate</code> (dMRI runs of "
+        "traveling heads) and <code>mrharmony structural evaluate</code> on the same runs, or read from the runs' "
+        "own records (runs learned from a study).</p></body></html>"
     )
     write_text(out, page)
     return out
