@@ -217,3 +217,18 @@ def test_combat_with_covariates_is_learned_from_a_study_and_applied_with_the_per
     cfg.write_text(yaml.safe_dump(raw))
     assert main(["dmri", "train", str(cfg), "--out", str(tmp_path / "c2"), "--quiet"]) == 2
     assert not (tmp_path / "c2").exists()
+
+
+def test_the_bids_app_reads_a_persons_covariates_from_participants_tsv(tmp_path):
+    from mrharmony.dmri.bids_app import participant_covariates
+    from mrharmony.errors import InputError
+
+    (tmp_path / "participants.tsv").write_text(
+        "participant_id\tage\tsex\tgroup\nsub-01\t63\tfemale\tpatient\nsub-02\tn/a\tM\tcontrol\n"
+    )
+    got = participant_covariates(tmp_path, ["01"], ["age", "sex", "group"])
+    assert got == {"01": {"age": 63.0, "sex": "F", "group": "patient"}}
+    with pytest.raises(InputError, match=r"participants.tsv.*sub-02 the age 'n/a'"):
+        participant_covariates(tmp_path, ["01", "02"], ["age"])
+    with pytest.raises(InputError, match="does not list sub-03"):
+        participant_covariates(tmp_path, ["03"], ["sex"])

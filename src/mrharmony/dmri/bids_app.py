@@ -7,7 +7,10 @@ platform) is harmonized with the model and written as a BIDS derivative dataset 
 in the run's own ``sub-*/[ses-*/]dwi/`` folder, the outputs of ``mrharmony dmri apply`` named
 ``<source entities>_space-<target>_desc-harmonized_...`` with JSON sidecars, float32. A brain
 mask is taken from a ``..._desc-brain_mask.nii.gz`` derivative of the run when there is one,
-else computed and written beside the outputs.
+else computed and written beside the outputs. A model that adjusts for the person's covariates
+(ComBat fitted on a study with ``age``, ``sex`` or ``group``) reads them from the dataset's
+``participants.tsv`` (``M``/``F`` or ``male``/``female``; ``control``/``patient``), checked for every
+participant before any work.
 
 Each participant's outputs are built under a temporary name and moved into place whole; a
 participant whose outputs exist is an error unless ``--force`` (checked for every participant
@@ -126,6 +129,57 @@ def app_resources(*, n_cpus: int | None = None, work_dir: str | os.PathLike | No
                     os.environ[name] = value
 
 
+#: how participants.tsv may spell the sexes (BIDS suggests M / F; male / female are common)
+SEX_VALUES = {"m": "M", "male": "M", "f": "F", "female": "F"}
+
+
+def participant_covariates(root: Path, labels: list[str], needed: list[str]) -> dict[str, dict]:
+    """Per participant label, the covariates a model needs (``age``, ``sex``, ``group``) from the BIDS
+    dataset's ``participants.tsv``.
+
+    Raises
+    ------
+    InputError
+        No participants.tsv, a needed column missing, or a participant without a valid value: one
+        sentence naming the file.
+    """
+    import csv
+    import io
+
+    from mrharmony.data.study import GROUPS
+
+    path = root / "participants.tsv"
+    if not path.is_file():
+        raise InputError(f"is missing; the model adjusts for {', '.join(needed)}, which it reads from there.", path)
+    rows = {
+        (r.get("participant_id") or "").strip().removeprefix("sub-"): r
+        for r in csv.DictReader(io.StringIO(path.read_text()), delimiter="\t")
+    }
+    out = {}
+    for label in labels:
+        row = rows.get(label)
+        if row is None:
+            raise InputError(f"does not list sub-{label}; the model needs its {', '.join(needed)}.", path)
+        cov: dict = {}
+        for c in needed:
+            raw = (row.get(c) or "n/a").strip()
+            value: object = None
+            if c == "age":
+                try:
+                    value = float(raw)
+                except ValueError:
+                    value = None
+            elif c == "sex":
+                value = SEX_VALUES.get(raw.lower())
+            elif raw in GROUPS:
+                value = raw
+            if value is None:
+                raise InputError(f"gives sub-{label} the {c} {raw!r}, which the model cannot use.", path)
+            cov[c] = value
+        out[label] = cov
+    return out
+
+
 def run_bids_app(
     bids_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -185,6 +239,10 @@ def run_bids_app(
                 h, read_image(f.path).header.get_zooms(), bvals, dwi=f.path, bval=bval, allow=allow_protocol_mismatch
             )
             jobs.append((label, Path(f.path), bval, bvec))
+    # a model that adjusts for the person's covariates (ComBat fitted on a study) reads them first
+    covariates = (
+        participant_covariates(root, list(dict.fromkeys(j[0] for j in jobs)), h.covariates) if h.covariates else {}
+    )
     for label in dict.fromkeys(j[0] for j in jobs):
         if (out / f"sub-{label}").exists() and not force:
             raise InputError("already exists; pass --force to replace it.", out / f"sub-{label}")
@@ -216,6 +274,7 @@ def run_bids_app(
                     prefix=prefix,
                     description=False,
                     allow_protocol_mismatch=allow_protocol_mismatch,
+                    covariates=covariates.get(label),
                 )
                 dest.mkdir(parents=True, exist_ok=True)
                 for item in run_dir.iterdir():
