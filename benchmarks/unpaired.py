@@ -19,8 +19,9 @@ The rows, declared here before any run (:data:`ROWS`; the summary records the co
 * ``stylecode_1`` and ``stylecode_5``: stylecode given 1 and 5 scans of controls of the target site;
 * ``rescan``: the floor, the person scanned on the target's platform itself.
 
-MSP trained on traveling heads of the platforms, the upper bound the issue names, is not a row yet:
-the study has no traveling heads to train it on. Its goal is listed with ``met: null``.
+and the upper bound ``msp``: MSP trained on simulated traveling heads (other people, scanned on every
+seen site's platform) from the platform of one seen site (``msp_source``) to the other seen sites,
+applied to the people of that site.
 
 Usage:
     python benchmarks/unpaired.py --budget {smoke,cpu} --out DIR [--record FOLDER] [--quiet]
@@ -61,6 +62,7 @@ ROWS = {
     "stylecode_1": "stylecode given 1 scan of the target site",
     "stylecode_5": "stylecode given 5 scans of the target site",
     "rescan": "floor: the person scanned on the target's platform",
+    "msp": "upper bound: MSP trained on traveling heads (people of msp_source, seen targets)",
 }
 #: the declared goals: (name, which targets, row a, row b or None, metric, window (lo, hi))
 GOALS = (
@@ -82,16 +84,19 @@ SETTINGS = {
         "preset": "tiny",
         "seed": 5,
         "design": {
-            "sites": 3,
+            "sites": 4,
             "controls_per_site": 4,
             "patients_per_site": 2,
             "age_range": [30, 70],
             "patients": {"site-02": 0.5},
             "ages": {"site-02": [55, 80]},
         },
-        "seen": ["site-01", "site-02"],
-        "unseen": ["site-03"],
-        "targets": ["site-01", "site-03"],
+        "seen": ["site-01", "site-02", "site-03"],
+        "unseen": ["site-04"],
+        "targets": ["site-01", "site-04"],
+        "msp_source": "site-03",  # MSP's input platform (a 2.4 mm site: the targets' voxels divide it)
+        "traveling_heads": 4,
+        "msp_training": {"preset": "test"},
         "controls": 3,
         "registration": "none",  # the tiny block lies in one MNI box: too small to register
         "age_term": "linear",
@@ -116,6 +121,9 @@ SETTINGS = {
         "seen": ["site-01", "site-02", "site-03", "site-04"],
         "unseen": ["site-05", "site-06"],
         "targets": ["site-01", "site-05", "site-06"],
+        "msp_source": "site-04",
+        "traveling_heads": 10,
+        "msp_training": {"preset": "demo"},
         "controls": 16,  # of each site, or all its controls where it has fewer (site-02)
         "registration": "syn",
         "age_term": "spline",
@@ -170,6 +178,73 @@ def train_stylecode(out: Path, study: Path, b: dict, seed: int, args) -> Path:
     return train(None if resume else cfg, run, resume=resume, quiet=args.quiet)
 
 
+def traveling_heads(out: Path, study_root: Path, b: dict, args) -> Path:
+    """Traveling heads of the seen sites' platforms (their parameters as the study drew them; other
+    people than the study's), ``msp_source`` the input platform; prepared."""
+    import yaml
+
+    from mrharmony.config import load_yaml_model, read_yaml
+    from mrharmony.dmri.features.prepare import prepare
+    from mrharmony.simulate import simulate
+    from mrharmony.simulate.study import PlatformDistribution, default_distribution_path
+
+    root = out / "traveling-heads"
+    if not (root / "dataset.yaml").is_file():
+        sim = read_yaml(study_root / "simulation.yaml")
+        dist = load_yaml_model(PlatformDistribution, default_distribution_path())
+        plats = [
+            {
+                **{k: v for k, v in p.items() if k != "snr"},
+                "role": "input" if p["name"] == b["msp_source"] else "target",
+            }
+            for p in sim["platforms"]
+            if p["name"] in b["seen"]
+        ]
+        file = out / "runs" / "traveling-heads-platforms.yaml"
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(
+            yaml.safe_dump({"snr_reference": dist.snr_reference.model_dump(mode="json"), "platforms": plats})
+        )
+        log(args, f"simulating {b['traveling_heads']} traveling heads on the seen sites' platforms")
+        simulate(
+            root,
+            preset=b["preset"],
+            seed=b["seed"] + 1,
+            platforms_file=file,
+            n_subjects=b["traveling_heads"],
+            force=True,
+            quiet=True,
+        )
+    prepare(root, quiet=True)
+    return root
+
+
+def train_msp(out: Path, heads: Path, b: dict, args) -> Path:
+    """MSP from ``msp_source`` to the other seen sites, trained on every traveling head."""
+    import yaml
+
+    from mrharmony.dmri.training import train
+
+    run = out / "runs" / "msp"
+    if (run / "model.pt").is_file():
+        return run
+    cfg = out / "runs" / "msp.yaml"
+    targets = [s for s in b["seen"] if s != b["msp_source"]]
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "preset": b["msp_training"]["preset"],
+                "data": {"dataset": str(heads), "targets": targets},
+                "model": {"method": "msp"},
+                "training": {"seed": 0, "device": "cpu"},
+            }
+        )
+    )
+    log(args, f"training MSP {b['msp_source']} -> {', '.join(targets)} on the traveling heads")
+    resume = (run / "checkpoints" / "last.pt").is_file()
+    return train(None if resume else cfg, run, resume=resume, quiet=True)
+
+
 def fit_pair(out: Path, study, method: str, source: str, target: str, b: dict, args) -> Path:
     import yaml
 
@@ -216,6 +291,7 @@ def score_target(out: Path, study_root: Path, target: str, b: dict, models: dict
             feats = [scan_features(person_scan(study, s), h.reference["sh"]) for s in controls[:k]]
             harmonizers[f"{row}-seed{seed}"] = h.with_target_scans(target, feats, gradients)
     scores: dict = {}
+    msp = load_harmonizer(models["msp"]) if models.get("msp") else None
     for site in study.sites:
         if site == target:
             continue
@@ -224,6 +300,8 @@ def score_target(out: Path, study_root: Path, target: str, b: dict, models: dict
             for m, row in (("rish", "rish_template"), ("combat", "combat_covariates"))
             if (site, target) in models.get(m, {})
         }
+        if msp is not None and site == b["msp_source"] and target in msp.targets:
+            pair["msp"] = msp
         for p in study.at(site):
             scores[p.subject] = score_person(out, scorer, study, p, target, gradients, {**pair, **harmonizers})
         log(args, f"{target}: scored the people of {site}")
@@ -497,6 +575,7 @@ def main() -> int:
     study_root = make_study(out, b, args)
     study = load_study(study_root)
     models: dict = {"stylecode": {seed: train_stylecode(out, study_root, b, seed, args) for seed in b["seeds"]}}
+    models["msp"] = train_msp(out, traveling_heads(out, study_root, b, args), b, args)
     methods = ["rish"] + (["combat"] if environment_has_combat() else [])
     for m in methods:
         models[m] = {
