@@ -418,7 +418,7 @@ def summarize(results: dict, b: dict, study_root: Path, args) -> dict:
         scores = res["harmonized"]
         rows = {}
         for row in ROWS:
-            for metric in ("fa_truth", "md_truth"):
+            for metric in ("fa_truth", "md_truth", "fa_bias", "md_bias"):
                 v = row_values(scores, row, metric)
                 if v.size:
                     rows.setdefault(row, {})[metric] = {**mean_ci(v), "n": int(v.size)}
@@ -524,8 +524,9 @@ def markdown(summary: dict) -> str:
         lines += [
             f"## Target {target} ({'seen' if t['seen'] else 'unseen'} in training), {t['n_people']} people harmonized",
             "",
-            "| row | FA error (truth) | MD error (truth, 1e-3 mm²/s) | regional FA effect | global MD effect | age MD slope | site accuracy |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+            "| row | FA error (truth) | MD error (truth, 1e-3 mm²/s) | FA bias | MD bias (1e-3 mm²/s) | regional FA effect "
+            "| global MD effect | age MD slope | site accuracy |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for row in list(summary["rows"]) + ["truth"]:
             r, e = t["rows"].get(row, {}), t["effects"].get(row, {})
@@ -540,7 +541,8 @@ def markdown(summary: dict) -> str:
 
             acc = e.get("site_accuracy")
             lines.append(
-                f"| {row} | {cell(r.get('fa_truth'))} | {cell(r.get('md_truth'), 1e3)} | {eff(e.get('regional_fa'))} | "
+                f"| {row} | {cell(r.get('fa_truth'))} | {cell(r.get('md_truth'), 1e3)} | {cell(r.get('fa_bias'))} | "
+                f"{cell(r.get('md_bias'), 1e3)} | {eff(e.get('regional_fa'))} | "
                 f"{eff(e.get('global_md'))} | {eff(e.get('age_md'))} | {'' if acc is None else f'{acc:.2f}'} |"
             )
         lines.append("")

@@ -68,10 +68,13 @@ def measures(fa, md, brain, region, regions: dict) -> dict:
 
 
 def errors(fa, md, truth_fa, truth_md, brain) -> dict:
-    """Mean absolute FA and MD errors over ``brain``."""
+    """Mean absolute FA and MD errors over ``brain``, and the mean signed ones (``*_bias``: what a
+    scanner shifts in every voxel, apart from the noise that absolute errors also count)."""
     return {
         "fa_truth": float(np.abs(fa - truth_fa)[brain].mean()),
         "md_truth": float(np.abs(md - truth_md)[brain].mean()),
+        "fa_bias": float((fa - truth_fa)[brain].mean()),
+        "md_bias": float((md - truth_md)[brain].mean()),
     }
 
 
