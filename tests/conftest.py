@@ -1,4 +1,18 @@
+import os
+
 import pytest
+
+
+def pytest_configure(config):
+    """In a worker of ``pytest -n N`` (scripts/test.sh runs two), one thread for PyTorch and the
+    numerical libraries: the workers share the cores, and threads that outnumber them slow every
+    worker down many times over."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        torch.set_num_threads(1)
+        threadpool_limits(1)
 
 
 @pytest.fixture(scope="session")
