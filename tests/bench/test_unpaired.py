@@ -44,6 +44,6 @@ def test_pooled_effects_compare_each_row_with_the_truth():
         for p in people
     }
     erased = {s: {**v, "fa_region": 0.5} for s, v in truth.items()}
-    out = pooled_effects(people, {"truth": truth, "erased": erased}, truth, ["r"])
+    out = pooled_effects(people, {"truth": truth, "erased": erased}, {"truth": truth, "erased": truth}, ["r"])
     assert abs(out["truth"]["regional_fa"]["mean"] - 1) < 1e-9 and abs(out["truth"]["age_md"]["mean"] - 1) < 1e-9
     assert abs(out["erased"]["regional_fa"]["mean"]) < 1e-9

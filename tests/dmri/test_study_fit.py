@@ -232,3 +232,28 @@ def test_the_bids_app_reads_a_persons_covariates_from_participants_tsv(tmp_path)
         participant_covariates(tmp_path, ["01", "02"], ["age"])
     with pytest.raises(InputError, match="does not list sub-03"):
         participant_covariates(tmp_path, ["03"], ["sex"])
+
+
+@pytest.mark.combat
+def test_combat_refuses_a_covariate_that_site_determines(study, tmp_path):
+    """Every patient at one site: ComBat cannot tell diagnosis from scanner; refused before any work."""
+    pytest.importorskip("neuroHarmonize")
+    from mrharmony.data.study import PARTICIPANTS_FILE
+
+    copy = tmp_path / "study"
+    __import__("shutil").copytree(study, copy)
+    tsv = copy / PARTICIPANTS_FILE
+    lines = tsv.read_text().splitlines()
+    header = lines[0].split("\t")
+    site, group = header.index("site"), header.index("group")
+    rows = [line.split("\t") for line in lines[1:]]
+    for r in rows:
+        r[group] = "patient" if r[site] == "site-01" else "control"
+    tsv.write_text("\n".join(["\t".join(header)] + ["\t".join(r) for r in rows]) + "\n")
+    cfg = tmp_path / "combat.yaml"
+    data = {"study": str(copy), "source": "site-01", "target": "site-02", "people": "everyone"}
+    cfg.write_text(
+        yaml.safe_dump({"data": data, "model": {"method": "combat", "registration": "none", "covariates": ["group"]}})
+    )
+    assert main(["dmri", "train", str(cfg), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert not (tmp_path / "run").exists()

@@ -10,7 +10,7 @@ import yaml
 from mrharmony.cli import main
 
 SMALL = {
-    "model": {"method": "stylecode", "width": 12, "code_dim": 4, "blocks": 1, "patch": 8, "style_patch": 6},
+    "model": {"method": "stylecode", "width": 12, "code_dim": 4, "blocks": 1, "patch": 8, "style_patch": 10},
     "training": {
         "encoder_epochs": 4,
         "generator_epochs": 2,

@@ -136,6 +136,8 @@ class Scorer:
         return {
             **errors(fa, md, t["fa"], t["md"], brain),
             **measures(fa, md, brain, t["region"] & brain, t["regions"]),
+            # the truth's measures on the same voxels: the reference of this row's pooled effects
+            "truth": measures(t["fa"], t["md"], brain, t["region"] & brain, t["regions"]),
         }
 
 
@@ -213,30 +215,34 @@ def slope_ratio_ci(ages, values, truth, groups, *, n_boot: int = 2000, seed: int
 
 
 def site_accuracy(features: np.ndarray, sites: list[str]) -> float:
-    """Leave-one-out accuracy of a nearest-centroid classifier of site from standardized features."""
-    x = np.asarray(features, float)
-    x = (x - x.mean(0)) / np.where(x.std(0) > 0, x.std(0), 1.0)
+    """Leave-one-out accuracy of a nearest-centroid classifier of site from features standardized
+    on the people it learns from (the one left out is not among them)."""
+    x0 = np.asarray(features, float)
     labels = np.asarray(sites)
     right = 0
-    for i in range(len(x)):
-        keep = np.arange(len(x)) != i
+    for i in range(len(x0)):
+        keep = np.arange(len(x0)) != i
+        mu, sd = x0[keep].mean(0), x0[keep].std(0)
+        x = (x0 - mu) / np.where(sd > 0, sd, 1.0)
         names = sorted(set(labels[keep]))
         centroids = np.stack([x[keep][labels[keep] == n].mean(0) for n in names])
         right += names[int(np.argmin(((centroids - x[i]) ** 2).sum(1)))] == labels[i]
-    return right / len(x)
+    return right / len(x0)
 
 
-def pooled_effects(people: list, rows: dict, truth: dict, region_names: list[str], *, seed: int = 0) -> dict:
+def pooled_effects(people: list, rows: dict, truths: dict, region_names: list[str], *, seed: int = 0) -> dict:
     """Per row: the patients-minus-controls differences (region FA, global MD) and the age slope of
     the global MD over the truth's, and the site classifier's accuracy; ``people`` (with ``subject``,
-    ``site``, ``age``, ``group``) pooled from every site, ``rows`` row -> subject -> measures."""
+    ``site``, ``age``, ``group``) pooled from every site, ``rows`` row -> subject -> measures, and
+    ``truths`` row -> subject -> the truth's measures on the row's voxels."""
     from mrharmony.stats import group_difference
 
     ctrl = [p for p in people if p.group == "control"]
     pat = [p for p in people if p.group == "patient"]
     out = {}
     for row, by in rows.items():
-        if any(p.subject not in by for p in people):
+        truth = truths[row]
+        if any(p.subject not in by or p.subject not in truth for p in people):
             continue
 
         def values(src, key, group):

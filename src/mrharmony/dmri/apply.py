@@ -360,6 +360,8 @@ def apply_model(
             )
         if target_name in h.targets:
             raise InputError(f"names a training site of the model ({target_name}); give the target scans another name.")
+        if targets:
+            raise InputError("names target platforms and target scans; give one or the other.")
         feats, grads = target_features(h, target_scans)
         h = h.with_target_scans(target_name, feats, grads)
         targets = [target_name]

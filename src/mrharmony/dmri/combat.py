@@ -117,6 +117,7 @@ class ComBatHarmonizer(VoxelwiseHarmonizer):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.covariate_maps: dict[str, np.ndarray] = {}
+        self.base: ComBatHarmonizer | None = None  # the model for anyone, of a model made for a person
 
     def learn(self, ds, subjects: list[str], progress) -> None:
         if self.settings.get("covariates"):
@@ -147,6 +148,7 @@ class ComBatHarmonizer(VoxelwiseHarmonizer):
         """
         if not self.covariates or (covariates is None and self.person is not None):
             return self
+        base_model = self.base if self.person is not None else self  # never the offsets of two people
         from mrharmony.data.study import GROUPS, SEXES
 
         given = covariates or {}
@@ -176,10 +178,11 @@ class ComBatHarmonizer(VoxelwiseHarmonizer):
             along[j], along[j + 1] = 1 - w, w
             weights += list(along[1:])
         weights += [float(given[c] == CODED[c]) for c in model["terms"]]
-        person = copy.copy(self)
+        person = copy.copy(base_model)
         person.person = {c: given[c] for c in self.covariates}
+        person.base = base_model
         person.maps = {}
-        for t, base in self.maps.items():
+        for t, base in base_model.maps.items():
             adjust = base.copy()
             terms = self.covariate_maps[t].reshape(*base.shape[:-1], base.shape[-1] // 2, len(weights))
             adjust[..., 1::2] += terms @ np.asarray(weights, np.float32)
@@ -406,6 +409,15 @@ def fit_combat_study(
         }
     sites = ["input"] * len(source_subjects) + ["target"] * len(target_subjects)
     table = covariate_table(people, covariates, sites, knots)
+    design = np.column_stack(
+        [np.asarray(sites) == "target", np.ones(len(sites)), table.drop(columns="SITE").to_numpy(float)]
+    )
+    if np.linalg.matrix_rank(design) < design.shape[1]:
+        raise InputError(
+            f"gives the people of {data.source} and {data.target} covariates ({', '.join(covariates)}) that site "
+            "determines (e.g. every patient at one site); ComBat cannot tell them from the scanner.",
+            tsv,
+        )
     if len(people) <= table.shape[1] + 1:
         raise InputError(
             f"lists {len(people)} people at {data.source} and {data.target} for ComBat to learn from, too few for its "

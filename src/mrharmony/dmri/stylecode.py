@@ -99,8 +99,13 @@ class StyleCodeModel(StrictModel):
     code_dim: int = Field(default=8, ge=2, le=64, description="values of the scanner code")
     width: int = Field(default=32, ge=4, le=256, description="feature channels of both networks")
     blocks: int = Field(default=3, ge=1, le=12, description="FiLM blocks of the generator")
-    patch: int = Field(default=12, ge=6, le=64, description="edge of the generator's training patches (voxels)")
-    style_patch: int = Field(default=8, ge=4, le=64, description="edge of the encoder's training patches (voxels)")
+    patch: int = Field(default=14, ge=6, le=64, description="edge of the generator's training patches (voxels)")
+    style_patch: int = Field(
+        default=12,
+        ge=8,
+        le=64,
+        description="edge of the encoder's training patches (voxels; 3 of each face are context)",
+    )
     style_patches: int = Field(default=4, ge=1, le=64, description="patches pooled into one code in training")
     person_md: tuple[float, float] = Field(
         default=(0.85, 1.2), description="range of the factor on every diffusivity of a person change"
@@ -123,6 +128,8 @@ class StyleCodeModel(StrictModel):
 
     @model_validator(mode="after")
     def _ranges(self) -> StyleCodeModel:
+        if self.patch <= 2 * (1 + self.blocks):
+            raise ValueError(f"patch must exceed twice the generator's reach (1 + blocks = {1 + self.blocks})")
         lo, hi = self.person_md
         if not 0 < lo <= 1 <= hi:
             raise ValueError("person_md must be [low, high] with 0 < low <= 1 <= high")
@@ -218,6 +225,19 @@ class StudyScans:
         side = json.loads(feature_paths(study.root, first["subject"], sites[first["site"]])[1].read_text())
         #: the shells of the features (b-values of the first site's)
         self.shells = [float(b) for b in side.get("shells") or [max(study.site(sites[0]).bvalues)]]
+        from mrharmony.data.gradients import SHELL_TOLERANCE
+        from mrharmony.data.study import STUDY_FILE
+
+        for site in sites:
+            theirs = sorted({float(b) for b in study.site(site).bvalues if b > 50})
+            if len(theirs) != len(self.shells) or any(
+                abs(a - b) > SHELL_TOLERANCE for a, b in zip(theirs, self.shells)
+            ):
+                raise InputError(
+                    f"gives {site} shells at b={', '.join(f'{b:g}' for b in theirs)} s/mm^2 and {sites[0]} at "
+                    f"b={', '.join(f'{b:g}' for b in self.shells)}; stylecode learns from sites of the same shells.",
+                    study.root / STUDY_FILE,
+                )
         train = [it for it in self.items if not it["validation"]]
         sq = sum((it["x"] ** 2).reshape(self.channels, -1).sum(1) for it in train)
         n = sum(float(it["mask"].sum()) for it in train)
@@ -486,8 +506,9 @@ class StyleCodeTrainee(Trainee):
         g, enc = self.net.generator, self.net.encoder
         x, mk = batch["x"], batch["mask"]
         c_in, c_t, c_own = batch["code_in"], batch["code_target"], batch["code_own"]
+        reach = 1 + self.cfg.model.blocks  # voxels a generator output reads on each side
         inner = torch.zeros_like(mk)
-        inner[..., 2:-2, 2:-2, 2:-2] = 1.0
+        inner[..., reach:-reach, reach:-reach, reach:-reach] = 1.0
         weight = mk * inner  # the patch's inside: same padding reads zeros at its faces
 
         def l1(a, b):
@@ -618,7 +639,7 @@ class StyleCodeHarmonizer(Harmonizer):
             for scan in scans:
                 x, m, dev = self._torch(scan)
                 net.to(dev)
-                codes.append(net.encoder(x, m)[0].cpu().numpy())
+                codes.append(net.encoder.of_volume(x, m)[0].cpu().numpy())
         mean = np.mean(codes, 0)
         return (mean / max(float(np.linalg.norm(mean)), 1e-8)).astype(np.float32)
 
@@ -650,7 +671,7 @@ class StyleCodeHarmonizer(Harmonizer):
         net = self.net.eval().to(dev)
         out = {}
         with torch.no_grad():
-            code_in = net.encoder(x, m)
+            code_in = net.encoder.of_volume(x, m)
             for t in self.targets:
                 c = torch.as_tensor(self.codes[t], device=dev)[None]
                 y = net.generator(x, m, code_in, c)[0]

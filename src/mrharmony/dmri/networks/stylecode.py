@@ -1,11 +1,12 @@
 """The networks of ``stylecode`` (:mod:`mrharmony.dmri.stylecode`): a scanner code from a scan, and
 a generator that moves a scan's SH features from one code to another.
 
-* :class:`ScannerEncoder`: three 3x3x3 convolutions (same padding) give local features of the SH
-  channels; their mean over the brain, through a linear head, is the scan's code, a unit vector of
-  ``code_dim`` values. The mean may be taken over a whole scan or over patches of it
-  (:meth:`ScannerEncoder.pooled`), so that training on patches and applying to a volume read the
-  same statistic.
+* :class:`ScannerEncoder`: three valid 3x3x3 convolutions give local features of the SH channels
+  (each from the 7^3 voxels around it); their mean over the brain, through a linear head, is the
+  scan's code, a unit vector of ``code_dim`` values. A patch gives the features of its voxels at
+  least :data:`ENCODER_MARGIN` from its faces, each computed from real neighbours as in the whole
+  scan (which is padded by the margin with zeros, as outside the brain), so the mean over patches
+  (:meth:`ScannerEncoder.pooled`) and the mean over a whole scan read the same statistic.
 * :class:`CodeGenerator`: the input plus a residual of 3x3x3 convolutions whose features are
   modulated (FiLM: a scale and shift per channel) by the codes of the input and of the target. The
   residual's last layer starts at zero, so an untrained generator is the identity.
@@ -23,6 +24,8 @@ from torch import nn
 
 #: the free-water diffusivity (mm^2/s) of the free-water change, as :mod:`mrharmony.simulate.person`
 FREE_WATER_D = 3.0e-3
+#: voxels an input loses on each side through the encoder's valid convolutions
+ENCODER_MARGIN = 3
 
 
 def _conv(cin: int, cout: int) -> nn.Conv3d:
@@ -35,19 +38,27 @@ class ScannerEncoder(nn.Module):
     def __init__(self, channels: int, width: int, code_dim: int):
         super().__init__()
         self.local = nn.Sequential(
-            _conv(channels, width),
+            nn.Conv3d(channels, width, 3),
             nn.SiLU(),
-            _conv(width, width),
+            nn.Conv3d(width, width, 3),
             nn.SiLU(),
-            _conv(width, width),
+            nn.Conv3d(width, width, 3),
             nn.SiLU(),
         )
         self.head = nn.Linear(width, code_dim)
 
     def features(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sums of the local features over the brain voxels of each item (B, width), and their counts (B,)."""
+        """Sums of the local features over the brain voxels of each item (B, width) at least
+        :data:`ENCODER_MARGIN` from its faces, and their counts (B,)."""
+        m = ENCODER_MARGIN
         f = self.local(x * mask)
-        return (f * mask).sum(dim=(2, 3, 4)), mask.sum(dim=(1, 2, 3, 4))
+        inner = mask[..., m:-m, m:-m, m:-m]
+        return (f * inner).sum(dim=(2, 3, 4)), inner.sum(dim=(1, 2, 3, 4))
+
+    def of_volume(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The code of whole scans (B, C, X, Y, Z): padded by the margin with zeros (outside the brain)."""
+        pad = (ENCODER_MARGIN,) * 6
+        return self(nn.functional.pad(x, pad), nn.functional.pad(mask, pad))
 
     def pooled(self, sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """The code of pooled sums (..., width) over counts (...): unit vectors (..., code_dim)."""
@@ -109,14 +120,15 @@ class PersonChange:
     """Changes of the person applied to SH features at their own scale (see the module docstring).
 
     Each shell's coefficients are written as the signal on ``directions`` (unit vectors), changed
-    there and fitted again with the features' own SH fit, so that a changed feature is what the SH
-    fit of a changed scan gives.
+    there and fitted again without regularization (the features were regularized once, by their
+    own fit; a second regularized fit would damp the higher orders of every changed feature, and
+    without a change the round trip is the identity).
     """
 
     def __init__(self, sh: dict, shells: list[float], directions: np.ndarray):
         from mrharmony.dmri.features.sh import SHConfig, n_coefficients, sh_matrices
 
-        cfg = SHConfig(**{**sh, "shells": shells})
+        cfg = SHConfig(**{**sh, "shells": shells, "smooth": 0.0})
         b, inv_b = sh_matrices(directions, cfg)
         self.to_signal = torch.as_tensor(b, dtype=torch.float32)  # (n_coef, n_dirs)
         self.to_coeffs = torch.as_tensor(inv_b, dtype=torch.float32)  # (n_dirs, n_coef)
