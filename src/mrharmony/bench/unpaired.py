@@ -11,7 +11,10 @@ For each target site T and each person p of another site:
 * the floor ``rescan``: p rendered with noise on T's platform (a second session), the error a
   perfect harmonizer, which gives what T's scanner would, still has against the noiseless truth.
 
-Maps meet on the study's coarsest grid (finer maps averaged down), inside both brains. Per person:
+Maps meet on the study's coarsest grid (finer maps averaged down), inside both brains. Where the
+person's site and the target differ in voxel size, FA averaged from finer voxels is not the FA of
+the coarser voxel: such pairs carry a difference no harmonizer on the input's grid removes (the
+``rescan`` floor, on the target's own grid, does not have it). Per person:
 the mean absolute FA and MD errors over the brain, the FA of the study's patient region in white
 matter, the brain-mean MD and the FA and MD of the named white-matter regions. Pooled over every
 person harmonized to T and T's own people (their own scans): the patients-minus-controls
