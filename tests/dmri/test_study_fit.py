@@ -110,32 +110,25 @@ def test_what_a_study_cannot_give_is_refused(study, tmp_path, capsys, data, mode
 
 @pytest.mark.combat
 def test_combat_offsets_read_at_the_persons_covariates_match_neuroharmonize():
-    """The plain-value model (offsets probed on an age grid, sex and group terms) gives what
-    neuroHarmonize's own model gives a person, for a straight age line exactly and for the age
-    spline to within its interpolation."""
+    """The plain-value model (the base person's offset, and per voxel the change per unit of each of
+    ComBat's covariate columns) gives exactly what neuroHarmonize's own model gives a new person, for
+    a straight age line and for the age spline."""
     pytest.importorskip("neuroHarmonize")
+    import contextlib
+    import io
+
     import pandas as pd
     from neuroHarmonize import harmonizationApply, harmonizationLearn
 
     from mrharmony.data.study import Participant
-    from mrharmony.dmri.combat import (
-        AGE_GRID,
-        CODED,
-        ComBatHarmonizer,
-        covariate_table,
-        learned_adjustment,
-    )
+    from mrharmony.dmri.combat import ComBatHarmonizer, covariate_table, learned_adjustment, probe_table
 
     rng = np.random.default_rng(0)
     n, v = 40, 6
     people = [
         Participant(f"sub-{i:02d}", "s", age=float(a), sex=str(x), group=str(g))
         for i, (a, x, g) in enumerate(
-            zip(
-                rng.uniform(20, 80, n),
-                rng.choice(["F", "M"], n),
-                rng.choice(["control", "patient"], n),
-            )
+            zip(rng.uniform(20, 80, n), rng.choice(["F", "M"], n), rng.choice(["control", "patient"], n))
         )
     ]
     sites = ["input"] * (n // 2) + ["target"] * (n // 2)
@@ -144,43 +137,33 @@ def test_combat_offsets_read_at_the_persons_covariates_match_neuroharmonize():
     covariates = ["age", "sex", "group"]
     for term in ("linear", "spline"):
         knots = {"bounds": [age.min(), age.max()], "interior": np.quantile(age, (1 / 3, 2 / 3)).tolist()}
-        knots = knots if term == "spline" else None
-        table = covariate_table(people, covariates, sites, knots)
-        grid = np.linspace(age.min(), age.max(), AGE_GRID[term])
-        base = Participant("sub-x", "s", age=grid[0], sex="F", group="control")
-        probes = [base] + [Participant("sub-x", "s", age=a, sex="F", group="control") for a in grid[1:]]
-        probes += [
-            Participant("sub-x", "s", age=grid[0], **{**{"sex": "F", "group": "control"}, c: CODED[c]})
-            for c in ("sex", "group")
-        ]
-        probe_table = covariate_table(probes, covariates, ["input"] * len(probes), knots).drop(columns="SITE")
-        slope, offsets = learned_adjustment(data, table, probe_table)
-        h = ComBatHarmonizer(
-            targets=["t"],
-            ratios={"t": 1},
-            reference={},
-            settings={
-                "covariate_model": {
-                    "covariates": covariates,
-                    "age_term": term,
-                    "age_grid": grid.tolist(),
-                    "terms": ["sex", "group"],
-                }
-            },
-        )
+        model = {
+            "covariates": covariates,
+            "age_term": term,
+            "age_base": float(age.min()),
+            "terms": ["sex", "group"],
+            **({"age_knots": knots} if term == "spline" else {}),
+        }
+        table = covariate_table(people, covariates, sites, model.get("age_knots"))
+        slope, offsets = learned_adjustment(data, table, probe_table(model))
+        h = ComBatHarmonizer(targets=["t"], ratios={"t": 1}, reference={}, settings={"covariate_model": model})
         h.maps = {"t": np.stack([slope, offsets[0]], -1).reshape(v, 1, 1, 2).astype(np.float32)}
         h.covariate_maps = {"t": (offsets[1:] - offsets[0]).T.reshape(v, 1, 1, -1).astype(np.float32)}
         person = Participant("sub-y", "s", age=57.3, sex="M", group="patient")
         mine = h.for_person({"age": 57.3, "sex": "M", "group": "patient"}).maps["t"].reshape(v, 2)
-        with __import__("contextlib").redirect_stdout(__import__("io").StringIO()):
-            model, _ = harmonizationLearn(data, table, ref_batch="target", seed=0)
-            rows = pd.concat([covariate_table([person] * 2, covariates, ["input", "input"], knots), table.iloc[[-1]]])
-            theirs = harmonizationApply(np.stack([np.zeros(v), np.ones(v), data[-1]]), rows, model)
-        tol = 1e-6 if term == "linear" else 0.02
-        np.testing.assert_allclose(mine[:, 0], theirs[1] - theirs[0], atol=1e-6)
-        np.testing.assert_allclose(mine[:, 1], theirs[0], atol=tol * np.abs(theirs[0]).max())
-        # the person's covariates change the offset (a model that ignored them would pass the slope alone)
-        assert np.abs(h.maps["t"].reshape(v, 2)[:, 1] - theirs[0]).max() > 10 * tol * np.abs(theirs[0]).max()
+        with contextlib.redirect_stdout(io.StringIO()):
+            fitted, _ = harmonizationLearn(data, table, ref_batch="target", seed=0)
+            rows = pd.concat(
+                [
+                    covariate_table([person] * 2, covariates, ["input", "input"], model.get("age_knots")),
+                    table.iloc[[-1]],
+                ]
+            )
+            theirs = harmonizationApply(np.stack([np.zeros(v), np.ones(v), data[-1]]), rows, fitted)
+        np.testing.assert_allclose(mine[:, 0], theirs[1] - theirs[0], atol=1e-5)
+        np.testing.assert_allclose(mine[:, 1], theirs[0], atol=1e-5)
+        # the person's covariates change the offset: the base person's alone is far from it
+        assert np.abs(h.maps["t"].reshape(v, 2)[:, 1] - theirs[0]).max() > 1e-2
 
 
 @pytest.mark.combat

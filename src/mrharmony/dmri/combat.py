@@ -23,11 +23,12 @@ a cost made for regional volumes rather than the voxels of a brain; the spline e
 the GAM's basis does, without the penalty.
 
 With covariates ComBat's offset depends on the person: the adjustment of a voxel is
-``slope * value + offset(covariates)``, with the offset affine in the covariates (and in the spline
-basis of age). The model stores the offset at the first age of an age grid for a female control,
-and per voxel its change along the grid and for ``sex`` M and ``group`` patient (probed the same
-way); ``apply`` takes the person's covariates (``--age``, ``--sex``, ``--group``) and interpolates
-(:meth:`ComBatHarmonizer.for_person`).
+``slope * value + offset(covariates)``, with the offset affine in the covariates' columns (age, or
+its spline basis; sex M; group patient). The model stores the offset of a female control of the
+youngest age fitted and, per voxel, the change of the offset per unit of each column (probed from
+neuroHarmonize the same way); ``apply`` takes the person's covariates (``--age``, ``--sex``,
+``--group``) and adds the changes (:meth:`ComBatHarmonizer.for_person`): exactly neuroHarmonize's
+adjustment of that person.
 
 Learning needs neuroHarmonize (``pip install 'mrharmony[combat]'``; it pins numpy<2 and so lives
 in an extra). Without covariates (none are modelled here; the traveling heads make site the
@@ -78,8 +79,6 @@ def require_neuroharmonize() -> None:
 COVARIATES = ("age", "sex", "group")
 #: how a probe of the model encodes each covariate that is not age (the other value: 0)
 CODED = {"sex": "M", "group": "patient"}
-#: points of the age grid on which the offset is probed, per age term
-AGE_GRID = {"linear": 2, "spline": 21}
 
 
 class ComBatConfig(CommonSpaceConfig):
@@ -162,22 +161,15 @@ class ComBatHarmonizer(VoxelwiseHarmonizer):
             raise InputError(f"gives sex {given['sex']!r}; the model knows {' and '.join(SEXES)}.", source)
         if "group" in self.covariates and given["group"] not in GROUPS:
             raise InputError(f"gives group {given['group']!r}; the model knows {' and '.join(GROUPS)}.", source)
-        grid = np.asarray(model.get("age_grid") or [], float)
-        weights = []  # of the stored terms: the age grid's points after the first, then sex, group
-        if len(grid):
-            age = float(given["age"])
-            if model["age_term"] == "spline" and not grid[0] <= age <= grid[-1]:
+        if model["age_term"] == "spline":
+            lo, hi = model["age_knots"]["bounds"]
+            if not lo <= float(given["age"]) <= hi:
                 raise InputError(
-                    f"gives age {age:g}, outside the ages {grid[0]:g} to {grid[-1]:g} the model's age spline was "
+                    f"gives age {float(given['age']):g}, outside the ages {lo:g} to {hi:g} the model's age spline was "
                     "fitted on.",
                     source,
                 )
-            j = int(np.clip(np.searchsorted(grid, age) - 1, 0, len(grid) - 2))
-            w = (age - grid[j]) / (grid[j + 1] - grid[j])  # beyond the grid: the end segment's line
-            along = np.zeros(len(grid))
-            along[j], along[j + 1] = 1 - w, w
-            weights += list(along[1:])
-        weights += [float(given[c] == CODED[c]) for c in model["terms"]]
+        weights = list(person_columns(given, model))  # of the stored terms, in their order
         person = copy.copy(base_model)
         person.person = {c: given[c] for c in self.covariates}
         person.base = base_model
@@ -353,6 +345,40 @@ def age_basis(ages, knots: dict) -> np.ndarray:
     return BSpline.design_matrix(x, t, 3).toarray()[:, 1:]
 
 
+def age_columns(age: float, model: dict) -> np.ndarray:
+    """The columns of ``age`` in ComBat's model (``model``: a model's ``covariate_model``): the age
+    itself, or its spline basis (:func:`age_basis`)."""
+    if model["age_term"] == "spline":
+        return age_basis([age], model["age_knots"])[0]
+    return np.array([float(age)])
+
+
+def probe_table(model: dict):
+    """The covariate rows whose offsets the model stores (``model``: a ``covariate_model``): a female
+    control of the base age; per age column, the same person with that column one higher; per other
+    covariate, the same person with its :data:`CODED` value."""
+    from types import SimpleNamespace
+
+    covariates = model["covariates"]
+    base = {"age": model.get("age_base"), "sex": "F", "group": "control"}
+    n_age = len(age_columns(base["age"], model)) if "age" in covariates else 0
+    rows = [SimpleNamespace(**base)] * (1 + n_age) + [SimpleNamespace(**{**base, c: CODED[c]}) for c in model["terms"]]
+    table = covariate_table(rows, covariates, ["input"] * len(rows), model.get("age_knots")).drop(columns="SITE")
+    for j, col in enumerate(c for c in table.columns if c.startswith("AGE")):
+        table.loc[1 + j, col] += 1.0
+    return table
+
+
+def person_columns(given: dict, model: dict) -> np.ndarray:
+    """A person's change of each stored term from the base person (the rows of :func:`probe_table`
+    after the first): their age columns minus the base age's, then 1 for each :data:`CODED` value."""
+    out = []
+    if "age" in model["covariates"]:
+        out += list(age_columns(float(given["age"]), model) - age_columns(model["age_base"], model))
+    out += [float(given[c] == CODED[c]) for c in model["terms"]]
+    return np.asarray(out, np.float64)
+
+
 def covariate_table(people: list, covariates: list[str], sites: list[str], knots: dict | None):
     """The table ComBat fits (``SITE``: ``input`` or ``target``, then one column per covariate, age as
     a line or its spline basis, sex and group coded 1 for :data:`CODED`) of people with covariates
@@ -383,7 +409,6 @@ def fit_combat_study(
         People without a covariate the model needs, a covariate that does not vary among them, or
         fewer people than ComBat's model has columns, naming participants.tsv.
     """
-    from types import SimpleNamespace
 
     from mrharmony.data.study import PARTICIPANTS_FILE
     from mrharmony.dmri.statistical import people_in_space, site_groups
@@ -424,16 +449,14 @@ def fit_combat_study(
             f"{table.shape[1] + 1} columns (two sites and the covariates {', '.join(covariates) or 'none'}).",
             tsv,
         )
-    # the probes: the first age of the grid for a female control, then the grid's other ages, then
-    # the coded value of each other covariate
-    terms = [c for c in covariates if c != "age"]
-    grid = (
-        np.linspace(ages.min(), ages.max(), AGE_GRID[h.settings.get("age_term", "linear")]) if ages is not None else []
-    )
-    base = {"age": grid[0] if len(grid) else None, "sex": "F", "group": "control"}
-    probes = [base] + [{**base, "age": a} for a in grid[1:]] + [{**base, c: CODED[c]} for c in terms]
-    probe_table = covariate_table([SimpleNamespace(**p) for p in probes], covariates, ["input"] * len(probes), knots)
-    probe_table = probe_table.drop(columns="SITE")
+    model = {
+        "covariates": covariates,
+        "age_term": h.settings.get("age_term", "linear"),
+        "age_base": float(ages.min()) if ages is not None else None,
+        "terms": [c for c in covariates if c != "age"],
+        **({"age_knots": knots} if knots else {}),
+    }
+    probes = probe_table(model)
 
     bvals, bvecs = h.target_gradients(data.target)
     sh = h.reference["sh"]
@@ -447,7 +470,7 @@ def fit_combat_study(
     adjust, terms_maps = _support_maps(support, k_maps, n_terms)
     for k in range(k_maps):
         values = np.stack([x[..., k][support] for x in measures]).astype(np.float64)
-        slope, offsets = learned_adjustment(values, table, probe_table)
+        slope, offsets = learned_adjustment(values, table, probes)
         adjust[..., 2 * k][support] = slope
         adjust[..., 2 * k + 1][support] = offsets[0]
         for j in range(n_terms):
@@ -456,11 +479,5 @@ def fit_combat_study(
     h.maps[t] = adjust
     if covariates:
         h.covariate_maps[t] = terms_maps
-    h.settings["covariate_model"] = {
-        "covariates": covariates,
-        "age_term": h.settings.get("age_term", "linear"),
-        "age_grid": [float(a) for a in grid],
-        "terms": terms,
-        **({"age_knots": knots} if knots else {}),
-    }
+    h.settings["covariate_model"] = model
     _set_fallback(h)
