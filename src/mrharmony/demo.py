@@ -40,12 +40,14 @@ from pathlib import Path
 import yaml
 
 WINGS = ("dmri", "structural")
-#: the MSP second stage's epochs in the demo (the networks' others come from the training preset)
-MSP_EPOCHS = 1
+#: the demo's networks: DIQT's epochs per target, and MSP's second stage (epochs, patches per epoch);
+#: the other training settings come from the ``demo`` training preset
+DIQT_TRAINING = {"epochs": 3}
+MSP_TRAINING = {"epochs": 1, "patches_per_epoch": 600}
 #: the statistical methods of the demo (the benchmarks have every one)
 DMRI_BASELINES = ("none", "meanvar_global", "rish")
 #: the structural runs of the demo: training settings on top of the ``demo`` training preset
-HAIL_TRAINING = {"pretrain_epochs": 1, "epochs": 3}
+HAIL_TRAINING = {"pretrain_epochs": 1, "epochs": 2}
 IHF_TRAINING = {"batch_size": 8, "pretrain_epochs": 4, "epochs": 6}
 #: the intensity baselines of the demo (WhiteStripe is in the benchmarks)
 INTENSITY_BASELINES = ("none", "zscore", "nyul")
@@ -130,8 +132,9 @@ def _dmri(tmp: Path, preset: str, seed: int, say, quiet: bool):
         say(f"dMRI: {'fitting' if model['method'] in statistical else 'training'} {name}")
         return train(_config(tmp, name, cfg), tmp / "runs" / name, quiet=quiet)
 
-    singles = [run(f"diqt-{t}", {"method": "diqt"}, [t]) for t in targets]
-    msp_training = {} if preset == "tiny" else {"epochs": MSP_EPOCHS}
+    tiny = preset == "tiny"
+    singles = [run(f"diqt-{t}", {"method": "diqt"}, [t], None if tiny else DIQT_TRAINING) for t in targets]
+    msp_training = {} if tiny else MSP_TRAINING
     runs = singles + [
         run(
             "msp",
