@@ -316,3 +316,35 @@ def test_train_delegates_to_the_training_engine(monkeypatch, tmp_path):
     assert training.train_harmonizer(IHFHarmonizer, "ihf.yaml", tmp_path / "run", stop_after_epochs=1) is None
     assert calls[1][2] == {"method": "ihf", "stop_after_epochs": 1}
     assert issubclass(IHFHarmonizer, TrainedImageHarmonizer)
+
+
+def test_n4_spaces_its_mesh_by_the_images_voxel_sizes(tmp_path, monkeypatch):
+    """N4's B-spline mesh is set in millimetres: the N4 rows pass each image's voxel size (from the
+    file's affine, or the evaluation's) to the correction, and correct an image once per voxel size."""
+    import mrharmony.structural.bias as bias
+    from mrharmony.io import save_nifti
+    from mrharmony.structural.intensity import N4Corrected, N4ZScoreHarmonizer
+
+    seen = []
+
+    def recording(image, mask, *, voxel_mm=(1.0, 1.0, 1.0), **kw):
+        seen.append(tuple(voxel_mm))
+        return np.asarray(image, np.float32)
+
+    monkeypatch.setattr(bias, "n4_correct", recording)
+    N4Corrected._corrected.clear()
+    rng = np.random.default_rng(0)
+    image, target = rng.uniform(1, 2, (12, 12, 12)), rng.uniform(1, 2, (12, 12, 12))
+    h = N4ZScoreHarmonizer()
+    h.transform(image, target=target, voxel_mm=(2.0, 2.0, 2.0), target_voxel_mm=(1.0, 1.0, 1.2))
+    assert seen == [(2.0, 2.0, 2.0), (1.0, 1.0, 1.2)]
+    # from files: the affines' voxel sizes
+    seen.clear()
+    N4Corrected._corrected.clear()
+    save_nifti(tmp_path / "in_T1w.nii.gz", image.astype(np.float32), np.diag([1.5, 1.5, 1.5, 1.0]))
+    save_nifti(tmp_path / "tg_T1w.nii.gz", target.astype(np.float32), np.diag([0.9, 0.9, 0.9, 1.0]))
+    h.harmonize_file(
+        input_path=tmp_path / "in_T1w.nii.gz", target_path=tmp_path / "tg_T1w.nii.gz", out=tmp_path / "out_T1w.nii.gz"
+    )
+    np.testing.assert_allclose(seen, [(1.5, 1.5, 1.5), (0.9, 0.9, 0.9)], rtol=1e-6)
+    assert h.voxel_sizes == (None, None)  # only for the call

@@ -475,7 +475,11 @@ def score_pairs(
     bar = Progress(
         total=len(subjects) * len(pairs), unit="pairs", desc=f"structural evaluation ({modality})", quiet=quiet
     )
-    targets = {j: dataset.load_image(reference_subject, j, modality)[0] for j in sites}
+    from mrharmony.data.images import voxel_size
+
+    target_images = {j: dataset.load_image(reference_subject, j, modality) for j in sites}
+    targets = {j: v[0] for j, v in target_images.items()}
+    target_voxels = {j: voxel_size(v[1]) for j, v in target_images.items()}
     ref_mask = dataset.load_mask(reference_subject, targets[sites[0]])
     for subject in subjects:
         loaded = {j: dataset.load_image(subject, j, modality) for j in sites}
@@ -497,7 +501,14 @@ def score_pairs(
             if rescans:
                 preds[RESCAN_ROW] = (rescans[j], {})
             for h in hs:
-                result = h.transform(x, target=t, mask=mask, target_mask=ref_mask)
+                result = h.transform(
+                    x,
+                    target=t,
+                    mask=mask,
+                    target_mask=ref_mask,
+                    voxel_mm=voxel_size(loaded[i][1]),
+                    target_voxel_mm=target_voxels[j],
+                )
                 extra = {}
                 if h.invertible:
                     back = h.restore(result)  # from what the result records, as from its files

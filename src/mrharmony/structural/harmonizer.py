@@ -125,6 +125,9 @@ class ImageHarmonizer(ABC):
     #: the arrays a result may carry beside its image (written as ``<stem>_<key>.npy``)
     array_keys: ClassVar[tuple[str, ...]] = ()
 
+    #: the voxel sizes (input, target) of the images of the current :meth:`transform` (None: unknown)
+    voxel_sizes: tuple = (None, None)
+
     def __init__(self, *, name: str | None = None, modalities: list[str] | None = None):
         self.name = name or self.method
         self.modalities = None if modalities is None else list(modalities)
@@ -141,6 +144,8 @@ class ImageHarmonizer(ABC):
         target: np.ndarray,
         mask: np.ndarray | None = None,
         target_mask: np.ndarray | None = None,
+        voxel_mm=None,
+        target_voxel_mm=None,
     ) -> HarmonizedImage:
         """An image given the appearance of the site of one target image, anatomy kept.
 
@@ -153,6 +158,9 @@ class ImageHarmonizer(ABC):
         mask, target_mask
             Their brain masks (default: :func:`mrharmony.data.masks.brain_mask` of each image);
             statistics are taken inside them.
+        voxel_mm, target_voxel_mm
+            Their voxel sizes in mm, for the methods whose steps are set in millimetres (N4's
+            B-spline mesh); default 1 mm.
 
         Returns
         -------
@@ -168,7 +176,11 @@ class ImageHarmonizer(ABC):
         """
         image, mask = self._checked(image, mask, "image")
         target, target_mask = self._checked(target, target_mask, "target")
-        out = self._transform(image, mask, target, target_mask)
+        self.voxel_sizes = (voxel_mm, target_voxel_mm)  # read by the steps set in millimetres, for this call
+        try:
+            out = self._transform(image, mask, target, target_mask)
+        finally:
+            self.voxel_sizes = (None, None)
         pred = np.asarray(out.image, np.float32)
         if pred.shape != image.shape:
             raise RuntimeError(f"{self.name} returned shape {pred.shape} for an input of shape {image.shape}")
@@ -307,7 +319,17 @@ class ImageHarmonizer(ABC):
             small, small_mask = image, mask
         if "Target" in moved:
             target, tmask = resample(target, moved["Target"] / grid), resample(tmask, moved["Target"] / grid, order=0)
-        result = self.transform(small, target=target, mask=small_mask, target_mask=tmask)
+        sizes = {"Input": voxel_size(affine), "Target": voxel_size(target_affine)}
+        for what in moved:
+            sizes[what] = grid
+        result = self.transform(
+            small,
+            target=target,
+            mask=small_mask,
+            target_mask=tmask,
+            voxel_mm=sizes["Input"],
+            target_voxel_mm=sizes["Target"],
+        )
         if "Input" in moved:
             result = HarmonizedImage(
                 resample(result.image, np.asarray(image.shape) / np.asarray(small.shape), shape=image.shape),

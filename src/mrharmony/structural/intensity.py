@@ -130,22 +130,29 @@ class N4Corrected(IntensityHarmonizer):
     cache_bytes: ClassVar[int] = 256 * 2**20
     _corrected: ClassVar[OrderedDict[str, np.ndarray]] = OrderedDict()
 
-    def corrected(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """The N4-corrected image (the B-spline mesh spaced as for 1 mm voxels: the voxel size is not known here)."""
+    def corrected(self, image: np.ndarray, mask: np.ndarray, voxel_mm=None) -> np.ndarray:
+        """The N4-corrected image, its B-spline mesh spaced in millimetres of ``voxel_mm`` (None: 1 mm voxels)."""
         from mrharmony.structural.bias import n4_correct
 
         cache = N4Corrected._corrected
+        voxel = tuple(float(v) for v in np.broadcast_to(1.0 if voxel_mm is None else voxel_mm, 3))
         # N4 works in float32 (n4_correct): a float64 copy of an image is the same image
-        key = hashlib.sha1(np.ascontiguousarray(image, np.float32).tobytes() + np.packbits(mask).tobytes()).hexdigest()
+        key = hashlib.sha1(
+            np.ascontiguousarray(image, np.float32).tobytes() + np.packbits(mask).tobytes() + repr(voxel).encode()
+        ).hexdigest()
         if key not in cache:
-            cache[key] = n4_correct(image, mask)
+            cache[key] = n4_correct(image, mask, voxel_mm=voxel)
             while sum(v.nbytes for v in cache.values()) > self.cache_bytes and len(cache) > 1:
                 cache.popitem(last=False)
         cache.move_to_end(key)
         return cache[key]
 
     def _transform(self, image, mask, target, target_mask) -> HarmonizedImage:
-        corrected, corrected_target = self.corrected(image, mask), self.corrected(target, target_mask)
+        voxel, target_voxel = self.voxel_sizes
+        corrected, corrected_target = (
+            self.corrected(image, mask, voxel),
+            self.corrected(target, target_mask, target_voxel),
+        )
         return self.baseline()._transform(corrected, mask, corrected_target, target_mask)
 
     @abstractmethod
