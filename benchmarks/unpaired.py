@@ -52,7 +52,7 @@ from mrharmony.bench.unpaired import (
     pooled_effects,
     scan_features,
 )
-from mrharmony.stats import mean_ci
+from mrharmony.stats import mean_ci, t_interval
 
 #: the rows, declared before any run: name -> what it is
 ROWS = {
@@ -128,7 +128,7 @@ SETTINGS = {
         "registration": "syn",
         "age_term": "spline",
         "shots": {"stylecode_1": 1, "stylecode_5": 5},
-        "seeds": [0],
+        "seeds": [0, 1],  # two training runs of stylecode: an interval over runs beside the one over people
         "stylecode": {"model": {}, "training": {}},
     },
 }
@@ -390,6 +390,14 @@ def row_values(scores: dict, row: str, metric: str) -> np.ndarray:
     return np.asarray(out, float)
 
 
+def seed_means(scores: dict, row: str, metric: str) -> list[float]:
+    """Per training seed of a stylecode row, the mean of its metric over people."""
+    seeds = sorted({seed for e in scores.values() for seed in (e.get(row) or {})})
+    return [
+        float(np.mean([e[row][seed][metric] for e in scores.values() if seed in (e.get(row) or {})])) for seed in seeds
+    ]
+
+
 def person_measures(scores: dict, row: str) -> dict:
     out = {}
     for subject, entry in scores.items():
@@ -425,6 +433,8 @@ def summarize(results: dict, b: dict, study_root: Path, args) -> dict:
                 v = row_values(scores, row, metric)
                 if v.size:
                     rows.setdefault(row, {})[metric] = {**mean_ci(v), "n": int(v.size)}
+                    if row.startswith("stylecode"):  # the interval over training runs
+                        rows[row][metric]["runs"] = t_interval(seed_means(scores, row, metric))
         pooled_people = [people[s] for s in list(scores) + list(res["own"])]
         own = {s: e["own"] for s, e in res["own"].items()}
         row_measures, truths = {}, {}
