@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mrharmony.bench.dmri import train_dmri_run
 from mrharmony.bench.summary import command, dump_json, machine
 from mrharmony.bench.unpaired import (
     Scorer,
@@ -155,27 +156,13 @@ def make_study(out: Path, b: dict, args) -> Path:
 
 
 def train_stylecode(out: Path, study: Path, b: dict, seed: int, args) -> Path:
-    import yaml
-
-    from mrharmony.dmri.training import train
-
-    run = out / "runs" / f"stylecode-seed{seed}"
-    if (run / "model.pt").is_file():
-        return run
-    cfg = out / "runs" / f"stylecode-seed{seed}.yaml"
-    cfg.parent.mkdir(parents=True, exist_ok=True)
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                "data": {"study": str(study), "sites": b["seen"]},
-                "model": {"method": "stylecode", **b["stylecode"]["model"]},
-                "training": {**b["stylecode"]["training"], "seed": seed, "device": "cpu"},
-            }
-        )
-    )
-    log(args, f"training stylecode (seed {seed}) on {', '.join(b['seen'])}")
-    resume = (run / "checkpoints" / "last.pt").is_file()
-    return train(None if resume else cfg, run, resume=resume, quiet=args.quiet)
+    """stylecode trained on the seen sites (resumed where a run stopped)."""
+    cfg = {
+        "data": {"study": str(study), "sites": b["seen"]},
+        "model": {"method": "stylecode", **b["stylecode"]["model"]},
+        "training": {**b["stylecode"]["training"], "seed": seed, "device": "cpu"},
+    }
+    return train_dmri_run(out, f"stylecode-seed{seed}", cfg, tag="stylecode", quiet=args.quiet)
 
 
 def traveling_heads(out: Path, study_root: Path, b: dict, args) -> Path:
@@ -219,40 +206,18 @@ def traveling_heads(out: Path, study_root: Path, b: dict, args) -> Path:
     return root
 
 
-def train_msp(out: Path, heads: Path, b: dict, args) -> Path:
+def train_msp(out: Path, heads: Path, b: dict) -> Path:
     """MSP from ``msp_source`` to the other seen sites, trained on every traveling head."""
-    import yaml
-
-    from mrharmony.dmri.training import train
-
-    run = out / "runs" / "msp"
-    if (run / "model.pt").is_file():
-        return run
-    cfg = out / "runs" / "msp.yaml"
-    targets = [s for s in b["seen"] if s != b["msp_source"]]
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                "preset": b["msp_training"]["preset"],
-                "data": {"dataset": str(heads), "targets": targets},
-                "model": {"method": "msp"},
-                "training": {"seed": 0, "device": "cpu"},
-            }
-        )
-    )
-    log(args, f"training MSP {b['msp_source']} -> {', '.join(targets)} on the traveling heads")
-    resume = (run / "checkpoints" / "last.pt").is_file()
-    return train(None if resume else cfg, run, resume=resume, quiet=True)
+    cfg = {
+        "preset": b["msp_training"]["preset"],
+        "data": {"dataset": str(heads), "targets": [s for s in b["seen"] if s != b["msp_source"]]},
+        "model": {"method": "msp"},
+        "training": {"seed": 0, "device": "cpu"},
+    }
+    return train_dmri_run(out, "msp", cfg, tag=f"MSP from {b['msp_source']} on the traveling heads")
 
 
-def fit_pair(out: Path, study, method: str, source: str, target: str, b: dict, args) -> Path:
-    import yaml
-
-    from mrharmony.dmri.training import train
-
-    run = out / "runs" / f"{method}-{source}-to-{target}"
-    if (run / "harmonizer.json").is_file():
-        return run
+def fit_pair(out: Path, study, method: str, source: str, target: str, b: dict) -> Path:
     controls = min(b["controls"], *(sum(p.group == "control" for p in study.at(s)) for s in (source, target)))
     data = {"study": str(study.root), "source": source, "target": target, "controls": controls}
     if method == "rish":
@@ -265,10 +230,7 @@ def fit_pair(out: Path, study, method: str, source: str, target: str, b: dict, a
             "covariates": ["age", "sex", "group"],
             "age_term": b["age_term"],
         }
-    cfg = out / "runs" / f"{method}-{source}-to-{target}.yaml"
-    cfg.write_text(yaml.safe_dump({"data": data, "model": model}))
-    log(args, f"fitting {method} {source} -> {target}")
-    return train(cfg, run, force=True, quiet=True)
+    return train_dmri_run(out, f"{method}-{source}-to-{target}", {"data": data, "model": model}, tag="fit")
 
 
 def score_target(out: Path, study_root: Path, target: str, b: dict, models: dict, args) -> dict:
@@ -600,11 +562,11 @@ def main() -> int:
     study_root = make_study(out, b, args)
     study = load_study(study_root)
     models: dict = {"stylecode": {seed: train_stylecode(out, study_root, b, seed, args) for seed in b["seeds"]}}
-    models["msp"] = train_msp(out, traveling_heads(out, study_root, b, args), b, args)
+    models["msp"] = train_msp(out, traveling_heads(out, study_root, b, args), b)
     methods = ["rish"] + (["combat"] if environment_has_combat() else [])
     for m in methods:
         models[m] = {
-            (s, t): fit_pair(out, study, m, s, t, b, args) for t in b["targets"] for s in study.sites if s != t
+            (s, t): fit_pair(out, study, m, s, t, b) for t in b["targets"] for s in study.sites if s != t
         }
     results = {t: score_target(out, study_root, t, b, models, args) for t in b["targets"]}
     summary = summarize(results, b, study_root, args)

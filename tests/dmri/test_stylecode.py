@@ -62,13 +62,9 @@ def _scan(study, subject, kind=None):
 
 
 def _features(dwi, bvals, bvecs, mask, affine, sh):
-    from mrharmony.dmri.features.normalization import ChannelStats
-    from mrharmony.dmri.features.prepare import ScanFeatures
-    from mrharmony.dmri.features.sh import SHConfig, fit_sh
+    from mrharmony.bench.unpaired import scan_features
 
-    cfg = SHConfig(**sh)
-    c = fit_sh(dwi, bvals, bvecs, mask, cfg)
-    return ScanFeatures(data=c, mask=mask, affine=affine, stats=ChannelStats.fit(c, mask), sh=cfg, normalized=False)
+    return scan_features((dwi, bvals, bvecs, mask, affine), sh)
 
 
 @pytest.mark.parametrize("kind", ["md", "fa", "csf"])

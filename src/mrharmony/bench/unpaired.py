@@ -158,16 +158,12 @@ def cached(file: Path, compute) -> dict:
 def scan_features(scan: tuple, sh: dict):
     """The :class:`~mrharmony.dmri.features.prepare.ScanFeatures` of a scan ((dwi, bvals, bvecs, mask,
     affine)) with the SH settings ``sh``, at their own scale."""
-    from mrharmony.dmri.features.normalization import ChannelStats
     from mrharmony.dmri.features.prepare import ScanFeatures
     from mrharmony.dmri.features.sh import SHConfig
 
     dwi, bvals, bvecs, mask, affine = scan
     mask = np.asarray(mask, bool)
-    c = fit_scan(dwi, bvals, bvecs, mask, sh)
-    return ScanFeatures(
-        data=c, mask=mask, affine=affine, stats=ChannelStats.fit(c, mask), sh=SHConfig(**sh), normalized=False
-    )
+    return ScanFeatures.own_scale(fit_scan(dwi, bvals, bvecs, mask, sh), mask, affine, SHConfig(**sh))
 
 
 def person_scan(study, subject: str):

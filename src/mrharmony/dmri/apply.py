@@ -90,7 +90,6 @@ def harmonize_arrays(
     InputError
         A gradient table with fewer shells than the model's, naming ``source``.
     """
-    from mrharmony.dmri.features.normalization import ChannelStats
     from mrharmony.dmri.features.prepare import ScanFeatures
     from mrharmony.dmri.features.sh import fit_sh
 
@@ -101,11 +100,7 @@ def harmonize_arrays(
 
         dwi = denoise_dwi(dwi, mask, h.denoise)
     coeffs = fit_sh(dwi, bvals, bvecs, mask, cfg, source=source)
-    scan = h.scaled_input(
-        ScanFeatures(
-            data=coeffs, mask=mask, affine=affine, stats=ChannelStats.fit(coeffs, mask), sh=cfg, normalized=False
-        )
-    )
+    scan = h.scaled_input(ScanFeatures.own_scale(coeffs, mask, affine, cfg))
     out = {}
     if not h.predicts_sh:  # methods that harmonize the DTI maps (ComBat), and MK where the target has it
         maps = h.predict_dti(scan)
@@ -472,7 +467,6 @@ def target_features(h, scans: list[dict], *, source=None):
     """
     from mrharmony.data.dataset import automatic_mask
     from mrharmony.data.gradients import SHELL_TOLERANCE
-    from mrharmony.dmri.features.normalization import ChannelStats
     from mrharmony.dmri.features.prepare import ScanFeatures
     from mrharmony.dmri.features.sh import fit_sh
 
@@ -500,15 +494,6 @@ def target_features(h, scans: list[dict], *, source=None):
             mask = automatic_mask(data, bvals)
         cfg = scan_sh(h, bvals, source=files["bval"])
         coeffs = fit_sh(data, bvals, bvecs, mask, cfg, source=files["bval"])
-        feats.append(
-            ScanFeatures(
-                data=coeffs,
-                mask=mask,
-                affine=img.affine,
-                stats=ChannelStats.fit(coeffs, mask),
-                sh=cfg,
-                normalized=False,
-            )
-        )
+        feats.append(ScanFeatures.own_scale(coeffs, mask, img.affine, cfg))
         gradients = gradients or (bvals, bvecs)
     return feats, gradients

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -91,15 +90,9 @@ class DeepHarmonizer(Harmonizer):
         return cls(net, meta, source=path if path.is_dir() else path.parent, **kwargs)
 
     def save(self, directory: str | os.PathLike) -> Path:
-        from mrharmony.engine.checkpoint import save_model
+        from mrharmony.engine.checkpoint import save_network
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        if self.source is not None and (self.source / "model.pt").is_file():
-            shutil.copy2(self.source / "model.pt", directory / "model.pt")
-        else:
-            save_model(directory / "model.pt", self.net, self.meta)
-        return directory
+        return save_network(directory, self.net, self.meta, self.source)
 
     @property
     def parameter_count(self) -> int:

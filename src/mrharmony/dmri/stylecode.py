@@ -605,17 +605,9 @@ class StyleCodeHarmonizer(Harmonizer):
         return cls(net.eval(), meta, source=file.parent, **kwargs)
 
     def save(self, directory: str | os.PathLike) -> Path:
-        import shutil
+        from mrharmony.engine.checkpoint import save_network
 
-        from mrharmony.engine.checkpoint import save_model
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        if self.source is not None and (self.source / "model.pt").is_file():
-            shutil.copy2(self.source / "model.pt", directory / "model.pt")
-        else:
-            save_model(directory / "model.pt", self.net, self.meta)
-        return directory
+        return save_network(directory, self.net, self.meta, self.source)
 
     @property
     def parameter_count(self) -> int:

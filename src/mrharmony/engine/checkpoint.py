@@ -54,6 +54,20 @@ def save_model(path: str | os.PathLike, net, meta: dict) -> None:
 PLAIN_TYPES = (str, int, float, bool, type(None))
 
 
+def save_network(directory: str | os.PathLike, net, meta: dict, source: Path | None) -> Path:
+    """Write a trained network's ``model.pt`` into ``directory``: a copy of the file it was loaded
+    from (``source``, its folder), else its weights and ``meta``."""
+    import shutil
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if source is not None and (source / "model.pt").is_file():
+        shutil.copy2(source / "model.pt", directory / "model.pt")
+    else:
+        save_model(directory / "model.pt", net, meta)
+    return directory
+
+
 def check_plain(value, where: str = "the state") -> None:
     """Raise ``TypeError`` naming the first part of ``value`` that is not a tensor or a plain
     value (dict, list, tuple, str, int, float, bool, None; exact types: a numpy scalar, an array,

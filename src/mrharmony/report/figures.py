@@ -37,39 +37,25 @@ def _png(fig) -> bytes:
 
 def phase_curves(runs: dict[str, Path]) -> bytes:
     """Training (dashed) and validation (solid) loss per epoch of each phase of each trained run."""
-    plt = _plt()
-    rows = {}
-    for label, run in runs.items():
-        with open(Path(run) / "metrics.csv", newline="") as fh:
-            rows[label] = list(csv.DictReader(fh))
+    rows = {label: _metrics(run) for label, run in runs.items()}
     phases = sorted({r.get("phase", "1") for rs in rows.values() for r in rs}, key=int)
-    fig, axes = plt.subplots(1, len(phases), figsize=(5.2 * len(phases), 3.8), squeeze=False)
-    for ax, phase in zip(axes[0], phases):
-        for i, (label, rs) in enumerate(rows.items()):
-            mine = [r for r in rs if r.get("phase", "1") == phase]
-            ep = [int(r["epoch"]) for r in mine]
-            ax.plot(ep, [float(r["val_loss"]) for r in mine], "-o", color=f"C{i % 10}", ms=3, label=label)
-            ax.plot(ep, [float(r["train_loss"]) for r in mine], "--", color=f"C{i % 10}", alpha=0.5)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("loss")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        ax.set_title(f"phase {phase}: validation (solid), training (dashed)", fontsize=9)
-    return _png(fig)
+    panels = [
+        (f"phase {phase}", {label: [r for r in rs if r.get("phase", "1") == phase] for label, rs in rows.items()})
+        for phase in phases
+    ]
+    return _loss_panels(panels, "loss", (5.2, 3.8))
 
 
-def training_curves(runs: dict[str, Path]) -> bytes:
-    """Loss per epoch: single networks on the left (one target each), multi-task runs on the right
-    (losses summed over their targets, so on another scale)."""
+def _metrics(run) -> list[dict]:
+    with open(Path(run) / "metrics.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _loss_panels(panels: list[tuple[str, dict]], ylabel: str, size: tuple[float, float]) -> bytes:
+    """One panel per (title, label -> rows of metrics.csv): validation (solid) and training (dashed)
+    loss per epoch of each run, in the same colour."""
     plt = _plt()
-    groups = {"single networks (one target)": {}, "multi-task networks (sum over targets)": {}}
-    for label, run in runs.items():
-        with open(Path(run) / "metrics.csv", newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        n_targets = sum(1 for k in rows[0] if k.startswith("val_loss_"))
-        groups[list(groups)[n_targets > 1]][label] = rows
-    panels = [(title, g) for title, g in groups.items() if g]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(size[0] * len(panels), size[1]), squeeze=False)
     for ax, (title, group) in zip(axes[0], panels):
         for i, (label, rows) in enumerate(group.items()):
             ep = [int(r["epoch"]) for r in rows]
@@ -77,11 +63,22 @@ def training_curves(runs: dict[str, Path]) -> bytes:
             ax.plot(ep, [float(r["val_loss"]) for r in rows], "-o", color=color, ms=3, label=label)
             ax.plot(ep, [float(r["train_loss"]) for r in rows], "--", color=color, alpha=0.5)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("patch MSE (normalized SH)")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         ax.set_title(f"{title}: validation (solid), training (dashed)", fontsize=9)
     return _png(fig)
+
+
+def training_curves(runs: dict[str, Path]) -> bytes:
+    """Loss per epoch: single networks on the left (one target each), multi-task runs on the right
+    (losses summed over their targets, so on another scale)."""
+    groups: dict[str, dict] = {"single networks (one target)": {}, "multi-task networks (sum over targets)": {}}
+    for label, run in runs.items():
+        rows = _metrics(run)
+        n_targets = sum(1 for k in rows[0] if k.startswith("val_loss_"))
+        groups[list(groups)[n_targets > 1]][label] = rows
+    return _loss_panels([(t, g) for t, g in groups.items() if g], "patch MSE (normalized SH)", (6.2, 4.2))
 
 
 def fig3_views(columns: dict[str, dict[str, np.ndarray]], mask: np.ndarray, *, title: str) -> bytes:

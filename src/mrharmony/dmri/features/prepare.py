@@ -191,6 +191,12 @@ class ScanFeatures:
     sh: SHConfig
     normalized: bool = True
 
+    @classmethod
+    def own_scale(cls, coeffs: np.ndarray, mask: np.ndarray, affine: np.ndarray, sh: SHConfig) -> ScanFeatures:
+        """Features of a scan's SH coefficients at their own scale (not normalized), with the scan's
+        own statistics as ``stats``."""
+        return cls(data=coeffs, mask=mask, affine=affine, stats=ChannelStats.fit(coeffs, mask), sh=sh, normalized=False)
+
     def raw(self) -> np.ndarray:
         """The SH coefficients at their own scale (of the b0-normalized signal)."""
         return self.stats.invert(self.data, self.mask) if self.normalized else self.data
