@@ -565,9 +565,7 @@ def main() -> int:
     models["msp"] = train_msp(out, traveling_heads(out, study_root, b, args), b)
     methods = ["rish"] + (["combat"] if environment_has_combat() else [])
     for m in methods:
-        models[m] = {
-            (s, t): fit_pair(out, study, m, s, t, b) for t in b["targets"] for s in study.sites if s != t
-        }
+        models[m] = {(s, t): fit_pair(out, study, m, s, t, b) for t in b["targets"] for s in study.sites if s != t}
     results = {t: score_target(out, study_root, t, b, models, args) for t in b["targets"]}
     summary = summarize(results, b, study_root, args)
     text = markdown(summary)
