@@ -16,6 +16,8 @@ The rows, declared here before any run (:data:`ROWS`; the summary records the co
   site (the study's practice, through their SyN template at the cpu budget);
 * ``combat_covariates``: ComBat on FA and MD with age, sex and diagnosis as covariates, fitted on
   everyone of the two sites (in the ``combat`` extra's environment; absent elsewhere);
+* ``combat_location``: the same ComBat with its location adjustment alone (``scale: false``), which
+  keeps each person's difference from their site's mean as it is;
 * ``stylecode_1`` and ``stylecode_5``: stylecode given 1 and 5 scans of controls of the target site;
 * ``rescan``: the floor, the person scanned on the target's platform itself.
 
@@ -60,6 +62,7 @@ ROWS = {
     "none": "no harmonization",
     "rish_template": "linear RISH from the controls of both sites (template)",
     "combat_covariates": "ComBat on FA/MD with age, sex and diagnosis, fitted on both sites",
+    "combat_location": "the same ComBat, its location adjustment alone (scale: false)",
     "stylecode_1": "stylecode given 1 scan of the target site",
     "stylecode_5": "stylecode given 5 scans of the target site",
     "rescan": "floor: the person scanned on the target's platform",
@@ -229,6 +232,7 @@ def fit_pair(out: Path, study, method: str, source: str, target: str, b: dict) -
             "registration": b["registration"],
             "covariates": ["age", "sex", "group"],
             "age_term": b["age_term"],
+            "scale": method != "combat_location",
         }
     return train_dmri_run(out, f"{method}-{source}-to-{target}", {"data": data, "model": model}, tag="fit")
 
@@ -262,7 +266,7 @@ def score_target(out: Path, study_root: Path, target: str, b: dict, models: dict
             continue
         pair = {
             row: load_harmonizer(models[m][(site, target)])
-            for m, row in (("rish", "rish_template"), ("combat", "combat_covariates"))
+            for m, row in (("rish", "rish_template"), ("combat", "combat_covariates"), ("combat_location",) * 2)
             if (site, target) in models.get(m, {})
         }
         if msp is not None and site == b["msp_source"] and target in msp.targets:
@@ -563,7 +567,7 @@ def main() -> int:
     study = load_study(study_root)
     models: dict = {"stylecode": {seed: train_stylecode(out, study_root, b, seed, args) for seed in b["seeds"]}}
     models["msp"] = train_msp(out, traveling_heads(out, study_root, b, args), b)
-    methods = ["rish"] + (["combat"] if environment_has_combat() else [])
+    methods = ["rish"] + (["combat", "combat_location"] if environment_has_combat() else [])
     for m in methods:
         models[m] = {(s, t): fit_pair(out, study, m, s, t, b) for t in b["targets"] for s in study.sites if s != t}
     results = {t: score_target(out, study_root, t, b, models, args) for t in b["targets"]}

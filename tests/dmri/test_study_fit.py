@@ -202,6 +202,68 @@ def test_combat_with_covariates_is_learned_from_a_study_and_applied_with_the_per
     assert not (tmp_path / "c2").exists()
 
 
+@pytest.mark.combat
+def test_combat_location_alone_keeps_a_change_of_the_person_on_files_where_its_scale_shrinks_it(study, tmp_path):
+    """A person of the source site and a copy of them with MD 15% higher everywhere, written to files
+    and harmonized by ``apply``: ComBat's location alone (``scale: false``) keeps the change within
+    10%; location and scale multiply it by the model's slope, the ratio of the sites' spreads."""
+    pytest.importorskip("neuroHarmonize")
+    import nibabel as nib
+
+    from mrharmony.data.study import load_study
+    from mrharmony.dmri.loading import load_harmonizer
+    from mrharmony.simulate.person import change_scan
+
+    st = load_study(study)
+    patient = next(p for p in st.at("site-01") if p.group == "patient")
+    scan = st.scan(patient.subject)
+    dwi, affine = scan.load_dwi()
+    mask = scan.load_mask()
+    folder = study / patient.subject / "site-01"
+    changed = tmp_path / "changed" / "dwi.nii.gz"
+    changed.parent.mkdir()
+    nib.save(nib.Nifti1Image(change_scan(dwi, scan.gradients()[0], mask, "md"), affine), changed)
+    given = input_change(st, patient.subject, dwi, changed, mask)
+    who = ["--age", str(patient.age), "--group", "patient"]
+    md = "dwi_space-site02_model-tensor_param-md_dwimap.nii.gz"
+    kept = {}
+    for scale in (True, False):
+        cfg = tmp_path / f"combat-{scale}.yaml"
+        model = {"method": "combat", "registration": "none", "covariates": ["age", "group"], "scale": scale}
+        data = {"study": str(study), "source": "site-01", "target": "site-02", "people": "everyone"}
+        cfg.write_text(yaml.safe_dump({"data": data, "model": model}))
+        run = tmp_path / f"run-{scale}"
+        assert main(["dmri", "train", str(cfg), "--out", str(run), "--quiet"]) == 0
+        means = []
+        for name, dwi_file in (("original", folder / "dwi.nii.gz"), ("changed", changed)):
+            args = ["--dwi", str(dwi_file), "--bval", str(folder / "dwi.bval"), "--bvec", str(folder / "dwi.bvec")]
+            out = tmp_path / f"h-{scale}-{name}"
+            assert main(["dmri", "apply", str(run), *args, *who, "--out", str(out), "--quiet"]) == 0
+            means.append(float(nib.load(out / md).get_fdata()[mask].mean()))
+        kept[scale] = means[1] / means[0] - 1
+        if scale:
+            h = load_harmonizer(run)
+            slope = float(np.median(h.maps["site-02"][..., 2][h.space.mask]))
+    assert abs(kept[False] - given) <= 0.10 * given, (kept, given)
+    assert abs(kept[True] / given - slope) <= 0.1 * slope, (kept, given, slope)
+
+
+def input_change(st, subject, dwi, changed, mask) -> float:
+    """The relative change of the brain-mean MD between the scan ``dwi`` and the file ``changed``."""
+    import nibabel as nib
+
+    from mrharmony.dmri.changes import brain_mean
+    from mrharmony.dmri.features.sh import SHConfig, fit_sh
+
+    bvals, bvecs = st.scan(subject).gradients()
+    cfg = SHConfig()
+    before, after = (
+        brain_mean(fit_sh(d, bvals, bvecs, mask, cfg), bvals, bvecs, cfg, mask, "md")
+        for d in (dwi, nib.load(changed).get_fdata(dtype=np.float32))
+    )
+    return after / before - 1
+
+
 def test_the_bids_app_reads_a_persons_covariates_from_participants_tsv(tmp_path):
     from mrharmony.dmri.bids_app import participant_covariates
     from mrharmony.errors import InputError

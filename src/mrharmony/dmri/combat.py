@@ -91,6 +91,11 @@ class ComBatConfig(CommonSpaceConfig):
     age_term: Literal["linear", "spline"] = Field(
         default="linear", description="age as a straight line, or a cubic regression spline (two interior knots)"
     )
+    scale: bool = Field(
+        default=True,
+        description="ComBat's location and scale adjustment (true, as practice runs it), or its location alone "
+        "(false: the site's shrunk mean taken away, each person's difference from it kept as it is)",
+    )
 
     @model_validator(mode="after")
     def _covariates(self) -> ComBatConfig:
@@ -132,7 +137,10 @@ class ComBatHarmonizer(VoxelwiseHarmonizer):
 
     @property
     def covariates(self) -> list[str]:
-        """The covariates a person harmonized with the model must give (none without a study)."""
+        """The covariates a person harmonized with the model must give (none without a study, and none
+        for the location adjustment alone, which is the same for everyone)."""
+        if not self.settings.get("scale", True):
+            return []
         return list((self.settings.get("covariate_model") or {}).get("covariates", []))
 
     def for_person(self, covariates: dict | None, *, source=None) -> ComBatHarmonizer:
@@ -261,11 +269,15 @@ def _measures(sh, coeffs: np.ndarray, bvals, bvecs, mask: np.ndarray) -> np.ndar
     return np.stack(maps, -1)
 
 
-def learned_adjustment(data: np.ndarray, people, probes) -> tuple[np.ndarray, np.ndarray]:
+def learned_adjustment(data: np.ndarray, people, probes, *, scale: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """ComBat (neuroHarmonize) learned from ``data`` (people x features; the input site's people, then
     the target's, the reference batch) with the table ``people`` (``SITE`` and the covariate
     columns), read as plain values: the slope per feature, and the offset per feature for each row
-    of ``probes`` (covariate values of a person of the input site; its first row gives the slope)."""
+    of ``probes`` (covariate values of a person of the input site; its first row gives the slope).
+
+    ``scale=False`` keeps ComBat's location adjustment alone: the input site's shrunk site mean
+    (``gamma_star``, in the units of the data) is taken away, the slope is one and the offset is the
+    same for every person."""
     import pandas as pd
     from neuroHarmonize import harmonizationApply, harmonizationLearn
 
@@ -277,6 +289,10 @@ def learned_adjustment(data: np.ndarray, people, probes) -> tuple[np.ndarray, np
     with contextlib.redirect_stdout(io.StringIO()):  # neuroHarmonize reports its steps on stdout
         model, _ = harmonizationLearn(data, people, ref_batch="target", seed=0)
         out = harmonizationApply(values, rows, model)
+    if not scale:
+        site = list(model["SITE_labels"]).index("input")
+        shift = np.asarray(model["gamma_star"])[site] * np.sqrt(np.asarray(model["var_pooled"])[:, 0])
+        return np.ones(n), np.tile(-shift, (len(probes), 1))
     offsets = out[: len(probes)]
     return out[len(probes)] - offsets[0], offsets
 
@@ -322,7 +338,12 @@ def fit_combat(h: ComBatHarmonizer, ds, subjects: list[str], progress) -> None:
         adjust, _ = _support_maps(support, k_maps)
         for k in range(k_maps):  # FA, MD (, MK)
             data = np.concatenate([np.stack([x[..., k][support] for x in d[side]]) for side in ("in", "t")])
-            slope, offsets = learned_adjustment(data.astype(np.float64), people, people.iloc[:1].drop(columns="SITE"))
+            slope, offsets = learned_adjustment(
+                data.astype(np.float64),
+                people,
+                people.iloc[:1].drop(columns="SITE"),
+                scale=h.settings.get("scale", True),
+            )
             adjust[..., 2 * k][support] = slope
             adjust[..., 2 * k + 1][support] = offsets[0]
         h.maps[t] = adjust
@@ -470,14 +491,14 @@ def fit_combat_study(
     adjust, terms_maps = _support_maps(support, k_maps, n_terms)
     for k in range(k_maps):
         values = np.stack([x[..., k][support] for x in measures]).astype(np.float64)
-        slope, offsets = learned_adjustment(values, table, probes)
+        slope, offsets = learned_adjustment(values, table, probes, scale=h.settings.get("scale", True))
         adjust[..., 2 * k][support] = slope
         adjust[..., 2 * k + 1][support] = offsets[0]
         for j in range(n_terms):
             terms_maps[..., k * n_terms + j][support] = offsets[j + 1] - offsets[0]
     t = data.target
     h.maps[t] = adjust
-    if covariates:
-        h.covariate_maps[t] = terms_maps
     h.settings["covariate_model"] = model
+    if h.covariates:
+        h.covariate_maps[t] = terms_maps
     _set_fallback(h)
