@@ -17,7 +17,8 @@ equations, a rescan of every subject on every site):
    scores only what is left);
 3. the goals of :mod:`mrharmony.bench.structural_goals` on the declared rows ``hail`` and
    ``ihf_residual`` (:data:`~mrharmony.bench.structural_goals.DECLARED`), per modality and group of
-   site pairs, intervals over subjects;
+   site pairs, intervals over subjects and, where the budget trains the declared rows with more
+   than one seed (``cpu``: two runs each), over training runs beside them;
 4. what each method fixes of each effect: data whose sites differ in one effect alone
    (``--only-effect``: contrast, blur, noise, bias, ringing, ghosting), T1w, four site pairs, three
    test subjects; each method's residual is its 1 - SSIM against the truth over no harmonization's
@@ -65,6 +66,7 @@ BUDGETS = {
         "modalities": ["T1w"],
         "effects": ["blur"],
         "resources": True,
+        "seeds": [0, 1],
     },
     "cpu": {
         "preset": "demo",
@@ -76,6 +78,7 @@ BUDGETS = {
         "ihf_crop": 64,
         "modalities": ["T1w", "T2w", "FLAIR"],
         "effects": ["contrast", "blur", "noise", "bias", "ringing", "ghosting"],
+        "seeds": [0, 1],
     },
     # the resolution studies scan T1w at: the declared rows and Nyul, trained on 1 mm crops and applied
     # to whole 1 mm volumes, one seen and one unseen pair per test subject, with apply time and memory
@@ -93,14 +96,16 @@ BUDGETS = {
         "baselines": ["none", "nyul", "n4_nyul"],
         "pairs": [("siteA", "siteB"), ("siteA", "siteD")],
         "resources": True,
+        "seeds": [0],
     },
 }
 BASELINES = ["none", "zscore", "whitestripe", "nyul", "n4_zscore", "n4_whitestripe", "n4_nyul"]
 EFFECT_PAIRS = [("siteA", "siteB"), ("siteB", "siteA"), ("siteA", "siteD"), ("siteD", "siteA")]
 
 
-def train_all(out: Path, data: Path, budget: dict) -> tuple[dict, dict]:
-    """The four trained rows and their training seconds."""
+def train_all(out: Path, data: Path, budget: dict) -> tuple[dict, dict, dict]:
+    """The trained rows, the further training runs of the declared rows (``<row>_seed<k>``, trained
+    with the budget's further seeds) and every run's training seconds."""
     from mrharmony.bench.structural import train_or_resume
     from mrharmony.structural.hail import HAILHarmonizer
     from mrharmony.structural.ihf import IHFHarmonizer
@@ -124,21 +129,32 @@ def train_all(out: Path, data: Path, budget: dict) -> tuple[dict, dict]:
         ("ihf_squeeze", IHFHarmonizer, ihf_data, {"method": "ihf", "flow": "squeeze"}, budget["ihf"]),
         ("ihf_residual", IHFHarmonizer, ihf_data, {"method": "ihf", "flow": "residual"}, budget["ihf"]),
     ]
+    seeds = budget["seeds"]
+    runs = {}
     for name, cls, data_cfg, model, training in plans:
         if name not in budget.get("rows", [p[0] for p in plans]):
             continue
-        t0 = time.perf_counter()
-        config = {"preset": budget["training_preset"], "data": data_cfg, "model": model, "training": training}
-        models[name] = train_or_resume(cls, config, out / f"run-{name}")
-        seconds[name] = round(time.perf_counter() - t0, 1)
+        for seed in seeds if name in DECLARED.values() else seeds[:1]:
+            row = name if seed == seeds[0] else f"{name}_seed{seed}"
+            t0 = time.perf_counter()
+            config = {
+                "preset": budget["training_preset"],
+                "data": data_cfg,
+                "model": model,
+                "training": {**training, "seed": seed},
+            }
+            h = train_or_resume(cls, config, out / f"run-{row}")
+            h.name = row
+            (models if row == name else runs)[row] = h
+            seconds[row] = round(time.perf_counter() - t0, 1)
     first = models["hail"]
-    for h in models.values():
+    for h in [*models.values(), *runs.values()]:
         if h.split != first.split or h.training_sites != first.training_sites:
             raise SystemExit(f"{h.model_file} was trained on another split or other sites than {first.model_file}.")
-    for name in ("hail", "hail_unet", "hail_residual"):
-        if name in models:
-            models[name].modalities = ["T1w"]
-    return models, seconds
+    for name, h in [*models.items(), *runs.items()]:
+        if name.startswith("hail"):
+            h.modalities = ["T1w"]
+    return models, runs, seconds
 
 
 def score(out: Path, scored, split, rows_of: list, modalities: list[str], jobs: int, pairs=None) -> list[dict]:
@@ -304,7 +320,10 @@ def markdown(summary: dict) -> str:
         "",
         f"`{summary['command']}` at commit {summary['commit']} ({summary['machine']['cpus']} cores).",
         f"Declared rows (named in code before the run): {', '.join(f'{k}: `{v}`' for k, v in summary['declared'].items())}.",
-        f"Test subjects: {len(summary['test_subjects'])}; intervals are 95% bootstrap intervals over them.",
+        f"Test subjects: {len(summary['test_subjects'])}; intervals are 95% bootstrap intervals over them. The declared "
+        f"rows were trained with the seeds {', '.join(map(str, summary['training_seeds']))} (the further runs are the "
+        "rows `<row>_seed<k>`): a subject's value is its mean over the runs, and each goal has a Student-t interval "
+        "over the runs beside the one over subjects.",
         "",
         "## Goals",
         "",
@@ -369,7 +388,7 @@ def main() -> None:
     data, ds = structural_data(out, budget["preset"], args.seed)
     if not ds.rescans:
         raise SystemExit(f"{data} was simulated without second sessions (rescans); remove it and run again.")
-    models, seconds = train_all(out, data, budget)
+    models, runs, seconds = train_all(out, data, budget)
     scored, split = evaluation_data(out, budget["preset"], args.seed, ds, models["hail"], budget["extra_test_subjects"])
     split = split or {
         "test": list(models["hail"].split["test"]),
@@ -377,7 +396,13 @@ def main() -> None:
     }
     baselines = budget.get("baselines", BASELINES)
     rows = score(
-        out, scored, split, [*models.values(), *baselines], budget["modalities"], args.jobs, budget.get("pairs")
+        out,
+        scored,
+        split,
+        [*models.values(), *runs.values(), *baselines],
+        budget["modalities"],
+        args.jobs,
+        budget.get("pairs"),
     )
     if not hasattr(scored, "root"):
         from mrharmony.data.structural import load_structural
@@ -389,6 +414,7 @@ def main() -> None:
         "commit": commit_of_checkout(Path(__file__).parent),
         "machine": machine(),
         "declared": DECLARED,
+        "training_seeds": budget["seeds"],
         "test_subjects": split["test"],
         "one_shot_reference_subject": split["validation"][0],
         "training_sites": models["hail"].training_sites,

@@ -49,3 +49,20 @@ def test_goals_are_judged_on_the_declared_rows_against_the_better_practice_row()
     trip = goals[("ihf_residual", "ihf_roundtrip", "roundtrip")]
     assert trip["mean"] == pytest.approx(3e-7) and trip["unit"] == "pair" and trip["n"] == 6 and trip["met"]
     assert not any(a == "hail" and name.startswith("ihf_") for a, name, _ in goals)
+
+
+def test_further_training_runs_of_a_declared_row_are_averaged_per_subject_with_an_interval_over_runs():
+    from mrharmony.bench.structural_goals import runs_of
+
+    rows = _rows()
+    # a second run of hail, 0.04 better on SSIM for every subject; a row of another name is no run of it
+    rows += [{**r, "method": "hail_seed1", "ssim": r["ssim"] + 0.04} for r in _rows() if r["method"] == "hail"]
+    rows += [{**r, "method": "hail_unet", "ssim": 0.0} for r in _rows() if r["method"] == "hail"]
+    assert runs_of(rows, "hail") == ("hail", "hail_seed1") and runs_of(rows, "ihf_residual") == ("ihf_residual",)
+    goals = {(g["a"], g["name"], g["metric"]): g for g in structural_goals(rows)}
+    ssim = goals[("hail", "learned_vs_nyul_ssim", "ssim")]
+    assert ssim["mean"] == pytest.approx(0.08) and ssim["n"] == 3  # subjects, each the mean of the two runs
+    assert ssim["runs"]["n"] == 2 and ssim["runs"]["mean"] == pytest.approx(0.08)
+    lo, hi = ssim["runs"]["ci95"]
+    assert lo < 0.06 and hi > 0.10  # the two runs' values 0.06 and 0.10, a t interval of one degree of freedom
+    assert "runs" not in goals[("ihf_residual", "learned_vs_nyul_ssim", "ssim")]

@@ -241,3 +241,28 @@ def test_apply_refuses_an_existing_output_folder(files, tmp_path, capsys):
     assert main([*args, "--force"]) == 0  # the folder is replaced as a whole: nothing of the earlier result stays
     assert sorted(p.name for p in (tmp_path / "h").iterdir()) == sorted([*HARMONIZED, "dataset_description.json"])
     assert np.load(tmp_path / "h" / HARMONIZED[2]).size > 0
+
+
+def test_the_residual_inverse_stops_at_the_rounding_floor_and_refuses_what_does_not_contract(monkeypatch):
+    """In single precision a fixed-point iteration can end in moves of one unit in the last place back
+    and forth, just above a tolerance of 1e-7 of the image's largest value: that is converged; moves
+    that stay large are not."""
+    from mrharmony.structural.ihf.residual_flow import ResidualBlock
+
+    block = ResidualBlock(4, 8, 2, 1)
+    y, s = torch.full((1, 1, 5, 5), 100.0), torch.zeros(1, 8)
+    calls = {"n": 0}
+
+    def g(amplitude):
+        def g_of(x, _s):
+            calls["n"] += 1
+            return torch.full_like(x, 1.0) + amplitude * (-1) ** calls["n"]
+
+        return g_of
+
+    monkeypatch.setattr(block, "g", g(1.2e-7 * 100.0))  # oscillates by 2.4e-7 of the largest value
+    assert torch.allclose(block.inverse(y, s), y + 1.0, rtol=1e-6)
+    assert calls["n"] < 5
+    monkeypatch.setattr(block, "g", g(1e-2))  # no contraction: never settles
+    with pytest.raises(RuntimeError, match="did not converge"):
+        block.inverse(y, s)

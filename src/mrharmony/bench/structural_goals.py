@@ -17,10 +17,15 @@ over subjects:
 * for the IHF row, ``ihf_texture``: the power of its change at the 2-voxel period over the
   truth's; goal <= 1.2; and ``ihf_roundtrip``: the largest relative error of an input restored
   from its harmonized image, over every pair (unit ``pair``); goal < 1e-5.
+
+A declared row may have further training runs, rows named ``<row>_seed<k>`` (:func:`runs_of`): a
+subject's value is then its mean over the runs, and each goal carries beside its interval over
+subjects a Student-t interval over the runs (``runs``: each run's goal value, judged alone).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import numpy as np
@@ -41,13 +46,28 @@ GOALS: dict[str, tuple[str, float]] = {
 TISSUE_KEYS = {"gm": "target_vd_gm", "wm": "target_vd_wm"}
 
 
-def per_subject(rows: list[dict], method: str, metric: str) -> dict[str, float]:
-    """Each subject's mean of ``metric`` over its rows of ``method`` (rows of one modality and group)."""
+def per_subject(rows: list[dict], method: str | tuple[str, ...], metric: str) -> dict[str, float]:
+    """Each subject's mean of ``metric`` over its rows of ``method`` (rows of one modality and group);
+    for several methods (the training runs of one row), the mean of each one's, over the subjects
+    every one of them has."""
+    if not isinstance(method, str):
+        each = [per_subject(rows, m, metric) for m in method]
+        common = set.intersection(*(set(e) for e in each)) if each else set()
+        return {s: float(np.mean([e[s] for e in each])) for s in sorted(common)}
     out: dict[str, list[float]] = {}
     for r in rows:
         if r["method"] == method and metric in r and np.isfinite(r[metric]):
             out.setdefault(r["subject"], []).append(float(r[metric]))
     return {s: float(np.mean(v)) for s, v in out.items()}
+
+
+def runs_of(rows: list[dict], row: str) -> tuple[str, ...]:
+    """The training runs of a declared row among ``rows``: the row itself and its ``<row>_seed<k>``
+    rows, in the order of k."""
+    pattern = re.compile(rf"{re.escape(row)}_seed(\d+)")
+    names = {r["method"] for r in rows}
+    further = sorted((int(m.group(1)), n) for n in names if (m := pattern.fullmatch(n)))
+    return ((row,) if row in names else ()) + tuple(n for _, n in further)
 
 
 def _met(name: str, value: float) -> bool:
@@ -102,70 +122,88 @@ def structural_goals(rows: list[dict], declared: Mapping[str, str] = DECLARED) -
         ``name``, ``a`` (the declared row), ``b`` (what it is compared with), ``metric``, ``mean``,
         ``ci95``, ``unit`` (``subject`` or ``pair``), ``n``, ``goal`` and ``met``.
     """
+    from mrharmony.stats import t_interval
+
     goals: list[dict] = []
     for modality, group in sorted({(r["modality"], r["group"]) for r in rows}):
         sel = [r for r in rows if r["modality"] == modality and r["group"] == group]
         for role, learned in declared.items():
-            mine = per_subject(sel, learned, "ssim")
-            if not mine:
+            runs = runs_of(sel, learned)
+            if not runs:
                 continue
-            nyul = better(sel, NYUL_ROWS, "ssim", higher=True)
-            if nyul is not None:
-                theirs = per_subject(sel, nyul, "ssim")
-                common = [s for s in mine if s in theirs]
-                values = [mine[s] - theirs[s] for s in common]
-                goals.append(_entry(modality, group, "learned_vs_nyul_ssim", learned, nyul, "ssim", values, "subject"))
-            for key in TISSUE_KEYS.values():
-                a = per_subject(sel, learned, key)
-                for name, b in (
-                    ("volume_agreement", better(sel, NYUL_ROWS, key, higher=False)),
-                    ("volume_vs_rescan", "rescan"),
-                ):
-                    ref = per_subject(sel, b, key) if b is not None else {}
-                    common = [s for s in a if ref.get(s, 0) > 0]
-                    if common:
-                        values = [a[s] / ref[s] for s in common]
-                        goals.append(_entry(modality, group, name, learned, b, key, values, "subject"))
-            if role == "ihf":
-                texture = per_subject(sel, learned, "texture_p2")
-                if texture:
-                    goals.append(
-                        _entry(
-                            modality,
-                            group,
-                            "ihf_texture",
-                            learned,
-                            "truth",
-                            "texture_p2",
-                            list(texture.values()),
-                            "subject",
-                        )
-                    )
-                trips = [float(r["roundtrip"]) for r in sel if r["method"] == learned and "roundtrip" in r]
-                if trips:
-                    entry = _entry(modality, group, "ihf_roundtrip", learned, "input", "roundtrip", trips, "pair")
-                    entry.update(
-                        mean=max(trips),
-                        ci95=[min(trips), max(trips)],
-                        statistic="maximum over pairs (the interval: their range)",
-                        met=bool(_met("ihf_roundtrip", max(trips))),
-                    )
-                    goals.append(entry)
+            for entry in _role_goals(sel, modality, group, role, learned, runs):
+                if len(runs) > 1 and entry["name"] != "ihf_roundtrip":
+                    alone = [
+                        e["mean"]
+                        for run in runs
+                        for e in _role_goals(sel, modality, group, role, learned, (run,))
+                        if (e["name"], e["metric"]) == (entry["name"], entry["metric"])
+                    ]
+                    entry["runs"] = t_interval(alone)
+                goals.append(entry)
+    return goals
+
+
+def _role_goals(sel: list[dict], modality, group, role: str, learned: str, runs: tuple[str, ...]) -> list[dict]:
+    """The goals of one declared row (``learned``, its values the mean over ``runs``) in the rows
+    ``sel`` of one modality and group."""
+    goals: list[dict] = []
+    mine = per_subject(sel, runs, "ssim")
+    if not mine:
+        return goals
+    nyul = better(sel, NYUL_ROWS, "ssim", higher=True)
+    if nyul is not None:
+        theirs = per_subject(sel, nyul, "ssim")
+        common = [s for s in mine if s in theirs]
+        values = [mine[s] - theirs[s] for s in common]
+        goals.append(_entry(modality, group, "learned_vs_nyul_ssim", learned, nyul, "ssim", values, "subject"))
+    for key in TISSUE_KEYS.values():
+        a = per_subject(sel, runs, key)
+        for name, b in (
+            ("volume_agreement", better(sel, NYUL_ROWS, key, higher=False)),
+            ("volume_vs_rescan", "rescan"),
+        ):
+            ref = per_subject(sel, b, key) if b is not None else {}
+            common = [s for s in a if ref.get(s, 0) > 0]
+            if common:
+                values = [a[s] / ref[s] for s in common]
+                goals.append(_entry(modality, group, name, learned, b, key, values, "subject"))
+    if role == "ihf":
+        texture = per_subject(sel, runs, "texture_p2")
+        if texture:
+            goals.append(
+                _entry(
+                    modality, group, "ihf_texture", learned, "truth", "texture_p2", list(texture.values()), "subject"
+                )
+            )
+        trips = [float(r["roundtrip"]) for r in sel if r["method"] in runs and "roundtrip" in r]
+        if trips:
+            entry = _entry(modality, group, "ihf_roundtrip", learned, "input", "roundtrip", trips, "pair")
+            entry.update(
+                mean=max(trips),
+                ci95=[min(trips), max(trips)],
+                statistic="maximum over pairs (the interval: their range)",
+                met=bool(_met("ihf_roundtrip", max(trips))),
+            )
+            goals.append(entry)
     return goals
 
 
 def goals_markdown(goals: list[dict]) -> str:
     """The goals as a Markdown table."""
     lines = [
-        "| modality | pairs | goal | a | b | metric | mean [95% interval] | unit (n) | target | met |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| modality | pairs | goal | a | b | metric | mean [95% interval] | unit (n) | over training runs (n) "
+        "| target | met |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for g in goals:
         lo, hi = g["ci95"]
         fmt = ".2e" if g["name"] == "ihf_roundtrip" else ".3f"
+        runs = g.get("runs")
+        over = f"[{runs['ci95'][0]:{fmt}}, {runs['ci95'][1]:{fmt}}] ({runs['n']})" if runs else ""
         lines.append(
             f"| {g['modality']} | {g['group']} | {g['name']} | {g['a']} | {g['b']} | {g['metric']} | "
-            f"{g['mean']:{fmt}} [{lo:{fmt}}, {hi:{fmt}}] | {g['unit']} ({g['n']}) | {g['goal']} | "
+            f"{g['mean']:{fmt}} [{lo:{fmt}}, {hi:{fmt}}] | {g['unit']} ({g['n']}) | {over} | {g['goal']} | "
             f"{'yes' if g['met'] else 'no'} |"
         )
     return "\n".join(lines) + "\n"

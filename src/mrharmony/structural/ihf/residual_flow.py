@@ -38,6 +38,10 @@ from mrharmony.structural.ihf.squeeze_flow import ArtefactEncoder
 LIPSCHITZ = 0.7
 #: the inverse stops when an iteration moves no voxel by more than this share of the image's largest value
 INVERSE_TOLERANCE = 1e-7
+#: or, in single precision, at the floor of its rounding: where the largest move, already below this
+#: share, no longer shrinks (a contraction's moves shrink by LIPSCHITZ each iteration until rounding
+#: alone moves a voxel by a unit in the last place, about 1e-7 of its value, back and forth)
+ROUNDING_FLOOR = 1e-5
 INVERSE_MAX_ITERATIONS = 200
 
 
@@ -99,13 +103,14 @@ class ResidualBlock(nn.Module):
 
     def inverse(self, y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         scale = float(y.abs().max()) or 1.0
-        x = y
+        x, last = y, math.inf
         for _ in range(INVERSE_MAX_ITERATIONS):
             nxt = y + self.g(x, s)
             step = float((nxt - x).abs().max())
             x = nxt
-            if step <= INVERSE_TOLERANCE * scale:
+            if step <= INVERSE_TOLERANCE * scale or (step <= ROUNDING_FLOOR * scale and step >= last):
                 return x
+            last = step
         raise RuntimeError(f"the residual flow's inverse did not converge in {INVERSE_MAX_ITERATIONS} iterations")
 
 
