@@ -158,14 +158,17 @@ def train_all(out: Path, data: Path, budget: dict) -> tuple[dict, dict, dict]:
 
 
 def score(out: Path, scored, split, rows_of: list, modalities: list[str], jobs: int, pairs=None) -> list[dict]:
-    """Every modality's rows, each kept in ``out/rows-<modality>.json`` once scored."""
+    """Every modality's rows, each kept in ``out/rows-<modality>.json`` once scored (and scored again
+    where a method of ``rows_of`` has no rows there)."""
     from mrharmony.io import write_text
     from mrharmony.structural.evaluate import compare_harmonizers
 
     rows = []
+    names = {getattr(m, "name", m) for m in rows_of}
     for modality in modalities:
         path = out / f"rows-{modality}.json"
-        if not path.is_file():
+        # rows scored before a method joined the run are scored again, every method with them
+        if not path.is_file() or not names <= {r["method"] for r in json.loads(path.read_text())}:
             ev = compare_harmonizers(
                 scored,
                 rows_of,

@@ -38,10 +38,11 @@ from mrharmony.structural.ihf.squeeze_flow import ArtefactEncoder
 LIPSCHITZ = 0.7
 #: the inverse stops when an iteration moves no voxel by more than this share of the image's largest value
 INVERSE_TOLERANCE = 1e-7
-#: or, in single precision, at the floor of its rounding: where the largest move, already below this
-#: share, no longer shrinks (a contraction's moves shrink by LIPSCHITZ each iteration until rounding
-#: alone moves a voxel by a unit in the last place, about 1e-7 of its value, back and forth)
-ROUNDING_FLOOR = 1e-5
+#: or at the floor of the arithmetic's rounding: where the largest move, already below this many units
+#: in the last place of the image's largest value, has not shrunk for two iterations (rounding alone
+#: can move a voxel by a unit in the last place back and forth, about 1e-7 of its value in single
+#: precision, just above INVERSE_TOLERANCE)
+ROUNDING_FLOOR_ULPS = 8
 INVERSE_MAX_ITERATIONS = 200
 
 
@@ -103,14 +104,16 @@ class ResidualBlock(nn.Module):
 
     def inverse(self, y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         scale = float(y.abs().max()) or 1.0
-        x, last = y, math.inf
+        floor = ROUNDING_FLOOR_ULPS * torch.finfo(y.dtype).eps * scale
+        x, last, stalled = y, math.inf, 0
         for _ in range(INVERSE_MAX_ITERATIONS):
             nxt = y + self.g(x, s)
             step = float((nxt - x).abs().max())
             x = nxt
-            if step <= INVERSE_TOLERANCE * scale or (step <= ROUNDING_FLOOR * scale and step >= last):
+            stalled = stalled + 1 if step <= floor and step >= last else 0
+            if step <= INVERSE_TOLERANCE * scale or stalled >= 2:
                 return x
-            last = step
+            last = min(last, step)
         raise RuntimeError(f"the residual flow's inverse did not converge in {INVERSE_MAX_ITERATIONS} iterations")
 
 
