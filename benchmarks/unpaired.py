@@ -47,6 +47,7 @@ from mrharmony.bench.summary import command, dump_json, machine
 from mrharmony.bench.unpaired import (
     Scorer,
     cached,
+    code_separation,
     dti_on,
     environment_has_combat,
     fit_scan,
@@ -500,6 +501,20 @@ def summarize(results: dict, b: dict, study_root: Path, args) -> dict:
     }
 
 
+#: people per site whose scanner codes the summary compares (seen and unseen sites)
+CODE_PEOPLE = 6
+
+
+def codes_of_run(out: Path, study, run: Path, seed: int) -> dict:
+    """:func:`~mrharmony.bench.unpaired.code_separation` of one stylecode run (cached)."""
+    from mrharmony.dmri.stylecode import StyleCodeHarmonizer
+
+    return cached(
+        out / "scores" / f"codes-seed{seed}.json",
+        lambda: code_separation(StyleCodeHarmonizer.load(run), study, CODE_PEOPLE),
+    )
+
+
 def markdown(summary: dict) -> str:
     lines = [
         f"# Unpaired dMRI benchmark ({summary['budget']})",
@@ -548,6 +563,22 @@ def markdown(summary: dict) -> str:
         lines.append(
             f"| {g['target']} | {g['name']} ({g['goal']}) | {g['a']} | {g['b'] or ''} | {g['metric']} | {val} | {g['met']} |"
         )
+    seen = set(summary["settings"]["seen"])
+    for seed, c in summary.get("codes", {}).items():
+        lines += [
+            "",
+            f"## stylecode's scanner codes (training run {seed})",
+            "",
+            f"Whole-scan codes of {CODE_PEOPLE} people per site: leave-one-out nearest-centroid site accuracy "
+            f"{c['loo_accuracy']:.2f} (chance {c['chance']:.2f}); cosine distances:",
+            "",
+            "| site | in training | between its people | to the nearest other site |",
+            "| --- | --- | --- | --- |",
+        ]
+        for site, v in c["sites"].items():
+            lines.append(
+                f"| {site} | {'yes' if site in seen else 'no'} | {v['within']:.3f} | {v['to_nearest_site']:.3f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -572,6 +603,7 @@ def main() -> int:
         models[m] = {(s, t): fit_pair(out, study, m, s, t, b) for t in b["targets"] for s in study.sites if s != t}
     results = {t: score_target(out, study_root, t, b, models, args) for t in b["targets"]}
     summary = summarize(results, b, study_root, args)
+    summary["codes"] = {seed: codes_of_run(out, study, run, seed) for seed, run in models["stylecode"].items()}
     text = markdown(summary)
     dump_json(out / "summary.json", summary)
     (out / "summary.md").write_text(text)

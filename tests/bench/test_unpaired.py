@@ -3,6 +3,7 @@
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from mrharmony.bench.unpaired import age_slope, pooled_effects, site_accuracy, slope_ratio_ci
 
@@ -47,3 +48,28 @@ def test_pooled_effects_compare_each_row_with_the_truth():
     out = pooled_effects(people, {"truth": truth, "erased": erased}, {"truth": truth, "erased": truth}, ["r"])
     assert abs(out["truth"]["regional_fa"]["mean"] - 1) < 1e-9 and abs(out["truth"]["age_md"]["mean"] - 1) < 1e-9
     assert abs(out["erased"]["regional_fa"]["mean"]) < 1e-9
+
+
+def test_code_separation_tells_sites_apart_by_their_codes_and_measures_their_spread(monkeypatch):
+    from types import SimpleNamespace
+
+    import mrharmony.dmri.features.prepare as prepare
+    from mrharmony.bench.unpaired import code_separation
+
+    rng = np.random.default_rng(0)
+    axes = {"a": [1.0, 0.0, 0.0], "b": [0.0, 1.0, 0.0], "c": [0.6, 0.8, 0.0]}  # c lies between a and b
+    people = {s: [SimpleNamespace(subject=f"{s}{k}") for k in range(5)] for s in axes}
+    study = SimpleNamespace(sites=list(axes), at=lambda s: people[s])
+    monkeypatch.setattr(prepare, "load_features", lambda st, subject, site, normalized: (site, subject))
+
+    def code_of(scans):
+        site, _ = scans[0]
+        v = np.asarray(axes[site]) + rng.normal(0, 0.01, 3)
+        return v / np.linalg.norm(v)
+
+    out = code_separation(SimpleNamespace(code_of=code_of), study, people_per_site=4)
+    assert out["loo_accuracy"] == 1.0 and out["chance"] == pytest.approx(1 / 3)
+    assert all(v["people"] == 4 and v["within"] < 1e-3 for v in out["sites"].values())
+    # c's nearest other site is at cosine distance 1 - 0.8 (b), a's is at 1 - 0.6 (c)
+    assert out["sites"]["c"]["to_nearest_site"] == pytest.approx(0.2, abs=0.02)
+    assert out["sites"]["a"]["to_nearest_site"] == pytest.approx(0.4, abs=0.02)

@@ -282,3 +282,40 @@ def environment_has_combat() -> bool:
     except ImportError:
         return False
     return True
+
+
+def code_separation(h, study, people_per_site: int) -> dict:
+    """How well a stylecode model's scanner code tells the study's sites apart, seen and unseen in
+    training: the whole-scan codes of up to ``people_per_site`` people of each site (the last of
+    ``participants.tsv``, controls and patients alike), their leave-one-out nearest-centroid site
+    accuracy (cosine; chance is one over the number of sites), and per site the mean cosine
+    distance between its people's codes and from them to the nearest other site's centroid."""
+    from mrharmony.dmri.features.prepare import load_features
+
+    codes, sites = [], []
+    for site in study.sites:
+        for p in study.at(site)[-people_per_site:]:
+            codes.append(h.code_of([load_features(study, p.subject, site, normalized=False)]))
+            sites.append(site)
+    c, s = np.asarray(codes, np.float64), np.asarray(sites)
+
+    def centroid(rows) -> np.ndarray:
+        m = c[rows].mean(0)
+        return m / max(float(np.linalg.norm(m)), 1e-12)
+
+    hits = 0
+    for i in range(len(c)):
+        others = np.arange(len(c)) != i
+        best = max(study.sites, key=lambda site: float(c[i] @ centroid((s == site) & others)))
+        hits += best == s[i]
+    per_site = {}
+    for site in study.sites:
+        mine = s == site
+        within = 1 - c[mine] @ c[mine].T
+        n = int(mine.sum())
+        per_site[site] = {
+            "within": float(within[~np.eye(n, dtype=bool)].mean()) if n > 1 else float("nan"),
+            "to_nearest_site": min(float(np.mean(1 - c[mine] @ centroid(s == o))) for o in study.sites if o != site),
+            "people": n,
+        }
+    return {"loo_accuracy": hits / len(c), "chance": 1.0 / len(study.sites), "sites": per_site}
